@@ -1,0 +1,96 @@
+//! Decoder settings.
+
+/// How records are decoded and validated. Build with [`DecodeConfig::new`] or use the default.
+#[derive(Debug, Clone)]
+pub struct DecodeConfig {
+    /// Input field holding the tenant id (`clinic_id` by default). `tenant_id` is always
+    /// accepted as well; if both are present they must agree.
+    pub tenant_field: String,
+    /// Longest record (line or log event) accepted, in bytes. CloudWatch allows 1 MB events;
+    /// the default leaves room for the JSON around them.
+    pub max_record_bytes: usize,
+    /// Largest decompressed subscription payload or JSON document accepted, in bytes.
+    pub max_payload_bytes: usize,
+    /// Most raw bytes kept for one quarantined record.
+    pub max_quarantine_raw_bytes: usize,
+}
+
+impl Default for DecodeConfig {
+    fn default() -> Self {
+        Self {
+            tenant_field: "clinic_id".into(),
+            max_record_bytes: 4 << 20,
+            max_payload_bytes: 64 << 20,
+            max_quarantine_raw_bytes: 64 << 20,
+        }
+    }
+}
+
+/// A refused setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The tenant field name is empty or not a plain JSON key.
+    #[error("tenant field {0:?} must be 1 to 64 characters from A-Z a-z 0-9 _ - .")]
+    TenantField(String),
+    /// A size limit is zero or above 1 GiB.
+    #[error("{name} must be between 1 and 1073741824 bytes, got {value}")]
+    Limit {
+        /// Setting name.
+        name: &'static str,
+        /// Value given.
+        value: usize,
+    },
+}
+
+impl DecodeConfig {
+    /// Validated settings.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the setting at fault.
+    pub fn new(
+        tenant_field: &str,
+        max_record_bytes: usize,
+        max_payload_bytes: usize,
+    ) -> Result<Self, ConfigError> {
+        let ok = (1..=64).contains(&tenant_field.len())
+            && tenant_field
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        if !ok {
+            return Err(ConfigError::TenantField(tenant_field.into()));
+        }
+        for (name, value) in
+            [("max record bytes", max_record_bytes), ("max payload bytes", max_payload_bytes)]
+        {
+            if value == 0 || value > 1 << 30 {
+                return Err(ConfigError::Limit { name, value });
+            }
+        }
+        Ok(Self {
+            tenant_field: tenant_field.into(),
+            max_record_bytes,
+            max_payload_bytes,
+            max_quarantine_raw_bytes: max_payload_bytes.max(max_record_bytes),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validates() {
+        assert!(DecodeConfig::new("org_id", 10, 10).is_ok());
+        assert_eq!(
+            DecodeConfig::new("a b", 10, 10).unwrap_err().to_string(),
+            "tenant field \"a b\" must be 1 to 64 characters from A-Z a-z 0-9 _ - ."
+        );
+        assert_eq!(
+            DecodeConfig::new("x", 0, 10).unwrap_err(),
+            ConfigError::Limit { name: "max record bytes", value: 0 }
+        );
+    }
+}

@@ -1,0 +1,432 @@
+//! The pure decoder: bytes of one record (a line, a log event, a payload) into outcomes.
+//!
+//! Nothing here reads files or clocks. Every record produces exactly one [`Outcome`]: an
+//! event, a counted skip, or a quarantine entry carrying the record's exact bytes.
+
+use std::io::Cursor;
+
+use agentmeter_schemas::{
+    Position, QuarantineEntry, RawFormat, Reason, SkipKind, SourceUri, UsageEvent,
+};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::cloudwatch::{Body, Payload, message_body};
+use crate::config::DecodeConfig;
+use crate::fields::{Fields, Got, Key, ParseError, Scalar, parse_object, parse_object_prefix};
+use crate::gzip::{Inflated, inflate_member};
+use crate::normalize::{Envelope, Refusal, check_time_ms, id_value, refuse, usage_event};
+
+/// Where one input record ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A valid usage event, to be deduplicated and written.
+    Event(UsageEvent),
+    /// Not usage; counted and dropped.
+    Skip(SkipKind),
+    /// Refused; to be written to the quarantine.
+    Reject(QuarantineEntry),
+}
+
+/// The outcomes of a unit of input, in input order.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    /// One outcome per record.
+    pub outcomes: Vec<Outcome>,
+    /// Original sources of replayed quarantine entries: their quarantine files are rewritten
+    /// by this run even if every entry now passes.
+    pub lineage: Vec<SourceUri>,
+}
+
+/// Where the record being decoded sits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ctx<'s> {
+    pub source: &'s SourceUri,
+    pub pos: Position,
+    /// Inside a replayed quarantine entry (entries do not nest).
+    pub replay: bool,
+}
+
+impl<'s> Ctx<'s> {
+    pub(crate) fn new(source: &'s SourceUri, pos: Position) -> Self {
+        Self { source, pos, replay: false }
+    }
+
+    fn event(self, i: usize) -> Self {
+        Self { pos: Position { event: Some(i as u64 + 1), ..self.pos }, ..self }
+    }
+}
+
+/// The bytes to quarantine if a record is refused, and how to read them again.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Raw<'r> {
+    pub bytes: &'r [u8],
+    pub format: RawFormat,
+}
+
+/// Decodes records. Cheap to share between threads.
+#[derive(Debug, Clone, Default)]
+pub struct Decoder {
+    cfg: DecodeConfig,
+}
+
+#[derive(Deserialize)]
+struct EventsDoc<'a> {
+    #[serde(borrow)]
+    events: Vec<&'a RawValue>,
+}
+
+impl Decoder {
+    /// A decoder with these settings.
+    pub fn new(cfg: DecodeConfig) -> Self {
+        Self { cfg }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &DecodeConfig {
+        &self.cfg
+    }
+
+    pub(crate) fn reject(&self, out: &mut Decoded, r: Refusal, ctx: Ctx<'_>, raw: Raw<'_>) {
+        out.outcomes.push(Outcome::Reject(QuarantineEntry::new(
+            r.reason,
+            r.detail,
+            ctx.source.clone(),
+            ctx.pos,
+            raw.format,
+            raw.bytes,
+            self.cfg.max_quarantine_raw_bytes,
+        )));
+    }
+
+    fn skip(out: &mut Decoded, kind: SkipKind) {
+        out.outcomes.push(Outcome::Skip(kind));
+    }
+
+    /// Decodes one line of an NDJSON file (without its `\n`). A blank line is not a record
+    /// and produces nothing; a line holding a subscription payload or a `filter-log-events`
+    /// document produces one outcome per log event.
+    pub fn line(&self, line: &[u8], source: &SourceUri, pos: Position, out: &mut Decoded) {
+        self.line_in(line, Ctx::new(source, pos), out);
+    }
+
+    pub(crate) fn line_in(&self, line: &[u8], ctx: Ctx<'_>, out: &mut Decoded) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        let raw = Raw { bytes: line, format: RawFormat::NdjsonLine };
+        if line.len() > self.cfg.max_record_bytes {
+            let detail = format!(
+                "line of {} bytes is over the {}-byte limit",
+                line.len(),
+                self.cfg.max_record_bytes
+            );
+            return self.reject(out, refuse(Reason::TooLarge, detail), ctx, raw);
+        }
+        let text = match std::str::from_utf8(line) {
+            Ok(t) => t,
+            Err(e) => {
+                let detail = format!("invalid UTF-8 at byte {}", e.valid_up_to());
+                return self.reject(out, refuse(Reason::InvalidUtf8, detail), ctx, raw);
+            }
+        };
+        let f = match parse_object(text, &self.cfg.tenant_field) {
+            Ok(f) => f,
+            Err(e) => return self.reject(out, parse_refusal(&e), ctx, raw),
+        };
+        if f.markers.quarantine {
+            return self.envelope(text, ctx, out, raw);
+        }
+        match f.get(Key::Event) {
+            Got::Absent if f.markers.message_type => self.payload_json(line, raw, ctx, out),
+            Got::Absent if f.markers.events => self.events_line(text, ctx, out, raw),
+            Got::Absent if f.has(Key::Message) && (f.has(Key::CwId) || f.has(Key::Timestamp)) => {
+                self.log_event_fields(&f, text, raw, ctx, out);
+            }
+            Got::Absent => {
+                let r =
+                    refuse(Reason::MissingField, "event is missing: not an inference_usage record");
+                self.reject(out, r, ctx, raw);
+            }
+            _ => self.object(&f, text, &Envelope::default(), raw, ctx, out, false),
+        }
+    }
+
+    /// A parsed object that has (or, inside a CloudWatch message, may lack) `event`.
+    #[allow(clippy::too_many_arguments)]
+    fn object(
+        &self,
+        f: &Fields<'_>,
+        text: &str,
+        env: &Envelope<'_>,
+        raw: Raw<'_>,
+        ctx: Ctx<'_>,
+        out: &mut Decoded,
+        in_message: bool,
+    ) {
+        match f.get(Key::Event) {
+            Got::One(_, Scalar::Str(e)) if e == "inference_usage" => {
+                match usage_event(f, text, &self.cfg.tenant_field, ctx.source, env) {
+                    Ok(ev) => out.outcomes.push(Outcome::Event(ev)),
+                    Err(r) => self.reject(out, r, ctx, raw),
+                }
+            }
+            Got::One(_, Scalar::Str(_)) => Self::skip(out, SkipKind::OtherEvent),
+            Got::One(_, other) => {
+                let r = refuse(
+                    Reason::InvalidField,
+                    format!("event must be a string, got {}", other.describe()),
+                );
+                self.reject(out, r, ctx, raw);
+            }
+            Got::Conflict(a, b) => {
+                self.reject(
+                    out,
+                    refuse(Reason::ConflictingField, format!("{a} and {b} differ")),
+                    ctx,
+                    raw,
+                );
+            }
+            Got::Absent if in_message => Self::skip(out, SkipKind::OtherEvent),
+            Got::Absent => {
+                let r =
+                    refuse(Reason::MissingField, "event is missing: not an inference_usage record");
+                self.reject(out, r, ctx, raw);
+            }
+        }
+    }
+
+    /// One CloudWatch log event object (`id`/`eventId`, `timestamp`, `message`).
+    pub(crate) fn log_event(&self, bytes: &[u8], ctx: Ctx<'_>, out: &mut Decoded) {
+        let raw = Raw { bytes, format: RawFormat::CwlLogEvent };
+        if bytes.len() > self.cfg.max_record_bytes {
+            let detail = format!(
+                "log event of {} bytes is over the {}-byte limit",
+                bytes.len(),
+                self.cfg.max_record_bytes
+            );
+            return self.reject(out, refuse(Reason::TooLarge, detail), ctx, raw);
+        }
+        let text = match std::str::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                let detail = format!("invalid UTF-8 at byte {}", e.valid_up_to());
+                return self.reject(out, refuse(Reason::InvalidUtf8, detail), ctx, raw);
+            }
+        };
+        match parse_object(text, &self.cfg.tenant_field) {
+            Ok(f) => self.log_event_fields(&f, text, raw, ctx, out),
+            Err(e) => self.reject(out, parse_refusal(&e), ctx, raw),
+        }
+    }
+
+    fn log_event_fields(
+        &self,
+        f: &Fields<'_>,
+        text: &str,
+        raw: Raw<'_>,
+        ctx: Ctx<'_>,
+        out: &mut Decoded,
+    ) {
+        let env = match cw_envelope(f, text) {
+            Ok(env) => env,
+            Err(r) => return self.reject(out, r, ctx, raw),
+        };
+        match f.get(Key::Message) {
+            Got::One(_, Scalar::Str(m)) => self.message(m, &env, 0, raw, ctx, out),
+            Got::Conflict(a, b) => {
+                self.reject(
+                    out,
+                    refuse(Reason::ConflictingField, format!("{a} and {b} differ")),
+                    ctx,
+                    raw,
+                );
+            }
+            Got::Absent => self.reject(
+                out,
+                refuse(Reason::MissingField, "log event message is missing"),
+                ctx,
+                raw,
+            ),
+            Got::One(_, other) => {
+                let r = refuse(
+                    Reason::InvalidField,
+                    format!("log event message must be a string, got {}", other.describe()),
+                );
+                self.reject(out, r, ctx, raw);
+            }
+        }
+    }
+
+    /// A CloudWatch message: strip the logger prefix, then decide.
+    fn message(
+        &self,
+        msg: &str,
+        env: &Envelope<'_>,
+        depth: u8,
+        raw: Raw<'_>,
+        ctx: Ctx<'_>,
+        out: &mut Decoded,
+    ) {
+        let text = match message_body(msg) {
+            Body::Platform => return Self::skip(out, SkipKind::PlatformLine),
+            Body::Text => return Self::skip(out, SkipKind::NonJsonMessage),
+            Body::Json(text) => text,
+        };
+        let f = match parse_object_prefix(text, &self.cfg.tenant_field) {
+            Ok(f) => f,
+            // Log groups carry every log of the application; broken JSON is worth a look only
+            // when it is (or claims to be) usage.
+            Err(e) if msg.contains("inference_usage") => {
+                return self.reject(out, parse_refusal(&e), ctx, raw);
+            }
+            Err(_) => return Self::skip(out, SkipKind::NonJsonMessage),
+        };
+        if !f.has(Key::Event) && depth == 0 {
+            // Lambda JSON log format and the AgentCore SDK logger: the application's
+            // message is a JSON string inside the log record.
+            if let Got::One(_, Scalar::Str(inner)) = f.get(Key::Message) {
+                return self.message(inner, env, 1, raw, ctx, out);
+            }
+        }
+        self.object(&f, text, env, raw, ctx, out, true);
+    }
+
+    /// A decompressed subscription payload.
+    pub(crate) fn payload_json(&self, body: &[u8], raw: Raw<'_>, ctx: Ctx<'_>, out: &mut Decoded) {
+        let text = match std::str::from_utf8(body) {
+            Ok(t) => t,
+            Err(e) => {
+                let detail = format!("payload is not UTF-8 at byte {}", e.valid_up_to());
+                return self.reject(out, refuse(Reason::InvalidPayload, detail), ctx, raw);
+            }
+        };
+        let payload: Payload<'_> = match serde_json::from_str(text) {
+            Ok(p) => p,
+            Err(e) => {
+                let detail = format!("not a CloudWatch Logs subscription payload: {e}");
+                return self.reject(out, refuse(Reason::InvalidPayload, detail), ctx, raw);
+            }
+        };
+        match payload.message_type.as_ref() {
+            "CONTROL_MESSAGE" => Self::skip(out, SkipKind::ControlMessage),
+            "DATA_MESSAGE" => {
+                for (i, ev) in payload.log_events.iter().enumerate() {
+                    self.log_event(ev.get().as_bytes(), ctx.event(i), out);
+                }
+            }
+            other => {
+                let detail = format!("unknown messageType {other:?}");
+                self.reject(out, refuse(Reason::InvalidPayload, detail), ctx, raw);
+            }
+        }
+    }
+
+    /// A gzip-compressed subscription payload (one member).
+    pub(crate) fn payload_gzip(&self, compressed: &[u8], ctx: Ctx<'_>, out: &mut Decoded) {
+        let raw = Raw { bytes: compressed, format: RawFormat::CwlPayloadGzip };
+        match inflate_member(Cursor::new(compressed), self.cfg.max_payload_bytes) {
+            Inflated::Ok(body) => self.payload_json(&body, raw, ctx, out),
+            Inflated::TooLarge => {
+                let detail =
+                    format!("payload inflates to over {} bytes", self.cfg.max_payload_bytes);
+                self.reject(out, refuse(Reason::TooLarge, detail), ctx, raw);
+            }
+            Inflated::Corrupt(e) => self.reject(out, refuse(Reason::InvalidGzip, e), ctx, raw),
+        }
+    }
+
+    /// A one-line `filter-log-events` document.
+    fn events_line(&self, text: &str, ctx: Ctx<'_>, out: &mut Decoded, raw: Raw<'_>) {
+        match serde_json::from_str::<EventsDoc<'_>>(text) {
+            Ok(doc) => {
+                for (i, ev) in doc.events.iter().enumerate() {
+                    self.log_event(ev.get().as_bytes(), ctx.event(i), out);
+                }
+            }
+            Err(e) => {
+                let detail = format!("not a filter-log-events document: {e}");
+                self.reject(out, refuse(Reason::InvalidPayload, detail), ctx, raw);
+            }
+        }
+    }
+
+    /// A quarantine entry: decode its raw bytes again, with its original lineage.
+    fn envelope(&self, text: &str, ctx: Ctx<'_>, out: &mut Decoded, raw: Raw<'_>) {
+        if ctx.replay {
+            let r = refuse(Reason::InvalidPayload, "a quarantine entry inside a quarantine entry");
+            return self.reject(out, r, ctx, raw);
+        }
+        let entry: QuarantineEntry = match serde_json::from_str(text) {
+            Ok(e) => e,
+            Err(e) => {
+                let r = refuse(Reason::InvalidPayload, format!("unreadable quarantine entry: {e}"));
+                return self.reject(out, r, ctx, raw);
+            }
+        };
+        out.lineage.push(entry.source.clone());
+        if entry.raw_truncated {
+            // Only a prefix was kept: it cannot pass, so it stays as it was.
+            out.outcomes.push(Outcome::Reject(entry));
+            return;
+        }
+        let bytes = match entry.raw_bytes() {
+            Ok(b) => b,
+            Err(e) => {
+                let r = refuse(Reason::InvalidPayload, format!("unreadable quarantine entry: {e}"));
+                return self.reject(out, r, ctx, raw);
+            }
+        };
+        let inner = Ctx { source: &entry.source, pos: entry.position, replay: true };
+        match entry.format {
+            RawFormat::NdjsonLine => self.line_in(&bytes, inner, out),
+            RawFormat::CwlLogEvent => self.log_event(&bytes, inner, out),
+            RawFormat::CwlPayloadGzip => self.payload_gzip(&bytes, inner, out),
+            RawFormat::Source => crate::source::decode_bytes(self, &bytes, inner, out),
+        }
+    }
+}
+
+/// The id and time a CloudWatch log event gives its message.
+fn cw_envelope<'t>(f: &Fields<'_>, text: &'t str) -> Result<Envelope<'t>, Refusal> {
+    let id = match f.get(Key::CwId) {
+        Got::Absent | Got::One(_, Scalar::Null) => None,
+        Got::Conflict(a, b) => {
+            return Err(refuse(Reason::ConflictingField, format!("{a} and {b} differ")));
+        }
+        Got::One(name, v) => Some(id_value(v, name)?),
+    };
+    let timestamp_ms = match f.get(Key::Timestamp) {
+        Got::Absent | Got::One(_, Scalar::Null) => None,
+        Got::Conflict(a, b) => {
+            return Err(refuse(Reason::ConflictingField, format!("{a} and {b} differ")));
+        }
+        Got::One(_, Scalar::Int(ms)) => {
+            let ms = i64::try_from(*ms).map_err(|_| {
+                refuse(
+                    Reason::InvalidTimestamp,
+                    format!("log event timestamp {ms} is out of range"),
+                )
+            })?;
+            Some(check_time_ms(ms, "log event timestamp")?)
+        }
+        Got::One(_, other) => {
+            return Err(refuse(
+                Reason::InvalidTimestamp,
+                format!("log event timestamp must be epoch milliseconds, got {}", other.describe()),
+            ));
+        }
+    };
+    Ok(Envelope { id, timestamp_ms, identity_text: Some(text) })
+}
+
+fn parse_refusal(e: &ParseError) -> Refusal {
+    match e {
+        ParseError::Json(e) => refuse(Reason::InvalidJson, e.to_string()),
+        ParseError::NotAnObject => refuse(Reason::NotAnObject, "JSON value is not an object"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,345 @@
+//! Decoder tests over hand-written fixtures of the real formats (FORMATS.md sections 1 and 3).
+
+use agentmeter_schemas::{Position, QuarantineEntry, RawFormat, Reason, SkipKind, SourceUri};
+
+use super::*;
+use crate::gzip::gzip_bytes;
+
+const USAGE: &str = r#"{"event":"inference_usage","tier":"basic","clinic_id":"clinic-a","user_id":"dr.lee@clinic-a.example","model_id":"mistral.ministral-3-8b-instruct","input_tokens":812,"output_tokens":97,"total_tokens":909}"#;
+const CW_ID: &str = "36897046232316298063931829383442926153542430203385888768";
+
+fn src() -> SourceUri {
+    SourceUri::new("file:///in/usage.ndjson")
+}
+
+fn line_no(n: u64) -> Position {
+    Position { line: Some(n), ..Default::default() }
+}
+
+fn decode(line: &str) -> Decoded {
+    let mut out = Decoded::default();
+    Decoder::default().line(line.as_bytes(), &src(), line_no(7), &mut out);
+    out
+}
+
+fn one(line: &str) -> Outcome {
+    let mut d = decode(line);
+    assert_eq!(d.outcomes.len(), 1, "{line}: {:?}", d.outcomes);
+    d.outcomes.remove(0)
+}
+
+fn event(o: Outcome) -> agentmeter_schemas::UsageEvent {
+    match o {
+        Outcome::Event(e) => e,
+        other => panic!("not an event: {other:?}"),
+    }
+}
+
+fn reject(o: Outcome) -> QuarantineEntry {
+    match o {
+        Outcome::Reject(e) => e,
+        other => panic!("not a reject: {other:?}"),
+    }
+}
+
+/// A CloudWatch log event line around `message`.
+fn cw_line(id: &str, ts: i64, message: &str) -> String {
+    serde_json::json!({"id": id, "timestamp": ts, "message": message}).to_string()
+}
+
+#[test]
+fn bare_object_with_its_own_time_and_id() {
+    let line = USAGE.replace(
+        "{\"event\"",
+        "{\"timestamp\":\"2026-10-01T08:00:00Z\",\"event_id\":\"req-1\",\"event\"",
+    );
+    let e = event(one(&line));
+    assert_eq!(e.event_id.as_str(), "req-1");
+    assert_eq!(e.event_time_ms, 1_790_841_600_000);
+    assert_eq!(e.source, src());
+    assert_eq!((e.tokens.input, e.tokens.output, e.tokens.total), (812, 97, 909));
+}
+
+#[test]
+fn every_logger_prefix_of_a_cloudwatch_message() {
+    let messages = [
+        USAGE.to_string(),
+        format!("{USAGE}\n"),
+        format!("[INFO]\t2026-10-01T08:00:00.534Z\t1c8df7d3-2f4b-4c5e-9a3d-518e6eca8125\t{USAGE}\n"),
+        format!("2026-10-01T08:00:00.534Z\t1c8df7d3\tINFO\t{USAGE}"),
+        format!("INFO:root:{USAGE}"),
+        format!("INFO:healthcare.agent:{USAGE}"),
+        // Lambda JSON log format: the application's message is a JSON string in `message`.
+        serde_json::json!({"timestamp":"2026-10-01T08:00:00Z","level":"INFO","message":USAGE,"logger":"root","requestId":"r"}).to_string(),
+    ];
+    for m in messages {
+        let e = event(one(&cw_line(CW_ID, 1_790_841_600_123, &m)));
+        assert_eq!(e.event_id.as_str(), CW_ID, "{m:?}");
+        assert_eq!(e.event_time_ms, 1_790_841_600_123, "{m:?}");
+        assert_eq!(e.tenant_id.as_str(), "clinic-a");
+    }
+}
+
+#[test]
+fn integer_event_ids_as_moto_sends_them_stay_exact() {
+    let line = format!(
+        r#"{{"id":{CW_ID},"timestamp":1790841600000,"message":{}}}"#,
+        serde_json::to_string(USAGE).unwrap()
+    );
+    assert_eq!(event(one(&line)).event_id.as_str(), CW_ID);
+    let line = format!(
+        r#"{{"id":17,"timestamp":1790841600000,"message":{}}}"#,
+        serde_json::to_string(USAGE).unwrap()
+    );
+    assert_eq!(event(one(&line)).event_id.as_str(), "17");
+}
+
+#[test]
+fn skips_are_counted_by_kind() {
+    let cases = [
+        ("START RequestId: 8f5 Version: $LATEST", SkipKind::PlatformLine),
+        ("REPORT RequestId: 8f5\tDuration: 1.2 ms\tBilled Duration: 2 ms", SkipKind::PlatformLine),
+        ("tool_name=<search>, status=<ok> | tool call finished", SkipKind::NonJsonMessage),
+        ("[INFO]\t2026-10-01T08:00:00Z\tr\tAgent started", SkipKind::NonJsonMessage),
+        (r#"{"event":"agent_started","clinic_id":"clinic-a"}"#, SkipKind::OtherEvent),
+        (r#"{"level":"INFO","msg":"ready"}"#, SkipKind::OtherEvent),
+        ("Traceback { broken", SkipKind::NonJsonMessage),
+    ];
+    for (msg, kind) in cases {
+        assert_eq!(one(&cw_line("1", 1_790_841_600_000, msg)), Outcome::Skip(kind), "{msg:?}");
+    }
+    assert_eq!(one(r#"{"event":"tool_call","x":1}"#), Outcome::Skip(SkipKind::OtherEvent));
+}
+
+#[test]
+fn broken_usage_json_in_a_message_is_quarantined_with_the_whole_line() {
+    let line =
+        cw_line("1", 1_790_841_600_000, r#"[INFO]	t	r	{"event":"inference_usage","tier":"basic""#);
+    let q = reject(one(&line));
+    assert_eq!(q.reason, Reason::InvalidJson);
+    assert_eq!(q.format, RawFormat::NdjsonLine);
+    assert_eq!(q.raw.as_deref(), Some(line.as_str()));
+    assert_eq!(q.position, line_no(7));
+}
+
+#[test]
+fn malformed_lines() {
+    let q = reject(one(r#"{"tier":"basic","clinic_id":"clinic-a"}"#));
+    assert_eq!(
+        (q.reason, q.detail.as_str()),
+        (Reason::MissingField, "event is missing: not an inference_usage record")
+    );
+    assert_eq!(reject(one("[1,2]")).reason, Reason::NotAnObject);
+    assert_eq!(reject(one("{\"event\":")).reason, Reason::InvalidJson);
+    assert_eq!(reject(one(r#"{"event":7}"#)).reason, Reason::InvalidField);
+
+    let mut out = Decoded::default();
+    let bytes = [b"{\"event\":\"inference_usage\",\"tier\":\"b\xffasic\"}".as_slice()].concat();
+    Decoder::default().line(&bytes, &src(), line_no(1), &mut out);
+    let q = reject(out.outcomes.remove(0));
+    assert_eq!((q.reason, q.detail.as_str()), (Reason::InvalidUtf8, "invalid UTF-8 at byte 36"));
+    assert_eq!(q.raw_bytes().unwrap(), bytes);
+    assert!(q.raw.is_none());
+
+    let cfg = DecodeConfig::new("clinic_id", 64, 1 << 20).unwrap();
+    let mut out = Decoded::default();
+    Decoder::new(cfg).line(USAGE.as_bytes(), &src(), line_no(1), &mut out);
+    assert_eq!(reject(out.outcomes.remove(0)).reason, Reason::TooLarge);
+}
+
+#[test]
+fn blank_lines_are_not_records_and_crlf_is_tolerated() {
+    assert!(decode("   \t").outcomes.is_empty());
+    assert!(decode("").outcomes.is_empty());
+    let line =
+        USAGE.replace("{\"event\"", "{\"timestamp\":\"2026-10-01T08:00:00Z\",\"event\"") + "\r";
+    event(one(&line));
+}
+
+fn payload(kind: &str, events: &[String]) -> String {
+    format!(
+        r#"{{"messageType":"{kind}","owner":"123456789012","logGroup":"/aws/lambda/agent","logStream":"2026/10/01/[$LATEST]abc","subscriptionFilters":["usage"],"logEvents":[{}]}}"#,
+        events.join(",")
+    )
+}
+
+#[test]
+fn subscription_payload_with_one_bad_event() {
+    let good =
+        cw_line(CW_ID, 1_790_841_600_000, &format!("[INFO]\t2026-10-01T08:00:00Z\tr\t{USAGE}\n"));
+    let bad = cw_line("2", 1_790_841_600_001, &USAGE.replace("909", "900"));
+    let other = cw_line("3", 1_790_841_600_002, "END RequestId: r");
+    let body = payload("DATA_MESSAGE", &[good, bad.clone(), other]);
+    let compressed = gzip_bytes(body.as_bytes());
+    let mut out = Decoded::default();
+    let pos = Position { member: Some(4), offset: Some(1000), ..Default::default() };
+    Decoder::default().payload_gzip(&compressed, Ctx::new(&src(), pos), &mut out);
+    assert_eq!(out.outcomes.len(), 3);
+    assert_eq!(event(out.outcomes.remove(0)).event_id.as_str(), CW_ID);
+    let q = reject(out.outcomes.remove(0));
+    assert_eq!(q.reason, Reason::InconsistentTotal);
+    assert_eq!(q.format, RawFormat::CwlLogEvent);
+    assert_eq!(q.raw.as_deref(), Some(bad.as_str()), "exact bytes of the event");
+    assert_eq!(
+        q.position,
+        Position { member: Some(4), event: Some(2), offset: Some(1000), line: None }
+    );
+    assert_eq!(out.outcomes.remove(0), Outcome::Skip(SkipKind::PlatformLine));
+}
+
+#[test]
+fn control_message_is_one_skip() {
+    let body = payload(
+        "CONTROL_MESSAGE",
+        &[cw_line(
+            "",
+            1_790_841_600_000,
+            "CWL CONTROL MESSAGE: Checking health of destination Kinesis stream.",
+        )],
+    );
+    let mut out = Decoded::default();
+    Decoder::default().payload_gzip(
+        &gzip_bytes(body.as_bytes()),
+        Ctx::new(&src(), Position::default()),
+        &mut out,
+    );
+    assert_eq!(out.outcomes, vec![Outcome::Skip(SkipKind::ControlMessage)]);
+}
+
+#[test]
+fn payloads_that_are_not_payloads() {
+    let mut out = Decoded::default();
+    let d = Decoder::default();
+    d.payload_gzip(b"\x1f\x8bnot really", Ctx::new(&src(), Position::default()), &mut out);
+    d.payload_gzip(
+        &gzip_bytes(b"{\"messageType\":\"HELLO\"}"),
+        Ctx::new(&src(), Position::default()),
+        &mut out,
+    );
+    d.payload_gzip(
+        &gzip_bytes(b"{\"logEvents\":[]}"),
+        Ctx::new(&src(), Position::default()),
+        &mut out,
+    );
+    let reasons: Vec<_> = out.outcomes.into_iter().map(|o| reject(o).reason).collect();
+    assert_eq!(reasons, [Reason::InvalidGzip, Reason::InvalidPayload, Reason::InvalidPayload]);
+}
+
+#[test]
+fn one_line_payloads_and_filter_log_events_documents() {
+    let ev = cw_line(CW_ID, 1_790_841_600_000, USAGE);
+    let d = decode(&payload("DATA_MESSAGE", &[ev.clone(), ev]));
+    assert_eq!(d.outcomes.len(), 2);
+    let fle = serde_json::json!({
+        "events": [
+            {"logStreamName":"s","timestamp":1_790_841_600_000_i64,"message":USAGE,"ingestionTime":1_790_841_600_500_i64,"eventId":CW_ID},
+            {"logStreamName":"s","timestamp":1_790_841_600_000_i64,"message":"plain","eventId":"x"}
+        ],
+        "searchedLogStreams": []
+    })
+    .to_string();
+    let mut d = decode(&fle);
+    assert_eq!(event(d.outcomes.remove(0)).event_id.as_str(), CW_ID);
+    assert_eq!(d.outcomes.remove(0), Outcome::Skip(SkipKind::NonJsonMessage));
+}
+
+#[test]
+fn tenant_field_is_configurable() {
+    let cfg = DecodeConfig::new("org", 1 << 20, 1 << 20).unwrap();
+    let line = USAGE
+        .replace("\"clinic_id\"", "\"org\"")
+        .replace("{\"event\"", "{\"timestamp\":\"2026-10-01T08:00:00Z\",\"event\"");
+    let mut out = Decoded::default();
+    Decoder::new(cfg).line(line.as_bytes(), &src(), line_no(1), &mut out);
+    assert_eq!(event(out.outcomes.remove(0)).tenant_id.as_str(), "clinic-a");
+}
+
+#[test]
+fn quarantine_entries_replay_with_their_original_lineage() {
+    let bad = USAGE
+        .replace("909", "910")
+        .replace("{\"event\"", "{\"timestamp\":\"2026-10-01T08:00:00Z\",\"event\"");
+    let first = reject(one(&bad));
+    let envelope = serde_json::to_string(&first).unwrap();
+
+    // Replayed unchanged: refused again, same source, position and bytes.
+    let mut out = Decoded::default();
+    let qsrc = SourceUri::new("file:///lake/_quarantine/x.jsonl");
+    Decoder::default().line(envelope.as_bytes(), &qsrc, line_no(1), &mut out);
+    assert_eq!(out.lineage, vec![src()]);
+    assert_eq!(out.outcomes, vec![Outcome::Reject(first.clone())]);
+
+    // Fixed in place: accepted, attributed to the original source.
+    let mut fixed = first.clone();
+    fixed.raw = Some(bad.replace("910", "909"));
+    let mut out = Decoded::default();
+    Decoder::default().line(
+        serde_json::to_string(&fixed).unwrap().as_bytes(),
+        &qsrc,
+        line_no(1),
+        &mut out,
+    );
+    let e = event(out.outcomes.remove(0));
+    assert_eq!(e.source, src());
+
+    // Entries do not nest.
+    let mut nested = first;
+    nested.raw = Some(envelope);
+    let mut out = Decoded::default();
+    Decoder::default().line(
+        serde_json::to_string(&nested).unwrap().as_bytes(),
+        &qsrc,
+        line_no(1),
+        &mut out,
+    );
+    assert_eq!(
+        reject(out.outcomes.remove(0)).detail,
+        "a quarantine entry inside a quarantine entry"
+    );
+}
+
+#[test]
+fn quarantined_payload_and_log_event_entries_replay() {
+    let good = cw_line(CW_ID, 1_790_841_600_000, USAGE);
+    let entry = QuarantineEntry::new(
+        Reason::InvalidGzip,
+        "was corrupt",
+        src(),
+        Position { member: Some(1), ..Default::default() },
+        RawFormat::CwlPayloadGzip,
+        &gzip_bytes(payload("DATA_MESSAGE", std::slice::from_ref(&good)).as_bytes()),
+        1 << 20,
+    );
+    let mut out = Decoded::default();
+    Decoder::default().line(
+        serde_json::to_string(&entry).unwrap().as_bytes(),
+        &src(),
+        line_no(1),
+        &mut out,
+    );
+    assert_eq!(event(out.outcomes.remove(0)).event_id.as_str(), CW_ID);
+
+    let entry = QuarantineEntry::new(
+        Reason::InvalidJson,
+        "",
+        src(),
+        Position::default(),
+        RawFormat::CwlLogEvent,
+        good.as_bytes(),
+        1 << 20,
+    );
+    let mut out = Decoded::default();
+    Decoder::default().line(
+        serde_json::to_string(&entry).unwrap().as_bytes(),
+        &src(),
+        line_no(1),
+        &mut out,
+    );
+    assert_eq!(event(out.outcomes.remove(0)).event_id.as_str(), CW_ID);
+}
+
+#[test]
+fn conflicting_duplicate_keys_are_refused() {
+    let line = USAGE.replace("\"tier\":\"basic\"", "\"tier\":\"basic\",\"tier\":\"premium\"");
+    assert_eq!(reject(one(&line)).reason, Reason::ConflictingField);
+}

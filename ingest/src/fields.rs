@@ -1,0 +1,385 @@
+//! One pass over a JSON object that picks out the fields agentmeter reads.
+//!
+//! Parsing into a `serde_json::Value` would allocate a tree for every record; this visitor
+//! borrows strings from the input where it can, skips unknown keys without building them, and
+//! records every spelling of a field it saw so that normalisation can tell "absent" from
+//! "present twice with different values".
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+
+/// A JSON value reduced to what validation needs.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Scalar<'a> {
+    Str(Cow<'a, str>),
+    Int(i128),
+    /// An integer literal kept as its digits (ids may exceed 64 bits and must stay exact).
+    Digits(&'a str),
+    Float(f64),
+    Bool(bool),
+    Null,
+    Compound,
+}
+
+impl Scalar<'_> {
+    /// A short description for error details.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Scalar::Str(s) => {
+                let cut: String = s.chars().take(40).collect();
+                if cut.len() < s.len() { format!("{cut:?}…") } else { format!("{cut:?}") }
+            }
+            Scalar::Int(i) => i.to_string(),
+            Scalar::Digits(d) => (*d).to_owned(),
+            Scalar::Float(f) => f.to_string(),
+            Scalar::Bool(b) => b.to_string(),
+            Scalar::Null => "null".into(),
+            Scalar::Compound => "an object or array".into(),
+        }
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Scalar<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Scalar<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Scalar::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Scalar::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Scalar::Str(Cow::Owned(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Scalar::Int(v.into()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Scalar::Int(v.into()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(Scalar::Float(v))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(Scalar::Bool(v))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+                while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Compound)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
+                while s.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Compound)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The logical fields, each with the spellings accepted for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Key {
+    Event,
+    Tier,
+    /// The configured tenant field (default `clinic_id`).
+    Tenant,
+    /// `tenant_id`, always accepted as well.
+    TenantAlt,
+    UserId,
+    ActorId,
+    ModelId,
+    Input,
+    Output,
+    Total,
+    CacheRead,
+    CacheWrite,
+    Timestamp,
+    EventId,
+    /// CloudWatch log event id (`id` in subscriptions and exports, `eventId` in
+    /// `filter-log-events`).
+    CwId,
+    Message,
+}
+
+const KEY_COUNT: usize = 16;
+
+/// Accepted token spellings (FORMATS.md sections 3, 4.2 and 6.3).
+fn token_key(name: &str) -> Option<Key> {
+    Some(match name {
+        "input_tokens" | "inputTokens" | "prompt_tokens" => Key::Input,
+        "output_tokens" | "outputTokens" | "completion_tokens" => Key::Output,
+        "total_tokens" | "totalTokens" => Key::Total,
+        "cache_read_tokens"
+        | "cache_read_input_tokens"
+        | "cacheReadInputTokens"
+        | "cacheReadInputTokenCount"
+        | "cache_read.input_tokens" => Key::CacheRead,
+        "cache_write_tokens"
+        | "cache_write_input_tokens"
+        | "cache_creation_input_tokens"
+        | "cacheWriteInputTokens"
+        | "cacheWriteInputTokenCount"
+        | "cache_creation.input_tokens" => Key::CacheWrite,
+        _ => return None,
+    })
+}
+
+/// Markers of structures that are not a single usage record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Markers {
+    /// `messageType`: a CloudWatch Logs subscription payload.
+    pub message_type: bool,
+    /// `events`: a `filter-log-events` document.
+    pub events: bool,
+    /// The quarantine envelope marker.
+    pub quarantine: bool,
+}
+
+/// The fields of one JSON object.
+#[derive(Debug, Default)]
+pub(crate) struct Fields<'a> {
+    /// For each key, every (spelling, value) seen, in order.
+    slots: [Vec<(Cow<'a, str>, Scalar<'a>)>; KEY_COUNT],
+    pub markers: Markers,
+}
+
+/// What [`Fields::get`] found.
+pub(crate) enum Got<'f, 'a> {
+    Absent,
+    One(&'f str, &'f Scalar<'a>),
+    /// Two spellings (or a repeated key) with different values.
+    Conflict(&'f str, &'f str),
+}
+
+impl<'a> Fields<'a> {
+    fn slot(key: Key) -> usize {
+        key as usize
+    }
+
+    /// The value of `key`; several spellings with equal values count as one.
+    pub(crate) fn get(&self, key: Key) -> Got<'_, 'a> {
+        let slot = &self.slots[Self::slot(key)];
+        let Some((name, value)) = slot.first() else { return Got::Absent };
+        for (other_name, other) in &slot[1..] {
+            if other != value {
+                return Got::Conflict(name, other_name);
+            }
+        }
+        Got::One(name, value)
+    }
+
+    /// True if `key` was present under any spelling.
+    pub(crate) fn has(&self, key: Key) -> bool {
+        !self.slots[Self::slot(key)].is_empty()
+    }
+}
+
+/// Parses one JSON object into [`Fields`].
+pub(crate) struct FieldsSeed<'c> {
+    /// The configured tenant field name.
+    pub tenant_field: &'c str,
+}
+
+impl<'de> DeserializeSeed<'de> for FieldsSeed<'_> {
+    type Value = Option<Fields<'de>>;
+
+    /// `Ok(None)` when the JSON value is not an object.
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FieldsSeed<'_> {
+    type Value = Option<Fields<'de>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = Fields::default();
+        while let Some(name) = map.next_key::<Cow<'de, str>>()? {
+            let key = match name.as_ref() {
+                n if n == self.tenant_field => Some(Key::Tenant),
+                "event" => Some(Key::Event),
+                "tier" => Some(Key::Tier),
+                "tenant_id" => Some(Key::TenantAlt),
+                "user_id" => Some(Key::UserId),
+                "actor_id" => Some(Key::ActorId),
+                "model_id" => Some(Key::ModelId),
+                "timestamp" => Some(Key::Timestamp),
+                "event_id" => Some(Key::EventId),
+                "id" | "eventId" => Some(Key::CwId),
+                "message" => Some(Key::Message),
+                "messageType" => {
+                    fields.markers.message_type = true;
+                    None
+                }
+                "events" => {
+                    fields.markers.events = true;
+                    None
+                }
+                agentmeter_schemas::QUARANTINE_MARKER => {
+                    fields.markers.quarantine = true;
+                    None
+                }
+                other => token_key(other),
+            };
+            match key {
+                Some(k @ (Key::CwId | Key::EventId)) => {
+                    let raw: &'de serde_json::value::RawValue = map.next_value()?;
+                    fields.slots[Fields::slot(k)].push((name, id_scalar(raw.get())));
+                }
+                Some(k) => {
+                    let value: Scalar<'de> = map.next_value()?;
+                    fields.slots[Fields::slot(k)].push((name, value));
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Some(fields))
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
+        while s.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_borrowed_str<E>(self, _: &'de str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// An id value: a string, or an integer literal kept digit for digit.
+fn id_scalar(raw: &str) -> Scalar<'_> {
+    let digits = raw.strip_prefix('-').unwrap_or(raw);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Scalar::Digits(raw);
+    }
+    serde_json::from_str::<Scalar<'_>>(raw).unwrap_or(Scalar::Compound)
+}
+
+/// How a JSON text failed to give an object.
+#[derive(Debug)]
+pub(crate) enum ParseError {
+    /// Not JSON, or JSON followed by more than whitespace (when `whole` was asked).
+    Json(serde_json::Error),
+    /// Valid JSON, not an object.
+    NotAnObject,
+}
+
+/// Parses `text` as exactly one JSON object (trailing whitespace allowed).
+pub(crate) fn parse_object<'a>(
+    text: &'a str,
+    tenant_field: &str,
+) -> Result<Fields<'a>, ParseError> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let fields = FieldsSeed { tenant_field }.deserialize(&mut de).map_err(ParseError::Json)?;
+    de.end().map_err(ParseError::Json)?;
+    fields.ok_or(ParseError::NotAnObject)
+}
+
+/// Parses the first JSON value at the start of `text`, ignoring what follows it. Used for log
+/// messages, where a logger may append text after the JSON.
+pub(crate) fn parse_object_prefix<'a>(
+    text: &'a str,
+    tenant_field: &str,
+) -> Result<Fields<'a>, ParseError> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let fields = FieldsSeed { tenant_field }.deserialize(&mut de).map_err(ParseError::Json)?;
+    fields.ok_or(ParseError::NotAnObject)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_known_fields_and_skips_the_rest() {
+        let text = r#"{"event":"inference_usage","nested":{"a":[1,2,{"b":3}]},"clinic_id":"c-1",
+            "input_tokens":812,"inputTokens":812,"total_tokens":9.5,"messageType":"x"}"#;
+        let f = parse_object(text, "clinic_id").unwrap();
+        assert!(
+            matches!(f.get(Key::Event), Got::One("event", Scalar::Str(s)) if s == "inference_usage")
+        );
+        assert!(matches!(f.get(Key::Tenant), Got::One(_, Scalar::Str(s)) if s == "c-1"));
+        assert!(matches!(f.get(Key::Input), Got::One(_, Scalar::Int(812))));
+        assert!(matches!(f.get(Key::Total), Got::One(_, Scalar::Float(_))));
+        assert!(matches!(f.get(Key::Output), Got::Absent));
+        assert!(f.markers.message_type);
+        assert!(!f.markers.events);
+    }
+
+    #[test]
+    fn differing_spellings_conflict() {
+        let f = parse_object(r#"{"input_tokens":1,"prompt_tokens":2}"#, "clinic_id").unwrap();
+        assert!(matches!(f.get(Key::Input), Got::Conflict("input_tokens", "prompt_tokens")));
+        let f = parse_object(r#"{"tier":"a","tier":"b"}"#, "clinic_id").unwrap();
+        assert!(matches!(f.get(Key::Tier), Got::Conflict("tier", "tier")));
+    }
+
+    #[test]
+    fn configured_tenant_field() {
+        let f = parse_object(r#"{"org":"o1","clinic_id":"c"}"#, "org").unwrap();
+        assert!(matches!(f.get(Key::Tenant), Got::One("org", _)));
+        assert!(!f.has(Key::TenantAlt));
+    }
+
+    #[test]
+    fn escaped_strings_are_owned_and_correct() {
+        let f = parse_object(r#"{"message":"a\"b\n"}"#, "clinic_id").unwrap();
+        assert!(matches!(f.get(Key::Message), Got::One(_, Scalar::Str(s)) if s == "a\"b\n"));
+    }
+
+    #[test]
+    fn non_objects_and_trailing_garbage() {
+        assert!(matches!(parse_object("[1]", "c"), Err(ParseError::NotAnObject)));
+        assert!(matches!(parse_object("{} x", "c"), Err(ParseError::Json(_))));
+        assert!(parse_object_prefix("{} x", "c").is_ok());
+        assert!(matches!(parse_object("{\"a\":", "c"), Err(ParseError::Json(_))));
+    }
+
+    #[test]
+    fn id_integers_are_kept_digit_for_digit() {
+        let id = "36897046232316298063931829383442926153542430203385888768";
+        let text = format!(r#"{{"id":{id},"event_id":"e\u0031"}}"#);
+        let f = parse_object(&text, "c").unwrap();
+        assert!(matches!(f.get(Key::CwId), Got::One(_, Scalar::Digits(d)) if *d == id));
+        assert!(matches!(f.get(Key::EventId), Got::One(_, Scalar::Str(s)) if s == "e1"));
+        let f = parse_object(r#"{"eventId":[1]}"#, "c").unwrap();
+        assert!(matches!(f.get(Key::CwId), Got::One("eventId", Scalar::Compound)));
+    }
+}

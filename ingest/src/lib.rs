@@ -1,0 +1,25 @@
+//! Sources and decoders: inference_usage logs, in every shape they arrive in, into validated
+//! [`UsageEvent`](agentmeter_schemas::UsageEvent)s, counted skips and quarantine entries.
+//!
+//! - [`source`]: which files to read and how each splits into units (format detection, gzip,
+//!   concatenated subscription payloads, `filter-log-events` documents).
+//! - [`Decoder`]: the pure, synchronous decoder of one record into an [`Outcome`].
+//! - [`pipeline`]: the multi-threaded decode stage that hands outcomes, in input order, to a
+//!   [`pipeline::Sink`] (the lake writer lives in `agentmeter-aggregate`; the binary joins
+//!   them).
+//! - [`synth`]: a deterministic synthetic workload in the same input formats.
+#![deny(missing_docs)]
+
+mod cloudwatch;
+mod config;
+mod decode;
+mod fields;
+mod gzip;
+mod normalize;
+pub mod pipeline;
+pub mod source;
+pub mod synth;
+mod window;
+
+pub use config::{ConfigError, DecodeConfig};
+pub use decode::{Decoded, Decoder, Outcome};

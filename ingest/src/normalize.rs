@@ -1,0 +1,466 @@
+//! Validation: the fields of one usage object into a [`UsageEvent`], or a reason to refuse it.
+//!
+//! The checks run in a fixed order (identity fields, tokens, totals, time, id) so that a record
+//! with several faults always gets the same reason.
+
+use std::borrow::Cow;
+
+use agentmeter_schemas::{
+    EventId, ModelId, Reason, SourceUri, TenantId, Tier, Tokens, UsageEvent, UserId,
+};
+use chrono::DateTime;
+
+use crate::fields::{Fields, Got, Key, Scalar};
+
+/// A refusal: the reason code and a detail naming the field and value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub reason: Reason,
+    pub detail: String,
+}
+
+pub(crate) fn refuse(reason: Reason, detail: impl Into<String>) -> Refusal {
+    Refusal { reason, detail: detail.into() }
+}
+
+/// What the CloudWatch log event around the object says, if there is one.
+#[derive(Debug, Default)]
+pub(crate) struct Envelope<'e> {
+    /// The log event id.
+    pub id: Option<EventId>,
+    /// The log event timestamp, milliseconds.
+    pub timestamp_ms: Option<i64>,
+    /// The text hashed for an id when neither the envelope nor the object has one.
+    pub identity_text: Option<&'e str>,
+}
+
+/// Earliest and latest accepted event times: years 1970 to 9999, so that every `dt`
+/// partition is a plain `YYYY-MM-DD`.
+const MIN_MS: i64 = 0;
+const MAX_MS: i64 = 253_402_300_799_999;
+
+pub(crate) fn check_time_ms(ms: i64, what: &str) -> Result<i64, Refusal> {
+    if (MIN_MS..=MAX_MS).contains(&ms) {
+        Ok(ms)
+    } else {
+        Err(refuse(Reason::InvalidTimestamp, format!("{what} {ms} is outside years 1970 to 9999")))
+    }
+}
+
+fn string<'f>(
+    f: &'f Fields<'_>,
+    key: Key,
+    name: &str,
+    invalid: Reason,
+) -> Result<Option<&'f str>, Refusal> {
+    match f.get(key) {
+        Got::Absent => Ok(None),
+        Got::Conflict(a, b) => Err(refuse(Reason::ConflictingField, format!("{a} and {b} differ"))),
+        Got::One(_, Scalar::Str(s)) => Ok(Some(s.as_ref())),
+        Got::One(_, other) => Err(refuse(
+            if matches!(other, Scalar::Null) { Reason::MissingField } else { invalid },
+            format!("{name} must be a string, got {}", other.describe()),
+        )),
+    }
+}
+
+fn required<'f>(
+    f: &'f Fields<'_>,
+    key: Key,
+    name: &str,
+    invalid: Reason,
+) -> Result<&'f str, Refusal> {
+    string(f, key, name, invalid)?
+        .ok_or_else(|| refuse(Reason::MissingField, format!("{name} is missing")))
+}
+
+fn count(f: &Fields<'_>, key: Key, name: &str, need: bool) -> Result<Option<i64>, Refusal> {
+    match f.get(key) {
+        Got::Absent if need => Err(refuse(Reason::MissingField, format!("{name} is missing"))),
+        Got::Absent => Ok(None),
+        Got::Conflict(a, b) => Err(refuse(Reason::ConflictingField, format!("{a} and {b} differ"))),
+        Got::One(spelled, Scalar::Int(i)) => match i64::try_from(*i) {
+            Ok(v) if v >= 0 => Ok(Some(v)),
+            _ if *i < 0 => Err(refuse(Reason::InvalidField, format!("{spelled} is negative: {i}"))),
+            _ => Err(refuse(Reason::InvalidField, format!("{spelled} is too large: {i}"))),
+        },
+        Got::One(spelled, Scalar::Null) if !need => {
+            let _ = spelled;
+            Ok(None)
+        }
+        Got::One(spelled, other) => Err(refuse(
+            Reason::InvalidField,
+            format!("{spelled} must be a non-negative integer, got {}", other.describe()),
+        )),
+    }
+}
+
+/// The tenant from the configured field or `tenant_id`.
+fn tenant(f: &Fields<'_>, field: &str) -> Result<TenantId, Refusal> {
+    let primary = string(f, Key::Tenant, field, Reason::InvalidTenantId)?;
+    let alt = string(f, Key::TenantAlt, "tenant_id", Reason::InvalidTenantId)?;
+    let value = match (primary, alt) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(refuse(
+                Reason::ConflictingField,
+                format!("{field} {a:?} and tenant_id {b:?} differ"),
+            ));
+        }
+        (Some(a), _) => a,
+        (None, Some(b)) => b,
+        (None, None) => {
+            return Err(refuse(Reason::MissingField, format!("{field} (or tenant_id) is missing")));
+        }
+    };
+    TenantId::new(value).map_err(|e| refuse(Reason::InvalidTenantId, e.to_string()))
+}
+
+/// The user from `user_id`, else from `actor_id` = `{tier}-{tenant}-{user}`. Tenant ids
+/// contain hyphens, so the known prefix is removed rather than splitting on `-`.
+fn user(f: &Fields<'_>, tier: &Tier, tenant: &TenantId) -> Result<UserId, Refusal> {
+    if let Some(u) = string(f, Key::UserId, "user_id", Reason::InvalidUserId)? {
+        return UserId::new(u).map_err(|e| refuse(Reason::InvalidUserId, e.to_string()));
+    }
+    let Some(actor) = string(f, Key::ActorId, "actor_id", Reason::InvalidUserId)? else {
+        return Err(refuse(Reason::MissingField, "user_id (or actor_id) is missing"));
+    };
+    let prefix = format!("{tier}-{tenant}-");
+    let rest = actor.strip_prefix(&prefix).ok_or_else(|| {
+        refuse(Reason::InvalidUserId, format!("actor_id {actor:?} does not start with {prefix:?}"))
+    })?;
+    UserId::new(rest).map_err(|e| refuse(Reason::InvalidUserId, format!("from actor_id: {e}")))
+}
+
+fn tokens(f: &Fields<'_>) -> Result<Tokens, Refusal> {
+    let input = count(f, Key::Input, "input_tokens", true)?.unwrap_or_default();
+    let output = count(f, Key::Output, "output_tokens", true)?.unwrap_or_default();
+    let total = count(f, Key::Total, "total_tokens", true)?.unwrap_or_default();
+    let cache_read = count(f, Key::CacheRead, "cache_read_tokens", false)?.unwrap_or_default();
+    let cache_write = count(f, Key::CacheWrite, "cache_write_tokens", false)?.unwrap_or_default();
+    let io = i128::from(input) + i128::from(output);
+    let all = io + i128::from(cache_read) + i128::from(cache_write);
+    if i128::from(total) != io && i128::from(total) != all {
+        let detail = if cache_read == 0 && cache_write == 0 {
+            format!("total_tokens {total} != input {input} + output {output} (= {io})")
+        } else {
+            format!(
+                "total_tokens {total} is neither input {input} + output {output} (= {io}) nor \
+                 that + cache read {cache_read} + cache write {cache_write} (= {all})"
+            )
+        };
+        return Err(refuse(Reason::InconsistentTotal, detail));
+    }
+    Ok(Tokens { input, output, total, cache_read, cache_write })
+}
+
+fn object_time(f: &Fields<'_>) -> Result<i64, Refusal> {
+    match f.get(Key::Timestamp) {
+        Got::Absent | Got::One(_, Scalar::Null) => Err(refuse(
+            Reason::MissingTimestamp,
+            "no CloudWatch event timestamp and no timestamp field",
+        )),
+        Got::Conflict(a, b) => Err(refuse(Reason::ConflictingField, format!("{a} and {b} differ"))),
+        Got::One(_, Scalar::Str(s)) => {
+            let t = DateTime::parse_from_rfc3339(s).map_err(|e| {
+                refuse(Reason::InvalidTimestamp, format!("timestamp {s:?} is not RFC 3339: {e}"))
+            })?;
+            // Athena keeps milliseconds; finer digits are dropped, never rounded up into
+            // the next millisecond (or the next day's partition).
+            check_time_ms(t.timestamp_millis(), "timestamp")
+        }
+        Got::One(_, other) => Err(refuse(
+            Reason::InvalidTimestamp,
+            format!("timestamp must be an RFC 3339 string, got {}", other.describe()),
+        )),
+    }
+}
+
+/// An id value (string or integer literal) as an [`EventId`].
+pub(crate) fn id_value(value: &Scalar<'_>, name: &str) -> Result<EventId, Refusal> {
+    let text: Cow<'_, str> = match value {
+        Scalar::Str(s) => Cow::Borrowed(s.as_ref()),
+        Scalar::Digits(d) => Cow::Borrowed(d),
+        Scalar::Int(i) => Cow::Owned(i.to_string()),
+        other => {
+            return Err(refuse(
+                Reason::InvalidEventId,
+                format!("{name} must be a string or an integer, got {}", other.describe()),
+            ));
+        }
+    };
+    EventId::new(text.as_ref()).map_err(|e| refuse(Reason::InvalidEventId, e.to_string()))
+}
+
+fn object_id(f: &Fields<'_>) -> Result<Option<EventId>, Refusal> {
+    match f.get(Key::EventId) {
+        Got::Absent | Got::One(_, Scalar::Null) => Ok(None),
+        Got::Conflict(a, b) => Err(refuse(Reason::ConflictingField, format!("{a} and {b} differ"))),
+        Got::One(name, v) => id_value(v, name).map(Some),
+    }
+}
+
+/// Canonical JSON (object keys sorted at every level) of `text`, for content-derived ids that
+/// do not change with spacing or key order.
+pub(crate) fn canonical_json(text: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    let mut out = String::with_capacity(text.len());
+    write_canonical(&v, &mut out);
+    Some(out)
+}
+
+/// Writes `v` with object keys sorted at every level, whatever map type serde_json uses.
+fn write_canonical(v: &serde_json::Value, out: &mut String) {
+    match v {
+        serde_json::Value::Object(m) => {
+            let mut keys: Vec<_> = m.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::Value::String(k.clone()).to_string());
+                out.push(':');
+                write_canonical(&m[k], out);
+            }
+            out.push('}');
+        }
+        serde_json::Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(x, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// The content-derived id of a record that carries none: `h:` and 32 hex digits.
+pub(crate) fn content_id(text: &str) -> Option<EventId> {
+    let canon = canonical_json(text)?;
+    let hex = agentmeter_schemas::content_digest_hex(canon.as_bytes());
+    EventId::new(format!("h:{hex}")).ok()
+}
+
+/// Validates a usage object (its `event` already known to be `inference_usage`).
+pub(crate) fn usage_event(
+    f: &Fields<'_>,
+    object_text: &str,
+    tenant_field: &str,
+    source: &SourceUri,
+    env: &Envelope<'_>,
+) -> Result<UsageEvent, Refusal> {
+    let tier = required(f, Key::Tier, "tier", Reason::InvalidTier)?;
+    let tier = Tier::new(tier).map_err(|e| refuse(Reason::InvalidTier, e.to_string()))?;
+    let tenant_id = tenant(f, tenant_field)?;
+    let user_id = user(f, &tier, &tenant_id)?;
+    let model = required(f, Key::ModelId, "model_id", Reason::InvalidModelId)?;
+    let model_id =
+        ModelId::new(model).map_err(|e| refuse(Reason::InvalidModelId, e.to_string()))?;
+    let tokens = tokens(f)?;
+    let event_time_ms = match env.timestamp_ms {
+        Some(ms) => ms,
+        None => object_time(f)?,
+    };
+    let event_id = match (&env.id, object_id(f)?) {
+        (Some(id), _) => id.clone(),
+        (None, Some(id)) => id,
+        (None, None) => {
+            let text = env.identity_text.unwrap_or(object_text);
+            content_id(text)
+                .ok_or_else(|| refuse(Reason::InvalidJson, "record cannot be re-read for its id"))?
+        }
+    };
+    Ok(UsageEvent {
+        event_time_ms,
+        event_id,
+        tier,
+        tenant_id,
+        user_id,
+        model_id,
+        source: source.clone(),
+        tokens,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fields::parse_object;
+
+    const BASE: &str = r#""event":"inference_usage","tier":"basic","clinic_id":"clinic-a","user_id":"dr.lee@clinic-a.example","model_id":"mistral.ministral-3-8b-instruct","input_tokens":812,"output_tokens":97,"total_tokens":909,"timestamp":"2026-10-01T12:00:00.123456Z""#;
+
+    fn run(extra: &str) -> Result<UsageEvent, Refusal> {
+        let text =
+            if extra.is_empty() { format!("{{{BASE}}}") } else { format!("{{{BASE},{extra}}}") };
+        let f = parse_object(&text, "clinic_id").unwrap();
+        usage_event(&f, &text, "clinic_id", &SourceUri::new("file:///x"), &Envelope::default())
+    }
+
+    fn without(field: &str) -> Result<UsageEvent, Refusal> {
+        let mut v: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&format!("{{{BASE}}}")).unwrap();
+        v.remove(field);
+        let text = serde_json::to_string(&v).unwrap();
+        let f = parse_object(&text, "clinic_id").unwrap();
+        usage_event(&f, &text, "clinic_id", &SourceUri::new("file:///x"), &Envelope::default())
+    }
+
+    #[test]
+    fn the_seed_record_is_valid_and_time_is_truncated_to_ms() {
+        let e = run("").unwrap();
+        assert_eq!(e.tenant_id.as_str(), "clinic-a");
+        assert_eq!(
+            e.tokens,
+            Tokens { input: 812, output: 97, total: 909, cache_read: 0, cache_write: 0 }
+        );
+        assert_eq!(e.event_time_ms, 1_790_856_000_123);
+        assert!(e.event_id.as_str().starts_with("h:"));
+        assert_eq!(e.event_id.as_str().len(), 34);
+    }
+
+    #[test]
+    fn content_ids_ignore_spacing_and_key_order() {
+        let a = content_id(r#"{"a":1,"b":[{"y":2,"x":1}]}"#).unwrap();
+        let b = content_id("{ \"b\" : [ {\"x\":1, \"y\":2} ],\n \"a\":1 }").unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, content_id(r#"{"a":2,"b":[{"y":2,"x":1}]}"#).unwrap());
+    }
+
+    #[test]
+    fn each_missing_field_is_named() {
+        for (field, detail) in [
+            ("tier", "tier is missing"),
+            ("clinic_id", "clinic_id (or tenant_id) is missing"),
+            ("user_id", "user_id (or actor_id) is missing"),
+            ("model_id", "model_id is missing"),
+            ("input_tokens", "input_tokens is missing"),
+            ("output_tokens", "output_tokens is missing"),
+            ("total_tokens", "total_tokens is missing"),
+        ] {
+            assert_eq!(
+                without(field).unwrap_err(),
+                refuse(Reason::MissingField, detail),
+                "{field}"
+            );
+        }
+        assert_eq!(without("timestamp").unwrap_err().reason, Reason::MissingTimestamp);
+    }
+
+    #[test]
+    fn bad_token_values() {
+        let cases = [
+            (r#""cache_read_tokens":-1"#, "cache_read_tokens is negative: -1"),
+            (
+                r#""cache_read_input_tokens":"5""#,
+                "cache_read_input_tokens must be a non-negative integer, got \"5\"",
+            ),
+            (
+                r#""cacheWriteInputTokens":1.0"#,
+                "cacheWriteInputTokens must be a non-negative integer, got 1",
+            ),
+            (
+                r#""cache_write_tokens":9223372036854775808"#,
+                "cache_write_tokens is too large: 9223372036854775808",
+            ),
+        ];
+        for (extra, detail) in cases {
+            assert_eq!(run(extra).unwrap_err(), refuse(Reason::InvalidField, detail), "{extra}");
+        }
+        assert_eq!(
+            run(r#""prompt_tokens":1"#).unwrap_err(),
+            refuse(Reason::ConflictingField, "input_tokens and prompt_tokens differ")
+        );
+        assert!(run(r#""prompt_tokens":812"#).is_ok());
+    }
+
+    #[test]
+    fn totals_with_and_without_cache() {
+        assert_eq!(
+            run(r#""cache_read_tokens":10"#).unwrap().tokens.cache_read,
+            10,
+            "total = input + output is accepted with cache counts present"
+        );
+        let text = BASE.replace("\"total_tokens\":909", "\"total_tokens\":919");
+        let bad = format!("{{{text}}}");
+        let f = parse_object(&bad, "clinic_id").unwrap();
+        let err = usage_event(&f, &bad, "clinic_id", &SourceUri::new("x"), &Envelope::default())
+            .unwrap_err();
+        assert_eq!(
+            err,
+            refuse(Reason::InconsistentTotal, "total_tokens 919 != input 812 + output 97 (= 909)")
+        );
+        let ok = format!("{{{text},\"cache_write_input_tokens\":10}}");
+        let f = parse_object(&ok, "clinic_id").unwrap();
+        assert!(
+            usage_event(&f, &ok, "clinic_id", &SourceUri::new("x"), &Envelope::default()).is_ok()
+        );
+    }
+
+    #[test]
+    fn tenant_rules() {
+        assert_eq!(run(r#""tenant_id":"clinic-a""#).unwrap().tenant_id.as_str(), "clinic-a");
+        assert_eq!(run(r#""tenant_id":"clinic-b""#).unwrap_err().reason, Reason::ConflictingField);
+        let bad = format!("{{{}}}", BASE.replace("\"clinic-a\"", "\"../../etc\""));
+        let f = parse_object(&bad, "clinic_id").unwrap();
+        let err = usage_event(&f, &bad, "clinic_id", &SourceUri::new("x"), &Envelope::default())
+            .unwrap_err();
+        assert_eq!(err.reason, Reason::InvalidTenantId);
+        assert!(err.detail.contains("\"../../etc\""), "{}", err.detail);
+    }
+
+    #[test]
+    fn user_from_actor_id_removes_the_known_prefix() {
+        let text = BASE.replace(
+            "\"user_id\":\"dr.lee@clinic-a.example\"",
+            "\"actor_id\":\"basic-clinic-a-dr-lee\"",
+        );
+        let text = format!("{{{text}}}");
+        let f = parse_object(&text, "clinic_id").unwrap();
+        let e = usage_event(&f, &text, "clinic_id", &SourceUri::new("x"), &Envelope::default())
+            .unwrap();
+        assert_eq!(e.user_id.as_str(), "dr-lee");
+        let text = text.replace("basic-clinic-a-dr-lee", "premium-clinic-a-dr-lee");
+        let f = parse_object(&text, "clinic_id").unwrap();
+        let err = usage_event(&f, &text, "clinic_id", &SourceUri::new("x"), &Envelope::default())
+            .unwrap_err();
+        assert_eq!(err.reason, Reason::InvalidUserId);
+    }
+
+    #[test]
+    fn envelope_time_and_id_win() {
+        let text = format!("{{{BASE},\"event_id\":\"own\"}}");
+        let f = parse_object(&text, "clinic_id").unwrap();
+        let env = Envelope {
+            id: Some(EventId::new("cw-1").unwrap()),
+            timestamp_ms: Some(5),
+            identity_text: None,
+        };
+        let e = usage_event(&f, &text, "clinic_id", &SourceUri::new("x"), &env).unwrap();
+        assert_eq!((e.event_id.as_str(), e.event_time_ms), ("cw-1", 5));
+        let e = usage_event(&f, &text, "clinic_id", &SourceUri::new("x"), &Envelope::default())
+            .unwrap();
+        assert_eq!(e.event_id.as_str(), "own");
+    }
+
+    #[test]
+    fn bad_timestamps() {
+        for (ts, reason) in [
+            ("\"yesterday\"", Reason::InvalidTimestamp),
+            ("1760000000000", Reason::InvalidTimestamp),
+            ("\"1969-12-31T23:59:59Z\"", Reason::InvalidTimestamp),
+            ("null", Reason::MissingTimestamp),
+        ] {
+            let text = format!("{{{}}}", BASE.replace("\"2026-10-01T12:00:00.123456Z\"", ts));
+            let f = parse_object(&text, "clinic_id").unwrap();
+            let err =
+                usage_event(&f, &text, "clinic_id", &SourceUri::new("x"), &Envelope::default())
+                    .unwrap_err();
+            assert_eq!(err.reason, reason, "{ts}");
+        }
+    }
+}

@@ -1,0 +1,667 @@
+//! Local file sources: which files a path names, what format each is in, and how it splits
+//! into units of work for the decoders.
+//!
+//! A file is read once, front to back, with bounded memory: lines are capped, payloads are
+//! capped, and units are handed on as they fill. Formats (detected per file unless forced):
+//!
+//! - NDJSON, plain or gzip: one record per line.
+//! - CloudWatch Logs subscription payloads: one or more concatenated gzip members (Firehose
+//!   writes them so to S3), each a DATA_MESSAGE or CONTROL_MESSAGE.
+//! - A `filter-log-events` document (`{"events":[...]}` as the AWS CLI prints it, possibly
+//!   spread over many lines), streamed event by event.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Cursor, Read, Seek};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use agentmeter_schemas::{Position, QuarantineEntry, RawFormat, Reason, SourceUri};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::config::DecodeConfig;
+use crate::decode::{Ctx, Decoded, Decoder, Outcome, Raw};
+use crate::fields::parse_object;
+use crate::gzip::{Inflated, inflate_member, is_gzip, multi_member};
+use crate::window::Window;
+
+/// An input format, or `Auto` to detect it per file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// Detect per file.
+    #[default]
+    Auto,
+    /// Newline-delimited JSON, plain or gzip.
+    Ndjson,
+    /// Concatenated gzip CloudWatch Logs subscription payloads.
+    CwlSubscription,
+    /// One `aws logs filter-log-events` output document.
+    FilterLogEvents,
+}
+
+impl FromStr for Format {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "auto" => Format::Auto,
+            "ndjson" => Format::Ndjson,
+            "cwl-subscription" => Format::CwlSubscription,
+            "filter-log-events" => Format::FilterLogEvents,
+            other => {
+                return Err(format!(
+                    "unknown format {other:?}: use auto, ndjson, cwl-subscription or filter-log-events"
+                ));
+            }
+        })
+    }
+}
+
+/// One input file to read.
+#[derive(Debug, Clone)]
+pub struct SourceSpec {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its URI (`file:///abs/path`): its name in the lake and the quarantine.
+    pub uri: SourceUri,
+    /// Its format.
+    pub format: Format,
+    /// Its size in bytes, for progress.
+    pub len: u64,
+}
+
+/// A source that cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SourceError {
+    /// A path given on the command line does not exist or cannot be inspected.
+    #[error("cannot read source {}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A path is neither a file nor a directory.
+    #[error("source {} is neither a file nor a directory", .0.display())]
+    NotAFile(PathBuf),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SourceError + '_ {
+    move |source| SourceError::Io { path: path.to_owned(), source }
+}
+
+/// The URI of a local file.
+pub fn file_uri(path: &Path) -> Result<SourceUri, SourceError> {
+    let abs = path.canonicalize().map_err(io_err(path))?;
+    Ok(SourceUri::new(format!("file://{}", abs.display())))
+}
+
+/// The files that `paths` name: files as given, directories walked recursively in name order,
+/// skipping hidden entries (names starting with `.`). A file named twice is read once.
+///
+/// # Errors
+///
+/// A path that does not exist or cannot be listed.
+pub fn expand(paths: &[PathBuf], format: Format) -> Result<Vec<SourceSpec>, SourceError> {
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for p in paths {
+        walk(p, format, &mut out, &mut seen)?;
+    }
+    Ok(out)
+}
+
+fn walk(
+    path: &Path,
+    format: Format,
+    out: &mut Vec<SourceSpec>,
+    seen: &mut std::collections::HashSet<PathBuf>,
+) -> Result<(), SourceError> {
+    let meta = std::fs::metadata(path).map_err(io_err(path))?;
+    let canon = path.canonicalize().map_err(io_err(path))?;
+    if !seen.insert(canon.clone()) {
+        return Ok(());
+    }
+    if meta.is_file() {
+        out.push(SourceSpec {
+            path: path.to_owned(),
+            uri: SourceUri::new(format!("file://{}", canon.display())),
+            format,
+            len: meta.len(),
+        });
+        return Ok(());
+    }
+    if !meta.is_dir() {
+        return Err(SourceError::NotAFile(path.to_owned()));
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(io_err(path))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(io_err(path))?;
+    entries.sort();
+    for e in entries {
+        let hidden = e.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
+        if !hidden {
+            walk(&e, format, out, seen)?;
+        }
+    }
+    Ok(())
+}
+
+/// A piece of a source, decoded on a worker thread.
+#[derive(Debug)]
+pub(crate) enum Unit {
+    /// Whole lines, each ending in `\n`; the first is line `first_line` (1-based).
+    Lines { source: Arc<SourceUri>, first_line: u64, data: Vec<u8> },
+    /// One inflated subscription payload and its compressed bytes.
+    Payload { source: Arc<SourceUri>, pos: Position, compressed: Vec<u8>, body: Vec<u8> },
+    /// Log events of a `filter-log-events` document; the first has index `first` (0-based).
+    LogEvents { source: Arc<SourceUri>, first: u64, events: Vec<Box<RawValue>> },
+    /// A record already refused while splitting.
+    Reject(Box<QuarantineEntry>),
+}
+
+impl Unit {
+    /// Decodes the unit. `replay` is set inside a replayed quarantine entry.
+    pub(crate) fn decode(self, decoder: &Decoder, replay: bool, out: &mut Decoded) {
+        match self {
+            Unit::Lines { source, first_line, data } => {
+                for (i, line) in data.split(|b| *b == b'\n').enumerate() {
+                    let pos = Position { line: Some(first_line + i as u64), ..Default::default() };
+                    decoder.line_in(line, Ctx { source: &source, pos, replay }, out);
+                }
+            }
+            Unit::Payload { source, pos, compressed, body } => {
+                let raw = Raw { bytes: &compressed, format: RawFormat::CwlPayloadGzip };
+                decoder.payload_json(&body, raw, Ctx { source: &source, pos, replay }, out);
+            }
+            Unit::LogEvents { source, first, events } => {
+                for (i, ev) in events.iter().enumerate() {
+                    let pos = Position { event: Some(first + i as u64 + 1), ..Default::default() };
+                    decoder.log_event(
+                        ev.get().as_bytes(),
+                        Ctx { source: &source, pos, replay },
+                        out,
+                    );
+                }
+            }
+            Unit::Reject(e) => out.outcomes.push(Outcome::Reject(*e)),
+        }
+    }
+}
+
+/// Receives units as a source is split. An error stops the split.
+pub(crate) type Emit<'e> = dyn FnMut(Unit) -> io::Result<()> + 'e;
+
+const CHUNK_BYTES: usize = 1 << 20;
+const CHUNK_LINES: u64 = 8192;
+const EVENTS_PER_UNIT: usize = 4096;
+const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b, 0x08];
+
+/// Opens and splits one file.
+pub(crate) fn read_file(
+    spec: &SourceSpec,
+    cfg: &DecodeConfig,
+    progress: Option<&AtomicU64>,
+    emit: &mut Emit<'_>,
+) -> io::Result<()> {
+    let file = File::open(&spec.path)?;
+    let source = Arc::new(spec.uri.clone());
+    split(Window::new(file, 256 << 10, progress), &source, spec.format, cfg, emit)
+}
+
+/// Decodes a whole source held in memory (a replayed `source` quarantine entry).
+pub(crate) fn decode_bytes(decoder: &Decoder, bytes: &[u8], ctx: Ctx<'_>, out: &mut Decoded) {
+    let source = Arc::new(ctx.source.clone());
+    let window = Window::new(Cursor::new(bytes), 64 << 10, None);
+    let mut emit = |u: Unit| {
+        u.decode(decoder, ctx.replay, out);
+        Ok(())
+    };
+    // Reading from memory cannot fail.
+    let _ = split(window, &source, Format::Auto, decoder.config(), &mut emit);
+}
+
+/// Why a whole source is refused.
+struct WholeSource {
+    reason: Reason,
+    detail: String,
+}
+
+fn split<R: Read + Seek>(
+    mut w: Window<'_, R>,
+    source: &Arc<SourceUri>,
+    format: Format,
+    cfg: &DecodeConfig,
+    emit: &mut Emit<'_>,
+) -> io::Result<()> {
+    let head = w.ensure(2)?;
+    if head.is_empty() {
+        return Ok(());
+    }
+    let gz = is_gzip(head);
+    let refused = match format {
+        Format::CwlSubscription => {
+            subscription(&mut w, source, cfg, emit, 0)?;
+            None
+        }
+        Format::Auto if gz => {
+            let first = first_member(&mut w, source, cfg)?;
+            match first {
+                Some(unit) => {
+                    emit(unit)?;
+                    subscription(&mut w, source, cfg, emit, 1)?;
+                    None
+                }
+                None => {
+                    w.rewind()?;
+                    text(BufReader::new(multi_member(&mut w)), source, format, cfg, emit)?
+                }
+            }
+        }
+        _ if gz => text(BufReader::new(multi_member(&mut w)), source, format, cfg, emit)?,
+        _ => text(&mut w, source, format, cfg, emit)?,
+    };
+    if let Some(WholeSource { reason, detail }) = refused {
+        // Position information is lost: keep the whole source, replayable as such.
+        w.rewind()?;
+        let cap = cfg.max_quarantine_raw_bytes;
+        let mut raw = Vec::new();
+        (&mut w).take(cap as u64 + 1).read_to_end(&mut raw)?;
+        let entry = QuarantineEntry::new(
+            reason,
+            detail,
+            SourceUri::clone(source),
+            Position::default(),
+            RawFormat::Source,
+            &raw,
+            cap,
+        );
+        emit(Unit::Reject(Box::new(entry)))?;
+    }
+    Ok(())
+}
+
+/// Inflates the first gzip member. `Some(unit)` if the file is a subscription-payload file
+/// (or its first member is corrupt, which only that mode can step over); `None` for a gzip
+/// text file.
+fn first_member<R: Read>(
+    w: &mut Window<'_, R>,
+    source: &Arc<SourceUri>,
+    cfg: &DecodeConfig,
+) -> io::Result<Option<Unit>> {
+    let offset = w.offset();
+    w.start_capture(cfg.max_quarantine_raw_bytes);
+    let inflated = inflate_member(&mut *w, cfg.max_payload_bytes);
+    match inflated {
+        Inflated::Ok(body) => {
+            let is_payload = std::str::from_utf8(&body)
+                .ok()
+                .and_then(|t| parse_object(t, &cfg.tenant_field).ok())
+                .is_some_and(|f| f.markers.message_type);
+            let (compressed, _) = w.take_capture();
+            Ok(is_payload.then(|| Unit::Payload {
+                source: source.clone(),
+                pos: member_pos(1, offset),
+                compressed,
+                body,
+            }))
+        }
+        Inflated::TooLarge => {
+            w.take_capture();
+            Ok(None)
+        }
+        Inflated::Corrupt(e) => Ok(Some(corrupt_member(w, source, cfg, 1, offset, e)?)),
+    }
+}
+
+fn member_pos(member: u64, offset: u64) -> Position {
+    Position { member: Some(member), offset: Some(offset), ..Default::default() }
+}
+
+/// A corrupt member: keeps its bytes up to the next gzip header and refuses them as one
+/// record, so that the members after it are still read.
+fn corrupt_member<R: Read>(
+    w: &mut Window<'_, R>,
+    source: &Arc<SourceUri>,
+    cfg: &DecodeConfig,
+    member: u64,
+    offset: u64,
+    error: String,
+) -> io::Result<Unit> {
+    if w.offset() == offset {
+        // Make progress even if the decoder consumed nothing.
+        w.consume(1);
+    }
+    w.skip_to(GZIP_MAGIC)?;
+    let (raw, truncated) = w.take_capture();
+    let mut entry = QuarantineEntry::new(
+        Reason::InvalidGzip,
+        format!("gzip member is corrupt: {error}"),
+        SourceUri::clone(source),
+        member_pos(member, offset),
+        RawFormat::CwlPayloadGzip,
+        &raw,
+        cfg.max_quarantine_raw_bytes,
+    );
+    entry.raw_truncated |= truncated;
+    Ok(Unit::Reject(Box::new(entry)))
+}
+
+fn subscription<R: Read>(
+    w: &mut Window<'_, R>,
+    source: &Arc<SourceUri>,
+    cfg: &DecodeConfig,
+    emit: &mut Emit<'_>,
+    mut member: u64,
+) -> io::Result<()> {
+    while !w.fill_buf()?.is_empty() {
+        member += 1;
+        let offset = w.offset();
+        w.start_capture(cfg.max_quarantine_raw_bytes);
+        let unit = match inflate_member(&mut *w, cfg.max_payload_bytes) {
+            Inflated::Ok(body) => {
+                let (compressed, _) = w.take_capture();
+                Unit::Payload {
+                    source: source.clone(),
+                    pos: member_pos(member, offset),
+                    compressed,
+                    body,
+                }
+            }
+            Inflated::TooLarge => {
+                let (raw, truncated) = w.take_capture();
+                let mut entry = QuarantineEntry::new(
+                    Reason::TooLarge,
+                    format!("payload inflates to over {} bytes", cfg.max_payload_bytes),
+                    SourceUri::clone(source),
+                    member_pos(member, offset),
+                    RawFormat::CwlPayloadGzip,
+                    &raw,
+                    cfg.max_quarantine_raw_bytes,
+                );
+                entry.raw_truncated |= truncated;
+                Unit::Reject(Box::new(entry))
+            }
+            Inflated::Corrupt(e) => corrupt_member(w, source, cfg, member, offset, e)?,
+        };
+        emit(unit)?;
+    }
+    Ok(())
+}
+
+/// What one capped line read found.
+enum Line {
+    Eof,
+    /// A line (without `\n`) is in the buffer.
+    Ok,
+    /// A line longer than the cap: its first bytes are in the buffer; the rest was skipped.
+    TooLong(u64),
+}
+
+fn read_line_capped<R: BufRead>(r: &mut R, cap: usize, buf: &mut Vec<u8>) -> io::Result<Line> {
+    buf.clear();
+    let mut len: u64 = 0;
+    let mut any = false;
+    loop {
+        let avail = r.fill_buf()?;
+        if avail.is_empty() {
+            break;
+        }
+        any = true;
+        let (take, done) = match memchr::memchr(b'\n', avail) {
+            Some(i) => (i, true),
+            None => (avail.len(), false),
+        };
+        let room = (cap + 1).saturating_sub(buf.len());
+        buf.extend_from_slice(&avail[..take.min(room)]);
+        len += take as u64;
+        r.consume(take + usize::from(done));
+        if done {
+            break;
+        }
+    }
+    if !any {
+        return Ok(Line::Eof);
+    }
+    if len > cap as u64 {
+        buf.truncate(cap);
+        return Ok(Line::TooLong(len));
+    }
+    Ok(Line::Ok)
+}
+
+/// A text source: NDJSON, or a multi-line `filter-log-events` document.
+fn text<R: BufRead>(
+    mut r: R,
+    source: &Arc<SourceUri>,
+    format: Format,
+    cfg: &DecodeConfig,
+    emit: &mut Emit<'_>,
+) -> io::Result<Option<WholeSource>> {
+    let mut chunk = Chunk::new(source.clone());
+    let mut line = Vec::new();
+    let mut line_no = 0;
+    // Leading blank lines, then the first line decides.
+    let first = loop {
+        match read_line_capped(&mut r, cfg.max_record_bytes, &mut line)? {
+            Line::Eof => return Ok(None),
+            Line::Ok if line.iter().all(u8::is_ascii_whitespace) => line_no += 1,
+            other => break other,
+        }
+    };
+    line_no += 1;
+    let first_is_object = matches!(first, Line::Ok)
+        && std::str::from_utf8(&line).is_ok_and(|t| parse_object(t, &cfg.tenant_field).is_ok());
+    let starts_doc =
+        line.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|b| matches!(b, b'{' | b'['));
+    let document = match format {
+        Format::FilterLogEvents => true,
+        Format::Ndjson => false,
+        _ => !first_is_object && starts_doc && matches!(first, Line::Ok),
+    };
+    if document {
+        let mut prefix = vec![b'\n'; line_no as usize - 1];
+        prefix.extend_from_slice(&line);
+        prefix.push(b'\n');
+        return events_document(Cursor::new(prefix).chain(r), source, emit);
+    }
+    chunk.skip_to(line_no);
+    let mut state = first;
+    loop {
+        match state {
+            Line::Eof => break,
+            Line::Ok => {
+                chunk.push(&line);
+                if chunk.full() {
+                    emit(chunk.take())?;
+                }
+            }
+            Line::TooLong(len) => {
+                if !chunk.is_empty() {
+                    emit(chunk.take())?;
+                }
+                let mut entry = QuarantineEntry::new(
+                    Reason::TooLarge,
+                    format!("line of {len} bytes is over the {}-byte limit", cfg.max_record_bytes),
+                    SourceUri::clone(source),
+                    Position { line: Some(chunk.next_line), ..Default::default() },
+                    RawFormat::NdjsonLine,
+                    &line,
+                    cfg.max_quarantine_raw_bytes,
+                );
+                entry.raw_truncated = true;
+                emit(Unit::Reject(Box::new(entry)))?;
+                chunk.skip_to(chunk.next_line + 1);
+            }
+        }
+        state = read_line_capped(&mut r, cfg.max_record_bytes, &mut line)?;
+    }
+    if !chunk.is_empty() {
+        emit(chunk.take())?;
+    }
+    Ok(None)
+}
+
+/// Lines gathered for one unit.
+struct Chunk {
+    source: Arc<SourceUri>,
+    first_line: u64,
+    next_line: u64,
+    data: Vec<u8>,
+}
+
+impl Chunk {
+    fn new(source: Arc<SourceUri>) -> Self {
+        Self { source, first_line: 1, next_line: 1, data: Vec::new() }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.next_line == self.first_line
+    }
+
+    fn skip_to(&mut self, line: u64) {
+        debug_assert!(self.is_empty());
+        self.first_line = line;
+        self.next_line = line;
+    }
+
+    fn push(&mut self, line: &[u8]) {
+        self.data.extend_from_slice(line);
+        self.data.push(b'\n');
+        self.next_line += 1;
+    }
+
+    fn full(&self) -> bool {
+        self.data.len() >= CHUNK_BYTES || self.next_line - self.first_line >= CHUNK_LINES
+    }
+
+    fn take(&mut self) -> Unit {
+        let data = std::mem::take(&mut self.data);
+        let unit = Unit::Lines { source: self.source.clone(), first_line: self.first_line, data };
+        self.first_line = self.next_line;
+        unit
+    }
+}
+
+/// Streams the `events` array of one `filter-log-events` document.
+fn events_document<R: Read>(
+    r: R,
+    source: &Arc<SourceUri>,
+    emit: &mut Emit<'_>,
+) -> io::Result<Option<WholeSource>> {
+    let mut de = serde_json::Deserializer::from_reader(r);
+    let mut state = DocState {
+        source: source.clone(),
+        emit,
+        batch: Vec::new(),
+        next: 0,
+        saw_events: false,
+        io: None,
+    };
+    let parsed = (&mut state).deserialize(&mut de).and_then(|()| de.end());
+    if let Some(e) = state.io.take() {
+        return Err(e);
+    }
+    state.flush()?;
+    Ok(match parsed {
+        Err(e) => {
+            Some(WholeSource { reason: Reason::InvalidJson, detail: format!("document: {e}") })
+        }
+        Ok(()) if !state.saw_events => Some(WholeSource {
+            reason: Reason::UnrecognizedFormat,
+            detail: "not NDJSON, a subscription payload file, or a filter-log-events document"
+                .into(),
+        }),
+        Ok(()) => None,
+    })
+}
+
+struct DocState<'s, 'e> {
+    source: Arc<SourceUri>,
+    emit: &'s mut Emit<'e>,
+    batch: Vec<Box<RawValue>>,
+    next: u64,
+    saw_events: bool,
+    io: Option<io::Error>,
+}
+
+impl DocState<'_, '_> {
+    fn flush(&mut self) -> io::Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let events = std::mem::take(&mut self.batch);
+        let first = self.next;
+        self.next += events.len() as u64;
+        (self.emit)(Unit::LogEvents { source: self.source.clone(), first, events })
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for &mut DocState<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for &mut DocState<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a filter-log-events document")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == "events" && !self.saw_events {
+                self.saw_events = true;
+                map.next_value_seed(EventsSeed(&mut *self))?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+struct EventsSeed<'a, 's, 'e>(&'a mut DocState<'s, 'e>);
+
+impl<'de> DeserializeSeed<'de> for EventsSeed<'_, '_, '_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EventsSeed<'_, '_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of log events")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(ev) = seq.next_element::<Box<RawValue>>()? {
+            self.0.batch.push(ev);
+            if self.0.batch.len() >= EVENTS_PER_UNIT {
+                if let Err(e) = self.0.flush() {
+                    let msg = e.to_string();
+                    self.0.io = Some(e);
+                    return Err(de::Error::custom(msg));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,240 @@
+//! Splitting whole sources: formats, gzip members, corrupt regions, documents, positions.
+
+use agentmeter_schemas::{Position, RawFormat, Reason, SkipKind, SourceUri};
+
+use super::*;
+use crate::gzip::gzip_bytes;
+
+const USAGE: &str = r#"{"event":"inference_usage","tier":"basic","clinic_id":"clinic-a","user_id":"u1","model_id":"m","input_tokens":1,"output_tokens":2,"total_tokens":3,"timestamp":"2026-10-01T08:00:00Z"}"#;
+
+fn usage(i: u32) -> String {
+    USAGE.replace("\"u1\"", &format!("\"u{i}\""))
+}
+
+fn cw_payload(ids: &[u32]) -> Vec<u8> {
+    let events: Vec<_> = ids
+        .iter()
+        .map(|i| serde_json::json!({"id": i.to_string(), "timestamp": 1_790_841_600_000_i64, "message": usage(*i)}))
+        .collect();
+    let body = serde_json::json!({"messageType":"DATA_MESSAGE","owner":"1","logGroup":"g","logStream":"s","subscriptionFilters":["f"],"logEvents":events});
+    gzip_bytes(body.to_string().as_bytes())
+}
+
+fn run_with(bytes: &[u8], format: Format, cfg: DecodeConfig) -> Decoded {
+    let decoder = Decoder::new(cfg);
+    let mut out = Decoded::default();
+    let source = Arc::new(SourceUri::new("file:///in"));
+    let mut emit = |u: Unit| {
+        u.decode(&decoder, false, &mut out);
+        Ok(())
+    };
+    split(Window::new(Cursor::new(bytes), 64, None), &source, format, decoder.config(), &mut emit)
+        .unwrap();
+    out
+}
+
+fn run(bytes: &[u8]) -> Decoded {
+    run_with(bytes, Format::Auto, DecodeConfig::default())
+}
+
+fn summary(d: &Decoded) -> Vec<String> {
+    d.outcomes
+        .iter()
+        .map(|o| match o {
+            Outcome::Event(e) => format!("event {} {}", e.event_id, e.user_id),
+            Outcome::Skip(k) => format!("skip {k}"),
+            Outcome::Reject(q) => format!("reject {} at {}", q.reason, q.position),
+        })
+        .collect()
+}
+
+#[test]
+fn ndjson_plain_and_gzip_number_lines_across_chunks() {
+    let mut text = String::from("\n\n");
+    for i in 0..10_000 {
+        text.push_str(&usage(i));
+        text.push('\n');
+    }
+    text.push_str("{broken\n");
+    for bytes in [text.as_bytes().to_vec(), gzip_bytes(text.as_bytes())] {
+        let d = run(&bytes);
+        assert_eq!(d.outcomes.len(), 10_001);
+        match &d.outcomes[10_000] {
+            Outcome::Reject(q) => {
+                assert_eq!(q.reason, Reason::InvalidJson);
+                assert_eq!(q.position.line, Some(10_003));
+                assert_eq!(q.raw.as_deref(), Some("{broken"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn concatenated_gzip_gzip_ndjson_is_text() {
+    let mut bytes = gzip_bytes(format!("{}\n", usage(1)).as_bytes());
+    bytes.extend(gzip_bytes(format!("{}\n", usage(2)).as_bytes()));
+    assert_eq!(summary(&run(&bytes)).len(), 2);
+}
+
+#[test]
+fn firehose_file_with_a_corrupt_member_and_trailing_garbage() {
+    let m1 = cw_payload(&[1, 2]);
+    let mut m2 = cw_payload(&[3]);
+    let n = m2.len();
+    m2[n / 2] ^= 0x55;
+    let m3 = cw_payload(&[4]);
+    let mut file = Vec::new();
+    file.extend(&m1);
+    file.extend(&m2);
+    file.extend(&m3);
+    file.extend(b"junk");
+    let d = run(&file);
+    let s = summary(&d);
+    assert_eq!(s[0], "event 1 u1");
+    assert_eq!(s[1], "event 2 u2");
+    assert_eq!(s[2], "reject invalid_gzip at gzip member 2");
+    assert_eq!(s[3], "event 4 u4");
+    assert_eq!(s[4], "reject invalid_gzip at gzip member 4");
+    assert_eq!(s.len(), 5);
+    match &d.outcomes[2] {
+        Outcome::Reject(q) => {
+            assert_eq!(q.format, RawFormat::CwlPayloadGzip);
+            assert_eq!(q.raw_bytes().unwrap(), m2, "exactly the corrupt member's bytes");
+            assert_eq!(q.position.offset, Some(m1.len() as u64));
+        }
+        other => panic!("{other:?}"),
+    }
+    match &d.outcomes[4] {
+        Outcome::Reject(q) => assert_eq!(q.raw_bytes().unwrap(), b"junk"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_corrupt_first_member_still_means_a_payload_file() {
+    let mut m1 = cw_payload(&[1]);
+    let n = m1.len();
+    m1[n - 6] ^= 0xff; // CRC
+    let mut file = m1;
+    file.extend(cw_payload(&[2]));
+    assert_eq!(summary(&run(&file)), ["reject invalid_gzip at gzip member 1", "event 2 u2"]);
+}
+
+#[test]
+fn oversized_payload_is_refused_and_the_next_one_read() {
+    let mut file = cw_payload(&(0..200).collect::<Vec<_>>());
+    file.extend(cw_payload(&[7]));
+    let cfg = DecodeConfig::new("clinic_id", 1 << 20, 4096).unwrap();
+    let s = summary(&run_with(&file, Format::CwlSubscription, cfg));
+    assert_eq!(s, ["reject too_large at gzip member 1", "event 7 u7"]);
+}
+
+#[test]
+fn control_message_file() {
+    let body = r#"{"messageType":"CONTROL_MESSAGE","owner":"CloudwatchLogs","logGroup":"","logStream":"","subscriptionFilters":[],"logEvents":[{"id":"","timestamp":1790841600000,"message":"CWL CONTROL MESSAGE: Checking health of destination Firehose."}]}"#;
+    assert_eq!(summary(&run(&gzip_bytes(body.as_bytes()))), ["skip control_message"]);
+    assert_eq!(SkipKind::ControlMessage.code(), "control_message");
+}
+
+#[test]
+fn filter_log_events_document_is_streamed() {
+    let events: Vec<_> = (0..5000)
+        .map(|i| serde_json::json!({"logStreamName":"s","timestamp":1_790_841_600_000_i64,"message":usage(i),"ingestionTime":1,"eventId":format!("e{i}")}))
+        .collect();
+    let doc = serde_json::to_string_pretty(
+        &serde_json::json!({"events": events, "searchedLogStreams": []}),
+    )
+    .unwrap();
+    let d = run(doc.as_bytes());
+    assert_eq!(d.outcomes.len(), 5000);
+    let s = summary(&d);
+    assert_eq!(s[4999], "event e4999 u4999");
+    let d = run_with(doc.as_bytes(), Format::FilterLogEvents, DecodeConfig::default());
+    assert_eq!(d.outcomes.len(), 5000);
+}
+
+#[test]
+fn documents_that_cannot_be_read_quarantine_the_whole_source() {
+    let doc = "{\n  \"events\": [\n    {\"eventId\": \"a\", \"timestamp\": 1, \"message\": \"x\"},\n    oops\n  ]\n}\n";
+    let d = run(doc.as_bytes());
+    let last = d.outcomes.last().unwrap();
+    match last {
+        Outcome::Reject(q) => {
+            assert_eq!(q.reason, Reason::InvalidJson);
+            assert_eq!(q.format, RawFormat::Source);
+            assert_eq!(q.raw.as_deref(), Some(doc));
+            assert!(q.detail.contains("line 4"), "{}", q.detail);
+        }
+        other => panic!("{other:?}"),
+    }
+    let pretty = "{\n  \"hello\": 1\n}\n";
+    assert_eq!(summary(&run(pretty.as_bytes())), ["reject unrecognized_format at whole source"]);
+}
+
+#[test]
+fn whole_source_entries_replay() {
+    let doc = serde_json::to_string_pretty(&serde_json::json!({"events": [
+        {"eventId":"z","timestamp":1_790_841_600_000_i64,"message":usage(1)}
+    ]}))
+    .unwrap();
+    let entry = agentmeter_schemas::QuarantineEntry::new(
+        Reason::InvalidJson,
+        "",
+        SourceUri::new("file:///orig"),
+        Position::default(),
+        RawFormat::Source,
+        doc.as_bytes(),
+        1 << 20,
+    );
+    let d = run(format!("{}\n", serde_json::to_string(&entry).unwrap()).as_bytes());
+    assert_eq!(summary(&d), ["event z u1"]);
+    match &d.outcomes[0] {
+        Outcome::Event(e) => assert_eq!(e.source.as_str(), "file:///orig"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn overlong_lines_are_refused_with_their_line_number() {
+    let cfg = DecodeConfig::new("clinic_id", 300, 1 << 20).unwrap();
+    let long = format!("{{\"pad\":\"{}\"}}", "x".repeat(1000));
+    let text = format!("{}\n{long}\n{}\n", usage(1), usage(2));
+    let d = run_with(text.as_bytes(), Format::Auto, cfg);
+    assert_eq!(summary(&d)[1], "reject too_large at line 2");
+    match &d.outcomes[1] {
+        Outcome::Reject(q) => {
+            assert!(q.raw_truncated);
+            assert_eq!(q.raw.as_deref().map(str::len), Some(300));
+            assert_eq!(q.detail, "line of 1010 bytes is over the 300-byte limit");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(d.outcomes.len(), 3);
+    assert!(matches!(d.outcomes[2], Outcome::Event(_)));
+}
+
+#[test]
+fn expand_walks_directories_in_order_and_skips_hidden_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("b/c")).unwrap();
+    for f in ["b/c/2.ndjson", "b/1.ndjson", "a.ndjson.gz", ".hidden", "b/.tmp"] {
+        std::fs::write(root.join(f), "x").unwrap();
+    }
+    let specs = expand(&[root.to_owned(), root.join("a.ndjson.gz")], Format::Auto).unwrap();
+    let names: Vec<_> = specs
+        .iter()
+        .map(|s| s.path.strip_prefix(root).unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["a.ndjson.gz", "b/1.ndjson", "b/c/2.ndjson"]);
+    assert!(specs[0].uri.as_str().starts_with("file:///"));
+    let err = expand(&[root.join("missing")], Format::Auto).unwrap_err();
+    assert!(err.to_string().starts_with("cannot read source "), "{err}");
+}
+
+#[test]
+fn formats_parse() {
+    assert_eq!("cwl-subscription".parse::<Format>(), Ok(Format::CwlSubscription));
+    assert!("csv".parse::<Format>().unwrap_err().contains("unknown format \"csv\""));
+}

@@ -1,0 +1,211 @@
+//! A read buffer with guaranteed look-ahead, byte offsets, and optional capture of the bytes
+//! consumed: what splitting a file of concatenated gzip members into exact raw members needs.
+
+use std::io::{self, BufRead, Read, Seek, SeekFrom};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Buffered reader over a source.
+pub(crate) struct Window<'p, R> {
+    inner: R,
+    buf: Vec<u8>,
+    pos: usize,
+    end: usize,
+    /// Stream offset of `buf[pos]`.
+    offset: u64,
+    /// Bytes read from `inner` so far, and the most ever read (for progress after a rewind).
+    read_total: u64,
+    high_water: u64,
+    progress: Option<&'p AtomicU64>,
+    capture: Option<Capture>,
+}
+
+struct Capture {
+    data: Vec<u8>,
+    cap: usize,
+    truncated: bool,
+}
+
+impl<'p, R: Read> Window<'p, R> {
+    pub(crate) fn new(inner: R, capacity: usize, progress: Option<&'p AtomicU64>) -> Self {
+        Self {
+            inner,
+            buf: vec![0; capacity.max(16)],
+            pos: 0,
+            end: 0,
+            offset: 0,
+            read_total: 0,
+            high_water: 0,
+            progress,
+            capture: None,
+        }
+    }
+
+    fn read_more(&mut self) -> io::Result<usize> {
+        let n = loop {
+            match self.inner.read(&mut self.buf[self.end..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        };
+        self.end += n;
+        self.read_total += n as u64;
+        if self.read_total > self.high_water {
+            if let Some(p) = self.progress {
+                p.fetch_add(self.read_total - self.high_water, Ordering::Relaxed);
+            }
+            self.high_water = self.read_total;
+        }
+        Ok(n)
+    }
+
+    /// At least `n` buffered bytes, fewer only at the end of the stream.
+    pub(crate) fn ensure(&mut self, n: usize) -> io::Result<&[u8]> {
+        if self.end - self.pos < n {
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
+            self.pos = 0;
+            if self.buf.len() < n {
+                self.buf.resize(n, 0);
+            }
+            while self.end < n {
+                if self.read_more()? == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(&self.buf[self.pos..self.end])
+    }
+
+    /// Offset in the stream of the next byte to be consumed.
+    pub(crate) fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Starts recording consumed bytes, keeping at most `cap`.
+    pub(crate) fn start_capture(&mut self, cap: usize) {
+        self.capture = Some(Capture { data: Vec::new(), cap, truncated: false });
+    }
+
+    /// Stops recording; returns the bytes and whether some were dropped over the cap.
+    pub(crate) fn take_capture(&mut self) -> (Vec<u8>, bool) {
+        self.capture.take().map(|c| (c.data, c.truncated)).unwrap_or_default()
+    }
+
+    /// Consumes bytes up to the next occurrence of `magic` (or the end), returning whether
+    /// one was found.
+    pub(crate) fn skip_to(&mut self, magic: &[u8]) -> io::Result<bool> {
+        loop {
+            let want = magic.len();
+            let buf = self.ensure(want)?;
+            if buf.is_empty() {
+                return Ok(false);
+            }
+            if buf.len() < want {
+                let n = buf.len();
+                self.consume(n);
+                return Ok(false);
+            }
+            match memchr::memmem::find(buf, magic) {
+                Some(i) => {
+                    self.consume(i);
+                    return Ok(true);
+                }
+                None => {
+                    // Keep the last bytes: the magic may straddle the buffer's end.
+                    let n = buf.len() - (want - 1);
+                    self.consume(n);
+                }
+            }
+        }
+    }
+}
+
+impl<R: Read + Seek> Window<'_, R> {
+    /// Back to the start of the stream, discarding the buffer.
+    pub(crate) fn rewind(&mut self) -> io::Result<()> {
+        self.inner.seek(SeekFrom::Start(0))?;
+        self.pos = 0;
+        self.end = 0;
+        self.offset = 0;
+        self.read_total = 0;
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for Window<'_, R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let n = {
+            let buf = self.fill_buf()?;
+            let n = buf.len().min(out.len());
+            out[..n].copy_from_slice(&buf[..n]);
+            n
+        };
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl<R: Read> BufRead for Window<'_, R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.pos == self.end {
+            self.pos = 0;
+            self.end = 0;
+            self.read_more()?;
+        }
+        Ok(&self.buf[self.pos..self.end])
+    }
+
+    fn consume(&mut self, n: usize) {
+        let n = n.min(self.end - self.pos);
+        if let Some(c) = &mut self.capture {
+            let room = c.cap.saturating_sub(c.data.len());
+            let keep = n.min(room);
+            c.data.extend_from_slice(&self.buf[self.pos..self.pos + keep]);
+            c.truncated |= keep < n;
+        }
+        self.pos += n;
+        self.offset += n as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skip_to_finds_a_magic_across_buffer_boundaries() {
+        for split in 0..20 {
+            let mut data = vec![b'x'; split];
+            data.extend_from_slice(b"\x1f\x8b\x08rest");
+            let mut w = Window::new(io::Cursor::new(data), 16, None);
+            w.start_capture(100);
+            assert!(w.skip_to(b"\x1f\x8b\x08").unwrap());
+            assert_eq!(w.offset(), split as u64);
+            assert_eq!(w.take_capture().0, vec![b'x'; split]);
+            assert!(w.ensure(3).unwrap().starts_with(b"\x1f\x8b\x08"));
+        }
+        let mut w = Window::new(io::Cursor::new(b"abcdef".to_vec()), 4, None);
+        assert!(!w.skip_to(b"\x1f\x8b\x08").unwrap());
+        assert_eq!(w.offset(), 6);
+    }
+
+    #[test]
+    fn capture_is_capped() {
+        let mut w = Window::new(io::Cursor::new(b"0123456789".to_vec()), 4, None);
+        w.start_capture(3);
+        let mut s = String::new();
+        w.read_to_string(&mut s).unwrap();
+        assert_eq!(w.take_capture(), (b"012".to_vec(), true));
+    }
+
+    #[test]
+    fn progress_counts_each_byte_once_across_a_rewind() {
+        let p = AtomicU64::new(0);
+        let mut w = Window::new(io::Cursor::new(vec![1u8; 100]), 8, Some(&p));
+        io::copy(&mut w, &mut io::sink()).unwrap();
+        w.rewind().unwrap();
+        io::copy(&mut w, &mut io::sink()).unwrap();
+        assert_eq!(p.load(Ordering::Relaxed), 100);
+    }
+}

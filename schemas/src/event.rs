@@ -1,0 +1,214 @@
+//! The normalised usage event and where a record came from.
+
+use std::fmt;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{EventId, ModelId, TenantId, Tier, UserId};
+
+/// Token counts of one inference call. All are non-negative and fit in `i64`, the type Athena
+/// reads (`bigint`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Tokens {
+    /// Input (prompt) tokens.
+    pub input: i64,
+    /// Output (completion) tokens.
+    pub output: i64,
+    /// Total tokens as the record stated them (checked against the parts).
+    pub total: i64,
+    /// Prompt-cache read tokens, 0 when absent.
+    pub cache_read: i64,
+    /// Prompt-cache write tokens, 0 when absent.
+    pub cache_write: i64,
+}
+
+impl Tokens {
+    /// Adds `other` field by field, or `None` on overflow.
+    pub fn checked_add(&self, other: &Tokens) -> Option<Tokens> {
+        Some(Tokens {
+            input: self.input.checked_add(other.input)?,
+            output: self.output.checked_add(other.output)?,
+            total: self.total.checked_add(other.total)?,
+            cache_read: self.cache_read.checked_add(other.cache_read)?,
+            cache_write: self.cache_write.checked_add(other.cache_write)?,
+        })
+    }
+}
+
+/// The URI of an input: `file:///abs/path` today; `kinesis://`, `logs://` and `s3://` later.
+///
+/// It names a source in the lake's `source` column and in quarantine entries, and (hashed)
+/// names the source's quarantine file.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SourceUri(String);
+
+impl SourceUri {
+    /// Wraps a URI string.
+    pub fn new(uri: impl Into<String>) -> Self {
+        Self(uri.into())
+    }
+
+    /// The URI as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SourceUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a record sits inside its source. Fields that do not apply are `None`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Position {
+    /// 1-based line number in a text file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    /// 1-based gzip member (one CloudWatch subscription payload) in a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<u64>,
+    /// 1-based log event inside a payload, a line or a `filter-log-events` document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<u64>,
+    /// Byte offset of the record (of the compressed file for gzip members).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(l) = self.line {
+            parts.push(format!("line {l}"));
+        }
+        if let Some(m) = self.member {
+            parts.push(format!("gzip member {m}"));
+        }
+        if let Some(e) = self.event {
+            parts.push(format!("log event {e}"));
+        }
+        if parts.is_empty() {
+            if let Some(o) = self.offset {
+                parts.push(format!("byte {o}"));
+            }
+        }
+        if parts.is_empty() { f.write_str("whole source") } else { f.write_str(&parts.join(", ")) }
+    }
+}
+
+/// One valid, distinct `inference_usage` event: a row of `usage_events`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageEvent {
+    /// Event time in milliseconds since the Unix epoch, UTC.
+    pub event_time_ms: i64,
+    /// Identity used for deduplication.
+    pub event_id: EventId,
+    /// Pricing tier.
+    pub tier: Tier,
+    /// Tenant.
+    pub tenant_id: TenantId,
+    /// User of the tenant.
+    pub user_id: UserId,
+    /// Model or inference profile.
+    pub model_id: ModelId,
+    /// Input the event was read from.
+    pub source: SourceUri,
+    /// Token counts.
+    pub tokens: Tokens,
+}
+
+impl UsageEvent {
+    /// The event time as a `DateTime`, or `None` if out of chrono's range.
+    pub fn event_time(&self) -> Option<DateTime<Utc>> {
+        DateTime::from_timestamp_millis(self.event_time_ms)
+    }
+
+    /// The UTC date of the event: its `dt` partition.
+    pub fn date(&self) -> Option<NaiveDate> {
+        self.event_time().map(|t| t.date_naive())
+    }
+
+    /// A digest of everything that makes the event billable (not its id or source). Two
+    /// deliveries of the same id with different digests are a conflict worth reporting.
+    pub fn content_fingerprint(&self) -> u64 {
+        let mut h = blake3::Hasher::new();
+        h.update(&self.event_time_ms.to_le_bytes());
+        for s in [
+            self.tier.as_str(),
+            self.tenant_id.as_str(),
+            self.user_id.as_str(),
+            self.model_id.as_str(),
+        ] {
+            h.update(&(s.len() as u64).to_le_bytes());
+            h.update(s.as_bytes());
+        }
+        let t = &self.tokens;
+        for n in [t.input, t.output, t.total, t.cache_read, t.cache_write] {
+            h.update(&n.to_le_bytes());
+        }
+        let mut out = [0u8; 8];
+        out.copy_from_slice(&h.finalize().as_bytes()[..8]);
+        u64::from_le_bytes(out)
+    }
+}
+
+/// Hex of the first 16 bytes of the BLAKE3 digest of `bytes`: stable across versions and
+/// machines, used for content-derived ids and deterministic names.
+pub fn content_digest_hex(bytes: &[u8]) -> String {
+    let digest = blake3::hash(bytes);
+    let mut s = String::with_capacity(32);
+    for b in &digest.as_bytes()[..16] {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(input: i64) -> UsageEvent {
+        UsageEvent {
+            event_time_ms: 1_760_000_000_123,
+            event_id: EventId::new("e1").unwrap(),
+            tier: Tier::new("basic").unwrap(),
+            tenant_id: TenantId::new("clinic-a").unwrap(),
+            user_id: UserId::new("u1").unwrap(),
+            model_id: ModelId::new("m").unwrap(),
+            source: SourceUri::new("file:///x"),
+            tokens: Tokens { input, output: 1, total: input + 1, cache_read: 0, cache_write: 0 },
+        }
+    }
+
+    #[test]
+    fn fingerprint_ignores_source_and_id_but_not_tokens() {
+        let a = event(10);
+        let mut b = a.clone();
+        b.source = SourceUri::new("file:///y");
+        b.event_id = EventId::new("e2").unwrap();
+        assert_eq!(a.content_fingerprint(), b.content_fingerprint());
+        assert_ne!(a.content_fingerprint(), event(11).content_fingerprint());
+    }
+
+    #[test]
+    fn date_is_utc() {
+        let e = event(1);
+        assert_eq!(e.date().unwrap().to_string(), "2025-10-09");
+    }
+
+    #[test]
+    fn digest_is_stable() {
+        assert_eq!(content_digest_hex(b"abc"), "6437b3ac38465133ffb63b75273a8db5");
+    }
+
+    #[test]
+    fn position_display() {
+        let p = Position { member: Some(3), event: Some(2), offset: Some(99), line: None };
+        assert_eq!(p.to_string(), "gzip member 3, log event 2");
+        assert_eq!(Position { offset: Some(5), ..Default::default() }.to_string(), "byte 5");
+    }
+}

@@ -1,0 +1,253 @@
+//! Validated identifiers.
+//!
+//! Tenant and user ids come from untrusted input and later become parts of paths, object keys
+//! and file names (per-tenant invoices, exports). They are therefore checked once against a
+//! fixed safe character set and a length limit, and only the newtypes travel further.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Why an identifier was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {kind} {shown}: {why}")]
+pub struct IdError {
+    /// Which identifier: `tenant_id`, `user_id`, `tier`, `model_id` or `event_id`.
+    pub kind: &'static str,
+    /// The refused value, escaped and shortened for display.
+    pub shown: String,
+    /// What rule it broke.
+    pub why: &'static str,
+}
+
+impl IdError {
+    fn new(kind: &'static str, value: &str, why: &'static str) -> Self {
+        Self { kind, shown: shorten(value), why }
+    }
+}
+
+/// Escapes and shortens an untrusted value so that it is safe to print in a message.
+fn shorten(value: &str) -> String {
+    const MAX: usize = 80;
+    let mut cut: String = value.chars().take(MAX).collect();
+    if cut.len() < value.len() {
+        cut.push('…');
+    }
+    format!("{cut:?}")
+}
+
+/// The rules of one identifier kind.
+struct Rule {
+    kind: &'static str,
+    max_len: usize,
+    first: fn(u8) -> bool,
+    rest: fn(u8) -> bool,
+}
+
+impl Rule {
+    fn check(&self, value: &str) -> Result<(), IdError> {
+        let bytes = value.as_bytes();
+        let Some(&first) = bytes.first() else {
+            return Err(IdError::new(self.kind, value, "is empty"));
+        };
+        if bytes.len() > self.max_len {
+            return Err(IdError::new(self.kind, value, "is too long"));
+        }
+        if !(self.first)(first) {
+            return Err(IdError::new(
+                self.kind,
+                value,
+                "starts with a character that is not allowed",
+            ));
+        }
+        if !bytes[1..].iter().all(|&b| (self.rest)(b)) {
+            return Err(IdError::new(self.kind, value, "contains a character that is not allowed"));
+        }
+        Ok(())
+    }
+}
+
+fn alnum(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+}
+
+const TENANT: Rule = Rule {
+    kind: "tenant_id",
+    max_len: 64,
+    first: alnum,
+    rest: |b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'),
+};
+
+const USER: Rule = Rule {
+    kind: "user_id",
+    max_len: 128,
+    first: |b| b.is_ascii_alphanumeric() || b == b'_',
+    rest: |b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@' | b'+' | b':'),
+};
+
+const TIER: Rule = Rule {
+    kind: "tier",
+    max_len: 32,
+    first: alnum,
+    rest: |b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'),
+};
+
+// Model ids never reach a path, but they do reach CSV cells and HTML: printable ASCII only.
+const MODEL: Rule = Rule {
+    kind: "model_id",
+    max_len: 256,
+    first: |b| b.is_ascii_graphic(),
+    rest: |b| b.is_ascii_graphic(),
+};
+
+const EVENT: Rule = Rule {
+    kind: "event_id",
+    max_len: 256,
+    first: |b| b.is_ascii_graphic(),
+    rest: |b| b.is_ascii_graphic(),
+};
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident, $rule:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Validates `value` and wraps it.
+            ///
+            /// # Errors
+            ///
+            /// Returns an [`IdError`] naming the rule the value breaks.
+            pub fn new(value: impl Into<String>) -> Result<Self, IdError> {
+                let value = value.into();
+                $rule.check(&value)?;
+                Ok(Self(value))
+            }
+
+            /// The identifier as a string slice.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = IdError;
+
+            fn from_str(s: &str) -> Result<Self, IdError> {
+                Self::new(s)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Self::new(s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A tenant (in the seeds, a clinic): 1 to 64 characters from `A-Z a-z 0-9 - _ .`,
+    /// starting with a letter or digit. Never `.`, `..`, a path, or anything with `/`, `\`,
+    /// `%`, whitespace or control characters, so it is safe as a path component.
+    TenantId,
+    TENANT
+);
+
+id_type!(
+    /// A user of a tenant: 1 to 128 characters from `A-Z a-z 0-9 - _ . @ + :`, starting with a
+    /// letter, digit or `_` (so e-mail addresses and most identity-provider subjects pass).
+    UserId,
+    USER
+);
+
+id_type!(
+    /// A pricing tier (`basic`, `premium`, ...): 1 to 32 characters from `A-Z a-z 0-9 - _`,
+    /// starting with a letter or digit.
+    Tier,
+    TIER
+);
+
+id_type!(
+    /// A model or inference-profile id as the agent logged it (may be an ARN): 1 to 256
+    /// printable ASCII characters, no whitespace.
+    ModelId,
+    MODEL
+);
+
+id_type!(
+    /// The identity of a usage event: the CloudWatch log event id, the record's own
+    /// `event_id`, or a digest of its content (`h:` and 32 hex digits). 1 to 256 printable ASCII
+    /// characters.
+    EventId,
+    EVENT
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_ids_that_could_escape_a_directory_never_pass() {
+        for bad in [
+            "", ".", "..", "../x", "a/b", "a\\b", "a%2fb", "%2e%2e", "-a", ".hidden", "a b",
+            "a\nb", "a\0b", "é", "a\u{7f}", "/abs", "C:", "a:b",
+        ] {
+            assert!(TenantId::new(bad).is_err(), "{bad:?} passed");
+        }
+        assert!(TenantId::new("x".repeat(65)).is_err());
+        for good in ["clinic-a", "hospital_7", "a", "A.b-c_d", &"x".repeat(64)] {
+            assert_eq!(TenantId::new(good).unwrap().as_str(), good);
+        }
+    }
+
+    #[test]
+    fn user_ids_accept_emails_and_refuse_separators() {
+        assert!(UserId::new("dr.lee@clinic-a.example").is_ok());
+        assert!(UserId::new("us-east-1:0f1e").is_ok());
+        assert!(UserId::new("_svc").is_ok());
+        for bad in ["", ".", "..", ".a", "a/b", "a\\b", "a%b", "a b", "a\tb", "-x"] {
+            assert!(UserId::new(bad).is_err(), "{bad:?} passed");
+        }
+    }
+
+    #[test]
+    fn error_message_names_the_kind_and_escapes_the_value() {
+        let err = TenantId::new("../etc\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid tenant_id \"../etc\\n\": starts with a character that is not allowed"
+        );
+        let long = "a/".repeat(100);
+        let shown = TenantId::new(long).unwrap_err().shown;
+        assert!(shown.ends_with("…\""), "{shown}");
+    }
+
+    #[test]
+    fn model_ids_allow_arns_and_refuse_whitespace() {
+        assert!(ModelId::new("arn:aws:bedrock:us-east-1:123:inference-profile/us.x-v1:0").is_ok());
+        assert!(ModelId::new("a b").is_err());
+        assert!(ModelId::new("").is_err());
+    }
+
+    #[test]
+    fn deserialize_validates() {
+        assert!(serde_json::from_str::<TenantId>("\"../x\"").is_err());
+        assert_eq!(serde_json::from_str::<Tier>("\"basic\"").unwrap().as_str(), "basic");
+    }
+}

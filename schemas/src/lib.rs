@@ -1,0 +1,24 @@
+//! Shared vocabulary of agentmeter: validated identifiers, usage records, the accounting of
+//! every input record, the quarantine envelope, the lake's Arrow schemas and their Athena DDL.
+//!
+//! Nothing here performs I/O. The other crates agree through these types:
+//!
+//! - [`TenantId`], [`UserId`], [`Tier`], [`ModelId`], [`EventId`]: identifiers that are
+//!   validated once, at the edge, and can then be used in paths, keys and file names.
+//! - [`UsageEvent`]: one valid `inference_usage` record, normalised.
+//! - [`Reason`], [`SkipKind`], [`Accounting`]: where each input record ended up.
+//! - [`QuarantineEntry`]: the replayable form of a rejected record.
+//! - [`tables`]: the lake's tables (Arrow schemas, row builders) and [`athena`] their DDL.
+#![deny(missing_docs)]
+
+mod accounting;
+pub mod athena;
+mod event;
+mod ids;
+mod quarantine;
+pub mod tables;
+
+pub use accounting::{Accounting, Reason, SkipKind};
+pub use event::{Position, SourceUri, Tokens, UsageEvent, content_digest_hex};
+pub use ids::{EventId, IdError, ModelId, TenantId, Tier, UserId};
+pub use quarantine::{QUARANTINE_MARKER, QuarantineEntry, RawFormat};

@@ -1,0 +1,440 @@
+//! The lake's tables: Arrow schemas, typed row builders and readers.
+//!
+//! Each table is defined once here; the Parquet writer, the readers and the Athena DDL
+//! ([`crate::athena`]) all derive from these definitions, and a test keeps them in step.
+//! Types are the ones Athena reads correctly: `Int64` (never unsigned), UTF-8 strings, and
+//! UTC timestamps in milliseconds. The `dt` partition column lives in the path
+//! (`dt=YYYY-MM-DD`), never in the files.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+use arrow_array::builder::{Int64Builder, StringBuilder, TimestampMillisecondBuilder};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int64Type, TimestampMillisecondType};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use crate::{EventId, ModelId, SourceUri, TenantId, Tier, Tokens, UsageEvent, UserId};
+
+/// Schema-level metadata key carrying the table's schema version.
+pub const SCHEMA_VERSION_KEY: &str = "agentmeter.schema_version";
+
+/// Name of the Hive partition column of every table.
+pub const PARTITION_COLUMN: &str = "dt";
+
+/// A lake table.
+#[derive(Debug)]
+pub struct TableDef {
+    /// Table (and directory) name.
+    pub name: &'static str,
+    /// One-line description, used as the DDL comment.
+    pub description: &'static str,
+    /// Arrow schema of the files.
+    pub schema: fn() -> SchemaRef,
+}
+
+/// Every table of the lake, in the order the DDL prints them.
+pub const TABLES: &[TableDef] = &[
+    TableDef {
+        name: USAGE_EVENTS,
+        description: "One row per distinct valid inference_usage event.",
+        schema: usage_events_schema,
+    },
+    TableDef {
+        name: USAGE_HOURLY,
+        description: "Usage per hour, tier, tenant, user and model, derived from usage_events.",
+        schema: usage_hourly_schema,
+    },
+];
+
+/// Name of the raw events table.
+pub const USAGE_EVENTS: &str = "usage_events";
+/// Name of the hourly rollup table.
+pub const USAGE_HOURLY: &str = "usage_hourly";
+
+fn utc_millis() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+}
+
+fn with_version(fields: Vec<Field>, version: &str) -> SchemaRef {
+    let meta = HashMap::from([(SCHEMA_VERSION_KEY.to_owned(), version.to_owned())]);
+    Arc::new(Schema::new_with_metadata(fields, meta))
+}
+
+const TOKEN_COLUMNS: [&str; 5] =
+    ["input_tokens", "output_tokens", "total_tokens", "cache_read_tokens", "cache_write_tokens"];
+
+static USAGE_EVENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = vec![
+        Field::new("event_time", utc_millis(), false),
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new("tier", DataType::Utf8, false),
+        Field::new("tenant_id", DataType::Utf8, false),
+        Field::new("user_id", DataType::Utf8, false),
+        Field::new("model_id", DataType::Utf8, false),
+        Field::new("source", DataType::Utf8, false),
+    ];
+    fields.extend(TOKEN_COLUMNS.iter().map(|c| Field::new(*c, DataType::Int64, false)));
+    with_version(fields, "1")
+});
+
+static USAGE_HOURLY_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = vec![
+        Field::new("hour", utc_millis(), false),
+        Field::new("tier", DataType::Utf8, false),
+        Field::new("tenant_id", DataType::Utf8, false),
+        Field::new("user_id", DataType::Utf8, false),
+        Field::new("model_id", DataType::Utf8, false),
+        Field::new("invocations", DataType::Int64, false),
+    ];
+    fields.extend(TOKEN_COLUMNS.iter().map(|c| Field::new(*c, DataType::Int64, false)));
+    with_version(fields, "1")
+});
+
+/// Schema of `usage_events`.
+pub fn usage_events_schema() -> SchemaRef {
+    USAGE_EVENTS_SCHEMA.clone()
+}
+
+/// Schema of `usage_hourly`.
+pub fn usage_hourly_schema() -> SchemaRef {
+    USAGE_HOURLY_SCHEMA.clone()
+}
+
+struct TokenBuilders([Int64Builder; 5]);
+
+impl TokenBuilders {
+    fn with_capacity(n: usize) -> Self {
+        Self(std::array::from_fn(|_| Int64Builder::with_capacity(n)))
+    }
+
+    fn append(&mut self, t: &Tokens) {
+        let values = [t.input, t.output, t.total, t.cache_read, t.cache_write];
+        for (b, v) in self.0.iter_mut().zip(values) {
+            b.append_value(v);
+        }
+    }
+
+    fn finish(&mut self, columns: &mut Vec<ArrayRef>) {
+        for b in &mut self.0 {
+            columns.push(Arc::new(b.finish()));
+        }
+    }
+}
+
+/// Builds `usage_events` record batches from [`UsageEvent`]s.
+pub struct UsageEventBatchBuilder {
+    event_time: TimestampMillisecondBuilder,
+    strings: [StringBuilder; 6],
+    tokens: TokenBuilders,
+    len: usize,
+}
+
+impl UsageEventBatchBuilder {
+    /// A builder with room for `capacity` rows.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            event_time: TimestampMillisecondBuilder::with_capacity(capacity).with_timezone("UTC"),
+            strings: std::array::from_fn(|_| StringBuilder::with_capacity(capacity, capacity * 16)),
+            tokens: TokenBuilders::with_capacity(capacity),
+            len: 0,
+        }
+    }
+
+    /// Appends one row.
+    pub fn append(&mut self, e: &UsageEvent) {
+        self.event_time.append_value(e.event_time_ms);
+        let values = [
+            e.event_id.as_str(),
+            e.tier.as_str(),
+            e.tenant_id.as_str(),
+            e.user_id.as_str(),
+            e.model_id.as_str(),
+            e.source.as_str(),
+        ];
+        for (b, v) in self.strings.iter_mut().zip(values) {
+            b.append_value(v);
+        }
+        self.tokens.append(&e.tokens);
+        self.len += 1;
+    }
+
+    /// Rows appended so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when no row was appended.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Finishes the batch and resets the builder.
+    ///
+    /// # Errors
+    ///
+    /// Only if the columns disagree with the schema, which would be a bug here.
+    pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(self.event_time.finish())];
+        for b in &mut self.strings {
+            columns.push(Arc::new(b.finish()));
+        }
+        self.tokens.finish(&mut columns);
+        self.len = 0;
+        RecordBatch::try_new(usage_events_schema(), columns)
+    }
+}
+
+impl<'a> Extend<&'a UsageEvent> for UsageEventBatchBuilder {
+    fn extend<I: IntoIterator<Item = &'a UsageEvent>>(&mut self, iter: I) {
+        for e in iter {
+            self.append(e);
+        }
+    }
+}
+
+/// The grouping key of `usage_hourly`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HourlyKey {
+    /// Start of the hour, milliseconds since the epoch, UTC.
+    pub hour_ms: i64,
+    /// Tier.
+    pub tier: Tier,
+    /// Tenant.
+    pub tenant_id: TenantId,
+    /// User.
+    pub user_id: UserId,
+    /// Model.
+    pub model_id: ModelId,
+}
+
+/// The measures of one `usage_hourly` row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HourlyMeasures {
+    /// Number of inference calls.
+    pub invocations: i64,
+    /// Token sums.
+    pub tokens: Tokens,
+}
+
+/// Milliseconds in an hour.
+pub const HOUR_MS: i64 = 3_600_000;
+
+/// The start of the UTC hour containing `ms` (hours are half-open, `[start, start + 1h)`).
+pub fn hour_start_ms(ms: i64) -> i64 {
+    ms.div_euclid(HOUR_MS) * HOUR_MS
+}
+
+/// Builds a `usage_hourly` record batch from (key, measures) rows.
+///
+/// # Errors
+///
+/// Only if the columns disagree with the schema, which would be a bug here.
+pub fn hourly_batch<'a>(
+    rows: impl ExactSizeIterator<Item = (&'a HourlyKey, &'a HourlyMeasures)>,
+) -> Result<RecordBatch, ArrowError> {
+    let n = rows.len();
+    let mut hour = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut strings: [StringBuilder; 4] =
+        std::array::from_fn(|_| StringBuilder::with_capacity(n, n * 16));
+    let mut invocations = Int64Builder::with_capacity(n);
+    let mut tokens = TokenBuilders::with_capacity(n);
+    for (k, m) in rows {
+        hour.append_value(k.hour_ms);
+        let values =
+            [k.tier.as_str(), k.tenant_id.as_str(), k.user_id.as_str(), k.model_id.as_str()];
+        for (b, v) in strings.iter_mut().zip(values) {
+            b.append_value(v);
+        }
+        invocations.append_value(m.invocations);
+        tokens.append(&m.tokens);
+    }
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(hour.finish())];
+    for b in &mut strings {
+        columns.push(Arc::new(b.finish()));
+    }
+    columns.push(Arc::new(invocations.finish()));
+    tokens.finish(&mut columns);
+    RecordBatch::try_new(usage_hourly_schema(), columns)
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, ArrowError> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| ArrowError::SchemaError(format!("column {name} is missing")))
+}
+
+fn strings<'a>(
+    batch: &'a RecordBatch,
+    name: &str,
+) -> Result<&'a arrow_array::StringArray, ArrowError> {
+    column(batch, name)?
+        .as_string_opt::<i32>()
+        .ok_or_else(|| ArrowError::SchemaError(format!("column {name} is not utf8")))
+}
+
+fn ints<'a>(
+    batch: &'a RecordBatch,
+    name: &str,
+) -> Result<&'a arrow_array::PrimitiveArray<Int64Type>, ArrowError> {
+    column(batch, name)?
+        .as_primitive_opt::<Int64Type>()
+        .ok_or_else(|| ArrowError::SchemaError(format!("column {name} is not int64")))
+}
+
+fn invalid(name: &str, row: usize, e: impl std::fmt::Display) -> ArrowError {
+    ArrowError::InvalidArgumentError(format!("row {row}, column {name}: {e}"))
+}
+
+/// Reads `usage_events` rows back into [`UsageEvent`]s, validating every identifier again
+/// (a lake written by another tool is untrusted too).
+///
+/// # Errors
+///
+/// A missing or mistyped column, a null, or an identifier that fails validation.
+pub fn usage_events_from_batch(batch: &RecordBatch) -> Result<Vec<UsageEvent>, ArrowError> {
+    let time = column(batch, "event_time")?
+        .as_primitive_opt::<TimestampMillisecondType>()
+        .ok_or_else(|| ArrowError::SchemaError("column event_time is not timestamp(ms)".into()))?;
+    let names = ["event_id", "tier", "tenant_id", "user_id", "model_id", "source"];
+    let s: Vec<_> = names.iter().map(|n| strings(batch, n)).collect::<Result<_, _>>()?;
+    let t: Vec<_> = TOKEN_COLUMNS.iter().map(|n| ints(batch, n)).collect::<Result<_, _>>()?;
+    let all: Vec<&dyn Array> = std::iter::once(time as &dyn Array)
+        .chain(s.iter().map(|a| *a as &dyn Array))
+        .chain(t.iter().map(|a| *a as &dyn Array))
+        .collect();
+    if all.iter().any(|a| a.null_count() > 0) {
+        return Err(ArrowError::InvalidArgumentError("usage_events has nulls".into()));
+    }
+    (0..batch.num_rows())
+        .map(|i| {
+            Ok(UsageEvent {
+                event_time_ms: time.value(i),
+                event_id: EventId::new(s[0].value(i)).map_err(|e| invalid(names[0], i, e))?,
+                tier: Tier::new(s[1].value(i)).map_err(|e| invalid(names[1], i, e))?,
+                tenant_id: TenantId::new(s[2].value(i)).map_err(|e| invalid(names[2], i, e))?,
+                user_id: UserId::new(s[3].value(i)).map_err(|e| invalid(names[3], i, e))?,
+                model_id: ModelId::new(s[4].value(i)).map_err(|e| invalid(names[4], i, e))?,
+                source: SourceUri::new(s[5].value(i)),
+                tokens: Tokens {
+                    input: t[0].value(i),
+                    output: t[1].value(i),
+                    total: t[2].value(i),
+                    cache_read: t[3].value(i),
+                    cache_write: t[4].value(i),
+                },
+            })
+        })
+        .collect()
+}
+
+/// Reads `usage_hourly` rows back.
+///
+/// # Errors
+///
+/// A missing or mistyped column, a null, or an identifier that fails validation.
+pub fn hourly_from_batch(
+    batch: &RecordBatch,
+) -> Result<Vec<(HourlyKey, HourlyMeasures)>, ArrowError> {
+    let hour = column(batch, "hour")?
+        .as_primitive_opt::<TimestampMillisecondType>()
+        .ok_or_else(|| ArrowError::SchemaError("column hour is not timestamp(ms)".into()))?;
+    let names = ["tier", "tenant_id", "user_id", "model_id"];
+    let s: Vec<_> = names.iter().map(|n| strings(batch, n)).collect::<Result<_, _>>()?;
+    let inv = ints(batch, "invocations")?;
+    let t: Vec<_> = TOKEN_COLUMNS.iter().map(|n| ints(batch, n)).collect::<Result<_, _>>()?;
+    (0..batch.num_rows())
+        .map(|i| {
+            let key = HourlyKey {
+                hour_ms: hour.value(i),
+                tier: Tier::new(s[0].value(i)).map_err(|e| invalid(names[0], i, e))?,
+                tenant_id: TenantId::new(s[1].value(i)).map_err(|e| invalid(names[1], i, e))?,
+                user_id: UserId::new(s[2].value(i)).map_err(|e| invalid(names[2], i, e))?,
+                model_id: ModelId::new(s[3].value(i)).map_err(|e| invalid(names[3], i, e))?,
+            };
+            let m = HourlyMeasures {
+                invocations: inv.value(i),
+                tokens: Tokens {
+                    input: t[0].value(i),
+                    output: t[1].value(i),
+                    total: t[2].value(i),
+                    cache_read: t[3].value(i),
+                    cache_write: t[4].value(i),
+                },
+            };
+            Ok((key, m))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(i: i64) -> UsageEvent {
+        UsageEvent {
+            event_time_ms: 1_760_000_000_000 + i,
+            event_id: EventId::new(format!("e{i}")).unwrap(),
+            tier: Tier::new("basic").unwrap(),
+            tenant_id: TenantId::new("clinic-a").unwrap(),
+            user_id: UserId::new("dr.lee@clinic-a.example").unwrap(),
+            model_id: ModelId::new("mistral.ministral-3-8b-instruct").unwrap(),
+            source: SourceUri::new("file:///tmp/in.ndjson"),
+            tokens: Tokens { input: 812, output: 97, total: 909, cache_read: i, cache_write: 0 },
+        }
+    }
+
+    #[test]
+    fn usage_events_round_trip() {
+        let events: Vec<_> = (0..3).map(event).collect();
+        let mut b = UsageEventBatchBuilder::with_capacity(3);
+        b.extend(&events);
+        assert_eq!(b.len(), 3);
+        let batch = b.finish().unwrap();
+        assert!(b.is_empty());
+        assert_eq!(usage_events_from_batch(&batch).unwrap(), events);
+        assert_eq!(batch.schema().metadata()[SCHEMA_VERSION_KEY], "1");
+    }
+
+    #[test]
+    fn hourly_round_trip() {
+        let e = event(0);
+        let key = HourlyKey {
+            hour_ms: hour_start_ms(e.event_time_ms),
+            tier: e.tier,
+            tenant_id: e.tenant_id,
+            user_id: e.user_id,
+            model_id: e.model_id,
+        };
+        let m = HourlyMeasures { invocations: 2, tokens: e.tokens };
+        let batch = hourly_batch([(&key, &m)].into_iter()).unwrap();
+        assert_eq!(hourly_from_batch(&batch).unwrap(), vec![(key, m)]);
+    }
+
+    #[test]
+    fn hour_start_handles_negative_times() {
+        assert_eq!(hour_start_ms(HOUR_MS + 5), HOUR_MS);
+        assert_eq!(hour_start_ms(-1), -HOUR_MS);
+    }
+
+    #[test]
+    fn schemas_use_only_athena_safe_types() {
+        for t in TABLES {
+            for f in (t.schema)().fields() {
+                assert!(
+                    matches!(
+                        f.data_type(),
+                        DataType::Int64
+                            | DataType::Utf8
+                            | DataType::Timestamp(TimeUnit::Millisecond, Some(_))
+                    ),
+                    "{}.{} is {:?}",
+                    t.name,
+                    f.name(),
+                    f.data_type()
+                );
+            }
+        }
+    }
+}
