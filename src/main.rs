@@ -1,1 +1,56 @@
-fn main() {}
+//! The `agentmeter` command: a thin shell over the library crates. It parses arguments, sets
+//! up logging and progress, joins the ingest and aggregate stages, and maps failures to exit
+//! codes (0 success, 1 a run failed, 2 bad arguments or configuration).
+
+mod cli;
+mod demo;
+mod gen_cmd;
+mod ingest_cmd;
+mod logging;
+mod progress;
+mod schema_cmd;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// A failure that is the user's to fix before running again (exit code 2).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    logging::init(&args.log);
+    let result = match args.command {
+        cli::Command::Ingest(a) => ingest_cmd::run(&a).map(|_| ()),
+        cli::Command::Schema(a) => schema_cmd::run(&a),
+        cli::Command::Gen(a) => gen_cmd::run(&a),
+        cli::Command::Demo(a) => demo::run(&a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // A closed pipe (`agentmeter schema athena | head`) is not a failure.
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {e:#}");
+            if e.chain().any(|c| c.downcast_ref::<UsageError>().is_some()) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}

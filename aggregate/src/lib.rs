@@ -1,1 +1,25 @@
-//! placeholder
+//! The lake: exactly-once writes of usage events into Hive-partitioned Parquet, the rollups
+//! derived from them, the quarantine, and reading it all back.
+//!
+//! - [`Lake`] opens a lake directory for writing (one writer at a time, enforced by a lock;
+//!   leftovers of a crashed writer cleaned up); [`LakeReader`] reads one.
+//! - [`EventWriter`] deduplicates events against the lake by event id and writes them as
+//!   complete files (temporary name, sync, rename); its `finish` rebuilds `usage_hourly`.
+//! - [`QuarantineWriter`] keeps refused records, one replayable file per source.
+//! - [`layout`] is the single place where lake paths are built.
+#![deny(missing_docs)]
+
+mod error;
+pub mod fsio;
+mod lake;
+pub mod layout;
+mod parquet_io;
+mod quarantine;
+mod rollup;
+mod writer;
+
+pub use error::{Error, Result};
+pub use lake::{LAKE_FORMAT_VERSION, Lake, LakeReader};
+pub use quarantine::{QuarantineReport, QuarantineWriter};
+pub use rollup::{HOURLY_FILE, rebuild_hourly};
+pub use writer::{EventWriter, WriteStats, WriterOptions};

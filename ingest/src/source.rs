@@ -651,12 +651,12 @@ impl<'de> Visitor<'de> for EventsSeed<'_, '_, '_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while let Some(ev) = seq.next_element::<Box<RawValue>>()? {
             self.0.batch.push(ev);
-            if self.0.batch.len() >= EVENTS_PER_UNIT {
-                if let Err(e) = self.0.flush() {
-                    let msg = e.to_string();
-                    self.0.io = Some(e);
-                    return Err(de::Error::custom(msg));
-                }
+            if self.0.batch.len() >= EVENTS_PER_UNIT
+                && let Err(e) = self.0.flush()
+            {
+                let msg = e.to_string();
+                self.0.io = Some(e);
+                return Err(de::Error::custom(msg));
             }
         }
         Ok(())

@@ -1,1 +1,11 @@
-//! placeholder
+//! Reports over the lake and over runs.
+//!
+//! - [`run_summary`]: the human-readable end-of-run summary of an ingest.
+//! - [`usage`]: usage totals per tenant, tier and day, read from `usage_hourly`.
+//!
+//! Invoices, flags and alerts will live here too; they read the lake only through
+//! `agentmeter-aggregate`'s reader.
+#![deny(missing_docs)]
+
+pub mod run_summary;
+pub mod usage;

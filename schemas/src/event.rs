@@ -91,10 +91,10 @@ impl fmt::Display for Position {
         if let Some(e) = self.event {
             parts.push(format!("log event {e}"));
         }
-        if parts.is_empty() {
-            if let Some(o) = self.offset {
-                parts.push(format!("byte {o}"));
-            }
+        if parts.is_empty()
+            && let Some(o) = self.offset
+        {
+            parts.push(format!("byte {o}"));
         }
         if parts.is_empty() { f.write_str("whole source") } else { f.write_str(&parts.join(", ")) }
     }

@@ -1,1 +1,347 @@
-//! Synthetic workload (placeholder).
+//! `agentmeter gen`: a deterministic synthetic month of `inference_usage` logs in every input
+//! format the ingest reads, and the exact report an ingest of it must produce.
+//!
+//! [`generate`] writes, under `out/input/`:
+//!
+//! - `ndjson/usage-YYYY-MM-DD.ndjson`: bare usage objects with their own `timestamp` and (95%)
+//!   `event_id`; some with `actor_id` instead of `user_id`, some `\r\n` endings, a few blank
+//!   lines, other event types, and some lines repeated further down with other spacing and key
+//!   order.
+//! - `cloudwatch/export-YYYY-MM-DD.ndjson.gz`: CloudWatch log events (`id`, `timestamp`,
+//!   `message`) whose messages use every logger shape (bare JSON, the Lambda text prefix, the
+//!   Node order, Python `logging`, the Lambda JSON format), mixed with platform lines,
+//!   plain-text logs and JSON logs of other events.
+//! - `firehose/usage-YYYY-MM-DD.gz`: concatenated gzip members, each a subscription
+//!   DATA_MESSAGE of 1 to 50 log events, plus a CONTROL_MESSAGE and some retried deliveries.
+//! - `export/filter-log-events-YYYY-MM-DD.json` on one or two days: the pretty document
+//!   `aws logs filter-log-events` prints.
+//!
+//! and `out/expected.json`, an [`Expected`]: the accounting, per-tenant and per-day totals and
+//! the `usage_hourly` row count that an ingest of `out/input` into an empty lake must report.
+//! With [`SynthConfig::dirty`], bad records of every kind are mixed in (every quarantine
+//! [`Reason`](agentmeter_schemas::Reason), hostile tenant ids among them) with known counts.
+//!
+//! # Determinism and memory
+//!
+//! The same configuration gives byte-identical files on any machine: every draw comes from a
+//! ChaCha8 stream keyed by the seed and the day (so days are generated in parallel, in any
+//! order), weights use only correctly rounded IEEE operations, and gzip runs at a fixed level.
+//! Days are streamed to their files one hour at a time. Counts are known by construction rather
+//! than by remembering ids: every valid event gets an id unique to it (its day and a sequence
+//! number), and every extra delivery is one the generator chose to make.
+
+mod day;
+mod deliver;
+mod dirty;
+mod plan;
+#[cfg(test)]
+mod tests;
+mod write;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use agentmeter_schemas::{Accounting, Reason, Tokens};
+use chrono::{Datelike, NaiveDate};
+use serde::{Deserialize, Serialize};
+
+use day::Measures;
+use plan::Plan;
+
+/// What to generate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SynthConfig {
+    /// Random seed: the same seed (and settings) gives the same bytes.
+    pub seed: u64,
+    /// First day of the billing month (UTC).
+    pub month: NaiveDate,
+    /// Number of tenants, at least 4: about 70% basic tier (`clinic-001`, ...), the rest
+    /// premium (`hospital-001`, ...).
+    pub tenants: usize,
+    /// Distinct valid usage events in the month (exactly).
+    pub events: u64,
+    /// Basic-tier tenants that each take well over 20% of the basic pool's hourly requests
+    /// (at most 4, and less than half the tenants).
+    pub noisy: usize,
+    /// Mix in bad records of every kind.
+    pub dirty: bool,
+    /// Share of valid events delivered twice, per thousand.
+    pub duplicate_permille: u32,
+}
+
+impl Default for SynthConfig {
+    fn default() -> Self {
+        Self {
+            seed: 42,
+            month: NaiveDate::from_ymd_opt(2026, 10, 1).unwrap_or_default(),
+            tenants: 50,
+            events: 200_000,
+            noisy: 3,
+            dirty: false,
+            duplicate_permille: 20,
+        }
+    }
+}
+
+/// Most tenants accepted.
+const MAX_TENANTS: usize = 10_000;
+/// Most events accepted (ten billion).
+const MAX_EVENTS: u64 = 10_000_000_000;
+
+impl SynthConfig {
+    /// Checks the settings.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the setting at fault and its value.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.month.day() != 1 {
+            return Err(format!("month must be the first day of a month, got {}", self.month));
+        }
+        if !(1970..=9998).contains(&self.month.year()) {
+            return Err(format!(
+                "month must be between 1970-01 and 9998-12, got {}",
+                self.month.format("%Y-%m")
+            ));
+        }
+        if !(4..=MAX_TENANTS).contains(&self.tenants) {
+            return Err(format!(
+                "tenants must be between 4 and {MAX_TENANTS}, got {}",
+                self.tenants
+            ));
+        }
+        if self.events > MAX_EVENTS {
+            return Err(format!("events must be at most {MAX_EVENTS}, got {}", self.events));
+        }
+        if self.noisy * 2 >= self.tenants {
+            return Err(format!(
+                "noisy must be less than half of tenants ({}), got {}",
+                self.tenants, self.noisy
+            ));
+        }
+        if self.noisy > 4 {
+            return Err(format!(
+                "noisy must be at most 4 (each noisy tenant takes over 20% of the basic pool), \
+                 got {}",
+                self.noisy
+            ));
+        }
+        if self.duplicate_permille > 1000 {
+            return Err(format!(
+                "duplicate_permille must be at most 1000, got {}",
+                self.duplicate_permille
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Sums over a tenant's distinct valid events.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantTotals {
+    /// The tenant's tier.
+    pub tier: String,
+    /// Usage events (inference calls).
+    pub invocations: i64,
+    /// Input tokens.
+    pub input_tokens: i64,
+    /// Output tokens.
+    pub output_tokens: i64,
+    /// Total tokens as the records state them (cache tokens included where reported).
+    pub total_tokens: i64,
+    /// Prompt-cache read tokens.
+    pub cache_read_tokens: i64,
+    /// Prompt-cache write tokens.
+    pub cache_write_tokens: i64,
+}
+
+impl TenantTotals {
+    /// Adds one event's tokens.
+    pub fn add(&mut self, t: &Tokens) {
+        self.invocations += 1;
+        self.input_tokens += t.input;
+        self.output_tokens += t.output;
+        self.total_tokens += t.total;
+        self.cache_read_tokens += t.cache_read;
+        self.cache_write_tokens += t.cache_write;
+    }
+}
+
+/// Sums over a UTC day's distinct valid events.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayTotals {
+    /// Usage events (inference calls).
+    pub invocations: i64,
+    /// Input tokens.
+    pub input_tokens: i64,
+    /// Output tokens.
+    pub output_tokens: i64,
+    /// Total tokens as the records state them.
+    pub total_tokens: i64,
+    /// Prompt-cache read tokens.
+    pub cache_read_tokens: i64,
+    /// Prompt-cache write tokens.
+    pub cache_write_tokens: i64,
+}
+
+impl DayTotals {
+    /// Adds one event's tokens.
+    pub fn add(&mut self, t: &Tokens) {
+        self.invocations += 1;
+        self.input_tokens += t.input;
+        self.output_tokens += t.output;
+        self.total_tokens += t.total;
+        self.cache_read_tokens += t.cache_read;
+        self.cache_write_tokens += t.cache_write;
+    }
+}
+
+impl From<Measures> for DayTotals {
+    fn from(m: Measures) -> Self {
+        Self {
+            invocations: m.invocations,
+            input_tokens: m.input,
+            output_tokens: m.output,
+            total_tokens: m.total,
+            cache_read_tokens: m.cache_read,
+            cache_write_tokens: m.cache_write,
+        }
+    }
+}
+
+/// What an ingest of `out/input` into an empty lake must report, written to
+/// `out/expected.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Expected {
+    /// The configuration that produced the files.
+    pub config: SynthConfig,
+    /// The run's accounting: records read, distinct events written, duplicates (none
+    /// conflicting), skips by kind and quarantined records by reason.
+    pub accounting: Accounting,
+    /// Per tenant id (tenants with at least one event).
+    pub tenants: BTreeMap<String, TenantTotals>,
+    /// Per UTC day, `YYYY-MM-DD` (days with at least one event).
+    pub days: BTreeMap<String, DayTotals>,
+    /// Distinct (hour, tier, tenant, user, model) groups: the rows of `usage_hourly`.
+    pub hourly_rows: u64,
+    /// The noisy-neighbour tenants, which a 20% silo-migration rule must flag.
+    pub noisy_tenants: Vec<String>,
+    /// Every tenant id, by tier.
+    pub tiers: BTreeMap<String, Vec<String>>,
+    /// The malicious tenant id strings used by bad records (none unless dirty).
+    pub hostile_tenant_ids: Vec<String>,
+    /// The files written, relative to the output directory, in name order.
+    pub files: Vec<String>,
+}
+
+impl Expected {
+    /// One line for the CLI: events, records, duplicates, tenants.
+    pub fn summary_line(&self) -> String {
+        let a = &self.accounting;
+        format!(
+            "{} distinct usage events in {} input records ({} duplicates, {} skipped, {} \
+             quarantined) for {} tenants over {} days",
+            a.events_written,
+            a.records_read,
+            a.duplicates,
+            a.skipped_total(),
+            a.quarantined_total(),
+            self.tenants.len(),
+            self.days.len()
+        )
+    }
+}
+
+fn invalid_input(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+/// Generates the month of `cfg` into `out/input/` and writes `out/expected.json`.
+///
+/// `out/input` must not exist or be empty, so that no file of another run is mixed in.
+///
+/// # Errors
+///
+/// An invalid configuration ([`io::ErrorKind::InvalidInput`], naming the setting), a
+/// non-empty `out/input` ([`io::ErrorKind::AlreadyExists`]), or a failed write.
+pub fn generate(cfg: &SynthConfig, out: &Path) -> io::Result<Expected> {
+    cfg.validate().map_err(invalid_input)?;
+    let input = out.join("input");
+    if input.exists() && fs::read_dir(&input)?.next().is_some() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} is not empty; generate into a new directory", input.display()),
+        ));
+    }
+    for sub in ["ndjson", "cloudwatch", "firehose", "export"] {
+        fs::create_dir_all(input.join(sub))?;
+    }
+    let plan = Plan::new(cfg);
+    let days = day::run_all(&plan, &input)?;
+
+    let mut accounting = Accounting::default();
+    let mut files = Vec::new();
+    if cfg.dirty {
+        let notes = write::notes_document(&cfg.month.format("%B %Y").to_string());
+        fs::write(input.join("export/notes.json"), notes)?;
+        files.push("input/export/notes.json".to_owned());
+        accounting.records_read += 1;
+        *accounting.quarantined.entry(Reason::UnrecognizedFormat).or_default() += 1;
+    }
+    let mut per_tenant = vec![Measures::default(); plan.tenants.len()];
+    let mut day_totals = BTreeMap::new();
+    let mut hourly_rows = 0;
+    for d in &days {
+        accounting.merge(&d.tally.acc);
+        for (sum, m) in per_tenant.iter_mut().zip(&d.tally.tenants) {
+            sum.merge(m);
+        }
+        if d.tally.day.invocations > 0 {
+            day_totals.insert(d.date.format("%Y-%m-%d").to_string(), DayTotals::from(d.tally.day));
+        }
+        hourly_rows += d.tally.hourly_rows;
+        files.extend(d.files.iter().map(|f| format!("input/{f}")));
+    }
+    files.sort();
+
+    let mut tenants = BTreeMap::new();
+    let mut tiers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (t, m) in plan.tenants.iter().zip(&per_tenant) {
+        tiers.entry(t.tier.as_str().to_owned()).or_default().push(t.id.clone());
+        if m.invocations > 0 {
+            let d = DayTotals::from(*m);
+            tenants.insert(
+                t.id.clone(),
+                TenantTotals {
+                    tier: t.tier.as_str().to_owned(),
+                    invocations: d.invocations,
+                    input_tokens: d.input_tokens,
+                    output_tokens: d.output_tokens,
+                    total_tokens: d.total_tokens,
+                    cache_read_tokens: d.cache_read_tokens,
+                    cache_write_tokens: d.cache_write_tokens,
+                },
+            );
+        }
+    }
+    let expected = Expected {
+        config: cfg.clone(),
+        accounting,
+        tenants,
+        days: day_totals,
+        hourly_rows,
+        noisy_tenants: plan.noisy.iter().map(|&i| plan.tenants[i].id.clone()).collect(),
+        tiers,
+        hostile_tenant_ids: if cfg.dirty { dirty::hostile_tenant_ids() } else { Vec::new() },
+        files,
+    };
+    let mut text = serde_json::to_string_pretty(&expected).map_err(io::Error::other)?;
+    text.push('\n');
+    let tmp = out.join(".expected.json.tmp");
+    fs::write(&tmp, text)?;
+    fs::rename(&tmp, out.join("expected.json"))?;
+    Ok(expected)
+}

@@ -1,0 +1,248 @@
+//! Files that appear only complete: written under a hidden temporary name in the same
+//! directory, flushed to disk, then renamed over the final name (and the directory synced),
+//! so a reader or a crash never sees half a file and a retried write replaces the old one.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::{Result, io_at};
+
+/// Prefix of temporary files. Athena and Hive ignore names starting with `.` or `_`, and the
+/// lake's readers skip them; [`remove_temporaries`] deletes leftovers of a crashed run.
+pub const TEMP_PREFIX: &str = ".tmp-";
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A temporary file that becomes `final_path` on [`TempFile::commit`], or disappears when
+/// dropped uncommitted.
+pub struct TempFile {
+    temp: PathBuf,
+    final_path: PathBuf,
+    file: Option<File>,
+}
+
+impl TempFile {
+    /// Creates the temporary file beside `final_path` (creating the directory).
+    ///
+    /// # Errors
+    ///
+    /// The directory or file cannot be created.
+    pub fn create(final_path: &Path) -> Result<Self> {
+        let dir = final_path.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir).map_err(io_at(dir))?;
+        let name = final_path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let temp = dir.join(format!("{TEMP_PREFIX}{}-{n}-{name}", std::process::id()));
+        let file =
+            OpenOptions::new().write(true).create_new(true).open(&temp).map_err(io_at(&temp))?;
+        Ok(Self { temp, final_path: final_path.to_owned(), file: Some(file) })
+    }
+
+    /// The open file.
+    ///
+    /// # Panics
+    ///
+    /// Never: the file is only taken by `commit`, which consumes `self`.
+    pub fn file(&mut self) -> &mut File {
+        self.file.as_mut().expect("file is open until commit")
+    }
+
+    /// The temporary path (for error messages).
+    pub fn temp_path(&self) -> &Path {
+        &self.temp
+    }
+
+    /// The final path.
+    pub fn final_path(&self) -> &Path {
+        &self.final_path
+    }
+
+    /// Syncs the data, renames the file into place and syncs the directory.
+    ///
+    /// # Errors
+    ///
+    /// Any I/O error; the temporary file is then removed.
+    pub fn commit(mut self) -> Result<PathBuf> {
+        let file = self.file.take().expect("file is open until commit");
+        file.sync_all().map_err(io_at(&self.temp))?;
+        drop(file);
+        fs::rename(&self.temp, &self.final_path).map_err(io_at(&self.final_path))?;
+        sync_dir(&self.final_path)?;
+        Ok(std::mem::take(&mut self.final_path))
+    }
+}
+
+impl TempFile {
+    /// Syncs and closes the file but keeps it under its temporary name, to be committed later
+    /// without holding a file descriptor meanwhile.
+    ///
+    /// # Errors
+    ///
+    /// The sync fails; the temporary file is then removed.
+    pub fn close(mut self) -> Result<ClosedTemp> {
+        let file = self.file.take().expect("file is open until closed");
+        if let Err(e) = file.sync_all() {
+            let _ = fs::remove_file(&self.temp);
+            return Err(io_at(&self.temp)(e));
+        }
+        Ok(ClosedTemp {
+            temp: std::mem::take(&mut self.temp),
+            final_path: std::mem::take(&mut self.final_path),
+            committed: false,
+        })
+    }
+}
+
+/// A complete temporary file waiting to be renamed into place; removed if dropped.
+#[derive(Debug)]
+pub struct ClosedTemp {
+    temp: PathBuf,
+    final_path: PathBuf,
+    committed: bool,
+}
+
+impl ClosedTemp {
+    /// The temporary path.
+    pub fn temp_path(&self) -> &Path {
+        &self.temp
+    }
+
+    /// Renames the file into place and syncs the directory.
+    ///
+    /// # Errors
+    ///
+    /// Any I/O error.
+    pub fn commit(mut self) -> Result<PathBuf> {
+        fs::rename(&self.temp, &self.final_path).map_err(io_at(&self.final_path))?;
+        self.committed = true;
+        sync_dir(&self.final_path)?;
+        Ok(self.final_path.clone())
+    }
+}
+
+impl Drop for ClosedTemp {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.temp);
+        }
+    }
+}
+
+impl Write for TempFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file().write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file().flush()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.temp);
+        }
+    }
+}
+
+/// Syncs the directory containing `path`, so that a rename or removal survives a crash.
+pub(crate) fn sync_dir(path: &Path) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_at(dir))
+}
+
+/// Writes `bytes` to `path` atomically.
+///
+/// # Errors
+///
+/// Any I/O error.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut t = TempFile::create(path)?;
+    t.write_all(bytes).map_err(io_at(t.temp_path()))?;
+    t.commit().map(|_| ())
+}
+
+/// Removes `path` if it exists, syncing its directory.
+///
+/// # Errors
+///
+/// Any I/O error other than "not found".
+pub fn remove_if_exists(path: &Path) -> Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => {
+            sync_dir(path)?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_at(path)(e)),
+    }
+}
+
+/// Deletes temporary files left in `dir` by a crashed run. Returns how many.
+///
+/// # Errors
+///
+/// The directory cannot be listed or a file removed.
+pub fn remove_temporaries(dir: &Path) -> Result<usize> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_at(dir)(e)),
+    };
+    let mut n = 0;
+    for entry in entries {
+        let entry = entry.map_err(io_at(dir))?;
+        if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            fs::remove_file(entry.path()).map_err(io_at(entry.path()))?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_committed_file_replaces_and_a_dropped_one_vanishes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sub/x.txt");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        let mut t = TempFile::create(&p).unwrap();
+        t.write_all(b"three").unwrap();
+        let temp = t.temp_path().to_owned();
+        assert!(temp.exists());
+        drop(t);
+        assert!(!temp.exists());
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
+
+        let mut t = TempFile::create(&p).unwrap();
+        t.write_all(b"four").unwrap();
+        let closed = t.close().unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        closed.commit().unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"four");
+        let t = TempFile::create(&p).unwrap();
+        drop(t.close().unwrap());
+        assert_eq!(fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn leftovers_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(".tmp-1-0-part.parquet"), b"half").unwrap();
+        fs::write(dir.path().join("part.parquet"), b"whole").unwrap();
+        assert_eq!(remove_temporaries(dir.path()).unwrap(), 1);
+        assert_eq!(remove_temporaries(&dir.path().join("missing")).unwrap(), 0);
+        assert!(dir.path().join("part.parquet").exists());
+        assert!(remove_if_exists(&dir.path().join("part.parquet")).unwrap());
+        assert!(!remove_if_exists(&dir.path().join("part.parquet")).unwrap());
+    }
+}

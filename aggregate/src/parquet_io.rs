@@ -1,0 +1,72 @@
+//! Writing and reading the lake's Parquet files.
+
+use std::fs::File;
+use std::path::Path;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::SortingColumn;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+use crate::error::{Error, Result, io_at};
+use crate::fsio::TempFile;
+
+/// Rows per row group: large groups read fastest in Athena; a file holds at most a few.
+const ROW_GROUP_ROWS: usize = 1 << 20;
+
+/// Writer settings for one table: ZSTD, statistics per page, the declared sort order, and
+/// the writing version recorded in the footer.
+pub(crate) fn properties(sorted_by: &[usize]) -> WriterProperties {
+    let sorting = sorted_by
+        .iter()
+        .map(|&i| SortingColumn { column_idx: i as i32, descending: false, nulls_first: false })
+        .collect();
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_sorting_columns(Some(sorting))
+        .set_created_by(format!("agentmeter {}", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// Writes `batches` to `path` atomically (temporary file, sync, rename).
+pub(crate) fn write_file(
+    path: &Path,
+    schema: SchemaRef,
+    props: WriterProperties,
+    batches: &[RecordBatch],
+) -> Result<()> {
+    let mut temp = TempFile::create(path)?;
+    let perr = |p: &Path| {
+        let p = p.to_owned();
+        move |source| Error::Parquet { path: p, source }
+    };
+    let file = temp.file().try_clone().map_err(io_at(temp.temp_path()))?;
+    let mut writer =
+        ArrowWriter::try_new(file, schema, Some(props)).map_err(perr(temp.temp_path()))?;
+    for b in batches {
+        writer.write(b).map_err(perr(temp.temp_path()))?;
+    }
+    // The footer is written here: a file that was never closed is not a Parquet file.
+    writer.close().map_err(perr(temp.temp_path()))?;
+    temp.commit()?;
+    Ok(())
+}
+
+/// Reads a whole Parquet file.
+pub(crate) fn read_file(path: &Path) -> Result<Vec<RecordBatch>> {
+    let perr = |source| Error::Parquet { path: path.to_owned(), source };
+    let file = File::open(path).map_err(io_at(path))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(perr)?
+        .with_batch_size(64 << 10)
+        .build()
+        .map_err(perr)?;
+    reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|source| Error::Arrow { path: path.to_owned(), source })
+}

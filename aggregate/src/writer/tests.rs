@@ -1,0 +1,165 @@
+//! Exactly-once behaviour of the writer: dedup within and across runs, crash recovery, and
+//! `usage_hourly` agreeing with `usage_events`.
+
+use std::fs;
+
+use agentmeter_schemas::tables::{HOUR_MS, USAGE_EVENTS, USAGE_HOURLY};
+use agentmeter_schemas::{EventId, ModelId, SourceUri, TenantId, Tier, Tokens, UsageEvent, UserId};
+
+use super::*;
+use crate::lake::Lake;
+
+const DAY0: i64 = 1_790_812_800_000; // 2026-10-01T00:00:00Z
+
+fn ev(id: &str, tenant: &str, t: i64, input: i64) -> UsageEvent {
+    UsageEvent {
+        event_time_ms: t,
+        event_id: EventId::new(id).unwrap(),
+        tier: Tier::new("basic").unwrap(),
+        tenant_id: TenantId::new(tenant).unwrap(),
+        user_id: UserId::new("u1").unwrap(),
+        model_id: ModelId::new("m").unwrap(),
+        source: SourceUri::new("file:///in"),
+        tokens: Tokens { input, output: 1, total: input + 1, cache_read: 0, cache_write: 0 },
+    }
+}
+
+fn small() -> WriterOptions {
+    WriterOptions { batch_rows: 3, max_rows_per_file: 2, index_budget: 1000 }
+}
+
+fn day(n: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 10, n).unwrap()
+}
+
+fn all_events(lake: &Lake) -> Vec<UsageEvent> {
+    let mut out = Vec::new();
+    for dt in lake.reader().partitions(USAGE_EVENTS).unwrap() {
+        out.extend(lake.reader().events(dt).unwrap());
+    }
+    out
+}
+
+#[test]
+fn duplicates_within_and_across_runs_are_written_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(dir.path()).unwrap();
+    let mut w = EventWriter::new(&lake, small());
+    for e in [
+        ev("a", "t1", DAY0 + 10, 5),
+        ev("b", "t2", DAY0 + 20, 6),
+        ev("a", "t1", DAY0 + 10, 5),
+        ev("c", "t1", DAY0 + 86_400_000, 7),
+        ev("b", "t2", DAY0 + 20, 9), // same id, different content
+    ] {
+        w.push(e).unwrap();
+    }
+    let s = w.finish().unwrap();
+    assert_eq!((s.written, s.duplicates, s.conflicting, s.rollups), (3, 2, 1, 2));
+    assert_eq!(all_events(&lake).len(), 3);
+
+    let mut w = EventWriter::new(&lake, small());
+    w.push(ev("a", "t1", DAY0 + 10, 5)).unwrap();
+    w.push(ev("d", "t1", DAY0 + 30, 1)).unwrap();
+    let s = w.finish().unwrap();
+    assert_eq!((s.written, s.duplicates), (1, 1));
+    let ids: Vec<_> = all_events(&lake).into_iter().map(|e| e.event_id.to_string()).collect();
+    assert_eq!(ids.len(), 4);
+}
+
+#[test]
+fn files_are_sorted_by_tenant_then_time_and_named_by_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(dir.path()).unwrap();
+    let mut w = EventWriter::new(&lake, WriterOptions::default());
+    for e in [ev("x", "t2", DAY0 + 5, 1), ev("y", "t1", DAY0 + 9, 1), ev("z", "t1", DAY0 + 1, 1)] {
+        w.push(e).unwrap();
+    }
+    w.finish().unwrap();
+    let got: Vec<_> =
+        lake.reader().events(day(1)).unwrap().into_iter().map(|e| e.event_id.to_string()).collect();
+    assert_eq!(got, ["z", "y", "x"]);
+    let names: Vec<_> = lake.reader().files(USAGE_EVENTS, day(1)).unwrap();
+    assert_eq!(names.len(), 1);
+
+    // The same events into another lake give the same file name.
+    let dir2 = tempfile::tempdir().unwrap();
+    let lake2 = Lake::open(dir2.path()).unwrap();
+    let mut w = EventWriter::new(&lake2, WriterOptions::default());
+    for e in [ev("z", "t1", DAY0 + 1, 1), ev("x", "t2", DAY0 + 5, 1), ev("y", "t1", DAY0 + 9, 1)] {
+        w.push(e).unwrap();
+    }
+    w.finish().unwrap();
+    let names2 = lake2.reader().files(USAGE_EVENTS, day(1)).unwrap();
+    assert_eq!(names[0].file_name(), names2[0].file_name());
+}
+
+#[test]
+fn hourly_agrees_with_events_including_late_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(dir.path()).unwrap();
+    let mut w = EventWriter::new(&lake, small());
+    for i in 0..10 {
+        w.push(ev(&format!("e{i}"), "t1", DAY0 + i * HOUR_MS / 4, 10)).unwrap();
+    }
+    w.finish().unwrap();
+    let rows = lake.reader().hourly(day(1)).unwrap();
+    assert_eq!(rows.iter().map(|(_, m)| m.invocations).collect::<Vec<_>>(), [4, 4, 2]);
+
+    // A late event for the first hour arrives in a later run.
+    let mut w = EventWriter::new(&lake, small());
+    w.push(ev("late", "t1", DAY0 + 59 * 60_000, 100)).unwrap();
+    w.finish().unwrap();
+    let rows = lake.reader().hourly(day(1)).unwrap();
+    let first = &rows[0].1;
+    assert_eq!((first.invocations, first.tokens.input), (5, 140));
+    assert_eq!(lake.reader().files(USAGE_HOURLY, day(1)).unwrap().len(), 1);
+}
+
+#[test]
+fn a_crash_between_events_and_rollup_is_repaired_by_the_next_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let lake = Lake::open(dir.path()).unwrap();
+        let mut w = EventWriter::new(&lake, small());
+        for i in 0..4 {
+            w.push(ev(&format!("e{i}"), "t1", DAY0 + i, 1)).unwrap();
+        }
+        w.commit().unwrap();
+        // Dropped without finish: the process died before the rollup.
+        fs::write(
+            lake.layout().partition(USAGE_EVENTS, day(1)).join(".tmp-1-0-part-x.parquet"),
+            b"half",
+        )
+        .unwrap();
+    }
+    let lake = Lake::open(dir.path()).unwrap();
+    assert_eq!(lake.pending_rollups().unwrap(), vec![day(1)]);
+    assert!(lake.reader().hourly(day(1)).unwrap().is_empty(), "rollup is stale");
+    let temps = fs::read_dir(lake.layout().partition(USAGE_EVENTS, day(1)))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with(".tmp-"))
+        .count();
+    assert_eq!(temps, 0, "the temporary file was removed on open");
+    assert_eq!(lake.reader().files(USAGE_EVENTS, day(1)).unwrap().len(), 3);
+    let s = EventWriter::new(&lake, small()).finish().unwrap();
+    assert_eq!(s.rollups, 1);
+    assert_eq!(lake.reader().hourly(day(1)).unwrap()[0].1.invocations, 4);
+    assert!(lake.pending_rollups().unwrap().is_empty());
+}
+
+#[test]
+fn evicted_partitions_are_reloaded_for_dedup() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(dir.path()).unwrap();
+    let opts = WriterOptions { batch_rows: 1, max_rows_per_file: 10, index_budget: 1 };
+    let mut w = EventWriter::new(&lake, opts);
+    for d in 0..5 {
+        w.push(ev(&format!("d{d}"), "t1", DAY0 + d * 86_400_000, 1)).unwrap();
+    }
+    for d in 0..5 {
+        w.push(ev(&format!("d{d}"), "t1", DAY0 + d * 86_400_000, 1)).unwrap();
+    }
+    let s = w.finish().unwrap();
+    assert_eq!((s.written, s.duplicates), (5, 5));
+}

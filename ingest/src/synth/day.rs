@@ -1,0 +1,451 @@
+//! One day of the month: hourly volumes, tenants, users and tokens, and the records written
+//! for them into the day's files, counted as the decoder will count them.
+//!
+//! Only one hour of events is held at a time, plus the open Firehose payloads and a few copies
+//! waiting to be repeated, so memory does not grow with the number of events.
+
+use std::collections::HashSet;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use agentmeter_schemas::{Accounting, Reason, SkipKind};
+use chrono::NaiveDate;
+
+use super::deliver::{Payload, Rec};
+use super::dirty::{Bad, Channel};
+use super::plan::{DayPlan, HAIKU, MODELS, Plan, Rng, TierKind, apportion, scramble, uuid_text};
+use super::write::{
+    CwExport, FilterLogEvents, FirehoseFile, Ndjson, Obj, Shape, Val, log_event, skip_message,
+};
+
+/// Relative request volume per UTC hour: low at night, peak around 14:00.
+const DIURNAL: [f64; 24] = [
+    18.0, 14.0, 11.0, 9.0, 8.0, 9.0, 12.0, 20.0, 35.0, 55.0, 72.0, 85.0, 92.0, 97.0, 100.0, 98.0,
+    92.0, 82.0, 68.0, 55.0, 45.0, 36.0, 29.0, 23.0,
+];
+/// Mean share of the basic tier in each hour's requests.
+const BASIC_SHARE: f64 = 0.55;
+pub(super) const HOUR_MS: i64 = 3_600_000;
+
+/// Sums of one set of events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Measures {
+    pub invocations: i64,
+    pub input: i64,
+    pub output: i64,
+    pub total: i64,
+    pub cache_read: i64,
+    pub cache_write: i64,
+}
+
+impl Measures {
+    fn add(&mut self, u: &Usage) {
+        self.invocations += 1;
+        self.input += u.input;
+        self.output += u.output;
+        self.total += u.total();
+        self.cache_read += u.cache_read;
+        self.cache_write += u.cache_write;
+    }
+
+    pub(crate) fn merge(&mut self, o: &Measures) {
+        self.invocations += o.invocations;
+        self.input += o.input;
+        self.output += o.output;
+        self.total += o.total;
+        self.cache_read += o.cache_read;
+        self.cache_write += o.cache_write;
+    }
+}
+
+/// What the ingest of a day's files must report.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    pub acc: Accounting,
+    /// Per tenant index.
+    pub tenants: Vec<Measures>,
+    pub day: Measures,
+    pub hourly_rows: u64,
+}
+
+impl Tally {
+    /// The first delivery of a distinct valid event.
+    fn first(&mut self, u: &Usage) {
+        self.acc.records_read += 1;
+        self.acc.events_written += 1;
+        self.tenants[u.tenant].add(u);
+        self.day.add(u);
+    }
+
+    /// A further delivery of a valid event.
+    pub(super) fn again(&mut self) {
+        self.acc.records_read += 1;
+        self.acc.duplicates += 1;
+    }
+
+    pub(crate) fn skip(&mut self, k: SkipKind) {
+        self.acc.records_read += 1;
+        *self.acc.skipped.entry(k).or_default() += 1;
+    }
+
+    pub(crate) fn reject(&mut self, r: Reason) {
+        self.acc.records_read += 1;
+        *self.acc.quarantined.entry(r).or_default() += 1;
+    }
+}
+
+/// One valid usage event.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Usage {
+    pub tenant: usize,
+    pub user: usize,
+    /// Index into [`MODELS`].
+    pub model: u8,
+    pub input: i64,
+    pub output: i64,
+    pub cache_read: i64,
+    pub cache_write: i64,
+    pub time_ms: i64,
+}
+
+impl Usage {
+    /// `total_tokens`: cache tokens count in it for the models that report them.
+    pub(crate) fn total(&self) -> i64 {
+        self.input + self.output + self.cache_read + self.cache_write
+    }
+}
+
+/// The outcome of one day.
+#[derive(Debug)]
+pub(crate) struct DayResult {
+    pub date: NaiveDate,
+    pub tally: Tally,
+    /// Files written, relative to the input directory.
+    pub files: Vec<String>,
+}
+
+/// Generates every day, on up to 8 threads; the files do not depend on the thread count.
+pub(crate) fn run_all(plan: &Plan, input: &Path) -> io::Result<Vec<DayResult>> {
+    let n = plan.days.len();
+    let workers = std::thread::available_parallelism().map_or(1, |w| w.get()).clamp(1, 8).min(n);
+    let next = AtomicUsize::new(0);
+    let mut results: Vec<Option<io::Result<DayResult>>> = (0..n).map(|_| None).collect();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let d = next.fetch_add(1, Ordering::Relaxed);
+                        if d >= n {
+                            break;
+                        }
+                        mine.push((d, Day::new(plan, d, input).and_then(Day::run)));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        for h in handles {
+            match h.join() {
+                Ok(mine) => {
+                    for (d, r) in mine {
+                        results[d] = Some(r);
+                    }
+                }
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+    });
+    results.into_iter().map(|r| r.unwrap_or_else(|| Err(io::Error::other("day skipped")))).collect()
+}
+
+/// A day being generated: its random stream, its open files and what they will be counted as.
+pub(super) struct Day<'p> {
+    pub(super) plan: &'p Plan,
+    pub(super) dp: &'p DayPlan,
+    pub(super) index: usize,
+    pub(super) rng: Rng,
+    pub(super) salt: u64,
+    pub(super) date: String,
+    pub(super) start_ms: i64,
+    pub(super) seq: u64,
+    pub(super) tally: Tally,
+    pub(super) files: Vec<String>,
+    pub(super) nd: Ndjson,
+    pub(super) cwx: CwExport,
+    pub(super) fh: FirehoseFile,
+    pub(super) fle: Option<FilterLogEvents>,
+    pub(super) streams: [Vec<String>; 2],
+    pub(super) open: [Option<Payload>; 2],
+    /// A payload to deliver again after the next member (a retried Firehose delivery).
+    pub(super) retry: Option<(Vec<u8>, Vec<Rec>)>,
+    /// Bad records not yet written, with the hour after which they may be.
+    pub(super) pending: Vec<(u32, Bad)>,
+    pub(super) control_hour: u32,
+    pub(super) control_done: bool,
+    /// Duplicates still to force: NDJSON copy, Firehose + export copy, retried payload.
+    pub(super) force: [bool; 3],
+    pub(super) hour: u32,
+    pub(super) last: Option<Usage>,
+}
+
+impl<'p> Day<'p> {
+    fn new(plan: &'p Plan, index: usize, input: &Path) -> io::Result<Self> {
+        let dp = &plan.days[index];
+        let seed = plan.cfg.seed;
+        let mut rng = Rng::new(seed, "day", index as u64);
+        let date = dp.date.format("%Y-%m-%d").to_string();
+        let start_ms = dp.date.and_hms_opt(0, 0, 0).map_or(0, |t| t.and_utc().timestamp_millis());
+        let mut files = vec![
+            format!("ndjson/usage-{date}.ndjson"),
+            format!("cloudwatch/export-{date}.ndjson.gz"),
+            format!("firehose/usage-{date}.gz"),
+        ];
+        let path = |rel: &str| -> PathBuf { input.join(rel) };
+        let nd = Ndjson::create(&path(&files[0]))?;
+        let cwx = CwExport::create(&path(&files[1]))?;
+        let fh = FirehoseFile::create(&path(&files[2]))?;
+        let fle = if dp.filter_log_events {
+            files.push(format!("export/filter-log-events-{date}.json"));
+            Some(FilterLogEvents::create(&path(&files[3]))?)
+        } else {
+            None
+        };
+        let slashed = dp.date.format("%Y/%m/%d").to_string();
+        let streams = [0, 1].map(|_| {
+            (0..3).map(|_| format!("{slashed}/[$LATEST]{}", rng.hex(32))).collect::<Vec<_>>()
+        });
+        let mut pending = dp.bad.clone();
+        pending.sort_by_key(|(h, _)| *h);
+        let control_hour = rng.below(24) as u32;
+        let forced = dp.force_duplicates && plan.cfg.duplicate_permille > 0;
+        Ok(Self {
+            plan,
+            dp,
+            index,
+            salt: Rng::new(seed, "salt", 0).u64(),
+            rng,
+            date,
+            start_ms,
+            seq: 0,
+            tally: Tally {
+                tenants: vec![Measures::default(); plan.tenants.len()],
+                ..Tally::default()
+            },
+            files,
+            nd,
+            cwx,
+            fh,
+            fle,
+            streams,
+            open: [None, None],
+            retry: None,
+            pending,
+            control_hour,
+            control_done: false,
+            force: [forced; 3],
+            hour: 0,
+            last: None,
+        })
+    }
+
+    fn run(mut self) -> io::Result<DayResult> {
+        let weights: Vec<f64> = DIURNAL.iter().map(|w| w * self.rng.jitter(0.12)).collect();
+        let hours = apportion(self.dp.events, &weights);
+        let mut groups = HashSet::new();
+        for (h, &n) in hours.iter().enumerate() {
+            self.hour = h as u32;
+            let tenants = self.allocate(n);
+            let hour_start = self.start_ms + h as i64 * HOUR_MS;
+            let mut times: Vec<i64> =
+                (0..n).map(|_| hour_start + self.rng.below(HOUR_MS as u64) as i64).collect();
+            times.sort_unstable();
+            groups.clear();
+            for (tenant, time_ms) in tenants.into_iter().zip(times) {
+                let u = self.usage(tenant, time_ms);
+                self.tally.first(&u);
+                groups.insert((u.tenant, u.user, u.model));
+                self.route(&u)?;
+                self.last = Some(u);
+                self.bad_due()?;
+            }
+            self.tally.hourly_rows += groups.len() as u64;
+        }
+        self.finish()
+    }
+
+    /// The tenants of an hour's `n` requests, in random order.
+    fn allocate(&mut self, n: u64) -> Vec<usize> {
+        let plan = self.plan;
+        let rng = &mut self.rng;
+        let nb = ((n as f64 * BASIC_SHARE * rng.jitter(0.08)).round() as u64).min(n);
+        let mut out = Vec::with_capacity(n as usize);
+        if plan.noisy.is_empty() {
+            out.extend((0..nb).map(|_| plan.quiet[plan.quiet_pick.sample(rng)]));
+        } else {
+            // Quiet tenants share what the noisy ones leave, each kept under 15% of the pool's
+            // hour so that only the noisy ones cross the 20% line.
+            let want = ((nb as f64 * plan.quiet_share * rng.jitter(0.3)).round() as u64).min(nb);
+            let cap = nb * 3 / 20;
+            let mut counts = vec![0u64; plan.quiet.len()];
+            let mut placed = 0;
+            for _ in 0..want {
+                for _ in 0..4 {
+                    let k = plan.quiet_pick.sample(rng);
+                    if counts[k] < cap {
+                        counts[k] += 1;
+                        placed += 1;
+                        out.push(plan.quiet[k]);
+                        break;
+                    }
+                }
+            }
+            let shares: Vec<f64> =
+                plan.noisy.iter().map(|_| plan.noisy_share * rng.jitter(0.1)).collect();
+            for (i, c) in apportion(nb - placed, &shares).into_iter().enumerate() {
+                out.extend((0..c).map(|_| plan.noisy[i]));
+            }
+        }
+        out.extend((nb..n).map(|_| plan.premium[plan.premium_pick.sample(rng)]));
+        rng.shuffle(&mut out);
+        out
+    }
+
+    pub(super) fn usage(&mut self, tenant: usize, time_ms: i64) -> Usage {
+        let t = &self.plan.tenants[tenant];
+        let rng = &mut self.rng;
+        let user = t.user_pick.sample(rng);
+        let model = match t.tier {
+            TierKind::Basic => 0,
+            TierKind::Premium if rng.chance(250) => HAIKU,
+            TierKind::Premium => 1,
+        };
+        let a = rng.below(10_001) as i64;
+        let b = rng.below(10_001) as i64;
+        let (cache_read, cache_write) = if model == HAIKU {
+            let r = if rng.chance(700) { rng.range(1024, 12_000) as i64 } else { 0 };
+            let w = if rng.chance(250) { rng.range(1024, 4096) as i64 } else { 0 };
+            (r, w)
+        } else {
+            (0, 0)
+        };
+        Usage {
+            tenant,
+            user,
+            model,
+            input: 200 + 5800 * a * a / 100_000_000,
+            output: 20 + 1180 * b * b / 100_000_000,
+            cache_read,
+            cache_write,
+            time_ms,
+        }
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS.mmmZ` of a time in this day.
+    pub(super) fn iso(&self, ms: i64) -> String {
+        let t = (ms - self.start_ms).clamp(0, 24 * HOUR_MS - 1);
+        let (h, m, s, f) = (t / HOUR_MS, t / 60_000 % 60, t / 1000 % 60, t % 1000);
+        format!("{}T{h:02}:{m:02}:{s:02}.{f:03}Z", self.date)
+    }
+
+    /// The next number unique to this day's records, scrambled: distinct for every record of
+    /// the month, yet random-looking.
+    pub(super) fn unique(&mut self) -> u64 {
+        self.seq += 1;
+        scramble(self.salt ^ (((self.index as u64) << 40) | self.seq))
+    }
+
+    /// A CloudWatch event id: 56 digits like AWS's (`3`, the time, then digits), unique by
+    /// construction.
+    pub(super) fn cw_id(&mut self, ts_ms: i64) -> String {
+        let unique = self.unique();
+        let (a, b) = (self.rng.below(100_000_000_000), self.rng.below(100_000_000_000));
+        format!("3{:013}{unique:020}{a:011}{b:011}", ts_ms.rem_euclid(10_000_000_000_000))
+    }
+
+    /// A UUID-shaped id, unique by construction.
+    pub(super) fn unique_uuid(&mut self) -> String {
+        let unique = self.unique();
+        uuid_text(unique, self.rng.u64())
+    }
+
+    /// The usage object's common fields.
+    pub(super) fn usage_obj(&self, u: &Usage, actor: bool, alias_cache: bool) -> Obj {
+        let t = &self.plan.tenants[u.tenant];
+        let tier = t.tier.as_str();
+        let mut o = Obj::default();
+        o.push("event", Val::S("inference_usage".into()));
+        o.push("tier", Val::S(tier.into()));
+        o.push("clinic_id", Val::S(t.id.clone()));
+        let user = &t.users[u.user];
+        if actor {
+            o.push("actor_id", Val::S(format!("{tier}-{}-{user}", t.id)));
+        } else {
+            o.push("user_id", Val::S(user.clone()));
+        }
+        o.push("model_id", Val::S(MODELS[usize::from(u.model)].into()));
+        o.push("input_tokens", Val::I(u.input));
+        o.push("output_tokens", Val::I(u.output));
+        o.push("total_tokens", Val::I(u.total()));
+        if u.model == HAIKU {
+            let (r, w) = if alias_cache {
+                ("cache_read_input_tokens", "cache_write_input_tokens")
+            } else {
+                ("cache_read_tokens", "cache_write_tokens")
+            };
+            o.push(r, Val::I(u.cache_read));
+            o.push(w, Val::I(u.cache_write));
+        }
+        o
+    }
+
+    /// A CloudWatch message logging `u` (the time and id come from the log event).
+    pub(super) fn cw_message(&mut self, u: &Usage) -> String {
+        let actor = self.rng.chance(150);
+        let alias = self.rng.chance(500);
+        let body = self.usage_obj(u, actor, alias).compact();
+        let shape = Shape::pick(&mut self.rng);
+        let req = self.rng.uuid();
+        shape.wrap(&body, &self.iso(u.time_ms), &req)
+    }
+
+    /// A non-usage log event near `u`, and how it is skipped.
+    pub(super) fn skip_event(&mut self, u: &Usage) -> (String, SkipKind) {
+        let t = &self.plan.tenants[u.tenant];
+        let req = self.rng.uuid();
+        let ts = (u.time_ms - self.rng.range(1, 900) as i64).max(self.start_ms);
+        let iso = self.iso(ts);
+        let (msg, kind) = skip_message(&mut self.rng, &iso, &req, t.tier.as_str(), &t.id);
+        let id = self.cw_id(ts);
+        (log_event(&id, ts, &msg), kind)
+    }
+
+    fn finish(mut self) -> io::Result<DayResult> {
+        // Bad records whose channel never became ready, then bad members before the last
+        // payloads, so that a valid member still follows them.
+        let pending = std::mem::take(&mut self.pending);
+        let (members, records): (Vec<_>, Vec<_>) =
+            pending.into_iter().partition(|(_, b)| b.channel() == Channel::FirehoseMember);
+        for (_, bad) in records.into_iter().chain(members) {
+            self.bad_record(&bad)?;
+        }
+        for slot in 0..2 {
+            self.flush_payload(slot)?;
+        }
+        if let Some((again, recs)) = self.retry.take() {
+            self.deliver_again(&again, &recs)?;
+        }
+        if !self.control_done && self.fh.members > 0 {
+            self.control()?;
+        }
+        self.nd.finish()?;
+        self.cwx.finish()?;
+        self.fh.finish()?;
+        if let Some(f) = self.fle.take() {
+            f.finish()?;
+        }
+        Ok(DayResult { date: self.dp.date, tally: self.tally, files: self.files })
+    }
+}

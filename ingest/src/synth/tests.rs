@@ -1,0 +1,311 @@
+//! The generator checked against the crate's own decoder: what it says an ingest must find is
+//! what the pipeline finds.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::AtomicU64;
+
+use agentmeter_schemas::{Accounting, Reason, SkipKind, SourceUri};
+
+use super::*;
+use crate::pipeline::{self, Sink};
+use crate::source::{self, Format, SourceSpec};
+use crate::{Decoder, Outcome};
+
+/// A sink that does what an ingest into an empty lake does with the outcomes: dedup by event
+/// id (first delivery wins), count everything, and sum the distinct events.
+#[derive(Default)]
+struct Check {
+    acc: Accounting,
+    seen: HashMap<String, u64>,
+    tenants: BTreeMap<String, TenantTotals>,
+    days: BTreeMap<String, DayTotals>,
+    hourly: HashSet<(i64, String, String, String, String)>,
+    /// (hour, tier, tenant) of each distinct event.
+    requests: Vec<(i64, String, String)>,
+}
+
+impl Sink for Check {
+    type Error = Infallible;
+
+    fn source_started(&mut self, _: &SourceSpec) -> Result<(), Infallible> {
+        Ok(())
+    }
+
+    fn lineage(&mut self, _: &SourceUri) -> Result<(), Infallible> {
+        Ok(())
+    }
+
+    fn outcome(&mut self, outcome: Outcome) -> Result<(), Infallible> {
+        self.acc.records_read += 1;
+        match outcome {
+            Outcome::Event(e) => {
+                let fingerprint = e.content_fingerprint();
+                if let Some(&first) = self.seen.get(e.event_id.as_str()) {
+                    self.acc.duplicates += 1;
+                    if first != fingerprint {
+                        self.acc.conflicting_duplicates += 1;
+                    }
+                    return Ok(());
+                }
+                self.seen.insert(e.event_id.as_str().to_owned(), fingerprint);
+                self.acc.events_written += 1;
+                let (tier, tenant) = (e.tier.to_string(), e.tenant_id.to_string());
+                let t = self
+                    .tenants
+                    .entry(tenant.clone())
+                    .or_insert_with(|| TenantTotals { tier: tier.clone(), ..Default::default() });
+                assert_eq!(t.tier, tier, "{tenant} changed tier");
+                t.add(&e.tokens);
+                self.days.entry(e.date().unwrap().to_string()).or_default().add(&e.tokens);
+                let hour = e.event_time_ms.div_euclid(3_600_000);
+                self.hourly.insert((
+                    hour,
+                    tier.clone(),
+                    tenant.clone(),
+                    e.user_id.to_string(),
+                    e.model_id.to_string(),
+                ));
+                self.requests.push((hour, tier, tenant));
+            }
+            Outcome::Skip(k) => *self.acc.skipped.entry(k).or_default() += 1,
+            Outcome::Reject(q) => *self.acc.quarantined.entry(q.reason).or_default() += 1,
+        }
+        Ok(())
+    }
+
+    fn source_finished(&mut self, _: &SourceSpec) -> Result<(), Infallible> {
+        Ok(())
+    }
+}
+
+fn ingest(out: &Path) -> Check {
+    let specs = source::expand(&[out.join("input")], Format::Auto).unwrap();
+    let mut sink = Check::default();
+    pipeline::run(&specs, &Decoder::default(), 2, &AtomicU64::new(0), &mut sink).unwrap();
+    sink
+}
+
+fn assert_matches(expected: &Expected, got: &Check) {
+    assert_eq!(got.acc, expected.accounting);
+    assert!(expected.accounting.balances());
+    assert_eq!(expected.accounting.conflicting_duplicates, 0);
+    assert_eq!(got.tenants, expected.tenants);
+    assert_eq!(got.days, expected.days);
+    assert_eq!(got.hourly.len() as u64, expected.hourly_rows);
+    assert_eq!(expected.accounting.events_written, expected.config.events);
+}
+
+/// A small dirty month, generated and decoded once for the tests that need it.
+fn dirty_month() -> &'static (Expected, Check) {
+    static MONTH: OnceLock<(Expected, Check)> = OnceLock::new();
+    MONTH.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = SynthConfig { tenants: 8, events: 20_000, dirty: true, ..SynthConfig::default() };
+        let expected = generate(&cfg, dir.path()).unwrap();
+        (expected, ingest(dir.path()))
+    })
+}
+
+#[test]
+fn a_dirty_month_decodes_to_exactly_the_expectation() {
+    let (expected, got) = dirty_month();
+    assert_matches(expected, got);
+    let a = &expected.accounting;
+    for r in Reason::ALL {
+        assert!(a.quarantined.get(&r).copied().unwrap_or(0) > 0, "no record quarantined as {r}");
+    }
+    for k in SkipKind::ALL {
+        assert!(a.skipped.get(&k).copied().unwrap_or(0) > 0, "no record skipped as {k}");
+    }
+    assert_eq!(a.quarantined[&Reason::TooLarge], 1);
+    assert_eq!(a.quarantined[&Reason::UnrecognizedFormat], 1);
+    // About 2% delivered twice (a retried payload delivers its events again).
+    let share = a.duplicates as f64 / a.events_written as f64;
+    assert!((0.01..0.04).contains(&share), "duplicate share {share}");
+    // Hostile ids were refused, never attributed.
+    assert!(expected.hostile_tenant_ids.len() >= 10);
+    let known: HashSet<&String> = expected.tiers.values().flatten().collect();
+    assert!(got.tenants.keys().all(|t| known.contains(t)));
+    assert!(expected.hostile_tenant_ids.iter().all(|h| !got.tenants.contains_key(h)));
+    assert!(expected.files.iter().all(|f| f.starts_with("input/")));
+    assert!(expected.files.iter().any(|f| f.starts_with("input/export/filter-log-events-")));
+}
+
+#[test]
+fn a_clean_month_without_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SynthConfig {
+        seed: 7,
+        month: NaiveDate::from_ymd_opt(2027, 2, 1).unwrap(),
+        tenants: 5,
+        events: 4_000,
+        noisy: 1,
+        duplicate_permille: 0,
+        ..SynthConfig::default()
+    };
+    let expected = generate(&cfg, dir.path()).unwrap();
+    assert_matches(&expected, &ingest(dir.path()));
+    let a = &expected.accounting;
+    assert_eq!(a.duplicates, 0);
+    assert!(a.quarantined.is_empty(), "{:?}", a.quarantined);
+    assert!(expected.hostile_tenant_ids.is_empty());
+    assert_eq!(expected.days.len(), 28);
+    assert!(expected.days.keys().all(|d| d.starts_with("2027-02-")));
+    let tiers: Vec<_> = expected.tiers.iter().map(|(t, v)| (t.as_str(), v.len())).collect();
+    assert_eq!(tiers, [("basic", 4), ("premium", 1)]);
+}
+
+#[test]
+fn noisy_tenants_stand_out_hour_after_hour() {
+    let (expected, got) = dirty_month();
+    let mut pool: BTreeMap<i64, u64> = BTreeMap::new();
+    let mut per: BTreeMap<(&str, i64), u64> = BTreeMap::new();
+    for (hour, tier, tenant) in &got.requests {
+        if tier == "basic" {
+            *pool.entry(*hour).or_default() += 1;
+            *per.entry((tenant.as_str(), *hour)).or_default() += 1;
+        }
+    }
+    // tenant -> (active hours, hours over 20% of the pool)
+    let mut stats: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for ((tenant, hour), n) in &per {
+        let s = stats.entry(tenant).or_default();
+        s.0 += 1;
+        if n * 5 > pool[hour] {
+            s.1 += 1;
+        }
+    }
+    assert_eq!(expected.noisy_tenants.len(), 3);
+    for (tenant, (active, over)) in &stats {
+        let noisy = expected.noisy_tenants.iter().any(|n| n == tenant);
+        let share = *over as f64 / *active as f64;
+        if noisy {
+            assert!(share >= 0.6, "noisy {tenant} over 20% in only {over} of {active} hours");
+        } else {
+            assert!(share <= 0.1, "quiet {tenant} over 20% in {over} of {active} hours");
+        }
+    }
+    for n in &expected.noisy_tenants {
+        assert!(expected.tiers["basic"].contains(n));
+        assert!(stats.contains_key(n.as_str()));
+    }
+}
+
+#[test]
+fn edge_configurations_still_match() {
+    let d = SynthConfig::default;
+    for cfg in [
+        SynthConfig { tenants: 4, noisy: 1, events: 0, dirty: true, ..d() },
+        SynthConfig { tenants: 4, noisy: 0, events: 300, duplicate_permille: 1000, ..d() },
+        SynthConfig { tenants: 9, noisy: 4, events: 2_000, duplicate_permille: 500, ..d() },
+        SynthConfig {
+            month: NaiveDate::from_ymd_opt(2028, 2, 1).unwrap(),
+            tenants: 40,
+            events: 1_000,
+            ..d()
+        },
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let expected = generate(&cfg, dir.path()).unwrap();
+        assert_matches(&expected, &ingest(dir.path()));
+        assert_eq!(expected.noisy_tenants.len(), cfg.noisy);
+        assert_eq!(expected.tiers.values().map(Vec::len).sum::<usize>(), cfg.tenants);
+    }
+}
+
+/// Every file under `dir`, relative path and bytes, in name order.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+        let mut entries: Vec<_> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.push((p.strip_prefix(root).unwrap().to_owned(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+#[test]
+fn same_seed_same_bytes_other_seed_other_bytes() {
+    let cfg = SynthConfig {
+        tenants: 7,
+        events: 3_000,
+        noisy: 2,
+        dirty: true,
+        month: NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+        ..SynthConfig::default()
+    };
+    let (a, b, c) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ea = generate(&cfg, a.path()).unwrap();
+    let eb = generate(&cfg, b.path()).unwrap();
+    assert_eq!(ea, eb);
+    let (sa, sb) = (snapshot(a.path()), snapshot(b.path()));
+    assert_eq!(sa.len(), ea.files.len() + 1, "the inputs and expected.json");
+    assert_eq!(
+        sa.iter().map(|f| &f.0).collect::<Vec<_>>(),
+        sb.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    for ((name, x), (_, y)) in sa.iter().zip(&sb) {
+        assert!(x == y, "{} differs between two runs", name.display());
+    }
+    let written: Expected =
+        serde_json::from_slice(&std::fs::read(a.path().join("expected.json")).unwrap()).unwrap();
+    assert_eq!(written, ea);
+
+    let ec = generate(&SynthConfig { seed: 43, ..cfg }, c.path()).unwrap();
+    assert_ne!(ec, ea);
+    let sc = snapshot(c.path());
+    let same: Vec<_> = sa.iter().filter(|f| sc.contains(f)).map(|f| &f.0).collect();
+    assert_eq!(same, [Path::new("input/export/notes.json")], "the rest changes with the seed");
+}
+
+#[test]
+fn bad_configs_are_refused_naming_the_field() {
+    assert_eq!(SynthConfig::default().validate(), Ok(()));
+    let d = SynthConfig::default;
+    let cases = [
+        (SynthConfig { month: NaiveDate::from_ymd_opt(2026, 10, 5).unwrap(), ..d() }, "month"),
+        (SynthConfig { month: NaiveDate::from_ymd_opt(1969, 12, 1).unwrap(), ..d() }, "month"),
+        (SynthConfig { tenants: 3, ..d() }, "tenants"),
+        (SynthConfig { tenants: 1_000_000, ..d() }, "tenants"),
+        (SynthConfig { events: u64::MAX, ..d() }, "events"),
+        (SynthConfig { tenants: 8, noisy: 4, ..d() }, "noisy"),
+        (SynthConfig { noisy: 5, ..d() }, "noisy"),
+        (SynthConfig { duplicate_permille: 1001, ..d() }, "duplicate_permille"),
+    ];
+    for (cfg, field) in cases {
+        let err = cfg.validate().unwrap_err();
+        assert!(err.starts_with(&format!("{field} must ")), "{err}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let err = generate(&SynthConfig { tenants: 2, ..d() }, dir.path()).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("tenants"), "{err}");
+    std::fs::create_dir_all(dir.path().join("input")).unwrap();
+    std::fs::write(dir.path().join("input/old.ndjson"), "{}\n").unwrap();
+    let err = generate(&SynthConfig { events: 10, ..d() }, dir.path()).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+}
+
+#[test]
+fn summary_line_and_config_round_trip() {
+    let (expected, _) = dirty_month();
+    let line = expected.summary_line();
+    assert!(line.starts_with("20000 distinct usage events in "), "{line}");
+    assert!(line.contains(" for 8 tenants over 31 days"), "{line}");
+    assert!(!line.contains('\n'));
+    let cfg: SynthConfig = serde_json::from_str(r#"{"seed": 1, "dirty": true}"#).unwrap();
+    assert_eq!(cfg, SynthConfig { seed: 1, dirty: true, ..SynthConfig::default() });
+    assert!(serde_json::from_str::<SynthConfig>(r#"{"sed": 1}"#).is_err());
+}

@@ -1,0 +1,151 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Usage metering and billing for multi-tenant AI agent platforms.
+#[derive(Debug, Parser)]
+#[command(name = "agentmeter", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub log: LogArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Logging options (logs go to standard error; results to standard output).
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Log filter, e.g. `info` or `agentmeter_aggregate=debug` [env: AGENTMETER_LOG]
+    #[arg(long, global = true, default_value = "info", env = "AGENTMETER_LOG")]
+    pub log_level: String,
+    /// Log format: `text` on a terminal and `json` otherwise unless set.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Auto,
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Ingest inference_usage logs from files and directories into the lake.
+    Ingest(IngestArgs),
+    /// Print table definitions (Athena DDL).
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+    /// Generate a deterministic synthetic month of usage logs.
+    Gen(GenArgs),
+    /// Generate a month for about 50 tenants, ingest it, and show what came out.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    Auto,
+    Ndjson,
+    CwlSubscription,
+    FilterLogEvents,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Lake directory (created if missing; must be empty or an agentmeter lake).
+    #[arg(long)]
+    pub lake: PathBuf,
+    /// Files or directories to read (directories recursively, hidden entries skipped).
+    #[arg(required = true, value_name = "SOURCE")]
+    pub sources: Vec<PathBuf>,
+    /// Input format; `auto` detects it per file (gzip is always detected).
+    #[arg(long, value_enum, default_value_t = FormatArg::Auto)]
+    pub format: FormatArg,
+    /// Input field holding the tenant id (`tenant_id` is accepted as well).
+    #[arg(long, default_value = "clinic_id")]
+    pub tenant_field: String,
+    /// Longest record accepted, in bytes.
+    #[arg(long, default_value_t = 4 << 20)]
+    pub max_record_bytes: usize,
+    /// Largest decompressed payload or JSON document accepted, in bytes.
+    #[arg(long, default_value_t = 64 << 20)]
+    pub max_payload_bytes: usize,
+    /// Events gathered before they are written (bounds memory).
+    #[arg(long, default_value_t = 500_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_rows: u64,
+    /// Decoder threads (default: the number of CPUs).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub workers: Option<u64>,
+    /// Also write the run summary as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub summary_json: Option<PathBuf>,
+    /// Print the summary as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Never show a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchemaCommand {
+    /// CREATE EXTERNAL TABLE statements for every table, with partition projection on `dt`.
+    Athena(AthenaArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AthenaArgs {
+    /// Where the lake is in S3: `s3://bucket/prefix`.
+    #[arg(long)]
+    pub location: String,
+    /// Database to create the tables in (unqualified names when omitted).
+    #[arg(long)]
+    pub database: Option<String>,
+    /// First day of the `dt` partition projection range.
+    #[arg(long, default_value = "2024-01-01")]
+    pub since: String,
+}
+
+#[derive(Debug, Args)]
+pub struct GenArgs {
+    /// Output directory: inputs go to DIR/input, the expectation to DIR/expected.json.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Random seed (same seed, same bytes).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Billing month, YYYY-MM.
+    #[arg(long, default_value = "2026-10")]
+    pub month: String,
+    /// Number of tenants.
+    #[arg(long, default_value_t = 50)]
+    pub tenants: usize,
+    /// Distinct valid usage events to generate.
+    #[arg(long, default_value_t = 200_000)]
+    pub events: u64,
+    /// Noisy-neighbour tenants (basic tier, above 20% of the pool).
+    #[arg(long, default_value_t = 3)]
+    pub noisy: usize,
+    /// Include bad records of every kind.
+    #[arg(long)]
+    pub dirty: bool,
+    /// Share of valid events delivered twice, per thousand.
+    #[arg(long, default_value_t = 20)]
+    pub duplicate_permille: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Working directory for the demo (inputs, lake); must be new, empty, or a previous demo's.
+    #[arg(long, default_value = "demo")]
+    pub dir: PathBuf,
+    /// Number of tenants.
+    #[arg(long, default_value_t = 50)]
+    pub tenants: usize,
+    /// Distinct valid usage events to generate.
+    #[arg(long, default_value_t = 200_000)]
+    pub events: u64,
+}

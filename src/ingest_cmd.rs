@@ -1,0 +1,168 @@
+//! `agentmeter ingest`: joins the decode stage (agentmeter-ingest) to the lake writer
+//! (agentmeter-aggregate) and reports where every record went.
+
+use std::path::{Path, PathBuf};
+
+use agentmeter_aggregate::{EventWriter, Lake, QuarantineWriter, WriterOptions};
+use agentmeter_ingest::pipeline::{self, Sink};
+use agentmeter_ingest::source::{self, Format, SourceSpec};
+use agentmeter_ingest::{DecodeConfig, Decoder, Outcome};
+use agentmeter_reports::run_summary::{IngestSummary, render};
+use agentmeter_schemas::{Accounting, SourceUri};
+use anyhow::Context;
+
+use crate::UsageError;
+use crate::cli::{FormatArg, IngestArgs};
+use crate::progress::Progress;
+
+/// Everything an ingest needs, validated.
+pub struct IngestPlan {
+    pub lake: PathBuf,
+    pub sources: Vec<SourceSpec>,
+    pub decoder: Decoder,
+    pub writer: WriterOptions,
+    pub workers: usize,
+    pub progress: bool,
+}
+
+impl IngestPlan {
+    /// Validates arguments before anything is written.
+    pub fn from_args(a: &IngestArgs) -> anyhow::Result<Self> {
+        let cfg = DecodeConfig::new(&a.tenant_field, a.max_record_bytes, a.max_payload_bytes)
+            .map_err(|e| UsageError(format!("--{e}")))?;
+        let format = match a.format {
+            FormatArg::Auto => Format::Auto,
+            FormatArg::Ndjson => Format::Ndjson,
+            FormatArg::CwlSubscription => Format::CwlSubscription,
+            FormatArg::FilterLogEvents => Format::FilterLogEvents,
+        };
+        let sources = source::expand(&a.sources, format).map_err(|e| UsageError(e.to_string()))?;
+        if a.lake.is_file() {
+            return Err(UsageError(format!(
+                "--lake {} is a file, not a directory",
+                a.lake.display()
+            ))
+            .into());
+        }
+        let workers = a.workers.map_or_else(
+            || std::thread::available_parallelism().map_or(2, usize::from),
+            |w| w as usize,
+        );
+        let batch_rows = usize::try_from(a.batch_rows).unwrap_or(usize::MAX);
+        Ok(Self {
+            lake: a.lake.clone(),
+            sources,
+            decoder: Decoder::new(cfg),
+            writer: WriterOptions { batch_rows, ..WriterOptions::default() },
+            workers,
+            progress: !a.no_progress,
+        })
+    }
+}
+
+pub fn run(a: &IngestArgs) -> anyhow::Result<IngestSummary> {
+    let plan = IngestPlan::from_args(a)?;
+    let summary = execute(&plan)?;
+    let text = if a.json {
+        serde_json::to_string_pretty(&summary).context("serializing the summary")? + "\n"
+    } else {
+        render(&summary)
+    };
+    print!("{text}");
+    if let Some(path) = &a.summary_json {
+        let body = serde_json::to_vec_pretty(&summary).context("serializing the summary")?;
+        std::fs::write(path, body).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(summary)
+}
+
+/// Routes outcomes: events to the writer, refusals to the quarantine, counts to `acc`.
+struct IngestSink<'l> {
+    writer: EventWriter<'l>,
+    quarantine: QuarantineWriter,
+    acc: Accounting,
+}
+
+impl Sink for IngestSink<'_> {
+    type Error = agentmeter_aggregate::Error;
+
+    fn source_started(&mut self, s: &SourceSpec) -> Result<(), Self::Error> {
+        tracing::debug!(source = %s.uri, bytes = s.len, "Reading source.");
+        self.quarantine.touch(&s.uri);
+        Ok(())
+    }
+
+    fn lineage(&mut self, s: &SourceUri) -> Result<(), Self::Error> {
+        self.quarantine.touch(s);
+        Ok(())
+    }
+
+    fn outcome(&mut self, o: Outcome) -> Result<(), Self::Error> {
+        self.acc.records_read += 1;
+        match o {
+            Outcome::Event(e) => self.writer.push(e)?,
+            Outcome::Skip(k) => *self.acc.skipped.entry(k).or_default() += 1,
+            Outcome::Reject(q) => {
+                tracing::debug!(source = %q.source, position = %q.position, reason = %q.reason, detail = %q.detail, "Record quarantined.");
+                *self.acc.quarantined.entry(q.reason).or_default() += 1;
+                self.quarantine.write(&q)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn source_finished(&mut self, s: &SourceSpec) -> Result<(), Self::Error> {
+        self.quarantine.close(&s.uri)?;
+        tracing::info!(source = %s.uri, records = self.acc.records_read, "Source read.");
+        Ok(())
+    }
+}
+
+/// Runs a validated ingest.
+pub fn execute(plan: &IngestPlan) -> anyhow::Result<IngestSummary> {
+    let lake = Lake::open(&plan.lake).map_err(|e| match e {
+        agentmeter_aggregate::Error::Locked { .. }
+        | agentmeter_aggregate::Error::NotALake { .. } => {
+            anyhow::Error::new(UsageError(e.to_string()))
+        }
+        other => anyhow::Error::new(other).context("opening the lake"),
+    })?;
+    let total: u64 = plan.sources.iter().map(|s| s.len).sum();
+    let progress = Progress::start(total, plan.progress);
+    let mut sink = IngestSink {
+        writer: EventWriter::new(&lake, plan.writer),
+        quarantine: QuarantineWriter::new(lake.layout().clone()),
+        acc: Accounting::default(),
+    };
+    let result =
+        pipeline::run(&plan.sources, &plan.decoder, plan.workers, &progress.bytes, &mut sink);
+    let bytes_read = progress.finish();
+    result.context("ingest stopped; the lake holds the batches written before the error, and running the same ingest again completes it")?;
+    let IngestSink { writer, quarantine, mut acc } = sink;
+    // Events first, then the quarantine: a replayed record is never dropped from the
+    // quarantine before it is durable in the lake.
+    let stats = writer.finish().context("writing the lake")?;
+    let q = quarantine.finish().context("writing the quarantine")?;
+    acc.events_written = stats.written;
+    acc.duplicates = stats.duplicates;
+    acc.conflicting_duplicates = stats.conflicting;
+    let balanced = acc.balances();
+    if !balanced {
+        tracing::error!(?acc, "Records are not all accounted for.");
+    }
+    Ok(IngestSummary {
+        lake: display_path(&plan.lake),
+        sources: plan.sources.len() as u64,
+        bytes_read,
+        accounting: acc,
+        files_written: stats.files,
+        partitions_rolled_up: stats.rollups,
+        quarantine_files_written: q.files_written,
+        quarantine_files_removed: q.files_removed,
+        balanced,
+    })
+}
+
+pub fn display_path(p: &Path) -> String {
+    p.display().to_string()
+}

@@ -1,0 +1,12 @@
+//! End-to-end tests: the `agentmeter` binary on generated inputs, with the lake read back by
+//! DuckDB (the local stand-in for Athena). `scripts/test` installs DuckDB into `.venv`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod util;
+
+mod crash;
+mod dirty;
+mod ingest;
+mod isolation;
+mod schema;
