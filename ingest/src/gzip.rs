@@ -38,6 +38,40 @@ pub(crate) fn inflate_member<R: BufRead>(reader: R, cap: usize) -> Inflated {
     }
 }
 
+/// What the first member of a gzip file says about the file.
+#[derive(Debug)]
+pub(crate) enum Probe {
+    /// The member's content holds a newline: a compressed text file.
+    Text,
+    /// A member without a newline (as every subscription payload is), inflated.
+    Single(Inflated),
+}
+
+/// Inflates the first member, stopping early at the first newline. Subscription payloads are
+/// single-line JSON; text files have lines. Stopping early keeps a large compressed text
+/// file from being inflated twice.
+pub(crate) fn probe_member<R: BufRead>(reader: R, cap: usize) -> Probe {
+    let mut dec = flate2::bufread::GzDecoder::new(reader);
+    let mut out = Vec::new();
+    let mut chunk = vec![0u8; 64 << 10];
+    loop {
+        match dec.read(&mut chunk) {
+            Ok(0) => return Probe::Single(Inflated::Ok(out)),
+            Ok(n) => {
+                if memchr::memchr(b'\n', &chunk[..n]).is_some() {
+                    return Probe::Text;
+                }
+                if out.len() + n > cap {
+                    return Probe::Text;
+                }
+                out.extend_from_slice(&chunk[..n]);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Probe::Single(Inflated::Corrupt(e.to_string())),
+        }
+    }
+}
+
 /// A reader over the concatenated content of every gzip member of `reader` (gzip-compressed
 /// text files). Lines are capped by the line reader above it, not here.
 pub(crate) fn multi_member<R: BufRead>(reader: R) -> impl Read {

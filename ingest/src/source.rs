@@ -24,8 +24,8 @@ use serde_json::value::RawValue;
 use crate::config::DecodeConfig;
 use crate::decode::{Ctx, Decoded, Decoder, Outcome, Raw};
 use crate::fields::parse_object;
-use crate::gzip::{Inflated, inflate_member, is_gzip, multi_member};
-use crate::window::Window;
+use crate::gzip::{Inflated, Probe, inflate_member, is_gzip, multi_member, probe_member};
+use crate::window::{GZIP_HEADER_LEN, Window, find_member_start, member_start};
 
 /// An input format, or `Auto` to detect it per file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -201,7 +201,6 @@ pub(crate) type Emit<'e> = dyn FnMut(Unit) -> io::Result<()> + 'e;
 const CHUNK_BYTES: usize = 1 << 20;
 const CHUNK_LINES: u64 = 8192;
 const EVENTS_PER_UNIT: usize = 4096;
-const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b, 0x08];
 
 /// Opens and splits one file.
 pub(crate) fn read_file(
@@ -287,36 +286,39 @@ fn split<R: Read + Seek>(
     Ok(())
 }
 
-/// Inflates the first gzip member. `Some(unit)` if the file is a subscription-payload file
-/// (or its first member is corrupt, which only that mode can step over); `None` for a gzip
-/// text file.
-fn first_member<R: Read>(
+/// Looks at the first gzip member. `Some(unit)` if the file is a subscription-payload file:
+/// the member is a payload, or a single line followed by another member (a payload file
+/// whose first payload is bad), or corrupt (only that mode can step over it). `None` for a
+/// gzip text file: the member has lines, or is one line alone.
+fn first_member<R: Read + Seek>(
     w: &mut Window<'_, R>,
     source: &Arc<SourceUri>,
     cfg: &DecodeConfig,
 ) -> io::Result<Option<Unit>> {
     let offset = w.offset();
     w.start_capture(cfg.max_quarantine_raw_bytes);
-    let inflated = inflate_member(&mut *w, cfg.max_payload_bytes);
-    match inflated {
-        Inflated::Ok(body) => {
+    match probe_member(&mut *w, cfg.max_payload_bytes) {
+        Probe::Single(Inflated::Ok(body)) => {
+            let (compressed, _) = w.take_capture();
             let is_payload = std::str::from_utf8(&body)
                 .ok()
                 .and_then(|t| parse_object(t, &cfg.tenant_field).ok())
                 .is_some_and(|f| f.markers.message_type);
-            let (compressed, _) = w.take_capture();
-            Ok(is_payload.then(|| Unit::Payload {
+            let more_members = member_start(w.ensure(GZIP_HEADER_LEN)?);
+            Ok((is_payload || more_members).then(|| Unit::Payload {
                 source: source.clone(),
                 pos: member_pos(1, offset),
                 compressed,
                 body,
             }))
         }
-        Inflated::TooLarge => {
+        Probe::Single(Inflated::Corrupt(e)) => {
+            Ok(Some(corrupt_member(w, source, cfg, 1, offset, e)?))
+        }
+        Probe::Text | Probe::Single(Inflated::TooLarge) => {
             w.take_capture();
             Ok(None)
         }
-        Inflated::Corrupt(e) => Ok(Some(corrupt_member(w, source, cfg, 1, offset, e)?)),
     }
 }
 
@@ -324,9 +326,11 @@ fn member_pos(member: u64, offset: u64) -> Position {
     Position { member: Some(member), offset: Some(offset), ..Default::default() }
 }
 
-/// A corrupt member: keeps its bytes up to the next gzip header and refuses them as one
-/// record, so that the members after it are still read.
-fn corrupt_member<R: Read>(
+/// A corrupt member: keeps its bytes up to the next member header and refuses them as one
+/// record, so that the members after it are still read. The decoder may have read past the
+/// corrupt member's real end (a truncated member followed by another): a header among the
+/// bytes it consumed is where reading resumes.
+fn corrupt_member<R: Read + Seek>(
     w: &mut Window<'_, R>,
     source: &Arc<SourceUri>,
     cfg: &DecodeConfig,
@@ -334,12 +338,24 @@ fn corrupt_member<R: Read>(
     offset: u64,
     error: String,
 ) -> io::Result<Unit> {
-    if w.offset() == offset {
-        // Make progress even if the decoder consumed nothing.
-        w.consume(1);
-    }
-    w.skip_to(GZIP_MAGIC)?;
-    let (raw, truncated) = w.take_capture();
+    let consumed = w.captured();
+    let inside = consumed.get(1..).and_then(find_member_start).map(|k| k + 1);
+    let (raw, truncated) = match inside {
+        Some(k) => {
+            let (mut raw, _) = w.take_capture();
+            raw.truncate(k);
+            w.seek_to(offset + k as u64)?;
+            (raw, false)
+        }
+        None => {
+            if w.offset() == offset {
+                // Make progress even if the decoder consumed nothing.
+                w.consume(1);
+            }
+            w.skip_to_member()?;
+            w.take_capture()
+        }
+    };
     let mut entry = QuarantineEntry::new(
         Reason::InvalidGzip,
         format!("gzip member is corrupt: {error}"),
@@ -353,7 +369,7 @@ fn corrupt_member<R: Read>(
     Ok(Unit::Reject(Box::new(entry)))
 }
 
-fn subscription<R: Read>(
+fn subscription<R: Read + Seek>(
     w: &mut Window<'_, R>,
     source: &Arc<SourceUri>,
     cfg: &DecodeConfig,
@@ -458,12 +474,10 @@ fn text<R: BufRead>(
     line_no += 1;
     let first_is_object = matches!(first, Line::Ok)
         && std::str::from_utf8(&line).is_ok_and(|t| parse_object(t, &cfg.tenant_field).is_ok());
-    let starts_doc =
-        line.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|b| matches!(b, b'{' | b'['));
     let document = match format {
         Format::FilterLogEvents => true,
         Format::Ndjson => false,
-        _ => !first_is_object && starts_doc && matches!(first, Line::Ok),
+        _ => !first_is_object && opens_document(&line) && matches!(first, Line::Ok),
     };
     if document {
         let mut prefix = vec![b'\n'; line_no as usize - 1];
@@ -506,6 +520,17 @@ fn text<R: BufRead>(
         emit(chunk.take())?;
     }
     Ok(None)
+}
+
+/// Whether a first line that is not a whole JSON object opens a multi-line document: `{` or
+/// `[` alone (as the AWS CLI and `jq` print), or `{"events": [` and more. Any other broken
+/// first line is one bad NDJSON record, not a reason to read the file as a document.
+fn opens_document(line: &[u8]) -> bool {
+    let t = line.trim_ascii();
+    if t == b"{" || t == b"[" {
+        return true;
+    }
+    t.strip_prefix(b"{").is_some_and(|rest| rest.trim_ascii_start().starts_with(b"\"events\""))
 }
 
 /// Lines gathered for one unit.

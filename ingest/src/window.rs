@@ -87,33 +87,34 @@ impl<'p, R: Read> Window<'p, R> {
         self.capture = Some(Capture { data: Vec::new(), cap, truncated: false });
     }
 
+    /// The bytes recorded so far.
+    pub(crate) fn captured(&self) -> &[u8] {
+        self.capture.as_ref().map_or(&[], |c| c.data.as_slice())
+    }
+
     /// Stops recording; returns the bytes and whether some were dropped over the cap.
     pub(crate) fn take_capture(&mut self) -> (Vec<u8>, bool) {
         self.capture.take().map(|c| (c.data, c.truncated)).unwrap_or_default()
     }
 
-    /// Consumes bytes up to the next occurrence of `magic` (or the end), returning whether
-    /// one was found.
-    pub(crate) fn skip_to(&mut self, magic: &[u8]) -> io::Result<bool> {
+    /// Consumes bytes up to the next plausible gzip member header (see [`member_start`]) or
+    /// the end, returning whether one was found.
+    pub(crate) fn skip_to_member(&mut self) -> io::Result<bool> {
         loop {
-            let want = magic.len();
-            let buf = self.ensure(want)?;
-            if buf.is_empty() {
-                return Ok(false);
-            }
-            if buf.len() < want {
+            let buf = self.ensure(GZIP_HEADER_LEN)?;
+            if buf.len() < GZIP_HEADER_LEN {
                 let n = buf.len();
                 self.consume(n);
                 return Ok(false);
             }
-            match memchr::memmem::find(buf, magic) {
+            match find_member_start(buf) {
                 Some(i) => {
                     self.consume(i);
                     return Ok(true);
                 }
                 None => {
-                    // Keep the last bytes: the magic may straddle the buffer's end.
-                    let n = buf.len() - (want - 1);
+                    // Keep the last bytes: a header may straddle the buffer's end.
+                    let n = buf.len() - (GZIP_HEADER_LEN - 1);
                     self.consume(n);
                 }
             }
@@ -121,7 +122,43 @@ impl<'p, R: Read> Window<'p, R> {
     }
 }
 
+/// Length of a gzip member header without optional fields.
+pub(crate) const GZIP_HEADER_LEN: usize = 10;
+
+/// True if `b` starts with a plausible gzip member header: the magic, deflate, no reserved
+/// flag bits, and a known operating-system byte. Random bytes pass about once in 2^30.
+pub(crate) fn member_start(b: &[u8]) -> bool {
+    b.len() >= GZIP_HEADER_LEN
+        && b[..3] == [0x1f, 0x8b, 0x08]
+        && b[3] & 0xe0 == 0
+        && (b[9] <= 13 || b[9] == 255)
+}
+
+/// The first position in `buf` where a full plausible member header starts.
+pub(crate) fn find_member_start(buf: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = memchr::memmem::find(&buf[from..], &[0x1f, 0x8b, 0x08]) {
+        let at = from + i;
+        if member_start(&buf[at..]) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
 impl<R: Read + Seek> Window<'_, R> {
+    /// Continues reading at stream offset `pos` (a position already read), discarding the
+    /// buffer.
+    pub(crate) fn seek_to(&mut self, pos: u64) -> io::Result<()> {
+        self.inner.seek(SeekFrom::Start(pos))?;
+        self.pos = 0;
+        self.end = 0;
+        self.offset = pos;
+        self.read_total = pos;
+        Ok(())
+    }
+
     /// Back to the start of the stream, discarding the buffer.
     pub(crate) fn rewind(&mut self) -> io::Result<()> {
         self.inner.seek(SeekFrom::Start(0))?;
@@ -173,21 +210,50 @@ impl<R: Read> BufRead for Window<'_, R> {
 mod tests {
     use super::*;
 
+    const HEADER: [u8; 10] = [0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 3];
+
     #[test]
-    fn skip_to_finds_a_magic_across_buffer_boundaries() {
-        for split in 0..20 {
+    fn skip_to_member_finds_a_header_across_buffer_boundaries() {
+        for split in 0..40 {
             let mut data = vec![b'x'; split];
-            data.extend_from_slice(b"\x1f\x8b\x08rest");
+            data.extend_from_slice(&HEADER);
+            data.extend_from_slice(b"rest");
             let mut w = Window::new(io::Cursor::new(data), 16, None);
             w.start_capture(100);
-            assert!(w.skip_to(b"\x1f\x8b\x08").unwrap());
+            assert!(w.skip_to_member().unwrap());
             assert_eq!(w.offset(), split as u64);
             assert_eq!(w.take_capture().0, vec![b'x'; split]);
-            assert!(w.ensure(3).unwrap().starts_with(b"\x1f\x8b\x08"));
+            assert!(w.ensure(10).unwrap().starts_with(&HEADER));
         }
         let mut w = Window::new(io::Cursor::new(b"abcdef".to_vec()), 4, None);
-        assert!(!w.skip_to(b"\x1f\x8b\x08").unwrap());
+        assert!(!w.skip_to_member().unwrap());
         assert_eq!(w.offset(), 6);
+    }
+
+    #[test]
+    fn only_plausible_headers_count() {
+        assert!(member_start(&HEADER));
+        let mut reserved = HEADER;
+        reserved[3] = 0xe0;
+        assert!(!member_start(&reserved));
+        let mut os = HEADER;
+        os[9] = 77;
+        assert!(!member_start(&os));
+        assert!(!member_start(&HEADER[..9]));
+        let buf = [&reserved[..], b"zz", &HEADER[..]].concat();
+        assert_eq!(find_member_start(&buf), Some(12));
+    }
+
+    #[test]
+    fn seek_back_rereads_without_counting_progress_twice() {
+        let p = AtomicU64::new(0);
+        let mut w = Window::new(io::Cursor::new((0u8..100).collect::<Vec<_>>()), 8, Some(&p));
+        io::copy(&mut (&mut w).take(50), &mut io::sink()).unwrap();
+        w.seek_to(20).unwrap();
+        assert_eq!(w.offset(), 20);
+        assert_eq!(w.fill_buf().unwrap()[0], 20);
+        io::copy(&mut w, &mut io::sink()).unwrap();
+        assert_eq!(p.load(Ordering::Relaxed), 100);
     }
 
     #[test]

@@ -147,8 +147,10 @@ fn files_are_sorted_zstd_and_athena_typed() {
 #[test]
 fn reingesting_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let expected =
-        generate(&dir.path().join("gen"), &["--tenants", "6", "--events", "8000", "--noisy", "2", "--dirty"]);
+    let expected = generate(
+        &dir.path().join("gen"),
+        &["--tenants", "6", "--events", "8000", "--noisy", "2", "--dirty"],
+    );
     let lake = dir.path().join("lake");
     let input = dir.path().join("gen/input");
     ingest(&lake, &[&input], &[]);

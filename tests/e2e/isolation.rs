@@ -6,7 +6,10 @@ use crate::util::*;
 fn hostile_tenant_ids_never_reach_a_path() {
     let sandbox = tempfile::tempdir().unwrap();
     let root = sandbox.path();
-    let expected = generate(&root.join("gen"), &["--tenants", "4", "--events", "300", "--noisy", "1", "--dirty"]);
+    let expected = generate(
+        &root.join("gen"),
+        &["--tenants", "4", "--events", "300", "--noisy", "1", "--dirty"],
+    );
     assert!(expected.hostile_tenant_ids.len() >= 5);
     let input = root.join("gen/input");
     // More hostile ids, in every input shape a tenant id can take.

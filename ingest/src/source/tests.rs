@@ -238,3 +238,75 @@ fn formats_parse() {
     assert_eq!("cwl-subscription".parse::<Format>(), Ok(Format::CwlSubscription));
     assert!("csv".parse::<Format>().unwrap_err().contains("unknown format \"csv\""));
 }
+
+#[test]
+fn a_broken_first_line_does_not_take_the_file_with_it() {
+    let text = format!("{{\"event\":\"inference_usage\",\"tier\":\n{}\n{}\n", usage(1), usage(2));
+    let d = run(text.as_bytes());
+    assert_eq!(summary(&d)[0], "reject invalid_json at line 1");
+    assert_eq!(d.outcomes.len(), 3);
+    assert!(
+        matches!(d.outcomes[1], Outcome::Event(_)) && matches!(d.outcomes[2], Outcome::Event(_))
+    );
+}
+
+#[test]
+fn a_non_payload_first_member_does_not_take_the_file_with_it() {
+    let mut file = gzip_bytes(br#"{"hello":"not a payload"}"#);
+    file.extend(cw_payload(&[1, 2]));
+    file.extend(cw_payload(&[3]));
+    assert_eq!(
+        summary(&run(&file)),
+        ["reject invalid_payload at gzip member 1", "event 1 u1", "event 2 u2", "event 3 u3"]
+    );
+}
+
+#[test]
+fn gzip_text_with_one_line_per_member_is_still_text() {
+    let mut file = gzip_bytes(format!("{}\n", usage(1)).as_bytes());
+    file.extend(gzip_bytes(format!("{}\n", usage(2)).as_bytes()));
+    file.extend(gzip_bytes(usage(3).as_bytes()));
+    let d = run(&file);
+    assert_eq!(d.outcomes.len(), 3);
+    assert!(d.outcomes.iter().all(|o| matches!(o, Outcome::Event(_))));
+}
+
+#[test]
+fn a_truncated_member_does_not_swallow_the_next_one() {
+    let mut a = cw_payload(&[1]);
+    a.truncate(a.len() - 12);
+    let b = cw_payload(&[2]);
+    let c = cw_payload(&[3]);
+    let file = [a.clone(), b, c].concat();
+    let d = run(&file);
+    assert_eq!(summary(&d), ["reject invalid_gzip at gzip member 1", "event 2 u2", "event 3 u3"]);
+    match &d.outcomes[0] {
+        Outcome::Reject(q) => assert_eq!(q.raw_bytes().unwrap(), a, "exactly the truncated member"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_gzip_magic_inside_garbage_is_not_a_member() {
+    // Garbage between members holding bytes that look like a gzip magic but not like a member
+    // header (reserved flag bits set).
+    let garbage =
+        [[b'x'; 20].as_slice(), &[0x1f, 0x8b, 0x08, 0xe0, 0, 0, 0, 0, 0, 3], &[b'y'; 20]].concat();
+    let file = [cw_payload(&[1]), garbage.clone(), cw_payload(&[7])].concat();
+    let d = run(&file);
+    assert_eq!(summary(&d), ["event 1 u1", "reject invalid_gzip at gzip member 2", "event 7 u7"]);
+    match &d.outcomes[1] {
+        Outcome::Reject(q) => assert_eq!(q.raw_bytes().unwrap(), garbage),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn what_opens_a_document() {
+    for yes in [&b"{"[..], b"  [ ", b"{\"events\": [", b"{ \"events\":[{\"a\":1},"] {
+        assert!(opens_document(yes), "{}", String::from_utf8_lossy(yes));
+    }
+    for no in [&b"{\"event\":\"inference_usage\",\"tier\":"[..], b"{\"eventsX", b"x{", b""] {
+        assert!(!opens_document(no), "{}", String::from_utf8_lossy(no));
+    }
+}
