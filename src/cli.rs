@@ -74,7 +74,7 @@ pub struct IngestArgs {
     #[arg(long, default_value_t = 64 << 20)]
     pub max_payload_bytes: usize,
     /// Events gathered before they are written (bounds memory).
-    #[arg(long, default_value_t = 500_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 250_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_rows: u64,
     /// Decoder threads (default: the number of CPUs).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]

@@ -60,7 +60,7 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<()> {
         tenant_field: "clinic_id".into(),
         max_record_bytes: 4 << 20,
         max_payload_bytes: 64 << 20,
-        batch_rows: 500_000,
+        batch_rows: 250_000,
         workers: None,
         summary_json: None,
         json: false,

@@ -81,6 +81,8 @@ struct IngestSink<'l> {
     writer: EventWriter<'l>,
     quarantine: QuarantineWriter,
     acc: Accounting,
+    /// Records read before the current source started.
+    source_start: u64,
 }
 
 impl Sink for IngestSink<'_> {
@@ -88,6 +90,7 @@ impl Sink for IngestSink<'_> {
 
     fn source_started(&mut self, s: &SourceSpec) -> Result<(), Self::Error> {
         tracing::debug!(source = %s.uri, bytes = s.len, "Reading source.");
+        self.source_start = self.acc.records_read;
         self.quarantine.touch(&s.uri);
         Ok(())
     }
@@ -113,7 +116,8 @@ impl Sink for IngestSink<'_> {
 
     fn source_finished(&mut self, s: &SourceSpec) -> Result<(), Self::Error> {
         self.quarantine.close(&s.uri)?;
-        tracing::info!(source = %s.uri, records = self.acc.records_read, "Source read.");
+        let records = self.acc.records_read - self.source_start;
+        tracing::debug!(source = %s.uri, records, "Source read.");
         Ok(())
     }
 }
@@ -133,12 +137,13 @@ pub fn execute(plan: &IngestPlan) -> anyhow::Result<IngestSummary> {
         writer: EventWriter::new(&lake, plan.writer),
         quarantine: QuarantineWriter::new(lake.layout().clone()),
         acc: Accounting::default(),
+        source_start: 0,
     };
     let result =
         pipeline::run(&plan.sources, &plan.decoder, plan.workers, &progress.bytes, &mut sink);
     let bytes_read = progress.finish();
     result.context("ingest stopped; the lake holds the batches written before the error, and running the same ingest again completes it")?;
-    let IngestSink { writer, quarantine, mut acc } = sink;
+    let IngestSink { writer, quarantine, mut acc, .. } = sink;
     // Events first, then the quarantine: a replayed record is never dropped from the
     // quarantine before it is durable in the lake.
     let stats = writer.finish().context("writing the lake")?;
@@ -147,7 +152,17 @@ pub fn execute(plan: &IngestPlan) -> anyhow::Result<IngestSummary> {
     acc.duplicates = stats.duplicates;
     acc.conflicting_duplicates = stats.conflicting;
     let balanced = acc.balances();
-    if !balanced {
+    if balanced {
+        tracing::info!(
+            lake = %plan.lake.display(),
+            records = acc.records_read,
+            written = acc.events_written,
+            duplicates = acc.duplicates,
+            skipped = acc.skipped_total(),
+            quarantined = acc.quarantined_total(),
+            "Ingest finished."
+        );
+    } else {
         tracing::error!(?acc, "Records are not all accounted for.");
     }
     Ok(IngestSummary {

@@ -21,5 +21,5 @@ mod writer;
 pub use error::{Error, Result};
 pub use lake::{LAKE_FORMAT_VERSION, Lake, LakeReader};
 pub use quarantine::{QuarantineReport, QuarantineWriter};
-pub use rollup::{HOURLY_FILE, rebuild_hourly};
+pub use rollup::{HOURLY_FILE, rebuild_hourly, rebuild_hourly_all};
 pub use writer::{EventWriter, WriteStats, WriterOptions};

@@ -5,11 +5,12 @@ use std::path::Path;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 
 use crate::error::{Error, Result, io_at};
 use crate::fsio::TempFile;
@@ -17,20 +18,24 @@ use crate::fsio::TempFile;
 /// Rows per row group: large groups read fastest in Athena; a file holds at most a few.
 const ROW_GROUP_ROWS: usize = 1 << 20;
 
-/// Writer settings for one table: ZSTD, statistics per page, the declared sort order, and
-/// the writing version recorded in the footer.
-pub(crate) fn properties(sorted_by: &[usize]) -> WriterProperties {
+/// Writer settings for one table: ZSTD, statistics per page, the declared sort order, the
+/// writing version recorded in the footer, and no dictionary for `unique` columns (a
+/// dictionary of unique values costs time and saves nothing).
+pub(crate) fn properties(sorted_by: &[usize], unique: &[&str]) -> WriterProperties {
     let sorting = sorted_by
         .iter()
         .map(|&i| SortingColumn { column_idx: i as i32, descending: false, nulls_first: false })
         .collect();
-    WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+    let mut b = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_sorting_columns(Some(sorting))
-        .set_created_by(format!("agentmeter {}", env!("CARGO_PKG_VERSION")))
-        .build()
+        .set_created_by(format!("agentmeter {}", env!("CARGO_PKG_VERSION")));
+    for c in unique {
+        b = b.set_column_dictionary_enabled(ColumnPath::from(*c), false);
+    }
+    b.build()
 }
 
 /// Writes `batches` to `path` atomically (temporary file, sync, rename).
@@ -59,13 +64,20 @@ pub(crate) fn write_file(
 
 /// Reads a whole Parquet file.
 pub(crate) fn read_file(path: &Path) -> Result<Vec<RecordBatch>> {
+    read_columns(path, None)
+}
+
+/// Reads the named columns (all when `None`) of a Parquet file.
+pub(crate) fn read_columns(path: &Path, columns: Option<&[&str]>) -> Result<Vec<RecordBatch>> {
     let perr = |source| Error::Parquet { path: path.to_owned(), source };
     let file = File::open(path).map_err(io_at(path))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(perr)?
-        .with_batch_size(64 << 10)
-        .build()
-        .map_err(perr)?;
+    let mut builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(perr)?.with_batch_size(64 << 10);
+    if let Some(names) = columns {
+        let mask = ProjectionMask::columns(builder.parquet_schema(), names.iter().copied());
+        builder = builder.with_projection(mask);
+    }
+    let reader = builder.build().map_err(perr)?;
     reader
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|source| Error::Arrow { path: path.to_owned(), source })

@@ -24,8 +24,8 @@ pub enum Outcome {
     Event(UsageEvent),
     /// Not usage; counted and dropped.
     Skip(SkipKind),
-    /// Refused; to be written to the quarantine.
-    Reject(QuarantineEntry),
+    /// Refused; to be written to the quarantine. Boxed: refusals are rare and large.
+    Reject(Box<QuarantineEntry>),
 }
 
 /// The outcomes of a unit of input, in input order.
@@ -88,7 +88,7 @@ impl Decoder {
     }
 
     pub(crate) fn reject(&self, out: &mut Decoded, r: Refusal, ctx: Ctx<'_>, raw: Raw<'_>) {
-        out.outcomes.push(Outcome::Reject(QuarantineEntry::new(
+        out.outcomes.push(Outcome::Reject(Box::new(QuarantineEntry::new(
             r.reason,
             r.detail,
             ctx.source.clone(),
@@ -96,7 +96,7 @@ impl Decoder {
             raw.format,
             raw.bytes,
             self.cfg.max_quarantine_raw_bytes,
-        )));
+        ))));
     }
 
     fn skip(out: &mut Decoded, kind: SkipKind) {
@@ -368,7 +368,7 @@ impl Decoder {
         out.lineage.push(entry.source.clone());
         if entry.raw_truncated {
             // Only a prefix was kept: it cannot pass, so it stays as it was.
-            out.outcomes.push(Outcome::Reject(entry));
+            out.outcomes.push(Outcome::Reject(Box::new(entry)));
             return;
         }
         let bytes = match entry.raw_bytes() {

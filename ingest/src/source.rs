@@ -190,7 +190,7 @@ impl Unit {
                     );
                 }
             }
-            Unit::Reject(e) => out.outcomes.push(Outcome::Reject(*e)),
+            Unit::Reject(e) => out.outcomes.push(Outcome::Reject(e)),
         }
     }
 }

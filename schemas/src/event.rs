@@ -1,6 +1,7 @@
 //! The normalised usage event and where a record came from.
 
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -39,20 +40,31 @@ impl Tokens {
 /// The URI of an input: `file:///abs/path` today; `kinesis://`, `logs://` and `s3://` later.
 ///
 /// It names a source in the lake's `source` column and in quarantine entries, and (hashed)
-/// names the source's quarantine file.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct SourceUri(String);
+/// names the source's quarantine file. Every event carries one, so it is shared, not copied.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SourceUri(Arc<str>);
 
 impl SourceUri {
     /// Wraps a URI string.
     pub fn new(uri: impl Into<String>) -> Self {
-        Self(uri.into())
+        Self(Arc::from(uri.into()))
     }
 
     /// The URI as a string slice.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl Serialize for SourceUri {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for SourceUri {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Self::new)
     }
 }
 

@@ -36,12 +36,27 @@ fn shorten(value: &str) -> String {
     format!("{cut:?}")
 }
 
-/// The rules of one identifier kind.
+/// The rules of one identifier kind: allowed bytes as lookup tables (checked for every id of
+/// every event, so no per-byte call).
 struct Rule {
     kind: &'static str,
     max_len: usize,
-    first: fn(u8) -> bool,
-    rest: fn(u8) -> bool,
+    first: [bool; 256],
+    rest: [bool; 256],
+}
+
+/// A byte table from a predicate on `b`, built at compile time.
+macro_rules! table {
+    (|$b:ident| $pred:expr) => {{
+        let mut t = [false; 256];
+        let mut i = 0;
+        while i < 256 {
+            let $b = i as u8;
+            t[i] = $pred;
+            i += 1;
+        }
+        t
+    }};
 }
 
 impl Rule {
@@ -53,58 +68,56 @@ impl Rule {
         if bytes.len() > self.max_len {
             return Err(IdError::new(self.kind, value, "is too long"));
         }
-        if !(self.first)(first) {
+        if !self.first[usize::from(first)] {
             return Err(IdError::new(
                 self.kind,
                 value,
                 "starts with a character that is not allowed",
             ));
         }
-        if !bytes[1..].iter().all(|&b| (self.rest)(b)) {
+        if !bytes[1..].iter().all(|&b| self.rest[usize::from(b)]) {
             return Err(IdError::new(self.kind, value, "contains a character that is not allowed"));
         }
         Ok(())
     }
 }
 
-fn alnum(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-}
-
-const TENANT: Rule = Rule {
+static TENANT: Rule = Rule {
     kind: "tenant_id",
     max_len: 64,
-    first: alnum,
-    rest: |b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'),
+    first: table!(|b| b.is_ascii_alphanumeric()),
+    rest: table!(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')),
 };
 
-const USER: Rule = Rule {
+static USER: Rule = Rule {
     kind: "user_id",
     max_len: 128,
-    first: |b| b.is_ascii_alphanumeric() || b == b'_',
-    rest: |b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@' | b'+' | b':'),
+    first: table!(|b| b.is_ascii_alphanumeric() || b == b'_'),
+    rest: table!(|b| {
+        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@' | b'+' | b':')
+    }),
 };
 
-const TIER: Rule = Rule {
+static TIER: Rule = Rule {
     kind: "tier",
     max_len: 32,
-    first: alnum,
-    rest: |b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'),
+    first: table!(|b| b.is_ascii_alphanumeric()),
+    rest: table!(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_')),
 };
 
 // Model ids never reach a path, but they do reach CSV cells and HTML: printable ASCII only.
-const MODEL: Rule = Rule {
+static MODEL: Rule = Rule {
     kind: "model_id",
     max_len: 256,
-    first: |b| b.is_ascii_graphic(),
-    rest: |b| b.is_ascii_graphic(),
+    first: table!(|b| b.is_ascii_graphic()),
+    rest: table!(|b| b.is_ascii_graphic()),
 };
 
-const EVENT: Rule = Rule {
+static EVENT: Rule = Rule {
     kind: "event_id",
     max_len: 256,
-    first: |b| b.is_ascii_graphic(),
-    rest: |b| b.is_ascii_graphic(),
+    first: table!(|b| b.is_ascii_graphic()),
+    rest: table!(|b| b.is_ascii_graphic()),
 };
 
 macro_rules! id_type {

@@ -37,7 +37,7 @@ fn event(o: Outcome) -> agentmeter_schemas::UsageEvent {
 
 fn reject(o: Outcome) -> QuarantineEntry {
     match o {
-        Outcome::Reject(e) => e,
+        Outcome::Reject(e) => *e,
         other => panic!("not a reject: {other:?}"),
     }
 }
@@ -267,7 +267,7 @@ fn quarantine_entries_replay_with_their_original_lineage() {
     let qsrc = SourceUri::new("file:///lake/_quarantine/x.jsonl");
     Decoder::default().line(envelope.as_bytes(), &qsrc, line_no(1), &mut out);
     assert_eq!(out.lineage, vec![src()]);
-    assert_eq!(out.outcomes, vec![Outcome::Reject(first.clone())]);
+    assert_eq!(out.outcomes, vec![Outcome::Reject(Box::new(first.clone()))]);
 
     // Fixed in place: accepted, attributed to the original source.
     let mut fixed = first.clone();
