@@ -98,12 +98,13 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<()> {
     for (tenant, want) in &expected.tenants {
         let got = totals.iter().find(|(t, _)| t.as_str() == tenant).map(|(_, t)| t);
         let same = got.is_some_and(|g| {
-            g.invocations == want.invocations
-                && g.tokens.input == want.input_tokens
-                && g.tokens.output == want.output_tokens
-                && g.tokens.total == want.total_tokens
-                && g.tokens.cache_read == want.cache_read_tokens
-                && g.tokens.cache_write == want.cache_write_tokens
+            let w = &want.totals;
+            g.invocations == w.invocations
+                && g.tokens.input == w.input_tokens
+                && g.tokens.output == w.output_tokens
+                && g.tokens.total == w.total_tokens
+                && g.tokens.cache_read == w.cache_read_tokens
+                && g.tokens.cache_write == w.cache_write_tokens
         });
         if !same {
             mismatches.push(format!("tenant {tenant}"));

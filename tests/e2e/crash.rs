@@ -56,7 +56,7 @@ fn killed_mid_ingest_then_rerun_gives_exact_totals() {
     assert_eq!(duckdb_int(&format!("SELECT count(*) FROM {ev}")), events);
     assert_eq!(duckdb_int(&format!("SELECT count(DISTINCT event_id) FROM {ev}")), events);
     assert_eq!(duckdb_int(&format!("SELECT sum(invocations) FROM {hourly}")), events);
-    let total: i64 = expected.tenants.values().map(|t| t.total_tokens).sum();
+    let total: i64 = expected.tenants.values().map(|t| t.totals.total_tokens).sum();
     assert_eq!(duckdb_int(&format!("SELECT sum(total_tokens) FROM {ev}")), total);
     assert_eq!(duckdb_int(&format!("SELECT sum(total_tokens) FROM {hourly}")), total);
     let quarantined: usize = files_under(&lake.join("_quarantine"))

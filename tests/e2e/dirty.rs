@@ -41,7 +41,7 @@ fn every_bad_kind_is_accounted_for_exactly() {
     assert!(q.iter().all(|e| e.source.as_str().starts_with("file:///") && !e.detail.is_empty()));
     // Totals of the valid events are untouched by the bad ones.
     let ev = table(&lake, "usage_events");
-    let total: i64 = expected.tenants.values().map(|t| t.total_tokens).sum();
+    let total: i64 = expected.tenants.values().map(|t| t.totals.total_tokens).sum();
     assert_eq!(duckdb_int(&format!("SELECT sum(total_tokens) FROM {ev}")), total);
 }
 

@@ -41,12 +41,12 @@ fn generated_month_lands_exactly_and_duckdb_reads_both_tables() {
             (
                 t.clone(),
                 [
-                    x.invocations,
-                    x.input_tokens,
-                    x.output_tokens,
-                    x.total_tokens,
-                    x.cache_read_tokens,
-                    x.cache_write_tokens,
+                    x.totals.invocations,
+                    x.totals.input_tokens,
+                    x.totals.output_tokens,
+                    x.totals.total_tokens,
+                    x.totals.cache_read_tokens,
+                    x.totals.cache_write_tokens,
                 ],
             )
         })

@@ -139,11 +139,9 @@ impl SynthConfig {
     }
 }
 
-/// Sums over a tenant's distinct valid events.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TenantTotals {
-    /// The tenant's tier.
-    pub tier: String,
+/// Sums over distinct valid events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
     /// Usage events (inference calls).
     pub invocations: i64,
     /// Input tokens.
@@ -158,7 +156,7 @@ pub struct TenantTotals {
     pub cache_write_tokens: i64,
 }
 
-impl TenantTotals {
+impl Totals {
     /// Adds one event's tokens.
     pub fn add(&mut self, t: &Tokens) {
         self.invocations += 1;
@@ -170,36 +168,7 @@ impl TenantTotals {
     }
 }
 
-/// Sums over a UTC day's distinct valid events.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DayTotals {
-    /// Usage events (inference calls).
-    pub invocations: i64,
-    /// Input tokens.
-    pub input_tokens: i64,
-    /// Output tokens.
-    pub output_tokens: i64,
-    /// Total tokens as the records state them.
-    pub total_tokens: i64,
-    /// Prompt-cache read tokens.
-    pub cache_read_tokens: i64,
-    /// Prompt-cache write tokens.
-    pub cache_write_tokens: i64,
-}
-
-impl DayTotals {
-    /// Adds one event's tokens.
-    pub fn add(&mut self, t: &Tokens) {
-        self.invocations += 1;
-        self.input_tokens += t.input;
-        self.output_tokens += t.output;
-        self.total_tokens += t.total;
-        self.cache_read_tokens += t.cache_read;
-        self.cache_write_tokens += t.cache_write;
-    }
-}
-
-impl From<Measures> for DayTotals {
+impl From<Measures> for Totals {
     fn from(m: Measures) -> Self {
         Self {
             invocations: m.invocations,
@@ -210,6 +179,19 @@ impl From<Measures> for DayTotals {
             cache_write_tokens: m.cache_write,
         }
     }
+}
+
+/// Sums over a UTC day's distinct valid events.
+pub type DayTotals = Totals;
+
+/// Sums over a tenant's distinct valid events, with its tier.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantTotals {
+    /// The tenant's tier.
+    pub tier: String,
+    /// The sums.
+    #[serde(flatten)]
+    pub totals: Totals,
 }
 
 /// What an ingest of `out/input` into an empty lake must report, written to
@@ -312,18 +294,9 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> io::Result<Expected> {
     for (t, m) in plan.tenants.iter().zip(&per_tenant) {
         tiers.entry(t.tier.as_str().to_owned()).or_default().push(t.id.clone());
         if m.invocations > 0 {
-            let d = DayTotals::from(*m);
             tenants.insert(
                 t.id.clone(),
-                TenantTotals {
-                    tier: t.tier.as_str().to_owned(),
-                    invocations: d.invocations,
-                    input_tokens: d.input_tokens,
-                    output_tokens: d.output_tokens,
-                    total_tokens: d.total_tokens,
-                    cache_read_tokens: d.cache_read_tokens,
-                    cache_write_tokens: d.cache_write_tokens,
-                },
+                TenantTotals { tier: t.tier.as_str().to_owned(), totals: Totals::from(*m) },
             );
         }
     }

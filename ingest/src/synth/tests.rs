@@ -58,7 +58,7 @@ impl Sink for Check {
                     .entry(tenant.clone())
                     .or_insert_with(|| TenantTotals { tier: tier.clone(), ..Default::default() });
                 assert_eq!(t.tier, tier, "{tenant} changed tier");
-                t.add(&e.tokens);
+                t.totals.add(&e.tokens);
                 self.days.entry(e.date().unwrap().to_string()).or_default().add(&e.tokens);
                 let hour = e.event_time_ms.div_euclid(3_600_000);
                 self.hourly.insert((
