@@ -8,6 +8,7 @@
 //! - [`UsageEvent`]: one valid `inference_usage` record, normalised.
 //! - [`Reason`], [`SkipKind`], [`Accounting`]: where each input record ended up.
 //! - [`QuarantineEntry`]: the replayable form of a rejected record.
+//! - [`money`]: exact decimal amounts and the one rounding rule.
 //! - [`tables`]: the lake's tables (Arrow schemas, row builders) and [`athena`] their DDL.
 #![deny(missing_docs)]
 
@@ -15,6 +16,7 @@ mod accounting;
 pub mod athena;
 mod event;
 mod ids;
+pub mod money;
 mod quarantine;
 pub mod tables;
 

@@ -1,0 +1,1 @@
+//! Cost Explorer costs (being written).
