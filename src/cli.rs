@@ -39,6 +39,11 @@ pub enum Command {
     /// Print table definitions (Athena DDL).
     #[command(subcommand)]
     Schema(SchemaCommand),
+    /// Price a billing period: invoices, cost allocation, margin and FOCUS exports.
+    Invoice(InvoiceArgs),
+    /// Price book tools.
+    #[command(subcommand)]
+    Prices(PricesCommand),
     /// Generate a deterministic synthetic month of usage logs.
     Gen(GenArgs),
     /// Generate a month for about 50 tenants, ingest it, and show what came out.
@@ -148,4 +153,79 @@ pub struct DemoArgs {
     /// Distinct valid usage events to generate.
     #[arg(long, default_value_t = 200_000)]
     pub events: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct InvoiceArgs {
+    /// Lake directory (written by `agentmeter ingest`); gets the period's `invoice_lines`.
+    #[arg(long)]
+    pub lake: PathBuf,
+    /// Billing period, YYYY-MM (a calendar month in UTC).
+    #[arg(long)]
+    pub period: String,
+    /// Price book (TOML; see examples/prices.toml).
+    #[arg(long)]
+    pub prices: PathBuf,
+    /// AWS costs: a file holding GetCostAndUsage response JSON (one response or an array of
+    /// pages), or `ce` to ask the Cost Explorer API (standard AWS credentials, region and
+    /// AWS_ENDPOINT_URL). Without it, no cost is allocated.
+    #[arg(long, value_name = "FILE|ce")]
+    pub costs: Option<String>,
+    /// Cost Explorer metric.
+    #[arg(long, default_value = "UnblendedCost")]
+    pub cost_metric: String,
+    /// Cost-allocation tag whose values are the tiers.
+    #[arg(long, default_value = "Tier")]
+    pub cost_tag: String,
+    /// Only costs with this tag value: KEY=VALUE[,VALUE...] (e.g. Application=HealthcareDemo).
+    #[arg(long, value_name = "KEY=VALUES")]
+    pub cost_filter: Option<String>,
+    /// Roster of tenants to bill (TOML `[tenants]` id = "tier"); listed tenants without usage
+    /// still get their base fee.
+    #[arg(long)]
+    pub tenants: Option<PathBuf>,
+    /// BillingAccountId in the FOCUS export (the AWS account that pays).
+    #[arg(long, default_value = "unknown")]
+    pub billing_account: String,
+    /// Output directory: invoices go to OUT/invoices/YYYY-MM/.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Print the run summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PricesCommand {
+    /// Convert LiteLLM's model price JSON into a price book (to standard output or --out).
+    ImportLitellm(ImportLitellmArgs),
+    /// Check a price book and print what it prices.
+    Check(CheckPricesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportLitellmArgs {
+    /// LiteLLM's model_prices_and_context_window.json.
+    pub file: PathBuf,
+    /// Write the price book here instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// LiteLLM providers to keep (repeatable).
+    #[arg(long = "provider", default_values_t = ["bedrock".to_string(), "bedrock_converse".to_string()])]
+    pub providers: Vec<String>,
+    /// The book's version label (default: today's date).
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Date the imported prices take effect (default: today).
+    #[arg(long)]
+    pub effective_from: Option<String>,
+    /// Also keep region-pinned keys (`bedrock/us-east-1/...`).
+    #[arg(long)]
+    pub keep_region_pinned: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckPricesArgs {
+    /// The price book.
+    pub file: PathBuf,
 }

@@ -14,10 +14,89 @@ use crate::ingest_cmd::{IngestPlan, execute};
 
 const MARKER: &str = ".agentmeter-demo";
 
+/// The example price book, shipped in the binary so that the demo runs anywhere.
+const EXAMPLE_PRICES: &str = include_str!("../examples/prices.toml");
+
+/// Writes the price book and a Cost Explorer response for the demo month, then invoices it.
+fn invoice(
+    dir: &Path,
+    lake_dir: &Path,
+    month: chrono::NaiveDate,
+) -> anyhow::Result<(
+    agentmeter_reports::invoice::InvoiceRun,
+    agentmeter_reports::invoice::export::RunSummary,
+)> {
+    use agentmeter_reports::costs::{CostGroup, CostReport, DailyCost, to_response_json};
+    use agentmeter_reports::invoice::{InvoiceInput, Period, compute, usage};
+    use agentmeter_reports::prices::PriceBook;
+    use rust_decimal::Decimal;
+
+    let prices_path = dir.join("prices.toml");
+    std::fs::write(&prices_path, EXAMPLE_PRICES)
+        .with_context(|| format!("writing {}", prices_path.display()))?;
+    let book = PriceBook::from_toml_str(EXAMPLE_PRICES).context("the example price book")?;
+    let period = Period::containing(month);
+    let usage = usage::load(&LakeReader::new(lake_dir), &period)?;
+    let dry = compute(&InvoiceInput {
+        period,
+        pricing: &book,
+        usage: &usage,
+        costs: None,
+        roster: &Default::default(),
+    })?;
+    // What AWS would bill each tier's Bedrock Project: its usage at list price (to 10 places,
+    // as Cost Explorer reports), plus a little untagged cost each day; the last two days are
+    // still estimates.
+    let mut days = Vec::new();
+    for ((day, tier), list) in &dry.list_cost {
+        let mut label = tier.as_str().to_owned();
+        if let Some(first) = label.get_mut(0..1) {
+            first.make_ascii_uppercase();
+        }
+        days.push(DailyCost {
+            date: *day,
+            group: CostGroup::Tagged(label),
+            amount: list.round_dp(10),
+            unit: "USD".into(),
+            estimated: *day >= period.end - chrono::TimeDelta::days(2),
+        });
+    }
+    for day in period.days() {
+        days.push(DailyCost {
+            date: day,
+            group: CostGroup::Untagged,
+            amount: Decimal::new(37, 2),
+            unit: "USD".into(),
+            estimated: day >= period.end - chrono::TimeDelta::days(2),
+        });
+    }
+    days.sort_by(|a, b| (a.date, &a.group).cmp(&(b.date, &b.group)));
+    let report =
+        CostReport { metric: "UnblendedCost".into(), tag_key: "Tier".into(), days, pages: 1 };
+    let costs_path = dir.join("costs.json");
+    let body = serde_json::to_vec_pretty(&to_response_json(&report)).context("encoding costs")?;
+    std::fs::write(&costs_path, body)
+        .with_context(|| format!("writing {}", costs_path.display()))?;
+    let args = crate::cli::InvoiceArgs {
+        lake: lake_dir.to_owned(),
+        period: period.label(),
+        prices: prices_path,
+        costs: Some(costs_path.display().to_string()),
+        cost_metric: "UnblendedCost".into(),
+        cost_tag: "Tier".into(),
+        cost_filter: None,
+        tenants: None,
+        billing_account: "123456789012".into(),
+        out: dir.join("out"),
+        json: false,
+    };
+    crate::invoice_cmd::execute(&args)
+}
+
 /// Makes `dir` ready: new, empty, or a previous demo's (whose outputs are replaced).
 fn prepare(dir: &Path) -> anyhow::Result<()> {
     if dir.join(MARKER).exists() {
-        for sub in ["gen", "lake"] {
+        for sub in ["gen", "lake", "out"] {
             let p = dir.join(sub);
             if p.exists() {
                 std::fs::remove_dir_all(&p).with_context(|| format!("clearing {}", p.display()))?;
@@ -121,7 +200,42 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<()> {
         gen_dir.join("expected.json").display()
     );
 
-    println!("\n4. Where things are:");
+    println!(
+        "\n4. Invoicing {} with the example price book and a Cost Explorer file made from the usage…\n",
+        cfg.month.format("%Y-%m")
+    );
+    let (run, inv_summary) = invoice(&a.dir, &lake_dir, cfg.month)?;
+    let mut by_revenue: Vec<_> = run.invoices.iter().collect();
+    by_revenue.sort_by(|x, y| y.total.cmp(&x.total).then(x.tenant_id.cmp(&y.tenant_id)));
+    println!(
+        "   {:<16} {:<8} {:>12} {:>12} {:>12}",
+        "tenant", "tier", "invoiced", "AWS cost", "margin"
+    );
+    for i in by_revenue.iter().take(8) {
+        println!(
+            "   {:<16} {:<8} {:>12} {:>12} {:>12}",
+            i.tenant_id.as_str(),
+            i.tier.as_str(),
+            i.total,
+            i.allocated_cost,
+            i.margin
+        );
+    }
+    let r = &inv_summary.reconciliation;
+    println!(
+        "   … {} invoices, {} USD in all; AWS cost {} = {} allocated + {} unallocated: {}",
+        inv_summary.invoices,
+        inv_summary.revenue,
+        r.cost_explorer_total,
+        r.allocated,
+        r.unallocated,
+        if r.reconciled { "reconciled to the cent" } else { "NOT RECONCILED" }
+    );
+    if !inv_summary.complete || !r.reconciled {
+        bail!("the demo's invoices are incomplete or do not reconcile");
+    }
+
+    println!("\n5. Where things are:");
     println!(
         "   lake          {}/usage_events/dt=*/*.parquet, {}/usage_hourly/dt=*/*.parquet",
         lake_dir.display(),
@@ -132,6 +246,16 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<()> {
         lake_dir.display(),
         lake_dir.display(),
         lake_dir.display()
+    );
+    println!(
+        "   invoices      {}/out/invoices/{}/ (<tenant>.json, <tenant>.html, invoices.csv, margin.csv, focus.csv, focus.parquet, summary.json)",
+        a.dir.display(),
+        cfg.month.format("%Y-%m")
+    );
+    println!(
+        "   inputs        {}/prices.toml (price book), {}/costs.json (Cost Explorer response)",
+        a.dir.display(),
+        a.dir.display()
     );
     println!("   Athena DDL    agentmeter schema athena --location s3://YOUR-BUCKET/PREFIX");
     println!(

@@ -6,7 +6,9 @@ mod cli;
 mod demo;
 mod gen_cmd;
 mod ingest_cmd;
+mod invoice_cmd;
 mod logging;
+mod prices_cmd;
 mod progress;
 mod schema_cmd;
 
@@ -32,6 +34,8 @@ fn main() -> ExitCode {
     let result = match args.command {
         cli::Command::Ingest(a) => ingest_cmd::run(&a).map(|_| ()),
         cli::Command::Schema(a) => schema_cmd::run(&a),
+        cli::Command::Invoice(a) => invoice_cmd::run(&a).map(|_| ()),
+        cli::Command::Prices(a) => prices_cmd::run(&a),
         cli::Command::Gen(a) => gen_cmd::run(&a),
         cli::Command::Demo(a) => demo::run(&a),
     };

@@ -6,10 +6,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use agentmeter_schemas::tables::{
-    HourlyKey, HourlyMeasures, USAGE_EVENTS, USAGE_HOURLY, hourly_from_batch,
+    HourlyKey, HourlyMeasures, TableDef, USAGE_EVENTS, USAGE_HOURLY, hourly_from_batch,
     usage_events_from_batch,
 };
 use agentmeter_schemas::{QuarantineEntry, UsageEvent};
+use arrow_array::RecordBatch;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
@@ -117,6 +118,33 @@ impl Lake {
             tracing::info!(files = n, "Removed temporary files of an interrupted run.");
         }
         Ok(n)
+    }
+
+    /// Replaces one partition of a derived table (such as `invoice_lines`) with a single file
+    /// holding `batch`, atomically; an empty batch removes the partition's file.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be written.
+    pub fn replace_partition(
+        &self,
+        table: &TableDef,
+        at: NaiveDate,
+        batch: &RecordBatch,
+        sorted_by: &[usize],
+    ) -> Result<PathBuf> {
+        let path = self.layout().partition_of(table, at).join(crate::rollup::HOURLY_FILE);
+        if batch.num_rows() == 0 {
+            crate::fsio::remove_if_exists(&path)?;
+        } else {
+            crate::parquet_io::write_file(
+                &path,
+                (table.schema)(),
+                crate::parquet_io::properties(sorted_by, &[]),
+                std::slice::from_ref(batch),
+            )?;
+        }
+        Ok(path)
     }
 
     /// Partitions whose `usage_hourly` may be stale because a writer stopped between writing
@@ -255,6 +283,22 @@ impl LakeReader {
                     hourly_from_batch(&batch)
                         .map_err(|source| Error::Arrow { path: path.clone(), source })?,
                 );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every row of one partition of a table with its own partitioning, as record batches.
+    ///
+    /// # Errors
+    ///
+    /// A file cannot be read.
+    pub fn read_partition(&self, table: &TableDef, at: NaiveDate) -> Result<Vec<RecordBatch>> {
+        let dir = self.layout.partition_of(table, at);
+        let mut out = Vec::new();
+        for name in list_names(&dir)? {
+            if name.ends_with(".parquet") && !name.starts_with('.') {
+                out.extend(read_file(&dir.join(name))?);
             }
         }
         Ok(out)

@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use agentmeter_schemas::SourceUri;
-use agentmeter_schemas::tables::PARTITION_COLUMN;
+use agentmeter_schemas::tables::{PARTITION_COLUMN, TableDef};
 use chrono::NaiveDate;
 
 /// Directory of the quarantine.
@@ -47,6 +47,12 @@ impl Layout {
     /// A partition's directory: `TABLE/dt=YYYY-MM-DD`.
     pub fn partition(&self, table: &'static str, dt: NaiveDate) -> PathBuf {
         self.table(table).join(format!("{PARTITION_COLUMN}={}", dt.format("%Y-%m-%d")))
+    }
+
+    /// A partition of a table with its own partitioning (`invoice_lines/period=YYYY-MM`).
+    pub fn partition_of(&self, table: &TableDef, at: NaiveDate) -> PathBuf {
+        let p = table.partitioning;
+        self.table(table.name).join(format!("{}={}", p.column, at.format(p.chrono_format)))
     }
 
     /// The quarantine directory.

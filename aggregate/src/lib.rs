@@ -23,3 +23,22 @@ pub use lake::{LAKE_FORMAT_VERSION, Lake, LakeReader};
 pub use quarantine::{QuarantineReport, QuarantineWriter};
 pub use rollup::{HOURLY_FILE, rebuild_hourly, rebuild_hourly_all};
 pub use writer::{EventWriter, WriteStats, WriterOptions};
+
+/// Writes one Parquet file atomically with the lake's writer settings (ZSTD, statistics,
+/// declared sort order), for exports kept outside the lake's tables.
+///
+/// # Errors
+///
+/// The file cannot be written.
+pub fn write_parquet_file(
+    path: &std::path::Path,
+    batch: &arrow_array::RecordBatch,
+    sorted_by: &[usize],
+) -> Result<()> {
+    parquet_io::write_file(
+        path,
+        batch.schema(),
+        parquet_io::properties(sorted_by, &[]),
+        std::slice::from_ref(batch),
+    )
+}

@@ -5,7 +5,7 @@
 
 use arrow_schema::{DataType, TimeUnit};
 
-use crate::tables::{PARTITION_COLUMN, TABLES, TableDef};
+use crate::tables::{TABLES, TableDef};
 
 /// What the DDL needs to know.
 #[derive(Debug, Clone)]
@@ -14,8 +14,8 @@ pub struct DdlOptions {
     location: String,
     /// Database to qualify table names with, if any.
     database: Option<String>,
-    /// First day of the `dt` projection range (`yyyy-MM-dd`).
-    range_start: String,
+    /// First day of the partition projection ranges.
+    range_start: chrono::NaiveDate,
 }
 
 /// A refused DDL option.
@@ -75,13 +75,12 @@ impl DdlOptions {
                 return Err(DdlError::Database(db.into()));
             }
         }
-        if chrono::NaiveDate::parse_from_str(range_start, "%Y-%m-%d").is_err() {
-            return Err(DdlError::RangeStart(range_start.into()));
-        }
+        let start = chrono::NaiveDate::parse_from_str(range_start, "%Y-%m-%d")
+            .map_err(|_| DdlError::RangeStart(range_start.into()))?;
         Ok(Self {
             location: loc.to_owned(),
             database: database.map(str::to_owned),
-            range_start: range_start.to_owned(),
+            range_start: start,
         })
     }
 }
@@ -123,7 +122,9 @@ pub fn create_table(table: &TableDef, opts: &DdlOptions) -> Result<String, DdlEr
         None => format!("`{}`", table.name),
     };
     let base = format!("{}/{}/", opts.location, table.name);
-    let p = PARTITION_COLUMN;
+    let part = table.partitioning;
+    let p = part.column;
+    let start = opts.range_start.format(part.chrono_format);
     Ok(format!(
         "-- {desc}\n\
          CREATE EXTERNAL TABLE IF NOT EXISTS {name} (\n{cols}\n)\n\
@@ -134,15 +135,16 @@ pub fn create_table(table: &TableDef, opts: &DdlOptions) -> Result<String, DdlEr
          \x20 'parquet.compression'='ZSTD',\n\
          \x20 'projection.enabled'='true',\n\
          \x20 'projection.{p}.type'='date',\n\
-         \x20 'projection.{p}.format'='yyyy-MM-dd',\n\
+         \x20 'projection.{p}.format'='{java}',\n\
          \x20 'projection.{p}.range'='{start},NOW',\n\
          \x20 'projection.{p}.interval'='1',\n\
-         \x20 'projection.{p}.interval.unit'='DAYS',\n\
+         \x20 'projection.{p}.interval.unit'='{unit}',\n\
          \x20 'storage.location.template'='{base}{p}=${{{p}}}/'\n\
          );\n",
         desc = table.description,
         cols = cols.join(",\n"),
-        start = opts.range_start,
+        java = part.java_format,
+        unit = part.unit,
     ))
 }
 
@@ -206,6 +208,13 @@ mod tests {
         ));
         assert!(ddl.contains("  `event_time` timestamp,\n"));
         assert!(ddl.contains("  `cache_write_tokens` bigint\n)"));
+        let lines = create_table(&TABLES[2], &opts()).unwrap();
+        assert!(lines.contains("PARTITIONED BY (`period` string)"));
+        assert!(lines.contains("'projection.period.format'='yyyy-MM'"));
+        assert!(lines.contains("'projection.period.range'='2025-01,NOW'"));
+        assert!(lines.contains("'projection.period.interval.unit'='MONTHS'"));
+        assert!(lines.contains("  `amount` decimal(38,2),\n"));
+        assert!(lines.contains("  `provisional` boolean\n)"));
     }
 
     #[test]

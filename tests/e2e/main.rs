@@ -8,5 +8,6 @@ mod util;
 mod crash;
 mod dirty;
 mod ingest;
+mod invoice;
 mod isolation;
 mod schema;

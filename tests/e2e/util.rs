@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use agentmeter_ingest::synth::Expected;
@@ -47,55 +47,14 @@ pub fn accounting(summary: &Value) -> agentmeter_schemas::Accounting {
     serde_json::from_value(summary["accounting"].clone()).expect("accounting")
 }
 
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("AGENTMETER_PYTHON") {
-        return PathBuf::from(p);
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python")
-}
-
-/// Runs one SQL query in a fresh DuckDB and returns the rows as JSON objects.
-///
-/// # Panics
-///
-/// If DuckDB is not installed (run `scripts/test`, which installs it) or the query fails.
+/// Runs one SQL query in DuckDB (the local Athena); rows as JSON objects.
 pub fn duckdb(sql: &str) -> Vec<serde_json::Map<String, Value>> {
-    const SCRIPT: &str = r#"
-import decimal, json, sys
-import duckdb
-con = duckdb.connect()
-cur = con.execute(sys.argv[1])
-cols = [d[0] for d in cur.description]
-def conv(v):
-    if isinstance(v, decimal.Decimal):
-        return str(v)
-    if isinstance(v, int):
-        return v
-    if v is None or isinstance(v, (str, float, bool)):
-        return v
-    return str(v)
-print(json.dumps([{c: conv(v) for c, v in zip(cols, row)} for row in cur.fetchall()]))
-"#;
-    let py = python();
-    let out = Command::new(&py).arg("-c").arg(SCRIPT).arg(sql).output().unwrap_or_else(|e| {
-        panic!(
-            "cannot run {} ({e}); run scripts/test, which installs DuckDB into .venv",
-            py.display()
-        )
-    });
-    assert!(
-        out.status.success(),
-        "DuckDB query failed (is DuckDB installed? run scripts/test)\nquery: {sql}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice::<Vec<serde_json::Map<String, Value>>>(&out.stdout).expect("rows")
+    agentmeter_testkit::duckdb::query(sql)
 }
 
-/// One integer from a single-row, single-column query.
+/// One integer from a single-row, single-column DuckDB query.
 pub fn duckdb_int(sql: &str) -> i64 {
-    let rows = duckdb(sql);
-    assert_eq!(rows.len(), 1, "{sql}");
-    rows[0].values().next().and_then(Value::as_i64).unwrap_or_else(|| panic!("{sql}: {rows:?}"))
+    agentmeter_testkit::duckdb::int(sql)
 }
 
 /// `read_parquet` over a table of the lake, with Hive partitions.

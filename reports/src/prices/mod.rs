@@ -1,1 +1,129 @@
-//! The price book (being written).
+//! The price book: effective-dated list prices per model, explicit id aliases, rate cards,
+//! and the plan terms of each tier.
+//!
+//! - [`PriceBook`]: a validated book, from [`PriceBook::from_toml_str`] or
+//!   [`PriceBook::load`]; [`PriceBook::version`] names it on invoices.
+//! - [`PriceBook::resolve`]: which [`ModelPrices`] a logged model id is billed as.
+//! - [`ModelPrices::segments`]: the [`PriceSegment`]s of a model over an interval, and the
+//!   uncovered (unpriced) rest.
+//! - [`PriceBook::plan`], [`PriceBook::billed_prices`], [`PriceBook::billed_segments`]: what a
+//!   tier pays, as [`UnitPrices`], with the list prices beside them ([`BilledSegments`]), or
+//!   why it cannot be priced ([`Unpriced`]).
+//! - [`import_litellm`]: a starting book from LiteLLM's model price map.
+//!
+//! Prices are exact [`Decimal`](rust_decimal::Decimal)s and are never rounded here: the
+//! invoicer rounds line amounts, once, with `agentmeter_schemas::money::round_cents`.
+//!
+//! # The file format
+//!
+//! TOML. All amounts are **quoted decimal strings** in the book's currency (a bare TOML
+//! float such as `0.15` is refused, because a float cannot hold most prices exactly), at
+//! least zero, with at most 12 decimal places. Token prices are per million tokens. Unknown
+//! keys are refused everywhere.
+//!
+//! ```toml
+//! version = "2026-10-01"   # the book's own label, required; printable ASCII, no spaces or '+'
+//! currency = "USD"         # required; the only currency supported
+//!
+//! [[models]]
+//! id = "openai.gpt-oss-120b-1:0"      # the id as agents log it
+//! name = "OpenAI gpt-oss-120b"        # optional display name
+//! aliases = ["openai.gpt-oss-120b"]   # optional: other ids billed as this model
+//! [[models.prices]]
+//! effective_from = "2025-01-01"       # a date (UTC midnight) or an RFC 3339 instant on a whole hour
+//! input_per_million = "0.15"
+//! output_per_million = "0.60"
+//! cache_read_per_million = "0.015"    # optional
+//! cache_write_per_million = "0.1875"  # optional
+//! per_tool_call = "0.001"             # optional, per call
+//! [[models.prices]]
+//! effective_from = "2026-10-15"       # a price change: the previous entry ends here
+//! input_per_million = "0.12"
+//! output_per_million = "0.48"
+//!
+//! [plans.basic]                 # the table's key is the tier, as logged
+//! base_fee = "49.00"            # per month
+//! included_usage = "0.00"       # usage (at the plan's prices) included in the base fee
+//! markup = "0.25"               # list × 1.25; or rate_card = "name"; neither: list price
+//! requests_per_second = 2       # optional, for quota flags (not billing)
+//! requests_per_day = 50         # optional, for quota flags (not billing)
+//!
+//! [plans.premium]
+//! base_fee = "499.00"
+//! included_usage = "50.00"
+//! rate_card = "premium"
+//!
+//! [rate_cards.premium]          # a tier's own prices: same shape as the top-level models
+//! [[rate_cards.premium.models]]
+//! id = "openai.gpt-oss-120b-1:0"
+//! [[rate_cards.premium.models.prices]]
+//! effective_from = "2025-01-01"
+//! input_per_million = "0.18"
+//! output_per_million = "0.72"
+//! ```
+//!
+//! ## Model ids
+//!
+//! A logged id resolves by an exact match on a model's `id` or one of its `aliases`; failing
+//! that, a Bedrock ARN in the `aws` partition
+//! (`arn:aws:bedrock:<region>:<account>:(foundation-model|inference-profile|application-inference-profile)/<resource>`)
+//! resolves by an exact match on its resource part (after the last `/`). Nothing else is
+//! inferred: geo prefixes (`us.`, `eu.`, `apac.`, `global.`, ...) and version suffixes
+//! (`-v1:0`, `-1:0`) are never stripped, because geo profiles can be priced about 10 % above
+//! the bare id. Every id that is billed must be declared, as a model or an alias. An id or
+//! alias may appear only once among the models of the list (and once within each rate card).
+//! An application inference profile's id is opaque, so declare it (or its full ARN) as an
+//! alias of the model it routes to.
+//!
+//! ## Effective dating
+//!
+//! A model's `prices` entries must be in strictly increasing order of `effective_from`, and
+//! each `effective_from` must fall on a whole UTC hour (usage is aggregated by hour, so a
+//! change inside an hour could not split invoice lines exactly). An entry applies from its
+//! `effective_from` until the next entry's (the last one indefinitely). Usage before a
+//! model's first entry is unpriced and reported, never billed at zero.
+//!
+//! ## Plans and rate cards
+//!
+//! `[plans.<tier>]` gives a tier's monthly `base_fee`, `included_usage`, and how its usage is
+//! priced: `markup` (a fraction over list, at least -1; every list price × (1 + markup),
+//! exactly, unrounded), or `rate_card` (the named `[rate_cards.<name>]`, whose models resolve
+//! by the same rules; a model missing from the rate card is unpriced for that tier, never
+//! billed at list), or neither (list price). An optional `currency` must equal the book's.
+//!
+//! ## Errors
+//!
+//! Syntax errors, unknown keys and wrong types are toml's own errors, with line and column.
+//! Every other error names its location with array indices counted from 0 and the model id
+//! in parentheses, for example
+//! `models[3] (anthropic.claude-haiku-4-5-20251001-v1:0).prices[1].input_per_million: "abc" is not a decimal`
+//! or `plans.premium: rate_card "gold" is not defined`.
+//!
+//! ## Version
+//!
+//! [`PriceBook::version`] is the declared `version`, `+`, and the first 12 hex digits of the
+//! BLAKE3 digest of the file's bytes (`2026-10-01+1a2b3c4d5e6f`), so an invoice names the
+//! exact book that priced it.
+
+mod book;
+mod error;
+mod litellm;
+mod model;
+mod raw;
+mod resolve;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_litellm;
+#[cfg(test)]
+mod tests_validate;
+
+pub use book::{MAX_FILE_BYTES, PriceBook};
+pub use error::PriceBookError;
+pub use litellm::{ImportOptions, ImportReport, SkipReason, Skipped, import_litellm};
+pub use model::{
+    Coverage, ModelPrices, Plan, PlanPricing, PriceEntry, PriceSegment, TimeRange, UnitPrices,
+};
+pub use resolve::{BilledSegments, Unpriced, bedrock_arn_resource};

@@ -1,0 +1,494 @@
+//! The invoice engine: usage × prices → lines; Cost Explorer amounts → allocations.
+//!
+//! Rounding happens at exactly two named points, both with
+//! [`round_cents`](agentmeter_schemas::money::round_cents) (half away from zero):
+//! 1. each invoice line's amount (`quantity × unit price`, per million for tokens);
+//! 2. each Cost Explorer amount (one day, one tag value) before it is split.
+//!
+//! Everything else is exact: totals are sums of rounded lines, allocations are whole cents
+//! that add up to the rounded amount, weights are exact list-price costs.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use agentmeter_schemas::money::{MILLION, round_cents};
+use agentmeter_schemas::tables::HOUR_MS;
+use agentmeter_schemas::{TenantId, Tier, Tokens};
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+
+use super::model::{Allocation, Component, Invoice, Line, Period, Problem, Unallocated};
+use super::usage::{Series, SeriesKey};
+use crate::allocate::allocate_cents;
+use crate::costs::{CostGroup, CostReport};
+
+/// Unit prices of one model: USD per million tokens, per tool call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prices {
+    /// Input tokens.
+    pub input: Decimal,
+    /// Output tokens.
+    pub output: Decimal,
+    /// Cache read tokens, if priced.
+    pub cache_read: Option<Decimal>,
+    /// Cache write tokens, if priced.
+    pub cache_write: Option<Decimal>,
+    /// Per tool call, if charged.
+    pub tool_call: Option<Decimal>,
+}
+
+/// A stretch of time with one billed and one list price.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PriceSpan {
+    /// Start (inclusive).
+    pub from: DateTime<Utc>,
+    /// End (exclusive).
+    pub to: DateTime<Utc>,
+    /// What the tenant pays (plan markup or rate card applied).
+    pub billed: Prices,
+    /// The list price (allocation weights).
+    pub list: Prices,
+    /// The price entry's own start, for display.
+    pub effective_from: Option<DateTime<Utc>>,
+    /// The price entry's own end, for display.
+    pub effective_to: Option<DateTime<Utc>>,
+}
+
+/// The prices of a model over a period.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Spans {
+    /// Priced stretches, in time order, not overlapping.
+    pub priced: Vec<PriceSpan>,
+    /// Stretches without a price, and why.
+    pub uncovered: Vec<(DateTime<Utc>, DateTime<Utc>, String)>,
+}
+
+/// Plan terms of a tier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanTerms {
+    /// Monthly base fee.
+    pub base_fee: Decimal,
+    /// Usage (in money, at billed prices) included in the base fee.
+    pub included_usage: Decimal,
+}
+
+/// What the engine needs from a price book.
+pub trait Pricing {
+    /// Version label of the prices.
+    fn version(&self) -> String;
+    /// Currency code.
+    fn currency(&self) -> String;
+    /// Tiers that have plans.
+    fn tiers(&self) -> Vec<Tier>;
+    /// The plan of a tier.
+    fn plan(&self, tier: &Tier) -> Option<PlanTerms>;
+    /// Billed and list prices of `model_id` for `tier` over `[from, to)`.
+    fn spans(&self, tier: &Tier, model_id: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Spans;
+}
+
+/// Everything an invoice run reads.
+pub struct InvoiceInput<'a> {
+    /// The billing period.
+    pub period: Period,
+    /// Prices and plans.
+    pub pricing: &'a dyn Pricing,
+    /// The period's usage.
+    pub usage: &'a BTreeMap<SeriesKey, Series>,
+    /// AWS costs, if given.
+    pub costs: Option<&'a CostReport>,
+    /// Billable tenants and their tiers; tenants listed without usage still get an invoice.
+    pub roster: &'a BTreeMap<TenantId, Tier>,
+}
+
+/// Everything an invoice run produces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvoiceRun {
+    /// The period.
+    pub period: Period,
+    /// One invoice per tenant, in tenant order.
+    pub invoices: Vec<Invoice>,
+    /// Cost shares per day, tier and tenant.
+    pub allocations: Vec<Allocation>,
+    /// Cost no tenant carries.
+    pub unallocated: Vec<Unallocated>,
+    /// Days and tiers with usage but no cost from Cost Explorer.
+    pub usage_without_cost: Vec<(NaiveDate, Tier)>,
+    /// Cost Explorer amounts in the period, each rounded to the cent, summed.
+    pub cost_total: Decimal,
+    /// The same amounts, exact.
+    pub cost_total_exact: Decimal,
+    /// Observations for the summary.
+    pub notes: Vec<String>,
+    /// List-price value of the usage per day and tier, exact (what Cost Explorer should show
+    /// for a tier billed at list price).
+    pub list_cost: BTreeMap<(NaiveDate, Tier), Decimal>,
+}
+
+/// A failure of the engine itself (bad input is a [`Problem`], not an error).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvoiceError {
+    /// An amount does not fit exact decimal arithmetic.
+    #[error("amount overflow while pricing {0}")]
+    Overflow(String),
+    /// An allocation failed.
+    #[error("allocating the cost of {date} ({tier}): {error}")]
+    Allocation {
+        /// Day.
+        date: NaiveDate,
+        /// Tier.
+        tier: Tier,
+        /// Cause.
+        error: crate::allocate::AllocationError,
+    },
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn day_of(hour_ms: i64) -> NaiveDate {
+    DateTime::from_timestamp_millis(hour_ms).map_or(NaiveDate::MIN, |t| t.date_naive())
+}
+
+/// (day, tier) → tenant → (exact list cost, tokens): the allocation weights.
+type Weights = BTreeMap<(NaiveDate, Tier), BTreeMap<TenantId, (Decimal, i64)>>;
+
+/// Per tenant: lines, problems, and the latest hour per tier.
+#[derive(Default)]
+struct TenantAcc {
+    lines: Vec<Line>,
+    problems: Vec<Problem>,
+    latest: BTreeMap<Tier, i64>,
+}
+
+/// `quantity × price` (per million when `per_million`), rounded to the cent.
+fn amount(
+    quantity: i64,
+    price: Decimal,
+    per_million: bool,
+    what: &str,
+) -> Result<Decimal, InvoiceError> {
+    let overflow = || InvoiceError::Overflow(what.to_owned());
+    let mut x = Decimal::from(quantity).checked_mul(price).ok_or_else(overflow)?;
+    if per_million {
+        x = x.checked_div(MILLION).ok_or_else(overflow)?;
+    }
+    Ok(round_cents(x))
+}
+
+/// The components of token usage, with their quantity and price.
+fn components(t: &Tokens, p: &Prices) -> [(Component, i64, Option<Decimal>); 4] {
+    [
+        (Component::InputTokens, t.input, Some(p.input)),
+        (Component::OutputTokens, t.output, Some(p.output)),
+        (Component::CacheReadTokens, t.cache_read, p.cache_read),
+        (Component::CacheWriteTokens, t.cache_write, p.cache_write),
+    ]
+}
+
+/// Exact list-price cost of some tokens, or `None` if a component with tokens has no price.
+fn list_cost(t: &Tokens, p: &Prices) -> Option<Decimal> {
+    let mut sum = Decimal::ZERO;
+    for (_, qty, price) in components(t, p) {
+        if qty > 0 {
+            sum = sum.checked_add(Decimal::from(qty).checked_mul(price?)?.checked_div(MILLION)?)?;
+        }
+    }
+    Some(sum)
+}
+
+/// Computes the invoices and allocations of a period.
+///
+/// # Errors
+///
+/// Arithmetic overflow or a failed allocation; unbillable usage is reported as problems.
+pub fn compute(input: &InvoiceInput<'_>) -> Result<InvoiceRun, InvoiceError> {
+    let period = input.period;
+    let mut tenants: BTreeMap<TenantId, TenantAcc> = BTreeMap::new();
+    let mut weights: Weights = BTreeMap::new();
+    for (key, series) in input.usage {
+        let acc = tenants.entry(key.tenant_id.clone()).or_default();
+        if let Some(&last) = series.keys().next_back() {
+            let slot = acc.latest.entry(key.tier.clone()).or_insert(last);
+            *slot = (*slot).max(last);
+        }
+        let spans = input.pricing.spans(
+            &key.tier,
+            key.model_id.as_str(),
+            period.start_time(),
+            period.end_time(),
+        );
+        for (from, to, why) in &spans.uncovered {
+            let tokens: i64 = series.range(ms(*from)..ms(*to)).map(|(_, (_, t))| t.total).sum();
+            if tokens > 0 {
+                acc.problems.push(Problem {
+                    tenant_id: key.tenant_id.clone(),
+                    tier: key.tier.clone(),
+                    model_id: Some(key.model_id.clone()),
+                    tokens,
+                    reason: format!("{why} from {} to {}", from.to_rfc3339(), to.to_rfc3339()),
+                });
+            }
+        }
+        // Quantities per billed price: spans cut only for a list-price change (which moves
+        // allocation weights) bill on one line.
+        type LineKey = (Option<DateTime<Utc>>, Component, Decimal, Option<DateTime<Utc>>);
+        let mut quantities: BTreeMap<LineKey, i64> = BTreeMap::new();
+        for span in &spans.priced {
+            let mut sum = Tokens::default();
+            for (&hour, (_, t)) in series.range(ms(span.from)..ms(span.to)) {
+                sum = sum
+                    .checked_add(t)
+                    .ok_or_else(|| InvoiceError::Overflow(key.model_id.to_string()))?;
+                let day = day_of(hour);
+                let w = weights
+                    .entry((day, key.tier.clone()))
+                    .or_default()
+                    .entry(key.tenant_id.clone())
+                    .or_default();
+                // A missing price is reported below as a problem of the billed line.
+                if let Some(c) = list_cost(t, &span.list) {
+                    w.0 =
+                        w.0.checked_add(c)
+                            .ok_or_else(|| InvoiceError::Overflow(key.model_id.to_string()))?;
+                }
+                w.1 = w.1.saturating_add(t.total);
+                debug_assert_eq!(hour % HOUR_MS, 0);
+            }
+            for (component, qty, price) in components(&sum, &span.billed) {
+                if qty == 0 {
+                    continue;
+                }
+                let Some(price) = price else {
+                    acc.problems.push(Problem {
+                        tenant_id: key.tenant_id.clone(),
+                        tier: key.tier.clone(),
+                        model_id: Some(key.model_id.clone()),
+                        tokens: qty,
+                        reason: format!(
+                            "no {} price from {} to {}",
+                            component.code(),
+                            span.from.to_rfc3339(),
+                            span.to.to_rfc3339()
+                        ),
+                    });
+                    continue;
+                };
+                let q = quantities
+                    .entry((span.effective_from, component, price, span.effective_to))
+                    .or_default();
+                *q = q
+                    .checked_add(qty)
+                    .ok_or_else(|| InvoiceError::Overflow(key.model_id.to_string()))?;
+            }
+        }
+        for ((effective_from, component, price, effective_to), qty) in quantities {
+            acc.lines.push(Line {
+                component,
+                model_id: Some(key.model_id.clone()),
+                tier: key.tier.clone(),
+                quantity: qty,
+                unit: component.unit(),
+                unit_price: price,
+                amount: amount(qty, price, true, key.model_id.as_str())?,
+                price_effective_from: effective_from,
+                price_effective_to: effective_to,
+            });
+        }
+    }
+    for tenant in input.roster.keys() {
+        tenants.entry(tenant.clone()).or_default();
+    }
+
+    let mut notes = Vec::new();
+    let mut run = InvoiceRun {
+        period,
+        invoices: Vec::new(),
+        allocations: Vec::new(),
+        unallocated: Vec::new(),
+        usage_without_cost: Vec::new(),
+        cost_total: Decimal::ZERO,
+        cost_total_exact: Decimal::ZERO,
+        notes: Vec::new(),
+        list_cost: weights
+            .iter()
+            .map(|(k, m)| (k.clone(), m.values().map(|(c, _)| *c).sum()))
+            .collect(),
+    };
+    if let Some(costs) = input.costs {
+        allocate(&mut run, costs, &weights, input.pricing, &mut notes)?;
+    }
+    let mut allocated: BTreeMap<TenantId, (Decimal, bool)> = BTreeMap::new();
+    for a in &run.allocations {
+        let slot = allocated.entry(a.tenant_id.clone()).or_default();
+        slot.0 += a.amount;
+        slot.1 |= a.provisional;
+    }
+
+    for (tenant, acc) in tenants {
+        let usage_tier = acc
+            .latest
+            .iter()
+            .max_by_key(|(tier, hour)| (**hour, (*tier).clone()))
+            .map(|(t, _)| t.clone());
+        let roster_tier = input.roster.get(&tenant).cloned();
+        if let (Some(r), Some(u)) = (&roster_tier, &usage_tier)
+            && r != u
+        {
+            notes.push(format!("tenant {tenant}: roster tier {r}, latest usage under tier {u}; the roster tier's plan fee applies"));
+        }
+        if !input.roster.is_empty() && roster_tier.is_none() {
+            notes.push(format!("tenant {tenant} has usage but is not in the roster"));
+        }
+        let Some(tier) = roster_tier.or(usage_tier) else { continue };
+        let mut lines = acc.lines;
+        let mut problems = acc.problems;
+        lines.sort_by(|a, b| {
+            (a.model_id.as_ref().map(|m| m.as_str()), a.price_effective_from, a.component).cmp(&(
+                b.model_id.as_ref().map(|m| m.as_str()),
+                b.price_effective_from,
+                b.component,
+            ))
+        });
+        match input.pricing.plan(&tier) {
+            Some(plan) => {
+                let usage: Decimal = lines.iter().map(|l| l.amount).sum();
+                let fee = round_cents(plan.base_fee);
+                lines.insert(
+                    0,
+                    Line {
+                        component: Component::PlanFee,
+                        model_id: None,
+                        tier: tier.clone(),
+                        quantity: 1,
+                        unit: Component::PlanFee.unit(),
+                        unit_price: plan.base_fee,
+                        amount: fee,
+                        price_effective_from: None,
+                        price_effective_to: None,
+                    },
+                );
+                let included = round_cents(plan.included_usage);
+                let credit = usage.min(included);
+                if credit > Decimal::ZERO {
+                    lines.push(Line {
+                        component: Component::IncludedUsage,
+                        model_id: None,
+                        tier: tier.clone(),
+                        quantity: 1,
+                        unit: Component::IncludedUsage.unit(),
+                        unit_price: -credit,
+                        amount: -credit,
+                        price_effective_from: None,
+                        price_effective_to: None,
+                    });
+                }
+            }
+            None => problems.push(Problem {
+                tenant_id: tenant.clone(),
+                tier: tier.clone(),
+                model_id: None,
+                tokens: 0,
+                reason: format!("tier {tier} has no plan in the price book"),
+            }),
+        }
+        let total: Decimal = lines.iter().map(|l| l.amount).sum();
+        let (allocated_cost, provisional) =
+            allocated.remove(&tenant).unwrap_or((Decimal::ZERO, false));
+        let allocated_cost = round_cents(allocated_cost);
+        run.invoices.push(Invoice {
+            invoice_number: format!("AM-{}-{tenant}", period.start.format("%Y%m")),
+            tenant_id: tenant,
+            tier,
+            period: period.label(),
+            currency: input.pricing.currency(),
+            price_book_version: input.pricing.version(),
+            margin: total - allocated_cost,
+            total,
+            allocated_cost,
+            provisional,
+            complete: problems.is_empty(),
+            lines,
+            problems,
+        });
+    }
+    notes.sort();
+    notes.dedup();
+    run.notes = notes;
+    Ok(run)
+}
+
+/// Splits every Cost Explorer amount of the period across the tenants of its tier.
+fn allocate(
+    run: &mut InvoiceRun,
+    costs: &CostReport,
+    weights: &Weights,
+    pricing: &dyn Pricing,
+    notes: &mut Vec<String>,
+) -> Result<(), InvoiceError> {
+    let mut known: BTreeSet<Tier> = pricing.tiers().into_iter().collect();
+    known.extend(weights.keys().map(|(_, t)| t.clone()));
+    let mut costed: BTreeSet<(NaiveDate, Tier)> = BTreeSet::new();
+    for c in &costs.days {
+        if c.date < run.period.start || c.date >= run.period.end {
+            notes.push(format!("cost of {} is outside the period and was ignored", c.date));
+            continue;
+        }
+        let amount = round_cents(c.amount);
+        run.cost_total += amount;
+        run.cost_total_exact += c.amount;
+        let (tag_value, tier) = match &c.group {
+            CostGroup::Untagged => (String::new(), None),
+            // Tag values are written by people ("Premium"); tiers by code ("premium").
+            CostGroup::Tagged(v) => {
+                (v.clone(), known.iter().find(|t| t.as_str().eq_ignore_ascii_case(v)).cloned())
+            }
+        };
+        let unallocated = |reason: String, tier: Option<Tier>| Unallocated {
+            date: c.date,
+            tier,
+            tag_value: tag_value.clone(),
+            amount,
+            reason,
+            provisional: c.estimated,
+        };
+        let Some(tier) = tier else {
+            let reason = if tag_value.is_empty() {
+                "untagged cost".to_owned()
+            } else {
+                format!("tag value {tag_value:?} matches no tier")
+            };
+            run.unallocated.push(unallocated(reason, None));
+            continue;
+        };
+        costed.insert((c.date, tier.clone()));
+        let shares: Vec<(&TenantId, &(Decimal, i64))> = weights
+            .get(&(c.date, tier.clone()))
+            .map(|m| m.iter().filter(|(_, (w, _))| *w > Decimal::ZERO).collect())
+            .unwrap_or_default();
+        if shares.is_empty() {
+            run.unallocated
+                .push(unallocated(format!("no priced usage of tier {tier} that day"), Some(tier)));
+            continue;
+        }
+        let w: Vec<Decimal> = shares.iter().map(|(_, (w, _))| *w).collect();
+        let parts = allocate_cents(amount, &w).map_err(|error| InvoiceError::Allocation {
+            date: c.date,
+            tier: tier.clone(),
+            error,
+        })?;
+        for ((tenant, (list_cost, tokens)), part) in shares.into_iter().zip(parts) {
+            run.allocations.push(Allocation {
+                date: c.date,
+                tier: tier.clone(),
+                tenant_id: tenant.clone(),
+                amount: part,
+                list_cost: *list_cost,
+                tokens: *tokens,
+                provisional: c.estimated,
+            });
+        }
+    }
+    run.usage_without_cost = weights.keys().filter(|k| !costed.contains(k)).cloned().collect();
+    Ok(())
+}

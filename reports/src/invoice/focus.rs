@@ -1,0 +1,273 @@
+//! The FOCUS export: the period's AWS cost as allocated to tenants, in the columns of the
+//! FinOps Open Cost and Usage Specification 1.2 (with 1.3's ServiceProviderName and
+//! HostProviderName), plus `x_` columns for the tenant and tier.
+//!
+//! One row per day, tier and tenant share, and one per unallocated amount (with an empty
+//! `x_TenantId`), so the rows sum exactly to the Cost Explorer total of the period.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    BooleanBuilder, Decimal128Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{ArrowError, DataType, Field, Schema, TimeUnit};
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+
+use super::compute::InvoiceRun;
+use super::export::ExportError;
+use agentmeter_schemas::money::round_cents;
+
+const PROVIDER: &str = "Amazon Web Services";
+
+/// One FOCUS row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FocusRow {
+    /// The allocated or unallocated amount (BilledCost = EffectiveCost = ListCost = ContractedCost).
+    pub cost: Decimal,
+    /// BillingAccountId.
+    pub billing_account: String,
+    /// BillingCurrency.
+    pub currency: String,
+    /// BillingPeriodStart / End.
+    pub billing_period: (DateTime<Utc>, DateTime<Utc>),
+    /// ChargePeriodStart / End (one day).
+    pub charge_period: (DateTime<Utc>, DateTime<Utc>),
+    /// ChargeDescription.
+    pub description: String,
+    /// ConsumedQuantity (tokens), for tenant shares.
+    pub tokens: Option<i64>,
+    /// Tags (JSON object).
+    pub tags: String,
+    /// x_TenantId (empty for unallocated cost).
+    pub tenant: String,
+    /// x_Tier.
+    pub tier: String,
+    /// x_UsageListCost: the tenant's list-price cost of that day's usage, rounded to the cent.
+    pub usage_list_cost: Option<Decimal>,
+    /// x_Provisional.
+    pub provisional: bool,
+}
+
+fn day_span(d: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
+    let start = d.and_time(chrono::NaiveTime::MIN).and_utc();
+    (start, start + chrono::TimeDelta::days(1))
+}
+
+/// The FOCUS rows of a run.
+pub fn rows(run: &InvoiceRun, billing_account: &str) -> Vec<FocusRow> {
+    let period = (run.period.start_time(), run.period.end_time());
+    let currency = run.invoices.first().map(|i| i.currency.clone()).unwrap_or_else(|| "USD".into());
+    let mut out: Vec<FocusRow> = run
+        .allocations
+        .iter()
+        .map(|a| FocusRow {
+            cost: a.amount,
+            billing_account: billing_account.to_owned(),
+            currency: currency.clone(),
+            billing_period: period,
+            charge_period: day_span(a.date),
+            description: format!(
+                "Amazon Bedrock cost of tier {} allocated to tenant {} by list-price usage",
+                a.tier, a.tenant_id
+            ),
+            tokens: Some(a.tokens),
+            tags: serde_json::json!({ "Tier": a.tier.as_str() }).to_string(),
+            tenant: a.tenant_id.to_string(),
+            tier: a.tier.to_string(),
+            usage_list_cost: Some(round_cents(a.list_cost)),
+            provisional: a.provisional,
+        })
+        .collect();
+    out.extend(run.unallocated.iter().map(|u| FocusRow {
+        cost: u.amount,
+        billing_account: billing_account.to_owned(),
+        currency: currency.clone(),
+        billing_period: period,
+        charge_period: day_span(u.date),
+        description: format!("Amazon Bedrock cost not allocated to a tenant: {}", u.reason),
+        tokens: None,
+        tags: if u.tag_value.is_empty() {
+            "{}".into()
+        } else {
+            serde_json::json!({ "Tier": u.tag_value }).to_string()
+        },
+        tenant: String::new(),
+        tier: u.tier.as_ref().map(ToString::to_string).unwrap_or_default(),
+        usage_list_cost: None,
+        provisional: u.provisional,
+    }));
+    out.sort_by(|a, b| {
+        (a.charge_period.0, &a.tier, &a.tenant).cmp(&(b.charge_period.0, &b.tier, &b.tenant))
+    });
+    out
+}
+
+const COLUMNS: [&str; 33] = [
+    "BilledCost",
+    "BillingAccountId",
+    "BillingAccountName",
+    "BillingCurrency",
+    "BillingPeriodEnd",
+    "BillingPeriodStart",
+    "ChargeCategory",
+    "ChargeClass",
+    "ChargeDescription",
+    "ChargeFrequency",
+    "ChargePeriodEnd",
+    "ChargePeriodStart",
+    "ConsumedQuantity",
+    "ConsumedUnit",
+    "ContractedCost",
+    "EffectiveCost",
+    "InvoiceIssuerName",
+    "ListCost",
+    "PricingQuantity",
+    "PricingUnit",
+    "ProviderName",
+    "PublisherName",
+    "ServiceProviderName",
+    "HostProviderName",
+    "ServiceCategory",
+    "ServiceName",
+    "ServiceSubcategory",
+    "Tags",
+    "AllocatedMethodId",
+    "x_TenantId",
+    "x_Tier",
+    "x_UsageListCost",
+    "x_Provisional",
+];
+
+fn iso(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Fixed values of a row, in [`COLUMNS`] order, as text.
+fn text_row(r: &FocusRow) -> Vec<String> {
+    let cost = r.cost.to_string();
+    vec![
+        cost.clone(),
+        r.billing_account.clone(),
+        String::new(),
+        r.currency.clone(),
+        iso(r.billing_period.1),
+        iso(r.billing_period.0),
+        "Usage".into(),
+        String::new(),
+        r.description.clone(),
+        "Usage-Based".into(),
+        iso(r.charge_period.1),
+        iso(r.charge_period.0),
+        r.tokens.map(|t| t.to_string()).unwrap_or_default(),
+        if r.tokens.is_some() { "Tokens".into() } else { String::new() },
+        cost.clone(),
+        cost.clone(),
+        PROVIDER.into(),
+        cost,
+        String::new(),
+        String::new(),
+        PROVIDER.into(),
+        PROVIDER.into(),
+        PROVIDER.into(),
+        PROVIDER.into(),
+        "AI and Machine Learning".into(),
+        "Amazon Bedrock".into(),
+        "Generative AI".into(),
+        r.tags.clone(),
+        "agentmeter-list-price-usage-share".into(),
+        r.tenant.clone(),
+        r.tier.clone(),
+        r.usage_list_cost.map(|c| c.to_string()).unwrap_or_default(),
+        r.provisional.to_string(),
+    ]
+}
+
+/// The rows as CSV.
+///
+/// # Errors
+///
+/// CSV encoding failed.
+pub fn csv(path: &Path, rows: &[FocusRow]) -> Result<Vec<u8>, ExportError> {
+    let err = |source| ExportError::Csv { path: path.to_owned(), source };
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(COLUMNS).map_err(err)?;
+    for r in rows {
+        w.write_record(text_row(r)).map_err(err)?;
+    }
+    w.into_inner().map_err(|e| err(e.into_error().into()))
+}
+
+/// The rows as an Arrow batch with typed columns (decimals, UTC timestamps), for Parquet.
+///
+/// # Errors
+///
+/// An amount that does not fit its column.
+pub fn batch(rows: &[FocusRow]) -> Result<RecordBatch, ArrowError> {
+    let money = DataType::Decimal128(38, 2);
+    let ts = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    let n = rows.len();
+    let cents = |d: Decimal| -> Result<i128, ArrowError> {
+        let r = round_cents(d);
+        if r != d {
+            return Err(ArrowError::InvalidArgumentError(format!("{d} is not whole cents")));
+        }
+        Ok(r.mantissa())
+    };
+    let texts: Vec<Vec<String>> = rows.iter().map(text_row).collect();
+    for (i, name) in COLUMNS.iter().enumerate() {
+        let (ty, array): (DataType, ArrayRef) = match *name {
+            "BilledCost" | "ContractedCost" | "EffectiveCost" | "ListCost" | "x_UsageListCost" => {
+                let mut b = Decimal128Builder::with_capacity(n).with_precision_and_scale(38, 2)?;
+                for r in rows {
+                    let v =
+                        if *name == "x_UsageListCost" { r.usage_list_cost } else { Some(r.cost) };
+                    b.append_option(v.map(cents).transpose()?);
+                }
+                (money.clone(), Arc::new(b.finish()))
+            }
+            "BillingPeriodStart" | "BillingPeriodEnd" | "ChargePeriodStart" | "ChargePeriodEnd" => {
+                let mut b = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
+                for r in rows {
+                    let t = match *name {
+                        "BillingPeriodStart" => r.billing_period.0,
+                        "BillingPeriodEnd" => r.billing_period.1,
+                        "ChargePeriodStart" => r.charge_period.0,
+                        _ => r.charge_period.1,
+                    };
+                    b.append_value(t.timestamp_millis());
+                }
+                (ts.clone(), Arc::new(b.finish()))
+            }
+            "ConsumedQuantity" => {
+                let mut b = Int64Builder::with_capacity(n);
+                for r in rows {
+                    b.append_option(r.tokens);
+                }
+                (DataType::Int64, Arc::new(b.finish()))
+            }
+            "x_Provisional" => {
+                let mut b = BooleanBuilder::with_capacity(n);
+                for r in rows {
+                    b.append_value(r.provisional);
+                }
+                (DataType::Boolean, Arc::new(b.finish()))
+            }
+            _ => {
+                let mut b = StringBuilder::with_capacity(n, n * 16);
+                for t in &texts {
+                    let v = &t[i];
+                    if v.is_empty() { b.append_null() } else { b.append_value(v) }
+                }
+                (DataType::Utf8, Arc::new(b.finish()))
+            }
+        };
+        fields.push(Field::new(*name, ty, true));
+        columns.push(array);
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+}

@@ -1,0 +1,227 @@
+//! What an invoice run produces: invoices with their lines, cost allocations, and the
+//! problems that make a run incomplete.
+
+use agentmeter_schemas::{ModelId, TenantId, Tier};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+/// A billing period: a calendar month in UTC, `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Period {
+    /// First day.
+    pub start: NaiveDate,
+    /// First day of the next month.
+    pub end: NaiveDate,
+}
+
+impl Period {
+    /// Parses `YYYY-MM`.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the value when it is not a month.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let start = NaiveDate::parse_from_str(&format!("{s}-01"), "%Y-%m-%d")
+            .ok()
+            .filter(|_| s.len() == 7)
+            .ok_or_else(|| format!("period {s:?} is not a YYYY-MM month"))?;
+        Ok(Self::containing(start))
+    }
+
+    /// The month containing `day`.
+    pub fn containing(day: NaiveDate) -> Self {
+        let start = day.with_day(1).unwrap_or(day);
+        let end = if start.month() == 12 {
+            NaiveDate::from_ymd_opt(start.year() + 1, 1, 1)
+        } else {
+            NaiveDate::from_ymd_opt(start.year(), start.month() + 1, 1)
+        }
+        .unwrap_or(start);
+        Self { start, end }
+    }
+
+    /// `YYYY-MM`.
+    pub fn label(&self) -> String {
+        self.start.format("%Y-%m").to_string()
+    }
+
+    /// The start as an instant.
+    pub fn start_time(&self) -> DateTime<Utc> {
+        self.start.and_time(chrono::NaiveTime::MIN).and_utc()
+    }
+
+    /// The end as an instant.
+    pub fn end_time(&self) -> DateTime<Utc> {
+        self.end.and_time(chrono::NaiveTime::MIN).and_utc()
+    }
+
+    /// Every day of the period.
+    pub fn days(&self) -> impl Iterator<Item = NaiveDate> + '_ {
+        self.start.iter_days().take_while(|d| *d < self.end)
+    }
+}
+
+/// What an invoice line charges for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Component {
+    /// Input tokens, per million.
+    InputTokens,
+    /// Output tokens, per million.
+    OutputTokens,
+    /// Prompt-cache read tokens, per million.
+    CacheReadTokens,
+    /// Prompt-cache write tokens, per million.
+    CacheWriteTokens,
+    /// Tool calls, per call.
+    ToolCalls,
+    /// The plan's monthly base fee.
+    PlanFee,
+    /// The credit for usage included in the base fee (negative).
+    IncludedUsage,
+}
+
+impl Component {
+    /// The snake_case name used in every output.
+    pub fn code(self) -> &'static str {
+        match self {
+            Component::InputTokens => "input_tokens",
+            Component::OutputTokens => "output_tokens",
+            Component::CacheReadTokens => "cache_read_tokens",
+            Component::CacheWriteTokens => "cache_write_tokens",
+            Component::ToolCalls => "tool_calls",
+            Component::PlanFee => "plan_fee",
+            Component::IncludedUsage => "included_usage",
+        }
+    }
+
+    /// Unit of the line's quantity.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Component::InputTokens
+            | Component::OutputTokens
+            | Component::CacheReadTokens
+            | Component::CacheWriteTokens => "tokens",
+            Component::ToolCalls => "calls",
+            Component::PlanFee => "month",
+            Component::IncludedUsage => "credit",
+        }
+    }
+
+    /// True for components priced per million units.
+    pub fn per_million(self) -> bool {
+        self.unit() == "tokens"
+    }
+}
+
+/// One invoice line. `amount` is rounded to the cent (the one rounding point of a line);
+/// `unit_price` is exact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Line {
+    /// What it charges for.
+    pub component: Component,
+    /// The model, for usage lines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_id: Option<ModelId>,
+    /// The tier whose plan priced the line.
+    pub tier: Tier,
+    /// Quantity in `unit`s.
+    pub quantity: i64,
+    /// Unit of the quantity.
+    pub unit: &'static str,
+    /// Price per unit (per million tokens for token components).
+    pub unit_price: Decimal,
+    /// Amount, rounded to the cent.
+    pub amount: Decimal,
+    /// Start of the price's validity (usage lines).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price_effective_from: Option<DateTime<Utc>>,
+    /// End of the price's validity, if it ends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price_effective_to: Option<DateTime<Utc>>,
+}
+
+/// Usage that could not be billed: the run is incomplete until the price book covers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// The tenant whose usage it is.
+    pub tenant_id: TenantId,
+    /// Tier.
+    pub tier: Tier,
+    /// Model, when a model or price is missing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_id: Option<ModelId>,
+    /// Tokens left unbilled.
+    pub tokens: i64,
+    /// What is missing.
+    pub reason: String,
+}
+
+/// One tenant's invoice for one period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Invoice {
+    /// Deterministic: `AM-<YYYYMM>-<tenant>`.
+    pub invoice_number: String,
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The tier whose plan fee applies (the tier of the tenant's latest usage).
+    pub tier: Tier,
+    /// `YYYY-MM`.
+    pub period: String,
+    /// Currency code.
+    pub currency: String,
+    /// The price book version (label and content digest).
+    pub price_book_version: String,
+    /// The lines; `total` is exactly their sum.
+    pub lines: Vec<Line>,
+    /// Sum of the lines' amounts.
+    pub total: Decimal,
+    /// The tenant's share of the AWS cost (Cost Explorer), allocated by list-price usage.
+    pub allocated_cost: Decimal,
+    /// `total - allocated_cost`.
+    pub margin: Decimal,
+    /// True if any allocated cost comes from a day Cost Explorer marks estimated.
+    pub provisional: bool,
+    /// False if some usage could not be billed (see `problems`).
+    pub complete: bool,
+    /// Usage that could not be billed.
+    pub problems: Vec<Problem>,
+}
+
+/// AWS cost that no tenant carries: untagged, of a tier without usage that day, or of a tag
+/// value that matches no tier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unallocated {
+    /// Day.
+    pub date: NaiveDate,
+    /// Tier, when the tag matched one.
+    pub tier: Option<Tier>,
+    /// The tag value as Cost Explorer gave it (empty when untagged).
+    pub tag_value: String,
+    /// Amount, rounded to the cent.
+    pub amount: Decimal,
+    /// Why it is unallocated.
+    pub reason: String,
+    /// True if Cost Explorer marks the day estimated.
+    pub provisional: bool,
+}
+
+/// One tenant's share of one day's cost of its tier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Allocation {
+    /// Day.
+    pub date: NaiveDate,
+    /// Tier.
+    pub tier: Tier,
+    /// Tenant.
+    pub tenant_id: TenantId,
+    /// The share, in cents.
+    pub amount: Decimal,
+    /// The tenant's list-price cost of usage that day (the weight), exact.
+    pub list_cost: Decimal,
+    /// The tenant's tokens that day in that tier.
+    pub tokens: i64,
+    /// True if the day is estimated.
+    pub provisional: bool,
+}

@@ -1,0 +1,353 @@
+//! Engine tests with a hand-made price book: exact lines, splits at a price change, problems,
+//! allocations that add up, and per-tenant outputs that hold one tenant alone.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use agentmeter_schemas::tables::HOUR_MS;
+use agentmeter_schemas::{ModelId, TenantId, Tier, Tokens};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+use super::compute::{InvoiceInput, PlanTerms, PriceSpan, Prices, Pricing, Spans, compute};
+use super::model::{Component, Period};
+use super::usage::{Series, SeriesKey};
+use crate::costs::{CostGroup, CostReport, DailyCost};
+
+fn d(s: &str) -> Decimal {
+    Decimal::from_str(s).unwrap()
+}
+
+fn t(day: u32, hour: u32) -> DateTime<Utc> {
+    chrono::NaiveDate::from_ymd_opt(2026, 10, day)
+        .unwrap()
+        .and_hms_opt(hour, 0, 0)
+        .unwrap()
+        .and_utc()
+}
+
+/// Model "m": 2.00 in / 8.00 out per million until Oct 15 12:00, then 1.00 / 4.00; cache read
+/// only after the change. Model "free-nothing" is not priced. Plans: basic has a markup of
+/// 50%, a 10.00 fee and 1.00 included; premium has no plan.
+struct Book;
+
+fn prices(input: &str, output: &str, cache_read: Option<&str>) -> Prices {
+    Prices {
+        input: d(input),
+        output: d(output),
+        cache_read: cache_read.map(d),
+        cache_write: None,
+        tool_call: None,
+    }
+}
+
+fn scaled(p: &Prices, f: Decimal) -> Prices {
+    Prices {
+        input: p.input * f,
+        output: p.output * f,
+        cache_read: p.cache_read.map(|c| c * f),
+        cache_write: p.cache_write.map(|c| c * f),
+        tool_call: p.tool_call.map(|c| c * f),
+    }
+}
+
+impl Pricing for Book {
+    fn version(&self) -> String {
+        "test+000000000000".into()
+    }
+    fn currency(&self) -> String {
+        "USD".into()
+    }
+    fn tiers(&self) -> Vec<Tier> {
+        vec![Tier::new("basic").unwrap()]
+    }
+    fn plan(&self, tier: &Tier) -> Option<PlanTerms> {
+        (tier.as_str() == "basic")
+            .then(|| PlanTerms { base_fee: d("10"), included_usage: d("1.00") })
+    }
+    fn spans(&self, tier: &Tier, model: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Spans {
+        if model != "m" {
+            return Spans {
+                priced: vec![],
+                uncovered: vec![(from, to, format!("model {model} is not in the price book"))],
+            };
+        }
+        let change = t(15, 12);
+        let markup = if tier.as_str() == "basic" { d("1.5") } else { Decimal::ONE };
+        let a = prices("2.00", "8.00", None);
+        let b = prices("1.00", "4.00", Some("0.10"));
+        vec![
+            (
+                from,
+                change,
+                a,
+                Some(
+                    chrono::NaiveDate::from_ymd_opt(2024, 1, 1)
+                        .unwrap()
+                        .and_hms_opt(0, 0, 0)
+                        .unwrap()
+                        .and_utc(),
+                ),
+                Some(change),
+            ),
+            (change, to, b, Some(change), None),
+        ]
+        .into_iter()
+        .fold(Spans::default(), |mut s, (f, t, p, ef, et)| {
+            s.priced.push(PriceSpan {
+                from: f,
+                to: t,
+                billed: scaled(&p, markup),
+                list: p,
+                effective_from: ef,
+                effective_to: et,
+            });
+            s
+        })
+    }
+}
+
+fn key(tenant: &str, tier: &str, model: &str) -> SeriesKey {
+    SeriesKey {
+        tenant_id: TenantId::new(tenant).unwrap(),
+        tier: Tier::new(tier).unwrap(),
+        model_id: ModelId::new(model).unwrap(),
+    }
+}
+
+fn tokens(input: i64, output: i64, cache_read: i64) -> Tokens {
+    Tokens { input, output, total: input + output + cache_read, cache_read, cache_write: 0 }
+}
+
+fn usage() -> BTreeMap<SeriesKey, Series> {
+    let mut u = BTreeMap::new();
+    let hour = |day, h| t(day, h).timestamp_millis();
+    // clinic-a: before and after the change; clinic-b: one hour on Oct 1 only.
+    let a: Series = [
+        (hour(1, 9), (3, tokens(1_000_000, 250_000, 0))),
+        (hour(15, 11), (1, tokens(500_000, 0, 0))),
+        (hour(15, 12), (2, tokens(2_000_000, 100_000, 40_000))),
+    ]
+    .into_iter()
+    .collect();
+    let b: Series = [(hour(1, 10), (1, tokens(333_333, 3, 0)))].into_iter().collect();
+    u.insert(key("clinic-a", "basic", "m"), a);
+    u.insert(key("clinic-b", "basic", "m"), b);
+    u
+}
+
+fn costs(rows: &[(u32, Option<&str>, &str, bool)]) -> CostReport {
+    CostReport {
+        metric: "UnblendedCost".into(),
+        tag_key: "Tier".into(),
+        days: rows
+            .iter()
+            .map(|(day, tag, amount, estimated)| DailyCost {
+                date: t(*day, 0).date_naive(),
+                group: match tag {
+                    Some(v) => CostGroup::Tagged((*v).to_owned()),
+                    None => CostGroup::Untagged,
+                },
+                amount: d(amount),
+                unit: "USD".into(),
+                estimated: *estimated,
+            })
+            .collect(),
+        pages: 1,
+    }
+}
+
+fn run(
+    usage: &BTreeMap<SeriesKey, Series>,
+    costs: Option<&CostReport>,
+    roster: &BTreeMap<TenantId, Tier>,
+) -> super::InvoiceRun {
+    let input = InvoiceInput {
+        period: Period::parse("2026-10").unwrap(),
+        pricing: &Book,
+        usage,
+        costs,
+        roster,
+    };
+    compute(&input).unwrap()
+}
+
+#[test]
+fn lines_split_at_the_price_change_and_sum_to_the_total() {
+    let u = usage();
+    let r = run(&u, None, &BTreeMap::new());
+    let a = &r.invoices[0];
+    assert_eq!(a.tenant_id.as_str(), "clinic-a");
+    let lines: Vec<(&str, i64, String, String)> = a
+        .lines
+        .iter()
+        .map(|l| {
+            (
+                l.component.code(),
+                l.quantity,
+                l.unit_price.normalize().to_string(),
+                l.amount.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            ("plan_fee", 1, "10".into(), "10.00".into()),
+            // Before Oct 15 12:00: 1.5M input at 3.00, 250k output at 12.00 (list × 1.5).
+            ("input_tokens", 1_500_000, "3".into(), "4.50".into()),
+            ("output_tokens", 250_000, "12".into(), "3.00".into()),
+            // After: 2M input at 1.50, 100k output at 6.00, 40k cache read at 0.15.
+            ("input_tokens", 2_000_000, "1.5".into(), "3.00".into()),
+            ("output_tokens", 100_000, "6".into(), "0.60".into()),
+            ("cache_read_tokens", 40_000, "0.15".into(), "0.01".into()),
+            ("included_usage", 1, "-1".into(), "-1.00".into()),
+        ]
+    );
+    assert_eq!(a.total, d("20.11"));
+    assert_eq!(a.total, a.lines.iter().map(|l| l.amount).sum::<Decimal>());
+    assert_eq!(a.lines[1].price_effective_to, Some(t(15, 12)));
+    assert_eq!(a.lines[3].price_effective_from, Some(t(15, 12)));
+    assert!(a.complete);
+    // clinic-b: 333,333 × 3.00 / 1M = 0.999999 → 1.00; 3 × 12.00 / 1M = 0.000036 → 0.00 (a line
+    // that rounds to zero is still shown); usage 1.00 ≤ included 1.00 → credit 1.00.
+    let b = &r.invoices[1];
+    let amounts: Vec<String> = b.lines.iter().map(|l| l.amount.to_string()).collect();
+    assert_eq!(amounts, ["10.00", "1.00", "0.00", "-1.00"]);
+    assert_eq!(b.total, d("10.00"));
+}
+
+#[test]
+fn unpriced_usage_is_a_problem_never_a_zero_line() {
+    let mut u = usage();
+    let free: Series = [(t(3, 0).timestamp_millis(), (1, tokens(10, 10, 0)))].into_iter().collect();
+    u.insert(key("clinic-a", "basic", "free-nothing"), free);
+    let premium: Series =
+        [(t(2, 0).timestamp_millis(), (1, tokens(10, 10, 7)))].into_iter().collect();
+    u.insert(key("hospital-a", "premium", "m"), premium);
+    let r = run(&u, None, &BTreeMap::new());
+    let a = &r.invoices[0];
+    assert!(!a.complete);
+    assert_eq!(a.problems.len(), 1);
+    assert_eq!(a.problems[0].tokens, 20);
+    assert!(
+        a.problems[0].reason.starts_with("model free-nothing is not in the price book"),
+        "{}",
+        a.problems[0].reason
+    );
+    assert!(a.lines.iter().all(|l| l.model_id.as_ref().is_none_or(|m| m.as_str() == "m")));
+    // hospital-a: tier premium has no plan, and the cache read before the change has no price.
+    let h = r.invoices.iter().find(|i| i.tenant_id.as_str() == "hospital-a").unwrap();
+    let reasons: Vec<&str> = h.problems.iter().map(|p| p.reason.as_str()).collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(reasons[0].starts_with("no cache_read_tokens price from "), "{reasons:?}");
+    assert_eq!(reasons[1], "tier premium has no plan in the price book");
+    assert!(h.lines.iter().all(|l| l.component != Component::CacheReadTokens));
+}
+
+#[test]
+fn a_rostered_tenant_without_usage_pays_the_base_fee() {
+    let roster: BTreeMap<TenantId, Tier> =
+        [(TenantId::new("clinic-z").unwrap(), Tier::new("basic").unwrap())].into_iter().collect();
+    let r = run(&usage(), None, &roster);
+    let z = r.invoices.iter().find(|i| i.tenant_id.as_str() == "clinic-z").unwrap();
+    assert_eq!(z.lines.len(), 1);
+    assert_eq!(z.lines[0].component, Component::PlanFee);
+    assert_eq!(z.total, d("10.00"));
+    assert_eq!(z.allocated_cost, Decimal::ZERO);
+    assert!(r.notes.iter().any(|n| n == "tenant clinic-a has usage but is not in the roster"));
+}
+
+#[test]
+fn costs_are_split_to_the_cent_and_the_rest_is_unallocated() {
+    let u = usage();
+    let c = costs(&[
+        // Oct 1: both tenants used basic. List costs: a = 1M×2 + 250k×8 = 4.00; b = 333,333×2 +
+        // 3×8 per million = 0.666690. 10.00 split 4.00 : 0.66669 → 8.57 / 1.43.
+        (1, Some("Basic"), "10.004", true),
+        // Oct 2: cost but no usage.
+        (2, Some("basic"), "3.333", false),
+        // Untagged, and a tag matching no tier.
+        (1, None, "0.50", false),
+        (1, Some("gold"), "1", false),
+    ]);
+    let r = run(&u, Some(&c), &BTreeMap::new());
+    let shares: Vec<(String, String)> =
+        r.allocations.iter().map(|a| (a.tenant_id.to_string(), a.amount.to_string())).collect();
+    assert_eq!(shares, [("clinic-a".into(), "8.57".into()), ("clinic-b".into(), "1.43".into())]);
+    let un: Vec<(String, String)> =
+        r.unallocated.iter().map(|u| (u.amount.to_string(), u.reason.clone())).collect();
+    assert_eq!(
+        un,
+        [
+            ("3.33".into(), "no priced usage of tier basic that day".into()),
+            ("0.50".into(), "untagged cost".into()),
+            ("1.00".into(), "tag value \"gold\" matches no tier".into()),
+        ]
+    );
+    assert_eq!(r.cost_total, d("14.83"));
+    let allocated: Decimal = r.allocations.iter().map(|a| a.amount).sum();
+    let unallocated: Decimal = r.unallocated.iter().map(|u| u.amount).sum();
+    assert_eq!(allocated + unallocated, r.cost_total);
+    let a = &r.invoices[0];
+    assert_eq!((a.allocated_cost, a.margin, a.provisional), (d("8.57"), d("11.54"), true));
+    // Usage on Oct 15 had no cost row.
+    assert!(r.usage_without_cost.contains(&(t(15, 0).date_naive(), Tier::new("basic").unwrap())));
+    let m = super::export::margin(&r);
+    assert!(m.reconciliation.reconciled);
+    assert_eq!(m.untiered_cost, d("1.50"));
+    assert_eq!(m.tiers[0].unallocated_cost, d("3.33"));
+}
+
+#[test]
+fn per_tenant_files_hold_one_tenant_alone() {
+    let u = usage();
+    let c = costs(&[(1, Some("basic"), "10", false)]);
+    let r = run(&u, Some(&c), &BTreeMap::new());
+    let dir = tempfile::tempdir().unwrap();
+    let written = super::export::write(&r, dir.path(), None, "123456789012").unwrap();
+    let a_json = std::fs::read_to_string(written.dir.join("clinic-a.json")).unwrap();
+    let a_html = std::fs::read_to_string(written.dir.join("clinic-a.html")).unwrap();
+    let b = &r.invoices[1];
+    for text in [&a_json, &a_html] {
+        assert!(!text.contains("clinic-b"));
+        for l in &b.lines {
+            // Quantities distinctive enough to be recognised.
+            if l.quantity >= 1000 {
+                assert!(
+                    !text.contains(&l.quantity.to_string()),
+                    "clinic-b's quantity {} leaked",
+                    l.quantity
+                );
+            }
+        }
+        assert!(!text.contains(&b.allocated_cost.to_string()));
+    }
+    let parsed: serde_json::Value = serde_json::from_str(&a_json).unwrap();
+    assert_eq!(parsed["total"], "20.11");
+    assert_eq!(parsed["lines"][1]["amount"], "4.50");
+    assert_eq!(parsed["invoice_number"], "AM-202610-clinic-a");
+    // A rerun without clinic-b removes clinic-b's files.
+    let mut only_a = u.clone();
+    only_a.retain(|k, _| k.tenant_id.as_str() == "clinic-a");
+    let r2 = run(&only_a, Some(&c), &BTreeMap::new());
+    super::export::write(&r2, dir.path(), None, "123456789012").unwrap();
+    assert!(!written.dir.join("clinic-b.json").exists());
+    assert!(written.dir.join("clinic-a.json").exists());
+}
+
+#[test]
+fn periods() {
+    let p = super::Period::parse("2026-12").unwrap();
+    assert_eq!(
+        (p.start.to_string(), p.end.to_string()),
+        ("2026-12-01".into(), "2027-01-01".into())
+    );
+    assert_eq!(p.days().count(), 31);
+    assert!(super::Period::parse("2026-1").is_err());
+    assert_eq!(
+        super::Period::parse("26-01").unwrap_err(),
+        "period \"26-01\" is not a YYYY-MM month"
+    );
+    let _ = HOUR_MS;
+}

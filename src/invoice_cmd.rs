@@ -1,0 +1,192 @@
+//! `agentmeter invoice`: usage × price book, AWS costs allocated, finance exports.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use agentmeter_aggregate::Lake;
+use agentmeter_reports::costs::{self, CostQuery, CostReport};
+use agentmeter_reports::invoice::export::{self, RunSummary};
+use agentmeter_reports::invoice::{InvoiceInput, InvoiceRun, Period, compute, roster, usage};
+use agentmeter_reports::prices::PriceBook;
+use anyhow::{Context, bail};
+
+use crate::UsageError;
+use crate::cli::InvoiceArgs;
+
+/// Where costs come from.
+enum CostSource {
+    None,
+    File(std::path::PathBuf),
+    CostExplorer,
+}
+
+/// The validated command.
+pub struct InvoicePlan {
+    period: Period,
+    book: PriceBook,
+    costs: CostSource,
+    query: CostQuery,
+    roster: BTreeMap<agentmeter_schemas::TenantId, agentmeter_schemas::Tier>,
+}
+
+fn plan(a: &InvoiceArgs) -> anyhow::Result<InvoicePlan> {
+    let usage = |m: String| anyhow::Error::new(UsageError(m));
+    let period = Period::parse(&a.period).map_err(|e| usage(format!("--period: {e}")))?;
+    let book = PriceBook::load(&a.prices).map_err(|e| usage(format!("--prices: {e}")))?;
+    let mut query = CostQuery::month(period.start);
+    query.metric = a.cost_metric.clone();
+    query.tag_key = a.cost_tag.clone();
+    if let Some(f) = &a.cost_filter {
+        let (key, values) = f
+            .split_once('=')
+            .ok_or_else(|| usage(format!("--cost-filter {f:?} is not KEY=VALUE[,VALUE...]")))?;
+        query = query.with_filter(key, values.split(',').map(str::to_owned).collect::<Vec<_>>());
+    }
+    query.validate().map_err(|e| usage(format!("--cost-*: {e}")))?;
+    let costs = match a.costs.as_deref() {
+        None => CostSource::None,
+        Some("ce") => CostSource::CostExplorer,
+        Some(path) => CostSource::File(path.into()),
+    };
+    let roster = match &a.tenants {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| usage(format!("--tenants {}: {e}", p.display())))?;
+            roster::parse(&text).map_err(|e| usage(format!("--tenants {}: {e}", p.display())))?
+        }
+        None => BTreeMap::new(),
+    };
+    if !a.lake.join("_state/lake.json").is_file() {
+        bail!(UsageError(format!(
+            "--lake {} is not an agentmeter lake; run `agentmeter ingest --lake {} ...` first",
+            a.lake.display(),
+            a.lake.display()
+        )));
+    }
+    Ok(InvoicePlan { period, book, costs, query, roster })
+}
+
+fn load_costs(plan: &InvoicePlan) -> anyhow::Result<Option<CostReport>> {
+    match &plan.costs {
+        CostSource::None => Ok(None),
+        CostSource::File(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| UsageError(format!("--costs {}: {e}", path.display())))?;
+            let report = costs::parse_file(&text, &plan.query)
+                .map_err(|e| UsageError(format!("--costs {}: {e}", path.display())))?;
+            Ok(Some(report))
+        }
+        CostSource::CostExplorer => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let report = rt
+                .block_on(async {
+                    let client = costs::client_from_env().await;
+                    costs::fetch(&client, &plan.query).await
+                })
+                .context("asking Cost Explorer")?;
+            tracing::info!(
+                pages = report.pages,
+                days = report.days.len(),
+                "Costs fetched from Cost Explorer."
+            );
+            Ok(Some(report))
+        }
+    }
+}
+
+/// Runs an invoice: computes, writes, and returns the run.
+pub fn execute(a: &InvoiceArgs) -> anyhow::Result<(InvoiceRun, RunSummary)> {
+    let plan = plan(a)?;
+    let report = load_costs(&plan)?;
+    let lake = Lake::open(&a.lake).map_err(|e| match e {
+        agentmeter_aggregate::Error::Locked { .. } => anyhow::Error::new(UsageError(e.to_string())),
+        other => anyhow::Error::new(other).context("opening the lake"),
+    })?;
+    let usage = usage::load(lake.reader(), &plan.period).context("reading usage_hourly")?;
+    let input = InvoiceInput {
+        period: plan.period,
+        pricing: &plan.book,
+        usage: &usage,
+        costs: report.as_ref(),
+        roster: &plan.roster,
+    };
+    let run = compute(&input).context("computing invoices")?;
+    let written =
+        export::write(&run, &a.out, Some(&lake), &a.billing_account).context("writing invoices")?;
+    let summary = export::summary(&run);
+    tracing::info!(dir = %written.dir.display(), invoices = run.invoices.len(), "Invoices written.");
+    Ok((run, summary))
+}
+
+fn render(run: &InvoiceRun, s: &RunSummary, dir: &Path) -> String {
+    use std::fmt::Write as _;
+    let m = export::margin(run);
+    let mut out = String::new();
+    let _ = writeln!(out, "invoices for {} into {}", s.period, dir.display());
+    let _ = writeln!(out, "  price book               {}", s.price_book_version);
+    let _ = writeln!(out, "  invoices                 {:>14}", s.invoices);
+    let _ = writeln!(out, "  revenue                  {:>14}", s.revenue);
+    for t in &m.tiers {
+        let _ = writeln!(
+            out,
+            "    {:<20} revenue {:>12}  AWS cost {:>10} (+{} unallocated)  margin {:>12}",
+            t.tier, t.revenue, t.allocated_cost, t.unallocated_cost, t.margin
+        );
+    }
+    let r = &s.reconciliation;
+    let _ = writeln!(out, "  AWS cost (Cost Explorer) {:>14}", r.cost_explorer_total);
+    let _ = writeln!(out, "    allocated to tenants   {:>14}", r.allocated);
+    let _ = writeln!(out, "    unallocated            {:>14}", r.unallocated);
+    let _ = writeln!(
+        out,
+        "  check: allocated + unallocated = Cost Explorer total: {}",
+        if r.reconciled { "yes" } else { "NO (please report this)" }
+    );
+    if !s.usage_without_cost.is_empty() {
+        let _ = writeln!(
+            out,
+            "  usage without cost on {} day-tiers (see summary.json)",
+            s.usage_without_cost.len()
+        );
+    }
+    let provisional = run.invoices.iter().filter(|i| i.provisional).count();
+    if provisional > 0 {
+        let _ = writeln!(out, "  provisional (estimated costs): {provisional} invoices");
+    }
+    if !s.complete {
+        let _ = writeln!(out, "  INCOMPLETE: {} unbilled usage items:", s.problems.len());
+        for p in s.problems.iter().take(10) {
+            let model = p.model_id.as_ref().map(|m| format!(" {m}")).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "    {} ({}){}: {} ({} tokens)",
+                p.tenant_id, p.tier, model, p.reason, p.tokens
+            );
+        }
+    }
+    out
+}
+
+pub fn run(a: &InvoiceArgs) -> anyhow::Result<InvoiceRun> {
+    let (run, summary) = execute(a)?;
+    let dir = a.out.join("invoices").join(run.period.label());
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&summary).context("encoding the summary")?);
+    } else {
+        print!("{}", render(&run, &summary, &dir));
+    }
+    if !summary.complete {
+        let unbilled: i64 = summary.problems.iter().map(|p| p.tokens).sum();
+        bail!(
+            "{} of {} invoices are incomplete: {} tokens have no price (see {}); nothing was billed at zero",
+            run.invoices.iter().filter(|i| !i.complete).count(),
+            run.invoices.len(),
+            unbilled,
+            dir.join("summary.json").display()
+        );
+    }
+    Ok(run)
+}
