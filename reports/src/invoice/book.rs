@@ -5,18 +5,8 @@ use std::collections::BTreeSet;
 use agentmeter_schemas::Tier;
 use chrono::{DateTime, Utc};
 
-use super::compute::{PlanTerms, PriceSpan, Prices, Pricing, Spans};
-use crate::prices::{PriceBook, PriceSegment, UnitPrices};
-
-fn prices(p: &UnitPrices) -> Prices {
-    Prices {
-        input: p.input_per_million,
-        output: p.output_per_million,
-        cache_read: p.cache_read_per_million,
-        cache_write: p.cache_write_per_million,
-        tool_call: p.per_tool_call,
-    }
-}
+use super::compute::{PlanTerms, PriceSpan, Pricing, Spans};
+use crate::prices::{PriceBook, PriceSegment};
 
 impl Pricing for PriceBook {
     fn version(&self) -> String {
@@ -61,8 +51,8 @@ impl Pricing for PriceBook {
             let span = PriceSpan {
                 from: a,
                 to: z,
-                billed: prices(&billed.prices),
-                list: prices(&list.prices),
+                billed: billed.prices.clone(),
+                list: list.prices.clone(),
                 effective_from: Some(billed.effective_from),
                 effective_to: billed.effective_to,
             };

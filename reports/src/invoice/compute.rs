@@ -20,21 +20,7 @@ use super::model::{Allocation, Component, Invoice, Line, Period, Problem, Unallo
 use super::usage::{Series, SeriesKey};
 use crate::allocate::allocate_cents;
 use crate::costs::{CostGroup, CostReport};
-
-/// Unit prices of one model: USD per million tokens, per tool call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Prices {
-    /// Input tokens.
-    pub input: Decimal,
-    /// Output tokens.
-    pub output: Decimal,
-    /// Cache read tokens, if priced.
-    pub cache_read: Option<Decimal>,
-    /// Cache write tokens, if priced.
-    pub cache_write: Option<Decimal>,
-    /// Per tool call, if charged.
-    pub tool_call: Option<Decimal>,
-}
+use crate::prices::UnitPrices;
 
 /// A stretch of time with one billed and one list price.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,9 +30,9 @@ pub struct PriceSpan {
     /// End (exclusive).
     pub to: DateTime<Utc>,
     /// What the tenant pays (plan markup or rate card applied).
-    pub billed: Prices,
+    pub billed: UnitPrices,
     /// The list price (allocation weights).
-    pub list: Prices,
+    pub list: UnitPrices,
     /// The price entry's own start, for display.
     pub effective_from: Option<DateTime<Utc>>,
     /// The price entry's own end, for display.
@@ -177,17 +163,17 @@ fn amount(
 }
 
 /// The components of token usage, with their quantity and price.
-fn components(t: &Tokens, p: &Prices) -> [(Component, i64, Option<Decimal>); 4] {
+fn components(t: &Tokens, p: &UnitPrices) -> [(Component, i64, Option<Decimal>); 4] {
     [
-        (Component::InputTokens, t.input, Some(p.input)),
-        (Component::OutputTokens, t.output, Some(p.output)),
-        (Component::CacheReadTokens, t.cache_read, p.cache_read),
-        (Component::CacheWriteTokens, t.cache_write, p.cache_write),
+        (Component::InputTokens, t.input, Some(p.input_per_million)),
+        (Component::OutputTokens, t.output, Some(p.output_per_million)),
+        (Component::CacheReadTokens, t.cache_read, p.cache_read_per_million),
+        (Component::CacheWriteTokens, t.cache_write, p.cache_write_per_million),
     ]
 }
 
 /// Exact list-price cost of some tokens, or `None` if a component with tokens has no price.
-fn list_cost(t: &Tokens, p: &Prices) -> Option<Decimal> {
+fn list_cost(t: &Tokens, p: &UnitPrices) -> Option<Decimal> {
     let mut sum = Decimal::ZERO;
     for (_, qty, price) in components(t, p) {
         if qty > 0 {

@@ -16,7 +16,7 @@ pub mod roster;
 pub mod usage;
 
 pub use compute::{
-    InvoiceError, InvoiceInput, InvoiceRun, PlanTerms, PriceSpan, Prices, Pricing, Spans, compute,
+    InvoiceError, InvoiceInput, InvoiceRun, PlanTerms, PriceSpan, Pricing, Spans, compute,
 };
 pub use model::{Allocation, Component, Invoice, Line, Period, Problem, Unallocated};
 

@@ -9,10 +9,11 @@ use agentmeter_schemas::{ModelId, TenantId, Tier, Tokens};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use super::compute::{InvoiceInput, PlanTerms, PriceSpan, Prices, Pricing, Spans, compute};
+use super::compute::{InvoiceInput, PlanTerms, PriceSpan, Pricing, Spans, compute};
 use super::model::{Component, Period};
 use super::usage::{Series, SeriesKey};
 use crate::costs::{CostGroup, CostReport, DailyCost};
+use crate::prices::UnitPrices;
 
 fn d(s: &str) -> Decimal {
     Decimal::from_str(s).unwrap()
@@ -31,23 +32,23 @@ fn t(day: u32, hour: u32) -> DateTime<Utc> {
 /// 50%, a 10.00 fee and 1.00 included; premium has no plan.
 struct Book;
 
-fn prices(input: &str, output: &str, cache_read: Option<&str>) -> Prices {
-    Prices {
-        input: d(input),
-        output: d(output),
-        cache_read: cache_read.map(d),
-        cache_write: None,
-        tool_call: None,
+fn prices(input: &str, output: &str, cache_read: Option<&str>) -> UnitPrices {
+    UnitPrices {
+        input_per_million: d(input),
+        output_per_million: d(output),
+        cache_read_per_million: cache_read.map(d),
+        cache_write_per_million: None,
+        per_tool_call: None,
     }
 }
 
-fn scaled(p: &Prices, f: Decimal) -> Prices {
-    Prices {
-        input: p.input * f,
-        output: p.output * f,
-        cache_read: p.cache_read.map(|c| c * f),
-        cache_write: p.cache_write.map(|c| c * f),
-        tool_call: p.tool_call.map(|c| c * f),
+fn scaled(p: &UnitPrices, f: Decimal) -> UnitPrices {
+    UnitPrices {
+        input_per_million: p.input_per_million * f,
+        output_per_million: p.output_per_million * f,
+        cache_read_per_million: p.cache_read_per_million.map(|c| c * f),
+        cache_write_per_million: p.cache_write_per_million.map(|c| c * f),
+        per_tool_call: p.per_tool_call.map(|c| c * f),
     }
 }
 
