@@ -44,6 +44,12 @@ pub enum Command {
     /// Price book tools.
     #[command(subcommand)]
     Prices(PricesCommand),
+    /// Evaluate noisy-neighbour, saturation, quota and runaway flags, and send their alerts.
+    Flags(FlagsArgs),
+    /// Write a self-contained HTML report of a period (charts, flags, cost against revenue).
+    Report(ReportArgs),
+    /// Rebuild the rollup tables (usage_hourly, tenant_hourly) of every day from usage_events.
+    Rollup(RollupArgs),
     /// Generate a deterministic synthetic month of usage logs.
     Gen(GenArgs),
     /// Generate a month for about 50 tenants, ingest it, and show what came out.
@@ -228,4 +234,71 @@ pub struct ImportLitellmArgs {
 pub struct CheckPricesArgs {
     /// The price book.
     pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct FlagsArgs {
+    /// Lake directory; flags are read from its rollups and written to its `flags` table, and
+    /// the alert state is kept in it.
+    #[arg(long)]
+    pub lake: PathBuf,
+    /// A billing month to evaluate, YYYY-MM (or use --from and --to).
+    #[arg(long, conflicts_with_all = ["from", "to"], required_unless_present_all = ["from", "to"])]
+    pub period: Option<String>,
+    /// Start of the range: YYYY-MM-DD or an RFC 3339 instant.
+    #[arg(long, requires = "to")]
+    pub from: Option<String>,
+    /// End of the range (exclusive): YYYY-MM-DD or an RFC 3339 instant.
+    #[arg(long, requires = "from")]
+    pub to: Option<String>,
+    /// Policy file (TOML); the seeds' defaults when omitted.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// Output directory: OUT/flags.jsonl.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Where alerts go (repeatable): file:///path/alerts.jsonl, stdout, an http(s):// webhook
+    /// URL (signed with AGENTMETER_WEBHOOK_SECRET or the file in AGENTMETER_WEBHOOK_SECRET_FILE),
+    /// or an SNS topic ARN.
+    #[arg(long = "alert", value_name = "SINK")]
+    pub alerts: Vec<String>,
+    /// Attempts per alert and webhook before the failure is recorded (and retried next run).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub alert_max_attempts: u32,
+    /// Wait after a webhook's first failed attempt, doubling after each further failure (ms).
+    #[arg(long, default_value_t = 500)]
+    pub alert_backoff_ms: u64,
+    /// Print the flags as JSON lines instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Lake directory.
+    #[arg(long)]
+    pub lake: PathBuf,
+    /// Billing month, YYYY-MM.
+    #[arg(long)]
+    pub period: String,
+    /// The HTML file to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Directory where `agentmeter invoice` and `agentmeter flags` wrote their outputs (for the
+    /// cost-against-revenue chart and the flags table).
+    #[arg(long)]
+    pub outputs: Option<PathBuf>,
+    /// Policy file (pool capacities for utilization charts).
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// Tenants to chart per tier.
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct RollupArgs {
+    /// Lake directory.
+    #[arg(long)]
+    pub lake: PathBuf,
 }

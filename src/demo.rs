@@ -93,6 +93,22 @@ fn invoice(
     crate::invoice_cmd::execute(&args)
 }
 
+/// The demo's policy: the seeds' thresholds, with quotas sized to the generated volume (the
+/// seeds' 50 requests a day would flag every tenant of a month this busy). The basic pool is
+/// shared by many tenants and measured by its own usage; the premium pool has few tenants, so
+/// it is measured against its provisioned capacity (in a pool of four, each tenant is a
+/// quarter of the usage).
+const DEMO_POLICY: &str = "# agentmeter flags policy for the demo month\n\
+share_threshold = 0.20\n\
+saturation_threshold = 0.80\n\
+[tiers.basic]\n\
+rate_limit_per_second = 50\n\
+daily_quota = 100000\n\
+[tiers.premium]\n\
+rate_limit_per_second = 100\n\
+daily_quota = 200000\n\
+requests_per_hour = 2000\n";
+
 /// Makes `dir` ready: new, empty, or a previous demo's (whose outputs are replaced).
 fn prepare(dir: &Path) -> anyhow::Result<()> {
     if dir.join(MARKER).exists() {
@@ -235,7 +251,64 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<()> {
         bail!("the demo's invoices are incomplete or do not reconcile");
     }
 
-    println!("\n5. Where things are:");
+    println!(
+        "\n5. Flags for {} (noisy neighbours, pool saturation, quotas) and their alerts…\n",
+        cfg.month.format("%Y-%m")
+    );
+    let policy_path = a.dir.join("policy.toml");
+    std::fs::write(&policy_path, DEMO_POLICY)
+        .with_context(|| format!("writing {}", policy_path.display()))?;
+    let alerts_path = a.dir.join("out").join("alerts.jsonl");
+    let flags_args = crate::cli::FlagsArgs {
+        lake: lake_dir.clone(),
+        period: Some(cfg.month.format("%Y-%m").to_string()),
+        from: None,
+        to: None,
+        policy: Some(policy_path.clone()),
+        out: a.dir.join("out"),
+        alerts: vec![format!("file://{}", std::path::absolute(&alerts_path)?.display())],
+        alert_max_attempts: 4,
+        alert_backoff_ms: 500,
+        json: false,
+    };
+    let flags_run = crate::flags_cmd::execute(&flags_args)?;
+    let mut text = Vec::new();
+    crate::flags_cmd::render(&mut text, &flags_run)?;
+    for line in String::from_utf8_lossy(&text).lines() {
+        println!("   {line}");
+    }
+    let mut migrate: Vec<String> = flags_run
+        .episodes
+        .iter()
+        .filter(|f| {
+            f.kind == agentmeter_reports::flags::FlagKind::SiloMigration
+                && f.status == agentmeter_reports::flags::FlagStatus::Active
+        })
+        .filter_map(|f| f.tenant_id.as_ref().map(ToString::to_string))
+        .collect();
+    migrate.sort();
+    let mut noisy = expected.noisy_tenants.clone();
+    noisy.sort();
+    if migrate != noisy {
+        bail!(
+            "the silo-migration flags ({migrate:?}) are not the generator's noisy neighbours ({noisy:?})"
+        );
+    }
+    println!("   These are exactly the generator's noisy neighbours.");
+
+    println!("\n6. Report…");
+    let report_path = a.dir.join("out").join("report.html");
+    crate::report_cmd::write(&crate::cli::ReportArgs {
+        lake: lake_dir.clone(),
+        period: cfg.month.format("%Y-%m").to_string(),
+        out: report_path.clone(),
+        outputs: Some(a.dir.join("out")),
+        policy: Some(policy_path),
+        top: 5,
+    })?;
+    println!("   {}", report_path.display());
+
+    println!("\n7. Where things are:");
     println!(
         "   lake          {}/usage_events/dt=*/*.parquet, {}/usage_hourly/dt=*/*.parquet",
         lake_dir.display(),
@@ -246,6 +319,16 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<()> {
         lake_dir.display(),
         lake_dir.display(),
         lake_dir.display()
+    );
+    println!(
+        "   flags         {}/out/flags.jsonl, alerts {}/out/alerts.jsonl, table {}/flags/",
+        a.dir.display(),
+        a.dir.display(),
+        lake_dir.display()
+    );
+    println!(
+        "   report        {}/out/report.html (check it in a browser: scripts/check-report)",
+        a.dir.display()
     );
     println!(
         "   invoices      {}/out/invoices/{}/ (<tenant>.json, <tenant>.html, invoices.csv, margin.csv, focus.csv, focus.parquet, summary.json)",

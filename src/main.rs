@@ -4,12 +4,15 @@
 
 mod cli;
 mod demo;
+mod flags_cmd;
 mod gen_cmd;
 mod ingest_cmd;
 mod invoice_cmd;
 mod logging;
 mod prices_cmd;
 mod progress;
+mod report_cmd;
+mod rollup_cmd;
 mod schema_cmd;
 
 use std::process::ExitCode;
@@ -36,6 +39,9 @@ fn main() -> ExitCode {
         cli::Command::Schema(a) => schema_cmd::run(&a),
         cli::Command::Invoice(a) => invoice_cmd::run(&a).map(|_| ()),
         cli::Command::Prices(a) => prices_cmd::run(&a),
+        cli::Command::Flags(a) => flags_cmd::run(&a),
+        cli::Command::Report(a) => report_cmd::run(&a),
+        cli::Command::Rollup(a) => rollup_cmd::run(&a),
         cli::Command::Gen(a) => gen_cmd::run(&a),
         cli::Command::Demo(a) => demo::run(&a),
     };

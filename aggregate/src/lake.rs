@@ -6,8 +6,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use agentmeter_schemas::tables::{
-    HourlyKey, HourlyMeasures, TableDef, USAGE_EVENTS, USAGE_HOURLY, hourly_from_batch,
-    usage_events_from_batch,
+    HourlyKey, HourlyMeasures, TENANT_HOURLY, TableDef, TenantHour, USAGE_EVENTS, USAGE_HOURLY,
+    hourly_from_batch, tenant_hourly_from_batch, usage_events_from_batch,
 };
 use agentmeter_schemas::{QuarantineEntry, UsageEvent};
 use arrow_array::RecordBatch;
@@ -109,7 +109,7 @@ impl Lake {
         let l = self.layout();
         let mut n = remove_temporaries(&l.quarantine_dir())?;
         n += remove_temporaries(&l.state_dir())?;
-        for table in [USAGE_EVENTS, USAGE_HOURLY] {
+        for table in [USAGE_EVENTS, USAGE_HOURLY, TENANT_HOURLY] {
             for dt in self.reader.partitions(table)? {
                 n += remove_temporaries(&l.partition(table, dt))?;
             }
@@ -299,6 +299,24 @@ impl LakeReader {
         for name in list_names(&dir)? {
             if name.ends_with(".parquet") && !name.starts_with('.') {
                 out.extend(read_file(&dir.join(name))?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every row of one `tenant_hourly` partition.
+    ///
+    /// # Errors
+    ///
+    /// A file cannot be read or does not match the table.
+    pub fn tenant_hourly(&self, dt: NaiveDate) -> Result<Vec<TenantHour>> {
+        let mut out = Vec::new();
+        for path in self.files(TENANT_HOURLY, dt)? {
+            for batch in read_file(&path)? {
+                out.extend(
+                    tenant_hourly_from_batch(&batch)
+                        .map_err(|source| Error::Arrow { path: path.clone(), source })?,
+                );
             }
         }
         Ok(out)

@@ -1,11 +1,13 @@
-//! `usage_hourly`: rebuilt whole for a partition from that partition's `usage_events`, so it
-//! is always consistent with them, late data included, however often it is rebuilt.
+//! `usage_hourly` and `tenant_hourly`: rebuilt whole for a partition from that partition's
+//! `usage_events`, so they are always consistent with them, late data included, however often
+//! they are rebuilt. `tenant_hourly` keeps each tenant's peak requests in one second of each
+//! hour, so rate-limit checks never rescan the events.
 
 use std::collections::HashMap;
 
 use agentmeter_schemas::tables::{
-    HourlyKey, HourlyMeasures, USAGE_EVENTS, USAGE_HOURLY, hour_start_ms, hourly_batch,
-    usage_hourly_schema,
+    HourlyKey, HourlyMeasures, TENANT_HOURLY, TenantHour, USAGE_EVENTS, USAGE_HOURLY,
+    hour_start_ms, hourly_batch, tenant_hourly_batch, tenant_hourly_schema, usage_hourly_schema,
 };
 use agentmeter_schemas::{ModelId, TenantId, Tier, Tokens, UserId};
 use arrow_array::cast::AsArray;
@@ -56,10 +58,17 @@ impl Interner {
 
 type Group = (i64, u32, u32, u32, u32);
 
+/// One tenant-hour being summed: measures, distinct user codes, peak requests in a second.
+type TenantAcc = (HourlyMeasures, std::collections::BTreeSet<u32>, i64);
+
+/// (second since the epoch, tier code, tenant code) → requests in that second.
+type Seconds = HashMap<(i64, u32, u32), i64>;
+
 fn add_batch(
     batch: &RecordBatch,
     strings: &mut [Interner; 4],
     groups: &mut HashMap<Group, HourlyMeasures>,
+    seconds: &mut Seconds,
 ) -> std::result::Result<(), String> {
     let col = |name: &str| batch.column_by_name(name).ok_or(format!("column {name} is missing"));
     let time = col("event_time")?
@@ -96,6 +105,7 @@ fn add_batch(
             cache_read: ints[3].value(row),
             cache_write: ints[4].value(row),
         };
+        *seconds.entry((time.value(row).div_euclid(1000), key.1, key.2)).or_default() += 1;
         let m = groups.entry(key).or_default();
         m.invocations = m.invocations.checked_add(1).ok_or("invocations overflow")?;
         m.tokens = m.tokens.checked_add(&t).ok_or("token sums overflow")?;
@@ -111,9 +121,10 @@ fn add_batch(
 pub fn rebuild_hourly(lake: &LakeReader, dt: NaiveDate) -> Result<usize> {
     let mut strings: [Interner; 4] = Default::default();
     let mut groups: HashMap<Group, HourlyMeasures> = HashMap::new();
+    let mut seconds = Seconds::new();
     for path in lake.files(USAGE_EVENTS, dt)? {
         for batch in read_columns(&path, Some(&INPUT))? {
-            add_batch(&batch, &mut strings, &mut groups).map_err(|e| {
+            add_batch(&batch, &mut strings, &mut groups, &mut seconds).map_err(|e| {
                 if e.contains("overflow") {
                     Error::Overflow { table: USAGE_HOURLY, dt: dt.to_string() }
                 } else {
@@ -126,9 +137,28 @@ pub fn rebuild_hourly(lake: &LakeReader, dt: NaiveDate) -> Result<usize> {
         }
     }
     let path = lake.layout().partition(USAGE_HOURLY, dt).join(HOURLY_FILE);
+    let tenant_path = lake.layout().partition(TENANT_HOURLY, dt).join(HOURLY_FILE);
     if groups.is_empty() {
         remove_if_exists(&path)?;
+        remove_if_exists(&tenant_path)?;
         return Ok(0);
+    }
+    // Per tenant and hour: sums over users and models, distinct users, peak second.
+    let mut tenant_hours: HashMap<(i64, u32, u32), TenantAcc> = HashMap::new();
+    for (&(hour, t, n, u, _), m) in &groups {
+        let slot = tenant_hours.entry((hour, t, n)).or_default();
+        slot.0.invocations += m.invocations;
+        slot.0.tokens = slot
+            .0
+            .tokens
+            .checked_add(&m.tokens)
+            .ok_or_else(|| Error::Overflow { table: TENANT_HOURLY, dt: dt.to_string() })?;
+        slot.1.insert(u);
+    }
+    for (&(second, t, n), &count) in &seconds {
+        if let Some(slot) = tenant_hours.get_mut(&(hour_start_ms(second * 1000), t, n)) {
+            slot.2 = slot.2.max(count);
+        }
     }
     let invalid = |e: agentmeter_schemas::IdError| Error::Arrow {
         path: path.clone(),
@@ -144,6 +174,29 @@ pub fn rebuild_hourly(lake: &LakeReader, dt: NaiveDate) -> Result<usize> {
         users.values.into_iter().map(UserId::new).collect::<Result<_, _>>().map_err(invalid)?;
     let models: Vec<ModelId> =
         models.values.into_iter().map(ModelId::new).collect::<Result<_, _>>().map_err(invalid)?;
+    let mut tenant_rows: Vec<TenantHour> = tenant_hours
+        .into_iter()
+        .map(|((hour_ms, t, n), (m, users, peak))| TenantHour {
+            hour_ms,
+            tier: tiers[t as usize].clone(),
+            tenant_id: tenants[n as usize].clone(),
+            invocations: m.invocations,
+            tokens: m.tokens,
+            users: users.len() as i64,
+            peak_requests_per_second: peak,
+        })
+        .collect();
+    tenant_rows.sort_unstable_by(|a, b| {
+        (a.tenant_id.as_str(), a.hour_ms, a.tier.as_str()).cmp(&(
+            b.tenant_id.as_str(),
+            b.hour_ms,
+            b.tier.as_str(),
+        ))
+    });
+    let tenant_batch = tenant_hourly_batch(&tenant_rows)
+        .map_err(|source| Error::Arrow { path: tenant_path.clone(), source })?;
+    // Sorted by tenant_id (column 2) then hour (column 0).
+    write_file(&tenant_path, tenant_hourly_schema(), properties(&[2, 0], &[]), &[tenant_batch])?;
     let mut rows: Vec<(HourlyKey, HourlyMeasures)> = groups
         .into_iter()
         .map(|((hour_ms, t, n, u, m), measures)| {

@@ -5,15 +5,21 @@
 //! - [`allocate`]: largest-remainder splits that add up to the cent.
 //! - [`prices`]: the price book: effective-dated model prices, aliases, and plan terms.
 //! - [`invoice`]: invoices, allocations and the finance exports.
+//! - [`flags`]: noisy-neighbour, saturation, quota and runaway flags, and their alerts.
 //! - [`costs`]: AWS Cost Explorer daily costs per tier, from the API or a file.
+//! - [`alerts`]: alert sinks (JSONL file, stdout, signed webhook, SNS) and their delivery.
+//! - [`report`]: the month's self-contained HTML report, with SVG charts.
 //!
 //! Invoices, flags and alerts will live here too; they read the lake only through
 //! `agentmeter-aggregate`'s reader.
 #![deny(missing_docs)]
 
+pub mod alerts;
 pub mod allocate;
 pub mod costs;
+pub mod flags;
 pub mod invoice;
 pub mod prices;
+pub mod report;
 pub mod run_summary;
 pub mod usage;

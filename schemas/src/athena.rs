@@ -92,6 +92,7 @@ pub fn athena_type(ty: &DataType) -> Option<String> {
         DataType::Int32 => "int".into(),
         DataType::Utf8 => "string".into(),
         DataType::Boolean => "boolean".into(),
+        DataType::Float64 => "double".into(),
         DataType::Date32 => "date".into(),
         DataType::Timestamp(TimeUnit::Millisecond, Some(tz)) if tz.as_ref() == "UTC" => {
             "timestamp".into()
@@ -208,7 +209,9 @@ mod tests {
         ));
         assert!(ddl.contains("  `event_time` timestamp,\n"));
         assert!(ddl.contains("  `cache_write_tokens` bigint\n)"));
-        let lines = create_table(&TABLES[2], &opts()).unwrap();
+        let lines =
+            create_table(TABLES.iter().find(|t| t.name == "invoice_lines").unwrap(), &opts())
+                .unwrap();
         assert!(lines.contains("PARTITIONED BY (`period` string)"));
         assert!(lines.contains("'projection.period.format'='yyyy-MM'"));
         assert!(lines.contains("'projection.period.range'='2025-01,NOW'"));

@@ -80,6 +80,18 @@ pub const TABLES: &[TableDef] = &[
         partitioning: DAILY,
     },
     TableDef {
+        name: TENANT_HOURLY,
+        description: "Requests, tokens, users and the peak requests in one second per hour, tier and tenant.",
+        schema: tenant_hourly_schema,
+        partitioning: DAILY,
+    },
+    TableDef {
+        name: FLAGS,
+        description: "Flags active at the end of each evaluated day (dt), one row per flag.",
+        schema: flags_schema,
+        partitioning: DAILY,
+    },
+    TableDef {
         name: INVOICE_LINES,
         description: "One row per invoice line, per tenant and billing period.",
         schema: invoice_lines_schema,
@@ -91,6 +103,10 @@ pub const TABLES: &[TableDef] = &[
 pub const USAGE_EVENTS: &str = "usage_events";
 /// Name of the hourly rollup table.
 pub const USAGE_HOURLY: &str = "usage_hourly";
+/// Name of the per-tenant hourly rollup table.
+pub const TENANT_HOURLY: &str = "tenant_hourly";
+/// Name of the flags table.
+pub const FLAGS: &str = "flags";
 /// Name of the invoice lines table.
 pub const INVOICE_LINES: &str = "invoice_lines";
 
@@ -269,6 +285,237 @@ pub fn invoice_lines_batch(rows: &[InvoiceLineRow]) -> Result<RecordBatch, Arrow
         Arc::new(provisional.finish()),
     ];
     RecordBatch::try_new(invoice_lines_schema(), columns)
+}
+
+static TENANT_HOURLY_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = vec![
+        Field::new("hour", utc_millis(), false),
+        Field::new("tier", DataType::Utf8, false),
+        Field::new("tenant_id", DataType::Utf8, false),
+        Field::new("invocations", DataType::Int64, false),
+    ];
+    fields.extend(TOKEN_COLUMNS.iter().map(|c| Field::new(*c, DataType::Int64, false)));
+    fields.push(Field::new("users", DataType::Int64, false));
+    fields.push(Field::new("peak_requests_per_second", DataType::Int64, false));
+    with_version(fields, "1")
+});
+
+/// Schema of `tenant_hourly`.
+pub fn tenant_hourly_schema() -> SchemaRef {
+    TENANT_HOURLY_SCHEMA.clone()
+}
+
+/// One row of `tenant_hourly`: a tenant's hour in one tier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantHour {
+    /// Start of the hour, milliseconds since the epoch, UTC.
+    pub hour_ms: i64,
+    /// Tier.
+    pub tier: Tier,
+    /// Tenant.
+    pub tenant_id: TenantId,
+    /// Requests (inference calls).
+    pub invocations: i64,
+    /// Token sums.
+    pub tokens: Tokens,
+    /// Distinct users.
+    pub users: i64,
+    /// The most requests the tenant made in any one second of the hour.
+    pub peak_requests_per_second: i64,
+}
+
+/// Builds a `tenant_hourly` record batch.
+///
+/// # Errors
+///
+/// Only if the columns disagree with the schema, which would be a bug here.
+pub fn tenant_hourly_batch(rows: &[TenantHour]) -> Result<RecordBatch, ArrowError> {
+    let n = rows.len();
+    let mut hour = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut tier = StringBuilder::with_capacity(n, n * 8);
+    let mut tenant = StringBuilder::with_capacity(n, n * 16);
+    let mut invocations = Int64Builder::with_capacity(n);
+    let mut tokens = TokenBuilders::with_capacity(n);
+    let mut users = Int64Builder::with_capacity(n);
+    let mut peak = Int64Builder::with_capacity(n);
+    for r in rows {
+        hour.append_value(r.hour_ms);
+        tier.append_value(r.tier.as_str());
+        tenant.append_value(r.tenant_id.as_str());
+        invocations.append_value(r.invocations);
+        tokens.append(&r.tokens);
+        users.append_value(r.users);
+        peak.append_value(r.peak_requests_per_second);
+    }
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(hour.finish()),
+        Arc::new(tier.finish()),
+        Arc::new(tenant.finish()),
+        Arc::new(invocations.finish()),
+    ];
+    tokens.finish(&mut columns);
+    columns.push(Arc::new(users.finish()));
+    columns.push(Arc::new(peak.finish()));
+    RecordBatch::try_new(tenant_hourly_schema(), columns)
+}
+
+/// Reads `tenant_hourly` rows back, validating identifiers.
+///
+/// # Errors
+///
+/// A missing or mistyped column, or an identifier that fails validation.
+pub fn tenant_hourly_from_batch(batch: &RecordBatch) -> Result<Vec<TenantHour>, ArrowError> {
+    let hour = column(batch, "hour")?
+        .as_primitive_opt::<TimestampMillisecondType>()
+        .ok_or_else(|| ArrowError::SchemaError("column hour is not timestamp(ms)".into()))?;
+    let tier = strings(batch, "tier")?;
+    let tenant = strings(batch, "tenant_id")?;
+    let inv = ints(batch, "invocations")?;
+    let t: Vec<_> = TOKEN_COLUMNS.iter().map(|n| ints(batch, n)).collect::<Result<_, _>>()?;
+    let users = ints(batch, "users")?;
+    let peak = ints(batch, "peak_requests_per_second")?;
+    (0..batch.num_rows())
+        .map(|i| {
+            Ok(TenantHour {
+                hour_ms: hour.value(i),
+                tier: Tier::new(tier.value(i)).map_err(|e| invalid("tier", i, e))?,
+                tenant_id: TenantId::new(tenant.value(i))
+                    .map_err(|e| invalid("tenant_id", i, e))?,
+                invocations: inv.value(i),
+                tokens: Tokens {
+                    input: t[0].value(i),
+                    output: t[1].value(i),
+                    total: t[2].value(i),
+                    cache_read: t[3].value(i),
+                    cache_write: t[4].value(i),
+                },
+                users: users.value(i),
+                peak_requests_per_second: peak.value(i),
+            })
+        })
+        .collect()
+}
+
+static FLAGS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let fields = vec![
+        Field::new("evaluated_at", utc_millis(), false),
+        Field::new("id", DataType::Utf8, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("tier", DataType::Utf8, false),
+        Field::new("tenant_id", DataType::Utf8, true),
+        Field::new("window_start", utc_millis(), false),
+        Field::new("window_end", utc_millis(), false),
+        Field::new("metric", DataType::Utf8, false),
+        Field::new("value", DataType::Float64, false),
+        Field::new("threshold", DataType::Float64, false),
+        Field::new("hours_over", DataType::Int64, true),
+        Field::new("hours_active", DataType::Int64, true),
+        Field::new("evidence", DataType::Utf8, false),
+        Field::new("severity", DataType::Utf8, false),
+        Field::new("recommended_action", DataType::Utf8, false),
+    ];
+    with_version(fields, "1")
+});
+
+/// Schema of `flags`.
+pub fn flags_schema() -> SchemaRef {
+    FLAGS_SCHEMA.clone()
+}
+
+/// One row of `flags`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlagRow {
+    /// When the flag was evaluated (the end of its day), milliseconds.
+    pub evaluated_at_ms: i64,
+    /// Stable flag identity.
+    pub id: String,
+    /// Kind code.
+    pub kind: String,
+    /// Tier.
+    pub tier: Tier,
+    /// Tenant, except for pool flags.
+    pub tenant_id: Option<TenantId>,
+    /// Evidence window, milliseconds.
+    pub window_start_ms: i64,
+    /// Evidence window end, milliseconds.
+    pub window_end_ms: i64,
+    /// Metric name.
+    pub metric: String,
+    /// Measured value.
+    pub value: f64,
+    /// Threshold crossed.
+    pub threshold: f64,
+    /// Hours over the threshold.
+    pub hours_over: Option<i64>,
+    /// Active hours.
+    pub hours_active: Option<i64>,
+    /// The evidence as JSON.
+    pub evidence: String,
+    /// Severity code.
+    pub severity: String,
+    /// Recommended action.
+    pub recommended_action: String,
+}
+
+/// Builds a `flags` record batch.
+///
+/// # Errors
+///
+/// Only if the columns disagree with the schema, which would be a bug here.
+pub fn flags_batch(rows: &[FlagRow]) -> Result<RecordBatch, ArrowError> {
+    use arrow_array::builder::Float64Builder;
+    let n = rows.len();
+    let ts = || TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
+    let text = || StringBuilder::with_capacity(n, n * 24);
+    let (mut at, mut start, mut end) = (ts(), ts(), ts());
+    let (
+        mut id,
+        mut kind,
+        mut tier,
+        mut tenant,
+        mut metric,
+        mut evidence,
+        mut severity,
+        mut action,
+    ) = (text(), text(), text(), text(), text(), text(), text(), text());
+    let (mut value, mut threshold) =
+        (Float64Builder::with_capacity(n), Float64Builder::with_capacity(n));
+    let (mut over, mut active) = (Int64Builder::with_capacity(n), Int64Builder::with_capacity(n));
+    for r in rows {
+        at.append_value(r.evaluated_at_ms);
+        id.append_value(&r.id);
+        kind.append_value(&r.kind);
+        tier.append_value(r.tier.as_str());
+        tenant.append_option(r.tenant_id.as_ref().map(TenantId::as_str));
+        start.append_value(r.window_start_ms);
+        end.append_value(r.window_end_ms);
+        metric.append_value(&r.metric);
+        value.append_value(r.value);
+        threshold.append_value(r.threshold);
+        over.append_option(r.hours_over);
+        active.append_option(r.hours_active);
+        evidence.append_value(&r.evidence);
+        severity.append_value(&r.severity);
+        action.append_value(&r.recommended_action);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(at.finish()),
+        Arc::new(id.finish()),
+        Arc::new(kind.finish()),
+        Arc::new(tier.finish()),
+        Arc::new(tenant.finish()),
+        Arc::new(start.finish()),
+        Arc::new(end.finish()),
+        Arc::new(metric.finish()),
+        Arc::new(value.finish()),
+        Arc::new(threshold.finish()),
+        Arc::new(over.finish()),
+        Arc::new(active.finish()),
+        Arc::new(evidence.finish()),
+        Arc::new(severity.finish()),
+        Arc::new(action.finish()),
+    ];
+    RecordBatch::try_new(flags_schema(), columns)
 }
 
 /// Schema of `usage_events`.
@@ -592,6 +839,21 @@ mod tests {
     }
 
     #[test]
+    fn tenant_hourly_round_trip() {
+        let row = TenantHour {
+            hour_ms: HOUR_MS * 5,
+            tier: Tier::new("basic").unwrap(),
+            tenant_id: TenantId::new("clinic-a").unwrap(),
+            invocations: 7,
+            tokens: Tokens { input: 1, output: 2, total: 3, cache_read: 0, cache_write: 0 },
+            users: 2,
+            peak_requests_per_second: 3,
+        };
+        let batch = tenant_hourly_batch(std::slice::from_ref(&row)).unwrap();
+        assert_eq!(tenant_hourly_from_batch(&batch).unwrap(), vec![row]);
+    }
+
+    #[test]
     fn hour_start_handles_negative_times() {
         assert_eq!(hour_start_ms(HOUR_MS + 5), HOUR_MS);
         assert_eq!(hour_start_ms(-1), -HOUR_MS);
@@ -636,6 +898,7 @@ mod tests {
                         DataType::Int64
                             | DataType::Utf8
                             | DataType::Boolean
+                            | DataType::Float64
                             | DataType::Decimal128(38, _)
                             | DataType::Timestamp(TimeUnit::Millisecond, Some(_))
                     ),

@@ -62,7 +62,9 @@ fn hostile_tenant_ids_never_reach_a_path() {
     assert_eq!(top, ["cwd", "gen", "lake"]);
     assert!(!std::path::Path::new("/tmp/agentmeter-escape").exists());
     for f in files_under(&lake) {
-        let ok = (f.starts_with("usage_events/dt=") || f.starts_with("usage_hourly/dt="))
+        let ok = (f.starts_with("usage_events/dt=")
+            || f.starts_with("usage_hourly/dt=")
+            || f.starts_with("tenant_hourly/dt="))
             && f.ends_with(".parquet")
             || f.starts_with("_quarantine/")
                 && f.ends_with(".jsonl")

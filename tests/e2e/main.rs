@@ -7,6 +7,7 @@ mod util;
 
 mod crash;
 mod dirty;
+mod flags;
 mod ingest;
 mod invoice;
 mod isolation;

@@ -117,6 +117,29 @@ fn hourly_agrees_with_events_including_late_data() {
 }
 
 #[test]
+fn tenant_hours_keep_users_and_the_peak_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(dir.path()).unwrap();
+    let mut w = EventWriter::new(&lake, small());
+    // Three requests in second 10 (two users), one in second 11, one in the next hour.
+    for (i, (t, user)) in
+        [(10_000, "u1"), (10_400, "u2"), (10_999, "u1"), (11_000, "u1"), (HOUR_MS + 5, "u1")]
+            .into_iter()
+            .enumerate()
+    {
+        let mut e = ev(&format!("p{i}"), "t1", DAY0 + t, 1);
+        e.user_id = UserId::new(user).unwrap();
+        w.push(e).unwrap();
+    }
+    w.finish().unwrap();
+    let rows = lake.reader().tenant_hourly(day(1)).unwrap();
+    let got: Vec<_> =
+        rows.iter().map(|r| (r.invocations, r.users, r.peak_requests_per_second)).collect();
+    assert_eq!(got, [(4, 2, 3), (1, 1, 1)]);
+    assert_eq!(rows[0].tokens.input, 4);
+}
+
+#[test]
 fn a_crash_between_events_and_rollup_is_repaired_by_the_next_writer() {
     let dir = tempfile::tempdir().unwrap();
     {

@@ -22,7 +22,7 @@ use agentmeter_aggregate::{Lake, write_parquet_file};
 use agentmeter_schemas::TenantId;
 use agentmeter_schemas::tables::{INVOICE_LINES, InvoiceLineRow, TABLES, invoice_lines_batch};
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::compute::InvoiceRun;
 use super::model::{Invoice, Problem, Unallocated};
@@ -64,7 +64,7 @@ pub enum ExportError {
 }
 
 /// Margin of one tier.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TierMargin {
     /// Tier.
     pub tier: String,
@@ -79,7 +79,7 @@ pub struct TierMargin {
 }
 
 /// Margin of one tenant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantMargin {
     /// Tenant.
     pub tenant_id: TenantId,
@@ -96,7 +96,7 @@ pub struct TenantMargin {
 }
 
 /// Whether the allocations reconcile with Cost Explorer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reconciliation {
     /// Cost Explorer amounts of the period, each rounded to the cent, summed.
     pub cost_explorer_total: Decimal,
@@ -111,7 +111,7 @@ pub struct Reconciliation {
 }
 
 /// The margin summary.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MarginSummary {
     /// `YYYY-MM`.
     pub period: String,

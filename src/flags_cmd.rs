@@ -1,0 +1,285 @@
+//! `agentmeter flags`: evaluate flags over a range, write them, and send their alerts once.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use agentmeter_aggregate::fsio::write_atomic;
+use agentmeter_aggregate::{Lake, LakeReader};
+use agentmeter_reports::alerts::{AlertSink, DeliveryOptions, Secret, deliver};
+use agentmeter_reports::flags::{
+    Evaluation, Flag, FlagKind, FlagState, FlagStatus, Policy, episodes, evaluate_range,
+};
+use agentmeter_reports::invoice::Period;
+use agentmeter_schemas::tables::{FLAGS, FlagRow, TABLES, TENANT_HOURLY, TenantHour, flags_batch};
+use anyhow::{Context, bail};
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+
+use crate::UsageError;
+use crate::cli::FlagsArgs;
+
+/// Parses `YYYY-MM-DD` (UTC midnight) or an RFC 3339 instant.
+pub fn instant(name: &str, s: &str) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).map_err(|_| {
+        UsageError(format!("--{name} {s:?} is neither YYYY-MM-DD nor an RFC 3339 instant")).into()
+    })
+}
+
+/// Reads a policy file, or the defaults.
+pub fn load_policy(path: Option<&Path>) -> anyhow::Result<Policy> {
+    match path {
+        None => Ok(Policy::default()),
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| UsageError(format!("--policy {}: {e}", p.display())))?;
+            Policy::from_toml_str(&text)
+                .map_err(|e| UsageError(format!("--policy {}: {e}", p.display())).into())
+        }
+    }
+}
+
+/// `tenant_hourly` rows of the days overlapping `[from, to)`.
+pub fn tenant_hours(
+    lake: &LakeReader,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> anyhow::Result<Vec<TenantHour>> {
+    let mut rows = Vec::new();
+    for dt in lake.partitions(TENANT_HOURLY)? {
+        let start = dt.and_time(chrono::NaiveTime::MIN).and_utc();
+        if start + TimeDelta::days(1) <= from || start >= to {
+            continue;
+        }
+        rows.extend(lake.tenant_hourly(dt)?);
+    }
+    Ok(rows)
+}
+
+/// What a flags run did.
+pub struct FlagsRun {
+    pub evaluations: Vec<Evaluation>,
+    pub episodes: Vec<Flag>,
+    pub alerts_sent: usize,
+    pub failures: Vec<String>,
+    pub out: PathBuf,
+    pub window_days: u32,
+}
+
+fn row(e_at: DateTime<Utc>, f: &Flag) -> anyhow::Result<FlagRow> {
+    Ok(FlagRow {
+        evaluated_at_ms: e_at.timestamp_millis(),
+        id: f.id.clone(),
+        kind: f.kind.code().to_owned(),
+        tier: f.tier.clone(),
+        tenant_id: f.tenant_id.clone(),
+        window_start_ms: f.window_start.timestamp_millis(),
+        window_end_ms: f.window_end.timestamp_millis(),
+        metric: f.metric.clone(),
+        value: f.value,
+        threshold: f.threshold,
+        hours_over: f.evidence.hours_over.map(i64::from),
+        hours_active: f.evidence.hours_active.map(i64::from),
+        evidence: serde_json::to_string(&f.evidence).context("encoding evidence")?,
+        severity: serde_json::to_value(f.severity)?.as_str().unwrap_or_default().to_owned(),
+        recommended_action: f.recommended_action.clone(),
+    })
+}
+
+pub fn execute(a: &FlagsArgs) -> anyhow::Result<FlagsRun> {
+    let (from, to) = match (&a.period, &a.from, &a.to) {
+        (Some(p), _, _) => {
+            let p = Period::parse(p).map_err(|e| UsageError(format!("--period: {e}")))?;
+            (p.start_time(), p.end_time())
+        }
+        (None, Some(f), Some(t)) => (instant("from", f)?, instant("to", t)?),
+        _ => bail!(UsageError("give --period, or --from and --to".into())),
+    };
+    if from >= to {
+        bail!(UsageError(format!("--from {from} is not before --to {to}")));
+    }
+    let policy = load_policy(a.policy.as_deref())?;
+    let sinks: Vec<AlertSink> = a
+        .alerts
+        .iter()
+        .map(|s| {
+            s.parse::<AlertSink>()
+                .map_err(|e| anyhow::Error::new(UsageError(format!("--alert: {e}"))))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    if !a.lake.join("_state/lake.json").is_file() {
+        bail!(UsageError(format!("--lake {} is not an agentmeter lake", a.lake.display())));
+    }
+    let lake = Lake::open(&a.lake).map_err(|e| match e {
+        agentmeter_aggregate::Error::Locked { .. } => anyhow::Error::new(UsageError(e.to_string())),
+        other => anyhow::Error::new(other).context("opening the lake"),
+    })?;
+    let history = from - TimeDelta::days(i64::from(policy.window_days));
+    let rows = tenant_hours(lake.reader(), history, to).context("reading tenant_hourly")?;
+    if rows.is_empty()
+        && !lake.reader().partitions(agentmeter_schemas::tables::USAGE_HOURLY)?.is_empty()
+    {
+        bail!(UsageError(format!(
+            "the lake has no tenant_hourly rollup (written by an older version); run `agentmeter rollup --lake {}` once",
+            a.lake.display()
+        )));
+    }
+    // Agent invocations come from spans; until a lake holds them, runaway sessions have no input.
+    let evaluations = evaluate_range(&rows, &[], &policy, from, to);
+    let eps = episodes(&evaluations);
+
+    // The flags table: the flags holding at the end of each evaluated day.
+    let table = TABLES.iter().find(|t| t.name == FLAGS).context("flags table")?;
+    for e in &evaluations {
+        let day = (e.at - TimeDelta::milliseconds(1)).date_naive();
+        let rows = e.flags.iter().map(|f| row(e.at, f)).collect::<anyhow::Result<Vec<_>>>()?;
+        let batch = flags_batch(&rows).context("building flags rows")?;
+        // Sorted by id (column 1).
+        lake.replace_partition(table, day, &batch, &[1]).context("writing the flags table")?;
+    }
+    let mut jsonl = Vec::new();
+    for f in &eps {
+        serde_json::to_writer(&mut jsonl, f).context("encoding a flag")?;
+        jsonl.push(b'\n');
+    }
+    let out = a.out.join("flags.jsonl");
+    write_atomic(&out, &jsonl).with_context(|| format!("writing {}", out.display()))?;
+
+    // Alerts: transitions after the last evaluation the state has seen, plus earlier failures.
+    let state_path = lake.layout().state_dir().join("flags.json");
+    let mut state: FlagState = match std::fs::read(&state_path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .with_context(|| format!("reading {}", state_path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => FlagState::default(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", state_path.display())),
+    };
+    let new_alerts = state.advance(&evaluations);
+    let retry = std::mem::take(&mut state.pending);
+    let mut sent = 0;
+    let mut failures = Vec::new();
+    if !sinks.is_empty() && (!new_alerts.is_empty() || !retry.is_empty()) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        let opts = DeliveryOptions {
+            webhook_secret: Secret::from_env().map_err(|e| UsageError(e.to_string()))?,
+            max_attempts: a.alert_max_attempts,
+            initial_backoff: std::time::Duration::from_millis(a.alert_backoff_ms),
+            ..DeliveryOptions::default()
+        };
+        // Earlier failures go to the sink that missed them, first.
+        for p in retry {
+            let sink = match p.sink.parse::<AlertSink>() {
+                Ok(s) => s,
+                Err(_) => continue,
+            };
+            let report = rt.block_on(deliver(
+                std::slice::from_ref(&p.alert),
+                std::slice::from_ref(&sink),
+                &opts,
+            ));
+            if report.failures.is_empty() {
+                sent += 1;
+            } else {
+                failures.extend(report.failures.iter().map(|f| f.to_string()));
+                state.pending.push(p);
+            }
+        }
+        let report = rt.block_on(deliver(&new_alerts, &sinks, &opts));
+        sent += report.delivered();
+        for f in &report.failures {
+            failures.push(f.to_string());
+            // Keep the sink as it was given (its display form may hide credentials).
+            let given = sinks
+                .iter()
+                .zip(&a.alerts)
+                .find(|(s, _)| s.to_string() == f.sink)
+                .map(|(_, g)| g.clone());
+            if let (Some(sink), Some(alert)) =
+                (given, new_alerts.iter().find(|x| x.alert_id == f.alert_id))
+            {
+                state
+                    .pending
+                    .push(agentmeter_reports::flags::state::Pending { sink, alert: alert.clone() });
+            }
+        }
+    }
+    let body = serde_json::to_vec_pretty(&state).context("encoding the flag state")?;
+    write_atomic(&state_path, &body)
+        .with_context(|| format!("writing {}", state_path.display()))?;
+    Ok(FlagsRun {
+        evaluations,
+        episodes: eps,
+        alerts_sent: sent,
+        failures,
+        out,
+        window_days: policy.window_days,
+    })
+}
+
+pub fn run(a: &FlagsArgs) -> anyhow::Result<()> {
+    let r = execute(a)?;
+    let mut stdout = std::io::stdout().lock();
+    if a.json {
+        for f in &r.episodes {
+            writeln!(stdout, "{}", serde_json::to_string(f)?)?;
+        }
+    } else {
+        render(&mut stdout, &r)?;
+    }
+    Ok(())
+}
+
+/// The human summary: counts per kind and the silo-migration candidates with their evidence.
+pub fn render(w: &mut impl std::io::Write, r: &FlagsRun) -> std::io::Result<()> {
+    writeln!(w, "flags over {} evaluations into {}", r.evaluations.len(), r.out.display())?;
+    for kind in [
+        FlagKind::SiloMigration,
+        FlagKind::PoolSaturation,
+        FlagKind::QuotaBreach,
+        FlagKind::RunawaySession,
+    ] {
+        let all: Vec<&Flag> = r.episodes.iter().filter(|f| f.kind == kind).collect();
+        let active = all.iter().filter(|f| f.status == FlagStatus::Active).count();
+        writeln!(w, "  {:<18} {:>5} ({} active at the end)", kind.code(), all.len(), active)?;
+    }
+    let silo: Vec<&Flag> = r
+        .episodes
+        .iter()
+        .filter(|f| f.kind == FlagKind::SiloMigration && f.status == FlagStatus::Active)
+        .collect();
+    if !silo.is_empty() {
+        writeln!(w, "  migrate to a silo:")?;
+        for f in silo {
+            let share =
+                f.evidence.figures.get("share_of_pool_requests").copied().unwrap_or_default();
+            writeln!(
+                w,
+                "    {} ({}): {:.0}% of the pool's requests in the last {} days; above {:.0}% of it in {} of {} active hours",
+                f.tenant_id.as_ref().map(|t| t.as_str()).unwrap_or("?"),
+                f.tier,
+                share * 100.0,
+                r.window_days,
+                f.threshold * 100.0,
+                f.evidence.hours_over.unwrap_or_default(),
+                f.evidence.hours_active.unwrap_or_default()
+            )?;
+        }
+    }
+    writeln!(
+        w,
+        "  alerts sent: {}{}",
+        r.alerts_sent,
+        if r.failures.is_empty() {
+            String::new()
+        } else {
+            format!(", {} failed (kept for the next run)", r.failures.len())
+        }
+    )?;
+    for f in r.failures.iter().take(5) {
+        writeln!(w, "    {f}")?;
+    }
+    Ok(())
+}

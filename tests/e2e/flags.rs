@@ -1,0 +1,229 @@
+//! Flags on a generated month with known noisy neighbours, alerts sent exactly once, a
+//! signed webhook, and policy errors.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+
+use crate::util::*;
+
+struct Month {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    lake: PathBuf,
+    noisy: Vec<String>,
+}
+
+fn month() -> Month {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_owned();
+    let expected = generate(
+        &root.join("gen"),
+        &["--tenants", "12", "--events", "40000", "--noisy", "2", "--seed", "5"],
+    );
+    let lake = root.join("lake");
+    ingest(&lake, &[&root.join("gen/input")], &[]);
+    // Quotas sized to the generated volume, so that the flags here are about the pool; the
+    // premium pool (four tenants) is measured against a provisioned capacity.
+    std::fs::write(
+        root.join("policy.toml"),
+        "[tiers.basic]\ndaily_quota = 100000\nrate_limit_per_second = 100\n[tiers.premium]\ndaily_quota = 100000\nrate_limit_per_second = 100\nrequests_per_hour = 2000\n",
+    )
+    .unwrap();
+    let mut noisy = expected.noisy_tenants.clone();
+    noisy.sort();
+    Month { _dir: dir, root, lake, noisy }
+}
+
+fn flags(m: &Month, period: &str, extra: &[&str]) -> std::process::Command {
+    let mut c = bin();
+    c.arg("flags")
+        .arg("--lake")
+        .arg(&m.lake)
+        .args(["--period", period])
+        .arg("--policy")
+        .arg(m.root.join("policy.toml"));
+    c.arg("--out").arg(m.root.join("out")).args(extra);
+    c
+}
+
+fn lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn noisy_neighbours_are_flagged_and_the_quiet_are_not_and_alerts_go_out_once() {
+    let m = month();
+    let alerts = m.root.join("alerts/alerts.jsonl");
+    let sink = format!("file://{}", alerts.display());
+    ok(&mut flags(&m, "2026-10", &["--alert", &sink]));
+    let flagged: Vec<Value> = lines(&m.root.join("out/flags.jsonl"));
+    let mut silo: Vec<String> = flagged
+        .iter()
+        .filter(|f| f["kind"] == "silo_migration" && f["status"] == "active")
+        .map(|f| f["tenant_id"].as_str().unwrap().to_owned())
+        .collect();
+    silo.sort();
+    assert_eq!(silo, m.noisy, "exactly the generator's noisy neighbours");
+    for f in flagged.iter().filter(|f| f["kind"] == "silo_migration") {
+        assert_eq!(f["tier"], "basic");
+        assert!(
+            f["evidence"]["hours_over"].as_u64().unwrap() * 2
+                >= f["evidence"]["hours_active"].as_u64().unwrap()
+        );
+        assert_eq!(f["threshold"], 0.2);
+        assert!(f["recommended_action"].as_str().unwrap().contains("silo"));
+    }
+    // The flags table holds the flags active at the end of each day; DuckDB reads it.
+    let table =
+        format!("read_parquet('{}/flags/*/*.parquet', hive_partitioning = true)", m.lake.display());
+    let last_day = duckdb(&format!(
+        "SELECT tenant_id FROM {table} WHERE dt = '2026-10-31' AND kind = 'silo_migration' ORDER BY tenant_id"
+    ));
+    let last: Vec<&str> = last_day.iter().map(|r| r["tenant_id"].as_str().unwrap()).collect();
+    assert_eq!(last, m.noisy);
+
+    let first = lines(&alerts);
+    let raised: Vec<&Value> = first.iter().filter(|a| a["transition"] == "raised").collect();
+    assert!(
+        raised.iter().filter(|a| a["flag"]["kind"] == "silo_migration").count() == m.noisy.len()
+    );
+    // Evaluating the same month again sends nothing.
+    ok(&mut flags(&m, "2026-10", &["--alert", &sink]));
+    assert_eq!(lines(&alerts).len(), first.len());
+    // November has no usage: every flag resolves, once.
+    ok(&mut flags(&m, "2026-11", &["--alert", &sink]));
+    ok(&mut flags(&m, "2026-11", &["--alert", &sink]));
+    let all = lines(&alerts);
+    let mut ids: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for a in &all {
+        ids.entry(a["flag"]["id"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(a["transition"].as_str().unwrap().to_owned());
+    }
+    assert!(!ids.is_empty());
+    for (id, transitions) in ids {
+        assert_eq!(transitions, ["raised", "resolved"], "{id}");
+    }
+    let unique: std::collections::BTreeSet<&str> =
+        all.iter().map(|a| a["alert_id"].as_str().unwrap()).collect();
+    assert_eq!(unique.len(), all.len(), "alert ids are unique");
+}
+
+/// A received request: its headers (lower-case names) and body.
+type Request = (Vec<(String, String)>, String);
+
+/// A one-connection-at-a-time HTTP server answering with the status the test sets and
+/// keeping every request (headers, body).
+struct Hook {
+    port: u16,
+    status: Arc<std::sync::atomic::AtomicU16>,
+    seen: Arc<Mutex<Vec<Request>>>,
+}
+
+fn hook(initial: u16) -> Hook {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let keep = Arc::clone(&seen);
+    let status = Arc::new(std::sync::atomic::AtomicU16::new(initial));
+    let current = Arc::clone(&status);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut headers = Vec::new();
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            loop {
+                line.clear();
+                reader.read_line(&mut line).unwrap();
+                let l = line.trim_end();
+                if l.is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = l.split_once(':') {
+                    headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+                }
+            }
+            let len: usize = headers
+                .iter()
+                .find(|(k, _)| k == "content-length")
+                .map_or(0, |(_, v)| v.parse().unwrap());
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            keep.lock().unwrap().push((headers, String::from_utf8(body).unwrap()));
+            let status = current.load(std::sync::atomic::Ordering::SeqCst);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    Hook { port, status, seen }
+}
+
+#[test]
+fn a_signed_webhook_is_retried_recorded_and_delivered_by_the_next_run() {
+    let m = month();
+    let secret = "s3cr3t-for-the-test";
+    // First run: the receiver fails every attempt; the failure is recorded, the run goes on.
+    let receiver = hook(500);
+    let url = format!("http://127.0.0.1:{}/hook", receiver.port);
+    let out = ok(flags(&m, "2026-10", &["--alert", &url, "--alert-backoff-ms", "5"])
+        .env("AGENTMETER_WEBHOOK_SECRET", secret));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("failed (kept for the next run)"), "{text}");
+    assert!(!text.contains(secret) && !String::from_utf8_lossy(&out.stderr).contains(secret));
+    let attempts = receiver.seen.lock().unwrap().len();
+    assert_eq!(attempts, 4 * m.noisy.len(), "each alert tried 4 times");
+    // Second run, the receiver is back: each alert arrives once, signed.
+    receiver.status.store(200, std::sync::atomic::Ordering::SeqCst);
+    receiver.seen.lock().unwrap().clear();
+    ok(flags(&m, "2026-10", &["--alert", &url]).env("AGENTMETER_WEBHOOK_SECRET", secret));
+    let seen = receiver.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), m.noisy.len(), "{} deliveries", seen.len());
+    let mut keys = std::collections::BTreeSet::new();
+    for (headers, body) in &seen {
+        let get = |k: &str| headers.iter().find(|(h, _)| h == k).map(|(_, v)| v.clone()).unwrap();
+        let ts = get("x-agentmeter-timestamp");
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(format!("{ts}.{body}").as_bytes());
+        assert_eq!(
+            get("x-agentmeter-signature"),
+            format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+        );
+        let alert: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(alert["flag"]["kind"], "silo_migration");
+        assert_eq!(get("idempotency-key"), alert["alert_id"].as_str().unwrap());
+        assert!(keys.insert(get("idempotency-key")), "each alert once");
+    }
+    // A third run has nothing left to send.
+    receiver.seen.lock().unwrap().clear();
+    ok(flags(&m, "2026-10", &["--alert", &url]).env("AGENTMETER_WEBHOOK_SECRET", secret));
+    assert!(receiver.seen.lock().unwrap().is_empty());
+}
+
+#[test]
+fn a_malformed_policy_fails_at_start_up_naming_the_field() {
+    let m = month();
+    std::fs::write(m.root.join("policy.toml"), "[tiers.basic]\ndaily_quota = -3\n").unwrap();
+    let out = flags(&m, "2026-10", &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("tiers.basic.daily_quota: must be a whole number"), "{err}");
+    std::fs::write(m.root.join("policy.toml"), "").unwrap();
+    let out = flags(&m, "2026-10", &["--alert", "ftp://example"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--alert"));
+    assert!(!m.root.join("out/flags.jsonl").exists(), "nothing written");
+}
