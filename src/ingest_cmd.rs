@@ -105,6 +105,10 @@ impl Sink for IngestSink<'_> {
         match o {
             Outcome::Event(e) => self.writer.push(e)?,
             Outcome::Skip(k) => *self.acc.skipped.entry(k).or_default() += 1,
+            Outcome::Span(_) => {
+                // Spans are written by the span writer (agent_spans); counted as skipped until then.
+                *self.acc.skipped.entry(agentmeter_schemas::SkipKind::OtherEvent).or_default() += 1;
+            }
             Outcome::Reject(q) => {
                 tracing::debug!(source = %q.source, position = %q.position, reason = %q.reason, detail = %q.detail, "Record quarantined.");
                 *self.acc.quarantined.entry(q.reason).or_default() += 1;

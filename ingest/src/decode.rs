@@ -26,6 +26,8 @@ pub enum Outcome {
     Skip(SkipKind),
     /// Refused; to be written to the quarantine. Boxed: refusals are rare and large.
     Reject(Box<QuarantineEntry>),
+    /// A valid span of an agent runtime, to be deduplicated and written to `agent_spans`.
+    Span(Box<agentmeter_schemas::AgentSpan>),
 }
 
 /// The outcomes of a unit of input, in input order.
@@ -384,6 +386,8 @@ impl Decoder {
             RawFormat::CwlLogEvent => self.log_event(&bytes, inner, out),
             RawFormat::CwlPayloadGzip => self.payload_gzip(&bytes, inner, out),
             RawFormat::Source => crate::source::decode_bytes(self, &bytes, inner, out),
+            // Spans land with the OTLP decoder; until then a replayed span stays refused.
+            RawFormat::OtlpJson => out.outcomes.push(Outcome::Reject(Box::new(entry))),
         }
     }
 }

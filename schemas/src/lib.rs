@@ -6,6 +6,7 @@
 //! - [`TenantId`], [`UserId`], [`Tier`], [`ModelId`], [`EventId`]: identifiers that are
 //!   validated once, at the edge, and can then be used in paths, keys and file names.
 //! - [`UsageEvent`]: one valid `inference_usage` record, normalised.
+//! - [`AgentSpan`]: one valid OpenTelemetry span of an agent runtime, without its events.
 //! - [`Reason`], [`SkipKind`], [`Accounting`]: where each input record ended up.
 //! - [`QuarantineEntry`]: the replayable form of a rejected record.
 //! - [`money`]: exact decimal amounts and the one rounding rule.
@@ -18,9 +19,11 @@ mod event;
 mod ids;
 pub mod money;
 mod quarantine;
+mod span;
 pub mod tables;
 
 pub use accounting::{Accounting, Reason, SkipKind};
 pub use event::{Position, SourceUri, Tokens, UsageEvent, content_digest_hex};
 pub use ids::{EventId, IdError, ModelId, TenantId, Tier, UserId};
 pub use quarantine::{QUARANTINE_MARKER, QuarantineEntry, RawFormat};
+pub use span::{AgentSpan, SpanStatus, SpanTokens, valid_hex_id};

@@ -28,6 +28,9 @@ pub enum RawFormat {
     CwlPayloadGzip,
     /// A whole source (or the part of it that could not be split into records).
     Source,
+    /// An OTLP `ExportTraceServiceRequest` in the OTLP JSON encoding, holding the one refused
+    /// span with its resource and scope.
+    OtlpJson,
 }
 
 /// One quarantined record.

@@ -44,6 +44,7 @@ fn summary(d: &Decoded) -> Vec<String> {
             Outcome::Event(e) => format!("event {} {}", e.event_id, e.user_id),
             Outcome::Skip(k) => format!("skip {k}"),
             Outcome::Reject(q) => format!("reject {} at {}", q.reason, q.position),
+            Outcome::Span(s) => format!("span {}", s.key()),
         })
         .collect()
 }

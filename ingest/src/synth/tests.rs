@@ -72,6 +72,7 @@ impl Sink for Check {
             }
             Outcome::Skip(k) => *self.acc.skipped.entry(k).or_default() += 1,
             Outcome::Reject(q) => *self.acc.quarantined.entry(q.reason).or_default() += 1,
+            Outcome::Span(s) => panic!("the synthetic logs hold no spans, got {}", s.key()),
         }
         Ok(())
     }

@@ -1,0 +1,140 @@
+//! Agent spans: the OpenTelemetry spans of agent runtimes, reduced to what metering needs.
+//!
+//! Span events are never kept: they carry prompts, tool arguments and outputs (patient data in
+//! the seeds' example). Only identity, timing, tenant context, the operation and the token
+//! attributes (for reconciliation with the logs) remain.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ModelId, SourceUri, TenantId, Tier, UserId};
+
+/// A span's status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpanStatus {
+    /// Not set.
+    Unset,
+    /// OK.
+    Ok,
+    /// Error.
+    Error,
+}
+
+impl SpanStatus {
+    /// The lower-case code.
+    pub fn code(self) -> &'static str {
+        match self {
+            SpanStatus::Unset => "unset",
+            SpanStatus::Ok => "ok",
+            SpanStatus::Error => "error",
+        }
+    }
+}
+
+/// Token counts a span reports (`gen_ai.usage.*`), each when present.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SpanTokens {
+    /// Input tokens.
+    pub input: Option<i64>,
+    /// Output tokens.
+    pub output: Option<i64>,
+    /// Total tokens.
+    pub total: Option<i64>,
+    /// Cache read tokens.
+    pub cache_read: Option<i64>,
+    /// Cache write tokens.
+    pub cache_write: Option<i64>,
+}
+
+/// One valid, distinct span: a row of `agent_spans`. Its identity is (trace id, span id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentSpan {
+    /// Trace id, 32 lower-case hex digits.
+    pub trace_id: String,
+    /// Span id, 16 lower-case hex digits.
+    pub span_id: String,
+    /// Parent span id, if any.
+    pub parent_span_id: Option<String>,
+    /// Span name (at most 256 characters kept).
+    pub name: String,
+    /// `gen_ai.operation.name` (`invoke_agent`, `chat`, `execute_tool`, ...).
+    pub operation: Option<String>,
+    /// Start, milliseconds since the epoch, UTC.
+    pub start_ms: i64,
+    /// End, milliseconds since the epoch, UTC.
+    pub end_ms: i64,
+    /// Tier.
+    pub tier: Tier,
+    /// Tenant.
+    pub tenant_id: TenantId,
+    /// User, when the span carries one (`user_id`, or `actor_id` minus `{tier}-{tenant}-`).
+    pub user_id: Option<UserId>,
+    /// Model (`gen_ai.request.model`).
+    pub model_id: Option<ModelId>,
+    /// Tool (`gen_ai.tool.name`).
+    pub tool_name: Option<String>,
+    /// Status code.
+    pub status: SpanStatus,
+    /// Token attributes, for reconciliation only (billing uses the logs).
+    pub tokens: SpanTokens,
+    /// Instrumentation scope (`strands.telemetry.tracer`, ...).
+    pub scope: String,
+    /// Resource `service.name`.
+    pub service: Option<String>,
+    /// Where the span was read.
+    pub source: SourceUri,
+}
+
+impl AgentSpan {
+    /// The span's identity as one string: `trace:span`.
+    pub fn key(&self) -> String {
+        format!("{}:{}", self.trace_id, self.span_id)
+    }
+
+    /// Duration in milliseconds (never negative).
+    pub fn duration_ms(&self) -> i64 {
+        (self.end_ms - self.start_ms).max(0)
+    }
+
+    /// A digest of the content (not the source), to tell conflicting duplicates.
+    pub fn content_fingerprint(&self) -> u64 {
+        let mut h = blake3::Hasher::new();
+        let text = serde_json::to_string(&(
+            &self.parent_span_id,
+            &self.name,
+            &self.operation,
+            self.start_ms,
+            self.end_ms,
+            &self.tier,
+            &self.tenant_id,
+            &self.user_id,
+            &self.model_id,
+            &self.tool_name,
+            self.status,
+            self.tokens,
+        ))
+        .unwrap_or_default();
+        h.update(text.as_bytes());
+        let mut out = [0u8; 8];
+        out.copy_from_slice(&h.finalize().as_bytes()[..8]);
+        u64::from_le_bytes(out)
+    }
+}
+
+/// True for `n` lower-case hex digits that are not all zero (OTLP's invalid id).
+pub fn valid_hex_id(id: &str, n: usize) -> bool {
+    id.len() == n && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) && id.bytes().any(|b| b != b'0')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids() {
+        assert!(valid_hex_id("0af7651916cd43dd8448eb211c80319c", 32));
+        assert!(!valid_hex_id("00000000000000000000000000000000", 32));
+        assert!(!valid_hex_id("0AF7651916CD43DD8448EB211C80319C", 32));
+        assert!(!valid_hex_id("b7ad6b716920333", 16));
+    }
+}
