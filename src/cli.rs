@@ -50,6 +50,8 @@ pub enum Command {
     Report(ReportArgs),
     /// Rebuild the rollup tables (usage_hourly, tenant_hourly) of every day from usage_events.
     Rollup(RollupArgs),
+    /// Receive OpenTelemetry spans over OTLP/HTTP into the lake (until SIGTERM or SIGINT).
+    Serve(ServeArgs),
     /// Generate a deterministic synthetic month of usage logs.
     Gen(GenArgs),
     /// Generate a month for about 50 tenants, ingest it, and show what came out.
@@ -62,6 +64,7 @@ pub enum FormatArg {
     Ndjson,
     CwlSubscription,
     FilterLogEvents,
+    OtlpProto,
 }
 
 #[derive(Debug, Args)]
@@ -301,4 +304,29 @@ pub struct RollupArgs {
     /// Lake directory.
     #[arg(long)]
     pub lake: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Lake directory (held for writing while the server runs).
+    #[arg(long)]
+    pub lake: PathBuf,
+    /// Address of the OTLP/HTTP receiver (loopback by default; port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:4318")]
+    pub otlp_http: std::net::SocketAddr,
+    /// File holding the bearer token clients must send (else AGENTMETER_OTLP_TOKEN; else none).
+    #[arg(long)]
+    pub auth_token_file: Option<PathBuf>,
+    /// Largest request body after decompression, bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    pub max_body_bytes: usize,
+    /// Requests decoded or waiting on the log at once; more are answered 503.
+    #[arg(long, default_value_t = 64)]
+    pub max_in_flight: usize,
+    /// How often acknowledged spans move from the write-ahead log into the lake, ms.
+    #[arg(long, default_value_t = 2000)]
+    pub flush_interval_ms: u64,
+    /// Input field holding the tenant id (`tenant_id` is accepted as well).
+    #[arg(long, default_value = "clinic_id")]
+    pub tenant_field: String,
 }

@@ -35,6 +35,7 @@ impl IngestPlan {
             FormatArg::Ndjson => Format::Ndjson,
             FormatArg::CwlSubscription => Format::CwlSubscription,
             FormatArg::FilterLogEvents => Format::FilterLogEvents,
+            FormatArg::OtlpProto => Format::OtlpProto,
         };
         let sources = source::expand(&a.sources, format).map_err(|e| UsageError(e.to_string()))?;
         if a.lake.is_file() {
@@ -79,6 +80,7 @@ pub fn run(a: &IngestArgs) -> anyhow::Result<IngestSummary> {
 /// Routes outcomes: events to the writer, refusals to the quarantine, counts to `acc`.
 struct IngestSink<'l> {
     writer: EventWriter<'l>,
+    spans: EventWriter<'l, agentmeter_schemas::AgentSpan>,
     quarantine: QuarantineWriter,
     acc: Accounting,
     /// Records read before the current source started.
@@ -105,10 +107,7 @@ impl Sink for IngestSink<'_> {
         match o {
             Outcome::Event(e) => self.writer.push(e)?,
             Outcome::Skip(k) => *self.acc.skipped.entry(k).or_default() += 1,
-            Outcome::Span(_) => {
-                // Spans are written by the span writer (agent_spans); counted as skipped until then.
-                *self.acc.skipped.entry(agentmeter_schemas::SkipKind::OtherEvent).or_default() += 1;
-            }
+            Outcome::Span(s) => self.spans.push(*s)?,
             Outcome::Reject(q) => {
                 tracing::debug!(source = %q.source, position = %q.position, reason = %q.reason, detail = %q.detail, "Record quarantined.");
                 *self.acc.quarantined.entry(q.reason).or_default() += 1;
@@ -139,6 +138,7 @@ pub fn execute(plan: &IngestPlan) -> anyhow::Result<IngestSummary> {
     let progress = Progress::start(total, plan.progress);
     let mut sink = IngestSink {
         writer: EventWriter::new(&lake, plan.writer),
+        spans: EventWriter::new(&lake, plan.writer),
         quarantine: QuarantineWriter::new(lake.layout().clone()),
         acc: Accounting::default(),
         source_start: 0,
@@ -147,14 +147,19 @@ pub fn execute(plan: &IngestPlan) -> anyhow::Result<IngestSummary> {
         pipeline::run(&plan.sources, &plan.decoder, plan.workers, &progress.bytes, &mut sink);
     let bytes_read = progress.finish();
     result.context("ingest stopped; the lake holds the batches written before the error, and running the same ingest again completes it")?;
-    let IngestSink { writer, quarantine, mut acc, .. } = sink;
+    let IngestSink { writer, spans, quarantine, mut acc, .. } = sink;
     // Events first, then the quarantine: a replayed record is never dropped from the
     // quarantine before it is durable in the lake.
-    let stats = writer.finish().context("writing the lake")?;
+    let (mut stats, mut days) = writer.finish_without_rollups().context("writing the lake")?;
+    let (span_stats, span_days) = spans.finish_without_rollups().context("writing the lake")?;
+    days.extend(span_days);
+    stats.rollups = lake.rebuild_rollups(&days).context("rebuilding rollups")?;
     let q = quarantine.finish().context("writing the quarantine")?;
     acc.events_written = stats.written;
     acc.duplicates = stats.duplicates;
-    acc.conflicting_duplicates = stats.conflicting;
+    acc.conflicting_duplicates = stats.conflicting + span_stats.conflicting;
+    acc.spans_written = span_stats.written;
+    acc.span_duplicates = span_stats.duplicates;
     let balanced = acc.balances();
     if balanced {
         tracing::info!(
@@ -174,7 +179,7 @@ pub fn execute(plan: &IngestPlan) -> anyhow::Result<IngestSummary> {
         sources: plan.sources.len() as u64,
         bytes_read,
         accounting: acc,
-        files_written: stats.files,
+        files_written: stats.files + span_stats.files,
         partitions_rolled_up: stats.rollups,
         quarantine_files_written: q.files_written,
         quarantine_files_removed: q.files_removed,

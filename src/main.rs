@@ -14,6 +14,7 @@ mod progress;
 mod report_cmd;
 mod rollup_cmd;
 mod schema_cmd;
+mod serve_cmd;
 
 use std::process::ExitCode;
 
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
         cli::Command::Flags(a) => flags_cmd::run(&a),
         cli::Command::Report(a) => report_cmd::run(&a),
         cli::Command::Rollup(a) => rollup_cmd::run(&a),
+        cli::Command::Serve(a) => serve_cmd::run(&a),
         cli::Command::Gen(a) => gen_cmd::run(&a),
         cli::Command::Demo(a) => demo::run(&a),
     };

@@ -5,11 +5,12 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 
+use agentmeter_schemas::tables::{AGENT_INVOCATIONS, InvocationRow, agent_invocations_from_batch};
 use agentmeter_schemas::tables::{
     HourlyKey, HourlyMeasures, TENANT_HOURLY, TableDef, TenantHour, USAGE_EVENTS, USAGE_HOURLY,
-    hourly_from_batch, tenant_hourly_from_batch, usage_events_from_batch,
+    hourly_from_batch, tenant_hourly_from_batch,
 };
-use agentmeter_schemas::{QuarantineEntry, UsageEvent};
+use agentmeter_schemas::{AgentSpan, QuarantineEntry, UsageEvent};
 use arrow_array::RecordBatch;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -18,6 +19,7 @@ use crate::error::{Error, Result, io_at};
 use crate::fsio::{TEMP_PREFIX, remove_temporaries, write_atomic};
 use crate::layout::{Layout, parse_partition};
 use crate::parquet_io::read_file;
+use crate::record::LakeRecord;
 
 /// The lake format this version writes and reads.
 pub const LAKE_FORMAT_VERSION: u32 = 1;
@@ -109,7 +111,13 @@ impl Lake {
         let l = self.layout();
         let mut n = remove_temporaries(&l.quarantine_dir())?;
         n += remove_temporaries(&l.state_dir())?;
-        for table in [USAGE_EVENTS, USAGE_HOURLY, TENANT_HOURLY] {
+        for table in [
+            USAGE_EVENTS,
+            USAGE_HOURLY,
+            TENANT_HOURLY,
+            agentmeter_schemas::tables::AGENT_SPANS,
+            AGENT_INVOCATIONS,
+        ] {
             for dt in self.reader.partitions(table)? {
                 n += remove_temporaries(&l.partition(table, dt))?;
             }
@@ -258,16 +266,62 @@ impl LakeReader {
     pub fn for_each_event_batch(
         &self,
         dt: NaiveDate,
-        mut f: impl FnMut(Vec<UsageEvent>) -> Result<()>,
+        f: impl FnMut(Vec<UsageEvent>) -> Result<()>,
     ) -> Result<()> {
-        for path in self.files(USAGE_EVENTS, dt)? {
+        self.for_each_batch::<UsageEvent>(dt, f)
+    }
+
+    /// Calls `f` with the records of each file of one partition of `R`'s table, a file at a
+    /// time.
+    ///
+    /// # Errors
+    ///
+    /// A file cannot be read or does not match the table, or `f` fails.
+    pub fn for_each_batch<R: LakeRecord>(
+        &self,
+        dt: NaiveDate,
+        mut f: impl FnMut(Vec<R>) -> Result<()>,
+    ) -> Result<()> {
+        for path in self.files(R::TABLE, dt)? {
             for batch in read_file(&path)? {
-                let events = usage_events_from_batch(&batch)
+                let records = R::from_batch(&batch)
                     .map_err(|source| Error::Arrow { path: path.clone(), source })?;
-                f(events)?;
+                f(records)?;
             }
         }
         Ok(())
+    }
+
+    /// Every span of one `agent_spans` partition.
+    ///
+    /// # Errors
+    ///
+    /// A file cannot be read or does not match the table.
+    pub fn spans(&self, dt: NaiveDate) -> Result<Vec<AgentSpan>> {
+        let mut out = Vec::new();
+        self.for_each_batch::<AgentSpan>(dt, |s| {
+            out.extend(s);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Every row of one `agent_invocations` partition.
+    ///
+    /// # Errors
+    ///
+    /// A file cannot be read or does not match the table.
+    pub fn invocations(&self, dt: NaiveDate) -> Result<Vec<InvocationRow>> {
+        let mut out = Vec::new();
+        for path in self.files(AGENT_INVOCATIONS, dt)? {
+            for batch in read_file(&path)? {
+                out.extend(
+                    agent_invocations_from_batch(&batch)
+                        .map_err(|source| Error::Arrow { path: path.clone(), source })?,
+                );
+            }
+        }
+        Ok(out)
     }
 
     /// Every row of one `usage_hourly` partition.

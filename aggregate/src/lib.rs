@@ -15,12 +15,16 @@ mod lake;
 pub mod layout;
 mod parquet_io;
 mod quarantine;
+mod record;
 mod rollup;
+mod span_rollup;
+pub mod wal;
 mod writer;
 
 pub use error::{Error, Result};
 pub use lake::{LAKE_FORMAT_VERSION, Lake, LakeReader};
 pub use quarantine::{QuarantineReport, QuarantineWriter};
+pub use record::LakeRecord;
 pub use rollup::{HOURLY_FILE, rebuild_hourly, rebuild_hourly_all};
 pub use writer::{EventWriter, WriteStats, WriterOptions};
 

@@ -28,6 +28,7 @@ pub struct QuarantineWriter {
     layout: Layout,
     slots: BTreeMap<SourceUri, Slot>,
     entries: u64,
+    append: bool,
 }
 
 /// What [`QuarantineWriter::finish`] did.
@@ -44,7 +45,13 @@ pub struct QuarantineReport {
 impl QuarantineWriter {
     /// A writer into the quarantine of the lake laid out as `layout`.
     pub fn new(layout: Layout) -> Self {
-        Self { layout, slots: BTreeMap::new(), entries: 0 }
+        Self { layout, slots: BTreeMap::new(), entries: 0, append: false }
+    }
+
+    /// A writer for a long-running source (the OTLP receiver): entries are added to the
+    /// source's file instead of replacing it, and no file is ever removed.
+    pub fn appending(layout: Layout) -> Self {
+        Self { layout, slots: BTreeMap::new(), entries: 0, append: true }
     }
 
     /// Notes that `source` is read by this run.
@@ -118,10 +125,22 @@ impl QuarantineWriter {
         let mut report = QuarantineReport { entries: self.entries, ..Default::default() };
         for (source, slot) in std::mem::take(&mut self.slots) {
             match slot {
+                Slot::Closed(temp) if self.append => {
+                    let path = self.layout.quarantine_file(&source);
+                    let mut all = match std::fs::read(&path) {
+                        Ok(b) => b,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                        Err(e) => return Err(io_at(&path)(e)),
+                    };
+                    all.extend(std::fs::read(temp.temp_path()).map_err(io_at(temp.temp_path()))?);
+                    crate::fsio::write_atomic(&path, &all)?;
+                    report.files_written += 1;
+                }
                 Slot::Closed(temp) => {
                     temp.commit()?;
                     report.files_written += 1;
                 }
+                Slot::Empty if self.append => {}
                 Slot::Empty => {
                     if remove_if_exists(&self.layout.quarantine_file(&source))? {
                         report.files_removed += 1;

@@ -6,8 +6,9 @@
 use std::collections::HashMap;
 
 use agentmeter_schemas::tables::{
-    HourlyKey, HourlyMeasures, TENANT_HOURLY, TenantHour, USAGE_EVENTS, USAGE_HOURLY,
-    hour_start_ms, hourly_batch, tenant_hourly_batch, tenant_hourly_schema, usage_hourly_schema,
+    AGENT_INVOCATIONS, HourlyKey, HourlyMeasures, TENANT_HOURLY, TenantHour, USAGE_EVENTS,
+    USAGE_HOURLY, agent_invocations_batch, agent_invocations_schema, hour_start_ms, hourly_batch,
+    tenant_hourly_batch, tenant_hourly_schema, usage_hourly_schema,
 };
 use agentmeter_schemas::{ModelId, TenantId, Tier, Tokens, UserId};
 use arrow_array::cast::AsArray;
@@ -136,6 +137,33 @@ pub fn rebuild_hourly(lake: &LakeReader, dt: NaiveDate) -> Result<usize> {
             })?;
         }
     }
+    // What the spans of the day add.
+    let spans = lake.spans(dt)?;
+    let (agent_rows, invocations) = crate::span_rollup::rollup(&spans);
+    drop(spans);
+    for r in agent_rows {
+        let key = (
+            r.hour_ms,
+            strings[0].code(r.tier.as_str()),
+            strings[1].code(r.tenant_id.as_str()),
+            strings[2].code(&r.user),
+            strings[3].code(&r.model),
+        );
+        let m = groups.entry(key).or_default();
+        m.agent = m
+            .agent
+            .checked_add(&r.measures)
+            .ok_or_else(|| Error::Overflow { table: USAGE_HOURLY, dt: dt.to_string() })?;
+    }
+    let inv_path = lake.layout().partition(AGENT_INVOCATIONS, dt).join(HOURLY_FILE);
+    if invocations.is_empty() {
+        remove_if_exists(&inv_path)?;
+    } else {
+        let batch = agent_invocations_batch(&invocations)
+            .map_err(|source| Error::Arrow { path: inv_path.clone(), source })?;
+        // Sorted by tenant_id (column 4) then start_time (column 0).
+        write_file(&inv_path, agent_invocations_schema(), properties(&[4, 0], &[]), &[batch])?;
+    }
     let path = lake.layout().partition(USAGE_HOURLY, dt).join(HOURLY_FILE);
     let tenant_path = lake.layout().partition(TENANT_HOURLY, dt).join(HOURLY_FILE);
     if groups.is_empty() {
@@ -145,7 +173,7 @@ pub fn rebuild_hourly(lake: &LakeReader, dt: NaiveDate) -> Result<usize> {
     }
     // Per tenant and hour: sums over users and models, distinct users, peak second.
     let mut tenant_hours: HashMap<(i64, u32, u32), TenantAcc> = HashMap::new();
-    for (&(hour, t, n, u, _), m) in &groups {
+    for (&(hour, t, n, u, _), m) in groups.iter().filter(|(_, m)| m.invocations > 0) {
         let slot = tenant_hours.entry((hour, t, n)).or_default();
         slot.0.invocations += m.invocations;
         slot.0.tokens = slot

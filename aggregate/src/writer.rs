@@ -1,4 +1,5 @@
-//! Exactly-once writes of usage events: dedup against the lake, then durable Parquet files.
+//! Exactly-once writes of records (usage events, agent spans): dedup against the lake, then
+//! durable Parquet files.
 //!
 //! Events are gathered into batches. Committing a batch groups it by day; for each day it
 //! drops events whose id is already in that `usage_events` partition (or earlier in the run),
@@ -12,15 +13,15 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use agentmeter_schemas::tables::{USAGE_EVENTS, UsageEventBatchBuilder, usage_events_schema};
-use agentmeter_schemas::{EventId, UsageEvent};
-use chrono::{DateTime, NaiveDate};
+use agentmeter_schemas::UsageEvent;
+use chrono::NaiveDate;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::fsio::{remove_if_exists, write_atomic};
 use crate::lake::{Lake, LakeReader};
 use crate::parquet_io::{properties, write_file};
+use crate::record::LakeRecord;
 use crate::rollup::rebuild_hourly_all;
 
 /// Writer settings.
@@ -56,21 +57,19 @@ pub struct WriteStats {
     pub rollups: u64,
 }
 
-/// The 128-bit key of an event id in the dedup index.
-fn id_key(id: &EventId) -> u128 {
-    let h = blake3::hash(id.as_str().as_bytes());
+/// The 128-bit key of a record's identity in the dedup index.
+fn id_key(identity: &[u8]) -> u128 {
+    let h = blake3::hash(identity);
     let mut b = [0u8; 16];
     b.copy_from_slice(&h.as_bytes()[..16]);
     u128::from_le_bytes(b)
 }
 
-/// The `dt` partition of an event.
-pub(crate) fn partition_of(e: &UsageEvent) -> Result<NaiveDate> {
-    DateTime::from_timestamp_millis(e.event_time_ms).map(|t| t.date_naive()).ok_or_else(|| {
-        Error::NotALake {
-            root: Default::default(),
-            reason: format!("event {} has an out-of-range time {}", e.event_id, e.event_time_ms),
-        }
+/// The `dt` partition of a record.
+pub(crate) fn partition_of<R: LakeRecord>(e: &R) -> Result<NaiveDate> {
+    e.partition().ok_or_else(|| Error::NotALake {
+        root: Default::default(),
+        reason: format!("a {} record has an out-of-range time {}", R::TABLE, e.time_ms()),
     })
 }
 
@@ -117,14 +116,14 @@ impl DedupIndex {
         Self { parts: HashMap::new(), clock: 0, entries: 0, budget }
     }
 
-    fn load(&mut self, lake: &LakeReader, dt: NaiveDate) -> Result<&mut Partition> {
+    fn load<R: LakeRecord>(&mut self, lake: &LakeReader, dt: NaiveDate) -> Result<&mut Partition> {
         self.clock += 1;
         let clock = self.clock;
         if let Entry::Vacant(v) = self.parts.entry(dt) {
             let mut ids = DigestMap::default();
-            lake.for_each_event_batch(dt, |events| {
-                for e in events {
-                    ids.insert(id_key(&e.event_id), e.content_fingerprint());
+            lake.for_each_batch::<R>(dt, |records| {
+                for r in records {
+                    ids.insert(id_key(&r.identity()), r.fingerprint());
                 }
                 Ok(())
             })?;
@@ -161,7 +160,8 @@ impl DedupIndex {
 
 /// The part of the writer that touches the lake: runs on its own thread, so that decoding
 /// goes on while a batch is sorted, encoded and synced.
-struct Committer {
+struct Committer<R> {
+    _kind: std::marker::PhantomData<fn() -> R>,
     lake: LakeReader,
     opts: WriterOptions,
     index: DedupIndex,
@@ -170,8 +170,8 @@ struct Committer {
     stats: WriteStats,
 }
 
-impl Committer {
-    fn commit(&mut self, batch: Vec<UsageEvent>) -> Result<()> {
+impl<R: LakeRecord> Committer<R> {
+    fn commit(&mut self, batch: Vec<R>) -> Result<()> {
         // Group by day through a permutation: a stable sort keeps input order within a day,
         // so the first delivery of an id is the one kept, and no event is moved.
         let days_of: Vec<NaiveDate> = batch.iter().map(partition_of).collect::<Result<_>>()?;
@@ -191,21 +191,23 @@ impl Committer {
     }
 
     /// Writes the events `batch[i]` for `i` in `day` (all of day `dt`, in input order).
-    fn commit_day(&mut self, dt: NaiveDate, batch: &[UsageEvent], day: &[usize]) -> Result<()> {
-        let part = self.index.load(&self.lake, dt)?;
+    fn commit_day(&mut self, dt: NaiveDate, batch: &[R], day: &[usize]) -> Result<()> {
+        let part = self.index.load::<R>(&self.lake, dt)?;
         let mut fresh: Vec<usize> = Vec::with_capacity(day.len());
         for &i in day {
             let e = &batch[i];
-            let fp = e.content_fingerprint();
-            match part.ids.entry(id_key(&e.event_id)) {
+            let fp = e.fingerprint();
+            let identity = e.identity();
+            match part.ids.entry(id_key(&identity)) {
                 Entry::Occupied(o) => {
                     self.stats.duplicates += 1;
                     if *o.get() != fp {
                         self.stats.conflicting += 1;
                         tracing::warn!(
-                            event_id = %e.event_id,
-                            source = %e.source,
-                            "Duplicate event id with different content; the first copy is kept."
+                            table = R::TABLE,
+                            id = %String::from_utf8_lossy(&identity),
+                            source = %e.source(),
+                            "Duplicate id with different content; the first copy is kept."
                         );
                     }
                 }
@@ -223,31 +225,21 @@ impl Committer {
             write_atomic(&self.lake.layout().rollup_pending(dt), b"")?;
         }
         let mut order = fresh;
-        order.sort_unstable_by(|&a, &b| {
-            let (a, b) = (&batch[a], &batch[b]);
-            (a.tenant_id.as_str(), a.event_time_ms, a.event_id.as_str()).cmp(&(
-                b.tenant_id.as_str(),
-                b.event_time_ms,
-                b.event_id.as_str(),
-            ))
-        });
-        let dir = self.lake.layout().partition(USAGE_EVENTS, dt);
-        // Sorted by tenant_id (column 3) then event_time (column 0).
-        let props = properties(&[3, 0], &["event_id"]);
+        order.sort_unstable_by(|&a, &b| R::sort_cmp(&batch[a], &batch[b]));
+        let dir = self.lake.layout().partition(R::TABLE, dt);
+        let props = properties(R::SORTED_BY, R::UNIQUE);
         for chunk in order.chunks(self.opts.max_rows_per_file.max(1)) {
             let mut digest = blake3::Hasher::new();
             for &i in chunk {
-                digest.update(batch[i].event_id.as_str().as_bytes());
+                digest.update(&batch[i].identity());
                 digest.update(b"\n");
             }
             let hex: String =
                 digest.finalize().as_bytes()[..16].iter().map(|b| format!("{b:02x}")).collect();
             let path = dir.join(format!("part-{hex}.parquet"));
-            let mut builder = UsageEventBatchBuilder::with_capacity(chunk.len());
-            builder.extend(chunk.iter().map(|&i| &batch[i]));
-            let batch =
-                builder.finish().map_err(|source| Error::Arrow { path: path.clone(), source })?;
-            write_file(&path, usage_events_schema(), props.clone(), &[batch])?;
+            let batch = R::batch(chunk.iter().map(|&i| &batch[i]))
+                .map_err(|source| Error::Arrow { path: path.clone(), source })?;
+            write_file(&path, R::schema(), props.clone(), &[batch])?;
             self.stats.files += 1;
             self.stats.written += chunk.len() as u64;
         }
@@ -256,28 +248,29 @@ impl Committer {
     }
 }
 
-enum Msg {
-    Batch(Vec<UsageEvent>),
+enum Msg<R> {
+    Batch(Vec<R>),
     /// Reply once every batch sent before is committed.
     Sync(mpsc::SyncSender<()>),
 }
 
-/// Writes usage events to a lake exactly once.
+/// Writes records (usage events by default, or agent spans) to a lake exactly once.
 ///
 /// Batches are committed on a background thread, one at a time and in order; at most one
 /// batch waits while another is written, so memory stays bounded by two batches.
-pub struct EventWriter<'l> {
+pub struct EventWriter<'l, R: LakeRecord = UsageEvent> {
     lake: &'l Lake,
     opts: WriterOptions,
-    batch: Vec<UsageEvent>,
-    tx: Option<mpsc::SyncSender<Msg>>,
-    worker: Option<JoinHandle<(Committer, Option<Error>)>>,
+    batch: Vec<R>,
+    tx: Option<mpsc::SyncSender<Msg<R>>>,
+    worker: Option<JoinHandle<(Committer<R>, Option<Error>)>>,
 }
 
-impl<'l> EventWriter<'l> {
+impl<'l, R: LakeRecord> EventWriter<'l, R> {
     /// A writer into `lake`.
     pub fn new(lake: &'l Lake, opts: WriterOptions) -> Self {
         let mut committer = Committer {
+            _kind: std::marker::PhantomData,
             lake: lake.reader().clone(),
             opts,
             index: DedupIndex::new(opts.index_budget),
@@ -285,7 +278,7 @@ impl<'l> EventWriter<'l> {
             marked: BTreeSet::new(),
             stats: WriteStats::default(),
         };
-        let (tx, rx) = mpsc::sync_channel::<Msg>(1);
+        let (tx, rx) = mpsc::sync_channel::<Msg<R>>(1);
         let worker = std::thread::spawn(move || {
             for msg in rx {
                 match msg {
@@ -323,7 +316,7 @@ impl<'l> EventWriter<'l> {
         }
     }
 
-    fn send(&mut self, msg: Msg) -> Result<()> {
+    fn send(&mut self, msg: Msg<R>) -> Result<()> {
         let sent = self.tx.as_ref().is_some_and(|tx| tx.send(msg).is_ok());
         if sent { Ok(()) } else { Err(self.failure()) }
     }
@@ -333,7 +326,7 @@ impl<'l> EventWriter<'l> {
     /// # Errors
     ///
     /// An earlier batch failed to commit (see [`EventWriter::commit`]).
-    pub fn push(&mut self, e: UsageEvent) -> Result<()> {
+    pub fn push(&mut self, e: R) -> Result<()> {
         self.batch.push(e);
         if self.batch.len() >= self.opts.batch_rows {
             let batch = std::mem::replace(
@@ -370,7 +363,21 @@ impl<'l> EventWriter<'l> {
     /// # Errors
     ///
     /// The lake cannot be read or written.
-    pub fn finish(mut self) -> Result<WriteStats> {
+    pub fn finish(self) -> Result<WriteStats> {
+        let lake = self.lake;
+        let (mut stats, touched) = self.finish_without_rollups()?;
+        stats.rollups = lake.rebuild_rollups(&touched)?;
+        Ok(stats)
+    }
+
+    /// Commits the last batch; returns the counts and the days written, leaving their rollups
+    /// to [`Lake::rebuild_rollups`] (when several writers share a run, the rollups are rebuilt
+    /// once for all of them). The days stay marked stale until then.
+    ///
+    /// # Errors
+    ///
+    /// The lake cannot be written.
+    pub fn finish_without_rollups(mut self) -> Result<(WriteStats, BTreeSet<NaiveDate>)> {
         self.commit()?;
         self.tx = None;
         let (committer, error) = match self.worker.take().map(JoinHandle::join) {
@@ -381,21 +388,31 @@ impl<'l> EventWriter<'l> {
         if let Some(e) = error {
             return Err(e);
         }
-        let mut stats = committer.stats;
-        let mut days = committer.touched;
-        days.extend(self.lake.pending_rollups()?);
-        let days: Vec<NaiveDate> = days.into_iter().collect();
-        let threads = std::thread::available_parallelism().map_or(2, usize::from);
-        rebuild_hourly_all(self.lake.reader(), &days, threads)?;
-        for dt in &days {
-            remove_if_exists(&self.lake.layout().rollup_pending(*dt))?;
-        }
-        stats.rollups = days.len() as u64;
-        Ok(stats)
+        Ok((committer.stats, committer.touched))
     }
 }
 
-impl Drop for EventWriter<'_> {
+impl Lake {
+    /// Rebuilds the rollups of `days` and of every day a crashed writer left stale, then clears
+    /// their markers. Returns how many days were rebuilt.
+    ///
+    /// # Errors
+    ///
+    /// The lake cannot be read or written.
+    pub fn rebuild_rollups(&self, days: &BTreeSet<NaiveDate>) -> Result<u64> {
+        let mut all = days.clone();
+        all.extend(self.pending_rollups()?);
+        let all: Vec<NaiveDate> = all.into_iter().collect();
+        let threads = std::thread::available_parallelism().map_or(2, usize::from);
+        rebuild_hourly_all(self.reader(), &all, threads)?;
+        for dt in &all {
+            remove_if_exists(&self.layout().rollup_pending(*dt))?;
+        }
+        Ok(all.len() as u64)
+    }
+}
+
+impl<R: LakeRecord> Drop for EventWriter<'_, R> {
     fn drop(&mut self) {
         // Uncommitted events are dropped (as on a crash); committed ones are whole files.
         self.tx = None;

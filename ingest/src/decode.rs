@@ -141,6 +141,7 @@ impl Decoder {
             return self.envelope(text, ctx, out, raw);
         }
         match f.get(Key::Event) {
+            Got::Absent if f.markers.resource_spans => self.otlp_line(line, ctx, out, raw),
             Got::Absent if f.markers.message_type => self.payload_json(line, raw, ctx, out),
             Got::Absent if f.markers.events => self.events_line(text, ctx, out, raw),
             Got::Absent if f.has(Key::Message) && (f.has(Key::CwId) || f.has(Key::Timestamp)) => {
@@ -354,6 +355,39 @@ impl Decoder {
         }
     }
 
+    /// A line that is an OTLP JSON trace request: one outcome per span.
+    fn otlp_line(&self, line: &[u8], ctx: Ctx<'_>, out: &mut Decoded, raw: Raw<'_>) {
+        if let Err(e) = crate::otlp::json_in(line, ctx, &self.cfg, out, false) {
+            self.reject(out, refuse(Reason::InvalidPayload, e.detail()), ctx, raw);
+        }
+    }
+
+    /// A protobuf `ExportTraceServiceRequest` (one request of a protobuf file): one outcome
+    /// per span, or one refusal holding the request's bytes as a `source` entry.
+    pub(crate) fn otlp_proto(&self, body: &[u8], ctx: Ctx<'_>, out: &mut Decoded) {
+        if let Err(e) = crate::otlp::proto_in(body, ctx, &self.cfg, out) {
+            let raw = Raw { bytes: body, format: RawFormat::Source };
+            self.reject(out, refuse(Reason::InvalidPayload, e.detail()), ctx, raw);
+        }
+    }
+
+    /// A whole source that is one (pretty-printed) OTLP JSON request: one outcome per span, or
+    /// one refusal holding the source as a `source` entry.
+    pub(crate) fn otlp_document(&self, body: &[u8], ctx: Ctx<'_>, out: &mut Decoded) {
+        if let Err(e) = crate::otlp::json_in(body, ctx, &self.cfg, out, false) {
+            let raw = Raw { bytes: body, format: RawFormat::Source };
+            self.reject(out, refuse(Reason::InvalidPayload, e.detail()), ctx, raw);
+        }
+    }
+
+    /// The raw bytes of a quarantined span: a one-span OTLP JSON request.
+    fn otlp_span_entry(&self, bytes: &[u8], ctx: Ctx<'_>, out: &mut Decoded) {
+        if let Err(e) = crate::otlp::json_in(bytes, ctx, &self.cfg, out, true) {
+            let raw = Raw { bytes, format: RawFormat::OtlpJson };
+            self.reject(out, refuse(Reason::InvalidPayload, e.detail()), ctx, raw);
+        }
+    }
+
     /// A quarantine entry: decode its raw bytes again, with its original lineage.
     fn envelope(&self, text: &str, ctx: Ctx<'_>, out: &mut Decoded, raw: Raw<'_>) {
         if ctx.replay {
@@ -386,8 +420,7 @@ impl Decoder {
             RawFormat::CwlLogEvent => self.log_event(&bytes, inner, out),
             RawFormat::CwlPayloadGzip => self.payload_gzip(&bytes, inner, out),
             RawFormat::Source => crate::source::decode_bytes(self, &bytes, inner, out),
-            // Spans land with the OTLP decoder; until then a replayed span stays refused.
-            RawFormat::OtlpJson => out.outcomes.push(Outcome::Reject(Box::new(entry))),
+            RawFormat::OtlpJson => self.otlp_span_entry(&bytes, inner, out),
         }
     }
 }

@@ -144,6 +144,8 @@ pub(crate) struct Markers {
     pub message_type: bool,
     /// `events`: a `filter-log-events` document.
     pub events: bool,
+    /// `resourceSpans`: an OTLP JSON trace request (a line of the Collector's file exporter).
+    pub resource_spans: bool,
     /// The quarantine envelope marker.
     pub quarantine: bool,
 }
@@ -230,6 +232,10 @@ impl<'de> Visitor<'de> for FieldsSeed<'_> {
                 }
                 "events" => {
                     fields.markers.events = true;
+                    None
+                }
+                "resourceSpans" | "resource_spans" => {
+                    fields.markers.resource_spans = true;
                     None
                 }
                 agentmeter_schemas::QUARANTINE_MARKER => {

@@ -4,6 +4,8 @@
 //! - [`source`]: which files to read and how each splits into units (format detection, gzip,
 //!   concatenated subscription payloads, `filter-log-events` documents).
 //! - [`Decoder`]: the pure, synchronous decoder of one record into an [`Outcome`].
+//! - [`otlp`]: OpenTelemetry spans (OTLP protobuf and JSON requests) into
+//!   [`AgentSpan`](agentmeter_schemas::AgentSpan)s.
 //! - [`pipeline`]: the multi-threaded decode stage that hands outcomes, in input order, to a
 //!   [`pipeline::Sink`] (the lake writer lives in `agentmeter-aggregate`; the binary joins
 //!   them).
@@ -16,6 +18,8 @@ mod decode;
 mod fields;
 mod gzip;
 mod normalize;
+pub mod otlp;
+pub mod otlp_http;
 pub mod pipeline;
 pub mod source;
 pub mod synth;

@@ -9,6 +9,18 @@
 //!   writes them so to S3), each a DATA_MESSAGE or CONTROL_MESSAGE.
 //! - A `filter-log-events` document (`{"events":[...]}` as the AWS CLI prints it, possibly
 //!   spread over many lines), streamed event by event.
+//! - OTLP JSON trace requests, one per NDJSON line (the OpenTelemetry Collector's file
+//!   exporter with `format: json`): read as NDJSON, each line decoded span by span. A file
+//!   holding one pretty-printed request (opentelemetry-proto's `examples/trace.json`) is
+//!   recognised by its top-level `resourceSpans` and read again whole (up to the payload
+//!   limit).
+//! - OTLP protobuf trace files ([`Format::OtlpProto`], detected by the extensions `.pb`,
+//!   `.binpb` and `.otlp`, optionally followed by `.gz`; the content may be gzip): either one
+//!   bare `ExportTraceServiceRequest` (or `TracesData`, the same message), or a sequence of
+//!   requests each preceded by its length as 4 bytes big-endian (the Collector's file exporter
+//!   with `format: proto`). A bare request starts with the tag byte `0x0a` of its first
+//!   `resource_spans`; a length prefix starts with `0x0a` only for a request of 160 MiB or
+//!   more, over any sensible payload limit, so the first byte tells them apart.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Cursor, Read, Seek};
@@ -27,6 +39,9 @@ use crate::fields::parse_object;
 use crate::gzip::{Inflated, Probe, inflate_member, is_gzip, multi_member, probe_member};
 use crate::window::{GZIP_HEADER_LEN, Window, find_member_start, member_start};
 
+mod proto;
+use proto::{proto_file, read_up_to};
+
 /// An input format, or `Auto` to detect it per file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {
@@ -39,6 +54,8 @@ pub enum Format {
     CwlSubscription,
     /// One `aws logs filter-log-events` output document.
     FilterLogEvents,
+    /// OTLP protobuf trace requests: one bare request, or length-prefixed requests.
+    OtlpProto,
 }
 
 impl FromStr for Format {
@@ -50,9 +67,11 @@ impl FromStr for Format {
             "ndjson" => Format::Ndjson,
             "cwl-subscription" => Format::CwlSubscription,
             "filter-log-events" => Format::FilterLogEvents,
+            "otlp-proto" => Format::OtlpProto,
             other => {
                 return Err(format!(
-                    "unknown format {other:?}: use auto, ndjson, cwl-subscription or filter-log-events"
+                    "unknown format {other:?}: use auto, ndjson, cwl-subscription, \
+                     filter-log-events or otlp-proto"
                 ));
             }
         })
@@ -162,6 +181,10 @@ pub(crate) enum Unit {
     Payload { source: Arc<SourceUri>, pos: Position, compressed: Vec<u8>, body: Vec<u8> },
     /// Log events of a `filter-log-events` document; the first has index `first` (0-based).
     LogEvents { source: Arc<SourceUri>, first: u64, events: Vec<Box<RawValue>> },
+    /// One protobuf `ExportTraceServiceRequest` of an OTLP protobuf file.
+    OtlpProto { source: Arc<SourceUri>, pos: Position, body: Vec<u8> },
+    /// A whole source that is one pretty-printed OTLP JSON request.
+    OtlpJson { source: Arc<SourceUri>, body: Vec<u8> },
     /// A record already refused while splitting.
     Reject(Box<QuarantineEntry>),
 }
@@ -190,6 +213,13 @@ impl Unit {
                     );
                 }
             }
+            Unit::OtlpProto { source, pos, body } => {
+                decoder.otlp_proto(&body, Ctx { source: &source, pos, replay }, out);
+            }
+            Unit::OtlpJson { source, body } => {
+                let ctx = Ctx { source: &source, pos: Position::default(), replay };
+                decoder.otlp_document(&body, ctx, out);
+            }
             Unit::Reject(e) => out.outcomes.push(Outcome::Reject(e)),
         }
     }
@@ -211,11 +241,34 @@ pub(crate) fn read_file(
 ) -> io::Result<()> {
     let file = File::open(&spec.path)?;
     let source = Arc::new(spec.uri.clone());
-    split(Window::new(file, 256 << 10, progress), &source, spec.format, cfg, emit)
+    let format = match spec.format {
+        Format::Auto if spec.path.to_str().is_some_and(otlp_proto_name) => Format::OtlpProto,
+        other => other,
+    };
+    split(Window::new(file, 256 << 10, progress), &source, format, cfg, emit)
+}
+
+/// Whether a file name (or URI) names an OTLP protobuf file: `.pb`, `.binpb` or `.otlp`,
+/// optionally followed by `.gz`, in any case.
+pub fn otlp_proto_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    let stem = lower.strip_suffix(".gz").unwrap_or(&lower);
+    [".pb", ".binpb", ".otlp"].iter().any(|ext| stem.ends_with(ext))
 }
 
 /// Decodes a whole source held in memory (a replayed `source` quarantine entry).
+///
+/// Entries of OTLP protobuf files hold one bare request (the splitter never keeps a whole
+/// length-prefixed file): they are recognised by their source's name, or, whatever the name,
+/// by content that starts like a request (`0x0a`), is not UTF-8 text, and decodes as one.
 pub(crate) fn decode_bytes(decoder: &Decoder, bytes: &[u8], ctx: Ctx<'_>, out: &mut Decoded) {
+    if otlp_proto_name(ctx.source.as_str()) {
+        return decoder.otlp_proto(bytes, ctx, out);
+    }
+    let looks_like_request = bytes.first() == Some(&0x0a) && std::str::from_utf8(bytes).is_err();
+    if looks_like_request && crate::otlp::proto_in(bytes, ctx, decoder.config(), out).is_ok() {
+        return;
+    }
     let source = Arc::new(ctx.source.clone());
     let window = Window::new(Cursor::new(bytes), 64 << 10, None);
     let mut emit = |u: Unit| {
@@ -226,10 +279,12 @@ pub(crate) fn decode_bytes(decoder: &Decoder, bytes: &[u8], ctx: Ctx<'_>, out: &
     let _ = split(window, &source, Format::Auto, decoder.config(), &mut emit);
 }
 
-/// Why a whole source is refused.
-struct WholeSource {
-    reason: Reason,
-    detail: String,
+/// What is left to do with a whole source once it has been read.
+enum WholeSource {
+    /// Refuse it whole.
+    Refuse { reason: Reason, detail: String },
+    /// Read it again as one (pretty-printed) OTLP JSON trace request.
+    OtlpJson,
 }
 
 fn split<R: Read + Seek>(
@@ -245,6 +300,14 @@ fn split<R: Read + Seek>(
     }
     let gz = is_gzip(head);
     let refused = match format {
+        Format::OtlpProto if gz => {
+            proto_file(BufReader::new(multi_member(&mut w)), source, cfg, emit, false)?;
+            None
+        }
+        Format::OtlpProto => {
+            proto_file(&mut w, source, cfg, emit, true)?;
+            None
+        }
         Format::CwlSubscription => {
             subscription(&mut w, source, cfg, emit, 0)?;
             None
@@ -266,7 +329,28 @@ fn split<R: Read + Seek>(
         _ if gz => text(BufReader::new(multi_member(&mut w)), source, format, cfg, emit)?,
         _ => text(&mut w, source, format, cfg, emit)?,
     };
-    if let Some(WholeSource { reason, detail }) = refused {
+    if let Some(WholeSource::OtlpJson) = refused {
+        w.rewind()?;
+        let cap = cfg.max_payload_bytes as u64 + 1;
+        let body =
+            if gz { read_up_to(multi_member(&mut w), cap)? } else { read_up_to(&mut w, cap)? };
+        let unit = if body.len() > cfg.max_payload_bytes {
+            let mut entry = QuarantineEntry::new(
+                Reason::TooLarge,
+                format!("OTLP JSON document is over {} bytes", cfg.max_payload_bytes),
+                SourceUri::clone(source),
+                Position::default(),
+                RawFormat::Source,
+                &body,
+                cfg.max_quarantine_raw_bytes,
+            );
+            entry.raw_truncated = true;
+            Unit::Reject(Box::new(entry))
+        } else {
+            Unit::OtlpJson { source: source.clone(), body }
+        };
+        emit(unit)?;
+    } else if let Some(WholeSource::Refuse { reason, detail }) = refused {
         // Position information is lost: keep the whole source, replayable as such.
         w.rewind()?;
         let cap = cfg.max_quarantine_raw_bytes;
@@ -587,6 +671,7 @@ fn events_document<R: Read>(
         batch: Vec::new(),
         next: 0,
         saw_events: false,
+        saw_resource_spans: false,
         io: None,
     };
     let parsed = (&mut state).deserialize(&mut de).and_then(|()| de.end());
@@ -595,10 +680,12 @@ fn events_document<R: Read>(
     }
     state.flush()?;
     Ok(match parsed {
-        Err(e) => {
-            Some(WholeSource { reason: Reason::InvalidJson, detail: format!("document: {e}") })
-        }
-        Ok(()) if !state.saw_events => Some(WholeSource {
+        Err(e) => Some(WholeSource::Refuse {
+            reason: Reason::InvalidJson,
+            detail: format!("document: {e}"),
+        }),
+        Ok(()) if !state.saw_events && state.saw_resource_spans => Some(WholeSource::OtlpJson),
+        Ok(()) if !state.saw_events => Some(WholeSource::Refuse {
             reason: Reason::UnrecognizedFormat,
             detail: "not NDJSON, a subscription payload file, or a filter-log-events document"
                 .into(),
@@ -613,6 +700,8 @@ struct DocState<'s, 'e> {
     batch: Vec<Box<RawValue>>,
     next: u64,
     saw_events: bool,
+    /// `resourceSpans`: a pretty-printed OTLP JSON request, read again whole.
+    saw_resource_spans: bool,
     io: Option<io::Error>,
 }
 
@@ -649,6 +738,7 @@ impl<'de> Visitor<'de> for &mut DocState<'_, '_> {
                 self.saw_events = true;
                 map.next_value_seed(EventsSeed(&mut *self))?;
             } else {
+                self.saw_resource_spans |= key == "resourceSpans" || key == "resource_spans";
                 map.next_value::<IgnoredAny>()?;
             }
         }

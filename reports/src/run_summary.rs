@@ -58,6 +58,10 @@ pub fn render(s: &IngestSummary) -> String {
         String::new()
     };
     row(&mut out, "duplicates", a.duplicates, conflicting);
+    if a.spans_written + a.span_duplicates > 0 {
+        row(&mut out, "spans written", a.spans_written, String::new());
+        row(&mut out, "span duplicates", a.span_duplicates, String::new());
+    }
     row(&mut out, "skipped", a.skipped_total(), String::new());
     for k in SkipKind::ALL {
         if let Some(n) = a.skipped.get(&k).filter(|n| **n > 0) {

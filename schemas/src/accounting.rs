@@ -147,7 +147,8 @@ impl fmt::Display for SkipKind {
 }
 
 /// The counts of one run. The invariant, checked by [`Accounting::balances`]:
-/// `records_read = events_written + duplicates + skipped + quarantined`.
+/// `records_read = events_written + duplicates + spans_written + span_duplicates + skipped +
+/// quarantined`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Accounting {
     /// Input records read (lines, log events, payloads, documents).
@@ -158,6 +159,12 @@ pub struct Accounting {
     pub duplicates: u64,
     /// Duplicates whose content differs from the copy kept (a subset of `duplicates`).
     pub conflicting_duplicates: u64,
+    /// Distinct valid spans newly written to `agent_spans`.
+    #[serde(default)]
+    pub spans_written: u64,
+    /// Spans already in the lake or seen earlier in the run (same trace and span id).
+    #[serde(default)]
+    pub span_duplicates: u64,
     /// Skipped records by kind.
     pub skipped: BTreeMap<SkipKind, u64>,
     /// Quarantined records by reason.
@@ -180,6 +187,8 @@ impl Accounting {
         self.records_read
             == self.events_written
                 + self.duplicates
+                + self.spans_written
+                + self.span_duplicates
                 + self.skipped_total()
                 + self.quarantined_total()
     }
@@ -190,6 +199,8 @@ impl Accounting {
         self.events_written += other.events_written;
         self.duplicates += other.duplicates;
         self.conflicting_duplicates += other.conflicting_duplicates;
+        self.spans_written += other.spans_written;
+        self.span_duplicates += other.span_duplicates;
         for (k, v) in &other.skipped {
             *self.skipped.entry(*k).or_default() += v;
         }

@@ -123,7 +123,9 @@ impl AgentSpan {
 
 /// True for `n` lower-case hex digits that are not all zero (OTLP's invalid id).
 pub fn valid_hex_id(id: &str, n: usize) -> bool {
-    id.len() == n && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) && id.bytes().any(|b| b != b'0')
+    id.len() == n
+        && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && id.bytes().any(|b| b != b'0')
 }
 
 #[cfg(test)]

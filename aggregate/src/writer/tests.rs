@@ -165,7 +165,7 @@ fn a_crash_between_events_and_rollup_is_repaired_by_the_next_writer() {
         .count();
     assert_eq!(temps, 0, "the temporary file was removed on open");
     assert_eq!(lake.reader().files(USAGE_EVENTS, day(1)).unwrap().len(), 3);
-    let s = EventWriter::new(&lake, small()).finish().unwrap();
+    let s = EventWriter::<UsageEvent>::new(&lake, small()).finish().unwrap();
     assert_eq!(s.rollups, 1);
     assert_eq!(lake.reader().hourly(day(1)).unwrap()[0].1.invocations, 4);
     assert!(lake.pending_rollups().unwrap().is_empty());
@@ -185,4 +185,75 @@ fn evicted_partitions_are_reloaded_for_dedup() {
     }
     let s = w.finish().unwrap();
     assert_eq!((s.written, s.duplicates), (5, 5));
+}
+
+fn span(
+    span_id: &str,
+    parent: Option<&str>,
+    op: &str,
+    start: i64,
+    dur: i64,
+) -> agentmeter_schemas::AgentSpan {
+    use agentmeter_schemas::{AgentSpan, SpanStatus, SpanTokens};
+    AgentSpan {
+        trace_id: "0af7651916cd43dd8448eb211c80319c".into(),
+        span_id: span_id.into(),
+        parent_span_id: parent.map(str::to_owned),
+        name: format!("{op} x"),
+        operation: Some(op.into()),
+        start_ms: DAY0 + start,
+        end_ms: DAY0 + start + dur,
+        tier: Tier::new("premium").unwrap(),
+        tenant_id: TenantId::new("hospital-a").unwrap(),
+        user_id: (op == "invoke_agent").then(|| UserId::new("dr.lee").unwrap()),
+        model_id: (op != "execute_tool").then(|| ModelId::new("m").unwrap()),
+        tool_name: (op == "execute_tool").then(|| "search".to_owned()),
+        status: if span_id.ends_with('e') { SpanStatus::Error } else { SpanStatus::Ok },
+        tokens: SpanTokens { input: Some(5), ..Default::default() },
+        scope: "strands.telemetry.tracer".into(),
+        service: None,
+        source: SourceUri::new("otlp://test"),
+    }
+}
+
+#[test]
+fn spans_are_written_once_and_rolled_up_into_invocations_and_tool_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(dir.path()).unwrap();
+    let mut w: EventWriter<'_, agentmeter_schemas::AgentSpan> = EventWriter::new(&lake, small());
+    // Children first, as Strands exports them; the root last; one tool fails; one duplicate.
+    let spans = [
+        span("000000000000000c", Some("000000000000000a"), "execute_event_loop_cycle", 10, 500),
+        span("0000000000000011", Some("000000000000000c"), "execute_tool", 20, 100),
+        span("000000000000001e", Some("000000000000000c"), "execute_tool", 130, 100),
+        span("0000000000000021", Some("000000000000000c"), "chat", 240, 200),
+        span("000000000000000a", None, "invoke_agent", 0, 2_000),
+        span("0000000000000011", Some("000000000000000c"), "execute_tool", 20, 100),
+    ];
+    for s in spans {
+        w.push(s).unwrap();
+    }
+    let stats = w.finish().unwrap();
+    assert_eq!((stats.written, stats.duplicates), (5, 1));
+    let inv = lake.reader().invocations(day(1)).unwrap();
+    assert_eq!(inv.len(), 1);
+    let i = &inv[0];
+    assert_eq!((i.tool_calls, i.tool_errors, i.model_calls, i.duration_ms), (2, 1, 1, 2_000));
+    assert_eq!(i.user_id.as_ref().map(|u| u.as_str()), Some("dr.lee"));
+    let hourly = lake.reader().hourly(day(1)).unwrap();
+    assert_eq!(hourly.len(), 1, "tool calls land on the invocation's user and model");
+    let (k, m) = &hourly[0];
+    assert_eq!((k.user_id.as_str(), k.model_id.as_str()), ("dr.lee", "m"));
+    assert_eq!(m.invocations, 0, "spans never add log invocations or tokens");
+    assert_eq!(m.tokens, Tokens::default());
+    assert_eq!(
+        (
+            m.agent.tool_calls,
+            m.agent.tool_errors,
+            m.agent.agent_invocations,
+            m.agent.agent_duration_ms,
+            m.agent.max_agent_duration_ms
+        ),
+        (2, 1, 1, 2_000, 2_000)
+    );
 }

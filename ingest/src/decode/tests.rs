@@ -343,3 +343,52 @@ fn conflicting_duplicate_keys_are_refused() {
     let line = USAGE.replace("\"tier\":\"basic\"", "\"tier\":\"basic\",\"tier\":\"premium\"");
     assert_eq!(reject(one(&line)).reason, Reason::ConflictingField);
 }
+
+#[test]
+fn an_otlp_json_line_gives_one_outcome_per_span() {
+    let line = serde_json::json!({"resourceSpans": [{"resource": {"attributes": [
+        {"key": "tier", "value": {"stringValue": "basic"}},
+        {"key": "clinic_id", "value": {"stringValue": "clinic-a"}}]},
+      "scopeSpans": [{"scope": {"name": "strands.telemetry.tracer"}, "spans": [
+        {"traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "b7ad6b7169203331", "name": "chat",
+         "startTimeUnixNano": "1790841600000000000", "endTimeUnixNano": "1790841601000000000"},
+        {"traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "0000000000000000", "name": "chat",
+         "startTimeUnixNano": "1790841600000000000", "endTimeUnixNano": "1790841601000000000"}]}]}]})
+    .to_string();
+    let d = decode(&line);
+    match d.outcomes.as_slice() {
+        [Outcome::Span(s), Outcome::Reject(q)] => {
+            assert_eq!((s.tenant_id.as_str(), s.source.clone()), ("clinic-a", src()));
+            assert_eq!((q.reason, q.format), (Reason::InvalidEventId, RawFormat::OtlpJson));
+            assert_eq!(
+                q.position,
+                Position { line: Some(7), event: Some(2), ..Default::default() }
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let q = reject(one(r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":7}]}]}]}"#));
+    assert_eq!(
+        (q.reason, q.format, q.position),
+        (Reason::InvalidPayload, RawFormat::NdjsonLine, line_no(7))
+    );
+}
+
+#[test]
+fn an_unreadable_otlp_span_entry_stays_quarantined_as_it_was_read() {
+    let entry = QuarantineEntry::new(
+        Reason::MissingField,
+        "clinic_id (or tenant_id) is missing",
+        SourceUri::new("http://127.0.0.1:4318/v1/traces"),
+        Position { event: Some(3), ..Default::default() },
+        RawFormat::OtlpJson,
+        b"{\"resourceSpans\":[",
+        1 << 20,
+    );
+    let q = reject(one(&serde_json::to_string(&entry).unwrap()));
+    assert_eq!(
+        (q.reason, q.format, q.position),
+        (Reason::InvalidPayload, RawFormat::OtlpJson, entry.position)
+    );
+    assert_eq!((q.source, q.raw), (entry.source, entry.raw));
+}

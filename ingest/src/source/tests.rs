@@ -311,3 +311,240 @@ fn what_opens_a_document() {
         assert!(!opens_document(no), "{}", String::from_utf8_lossy(no));
     }
 }
+
+// --- OTLP ---------------------------------------------------------------------------------------
+
+/// The Strands trace as one compact line, as the Collector's file exporter writes it.
+fn otlp_line() -> String {
+    serde_json::from_str::<serde_json::Value>(crate::otlp::fixtures::STRANDS).unwrap().to_string()
+}
+
+fn otlp_request(spans: usize) -> Vec<u8> {
+    use prost::Message as _;
+    let mut req = crate::otlp::fixtures::strands_proto();
+    req.resource_spans[0].scope_spans[0].spans.truncate(spans);
+    req.encode_to_vec()
+}
+
+fn length_prefixed(requests: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in requests {
+        out.extend((r.len() as u32).to_be_bytes());
+        out.extend(*r);
+    }
+    out
+}
+
+fn assert_private(d: &Decoded) {
+    let text = format!("{:?}", d.outcomes);
+    for p in crate::otlp::fixtures::PRIVATE {
+        assert!(!text.contains(p), "{p:?} leaked");
+    }
+}
+
+#[test]
+fn collector_file_exporter_ndjson_plain_and_gzip() {
+    let no_tenant =
+        otlp_line().replace(r#"{"key":"clinic_id","value":{"stringValue":"clinic-a-north"}},"#, "");
+    let text =
+        format!("{}\n{{\"resourceSpans\":\"oops\"}}\n{no_tenant}\n{}\n", otlp_line(), usage(1));
+    for bytes in [text.as_bytes().to_vec(), gzip_bytes(text.as_bytes())] {
+        let d = run(&bytes);
+        assert_private(&d);
+        let s = summary(&d);
+        assert_eq!(s.len(), 7 + 1 + 7 + 1);
+        assert_eq!(s[0], "span 5b8efff798038103d269b633813fc60c:eee19b7ec3c1b176");
+        assert_eq!(s[7], "reject invalid_payload at line 2");
+        assert_eq!(s[8], "reject missing_field at line 3, log event 1");
+        assert!(s[15].starts_with("event h:") && s[15].ends_with(" u1"), "{}", s[15]);
+        match (&d.outcomes[7], &d.outcomes[9]) {
+            (Outcome::Reject(whole), Outcome::Reject(span)) => {
+                assert_eq!(whole.format, RawFormat::NdjsonLine);
+                assert_eq!(whole.raw.as_deref(), Some("{\"resourceSpans\":\"oops\"}"));
+                assert!(
+                    whole.detail.starts_with(
+                        "body is not an OTLP JSON ExportTraceServiceRequest: invalid type"
+                    ),
+                    "{}",
+                    whole.detail
+                );
+                assert_eq!(span.format, RawFormat::OtlpJson);
+                assert_eq!(
+                    span.position,
+                    Position { line: Some(3), event: Some(2), ..Default::default() }
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+fn proto_summary(bytes: &[u8]) -> Vec<String> {
+    summary(&run_with(bytes, Format::OtlpProto, DecodeConfig::default()))
+}
+
+#[test]
+fn length_prefixed_protobuf_file_with_a_bad_request() {
+    let (a, b) = (otlp_request(2), otlp_request(7));
+    let garbage = b"\x0a\xff\xff\xff\x0fnot a request".to_vec();
+    let file = length_prefixed(&[&a, &garbage, &b]);
+    for bytes in [file.clone(), gzip_bytes(&file)] {
+        let d = run_with(&bytes, Format::OtlpProto, DecodeConfig::default());
+        assert_private(&d);
+        let s = summary(&d);
+        assert_eq!(s.len(), 2 + 1 + 7);
+        assert_eq!(s[2], "reject invalid_payload at gzip member 2");
+        assert_eq!(s[9], "span 5b8efff798038103d269b633813fc60c:eee19b7ec3c1b174");
+        match &d.outcomes[2] {
+            Outcome::Reject(q) => {
+                assert_eq!(
+                    (q.format, q.raw_bytes().unwrap()),
+                    (RawFormat::Source, garbage.clone())
+                );
+                let plain = bytes == file;
+                assert_eq!(q.position.offset, plain.then_some(4 + a.len() as u64));
+                assert!(q.detail.starts_with("body is not a protobuf ExportTraceServiceRequest: "));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // One bare request, plain or gzip.
+    assert_eq!(proto_summary(&b).len(), 7);
+    assert_eq!(proto_summary(&gzip_bytes(&b)).len(), 7);
+}
+
+#[test]
+fn protobuf_files_that_end_early_or_are_too_large() {
+    let a = otlp_request(1);
+    let mut file = length_prefixed(&[&a, &a]);
+    file.truncate(file.len() - 3);
+    assert_eq!(
+        proto_summary(&file),
+        [
+            "span 5b8efff798038103d269b633813fc60c:eee19b7ec3c1b176",
+            "reject invalid_payload at gzip member 2",
+        ]
+    );
+    let mut file = length_prefixed(&[&a]);
+    file.extend([0, 0]);
+    let d = run_with(&file, Format::OtlpProto, DecodeConfig::default());
+    match &d.outcomes[1] {
+        Outcome::Reject(q) => {
+            assert!(q.raw_truncated);
+            assert_eq!(q.detail, "request 2: the file ends inside its 4-byte length prefix");
+        }
+        other => panic!("{other:?}"),
+    }
+    let cfg = DecodeConfig::new("clinic_id", 1 << 20, a.len() - 1).unwrap();
+    let big = otlp_request(7);
+    let d = run_with(&length_prefixed(&[&big, &a, &big]), Format::OtlpProto, cfg.clone());
+    let s = summary(&d);
+    assert_eq!(s[0], "reject too_large at gzip member 1");
+    assert_eq!(s.len(), 3);
+    let d = run_with(&big, Format::OtlpProto, cfg);
+    match d.outcomes.as_slice() {
+        [Outcome::Reject(q)] => {
+            assert_eq!(q.reason, Reason::TooLarge);
+            assert!(q.raw_truncated);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_refused_protobuf_request_replays_as_a_bare_request() {
+    let entry = |source: &str, raw: &[u8]| {
+        let e = agentmeter_schemas::QuarantineEntry::new(
+            Reason::InvalidPayload,
+            "",
+            SourceUri::new(source),
+            Position { member: Some(2), ..Default::default() },
+            RawFormat::Source,
+            raw,
+            1 << 20,
+        );
+        format!("{}\n", serde_json::to_string(&e).unwrap())
+    };
+    let good = otlp_request(3);
+    for source in ["file:///traces/export.pb", "file:///traces/unnamed"] {
+        let d = run(entry(source, &good).as_bytes());
+        assert_eq!(d.outcomes.len(), 3, "{source}");
+        assert!(
+            d.outcomes.iter().all(|o| matches!(o, Outcome::Span(s) if s.source.as_str() == source))
+        );
+        assert_eq!(d.lineage, [SourceUri::new(source)]);
+    }
+    let d = run(entry("file:///traces/export.binpb.gz", b"\x0a\xff\xff\xff\x0fbad").as_bytes());
+    match d.outcomes.as_slice() {
+        [Outcome::Reject(q)] => {
+            assert_eq!((q.reason, q.format), (Reason::InvalidPayload, RawFormat::Source));
+            assert_eq!(q.position.member, Some(2));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn protobuf_files_are_detected_by_extension() {
+    let dir = tempfile::tempdir().unwrap();
+    let req = otlp_request(2);
+    std::fs::write(dir.path().join("a.binpb"), length_prefixed(&[&req, &req])).unwrap();
+    std::fs::write(dir.path().join("b.PB.gz"), gzip_bytes(&req)).unwrap();
+    std::fs::write(dir.path().join("c.ndjson"), format!("{}\n", otlp_line())).unwrap();
+    let specs = expand(&[dir.path().to_owned()], Format::Auto).unwrap();
+    let decoder = Decoder::default();
+    let counts: Vec<usize> = specs
+        .iter()
+        .map(|spec| {
+            let mut out = Decoded::default();
+            read_file(spec, decoder.config(), None, &mut |u| {
+                u.decode(&decoder, false, &mut out);
+                Ok(())
+            })
+            .unwrap();
+            assert!(out.outcomes.iter().all(|o| matches!(o, Outcome::Span(_))), "{:?}", spec.path);
+            out.outcomes.len()
+        })
+        .collect();
+    assert_eq!(counts, [4, 2, 7]);
+    for (name, yes) in [
+        ("x.pb", true),
+        ("x.otlp.gz", true),
+        ("X.BINPB", true),
+        ("x.pb.json", false),
+        ("pb", false),
+        ("x.ndjson.gz", false),
+    ] {
+        assert_eq!(otlp_proto_name(name), yes, "{name}");
+    }
+    assert_eq!("otlp-proto".parse::<Format>(), Ok(Format::OtlpProto));
+}
+
+#[test]
+fn a_pretty_printed_otlp_json_request_is_read_whole() {
+    let pretty = crate::otlp::fixtures::STRANDS;
+    for bytes in [pretty.as_bytes().to_vec(), gzip_bytes(pretty.as_bytes())] {
+        let d = run(&bytes);
+        assert_private(&d);
+        assert_eq!(d.outcomes.len(), 7);
+        assert!(d.outcomes.iter().all(|o| matches!(o, Outcome::Span(_))));
+    }
+    // The right keys, the wrong shape: the whole source is refused, and replays as such.
+    let wrong = "{\n  \"resourceSpans\": [{\"scopeSpans\": {\"spans\": []}}]\n}\n";
+    let d = run(wrong.as_bytes());
+    let q = match d.outcomes.as_slice() {
+        [Outcome::Reject(q)] => q.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        (q.reason, q.format, q.raw.as_deref()),
+        (Reason::InvalidPayload, RawFormat::Source, Some(wrong))
+    );
+    let d = run(format!("{}\n", serde_json::to_string(&q).unwrap()).as_bytes());
+    assert_eq!(summary(&d), ["reject invalid_payload at whole source"]);
+    let cfg = DecodeConfig::new("clinic_id", 1 << 20, 100).unwrap();
+    assert_eq!(
+        summary(&run_with(pretty.as_bytes(), Format::Auto, cfg)),
+        ["reject too_large at whole source"]
+    );
+}

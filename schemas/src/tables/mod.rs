@@ -17,6 +17,13 @@ use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::{EventId, ModelId, SourceUri, TenantId, Tier, Tokens, UsageEvent, UserId};
 
+mod spans;
+pub use spans::{
+    AGENT_INVOCATIONS, AGENT_SPANS, InvocationRow, agent_invocations_batch,
+    agent_invocations_from_batch, agent_invocations_schema, agent_spans_batch,
+    agent_spans_from_batch, agent_spans_schema,
+};
+
 /// Schema-level metadata key carrying the table's schema version.
 pub const SCHEMA_VERSION_KEY: &str = "agentmeter.schema_version";
 
@@ -80,6 +87,18 @@ pub const TABLES: &[TableDef] = &[
         partitioning: DAILY,
     },
     TableDef {
+        name: AGENT_SPANS,
+        description: "One row per distinct span of an agent runtime (no span events), by start day.",
+        schema: agent_spans_schema,
+        partitioning: DAILY,
+    },
+    TableDef {
+        name: AGENT_INVOCATIONS,
+        description: "One row per agent invocation (invoke_agent span) with its tool and model calls.",
+        schema: agent_invocations_schema,
+        partitioning: DAILY,
+    },
+    TableDef {
         name: TENANT_HOURLY,
         description: "Requests, tokens, users and the peak requests in one second per hour, tier and tenant.",
         schema: tenant_hourly_schema,
@@ -110,11 +129,11 @@ pub const FLAGS: &str = "flags";
 /// Name of the invoice lines table.
 pub const INVOICE_LINES: &str = "invoice_lines";
 
-fn utc_millis() -> DataType {
+pub(crate) fn utc_millis() -> DataType {
     DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
 }
 
-fn with_version(fields: Vec<Field>, version: &str) -> SchemaRef {
+pub(crate) fn with_version(fields: Vec<Field>, version: &str) -> SchemaRef {
     let meta = HashMap::from([(SCHEMA_VERSION_KEY.to_owned(), version.to_owned())]);
     Arc::new(Schema::new_with_metadata(fields, meta))
 }
@@ -146,7 +165,8 @@ static USAGE_HOURLY_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("invocations", DataType::Int64, false),
     ];
     fields.extend(TOKEN_COLUMNS.iter().map(|c| Field::new(*c, DataType::Int64, false)));
-    with_version(fields, "1")
+    fields.extend(AGENT_COLUMNS.iter().map(|c| Field::new(*c, DataType::Int64, false)));
+    with_version(fields, "2")
 });
 
 /// Scale of unit prices in the lake (USD per million tokens and per call).
@@ -638,11 +658,50 @@ pub struct HourlyKey {
 /// The measures of one `usage_hourly` row.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HourlyMeasures {
-    /// Number of inference calls.
+    /// Number of inference calls (from the `inference_usage` logs).
     pub invocations: i64,
-    /// Token sums.
+    /// Token sums (from the logs; spans never add tokens).
     pub tokens: Tokens,
+    /// What the spans add.
+    pub agent: AgentMeasures,
 }
+
+/// The span-derived measures of a `usage_hourly` row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AgentMeasures {
+    /// `execute_tool` spans started in the hour.
+    pub tool_calls: i64,
+    /// Of those, the ones that failed (status error).
+    pub tool_errors: i64,
+    /// `invoke_agent` spans started in the hour.
+    pub agent_invocations: i64,
+    /// Their summed duration, milliseconds.
+    pub agent_duration_ms: i64,
+    /// The longest of them, milliseconds.
+    pub max_agent_duration_ms: i64,
+}
+
+impl AgentMeasures {
+    /// Adds `other`, or `None` on overflow.
+    pub fn checked_add(&self, other: &AgentMeasures) -> Option<AgentMeasures> {
+        Some(AgentMeasures {
+            tool_calls: self.tool_calls.checked_add(other.tool_calls)?,
+            tool_errors: self.tool_errors.checked_add(other.tool_errors)?,
+            agent_invocations: self.agent_invocations.checked_add(other.agent_invocations)?,
+            agent_duration_ms: self.agent_duration_ms.checked_add(other.agent_duration_ms)?,
+            max_agent_duration_ms: self.max_agent_duration_ms.max(other.max_agent_duration_ms),
+        })
+    }
+}
+
+/// The span-derived columns of `usage_hourly`, in order.
+pub const AGENT_COLUMNS: [&str; 5] = [
+    "tool_calls",
+    "tool_errors",
+    "agent_invocations",
+    "agent_duration_ms",
+    "max_agent_duration_ms",
+];
 
 /// Milliseconds in an hour.
 pub const HOUR_MS: i64 = 3_600_000;
@@ -666,6 +725,7 @@ pub fn hourly_batch<'a>(
         std::array::from_fn(|_| StringBuilder::with_capacity(n, n * 16));
     let mut invocations = Int64Builder::with_capacity(n);
     let mut tokens = TokenBuilders::with_capacity(n);
+    let mut agent: [Int64Builder; 5] = std::array::from_fn(|_| Int64Builder::with_capacity(n));
     for (k, m) in rows {
         hour.append_value(k.hour_ms);
         let values =
@@ -675,6 +735,17 @@ pub fn hourly_batch<'a>(
         }
         invocations.append_value(m.invocations);
         tokens.append(&m.tokens);
+        let a = &m.agent;
+        let values = [
+            a.tool_calls,
+            a.tool_errors,
+            a.agent_invocations,
+            a.agent_duration_ms,
+            a.max_agent_duration_ms,
+        ];
+        for (b, v) in agent.iter_mut().zip(values) {
+            b.append_value(v);
+        }
     }
     let mut columns: Vec<ArrayRef> = vec![Arc::new(hour.finish())];
     for b in &mut strings {
@@ -682,10 +753,13 @@ pub fn hourly_batch<'a>(
     }
     columns.push(Arc::new(invocations.finish()));
     tokens.finish(&mut columns);
+    for b in &mut agent {
+        columns.push(Arc::new(b.finish()));
+    }
     RecordBatch::try_new(usage_hourly_schema(), columns)
 }
 
-fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, ArrowError> {
+pub(crate) fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, ArrowError> {
     batch
         .column_by_name(name)
         .ok_or_else(|| ArrowError::SchemaError(format!("column {name} is missing")))
@@ -709,7 +783,7 @@ fn ints<'a>(
         .ok_or_else(|| ArrowError::SchemaError(format!("column {name} is not int64")))
 }
 
-fn invalid(name: &str, row: usize, e: impl std::fmt::Display) -> ArrowError {
+pub(crate) fn invalid(name: &str, row: usize, e: impl std::fmt::Display) -> ArrowError {
     ArrowError::InvalidArgumentError(format!("row {row}, column {name}: {e}"))
 }
 
@@ -770,6 +844,14 @@ pub fn hourly_from_batch(
     let s: Vec<_> = names.iter().map(|n| strings(batch, n)).collect::<Result<_, _>>()?;
     let inv = ints(batch, "invocations")?;
     let t: Vec<_> = TOKEN_COLUMNS.iter().map(|n| ints(batch, n)).collect::<Result<_, _>>()?;
+    // Files written before spans existed have no agent columns: read them as zero.
+    let a: Vec<_> = AGENT_COLUMNS
+        .iter()
+        .map(
+            |n| if batch.column_by_name(n).is_some() { ints(batch, n).map(Some) } else { Ok(None) },
+        )
+        .collect::<Result<_, _>>()?;
+    let agent = |c: usize, i: usize| a[c].map_or(0, |col| col.value(i));
     (0..batch.num_rows())
         .map(|i| {
             let key = HourlyKey {
@@ -787,6 +869,13 @@ pub fn hourly_from_batch(
                     total: t[2].value(i),
                     cache_read: t[3].value(i),
                     cache_write: t[4].value(i),
+                },
+                agent: AgentMeasures {
+                    tool_calls: agent(0, i),
+                    tool_errors: agent(1, i),
+                    agent_invocations: agent(2, i),
+                    agent_duration_ms: agent(3, i),
+                    max_agent_duration_ms: agent(4, i),
                 },
             };
             Ok((key, m))
@@ -833,7 +922,17 @@ mod tests {
             user_id: e.user_id,
             model_id: e.model_id,
         };
-        let m = HourlyMeasures { invocations: 2, tokens: e.tokens };
+        let m = HourlyMeasures {
+            invocations: 2,
+            tokens: e.tokens,
+            agent: AgentMeasures {
+                tool_calls: 3,
+                tool_errors: 1,
+                agent_invocations: 1,
+                agent_duration_ms: 900,
+                max_agent_duration_ms: 900,
+            },
+        };
         let batch = hourly_batch([(&key, &m)].into_iter()).unwrap();
         assert_eq!(hourly_from_batch(&batch).unwrap(), vec![(key, m)]);
     }

@@ -1,0 +1,152 @@
+//! What the exactly-once writer needs to know about a kind of record: its table, partition,
+//! identity, sort order and Arrow encoding. Usage events and agent spans are the two kinds.
+
+use std::cmp::Ordering;
+
+use agentmeter_schemas::tables::{
+    AGENT_SPANS, USAGE_EVENTS, UsageEventBatchBuilder, agent_spans_batch, agent_spans_from_batch,
+    agent_spans_schema, usage_events_from_batch, usage_events_schema,
+};
+use agentmeter_schemas::{AgentSpan, SourceUri, UsageEvent};
+use arrow_array::RecordBatch;
+use arrow_schema::{ArrowError, SchemaRef};
+use chrono::{DateTime, NaiveDate};
+
+/// A record the [`EventWriter`](crate::EventWriter) writes exactly once.
+pub trait LakeRecord: Send + 'static {
+    /// The table.
+    const TABLE: &'static str;
+    /// Column indices the files are sorted by (declared in the Parquet footer).
+    const SORTED_BY: &'static [usize];
+    /// Columns of unique values (written without a dictionary).
+    const UNIQUE: &'static [&'static str];
+
+    /// The record's time, milliseconds; its UTC date is the `dt` partition.
+    fn time_ms(&self) -> i64;
+    /// The identity bytes (event id; trace and span id).
+    fn identity(&self) -> Vec<u8>;
+    /// A digest of the content, to tell a conflicting duplicate.
+    fn fingerprint(&self) -> u64;
+    /// The sort order within a file.
+    fn sort_cmp(a: &Self, b: &Self) -> Ordering;
+    /// The source, for warnings.
+    fn source(&self) -> &SourceUri;
+    /// The table's schema.
+    fn schema() -> SchemaRef;
+    /// Encodes records.
+    ///
+    /// # Errors
+    ///
+    /// Only on a bug in the encoding.
+    fn batch<'a>(
+        records: impl ExactSizeIterator<Item = &'a Self>,
+    ) -> Result<RecordBatch, ArrowError>
+    where
+        Self: 'a;
+    /// Decodes records.
+    ///
+    /// # Errors
+    ///
+    /// A file that does not match the table.
+    fn from_batch(batch: &RecordBatch) -> Result<Vec<Self>, ArrowError>
+    where
+        Self: Sized;
+
+    /// The `dt` partition.
+    fn partition(&self) -> Option<NaiveDate> {
+        DateTime::from_timestamp_millis(self.time_ms()).map(|t| t.date_naive())
+    }
+}
+
+impl LakeRecord for UsageEvent {
+    const TABLE: &'static str = USAGE_EVENTS;
+    // tenant_id (3), then event_time (0).
+    const SORTED_BY: &'static [usize] = &[3, 0];
+    const UNIQUE: &'static [&'static str] = &["event_id"];
+
+    fn time_ms(&self) -> i64 {
+        self.event_time_ms
+    }
+
+    fn identity(&self) -> Vec<u8> {
+        self.event_id.as_str().as_bytes().to_vec()
+    }
+
+    fn fingerprint(&self) -> u64 {
+        self.content_fingerprint()
+    }
+
+    fn sort_cmp(a: &Self, b: &Self) -> Ordering {
+        (a.tenant_id.as_str(), a.event_time_ms, a.event_id.as_str()).cmp(&(
+            b.tenant_id.as_str(),
+            b.event_time_ms,
+            b.event_id.as_str(),
+        ))
+    }
+
+    fn source(&self) -> &SourceUri {
+        &self.source
+    }
+
+    fn schema() -> SchemaRef {
+        usage_events_schema()
+    }
+
+    fn batch<'a>(
+        records: impl ExactSizeIterator<Item = &'a Self>,
+    ) -> Result<RecordBatch, ArrowError> {
+        let mut b = UsageEventBatchBuilder::with_capacity(records.len());
+        b.extend(records);
+        b.finish()
+    }
+
+    fn from_batch(batch: &RecordBatch) -> Result<Vec<Self>, ArrowError> {
+        usage_events_from_batch(batch)
+    }
+}
+
+impl LakeRecord for AgentSpan {
+    const TABLE: &'static str = AGENT_SPANS;
+    // tenant_id (9), then start_time (0).
+    const SORTED_BY: &'static [usize] = &[9, 0];
+    const UNIQUE: &'static [&'static str] = &["span_id"];
+
+    fn time_ms(&self) -> i64 {
+        self.start_ms
+    }
+
+    fn identity(&self) -> Vec<u8> {
+        self.key().into_bytes()
+    }
+
+    fn fingerprint(&self) -> u64 {
+        self.content_fingerprint()
+    }
+
+    fn sort_cmp(a: &Self, b: &Self) -> Ordering {
+        (a.tenant_id.as_str(), a.start_ms, &a.trace_id, &a.span_id).cmp(&(
+            b.tenant_id.as_str(),
+            b.start_ms,
+            &b.trace_id,
+            &b.span_id,
+        ))
+    }
+
+    fn source(&self) -> &SourceUri {
+        &self.source
+    }
+
+    fn schema() -> SchemaRef {
+        agent_spans_schema()
+    }
+
+    fn batch<'a>(
+        records: impl ExactSizeIterator<Item = &'a Self>,
+    ) -> Result<RecordBatch, ArrowError> {
+        agent_spans_batch(records)
+    }
+
+    fn from_batch(batch: &RecordBatch) -> Result<Vec<Self>, ArrowError> {
+        agent_spans_from_batch(batch)
+    }
+}

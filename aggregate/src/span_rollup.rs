@@ -1,0 +1,133 @@
+//! What spans add to the rollups: agent invocations with their duration and tool calls, per
+//! hour, tier, tenant, user and model, and the `agent_invocations` table.
+//!
+//! Strands exports children before their `invoke_agent` root, and only the root (or a `chat`
+//! span) names the model: tool spans are attributed to the user and model of the invocation
+//! they ran in, found by walking parent ids within the trace. Tokens never come from spans
+//! (the logs are the billing source; spans double count across chat and agent spans).
+
+use std::collections::HashMap;
+
+use agentmeter_schemas::tables::{AgentMeasures, InvocationRow, hour_start_ms};
+use agentmeter_schemas::{AgentSpan, ModelId, SpanStatus, TenantId, Tier, UserId};
+
+/// User or model id of spans that carry none.
+pub const UNKNOWN: &str = "_unknown";
+
+fn is_op(s: &AgentSpan, op: &str) -> bool {
+    match &s.operation {
+        Some(o) => o == op,
+        None => s.name == op || s.name.starts_with(&format!("{op} ")),
+    }
+}
+
+/// A row of agent measures before interning.
+pub(crate) struct AgentRow {
+    pub hour_ms: i64,
+    pub tier: Tier,
+    pub tenant_id: TenantId,
+    pub user: String,
+    pub model: String,
+    pub measures: AgentMeasures,
+}
+
+/// The agent measures and invocations of one day's spans.
+pub(crate) fn rollup(spans: &[AgentSpan]) -> (Vec<AgentRow>, Vec<InvocationRow>) {
+    let index: HashMap<(&str, &str), usize> = spans
+        .iter()
+        .enumerate()
+        .map(|(i, s)| ((s.trace_id.as_str(), s.span_id.as_str()), i))
+        .collect();
+    // The invocation a span ran in: the nearest invoke_agent ancestor (or itself).
+    let root = |i: usize| -> Option<usize> {
+        let mut at = i;
+        for _ in 0..64 {
+            let s = &spans[at];
+            if is_op(s, "invoke_agent") {
+                return Some(at);
+            }
+            let parent = s.parent_span_id.as_deref()?;
+            at = *index.get(&(s.trace_id.as_str(), parent))?;
+        }
+        None
+    };
+    let mut invocations: HashMap<usize, InvocationRow> = HashMap::new();
+    let mut rows = Vec::new();
+    for (i, s) in spans.iter().enumerate() {
+        let agent = is_op(s, "invoke_agent");
+        let tool = is_op(s, "execute_tool");
+        let chat = is_op(s, "chat");
+        if !agent && !tool && !chat {
+            continue;
+        }
+        let r = root(i);
+        if let Some(r) = r {
+            let a = &spans[r];
+            let inv = invocations.entry(r).or_insert_with(|| InvocationRow {
+                start_ms: a.start_ms,
+                trace_id: a.trace_id.clone(),
+                span_id: a.span_id.clone(),
+                tier: a.tier.clone(),
+                tenant_id: a.tenant_id.clone(),
+                user_id: a.user_id.clone(),
+                model_id: a.model_id.clone(),
+                duration_ms: a.duration_ms(),
+                tool_calls: 0,
+                tool_errors: 0,
+                model_calls: 0,
+                status: a.status,
+            });
+            if tool {
+                inv.tool_calls += 1;
+                inv.tool_errors += i64::from(s.status == SpanStatus::Error);
+            }
+            if chat {
+                inv.model_calls += 1;
+                if inv.model_id.is_none() {
+                    inv.model_id.clone_from(&s.model_id);
+                }
+            }
+        }
+        if chat {
+            continue;
+        }
+        let a = r.map(|r| &spans[r]);
+        let user = s
+            .user_id
+            .as_ref()
+            .or(a.and_then(|a| a.user_id.as_ref()))
+            .map_or(UNKNOWN, UserId::as_str);
+        let model = a
+            .and_then(|a| a.model_id.as_ref())
+            .or(s.model_id.as_ref())
+            .map_or(UNKNOWN, ModelId::as_str);
+        let mut m = AgentMeasures::default();
+        if agent {
+            m.agent_invocations = 1;
+            m.agent_duration_ms = s.duration_ms();
+            m.max_agent_duration_ms = s.duration_ms();
+        } else {
+            m.tool_calls = 1;
+            m.tool_errors = i64::from(s.status == SpanStatus::Error);
+        }
+        rows.push(AgentRow {
+            hour_ms: hour_start_ms(s.start_ms),
+            tier: s.tier.clone(),
+            tenant_id: s.tenant_id.clone(),
+            user: user.to_owned(),
+            model: model.to_owned(),
+            measures: m,
+        });
+    }
+    // The model of an invocation may come from its chat spans (Strands sets it on both).
+    let mut inv: Vec<InvocationRow> = invocations.into_values().collect();
+    inv.sort_by(|a, b| {
+        (a.tenant_id.as_str(), a.start_ms, &a.trace_id, &a.span_id).cmp(&(
+            b.tenant_id.as_str(),
+            b.start_ms,
+            &b.trace_id,
+            &b.span_id,
+        ))
+    });
+    (rows, inv)
+}

@@ -1,0 +1,289 @@
+//! Attributes: a span's tenant context, its GenAI fields and its token counts.
+//!
+//! Tenant context (`tier`, the tenant, the user) is looked up in the span's attributes, then
+//! in its resource's: Strands' baggage processor stamps it on every span, while a service that
+//! serves one tenant may set it on the resource. Everything else is read from the span alone.
+//! The same newtypes and reason codes as for the logs apply.
+
+use agentmeter_schemas::{ModelId, Reason, SpanTokens, TenantId, Tier, UserId};
+
+use super::model::{KeyValue, Value};
+use crate::normalize::{Refusal, refuse};
+
+/// The longest operation or tool name accepted, in characters.
+const MAX_NAME_CHARS: usize = 256;
+
+/// Spellings of the user id, in order of preference.
+const USER_KEYS: [&str; 3] = ["user_id", "user.id", "enduser.id"];
+
+/// What one attribute list holds for a key.
+enum Found<'a> {
+    Absent,
+    One(&'a Value),
+    /// The key is repeated with different values.
+    Conflict,
+}
+
+/// The value of `key` in `list`. An empty value counts as absent; a key repeated with equal
+/// values counts once.
+fn find<'a>(list: &'a [KeyValue], key: &str) -> Found<'a> {
+    let mut found: Option<&Value> = None;
+    for kv in list {
+        if kv.key != key || matches!(kv.value, Value::Empty) {
+            continue;
+        }
+        match found {
+            None => found = Some(&kv.value),
+            Some(v) if *v != kv.value => return Found::Conflict,
+            Some(_) => {}
+        }
+    }
+    found.map_or(Found::Absent, Found::One)
+}
+
+/// A short, escaped description of a value for error details.
+pub(super) fn describe(v: &Value) -> String {
+    match v {
+        Value::Empty => "no value".into(),
+        Value::String(s) => {
+            let cut: String = s.chars().take(40).collect();
+            if cut.len() < s.len() { format!("{cut:?}…") } else { format!("{cut:?}") }
+        }
+        Value::Bool(b) => b.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::Double(d) => d.to_string(),
+        Value::Array(_) => "an array".into(),
+        Value::Kvlist(_) => "a key-value list".into(),
+        Value::Bytes(_) => "bytes".into(),
+    }
+}
+
+/// The attributes a span's context is read from.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Attrs<'a> {
+    /// The span's own attributes.
+    pub span: &'a [KeyValue],
+    /// Its resource's attributes.
+    pub resource: &'a [KeyValue],
+}
+
+impl<'a> Attrs<'a> {
+    /// `key` from the span's attributes, else from the resource's.
+    fn context(&self, key: &str) -> Result<Option<&'a Value>, Refusal> {
+        for (list, level) in [(self.span, "span"), (self.resource, "resource")] {
+            match find(list, key) {
+                Found::Absent => {}
+                Found::One(v) => return Ok(Some(v)),
+                Found::Conflict => return Err(repeated(level, key)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The first of `keys` present in the span's attributes, else in the resource's.
+    fn first_context(
+        &self,
+        keys: &[&'static str],
+    ) -> Result<Option<(&'static str, &'a Value)>, Refusal> {
+        for (list, level) in [(self.span, "span"), (self.resource, "resource")] {
+            for key in keys {
+                match find(list, key) {
+                    Found::Absent => {}
+                    Found::One(v) => return Ok(Some((key, v))),
+                    Found::Conflict => return Err(repeated(level, key)),
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn repeated(level: &str, key: &str) -> Refusal {
+    refuse(
+        Reason::ConflictingField,
+        format!("{level} attribute {key:?} is repeated with different values"),
+    )
+}
+
+/// The string in `v`, or `invalid` naming the attribute.
+fn text<'a>(v: &'a Value, name: &str, invalid: Reason) -> Result<&'a str, Refusal> {
+    match v {
+        Value::String(s) => Ok(s),
+        other => Err(refuse(invalid, format!("{name} must be a string, got {}", describe(other)))),
+    }
+}
+
+/// The tier (`tier`).
+pub(super) fn tier(a: &Attrs<'_>) -> Result<Tier, Refusal> {
+    let v = a.context("tier")?.ok_or_else(|| refuse(Reason::MissingField, "tier is missing"))?;
+    let s = text(v, "tier", Reason::InvalidTier)?;
+    Tier::new(s).map_err(|e| refuse(Reason::InvalidTier, e.to_string()))
+}
+
+/// The tenant from the configured field or `tenant_id`, which must agree if both are present.
+pub(super) fn tenant(a: &Attrs<'_>, field: &str) -> Result<TenantId, Refusal> {
+    let primary = match a.context(field)? {
+        Some(v) => Some(text(v, field, Reason::InvalidTenantId)?),
+        None => None,
+    };
+    let alt = if field == "tenant_id" {
+        None
+    } else {
+        match a.context("tenant_id")? {
+            Some(v) => Some(text(v, "tenant_id", Reason::InvalidTenantId)?),
+            None => None,
+        }
+    };
+    let value = match (primary, alt) {
+        (Some(p), Some(t)) if p != t => {
+            return Err(refuse(
+                Reason::ConflictingField,
+                format!("{field} {p:?} and tenant_id {t:?} differ"),
+            ));
+        }
+        (Some(p), _) => p,
+        (None, Some(t)) => t,
+        (None, None) => {
+            return Err(refuse(Reason::MissingField, format!("{field} (or tenant_id) is missing")));
+        }
+    };
+    TenantId::new(value).map_err(|e| refuse(Reason::InvalidTenantId, e.to_string()))
+}
+
+/// The user, when there is one: `user_id` (or `user.id`, `enduser.id`), else `actor_id` =
+/// `{tier}-{tenant}-{user}`. Tenant ids contain hyphens, so the known prefix is removed
+/// rather than splitting on `-`.
+pub(super) fn user(
+    a: &Attrs<'_>,
+    tier: &Tier,
+    tenant: &TenantId,
+) -> Result<Option<UserId>, Refusal> {
+    if let Some((key, v)) = a.first_context(&USER_KEYS)? {
+        let s = text(v, key, Reason::InvalidUserId)?;
+        return UserId::new(s).map(Some).map_err(|e| refuse(Reason::InvalidUserId, e.to_string()));
+    }
+    let Some(v) = a.context("actor_id")? else { return Ok(None) };
+    let actor = text(v, "actor_id", Reason::InvalidUserId)?;
+    let prefix = format!("{tier}-{tenant}-");
+    let rest = actor.strip_prefix(&prefix).ok_or_else(|| {
+        refuse(Reason::InvalidUserId, format!("actor_id {actor:?} does not start with {prefix:?}"))
+    })?;
+    UserId::new(rest)
+        .map(Some)
+        .map_err(|e| refuse(Reason::InvalidUserId, format!("from actor_id: {e}")))
+}
+
+/// A span attribute that must be a string when present.
+fn span_string<'a>(
+    span: &'a [KeyValue],
+    key: &str,
+    invalid: Reason,
+) -> Result<Option<&'a str>, Refusal> {
+    match find(span, key) {
+        Found::Absent => Ok(None),
+        Found::One(v) => text(v, key, invalid).map(Some),
+        Found::Conflict => Err(repeated("span", key)),
+    }
+}
+
+/// A name kept as given: 1 to 256 characters, none of them a control character.
+fn name(span: &[KeyValue], key: &str) -> Result<Option<String>, Refusal> {
+    let Some(s) = span_string(span, key, Reason::InvalidField)? else { return Ok(None) };
+    let why = if s.is_empty() {
+        "is empty"
+    } else if s.chars().any(char::is_control) {
+        "has a control character"
+    } else if s.chars().nth(MAX_NAME_CHARS).is_some() {
+        "is over 256 characters"
+    } else {
+        return Ok(Some(s.to_owned()));
+    };
+    let shown = describe(&Value::String(s.to_owned()));
+    Err(refuse(Reason::InvalidField, format!("{key} {shown} {why}")))
+}
+
+/// `gen_ai.operation.name`.
+pub(super) fn operation(span: &[KeyValue]) -> Result<Option<String>, Refusal> {
+    name(span, "gen_ai.operation.name")
+}
+
+/// `gen_ai.tool.name`.
+pub(super) fn tool(span: &[KeyValue]) -> Result<Option<String>, Refusal> {
+    name(span, "gen_ai.tool.name")
+}
+
+/// `gen_ai.request.model`, else `gen_ai.response.model`.
+pub(super) fn model(span: &[KeyValue]) -> Result<Option<ModelId>, Refusal> {
+    let mut value = None;
+    for key in ["gen_ai.request.model", "gen_ai.response.model"] {
+        if let Some(s) = span_string(span, key, Reason::InvalidModelId)? {
+            value = Some(s);
+            break;
+        }
+    }
+    value
+        .map(|s| ModelId::new(s).map_err(|e| refuse(Reason::InvalidModelId, e.to_string())))
+        .transpose()
+}
+
+/// A resource's `service.name`, when it is a string.
+pub(super) fn service(resource: &[KeyValue]) -> Option<String> {
+    match find(resource, "service.name") {
+        Found::One(Value::String(s)) => Some(truncate(s)),
+        _ => None,
+    }
+}
+
+/// At most 256 characters of `s`.
+pub(super) fn truncate(s: &str) -> String {
+    match s.char_indices().nth(MAX_NAME_CHARS) {
+        Some((cut, _)) => s[..cut].to_owned(),
+        None => s.to_owned(),
+    }
+}
+
+const INPUT: &[&str] = &["gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"];
+const OUTPUT: &[&str] = &["gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens"];
+const TOTAL: &[&str] = &["gen_ai.usage.total_tokens"];
+const CACHE_READ: &[&str] =
+    &["gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens"];
+const CACHE_WRITE: &[&str] =
+    &["gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.cache_write_input_tokens"];
+
+/// The first spelling present decides; aliases are never summed (Strands writes both).
+fn count(span: &[KeyValue], spellings: &[&str]) -> Option<i64> {
+    for key in spellings {
+        match find(span, key) {
+            Found::Absent => {}
+            Found::One(Value::Int(n)) if *n >= 0 => return Some(*n),
+            Found::One(_) | Found::Conflict => return None,
+        }
+    }
+    None
+}
+
+/// The span's token attributes, for reconciliation only: a bad count is `None`, never a
+/// reason to refuse the span.
+pub(super) fn tokens(span: &[KeyValue]) -> SpanTokens {
+    SpanTokens {
+        input: count(span, INPUT),
+        output: count(span, OUTPUT),
+        total: count(span, TOTAL),
+        cache_read: count(span, CACHE_READ),
+        cache_write: count(span, CACHE_WRITE),
+    }
+}
+
+/// Span attributes that carry conversation content (GenAI semantic conventions, opt-in):
+/// never needed to decode a span, so a quarantined span's raw bytes leave them out.
+pub(super) fn is_content(key: &str) -> bool {
+    matches!(
+        key,
+        "gen_ai.input.messages"
+            | "gen_ai.output.messages"
+            | "gen_ai.system_instructions"
+            | "gen_ai.tool.call.arguments"
+            | "gen_ai.tool.call.result"
+    ) || key.starts_with("gen_ai.prompt")
+        || key.starts_with("gen_ai.completion")
+}
