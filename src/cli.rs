@@ -48,6 +48,8 @@ pub enum Command {
     Flags(FlagsArgs),
     /// Write a self-contained HTML report of a period (charts, flags, cost against revenue).
     Report(ReportArgs),
+    /// Compare the tokens of the logs with the tokens of the chat spans, per tenant and day.
+    Reconcile(ReconcileArgs),
     /// Rebuild the rollup tables (usage_hourly, tenant_hourly) of every day from usage_events.
     Rollup(RollupArgs),
     /// Receive OpenTelemetry spans over OTLP/HTTP into the lake (until SIGTERM or SIGINT).
@@ -297,6 +299,28 @@ pub struct ReportArgs {
     /// Tenants to chart per tier.
     #[arg(long, default_value_t = 5)]
     pub top: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// Lake directory.
+    #[arg(long)]
+    pub lake: PathBuf,
+    /// A month to reconcile, YYYY-MM (or use --from and --to).
+    #[arg(long, conflicts_with_all = ["from", "to"], required_unless_present_all = ["from", "to"])]
+    pub period: Option<String>,
+    /// First day, YYYY-MM-DD.
+    #[arg(long, requires = "to")]
+    pub from: Option<String>,
+    /// Last day, YYYY-MM-DD (inclusive).
+    #[arg(long, requires = "from")]
+    pub to: Option<String>,
+    /// Write every line as CSV to this file (the differences are printed either way).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Exit with code 3 when any line does not match.
+    #[arg(long)]
+    pub fail_on_difference: bool,
 }
 
 #[derive(Debug, Args)]

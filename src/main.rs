@@ -1,6 +1,7 @@
 //! The `agentmeter` command: a thin shell over the library crates. It parses arguments, sets
 //! up logging and progress, joins the ingest and aggregate stages, and maps failures to exit
-//! codes (0 success, 1 a run failed, 2 bad arguments or configuration).
+//! codes (0 success, 1 a run failed, 2 bad arguments or configuration, 3 `reconcile
+//! --fail-on-difference` found differences).
 
 mod cli;
 mod demo;
@@ -11,6 +12,7 @@ mod invoice_cmd;
 mod logging;
 mod prices_cmd;
 mod progress;
+mod reconcile_cmd;
 mod report_cmd;
 mod rollup_cmd;
 mod schema_cmd;
@@ -32,6 +34,18 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
+/// `reconcile --fail-on-difference` found lines that do not match (exit code 3).
+#[derive(Debug)]
+pub struct DifferencesFound(pub usize);
+
+impl std::fmt::Display for DifferencesFound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} tenant-days do not reconcile", self.0)
+    }
+}
+
+impl std::error::Error for DifferencesFound {}
+
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     logging::init(&args.log);
@@ -42,6 +56,7 @@ fn main() -> ExitCode {
         cli::Command::Prices(a) => prices_cmd::run(&a),
         cli::Command::Flags(a) => flags_cmd::run(&a),
         cli::Command::Report(a) => report_cmd::run(&a),
+        cli::Command::Reconcile(a) => reconcile_cmd::run(&a),
         cli::Command::Rollup(a) => rollup_cmd::run(&a),
         cli::Command::Serve(a) => serve_cmd::run(&a),
         cli::Command::Gen(a) => gen_cmd::run(&a),
@@ -58,7 +73,9 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             eprintln!("error: {e:#}");
-            if e.chain().any(|c| c.downcast_ref::<UsageError>().is_some()) {
+            if e.chain().any(|c| c.downcast_ref::<DifferencesFound>().is_some()) {
+                ExitCode::from(3)
+            } else if e.chain().any(|c| c.downcast_ref::<UsageError>().is_some()) {
                 ExitCode::from(2)
             } else {
                 ExitCode::from(1)

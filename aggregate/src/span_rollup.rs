@@ -14,13 +14,6 @@ use agentmeter_schemas::{AgentSpan, ModelId, SpanStatus, TenantId, Tier, UserId}
 /// User or model id of spans that carry none.
 pub const UNKNOWN: &str = "_unknown";
 
-fn is_op(s: &AgentSpan, op: &str) -> bool {
-    match &s.operation {
-        Some(o) => o == op,
-        None => s.name == op || s.name.starts_with(&format!("{op} ")),
-    }
-}
-
 /// A row of agent measures before interning.
 pub(crate) struct AgentRow {
     pub hour_ms: i64,
@@ -43,7 +36,7 @@ pub(crate) fn rollup(spans: &[AgentSpan]) -> (Vec<AgentRow>, Vec<InvocationRow>)
         let mut at = i;
         for _ in 0..64 {
             let s = &spans[at];
-            if is_op(s, "invoke_agent") {
+            if s.is_operation("invoke_agent") {
                 return Some(at);
             }
             let parent = s.parent_span_id.as_deref()?;
@@ -54,9 +47,9 @@ pub(crate) fn rollup(spans: &[AgentSpan]) -> (Vec<AgentRow>, Vec<InvocationRow>)
     let mut invocations: HashMap<usize, InvocationRow> = HashMap::new();
     let mut rows = Vec::new();
     for (i, s) in spans.iter().enumerate() {
-        let agent = is_op(s, "invoke_agent");
-        let tool = is_op(s, "execute_tool");
-        let chat = is_op(s, "chat");
+        let agent = s.is_operation("invoke_agent");
+        let tool = s.is_operation("execute_tool");
+        let chat = s.is_operation("chat");
         if !agent && !tool && !chat {
             continue;
         }

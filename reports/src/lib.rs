@@ -8,6 +8,7 @@
 //! - [`flags`]: noisy-neighbour, saturation, quota and runaway flags, and their alerts.
 //! - [`costs`]: AWS Cost Explorer daily costs per tier, from the API or a file.
 //! - [`alerts`]: alert sinks (JSONL file, stdout, signed webhook, SNS) and their delivery.
+//! - [`reconcile`]: tokens of the logs against tokens of the chat spans, per tenant and day.
 //! - [`report`]: the month's self-contained HTML report, with SVG charts.
 //!
 //! Invoices, flags and alerts will live here too; they read the lake only through
@@ -20,6 +21,7 @@ pub mod costs;
 pub mod flags;
 pub mod invoice;
 pub mod prices;
+pub mod reconcile;
 pub mod report;
 pub mod run_summary;
 pub mod usage;

@@ -91,6 +91,18 @@ impl AgentSpan {
         format!("{}:{}", self.trace_id, self.span_id)
     }
 
+    /// True when the span is of operation `op` (`invoke_agent`, `chat`, `execute_tool`):
+    /// `gen_ai.operation.name`, or else the span name (`op` or `op <detail>`).
+    pub fn is_operation(&self, op: &str) -> bool {
+        match &self.operation {
+            Some(o) => o == op,
+            None => {
+                self.name == op
+                    || self.name.strip_prefix(op).is_some_and(|rest| rest.starts_with(' '))
+            }
+        }
+    }
+
     /// Duration in milliseconds (never negative).
     pub fn duration_ms(&self) -> i64 {
         (self.end_ms - self.start_ms).max(0)

@@ -11,4 +11,5 @@ mod flags;
 mod ingest;
 mod invoice;
 mod isolation;
+mod reconcile;
 mod schema;

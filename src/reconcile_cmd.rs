@@ -1,0 +1,106 @@
+//! `agentmeter reconcile`: tokens of the logs against tokens of the chat spans.
+
+use agentmeter_aggregate::Lake;
+use agentmeter_aggregate::fsio::write_atomic;
+use agentmeter_reports::invoice::Period;
+use agentmeter_reports::reconcile::{Reconciliation, Status, reconcile};
+use anyhow::{Context, bail};
+use chrono::{NaiveDate, TimeDelta};
+
+use crate::cli::ReconcileArgs;
+use crate::{DifferencesFound, UsageError};
+
+/// Differences printed before "... and N more".
+const SHOWN: usize = 50;
+
+fn day(name: &str, s: &str) -> anyhow::Result<NaiveDate> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| UsageError(format!("--{name} {s:?} is not a YYYY-MM-DD day")).into())
+}
+
+pub fn execute(a: &ReconcileArgs) -> anyhow::Result<Reconciliation> {
+    let (from, to) = match (&a.period, &a.from, &a.to) {
+        (Some(p), _, _) => {
+            let p = Period::parse(p).map_err(|e| UsageError(format!("--period: {e}")))?;
+            (p.start_time().date_naive(), p.end_time().date_naive() - TimeDelta::days(1))
+        }
+        (None, Some(f), Some(t)) => (day("from", f)?, day("to", t)?),
+        _ => bail!(UsageError("give --period, or --from and --to".into())),
+    };
+    if from > to {
+        bail!(UsageError(format!("--from {from} is after --to {to}")));
+    }
+    if !a.lake.join("_state/lake.json").is_file() {
+        bail!(UsageError(format!("--lake {} is not an agentmeter lake", a.lake.display())));
+    }
+    let lake = Lake::open(&a.lake).map_err(|e| match e {
+        agentmeter_aggregate::Error::Locked { .. } => anyhow::Error::new(UsageError(e.to_string())),
+        other => anyhow::Error::new(other).context("opening the lake"),
+    })?;
+    let r = reconcile(lake.reader(), from, to).context("reconciling")?;
+    if let Some(out) = &a.out {
+        let csv = r.to_csv().context("writing CSV")?;
+        if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        write_atomic(out, &csv).with_context(|| format!("writing {}", out.display()))?;
+    }
+    Ok(r)
+}
+
+pub fn run(a: &ReconcileArgs) -> anyhow::Result<()> {
+    let r = execute(a)?;
+    let counts = r.counts();
+    let n = |s: Status| counts.get(&s).copied().unwrap_or(0);
+    println!(
+        "{} tenant-days: {} match, {} differ, {} logs only, {} spans only",
+        r.lines.len(),
+        n(Status::Match),
+        n(Status::Differs),
+        n(Status::LogsOnly),
+        n(Status::SpansOnly),
+    );
+    let differences: Vec<_> = r.differences().collect();
+    if !differences.is_empty() {
+        println!(
+            "{:<10}  {:<10}  {:<24}  {:<10}  {:>12}  {:>12}  {:>12}  {:>12}  {:>8}",
+            "day",
+            "tier",
+            "tenant",
+            "status",
+            "input",
+            "output",
+            "cache read",
+            "cache write",
+            "no usage"
+        );
+    }
+    for l in differences.iter().take(SHOWN) {
+        let d = l.difference;
+        println!(
+            "{:<10}  {:<10}  {:<24}  {:<10}  {:>+12}  {:>+12}  {:>+12}  {:>+12}  {:>8}",
+            l.dt,
+            l.tier.as_str(),
+            l.tenant_id.as_str(),
+            l.status.as_str(),
+            d.input,
+            d.output,
+            d.cache_read,
+            d.cache_write,
+            l.chat_spans_without_usage,
+        );
+    }
+    if differences.len() > SHOWN {
+        println!("... and {} more", differences.len() - SHOWN);
+    }
+    if !differences.is_empty() {
+        println!("(differences are chat spans minus logs, in tokens)");
+    }
+    if let Some(out) = &a.out {
+        println!("wrote {}", out.display());
+    }
+    if a.fail_on_difference && !differences.is_empty() {
+        bail!(DifferencesFound(differences.len()));
+    }
+    Ok(())
+}
