@@ -7,10 +7,13 @@ use agentmeter_aggregate::fsio::write_atomic;
 use agentmeter_aggregate::{Lake, LakeReader};
 use agentmeter_reports::alerts::{AlertSink, DeliveryOptions, Secret, deliver};
 use agentmeter_reports::flags::{
-    Evaluation, Flag, FlagKind, FlagState, FlagStatus, Policy, episodes, evaluate_range,
+    AgentInvocation, Evaluation, Flag, FlagKind, FlagState, FlagStatus, Policy, episodes,
+    evaluate_range,
 };
 use agentmeter_reports::invoice::Period;
-use agentmeter_schemas::tables::{FLAGS, FlagRow, TABLES, TENANT_HOURLY, TenantHour, flags_batch};
+use agentmeter_schemas::tables::{
+    AGENT_INVOCATIONS, FLAGS, FlagRow, TABLES, TENANT_HOURLY, TenantHour, flags_batch,
+};
 use anyhow::{Context, bail};
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 
@@ -55,6 +58,44 @@ pub fn tenant_hours(
         rows.extend(lake.tenant_hourly(dt)?);
     }
     Ok(rows)
+}
+
+/// The agent invocations started in `[from, to)` that exceed the policy's runaway limits.
+/// Only these can raise a `runaway_session` flag, so the others are not held in memory.
+pub fn runaway_candidates(
+    lake: &LakeReader,
+    policy: &Policy,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> anyhow::Result<Vec<AgentInvocation>> {
+    let max_calls = i64::try_from(policy.max_tool_calls).unwrap_or(i64::MAX);
+    let max_ms =
+        i64::try_from(policy.max_invocation_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let (from_ms, to_ms) = (from.timestamp_millis(), to.timestamp_millis());
+    let mut out = Vec::new();
+    for dt in lake.partitions(AGENT_INVOCATIONS)? {
+        let start = dt.and_time(chrono::NaiveTime::MIN).and_utc();
+        if start + TimeDelta::days(1) <= from || start >= to {
+            continue;
+        }
+        for r in lake.invocations(dt)? {
+            let over = r.tool_calls > max_calls || r.duration_ms > max_ms;
+            if !over || r.start_ms < from_ms || r.start_ms >= to_ms {
+                continue;
+            }
+            let Some(start) = DateTime::from_timestamp_millis(r.start_ms) else { continue };
+            out.push(AgentInvocation {
+                trace_id: r.trace_id,
+                span_id: r.span_id,
+                tier: r.tier,
+                tenant_id: r.tenant_id,
+                start,
+                duration_ms: r.duration_ms,
+                tool_calls: r.tool_calls,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// What a flags run did.
@@ -125,8 +166,9 @@ pub fn execute(a: &FlagsArgs) -> anyhow::Result<FlagsRun> {
             a.lake.display()
         )));
     }
-    // Agent invocations come from spans; until a lake holds them, runaway sessions have no input.
-    let evaluations = evaluate_range(&rows, &[], &policy, from, to);
+    let runaways = runaway_candidates(lake.reader(), &policy, from, to)
+        .context("reading agent_invocations")?;
+    let evaluations = evaluate_range(&rows, &runaways, &policy, from, to);
     let eps = episodes(&evaluations);
 
     // The flags table: the flags holding at the end of each evaluated day.
