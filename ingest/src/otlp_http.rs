@@ -10,7 +10,7 @@
 //! | 200 | accepted; `partial_success` counts spans refused (quarantined, not retryable) |
 //! | 400 | the body is not an `ExportTraceServiceRequest` (do not retry) |
 //! | 401 | a bearer token is required and missing or wrong |
-//! | 413 | the body, after decompression, is over the limit |
+//! | 413 | the body, as sent or after decompression, is over the limit |
 //! | 415 | the content type is neither `application/x-protobuf` nor `application/json` |
 //! | 503 + `Retry-After` | too many requests in flight, the log is behind, or shutting down |
 //!
@@ -24,11 +24,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use agentmeter_schemas::SourceUri;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::{Body, Bytes};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
@@ -108,7 +109,7 @@ impl Metrics {
         );
         counter(
             "agentmeter_otlp_received_bytes_total",
-            "Request body bytes received.",
+            "Request body bytes read (as sent; bodies of requests refused on their headers are not read).",
             &[("", g(&self.bytes_received))],
         );
         counter(
@@ -210,27 +211,15 @@ fn inflate(body: &[u8], cap: usize) -> Result<Vec<u8>, bool> {
 async fn traces<S: DurableSink>(
     State(st): State<Arc<AppState<S>>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let m = &st.metrics;
-    m.bytes_received.fetch_add(body.len() as u64, Ordering::Relaxed);
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     let encoding = match mime.as_str() {
-        "application/x-protobuf" | "application/protobuf" => Encoding::Proto,
-        "application/json" => Encoding::Json,
-        _ => {
-            m.requests_client_error.fetch_add(1, Ordering::Relaxed);
-            return error(
-                Encoding::Json,
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                3,
-                &format!(
-                    "unsupported content type {ct:?}: use application/x-protobuf or application/json"
-                ),
-                None,
-            );
-        }
+        "application/x-protobuf" | "application/protobuf" => Some(Encoding::Proto),
+        "application/json" => Some(Encoding::Json),
+        _ => None,
     };
     if let Some(token) = &st.cfg.auth_token {
         let given = headers
@@ -240,7 +229,7 @@ async fn traces<S: DurableSink>(
         if !given.is_some_and(|g| same(g.as_bytes(), token.as_bytes())) {
             m.requests_client_error.fetch_add(1, Ordering::Relaxed);
             let mut r = error(
-                encoding,
+                encoding.unwrap_or(Encoding::Json),
                 StatusCode::UNAUTHORIZED,
                 16,
                 "missing or wrong bearer token",
@@ -250,6 +239,19 @@ async fn traces<S: DurableSink>(
             return r;
         }
     }
+    // After authentication: an unauthenticated client learns nothing about the body.
+    let Some(encoding) = encoding else {
+        m.requests_client_error.fetch_add(1, Ordering::Relaxed);
+        return error(
+            Encoding::Json,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            3,
+            &format!(
+                "unsupported content type {ct:?}: use application/x-protobuf or application/json"
+            ),
+            None,
+        );
+    };
     let Ok(_permit) = st.permits.try_acquire() else {
         m.requests_unavailable.fetch_add(1, Ordering::Relaxed);
         return error(
@@ -260,6 +262,25 @@ async fn traces<S: DurableSink>(
             Some(1),
         );
     };
+    // Read only now (after authentication and admission), and never past the limit: a
+    // compressed body may not exceed it either.
+    let body: Bytes = match Limited::new(body, st.cfg.max_body_bytes).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            m.requests_client_error.fetch_add(1, Ordering::Relaxed);
+            let (status, code, msg) = if e.downcast_ref::<LengthLimitError>().is_some() {
+                (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    8,
+                    format!("body is over {} bytes", st.cfg.max_body_bytes),
+                )
+            } else {
+                (StatusCode::BAD_REQUEST, 3, format!("reading the body: {e}"))
+            };
+            return error(encoding, status, code, &msg, None);
+        }
+    };
+    m.bytes_received.fetch_add(body.len() as u64, Ordering::Relaxed);
     let gzip = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -353,7 +374,6 @@ async fn traces<S: DurableSink>(
 
 /// The receiver's routes.
 pub fn router<S: DurableSink>(cfg: ServerConfig, sink: Arc<S>, metrics: Arc<Metrics>) -> Router {
-    let limit = cfg.max_body_bytes.saturating_add(1 << 10);
     let permits = Semaphore::new(cfg.max_in_flight.max(1));
     let state = Arc::new(AppState { cfg, sink, metrics: Arc::clone(&metrics), permits });
     Router::new()
@@ -374,8 +394,6 @@ pub fn router<S: DurableSink>(cfg: ServerConfig, sink: Arc<S>, metrics: Arc<Metr
             }),
         )
         .route("/health", get(|| async { "ok\n" }))
-        // The compressed body may not exceed the limit either (a 413 from the extractor).
-        .layer(DefaultBodyLimit::max(limit))
 }
 
 /// Serves on `listener` until `shutdown` resolves; in-flight requests finish first.
@@ -413,6 +431,66 @@ mod tests {
         assert!(same(b"abc", b"abc"));
         assert!(!same(b"abc", b"abd"));
         assert!(!same(b"abc", b"abcd"));
+    }
+
+    struct Accept;
+
+    impl DurableSink for Accept {
+        fn accept(
+            &self,
+            _: Vec<Outcome>,
+        ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    /// A server with token `s3cret` on a free loopback port, for the life of the test.
+    fn server() -> std::net::SocketAddr {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cfg = ServerConfig {
+            auth_token: Some("s3cret".into()),
+            max_body_bytes: 1 << 20,
+            max_in_flight: 4,
+            decode: DecodeConfig::new("clinic_id", 1 << 20, 1 << 20).unwrap(),
+            source: SourceUri::new("otlp-http://test"),
+        };
+        std::thread::spawn(move || {
+            let m = Arc::new(Metrics::default());
+            let _ = rt.block_on(serve(listener, cfg, Arc::new(Accept), m, std::future::pending()));
+        });
+        addr
+    }
+
+    /// The status code of one request.
+    fn status(addr: std::net::SocketAddr, headers: &str, body: &[u8]) -> u16 {
+        use std::io::{Read as _, Write as _};
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        let head = format!(
+            "POST /v1/traces HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n{headers}\r\n",
+            body.len()
+        );
+        c.write_all(head.as_bytes()).unwrap();
+        c.write_all(body).unwrap();
+        let mut answer = String::new();
+        c.read_to_string(&mut answer).unwrap();
+        answer.split(' ').nth(1).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn authentication_comes_before_anything_about_the_body() {
+        let addr = server();
+        let json = "Content-Type: application/json\r\n";
+        let text = "Content-Type: text/plain\r\n";
+        let token = "Authorization: Bearer s3cret\r\n";
+        // Without the token, a wrong content type or a bad body still gets 401.
+        assert_eq!(status(addr, text, b"x"), 401);
+        assert_eq!(status(addr, json, b"{not json"), 401);
+        assert_eq!(status(addr, &format!("{json}Authorization: Bearer wrong\r\n"), b"{}"), 401);
+        assert_eq!(status(addr, &format!("{text}{token}"), b"x"), 415);
+        assert_eq!(status(addr, &format!("{json}{token}"), b"{not json"), 400);
+        assert_eq!(status(addr, &format!("{json}{token}"), b"{}"), 200);
     }
 
     #[test]
