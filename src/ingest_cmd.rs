@@ -134,6 +134,16 @@ pub fn execute(plan: &IngestPlan) -> anyhow::Result<IngestSummary> {
         }
         other => anyhow::Error::new(other).context("opening the lake"),
     })?;
+    // Spans a stopped receiver acknowledged but did not flush belong in the lake first.
+    let recovered = agentmeter_aggregate::wal::recover_otlp(&lake, plan.writer)
+        .context("flushing the OTLP write-ahead log")?;
+    if recovered.segments > 0 {
+        tracing::info!(
+            segments = recovered.segments,
+            written = recovered.spans_written,
+            "Flushed spans an OTLP receiver had acknowledged."
+        );
+    }
     let total: u64 = plan.sources.iter().map(|s| s.len).sum();
     let progress = Progress::start(total, plan.progress);
     let mut sink = IngestSink {

@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use agentmeter_aggregate::wal::{Wal, WalRecord, flush_segments, segments};
+use agentmeter_aggregate::wal::{Wal, WalRecord, flush_segments, recover_otlp, segments};
 use agentmeter_aggregate::{Lake, WriterOptions};
 use agentmeter_ingest::otlp_http::{DurableSink, Metrics, ServerConfig, serve};
 use agentmeter_ingest::{DecodeConfig, Outcome};
@@ -199,12 +199,11 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<()> {
     })?;
     let lake = Arc::new(lake);
     let opts = WriterOptions::default();
-    let wal_dir = lake.layout().root().join("_wal").join("otlp");
+    let wal_dir = lake.layout().otlp_wal_dir();
     // Whatever a crash left in the log was acknowledged: it goes to the lake first.
-    let leftovers = segments(&wal_dir)?;
-    if !leftovers.is_empty() {
-        let s = flush_segments(&lake, &leftovers, opts)
-            .context("flushing the write-ahead log left by an earlier run")?;
+    let s =
+        recover_otlp(&lake, opts).context("flushing the write-ahead log left by an earlier run")?;
+    if s.segments > 0 {
         tracing::info!(
             segments = s.segments,
             written = s.spans_written,

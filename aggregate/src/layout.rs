@@ -9,6 +9,7 @@
 //!   _state/lake.json                                  format marker and version
 //!   _state/lock                                       held by the one writer
 //!   _state/rollup-pending/YYYY-MM-DD                  partitions whose rollup is stale
+//!   _wal/otlp/<20 digits>.ndjson                      the OTLP receiver's write-ahead log
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,8 @@ use chrono::NaiveDate;
 pub const QUARANTINE_DIR: &str = "_quarantine";
 /// Directory of the lake's own state.
 pub const STATE_DIR: &str = "_state";
+/// Directory of the write-ahead logs.
+pub const WAL_DIR: &str = "_wal";
 
 /// The paths of one lake.
 #[derive(Debug, Clone)]
@@ -74,6 +77,11 @@ impl Layout {
     /// The marker of a partition whose rollup is stale.
     pub fn rollup_pending(&self, dt: NaiveDate) -> PathBuf {
         self.state_dir().join("rollup-pending").join(dt.format("%Y-%m-%d").to_string())
+    }
+
+    /// The OTLP receiver's write-ahead log.
+    pub fn otlp_wal_dir(&self) -> PathBuf {
+        self.root.join(WAL_DIR).join("otlp")
     }
 
     /// The directory of rollup markers.

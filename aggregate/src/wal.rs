@@ -215,6 +215,17 @@ pub struct FlushStats {
     pub quarantined: u64,
 }
 
+/// Flushes the segments a stopped or crashed OTLP receiver left in the lake: they were
+/// acknowledged, so every writer of the lake moves them in before its own work.
+///
+/// # Errors
+///
+/// The log cannot be read or the lake cannot be written (the segments stay).
+pub fn recover_otlp(lake: &crate::Lake, opts: crate::WriterOptions) -> Result<FlushStats> {
+    let leftovers = segments(&lake.layout().otlp_wal_dir())?;
+    flush_segments(lake, &leftovers, opts)
+}
+
 /// Writes the records of `segments` (closed, oldest first) into the lake, rebuilds the rollups
 /// of the days they touch, then removes them. A crash at any point leaves the segments to be
 /// flushed again, which writes nothing twice.
