@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod otlp_client;
 mod util;
 
 mod crash;
@@ -13,3 +14,5 @@ mod invoice;
 mod isolation;
 mod reconcile;
 mod schema;
+mod serve;
+mod serve_load;
