@@ -151,6 +151,9 @@ pub struct GenArgs {
     /// Share of valid events delivered twice, per thousand.
     #[arg(long, default_value_t = 20)]
     pub duplicate_permille: u32,
+    /// Share of premium-tier usage events that also get their agent's spans, per thousand.
+    #[arg(long, default_value_t = agentmeter_ingest::synth::SynthConfig::default().span_permille)]
+    pub span_permille: u32,
 }
 
 #[derive(Debug, Args)]

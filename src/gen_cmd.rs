@@ -18,6 +18,7 @@ pub fn config(a: &GenArgs) -> anyhow::Result<SynthConfig> {
         noisy: a.noisy,
         dirty: a.dirty,
         duplicate_permille: a.duplicate_permille,
+        span_permille: a.span_permille,
     };
     cfg.validate().map_err(UsageError)?;
     Ok(cfg)

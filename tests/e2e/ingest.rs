@@ -94,12 +94,92 @@ fn generated_month_lands_exactly_and_duckdb_reads_both_tables() {
          count(*) AS n, sum(input_tokens) AS i, sum(output_tokens) AS o, sum(total_tokens) AS t, sum(cache_read_tokens) AS cr, sum(cache_write_tokens) AS cw \
          FROM {events} GROUP BY ALL"
     );
+    // Rows without invocations hold only span counts: a tool call that ran in the hour after
+    // its invocation started.
     let rows = format!(
         "SELECT epoch_ms(hour) AS h, tier, tenant_id, user_id, model_id, invocations AS n, input_tokens AS i, output_tokens AS o, \
-         total_tokens AS t, cache_read_tokens AS cr, cache_write_tokens AS cw FROM {hourly}"
+         total_tokens AS t, cache_read_tokens AS cr, cache_write_tokens AS cw FROM {hourly} WHERE invocations > 0"
     );
     assert_eq!(duckdb_int(&format!("SELECT count(*) FROM (({rollup}) EXCEPT ({rows}))")), 0);
     assert_eq!(duckdb_int(&format!("SELECT count(*) FROM (({rows}) EXCEPT ({rollup}))")), 0);
+    let span_only = duckdb_int(&format!(
+        "SELECT count(*) FROM {hourly} WHERE invocations = 0 AND total_tokens = 0 AND tool_calls > 0 \
+         AND agent_invocations = 0"
+    ));
+    let zero = duckdb_int(&format!("SELECT count(*) FROM {hourly} WHERE invocations = 0"));
+    assert!(span_only > 0, "the generated month has tool calls that spill into the next hour");
+    assert_eq!(zero, span_only);
+
+    // The spans: per tenant, the rollup's agent columns and the span table equal what the
+    // generator made, and the invocations table holds one row per invocation.
+    let agents = duckdb(&format!(
+        "SELECT tenant_id, sum(tool_calls) AS tc, sum(tool_errors) AS te, sum(agent_invocations) AS ai, \
+         sum(agent_duration_ms) AS d, max(max_agent_duration_ms) AS md FROM {hourly} \
+         GROUP BY 1 HAVING sum(agent_invocations) + sum(tool_calls) > 0 ORDER BY 1"
+    ));
+    let got: Vec<(String, [i64; 5])> = agents
+        .iter()
+        .map(|r| {
+            let g = |k: &str| r[k].as_i64().unwrap();
+            (
+                r["tenant_id"].as_str().unwrap().to_owned(),
+                [g("tc"), g("te"), g("ai"), g("d"), g("md")],
+            )
+        })
+        .collect();
+    let want: Vec<(String, [i64; 5])> = expected
+        .agents
+        .iter()
+        .map(|(t, a)| {
+            let v = [
+                a.tool_calls,
+                a.tool_errors,
+                a.agent_invocations,
+                a.agent_duration_ms,
+                a.max_agent_duration_ms,
+            ];
+            (t.clone(), v)
+        })
+        .collect();
+    assert!(!want.is_empty());
+    assert_eq!(got, want);
+    let spans = duckdb(&format!(
+        "SELECT tenant_id, count(*) AS n, count(DISTINCT (trace_id, span_id)) AS d FROM {} GROUP BY 1 ORDER BY 1",
+        table(&lake, "agent_spans")
+    ));
+    let got: Vec<(String, i64, i64)> = spans
+        .iter()
+        .map(|r| {
+            (
+                r["tenant_id"].as_str().unwrap().to_owned(),
+                r["n"].as_i64().unwrap(),
+                r["d"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, i64, i64)> =
+        expected.agents.iter().map(|(t, a)| (t.clone(), a.spans, a.spans)).collect();
+    assert_eq!(got, want);
+    let invocations = duckdb(&format!(
+        "SELECT tenant_id, count(*) AS n, sum(tool_calls) AS tc FROM {} GROUP BY 1 ORDER BY 1",
+        table(&lake, "agent_invocations")
+    ));
+    let got: Vec<(String, i64, i64)> = invocations
+        .iter()
+        .map(|r| {
+            (
+                r["tenant_id"].as_str().unwrap().to_owned(),
+                r["n"].as_i64().unwrap(),
+                r["tc"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, i64, i64)> = expected
+        .agents
+        .iter()
+        .map(|(t, a)| (t.clone(), a.agent_invocations, a.tool_calls))
+        .collect();
+    assert_eq!(got, want);
 }
 
 #[test]

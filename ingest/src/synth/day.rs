@@ -15,6 +15,7 @@ use chrono::NaiveDate;
 use super::deliver::{Payload, Rec};
 use super::dirty::{Bad, Channel};
 use super::plan::{DayPlan, HAIKU, MODELS, Plan, Rng, TierKind, apportion, scramble, uuid_text};
+use super::spans::{SpanDay, SpanTally};
 use super::write::{
     CwExport, FilterLogEvents, FirehoseFile, Ndjson, Obj, Shape, Val, log_event, skip_message,
 };
@@ -121,8 +122,10 @@ impl Usage {
 pub(crate) struct DayResult {
     pub date: NaiveDate,
     pub tally: Tally,
-    /// Files written, relative to the input directory.
+    /// Files written, relative to the input directory (not the span file).
     pub files: Vec<String>,
+    /// What the day's span file holds.
+    pub spans: SpanTally,
 }
 
 /// Generates every day, on up to 8 threads; the files do not depend on the thread count.
@@ -189,6 +192,8 @@ pub(super) struct Day<'p> {
     pub(super) force: [bool; 3],
     pub(super) hour: u32,
     pub(super) last: Option<Usage>,
+    /// The agents' spans of the day.
+    pub(super) spans: SpanDay<'p>,
 }
 
 impl<'p> Day<'p> {
@@ -221,6 +226,7 @@ impl<'p> Day<'p> {
         pending.sort_by_key(|(h, _)| *h);
         let control_hour = rng.below(24) as u32;
         let forced = dp.force_duplicates && plan.cfg.duplicate_permille > 0;
+        let spans = SpanDay::new(plan, index, input, &date, start_ms);
         Ok(Self {
             plan,
             dp,
@@ -248,6 +254,7 @@ impl<'p> Day<'p> {
             force: [forced; 3],
             hour: 0,
             last: None,
+            spans,
         })
     }
 
@@ -255,24 +262,32 @@ impl<'p> Day<'p> {
         let weights: Vec<f64> = DIURNAL.iter().map(|w| w * self.rng.jitter(0.12)).collect();
         let hours = apportion(self.dp.events, &weights);
         let mut groups = HashSet::new();
+        // Groups of the next hour already known: tool spans that start after their hour.
+        let mut spill = HashSet::new();
         for (h, &n) in hours.iter().enumerate() {
             self.hour = h as u32;
+            std::mem::swap(&mut groups, &mut spill);
+            spill.clear();
             let tenants = self.allocate(n);
             let hour_start = self.start_ms + h as i64 * HOUR_MS;
             let mut times: Vec<i64> =
                 (0..n).map(|_| hour_start + self.rng.below(HOUR_MS as u64) as i64).collect();
             times.sort_unstable();
-            groups.clear();
             for (tenant, time_ms) in tenants.into_iter().zip(times) {
                 let u = self.usage(tenant, time_ms);
                 self.tally.first(&u);
                 groups.insert((u.tenant, u.user, u.model));
                 self.route(&u)?;
+                if self.spans.usage(&u, self.hour)? {
+                    spill.insert((u.tenant, u.user, u.model));
+                }
                 self.last = Some(u);
                 self.bad_due()?;
             }
             self.tally.hourly_rows += groups.len() as u64;
         }
+        // Traces never cross midnight, so nothing spills out of the day.
+        self.tally.hourly_rows += spill.len() as u64;
         self.finish()
     }
 
@@ -446,6 +461,7 @@ impl<'p> Day<'p> {
         if let Some(f) = self.fle.take() {
             f.finish()?;
         }
-        Ok(DayResult { date: self.dp.date, tally: self.tally, files: self.files })
+        let spans = self.spans.finish()?;
+        Ok(DayResult { date: self.dp.date, tally: self.tally, files: self.files, spans })
     }
 }

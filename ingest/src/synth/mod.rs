@@ -15,9 +15,18 @@
 //!   DATA_MESSAGE of 1 to 50 log events, plus a CONTROL_MESSAGE and some retried deliveries.
 //! - `export/filter-log-events-YYYY-MM-DD.json` on one or two days: the pretty document
 //!   `aws logs filter-log-events` prints.
+//! - `otlp/spans-YYYY-MM-DD.ndjson.gz`: the spans of the agents, as the OpenTelemetry
+//!   Collector's file exporter writes them (one OTLP JSON `{"resourceSpans":[...]}` request
+//!   per line), for [`SynthConfig::span_permille`] of the premium tier's usage events: per
+//!   event (one agent invocation) an `invoke_agent` trace whose `chat` spans' tokens sum
+//!   exactly to the event's, with tool calls, a few failing (their `exception` events hold a
+//!   fake patient note), a handful of runaway invocations, some lines exported twice, and (when
+//!   dirty) spans without a tenant.
 //!
 //! and `out/expected.json`, an [`Expected`]: the accounting, per-tenant and per-day totals and
-//! the `usage_hourly` row count that an ingest of `out/input` into an empty lake must report.
+//! the `usage_hourly` row count that an ingest of `out/input` into an empty lake must report,
+//! and what the spans add: per tenant agent invocations, durations and tool calls
+//! ([`AgentTotals`]) and the runaway invocations.
 //! With [`SynthConfig::dirty`], bad records of every kind are mixed in (every quarantine
 //! [`Reason`](agentmeter_schemas::Reason), hostile tenant ids among them) with known counts.
 //!
@@ -33,7 +42,9 @@
 mod day;
 mod deliver;
 mod dirty;
+mod otlp_text;
 mod plan;
+mod spans;
 #[cfg(test)]
 mod tests;
 mod write;
@@ -68,8 +79,12 @@ pub struct SynthConfig {
     pub noisy: usize,
     /// Mix in bad records of every kind.
     pub dirty: bool,
-    /// Share of valid events delivered twice, per thousand.
+    /// Share of valid events delivered twice, per thousand; also the share of span export
+    /// lines written twice (a retried export).
     pub duplicate_permille: u32,
+    /// Share of the premium tier's usage events whose agent invocation also has its spans in
+    /// `otlp/`, per thousand (default 1000: every one). Basic-tier events never do.
+    pub span_permille: u32,
 }
 
 impl Default for SynthConfig {
@@ -82,6 +97,7 @@ impl Default for SynthConfig {
             noisy: 3,
             dirty: false,
             duplicate_permille: 20,
+            span_permille: 1000,
         }
     }
 }
@@ -134,6 +150,9 @@ impl SynthConfig {
                 "duplicate_permille must be at most 1000, got {}",
                 self.duplicate_permille
             ));
+        }
+        if self.span_permille > 1000 {
+            return Err(format!("span_permille must be at most 1000, got {}", self.span_permille));
         }
         Ok(())
     }
@@ -194,21 +213,75 @@ pub struct TenantTotals {
     pub totals: Totals,
 }
 
+/// What a tenant's distinct valid spans add up to, as the lake's span rollup counts them:
+/// every span once (copies from retried exports are duplicates), tool calls attributed to the
+/// `invoke_agent` invocation they ran in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentTotals {
+    /// Distinct valid spans, of every operation.
+    pub spans: i64,
+    /// `invoke_agent` spans: agent invocations (one per traced usage event).
+    pub agent_invocations: i64,
+    /// Sum of the invocations' durations in ms (start and end floored to the millisecond).
+    pub agent_duration_ms: i64,
+    /// The longest invocation, ms.
+    pub max_agent_duration_ms: i64,
+    /// `execute_tool` spans.
+    pub tool_calls: i64,
+    /// `execute_tool` spans with status ERROR (code 2).
+    pub tool_errors: i64,
+    /// `chat` spans (model calls).
+    pub model_calls: i64,
+    /// Sums of the `chat` spans' token attributes, which equal the tokens of the traced usage
+    /// events exactly (`invocations` counts those events). Basic-tier tenants and untraced
+    /// events have none, so logs and spans reconcile exactly only for traced events.
+    pub chat_tokens: Totals,
+}
+
+impl AgentTotals {
+    /// Adds `o`'s counts.
+    pub fn merge(&mut self, o: &AgentTotals) {
+        self.spans += o.spans;
+        self.agent_invocations += o.agent_invocations;
+        self.agent_duration_ms += o.agent_duration_ms;
+        self.max_agent_duration_ms = self.max_agent_duration_ms.max(o.max_agent_duration_ms);
+        self.tool_calls += o.tool_calls;
+        self.tool_errors += o.tool_errors;
+        self.model_calls += o.model_calls;
+        let (t, u) = (&mut self.chat_tokens, &o.chat_tokens);
+        t.invocations += u.invocations;
+        t.input_tokens += u.input_tokens;
+        t.output_tokens += u.output_tokens;
+        t.total_tokens += u.total_tokens;
+        t.cache_read_tokens += u.cache_read_tokens;
+        t.cache_write_tokens += u.cache_write_tokens;
+    }
+}
+
 /// What an ingest of `out/input` into an empty lake must report, written to
 /// `out/expected.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Expected {
     /// The configuration that produced the files.
     pub config: SynthConfig,
-    /// The run's accounting: records read, distinct events written, duplicates (none
-    /// conflicting), skips by kind and quarantined records by reason.
+    /// The run's accounting: records read (one per span for OTLP lines), distinct events and
+    /// spans written, duplicates of each (none conflicting), skips by kind and quarantined
+    /// records by reason.
     pub accounting: Accounting,
     /// Per tenant id (tenants with at least one event).
     pub tenants: BTreeMap<String, TenantTotals>,
     /// Per UTC day, `YYYY-MM-DD` (days with at least one event).
     pub days: BTreeMap<String, DayTotals>,
-    /// Distinct (hour, tier, tenant, user, model) groups: the rows of `usage_hourly`.
+    /// Distinct (hour, tier, tenant, user, model) groups: the rows of `usage_hourly` (a tool
+    /// span starting in the hour after its invocation's adds its group there).
     pub hourly_rows: u64,
+    /// Per tenant id (tenants with at least one valid span): what their spans add up to.
+    #[serde(default)]
+    pub agents: BTreeMap<String, AgentTotals>,
+    /// `trace_id:span_id` of the invocations a default `runaway_session` policy flags (more
+    /// than 10 tool calls, or longer than 300 s), sorted.
+    #[serde(default)]
+    pub runaway_invocations: Vec<String>,
     /// The noisy-neighbour tenants, which a 20% silo-migration rule must flag.
     pub noisy_tenants: Vec<String>,
     /// Every tenant id, by tier.
@@ -220,15 +293,17 @@ pub struct Expected {
 }
 
 impl Expected {
-    /// One line for the CLI: events, records, duplicates, tenants.
+    /// One line for the CLI: events, spans, records, duplicates, tenants.
     pub fn summary_line(&self) -> String {
         let a = &self.accounting;
         format!(
-            "{} distinct usage events in {} input records ({} duplicates, {} skipped, {} \
-             quarantined) for {} tenants over {} days",
+            "{} distinct usage events and {} spans in {} input records ({} duplicate events, {} \
+             duplicate spans, {} skipped, {} quarantined) for {} tenants over {} days",
             a.events_written,
+            a.spans_written,
             a.records_read,
             a.duplicates,
+            a.span_duplicates,
             a.skipped_total(),
             a.quarantined_total(),
             self.tenants.len(),
@@ -274,25 +349,37 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> io::Result<Expected> {
         *accounting.quarantined.entry(Reason::UnrecognizedFormat).or_default() += 1;
     }
     let mut per_tenant = vec![Measures::default(); plan.tenants.len()];
+    let mut agents = vec![AgentTotals::default(); plan.tenants.len()];
+    let mut runaway_invocations = Vec::new();
     let mut day_totals = BTreeMap::new();
     let mut hourly_rows = 0;
     for d in &days {
         accounting.merge(&d.tally.acc);
+        accounting.merge(&d.spans.acc);
         for (sum, m) in per_tenant.iter_mut().zip(&d.tally.tenants) {
             sum.merge(m);
         }
+        for (sum, a) in agents.iter_mut().zip(&d.spans.agents) {
+            sum.merge(a);
+        }
+        runaway_invocations.extend(d.spans.runaway.iter().cloned());
         if d.tally.day.invocations > 0 {
             day_totals.insert(d.date.format("%Y-%m-%d").to_string(), DayTotals::from(d.tally.day));
         }
         hourly_rows += d.tally.hourly_rows;
-        files.extend(d.files.iter().map(|f| format!("input/{f}")));
+        files.extend(d.files.iter().chain(&d.spans.files).map(|f| format!("input/{f}")));
     }
     files.sort();
+    runaway_invocations.sort();
 
     let mut tenants = BTreeMap::new();
     let mut tiers: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (t, m) in plan.tenants.iter().zip(&per_tenant) {
+    let mut agent_totals = BTreeMap::new();
+    for ((t, m), a) in plan.tenants.iter().zip(&per_tenant).zip(&agents) {
         tiers.entry(t.tier.as_str().to_owned()).or_default().push(t.id.clone());
+        if a.spans > 0 {
+            agent_totals.insert(t.id.clone(), *a);
+        }
         if m.invocations > 0 {
             tenants.insert(
                 t.id.clone(),
@@ -306,6 +393,8 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> io::Result<Expected> {
         tenants,
         days: day_totals,
         hourly_rows,
+        agents: agent_totals,
+        runaway_invocations,
         noisy_tenants: plan.noisy.iter().map(|&i| plan.tenants[i].id.clone()).collect(),
         tiers,
         hostile_tenant_ids: if cfg.dirty { dirty::hostile_tenant_ids() } else { Vec::new() },

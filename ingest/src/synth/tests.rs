@@ -3,21 +3,37 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::convert::Infallible;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::AtomicU64;
 
-use agentmeter_schemas::{Accounting, Reason, SkipKind, SourceUri};
+use agentmeter_schemas::{
+    Accounting, AgentSpan, Reason, SkipKind, SourceUri, SpanStatus, SpanTokens, Tokens,
+};
 
+use super::otlp_text::NOTE_MARK;
+use super::spans::{RUNAWAY_MS, RUNAWAY_TOOL_CALLS};
 use super::*;
 use crate::pipeline::{self, Sink};
 use crate::source::{self, Format, SourceSpec};
-use crate::{Decoder, Outcome};
+use crate::{DecodeConfig, Decoder, Outcome};
+
+/// (tenant, user, model, event time in ms) of a usage event.
+type EventKey = (String, String, String, i64);
 
 /// A sink that does what an ingest into an empty lake does with the outcomes: dedup by event
-/// id (first delivery wins), count everything, and sum the distinct events.
+/// id and by span identity (first delivery wins), count everything, and sum the distinct
+/// events; the distinct spans are kept for [`agent_totals`].
 #[derive(Default)]
 struct Check {
+    /// Distinct valid spans.
+    spans: Vec<AgentSpan>,
+    span_seen: HashMap<String, u64>,
+    /// Tokens of the distinct events, by tenant, user, model and time.
+    events: HashMap<EventKey, Vec<Tokens>>,
+    /// Outcomes holding text of a span event (a patient note).
+    leaks: u64,
     acc: Accounting,
     seen: HashMap<String, u64>,
     tenants: BTreeMap<String, TenantTotals>,
@@ -40,6 +56,9 @@ impl Sink for Check {
 
     fn outcome(&mut self, outcome: Outcome) -> Result<(), Infallible> {
         self.acc.records_read += 1;
+        if format!("{outcome:?}").contains(NOTE_MARK) {
+            self.leaks += 1;
+        }
         match outcome {
             Outcome::Event(e) => {
                 let fingerprint = e.content_fingerprint();
@@ -68,11 +87,32 @@ impl Sink for Check {
                     e.user_id.to_string(),
                     e.model_id.to_string(),
                 ));
+                self.events
+                    .entry((
+                        tenant.clone(),
+                        e.user_id.to_string(),
+                        e.model_id.to_string(),
+                        e.event_time_ms,
+                    ))
+                    .or_default()
+                    .push(e.tokens);
                 self.requests.push((hour, tier, tenant));
             }
             Outcome::Skip(k) => *self.acc.skipped.entry(k).or_default() += 1,
             Outcome::Reject(q) => *self.acc.quarantined.entry(q.reason).or_default() += 1,
-            Outcome::Span(s) => panic!("the synthetic logs hold no spans, got {}", s.key()),
+            Outcome::Span(s) => {
+                let fingerprint = s.content_fingerprint();
+                if let Some(&first) = self.span_seen.get(&s.key()) {
+                    self.acc.span_duplicates += 1;
+                    if first != fingerprint {
+                        self.acc.conflicting_duplicates += 1;
+                    }
+                    return Ok(());
+                }
+                self.span_seen.insert(s.key(), fingerprint);
+                self.acc.spans_written += 1;
+                self.spans.push(*s);
+            }
         }
         Ok(())
     }
@@ -89,14 +129,113 @@ fn ingest(out: &Path) -> Check {
     sink
 }
 
+fn is_op(s: &AgentSpan, op: &str) -> bool {
+    s.operation.as_deref() == Some(op)
+}
+
+/// Per tenant, what the lake's span rollup finds in distinct spans (reimplemented simply: per
+/// day of the spans' start, tool spans attributed to the nearest `invoke_agent` ancestor), and
+/// the invocations a default `runaway_session` policy flags.
+fn agent_totals(spans: &[AgentSpan]) -> (BTreeMap<String, AgentTotals>, Vec<String>) {
+    let mut totals: BTreeMap<String, AgentTotals> = BTreeMap::new();
+    let mut by_day: BTreeMap<i64, Vec<&AgentSpan>> = BTreeMap::new();
+    for s in spans {
+        by_day.entry(s.start_ms.div_euclid(86_400_000)).or_default().push(s);
+        let a = totals.entry(s.tenant_id.to_string()).or_default();
+        a.spans += 1;
+        if is_op(s, "invoke_agent") {
+            a.agent_invocations += 1;
+            a.agent_duration_ms += s.duration_ms();
+            a.max_agent_duration_ms = a.max_agent_duration_ms.max(s.duration_ms());
+            a.chat_tokens.invocations += 1;
+        } else if is_op(s, "execute_tool") {
+            a.tool_calls += 1;
+            a.tool_errors += i64::from(s.status == SpanStatus::Error);
+        } else if is_op(s, "chat") {
+            a.model_calls += 1;
+            let t = s.tokens;
+            let c = &mut a.chat_tokens;
+            c.input_tokens += t.input.unwrap_or(0);
+            c.output_tokens += t.output.unwrap_or(0);
+            c.total_tokens += t.total.unwrap_or(0);
+            c.cache_read_tokens += t.cache_read.unwrap_or(0);
+            c.cache_write_tokens += t.cache_write.unwrap_or(0);
+        }
+    }
+    let mut runaway = Vec::new();
+    for day in by_day.values() {
+        let index: HashMap<(&str, &str), &AgentSpan> =
+            day.iter().map(|s| ((s.trace_id.as_str(), s.span_id.as_str()), *s)).collect();
+        let mut tools: HashMap<String, i64> = HashMap::new();
+        for s in day.iter().filter(|s| is_op(s, "execute_tool")) {
+            let mut at = *s;
+            while !is_op(at, "invoke_agent") {
+                let parent = at.parent_span_id.as_deref().expect("a tool runs in an invocation");
+                at = index[&(at.trace_id.as_str(), parent)];
+            }
+            *tools.entry(at.key()).or_default() += 1;
+        }
+        for s in day.iter().filter(|s| is_op(s, "invoke_agent")) {
+            let calls = tools.get(&s.key()).copied().unwrap_or(0);
+            if calls > RUNAWAY_TOOL_CALLS || s.duration_ms() > RUNAWAY_MS {
+                runaway.push(s.key());
+            }
+        }
+    }
+    runaway.sort();
+    (totals, runaway)
+}
+
 fn assert_matches(expected: &Expected, got: &Check) {
     assert_eq!(got.acc, expected.accounting);
     assert!(expected.accounting.balances());
     assert_eq!(expected.accounting.conflicting_duplicates, 0);
     assert_eq!(got.tenants, expected.tenants);
     assert_eq!(got.days, expected.days);
-    assert_eq!(got.hourly.len() as u64, expected.hourly_rows);
+    assert_eq!(got.hourly_rows(), expected.hourly_rows);
     assert_eq!(expected.accounting.events_written, expected.config.events);
+    let (agents, runaway) = agent_totals(&got.spans);
+    assert_eq!(agents, expected.agents);
+    assert_eq!(runaway, expected.runaway_invocations);
+    assert_eq!(got.leaks, 0, "a span event's text reached a decoded outcome");
+    // Only premium tenants have spans; with every premium event traced, their chat spans
+    // reconcile exactly with their logs.
+    for (tenant, a) in &expected.agents {
+        let t = &expected.tenants[tenant];
+        assert_eq!(t.tier, "premium", "{tenant}");
+        if expected.config.span_permille == 1000 {
+            assert_eq!(a.chat_tokens, t.totals, "{tenant}");
+        }
+    }
+}
+
+impl Check {
+    /// The rows of `usage_hourly`: the groups of the distinct events, and those of the tool
+    /// and agent spans (user and model of their invocation).
+    fn hourly_rows(&self) -> u64 {
+        let mut groups: HashSet<(i64, String, String, String, String)> =
+            self.hourly.iter().cloned().collect();
+        let roots: HashMap<(&str, &str), &AgentSpan> =
+            self.spans.iter().map(|s| ((s.trace_id.as_str(), s.span_id.as_str()), s)).collect();
+        for s in &self.spans {
+            if !is_op(s, "execute_tool") && !is_op(s, "invoke_agent") {
+                continue;
+            }
+            let mut at = s;
+            while !is_op(at, "invoke_agent") {
+                let parent = at.parent_span_id.as_deref().unwrap();
+                at = roots[&(at.trace_id.as_str(), parent)];
+            }
+            groups.insert((
+                s.start_ms.div_euclid(3_600_000),
+                s.tier.to_string(),
+                s.tenant_id.to_string(),
+                at.user_id.as_ref().unwrap().to_string(),
+                at.model_id.as_ref().unwrap().to_string(),
+            ));
+        }
+        groups.len() as u64
+    }
 }
 
 /// A small dirty month, generated and decoded once for the tests that need it.
@@ -133,6 +272,19 @@ fn a_dirty_month_decodes_to_exactly_the_expectation() {
     assert!(expected.hostile_tenant_ids.iter().all(|h| !got.tenants.contains_key(h)));
     assert!(expected.files.iter().all(|f| f.starts_with("input/")));
     assert!(expected.files.iter().any(|f| f.starts_with("input/export/filter-log-events-")));
+    assert!(expected.files.iter().any(|f| f.starts_with("input/otlp/spans-")));
+    // Spans: some exported twice, the few without a tenant quarantined, runaways.
+    assert!(a.spans_written > a.events_written, "{} spans", a.spans_written);
+    assert!(a.span_duplicates > 0);
+    assert_eq!(expected.runaway_invocations.len(), 5, "{:?}", expected.runaway_invocations);
+    let tools: i64 = expected.agents.values().map(|a| a.tool_calls).sum();
+    let errors: i64 = expected.agents.values().map(|a| a.tool_errors).sum();
+    let share = errors as f64 / tools as f64;
+    assert!((0.015..0.05).contains(&share), "tool error share {share}");
+    let max = expected.agents.values().map(|a| a.max_agent_duration_ms).max().unwrap();
+    assert!(max > 300_000, "a long runaway: {max} ms");
+    let premium = expected.tenants.values().filter(|t| t.tier == "premium").count();
+    assert_eq!(expected.agents.len(), premium);
 }
 
 #[test]
@@ -151,6 +303,8 @@ fn a_clean_month_without_duplicates() {
     assert_matches(&expected, &ingest(dir.path()));
     let a = &expected.accounting;
     assert_eq!(a.duplicates, 0);
+    assert_eq!(a.span_duplicates, 0);
+    assert!(a.spans_written > 0);
     assert!(a.quarantined.is_empty(), "{:?}", a.quarantined);
     assert!(expected.hostile_tenant_ids.is_empty());
     assert_eq!(expected.days.len(), 28);
@@ -208,12 +362,18 @@ fn edge_configurations_still_match() {
             events: 1_000,
             ..d()
         },
+        SynthConfig { tenants: 6, noisy: 2, events: 1_500, span_permille: 0, ..d() },
+        SynthConfig { tenants: 6, noisy: 2, events: 1_500, span_permille: 300, dirty: true, ..d() },
     ] {
         let dir = tempfile::tempdir().unwrap();
         let expected = generate(&cfg, dir.path()).unwrap();
         assert_matches(&expected, &ingest(dir.path()));
         assert_eq!(expected.noisy_tenants.len(), cfg.noisy);
         assert_eq!(expected.tiers.values().map(Vec::len).sum::<usize>(), cfg.tenants);
+        if cfg.span_permille == 0 && !cfg.dirty {
+            assert!(expected.agents.is_empty());
+            assert!(expected.files.iter().all(|f| !f.starts_with("input/otlp/")));
+        }
     }
 }
 
@@ -264,6 +424,9 @@ fn same_seed_same_bytes_other_seed_other_bytes() {
         serde_json::from_slice(&std::fs::read(a.path().join("expected.json")).unwrap()).unwrap();
     assert_eq!(written, ea);
 
+    assert!(ea.files.iter().any(|f| f.starts_with("input/otlp/spans-")));
+    assert!(!ea.runaway_invocations.is_empty());
+
     let ec = generate(&SynthConfig { seed: 43, ..cfg }, c.path()).unwrap();
     assert_ne!(ec, ea);
     let sc = snapshot(c.path());
@@ -284,6 +447,7 @@ fn bad_configs_are_refused_naming_the_field() {
         (SynthConfig { tenants: 8, noisy: 4, ..d() }, "noisy"),
         (SynthConfig { noisy: 5, ..d() }, "noisy"),
         (SynthConfig { duplicate_permille: 1001, ..d() }, "duplicate_permille"),
+        (SynthConfig { span_permille: 1001, ..d() }, "span_permille"),
     ];
     for (cfg, field) in cases {
         let err = cfg.validate().unwrap_err();
@@ -303,10 +467,100 @@ fn bad_configs_are_refused_naming_the_field() {
 fn summary_line_and_config_round_trip() {
     let (expected, _) = dirty_month();
     let line = expected.summary_line();
-    assert!(line.starts_with("20000 distinct usage events in "), "{line}");
+    assert!(line.starts_with("20000 distinct usage events and "), "{line}");
+    assert!(line.contains(&format!(" and {} spans in ", expected.accounting.spans_written)));
     assert!(line.contains(" for 8 tenants over 31 days"), "{line}");
     assert!(!line.contains('\n'));
     let cfg: SynthConfig = serde_json::from_str(r#"{"seed": 1, "dirty": true}"#).unwrap();
     assert_eq!(cfg, SynthConfig { seed: 1, dirty: true, ..SynthConfig::default() });
     assert!(serde_json::from_str::<SynthConfig>(r#"{"sed": 1}"#).is_err());
+}
+
+/// The lines of a gzip NDJSON file.
+fn gz_lines(path: &Path) -> Vec<String> {
+    let f = std::fs::File::open(path).unwrap();
+    BufReader::new(flate2::read::MultiGzDecoder::new(f)).lines().map(Result::unwrap).collect()
+}
+
+fn decode_line(line: &str) -> Vec<AgentSpan> {
+    let src = SourceUri::new("file:///spans.ndjson");
+    let d = crate::otlp::decode_json(line.as_bytes(), &src, &DecodeConfig::default()).unwrap();
+    d.outcomes
+        .into_iter()
+        .filter_map(|o| match o {
+            Outcome::Span(s) => Some(*s),
+            _ => None,
+        })
+        .collect()
+}
+
+fn sum(tokens: impl Iterator<Item = SpanTokens>) -> Tokens {
+    let mut t = Tokens::default();
+    for s in tokens {
+        t.input += s.input.unwrap();
+        t.output += s.output.unwrap();
+        t.total += s.total.unwrap();
+        t.cache_read += s.cache_read.unwrap_or(0);
+        t.cache_write += s.cache_write.unwrap_or(0);
+    }
+    t
+}
+
+#[test]
+fn one_line_holds_an_invocation_whose_chat_tokens_are_its_usage_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg =
+        SynthConfig { seed: 9, tenants: 5, events: 3_000, noisy: 1, ..SynthConfig::default() };
+    let expected = generate(&cfg, dir.path()).unwrap();
+    let got = ingest(dir.path());
+    assert_matches(&expected, &got);
+    let file = expected.files.iter().find(|f| f.starts_with("input/otlp/")).unwrap();
+    let lines = gz_lines(&dir.path().join(file));
+    // Where each trace's root and chat spans are, by line.
+    let mut roots: HashMap<String, usize> = HashMap::new();
+    let mut chats: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut first_child: HashMap<String, usize> = HashMap::new();
+    for (n, line) in lines.iter().enumerate() {
+        for s in decode_line(line) {
+            if is_op(&s, "invoke_agent") {
+                roots.insert(s.trace_id.clone(), n);
+            } else {
+                first_child.entry(s.trace_id.clone()).or_insert(n);
+            }
+            if is_op(&s, "chat") {
+                chats.entry(s.trace_id.clone()).or_default().push(n);
+            }
+        }
+    }
+    // As Strands exports: children first, some roots in a later line than their children.
+    assert!(roots.iter().any(|(t, &n)| first_child[t] < n));
+    assert!(roots.iter().all(|(t, &n)| first_child[t] <= n));
+    let (trace, &n) = roots
+        .iter()
+        .filter(|(t, n)| chats[*t].len() >= 2 && chats[*t].iter().all(|c| c == *n))
+        .min()
+        .expect("a line with a root and all its chat spans");
+    let spans: Vec<AgentSpan> =
+        decode_line(&lines[n]).into_iter().filter(|s| &s.trace_id == trace).collect();
+    let root = spans.iter().find(|s| is_op(s, "invoke_agent")).unwrap();
+    let chat = sum(spans.iter().filter(|s| is_op(s, "chat")).map(|s| s.tokens));
+    assert_eq!(chat, sum(std::iter::once(root.tokens)));
+    let key = (
+        root.tenant_id.to_string(),
+        root.user_id.as_ref().unwrap().to_string(),
+        root.model_id.as_ref().unwrap().to_string(),
+        root.start_ms,
+    );
+    assert!(got.events[&key].contains(&chat), "{key:?}: {:?} vs {chat:?}", got.events[&key]);
+    // Span times nest inside the root's.
+    for s in &spans {
+        assert!(root.start_ms <= s.start_ms && s.end_ms <= root.end_ms, "{}", s.name);
+    }
+    // Failing tools carry a patient note in their exception events (which decoding drops).
+    let noted = expected
+        .files
+        .iter()
+        .filter(|f| f.starts_with("input/otlp/"))
+        .any(|f| gz_lines(&dir.path().join(f)).iter().any(|l| l.contains(NOTE_MARK)));
+    assert!(noted);
 }
