@@ -160,10 +160,13 @@ fn render(run: &InvoiceRun, s: &RunSummary, dir: &Path) -> String {
         let _ = writeln!(out, "  INCOMPLETE: {} unbilled usage items:", s.problems.len());
         for p in s.problems.iter().take(10) {
             let model = p.model_id.as_ref().map(|m| format!(" {m}")).unwrap_or_default();
+            let quantities = p.quantities(|n| n.to_string());
+            let quantities =
+                if quantities.is_empty() { String::new() } else { format!(" ({quantities})") };
             let _ = writeln!(
                 out,
-                "    {} ({}){}: {} ({} tokens)",
-                p.tenant_id, p.tier, model, p.reason, p.tokens
+                "    {} ({}){}: {}{}",
+                p.tenant_id, p.tier, model, p.reason, quantities
             );
         }
     }
@@ -179,12 +182,14 @@ pub fn run(a: &InvoiceArgs) -> anyhow::Result<InvoiceRun> {
         print!("{}", render(&run, &summary, &dir));
     }
     if !summary.complete {
-        let unbilled: i64 = summary.problems.iter().map(|p| p.tokens).sum();
+        let tokens: i64 = summary.problems.iter().map(|p| p.tokens).sum();
+        let tool_calls: i64 = summary.problems.iter().map(|p| p.tool_calls).sum();
         bail!(
-            "{} of {} invoices are incomplete: {} tokens have no price (see {}); nothing was billed at zero",
+            "{} of {} invoices are incomplete: {} tokens and {} tool calls have no price (see {}); nothing was billed at zero",
             run.invoices.iter().filter(|i| !i.complete).count(),
             run.invoices.len(),
-            unbilled,
+            tokens,
+            tool_calls,
             dir.join("summary.json").display()
         );
     }

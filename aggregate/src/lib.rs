@@ -26,6 +26,7 @@ pub use lake::{LAKE_FORMAT_VERSION, Lake, LakeReader};
 pub use quarantine::{QuarantineReport, QuarantineWriter};
 pub use record::LakeRecord;
 pub use rollup::{HOURLY_FILE, rebuild_hourly, rebuild_hourly_all};
+pub use span_rollup::UNKNOWN;
 pub use writer::{EventWriter, WriteStats, WriterOptions};
 
 /// Writes one Parquet file atomically with the lake's writer settings (ZSTD, statistics,

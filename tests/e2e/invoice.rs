@@ -20,10 +20,12 @@ id = "mistral.ministral-3-8b-instruct"
 effective_from = "2025-01-01"
 input_per_million = "0.15"
 output_per_million = "0.15"
+per_tool_call = "0.0010"
 [[models.prices]]
 effective_from = "2026-10-15T12:00:00Z"
 input_per_million = "0.12"
 output_per_million = "0.20"
+per_tool_call = "0.0008"
 
 [[models]]
 id = "openai.gpt-oss-120b-1:0"
@@ -31,6 +33,7 @@ id = "openai.gpt-oss-120b-1:0"
 effective_from = "2025-01-01"
 input_per_million = "0.15"
 output_per_million = "0.60"
+per_tool_call = "0.0012"
 
 [[models]]
 id = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
@@ -40,6 +43,7 @@ input_per_million = "1.10"
 output_per_million = "5.50"
 cache_read_per_million = "0.11"
 cache_write_per_million = "1.375"
+per_tool_call = "0.0015"
 
 [plans.basic]
 base_fee = "49.00"
@@ -53,12 +57,32 @@ markup = "0.40"
 "#;
 
 /// The same list prices, for the SQL recomputation: model, from and to (epoch ms), input,
-/// output, cache read, cache write (per million).
-const LIST: &[(&str, i64, i64, &str, &str, &str, &str)] = &[
-    ("mistral.ministral-3-8b-instruct", 0, 1_792_065_600_000, "0.15", "0.15", "0", "0"),
-    ("mistral.ministral-3-8b-instruct", 1_792_065_600_000, i64::MAX, "0.12", "0.20", "0", "0"),
-    ("openai.gpt-oss-120b-1:0", 0, i64::MAX, "0.15", "0.60", "0", "0"),
-    ("us.anthropic.claude-haiku-4-5-20251001-v1:0", 0, i64::MAX, "1.10", "5.50", "0.11", "1.375"),
+/// output, cache read, cache write (per million), tool call (per call).
+type ListPrice =
+    (&'static str, i64, i64, &'static str, &'static str, &'static str, &'static str, &'static str);
+const LIST: &[ListPrice] = &[
+    ("mistral.ministral-3-8b-instruct", 0, 1_792_065_600_000, "0.15", "0.15", "0", "0", "0.0010"),
+    (
+        "mistral.ministral-3-8b-instruct",
+        1_792_065_600_000,
+        i64::MAX,
+        "0.12",
+        "0.20",
+        "0",
+        "0",
+        "0.0008",
+    ),
+    ("openai.gpt-oss-120b-1:0", 0, i64::MAX, "0.15", "0.60", "0", "0", "0.0012"),
+    (
+        "us.anthropic.claude-haiku-4-5-20251001-v1:0",
+        0,
+        i64::MAX,
+        "1.10",
+        "5.50",
+        "0.11",
+        "1.375",
+        "0.0015",
+    ),
 ];
 
 /// Tier, base fee, included usage, price factor.
@@ -173,8 +197,8 @@ fn sql_lines(lake: &Path) -> String {
     let prices = values(
         &LIST
             .iter()
-            .map(|(m, f, t, i, o, cr, cw)| {
-                format!("('{m}', {f}, {t}, '{i}'::DECIMAL(18,6), '{o}'::DECIMAL(18,6), '{cr}'::DECIMAL(18,6), '{cw}'::DECIMAL(18,6))")
+            .map(|(m, f, t, i, o, cr, cw, tc)| {
+                format!("('{m}', {f}, {t}, '{i}'::DECIMAL(18,6), '{o}'::DECIMAL(18,6), '{cr}'::DECIMAL(18,6), '{cw}'::DECIMAL(18,6), '{tc}'::DECIMAL(18,6))")
             })
             .collect::<Vec<_>>(),
     );
@@ -188,31 +212,34 @@ fn sql_lines(lake: &Path) -> String {
             })
             .collect::<Vec<_>>(),
     );
+    // Component, its usage_hourly column and price column, and the price's unit (tokens are
+    // priced per million, tool calls per call).
     let comps = [
-        "input_tokens:c_in",
-        "output_tokens:c_out",
-        "cache_read_tokens:c_cr",
-        "cache_write_tokens:c_cw",
+        ("input_tokens", "c_in", "0.000001"),
+        ("output_tokens", "c_out", "0.000001"),
+        ("cache_read_tokens", "c_cr", "0.000001"),
+        ("cache_write_tokens", "c_cw", "0.000001"),
+        ("tool_calls", "c_tc", "1"),
     ];
     let unions = comps
         .iter()
-        .map(|c| {
-            let (col, price) = c.split_once(':').unwrap();
+        .map(|(col, price, per)| {
             format!(
-                "SELECT u.tenant_id, u.tier, u.model_id, p.t_from, '{col}' AS component, u.{col} AS q, p.{price} * pl.factor AS price \
+                "SELECT u.tenant_id, u.tier, u.model_id, p.t_from, '{col}' AS component, u.{col} AS q, p.{price} * pl.factor AS price, \
+                 '{per}'::DECIMAL(18,6) AS per \
                  FROM u JOIN prices p ON u.model_id = p.model_id AND u.h >= p.t_from AND u.h < p.t_to JOIN plans pl ON pl.tier = u.tier"
             )
         })
         .collect::<Vec<_>>()
         .join(" UNION ALL ");
     format!(
-        "WITH prices(model_id, t_from, t_to, c_in, c_out, c_cr, c_cw) AS (VALUES {prices}), \
+        "WITH prices(model_id, t_from, t_to, c_in, c_out, c_cr, c_cw, c_tc) AS (VALUES {prices}), \
          plans(tier, fee, included, factor) AS (VALUES {plans}), \
          u AS (SELECT *, epoch_ms(hour) AS h FROM read_parquet('{}/usage_hourly/*/*.parquet') \
                WHERE epoch_ms(hour) >= 1790812800000 AND epoch_ms(hour) < 1793491200000), \
          c AS ({unions}), \
-         lines AS (SELECT tenant_id, tier, model_id, t_from, component, price, sum(q) AS q FROM c GROUP BY ALL HAVING sum(q) > 0), \
-         amounts AS (SELECT *, round(q::DECIMAL(38,0) * price * '0.000001'::DECIMAL(18,6), 2) AS amount FROM lines)",
+         lines AS (SELECT tenant_id, tier, model_id, t_from, component, price, per, sum(q) AS q FROM c GROUP BY ALL HAVING sum(q) > 0), \
+         amounts AS (SELECT *, round(q::DECIMAL(38,0) * price * per, 2) AS amount FROM lines)",
         lake.display()
     )
 }
@@ -321,7 +348,7 @@ fn costs_are_allocated_exactly_and_the_real_client_agrees_with_the_file() {
     got.sort();
     assert_eq!(got, want);
     // No share is negative, and each is within a cent of its exact quota (list-price usage
-    // recomputed here from usage_hourly).
+    // recomputed here from usage_hourly: tokens alone, tool calls never weigh).
     assert_eq!(duckdb_int(&format!("SELECT count(*) FROM {focus} WHERE BilledCost < 0")), 0);
     let quota = format!(
         "WITH l AS (SELECT strftime(make_timestamp(h * 1000), '%Y-%m-%d') AS d, u.tier, u.tenant_id, \
@@ -339,7 +366,9 @@ fn costs_are_allocated_exactly_and_the_real_client_agrees_with_the_file() {
         prices = values(
             &LIST
                 .iter()
-                .map(|(mo, f, t, i, o, cr, cw)| format!("('{mo}', {f}, {t}, {i}, {o}, {cr}, {cw})"))
+                .map(|(mo, f, t, i, o, cr, cw, _per_tool_call)| {
+                    format!("('{mo}', {f}, {t}, {i}, {o}, {cr}, {cw})")
+                })
                 .collect::<Vec<_>>()
         ),
     );

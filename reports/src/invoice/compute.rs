@@ -2,11 +2,15 @@
 //!
 //! Rounding happens at exactly two named points, both with
 //! [`round_cents`](agentmeter_schemas::money::round_cents) (half away from zero):
-//! 1. each invoice line's amount (`quantity × unit price`, per million for tokens);
+//! 1. each invoice line's amount (`quantity × unit price`, per million for tokens, per call
+//!    for tool calls);
 //! 2. each Cost Explorer amount (one day, one tag value) before it is split.
 //!
 //! Everything else is exact: totals are sums of rounded lines, allocations are whole cents
 //! that add up to the rounded amount, weights are exact list-price costs.
+//!
+//! Tool calls are revenue lines only: the AWS cost being allocated is model inference, so
+//! the allocation weights (and [`InvoiceRun::list_cost`]) count tokens alone.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -21,6 +25,10 @@ use super::usage::{Series, SeriesKey};
 use crate::allocate::allocate_cents;
 use crate::costs::{CostGroup, CostReport};
 use crate::prices::UnitPrices;
+
+/// The model id of tool calls whose spans name no model (see `usage_hourly`): always a
+/// problem, never priced.
+pub const UNKNOWN_MODEL: &str = agentmeter_aggregate::UNKNOWN;
 
 /// A stretch of time with one billed and one list price.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,7 +155,7 @@ struct TenantAcc {
     latest: BTreeMap<Tier, i64>,
 }
 
-/// `quantity × price` (per million when `per_million`), rounded to the cent.
+/// `quantity × price` (per million when `per_million`, else per unit), rounded to the cent.
 fn amount(
     quantity: i64,
     price: Decimal,
@@ -173,6 +181,7 @@ fn components(t: &Tokens, p: &UnitPrices) -> [(Component, i64, Option<Decimal>);
 }
 
 /// Exact list-price cost of some tokens, or `None` if a component with tokens has no price.
+/// Tool calls never count: the cost being allocated is model inference.
 fn list_cost(t: &Tokens, p: &UnitPrices) -> Option<Decimal> {
     let mut sum = Decimal::ZERO;
     for (_, qty, price) in components(t, p) {
@@ -181,6 +190,13 @@ fn list_cost(t: &Tokens, p: &UnitPrices) -> Option<Decimal> {
         }
     }
     Some(sum)
+}
+
+/// Tokens and tool calls of a series in `[from, to)`, or `None` on overflow.
+fn sums(series: &Series, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<(i64, i64)> {
+    series.range(ms(from)..ms(to)).try_fold((0i64, 0i64), |(t, c), (_, h)| {
+        Some((t.checked_add(h.tokens.total)?, c.checked_add(h.tool_calls)?))
+    })
 }
 
 /// Computes the invoices and allocations of a period.
@@ -198,22 +214,39 @@ pub fn compute(input: &InvoiceInput<'_>) -> Result<InvoiceRun, InvoiceError> {
             let slot = acc.latest.entry(key.tier.clone()).or_insert(last);
             *slot = (*slot).max(last);
         }
-        let spans = input.pricing.spans(
-            &key.tier,
-            key.model_id.as_str(),
-            period.start_time(),
-            period.end_time(),
-        );
+        let overflow = || InvoiceError::Overflow(key.model_id.to_string());
+        let spans = if key.model_id.as_str() == UNKNOWN_MODEL {
+            // Tool spans whose invocation names no model: nothing to price them by, whatever
+            // the book says.
+            Spans {
+                priced: Vec::new(),
+                uncovered: vec![(
+                    period.start_time(),
+                    period.end_time(),
+                    format!("the spans name no model ({UNKNOWN_MODEL})"),
+                )],
+            }
+        } else {
+            input.pricing.spans(
+                &key.tier,
+                key.model_id.as_str(),
+                period.start_time(),
+                period.end_time(),
+            )
+        };
+        let problem = |tokens: i64, tool_calls: i64, reason: String| Problem {
+            tenant_id: key.tenant_id.clone(),
+            tier: key.tier.clone(),
+            model_id: Some(key.model_id.clone()),
+            tokens,
+            tool_calls,
+            reason,
+        };
         for (from, to, why) in &spans.uncovered {
-            let tokens: i64 = series.range(ms(*from)..ms(*to)).map(|(_, (_, t))| t.total).sum();
-            if tokens > 0 {
-                acc.problems.push(Problem {
-                    tenant_id: key.tenant_id.clone(),
-                    tier: key.tier.clone(),
-                    model_id: Some(key.model_id.clone()),
-                    tokens,
-                    reason: format!("{why} from {} to {}", from.to_rfc3339(), to.to_rfc3339()),
-                });
+            let (tokens, tool_calls) = sums(series, *from, *to).ok_or_else(overflow)?;
+            if tokens > 0 || tool_calls > 0 {
+                let reason = format!("{why} from {} to {}", from.to_rfc3339(), to.to_rfc3339());
+                acc.problems.push(problem(tokens, tool_calls, reason));
             }
         }
         // Quantities per billed price: spans cut only for a list-price change (which moves
@@ -222,10 +255,15 @@ pub fn compute(input: &InvoiceInput<'_>) -> Result<InvoiceRun, InvoiceError> {
         let mut quantities: BTreeMap<LineKey, i64> = BTreeMap::new();
         for span in &spans.priced {
             let mut sum = Tokens::default();
-            for (&hour, (_, t)) in series.range(ms(span.from)..ms(span.to)) {
-                sum = sum
-                    .checked_add(t)
-                    .ok_or_else(|| InvoiceError::Overflow(key.model_id.to_string()))?;
+            let mut tool_calls: i64 = 0;
+            for (&hour, h) in series.range(ms(span.from)..ms(span.to)) {
+                sum = sum.checked_add(&h.tokens).ok_or_else(overflow)?;
+                tool_calls = tool_calls.checked_add(h.tool_calls).ok_or_else(overflow)?;
+                debug_assert_eq!(hour % HOUR_MS, 0);
+                // Weights are inference only: an hour with tool calls alone weighs nothing.
+                if !h.has_inference() {
+                    continue;
+                }
                 let day = day_of(hour);
                 let w = weights
                     .entry((day, key.tier.clone()))
@@ -233,39 +271,33 @@ pub fn compute(input: &InvoiceInput<'_>) -> Result<InvoiceRun, InvoiceError> {
                     .entry(key.tenant_id.clone())
                     .or_default();
                 // A missing price is reported below as a problem of the billed line.
-                if let Some(c) = list_cost(t, &span.list) {
-                    w.0 =
-                        w.0.checked_add(c)
-                            .ok_or_else(|| InvoiceError::Overflow(key.model_id.to_string()))?;
+                if let Some(c) = list_cost(&h.tokens, &span.list) {
+                    w.0 = w.0.checked_add(c).ok_or_else(overflow)?;
                 }
-                w.1 = w.1.saturating_add(t.total);
-                debug_assert_eq!(hour % HOUR_MS, 0);
+                w.1 = w.1.saturating_add(h.tokens.total);
             }
-            for (component, qty, price) in components(&sum, &span.billed) {
+            let calls = (Component::ToolCalls, tool_calls, span.billed.per_tool_call);
+            for (component, qty, price) in components(&sum, &span.billed).into_iter().chain([calls])
+            {
                 if qty == 0 {
                     continue;
                 }
                 let Some(price) = price else {
-                    acc.problems.push(Problem {
-                        tenant_id: key.tenant_id.clone(),
-                        tier: key.tier.clone(),
-                        model_id: Some(key.model_id.clone()),
-                        tokens: qty,
-                        reason: format!(
-                            "no {} price from {} to {}",
-                            component.code(),
-                            span.from.to_rfc3339(),
-                            span.to.to_rfc3339()
-                        ),
-                    });
+                    let (tokens, calls) =
+                        if component == Component::ToolCalls { (0, qty) } else { (qty, 0) };
+                    let reason = format!(
+                        "no {} price from {} to {}",
+                        component.code(),
+                        span.from.to_rfc3339(),
+                        span.to.to_rfc3339()
+                    );
+                    acc.problems.push(problem(tokens, calls, reason));
                     continue;
                 };
                 let q = quantities
                     .entry((span.effective_from, component, price, span.effective_to))
                     .or_default();
-                *q = q
-                    .checked_add(qty)
-                    .ok_or_else(|| InvoiceError::Overflow(key.model_id.to_string()))?;
+                *q = q.checked_add(qty).ok_or_else(overflow)?;
             }
         }
         for ((effective_from, component, price, effective_to), qty) in quantities {
@@ -276,7 +308,7 @@ pub fn compute(input: &InvoiceInput<'_>) -> Result<InvoiceRun, InvoiceError> {
                 quantity: qty,
                 unit: component.unit(),
                 unit_price: price,
-                amount: amount(qty, price, true, key.model_id.as_str())?,
+                amount: amount(qty, price, component.per_million(), key.model_id.as_str())?,
                 price_effective_from: effective_from,
                 price_effective_to: effective_to,
             });
@@ -375,6 +407,7 @@ pub fn compute(input: &InvoiceInput<'_>) -> Result<InvoiceRun, InvoiceError> {
                 tier: tier.clone(),
                 model_id: None,
                 tokens: 0,
+                tool_calls: 0,
                 reason: format!("tier {tier} has no plan in the price book"),
             }),
         }

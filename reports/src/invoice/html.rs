@@ -63,13 +63,10 @@ pub fn invoice_page(inv: &Invoice) -> String {
         );
         for p in &inv.problems {
             let model = p.model_id.as_ref().map(|m| format!("{}: ", m)).unwrap_or_default();
-            let _ = writeln!(
-                h,
-                "<li>{}{} ({} tokens)</li>",
-                e(&model),
-                e(&p.reason),
-                grouped(p.tokens)
-            );
+            let quantities = p.quantities(grouped);
+            let quantities =
+                if quantities.is_empty() { String::new() } else { format!(" ({quantities})") };
+            let _ = writeln!(h, "<li>{}{}{}</li>", e(&model), e(&p.reason), e(&quantities));
         }
         let _ = writeln!(h, "</ul></div>");
     }
@@ -117,7 +114,7 @@ pub fn invoice_page(inv: &Invoice) -> String {
     let _ = writeln!(
         h,
         "<p class=\"small\">Amounts are rounded to the cent per line (half away from zero); the total is the sum of the lines. \
-         Token prices are per million tokens.</p>\n</body></html>"
+         Token prices are per million tokens; tool call prices are per call.</p>\n</body></html>"
     );
     h
 }

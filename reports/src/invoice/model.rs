@@ -154,8 +154,25 @@ pub struct Problem {
     pub model_id: Option<ModelId>,
     /// Tokens left unbilled.
     pub tokens: i64,
+    /// Tool calls left unbilled.
+    pub tool_calls: i64,
     /// What is missing.
     pub reason: String,
+}
+
+impl Problem {
+    /// The unbilled quantities in words (`1234 tokens, 5 tool calls`), with `number`
+    /// formatting each count; empty when there are none (a missing plan).
+    pub fn quantities(&self, number: impl Fn(i64) -> String) -> String {
+        let mut parts = Vec::new();
+        if self.tokens != 0 {
+            parts.push(format!("{} tokens", number(self.tokens)));
+        }
+        if self.tool_calls != 0 {
+            parts.push(format!("{} tool calls", number(self.tool_calls)));
+        }
+        parts.join(", ")
+    }
 }
 
 /// One tenant's invoice for one period.

@@ -15,14 +15,36 @@ pub struct SeriesKey {
     pub tenant_id: TenantId,
     /// Tier.
     pub tier: Tier,
-    /// Model as logged.
+    /// Model as logged (for tool calls: the model of the agent invocation they ran in, or
+    /// `_unknown`).
     pub model_id: ModelId,
 }
 
-/// Hourly token sums of one series, by hour start (ms).
-pub type Series = BTreeMap<i64, (i64, Tokens)>;
+/// The billable usage of one series in one hour.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HourUsage {
+    /// Inference calls (from the logs).
+    pub invocations: i64,
+    /// Token sums (from the logs).
+    pub tokens: Tokens,
+    /// `execute_tool` spans started in the hour.
+    pub tool_calls: i64,
+}
 
-/// Every series with usage in the period.
+impl HourUsage {
+    /// True when the hour has inference usage (calls or tokens), the usage that weighs the
+    /// allocation of AWS cost.
+    pub fn has_inference(&self) -> bool {
+        self.invocations != 0 || self.tokens != Tokens::default()
+    }
+}
+
+/// Hourly usage of one series, by hour start (ms).
+pub type Series = BTreeMap<i64, HourUsage>;
+
+/// Every series with billable usage (inference calls, tokens or tool calls) in the period.
+/// Rows with only span measures that are not billed (agent invocations and durations) are
+/// not loaded.
 ///
 /// # Errors
 ///
@@ -34,14 +56,19 @@ pub fn load(lake: &LakeReader, period: &Period) -> Result<BTreeMap<SeriesKey, Se
             continue;
         }
         for (k, m) in lake.hourly(dt)? {
+            if m.invocations == 0 && m.tokens == Tokens::default() && m.agent.tool_calls == 0 {
+                continue;
+            }
             let key = SeriesKey { tenant_id: k.tenant_id, tier: k.tier, model_id: k.model_id };
             let slot = out.entry(key).or_default().entry(k.hour_ms).or_default();
             let overflow = || agentmeter_aggregate::Error::Overflow {
                 table: USAGE_HOURLY,
                 dt: dt.to_string(),
             };
-            slot.0 = slot.0.checked_add(m.invocations).ok_or_else(overflow)?;
-            slot.1 = slot.1.checked_add(&m.tokens).ok_or_else(overflow)?;
+            slot.invocations = slot.invocations.checked_add(m.invocations).ok_or_else(overflow)?;
+            slot.tokens = slot.tokens.checked_add(&m.tokens).ok_or_else(overflow)?;
+            slot.tool_calls =
+                slot.tool_calls.checked_add(m.agent.tool_calls).ok_or_else(overflow)?;
         }
     }
     Ok(out)
