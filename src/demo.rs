@@ -14,6 +14,9 @@ use crate::ingest_cmd::{IngestPlan, execute};
 
 const MARKER: &str = ".agentmeter-demo";
 
+/// Share of the premium tier's invocations whose spans the demo generates, per thousand.
+const DEMO_SPAN_PERMILLE: u32 = 250;
+
 /// The example price book, shipped in the binary so that the demo runs anywhere.
 const EXAMPLE_PRICES: &str = include_str!("../examples/prices.toml");
 
@@ -133,17 +136,26 @@ fn prepare(dir: &Path) -> anyhow::Result<()> {
 
 pub fn run(a: &DemoArgs) -> anyhow::Result<()> {
     prepare(&a.dir)?;
-    let cfg =
-        SynthConfig { tenants: a.tenants, events: a.events, dirty: true, ..SynthConfig::default() };
+    // A quarter of the premium tier's invocations traced keeps the demo quick; every other
+    // figure of the month is unchanged by the share.
+    let cfg = SynthConfig {
+        tenants: a.tenants,
+        events: a.events,
+        dirty: true,
+        span_permille: DEMO_SPAN_PERMILLE,
+        ..SynthConfig::default()
+    };
     cfg.validate().map_err(UsageError)?;
     let gen_dir = a.dir.join("gen");
     let lake_dir = a.dir.join("lake");
     println!(
-        "1. Generating {} for {} tenants ({} usage events, bad records of every kind, {}‰ delivered twice)…",
+        "1. Generating {} for {} tenants ({} usage events, bad records of every kind, {}‰ delivered twice; \
+         the agents' OpenTelemetry spans for {}‰ of the premium tier's invocations)…",
         cfg.month.format("%B %Y"),
         cfg.tenants,
         cfg.events,
-        cfg.duplicate_permille
+        cfg.duplicate_permille,
+        cfg.span_permille
     );
     let expected = synth::generate(&cfg, &gen_dir).context("generating the demo month")?;
     println!("   {}", expected.summary_line());
@@ -208,11 +220,42 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<()> {
     if totals.len() != expected.tenants.len() {
         mismatches.push("number of tenants".into());
     }
+    for (tenant, t) in &totals {
+        let want = expected.agents.get(tenant.as_str()).copied().unwrap_or_default();
+        let a = &t.agent;
+        let same = a.tool_calls == want.tool_calls
+            && a.tool_errors == want.tool_errors
+            && a.agent_invocations == want.agent_invocations
+            && a.agent_duration_ms == want.agent_duration_ms
+            && a.max_agent_duration_ms == want.max_agent_duration_ms;
+        if !same {
+            mismatches.push(format!("agent spans of tenant {tenant}"));
+        }
+    }
     if !mismatches.is_empty() {
         bail!("the lake does not match the generator's expectation: {}", mismatches.join(", "));
     }
+    println!("\n   Agents (from the spans; top 5 by tool calls):\n");
+    let mut agents: Vec<_> = totals.iter().filter(|(_, t)| t.agent.agent_invocations > 0).collect();
+    agents.sort_by(|a, b| b.1.agent.tool_calls.cmp(&a.1.agent.tool_calls).then(a.0.cmp(b.0)));
     println!(
-        "\n   Every total matches the generator's own expectation ({}).",
+        "   {:<16} {:>12} {:>11} {:>11} {:>13} {:>13}",
+        "tenant", "invocations", "tool calls", "tool errors", "mean seconds", "max seconds"
+    );
+    for (tenant, t) in agents.iter().take(5) {
+        let a = &t.agent;
+        println!(
+            "   {:<16} {:>12} {:>11} {:>11} {:>13.1} {:>13.1}",
+            tenant.as_str(),
+            a.agent_invocations,
+            a.tool_calls,
+            a.tool_errors,
+            a.agent_duration_ms as f64 / a.agent_invocations as f64 / 1000.0,
+            a.max_agent_duration_ms as f64 / 1000.0
+        );
+    }
+    println!(
+        "\n   Every total, tokens and spans, matches the generator's own expectation ({}).",
         gen_dir.join("expected.json").display()
     );
 
@@ -252,7 +295,7 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<()> {
     }
 
     println!(
-        "\n5. Flags for {} (noisy neighbours, pool saturation, quotas) and their alerts…\n",
+        "\n5. Flags for {} (noisy neighbours, pool saturation, quotas, runaway sessions) and their alerts…\n",
         cfg.month.format("%Y-%m")
     );
     let policy_path = a.dir.join("policy.toml");
@@ -295,6 +338,24 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<()> {
         );
     }
     println!("   These are exactly the generator's noisy neighbours.");
+    let mut runaways: Vec<String> = flags_run
+        .episodes
+        .iter()
+        .filter(|f| f.kind == agentmeter_reports::flags::FlagKind::RunawaySession)
+        .filter_map(|f| f.evidence.invocation.clone())
+        .collect();
+    runaways.sort();
+    runaways.dedup();
+    if runaways != expected.runaway_invocations {
+        bail!(
+            "the runaway-session flags ({runaways:?}) are not the generator's runaway invocations ({:?})",
+            expected.runaway_invocations
+        );
+    }
+    println!(
+        "   The {} runaway sessions are exactly the generator's runaway agent invocations.",
+        runaways.len()
+    );
 
     println!("\n6. Report…");
     let report_path = a.dir.join("out").join("report.html");
@@ -313,6 +374,14 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<()> {
         "   lake          {}/usage_events/dt=*/*.parquet, {}/usage_hourly/dt=*/*.parquet",
         lake_dir.display(),
         lake_dir.display()
+    );
+    println!(
+        "   spans         {}/agent_spans/dt=*/*.parquet, {}/agent_invocations/dt=*/*.parquet \
+         (logs against spans: agentmeter reconcile --lake {} --period {})",
+        lake_dir.display(),
+        lake_dir.display(),
+        lake_dir.display(),
+        cfg.month.format("%Y-%m")
     );
     println!(
         "   quarantine    {}/_quarantine/*.jsonl (replay: agentmeter ingest --lake {} {}/_quarantine)",

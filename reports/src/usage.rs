@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use agentmeter_aggregate::{Error, LakeReader, Result};
-use agentmeter_schemas::tables::USAGE_HOURLY;
+use agentmeter_schemas::tables::{AgentMeasures, USAGE_HOURLY};
 use agentmeter_schemas::{TenantId, Tier, Tokens};
 use chrono::NaiveDate;
 use serde::Serialize;
@@ -17,6 +17,9 @@ pub struct Totals {
     pub invocations: i64,
     /// Token sums.
     pub tokens: Tokens,
+    /// What the tenant's spans add (tool calls, agent invocations and durations).
+    #[serde(skip)]
+    pub agent: AgentMeasures,
 }
 
 /// Usage totals per tenant over the partitions in `[from, to]` (all when `None`).
@@ -43,6 +46,7 @@ pub fn tenant_totals(
             let overflow = || Error::Overflow { table: USAGE_HOURLY, dt: dt.to_string() };
             t.invocations = t.invocations.checked_add(m.invocations).ok_or_else(overflow)?;
             t.tokens = t.tokens.checked_add(&m.tokens).ok_or_else(overflow)?;
+            t.agent = t.agent.checked_add(&m.agent).ok_or_else(overflow)?;
         }
     }
     Ok(out)
