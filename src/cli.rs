@@ -74,9 +74,25 @@ pub struct IngestArgs {
     /// Lake directory (created if missing; must be empty or an agentmeter lake).
     #[arg(long)]
     pub lake: PathBuf,
-    /// Files or directories to read (directories recursively, hidden entries skipped).
+    /// Files or directories to read (directories recursively, hidden entries skipped),
+    /// `kinesis://STREAM` (a stream name or ARN: every shard, checkpointed in the lake) or
+    /// `logs://LOG_GROUP?start=T[&end=T]` (a CloudWatch Logs backfill; T: RFC 3339 or
+    /// YYYY-MM-DD, end exclusive).
     #[arg(required = true, value_name = "SOURCE")]
     pub sources: Vec<PathBuf>,
+    /// Where a Kinesis shard without a checkpoint starts: trim-horizon, latest or
+    /// at-timestamp:RFC3339.
+    #[arg(long, default_value = "trim-horizon", value_parser = parse_start)]
+    pub start: agentmeter_ingest::kinesis::StartPosition,
+    /// Keep reading Kinesis until SIGTERM or SIGINT (else stop when every shard is caught up).
+    #[arg(long)]
+    pub follow: bool,
+    /// How often Kinesis data is committed to the lake and the checkpoints saved, ms.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub checkpoint_interval_ms: u64,
+    /// With --follow: how often the rollups of the days written are rebuilt, ms.
+    #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rollup_interval_ms: u64,
     /// Input format; `auto` detects it per file (gzip is always detected).
     #[arg(long, value_enum, default_value_t = FormatArg::Auto)]
     pub format: FormatArg,
@@ -356,4 +372,8 @@ pub struct ServeArgs {
     /// Input field holding the tenant id (`tenant_id` is accepted as well).
     #[arg(long, default_value = "clinic_id")]
     pub tenant_field: String,
+}
+
+fn parse_start(s: &str) -> Result<agentmeter_ingest::kinesis::StartPosition, String> {
+    s.parse()
 }

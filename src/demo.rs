@@ -172,6 +172,10 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<()> {
         summary_json: None,
         json: false,
         no_progress: false,
+        start: agentmeter_ingest::kinesis::StartPosition::TrimHorizon,
+        follow: false,
+        checkpoint_interval_ms: 5000,
+        rollup_interval_ms: 60_000,
     };
     let summary = execute(&IngestPlan::from_args(&args)?)?;
     print!("{}", render(&summary));

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use agentmeter_aggregate::{EventWriter, Lake, QuarantineWriter, WriterOptions};
+use agentmeter_aggregate::{EventWriter, Lake, QuarantineReport, QuarantineWriter, WriterOptions};
 use agentmeter_ingest::pipeline::{self, Sink};
 use agentmeter_ingest::source::{self, Format, SourceSpec};
 use agentmeter_ingest::{DecodeConfig, Decoder, Outcome};
@@ -12,6 +12,7 @@ use agentmeter_schemas::{Accounting, SourceUri};
 use anyhow::Context;
 
 use crate::UsageError;
+use crate::aws_ingest::{AwsRun, AwsSource, StreamOptions};
 use crate::cli::{FormatArg, IngestArgs};
 use crate::progress::Progress;
 
@@ -19,6 +20,9 @@ use crate::progress::Progress;
 pub struct IngestPlan {
     pub lake: PathBuf,
     pub sources: Vec<SourceSpec>,
+    /// `kinesis://` and `logs://` sources, read after the files.
+    pub aws: Vec<AwsSource>,
+    pub stream: StreamOptions,
     pub decoder: Decoder,
     pub writer: WriterOptions,
     pub workers: usize,
@@ -37,7 +41,22 @@ impl IngestPlan {
             FormatArg::FilterLogEvents => Format::FilterLogEvents,
             FormatArg::OtlpProto => Format::OtlpProto,
         };
-        let sources = source::expand(&a.sources, format).map_err(|e| UsageError(e.to_string()))?;
+        let mut files = Vec::new();
+        let mut aws = Vec::new();
+        for s in &a.sources {
+            match crate::aws_ingest::parse_source(&s.to_string_lossy())? {
+                Some(src) => aws.push(src),
+                None => files.push(s.clone()),
+            }
+        }
+        if a.follow && !aws.iter().any(|s| matches!(s, AwsSource::Kinesis(_))) {
+            return Err(UsageError("--follow needs a kinesis:// source".into()).into());
+        }
+        let sources = if files.is_empty() {
+            Vec::new()
+        } else {
+            source::expand(&files, format).map_err(|e| UsageError(e.to_string()))?
+        };
         if a.lake.is_file() {
             return Err(UsageError(format!(
                 "--lake {} is a file, not a directory",
@@ -53,6 +72,13 @@ impl IngestPlan {
         Ok(Self {
             lake: a.lake.clone(),
             sources,
+            aws,
+            stream: StreamOptions {
+                start: a.start,
+                follow: a.follow,
+                checkpoint_interval: std::time::Duration::from_millis(a.checkpoint_interval_ms),
+                rollup_interval: std::time::Duration::from_millis(a.rollup_interval_ms),
+            },
             decoder: Decoder::new(cfg),
             writer: WriterOptions { batch_rows, ..WriterOptions::default() },
             workers,
@@ -78,13 +104,31 @@ pub fn run(a: &IngestArgs) -> anyhow::Result<IngestSummary> {
 }
 
 /// Routes outcomes: events to the writer, refusals to the quarantine, counts to `acc`.
-struct IngestSink<'l> {
+pub struct IngestSink<'l> {
     writer: EventWriter<'l>,
     spans: EventWriter<'l, agentmeter_schemas::AgentSpan>,
     quarantine: QuarantineWriter,
     acc: Accounting,
     /// Records read before the current source started.
     source_start: u64,
+    /// What earlier quarantine commits wrote.
+    quarantine_done: QuarantineReport,
+}
+
+impl IngestSink<'_> {
+    /// Makes everything received so far durable: events and spans committed, then the
+    /// quarantine files put in place (a stream source's checkpoint may follow).
+    pub fn commit(&mut self, lake: &Lake) -> agentmeter_aggregate::Result<()> {
+        self.writer.commit()?;
+        self.spans.commit()?;
+        let q =
+            std::mem::replace(&mut self.quarantine, QuarantineWriter::new(lake.layout().clone()));
+        let r = q.finish()?;
+        self.quarantine_done.entries += r.entries;
+        self.quarantine_done.files_written += r.files_written;
+        self.quarantine_done.files_removed += r.files_removed;
+        Ok(())
+    }
 }
 
 impl Sink for IngestSink<'_> {
@@ -152,19 +196,25 @@ pub fn execute(plan: &IngestPlan) -> anyhow::Result<IngestSummary> {
         quarantine: QuarantineWriter::new(lake.layout().clone()),
         acc: Accounting::default(),
         source_start: 0,
+        quarantine_done: QuarantineReport::default(),
     };
     let result =
         pipeline::run(&plan.sources, &plan.decoder, plan.workers, &progress.bytes, &mut sink);
-    let bytes_read = progress.finish();
+    let mut bytes_read = progress.finish();
     result.context("ingest stopped; the lake holds the batches written before the error, and running the same ingest again completes it")?;
-    let IngestSink { writer, spans, quarantine, mut acc, .. } = sink;
+    if !plan.aws.is_empty() {
+        bytes_read += read_aws(plan, &lake, &mut sink)?;
+    }
+    let IngestSink { writer, spans, quarantine, mut acc, quarantine_done, .. } = sink;
     // Events first, then the quarantine: a replayed record is never dropped from the
     // quarantine before it is durable in the lake.
     let (mut stats, mut days) = writer.finish_without_rollups().context("writing the lake")?;
     let (span_stats, span_days) = spans.finish_without_rollups().context("writing the lake")?;
     days.extend(span_days);
     stats.rollups = lake.rebuild_rollups(&days).context("rebuilding rollups")?;
-    let q = quarantine.finish().context("writing the quarantine")?;
+    let mut q = quarantine.finish().context("writing the quarantine")?;
+    q.files_written += quarantine_done.files_written;
+    q.files_removed += quarantine_done.files_removed;
     acc.events_written = stats.written;
     acc.duplicates = stats.duplicates;
     acc.conflicting_duplicates = stats.conflicting + span_stats.conflicting;
@@ -186,7 +236,7 @@ pub fn execute(plan: &IngestPlan) -> anyhow::Result<IngestSummary> {
     }
     Ok(IngestSummary {
         lake: display_path(&plan.lake),
-        sources: plan.sources.len() as u64,
+        sources: (plan.sources.len() + plan.aws.len()) as u64,
         bytes_read,
         accounting: acc,
         files_written: stats.files + span_stats.files,
@@ -195,6 +245,39 @@ pub fn execute(plan: &IngestPlan) -> anyhow::Result<IngestSummary> {
         quarantine_files_removed: q.files_removed,
         balanced,
     })
+}
+
+/// Reads the `kinesis://` and `logs://` sources into `sink`; returns the bytes read.
+fn read_aws(plan: &IngestPlan, lake: &Lake, sink: &mut IngestSink<'_>) -> anyhow::Result<u64> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let config = rt.block_on(crate::aws_ingest::sdk_config())?;
+    let bytes = std::sync::atomic::AtomicU64::new(0);
+    let run = AwsRun {
+        lake,
+        decoder: &plan.decoder,
+        opts: plan.stream,
+        rt: &rt,
+        config: &config,
+        stop: crate::aws_ingest::stop_on_signal(&rt),
+        bytes: &bytes,
+        progress: plan.progress,
+    };
+    let done = "the lake holds what was read and checkpointed before the error; running the same ingest again continues from there";
+    for src in &plan.aws {
+        match src {
+            AwsSource::Kinesis(stream) => {
+                run.kinesis(sink, stream).with_context(|| format!("kinesis://{stream}: {done}"))?;
+            }
+            AwsSource::Logs(q) => {
+                run.logs(sink, q).with_context(|| format!("logs://{}: {done}", q.group))?;
+            }
+        }
+    }
+    Ok(bytes.into_inner())
 }
 
 pub fn display_path(p: &Path) -> String {

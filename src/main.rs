@@ -3,6 +3,7 @@
 //! codes (0 success, 1 a run failed, 2 bad arguments or configuration, 3 `reconcile
 //! --fail-on-difference` found differences).
 
+mod aws_ingest;
 mod cli;
 mod demo;
 mod flags_cmd;

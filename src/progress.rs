@@ -50,3 +50,42 @@ impl Progress {
         self.bytes.load(Ordering::Relaxed)
     }
 }
+
+/// A progress bar over a time range (a CloudWatch Logs backfill), on a terminal only.
+pub struct TimeBar {
+    bar: Option<ProgressBar>,
+    start_ms: i64,
+}
+
+impl TimeBar {
+    pub fn start(start_ms: i64, end_ms: i64, enabled: bool) -> Self {
+        let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
+            let len = u64::try_from((end_ms - start_ms) / 1000).unwrap_or(0).max(1);
+            let bar = ProgressBar::new(len);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} s of log time ({eta})",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        Self { bar, start_ms }
+    }
+
+    /// Events up to `time_ms` are read.
+    pub fn reached(&self, time_ms: i64) {
+        if let Some(bar) = &self.bar {
+            let pos = u64::try_from((time_ms - self.start_ms) / 1000).unwrap_or(0);
+            if pos > bar.position() {
+                bar.set_position(pos);
+            }
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -164,7 +164,7 @@ fn token(a: &ServeArgs) -> anyhow::Result<Option<String>> {
     Ok(std::env::var("AGENTMETER_OTLP_TOKEN").ok().filter(|t| !t.is_empty()))
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

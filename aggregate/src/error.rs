@@ -54,6 +54,14 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A state file of the lake cannot be used.
+    #[error("{}: {detail}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
     /// A sum went past `i64`, which Athena's `bigint` cannot hold.
     #[error("usage sums overflow a 64-bit integer in {table} partition dt={dt}")]
     Overflow {

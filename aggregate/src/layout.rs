@@ -9,6 +9,7 @@
 //!   _state/lake.json                                  format marker and version
 //!   _state/lock                                       held by the one writer
 //!   _state/rollup-pending/YYYY-MM-DD                  partitions whose rollup is stale
+//!   _state/checkpoints/kinesis-<name>-<16 hex>.json   per-shard checkpoints of a stream
 //!   _wal/otlp/<20 digits>.ndjson                      the OTLP receiver's write-ahead log
 //! ```
 
@@ -77,6 +78,15 @@ impl Layout {
     /// The marker of a partition whose rollup is stale.
     pub fn rollup_pending(&self, dt: NaiveDate) -> PathBuf {
         self.state_dir().join("rollup-pending").join(dt.format("%Y-%m-%d").to_string())
+    }
+
+    /// The checkpoint file of Kinesis stream `stream` (a name or an ARN, never a path: the
+    /// file is named by a digest).
+    pub fn kinesis_checkpoint(&self, stream: &str) -> PathBuf {
+        let uri = SourceUri::new(format!("kinesis://{stream}"));
+        let name = quarantine_file_name(&uri);
+        let name = name.strip_suffix(".jsonl").unwrap_or(&name);
+        self.state_dir().join("checkpoints").join(format!("kinesis-{name}.json"))
     }
 
     /// The OTLP receiver's write-ahead log.

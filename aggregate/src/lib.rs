@@ -9,6 +9,7 @@
 //! - [`layout`] is the single place where lake paths are built.
 #![deny(missing_docs)]
 
+pub mod checkpoint;
 mod error;
 pub mod fsio;
 mod lake;

@@ -112,6 +112,55 @@ impl Decoder {
         self.line_in(line, Ctx::new(source, pos), out);
     }
 
+    /// Decodes the data of one stream record (a Kinesis record, a Firehose record): a
+    /// gzip-compressed CloudWatch Logs subscription payload (one or more gzip members), or
+    /// else NDJSON, one record per line. Positions count gzip members and lines within the
+    /// record; `source` names the record itself.
+    pub fn stream_record(&self, data: &[u8], source: &SourceUri, out: &mut Decoded) {
+        if data.starts_with(&[0x1f, 0x8b]) {
+            // Usually one member; Firehose-style concatenations are split at member ends.
+            let mut cursor = Cursor::new(data);
+            let mut member = 0u64;
+            while (cursor.position() as usize) < data.len() {
+                member += 1;
+                let start = cursor.position() as usize;
+                let pos = Position {
+                    member: Some(member),
+                    offset: Some(start as u64),
+                    ..Position::default()
+                };
+                let end = match inflate_member(&mut cursor, self.cfg.max_payload_bytes) {
+                    // A corrupt member has no known end: the rest is one refused record.
+                    Inflated::Corrupt(_) => data.len(),
+                    _ => (cursor.position() as usize).clamp(start + 1, data.len()),
+                };
+                self.payload_gzip(&data[start..end], Ctx::new(source, pos), out);
+                cursor.set_position(end as u64);
+            }
+            return;
+        }
+        for (i, line) in data.split(|b| *b == b'\n').enumerate() {
+            let pos = Position { line: Some(i as u64 + 1), ..Position::default() };
+            self.line_in(line, Ctx::new(source, pos), out);
+        }
+    }
+
+    /// Decodes one CloudWatch log event as the Logs API returns it (`FilterLogEvents`,
+    /// `GetLogEvents`): the same rules as a log event inside a subscription payload, so its
+    /// identity is its CloudWatch event id.
+    pub fn api_log_event(
+        &self,
+        id: &str,
+        timestamp_ms: i64,
+        message: &str,
+        source: &SourceUri,
+        out: &mut Decoded,
+    ) {
+        let doc = serde_json::json!({ "id": id, "timestamp": timestamp_ms, "message": message });
+        let bytes = doc.to_string();
+        self.log_event(bytes.as_bytes(), Ctx::new(source, Position::default()), out);
+    }
+
     pub(crate) fn line_in(&self, line: &[u8], ctx: Ctx<'_>, out: &mut Decoded) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.iter().all(u8::is_ascii_whitespace) {

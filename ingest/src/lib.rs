@@ -9,14 +9,19 @@
 //! - [`pipeline`]: the multi-threaded decode stage that hands outcomes, in input order, to a
 //!   [`pipeline::Sink`] (the lake writer lives in `agentmeter-aggregate`; the binary joins
 //!   them).
+//! - [`kinesis`], [`cwlogs`]: the AWS sources (a Kinesis stream's shards, a CloudWatch Logs
+//!   backfill), read through the official SDK; the caller decodes their records with
+//!   [`Decoder::stream_record`] and [`Decoder::api_log_event`] and checkpoints.
 //! - [`synth`]: a deterministic synthetic workload in the same input formats.
 #![deny(missing_docs)]
 
 mod cloudwatch;
 mod config;
+pub mod cwlogs;
 mod decode;
 mod fields;
 mod gzip;
+pub mod kinesis;
 mod normalize;
 pub mod otlp;
 pub mod otlp_http;

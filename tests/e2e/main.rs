@@ -12,6 +12,7 @@ mod flags;
 mod ingest;
 mod invoice;
 mod isolation;
+mod kinesis;
 mod reconcile;
 mod schema;
 mod serve;

@@ -392,3 +392,57 @@ fn an_unreadable_otlp_span_entry_stays_quarantined_as_it_was_read() {
     );
     assert_eq!((q.source, q.raw), (entry.source, entry.raw));
 }
+
+#[test]
+fn stream_records_are_gzip_payloads_member_by_member_or_ndjson_lines() {
+    let uri = SourceUri::new(
+        "kinesis://usage/shardId-000000000001/49590338271490256608559692538361571095921575989136588802",
+    );
+    let ev = |id: &str| cw_line(id, 1_790_841_600_000, USAGE);
+    let first = gzip_bytes(payload("DATA_MESSAGE", &[ev("1"), ev("2")]).as_bytes());
+    let second = gzip_bytes(payload("CONTROL_MESSAGE", &[ev("3")]).as_bytes());
+    let mut corrupt = gzip_bytes(payload("DATA_MESSAGE", &[ev("4")]).as_bytes());
+    corrupt.truncate(corrupt.len() - 5);
+    let mut data = first.clone();
+    data.extend(&second);
+    data.extend(&corrupt);
+    let mut out = Decoded::default();
+    Decoder::default().stream_record(&data, &uri, &mut out);
+    assert_eq!(out.outcomes.len(), 4, "{:?}", out.outcomes);
+    assert_eq!(event(out.outcomes.remove(0)).event_id.as_str(), "1");
+    assert_eq!(event(out.outcomes.remove(0)).event_id.as_str(), "2");
+    assert_eq!(out.outcomes.remove(0), Outcome::Skip(SkipKind::ControlMessage));
+    let q = reject(out.outcomes.remove(0));
+    assert_eq!(q.reason, Reason::InvalidGzip);
+    assert_eq!(q.source, uri);
+    let offset = (first.len() + second.len()) as u64;
+    assert_eq!(
+        q.position,
+        Position { member: Some(3), offset: Some(offset), ..Default::default() }
+    );
+    assert_eq!(q.format, RawFormat::CwlPayloadGzip);
+
+    // Not gzip: NDJSON, one record per line, positions by line.
+    let line = USAGE.replace(
+        "{\"event\"",
+        "{\"timestamp\":\"2026-10-01T08:00:00Z\",\"event_id\":\"k-1\",\"event\"",
+    );
+    let text = format!("{line}\nnot json\n");
+    let mut out = Decoded::default();
+    Decoder::default().stream_record(text.as_bytes(), &uri, &mut out);
+    assert_eq!(out.outcomes.len(), 2, "{:?}", out.outcomes);
+    assert_eq!(event(out.outcomes.remove(0)).event_id.as_str(), "k-1");
+    let q = reject(out.outcomes.remove(0));
+    assert_eq!((q.reason, q.position), (Reason::InvalidJson, line_no(2)));
+}
+
+#[test]
+fn api_log_events_keep_their_cloudwatch_id() {
+    let uri = SourceUri::new("logs:///aws/lambda/agent/2026/10/01/[$LATEST]abc/7");
+    let mut out = Decoded::default();
+    let message = format!("2026-10-01T08:00:00.000Z\tr-1\tINFO\t{USAGE}");
+    Decoder::default().api_log_event(CW_ID, 1_790_841_600_000, &message, &uri, &mut out);
+    let e = event(out.outcomes.remove(0));
+    assert_eq!(e.event_id.as_str(), CW_ID);
+    assert_eq!(e.source, uri);
+}

@@ -1,0 +1,120 @@
+//! Stream checkpoints kept with the lake: per Kinesis stream, the last sequence number of
+//! each shard whose data is durable in the lake, and which shards are read to their end.
+//!
+//! A checkpoint is saved only after the events, spans and quarantine entries of the records
+//! it covers are committed, so a restart re-reads at most what was not yet checkpointed; the
+//! lake's dedup by event id drops what a re-read finds again. The file is replaced atomically
+//! (`_state/checkpoints/kinesis-<stream>-<digest>.json`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result, io_at};
+use crate::layout::Layout;
+
+/// Where one shard stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardCheckpoint {
+    /// The last sequence number whose record is durable (opaque: compared only by the API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<String>,
+    /// The shard is closed and was read to its end: its children may be read.
+    #[serde(default)]
+    pub finished: bool,
+}
+
+/// The checkpoints of one stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamCheckpoint {
+    /// The stream's name or ARN as given.
+    pub stream: String,
+    /// Per shard id.
+    pub shards: BTreeMap<String, ShardCheckpoint>,
+}
+
+/// Reads and saves the checkpoints of one stream of one lake.
+#[derive(Debug, Clone)]
+pub struct CheckpointStore {
+    path: PathBuf,
+    stream: String,
+}
+
+impl CheckpointStore {
+    /// The store of `stream` (a name or an ARN) in the lake laid out as `layout`.
+    pub fn kinesis(layout: &Layout, stream: &str) -> Self {
+        Self { path: layout.kinesis_checkpoint(stream), stream: stream.to_owned() }
+    }
+
+    /// The file.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// The saved checkpoints, or empty ones when none were saved.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read or is not a checkpoint of this stream.
+    pub fn load(&self) -> Result<StreamCheckpoint> {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(StreamCheckpoint { stream: self.stream.clone(), ..Default::default() });
+            }
+            Err(e) => return Err(io_at(&self.path)(e)),
+        };
+        let cp: StreamCheckpoint = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+            path: self.path.clone(),
+            detail: format!("not a stream checkpoint: {e}"),
+        })?;
+        if cp.stream != self.stream {
+            return Err(Error::Corrupt {
+                path: self.path.clone(),
+                detail: format!("holds stream {:?}, not {:?}", cp.stream, self.stream),
+            });
+        }
+        Ok(cp)
+    }
+
+    /// Replaces the saved checkpoints (temporary file, fsync, rename).
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be written.
+    pub fn save(&self, cp: &StreamCheckpoint) -> Result<()> {
+        let body = serde_json::to_vec_pretty(cp).map_err(|e| io_at(&self.path)(e.into()))?;
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(io_at(dir))?;
+        }
+        crate::fsio::write_atomic(&self.path, &body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saved_checkpoints_load_back_and_belong_to_their_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let store = CheckpointStore::kinesis(&layout, "usage/../../etc");
+        assert!(store.path().starts_with(dir.path().join("_state/checkpoints")));
+        assert_eq!(store.path().parent().unwrap(), dir.path().join("_state/checkpoints"));
+        assert_eq!(store.load().unwrap().shards.len(), 0);
+        let mut cp = store.load().unwrap();
+        cp.shards.insert(
+            "shardId-000000000001".into(),
+            ShardCheckpoint { sequence: Some("4960".into()), finished: true },
+        );
+        store.save(&cp).unwrap();
+        assert_eq!(store.load().unwrap(), cp);
+        let other = CheckpointStore::kinesis(&layout, "other");
+        assert_ne!(other.path(), store.path());
+        std::fs::copy(store.path(), other.path()).unwrap();
+        let err = other.load().unwrap_err().to_string();
+        assert!(err.contains("holds stream \"usage/../../etc\", not \"other\""), "{err}");
+    }
+}

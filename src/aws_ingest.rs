@@ -1,0 +1,301 @@
+//! The AWS sources of `agentmeter ingest`: `kinesis://STREAM` (every shard, checkpointed in
+//! the lake, optionally followed) and `logs://LOG_GROUP?start=..&end=..` (a CloudWatch Logs
+//! backfill), decoded by the same `Decoder` and written by the same sink as files.
+//!
+//! The durable point: a checkpoint is saved only after [`IngestSink::commit`] has made the
+//! events, spans and quarantine entries of every record it covers durable. A crash after a
+//! commit and before the save re-reads those records next time, and the lake's dedup drops
+//! them again; nothing is ever checkpointed before it is in the lake.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use agentmeter_aggregate::Lake;
+use agentmeter_aggregate::checkpoint::{CheckpointStore, ShardCheckpoint};
+use agentmeter_ingest::cwlogs::{LogsQuery, LogsReader};
+use agentmeter_ingest::kinesis::{KinesisReader, SavedShard, StartPosition};
+use agentmeter_ingest::pipeline::Sink;
+use agentmeter_ingest::{Decoded, Decoder};
+use agentmeter_schemas::SourceUri;
+use anyhow::Context;
+use aws_config::{BehaviorVersion, SdkConfig};
+
+use crate::UsageError;
+use crate::ingest_cmd::IngestSink;
+
+/// Re-list the shards this often while following (children appear after a reshard).
+const REFRESH_EVERY: Duration = Duration::from_secs(30);
+/// Wait between polls of a caught-up stream (AWS: at least 1 s between empty polls).
+const IDLE_POLL: Duration = Duration::from_secs(1);
+/// Least time between two rounds of `GetRecords` (5 calls per second per shard).
+const ROUND_MIN: Duration = Duration::from_millis(200);
+
+/// An AWS source named on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AwsSource {
+    /// A Kinesis stream, by name or ARN.
+    Kinesis(String),
+    /// A CloudWatch Logs backfill.
+    Logs(LogsQuery),
+}
+
+/// How to read the AWS sources.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamOptions {
+    pub start: StartPosition,
+    pub follow: bool,
+    pub checkpoint_interval: Duration,
+    pub rollup_interval: Duration,
+}
+
+/// Recognises `kinesis://` and `logs://` sources; `None` for a file path. Other schemes are
+/// refused with what to do instead.
+pub fn parse_source(text: &str) -> Result<Option<AwsSource>, UsageError> {
+    if let Some(stream) = text.strip_prefix("kinesis://") {
+        let ok = !stream.is_empty()
+            && !stream.contains(['?', '#'])
+            && (stream.starts_with("arn:") || !stream.contains('/'));
+        if !ok {
+            return Err(UsageError(format!(
+                "{text}: expected kinesis://STREAM_NAME or kinesis://STREAM_ARN"
+            )));
+        }
+        return Ok(Some(AwsSource::Kinesis(stream.to_owned())));
+    }
+    if text.starts_with("logs://") {
+        return LogsQuery::parse(text, chrono::Utc::now())
+            .map(|q| Some(AwsSource::Logs(q)))
+            .map_err(UsageError);
+    }
+    if text.starts_with("s3://") {
+        return Err(UsageError(format!(
+            "{text}: S3 sources are not supported yet; copy the objects (aws s3 sync) and ingest the directory"
+        )));
+    }
+    if let Some((scheme, _)) = text.split_once("://") {
+        return Err(UsageError(format!(
+            "{text}: unknown source scheme {scheme}:// (files, kinesis://, logs://)"
+        )));
+    }
+    Ok(None)
+}
+
+/// The SDK configuration the standard way (credential chain, `AWS_ENDPOINT_URL`, profile);
+/// a region is required, since streams and log groups are regional.
+pub async fn sdk_config() -> anyhow::Result<SdkConfig> {
+    let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    if config.region().is_none() {
+        return Err(UsageError(
+            "no AWS region configured: set AWS_REGION (or a profile's region) for kinesis:// and logs:// sources".into(),
+        )
+        .into());
+    }
+    Ok(config)
+}
+
+/// Everything the AWS sources of one run share.
+pub struct AwsRun<'r, 'l> {
+    pub lake: &'l Lake,
+    pub decoder: &'r Decoder,
+    pub opts: StreamOptions,
+    pub rt: &'r tokio::runtime::Runtime,
+    pub config: &'r SdkConfig,
+    /// Set by SIGTERM or SIGINT.
+    pub stop: Arc<AtomicBool>,
+    pub bytes: &'r AtomicU64,
+    pub progress: bool,
+}
+
+impl AwsRun<'_, '_> {
+    /// Sleeps up to `d`, waking early when asked to stop.
+    fn nap(&self, d: Duration) {
+        let end = Instant::now() + d;
+        while !self.stop.load(Ordering::Relaxed) {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(100)));
+        }
+    }
+
+    fn decode(&self, sink: &mut IngestSink<'_>, out: Decoded) -> anyhow::Result<()> {
+        for o in out.outcomes {
+            sink.outcome(o)?;
+        }
+        Ok(())
+    }
+
+    /// Reads every shard of `stream` from its checkpoint: to the tip, or until stopped with
+    /// `--follow`.
+    pub fn kinesis(&self, sink: &mut IngestSink<'_>, stream: &str) -> anyhow::Result<()> {
+        let store = CheckpointStore::kinesis(self.lake.layout(), stream);
+        let mut saved = store.load().context("reading the stream's checkpoints")?;
+        let resume: BTreeMap<String, SavedShard> = saved
+            .shards
+            .iter()
+            .map(|(id, c)| {
+                (id.clone(), SavedShard { sequence: c.sequence.clone(), finished: c.finished })
+            })
+            .collect();
+        let client = aws_sdk_kinesis::Client::new(self.config);
+        let mut reader = self
+            .rt
+            .block_on(KinesisReader::open(client, stream, self.opts.start, &resume))
+            .context("opening the stream")?;
+        tracing::info!(stream, shards = reader.readable().len(), checkpoint = %store.path().display(), "Reading Kinesis.");
+        // Read but not yet checkpointed, per shard.
+        let mut pending: BTreeMap<String, ShardCheckpoint> = BTreeMap::new();
+        let (mut last_save, mut last_rollup, mut last_refresh) =
+            (Instant::now(), Instant::now(), Instant::now());
+        let mut records = 0u64;
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let round = Instant::now();
+            let shards = reader.readable();
+            let (mut got, mut caught_up, mut closed) = (0usize, true, false);
+            for id in &shards {
+                let f = self.rt.block_on(reader.fetch(id))?;
+                for rec in &f.records {
+                    let uri = SourceUri::new(format!("kinesis://{stream}/{id}/{}", rec.sequence));
+                    let mut out = Decoded::default();
+                    self.decoder.stream_record(&rec.data, &uri, &mut out);
+                    self.decode(sink, out)?;
+                    self.bytes.fetch_add(rec.data.len() as u64, Ordering::Relaxed);
+                }
+                got += f.records.len();
+                let p = pending
+                    .entry(id.clone())
+                    .or_insert_with(|| saved.shards.get(id).cloned().unwrap_or_default());
+                if let Some(r) = f.records.last() {
+                    p.sequence = Some(r.sequence.clone());
+                }
+                if f.closed {
+                    p.finished = true;
+                    closed = true;
+                }
+                caught_up &= f.caught_up;
+            }
+            records += got as u64;
+            if closed || (self.opts.follow && last_refresh.elapsed() >= REFRESH_EVERY) {
+                self.rt.block_on(reader.refresh()).context("listing the shards")?;
+                last_refresh = Instant::now();
+            }
+            // Done when every readable shard is at its tip and no closed shard opened children.
+            let done =
+                !self.opts.follow && ((caught_up && !closed) || reader.readable().is_empty());
+            if done || last_save.elapsed() >= self.opts.checkpoint_interval {
+                self.checkpoint(sink, &store, &mut saved, &mut pending)?;
+                last_save = Instant::now();
+                tracing::info!(stream, records, "Checkpoint saved.");
+                if self.opts.follow && last_rollup.elapsed() >= self.opts.rollup_interval {
+                    self.lake.rebuild_rollups(&BTreeSet::new()).context("rebuilding rollups")?;
+                    last_rollup = Instant::now();
+                }
+            }
+            if done {
+                break;
+            }
+            if got == 0 && caught_up {
+                self.nap(IDLE_POLL);
+            } else {
+                self.nap(ROUND_MIN.saturating_sub(round.elapsed()));
+            }
+        }
+        self.checkpoint(sink, &store, &mut saved, &mut pending)?;
+        tracing::info!(stream, records, "Kinesis read; checkpoints saved.");
+        Ok(())
+    }
+
+    /// Commits what was read, then saves the checkpoints that cover it.
+    fn checkpoint(
+        &self,
+        sink: &mut IngestSink<'_>,
+        store: &CheckpointStore,
+        saved: &mut agentmeter_aggregate::checkpoint::StreamCheckpoint,
+        pending: &mut BTreeMap<String, ShardCheckpoint>,
+    ) -> anyhow::Result<()> {
+        sink.commit(self.lake).context("committing to the lake")?;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        saved.shards.append(pending);
+        store.save(saved).context("saving the checkpoints")?;
+        Ok(())
+    }
+
+    /// Backfills one `logs://` query, every page.
+    pub fn logs(&self, sink: &mut IngestSink<'_>, query: &LogsQuery) -> anyhow::Result<()> {
+        let client = aws_sdk_cloudwatchlogs::Client::new(self.config);
+        let mut reader = LogsReader::new(client, query.clone());
+        let bar = crate::progress::TimeBar::start(query.start_ms, query.end_ms, self.progress);
+        let mut events = 0u64;
+        while let Some(page) = self.rt.block_on(reader.next_page())? {
+            for ev in &page {
+                let uri = SourceUri::new(format!("logs://{}/{}/{}", query.group, ev.stream, ev.id));
+                let mut out = Decoded::default();
+                self.decoder.api_log_event(&ev.id, ev.timestamp_ms, &ev.message, &uri, &mut out);
+                self.decode(sink, out)?;
+                self.bytes.fetch_add(ev.message.len() as u64, Ordering::Relaxed);
+                bar.reached(ev.timestamp_ms);
+            }
+            events += page.len() as u64;
+            if self.stop.load(Ordering::Relaxed) {
+                bar.finish();
+                anyhow::bail!(
+                    "interrupted after {events} events of {}; what was read is kept, and running the same backfill again completes it",
+                    query.group
+                );
+            }
+        }
+        bar.finish();
+        tracing::info!(group = %query.group, events, "CloudWatch Logs backfill read.");
+        Ok(())
+    }
+}
+
+/// Sets `stop` on SIGTERM or SIGINT.
+pub fn stop_on_signal(rt: &tokio::runtime::Runtime) -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    rt.spawn(async move {
+        crate::serve_cmd::shutdown_signal().await;
+        flag.store(true, Ordering::Relaxed);
+    });
+    stop
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_are_recognised_and_bad_ones_refused_with_what_to_do() {
+        assert_eq!(parse_source("/data/in").unwrap(), None);
+        assert_eq!(
+            parse_source("kinesis://usage").unwrap(),
+            Some(AwsSource::Kinesis("usage".into()))
+        );
+        let arn = "arn:aws:kinesis:us-east-1:123456789012:stream/usage";
+        assert_eq!(
+            parse_source(&format!("kinesis://{arn}")).unwrap(),
+            Some(AwsSource::Kinesis(arn.into()))
+        );
+        let Some(AwsSource::Logs(q)) =
+            parse_source("logs:///aws/lambda/agent?start=2026-10-01&end=2026-10-02").unwrap()
+        else {
+            panic!("a logs source")
+        };
+        assert_eq!(q.group, "/aws/lambda/agent");
+        let err = |s: &str| parse_source(s).unwrap_err().0;
+        assert!(err("kinesis://").contains("expected kinesis://STREAM_NAME"));
+        assert!(err("kinesis://a/b").contains("expected kinesis://STREAM_NAME"));
+        assert!(err("s3://bucket/x").contains("not supported yet"));
+        assert!(err("ftp://x").contains("unknown source scheme ftp://"));
+        assert!(err("logs://g").contains("start=... is required"));
+    }
+}

@@ -1,0 +1,357 @@
+//! The AWS sources against moto in server mode: a log group with a subscription filter to a
+//! Kinesis stream, usage lines put with PutLogEvents, `ingest kinesis://` (exact totals,
+//! checkpoints, a SIGKILL in the middle of `--follow`), and a `logs://` backfill of the same
+//! events that adds nothing.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use agentmeter_testkit::moto::MotoServer;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_cloudwatchlogs::types::InputLogEvent;
+use serde_json::Value;
+
+use crate::util::*;
+
+const STREAM: &str = "usage";
+const GROUP: &str = "/aws/lambda/clinic-agent";
+const TENANTS: [(&str, &str); 3] =
+    [("basic", "clinic-a"), ("basic", "clinic-b"), ("premium", "hospital-c")];
+
+/// moto with the stream, the log group and the subscription filter between them.
+struct Aws {
+    moto: MotoServer,
+    rt: tokio::runtime::Runtime,
+    kinesis: aws_sdk_kinesis::Client,
+    logs: aws_sdk_cloudwatchlogs::Client,
+    /// Events put so far; also numbers the next one.
+    put: usize,
+    /// Per tenant: events and total tokens put.
+    totals: BTreeMap<String, (i64, i64)>,
+    /// Time of the first event, ms.
+    t0: i64,
+}
+
+impl Aws {
+    fn start() -> Aws {
+        let moto = MotoServer::start();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let config = rt.block_on(
+            aws_config::defaults(BehaviorVersion::latest())
+                .endpoint_url(moto.endpoint())
+                .region(Region::new("us-east-1"))
+                .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
+                    "test", "test", None, None, "test",
+                ))
+                .load(),
+        );
+        let kinesis = aws_sdk_kinesis::Client::new(&config);
+        let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
+        rt.block_on(async {
+            kinesis.create_stream().stream_name(STREAM).shard_count(2).send().await.unwrap();
+            let arn = kinesis
+                .describe_stream_summary()
+                .stream_name(STREAM)
+                .send()
+                .await
+                .unwrap()
+                .stream_description_summary()
+                .unwrap()
+                .stream_arn()
+                .to_owned();
+            logs.create_log_group().log_group_name(GROUP).send().await.unwrap();
+            for s in ["2026/11/22/[$LATEST]a1", "2026/11/22/[$LATEST]b2"] {
+                logs.create_log_stream()
+                    .log_group_name(GROUP)
+                    .log_stream_name(s)
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            logs.put_subscription_filter()
+                .log_group_name(GROUP)
+                .filter_name("usage-to-kinesis")
+                .filter_pattern("{ $.event = \"inference_usage\" }")
+                .destination_arn(arn)
+                .role_arn("arn:aws:iam::123456789012:role/cwl-to-kinesis")
+                .send()
+                .await
+                .unwrap();
+        });
+        // Recent times: CloudWatch refuses events older than 14 days.
+        let t0 = chrono::Utc::now().timestamp_millis() - 3_600_000;
+        Aws { moto, rt, kinesis, logs, put: 0, totals: BTreeMap::new(), t0 }
+    }
+
+    /// One PutLogEvents call of `n` usage lines (one Kinesis record through the filter),
+    /// alternating between the two log streams.
+    fn put_usage(&mut self, n: usize) {
+        let mut events = Vec::with_capacity(n);
+        for _ in 0..n {
+            let i = self.put;
+            self.put += 1;
+            let (tier, tenant) = TENANTS[i % 3];
+            let (input, output) = (100 + (i % 50) as i64, 20 + (i % 7) as i64);
+            let ts = self.t0 + i as i64;
+            let time = chrono::DateTime::from_timestamp_millis(ts).unwrap();
+            let line = serde_json::json!({
+                "event": "inference_usage", "tier": tier, "clinic_id": tenant,
+                "user_id": format!("dr.{}", i % 4), "model_id": "openai.gpt-oss-120b-1:0",
+                "input_tokens": input, "output_tokens": output, "total_tokens": input + output,
+                "timestamp": time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            });
+            // As the Lambda Python runtime's text format writes it.
+            let message = format!(
+                "{}\t8f5a3c1e-0000-4000-8000-{i:012}\tINFO\t{line}",
+                time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            );
+            events.push(InputLogEvent::builder().timestamp(ts).message(message).build().unwrap());
+            let t = self.totals.entry(tenant.to_owned()).or_default();
+            t.0 += 1;
+            t.1 += input + output;
+        }
+        let stream = ["2026/11/22/[$LATEST]a1", "2026/11/22/[$LATEST]b2"][self.put % 2];
+        self.rt
+            .block_on(
+                self.logs
+                    .put_log_events()
+                    .log_group_name(GROUP)
+                    .log_stream_name(stream)
+                    .set_log_events(Some(events))
+                    .send(),
+            )
+            .unwrap();
+    }
+
+    /// A record put on the stream directly.
+    fn put_record(&self, key: &str, data: Vec<u8>) {
+        self.rt
+            .block_on(
+                self.kinesis
+                    .put_record()
+                    .stream_name(STREAM)
+                    .partition_key(key)
+                    .data(aws_sdk_kinesis::primitives::Blob::new(data))
+                    .send(),
+            )
+            .unwrap();
+    }
+
+    /// `agentmeter ARGS` with the standard AWS environment pointed at moto.
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = bin();
+        c.args(args)
+            .env("AWS_ENDPOINT_URL", self.moto.endpoint())
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env_remove("AWS_PROFILE")
+            .env("AWS_CONFIG_FILE", "/nonexistent")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        c
+    }
+
+    fn ingest(&self, lake: &Path, extra: &[&str]) -> Value {
+        let lake = lake.to_str().unwrap();
+        let mut args = vec!["ingest", "--lake", lake, "--json", "--no-progress"];
+        args.extend_from_slice(extra);
+        let out = ok(&mut self.cmd(&args));
+        serde_json::from_slice(&out.stdout).expect("summary JSON")
+    }
+
+    /// Per tenant (events, total tokens) as put.
+    fn want(&self) -> Vec<(String, i64, i64)> {
+        self.totals.iter().map(|(t, (n, tok))| (t.clone(), *n, *tok)).collect()
+    }
+}
+
+/// Per tenant (events, total tokens) in `usage_events`, and `usage_hourly` agreeing.
+fn lake_totals(lake: &Path) -> Vec<(String, i64, i64)> {
+    let rows = |t: &str, n: &str| {
+        duckdb(&format!(
+            "SELECT tenant_id, {n} AS n, sum(total_tokens) AS t FROM {} GROUP BY 1 ORDER BY 1",
+            table(lake, t)
+        ))
+        .iter()
+        .map(|r| {
+            (
+                r["tenant_id"].as_str().unwrap().to_owned(),
+                r["n"].as_i64().unwrap(),
+                r["t"].as_i64().unwrap(),
+            )
+        })
+        .collect::<Vec<_>>()
+    };
+    let events = rows("usage_events", "count(*)");
+    assert_eq!(rows("usage_hourly", "sum(invocations)"), events, "usage_hourly agrees");
+    events
+}
+
+fn count(summary: &Value, key: &str) -> i64 {
+    summary["accounting"][key].as_i64().unwrap_or_else(|| panic!("{key} in {summary}"))
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+#[test]
+fn kinesis_lands_exact_totals_checkpoints_and_survives_a_kill_in_the_middle() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let mut aws = Aws::start();
+    for _ in 0..8 {
+        aws.put_usage(25);
+    }
+    // A corrupt record and a raw NDJSON record (two usage lines with their own ids).
+    let mut corrupt = gzip(br#"{"messageType":"DATA_MESSAGE"}"#);
+    corrupt.truncate(corrupt.len() - 6);
+    aws.put_record("bad", corrupt);
+    let raw = (0..2)
+        .map(|k| {
+            format!(
+                r#"{{"event":"inference_usage","event_id":"raw-{k}","tier":"basic","clinic_id":"clinic-a","user_id":"nurse.x","model_id":"openai.gpt-oss-120b-1:0","input_tokens":5,"output_tokens":5,"total_tokens":10,"timestamp":"{}"}}"#,
+                chrono::DateTime::from_timestamp_millis(aws.t0).unwrap().to_rfc3339()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    aws.put_record("raw", raw.into_bytes());
+    let a = aws.totals.get_mut("clinic-a").unwrap();
+    (a.0, a.1) = (a.0 + 2, a.1 + 20);
+
+    let s = aws.ingest(&lake, &["kinesis://usage"]);
+    assert_eq!(count(&s, "records_read"), 203, "{s}");
+    assert_eq!(count(&s, "events_written"), 202, "{s}");
+    assert_eq!(s["accounting"]["quarantined"]["invalid_gzip"], 1, "{s}");
+    assert_eq!(s["balanced"], true);
+    assert_eq!(lake_totals(&lake), aws.want());
+    // The corrupt record is quarantined under its shard and sequence number, bytes kept.
+    let q = duckdb(&format!(
+        "SELECT source, format FROM read_json_auto('{}/_quarantine/*.jsonl')",
+        lake.display()
+    ));
+    assert_eq!(q.len(), 1);
+    assert!(q[0]["source"].as_str().unwrap().starts_with("kinesis://usage/shardId-"), "{q:?}");
+    assert_eq!(q[0]["format"], "cwl_payload_gzip");
+    let checkpoints: Vec<_> =
+        std::fs::read_dir(lake.join("_state/checkpoints")).unwrap().map(|e| e.unwrap()).collect();
+    assert_eq!(checkpoints.len(), 1);
+    let cp: Value = serde_json::from_slice(&std::fs::read(checkpoints[0].path()).unwrap()).unwrap();
+    assert_eq!(cp["stream"], STREAM);
+    assert_eq!(cp["shards"].as_object().unwrap().len(), 2, "{cp}");
+
+    // Nothing new: nothing read, nothing written.
+    let s = aws.ingest(&lake, &["kinesis://usage"]);
+    assert_eq!((count(&s, "records_read"), count(&s, "events_written")), (0, 0), "{s}");
+
+    // --follow while usage keeps arriving; SIGKILL in the middle; the rest afterwards.
+    let mut child = aws
+        .cmd(&[
+            "ingest",
+            "--lake",
+            lake.to_str().unwrap(),
+            "--no-progress",
+            "--follow",
+            "--checkpoint-interval-ms",
+            "50",
+            "kinesis://usage",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let before = std::fs::read(checkpoints[0].path()).unwrap();
+    for _ in 0..10 {
+        aws.put_usage(30);
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    // Killed only once it has checkpointed some of the new records.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read(checkpoints[0].path()).unwrap() == before {
+        assert!(Instant::now() < deadline, "no checkpoint while following");
+        assert!(child.try_wait().unwrap().is_none(), "--follow exited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for _ in 0..5 {
+        aws.put_usage(30);
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for _ in 0..5 {
+        aws.put_usage(30);
+    }
+    let s = aws.ingest(&lake, &["kinesis://usage"]);
+    assert_eq!(s["balanced"], true, "{s}");
+    assert_eq!(lake_totals(&lake), aws.want());
+    assert_eq!(aws.put, 200 + 600);
+    let events = duckdb_int(&format!("SELECT count(*) FROM {}", table(&lake, "usage_events")));
+    assert_eq!(events, 802);
+}
+
+#[test]
+fn a_logs_backfill_of_the_same_events_adds_nothing_and_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let mut aws = Aws::start();
+    // Over FilterLogEvents' 10,000 events per page.
+    for _ in 0..11 {
+        aws.put_usage(1000);
+    }
+    let s = aws.ingest(&lake, &["kinesis://usage"]);
+    assert_eq!(count(&s, "events_written"), 11_000, "{s}");
+    let day = chrono::DateTime::from_timestamp_millis(aws.t0).unwrap().date_naive();
+    let logs = format!(
+        "logs://{GROUP}?start={}&end={}",
+        day.pred_opt().unwrap(),
+        day.succ_opt().unwrap().succ_opt().unwrap()
+    );
+    let s = aws.ingest(&lake, &[&logs]);
+    assert_eq!(count(&s, "records_read"), 11_000, "{s}");
+    assert_eq!(count(&s, "events_written"), 0, "{s}");
+    assert_eq!(count(&s, "duplicates"), 11_000, "{s}");
+    assert_eq!(lake_totals(&lake), aws.want());
+
+    // The backfill alone, into a new lake, gives the same totals.
+    let fresh = dir.path().join("fresh");
+    let s = aws.ingest(&fresh, &[&logs]);
+    assert_eq!(count(&s, "events_written"), 11_000, "{s}");
+    assert_eq!(lake_totals(&fresh), aws.want());
+
+    // A window that holds none of them reads nothing.
+    let before = format!("logs://{GROUP}?start=2020-01-01&end=2020-01-02");
+    let s = aws.ingest(&fresh, &[&before]);
+    assert_eq!(count(&s, "records_read"), 0, "{s}");
+}
+
+#[test]
+fn aws_sources_fail_clearly_without_a_region_or_with_a_missing_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let aws = Aws::start();
+    let out = aws
+        .cmd(&["ingest", "--lake", lake.to_str().unwrap(), "kinesis://usage"])
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no AWS region configured"));
+    let out =
+        aws.cmd(&["ingest", "--lake", lake.to_str().unwrap(), "kinesis://nope"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("kinesis://nope") && err.contains("ResourceNotFoundException"), "{err}");
+    let out = aws
+        .cmd(&["ingest", "--lake", lake.to_str().unwrap(), "--follow", "/tmp"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--follow needs a kinesis:// source"));
+}
