@@ -17,6 +17,8 @@ use agentmeter_aggregate::checkpoint::{CheckpointStore, ShardCheckpoint};
 use agentmeter_ingest::cwlogs::{LogsQuery, LogsReader};
 use agentmeter_ingest::kinesis::{KinesisReader, SavedShard, StartPosition};
 use agentmeter_ingest::pipeline::Sink;
+use agentmeter_ingest::s3::{self, S3Location, S3Object};
+use agentmeter_ingest::source::{Format, SourceSpec};
 use agentmeter_ingest::{Decoded, Decoder};
 use agentmeter_schemas::SourceUri;
 use anyhow::Context;
@@ -39,6 +41,8 @@ pub enum AwsSource {
     Kinesis(String),
     /// A CloudWatch Logs backfill.
     Logs(LogsQuery),
+    /// The objects under an S3 prefix.
+    S3(S3Location),
 }
 
 /// How to read the AWS sources.
@@ -70,13 +74,11 @@ pub fn parse_source(text: &str) -> Result<Option<AwsSource>, UsageError> {
             .map_err(UsageError);
     }
     if text.starts_with("s3://") {
-        return Err(UsageError(format!(
-            "{text}: S3 sources are not supported yet; copy the objects (aws s3 sync) and ingest the directory"
-        )));
+        return S3Location::parse(text).map(|l| Some(AwsSource::S3(l))).map_err(UsageError);
     }
     if let Some((scheme, _)) = text.split_once("://") {
         return Err(UsageError(format!(
-            "{text}: unknown source scheme {scheme}:// (files, kinesis://, logs://)"
+            "{text}: unknown source scheme {scheme}:// (files, kinesis://, logs://, s3://)"
         )));
     }
     Ok(None)
@@ -106,6 +108,9 @@ pub struct AwsRun<'r, 'l> {
     pub stop: Arc<AtomicBool>,
     pub bytes: &'r AtomicU64,
     pub progress: bool,
+    /// For S3 objects, read as files.
+    pub format: Format,
+    pub workers: usize,
 }
 
 impl AwsRun<'_, '_> {
@@ -258,6 +263,96 @@ impl AwsRun<'_, '_> {
     }
 }
 
+/// Objects downloaded and read between two saves of the objects done: bounds the disk used.
+const S3_CHUNK_BYTES: u64 = 256 << 20;
+const S3_CHUNK_OBJECTS: usize = 256;
+
+/// A local file name for an object: its position, then the key's last part made safe (the
+/// name keeps extensions such as `.pb` or `.gz` that format detection looks at).
+fn download_name(i: usize, key: &str) -> String {
+    let last = key.rsplit('/').next().unwrap_or_default();
+    let safe: String = last
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+        .collect();
+    let safe = safe.trim_start_matches('.');
+    let tail = safe.len().saturating_sub(80);
+    format!("{i:06}-{}", &safe[tail..])
+}
+
+impl AwsRun<'_, '_> {
+    /// Reads the objects under `loc` not read before (by key and ETag), in chunks: download,
+    /// decode as files, commit, then record them as done.
+    pub fn s3(&self, sink: &mut IngestSink<'_>, loc: &S3Location) -> anyhow::Result<()> {
+        let client = s3::client(self.config);
+        let store =
+            agentmeter_aggregate::checkpoint::ObjectsStore::s3(self.lake.layout(), &loc.uri());
+        let mut done = store.load().context("reading the objects done")?;
+        let listed = self.rt.block_on(s3::list(&client, loc))?;
+        let todo: Vec<S3Object> =
+            listed.iter().filter(|o| done.objects.get(&o.key) != Some(&o.etag)).cloned().collect();
+        tracing::info!(source = %loc.uri(), listed = listed.len(), to_read = todo.len(), "Reading S3 objects.");
+        let dir = self.lake.layout().download_dir();
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
+        }
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let total: u64 = todo.iter().map(|o| o.size).sum();
+        let progress = crate::progress::Progress::start(total, self.progress);
+        let mut rest = todo.as_slice();
+        while !rest.is_empty() {
+            let mut n = 0;
+            let mut size = 0;
+            while n < rest.len()
+                && n < S3_CHUNK_OBJECTS
+                && (n == 0 || size + rest[n].size <= S3_CHUNK_BYTES)
+            {
+                size += rest[n].size;
+                n += 1;
+            }
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            let mut specs = Vec::with_capacity(chunk.len());
+            for (i, o) in chunk.iter().enumerate() {
+                let path = dir.join(download_name(i, &o.key));
+                let len = self.rt.block_on(s3::download(&client, loc, o, &path))?;
+                specs.push(SourceSpec {
+                    path,
+                    uri: SourceUri::new(loc.object_uri(&o.key)),
+                    format: self.format,
+                    len,
+                });
+            }
+            let read = agentmeter_ingest::pipeline::run(
+                &specs,
+                self.decoder,
+                self.workers,
+                &progress.bytes,
+                sink,
+            );
+            read.map_err(|e| anyhow::anyhow!("{e}"))?;
+            sink.commit(self.lake).context("committing to the lake")?;
+            for o in chunk {
+                done.objects.insert(o.key.clone(), o.etag.clone());
+            }
+            store.save(&done).context("saving the objects done")?;
+            for s in &specs {
+                let _ = std::fs::remove_file(&s.path);
+            }
+            if self.stop.load(Ordering::Relaxed) && !rest.is_empty() {
+                progress.finish();
+                anyhow::bail!(
+                    "interrupted with {} objects left; the objects read are recorded, and running the same ingest again reads the rest",
+                    rest.len()
+                );
+            }
+        }
+        self.bytes.fetch_add(progress.finish(), Ordering::Relaxed);
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+}
+
 /// Sets `stop` on SIGTERM or SIGINT.
 pub fn stop_on_signal(rt: &tokio::runtime::Runtime) -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -294,7 +389,16 @@ mod tests {
         let err = |s: &str| parse_source(s).unwrap_err().0;
         assert!(err("kinesis://").contains("expected kinesis://STREAM_NAME"));
         assert!(err("kinesis://a/b").contains("expected kinesis://STREAM_NAME"));
-        assert!(err("s3://bucket/x").contains("not supported yet"));
+        assert_eq!(
+            parse_source("s3://usage-logs/firehose/").unwrap(),
+            Some(AwsSource::S3(S3Location {
+                bucket: "usage-logs".into(),
+                prefix: "firehose/".into()
+            }))
+        );
+        assert!(err("s3://Bad/x").contains("not an S3 bucket name"));
+        assert_eq!(download_name(7, "a/b/../x y.ndjson.gz"), "000007-x_y.ndjson.gz");
+        assert_eq!(download_name(0, "dir/"), "000000-");
         assert!(err("ftp://x").contains("unknown source scheme ftp://"));
         assert!(err("logs://g").contains("start=... is required"));
     }

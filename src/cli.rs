@@ -75,9 +75,10 @@ pub struct IngestArgs {
     #[arg(long)]
     pub lake: PathBuf,
     /// Files or directories to read (directories recursively, hidden entries skipped),
-    /// `kinesis://STREAM` (a stream name or ARN: every shard, checkpointed in the lake) or
+    /// `kinesis://STREAM` (a stream name or ARN: every shard, checkpointed in the lake),
     /// `logs://LOG_GROUP?start=T[&end=T]` (a CloudWatch Logs backfill; T: RFC 3339 or
-    /// YYYY-MM-DD, end exclusive).
+    /// YYYY-MM-DD, end exclusive) or `s3://BUCKET/PREFIX` (the objects not read before, by
+    /// key and ETag).
     #[arg(required = true, value_name = "SOURCE")]
     pub sources: Vec<PathBuf>,
     /// Where a Kinesis shard without a checkpoint starts: trim-horizon, latest or

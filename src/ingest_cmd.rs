@@ -22,6 +22,8 @@ pub struct IngestPlan {
     pub sources: Vec<SourceSpec>,
     /// `kinesis://` and `logs://` sources, read after the files.
     pub aws: Vec<AwsSource>,
+    /// The format of files (and S3 objects).
+    pub format: Format,
     pub stream: StreamOptions,
     pub decoder: Decoder,
     pub writer: WriterOptions,
@@ -73,6 +75,7 @@ impl IngestPlan {
             lake: a.lake.clone(),
             sources,
             aws,
+            format,
             stream: StreamOptions {
                 start: a.start,
                 follow: a.follow,
@@ -265,6 +268,8 @@ fn read_aws(plan: &IngestPlan, lake: &Lake, sink: &mut IngestSink<'_>) -> anyhow
         stop: crate::aws_ingest::stop_on_signal(&rt),
         bytes: &bytes,
         progress: plan.progress,
+        format: plan.format,
+        workers: plan.workers,
     };
     let done = "the lake holds what was read and checkpointed before the error; running the same ingest again continues from there";
     for src in &plan.aws {
@@ -274,6 +279,9 @@ fn read_aws(plan: &IngestPlan, lake: &Lake, sink: &mut IngestSink<'_>) -> anyhow
             }
             AwsSource::Logs(q) => {
                 run.logs(sink, q).with_context(|| format!("logs://{}: {done}", q.group))?;
+            }
+            AwsSource::S3(loc) => {
+                run.s3(sink, loc).with_context(|| format!("{}: {done}", loc.uri()))?;
             }
         }
     }

@@ -1,10 +1,11 @@
-//! Stream checkpoints kept with the lake: per Kinesis stream, the last sequence number of
+//! Source checkpoints kept with the lake. Streams: per Kinesis stream, the last sequence number of
 //! each shard whose data is durable in the lake, and which shards are read to their end.
 //!
 //! A checkpoint is saved only after the events, spans and quarantine entries of the records
 //! it covers are committed, so a restart re-reads at most what was not yet checkpointed; the
 //! lake's dedup by event id drops what a re-read finds again. The file is replaced atomically
-//! (`_state/checkpoints/kinesis-<stream>-<digest>.json`).
+//! (`_state/checkpoints/kinesis-<stream>-<digest>.json`). S3 sources: the objects (key and
+//! ETag) already ingested, saved after their data is committed.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -92,6 +93,75 @@ impl CheckpointStore {
     }
 }
 
+/// The objects of one S3 source already ingested: key to ETag.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectsDone {
+    /// `s3://bucket/prefix` as given.
+    pub source: String,
+    /// Key to the ETag that was ingested (a replaced object has another ETag and is read
+    /// again).
+    pub objects: BTreeMap<String, String>,
+}
+
+/// Reads and saves which objects of one S3 source are done
+/// (`_state/checkpoints/s3-<prefix>-<digest>.json`).
+#[derive(Debug, Clone)]
+pub struct ObjectsStore {
+    path: PathBuf,
+    source: String,
+}
+
+impl ObjectsStore {
+    /// The store of `source` (`s3://bucket/prefix`) in the lake laid out as `layout`.
+    pub fn s3(layout: &Layout, source: &str) -> Self {
+        Self { path: layout.s3_checkpoint(source), source: source.to_owned() }
+    }
+
+    /// The file.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// The objects done, or none.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read or belongs to another source.
+    pub fn load(&self) -> Result<ObjectsDone> {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(ObjectsDone { source: self.source.clone(), ..Default::default() });
+            }
+            Err(e) => return Err(io_at(&self.path)(e)),
+        };
+        let done: ObjectsDone = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+            path: self.path.clone(),
+            detail: format!("not a list of S3 objects done: {e}"),
+        })?;
+        if done.source != self.source {
+            return Err(Error::Corrupt {
+                path: self.path.clone(),
+                detail: format!("holds source {:?}, not {:?}", done.source, self.source),
+            });
+        }
+        Ok(done)
+    }
+
+    /// Replaces the saved list (temporary file, fsync, rename).
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be written.
+    pub fn save(&self, done: &ObjectsDone) -> Result<()> {
+        let body = serde_json::to_vec_pretty(done).map_err(|e| io_at(&self.path)(e.into()))?;
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(io_at(dir))?;
+        }
+        crate::fsio::write_atomic(&self.path, &body)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +186,21 @@ mod tests {
         std::fs::copy(store.path(), other.path()).unwrap();
         let err = other.load().unwrap_err().to_string();
         assert!(err.contains("holds stream \"usage/../../etc\", not \"other\""), "{err}");
+    }
+
+    #[test]
+    fn objects_done_load_back_and_belong_to_their_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let store = ObjectsStore::s3(&layout, "s3://usage/firehose/");
+        assert_eq!(store.path().parent().unwrap(), dir.path().join("_state/checkpoints"));
+        let mut done = store.load().unwrap();
+        assert!(done.objects.is_empty());
+        done.objects.insert("firehose/a.gz".into(), "9b2cf535f27731c974343645a3985328".into());
+        store.save(&done).unwrap();
+        assert_eq!(store.load().unwrap(), done);
+        let other = ObjectsStore::s3(&layout, "s3://usage/other/");
+        std::fs::copy(store.path(), other.path()).unwrap();
+        assert!(other.load().unwrap_err().to_string().contains("holds source"));
     }
 }

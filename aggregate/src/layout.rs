@@ -10,6 +10,8 @@
 //!   _state/lock                                       held by the one writer
 //!   _state/rollup-pending/YYYY-MM-DD                  partitions whose rollup is stale
 //!   _state/checkpoints/kinesis-<name>-<16 hex>.json   per-shard checkpoints of a stream
+//!   _state/checkpoints/s3-<name>-<16 hex>.json        the objects of an S3 source done
+//!   _state/download/                                  S3 objects being read (temporary)
 //!   _wal/otlp/<20 digits>.ndjson                      the OTLP receiver's write-ahead log
 //! ```
 
@@ -87,6 +89,19 @@ impl Layout {
         let name = quarantine_file_name(&uri);
         let name = name.strip_suffix(".jsonl").unwrap_or(&name);
         self.state_dir().join("checkpoints").join(format!("kinesis-{name}.json"))
+    }
+
+    /// The file listing the objects done of S3 source `source` (`s3://bucket/prefix`).
+    pub fn s3_checkpoint(&self, source: &str) -> PathBuf {
+        let uri = SourceUri::new(source.trim_end_matches('/'));
+        let name = quarantine_file_name(&uri);
+        let name = name.strip_suffix(".jsonl").unwrap_or(&name);
+        self.state_dir().join("checkpoints").join(format!("s3-{name}.json"))
+    }
+
+    /// Where S3 objects are downloaded to be read (emptied by every run).
+    pub fn download_dir(&self) -> PathBuf {
+        self.state_dir().join("download")
     }
 
     /// The OTLP receiver's write-ahead log.

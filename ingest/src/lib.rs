@@ -26,6 +26,7 @@ mod normalize;
 pub mod otlp;
 pub mod otlp_http;
 pub mod pipeline;
+pub mod s3;
 pub mod source;
 pub mod synth;
 mod window;

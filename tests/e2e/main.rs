@@ -6,13 +6,13 @@
 mod otlp_client;
 mod util;
 
+mod aws_sources;
 mod crash;
 mod dirty;
 mod flags;
 mod ingest;
 mod invoice;
 mod isolation;
-mod kinesis;
 mod reconcile;
 mod schema;
 mod serve;

@@ -1,7 +1,7 @@
 //! The AWS sources against moto in server mode: a log group with a subscription filter to a
 //! Kinesis stream, usage lines put with PutLogEvents, `ingest kinesis://` (exact totals,
 //! checkpoints, a SIGKILL in the middle of `--follow`), and a `logs://` backfill of the same
-//! events that adds nothing.
+//! events that adds nothing, and `s3://` objects read once each (by key and ETag).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -26,6 +26,7 @@ struct Aws {
     rt: tokio::runtime::Runtime,
     kinesis: aws_sdk_kinesis::Client,
     logs: aws_sdk_cloudwatchlogs::Client,
+    s3: aws_sdk_s3::Client,
     /// Events put so far; also numbers the next one.
     put: usize,
     /// Per tenant: events and total tokens put.
@@ -49,6 +50,9 @@ impl Aws {
         );
         let kinesis = aws_sdk_kinesis::Client::new(&config);
         let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build(),
+        );
         rt.block_on(async {
             kinesis.create_stream().stream_name(STREAM).shard_count(2).send().await.unwrap();
             let arn = kinesis
@@ -82,7 +86,7 @@ impl Aws {
         });
         // Recent times: CloudWatch refuses events older than 14 days.
         let t0 = chrono::Utc::now().timestamp_millis() - 3_600_000;
-        Aws { moto, rt, kinesis, logs, put: 0, totals: BTreeMap::new(), t0 }
+        Aws { moto, rt, kinesis, logs, s3, put: 0, totals: BTreeMap::new(), t0 }
     }
 
     /// One PutLogEvents call of `n` usage lines (one Kinesis record through the filter),
@@ -134,6 +138,20 @@ impl Aws {
                     .stream_name(STREAM)
                     .partition_key(key)
                     .data(aws_sdk_kinesis::primitives::Blob::new(data))
+                    .send(),
+            )
+            .unwrap();
+    }
+
+    /// Puts an S3 object.
+    fn put_object(&self, bucket: &str, key: &str, body: Vec<u8>) {
+        self.rt
+            .block_on(
+                self.s3
+                    .put_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .body(aws_sdk_s3::primitives::ByteStream::from(body))
                     .send(),
             )
             .unwrap();
@@ -354,4 +372,105 @@ fn aws_sources_fail_clearly_without_a_region_or_with_a_missing_stream() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--follow needs a kinesis:// source"));
+}
+
+/// A gzip CloudWatch subscription payload of usage events with ids `{prefix}-{i}`.
+fn firehose_payload(prefix: &str, n: usize, tokens: i64) -> Vec<u8> {
+    let events: Vec<Value> = (0..n)
+        .map(|i| {
+            let line = serde_json::json!({
+                "event": "inference_usage", "tier": "premium", "clinic_id": "hospital-c",
+                "user_id": "dr.s3", "model_id": "openai.gpt-oss-120b-1:0",
+                "input_tokens": tokens - 1, "output_tokens": 1, "total_tokens": tokens,
+            });
+            serde_json::json!({"id": format!("{prefix}-{i}"), "timestamp": 1_790_841_600_000i64 + i as i64, "message": line.to_string()})
+        })
+        .collect();
+    let payload = serde_json::json!({
+        "messageType": "DATA_MESSAGE", "owner": "123456789012", "logGroup": GROUP,
+        "logStream": "2026/10/01/[$LATEST]abc", "subscriptionFilters": ["usage"], "logEvents": events,
+    });
+    gzip(payload.to_string().as_bytes())
+}
+
+fn ndjson_lines(ids: std::ops::Range<usize>) -> String {
+    ids.map(|i| {
+        format!(
+            r#"{{"event":"inference_usage","event_id":"nd-{i}","tier":"basic","clinic_id":"clinic-a","user_id":"nurse.x","model_id":"openai.gpt-oss-120b-1:0","input_tokens":7,"output_tokens":3,"total_tokens":10,"timestamp":"2026-10-01T09:00:00Z"}}"#
+        ) + "\n"
+    })
+    .collect()
+}
+
+#[test]
+fn s3_objects_are_read_once_each_and_a_replaced_object_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let aws = Aws::start();
+    aws.rt.block_on(aws.s3.create_bucket().bucket("usage-logs").send()).unwrap();
+    // Firehose output: concatenated gzip payloads, one object per delivery.
+    let mut firehose = firehose_payload("fh-a", 40, 100);
+    firehose.extend(firehose_payload("fh-b", 60, 100));
+    aws.put_object(
+        "usage-logs",
+        "agents/firehose/2026/10/01/09/usage-1-2026-10-01-09-00-00.gz",
+        firehose,
+    );
+    aws.put_object(
+        "usage-logs",
+        "agents/firehose/2026/10/01/10/usage-1-2026-10-01-10-00-00.gz",
+        firehose_payload("fh-c", 25, 100),
+    );
+    aws.put_object(
+        "usage-logs",
+        "agents/ndjson/part-0001.ndjson",
+        (ndjson_lines(0..5) + "{not json\n").into_bytes(),
+    );
+    aws.put_object(
+        "usage-logs",
+        "agents/otlp/strands-trace.json",
+        crate::otlp_client::STRANDS_FIXTURE.as_bytes().to_vec(),
+    );
+    aws.put_object("usage-logs", "elsewhere/ignored.ndjson", ndjson_lines(100..110).into_bytes());
+
+    let s = aws.ingest(&lake, &["s3://usage-logs/agents/"]);
+    assert_eq!(count(&s, "events_written"), 130, "{s}");
+    assert_eq!(count(&s, "spans_written"), 7, "{s}");
+    assert_eq!(s["accounting"]["quarantined"]["invalid_json"], 1, "{s}");
+    assert_eq!(count(&s, "records_read"), 130 + 7 + 1, "{s}");
+    assert_eq!(s["balanced"], true);
+    let per_tenant = duckdb(&format!(
+        "SELECT tenant_id, count(*) AS n, sum(total_tokens) AS t, min(source) AS src FROM {} GROUP BY 1 ORDER BY 1",
+        table(&lake, "usage_events")
+    ));
+    assert_eq!(per_tenant.len(), 2);
+    assert_eq!((per_tenant[0]["n"].as_i64(), per_tenant[0]["t"].as_i64()), (Some(5), Some(50)));
+    assert_eq!(per_tenant[0]["src"], "s3://usage-logs/agents/ndjson/part-0001.ndjson");
+    assert_eq!(
+        (per_tenant[1]["n"].as_i64(), per_tenant[1]["t"].as_i64()),
+        (Some(125), Some(12_500))
+    );
+    let q = duckdb(&format!(
+        "SELECT source FROM read_json_auto('{}/_quarantine/*.jsonl')",
+        lake.display()
+    ));
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0]["source"], "s3://usage-logs/agents/ndjson/part-0001.ndjson");
+    assert!(!lake.join("_state/download").exists(), "downloads removed");
+
+    // Nothing new: nothing read.
+    let s = aws.ingest(&lake, &["s3://usage-logs/agents/"]);
+    assert_eq!(count(&s, "records_read"), 0, "{s}");
+
+    // The NDJSON object replaced (new ETag), its bad line fixed and one line added: read again,
+    // one new event, the old ones duplicates, its quarantine file gone.
+    aws.put_object("usage-logs", "agents/ndjson/part-0001.ndjson", ndjson_lines(0..6).into_bytes());
+    let s = aws.ingest(&lake, &["s3://usage-logs/agents/"]);
+    assert_eq!(
+        (count(&s, "records_read"), count(&s, "events_written"), count(&s, "duplicates")),
+        (6, 1, 5),
+        "{s}"
+    );
+    assert_eq!(s["quarantine_files_removed"], 1, "{s}");
+    assert_eq!(duckdb_int(&format!("SELECT count(*) FROM {}", table(&lake, "usage_events"))), 131);
 }
