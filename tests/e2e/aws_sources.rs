@@ -474,3 +474,178 @@ fn s3_objects_are_read_once_each_and_a_replaced_object_again() {
     assert_eq!(s["quarantine_files_removed"], 1, "{s}");
     assert_eq!(duckdb_int(&format!("SELECT count(*) FROM {}", table(&lake, "usage_events"))), 131);
 }
+
+/// kinesalite (npm), which closes a split shard as AWS does, on 127.0.0.1 and a free port.
+struct Kinesalite {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Kinesalite {
+    fn start() -> Kinesalite {
+        use std::io::BufRead;
+        let modules = std::env::var_os("AGENTMETER_KINESALITE")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/node"));
+        assert!(
+            modules.join("node_modules/kinesalite").is_dir(),
+            "kinesalite not found in {}: run scripts/test, which installs it",
+            modules.display()
+        );
+        let mut child = Command::new("node")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kinesalite/serve.js"))
+            .env("KINESALITE_MODULES", &modules)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start node");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let port = line.trim().strip_prefix("listening ").and_then(|p| p.parse().ok());
+        let Some(port) = port else {
+            let _ = child.kill();
+            panic!("kinesalite did not start: {line:?}");
+        };
+        Kinesalite { child, port }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Kinesalite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn raw_usage(id: &str, tokens: i64) -> Vec<u8> {
+    format!(
+        r#"{{"event":"inference_usage","event_id":"{id}","tier":"basic","clinic_id":"clinic-r","user_id":"dr.r","model_id":"openai.gpt-oss-120b-1:0","input_tokens":{},"output_tokens":1,"total_tokens":{tokens},"timestamp":"2026-10-01T09:00:00Z"}}"#,
+        tokens - 1
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_split_shard_is_read_to_its_end_before_its_children() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let k = Kinesalite::start();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let config = rt.block_on(
+        aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(k.endpoint())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
+                "test", "test", None, None, "test",
+            ))
+            .load(),
+    );
+    let client = aws_sdk_kinesis::Client::new(&config);
+    let put = |key: String, data: Vec<u8>| {
+        rt.block_on(
+            client
+                .put_record()
+                .stream_name("resharded")
+                .partition_key(key)
+                .data(aws_sdk_kinesis::primitives::Blob::new(data))
+                .send(),
+        )
+        .unwrap();
+    };
+    rt.block_on(client.create_stream().stream_name("resharded").shard_count(1).send()).unwrap();
+    let ingest = || {
+        let mut c = bin();
+        c.args(["ingest", "--lake", lake.to_str().unwrap(), "--json", "--no-progress"])
+            .arg("kinesis://resharded")
+            .env("AWS_ENDPOINT_URL", k.endpoint())
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_CONFIG_FILE", "/nonexistent")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        let out = ok(&mut c);
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    for i in 0..50 {
+        put(format!("k{i}"), raw_usage(&format!("p-{i}"), 10));
+    }
+    assert_eq!(count(&ingest(), "events_written"), 50);
+    // Unread records in the parent, more than one GetRecords returns, the last sharing an id
+    // with a later child record: the parent is read to its end first, so its copy is kept.
+    for chunk in 0..21 {
+        let entries: Vec<_> = (0..500)
+            .map(|j| {
+                let i = 50 + chunk * 500 + j;
+                aws_sdk_kinesis::types::PutRecordsRequestEntry::builder()
+                    .partition_key(format!("k{i}"))
+                    .data(aws_sdk_kinesis::primitives::Blob::new(raw_usage(&format!("p-{i}"), 10)))
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let out = rt
+            .block_on(
+                client.put_records().stream_name("resharded").set_records(Some(entries)).send(),
+            )
+            .unwrap();
+        assert_eq!(out.failed_record_count(), Some(0));
+    }
+    put("same".into(), raw_usage("shared", 10));
+    rt.block_on(
+        client
+            .split_shard()
+            .stream_name("resharded")
+            .shard_to_split("shardId-000000000000")
+            .new_starting_hash_key("170141183460469231731687303715884105728")
+            .send(),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s =
+            rt.block_on(client.describe_stream_summary().stream_name("resharded").send()).unwrap();
+        let d = s.stream_description_summary().unwrap();
+        if d.stream_status().as_str() == "ACTIVE" && d.open_shard_count() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "split not done");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    put("same".into(), raw_usage("shared", 99));
+    for i in 0..60 {
+        put(format!("c{i}"), raw_usage(&format!("c-{i}"), 20));
+    }
+    let s = ingest();
+    assert_eq!(
+        (count(&s, "events_written"), count(&s, "duplicates"), count(&s, "conflicting_duplicates")),
+        (10_500 + 61, 1, 1),
+        "{s}"
+    );
+    let shared = duckdb_int(&format!(
+        "SELECT total_tokens FROM {} WHERE event_id = 'shared'",
+        table(&lake, "usage_events")
+    ));
+    assert_eq!(shared, 10, "the parent's record came first");
+    let cps: Vec<_> = std::fs::read_dir(lake.join("_state/checkpoints")).unwrap().collect();
+    let cp: Value =
+        serde_json::from_slice(&std::fs::read(cps[0].as_ref().unwrap().path()).unwrap()).unwrap();
+    let shards = cp["shards"].as_object().unwrap();
+    assert_eq!(shards.len(), 3, "{cp}");
+    assert_eq!(shards["shardId-000000000000"]["finished"], true, "{cp}");
+    assert_eq!(shards.values().filter(|s| s["finished"] == false).count(), 2, "{cp}");
+
+    // After the split: new records on the children only, read once.
+    for i in 60..80 {
+        put(format!("c{i}"), raw_usage(&format!("c-{i}"), 20));
+    }
+    let s = ingest();
+    assert_eq!((count(&s, "records_read"), count(&s, "events_written")), (20, 20), "{s}");
+    let t = table(&lake, "usage_events");
+    assert_eq!(duckdb_int(&format!("SELECT count(*) FROM {t}")), 10_631);
+    assert_eq!(duckdb_int(&format!("SELECT sum(total_tokens) FROM {t}")), 10_551 * 10 + 80 * 20);
+}
