@@ -52,6 +52,8 @@ pub enum Command {
     Reconcile(ReconcileArgs),
     /// Rebuild the rollup tables (usage_hourly, tenant_hourly) of every day from usage_events.
     Rollup(RollupArgs),
+    /// Merge each partition's small files (usage_events, agent_spans) into Athena-sized files.
+    Compact(CompactArgs),
     /// Receive OpenTelemetry spans over OTLP/HTTP into the lake (until SIGTERM or SIGINT).
     Serve(ServeArgs),
     /// Generate a deterministic synthetic month of usage logs.
@@ -348,6 +350,22 @@ pub struct RollupArgs {
     /// Lake directory.
     #[arg(long)]
     pub lake: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    /// Lake directory.
+    #[arg(long)]
+    pub lake: PathBuf,
+    /// First day to compact (YYYY-MM-DD; default: every partition).
+    #[arg(long)]
+    pub from: Option<chrono::NaiveDate>,
+    /// Last day to compact, inclusive.
+    #[arg(long)]
+    pub to: Option<chrono::NaiveDate>,
+    /// Rows per file at most.
+    #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_rows_per_file: u64,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@
 
 mod aws_ingest;
 mod cli;
+mod compact_cmd;
 mod demo;
 mod flags_cmd;
 mod gen_cmd;
@@ -59,6 +60,7 @@ fn main() -> ExitCode {
         cli::Command::Report(a) => report_cmd::run(&a),
         cli::Command::Reconcile(a) => reconcile_cmd::run(&a),
         cli::Command::Rollup(a) => rollup_cmd::run(&a),
+        cli::Command::Compact(a) => compact_cmd::run(&a),
         cli::Command::Serve(a) => serve_cmd::run(&a),
         cli::Command::Gen(a) => gen_cmd::run(&a),
         cli::Command::Demo(a) => demo::run(&a),

@@ -94,6 +94,7 @@ impl Lake {
         }
         let lake = Self { reader: LakeReader { layout }, _lock: lock };
         lake.remove_temporaries()?;
+        crate::compact::recover(lake.layout())?;
         Ok(lake)
     }
 

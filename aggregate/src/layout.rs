@@ -130,6 +130,13 @@ pub fn quarantine_file_name(source: &SourceUri) -> String {
     format!("{hint}-{}.jsonl", &digest[..16])
 }
 
+/// The name of a table that compaction may rewrite, as a static string.
+pub fn known_table(name: &str) -> Option<&'static str> {
+    [agentmeter_schemas::tables::USAGE_EVENTS, agentmeter_schemas::tables::AGENT_SPANS]
+        .into_iter()
+        .find(|t| *t == name)
+}
+
 /// Parses a partition directory name `dt=YYYY-MM-DD`.
 pub fn parse_partition(name: &str) -> Option<NaiveDate> {
     let date = name.strip_prefix(PARTITION_COLUMN)?.strip_prefix('=')?;

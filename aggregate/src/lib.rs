@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod checkpoint;
+pub mod compact;
 mod error;
 pub mod fsio;
 mod lake;

@@ -423,4 +423,4 @@ impl<R: LakeRecord> Drop for EventWriter<'_, R> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

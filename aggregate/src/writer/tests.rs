@@ -11,7 +11,7 @@ use crate::lake::Lake;
 
 const DAY0: i64 = 1_790_812_800_000; // 2026-10-01T00:00:00Z
 
-fn ev(id: &str, tenant: &str, t: i64, input: i64) -> UsageEvent {
+pub(crate) fn ev(id: &str, tenant: &str, t: i64, input: i64) -> UsageEvent {
     UsageEvent {
         event_time_ms: t,
         event_id: EventId::new(id).unwrap(),
