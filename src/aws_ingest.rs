@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use agentmeter_aggregate::Lake;
-use agentmeter_aggregate::checkpoint::{CheckpointStore, ShardCheckpoint};
+use agentmeter_aggregate::checkpoint::{CheckpointStore, ShardCheckpoint, StreamCheckpoint};
 use agentmeter_ingest::cwlogs::{LogsQuery, LogsReader};
 use agentmeter_ingest::kinesis::{KinesisReader, SavedShard, StartPosition};
 use agentmeter_ingest::pipeline::Sink;
@@ -111,6 +111,8 @@ pub struct AwsRun<'r, 'l> {
     /// For S3 objects, read as files.
     pub format: Format,
     pub workers: usize,
+    /// `agentmeter run`'s counters.
+    pub metrics: Option<Arc<agentmeter_ingest::otlp_http::Metrics>>,
 }
 
 impl AwsRun<'_, '_> {
@@ -133,103 +135,136 @@ impl AwsRun<'_, '_> {
         Ok(())
     }
 
-    /// Reads every shard of `stream` from its checkpoint: to the tip, or until stopped with
-    /// `--follow`.
-    pub fn kinesis(&self, sink: &mut IngestSink<'_>, stream: &str) -> anyhow::Result<()> {
-        let store = CheckpointStore::kinesis(self.lake.layout(), stream);
-        let mut saved = store.load().context("reading the stream's checkpoints")?;
-        let resume: BTreeMap<String, SavedShard> = saved
-            .shards
-            .iter()
-            .map(|(id, c)| {
-                (id.clone(), SavedShard { sequence: c.sequence.clone(), finished: c.finished })
-            })
-            .collect();
-        let client = aws_sdk_kinesis::Client::new(self.config);
-        let mut reader = self
-            .rt
-            .block_on(KinesisReader::open(client, stream, self.opts.start, &resume))
-            .context("opening the stream")?;
-        tracing::info!(stream, shards = reader.readable().len(), checkpoint = %store.path().display(), "Reading Kinesis.");
-        // Read but not yet checkpointed, per shard.
-        let mut pending: BTreeMap<String, ShardCheckpoint> = BTreeMap::new();
-        let (mut last_save, mut last_rollup, mut last_refresh) =
-            (Instant::now(), Instant::now(), Instant::now());
+    /// Reads every shard of each stream from its checkpoint: to the tip, or until stopped with
+    /// `--follow`. Several streams are read in turns on this thread, into one sink, so that
+    /// one dedup index sees them all.
+    pub fn kinesis(&self, sink: &mut IngestSink<'_>, streams: &[String]) -> anyhow::Result<()> {
+        let mut follows = Vec::with_capacity(streams.len());
+        for stream in streams {
+            let store = CheckpointStore::kinesis(self.lake.layout(), stream);
+            let saved = store
+                .load()
+                .with_context(|| format!("kinesis://{stream}: reading the checkpoints"))?;
+            let resume: BTreeMap<String, SavedShard> = saved
+                .shards
+                .iter()
+                .map(|(id, c)| {
+                    (id.clone(), SavedShard { sequence: c.sequence.clone(), finished: c.finished })
+                })
+                .collect();
+            let client = aws_sdk_kinesis::Client::new(self.config);
+            let reader = self
+                .rt
+                .block_on(KinesisReader::open(client, stream, self.opts.start, &resume))
+                .with_context(|| format!("kinesis://{stream}: opening the stream"))?;
+            tracing::info!(stream, shards = reader.readable().len(), checkpoint = %store.path().display(), "Reading Kinesis.");
+            follows.push(Follow {
+                stream: stream.clone(),
+                store,
+                saved,
+                pending: BTreeMap::new(),
+                reader,
+                last_refresh: Instant::now(),
+                done: false,
+            });
+        }
+        let (mut last_save, mut last_rollup) = (Instant::now(), Instant::now());
         let mut records = 0u64;
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 break;
             }
             let round = Instant::now();
-            let shards = reader.readable();
-            let (mut got, mut caught_up, mut closed) = (0usize, true, false);
-            for id in &shards {
-                let f = self.rt.block_on(reader.fetch(id))?;
-                for rec in &f.records {
-                    let uri = SourceUri::new(format!("kinesis://{stream}/{id}/{}", rec.sequence));
-                    let mut out = Decoded::default();
-                    self.decoder.stream_record(&rec.data, &uri, &mut out);
-                    self.decode(sink, out)?;
-                    self.bytes.fetch_add(rec.data.len() as u64, Ordering::Relaxed);
-                }
-                got += f.records.len();
-                let p = pending
-                    .entry(id.clone())
-                    .or_insert_with(|| saved.shards.get(id).cloned().unwrap_or_default());
-                if let Some(r) = f.records.last() {
-                    p.sequence = Some(r.sequence.clone());
-                }
-                if f.closed {
-                    p.finished = true;
-                    closed = true;
-                }
-                caught_up &= f.caught_up;
+            let (mut got, mut idle) = (0usize, true);
+            for f in follows.iter_mut().filter(|f| !f.done) {
+                let (n, caught_up) = self.round(sink, f)?;
+                got += n;
+                idle &= caught_up;
             }
             records += got as u64;
-            if closed || (self.opts.follow && last_refresh.elapsed() >= REFRESH_EVERY) {
-                self.rt.block_on(reader.refresh()).context("listing the shards")?;
-                last_refresh = Instant::now();
+            if let Some(m) = &self.metrics {
+                m.stream_records.fetch_add(got as u64, Ordering::Relaxed);
             }
-            // Done when every readable shard is at its tip and no closed shard opened children.
-            let done =
-                !self.opts.follow && ((caught_up && !closed) || reader.readable().is_empty());
-            if done || last_save.elapsed() >= self.opts.checkpoint_interval {
-                self.checkpoint(sink, &store, &mut saved, &mut pending)?;
+            let all_done = follows.iter().all(|f| f.done);
+            if all_done || last_save.elapsed() >= self.opts.checkpoint_interval {
+                self.checkpoint(sink, &mut follows)?;
                 last_save = Instant::now();
-                tracing::info!(stream, records, "Checkpoint saved.");
+                tracing::debug!(records, "Checkpoints saved.");
                 if self.opts.follow && last_rollup.elapsed() >= self.opts.rollup_interval {
                     self.lake.rebuild_rollups(&BTreeSet::new()).context("rebuilding rollups")?;
                     last_rollup = Instant::now();
                 }
             }
-            if done {
+            if all_done {
                 break;
             }
-            if got == 0 && caught_up {
+            if got == 0 && idle {
                 self.nap(IDLE_POLL);
             } else {
                 self.nap(ROUND_MIN.saturating_sub(round.elapsed()));
             }
         }
-        self.checkpoint(sink, &store, &mut saved, &mut pending)?;
-        tracing::info!(stream, records, "Kinesis read; checkpoints saved.");
+        self.checkpoint(sink, &mut follows)?;
+        tracing::info!(records, "Kinesis read; checkpoints saved.");
         Ok(())
     }
 
-    /// Commits what was read, then saves the checkpoints that cover it.
-    fn checkpoint(
-        &self,
-        sink: &mut IngestSink<'_>,
-        store: &CheckpointStore,
-        saved: &mut agentmeter_aggregate::checkpoint::StreamCheckpoint,
-        pending: &mut BTreeMap<String, ShardCheckpoint>,
-    ) -> anyhow::Result<()> {
-        sink.commit(self.lake).context("committing to the lake")?;
-        if pending.is_empty() {
-            return Ok(());
+    /// One `GetRecords` per readable shard of one stream. Returns the records read and whether
+    /// every shard was at its tip.
+    fn round(&self, sink: &mut IngestSink<'_>, f: &mut Follow) -> anyhow::Result<(usize, bool)> {
+        let stream = f.stream.clone();
+        let shards = f.reader.readable();
+        let (mut got, mut caught_up, mut closed) = (0usize, true, false);
+        for id in &shards {
+            let fetched = self
+                .rt
+                .block_on(f.reader.fetch(id))
+                .with_context(|| format!("kinesis://{stream}"))?;
+            for rec in &fetched.records {
+                let uri = SourceUri::new(format!("kinesis://{stream}/{id}/{}", rec.sequence));
+                let mut out = Decoded::default();
+                self.decoder.stream_record(&rec.data, &uri, &mut out);
+                self.decode(sink, out)?;
+                self.bytes.fetch_add(rec.data.len() as u64, Ordering::Relaxed);
+            }
+            got += fetched.records.len();
+            let saved = &f.saved;
+            let p = f
+                .pending
+                .entry(id.clone())
+                .or_insert_with(|| saved.shards.get(id).cloned().unwrap_or_default());
+            if let Some(r) = fetched.records.last() {
+                p.sequence = Some(r.sequence.clone());
+            }
+            if fetched.closed {
+                p.finished = true;
+                closed = true;
+            }
+            caught_up &= fetched.caught_up;
         }
-        saved.shards.append(pending);
-        store.save(saved).context("saving the checkpoints")?;
+        if closed || (self.opts.follow && f.last_refresh.elapsed() >= REFRESH_EVERY) {
+            self.rt
+                .block_on(f.reader.refresh())
+                .with_context(|| format!("kinesis://{stream}: listing the shards"))?;
+            f.last_refresh = Instant::now();
+        }
+        // Done when every readable shard is at its tip and no closed shard opened children.
+        f.done = !self.opts.follow && ((caught_up && !closed) || f.reader.readable().is_empty());
+        Ok((got, caught_up && !closed))
+    }
+
+    /// Commits what was read, then saves the checkpoints that cover it.
+    fn checkpoint(&self, sink: &mut IngestSink<'_>, follows: &mut [Follow]) -> anyhow::Result<()> {
+        sink.commit(self.lake).context("committing to the lake")?;
+        for f in follows.iter_mut().filter(|f| !f.pending.is_empty()) {
+            f.saved.shards.append(&mut f.pending);
+            f.store
+                .save(&f.saved)
+                .with_context(|| format!("kinesis://{}: saving the checkpoints", f.stream))?;
+            if let Some(m) = &self.metrics {
+                m.stream_checkpoints.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         Ok(())
     }
 
@@ -261,6 +296,19 @@ impl AwsRun<'_, '_> {
         tracing::info!(group = %query.group, events, "CloudWatch Logs backfill read.");
         Ok(())
     }
+}
+
+/// One stream being read.
+struct Follow {
+    stream: String,
+    store: CheckpointStore,
+    saved: StreamCheckpoint,
+    /// Read but not yet checkpointed, per shard.
+    pending: BTreeMap<String, ShardCheckpoint>,
+    reader: KinesisReader,
+    last_refresh: Instant,
+    /// Caught up (without `--follow`).
+    done: bool,
 }
 
 /// Objects downloaded and read between two saves of the objects done: bounds the disk used.

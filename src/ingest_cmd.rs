@@ -270,13 +270,17 @@ fn read_aws(plan: &IngestPlan, lake: &Lake, sink: &mut IngestSink<'_>) -> anyhow
         progress: plan.progress,
         format: plan.format,
         workers: plan.workers,
+        metrics: None,
     };
     let done = "the lake holds what was read and checkpointed before the error; running the same ingest again continues from there";
+    let streams: Vec<String> = plan
+        .aws
+        .iter()
+        .filter_map(|s| if let AwsSource::Kinesis(k) = s { Some(k.clone()) } else { None })
+        .collect();
     for src in &plan.aws {
         match src {
-            AwsSource::Kinesis(stream) => {
-                run.kinesis(sink, stream).with_context(|| format!("kinesis://{stream}: {done}"))?;
-            }
+            AwsSource::Kinesis(_) => {}
             AwsSource::Logs(q) => {
                 run.logs(sink, q).with_context(|| format!("logs://{}: {done}", q.group))?;
             }
@@ -284,6 +288,10 @@ fn read_aws(plan: &IngestPlan, lake: &Lake, sink: &mut IngestSink<'_>) -> anyhow
                 run.s3(sink, loc).with_context(|| format!("{}: {done}", loc.uri()))?;
             }
         }
+    }
+    // The streams last (with --follow they run until stopped), in turns on one sink.
+    if !streams.is_empty() {
+        run.kinesis(sink, &streams).with_context(|| done.to_string())?;
     }
     Ok(bytes.into_inner())
 }

@@ -43,6 +43,10 @@ pub struct LakeReader {
 pub struct Lake {
     reader: LakeReader,
     _lock: File,
+    /// Commits hold it shared, rollup rebuilds exclusive: a rebuild never overlaps a commit,
+    /// so it never clears the stale marker of data it did not read (writers on several
+    /// threads of one process share the lake).
+    pub(crate) gate: std::sync::Arc<std::sync::RwLock<()>>,
 }
 
 impl Lake {
@@ -92,7 +96,7 @@ impl Lake {
             }
             Err(fs::TryLockError::Error(e)) => return Err(io_at(&lock_path)(e)),
         }
-        let lake = Self { reader: LakeReader { layout }, _lock: lock };
+        let lake = Self { reader: LakeReader { layout }, _lock: lock, gate: Default::default() };
         lake.remove_temporaries()?;
         crate::compact::recover(lake.layout())?;
         Ok(lake)

@@ -163,6 +163,7 @@ impl DedupIndex {
 struct Committer<R> {
     _kind: std::marker::PhantomData<fn() -> R>,
     lake: LakeReader,
+    gate: std::sync::Arc<std::sync::RwLock<()>>,
     opts: WriterOptions,
     index: DedupIndex,
     touched: BTreeSet<NaiveDate>,
@@ -178,6 +179,8 @@ impl<R: LakeRecord> Committer<R> {
         let mut order: Vec<usize> = (0..batch.len()).collect();
         order.sort_by_key(|&i| days_of[i]);
         let days: BTreeSet<NaiveDate> = days_of.iter().copied().collect();
+        let gate = std::sync::Arc::clone(&self.gate);
+        let _shared = gate.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         for run in order.chunk_by(|&a, &b| days_of[a] == days_of[b]) {
             let dt = days_of[run[0]];
             if let Err(e) = self.commit_day(dt, &batch, run) {
@@ -272,6 +275,7 @@ impl<'l, R: LakeRecord> EventWriter<'l, R> {
         let mut committer = Committer {
             _kind: std::marker::PhantomData,
             lake: lake.reader().clone(),
+            gate: std::sync::Arc::clone(&lake.gate),
             opts,
             index: DedupIndex::new(opts.index_budget),
             touched: BTreeSet::new(),
@@ -400,6 +404,7 @@ impl Lake {
     ///
     /// The lake cannot be read or written.
     pub fn rebuild_rollups(&self, days: &BTreeSet<NaiveDate>) -> Result<u64> {
+        let _exclusive = self.gate.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut all = days.clone();
         all.extend(self.pending_rollups()?);
         let all: Vec<NaiveDate> = all.into_iter().collect();

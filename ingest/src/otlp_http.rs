@@ -85,6 +85,16 @@ pub struct Metrics {
     pub spans_duplicate: AtomicU64,
     /// Records quarantined by the lake writer.
     pub spans_quarantined: AtomicU64,
+    /// Set by `agentmeter run`: the stream and schedule counters below are rendered too.
+    pub daemon: std::sync::atomic::AtomicBool,
+    /// Kinesis records read (`agentmeter run`).
+    pub stream_records: AtomicU64,
+    /// Kinesis checkpoints saved.
+    pub stream_checkpoints: AtomicU64,
+    /// Flag evaluations run on the schedule.
+    pub flag_runs: AtomicU64,
+    /// Flag evaluations that failed.
+    pub flag_failures: AtomicU64,
 }
 
 impl Metrics {
@@ -137,6 +147,26 @@ impl Metrics {
             "Spans written to the quarantine.",
             &[("", g(&self.spans_quarantined))],
         );
+        if self.daemon.load(Ordering::Relaxed) {
+            counter(
+                "agentmeter_stream_records_total",
+                "Kinesis records read.",
+                &[("", g(&self.stream_records))],
+            );
+            counter(
+                "agentmeter_stream_checkpoints_total",
+                "Kinesis checkpoints saved (after the data they cover was committed).",
+                &[("", g(&self.stream_checkpoints))],
+            );
+            counter(
+                "agentmeter_flag_runs_total",
+                "Scheduled flag evaluations, by outcome.",
+                &[
+                    ("{outcome=\"ok\"}", g(&self.flag_runs)),
+                    ("{outcome=\"failed\"}", g(&self.flag_failures)),
+                ],
+            );
+        }
         out
     }
 }

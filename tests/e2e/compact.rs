@@ -29,7 +29,10 @@ fn files(lake: &Path, table: &str) -> usize {
 #[test]
 fn small_files_are_merged_and_every_row_is_kept() {
     let dir = tempfile::tempdir().unwrap();
-    generate(&dir.path().join("gen"), &["--tenants", "8", "--events", "6000", "--seed", "3", "--noisy", "2"]);
+    generate(
+        &dir.path().join("gen"),
+        &["--tenants", "8", "--events", "6000", "--seed", "3", "--noisy", "2"],
+    );
     let lake = dir.path().join("lake");
     // Small batches: many files per day, as a followed stream makes.
     ingest(&lake, &[&dir.path().join("gen/input")], &["--batch-rows", "150"]);
