@@ -54,6 +54,9 @@ pub enum Command {
     Rollup(RollupArgs),
     /// Merge each partition's small files (usage_events, agent_spans) into Athena-sized files.
     Compact(CompactArgs),
+    /// The long-running service: Kinesis, the OTLP receiver, rollups and scheduled flags (until
+    /// SIGTERM or SIGINT).
+    Run(RunArgs),
     /// Receive OpenTelemetry spans over OTLP/HTTP into the lake (until SIGTERM or SIGINT).
     Serve(ServeArgs),
     /// Generate a deterministic synthetic month of usage logs.
@@ -350,6 +353,13 @@ pub struct RollupArgs {
     /// Lake directory.
     #[arg(long)]
     pub lake: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The service's configuration (TOML; examples/agentmeter.toml documents every key).
+    #[arg(long)]
+    pub config: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -156,6 +156,19 @@ pub fn execute(a: &FlagsArgs) -> anyhow::Result<FlagsRun> {
         agentmeter_aggregate::Error::Locked { .. } => anyhow::Error::new(UsageError(e.to_string())),
         other => anyhow::Error::new(other).context("opening the lake"),
     })?;
+    execute_in(&lake, a, &policy, &sinks, from, to)
+}
+
+/// Evaluates `[from, to)` on an open lake (the caller holds its lock), writes the flags table
+/// and `OUT/flags.jsonl`, and sends the new alerts.
+pub fn execute_in(
+    lake: &Lake,
+    a: &FlagsArgs,
+    policy: &Policy,
+    sinks: &[AlertSink],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> anyhow::Result<FlagsRun> {
     let history = from - TimeDelta::days(i64::from(policy.window_days));
     let rows = tenant_hours(lake.reader(), history, to).context("reading tenant_hourly")?;
     if rows.is_empty()
@@ -166,9 +179,9 @@ pub fn execute(a: &FlagsArgs) -> anyhow::Result<FlagsRun> {
             a.lake.display()
         )));
     }
-    let runaways = runaway_candidates(lake.reader(), &policy, from, to)
-        .context("reading agent_invocations")?;
-    let evaluations = evaluate_range(&rows, &runaways, &policy, from, to);
+    let runaways =
+        runaway_candidates(lake.reader(), policy, from, to).context("reading agent_invocations")?;
+    let evaluations = evaluate_range(&rows, &runaways, policy, from, to);
     let eps = episodes(&evaluations);
 
     // The flags table: the flags holding at the end of each evaluated day.
@@ -229,7 +242,7 @@ pub fn execute(a: &FlagsArgs) -> anyhow::Result<FlagsRun> {
                 state.pending.push(p);
             }
         }
-        let report = rt.block_on(deliver(&new_alerts, &sinks, &opts));
+        let report = rt.block_on(deliver(&new_alerts, sinks, &opts));
         sent += report.delivered();
         for f in &report.failures {
             failures.push(f.to_string());

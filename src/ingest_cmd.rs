@@ -118,6 +118,51 @@ pub struct IngestSink<'l> {
     quarantine_done: QuarantineReport,
 }
 
+/// What a finished sink wrote.
+pub struct Finished {
+    pub acc: Accounting,
+    /// Parquet files written (events and spans).
+    pub files: u64,
+    /// Rollup partitions rebuilt.
+    pub rollups: u64,
+    pub quarantine: QuarantineReport,
+}
+
+impl<'l> IngestSink<'l> {
+    /// A sink writing into `lake`.
+    pub fn new(lake: &'l Lake, opts: WriterOptions) -> Self {
+        IngestSink {
+            writer: EventWriter::new(lake, opts),
+            spans: EventWriter::new(lake, opts),
+            quarantine: QuarantineWriter::new(lake.layout().clone()),
+            acc: Accounting::default(),
+            source_start: 0,
+            quarantine_done: QuarantineReport::default(),
+        }
+    }
+
+    /// Writes what is left, rebuilds the rollups of the days written, then puts the
+    /// quarantine in place (after the events: a replayed record is never dropped from the
+    /// quarantine before it is durable in the lake).
+    pub fn finish(self, lake: &Lake) -> anyhow::Result<Finished> {
+        let IngestSink { writer, spans, quarantine, mut acc, quarantine_done, .. } = self;
+        let (stats, mut days) = writer.finish_without_rollups().context("writing the lake")?;
+        let (span_stats, span_days) = spans.finish_without_rollups().context("writing the lake")?;
+        days.extend(span_days);
+        let rollups = lake.rebuild_rollups(&days).context("rebuilding rollups")?;
+        let mut q = quarantine.finish().context("writing the quarantine")?;
+        q.files_written += quarantine_done.files_written;
+        q.files_removed += quarantine_done.files_removed;
+        q.entries += quarantine_done.entries;
+        acc.events_written = stats.written;
+        acc.duplicates = stats.duplicates;
+        acc.conflicting_duplicates = stats.conflicting + span_stats.conflicting;
+        acc.spans_written = span_stats.written;
+        acc.span_duplicates = span_stats.duplicates;
+        Ok(Finished { acc, files: stats.files + span_stats.files, rollups, quarantine: q })
+    }
+}
+
 impl IngestSink<'_> {
     /// Makes everything received so far durable: events and spans committed, then the
     /// quarantine files put in place (a stream source's checkpoint may follow).
@@ -193,14 +238,7 @@ pub fn execute(plan: &IngestPlan) -> anyhow::Result<IngestSummary> {
     }
     let total: u64 = plan.sources.iter().map(|s| s.len).sum();
     let progress = Progress::start(total, plan.progress);
-    let mut sink = IngestSink {
-        writer: EventWriter::new(&lake, plan.writer),
-        spans: EventWriter::new(&lake, plan.writer),
-        quarantine: QuarantineWriter::new(lake.layout().clone()),
-        acc: Accounting::default(),
-        source_start: 0,
-        quarantine_done: QuarantineReport::default(),
-    };
+    let mut sink = IngestSink::new(&lake, plan.writer);
     let result =
         pipeline::run(&plan.sources, &plan.decoder, plan.workers, &progress.bytes, &mut sink);
     let mut bytes_read = progress.finish();
@@ -208,21 +246,7 @@ pub fn execute(plan: &IngestPlan) -> anyhow::Result<IngestSummary> {
     if !plan.aws.is_empty() {
         bytes_read += read_aws(plan, &lake, &mut sink)?;
     }
-    let IngestSink { writer, spans, quarantine, mut acc, quarantine_done, .. } = sink;
-    // Events first, then the quarantine: a replayed record is never dropped from the
-    // quarantine before it is durable in the lake.
-    let (mut stats, mut days) = writer.finish_without_rollups().context("writing the lake")?;
-    let (span_stats, span_days) = spans.finish_without_rollups().context("writing the lake")?;
-    days.extend(span_days);
-    stats.rollups = lake.rebuild_rollups(&days).context("rebuilding rollups")?;
-    let mut q = quarantine.finish().context("writing the quarantine")?;
-    q.files_written += quarantine_done.files_written;
-    q.files_removed += quarantine_done.files_removed;
-    acc.events_written = stats.written;
-    acc.duplicates = stats.duplicates;
-    acc.conflicting_duplicates = stats.conflicting + span_stats.conflicting;
-    acc.spans_written = span_stats.written;
-    acc.span_duplicates = span_stats.duplicates;
+    let Finished { acc, files, rollups, quarantine: q } = sink.finish(&lake)?;
     let balanced = acc.balances();
     if balanced {
         tracing::info!(
@@ -242,8 +266,8 @@ pub fn execute(plan: &IngestPlan) -> anyhow::Result<IngestSummary> {
         sources: (plan.sources.len() + plan.aws.len()) as u64,
         bytes_read,
         accounting: acc,
-        files_written: stats.files + span_stats.files,
-        partitions_rolled_up: stats.rollups,
+        files_written: files,
+        partitions_rolled_up: rollups,
         quarantine_files_written: q.files_written,
         quarantine_files_removed: q.files_removed,
         balanced,

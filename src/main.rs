@@ -17,6 +17,8 @@ mod progress;
 mod reconcile_cmd;
 mod report_cmd;
 mod rollup_cmd;
+mod run_cmd;
+mod run_config;
 mod schema_cmd;
 mod serve_cmd;
 
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
         cli::Command::Reconcile(a) => reconcile_cmd::run(&a),
         cli::Command::Rollup(a) => rollup_cmd::run(&a),
         cli::Command::Compact(a) => compact_cmd::run(&a),
+        cli::Command::Run(a) => run_cmd::run(&a),
         cli::Command::Serve(a) => serve_cmd::run(&a),
         cli::Command::Gen(a) => gen_cmd::run(&a),
         cli::Command::Demo(a) => demo::run(&a),

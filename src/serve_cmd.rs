@@ -151,13 +151,14 @@ fn flush_thread(
     }
 }
 
-fn token(a: &ServeArgs) -> anyhow::Result<Option<String>> {
-    if let Some(p) = &a.auth_token_file {
+/// The bearer token: from `file` (named `what` in errors), else `AGENTMETER_OTLP_TOKEN`.
+pub(crate) fn token(file: Option<&std::path::Path>, what: &str) -> anyhow::Result<Option<String>> {
+    if let Some(p) = file {
         let t = std::fs::read_to_string(p)
-            .map_err(|e| UsageError(format!("--auth-token-file {}: {e}", p.display())))?;
+            .map_err(|e| UsageError(format!("{what} {}: {e}", p.display())))?;
         let t = t.trim_end_matches(['\n', '\r']).to_owned();
         if t.is_empty() {
-            anyhow::bail!(UsageError(format!("--auth-token-file {} is empty", p.display())));
+            anyhow::bail!(UsageError(format!("{what} {} is empty", p.display())));
         }
         return Ok(Some(t));
     }
@@ -186,66 +187,58 @@ pub(crate) async fn shutdown_signal() {
     tracing::info!("Shutting down: no new requests; flushing what was acknowledged.");
 }
 
-pub fn run(a: &ServeArgs) -> anyhow::Result<()> {
-    let decode = DecodeConfig::new(&a.tenant_field, 4 << 20, a.max_body_bytes.max(1))
-        .map_err(|e| UsageError(format!("--{e}")))?;
-    let auth_token = token(a)?;
-    let lake = Lake::open(&a.lake).map_err(|e| match e {
-        agentmeter_aggregate::Error::Locked { .. }
-        | agentmeter_aggregate::Error::NotALake { .. } => {
-            anyhow::Error::new(UsageError(e.to_string()))
-        }
-        other => anyhow::Error::new(other).context("opening the lake"),
-    })?;
-    let lake = Arc::new(lake);
+/// What the receiver needs besides the lake.
+pub(crate) struct Receiver {
+    pub listen: std::net::SocketAddr,
+    pub auth_token: Option<String>,
+    pub max_body_bytes: usize,
+    pub max_in_flight: usize,
+    pub flush_interval: Duration,
+    pub decode: DecodeConfig,
+}
+
+/// Runs the OTLP/HTTP receiver (with `/metrics` and `/health`) on `lake` until `shutdown`
+/// resolves, then flushes everything it acknowledged. Prints `listening on http://ADDR` once
+/// it listens.
+pub(crate) fn run_receiver(
+    lake: &Arc<Lake>,
+    r: Receiver,
+    metrics: &Arc<Metrics>,
+    rt: &tokio::runtime::Runtime,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let opts = WriterOptions::default();
     let wal_dir = lake.layout().otlp_wal_dir();
-    // Whatever a crash left in the log was acknowledged: it goes to the lake first.
-    let s =
-        recover_otlp(&lake, opts).context("flushing the write-ahead log left by an earlier run")?;
-    if s.segments > 0 {
-        tracing::info!(
-            segments = s.segments,
-            written = s.spans_written,
-            "Recovered acknowledged spans from the write-ahead log."
-        );
-    }
     let wal = Wal::open(&wal_dir)?;
-    let metrics = Arc::new(Metrics::default());
-    let (tx, rx) = mpsc::sync_channel::<Msg>(4 * a.max_in_flight.max(1));
+    let (tx, rx) = mpsc::sync_channel::<Msg>(4 * r.max_in_flight.max(1));
     let (flush_tx, flush_rx) = mpsc::channel::<PathBuf>();
-    let interval = Duration::from_millis(a.flush_interval_ms.max(10));
+    let interval = r.flush_interval.max(Duration::from_millis(10));
     let logger = std::thread::spawn(move || log_thread(wal, rx, flush_tx, interval));
     let flusher = {
-        let lake = Arc::clone(&lake);
-        let metrics = Arc::clone(&metrics);
+        let lake = Arc::clone(lake);
+        let metrics = Arc::clone(metrics);
         std::thread::spawn(move || flush_thread(lake, flush_rx, metrics, opts))
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     let served = rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(a.otlp_http)
+        let listener = tokio::net::TcpListener::bind(r.listen)
             .await
-            .map_err(|e| UsageError(format!("--otlp-http {}: {e}", a.otlp_http)))?;
+            .map_err(|e| UsageError(format!("cannot listen on {}: {e}", r.listen)))?;
         let addr = listener.local_addr()?;
         if !addr.ip().is_loopback() {
             tracing::warn!(%addr, "Listening beyond loopback: put TLS and a bearer token in front.");
         }
         let cfg = ServerConfig {
-            auth_token,
-            max_body_bytes: a.max_body_bytes,
-            max_in_flight: a.max_in_flight,
-            decode,
+            auth_token: r.auth_token,
+            max_body_bytes: r.max_body_bytes,
+            max_in_flight: r.max_in_flight,
+            decode: r.decode,
             source: SourceUri::new(format!("otlp-http://{addr}")),
         };
         // Tests and supervisors read the address from this line.
         println!("listening on http://{addr}");
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
-        serve(listener, cfg, Arc::new(WalSink { tx: tx.clone() }), Arc::clone(&metrics), shutdown_signal())
+        serve(listener, cfg, Arc::new(WalSink { tx: tx.clone() }), Arc::clone(metrics), shutdown)
             .await
             .context("serving OTLP/HTTP")?;
         anyhow::Ok(())
@@ -263,6 +256,51 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<()> {
             left.len()
         );
     }
+    Ok(())
+}
+
+/// Opens the lake for writing; a lock held elsewhere or a non-lake directory is the user's to
+/// fix (exit 2).
+pub(crate) fn open_lake(path: &std::path::Path) -> anyhow::Result<Lake> {
+    Lake::open(path).map_err(|e| match e {
+        agentmeter_aggregate::Error::Locked { .. }
+        | agentmeter_aggregate::Error::NotALake { .. } => {
+            anyhow::Error::new(UsageError(e.to_string()))
+        }
+        other => anyhow::Error::new(other).context("opening the lake"),
+    })
+}
+
+pub fn run(a: &ServeArgs) -> anyhow::Result<()> {
+    let decode = DecodeConfig::new(&a.tenant_field, 4 << 20, a.max_body_bytes.max(1))
+        .map_err(|e| UsageError(format!("--{e}")))?;
+    let auth_token = token(a.auth_token_file.as_deref(), "--auth-token-file")?;
+    let lake = Arc::new(open_lake(&a.lake)?);
+    // Whatever a crash left in the log was acknowledged: it goes to the lake first.
+    let s = recover_otlp(&lake, WriterOptions::default())
+        .context("flushing the write-ahead log left by an earlier run")?;
+    if s.segments > 0 {
+        tracing::info!(
+            segments = s.segments,
+            written = s.spans_written,
+            "Recovered acknowledged spans from the write-ahead log."
+        );
+    }
+    let metrics = Arc::new(Metrics::default());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let receiver = Receiver {
+        listen: a.otlp_http,
+        auth_token,
+        max_body_bytes: a.max_body_bytes,
+        max_in_flight: a.max_in_flight,
+        flush_interval: Duration::from_millis(a.flush_interval_ms),
+        decode,
+    };
+    run_receiver(&lake, receiver, &metrics, &rt, shutdown_signal())?;
     println!(
         "stopped: {} spans received, {} written, {} duplicates, {} quarantined",
         metrics.spans_received.load(Ordering::Relaxed),

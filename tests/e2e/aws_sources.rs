@@ -21,7 +21,7 @@ const TENANTS: [(&str, &str); 3] =
     [("basic", "clinic-a"), ("basic", "clinic-b"), ("premium", "hospital-c")];
 
 /// moto with the stream, the log group and the subscription filter between them.
-struct Aws {
+pub(crate) struct Aws {
     moto: MotoServer,
     rt: tokio::runtime::Runtime,
     kinesis: aws_sdk_kinesis::Client,
@@ -36,7 +36,7 @@ struct Aws {
 }
 
 impl Aws {
-    fn start() -> Aws {
+    pub(crate) fn start() -> Aws {
         let moto = MotoServer::start();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let config = rt.block_on(
@@ -91,7 +91,7 @@ impl Aws {
 
     /// One PutLogEvents call of `n` usage lines (one Kinesis record through the filter),
     /// alternating between the two log streams.
-    fn put_usage(&mut self, n: usize) {
+    pub(crate) fn put_usage(&mut self, n: usize) {
         let mut events = Vec::with_capacity(n);
         for _ in 0..n {
             let i = self.put;
@@ -158,7 +158,7 @@ impl Aws {
     }
 
     /// `agentmeter ARGS` with the standard AWS environment pointed at moto.
-    fn cmd(&self, args: &[&str]) -> Command {
+    pub(crate) fn cmd(&self, args: &[&str]) -> Command {
         let mut c = bin();
         c.args(args)
             .env("AWS_ENDPOINT_URL", self.moto.endpoint())
@@ -172,7 +172,7 @@ impl Aws {
         c
     }
 
-    fn ingest(&self, lake: &Path, extra: &[&str]) -> Value {
+    pub(crate) fn ingest(&self, lake: &Path, extra: &[&str]) -> Value {
         let lake = lake.to_str().unwrap();
         let mut args = vec!["ingest", "--lake", lake, "--json", "--no-progress"];
         args.extend_from_slice(extra);
@@ -181,16 +181,17 @@ impl Aws {
     }
 
     /// Per tenant (events, total tokens) as put.
-    fn want(&self) -> Vec<(String, i64, i64)> {
+    pub(crate) fn want(&self) -> Vec<(String, i64, i64)> {
         self.totals.iter().map(|(t, (n, tok))| (t.clone(), *n, *tok)).collect()
     }
 }
 
-/// Per tenant (events, total tokens) in `usage_events`, and `usage_hourly` agreeing.
-fn lake_totals(lake: &Path) -> Vec<(String, i64, i64)> {
+/// Per tenant (events, total tokens) in `usage_events`, and `usage_hourly` agreeing (tenants
+/// with spans only have rows without invocations there).
+pub(crate) fn lake_totals(lake: &Path) -> Vec<(String, i64, i64)> {
     let rows = |t: &str, n: &str| {
         duckdb(&format!(
-            "SELECT tenant_id, {n} AS n, sum(total_tokens) AS t FROM {} GROUP BY 1 ORDER BY 1",
+            "SELECT tenant_id, {n} AS n, sum(total_tokens) AS t FROM {} GROUP BY 1 HAVING n > 0 ORDER BY 1",
             table(lake, t)
         ))
         .iter()
@@ -208,7 +209,7 @@ fn lake_totals(lake: &Path) -> Vec<(String, i64, i64)> {
     events
 }
 
-fn count(summary: &Value, key: &str) -> i64 {
+pub(crate) fn count(summary: &Value, key: &str) -> i64 {
     summary["accounting"][key].as_i64().unwrap_or_else(|| panic!("{key} in {summary}"))
 }
 

@@ -15,6 +15,7 @@ mod ingest;
 mod invoice;
 mod isolation;
 mod reconcile;
+mod run;
 mod schema;
 mod serve;
 mod serve_load;

@@ -1,0 +1,336 @@
+//! `agentmeter.toml`, the configuration of `agentmeter run`: parsed strictly (unknown keys are
+//! errors) and validated before anything starts, every error naming its key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use agentmeter_ingest::kinesis::StartPosition;
+use serde::Deserialize;
+
+/// The documented example, with every key at its default (README "Running as a service").
+#[cfg(test)]
+pub const EXAMPLE: &str = include_str!("../examples/agentmeter.toml");
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    lake: Option<PathBuf>,
+    #[serde(default = "default_tenant_field")]
+    tenant_field: String,
+    #[serde(default)]
+    http: RawHttp,
+    #[serde(default)]
+    otlp: RawOtlp,
+    #[serde(default)]
+    kinesis: Vec<RawKinesis>,
+    #[serde(default)]
+    rollups: RawRollups,
+    #[serde(default)]
+    flags: RawFlags,
+}
+
+fn default_tenant_field() -> String {
+    "clinic_id".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    #[serde(default = "default_listen")]
+    listen: String,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        Self { listen: default_listen() }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:4318".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOtlp {
+    auth_token_file: Option<PathBuf>,
+    #[serde(default = "default_max_body")]
+    max_body_bytes: u64,
+    #[serde(default = "default_in_flight")]
+    max_in_flight: u64,
+    #[serde(default = "default_flush")]
+    flush_interval_ms: u64,
+}
+
+impl Default for RawOtlp {
+    fn default() -> Self {
+        Self {
+            auth_token_file: None,
+            max_body_bytes: default_max_body(),
+            max_in_flight: default_in_flight(),
+            flush_interval_ms: default_flush(),
+        }
+    }
+}
+
+fn default_max_body() -> u64 {
+    16 << 20
+}
+fn default_in_flight() -> u64 {
+    64
+}
+fn default_flush() -> u64 {
+    2000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKinesis {
+    stream: Option<String>,
+    #[serde(default = "default_start")]
+    start: String,
+}
+
+fn default_start() -> String {
+    "trim-horizon".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRollups {
+    #[serde(default = "default_checkpoint")]
+    checkpoint_interval_ms: u64,
+    #[serde(default = "default_rollup")]
+    interval_ms: u64,
+}
+
+impl Default for RawRollups {
+    fn default() -> Self {
+        Self { checkpoint_interval_ms: default_checkpoint(), interval_ms: default_rollup() }
+    }
+}
+
+fn default_checkpoint() -> u64 {
+    5000
+}
+fn default_rollup() -> u64 {
+    60_000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFlags {
+    #[serde(default = "default_true")]
+    enabled: bool,
+    #[serde(default = "default_every")]
+    every_minutes: u64,
+    policy: Option<PathBuf>,
+    out: Option<PathBuf>,
+    #[serde(default)]
+    alerts: Vec<String>,
+}
+
+impl Default for RawFlags {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            every_minutes: default_every(),
+            policy: None,
+            out: None,
+            alerts: Vec::new(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_every() -> u64 {
+    60
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub lake: PathBuf,
+    pub tenant_field: String,
+    pub listen: SocketAddr,
+    pub auth_token_file: Option<PathBuf>,
+    pub max_body_bytes: usize,
+    pub max_in_flight: usize,
+    pub flush_interval: Duration,
+    /// Kinesis streams, with where a shard without a checkpoint starts.
+    pub streams: Vec<String>,
+    pub start: StartPosition,
+    pub checkpoint_interval: Duration,
+    pub rollup_interval: Duration,
+    /// `None` when flags are off.
+    pub flags: Option<FlagsConfig>,
+}
+
+/// The scheduled flags.
+#[derive(Debug, Clone)]
+pub struct FlagsConfig {
+    pub every: Duration,
+    pub policy: Option<PathBuf>,
+    pub out: PathBuf,
+    pub alerts: Vec<String>,
+}
+
+/// Reads and validates `path`; relative paths in it are relative to the file's directory.
+///
+/// # Errors
+///
+/// A message naming the file and the key at fault.
+pub fn load(path: &Path) -> Result<RunConfig, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse(&text, path.parent().unwrap_or(Path::new(".")))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Parses and validates a configuration; `base` resolves relative paths.
+///
+/// # Errors
+///
+/// A message naming the key at fault.
+pub fn parse(text: &str, base: &Path) -> Result<RunConfig, String> {
+    let raw: Raw = toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))?;
+    let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+    let lake = resolve(raw.lake.ok_or("lake: required (the lake directory)")?);
+    if raw.tenant_field.is_empty() {
+        return Err("tenant_field: must not be empty".into());
+    }
+    let listen: SocketAddr = raw.http.listen.parse().map_err(|e| {
+        format!("http.listen: {:?} is not an address and port ({e})", raw.http.listen)
+    })?;
+    let positive = |key: &str, v: u64| {
+        if v == 0 { Err(format!("{key}: must be at least 1")) } else { Ok(v) }
+    };
+    let max_body_bytes = positive("otlp.max_body_bytes", raw.otlp.max_body_bytes)?;
+    let max_in_flight = positive("otlp.max_in_flight", raw.otlp.max_in_flight)?;
+    let flush = positive("otlp.flush_interval_ms", raw.otlp.flush_interval_ms)?;
+    let mut streams = Vec::new();
+    let mut start = None;
+    for (i, k) in raw.kinesis.iter().enumerate() {
+        let stream = k.stream.clone().ok_or(format!("kinesis[{i}].stream: required"))?;
+        match crate::aws_ingest::parse_source(&format!("kinesis://{stream}")) {
+            Ok(Some(_)) => {}
+            _ => {
+                return Err(format!("kinesis[{i}].stream: {stream:?} is not a stream name or ARN"));
+            }
+        }
+        if streams.contains(&stream) {
+            return Err(format!("kinesis[{i}].stream: {stream:?} is listed twice"));
+        }
+        let s: StartPosition = k.start.parse().map_err(|e| format!("kinesis[{i}].start: {e}"))?;
+        if start.is_some_and(|p| p != s) {
+            return Err(format!(
+                "kinesis[{i}].start: every stream must start the same way (one reader, one start position)"
+            ));
+        }
+        start = Some(s);
+        streams.push(stream);
+    }
+    let checkpoint =
+        positive("rollups.checkpoint_interval_ms", raw.rollups.checkpoint_interval_ms)?;
+    let rollup = positive("rollups.interval_ms", raw.rollups.interval_ms)?;
+    let flags =
+        if raw.flags.enabled {
+            let every = positive("flags.every_minutes", raw.flags.every_minutes)?;
+            for (i, a) in raw.flags.alerts.iter().enumerate() {
+                a.parse::<agentmeter_reports::alerts::AlertSink>()
+                    .map_err(|e| format!("flags.alerts[{i}]: {e}"))?;
+            }
+            let policy = raw.flags.policy.map(resolve);
+            if let Some(p) = &policy {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| format!("flags.policy: {}: {e}", p.display()))?;
+                agentmeter_reports::flags::Policy::from_toml_str(&text)
+                    .map_err(|e| format!("flags.policy: {}: {e}", p.display()))?;
+            }
+            Some(FlagsConfig {
+                every: Duration::from_secs(every * 60),
+                policy,
+                out: resolve(raw.flags.out.ok_or(
+                    "flags.out: required when flags are enabled (where flags.jsonl goes)",
+                )?),
+                alerts: raw.flags.alerts,
+            })
+        } else {
+            None
+        };
+    Ok(RunConfig {
+        lake,
+        tenant_field: raw.tenant_field,
+        listen,
+        auth_token_file: raw.otlp.auth_token_file.map(resolve),
+        max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
+        max_in_flight: usize::try_from(max_in_flight).unwrap_or(usize::MAX),
+        flush_interval: Duration::from_millis(flush),
+        streams,
+        start: start.unwrap_or(StartPosition::TrimHorizon),
+        checkpoint_interval: Duration::from_millis(checkpoint),
+        rollup_interval: Duration::from_millis(rollup),
+        flags,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_example_is_valid_and_holds_the_defaults() {
+        let c = parse(EXAMPLE, Path::new("/etc/agentmeter")).unwrap();
+        assert_eq!(c.lake, Path::new("/var/lib/agentmeter/lake"));
+        assert_eq!(c.listen, "127.0.0.1:4318".parse().unwrap());
+        assert_eq!(c.streams, ["clinic-usage"]);
+        assert_eq!(c.start, StartPosition::TrimHorizon);
+        assert_eq!((c.max_body_bytes, c.max_in_flight), (16 << 20, 64));
+        assert_eq!(c.flush_interval, Duration::from_millis(2000));
+        assert_eq!(c.checkpoint_interval, Duration::from_millis(5000));
+        assert_eq!(c.rollup_interval, Duration::from_secs(60));
+        let f = c.flags.unwrap();
+        assert_eq!(f.every, Duration::from_secs(3600));
+        assert_eq!(f.out, Path::new("/var/lib/agentmeter/out"));
+        // The minimal file: only the lake, flags off.
+        let c = parse("lake = \"lake\"\n[flags]\nenabled = false\n", Path::new("/srv")).unwrap();
+        assert_eq!(c.lake, Path::new("/srv/lake"));
+        assert!(c.streams.is_empty() && c.flags.is_none());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = |t: &str| parse(t, Path::new("/srv")).unwrap_err();
+        assert!(err("").contains("lake: required"));
+        assert!(err("lake = \"l\"\nlakes = 1\n").contains("unknown field `lakes`"));
+        assert!(err("lake = \"l\"\n[http]\nlisten = \"localhost\"\n").contains("http.listen"));
+        assert!(
+            err("lake = \"l\"\n[otlp]\nmax_in_flight = 0\n")
+                .contains("otlp.max_in_flight: must be at least 1")
+        );
+        assert!(
+            err("lake = \"l\"\n[[kinesis]]\nstart = \"latest\"\n")
+                .contains("kinesis[0].stream: required")
+        );
+        assert!(err("lake = \"l\"\n[[kinesis]]\nstream = \"a/b\"\n").contains("kinesis[0].stream"));
+        assert!(
+            err("lake = \"l\"\n[[kinesis]]\nstream = \"s\"\nstart = \"oldest\"\n")
+                .contains("kinesis[0].start")
+        );
+        assert!(
+            err("lake = \"l\"\n[[kinesis]]\nstream = \"s\"\n[[kinesis]]\nstream = \"s\"\n")
+                .contains("listed twice")
+        );
+        assert!(err("lake = \"l\"\n").contains("flags.out: required"));
+        assert!(
+            err("lake = \"l\"\n[flags]\nout = \"o\"\nalerts = [\"ftp://x\"]\n")
+                .contains("flags.alerts[0]")
+        );
+        assert!(
+            err("lake = \"l\"\n[flags]\nout = \"o\"\npolicy = \"/nonexistent.toml\"\n")
+                .contains("flags.policy")
+        );
+    }
+}
