@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use agentmeter_aggregate::wal::recover_otlp;
 use agentmeter_aggregate::{Lake, WriterOptions};
 use agentmeter_ingest::otlp_http::Metrics;
 use agentmeter_ingest::source::Format;
@@ -29,7 +28,7 @@ use crate::aws_ingest::{AwsRun, StreamOptions};
 use crate::cli::{FlagsArgs, RunArgs};
 use crate::ingest_cmd::IngestSink;
 use crate::run_config::{FlagsConfig, RunConfig};
-use crate::serve_cmd::{Receiver, open_lake, run_receiver, shutdown_signal, token};
+use crate::serve_cmd::{Receiver, run_receiver, shutdown_signal, token};
 
 /// Asks every part to stop; the HTTP server waits on the channel.
 #[derive(Clone)]
@@ -50,23 +49,9 @@ pub fn run(a: &RunArgs) -> anyhow::Result<()> {
     let decode = DecodeConfig::new(&cfg.tenant_field, 4 << 20, cfg.max_body_bytes.max(1))
         .map_err(|e| UsageError(format!("{}: {e}", a.config.display())))?;
     let auth_token = token(cfg.auth_token_file.as_deref(), "otlp.auth_token_file")?;
-    let lake = Arc::new(open_lake(&cfg.lake)?);
-    let s = recover_otlp(&lake, WriterOptions::default())
-        .context("flushing the write-ahead log left by an earlier run")?;
-    if s.segments > 0 {
-        tracing::info!(
-            segments = s.segments,
-            written = s.spans_written,
-            "Recovered acknowledged spans."
-        );
-    }
+    let (lake, rt) = crate::serve_cmd::start(&cfg.lake)?;
     let metrics = Arc::new(Metrics::default());
     metrics.daemon.store(true, Ordering::Relaxed);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     let aws = if cfg.streams.is_empty() {
         None
     } else {

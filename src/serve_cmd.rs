@@ -271,12 +271,12 @@ pub(crate) fn open_lake(path: &std::path::Path) -> anyhow::Result<Lake> {
     })
 }
 
-pub fn run(a: &ServeArgs) -> anyhow::Result<()> {
-    let decode = DecodeConfig::new(&a.tenant_field, 4 << 20, a.max_body_bytes.max(1))
-        .map_err(|e| UsageError(format!("--{e}")))?;
-    let auth_token = token(a.auth_token_file.as_deref(), "--auth-token-file")?;
-    let lake = Arc::new(open_lake(&a.lake)?);
-    // Whatever a crash left in the log was acknowledged: it goes to the lake first.
+/// Opens the lake, flushes what a crashed receiver left in its log (it was acknowledged, so it
+/// goes to the lake first), and starts the async runtime.
+pub(crate) fn start(
+    path: &std::path::Path,
+) -> anyhow::Result<(Arc<Lake>, tokio::runtime::Runtime)> {
+    let lake = Arc::new(open_lake(path)?);
     let s = recover_otlp(&lake, WriterOptions::default())
         .context("flushing the write-ahead log left by an earlier run")?;
     if s.segments > 0 {
@@ -286,12 +286,20 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<()> {
             "Recovered acknowledged spans from the write-ahead log."
         );
     }
-    let metrics = Arc::new(Metrics::default());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    Ok((lake, rt))
+}
+
+pub fn run(a: &ServeArgs) -> anyhow::Result<()> {
+    let decode = DecodeConfig::new(&a.tenant_field, 4 << 20, a.max_body_bytes.max(1))
+        .map_err(|e| UsageError(format!("--{e}")))?;
+    let auth_token = token(a.auth_token_file.as_deref(), "--auth-token-file")?;
+    let (lake, rt) = start(&a.lake)?;
+    let metrics = Arc::new(Metrics::default());
     let receiver = Receiver {
         listen: a.otlp_http,
         auth_token,
