@@ -175,6 +175,3 @@ pub fn source(r: &KinesisEventRecord) -> SourceUri {
         .unwrap_or("unknown-shard");
     SourceUri::new(format!("kinesis://{stream}/{shard}/{}", r.kinesis.sequence_number))
 }
-
-#[cfg(test)]
-mod tests;

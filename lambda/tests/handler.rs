@@ -1,0 +1,315 @@
+//! The handler fed KinesisEvents as Lambda delivers them (FORMATS.md 1.3), built from real
+//! subscription payloads: a corrupt record is quarantined, not failed; a busy lake fails the
+//! batch from its first record; the retry leaves exact totals.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use agentmeter_aggregate::{Lake, LakeReader};
+use agentmeter_ingest::Decoder;
+use agentmeter_lambda::{Handler, source};
+use agentmeter_schemas::tables::USAGE_EVENTS;
+use aws_lambda_events::event::kinesis::KinesisEvent;
+use aws_lambda_events::event::streams::KinesisEventResponse;
+use serde_json::{Value, json};
+
+const ARN: &str = "arn:aws:kinesis:us-east-1:123456789012:stream/clinic-usage";
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// A subscription payload of `n` usage events with ids `{prefix}-{i}`, `tokens` each.
+fn payload(prefix: &str, n: usize, tokens: i64) -> Vec<u8> {
+    let events: Vec<Value> = (0..n)
+        .map(|i| {
+            let line = json!({
+                "event": "inference_usage", "tier": "basic", "clinic_id": "clinic-a",
+                "user_id": "dr.lee", "model_id": "openai.gpt-oss-120b-1:0",
+                "input_tokens": tokens - 2, "output_tokens": 2, "total_tokens": tokens,
+            });
+            json!({"id": format!("{prefix}-{i}"), "timestamp": 1_790_841_600_000i64 + i as i64,
+                   "message": format!("2026-10-01T08:00:00.000Z\tr-{i}\tINFO\t{line}")})
+        })
+        .collect();
+    gzip(
+        json!({"messageType": "DATA_MESSAGE", "owner": "123456789012",
+               "logGroup": "/aws/lambda/clinic-agent", "logStream": "2026/10/01/[$LATEST]a",
+               "subscriptionFilters": ["usage"], "logEvents": events})
+        .to_string()
+        .as_bytes(),
+    )
+}
+
+/// The event JSON Lambda sends for these records of shard 0.
+fn event_json(records: &[(&str, Vec<u8>)]) -> Value {
+    use base64::Engine;
+    let records: Vec<Value> = records
+        .iter()
+        .map(|(seq, data)| {
+            json!({
+                "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": "p", "sequenceNumber": seq,
+                            "data": base64::engine::general_purpose::STANDARD.encode(data),
+                            "approximateArrivalTimestamp": 1_790_841_600.477},
+                "eventSource": "aws:kinesis", "eventVersion": "1.0",
+                "eventID": format!("shardId-000000000000:{seq}"), "eventName": "aws:kinesis:record",
+                "invokeIdentityArn": "arn:aws:iam::123456789012:role/agentmeter-lambda",
+                "awsRegion": "us-east-1", "eventSourceARN": ARN,
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+/// The same, deserialized as the runtime does.
+fn event(records: &[(&str, Vec<u8>)]) -> KinesisEvent {
+    serde_json::from_value(event_json(records)).unwrap()
+}
+
+fn handler(lake: &std::path::Path) -> Handler {
+    Handler {
+        lake: lake.to_owned(),
+        decoder: Decoder::default(),
+        lock_wait: Duration::from_millis(200),
+    }
+}
+
+fn totals(lake: &std::path::Path) -> (usize, i64) {
+    let r = LakeReader::new(lake);
+    let mut n = 0;
+    let mut t = 0;
+    for dt in r.partitions(USAGE_EVENTS).unwrap() {
+        for e in r.events(dt).unwrap() {
+            n += 1;
+            t += e.tokens.total;
+        }
+    }
+    (n, t)
+}
+
+fn failures(r: &KinesisEventResponse) -> Vec<String> {
+    r.batch_item_failures.iter().map(|f| f.item_identifier.clone().unwrap_or_default()).collect()
+}
+
+const SEQ: [&str; 3] = [
+    "49590338271490256608559692538361571095921575989136588898",
+    "49590338271490256608559692540925702759324208523137515618",
+    "49590338271490256608559692541973098157498125014812672098",
+];
+
+#[test]
+fn a_corrupt_record_is_quarantined_and_the_batch_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let mut corrupt = payload("bad", 3, 10);
+    corrupt.truncate(corrupt.len() - 8);
+    let ev =
+        event(&[(SEQ[0], payload("a", 40, 10)), (SEQ[1], corrupt), (SEQ[2], payload("b", 60, 10))]);
+    let acc = handler(&lake).write(&ev.records).unwrap();
+    assert_eq!((acc.records_read, acc.events_written), (101, 100));
+    assert_eq!(acc.quarantined_total(), 1);
+    assert!(acc.balances());
+    assert!(failures(&handler(&lake).handle(&ev)).is_empty(), "a retry is harmless too");
+    assert_eq!(totals(&lake), (100, 1000));
+    let q = LakeReader::new(&lake).quarantine_entries().unwrap();
+    assert_eq!(q.len(), 1, "the quarantine file of that record is replaced, not appended");
+    assert_eq!(
+        q[0].source.as_str(),
+        format!("kinesis://clinic-usage/shardId-000000000000/{}", SEQ[1])
+    );
+    assert_eq!(q[0].reason, agentmeter_schemas::Reason::InvalidGzip);
+    // Rollups follow.
+    let r = LakeReader::new(&lake);
+    let dt = r.partitions(USAGE_EVENTS).unwrap()[0];
+    let hourly: i64 = r.hourly(dt).unwrap().iter().map(|(_, m)| m.invocations).sum();
+    assert_eq!(hourly, 100);
+}
+
+#[test]
+fn a_busy_lake_fails_the_batch_from_its_first_record_and_the_retry_is_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let h = handler(&lake);
+    assert!(failures(&h.handle(&event(&[(SEQ[0], payload("a", 10, 7))]))).is_empty());
+    let ev = event(&[(SEQ[1], payload("b", 20, 7)), (SEQ[2], payload("a", 10, 7))]);
+    {
+        // Another invocation holds the lake past the lock wait.
+        let _other = Lake::open(&lake).unwrap();
+        assert_eq!(failures(&h.handle(&ev)), [SEQ[1]]);
+    }
+    assert_eq!(totals(&lake), (10, 70), "nothing of the failed batch");
+    // Lambda retries from the reported record: the batch again.
+    assert!(failures(&h.handle(&ev)).is_empty());
+    assert_eq!(totals(&lake), (30, 210));
+    let acc = h.write(&ev.records).unwrap();
+    assert_eq!((acc.events_written, acc.duplicates), (0, 30));
+    assert_eq!(totals(&lake), (30, 210));
+}
+
+#[test]
+fn an_empty_batch_answers_nothing_and_sources_name_shard_and_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = handler(&dir.path().join("lake"));
+    assert!(failures(&h.handle(&event(&[]))).is_empty());
+    let ev = event(&[(SEQ[0], b"x".to_vec())]);
+    assert_eq!(
+        source(&ev.records[0]).as_str(),
+        format!("kinesis://clinic-usage/shardId-000000000000/{}", SEQ[0])
+    );
+}
+
+/// A Lambda Runtime API on 127.0.0.1 (the protocol `provided.al2023` speaks to `bootstrap`):
+/// hands out the queued events on `GET .../invocation/next` and keeps what the function posts.
+struct RuntimeApi {
+    port: u16,
+    queue: Arc<(Mutex<std::collections::VecDeque<String>>, Condvar)>,
+    /// (request id, path suffix: `response` or `error`, body).
+    answers: Arc<(Mutex<Vec<(String, String, String)>>, Condvar)>,
+}
+
+impl RuntimeApi {
+    fn start() -> RuntimeApi {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let queue: Arc<(Mutex<std::collections::VecDeque<String>>, Condvar)> = Arc::default();
+        let answers: Arc<(Mutex<Vec<(String, String, String)>>, Condvar)> = Arc::default();
+        let (q, a) = (Arc::clone(&queue), Arc::clone(&answers));
+        std::thread::spawn(move || {
+            let mut next_id = 0u32;
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { break };
+                // One connection at a time, kept alive, as the runtime client uses it.
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut out = stream;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    let mut parts = line.split_whitespace();
+                    let (method, path) = (
+                        parts.next().unwrap_or("").to_owned(),
+                        parts.next().unwrap_or("").to_owned(),
+                    );
+                    let mut len = 0usize;
+                    loop {
+                        let mut h = String::new();
+                        reader.read_line(&mut h).unwrap();
+                        let h = h.trim_end();
+                        if h.is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = h.split_once(':')
+                            && k.eq_ignore_ascii_case("content-length")
+                        {
+                            len = v.trim().parse().unwrap();
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    reader.read_exact(&mut body).unwrap();
+                    if method == "GET" && path.ends_with("/runtime/invocation/next") {
+                        let (lock, cv) = &*q;
+                        let mut events = lock.lock().unwrap();
+                        while events.is_empty() {
+                            events = cv.wait(events).unwrap();
+                        }
+                        let ev = events.pop_front().unwrap();
+                        next_id += 1;
+                        let deadline = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .unwrap()
+                            .as_millis()
+                            + 120_000;
+                        write!(
+                            out,
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: req-{next_id}\r\n\
+                             Lambda-Runtime-Deadline-Ms: {deadline}\r\nLambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:123456789012:function:agentmeter\r\n\
+                             Lambda-Runtime-Trace-Id: Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1\r\nContent-Length: {}\r\n\r\n{ev}",
+                            ev.len()
+                        )
+                        .unwrap();
+                    } else {
+                        let tail: Vec<&str> = path.rsplitn(3, '/').collect();
+                        let (kind, id) =
+                            (tail[0].to_owned(), tail.get(1).copied().unwrap_or("").to_owned());
+                        let (lock, cv) = &*a;
+                        lock.lock().unwrap().push((
+                            id,
+                            kind,
+                            String::from_utf8_lossy(&body).into_owned(),
+                        ));
+                        cv.notify_all();
+                        write!(out, "HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n{{\"status\":\"OK\"}}").unwrap();
+                    }
+                    out.flush().unwrap();
+                }
+            }
+        });
+        RuntimeApi { port, queue, answers }
+    }
+
+    /// Queues `event` and waits for the function's answer to it.
+    fn invoke(&self, event: &Value) -> (String, Value) {
+        let before = self.answers.0.lock().unwrap().len();
+        {
+            let (lock, cv) = &*self.queue;
+            lock.lock().unwrap().push_back(event.to_string());
+            cv.notify_all();
+        }
+        let (lock, cv) = &*self.answers;
+        let (answers, timeout) = cv
+            .wait_timeout_while(lock.lock().unwrap(), Duration::from_secs(60), |a| {
+                a.len() == before
+            })
+            .unwrap();
+        assert!(!timeout.timed_out(), "no answer from the function");
+        let (_, kind, body) = answers[before].clone();
+        (kind, serde_json::from_str(&body).unwrap())
+    }
+}
+
+#[test]
+fn the_bootstrap_binary_answers_the_runtime_api_with_batch_item_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let api = RuntimeApi::start();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_agentmeter-lambda"))
+        .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{}", api.port))
+        .env("AWS_LAMBDA_FUNCTION_NAME", "agentmeter")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/agentmeter")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "2026/11/22/[$LATEST]0")
+        .env("AGENTMETER_LAKE", &lake)
+        .env("AGENTMETER_LOCK_WAIT_MS", "300")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut corrupt = payload("bad", 2, 10);
+    corrupt.truncate(corrupt.len() - 8);
+    let (kind, answer) =
+        api.invoke(&event_json(&[(SEQ[0], payload("a", 30, 10)), (SEQ[1], corrupt)]));
+    assert_eq!((kind.as_str(), answer), ("response", json!({"batchItemFailures": []})));
+    let batch = event_json(&[(SEQ[2], payload("b", 20, 10))]);
+    let (kind, answer) = {
+        let _other = Lake::open(&lake).unwrap();
+        api.invoke(&batch)
+    };
+    assert_eq!(
+        (kind.as_str(), answer),
+        ("response", json!({"batchItemFailures": [{"itemIdentifier": SEQ[2]}]}))
+    );
+    let (_, answer) = api.invoke(&batch);
+    assert_eq!(answer, json!({"batchItemFailures": []}));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(totals(&lake), (50, 500));
+    assert_eq!(LakeReader::new(&lake).quarantine_entries().unwrap().len(), 1);
+}
