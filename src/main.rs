@@ -19,6 +19,7 @@ mod report_cmd;
 mod rollup_cmd;
 mod run_cmd;
 mod run_config;
+mod s3_lake;
 mod schema_cmd;
 mod serve_cmd;
 
@@ -54,15 +55,36 @@ fn main() -> ExitCode {
     let args = cli::Cli::parse();
     logging::init(&args.log);
     let result = match args.command {
-        cli::Command::Ingest(a) => ingest_cmd::run(&a).map(|_| ()),
+        cli::Command::Ingest(mut a) => s3_lake::with_lake(&a.lake.clone(), true, |dir| {
+            a.lake = dir.to_owned();
+            ingest_cmd::run(&a).map(|_| ())
+        }),
         cli::Command::Schema(a) => schema_cmd::run(&a),
-        cli::Command::Invoice(a) => invoice_cmd::run(&a).map(|_| ()),
+        cli::Command::Invoice(mut a) => s3_lake::with_lake(&a.lake.clone(), true, |dir| {
+            a.lake = dir.to_owned();
+            invoice_cmd::run(&a).map(|_| ())
+        }),
         cli::Command::Prices(a) => prices_cmd::run(&a),
-        cli::Command::Flags(a) => flags_cmd::run(&a),
-        cli::Command::Report(a) => report_cmd::run(&a),
-        cli::Command::Reconcile(a) => reconcile_cmd::run(&a),
-        cli::Command::Rollup(a) => rollup_cmd::run(&a),
-        cli::Command::Compact(a) => compact_cmd::run(&a),
+        cli::Command::Flags(mut a) => s3_lake::with_lake(&a.lake.clone(), true, |dir| {
+            a.lake = dir.to_owned();
+            flags_cmd::run(&a)
+        }),
+        cli::Command::Report(mut a) => s3_lake::with_lake(&a.lake.clone(), false, |dir| {
+            a.lake = dir.to_owned();
+            report_cmd::run(&a)
+        }),
+        cli::Command::Reconcile(mut a) => s3_lake::with_lake(&a.lake.clone(), false, |dir| {
+            a.lake = dir.to_owned();
+            reconcile_cmd::run(&a)
+        }),
+        cli::Command::Rollup(mut a) => s3_lake::with_lake(&a.lake.clone(), true, |dir| {
+            a.lake = dir.to_owned();
+            rollup_cmd::run(&a)
+        }),
+        cli::Command::Compact(mut a) => s3_lake::with_lake(&a.lake.clone(), true, |dir| {
+            a.lake = dir.to_owned();
+            compact_cmd::run(&a)
+        }),
         cli::Command::Run(a) => run_cmd::run(&a),
         cli::Command::Serve(a) => serve_cmd::run(&a),
         cli::Command::Gen(a) => gen_cmd::run(&a),

@@ -64,7 +64,10 @@ impl Lake {
         match fs::read(&marker) {
             Ok(bytes) => check_marker(root, &bytes)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let non_empty = fs::read_dir(root).is_ok_and(|mut d| d.next().is_some());
+                // Hidden names (an S3 mirror's manifest and lock) are not data.
+                let non_empty = fs::read_dir(root).is_ok_and(|d| {
+                    d.flatten().any(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                });
                 if non_empty {
                     return Err(Error::NotALake {
                         root: root.to_owned(),

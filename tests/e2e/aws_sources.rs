@@ -23,10 +23,10 @@ const TENANTS: [(&str, &str); 3] =
 /// moto with the stream, the log group and the subscription filter between them.
 pub(crate) struct Aws {
     moto: MotoServer,
-    rt: tokio::runtime::Runtime,
+    pub(crate) rt: tokio::runtime::Runtime,
     kinesis: aws_sdk_kinesis::Client,
     logs: aws_sdk_cloudwatchlogs::Client,
-    s3: aws_sdk_s3::Client,
+    pub(crate) s3: aws_sdk_s3::Client,
     /// Events put so far; also numbers the next one.
     put: usize,
     /// Per tenant: events and total tokens put.

@@ -16,6 +16,7 @@ mod invoice;
 mod isolation;
 mod reconcile;
 mod run;
+mod s3_lake;
 mod schema;
 mod serve;
 mod serve_load;
