@@ -164,21 +164,25 @@ fn an_empty_batch_answers_nothing_and_sources_name_shard_and_sequence() {
     );
 }
 
+/// Events waiting for `GET .../invocation/next`.
+type Queue = Arc<(Mutex<std::collections::VecDeque<String>>, Condvar)>;
+/// What the function posted: (request id, `response` or `error`, body).
+type Answers = Arc<(Mutex<Vec<(String, String, String)>>, Condvar)>;
+
 /// A Lambda Runtime API on 127.0.0.1 (the protocol `provided.al2023` speaks to `bootstrap`):
 /// hands out the queued events on `GET .../invocation/next` and keeps what the function posts.
 struct RuntimeApi {
     port: u16,
-    queue: Arc<(Mutex<std::collections::VecDeque<String>>, Condvar)>,
-    /// (request id, path suffix: `response` or `error`, body).
-    answers: Arc<(Mutex<Vec<(String, String, String)>>, Condvar)>,
+    queue: Queue,
+    answers: Answers,
 }
 
 impl RuntimeApi {
     fn start() -> RuntimeApi {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let queue: Arc<(Mutex<std::collections::VecDeque<String>>, Condvar)> = Arc::default();
-        let answers: Arc<(Mutex<Vec<(String, String, String)>>, Condvar)> = Arc::default();
+        let queue: Queue = Arc::default();
+        let answers: Answers = Arc::default();
         let (q, a) = (Arc::clone(&queue), Arc::clone(&answers));
         std::thread::spawn(move || {
             let mut next_id = 0u32;
