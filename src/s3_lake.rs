@@ -44,6 +44,9 @@ pub struct S3Lake {
     /// The local mirror.
     pub dir: PathBuf,
     leased: bool,
+    /// Files larger than this go up in parts of `part_size` bytes.
+    multipart_above: u64,
+    part_size: usize,
 }
 
 fn key_of(loc: &S3Location, rel: &str) -> String {
@@ -109,7 +112,15 @@ impl S3Lake {
         let digest =
             agentmeter_schemas::content_digest_hex(loc.uri().trim_end_matches('/').as_bytes());
         let dir = cache.join(format!("{}-{}", loc.bucket, &digest[..16]));
-        Ok(S3Lake { loc, client, rt, dir, leased: false })
+        Ok(S3Lake {
+            loc,
+            client,
+            rt,
+            dir,
+            leased: false,
+            multipart_above: MULTIPART_ABOVE,
+            part_size: PART_SIZE,
+        })
     }
 
     /// Takes the lease, or fails naming who holds it (exit 2).
@@ -268,7 +279,7 @@ impl S3Lake {
         let ctx = |e: &dyn std::fmt::Display| {
             anyhow::anyhow!("putting s3://{}/{key}: {e}", self.loc.bucket)
         };
-        if len <= MULTIPART_ABOVE {
+        if len <= self.multipart_above {
             let body =
                 std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             let out = self
@@ -297,9 +308,9 @@ impl S3Lake {
         let mut parts = Vec::new();
         let mut n = 0;
         loop {
-            let mut buf = Vec::with_capacity(PART_SIZE);
+            let mut buf = Vec::with_capacity(self.part_size);
             (&mut file)
-                .take(PART_SIZE as u64)
+                .take(self.part_size as u64)
                 .read_to_end(&mut buf)
                 .with_context(|| format!("reading {}", path.display()))?;
             if buf.is_empty() {
@@ -404,6 +415,60 @@ pub fn with_lake<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_files_go_up_in_parts_and_come_back_identical() {
+        use aws_config::{BehaviorVersion, Region};
+        let moto = agentmeter_testkit::moto::MotoServer::start();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let config = rt.block_on(
+            aws_config::defaults(BehaviorVersion::latest())
+                .endpoint_url(moto.endpoint())
+                .region(Region::new("us-east-1"))
+                .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                    "test", "test", None, None, "test",
+                ))
+                .load(),
+        );
+        let client = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build(),
+        );
+        rt.block_on(client.create_bucket().bucket("lakes").send()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let lake = S3Lake {
+            loc: S3Location::parse("s3://lakes/big").unwrap(),
+            client: client.clone(),
+            rt,
+            dir: dir.path().to_owned(),
+            leased: false,
+            // moto, like S3, wants parts of at least 5 MiB except the last.
+            multipart_above: 8 << 20,
+            part_size: 5 << 20,
+        };
+        let rel = "usage_events/dt=2026-10-01/part-0123.parquet";
+        let path = dir.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let data: Vec<u8> =
+            (0..(12u32 << 20)).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        std::fs::write(dir.path().join("small.json"), b"{}").unwrap();
+        assert_eq!(lake.push().unwrap(), (2, 0));
+        let get = |key: &str| {
+            let o = lake.rt.block_on(client.get_object().bucket("lakes").key(key).send()).unwrap();
+            let etag = o.e_tag().unwrap_or_default().to_owned();
+            (etag, lake.rt.block_on(o.body.collect()).unwrap().into_bytes().to_vec())
+        };
+        let (etag, body) = get("big/usage_events/dt=2026-10-01/part-0123.parquet");
+        assert!(etag.trim_matches('"').ends_with("-3"), "three parts: {etag}");
+        assert!(body == data, "the object is the file");
+        assert_eq!(get("big/small.json").1, b"{}");
+        // Nothing changed: nothing put. A removed file: its object deleted.
+        assert_eq!(lake.push().unwrap(), (0, 0));
+        std::fs::remove_file(dir.path().join("small.json")).unwrap();
+        assert_eq!(lake.push().unwrap(), (0, 1));
+        let left = lake.rt.block_on(client.list_objects_v2().bucket("lakes").send()).unwrap();
+        assert_eq!(left.contents().len(), 1);
+    }
 
     #[test]
     fn keys_and_local_files() {
