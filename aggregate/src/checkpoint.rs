@@ -59,23 +59,10 @@ impl CheckpointStore {
     ///
     /// The file cannot be read or is not a checkpoint of this stream.
     pub fn load(&self) -> Result<StreamCheckpoint> {
-        let bytes = match std::fs::read(&self.path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(StreamCheckpoint { stream: self.stream.clone(), ..Default::default() });
-            }
-            Err(e) => return Err(io_at(&self.path)(e)),
-        };
-        let cp: StreamCheckpoint = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
-            path: self.path.clone(),
-            detail: format!("not a stream checkpoint: {e}"),
-        })?;
-        if cp.stream != self.stream {
-            return Err(Error::Corrupt {
-                path: self.path.clone(),
-                detail: format!("holds stream {:?}, not {:?}", cp.stream, self.stream),
-            });
-        }
+        let cp = read_json::<StreamCheckpoint>(&self.path, "a stream checkpoint")?.unwrap_or_else(
+            || StreamCheckpoint { stream: self.stream.clone(), ..Default::default() },
+        );
+        owned_by(&self.path, "stream", &cp.stream, &self.stream)?;
         Ok(cp)
     }
 
@@ -85,12 +72,43 @@ impl CheckpointStore {
     ///
     /// The file cannot be written.
     pub fn save(&self, cp: &StreamCheckpoint) -> Result<()> {
-        let body = serde_json::to_vec_pretty(cp).map_err(|e| io_at(&self.path)(e.into()))?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(io_at(dir))?;
-        }
-        crate::fsio::write_atomic(&self.path, &body)
+        write_json(&self.path, cp)
     }
+}
+
+/// The parsed file, or `None` when there is none.
+fn read_json<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+    what: &str,
+) -> Result<Option<T>> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_at(path)(e)),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Error::Corrupt { path: path.to_owned(), detail: format!("not {what}: {e}") })
+}
+
+/// Refuses a state file of another stream or source (a copied or renamed file).
+fn owned_by(path: &std::path::Path, kind: &str, holds: &str, wanted: &str) -> Result<()> {
+    if holds == wanted {
+        return Ok(());
+    }
+    Err(Error::Corrupt {
+        path: path.to_owned(),
+        detail: format!("holds {kind} {holds:?}, not {wanted:?}"),
+    })
+}
+
+/// Replaces the file atomically (temporary file, fsync, rename).
+fn write_json<T: Serialize>(path: &std::path::Path, value: &T) -> Result<()> {
+    let body = serde_json::to_vec_pretty(value).map_err(|e| io_at(path)(e.into()))?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io_at(dir))?;
+    }
+    crate::fsio::write_atomic(path, &body)
 }
 
 /// The objects of one S3 source already ingested: key to ETag.
@@ -128,23 +146,9 @@ impl ObjectsStore {
     ///
     /// The file cannot be read or belongs to another source.
     pub fn load(&self) -> Result<ObjectsDone> {
-        let bytes = match std::fs::read(&self.path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(ObjectsDone { source: self.source.clone(), ..Default::default() });
-            }
-            Err(e) => return Err(io_at(&self.path)(e)),
-        };
-        let done: ObjectsDone = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
-            path: self.path.clone(),
-            detail: format!("not a list of S3 objects done: {e}"),
-        })?;
-        if done.source != self.source {
-            return Err(Error::Corrupt {
-                path: self.path.clone(),
-                detail: format!("holds source {:?}, not {:?}", done.source, self.source),
-            });
-        }
+        let done = read_json::<ObjectsDone>(&self.path, "a list of S3 objects done")?
+            .unwrap_or_else(|| ObjectsDone { source: self.source.clone(), ..Default::default() });
+        owned_by(&self.path, "source", &done.source, &self.source)?;
         Ok(done)
     }
 
@@ -154,11 +158,7 @@ impl ObjectsStore {
     ///
     /// The file cannot be written.
     pub fn save(&self, done: &ObjectsDone) -> Result<()> {
-        let body = serde_json::to_vec_pretty(done).map_err(|e| io_at(&self.path)(e.into()))?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(io_at(dir))?;
-        }
-        crate::fsio::write_atomic(&self.path, &body)
+        write_json(&self.path, done)
     }
 }
 
