@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use aws_sdk_cloudwatchlogs::Client;
-use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
 use chrono::{DateTime, NaiveDate, Utc};
 
 /// Attempts for one page before the run fails.
@@ -138,7 +137,10 @@ impl LogsReader {
             match req.send().await {
                 Ok(out) => break out,
                 Err(err) => {
-                    let (retryable, detail) = classify(&err);
+                    let (retryable, detail) = crate::aws_error::classify(
+                        &err,
+                        &["ThrottlingException", "ServiceUnavailableException"],
+                    );
                     attempt += 1;
                     if !retryable || attempt >= MAX_ATTEMPTS {
                         return Err(LogsError { group: self.query.group.clone(), detail });
@@ -169,24 +171,6 @@ impl LogsReader {
             _ => self.done = true,
         }
         Ok(Some(events))
-    }
-}
-
-fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
-    err: &SdkError<E>,
-) -> (bool, String) {
-    let text = format!("{}", aws_smithy_types::error::display::DisplayErrorContext(err));
-    match err {
-        SdkError::ServiceError(s) => {
-            let code = s.err().code().unwrap_or("unknown");
-            let retryable = matches!(code, "ThrottlingException" | "ServiceUnavailableException")
-                || s.raw().status().as_u16() >= 500;
-            (retryable, format!("{code}: {}", s.err().message().unwrap_or_default()))
-        }
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
-            (true, text)
-        }
-        _ => (false, text),
     }
 }
 

@@ -376,7 +376,7 @@ impl KinesisReader {
                 Ok(v) => return Ok(Some(v)),
                 Err(e) => e,
             };
-            let (retryable, detail) = classify(&err);
+            let (retryable, detail) = crate::aws_error::classify(&err, &THROTTLED);
             if err.code() == Some("ExpiredIteratorException") {
                 return Ok(None);
             }
@@ -391,32 +391,15 @@ impl KinesisReader {
     }
 }
 
-/// Whether an SDK error is worth retrying, and its description.
-fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
-    err: &SdkError<E>,
-) -> (bool, String) {
-    match err {
-        SdkError::ServiceError(s) => {
-            let code = s.err().code().unwrap_or("unknown").to_owned();
-            let message = s.err().message().unwrap_or_default().to_owned();
-            let status = s.raw().status().as_u16();
-            let retryable = matches!(
-                code.as_str(),
-                "ProvisionedThroughputExceededException"
-                    | "LimitExceededException"
-                    | "ThrottlingException"
-                    | "KMSThrottlingException"
-                    | "InternalFailure"
-                    | "ServiceUnavailable"
-            ) || status >= 500;
-            (retryable, format!("{code}: {message}"))
-        }
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
-            (true, format!("{}", aws_smithy_types::error::display::DisplayErrorContext(err)))
-        }
-        _ => (false, format!("{}", aws_smithy_types::error::display::DisplayErrorContext(err))),
-    }
-}
+/// Kinesis error codes that mean "slow down".
+const THROTTLED: [&str; 6] = [
+    "ProvisionedThroughputExceededException",
+    "LimitExceededException",
+    "ThrottlingException",
+    "KMSThrottlingException",
+    "InternalFailure",
+    "ServiceUnavailable",
+];
 
 #[cfg(test)]
 mod tests {

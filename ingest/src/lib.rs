@@ -15,6 +15,7 @@
 //! - [`synth`]: a deterministic synthetic workload in the same input formats.
 #![deny(missing_docs)]
 
+mod aws_error;
 mod cloudwatch;
 mod config;
 pub mod cwlogs;

@@ -7,11 +7,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use tokio::io::AsyncWriteExt;
 
 /// Attempts for one call before the run fails.
 const MAX_ATTEMPTS: u32 = 6;
+/// S3 error codes worth retrying.
+const THROTTLED: [&str; 3] = ["SlowDown", "InternalError", "RequestTimeout"];
 
 /// A parsed `s3://bucket/prefix`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,23 +87,6 @@ pub fn client(config: &aws_config::SdkConfig) -> Client {
     Client::from_conf(conf)
 }
 
-fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(
-    err: &SdkError<E>,
-) -> (bool, String) {
-    match err {
-        SdkError::ServiceError(s) => {
-            let code = s.err().code().unwrap_or("unknown");
-            let retryable = matches!(code, "SlowDown" | "InternalError" | "RequestTimeout")
-                || s.raw().status().as_u16() >= 500;
-            (retryable, format!("{code}: {}", s.err().message().unwrap_or_default()))
-        }
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
-            (true, format!("{}", aws_smithy_types::error::display::DisplayErrorContext(err)))
-        }
-        _ => (false, format!("{}", aws_smithy_types::error::display::DisplayErrorContext(err))),
-    }
-}
-
 async fn backoff(attempt: u32) {
     tokio::time::sleep(Duration::from_millis(200 << attempt.min(6))).await;
 }
@@ -125,7 +109,7 @@ pub async fn list(client: &Client, loc: &S3Location) -> Result<Vec<S3Object>, S3
             match req.send().await {
                 Ok(p) => break p,
                 Err(e) => {
-                    let (retry, detail) = describe(&e);
+                    let (retry, detail) = crate::aws_error::classify(&e, &THROTTLED);
                     attempt += 1;
                     if !retry || attempt >= MAX_ATTEMPTS {
                         return Err(S3Error {
@@ -182,7 +166,7 @@ pub async fn download(
         let resp = match req.send().await {
             Ok(r) => r,
             Err(e) => {
-                let (retry, detail) = describe(&e);
+                let (retry, detail) = crate::aws_error::classify(&e, &THROTTLED);
                 attempt += 1;
                 if !retry || attempt >= MAX_ATTEMPTS {
                     return Err(fail(detail));
