@@ -266,6 +266,9 @@ pub struct CheckPricesArgs {
     pub file: PathBuf,
 }
 
+/// How long a pending alert is kept by default: 7 days.
+pub const DEFAULT_ALERT_MAX_AGE_HOURS: u32 = 7 * 24;
+
 #[derive(Debug, Args)]
 pub struct FlagsArgs {
     /// Lake directory; flags are read from its rollups and written to its `flags` table, and
@@ -298,6 +301,11 @@ pub struct FlagsArgs {
     /// Wait after a webhook's first failed attempt, doubling after each further failure (ms).
     #[arg(long, default_value_t = 500)]
     pub alert_backoff_ms: u64,
+    /// Hours an alert a sink did not take is kept (in LAKE/_state/flags.json) and retried by
+    /// later runs with that sink; older ones are dropped, logged and counted.
+    #[arg(long, default_value_t = DEFAULT_ALERT_MAX_AGE_HOURS,
+        value_parser = clap::value_parser!(u32).range(1..))]
+    pub alert_max_age_hours: u32,
     /// Print the flags as JSON lines instead of a summary.
     #[arg(long)]
     pub json: bool,

@@ -316,6 +316,7 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<()> {
         alerts: vec![format!("file://{}", std::path::absolute(&alerts_path)?.display())],
         alert_max_attempts: 4,
         alert_backoff_ms: 500,
+        alert_max_age_hours: crate::cli::DEFAULT_ALERT_MAX_AGE_HOURS,
         json: false,
     };
     let flags_run = crate::flags_cmd::execute(&flags_args)?;

@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 
 use agentmeter_aggregate::fsio::write_atomic;
 use agentmeter_aggregate::{Lake, LakeReader};
-use agentmeter_reports::alerts::{AlertSink, DeliveryOptions, Secret, deliver};
+use agentmeter_reports::alerts::{
+    AlertSink, CircuitOpen, DeliveryOptions, Secret, deliver_with_state,
+};
+use agentmeter_reports::flags::state::{Backlog, Pending};
 use agentmeter_reports::flags::{
     AgentInvocation, Evaluation, Flag, FlagKind, FlagState, FlagStatus, Policy, episodes,
     evaluate_range,
@@ -98,12 +101,19 @@ pub fn runaway_candidates(
     Ok(out)
 }
 
-/// What a flags run did.
+/// What a flags run did. Sinks appear only in their display form (no credentials).
 pub struct FlagsRun {
     pub evaluations: Vec<Evaluation>,
     pub episodes: Vec<Flag>,
     pub alerts_sent: usize,
     pub failures: Vec<String>,
+    /// Sinks whose circuit opened, with the alerts kept for them.
+    pub circuits_open: Vec<CircuitOpen>,
+    /// Pending alerts dropped for being older than `--alert-max-age-hours`.
+    pub expired: Vec<Pending>,
+    pub max_age_hours: u32,
+    /// Pending alerts kept for sinks not configured in this run.
+    pub backlog: Vec<Backlog>,
     pub out: PathBuf,
     pub window_days: u32,
 }
@@ -156,11 +166,12 @@ pub fn execute(a: &FlagsArgs) -> anyhow::Result<FlagsRun> {
         agentmeter_aggregate::Error::Locked { .. } => anyhow::Error::new(UsageError(e.to_string())),
         other => anyhow::Error::new(other).context("opening the lake"),
     })?;
-    execute_in(&lake, a, &policy, &sinks, from, to)
+    execute_in(&lake, a, &policy, &sinks, from, to, Utc::now())
 }
 
 /// Evaluates `[from, to)` on an open lake (the caller holds its lock), writes the flags table
-/// and `OUT/flags.jsonl`, and sends the new alerts.
+/// and `OUT/flags.jsonl`, and sends the new alerts and the pending ones of `sinks`; `now`
+/// dates new failures and decides which pending alerts have expired.
 pub fn execute_in(
     lake: &Lake,
     a: &FlagsArgs,
@@ -168,6 +179,7 @@ pub fn execute_in(
     sinks: &[AlertSink],
     from: DateTime<Utc>,
     to: DateTime<Utc>,
+    now: DateTime<Utc>,
 ) -> anyhow::Result<FlagsRun> {
     let history = from - TimeDelta::days(i64::from(policy.window_days));
     let rows = tenant_hours(lake.reader(), history, to).context("reading tenant_hourly")?;
@@ -203,17 +215,20 @@ pub fn execute_in(
 
     // Alerts: transitions after the last evaluation the state has seen, plus earlier failures.
     let state_path = lake.layout().state_dir().join("flags.json");
-    let mut state: FlagState = match std::fs::read(&state_path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
+    let mut state = match std::fs::read(&state_path) {
+        Ok(bytes) => FlagState::from_json(&bytes, now)
             .with_context(|| format!("reading {}", state_path.display()))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => FlagState::default(),
         Err(e) => return Err(e).with_context(|| format!("reading {}", state_path.display())),
     };
     let new_alerts = state.advance(&evaluations);
-    let retry = std::mem::take(&mut state.pending);
+    let expired = state.expire(now, TimeDelta::hours(i64::from(a.alert_max_age_hours)));
+    let keys: Vec<String> = sinks.iter().map(AlertSink::key).collect();
+    let retry = state.pending.iter().any(|p| keys.contains(&p.sink_key));
     let mut sent = 0;
     let mut failures = Vec::new();
-    if !sinks.is_empty() && (!new_alerts.is_empty() || !retry.is_empty()) {
+    let mut circuits_open = Vec::new();
+    if !sinks.is_empty() && (!new_alerts.is_empty() || retry) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -224,43 +239,17 @@ pub fn execute_in(
             initial_backoff: std::time::Duration::from_millis(a.alert_backoff_ms),
             ..DeliveryOptions::default()
         };
-        // Earlier failures go to the sink that missed them, first.
-        for p in retry {
-            let sink = match p.sink.parse::<AlertSink>() {
-                Ok(s) => s,
-                Err(_) => continue,
-            };
-            let report = rt.block_on(deliver(
-                std::slice::from_ref(&p.alert),
-                std::slice::from_ref(&sink),
-                &opts,
-            ));
-            if report.failures.is_empty() {
-                sent += 1;
-            } else {
-                failures.extend(report.failures.iter().map(|f| f.to_string()));
-                state.pending.push(p);
-            }
-        }
-        let report = rt.block_on(deliver(&new_alerts, sinks, &opts));
-        sent += report.delivered();
-        for f in &report.failures {
-            failures.push(f.to_string());
-            // Keep the sink as it was given (its display form may hide credentials).
-            let given = sinks
-                .iter()
-                .zip(&a.alerts)
-                .find(|(s, _)| s.to_string() == f.sink)
-                .map(|(_, g)| g.clone());
-            if let (Some(sink), Some(alert)) =
-                (given, new_alerts.iter().find(|x| x.alert_id == f.alert_id))
-            {
-                state
-                    .pending
-                    .push(agentmeter_reports::flags::state::Pending { sink, alert: alert.clone() });
-            }
-        }
+        let report = rt.block_on(deliver_with_state(&mut state, &new_alerts, sinks, &opts, now));
+        sent = report.delivered;
+        failures = report.failures.iter().map(ToString::to_string).collect();
+        circuits_open = report.circuits_open;
     }
+    let backlog = state.backlog(sinks);
+    for b in &backlog {
+        tracing::warn!(sink = %b.sink, alerts = b.alerts,
+            "Pending alerts for a sink not configured in this run; kept until they expire.");
+    }
+    // The state holds sinks only as display form and key (Pending), never as configured.
     let body = serde_json::to_vec_pretty(&state).context("encoding the flag state")?;
     write_atomic(&state_path, &body)
         .with_context(|| format!("writing {}", state_path.display()))?;
@@ -269,6 +258,10 @@ pub fn execute_in(
         episodes: eps,
         alerts_sent: sent,
         failures,
+        circuits_open,
+        expired,
+        max_age_hours: a.alert_max_age_hours,
+        backlog,
         out,
         window_days: policy.window_days,
     })
@@ -335,6 +328,20 @@ pub fn render(w: &mut impl std::io::Write, r: &FlagsRun) -> std::io::Result<()> 
     )?;
     for f in r.failures.iter().take(5) {
         writeln!(w, "    {f}")?;
+    }
+    for c in &r.circuits_open {
+        writeln!(w, "  {c}")?;
+    }
+    if !r.expired.is_empty() {
+        writeln!(
+            w,
+            "  pending alerts expired: {} (older than {} hours; dropped, see the log)",
+            r.expired.len(),
+            r.max_age_hours
+        )?;
+    }
+    for b in &r.backlog {
+        writeln!(w, "  {} alerts kept for {} (not configured in this run)", b.alerts, b.sink)?;
     }
     Ok(())
 }

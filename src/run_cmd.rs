@@ -190,6 +190,7 @@ fn flag_schedule(lake: &Lake, f: &FlagsConfig, metrics: &Metrics, stop: &Stop) {
         alerts: f.alerts.clone(),
         alert_max_attempts: 4,
         alert_backoff_ms: 500,
+        alert_max_age_hours: f.alert_max_age_hours,
         json: false,
     };
     let mut next = Instant::now();
@@ -219,12 +220,20 @@ fn evaluate(lake: &Lake, args: &FlagsArgs) -> anyhow::Result<(usize, usize)> {
     let sinks = args
         .alerts
         .iter()
-        .map(|s| s.parse().map_err(|e| anyhow::anyhow!("{s}: {e}")))
+        // The error quotes the value with its credentials redacted; `s` itself may hold them.
+        .map(|s| s.parse().map_err(|e| anyhow::anyhow!("flags.alerts: {e}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let now = Utc::now();
     let today = now.date_naive().and_time(chrono::NaiveTime::MIN).and_utc();
-    let r =
-        crate::flags_cmd::execute_in(lake, args, &policy, &sinks, today - TimeDelta::days(1), now)?;
+    let r = crate::flags_cmd::execute_in(
+        lake,
+        args,
+        &policy,
+        &sinks,
+        today - TimeDelta::days(1),
+        now,
+        now,
+    )?;
     let holding = r.evaluations.last().map_or(0, |e| e.flags.len());
     Ok((holding, r.alerts_sent))
 }

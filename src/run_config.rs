@@ -129,6 +129,8 @@ struct RawFlags {
     out: Option<PathBuf>,
     #[serde(default)]
     alerts: Vec<String>,
+    #[serde(default = "default_alert_max_age")]
+    alert_max_age_hours: u64,
 }
 
 impl Default for RawFlags {
@@ -139,8 +141,13 @@ impl Default for RawFlags {
             policy: None,
             out: None,
             alerts: Vec::new(),
+            alert_max_age_hours: default_alert_max_age(),
         }
     }
+}
+
+fn default_alert_max_age() -> u64 {
+    u64::from(crate::cli::DEFAULT_ALERT_MAX_AGE_HOURS)
 }
 
 fn default_true() -> bool {
@@ -176,6 +183,8 @@ pub struct FlagsConfig {
     pub policy: Option<PathBuf>,
     pub out: PathBuf,
     pub alerts: Vec<String>,
+    /// Hours an undelivered alert is kept and retried (`flags --alert-max-age-hours`).
+    pub alert_max_age_hours: u32,
 }
 
 /// Reads and validates `path`; relative paths in it are relative to the file's directory.
@@ -238,6 +247,10 @@ pub fn parse(text: &str, base: &Path) -> Result<RunConfig, String> {
     let flags =
         if raw.flags.enabled {
             let every = positive("flags.every_minutes", raw.flags.every_minutes)?;
+            let max_age = positive("flags.alert_max_age_hours", raw.flags.alert_max_age_hours)?;
+            let alert_max_age_hours = u32::try_from(max_age).map_err(|_| {
+                format!("flags.alert_max_age_hours: must be at most {}, got {max_age}", u32::MAX)
+            })?;
             for (i, a) in raw.flags.alerts.iter().enumerate() {
                 a.parse::<agentmeter_reports::alerts::AlertSink>()
                     .map_err(|e| format!("flags.alerts[{i}]: {e}"))?;
@@ -256,6 +269,7 @@ pub fn parse(text: &str, base: &Path) -> Result<RunConfig, String> {
                     "flags.out: required when flags are enabled (where flags.jsonl goes)",
                 )?),
                 alerts: raw.flags.alerts,
+                alert_max_age_hours,
             })
         } else {
             None
@@ -294,6 +308,7 @@ mod tests {
         let f = c.flags.unwrap();
         assert_eq!(f.every, Duration::from_secs(3600));
         assert_eq!(f.out, Path::new("/var/lib/agentmeter/out"));
+        assert_eq!(f.alert_max_age_hours, 168);
         // The minimal file: only the lake, flags off.
         let c = parse("lake = \"lake\"\n[flags]\nenabled = false\n", Path::new("/srv")).unwrap();
         assert_eq!(c.lake, Path::new("/srv/lake"));
@@ -332,5 +347,19 @@ mod tests {
             err("lake = \"l\"\n[flags]\nout = \"o\"\npolicy = \"/nonexistent.toml\"\n")
                 .contains("flags.policy")
         );
+        assert!(
+            err("lake = \"l\"\n[flags]\nout = \"o\"\nalert_max_age_hours = 0\n")
+                .contains("flags.alert_max_age_hours: must be at least 1")
+        );
+        assert!(
+            err("lake = \"l\"\n[flags]\nout = \"o\"\nalert_max_age_hours = 4294967296\n")
+                .contains("flags.alert_max_age_hours: must be at most 4294967295")
+        );
+        // A sink's credentials never reach the error (user-info, query and fragment).
+        let e = err(
+            "lake = \"l\"\n[flags]\nout = \"o\"\nalerts = [\"https://u:pw@h:99999/x?token=t0k#f\"]\n",
+        );
+        assert!(e.contains("flags.alerts[0]") && e.contains("[redacted]"), "{e}");
+        assert!(!e.contains("pw") && !e.contains("t0k") && !e.contains("#f"), "{e}");
     }
 }

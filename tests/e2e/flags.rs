@@ -184,33 +184,98 @@ fn hook(initial: u16) -> Hook {
     Hook { port, status, seen }
 }
 
+/// What must never be in the alert state, the output or the logs: the parts of the webhook
+/// URL below and the signing secret.
+const CREDENTIALS: [&str; 4] = ["pass", "s3cr3t", "user:", "for-the-test"];
+
+fn assert_no_credentials(what: &str, bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    for needle in CREDENTIALS {
+        assert!(!text.contains(needle), "{needle:?} in {what}: {text}");
+    }
+}
+
 #[test]
 fn a_signed_webhook_is_retried_recorded_and_delivered_by_the_next_run() {
     let m = month();
     let secret = "s3cr3t-for-the-test";
+    let state_file = m.lake.join("_state/flags.json");
     // First run: the receiver fails every attempt; the failure is recorded, the run goes on.
+    // The URL carries credentials in its user-info and query, as webhook providers hand out.
     let receiver = hook(500);
-    let url = format!("http://127.0.0.1:{}/hook", receiver.port);
+    let url = format!("http://user:pass@127.0.0.1:{}/hook?token=s3cr3t", receiver.port);
+    let shown = format!("http://[redacted]@127.0.0.1:{}/hook?[redacted]", receiver.port);
     let out = ok(flags(&m, "2026-10", &["--alert", &url, "--alert-backoff-ms", "5"])
         .env("AGENTMETER_WEBHOOK_SECRET", secret));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("failed (kept for the next run)"), "{text}");
-    assert!(!text.contains(secret) && !String::from_utf8_lossy(&out.stderr).contains(secret));
+    assert_no_credentials("stdout", &out.stdout);
+    assert_no_credentials("stderr", &out.stderr);
+    let state_bytes = std::fs::read(&state_file).unwrap();
+    assert_no_credentials("the alert state", &state_bytes);
+    let state: Value = serde_json::from_slice(&state_bytes).unwrap();
+    let pending = state["pending"].as_array().unwrap();
+    // One alert per noisy neighbour, and a raise and a resolve per runaway invocation (each
+    // is over within the month), all kept for the sink under its redacted form and key.
+    let total = m.noisy.len() + 2 * m.runaways.len();
+    assert_eq!(pending.len(), total);
+    let key = pending[0]["sink_key"].as_str().unwrap().to_owned();
+    assert_eq!(key.len(), 64);
+    for p in pending {
+        assert_eq!(p["sink"], shown.as_str());
+        assert_eq!(p["sink_key"], key.as_str());
+    }
+    let attempts: Vec<u64> = pending.iter().map(|p| p["attempts"].as_u64().unwrap()).collect();
+    assert_eq!(attempts[0], 4);
+    assert!(attempts[1..].iter().all(|&a| a == 0), "{attempts:?}");
+    // The circuit breaker: only the first alert was tried, 4 times; the rest were kept.
     let first = receiver.seen.lock().unwrap().clone();
-    let key = |headers: &[(String, String)]| {
+    let idempotency_key = |headers: &[(String, String)]| {
         headers.iter().find(|(h, _)| h == "idempotency-key").map(|(_, v)| v.clone()).unwrap()
     };
-    let tried: std::collections::BTreeSet<String> = first.iter().map(|(h, _)| key(h)).collect();
-    // One alert per noisy neighbour, and a raise and a resolve per runaway invocation (each
-    // is over within the month).
-    assert_eq!(tried.len(), m.noisy.len() + 2 * m.runaways.len());
-    assert_eq!(first.len(), 4 * tried.len(), "each alert tried 4 times");
-    // Second run, the receiver is back: each alert arrives once, signed.
+    let tried: Vec<String> = first.iter().map(|(h, _)| idempotency_key(h)).collect();
+    assert_eq!(tried, vec![pending[0]["alert"]["alert_id"].as_str().unwrap().to_owned(); 4]);
+    let circuit = format!("circuit open for {shown}: {total} alerts kept for the next run");
+    assert!(text.contains(&circuit), "{text}");
+
+    // The state as an older version left it, with one alert past the maximum age: the
+    // second alert's sink as given (credentials and all), the first one failed long ago.
+    let mut old = state.clone();
+    let expired_id = pending[0]["alert"]["alert_id"].as_str().unwrap().to_owned();
+    old["pending"][0]["first_failed_at"] = "2000-01-01T00:00:00Z".into();
+    old["pending"][1] = serde_json::json!({"sink": url, "alert": pending[1]["alert"]});
+    std::fs::write(&state_file, serde_json::to_vec_pretty(&old).unwrap()).unwrap();
+    let all: std::collections::BTreeSet<String> = pending
+        .iter()
+        .map(|p| p["alert"]["alert_id"].as_str().unwrap().to_owned())
+        .filter(|id| *id != expired_id)
+        .collect();
+
+    // A run without the sink: the old alert expires, the others stay, nothing is sent, and
+    // the rewritten state holds no credentials (the old entry is migrated).
+    let out = ok(&mut flags(&m, "2026-10", &[]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("pending alerts expired: 1 (older than 168 hours"), "{text}");
+    let backlog = format!("{} alerts kept for {shown} (not configured in this run)", total - 1);
+    assert!(text.contains(&backlog), "{text}");
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(logs.contains("maximum age") && logs.contains(&expired_id), "{logs}");
+    assert_no_credentials("stdout", &out.stdout);
+    assert_no_credentials("stderr", &out.stderr);
+    let state_bytes = std::fs::read(&state_file).unwrap();
+    assert_no_credentials("the migrated alert state", &state_bytes);
+    let state: Value = serde_json::from_slice(&state_bytes).unwrap();
+    let pending = state["pending"].as_array().unwrap();
+    assert_eq!(pending.len(), total - 1);
+    assert!(pending.iter().all(|p| p["sink"] == shown.as_str() && p["sink_key"] == key.as_str()));
+    assert_eq!(receiver.seen.lock().unwrap().len(), 4, "nothing sent without the sink");
+
+    // The sink again, the receiver back: each kept alert arrives once, signed.
     receiver.status.store(200, std::sync::atomic::Ordering::SeqCst);
     receiver.seen.lock().unwrap().clear();
     ok(flags(&m, "2026-10", &["--alert", &url]).env("AGENTMETER_WEBHOOK_SECRET", secret));
     let seen = receiver.seen.lock().unwrap().clone();
-    assert_eq!(seen.len(), tried.len(), "{} deliveries", seen.len());
+    assert_eq!(seen.len(), total - 1, "{} deliveries", seen.len());
     let mut keys = std::collections::BTreeSet::new();
     for (headers, body) in &seen {
         let get = |k: &str| headers.iter().find(|(h, _)| h == k).map(|(_, v)| v.clone()).unwrap();
@@ -225,8 +290,10 @@ fn a_signed_webhook_is_retried_recorded_and_delivered_by_the_next_run() {
         assert_eq!(get("idempotency-key"), alert["alert_id"].as_str().unwrap());
         assert!(keys.insert(get("idempotency-key")), "each alert once");
     }
-    assert_eq!(keys, tried, "the alerts that failed are the ones delivered");
-    // A third run has nothing left to send.
+    assert_eq!(keys, all, "the kept alerts are the ones delivered");
+    let state: Value = serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    assert_eq!(state["pending"], serde_json::json!([]));
+    // A fourth run has nothing left to send.
     receiver.seen.lock().unwrap().clear();
     ok(flags(&m, "2026-10", &["--alert", &url]).env("AGENTMETER_WEBHOOK_SECRET", secret));
     assert!(receiver.seen.lock().unwrap().is_empty());
@@ -241,6 +308,9 @@ fn a_malformed_policy_fails_at_start_up_naming_the_field() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("tiers.basic.daily_quota: must be a whole number"), "{err}");
     std::fs::write(m.root.join("policy.toml"), "").unwrap();
+    let out = flags(&m, "2026-10", &["--alert-max-age-hours", "0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--alert-max-age-hours"));
     let out = flags(&m, "2026-10", &["--alert", "ftp://example"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--alert"));

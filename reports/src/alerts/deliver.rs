@@ -79,6 +79,9 @@ pub struct SinkReport {
     pub delivered: usize,
     /// Alerts it did not take (each is in [`DeliveryReport::failures`]).
     pub failed: usize,
+    /// Alerts not attempted because an earlier one failed at this sink in the same call (the
+    /// circuit breaker, see [`deliver`]).
+    pub held: usize,
 }
 
 /// One alert one sink did not take.
@@ -109,42 +112,58 @@ impl fmt::Display for DeliveryFailure {
 /// Delivers every alert to every sink and reports what arrived where.
 ///
 /// Sinks are served concurrently, each taking the alerts in order (so a flag's `raised`
-/// arrives before its `resolved`). A failure at one sink never stops the others or the
-/// remaining alerts: it is logged at warn and recorded in the report. Each delivery is
-/// logged at debug. Per sink:
+/// arrives before its `resolved`). A failure at one sink never stops the others: it is logged
+/// at warn and recorded in the report. It does stop that sink's remaining alerts (a circuit
+/// breaker per sink and call): once one alert has failed after its retries, a dead webhook
+/// would fail every other alert the same way, each after its own retries and backoff, so they
+/// are not attempted and are counted in [`SinkReport::held`] instead. Each delivery is logged
+/// at debug. Per sink:
 /// - file: all alerts appended as JSON lines in one write, then synced (one result for all);
 /// - stdout: one [`Alert::summary`] line per alert;
 /// - webhook: one signed POST per alert, retried as [`DeliveryOptions`] say;
 /// - SNS: one `Publish` per alert, retried by the SDK.
 ///
-/// Every wait is bounded: a webhook alert takes at most `max_attempts × (timeout +
-/// max_backoff)`.
+/// Every wait is bounded, and so is a call: a webhook alert takes at most `max_attempts ×
+/// (timeout + max_backoff)`, and with the circuit breaker a failing sink costs at most one
+/// failed alert's attempts per call.
 pub async fn deliver(
     alerts: &[Alert],
     sinks: &[AlertSink],
     opts: &DeliveryOptions,
 ) -> DeliveryReport {
-    let has_webhook = sinks.iter().any(|s| matches!(s, AlertSink::Webhook(_)));
-    if has_webhook && opts.webhook_secret.is_none() && !alerts.is_empty() {
+    let queues: Vec<(&AlertSink, &[Alert])> = sinks.iter().map(|sink| (sink, alerts)).collect();
+    let outcomes = deliver_queues(&queues, opts).await;
+    let mut report = DeliveryReport::default();
+    for (sink, outcome) in sinks.iter().zip(outcomes) {
+        report.sinks.push(SinkReport {
+            sink: sink.to_string(),
+            delivered: outcome.delivered,
+            failed: outcome.failures.len(),
+            held: outcome.held.len(),
+        });
+        report.failures.extend(outcome.failures);
+    }
+    report
+}
+
+/// Delivers each queue's alerts to its sink, as [`deliver`] does (concurrently per sink, in
+/// order within one, with the circuit breaker), and returns each queue's outcome in order.
+pub(crate) async fn deliver_queues(
+    queues: &[(&AlertSink, &[Alert])],
+    opts: &DeliveryOptions,
+) -> Vec<Outcome> {
+    let webhook_alerts =
+        queues.iter().any(|(s, a)| matches!(s, AlertSink::Webhook(_)) && !a.is_empty());
+    if webhook_alerts && opts.webhook_secret.is_none() {
         warn!("No webhook secret ({SECRET_ENV} or {SECRET_FILE_ENV}): webhooks are sent unsigned.");
     }
+    let has_webhook = queues.iter().any(|(s, _)| matches!(s, AlertSink::Webhook(_)));
     let shared = Shared {
         opts,
         http: if has_webhook { Some(webhook::client(opts)) } else { None },
         sns: OnceCell::new(),
     };
-    let outcomes = join_all(sinks.iter().map(|sink| deliver_to(sink, alerts, &shared))).await;
-    let mut report = DeliveryReport::default();
-    for (sink, outcome) in sinks.iter().zip(outcomes) {
-        let failed = outcome.failures.len();
-        report.sinks.push(SinkReport {
-            sink: sink.to_string(),
-            delivered: outcome.delivered,
-            failed,
-        });
-        report.failures.extend(outcome.failures);
-    }
-    report
+    join_all(queues.iter().map(|(sink, alerts)| deliver_to(sink, alerts, &shared))).await
 }
 
 /// What all sinks of one [`deliver`] call share.
@@ -157,9 +176,13 @@ struct Shared<'a> {
 }
 
 /// The deliveries to one sink.
-struct Outcome {
-    delivered: usize,
-    failures: Vec<DeliveryFailure>,
+pub(crate) struct Outcome {
+    /// Alerts it took.
+    pub delivered: usize,
+    /// Alerts it did not take, in order.
+    pub failures: Vec<DeliveryFailure>,
+    /// Ids of the alerts not attempted after a failure (circuit open), in order.
+    pub held: Vec<String>,
 }
 
 /// Records deliveries and failures to one sink, logging each.
@@ -170,7 +193,25 @@ struct Recorder {
 
 impl Recorder {
     fn new(sink: &AlertSink) -> Self {
-        Self { sink: sink.to_string(), outcome: Outcome { delivered: 0, failures: Vec::new() } }
+        Self {
+            sink: sink.to_string(),
+            outcome: Outcome { delivered: 0, failures: Vec::new(), held: Vec::new() },
+        }
+    }
+
+    /// Whether an alert to this sink has failed: the circuit is open, the rest are held.
+    fn is_open(&self) -> bool {
+        !self.outcome.failures.is_empty()
+    }
+
+    /// Records `rest` as not attempted, and logs the circuit opening (once: the caller stops).
+    fn hold(&mut self, rest: &[Alert]) {
+        if rest.is_empty() {
+            return;
+        }
+        warn!(sink = %self.sink, held = rest.len(),
+            "Circuit open: an alert to this sink failed; its remaining alerts are not attempted.");
+        self.outcome.held.extend(rest.iter().map(|a| a.alert_id.clone()));
     }
 
     fn record(&mut self, alert: &Alert, attempts: u32, result: Result<(), String>) {
@@ -227,7 +268,11 @@ async fn deliver_to(sink: &AlertSink, alerts: &[Alert], shared: &Shared<'_>) -> 
             }
         }
         AlertSink::Webhook(url) => {
-            for alert in alerts {
+            for (i, alert) in alerts.iter().enumerate() {
+                if recorder.is_open() {
+                    recorder.hold(&alerts[i..]);
+                    break;
+                }
                 let (attempts, result) = match (&shared.http, serde_json::to_vec(alert)) {
                     (Some(Ok(client)), Ok(body)) => {
                         let secret = shared.opts.webhook_secret.as_ref();
@@ -248,7 +293,11 @@ async fn deliver_to(sink: &AlertSink, alerts: &[Alert], shared: &Shared<'_>) -> 
                 Some(client) => client,
                 None => shared.sns.get_or_init(|| sns::sns_client_from_env(region)).await,
             };
-            for alert in alerts {
+            for (i, alert) in alerts.iter().enumerate() {
+                if recorder.is_open() {
+                    recorder.hold(&alerts[i..]);
+                    break;
+                }
                 let (attempts, result) = match serde_json::to_string(alert) {
                     Ok(message) => {
                         let timeout = shared.opts.timeout;

@@ -45,23 +45,32 @@ pub enum AlertError {
 }
 
 /// Shows an untrusted value in a message: quoted, escaped, at most 200 characters, with the
-/// user-info of anything URL-like (`scheme://user:password@host`) redacted.
+/// user-info, query and fragment of anything URL-like (`scheme://user:password@host?token=…`)
+/// redacted.
 pub(crate) fn quoted(value: &str) -> String {
     const MAX: usize = 200;
-    let redacted = redact_userinfo(value);
+    let redacted = redact_url(value);
     let cut: String = redacted.chars().take(MAX).collect();
     if cut.len() < redacted.len() { format!("{cut:?}…") } else { format!("{cut:?}") }
 }
 
 /// Replaces `user:password@` after `://` (up to the first `/`, `?` or `#`) with
-/// `[redacted]@`.
-fn redact_userinfo(value: &str) -> String {
+/// `[redacted]@`, and everything from the first `?` or `#` with `?[redacted]` or
+/// `#[redacted]`: a refused URL is never parsed, so this works on the text, and credentials
+/// hide in any of the three parts.
+fn redact_url(value: &str) -> String {
     let Some((scheme, rest)) = value.split_once("://") else {
         return value.to_owned();
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (rest, tail) = match rest.find(['?', '#']) {
+        Some(at) => {
+            (&rest[..at], if rest[at..].starts_with('?') { "?[redacted]" } else { "#[redacted]" })
+        }
+        None => (rest, ""),
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
     match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://[redacted]@{}", &rest[at + 1..]),
-        None => value.to_owned(),
+        Some(at) => format!("{scheme}://[redacted]@{}{tail}", &rest[at + 1..]),
+        None => format!("{scheme}://{rest}{tail}"),
     }
 }

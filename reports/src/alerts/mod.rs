@@ -7,7 +7,13 @@
 //! - [`deliver`]: sends each [`Alert`](crate::flags::Alert) to each sink with the
 //!   [`DeliveryOptions`] and returns a [`DeliveryReport`]. A sink that fails never stops the
 //!   run or the other sinks; each [`DeliveryFailure`] names the sink (display form, no
-//!   credentials), the alert id, the attempts and the last error.
+//!   credentials), the alert id, the attempts and the last error. Once an alert has failed at
+//!   a sink, that sink's remaining alerts are not attempted in the same call (circuit breaker,
+//!   [`SinkReport::held`]).
+//! - [`deliver_with_state`]: a run's delivery against the alert state
+//!   ([`FlagState`](crate::flags::FlagState)): each configured sink gets its pending alerts
+//!   first, then the new ones; what it does not take stays pending, under the sink's redacted
+//!   form and key ([`AlertSink::key`]), never the configured form.
 //! - [`Secret`]: the webhook signing secret, from `AGENTMETER_WEBHOOK_SECRET` or the file
 //!   named by `AGENTMETER_WEBHOOK_SECRET_FILE` ([`Secret::from_env`]). It is never logged,
 //!   never in an error and never in a report; its `Debug` and `Display` print `[redacted]`.
@@ -91,11 +97,14 @@
 mod deliver;
 mod error;
 mod file;
+mod outbox;
 mod secret;
 mod sink;
 mod sns;
 mod webhook;
 
+#[cfg(test)]
+mod outbox_tests;
 #[cfg(test)]
 mod sns_tests;
 #[cfg(test)]
@@ -105,6 +114,7 @@ mod webhook_tests;
 
 pub use deliver::{DeliveryFailure, DeliveryOptions, DeliveryReport, SinkReport, deliver};
 pub use error::AlertError;
+pub use outbox::{CircuitOpen, OutboxReport, deliver_with_state};
 pub use secret::{SECRET_ENV, SECRET_FILE_ENV, SIGNATURE_PREFIX, Secret};
 pub use sink::{ACCEPTED_FORMS, AlertSink};
 pub use sns::{MAX_SUBJECT_CHARS, sns_client_from_env, subject};

@@ -52,6 +52,26 @@ impl AlertSink {
             AlertSink::Sns { .. } => "sns",
         }
     }
+
+    /// The sink's identity as configured, credentials and query included, as a lowercase hex
+    /// SHA-256: what the alert state keeps to match a pending alert with the same `--alert`
+    /// of a later run, since the configured form itself may carry secrets and is never
+    /// stored. Computed from the parsed form, so spellings that parse the same (`HTTPS://Host`
+    /// and `https://host/`) have the same key.
+    pub fn key(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        // The kind first, then a separator no form contains, so no two kinds can collide.
+        hash.update(self.kind().as_bytes());
+        hash.update([0]);
+        match self {
+            AlertSink::File(path) => hash.update(path.as_os_str().as_encoded_bytes()),
+            AlertSink::Stdout => {}
+            AlertSink::Webhook(url) => hash.update(url.as_bytes()),
+            AlertSink::Sns { topic_arn, .. } => hash.update(topic_arn.as_bytes()),
+        }
+        hex::encode(hash.finalize())
+    }
 }
 
 impl FromStr for AlertSink {

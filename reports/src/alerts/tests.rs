@@ -200,7 +200,6 @@ fn refusals_name_the_value_and_the_rule() {
             "a file sink needs an absolute path: file:///ABSOLUTE/PATH \
              (a host or a relative path is not accepted)",
         ),
-        ("file:///tmp/alerts.jsonl?x=1", "a file sink takes no query or fragment"),
         ("file:///tmp/../etc/alerts.jsonl", "the path must not contain . or .. segments"),
         ("file:///tmp/alerts/", "the path names a directory, not a file"),
         ("http://", "it is not a valid URL (empty host)"),
@@ -254,6 +253,25 @@ fn refusals_redact_url_credentials_and_shorten() {
         message,
         expected("ftp://[redacted]@example.com/alerts", "it is not one of the accepted forms")
     );
+    // Queries and fragments may carry tokens too: a refused value never shows them.
+    let cases = [
+        ("file:///tmp/alerts.jsonl?x=1", "file:///tmp/alerts.jsonl?[redacted]"),
+        ("file:///tmp/alerts.jsonl#x", "file:///tmp/alerts.jsonl#[redacted]"),
+        ("ftp://example.com/a?token=s3cr3t#f", "ftp://example.com/a?[redacted]"),
+        ("ftp://u:p@example.com?token=s3cr3t", "ftp://[redacted]@example.com?[redacted]"),
+    ];
+    for (value, shown) in cases {
+        let message = refusal(value);
+        assert!(message.starts_with(&format!("invalid alert sink {shown:?}: ")), "{message}");
+    }
+    let message = refusal("https://user:pass@hooks.example.com:99999/h?token=s3cr3t#frag");
+    assert_eq!(
+        message,
+        expected(
+            "https://[redacted]@hooks.example.com:99999/h?[redacted]",
+            "it is not a valid URL (invalid port number)"
+        )
+    );
     let long = "x".repeat(500);
     let message = refusal(&long);
     assert!(message.contains(&format!("{:?}…", "x".repeat(200))), "{message}");
@@ -272,6 +290,31 @@ fn display_and_debug_hide_credentials() {
     assert_eq!(AlertSink::Stdout.to_string(), "stdout");
     let arn = "arn:aws:sns:us-east-1:123456789012:alerts";
     assert_eq!(arn.parse::<AlertSink>().unwrap().to_string(), arn);
+}
+
+#[test]
+fn keys_identify_the_sink_as_configured_without_holding_it() {
+    let key = |value: &str| value.parse::<AlertSink>().unwrap().key();
+    let with_token = key("https://bot:pa55word@hooks.example.com/h?token=abc");
+    assert_eq!(with_token.len(), 64);
+    assert!(with_token.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    // The same sink however it is spelled; another token, user or path is another sink.
+    assert_eq!(with_token, key("HTTPS://bot:pa55word@Hooks.Example.com/h?token=abc"));
+    assert_ne!(with_token, key("https://bot:pa55word@hooks.example.com/h?token=abd"));
+    assert_ne!(with_token, key("https://bot:other@hooks.example.com/h?token=abc"));
+    assert_ne!(with_token, key("https://hooks.example.com/h"));
+    // Every kind has a key of its own.
+    let kinds = [
+        key("stdout"),
+        key("file:///tmp/alerts.jsonl"),
+        key("file:///tmp/other.jsonl"),
+        key("arn:aws:sns:us-east-1:123456789012:alerts"),
+        key("https://hooks.example.com/h"),
+    ];
+    let distinct: std::collections::BTreeSet<&String> = kinds.iter().collect();
+    assert_eq!(distinct.len(), kinds.len());
+    // Known value: SHA-256 of "stdout\0".
+    assert_eq!(key("stdout"), hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"stdout\0")));
 }
 
 // ---- the secret ----
@@ -385,7 +428,10 @@ async fn file_sink_appends_one_json_line_per_alert() {
     assert!(report.is_complete(), "{report:?}");
     let second = vec![alert(1, Transition::Resolved)];
     let report = deliver(&second, std::slice::from_ref(&sink), &opts).await;
-    assert_eq!(report.sinks, vec![SinkReport { sink: sink.to_string(), delivered: 1, failed: 0 }]);
+    assert_eq!(
+        report.sinks,
+        vec![SinkReport { sink: sink.to_string(), delivered: 1, failed: 0, held: 0 }]
+    );
 
     let all: Vec<Alert> = first.into_iter().chain(second).collect();
     assert_eq!(read_alerts(&path), all);
@@ -435,7 +481,10 @@ async fn stdout_sink_prints_one_summary_line_per_alert() {
     assert_eq!(lines[1], sent[1].summary().replace('\n', " "));
 
     let report = deliver(&sent, &[AlertSink::Stdout], &DeliveryOptions::default()).await;
-    assert_eq!(report.sinks, vec![SinkReport { sink: "stdout".into(), delivered: 2, failed: 0 }]);
+    assert_eq!(
+        report.sinks,
+        vec![SinkReport { sink: "stdout".into(), delivered: 2, failed: 0, held: 0 }]
+    );
 }
 
 #[tokio::test]

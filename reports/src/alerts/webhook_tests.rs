@@ -15,46 +15,46 @@ use super::*;
 use crate::flags::{Alert, Transition};
 
 /// The longest a test server lives, and the bound on any one test's delivery.
-const LIMIT: Duration = Duration::from_secs(30);
+pub(super) const LIMIT: Duration = Duration::from_secs(30);
 
 /// One request as the server read it.
 #[derive(Debug, Clone)]
-struct Received {
-    method: String,
-    path: String,
+pub(super) struct Received {
+    pub method: String,
+    pub path: String,
     /// Header names lowercased.
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
 impl Received {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 }
 
 /// How the server answers the `n`th request (0-based).
 #[derive(Debug, Clone)]
-enum Reply {
+pub(super) enum Reply {
     Status(u16, Vec<(&'static str, &'static str)>),
     /// Read the request, then answer nothing until the test ends.
     Hang,
 }
 
-fn status(code: u16) -> Reply {
+pub(super) fn status(code: u16) -> Reply {
     Reply::Status(code, Vec::new())
 }
 
 /// An HTTP/1.1 server on 127.0.0.1:0: one thread accepting (non-blocking, so it can stop),
 /// one per connection; every request is recorded before it is answered.
-struct TestServer {
-    address: SocketAddr,
+pub(super) struct TestServer {
+    pub address: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
     stop: Arc<AtomicBool>,
 }
 
 impl TestServer {
-    fn start(reply: impl Fn(usize) -> Reply + Send + Sync + 'static) -> Self {
+    pub fn start(reply: impl Fn(usize) -> Reply + Send + Sync + 'static) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let address = listener.local_addr().unwrap();
@@ -85,15 +85,15 @@ impl TestServer {
         Self { address, received, stop }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
     }
 
-    fn sink(&self) -> AlertSink {
+    pub fn sink(&self) -> AlertSink {
         self.url("/hook").parse().unwrap()
     }
 
-    fn received(&self) -> Vec<Received> {
+    pub fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
     }
 }
@@ -274,19 +274,19 @@ async fn a_failing_webhook_is_recorded_and_the_rest_still_delivered() {
 
     let report = bounded_deliver(&sent, &sinks, &opts).await;
 
-    assert_eq!(report.failures.len(), 2, "{report:?}");
-    for (failure, alert) in report.failures.iter().zip(&sent) {
-        assert_eq!(failure.sink, failing.url("/hook"));
-        assert_eq!(failure.alert_id, alert.alert_id);
-        assert_eq!(failure.attempts, opts.max_attempts);
-        assert_eq!(failure.error, "HTTP 500 Internal Server Error");
-    }
-    assert_eq!(failing.received().len(), 2 * opts.max_attempts as usize);
+    // The first alert fails after its retries; the circuit opens and the second is held.
+    assert_eq!(report.failures.len(), 1, "{report:?}");
+    let failure = &report.failures[0];
+    assert_eq!(failure.sink, failing.url("/hook"));
+    assert_eq!(failure.alert_id, sent[0].alert_id);
+    assert_eq!(failure.attempts, opts.max_attempts);
+    assert_eq!(failure.error, "HTTP 500 Internal Server Error");
+    assert_eq!(failing.received().len(), opts.max_attempts as usize);
     assert_eq!(healthy.received().len(), 2);
     assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
-    let counts: Vec<(usize, usize)> =
-        report.sinks.iter().map(|s| (s.delivered, s.failed)).collect();
-    assert_eq!(counts, [(0, 2), (2, 0), (2, 0)]);
+    let counts: Vec<(usize, usize, usize)> =
+        report.sinks.iter().map(|s| (s.delivered, s.failed, s.held)).collect();
+    assert_eq!(counts, [(0, 1, 1), (2, 0, 0), (2, 0, 0)]);
     assert_eq!(report.delivered(), 4);
     assert_no_secret(&report);
 
@@ -295,8 +295,12 @@ async fn a_failing_webhook_is_recorded_and_the_rest_still_delivered() {
         .iter()
         .filter(|l| l.starts_with("WARN") && l.contains("Alert not delivered."))
         .collect();
-    assert_eq!(warnings.len(), 2, "{logs:?}");
+    assert_eq!(warnings.len(), 1, "{logs:?}");
     assert!(warnings[0].contains(&failing.url("/hook")) && warnings[0].contains(&sent[0].alert_id));
+    let open: Vec<&String> = logs.iter().filter(|l| l.contains("Circuit open")).collect();
+    assert_eq!(open.len(), 1, "{logs:?}");
+    assert!(open[0].starts_with("WARN") && open[0].contains(&failing.url("/hook")));
+    assert!(open[0].contains("held=1"), "{}", open[0]);
     assert!(logs.iter().all(|l| !l.contains(SECRET)), "the secret was logged: {logs:?}");
     assert!(logs.iter().all(|l| !l.contains("pool_share")), "an alert body was logged: {logs:?}");
 }
@@ -332,13 +336,13 @@ async fn an_unreachable_webhook_is_retried_then_recorded() {
     let opts = fast_options();
     let report = bounded_deliver(&alerts(2), &[sink, healthy.sink()], &opts).await;
 
-    assert_eq!(report.failures.len(), 2, "{report:?}");
-    for failure in &report.failures {
-        assert_eq!(failure.sink, url);
-        assert_eq!(failure.attempts, opts.max_attempts);
-        assert!(failure.error.starts_with("error sending request"), "{}", failure.error);
-        assert!(!failure.error.contains(&url), "{}", failure.error);
-    }
+    assert_eq!(report.failures.len(), 1, "{report:?}");
+    let failure = &report.failures[0];
+    assert_eq!(failure.sink, url);
+    assert_eq!(failure.attempts, opts.max_attempts);
+    assert!(failure.error.starts_with("error sending request"), "{}", failure.error);
+    assert!(!failure.error.contains(&url), "{}", failure.error);
+    assert_eq!(report.sinks[0].held, 1, "the second alert is not attempted");
     assert_eq!(report.sinks[1].delivered, 2);
     assert_no_secret(&report);
 }
@@ -385,4 +389,35 @@ async fn url_credentials_stay_out_of_the_report() {
     let text = format!("{report:?}");
     assert!(!text.contains("pa55word") && !text.contains("t0k3n"), "{text}");
     assert_eq!(server.received()[0].path, "/hook?token=t0k3n");
+}
+
+#[tokio::test]
+async fn a_dead_webhook_costs_one_alerts_attempts_and_the_rest_are_held() {
+    let dead = TestServer::start(|_| status(503));
+    let healthy = TestServer::start(|_| status(200));
+    let sent = alerts(63);
+    let opts = fast_options();
+
+    let report = bounded_deliver(&sent, &[dead.sink(), healthy.sink()], &opts).await;
+
+    // Exactly the first alert's attempts reach the dead sink, all with its key.
+    let received = dead.received();
+    assert_eq!(received.len(), opts.max_attempts as usize);
+    assert!(received.iter().all(|r| r.header("idempotency-key") == Some(&sent[0].alert_id)));
+    assert_eq!(report.failures.len(), 1);
+    assert_eq!(report.failures[0].attempts, opts.max_attempts);
+    let counts: Vec<(usize, usize, usize)> =
+        report.sinks.iter().map(|s| (s.delivered, s.failed, s.held)).collect();
+    assert_eq!(counts, [(0, 1, 62), (63, 0, 0)], "the other sink is not affected");
+    assert_eq!(healthy.received().len(), 63);
+}
+
+#[tokio::test]
+async fn a_refused_alert_opens_the_circuit_too() {
+    // A 401 is not retried, and the next alert would get the same answer.
+    let server = TestServer::start(|_| status(401));
+    let report = bounded_deliver(&alerts(3), &[server.sink()], &fast_options()).await;
+
+    assert_eq!(server.received().len(), 1);
+    assert_eq!((report.sinks[0].failed, report.sinks[0].held), (1, 2));
 }

@@ -172,7 +172,7 @@ fn each_flag_alerts_once_when_raised_and_once_when_resolved() {
     assert!(state.advance(&evals).is_empty());
     assert!(state.advance(&evals[..3]).is_empty());
     // Round trip through JSON keeps the state.
-    let saved: FlagState = serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+    let saved = FlagState::from_json(&serde_json::to_vec(&state).unwrap(), t0()).unwrap();
     assert_eq!(saved, state);
     // Episodes: one, resolved.
     let eps = episodes(&evals);
