@@ -170,6 +170,8 @@ impl AwsRun<'_, '_> {
         }
         let (mut last_save, mut last_rollup) = (Instant::now(), Instant::now());
         let mut records = 0u64;
+        // Days whose rollup failed: tried again at the next rollup.
+        let mut retry = BTreeSet::new();
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 break;
@@ -191,7 +193,12 @@ impl AwsRun<'_, '_> {
                 last_save = Instant::now();
                 tracing::debug!(records, "Checkpoints saved.");
                 if self.opts.follow && last_rollup.elapsed() >= self.opts.rollup_interval {
-                    self.lake.rebuild_rollups(&BTreeSet::new()).context("rebuilding rollups")?;
+                    let mut days = sink.take_touched().context("committing to the lake")?;
+                    days.append(&mut retry);
+                    for (dt, e) in self.lake.rebuild_rollups(&days).failed {
+                        tracing::error!(%dt, error = %e, "Rollup failed; retried at the next rollup, and readers see the day as stale.");
+                        retry.insert(dt);
+                    }
                     last_rollup = Instant::now();
                 }
             }

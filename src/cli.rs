@@ -111,6 +111,10 @@ pub struct IngestArgs {
     /// Largest decompressed payload or JSON document accepted, in bytes.
     #[arg(long, default_value_t = 64 << 20)]
     pub max_payload_bytes: usize,
+    /// Largest token count one call may report; above it the record is quarantined as
+    /// `implausible_value`.
+    #[arg(long, default_value_t = agentmeter_ingest::DEFAULT_MAX_TOKENS_PER_CALL)]
+    pub max_tokens_per_call: i64,
     /// Events gathered before they are written (bounds memory).
     #[arg(long, default_value_t = 250_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_rows: u64,
@@ -403,6 +407,10 @@ pub struct ServeArgs {
     /// Requests decoded or waiting on the log at once; more are answered 503.
     #[arg(long, default_value_t = 64)]
     pub max_in_flight: usize,
+    /// Largest token count one span may report; above it the span is quarantined as
+    /// `implausible_value`.
+    #[arg(long, default_value_t = agentmeter_ingest::DEFAULT_MAX_TOKENS_PER_CALL)]
+    pub max_tokens_per_call: i64,
     /// How often acknowledged spans move from the write-ahead log into the lake, ms.
     #[arg(long, default_value_t = 2000)]
     pub flush_interval_ms: u64,

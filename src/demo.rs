@@ -167,6 +167,7 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<()> {
         tenant_field: "clinic_id".into(),
         max_record_bytes: 4 << 20,
         max_payload_bytes: 64 << 20,
+        max_tokens_per_call: agentmeter_ingest::DEFAULT_MAX_TOKENS_PER_CALL,
         batch_rows: 250_000,
         workers: None,
         summary_json: None,

@@ -162,10 +162,7 @@ pub fn execute(a: &FlagsArgs) -> anyhow::Result<FlagsRun> {
     if !a.lake.join("_state/lake.json").is_file() {
         bail!(UsageError(format!("--lake {} is not an agentmeter lake", a.lake.display())));
     }
-    let lake = Lake::open(&a.lake).map_err(|e| match e {
-        agentmeter_aggregate::Error::Locked { .. } => anyhow::Error::new(UsageError(e.to_string())),
-        other => anyhow::Error::new(other).context("opening the lake"),
-    })?;
+    let lake = crate::lake_cmd::open(&a.lake)?;
     execute_in(&lake, a, &policy, &sinks, from, to, Utc::now())
 }
 
@@ -182,6 +179,8 @@ pub fn execute_in(
     now: DateTime<Utc>,
 ) -> anyhow::Result<FlagsRun> {
     let history = from - TimeDelta::days(i64::from(policy.window_days));
+    let last_day = (to - TimeDelta::milliseconds(1)).date_naive();
+    crate::lake_cmd::ensure_rollups(lake, history.date_naive(), last_day + TimeDelta::days(1))?;
     let rows = tenant_hours(lake.reader(), history, to).context("reading tenant_hourly")?;
     if rows.is_empty()
         && !lake.reader().partitions(agentmeter_schemas::tables::USAGE_HOURLY)?.is_empty()

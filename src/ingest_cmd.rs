@@ -7,7 +7,7 @@ use agentmeter_aggregate::{EventWriter, Lake, QuarantineReport, QuarantineWriter
 use agentmeter_ingest::pipeline::{self, Sink};
 use agentmeter_ingest::source::{self, Format, SourceSpec};
 use agentmeter_ingest::{DecodeConfig, Decoder, Outcome};
-use agentmeter_reports::run_summary::{IngestSummary, render};
+use agentmeter_reports::run_summary::{IngestSummary, RollupFailure, render};
 use agentmeter_schemas::{Accounting, SourceUri};
 use anyhow::Context;
 
@@ -35,6 +35,7 @@ impl IngestPlan {
     /// Validates arguments before anything is written.
     pub fn from_args(a: &IngestArgs) -> anyhow::Result<Self> {
         let cfg = DecodeConfig::new(&a.tenant_field, a.max_record_bytes, a.max_payload_bytes)
+            .and_then(|c| c.with_max_tokens_per_call(a.max_tokens_per_call))
             .map_err(|e| UsageError(format!("--{e}")))?;
         let format = match a.format {
             FormatArg::Auto => Format::Auto,
@@ -103,6 +104,13 @@ pub fn run(a: &IngestArgs) -> anyhow::Result<IngestSummary> {
         let body = serde_json::to_vec_pretty(&summary).context("serializing the summary")?;
         std::fs::write(path, body).with_context(|| format!("writing {}", path.display()))?;
     }
+    if !summary.rollups_failed.is_empty() {
+        let days: Vec<String> = summary.rollups_failed.iter().map(|f| f.dt.to_string()).collect();
+        anyhow::bail!(
+            "the events are in the lake, but the rollups of {} could not be rebuilt; invoices, flags and reports refuse those days until `agentmeter rollup` succeeds",
+            days.join(", ")
+        );
+    }
     Ok(summary)
 }
 
@@ -125,6 +133,8 @@ pub struct Finished {
     pub files: u64,
     /// Rollup partitions rebuilt.
     pub rollups: u64,
+    /// Partitions whose rollup failed (their events are durable; the rollup stays stale).
+    pub rollups_failed: Vec<RollupFailure>,
     pub quarantine: QuarantineReport,
 }
 
@@ -149,7 +159,13 @@ impl<'l> IngestSink<'l> {
         let (stats, mut days) = writer.finish_without_rollups().context("writing the lake")?;
         let (span_stats, span_days) = spans.finish_without_rollups().context("writing the lake")?;
         days.extend(span_days);
-        let rollups = lake.rebuild_rollups(&days).context("rebuilding rollups")?;
+        let report = lake.rebuild_rollups(&days);
+        let rollups = report.rebuilt.len() as u64;
+        let rollups_failed = report
+            .failed
+            .into_iter()
+            .map(|(dt, e)| RollupFailure { dt, error: e.to_string() })
+            .collect();
         let mut q = quarantine.finish().context("writing the quarantine")?;
         q.files_written += quarantine_done.files_written;
         q.files_removed += quarantine_done.files_removed;
@@ -159,11 +175,27 @@ impl<'l> IngestSink<'l> {
         acc.conflicting_duplicates = stats.conflicting + span_stats.conflicting;
         acc.spans_written = span_stats.written;
         acc.span_duplicates = span_stats.duplicates;
-        Ok(Finished { acc, files: stats.files + span_stats.files, rollups, quarantine: q })
+        Ok(Finished {
+            acc,
+            files: stats.files + span_stats.files,
+            rollups,
+            rollups_failed,
+            quarantine: q,
+        })
     }
 }
 
 impl IngestSink<'_> {
+    /// The days written (events or spans) since the last call, once they are committed: a
+    /// long-running reader rolls them up on its own schedule.
+    pub fn take_touched(
+        &mut self,
+    ) -> agentmeter_aggregate::Result<std::collections::BTreeSet<chrono::NaiveDate>> {
+        let mut days = self.writer.take_touched()?;
+        days.extend(self.spans.take_touched()?);
+        Ok(days)
+    }
+
     /// Makes everything received so far durable: events and spans committed, then the
     /// quarantine files put in place (a stream source's checkpoint may follow).
     pub fn commit(&mut self, lake: &Lake) -> agentmeter_aggregate::Result<()> {
@@ -246,7 +278,7 @@ pub fn execute(plan: &IngestPlan) -> anyhow::Result<IngestSummary> {
     if !plan.aws.is_empty() {
         bytes_read += read_aws(plan, &lake, &mut sink)?;
     }
-    let Finished { acc, files, rollups, quarantine: q } = sink.finish(&lake)?;
+    let Finished { acc, files, rollups, rollups_failed, quarantine: q } = sink.finish(&lake)?;
     let balanced = acc.balances();
     if balanced {
         tracing::info!(
@@ -271,6 +303,7 @@ pub fn execute(plan: &IngestPlan) -> anyhow::Result<IngestSummary> {
         quarantine_files_written: q.files_written,
         quarantine_files_removed: q.files_removed,
         balanced,
+        rollups_failed,
     })
 }
 

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use agentmeter_aggregate::Lake;
 use agentmeter_reports::costs::{self, CostQuery, CostReport};
 use agentmeter_reports::invoice::export::{self, RunSummary};
 use agentmeter_reports::invoice::{InvoiceInput, InvoiceRun, Period, compute, roster, usage};
@@ -101,10 +100,8 @@ fn load_costs(plan: &InvoicePlan) -> anyhow::Result<Option<CostReport>> {
 pub fn execute(a: &InvoiceArgs) -> anyhow::Result<(InvoiceRun, RunSummary)> {
     let plan = plan(a)?;
     let report = load_costs(&plan)?;
-    let lake = Lake::open(&a.lake).map_err(|e| match e {
-        agentmeter_aggregate::Error::Locked { .. } => anyhow::Error::new(UsageError(e.to_string())),
-        other => anyhow::Error::new(other).context("opening the lake"),
-    })?;
+    let lake = crate::lake_cmd::open(&a.lake)?;
+    crate::lake_cmd::ensure_rollups(&lake, plan.period.start, plan.period.end)?;
     let usage = usage::load(lake.reader(), &plan.period).context("reading usage_hourly")?;
     let input = InvoiceInput {
         period: plan.period,
@@ -113,7 +110,16 @@ pub fn execute(a: &InvoiceArgs) -> anyhow::Result<(InvoiceRun, RunSummary)> {
         costs: report.as_ref(),
         roster: &plan.roster,
     };
-    let run = compute(&input).context("computing invoices")?;
+    let run = compute(&input).map_err(|e| match e {
+        agentmeter_reports::invoice::InvoiceError::Currency { .. } => {
+            let from = match &plan.costs {
+                CostSource::File(p) => format!("--costs {}", p.display()),
+                _ => "--costs ce".to_owned(),
+            };
+            anyhow::Error::new(UsageError(format!("{from}: {e}")))
+        }
+        other => anyhow::Error::new(other).context("computing invoices"),
+    })?;
     let written =
         export::write(&run, &a.out, Some(&lake), &a.billing_account).context("writing invoices")?;
     let summary = export::summary(&run);

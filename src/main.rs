@@ -11,6 +11,7 @@ mod flags_cmd;
 mod gen_cmd;
 mod ingest_cmd;
 mod invoice_cmd;
+mod lake_cmd;
 mod logging;
 mod prices_cmd;
 mod progress;

@@ -1,6 +1,5 @@
 //! `agentmeter reconcile`: tokens of the logs against tokens of the chat spans.
 
-use agentmeter_aggregate::Lake;
 use agentmeter_aggregate::fsio::write_atomic;
 use agentmeter_reports::invoice::Period;
 use agentmeter_reports::reconcile::{Reconciliation, Status, reconcile};
@@ -33,10 +32,8 @@ pub fn execute(a: &ReconcileArgs) -> anyhow::Result<Reconciliation> {
     if !a.lake.join("_state/lake.json").is_file() {
         bail!(UsageError(format!("--lake {} is not an agentmeter lake", a.lake.display())));
     }
-    let lake = Lake::open(&a.lake).map_err(|e| match e {
-        agentmeter_aggregate::Error::Locked { .. } => anyhow::Error::new(UsageError(e.to_string())),
-        other => anyhow::Error::new(other).context("opening the lake"),
-    })?;
+    let lake = crate::lake_cmd::open(&a.lake)?;
+    crate::lake_cmd::ensure_rollups(&lake, from, to + TimeDelta::days(1))?;
     let r = reconcile(lake.reader(), from, to).context("reconciling")?;
     if let Some(out) = &a.out {
         let csv = r.to_csv().context("writing CSV")?;

@@ -40,6 +40,7 @@ pub fn write(a: &ReportArgs) -> anyhow::Result<()> {
                 parse_flags(&text).with_context(|| format!("reading {}", flags.display()))?;
         }
     }
+    crate::lake_cmd::current_rollups(&a.lake, period.start, period.end)?;
     let data = gather(&LakeReader::new(&a.lake), period, &opts).map_err(|e| match e {
         agentmeter_reports::report::ReportError::NoUsage { .. } => {
             anyhow::Error::new(UsageError(e.to_string()))

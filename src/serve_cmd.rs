@@ -59,16 +59,26 @@ impl DurableSink for WalSink {
     }
 }
 
-/// Appends and syncs batches of requests; rotates segments to the flusher.
+/// Appends and syncs batches of requests; rotates segments to the flusher. While the log
+/// cannot be written, `/health` says so, and a probe every second finds when it can again.
 fn log_thread(
     mut wal: Wal,
     rx: mpsc::Receiver<Msg>,
     flush: mpsc::Sender<PathBuf>,
     interval: Duration,
+    metrics: Arc<Metrics>,
 ) {
     let mut last = Instant::now();
     let mut stop = false;
+    let mut last_probe = Instant::now();
     while !stop {
+        if metrics.unavailable().is_some() && last_probe.elapsed() >= Duration::from_secs(1) {
+            last_probe = Instant::now();
+            if wal.probe().is_ok() {
+                tracing::info!("The write-ahead log can be written again; taking requests.");
+                metrics.set_unavailable(None);
+            }
+        }
         let mut batch = Vec::new();
         match rx.recv_timeout(interval.min(Duration::from_millis(200))) {
             Ok(Msg::Append(r, ack)) => batch.push((r, ack)),
@@ -87,8 +97,20 @@ fn log_thread(
             let records: Vec<WalRecord> =
                 batch.iter_mut().flat_map(|(r, _)| std::mem::take(r)).collect();
             let result = wal.append(&records).map_err(|e| e.to_string());
-            if let Err(e) = &result {
-                tracing::error!(error = %e, "The write-ahead log cannot be written; requests are refused.");
+            match &result {
+                Ok(()) => metrics.set_unavailable(None),
+                Err(e) => {
+                    tracing::error!(error = %e, "The write-ahead log cannot be written; requests are refused.");
+                    metrics.set_unavailable(Some(format!(
+                        "the write-ahead log cannot be written: {e}"
+                    )));
+                    last_probe = Instant::now();
+                    // The failed batch is after the segment's last commit line: close it
+                    // there, so nothing after it can ever join that batch.
+                    if let Some(closed) = wal.rotate() {
+                        let _ = flush.send(closed);
+                    }
+                }
             }
             for (_, ack) in batch {
                 let _ = ack.send(result.clone());
@@ -213,7 +235,10 @@ pub(crate) fn run_receiver(
     let (tx, rx) = mpsc::sync_channel::<Msg>(4 * r.max_in_flight.max(1));
     let (flush_tx, flush_rx) = mpsc::channel::<PathBuf>();
     let interval = r.flush_interval.max(Duration::from_millis(10));
-    let logger = std::thread::spawn(move || log_thread(wal, rx, flush_tx, interval));
+    let logger = {
+        let metrics = Arc::clone(metrics);
+        std::thread::spawn(move || log_thread(wal, rx, flush_tx, interval, metrics))
+    };
     let flusher = {
         let lake = Arc::clone(lake);
         let metrics = Arc::clone(metrics);
@@ -296,6 +321,7 @@ pub(crate) fn start(
 
 pub fn run(a: &ServeArgs) -> anyhow::Result<()> {
     let decode = DecodeConfig::new(&a.tenant_field, 4 << 20, a.max_body_bytes.max(1))
+        .and_then(|c| c.with_max_tokens_per_call(a.max_tokens_per_call))
         .map_err(|e| UsageError(format!("--{e}")))?;
     let auth_token = token(a.auth_token_file.as_deref(), "--auth-token-file")?;
     let (lake, rt) = start(&a.lake)?;
@@ -317,4 +343,68 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<()> {
         metrics.spans_quarantined.load(Ordering::Relaxed)
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use agentmeter_schemas::{Position, QuarantineEntry, RawFormat, Reason};
+
+    use super::*;
+
+    fn reject(n: u64) -> WalRecord {
+        WalRecord::Reject(Box::new(QuarantineEntry::new(
+            Reason::MissingField,
+            "tier is missing",
+            SourceUri::new("otlp-http://127.0.0.1:4318"),
+            Position { event: Some(n), ..Default::default() },
+            RawFormat::OtlpJson,
+            b"{}",
+            100,
+        )))
+    }
+
+    fn append(tx: &mpsc::SyncSender<Msg>, n: u64) -> Result<(), String> {
+        let (ack, done) = oneshot::channel();
+        tx.send(Msg::Append(vec![reject(n)], ack)).unwrap();
+        done.blocking_recv().unwrap()
+    }
+
+    #[test]
+    fn an_unwritable_log_refuses_requests_says_so_at_health_and_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal_dir = dir.path().join("wal");
+        let wal = Wal::open(&wal_dir).unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let (tx, rx) = mpsc::sync_channel(8);
+        let (flush_tx, flush_rx) = mpsc::channel();
+        let m = Arc::clone(&metrics);
+        let logger = std::thread::spawn(move || {
+            log_thread(wal, rx, flush_tx, Duration::from_millis(100), m);
+        });
+        append(&tx, 1).unwrap();
+        assert_eq!(metrics.unavailable(), None);
+        // The log's directory goes away: once the segment is closed (every 100 ms), the next
+        // append cannot create one.
+        std::fs::remove_dir_all(&wal_dir).unwrap();
+        let closed = flush_rx.recv_timeout(Duration::from_secs(10)).expect("segment closed");
+        assert_eq!(agentmeter_aggregate::wal::read_segment(&closed).ok(), None, "it is gone");
+        assert!(append(&tx, 2).is_err());
+        let why = metrics.unavailable().expect("health reports the failure");
+        assert!(why.starts_with("the write-ahead log cannot be written: "), "{why}");
+        // Back: the probe clears the health within about a second, and requests are taken.
+        std::fs::create_dir_all(&wal_dir).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while metrics.unavailable().is_some() && Instant::now() < deadline {
+            let (ack, _done) = oneshot::channel();
+            // Wake the loop without waiting for an answer.
+            let _ = tx.try_send(Msg::Append(Vec::new(), ack));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(metrics.unavailable(), None);
+        append(&tx, 4).unwrap();
+        tx.send(Msg::Shutdown).unwrap();
+        logger.join().unwrap();
+        let last = flush_rx.try_iter().last().expect("the last segment is closed on shutdown");
+        assert_eq!(agentmeter_aggregate::wal::read_segment(&last).unwrap(), vec![reject(4)]);
+    }
 }

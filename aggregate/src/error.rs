@@ -70,6 +70,26 @@ pub enum Error {
         /// Partition.
         dt: String,
     },
+    /// Rollups of some partitions could not be rebuilt: their usage cannot be read.
+    #[error("the rollups of {} could not be rebuilt: {}", plural_days(days.len()), list_days(days))]
+    RollupsFailed {
+        /// Each failed partition and why.
+        days: Vec<(chrono::NaiveDate, String)>,
+    },
+    /// Rollups of some partitions are not current and this command may not rebuild them.
+    #[error("the rollups of {} are not up to date: {}", plural_days(days.len()), list_days(days))]
+    RollupsStale {
+        /// Each stale partition and why.
+        days: Vec<(chrono::NaiveDate, String)>,
+    },
+}
+
+fn plural_days(n: usize) -> String {
+    if n == 1 { "1 day".into() } else { format!("{n} days") }
+}
+
+fn list_days(days: &[(chrono::NaiveDate, String)]) -> String {
+    days.iter().map(|(d, why)| format!("dt={d} ({why})")).collect::<Vec<_>>().join("; ")
 }
 
 /// Result with the lake's [`Error`].

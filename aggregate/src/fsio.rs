@@ -30,7 +30,7 @@ impl TempFile {
     ///
     /// The directory or file cannot be created.
     pub fn create(final_path: &Path) -> Result<Self> {
-        let dir = final_path.parent().unwrap_or(Path::new("."));
+        let dir = parent_dir(final_path);
         fs::create_dir_all(dir).map_err(io_at(dir))?;
         let name = final_path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -150,8 +150,17 @@ impl Drop for TempFile {
 
 /// Syncs the directory containing `path`, so that a rename or removal survives a crash.
 pub(crate) fn sync_dir(path: &Path) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = parent_dir(path);
     File::open(dir).and_then(|d| d.sync_all()).map_err(io_at(dir))
+}
+
+/// The directory holding `path`: `.` for a bare file name (whose parent is the empty path,
+/// which cannot be opened).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
 }
 
 /// Writes `bytes` to `path` atomically.
@@ -232,6 +241,20 @@ mod tests {
         let t = TempFile::create(&p).unwrap();
         drop(t.close().unwrap());
         assert_eq!(fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_bare_file_name_is_written_in_the_current_directory() {
+        // `Path::new("x.csv").parent()` is the empty path: syncing it failed after the write.
+        let dir = tempfile::tempdir().unwrap();
+        let name = format!("bare-{}.txt", std::process::id());
+        let cwd = std::env::current_dir().unwrap();
+        let target = cwd.join(&name);
+        write_atomic(Path::new(&name), b"one").unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"one");
+        assert!(remove_if_exists(Path::new(&name)).unwrap());
+        assert_eq!(parent_dir(Path::new("x.csv")), Path::new("."));
+        assert_eq!(parent_dir(&dir.path().join("x.csv")), dir.path());
     }
 
     #[test]

@@ -43,16 +43,12 @@ pub struct LakeReader {
 pub struct Lake {
     reader: LakeReader,
     _lock: File,
-    /// Commits hold it shared, rollup rebuilds exclusive: a rebuild never overlaps a commit,
-    /// so it never clears the stale marker of data it did not read (writers on several
-    /// threads of one process share the lake).
-    pub(crate) gate: std::sync::Arc<std::sync::RwLock<()>>,
 }
 
 impl Lake {
-    /// Opens (creating if needed) the lake at `root` for writing: takes the lock, removes
-    /// temporary files of a crashed writer and reports partitions whose rollup it left
-    /// stale (see [`Lake::pending_rollups`]).
+    /// Opens (creating if needed) the lake at `root` for writing: takes the lock and removes
+    /// temporary files of a crashed writer. Rollups a crashed writer left stale are found by
+    /// [`LakeReader::stale_rollups`] and rebuilt by [`Lake::ensure_rollups`].
     ///
     /// # Errors
     ///
@@ -64,9 +60,15 @@ impl Lake {
         match fs::read(&marker) {
             Ok(bytes) => check_marker(root, &bytes)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                // Hidden names (an S3 mirror's manifest and lock) are not data.
+                // Hidden names (an S3 mirror's manifest and lock) are not data, nor is the
+                // `_state` of another process creating the same lake right now: both write
+                // the same marker, and the lock then decides who writes.
                 let non_empty = fs::read_dir(root).is_ok_and(|d| {
-                    d.flatten().any(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                    d.flatten().any(|e| {
+                        let name = e.file_name();
+                        let name = name.to_string_lossy();
+                        !name.starts_with('.') && name != crate::layout::STATE_DIR
+                    })
                 });
                 if non_empty {
                     return Err(Error::NotALake {
@@ -99,8 +101,13 @@ impl Lake {
             }
             Err(fs::TryLockError::Error(e)) => return Err(io_at(&lock_path)(e)),
         }
-        let lake = Self { reader: LakeReader { layout }, _lock: lock, gate: Default::default() };
+        let lake = Self { reader: LakeReader { layout }, _lock: lock };
         lake.remove_temporaries()?;
+        // Markers of earlier versions: staleness is now read from the rollups' footers.
+        let markers = lake.layout().state_dir().join("rollup-pending");
+        if markers.exists() {
+            fs::remove_dir_all(&markers).map_err(io_at(&markers))?;
+        }
         crate::compact::recover(lake.layout())?;
         Ok(lake)
     }
@@ -161,22 +168,6 @@ impl Lake {
             )?;
         }
         Ok(path)
-    }
-
-    /// Partitions whose `usage_hourly` may be stale because a writer stopped between writing
-    /// events and rolling them up.
-    ///
-    /// # Errors
-    ///
-    /// The marker directory cannot be listed.
-    pub fn pending_rollups(&self) -> Result<Vec<NaiveDate>> {
-        let dir = self.layout().rollup_pending_dir();
-        let mut out: Vec<NaiveDate> = list_names(&dir)?
-            .iter()
-            .filter_map(|n| NaiveDate::parse_from_str(n, "%Y-%m-%d").ok())
-            .collect();
-        out.sort();
-        Ok(out)
     }
 }
 
@@ -437,6 +428,25 @@ mod tests {
         let err = Lake::open(&foreign).unwrap_err();
         assert!(err.to_string().contains("is not an agentmeter lake"), "{err}");
         assert_eq!(fs::read_dir(&foreign).unwrap().count(), 1, "nothing created");
+    }
+
+    #[test]
+    fn losing_the_race_to_create_a_lake_says_in_use_not_foreign() {
+        // The winner has made `_state/` and holds the lock, but has not written the marker yet.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("lake");
+        fs::create_dir_all(root.join("_state")).unwrap();
+        let held = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(root.join("_state/lock"))
+            .unwrap();
+        held.try_lock().unwrap();
+        let err = Lake::open(&root).unwrap_err();
+        assert!(matches!(err, Error::Locked { .. }), "{err}");
+        drop(held);
+        Lake::open(&root).unwrap();
     }
 
     #[test]

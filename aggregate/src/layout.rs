@@ -4,11 +4,11 @@
 //! ```text
 //! LAKE/
 //!   usage_events/dt=YYYY-MM-DD/part-<32 hex>.parquet   one file per committed batch
-//!   usage_hourly/dt=YYYY-MM-DD/part-00000.parquet      rewritten whole on each change
+//!   usage_hourly/dt=YYYY-MM-DD/part-00000.parquet      rewritten whole on each change; its
+//!                                                     footer names the data files it covers
 //!   _quarantine/<name>-<16 hex>.jsonl                 one file per source
 //!   _state/lake.json                                  format marker and version
 //!   _state/lock                                       held by the one writer
-//!   _state/rollup-pending/YYYY-MM-DD                  partitions whose rollup is stale
 //!   _state/checkpoints/kinesis-<name>-<16 hex>.json   per-shard checkpoints of a stream
 //!   _state/checkpoints/s3-<name>-<16 hex>.json        the objects of an S3 source done
 //!   _state/download/                                  S3 objects being read (temporary)
@@ -77,11 +77,6 @@ impl Layout {
         self.root.join(STATE_DIR)
     }
 
-    /// The marker of a partition whose rollup is stale.
-    pub fn rollup_pending(&self, dt: NaiveDate) -> PathBuf {
-        self.state_dir().join("rollup-pending").join(dt.format("%Y-%m-%d").to_string())
-    }
-
     /// The checkpoint file of Kinesis stream `stream` (a name or an ARN, never a path: the
     /// file is named by a digest).
     pub fn kinesis_checkpoint(&self, stream: &str) -> PathBuf {
@@ -107,11 +102,6 @@ impl Layout {
     /// The OTLP receiver's write-ahead log.
     pub fn otlp_wal_dir(&self) -> PathBuf {
         self.root.join(WAL_DIR).join("otlp")
-    }
-
-    /// The directory of rollup markers.
-    pub fn rollup_pending_dir(&self) -> PathBuf {
-        self.state_dir().join("rollup-pending")
     }
 }
 

@@ -27,7 +27,10 @@ pub use error::{Error, Result};
 pub use lake::{LAKE_FORMAT_VERSION, Lake, LakeReader};
 pub use quarantine::{QuarantineReport, QuarantineWriter};
 pub use record::LakeRecord;
-pub use rollup::{HOURLY_FILE, rebuild_hourly, rebuild_hourly_all};
+pub use rollup::{
+    COVERS_KEY, Coverage, HOURLY_FILE, ROLLUP_TABLES, RollupReport, RollupState, rebuild_hourly,
+    rebuild_hourly_all, rollup_state,
+};
 pub use span_rollup::UNKNOWN;
 pub use writer::{EventWriter, WriteStats, WriterOptions};
 

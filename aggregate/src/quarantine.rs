@@ -10,10 +10,10 @@
 use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
 
-use agentmeter_schemas::{QuarantineEntry, SourceUri};
+use agentmeter_schemas::{INLINE_LINE_MAX, QuarantineEntry, RAW_DIR, SourceUri};
 
 use crate::error::{Result, io_at};
-use crate::fsio::{ClosedTemp, TempFile, remove_if_exists};
+use crate::fsio::{ClosedTemp, TempFile, remove_if_exists, write_atomic};
 use crate::layout::Layout;
 
 enum Slot {
@@ -81,8 +81,22 @@ impl QuarantineWriter {
         }
         let Slot::Open(w) = slot else { unreachable!("opened above") };
         let path = self.layout.quarantine_file(&entry.source);
-        serde_json::to_writer(&mut *w, entry).map_err(|e| io_at(&path)(e.into()))?;
-        w.write_all(b"\n").map_err(io_at(&path))?;
+        let mut line = serde_json::to_vec(entry).map_err(|e| io_at(&path)(e.into()))?;
+        if line.len() > INLINE_LINE_MAX {
+            // Kept once, by content: the entry line stays short enough to be read back as
+            // itself by every replay, whatever the record's size.
+            let mut apart = entry.clone();
+            if let Some(bytes) = apart.take_inline() {
+                let name = apart.raw_ref.clone().unwrap_or_default();
+                let blob = self.layout.quarantine_dir().join(RAW_DIR).join(format!("{name}.bin"));
+                if !blob.exists() {
+                    write_atomic(&blob, &bytes)?;
+                }
+                line = serde_json::to_vec(&apart).map_err(|e| io_at(&path)(e.into()))?;
+            }
+        }
+        line.push(b'\n');
+        w.write_all(&line).map_err(io_at(&path))?;
         self.entries += 1;
         Ok(())
     }

@@ -1,9 +1,17 @@
-//! `usage_hourly` and `tenant_hourly`: rebuilt whole for a partition from that partition's
-//! `usage_events`, so they are always consistent with them, late data included, however often
-//! they are rebuilt. `tenant_hourly` keeps each tenant's peak requests in one second of each
-//! hour, so rate-limit checks never rescan the events.
+//! `usage_hourly`, `tenant_hourly` and `agent_invocations`: rebuilt whole for a partition from
+//! that partition's `usage_events` and `agent_spans`, so they are always consistent with them,
+//! late data included, however often they are rebuilt. `tenant_hourly` keeps each tenant's peak
+//! requests in one second of each hour, so rate-limit checks never rescan the events.
+//!
+//! Each rollup file records in its footer which data files it was computed from
+//! ([`COVERS_KEY`]). A rollup is current when that record equals the partition's data files
+//! now; anything else (a writer that stopped before rolling up, a rollup that failed, files
+//! added by another writer) makes it stale, which [`rollup_state`] tells from a listing and
+//! three footers, without reading any data. No marker has to be written before data, so no
+//! crash can leave a stale rollup looking current.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use agentmeter_schemas::tables::{
     AGENT_INVOCATIONS, HourlyKey, HourlyMeasures, TENANT_HOURLY, TenantHour, USAGE_EVENTS,
@@ -37,6 +45,125 @@ const INPUT: [&str; 10] = [
     "cache_read_tokens",
     "cache_write_tokens",
 ];
+
+use agentmeter_schemas::tables::AGENT_SPANS;
+use parquet::file::metadata::KeyValue;
+
+/// The footer key of a rollup file naming the data files it covers.
+pub const COVERS_KEY: &str = "agentmeter.covers";
+
+/// The rollup tables, each one file per partition.
+pub const ROLLUP_TABLES: [&str; 3] = [USAGE_HOURLY, TENANT_HOURLY, AGENT_INVOCATIONS];
+
+/// The data files of one partition that its rollups are computed from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Coverage {
+    /// `usage_events` files.
+    pub events: Vec<PathBuf>,
+    /// `agent_spans` files.
+    pub spans: Vec<PathBuf>,
+}
+
+impl Coverage {
+    /// The data files of partition `dt` now.
+    ///
+    /// # Errors
+    ///
+    /// A partition directory cannot be listed.
+    pub fn of(lake: &LakeReader, dt: NaiveDate) -> Result<Self> {
+        Ok(Self { events: lake.files(USAGE_EVENTS, dt)?, spans: lake.files(AGENT_SPANS, dt)? })
+    }
+
+    /// True when the partition has no data file.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.spans.is_empty()
+    }
+
+    /// `events=N;spans=M;blake3=<32 hex>`: the counts and a digest of the file names.
+    pub fn digest(&self) -> String {
+        let mut h = blake3::Hasher::new();
+        for (tag, files) in [("e", &self.events), ("s", &self.spans)] {
+            for f in files {
+                h.update(tag.as_bytes());
+                h.update(f.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default());
+                h.update(b"\n");
+            }
+        }
+        let hex = h.finalize().to_hex();
+        format!("events={};spans={};blake3={}", self.events.len(), self.spans.len(), &hex[..32])
+    }
+}
+
+/// Whether a partition's rollups can be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RollupState {
+    /// Every rollup file covers exactly the partition's data files (or there are neither).
+    Current,
+    /// A rollup is missing or was computed from other data files than the partition holds.
+    Stale {
+        /// Which table and why.
+        reason: String,
+    },
+}
+
+/// The data files a rollup file says it covers, or `None` when the file is absent.
+fn covers(path: &std::path::Path) -> Result<Option<String>> {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(crate::error::io_at(path)(e)),
+    };
+    let meta = parquet::file::metadata::ParquetMetaDataReader::new()
+        .parse_and_finish(&file)
+        .map_err(|source| Error::Parquet { path: path.to_owned(), source })?;
+    let value = meta
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|k| k.key == COVERS_KEY))
+        .and_then(|k| k.value.clone());
+    // A rollup of an older version records nothing: it counts as covering nothing known.
+    Ok(Some(value.unwrap_or_default()))
+}
+
+/// Whether partition `dt`'s rollups are current: a listing and three footers, no data read.
+///
+/// # Errors
+///
+/// The partition cannot be listed or a rollup footer cannot be read.
+pub fn rollup_state(lake: &LakeReader, dt: NaiveDate) -> Result<RollupState> {
+    let coverage = Coverage::of(lake, dt)?;
+    let want = coverage.digest();
+    for table in ROLLUP_TABLES {
+        let path = lake.layout().partition(table, dt).join(HOURLY_FILE);
+        match covers(&path)? {
+            None if coverage.is_empty() => {}
+            None => {
+                return Ok(RollupState::Stale { reason: format!("{table} is missing") });
+            }
+            Some(_) if coverage.is_empty() => {
+                return Ok(RollupState::Stale { reason: format!("{table} has no data files") });
+            }
+            Some(got) if got != want => {
+                let counts =
+                    |d: &str| -> String { d.split(';').take(2).collect::<Vec<_>>().join(" ") };
+                let reason = if got.is_empty() {
+                    format!("{table} records no data files (written by an older version)")
+                } else if counts(&got) == counts(&want) {
+                    format!("{table} was rolled up from other data files ({})", counts(&got))
+                } else {
+                    format!(
+                        "{table} was rolled up from {}, the partition holds {}",
+                        counts(&got),
+                        counts(&want)
+                    )
+                };
+                return Ok(RollupState::Stale { reason });
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(RollupState::Current)
+}
 
 /// Small integer codes for the strings of a partition, so that grouping hashes integers.
 #[derive(Default)]
@@ -114,20 +241,31 @@ fn add_batch(
     Ok(())
 }
 
-/// Rebuilds `usage_hourly` for partition `dt` from `usage_events`. Returns the row count.
+/// Rebuilds the rollups of partition `dt` from the data files it holds now, recording them
+/// in each rollup's footer. Returns the `usage_hourly` row count.
 ///
 /// # Errors
 ///
 /// The lake cannot be read or written, holds an invalid identifier, or a sum overflows `i64`.
 pub fn rebuild_hourly(lake: &LakeReader, dt: NaiveDate) -> Result<usize> {
+    let coverage = Coverage::of(lake, dt)?;
+    let paths = ROLLUP_TABLES.map(|t| lake.layout().partition(t, dt).join(HOURLY_FILE));
+    if coverage.is_empty() {
+        for p in &paths {
+            remove_if_exists(p)?;
+        }
+        return Ok(0);
+    }
+    let [path, tenant_path, inv_path] = paths;
+    let overflow = |table| Error::Overflow { table, dt: dt.to_string() };
     let mut strings: [Interner; 4] = Default::default();
     let mut groups: HashMap<Group, HourlyMeasures> = HashMap::new();
     let mut seconds = Seconds::new();
-    for path in lake.files(USAGE_EVENTS, dt)? {
-        for batch in read_columns(&path, Some(&INPUT))? {
+    for path in &coverage.events {
+        for batch in read_columns(path, Some(&INPUT))? {
             add_batch(&batch, &mut strings, &mut groups, &mut seconds).map_err(|e| {
                 if e.contains("overflow") {
-                    Error::Overflow { table: USAGE_HOURLY, dt: dt.to_string() }
+                    overflow(USAGE_HOURLY)
                 } else {
                     Error::Arrow {
                         path: path.clone(),
@@ -138,7 +276,15 @@ pub fn rebuild_hourly(lake: &LakeReader, dt: NaiveDate) -> Result<usize> {
         }
     }
     // What the spans of the day add.
-    let spans = lake.spans(dt)?;
+    let mut spans = Vec::new();
+    for path in &coverage.spans {
+        for batch in crate::parquet_io::read_file(path)? {
+            spans.extend(
+                <agentmeter_schemas::AgentSpan as crate::LakeRecord>::from_batch(&batch)
+                    .map_err(|source| Error::Arrow { path: path.clone(), source })?,
+            );
+        }
+    }
     let (agent_rows, invocations) = crate::span_rollup::rollup(&spans);
     drop(spans);
     for r in agent_rows {
@@ -150,37 +296,27 @@ pub fn rebuild_hourly(lake: &LakeReader, dt: NaiveDate) -> Result<usize> {
             strings[3].code(&r.model),
         );
         let m = groups.entry(key).or_default();
-        m.agent = m
-            .agent
-            .checked_add(&r.measures)
-            .ok_or_else(|| Error::Overflow { table: USAGE_HOURLY, dt: dt.to_string() })?;
+        m.agent = m.agent.checked_add(&r.measures).ok_or_else(|| overflow(USAGE_HOURLY))?;
     }
-    let inv_path = lake.layout().partition(AGENT_INVOCATIONS, dt).join(HOURLY_FILE);
-    if invocations.is_empty() {
-        remove_if_exists(&inv_path)?;
-    } else {
-        let batch = agent_invocations_batch(&invocations)
-            .map_err(|source| Error::Arrow { path: inv_path.clone(), source })?;
-        // Sorted by tenant_id (column 4) then start_time (column 0).
-        write_file(&inv_path, agent_invocations_schema(), properties(&[4, 0], &[]), &[batch])?;
-    }
-    let path = lake.layout().partition(USAGE_HOURLY, dt).join(HOURLY_FILE);
-    let tenant_path = lake.layout().partition(TENANT_HOURLY, dt).join(HOURLY_FILE);
-    if groups.is_empty() {
-        remove_if_exists(&path)?;
-        remove_if_exists(&tenant_path)?;
-        return Ok(0);
-    }
+    // Every rollup file is written, empty ones too: its footer records what it covers.
+    let covers = vec![KeyValue::new(COVERS_KEY.to_owned(), coverage.digest())];
+    let props = |sorted: &[usize]| {
+        let mut p = properties(sorted, &[]);
+        p = p.into_builder().set_key_value_metadata(Some(covers.clone())).build();
+        p
+    };
+    let batch = agent_invocations_batch(&invocations)
+        .map_err(|source| Error::Arrow { path: inv_path.clone(), source })?;
+    // Sorted by tenant_id (column 4) then start_time (column 0).
+    write_file(&inv_path, agent_invocations_schema(), props(&[4, 0]), &[batch])?;
     // Per tenant and hour: sums over users and models, distinct users, peak second.
     let mut tenant_hours: HashMap<(i64, u32, u32), TenantAcc> = HashMap::new();
     for (&(hour, t, n, u, _), m) in groups.iter().filter(|(_, m)| m.invocations > 0) {
         let slot = tenant_hours.entry((hour, t, n)).or_default();
-        slot.0.invocations += m.invocations;
-        slot.0.tokens = slot
-            .0
-            .tokens
-            .checked_add(&m.tokens)
-            .ok_or_else(|| Error::Overflow { table: TENANT_HOURLY, dt: dt.to_string() })?;
+        slot.0.invocations =
+            slot.0.invocations.checked_add(m.invocations).ok_or_else(|| overflow(TENANT_HOURLY))?;
+        slot.0.tokens =
+            slot.0.tokens.checked_add(&m.tokens).ok_or_else(|| overflow(TENANT_HOURLY))?;
         slot.1.insert(u);
     }
     for (&(second, t, n), &count) in &seconds {
@@ -224,7 +360,7 @@ pub fn rebuild_hourly(lake: &LakeReader, dt: NaiveDate) -> Result<usize> {
     let tenant_batch = tenant_hourly_batch(&tenant_rows)
         .map_err(|source| Error::Arrow { path: tenant_path.clone(), source })?;
     // Sorted by tenant_id (column 2) then hour (column 0).
-    write_file(&tenant_path, tenant_hourly_schema(), properties(&[2, 0], &[]), &[tenant_batch])?;
+    write_file(&tenant_path, tenant_hourly_schema(), props(&[2, 0]), &[tenant_batch])?;
     let mut rows: Vec<(HourlyKey, HourlyMeasures)> = groups
         .into_iter()
         .map(|((hour_ms, t, n, u, m), measures)| {
@@ -251,33 +387,72 @@ pub fn rebuild_hourly(lake: &LakeReader, dt: NaiveDate) -> Result<usize> {
     let n = rows.len();
     let batch = hourly_batch(rows.iter().map(|(k, m)| (k, m)))
         .map_err(|source| Error::Arrow { path: path.clone(), source })?;
+    // Written last: readers check all three footers, so its footer is the final word.
     // Sorted by tenant_id (column 2) then hour (column 0).
-    write_file(&path, usage_hourly_schema(), properties(&[2, 0], &[]), &[batch])?;
+    write_file(&path, usage_hourly_schema(), props(&[2, 0]), &[batch])?;
     Ok(n)
 }
 
-/// Rebuilds several partitions on up to `threads` threads.
-///
-/// # Errors
-///
-/// The first partition that fails.
-pub fn rebuild_hourly_all(lake: &LakeReader, days: &[NaiveDate], threads: usize) -> Result<()> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads.clamp(1, days.len().max(1)))
-            .map(|_| {
-                s.spawn(|| -> Result<()> {
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(&dt) = days.get(i) else { return Ok(()) };
-                        rebuild_hourly(lake, dt)?;
-                    }
-                })
-            })
-            .collect();
-        workers.into_iter().try_for_each(|w| match w.join() {
-            Ok(r) => r,
-            Err(panic) => std::panic::resume_unwind(panic),
+/// What rebuilding the rollups of several partitions did: each partition on its own, so one
+/// that fails never keeps the others from being rebuilt.
+#[derive(Debug, Default)]
+pub struct RollupReport {
+    /// Partitions rebuilt.
+    pub rebuilt: Vec<NaiveDate>,
+    /// Partitions whose rebuild failed, with why; their rollups stay stale.
+    pub failed: Vec<(NaiveDate, Error)>,
+}
+
+impl RollupReport {
+    /// Adds another report's partitions.
+    pub fn extend(&mut self, other: RollupReport) {
+        self.rebuilt.extend(other.rebuilt);
+        self.failed.extend(other.failed);
+    }
+
+    /// `Ok` with the partitions rebuilt, or [`Error::RollupsFailed`] naming every failed one.
+    ///
+    /// # Errors
+    ///
+    /// Some partition failed.
+    pub fn into_result(self) -> Result<Vec<NaiveDate>> {
+        if self.failed.is_empty() {
+            return Ok(self.rebuilt);
+        }
+        Err(Error::RollupsFailed {
+            days: self.failed.into_iter().map(|(d, e)| (d, e.to_string())).collect(),
         })
-    })
+    }
+}
+
+/// Rebuilds several partitions on up to `threads` threads; a partition that fails is reported
+/// and the others are still rebuilt.
+pub fn rebuild_hourly_all(lake: &LakeReader, days: &[NaiveDate], threads: usize) -> RollupReport {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(Vec::with_capacity(days.len()));
+    std::thread::scope(|s| {
+        for _ in 0..threads.clamp(1, days.len().max(1)) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(&dt) = days.get(i) else { return };
+                    let r = rebuild_hourly(lake, dt);
+                    if let Err(e) = &r {
+                        tracing::error!(dt = %dt, error = %e, "Rollup failed; the partition stays stale.");
+                    }
+                    results.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((dt, r));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    results.sort_by_key(|(d, _)| *d);
+    let mut report = RollupReport::default();
+    for (dt, r) in results {
+        match r {
+            Ok(_) => report.rebuilt.push(dt),
+            Err(e) => report.failed.push((dt, e)),
+        }
+    }
+    report
 }

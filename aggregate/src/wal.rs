@@ -3,8 +3,14 @@
 //!
 //! Segments are NDJSON files `LAKE/_wal/<name>/<seq>.ndjson`, appended and synced; a closed
 //! segment is handed to the lake writer and removed once its records are durable there. On
-//! start, any segment left by a crash is replayed first: dedup makes a replay harmless. A torn
-//! last line (the process died inside a write that was never acknowledged) is dropped.
+//! start, any segment left by a crash is replayed first: dedup makes a replay harmless.
+//!
+//! Each append is one batch (the requests of one group commit) followed by a commit line, and
+//! a reader keeps only records a commit line follows: a batch lands whole or not at all. A
+//! failed append is cut off again (or, if that fails too, its segment is closed with the
+//! batch after its last commit line), so a request answered with an error never lands in
+//! part. Segments start with a header line; those of earlier versions, without one, are read
+//! line by line as they were written.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -25,6 +31,18 @@ pub enum WalRecord {
     /// A refused record, bound for the quarantine.
     Reject(Box<QuarantineEntry>),
 }
+
+/// The framing lines of a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Frame {
+    /// The first line: the segment's format version.
+    Wal(u32),
+    /// The end of a batch of this many records.
+    Commit(u64),
+}
+
+const SEGMENT_VERSION: u32 = 2;
 
 /// The open log.
 pub struct Wal {
@@ -61,16 +79,23 @@ pub fn segments(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out.into_iter().map(|(_, p)| p).collect())
 }
 
-/// Reads a segment; a torn last line is dropped.
+/// Reads a segment: the records of every committed batch. An uncommitted tail (a torn line,
+/// or a batch whose append failed or was cut short by a crash) is dropped.
 ///
 /// # Errors
 ///
-/// The file cannot be read, or a complete line is not a record.
+/// The file cannot be read, or a committed line is not a record.
 pub fn read_segment(path: &Path) -> Result<Vec<WalRecord>> {
     let file = File::open(path).map_err(io_at(path))?;
     let mut reader = BufReader::new(file);
     let mut out = Vec::new();
+    let mut pending: Vec<Vec<u8>> = Vec::new();
+    let mut framed = None;
     let mut line = Vec::new();
+    let bad = |e: serde_json::Error| Error::NotALake {
+        root: path.to_owned(),
+        reason: format!("write-ahead log line is not a record: {e}"),
+    };
     loop {
         line.clear();
         let n = reader.read_until(b'\n', &mut line).map_err(io_at(path))?;
@@ -81,11 +106,25 @@ pub fn read_segment(path: &Path) -> Result<Vec<WalRecord>> {
             tracing::warn!(segment = %path.display(), "Dropped a torn last line of the write-ahead log.");
             break;
         }
-        let record = serde_json::from_slice(&line).map_err(|e| Error::NotALake {
-            root: path.to_owned(),
-            reason: format!("write-ahead log line is not a record: {e}"),
-        })?;
-        out.push(record);
+        let frame = serde_json::from_slice::<Frame>(&line).ok();
+        match (framed, frame) {
+            (None, Some(Frame::Wal(_))) => framed = Some(true),
+            (None, _) => {
+                // A segment of an earlier version: every complete line is a record.
+                framed = Some(false);
+                out.push(serde_json::from_slice(&line).map_err(bad)?);
+            }
+            (Some(true), Some(Frame::Commit(_))) => {
+                for l in pending.drain(..) {
+                    out.push(serde_json::from_slice(&l).map_err(bad)?);
+                }
+            }
+            (Some(true), _) => pending.push(line.clone()),
+            (Some(false), _) => out.push(serde_json::from_slice(&line).map_err(bad)?),
+        }
+    }
+    if !pending.is_empty() {
+        tracing::warn!(segment = %path.display(), records = pending.len(), "Dropped an uncommitted batch at the end of the write-ahead log (never acknowledged).");
     }
     Ok(out)
 }
@@ -117,6 +156,10 @@ impl Wal {
     /// # Errors
     ///
     /// The segment cannot be written or synced.
+    ///
+    /// On an error nothing of `records` will be read back: the append is cut off again, or,
+    /// when even that fails, the segment is closed (call [`Wal::rotate`]) with the batch after
+    /// its last commit line, where readers drop it.
     pub fn append(&mut self, records: &[WalRecord]) -> Result<()> {
         if records.is_empty() {
             return Ok(());
@@ -129,15 +172,49 @@ impl Wal {
             self.file = Some(f);
         }
         let mut buf = Vec::new();
-        for r in records {
-            serde_json::to_writer(&mut buf, r).map_err(|e| io_at(&path)(e.into()))?;
+        let encode = |buf: &mut Vec<u8>, v: &dyn erased::Encode| -> Result<()> {
+            v.encode(buf).map_err(|e| io_at(&path)(e.into()))?;
             buf.push(b'\n');
+            Ok(())
+        };
+        if self.bytes == 0 {
+            encode(&mut buf, &Frame::Wal(SEGMENT_VERSION))?;
         }
+        for r in records {
+            encode(&mut buf, r)?;
+        }
+        encode(&mut buf, &Frame::Commit(records.len() as u64))?;
         let file = self.file.as_mut().expect("opened above");
-        file.write_all(&buf).map_err(io_at(&path))?;
-        file.sync_data().map_err(io_at(&path))?;
+        let written = file.write_all(&buf).and_then(|()| file.sync_data());
+        if let Err(e) = written {
+            // Cut the failed batch off, so that the request answered with an error never
+            // lands; if that fails too, the caller closes the segment.
+            let cut = file.set_len(self.bytes).and_then(|()| file.sync_data());
+            if cut.is_err() {
+                tracing::error!(segment = %path.display(), "Could not cut a failed append off the write-ahead log; its segment is closed, the batch stays uncommitted.");
+            }
+            return Err(io_at(&path)(e));
+        }
         self.bytes += buf.len() as u64;
         Ok(())
+    }
+
+    /// Checks that the log's directory takes a synced write (after a failure, before taking
+    /// requests again).
+    ///
+    /// # Errors
+    ///
+    /// The probe file cannot be written, synced or removed.
+    pub fn probe(&self) -> Result<()> {
+        let path = self.dir.join(".probe");
+        let result = (|| {
+            let mut f = File::create(&path)?;
+            f.write_all(&[0u8; 4096])?;
+            f.sync_data()
+        })();
+        let removed = fs::remove_file(&path);
+        result.map_err(io_at(&path))?;
+        removed.map_err(io_at(&path))
     }
 
     /// Closes the current segment (if it has records) and starts the next; returns the closed
@@ -148,6 +225,19 @@ impl Wal {
         self.seq += 1;
         self.bytes = 0;
         Some(closed)
+    }
+}
+
+/// Encoding of the two kinds of line a segment holds.
+mod erased {
+    pub(super) trait Encode {
+        fn encode(&self, buf: &mut Vec<u8>) -> serde_json::Result<()>;
+    }
+
+    impl<T: serde::Serialize> Encode for T {
+        fn encode(&self, buf: &mut Vec<u8>) -> serde_json::Result<()> {
+            serde_json::to_writer(buf, self)
+        }
     }
 }
 
@@ -200,6 +290,51 @@ mod tests {
         std::fs::write(&path, b"not json\n").unwrap();
         assert!(read_segment(&path).is_err());
     }
+
+    #[test]
+    fn a_batch_lands_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Wal::open(dir.path()).unwrap();
+        w.append(&[reject(1), reject(2)]).unwrap();
+        let path = w.rotate().unwrap();
+        // A crash (or a failed append whose cut failed) after two records of a batch of three:
+        // complete lines, no commit line.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        for r in [reject(3), reject(4)] {
+            f.write_all(&serde_json::to_vec(&r).unwrap()).unwrap();
+            f.write_all(b"\n").unwrap();
+        }
+        assert_eq!(read_segment(&path).unwrap(), vec![reject(1), reject(2)]);
+        // Segments of an earlier version (no header, no commit lines) are read whole.
+        let legacy = dir.path().join("00000000000000000099.ndjson");
+        let mut body = Vec::new();
+        for r in [reject(7), reject(8)] {
+            body.extend(serde_json::to_vec(&r).unwrap());
+            body.push(b'\n');
+        }
+        std::fs::write(&legacy, body).unwrap();
+        assert_eq!(read_segment(&legacy).unwrap(), vec![reject(7), reject(8)]);
+    }
+
+    #[test]
+    fn a_failed_append_is_cut_off_and_never_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Wal::open(dir.path()).unwrap();
+        w.append(&[reject(1)]).unwrap();
+        let good = w.current_bytes();
+        // The segment's descriptor turns read-only, as a failing disk would make writes fail.
+        let path = dir.path().join(segment_name(w.seq));
+        w.file = Some(File::open(&path).unwrap());
+        assert!(w.append(&[reject(2), reject(3)]).is_err());
+        assert_eq!(w.current_bytes(), good);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), good);
+        w.file = Some(OpenOptions::new().append(true).open(&path).unwrap());
+        w.append(&[reject(4)]).unwrap();
+        let closed = w.rotate().unwrap();
+        assert_eq!(read_segment(&closed).unwrap(), vec![reject(1), reject(4)]);
+        w.probe().unwrap();
+        assert_eq!(segments(dir.path()).unwrap(), vec![closed], "the probe leaves nothing");
+    }
 }
 
 /// What flushing segments did.
@@ -213,6 +348,8 @@ pub struct FlushStats {
     pub span_duplicates: u64,
     /// Records quarantined.
     pub quarantined: u64,
+    /// Days whose rollup failed (logged; they stay stale).
+    pub rollups_failed: u64,
 }
 
 /// Flushes the segments a stopped or crashed OTLP receiver left in the lake: they were
@@ -256,7 +393,9 @@ pub fn flush_segments(
         }
     }
     let (written, days) = writer.finish_without_rollups()?;
-    lake.rebuild_rollups(&days)?;
+    // The spans are durable now: a rollup that fails leaves its day stale for the readers to
+    // rebuild (and report), and must not keep the segments, which would be flushed again.
+    stats.rollups_failed = lake.rebuild_rollups(&days).failed.len() as u64;
     quarantine.finish()?;
     for path in segments {
         crate::fsio::remove_if_exists(path)?;

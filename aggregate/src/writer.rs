@@ -18,11 +18,10 @@ use chrono::NaiveDate;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::fsio::{remove_if_exists, write_atomic};
 use crate::lake::{Lake, LakeReader};
 use crate::parquet_io::{properties, write_file};
 use crate::record::LakeRecord;
-use crate::rollup::rebuild_hourly_all;
+use crate::rollup::{RollupReport, RollupState, rebuild_hourly_all, rollup_state};
 
 /// Writer settings.
 #[derive(Debug, Clone, Copy)]
@@ -163,11 +162,9 @@ impl DedupIndex {
 struct Committer<R> {
     _kind: std::marker::PhantomData<fn() -> R>,
     lake: LakeReader,
-    gate: std::sync::Arc<std::sync::RwLock<()>>,
     opts: WriterOptions,
     index: DedupIndex,
     touched: BTreeSet<NaiveDate>,
-    marked: BTreeSet<NaiveDate>,
     stats: WriteStats,
 }
 
@@ -179,8 +176,6 @@ impl<R: LakeRecord> Committer<R> {
         let mut order: Vec<usize> = (0..batch.len()).collect();
         order.sort_by_key(|&i| days_of[i]);
         let days: BTreeSet<NaiveDate> = days_of.iter().copied().collect();
-        let gate = std::sync::Arc::clone(&self.gate);
-        let _shared = gate.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         for run in order.chunk_by(|&a, &b| days_of[a] == days_of[b]) {
             let dt = days_of[run[0]];
             if let Err(e) = self.commit_day(dt, &batch, run) {
@@ -224,9 +219,6 @@ impl<R: LakeRecord> Committer<R> {
         if fresh.is_empty() {
             return Ok(());
         }
-        if self.marked.insert(dt) {
-            write_atomic(&self.lake.layout().rollup_pending(dt), b"")?;
-        }
         let mut order = fresh;
         order.sort_unstable_by(|&a, &b| R::sort_cmp(&batch[a], &batch[b]));
         let dir = self.lake.layout().partition(R::TABLE, dt);
@@ -255,6 +247,8 @@ enum Msg<R> {
     Batch(Vec<R>),
     /// Reply once every batch sent before is committed.
     Sync(mpsc::SyncSender<()>),
+    /// Reply with the days written since the last such message.
+    TakeTouched(mpsc::SyncSender<BTreeSet<NaiveDate>>),
 }
 
 /// Writes records (usage events by default, or agent spans) to a lake exactly once.
@@ -275,11 +269,9 @@ impl<'l, R: LakeRecord> EventWriter<'l, R> {
         let mut committer = Committer {
             _kind: std::marker::PhantomData,
             lake: lake.reader().clone(),
-            gate: std::sync::Arc::clone(&lake.gate),
             opts,
             index: DedupIndex::new(opts.index_budget),
             touched: BTreeSet::new(),
-            marked: BTreeSet::new(),
             stats: WriteStats::default(),
         };
         let (tx, rx) = mpsc::sync_channel::<Msg<R>>(1);
@@ -293,6 +285,9 @@ impl<'l, R: LakeRecord> EventWriter<'l, R> {
                     }
                     Msg::Sync(reply) => {
                         let _ = reply.send(());
+                    }
+                    Msg::TakeTouched(reply) => {
+                        let _ = reply.send(std::mem::take(&mut committer.touched));
                     }
                 }
             }
@@ -361,22 +356,22 @@ impl<'l, R: LakeRecord> EventWriter<'l, R> {
         }
     }
 
-    /// Commits the last batch and rebuilds `usage_hourly` for every partition this writer
-    /// touched or a crashed writer left stale.
+    /// Commits the last batch and rebuilds the rollups of every partition this writer touched.
     ///
     /// # Errors
     ///
-    /// The lake cannot be read or written.
+    /// The lake cannot be written, or a touched partition's rollup failed (the others are
+    /// rebuilt; see [`Error::RollupsFailed`]).
     pub fn finish(self) -> Result<WriteStats> {
         let lake = self.lake;
         let (mut stats, touched) = self.finish_without_rollups()?;
-        stats.rollups = lake.rebuild_rollups(&touched)?;
+        stats.rollups = lake.rebuild_rollups(&touched).into_result()?.len() as u64;
         Ok(stats)
     }
 
     /// Commits the last batch; returns the counts and the days written, leaving their rollups
     /// to [`Lake::rebuild_rollups`] (when several writers share a run, the rollups are rebuilt
-    /// once for all of them). The days stay marked stale until then.
+    /// once for all of them). Until then the days' rollups are stale, which readers see.
     ///
     /// # Errors
     ///
@@ -394,26 +389,94 @@ impl<'l, R: LakeRecord> EventWriter<'l, R> {
         }
         Ok((committer.stats, committer.touched))
     }
-}
 
-impl Lake {
-    /// Rebuilds the rollups of `days` and of every day a crashed writer left stale, then clears
-    /// their markers. Returns how many days were rebuilt.
+    /// The days written since the last call (for a long-running writer that rolls up on a
+    /// schedule). Waits until everything pushed so far is committed.
     ///
     /// # Errors
     ///
-    /// The lake cannot be read or written.
-    pub fn rebuild_rollups(&self, days: &BTreeSet<NaiveDate>) -> Result<u64> {
-        let _exclusive = self.gate.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut all = days.clone();
-        all.extend(self.pending_rollups()?);
-        let all: Vec<NaiveDate> = all.into_iter().collect();
+    /// An earlier batch failed to commit.
+    pub fn take_touched(&mut self) -> Result<BTreeSet<NaiveDate>> {
+        self.commit()?;
+        let (reply, done) = mpsc::sync_channel(1);
+        self.send(Msg::TakeTouched(reply))?;
+        done.recv().map_err(|_| self.failure())
+    }
+}
+
+impl Lake {
+    /// Rebuilds the rollups of `days`, each on its own: a partition that fails is reported in
+    /// the result and leaves the others alone.
+    pub fn rebuild_rollups(&self, days: &BTreeSet<NaiveDate>) -> RollupReport {
+        let days: Vec<NaiveDate> = days.iter().copied().collect();
         let threads = std::thread::available_parallelism().map_or(2, usize::from);
-        rebuild_hourly_all(self.reader(), &all, threads)?;
-        for dt in &all {
-            remove_if_exists(&self.layout().rollup_pending(*dt))?;
+        rebuild_hourly_all(self.reader(), &days, threads)
+    }
+
+    /// Makes the rollups of every partition with data in `[from, to)` current: those that are
+    /// stale (a writer stopped before rolling up, or a rollup failed) are rebuilt. Commands
+    /// that read rollups call this first, so they never read a partition's rollup without
+    /// its latest data.
+    ///
+    /// # Errors
+    ///
+    /// A partition cannot be listed, or [`Error::RollupsFailed`] naming each partition whose
+    /// rebuild failed (the others are rebuilt).
+    pub fn ensure_rollups(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<NaiveDate>> {
+        let stale: BTreeSet<NaiveDate> =
+            self.reader().stale_rollups(from, to)?.into_iter().map(|(d, _)| d).collect();
+        if !stale.is_empty() {
+            tracing::info!(days = stale.len(), "Rebuilding rollups that are not up to date.");
         }
-        Ok(all.len() as u64)
+        self.rebuild_rollups(&stale).into_result()
+    }
+}
+
+impl LakeReader {
+    /// The partitions in `[from, to)` that hold data or rollups.
+    ///
+    /// # Errors
+    ///
+    /// A table directory cannot be listed.
+    pub fn rollup_days(&self, from: NaiveDate, to: NaiveDate) -> Result<BTreeSet<NaiveDate>> {
+        let mut days = BTreeSet::new();
+        for table in [UsageEvent::TABLE, agentmeter_schemas::AgentSpan::TABLE]
+            .into_iter()
+            .chain(crate::rollup::ROLLUP_TABLES)
+        {
+            days.extend(self.partitions(table)?.into_iter().filter(|d| *d >= from && *d < to));
+        }
+        Ok(days)
+    }
+
+    /// The partitions in `[from, to)` whose rollups are not current, with why.
+    ///
+    /// # Errors
+    ///
+    /// A partition cannot be listed or a rollup footer cannot be read.
+    pub fn stale_rollups(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<(NaiveDate, String)>> {
+        let mut out = Vec::new();
+        for dt in self.rollup_days(from, to)? {
+            if let RollupState::Stale { reason } = rollup_state(self, dt)? {
+                out.push((dt, reason));
+            }
+        }
+        Ok(out)
+    }
+
+    /// `Ok` when every partition in `[from, to)` has current rollups, for a command that
+    /// reads rollups and may not rebuild them.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RollupsStale`] naming the stale partitions.
+    pub fn require_current_rollups(&self, from: NaiveDate, to: NaiveDate) -> Result<()> {
+        let stale = self.stale_rollups(from, to)?;
+        if stale.is_empty() { Ok(()) } else { Err(Error::RollupsStale { days: stale }) }
     }
 }
 

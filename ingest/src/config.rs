@@ -13,7 +13,21 @@ pub struct DecodeConfig {
     pub max_payload_bytes: usize,
     /// Most raw bytes kept for one quarantined record.
     pub max_quarantine_raw_bytes: usize,
+    /// Largest token count one call may report (each of input, output, total, cache read and
+    /// cache write); above it the record is quarantined as `implausible_value`. It keeps one
+    /// absurd record from overflowing the 64-bit sums of everyone's rollups.
+    pub max_tokens_per_call: i64,
+    /// Longest span accepted, in milliseconds; longer ones are `implausible_value` (their
+    /// durations are summed per hour and tenant).
+    pub max_span_duration_ms: i64,
 }
+
+/// Default [`DecodeConfig::max_tokens_per_call`]: ten times the longest context window of any
+/// model on Amazon Bedrock, and far below what overflows a month's sums (about 9.2e10 calls).
+pub const DEFAULT_MAX_TOKENS_PER_CALL: i64 = 100_000_000;
+
+/// Default [`DecodeConfig::max_span_duration_ms`]: seven days.
+pub const DEFAULT_MAX_SPAN_DURATION_MS: i64 = 7 * 24 * 3600 * 1000;
 
 impl Default for DecodeConfig {
     fn default() -> Self {
@@ -22,9 +36,14 @@ impl Default for DecodeConfig {
             max_record_bytes: 4 << 20,
             max_payload_bytes: 64 << 20,
             max_quarantine_raw_bytes: 64 << 20,
+            max_tokens_per_call: DEFAULT_MAX_TOKENS_PER_CALL,
+            max_span_duration_ms: DEFAULT_MAX_SPAN_DURATION_MS,
         }
     }
 }
+
+/// Highest accepted [`DecodeConfig::max_tokens_per_call`].
+pub const MAX_TOKENS_CEILING: i64 = 1_000_000_000_000_000;
 
 /// A refused setting.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,6 +52,9 @@ pub enum ConfigError {
     /// The tenant field name is empty or not a plain JSON key.
     #[error("tenant field {0:?} must be 1 to 64 characters from A-Z a-z 0-9 _ - .")]
     TenantField(String),
+    /// The token plausibility limit is out of range.
+    #[error("max tokens per call must be between 1 and {MAX_TOKENS_CEILING}, got {0}")]
+    MaxTokens(i64),
     /// A size limit is zero or above 1 GiB.
     #[error("{name} must be between 1 and 1073741824 bytes, got {value}")]
     Limit {
@@ -73,7 +95,23 @@ impl DecodeConfig {
             max_record_bytes,
             max_payload_bytes,
             max_quarantine_raw_bytes: max_payload_bytes.max(max_record_bytes),
+            max_tokens_per_call: DEFAULT_MAX_TOKENS_PER_CALL,
+            max_span_duration_ms: DEFAULT_MAX_SPAN_DURATION_MS,
         })
+    }
+
+    /// The same settings with another [`DecodeConfig::max_tokens_per_call`].
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::MaxTokens`] when `max` is below 1 or above 10^15 (where a few thousand
+    /// calls would overflow a day's sums again).
+    pub fn with_max_tokens_per_call(mut self, max: i64) -> Result<Self, ConfigError> {
+        if !(1..=MAX_TOKENS_CEILING).contains(&max) {
+            return Err(ConfigError::MaxTokens(max));
+        }
+        self.max_tokens_per_call = max;
+        Ok(self)
     }
 }
 
@@ -91,6 +129,12 @@ mod tests {
         assert_eq!(
             DecodeConfig::new("x", 0, 10).unwrap_err(),
             ConfigError::Limit { name: "max record bytes", value: 0 }
+        );
+        let cfg = DecodeConfig::default();
+        assert_eq!(cfg.clone().with_max_tokens_per_call(5).unwrap().max_tokens_per_call, 5);
+        assert_eq!(
+            cfg.with_max_tokens_per_call(0).unwrap_err().to_string(),
+            "max tokens per call must be between 1 and 1000000000000000, got 0"
         );
     }
 }

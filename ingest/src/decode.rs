@@ -66,10 +66,40 @@ pub(crate) struct Raw<'r> {
     pub format: RawFormat,
 }
 
+/// Where the bytes of large quarantine entries are kept (see
+/// [`RAW_DIR`](agentmeter_schemas::RAW_DIR)): read when such an entry is replayed.
+pub trait RawStore: Send + Sync + std::fmt::Debug {
+    /// The bytes named `name` kept beside the quarantine file `entry_source`, if readable.
+    fn read(&self, entry_source: &SourceUri, name: &str) -> Option<Vec<u8>>;
+}
+
+/// Large entries' bytes in the `.raw` directory beside a local quarantine file: the one read
+/// the decoder makes, confined to a name of 32 hex digits in that directory.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FileRawStore;
+
+impl RawStore for FileRawStore {
+    fn read(&self, entry_source: &SourceUri, name: &str) -> Option<Vec<u8>> {
+        if !agentmeter_schemas::is_raw_ref(name) {
+            return None;
+        }
+        let file = std::path::Path::new(entry_source.as_str().strip_prefix("file://")?);
+        let path = file.parent()?.join(agentmeter_schemas::RAW_DIR).join(format!("{name}.bin"));
+        std::fs::read(path).ok()
+    }
+}
+
 /// Decodes records. Cheap to share between threads.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Decoder {
     cfg: DecodeConfig,
+    raw: std::sync::Arc<dyn RawStore>,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Self::new(DecodeConfig::default())
+    }
 }
 
 #[derive(Deserialize)]
@@ -81,7 +111,13 @@ struct EventsDoc<'a> {
 impl Decoder {
     /// A decoder with these settings.
     pub fn new(cfg: DecodeConfig) -> Self {
-        Self { cfg }
+        Self { cfg, raw: std::sync::Arc::new(FileRawStore) }
+    }
+
+    /// The same decoder, reading large quarantine entries' bytes from `raw`.
+    pub fn with_raw_store(mut self, raw: std::sync::Arc<dyn RawStore>) -> Self {
+        self.raw = raw;
+        self
     }
 
     /// The settings.
@@ -167,7 +203,10 @@ impl Decoder {
             return;
         }
         let raw = Raw { bytes: line, format: RawFormat::NdjsonLine };
-        if line.len() > self.cfg.max_record_bytes {
+        // A quarantine entry is the pipeline's own output: it must read back as itself.
+        let entry = line.len() <= agentmeter_schemas::ENTRY_LINE_MAX
+            && line.starts_with(b"{\"agentmeter_quarantine\":");
+        if line.len() > self.cfg.max_record_bytes && !entry {
             let detail = format!(
                 "line of {} bytes is over the {}-byte limit",
                 line.len(),
@@ -219,7 +258,7 @@ impl Decoder {
     ) {
         match f.get(Key::Event) {
             Got::One(_, Scalar::Str(e)) if e == "inference_usage" => {
-                match usage_event(f, text, &self.cfg.tenant_field, ctx.source, env) {
+                match usage_event(f, text, &self.cfg, ctx.source, env) {
                     Ok(ev) => out.outcomes.push(Outcome::Event(ev)),
                     Err(r) => self.reject(out, r, ctx, raw),
                 }
@@ -456,9 +495,25 @@ impl Decoder {
             out.outcomes.push(Outcome::Reject(Box::new(entry)));
             return;
         }
-        let bytes = match entry.raw_bytes() {
-            Ok(b) => b,
-            Err(e) => {
+        let bytes = match (&entry.raw_ref, entry.raw_bytes()) {
+            (Some(name), _) => {
+                let kept = self.raw.read(ctx.source, name).filter(|b| {
+                    agentmeter_schemas::raw_ref(b) == *name
+                        && entry.raw_len.is_none_or(|n| n == b.len() as u64)
+                });
+                match kept {
+                    Some(b) => b,
+                    None => {
+                        // The bytes are not beside this file (copied elsewhere, or removed):
+                        // the entry stays as it was rather than nesting a refusal of it.
+                        tracing::warn!(source = %entry.source, raw_ref = %name, "The bytes of a quarantine entry are missing; it stays quarantined.");
+                        out.outcomes.push(Outcome::Reject(Box::new(entry)));
+                        return;
+                    }
+                }
+            }
+            (None, Ok(b)) => b,
+            (None, Err(e)) => {
                 let r = refuse(Reason::InvalidPayload, format!("unreadable quarantine entry: {e}"));
                 return self.reject(out, r, ctx, raw);
             }

@@ -32,5 +32,7 @@ pub mod source;
 pub mod synth;
 mod window;
 
-pub use config::{ConfigError, DecodeConfig};
-pub use decode::{Decoded, Decoder, Outcome};
+pub use config::{
+    ConfigError, DEFAULT_MAX_SPAN_DURATION_MS, DEFAULT_MAX_TOKENS_PER_CALL, DecodeConfig,
+};
+pub use decode::{Decoded, Decoder, FileRawStore, Outcome, RawStore};

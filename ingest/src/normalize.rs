@@ -10,6 +10,7 @@ use agentmeter_schemas::{
 };
 use chrono::DateTime;
 
+use crate::config::DecodeConfig;
 use crate::fields::{Fields, Got, Key, Scalar};
 
 /// A refusal: the reason code and a detail naming the field and value.
@@ -131,12 +132,24 @@ fn user(f: &Fields<'_>, tier: &Tier, tenant: &TenantId) -> Result<UserId, Refusa
     UserId::new(rest).map_err(|e| refuse(Reason::InvalidUserId, format!("from actor_id: {e}")))
 }
 
-fn tokens(f: &Fields<'_>) -> Result<Tokens, Refusal> {
+fn tokens(f: &Fields<'_>, max: i64) -> Result<Tokens, Refusal> {
     let input = count(f, Key::Input, "input_tokens", true)?.unwrap_or_default();
     let output = count(f, Key::Output, "output_tokens", true)?.unwrap_or_default();
     let total = count(f, Key::Total, "total_tokens", true)?.unwrap_or_default();
     let cache_read = count(f, Key::CacheRead, "cache_read_tokens", false)?.unwrap_or_default();
     let cache_write = count(f, Key::CacheWrite, "cache_write_tokens", false)?.unwrap_or_default();
+    // One absurd call must not overflow everyone's sums (nor bill a tenant for it).
+    for (name, n) in [
+        ("input_tokens", input),
+        ("output_tokens", output),
+        ("total_tokens", total),
+        ("cache_read_tokens", cache_read),
+        ("cache_write_tokens", cache_write),
+    ] {
+        if n > max {
+            return Err(implausible_tokens(name, n, max));
+        }
+    }
     let io = i128::from(input) + i128::from(output);
     let all = io + i128::from(cache_read) + i128::from(cache_write);
     if i128::from(total) != io && i128::from(total) != all {
@@ -151,6 +164,14 @@ fn tokens(f: &Fields<'_>) -> Result<Tokens, Refusal> {
         return Err(refuse(Reason::InconsistentTotal, detail));
     }
     Ok(Tokens { input, output, total, cache_read, cache_write })
+}
+
+/// The refusal of a token count over the plausible maximum of one call.
+pub(crate) fn implausible_tokens(name: &str, n: i64, max: i64) -> Refusal {
+    refuse(
+        Reason::ImplausibleValue,
+        format!("{name} {n} is over the plausible maximum of {max} tokens per call"),
+    )
 }
 
 fn object_time(f: &Fields<'_>) -> Result<i64, Refusal> {
@@ -250,10 +271,11 @@ pub(crate) fn content_id(text: &str) -> Option<EventId> {
 pub(crate) fn usage_event(
     f: &Fields<'_>,
     object_text: &str,
-    tenant_field: &str,
+    cfg: &DecodeConfig,
     source: &SourceUri,
     env: &Envelope<'_>,
 ) -> Result<UsageEvent, Refusal> {
+    let tenant_field = cfg.tenant_field.as_str();
     let tier = required(f, Key::Tier, "tier", Reason::InvalidTier)?;
     let tier = Tier::new(tier).map_err(|e| refuse(Reason::InvalidTier, e.to_string()))?;
     let tenant_id = tenant(f, tenant_field)?;
@@ -261,7 +283,7 @@ pub(crate) fn usage_event(
     let model = required(f, Key::ModelId, "model_id", Reason::InvalidModelId)?;
     let model_id =
         ModelId::new(model).map_err(|e| refuse(Reason::InvalidModelId, e.to_string()))?;
-    let tokens = tokens(f)?;
+    let tokens = tokens(f, cfg.max_tokens_per_call)?;
     let event_time_ms = match env.timestamp_ms {
         Some(ms) => ms,
         None => object_time(f)?,
@@ -298,7 +320,13 @@ mod tests {
         let text =
             if extra.is_empty() { format!("{{{BASE}}}") } else { format!("{{{BASE},{extra}}}") };
         let f = parse_object(&text, "clinic_id").unwrap();
-        usage_event(&f, &text, "clinic_id", &SourceUri::new("file:///x"), &Envelope::default())
+        usage_event(
+            &f,
+            &text,
+            &DecodeConfig::default(),
+            &SourceUri::new("file:///x"),
+            &Envelope::default(),
+        )
     }
 
     fn without(field: &str) -> Result<UsageEvent, Refusal> {
@@ -307,7 +335,13 @@ mod tests {
         v.remove(field);
         let text = serde_json::to_string(&v).unwrap();
         let f = parse_object(&text, "clinic_id").unwrap();
-        usage_event(&f, &text, "clinic_id", &SourceUri::new("file:///x"), &Envelope::default())
+        usage_event(
+            &f,
+            &text,
+            &DecodeConfig::default(),
+            &SourceUri::new("file:///x"),
+            &Envelope::default(),
+        )
     }
 
     #[test]
@@ -352,6 +386,34 @@ mod tests {
     }
 
     #[test]
+    fn implausible_token_counts_are_refused_before_they_can_overflow_a_sum() {
+        let text = format!("{{{BASE}}}");
+        let f = parse_object(&text, "clinic_id").unwrap();
+        let env = Envelope::default();
+        let src = SourceUri::new("x");
+        let cfg = DecodeConfig::default().with_max_tokens_per_call(900).unwrap();
+        assert_eq!(
+            usage_event(&f, &text, &cfg, &src, &env).unwrap_err(),
+            refuse(
+                Reason::ImplausibleValue,
+                "total_tokens 909 is over the plausible maximum of 900 tokens per call"
+            )
+        );
+        let cfg = DecodeConfig::default().with_max_tokens_per_call(909).unwrap();
+        assert!(usage_event(&f, &text, &cfg, &src, &env).is_ok(), "the maximum itself passes");
+        let huge = text.replace("812", "5000000000000000000").replace("909", "5000000000000000097");
+        let f = parse_object(&huge, "clinic_id").unwrap();
+        assert_eq!(
+            usage_event(&f, &huge, &DecodeConfig::default(), &src, &env).unwrap_err(),
+            refuse(
+                Reason::ImplausibleValue,
+                "input_tokens 5000000000000000000 is over the plausible maximum of 100000000 \
+                 tokens per call"
+            )
+        );
+    }
+
+    #[test]
     fn bad_token_values() {
         let cases = [
             (r#""cache_read_tokens":-1"#, "cache_read_tokens is negative: -1"),
@@ -361,11 +423,28 @@ mod tests {
             ),
             (
                 r#""cacheWriteInputTokens":1.0"#,
-                "cacheWriteInputTokens must be a non-negative integer, got 1",
+                "cacheWriteInputTokens must be a non-negative integer, got 1.0",
+            ),
+            (
+                r#""cache_read_tokens":10.0"#,
+                "cache_read_tokens must be a non-negative integer, got 10.0",
+            ),
+            (
+                r#""cache_read_tokens":1e3"#,
+                "cache_read_tokens must be a non-negative integer, got 1e3",
             ),
             (
                 r#""cache_write_tokens":9223372036854775808"#,
                 "cache_write_tokens is too large: 9223372036854775808",
+            ),
+            (
+                r#""cache_write_tokens":18446744073709551616"#,
+                "cache_write_tokens is too large: 18446744073709551616",
+            ),
+            (
+                r#""cache_write_tokens":123456789012345678901234567890123456789012"#,
+                "cache_write_tokens must be a non-negative integer, got \
+                 123456789012345678901234567890123456789012",
             ),
         ];
         for (extra, detail) in cases {
@@ -388,8 +467,14 @@ mod tests {
         let text = BASE.replace("\"total_tokens\":909", "\"total_tokens\":919");
         let bad = format!("{{{text}}}");
         let f = parse_object(&bad, "clinic_id").unwrap();
-        let err = usage_event(&f, &bad, "clinic_id", &SourceUri::new("x"), &Envelope::default())
-            .unwrap_err();
+        let err = usage_event(
+            &f,
+            &bad,
+            &DecodeConfig::default(),
+            &SourceUri::new("x"),
+            &Envelope::default(),
+        )
+        .unwrap_err();
         assert_eq!(
             err,
             refuse(Reason::InconsistentTotal, "total_tokens 919 != input 812 + output 97 (= 909)")
@@ -397,7 +482,14 @@ mod tests {
         let ok = format!("{{{text},\"cache_write_input_tokens\":10}}");
         let f = parse_object(&ok, "clinic_id").unwrap();
         assert!(
-            usage_event(&f, &ok, "clinic_id", &SourceUri::new("x"), &Envelope::default()).is_ok()
+            usage_event(
+                &f,
+                &ok,
+                &DecodeConfig::default(),
+                &SourceUri::new("x"),
+                &Envelope::default()
+            )
+            .is_ok()
         );
     }
 
@@ -407,8 +499,14 @@ mod tests {
         assert_eq!(run(r#""tenant_id":"clinic-b""#).unwrap_err().reason, Reason::ConflictingField);
         let bad = format!("{{{}}}", BASE.replace("\"clinic-a\"", "\"../../etc\""));
         let f = parse_object(&bad, "clinic_id").unwrap();
-        let err = usage_event(&f, &bad, "clinic_id", &SourceUri::new("x"), &Envelope::default())
-            .unwrap_err();
+        let err = usage_event(
+            &f,
+            &bad,
+            &DecodeConfig::default(),
+            &SourceUri::new("x"),
+            &Envelope::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.reason, Reason::InvalidTenantId);
         assert!(err.detail.contains("\"../../etc\""), "{}", err.detail);
     }
@@ -421,13 +519,25 @@ mod tests {
         );
         let text = format!("{{{text}}}");
         let f = parse_object(&text, "clinic_id").unwrap();
-        let e = usage_event(&f, &text, "clinic_id", &SourceUri::new("x"), &Envelope::default())
-            .unwrap();
+        let e = usage_event(
+            &f,
+            &text,
+            &DecodeConfig::default(),
+            &SourceUri::new("x"),
+            &Envelope::default(),
+        )
+        .unwrap();
         assert_eq!(e.user_id.as_str(), "dr-lee");
         let text = text.replace("basic-clinic-a-dr-lee", "premium-clinic-a-dr-lee");
         let f = parse_object(&text, "clinic_id").unwrap();
-        let err = usage_event(&f, &text, "clinic_id", &SourceUri::new("x"), &Envelope::default())
-            .unwrap_err();
+        let err = usage_event(
+            &f,
+            &text,
+            &DecodeConfig::default(),
+            &SourceUri::new("x"),
+            &Envelope::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.reason, Reason::InvalidUserId);
     }
 
@@ -440,10 +550,17 @@ mod tests {
             timestamp_ms: Some(5),
             identity_text: None,
         };
-        let e = usage_event(&f, &text, "clinic_id", &SourceUri::new("x"), &env).unwrap();
+        let e =
+            usage_event(&f, &text, &DecodeConfig::default(), &SourceUri::new("x"), &env).unwrap();
         assert_eq!((e.event_id.as_str(), e.event_time_ms), ("cw-1", 5));
-        let e = usage_event(&f, &text, "clinic_id", &SourceUri::new("x"), &Envelope::default())
-            .unwrap();
+        let e = usage_event(
+            &f,
+            &text,
+            &DecodeConfig::default(),
+            &SourceUri::new("x"),
+            &Envelope::default(),
+        )
+        .unwrap();
         assert_eq!(e.event_id.as_str(), "own");
     }
 
@@ -457,9 +574,14 @@ mod tests {
         ] {
             let text = format!("{{{}}}", BASE.replace("\"2026-10-01T12:00:00.123456Z\"", ts));
             let f = parse_object(&text, "clinic_id").unwrap();
-            let err =
-                usage_event(&f, &text, "clinic_id", &SourceUri::new("x"), &Envelope::default())
-                    .unwrap_err();
+            let err = usage_event(
+                &f,
+                &text,
+                &DecodeConfig::default(),
+                &SourceUri::new("x"),
+                &Envelope::default(),
+            )
+            .unwrap_err();
             assert_eq!(err.reason, reason, "{ts}");
         }
     }

@@ -95,6 +95,21 @@ pub struct Metrics {
     pub flag_runs: AtomicU64,
     /// Flag evaluations that failed.
     pub flag_failures: AtomicU64,
+    /// Why the receiver cannot take requests now (its log cannot be written), if so: `/health`
+    /// answers 503 with it until a write succeeds again.
+    pub unavailable: std::sync::Mutex<Option<String>>,
+}
+
+impl Metrics {
+    /// Marks the receiver unable (`Some(why)`) or able (`None`) to take requests.
+    pub fn set_unavailable(&self, why: Option<String>) {
+        *self.unavailable.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = why;
+    }
+
+    /// Why the receiver cannot take requests, if so.
+    pub fn unavailable(&self) -> Option<String> {
+        self.unavailable.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
 }
 
 impl Metrics {
@@ -406,6 +421,7 @@ async fn traces<S: DurableSink>(
 pub fn router<S: DurableSink>(cfg: ServerConfig, sink: Arc<S>, metrics: Arc<Metrics>) -> Router {
     let permits = Semaphore::new(cfg.max_in_flight.max(1));
     let state = Arc::new(AppState { cfg, sink, metrics: Arc::clone(&metrics), permits });
+    let health = Arc::clone(&metrics);
     Router::new()
         .route("/v1/traces", post(traces::<S>))
         .with_state(state)
@@ -423,7 +439,15 @@ pub fn router<S: DurableSink>(cfg: ServerConfig, sink: Arc<S>, metrics: Arc<Metr
                 }
             }),
         )
-        .route("/health", get(|| async { "ok\n" }))
+        .route(
+            "/health",
+            get(move || async move {
+                match health.unavailable() {
+                    None => (StatusCode::OK, "ok\n".to_owned()),
+                    Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("unavailable: {why}\n")),
+                }
+            }),
+        )
 }
 
 /// Serves on `listener` until `shutdown` resolves; in-flight requests finish first.
@@ -476,6 +500,10 @@ mod tests {
 
     /// A server with token `s3cret` on a free loopback port, for the life of the test.
     fn server() -> std::net::SocketAddr {
+        server_with(Arc::new(Metrics::default()))
+    }
+
+    fn server_with(m: Arc<Metrics>) -> std::net::SocketAddr {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -487,7 +515,6 @@ mod tests {
             source: SourceUri::new("otlp-http://test"),
         };
         std::thread::spawn(move || {
-            let m = Arc::new(Metrics::default());
             let _ = rt.block_on(serve(listener, cfg, Arc::new(Accept), m, std::future::pending()));
         });
         addr
@@ -521,6 +548,29 @@ mod tests {
         assert_eq!(status(addr, &format!("{text}{token}"), b"x"), 415);
         assert_eq!(status(addr, &format!("{json}{token}"), b"{not json"), 400);
         assert_eq!(status(addr, &format!("{json}{token}"), b"{}"), 200);
+    }
+
+    #[test]
+    fn health_says_when_requests_cannot_be_taken() {
+        use std::io::{Read as _, Write as _};
+        let m = Arc::new(Metrics::default());
+        let addr = server_with(Arc::clone(&m));
+        let get = || {
+            let mut c = std::net::TcpStream::connect(addr).unwrap();
+            c.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+            let mut answer = String::new();
+            c.read_to_string(&mut answer).unwrap();
+            let code: u16 = answer.split(' ').nth(1).unwrap().parse().unwrap();
+            (code, answer.rsplit("\r\n\r\n").next().unwrap().to_owned())
+        };
+        assert_eq!(get(), (200, "ok\n".into()));
+        m.set_unavailable(Some("the write-ahead log cannot be written: disk full".into()));
+        assert_eq!(
+            get(),
+            (503, "unavailable: the write-ahead log cannot be written: disk full\n".into())
+        );
+        m.set_unavailable(None);
+        assert_eq!(get().0, 200);
     }
 
     #[test]

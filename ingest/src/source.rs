@@ -536,6 +536,12 @@ fn read_line_capped<R: BufRead>(r: &mut R, cap: usize, buf: &mut Vec<u8>) -> io:
     Ok(Line::Ok)
 }
 
+/// The longest line read whole: the record limit, or longer for quarantine entries (which
+/// the decoder tells apart and lets through; other lines over the limit it refuses).
+fn line_cap(cfg: &DecodeConfig) -> usize {
+    cfg.max_record_bytes.max(agentmeter_schemas::ENTRY_LINE_MAX)
+}
+
 /// A text source: NDJSON, or a multi-line `filter-log-events` document.
 fn text<R: BufRead>(
     mut r: R,
@@ -549,7 +555,7 @@ fn text<R: BufRead>(
     let mut line_no = 0;
     // Leading blank lines, then the first line decides.
     let first = loop {
-        match read_line_capped(&mut r, cfg.max_record_bytes, &mut line)? {
+        match read_line_capped(&mut r, line_cap(cfg), &mut line)? {
             Line::Eof => return Ok(None),
             Line::Ok if line.iter().all(u8::is_ascii_whitespace) => line_no += 1,
             other => break other,
@@ -598,7 +604,7 @@ fn text<R: BufRead>(
                 chunk.skip_to(chunk.next_line + 1);
             }
         }
-        state = read_line_capped(&mut r, cfg.max_record_bytes, &mut line)?;
+        state = read_line_capped(&mut r, line_cap(cfg), &mut line)?;
     }
     if !chunk.is_empty() {
         emit(chunk.take())?;

@@ -59,7 +59,8 @@ impl From<agentmeter_aggregate::Error> for BatchError {
 
 impl Handler {
     /// Settings from `AGENTMETER_LAKE` (required), `AGENTMETER_TENANT_FIELD` (default
-    /// `clinic_id`) and `AGENTMETER_LOCK_WAIT_MS` (default 10000).
+    /// `clinic_id`), `AGENTMETER_MAX_TOKENS_PER_CALL` (default 100000000) and
+    /// `AGENTMETER_LOCK_WAIT_MS` (default 10000).
     ///
     /// # Errors
     ///
@@ -69,8 +70,15 @@ impl Handler {
             "AGENTMETER_LAKE: required (the lake directory on the function's file system)",
         )?;
         let field = std::env::var("AGENTMETER_TENANT_FIELD").unwrap_or_else(|_| "clinic_id".into());
-        let cfg = DecodeConfig::new(&field, 4 << 20, 64 << 20)
+        let mut cfg = DecodeConfig::new(&field, 4 << 20, 64 << 20)
             .map_err(|e| format!("AGENTMETER_TENANT_FIELD: {e}"))?;
+        if let Ok(v) = std::env::var("AGENTMETER_MAX_TOKENS_PER_CALL") {
+            let max =
+                v.parse::<i64>().map_err(|e| format!("AGENTMETER_MAX_TOKENS_PER_CALL={v}: {e}"))?;
+            cfg = cfg
+                .with_max_tokens_per_call(max)
+                .map_err(|e| format!("AGENTMETER_MAX_TOKENS_PER_CALL={v}: {e}"))?;
+        }
         let wait = match std::env::var("AGENTMETER_LOCK_WAIT_MS") {
             Ok(v) => v.parse::<u64>().map_err(|e| format!("AGENTMETER_LOCK_WAIT_MS={v}: {e}"))?,
             Err(_) => 10_000,
@@ -150,7 +158,11 @@ impl Handler {
         let (e, mut days) = events.finish_without_rollups()?;
         let (s, span_days) = spans.finish_without_rollups()?;
         days.extend(span_days);
-        lake.rebuild_rollups(&days)?;
+        // The batch is durable once its data files are: a rollup that fails is logged and
+        // left stale for the readers (failing the batch would only retry what is written).
+        for (dt, e) in lake.rebuild_rollups(&days).failed {
+            tracing::error!(%dt, error = %e, "Rollup failed; the day stays stale until rebuilt.");
+        }
         quarantine.finish()?;
         acc.events_written = e.written;
         acc.duplicates = e.duplicates;

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use agentmeter_schemas::{Accounting, Reason, SkipKind};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Everything an ingest run reports, as printed and as written with `--summary-json`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -26,6 +26,19 @@ pub struct IngestSummary {
     pub quarantine_files_removed: u64,
     /// True when every record read is accounted for exactly once.
     pub balanced: bool,
+    /// Partitions whose rollup could not be rebuilt, with why: their events are in the lake,
+    /// and commands that read rollups rebuild them or refuse, naming them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollups_failed: Vec<RollupFailure>,
+}
+
+/// A partition whose rollup failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollupFailure {
+    /// The partition's day.
+    pub dt: chrono::NaiveDate,
+    /// Why.
+    pub error: String,
 }
 
 fn plural(n: u64, one: &str, many: &str) -> String {
@@ -83,6 +96,9 @@ pub fn render(s: &IngestSummary) -> String {
             s.quarantine_files_removed
         );
     }
+    for f in &s.rollups_failed {
+        let _ = writeln!(out, "  rollup FAILED for dt={}: {}", f.dt, f.error);
+    }
     let _ = writeln!(
         out,
         "  check: read = written + duplicates + skipped + quarantined: {}",
@@ -116,6 +132,10 @@ mod tests {
             partitions_rolled_up: 1,
             quarantine_files_written: 1,
             quarantine_files_removed: 0,
+            rollups_failed: vec![RollupFailure {
+                dt: chrono::NaiveDate::from_ymd_opt(2026, 10, 3).unwrap(),
+                error: "disk full".into(),
+            }],
         };
         let text = render(&s);
         let expected = "\
@@ -129,6 +149,7 @@ ingest into /l
   quarantined                      2
     inconsistent_total             2
   quarantine: /l/_quarantine/ (1 file written, 0 cleared); fix and ingest it again
+  rollup FAILED for dt=2026-10-03: disk full
   check: read = written + duplicates + skipped + quarantined: yes
 ";
         assert_eq!(text, expected);

@@ -46,13 +46,16 @@ pub enum Reason {
     InvalidPayload,
     /// A record or a decompressed payload is over the configured size limit.
     TooLarge,
+    /// A value no real call produces (a token count over the per-call maximum, a span
+    /// lasting longer than the maximum): refused before it can overflow anyone's sums.
+    ImplausibleValue,
     /// A whole source in no format agentmeter reads.
     UnrecognizedFormat,
 }
 
 impl Reason {
     /// Every reason, in code order.
-    pub const ALL: [Reason; 18] = [
+    pub const ALL: [Reason; 19] = [
         Reason::InvalidUtf8,
         Reason::InvalidJson,
         Reason::NotAnObject,
@@ -70,6 +73,7 @@ impl Reason {
         Reason::InvalidGzip,
         Reason::InvalidPayload,
         Reason::TooLarge,
+        Reason::ImplausibleValue,
         Reason::UnrecognizedFormat,
     ];
 
@@ -93,6 +97,7 @@ impl Reason {
             Reason::InvalidGzip => "invalid_gzip",
             Reason::InvalidPayload => "invalid_payload",
             Reason::TooLarge => "too_large",
+            Reason::ImplausibleValue => "implausible_value",
             Reason::UnrecognizedFormat => "unrecognized_format",
         }
     }

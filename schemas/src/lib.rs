@@ -25,5 +25,8 @@ pub mod tables;
 pub use accounting::{Accounting, Reason, SkipKind};
 pub use event::{Position, SourceUri, Tokens, UsageEvent, content_digest_hex};
 pub use ids::{EventId, IdError, ModelId, TenantId, Tier, UserId};
-pub use quarantine::{QUARANTINE_MARKER, QuarantineEntry, RawFormat};
+pub use quarantine::{
+    ENTRY_LINE_MAX, INLINE_LINE_MAX, QUARANTINE_MARKER, QuarantineEntry, RAW_DIR, RawFormat,
+    is_raw_ref, raw_ref,
+};
 pub use span::{AgentSpan, SpanStatus, SpanTokens, valid_hex_id};

@@ -5,6 +5,11 @@
 //! it was refused. Ingesting the file again re-decodes each `raw` as its `format` says, with
 //! the original source and position, so a record fixed in place (or one that a corrected
 //! configuration now accepts) reaches the lake with its original lineage.
+//!
+//! Large records are not embedded: their bytes are kept once, content-addressed, in
+//! [`RAW_DIR`] beside the quarantine file, and the entry names them (`raw_ref`, `raw_len`). An
+//! entry line therefore never grows past [`INLINE_LINE_MAX`] plus its detail, and a replay
+//! reads it as the same entry, however large the record was.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -14,6 +19,27 @@ use crate::{Position, Reason, SourceUri};
 
 /// The key that marks an NDJSON line as a quarantine entry; its value is the format version.
 pub const QUARANTINE_MARKER: &str = "agentmeter_quarantine";
+
+/// The directory, beside quarantine files, of the bytes of large entries (hidden: never read as
+/// a source itself).
+pub const RAW_DIR: &str = ".raw";
+
+/// Longest entry line with its bytes inline; above it the bytes go to [`RAW_DIR`].
+pub const INLINE_LINE_MAX: usize = 64 << 10;
+
+/// Longest quarantine entry line a reader accepts, whatever its record limit: an entry is the
+/// pipeline's own output and must always read back as itself.
+pub const ENTRY_LINE_MAX: usize = 1 << 20;
+
+/// The name of a large entry's bytes in [`RAW_DIR`]: 32 hex digits of their BLAKE3 digest.
+pub fn raw_ref(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex()[..32].to_owned()
+}
+
+/// True when `r` can be a [`raw_ref`] (so it never names a path outside [`RAW_DIR`]).
+pub fn is_raw_ref(r: &str) -> bool {
+    r.len() == 32 && r.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
 
 /// How the raw bytes of a quarantined record are to be decoded again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -58,6 +84,12 @@ pub struct QuarantineEntry {
     /// True when only the first bytes of an oversized record were kept.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub raw_truncated: bool,
+    /// The bytes are kept in [`RAW_DIR`] under this name ([`raw_ref`]) instead of inline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_ref: Option<String>,
+    /// The length of the bytes kept under `raw_ref`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_len: Option<u64>,
 }
 
 impl QuarantineEntry {
@@ -87,7 +119,23 @@ impl QuarantineEntry {
             raw,
             raw_base64,
             raw_truncated: truncated,
+            raw_ref: None,
+            raw_len: None,
         }
+    }
+
+    /// Moves the inline bytes out: returns them (to be kept under the returned entry's
+    /// `raw_ref`) when there are any.
+    pub fn take_inline(&mut self) -> Option<Vec<u8>> {
+        let bytes = self.raw_bytes().ok()?;
+        if self.raw_ref.is_some() {
+            return None;
+        }
+        self.raw = None;
+        self.raw_base64 = None;
+        self.raw_ref = Some(raw_ref(&bytes));
+        self.raw_len = Some(bytes.len() as u64);
+        Some(bytes)
     }
 
     /// The record's bytes, decoded from `raw` or `raw_base64`.
@@ -99,6 +147,9 @@ impl QuarantineEntry {
         match (&self.raw, &self.raw_base64) {
             (Some(s), _) => Ok(s.as_bytes().to_vec()),
             (None, Some(b)) => STANDARD.decode(b).map_err(|e| format!("raw_base64: {e}")),
+            (None, None) if self.raw_ref.is_some() => {
+                Err("the bytes are kept apart (raw_ref), not inline".into())
+            }
             (None, None) => Err("neither raw nor raw_base64 is present".into()),
         }
     }

@@ -8,7 +8,7 @@ use crate::util::*;
 
 fn entries(lake: &Path) -> Vec<QuarantineEntry> {
     let mut out = Vec::new();
-    for f in files_under(&lake.join("_quarantine")) {
+    for f in files_under(&lake.join("_quarantine")).iter().filter(|f| f.ends_with(".jsonl")) {
         let text = std::fs::read_to_string(lake.join("_quarantine").join(f)).unwrap();
         out.extend(text.lines().map(|l| serde_json::from_str::<QuarantineEntry>(l).unwrap()));
     }
@@ -98,6 +98,64 @@ fn a_fixed_quarantine_entry_replays_into_the_lake_with_its_lineage() {
     assert_eq!(ids, ["fix-me", "ok-1", "org-1"]);
     let src = format!("file://{}", input.join("day.ndjson").canonicalize().unwrap().display());
     assert!(rows.iter().all(|r| r["source"] == src.as_str()), "lineage kept: {rows:?}");
+}
+
+#[test]
+fn replaying_the_quarantine_is_idempotent_for_every_entry_including_oversized_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let good = r#"{"event":"inference_usage","event_id":"ok-1","timestamp":"2026-10-03T09:00:00Z","tier":"basic","clinic_id":"clinic-a","user_id":"u1","model_id":"m","input_tokens":10,"output_tokens":5,"total_tokens":15}"#;
+    // Over the 4 MiB record limit: only its first bytes can be kept.
+    let oversized = good
+        .replace("ok-1", "big")
+        .replace("}", &format!(",\"pad\":\"{}\"}}", "x".repeat(5 << 20)));
+    // 200 kB: kept whole, apart from its entry line, and replayable once the field is known.
+    let large_other_field = good
+        .replace("ok-1", "large")
+        .replace("clinic_id", "org")
+        .replace("}", &format!(",\"pad\":\"{}\"}}", "y".repeat(200_000)));
+    std::fs::write(
+        input.join("day.ndjson"),
+        format!("{good}\n{oversized}\n{large_other_field}\nnot json\n"),
+    )
+    .unwrap();
+    let lake = dir.path().join("lake");
+    let a = accounting(&ingest(&lake, &[&input], &[]));
+    assert_eq!((a.events_written, a.quarantined_total()), (1, 3));
+    let qdir = lake.join("_quarantine");
+    let snapshot = || -> Vec<(String, Vec<u8>)> {
+        files_under(&qdir)
+            .into_iter()
+            .map(|f| (f.clone(), std::fs::read(qdir.join(&f)).unwrap()))
+            .collect()
+    };
+    let first = snapshot();
+    // One entry file and the two large records' bytes, each kept once.
+    assert_eq!(first.iter().filter(|(f, _)| f.ends_with(".jsonl")).count(), 1);
+    assert_eq!(first.iter().filter(|(f, _)| f.starts_with(".raw/")).count(), 2);
+    for (f, bytes) in &first {
+        if f.ends_with(".jsonl") {
+            assert!(bytes.len() < 64 << 10, "entry lines stay short: {} bytes", bytes.len());
+        }
+    }
+    for round in 0..3 {
+        let a = accounting(&ingest(&lake, &[&qdir], &[]));
+        assert_eq!(
+            (a.records_read, a.events_written, a.quarantined_total()),
+            (3, 0, 3),
+            "round {round}"
+        );
+        assert_eq!(snapshot(), first, "round {round}: the quarantine is unchanged");
+    }
+    // A configuration fix replays the large record from its kept bytes.
+    let a = accounting(&ingest(&lake, &[&qdir], &["--tenant-field", "org"]));
+    assert_eq!((a.records_read, a.events_written, a.quarantined_total()), (3, 1, 2));
+    let left = entries(&lake);
+    let reasons: Vec<_> = left.iter().map(|e| e.reason).collect();
+    assert_eq!(reasons, [Reason::TooLarge, Reason::InvalidJson]);
+    let ev = table(&lake, "usage_events");
+    assert_eq!(duckdb_int(&format!("SELECT count(*) FROM {ev} WHERE event_id = 'large'")), 1);
 }
 
 #[test]

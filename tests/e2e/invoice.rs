@@ -175,11 +175,11 @@ fn invoice_cmd(m: &Month, out: &Path, costs: Option<&str>) -> std::process::Comm
 }
 
 fn invoices(out: &Path) -> Vec<Value> {
-    let dir = out.join("invoices/2026-10");
+    let dir = out.join("invoices/2026-10/tenants");
     let mut names: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".json") && n != "margin.json" && n != "summary.json")
+        .filter(|n| n.ends_with(".json"))
         .collect();
     names.sort();
     names
@@ -470,7 +470,8 @@ fn a_tenants_files_hold_no_other_tenant() {
         invs.iter().map(|i| i["tenant_id"].as_str().unwrap().to_owned()).collect();
     for (inv, id) in invs.iter().zip(&ids) {
         for ext in ["json", "html"] {
-            let text = std::fs::read_to_string(dir.join(format!("{id}.{ext}"))).unwrap();
+            let text =
+                std::fs::read_to_string(dir.join("tenants").join(format!("{id}.{ext}"))).unwrap();
             for other in ids.iter().filter(|o| *o != id) {
                 assert!(!text.contains(other.as_str()), "{id}.{ext} mentions {other}");
             }
@@ -478,4 +479,72 @@ fn a_tenants_files_hold_no_other_tenant() {
         }
         assert_eq!(inv["invoice_number"], format!("AM-202610-{id}"));
     }
+}
+
+#[test]
+fn costs_in_another_currency_are_refused_naming_the_file_and_the_currency() {
+    let m = month();
+    let (pages, _) = cost_pages();
+    let eur =
+        serde_json::to_string(&pages).unwrap().replace("\"Unit\":\"USD\"", "\"Unit\":\"EUR\"");
+    let file = m.root.join("costs-eur.json");
+    std::fs::write(&file, eur).unwrap();
+    let out = m.root.join("out");
+    let res = invoice_cmd(&m, &out, Some(file.to_str().unwrap())).output().unwrap();
+    assert_eq!(res.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "error: --costs {}: the costs are in EUR but the price book is in USD; give costs in USD (no conversion is made)",
+            file.display()
+        )
+    );
+    assert!(!out.join("invoices").exists(), "nothing written");
+}
+
+#[test]
+fn an_absurd_token_count_is_quarantined_and_blocks_no_one() {
+    // The reproduction: three events of one tenant with 5e18 input tokens (they would
+    // overflow the day's sums) and one small event of another tenant on the same day.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.ndjson");
+    let line = |id: &str, tenant: &str, input: i64| {
+        format!(
+            r#"{{"event":"inference_usage","event_id":"{id}","timestamp":"2026-10-03T09:00:00Z","tier":"basic","clinic_id":"{tenant}","user_id":"u1","model_id":"mistral.ministral-3-8b-instruct","input_tokens":{input},"output_tokens":5,"total_tokens":{}}}"#,
+            input + 5
+        )
+    };
+    let text: String = [
+        line("huge-1", "clinic-a", 5_000_000_000_000_000_000),
+        line("huge-2", "clinic-a", 5_000_000_000_000_000_000),
+        line("huge-3", "clinic-a", 5_000_000_000_000_000_000),
+        line("small", "clinic-b", 1000),
+    ]
+    .join("\n");
+    std::fs::write(&input, text + "\n").unwrap();
+    let lake = dir.path().join("lake");
+    let a = accounting(&ingest(&lake, &[&input], &[]));
+    assert_eq!(a.events_written, 1);
+    assert_eq!(a.quarantined.get(&agentmeter_schemas::Reason::ImplausibleValue), Some(&3));
+    std::fs::write(dir.path().join("prices.toml"), BOOK).unwrap();
+    let out = dir.path().join("out");
+    ok(bin()
+        .arg("invoice")
+        .arg("--lake")
+        .arg(&lake)
+        .args(["--period", "2026-10"])
+        .arg("--prices")
+        .arg(dir.path().join("prices.toml"))
+        .arg("--out")
+        .arg(&out));
+    let b: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("invoices/2026-10/tenants/clinic-b.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(b["complete"], true);
+    let input_line =
+        b["lines"].as_array().unwrap().iter().find(|l| l["component"] == "input_tokens");
+    assert_eq!(input_line.unwrap()["quantity"], 1000);
+    assert!(!out.join("invoices/2026-10/tenants/clinic-a.json").exists());
 }

@@ -64,11 +64,15 @@ fn hostile_tenant_ids_never_reach_a_path() {
     for f in files_under(&lake) {
         let ok = (f.starts_with("usage_events/dt=")
             || f.starts_with("usage_hourly/dt=")
-            || f.starts_with("tenant_hourly/dt="))
+            || f.starts_with("tenant_hourly/dt=")
+            || f.starts_with("agent_invocations/dt="))
             && f.ends_with(".parquet")
             || f.starts_with("_quarantine/")
                 && f.ends_with(".jsonl")
                 && f.matches('/').count() == 1
+            || f.strip_prefix("_quarantine/.raw/")
+                .and_then(|n| n.strip_suffix(".bin"))
+                .is_some_and(agentmeter_schemas::is_raw_ref)
             || f == "_state/lake.json"
             || f == "_state/lock";
         assert!(ok, "unexpected file in the lake: {f}");
@@ -76,6 +80,7 @@ fn hostile_tenant_ids_never_reach_a_path() {
     // The hostile ids are in the quarantine, verbatim, and in no table.
     let q: String = files_under(&lake.join("_quarantine"))
         .iter()
+        .filter(|f| f.ends_with(".jsonl"))
         .map(|f| std::fs::read_to_string(lake.join("_quarantine").join(f)).unwrap())
         .collect();
     assert!(q.contains("../../../../tmp/agentmeter-escape"));

@@ -139,13 +139,21 @@ fn tenant_hours_keep_users_and_the_peak_second() {
     assert_eq!(rows[0].tokens.input, 4);
 }
 
+fn period() -> (NaiveDate, NaiveDate) {
+    (day(1), NaiveDate::from_ymd_opt(2026, 11, 1).unwrap())
+}
+
 #[test]
-fn a_crash_between_events_and_rollup_is_repaired_by_the_next_writer() {
+fn a_crash_between_events_and_rollup_leaves_a_stale_rollup_that_is_rebuilt_on_demand() {
     let dir = tempfile::tempdir().unwrap();
     {
         let lake = Lake::open(dir.path()).unwrap();
         let mut w = EventWriter::new(&lake, small());
-        for i in 0..4 {
+        w.push(ev("e0", "t1", DAY0, 1)).unwrap();
+        w.finish().unwrap();
+        assert!(lake.reader().stale_rollups(period().0, period().1).unwrap().is_empty());
+        let mut w = EventWriter::new(&lake, small());
+        for i in 1..4 {
             w.push(ev(&format!("e{i}"), "t1", DAY0 + i, 1)).unwrap();
         }
         w.commit().unwrap();
@@ -157,18 +165,57 @@ fn a_crash_between_events_and_rollup_is_repaired_by_the_next_writer() {
         .unwrap();
     }
     let lake = Lake::open(dir.path()).unwrap();
-    assert_eq!(lake.pending_rollups().unwrap(), vec![day(1)]);
-    assert!(lake.reader().hourly(day(1)).unwrap().is_empty(), "rollup is stale");
     let temps = fs::read_dir(lake.layout().partition(USAGE_EVENTS, day(1)))
         .unwrap()
         .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with(".tmp-"))
         .count();
     assert_eq!(temps, 0, "the temporary file was removed on open");
     assert_eq!(lake.reader().files(USAGE_EVENTS, day(1)).unwrap().len(), 3);
-    let s = EventWriter::<UsageEvent>::new(&lake, small()).finish().unwrap();
-    assert_eq!(s.rollups, 1);
+    // The rollup still holds the first event only, and says so.
+    assert_eq!(lake.reader().hourly(day(1)).unwrap()[0].1.invocations, 1);
+    let stale = lake.reader().stale_rollups(period().0, period().1).unwrap();
+    assert_eq!(stale.len(), 1);
+    assert_eq!(stale[0].0, day(1));
+    assert_eq!(
+        stale[0].1,
+        "usage_hourly was rolled up from events=1 spans=0, the partition holds events=3 spans=0"
+    );
+    let err = lake.reader().require_current_rollups(period().0, period().1).unwrap_err();
+    assert!(
+        err.to_string().starts_with("the rollups of 1 day are not up to date: dt=2026-10-01 (")
+    );
+    assert_eq!(lake.ensure_rollups(period().0, period().1).unwrap(), vec![day(1)]);
     assert_eq!(lake.reader().hourly(day(1)).unwrap()[0].1.invocations, 4);
-    assert!(lake.pending_rollups().unwrap().is_empty());
+    assert!(lake.reader().stale_rollups(period().0, period().1).unwrap().is_empty());
+    assert!(lake.ensure_rollups(period().0, period().1).unwrap().is_empty(), "nothing to do");
+}
+
+#[test]
+fn a_partition_whose_rollup_fails_never_blocks_the_others_and_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(dir.path()).unwrap();
+    let mut w = EventWriter::new(&lake, small());
+    // Sums past i64 (the decoder refuses such counts; the lake must still not be blocked).
+    for i in 0..3 {
+        let mut e = ev(&format!("big{i}"), "t1", DAY0 + i, 1);
+        e.tokens.input = i64::MAX / 2;
+        e.tokens.total = i64::MAX / 2;
+        w.push(e).unwrap();
+    }
+    w.push(ev("small", "t2", DAY0 + 10, 1)).unwrap();
+    w.push(ev("other-day", "t2", DAY0 + 86_400_000, 1)).unwrap();
+    let err = w.finish().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the rollups of 1 day could not be rebuilt: dt=2026-10-01 (usage sums overflow a \
+         64-bit integer in usage_hourly partition dt=2026-10-01)"
+    );
+    // The other day is rolled up; the failed one stays stale, for every reader to see.
+    assert_eq!(lake.reader().hourly(day(2)).unwrap()[0].1.invocations, 1);
+    let stale = lake.reader().stale_rollups(period().0, period().1).unwrap();
+    assert_eq!(stale.iter().map(|s| s.0).collect::<Vec<_>>(), vec![day(1)]);
+    let err = lake.ensure_rollups(period().0, period().1).unwrap_err();
+    assert!(matches!(&err, Error::RollupsFailed { days } if days.len() == 1), "{err}");
 }
 
 #[test]

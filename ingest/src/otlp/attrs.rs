@@ -262,16 +262,29 @@ fn count(span: &[KeyValue], spellings: &[&str]) -> Option<i64> {
     None
 }
 
-/// The span's token attributes, for reconciliation only: a bad count is `None`, never a
-/// reason to refuse the span.
-pub(super) fn tokens(span: &[KeyValue]) -> SpanTokens {
-    SpanTokens {
+/// The span's token attributes, for reconciliation: a malformed count is `None`, never a
+/// reason to refuse the span; a count over the plausible maximum of one call refuses it (it
+/// would overflow everyone's sums).
+pub(super) fn tokens(span: &[KeyValue], max: i64) -> Result<SpanTokens, Refusal> {
+    let t = SpanTokens {
         input: count(span, INPUT),
         output: count(span, OUTPUT),
         total: count(span, TOTAL),
         cache_read: count(span, CACHE_READ),
         cache_write: count(span, CACHE_WRITE),
+    };
+    for (names, n) in [
+        (INPUT, t.input),
+        (OUTPUT, t.output),
+        (TOTAL, t.total),
+        (CACHE_READ, t.cache_read),
+        (CACHE_WRITE, t.cache_write),
+    ] {
+        if let Some(n) = n.filter(|n| *n > max) {
+            return Err(crate::normalize::implausible_tokens(names[0], n, max));
+        }
     }
+    Ok(t)
 }
 
 /// Span attributes that carry conversation content (GenAI semantic conventions, opt-in):

@@ -159,6 +159,17 @@ fn agent_span(
     let tool_name = attrs::tool(a.span)?;
     let status = status(span)?;
     let (start_ms, end_ms) = times(span)?;
+    if end_ms - start_ms > cfg.max_span_duration_ms {
+        return Err(refuse(
+            Reason::ImplausibleValue,
+            format!(
+                "span lasts {} ms, over the plausible maximum of {} ms",
+                end_ms - start_ms,
+                cfg.max_span_duration_ms
+            ),
+        ));
+    }
+    let tokens = attrs::tokens(a.span, cfg.max_tokens_per_call)?;
     let trace_id = id(&span.trace_id, 32, "trace id")?;
     let span_id = id(&span.span_id, 16, "span id")?;
     let parent_span_id = parent(&span.parent_span_id)?;
@@ -176,7 +187,7 @@ fn agent_span(
         model_id,
         tool_name,
         status,
-        tokens: attrs::tokens(a.span),
+        tokens,
         scope: scope.to_owned(),
         service: service.clone(),
         source: source.clone(),

@@ -370,6 +370,30 @@ fn ids_times_and_status_refusals() {
 }
 
 #[test]
+fn implausible_token_counts_and_durations_are_refused() {
+    let mut sp = base_span();
+    sp["endTimeUnixNano"] = json!("2399999999000000000");
+    let r = reject_of(sp);
+    assert_eq!(r.reason, Reason::ImplausibleValue);
+    assert_eq!(r.detail, "span lasts 609158399000 ms, over the plausible maximum of 604800000 ms");
+    let sp = with_attrs(|a| {
+        a.push(json!({"key": "gen_ai.usage.input_tokens", "value": {"intValue": "5000000000000000000"}}));
+    });
+    let r = reject_of(sp);
+    assert_eq!(r.reason, Reason::ImplausibleValue);
+    assert_eq!(
+        r.detail,
+        "gen_ai.usage.input_tokens 5000000000000000000 is over the plausible maximum of \
+         100000000 tokens per call"
+    );
+    // At the maximum, the span is kept with its count.
+    let sp = with_attrs(|a| {
+        a.push(json!({"key": "gen_ai.usage.input_tokens", "value": {"intValue": "100000000"}}));
+    });
+    assert_eq!(spans(&json(&request(json!([]), sp)))[0].tokens.input, Some(100_000_000));
+}
+
+#[test]
 fn what_the_json_decoder_accepts() {
     let mut sp = base_span();
     sp["startTimeUnixNano"] = json!(1_790_841_600_000_000_000_u64);

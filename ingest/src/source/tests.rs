@@ -205,13 +205,34 @@ fn overlong_lines_are_refused_with_their_line_number() {
     assert_eq!(summary(&d)[1], "reject too_large at line 2");
     match &d.outcomes[1] {
         Outcome::Reject(q) => {
-            assert!(q.raw_truncated);
-            assert_eq!(q.raw.as_deref().map(str::len), Some(300));
+            // Read whole (it is under the longest line read), so a raised limit replays it.
+            assert!(!q.raw_truncated);
+            assert_eq!(q.raw.as_deref(), Some(long.as_str()));
             assert_eq!(q.detail, "line of 1010 bytes is over the 300-byte limit");
         }
         other => panic!("{other:?}"),
     }
     assert_eq!(d.outcomes.len(), 3);
+    assert!(matches!(d.outcomes[2], Outcome::Event(_)));
+    // Past the longest line read, only its first bytes are kept.
+    let huge = format!("{{\"pad\":\"{}\"}}", "x".repeat(agentmeter_schemas::ENTRY_LINE_MAX));
+    let text = format!("{}\n{huge}\n{}\n", usage(1), usage(2));
+    let d = run_with(
+        text.as_bytes(),
+        Format::Auto,
+        DecodeConfig::new("clinic_id", 300, 1 << 20).unwrap(),
+    );
+    match &d.outcomes[1] {
+        Outcome::Reject(q) => {
+            assert!(q.raw_truncated);
+            assert_eq!(q.raw.as_deref().map(str::len), Some(agentmeter_schemas::ENTRY_LINE_MAX));
+            assert_eq!(
+                q.detail,
+                format!("line of {} bytes is over the 300-byte limit", huge.len())
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     assert!(matches!(d.outcomes[2], Outcome::Event(_)));
 }
 

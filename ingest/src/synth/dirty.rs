@@ -76,6 +76,8 @@ pub(crate) enum Bad {
     NumericTimestamp,
     PreEpochTimestamp,
     Oversized,
+    /// Token counts no call produces (they would overflow the day's sums).
+    ImplausibleTokens,
     CwStringTimestamp,
     CwObjectId,
     CwNoTimestamp,
@@ -162,6 +164,7 @@ impl Bad {
             NumericTimestamp,
             PreEpochTimestamp,
             Oversized,
+            ImplausibleTokens,
             CwStringTimestamp,
             CwObjectId,
             CwNoTimestamp,
@@ -218,6 +221,7 @@ impl Bad {
             WordTimestamp | NumericTimestamp | PreEpochTimestamp | CwStringTimestamp
             | FhNegativeTimestamp => Reason::InvalidTimestamp,
             Oversized => Reason::TooLarge,
+            ImplausibleTokens => Reason::ImplausibleValue,
             CorruptMember => Reason::InvalidGzip,
             NotAPayload | UnknownMessageType | EventsNotArray => Reason::InvalidPayload,
         }
@@ -287,6 +291,11 @@ impl Bad {
             NumericTimestamp => text(&with(l, "timestamp", json!(c.ts_ms))),
             PreEpochTimestamp => text(&with(l, "timestamp", json!("1969-12-31T23:59:59.999Z"))),
             Oversized => text(&with(l, "debug_context", json!("x".repeat(OVERSIZED_PAD)))),
+            ImplausibleTokens => {
+                let huge: i64 = 5_000_000_000_000_000_000;
+                let total = huge + num(&l, "output_tokens");
+                text(&with(with(l, "input_tokens", json!(huge)), "total_tokens", json!(total)))
+            }
             _ => text(&l),
         };
         s.into_bytes()

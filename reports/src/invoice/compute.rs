@@ -134,6 +134,17 @@ pub enum InvoiceError {
         /// Cause.
         error: crate::allocate::AllocationError,
     },
+    /// Costs in another currency than the prices: margins would mix currencies.
+    #[error(
+        "the costs are in {cost_currency} but the price book is in {book_currency}; \
+         give costs in {book_currency} (no conversion is made)"
+    )]
+    Currency {
+        /// The cost rows' unit.
+        cost_currency: String,
+        /// The price book's currency.
+        book_currency: String,
+    },
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -206,6 +217,10 @@ fn sums(series: &Series, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<(i64,
 /// Arithmetic overflow or a failed allocation; unbillable usage is reported as problems.
 pub fn compute(input: &InvoiceInput<'_>) -> Result<InvoiceRun, InvoiceError> {
     let period = input.period;
+    let book_currency = input.pricing.currency();
+    if let Some(row) = input.costs.and_then(|c| c.days.iter().find(|d| d.unit != book_currency)) {
+        return Err(InvoiceError::Currency { cost_currency: row.unit.clone(), book_currency });
+    }
     let mut tenants: BTreeMap<TenantId, TenantAcc> = BTreeMap::new();
     let mut weights: Weights = BTreeMap::new();
     for (key, series) in input.usage {

@@ -2,8 +2,8 @@
 //! the FOCUS export, the run summary, and the `invoice_lines` table of the lake.
 //!
 //! ```text
-//! OUT/invoices/YYYY-MM/<tenant>.json   one invoice (amounts are decimal strings)
-//! OUT/invoices/YYYY-MM/<tenant>.html   the same, readable
+//! OUT/invoices/YYYY-MM/tenants/<tenant>.json   one invoice (amounts are decimal strings)
+//! OUT/invoices/YYYY-MM/tenants/<tenant>.html   the same, readable
 //! OUT/invoices/YYYY-MM/invoices.csv    one row per line item, every tenant
 //! OUT/invoices/YYYY-MM/margin.csv|json revenue, allocated and unallocated AWS cost, margin
 //! OUT/invoices/YYYY-MM/focus.csv|parquet  allocated costs, FOCUS 1.2 columns (+ x_ columns)
@@ -12,7 +12,8 @@
 //!
 //! Every file is written whole under a temporary name and renamed into place, and a rerun
 //! replaces them (invoices of tenants no longer billed are removed), so the directory always
-//! holds one consistent run. Per-tenant files hold that tenant's data alone.
+//! holds one consistent run. Per-tenant files hold that tenant's data alone, and live in a
+//! directory of their own: no tenant id (`summary`, `margin`, ...) can name a run-wide file.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -302,6 +303,9 @@ pub struct Written {
     pub lake_file: Option<PathBuf>,
 }
 
+/// The directory of per-tenant files inside a period's directory.
+pub const TENANTS_DIR: &str = "tenants";
+
 /// Writes every output of `run` under `out/invoices/YYYY-MM/`, and the `invoice_lines`
 /// partition of the period into `lake` when given.
 ///
@@ -315,6 +319,7 @@ pub fn write(
     billing_account: &str,
 ) -> Result<Written, ExportError> {
     let dir = out.join("invoices").join(run.period.label());
+    let tenant_dir = dir.join(TENANTS_DIR);
     let mut files = Vec::new();
     let put = |files: &mut Vec<PathBuf>, name: String, bytes: Vec<u8>| -> Result<(), ExportError> {
         let path = dir.join(name);
@@ -323,13 +328,15 @@ pub fn write(
         Ok(())
     };
     for inv in &run.invoices {
-        // Tenant ids are validated: safe as file names.
-        put(&mut files, format!("{}.json", inv.tenant_id), json(&inv.invoice_number, inv)?)?;
-        put(
-            &mut files,
-            format!("{}.html", inv.tenant_id),
-            super::html::invoice_page(inv).into_bytes(),
-        )?;
+        // Tenant ids are validated (no separator, never `.` or `..`): safe as file names.
+        for (ext, bytes) in [
+            ("json", json(&inv.invoice_number, inv)?),
+            ("html", super::html::invoice_page(inv).into_bytes()),
+        ] {
+            let path = tenant_dir.join(format!("{}.{ext}", inv.tenant_id));
+            write_atomic(&path, &bytes)?;
+            files.push(path);
+        }
     }
     let rows = line_rows(&run.invoices);
     let csv_path = dir.join("invoices.csv");
@@ -432,9 +439,11 @@ pub fn write(
     files.push(focus_path);
     put(&mut files, "summary.json".into(), json("summary", &summary(run))?)?;
 
-    // Remove invoices of tenants this run no longer bills.
+    // Remove invoices of tenants this run no longer bills (and, at the top, the tenant files
+    // of versions that wrote them beside the run-wide ones).
     let keep: std::collections::BTreeSet<PathBuf> = files.iter().cloned().collect();
-    if let Ok(entries) = std::fs::read_dir(&dir) {
+    for d in [&dir, &tenant_dir] {
+        let Ok(entries) = std::fs::read_dir(d) else { continue };
         for e in entries.flatten() {
             let p = e.path();
             let stale = matches!(p.extension().and_then(|x| x.to_str()), Some("json" | "html"))

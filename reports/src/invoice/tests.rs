@@ -321,8 +321,9 @@ fn per_tenant_files_hold_one_tenant_alone() {
     let r = run(&u, Some(&c), &BTreeMap::new());
     let dir = tempfile::tempdir().unwrap();
     let written = super::export::write(&r, dir.path(), None, "123456789012").unwrap();
-    let a_json = std::fs::read_to_string(written.dir.join("clinic-a.json")).unwrap();
-    let a_html = std::fs::read_to_string(written.dir.join("clinic-a.html")).unwrap();
+    let tenants = written.dir.join(super::export::TENANTS_DIR);
+    let a_json = std::fs::read_to_string(tenants.join("clinic-a.json")).unwrap();
+    let a_html = std::fs::read_to_string(tenants.join("clinic-a.html")).unwrap();
     let b = &r.invoices[1];
     for text in [&a_json, &a_html] {
         assert!(!text.contains("clinic-b"));
@@ -347,8 +348,52 @@ fn per_tenant_files_hold_one_tenant_alone() {
     only_a.retain(|k, _| k.tenant_id.as_str() == "clinic-a");
     let r2 = run(&only_a, Some(&c), &BTreeMap::new());
     super::export::write(&r2, dir.path(), None, "123456789012").unwrap();
-    assert!(!written.dir.join("clinic-b.json").exists());
-    assert!(written.dir.join("clinic-a.json").exists());
+    assert!(!tenants.join("clinic-b.json").exists());
+    assert!(tenants.join("clinic-a.json").exists());
+}
+
+#[test]
+fn tenants_named_like_run_wide_files_keep_their_invoices_and_never_see_the_others() {
+    // Every run-wide file name (and the tenant directory's) as a tenant id.
+    let names = ["summary", "margin", "invoices", "focus", "tenants", "summary.json"];
+    let base = usage();
+    let template: Vec<_> =
+        base.iter().filter(|(k, _)| k.tenant_id.as_str() == "clinic-a").collect();
+    let mut u = BTreeMap::new();
+    for name in names {
+        for (k, v) in &template {
+            let mut k = (*k).clone();
+            k.tenant_id = TenantId::new(name).unwrap();
+            u.insert(k, (*v).clone());
+        }
+    }
+    let c = costs(&[(1, Some("basic"), "10", false)]);
+    let r = run(&u, Some(&c), &BTreeMap::new());
+    let dir = tempfile::tempdir().unwrap();
+    let written = super::export::write(&r, dir.path(), None, "123456789012").unwrap();
+    let tenants = written.dir.join(super::export::TENANTS_DIR);
+    for name in names {
+        let inv: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(tenants.join(format!("{name}.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(inv["tenant_id"], name, "{name}.json is {name}'s invoice");
+        let html = std::fs::read_to_string(tenants.join(format!("{name}.html"))).unwrap();
+        for other in names.iter().filter(|o| **o != name && !name.contains(**o)) {
+            assert!(!html.contains(&format!(">{other}<")), "{other} in {name}.html");
+        }
+    }
+    // The run-wide files are the run's, not a tenant's.
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(written.dir.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["invoices"], names.len());
+    let margin: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(written.dir.join("margin.json")).unwrap())
+            .unwrap();
+    assert_eq!(margin["tenants"].as_array().unwrap().len(), names.len());
+    assert!(written.dir.join("invoices.csv").is_file());
+    assert!(written.dir.join("focus.csv").is_file());
 }
 
 #[test]
@@ -868,4 +913,23 @@ fn load_carries_tool_calls_per_hour() {
     .into_iter()
     .collect();
     assert_eq!(got, want);
+}
+
+#[test]
+fn costs_in_another_currency_are_refused_not_booked_as_the_books() {
+    let u = usage();
+    let mut c = costs(&[(1, Some("basic"), "10", false), (2, Some("basic"), "5", false)]);
+    c.days[1].unit = "EUR".into();
+    let roster = BTreeMap::new();
+    let input = InvoiceInput {
+        period: Period::parse("2026-10").unwrap(),
+        pricing: &Book,
+        usage: &u,
+        costs: Some(&c),
+        roster: &roster,
+    };
+    assert_eq!(
+        compute(&input).unwrap_err().to_string(),
+        "the costs are in EUR but the price book is in USD; give costs in USD (no conversion is made)"
+    );
 }
