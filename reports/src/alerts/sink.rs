@@ -218,8 +218,9 @@ impl fmt::Debug for AlertSink {
     }
 }
 
-/// A webhook URL for logs and reports: scheme, host, port and path; user-info and query
-/// (which may carry credentials or tokens) replaced by `[redacted]`, fragment dropped.
+/// A webhook URL for logs, reports and the alert state: scheme, host, port and the first
+/// path segment; user-info, query and any further path segments (Slack, Discord and Teams
+/// webhooks carry their secret there) replaced by `[redacted]`, fragment dropped.
 pub(crate) fn display_url(url: &str) -> String {
     let Ok(url) = Url::parse(url) else {
         return "[invalid URL]".to_owned();
@@ -229,5 +230,10 @@ pub(crate) fn display_url(url: &str) -> String {
     let host = url.host_str().unwrap_or_default();
     let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
     let query = if url.query().is_some() { "?[redacted]" } else { "" };
-    format!("{}://{userinfo}{host}{port}{}{query}", url.scheme(), url.path())
+    let path = url.path();
+    let path = match path.trim_start_matches('/').split_once('/') {
+        Some((first, rest)) if !rest.is_empty() => format!("/{first}/[redacted]"),
+        _ => path.to_owned(),
+    };
+    format!("{}://{userinfo}{host}{port}{path}{query}", url.scheme())
 }

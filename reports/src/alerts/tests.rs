@@ -282,8 +282,14 @@ fn display_and_debug_hide_credentials() {
     let sink: AlertSink =
         "https://bot:pa55word@hooks.example.com:8443/services/T1?token=abc#frag".parse().unwrap();
     let shown = sink.to_string();
-    assert_eq!(shown, "https://[redacted]@hooks.example.com:8443/services/T1?[redacted]");
+    assert_eq!(shown, "https://[redacted]@hooks.example.com:8443/services/[redacted]?[redacted]");
     assert_eq!(format!("{sink:?}"), format!("AlertSink({shown})"));
+    // Slack-style webhooks carry their secret in the path.
+    let slack: AlertSink =
+        "https://hooks.slack.com/services/T000/B000/XXXXsecretXXXX".parse().unwrap();
+    assert_eq!(slack.to_string(), "https://hooks.slack.com/services/[redacted]");
+    let plain: AlertSink = "http://127.0.0.1:9/hook".parse().unwrap();
+    assert_eq!(plain.to_string(), "http://127.0.0.1:9/hook");
     assert_eq!(sink.kind(), "webhook");
     let file: AlertSink = "file:///tmp/alerts.jsonl".parse().unwrap();
     assert_eq!(file.to_string(), "file:///tmp/alerts.jsonl");
