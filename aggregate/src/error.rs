@@ -34,6 +34,16 @@ pub enum Error {
         #[source]
         source: arrow_schema::ArrowError,
     },
+    /// A request to the lake's object store failed (after the client's own retries).
+    #[error("{operation} {uri}: {detail}")]
+    Store {
+        /// The object or prefix.
+        uri: String,
+        /// The operation (`PutObject`, ...).
+        operation: &'static str,
+        /// What the store said.
+        detail: String,
+    },
     /// Another process is writing to the lake.
     #[error(
         "lake {} is in use by another agentmeter process (lock {}); wait for it to finish",

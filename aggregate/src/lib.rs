@@ -20,6 +20,7 @@ mod quarantine;
 mod record;
 mod rollup;
 mod span_rollup;
+pub mod store;
 pub mod wal;
 mod writer;
 

@@ -1,0 +1,187 @@
+//! The local backend's semantics; the S3 backend's are tested against moto in
+//! `tests/store_s3.rs`, with the same assertions.
+
+use bytes::Bytes;
+
+use super::*;
+
+/// The behaviour both backends must have (the S3 tests call it too).
+pub fn conditional_writes_and_listings(store: &dyn Store) {
+    let key = "usage_events/dt=2026-10-01/part-00000000000000000000000000000001.parquet";
+    assert_eq!(store.get(key).unwrap().map(|o| o.bytes), None);
+    let first = store.put(key, Bytes::from_static(b"one"), Condition::Absent).unwrap();
+    let Put::Written { etag } = first else { panic!("{first:?}") };
+    // Created only once: a retried or concurrent create finds the object.
+    assert_eq!(
+        store.put(key, Bytes::from_static(b"two"), Condition::Absent).unwrap(),
+        Put::Conflict
+    );
+    let got = store.get(key).unwrap().unwrap();
+    assert_eq!((got.bytes.as_ref(), got.etag.as_str()), (b"one".as_ref(), etag.as_str()));
+    // Replaced only from the version read.
+    let state = "_state/flags.json";
+    let Put::Written { etag: v1 } =
+        store.put(state, Bytes::from_static(b"{\"v\":1}"), Condition::Absent).unwrap()
+    else {
+        panic!()
+    };
+    let Put::Written { etag: v2 } =
+        store.put(state, Bytes::from_static(b"{\"v\":2}"), Condition::Matches(v1.clone())).unwrap()
+    else {
+        panic!()
+    };
+    assert_ne!(v1, v2);
+    assert_eq!(
+        store.put(state, Bytes::from_static(b"{\"v\":3}"), Condition::Matches(v1)).unwrap(),
+        Put::Conflict,
+        "a writer that read the old version loses"
+    );
+    assert_eq!(store.get(state).unwrap().unwrap().bytes.as_ref(), b"{\"v\":2}");
+    assert_eq!(
+        store.put("_state/none.json", Bytes::new(), Condition::Matches(v2)).unwrap(),
+        Put::Conflict,
+        "no object, no match"
+    );
+    store.put("usage_events/dt=2026-10-02/b", Bytes::from_static(b"b"), Condition::Always).unwrap();
+    let listed: Vec<String> =
+        store.list("usage_events/").unwrap().into_iter().map(|o| o.key).collect();
+    assert_eq!(listed, [key, "usage_events/dt=2026-10-02/b"]);
+    assert_eq!(store.list_dirs("usage_events/").unwrap(), ["dt=2026-10-01", "dt=2026-10-02"]);
+    assert_eq!(store.head(key).unwrap().unwrap().size, 3);
+    store.delete("usage_events/dt=2026-10-02/b").unwrap();
+    store.delete("usage_events/dt=2026-10-02/b").unwrap();
+    assert_eq!(store.head("usage_events/dt=2026-10-02/b").unwrap(), None);
+    assert!(immutable_data_file(key));
+    assert!(!immutable_data_file("usage_hourly/dt=2026-10-01/part-00000.parquet"));
+}
+
+#[test]
+fn local_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    conditional_writes_and_listings(&LocalStore::new(dir.path().join("lake")));
+}
+
+#[test]
+fn local_temporary_files_are_never_listed_and_abandoned_ones_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path());
+    std::fs::create_dir_all(dir.path().join("t/dt=1")).unwrap();
+    let fresh = dir.path().join("t/dt=1/.tmp-1-0-x");
+    let old = dir.path().join("t/dt=1/.tmp-2-0-y");
+    std::fs::write(&fresh, b"x").unwrap();
+    std::fs::write(&old, b"y").unwrap();
+    let f = std::fs::File::options().write(true).open(&old).unwrap();
+    f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(7200)).unwrap();
+    assert!(store.list("t/").unwrap().is_empty());
+    assert_eq!(store.remove_abandoned("").unwrap(), 1);
+    assert!(fresh.exists() && !old.exists(), "a live writer's file stays");
+}
+
+/// An S3 lake under `prefix` on a moto server, with a runtime for its requests.
+pub fn moto_store(
+    moto: &agentmeter_testkit::moto::MotoServer,
+    bucket: &str,
+    prefix: &str,
+    opts: S3StoreOptions,
+) -> (S3Store, tokio::runtime::Runtime) {
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let config = rt.block_on(
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(moto.endpoint())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "test", "test", None, None, "test",
+            ))
+            .load(),
+    );
+    let conf = aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build();
+    let client = aws_sdk_s3::Client::from_conf(conf);
+    rt.block_on(client.create_bucket().bucket(bucket).send()).unwrap();
+    let store = S3Store::new(client, bucket, prefix, rt.handle().clone(), opts);
+    (store, rt)
+}
+
+#[test]
+fn s3_against_moto() {
+    let moto = agentmeter_testkit::moto::MotoServer::start();
+    let (store, _rt) = moto_store(&moto, "lakes", "acme/prod", S3StoreOptions::default());
+    assert_eq!(store.uri(), "s3://lakes/acme/prod");
+    conditional_writes_and_listings(&store);
+}
+
+#[test]
+fn s3_large_objects_go_up_in_parts_with_their_condition() {
+    let moto = agentmeter_testkit::moto::MotoServer::start();
+    let opts = S3StoreOptions { multipart_above: 6 << 20, part_size: 5 << 20, cache: None };
+    let (store, _rt) = moto_store(&moto, "lakes", "big", opts);
+    let body: Vec<u8> = (0..12u32 << 20).map(|i| (i % 251) as u8).collect();
+    let key = "usage_events/dt=2026-10-01/part-0123456789abcdef0123456789abcdef.parquet";
+    assert!(matches!(
+        store.put(key, Bytes::from(body.clone()), Condition::Absent).unwrap(),
+        Put::Written { .. }
+    ));
+    assert_eq!(
+        store.put(key, Bytes::from(body.clone()), Condition::Absent).unwrap(),
+        Put::Conflict
+    );
+    assert_eq!(store.get(key).unwrap().unwrap().bytes.as_ref(), body.as_slice());
+}
+
+#[test]
+fn s3_parquet_reads_take_only_the_columns_asked_for_and_cache_data_files() {
+    use arrow_array::{Int64Array, StringArray};
+    let moto = agentmeter_testkit::moto::MotoServer::start();
+    let cache = tempfile::tempdir().unwrap();
+    let opts =
+        S3StoreOptions { cache: Some((cache.path().to_owned(), 1 << 30)), ..Default::default() };
+    let (store, _rt) = moto_store(&moto, "lakes", "", opts);
+    let schema = std::sync::Arc::new(arrow_schema::Schema::new(vec![
+        arrow_schema::Field::new("event_id", arrow_schema::DataType::Utf8, false),
+        arrow_schema::Field::new("n", arrow_schema::DataType::Int64, false),
+    ]));
+    let ids: Vec<String> = (0..5000).map(|i| format!("id-{i}")).collect();
+    let batch = arrow_array::RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            std::sync::Arc::new(StringArray::from(ids.clone())),
+            std::sync::Arc::new(Int64Array::from((0..5000).collect::<Vec<i64>>())),
+        ],
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let key = "usage_events/dt=2026-10-01/part-0123456789abcdef0123456789abcdef.parquet";
+    store.put(key, Bytes::from(buf), Condition::Absent).unwrap();
+    let got = store.read_parquet(key, None, Some(&["event_id"]), Fetch::Ranged).unwrap().unwrap();
+    assert_eq!(got[0].num_columns(), 1);
+    assert_eq!(got.iter().map(|b| b.num_rows()).sum::<usize>(), 5000);
+    assert!(files_under(cache.path()).is_empty(), "ranged reads keep nothing");
+    let whole = store.read_parquet(key, None, None, Fetch::Whole).unwrap().unwrap();
+    assert_eq!(whole[0].num_columns(), 2);
+    assert_eq!(files_under(cache.path()).len(), 1, "an immutable data file is cached");
+    let (footer, _) = store.parquet_footer(key).unwrap().unwrap();
+    assert_eq!(footer.file_metadata().num_rows(), 5000);
+    assert!(
+        store
+            .read_parquet("usage_events/dt=2026-10-01/missing.parquet", None, None, Fetch::Whole)
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store.parquet_footer("usage_hourly/dt=2026-10-01/part-00000.parquet").unwrap().is_none()
+    );
+}
+
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+            if e.path().is_dir() { stack.push(e.path()) } else { out.push(e.path()) }
+        }
+    }
+    out
+}
