@@ -4,13 +4,8 @@
 //! events keep their CloudWatch event ids, so they deduplicate against the same events
 //! delivered through a subscription (Kinesis, Firehose) and against an earlier backfill.
 
-use std::time::Duration;
-
 use aws_sdk_cloudwatchlogs::Client;
 use chrono::{DateTime, NaiveDate, Utc};
-
-/// Attempts for one page before the run fails.
-const MAX_ATTEMPTS: u32 = 8;
 
 /// A parsed `logs://` source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,14 +93,12 @@ pub struct LogsReader {
     query: LogsQuery,
     token: Option<String>,
     done: bool,
-    /// Backoff multiplier between attempts, for tests on a fast emulator.
-    pub backoff_scale: f64,
 }
 
 impl LogsReader {
     /// A reader of `query`.
     pub fn new(client: Client, query: LogsQuery) -> Self {
-        Self { client, query, token: None, done: false, backoff_scale: 1.0 }
+        Self { client, query, token: None, done: false }
     }
 
     /// The query.
@@ -122,37 +115,20 @@ impl LogsReader {
         if self.done {
             return Ok(None);
         }
-        let mut attempt = 0u32;
-        let out = loop {
-            let mut req = self
-                .client
-                .filter_log_events()
-                .log_group_name(&self.query.group)
-                .start_time(self.query.start_ms)
-                // The API's end time is inclusive.
-                .end_time(self.query.end_ms - 1);
-            if let Some(t) = &self.token {
-                req = req.next_token(t);
-            }
-            match req.send().await {
-                Ok(out) => break out,
-                Err(err) => {
-                    let (retryable, detail) = crate::aws_error::classify(
-                        &err,
-                        &["ThrottlingException", "ServiceUnavailableException"],
-                    );
-                    attempt += 1;
-                    if !retryable || attempt >= MAX_ATTEMPTS {
-                        return Err(LogsError { group: self.query.group.clone(), detail });
-                    }
-                    let wait = Duration::from_millis(200 << attempt.min(6))
-                        .min(Duration::from_secs(10))
-                        .mul_f64(self.backoff_scale.max(0.0));
-                    tracing::warn!(group = %self.query.group, attempt, error = %detail, "FilterLogEvents failed; retrying.");
-                    tokio::time::sleep(wait).await;
-                }
-            }
-        };
+        let mut req = self
+            .client
+            .filter_log_events()
+            .log_group_name(&self.query.group)
+            .start_time(self.query.start_ms)
+            // The API's end time is inclusive.
+            .end_time(self.query.end_ms - 1);
+        if let Some(t) = &self.token {
+            req = req.next_token(t);
+        }
+        let out = req.send().await.map_err(|e| LogsError {
+            group: self.query.group.clone(),
+            detail: crate::aws_error::describe(&e),
+        })?;
         let events = out
             .events()
             .iter()

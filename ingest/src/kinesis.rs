@@ -3,12 +3,12 @@
 //! [`KinesisReader`] reads every shard of a stream: it starts each shard after its saved
 //! sequence number (or at the start position for a shard never read), drains a parent shard
 //! before its children (FORMATS.md 2.3), re-acquires expired iterators after the last record
-//! it handed out, and retries throttling and transient failures with bounded exponential
-//! backoff. It does not checkpoint: the caller saves what [`Fetched`] reports once the data is
-//! durable, and passes the saved state back to [`KinesisReader::open`] on the next run.
+//! it handed out; throttling and transient failures are retried by the SDK itself (standard
+//! mode, with jitter, as the client is configured). It does not checkpoint: the caller saves
+//! what [`Fetched`] reports once the data is durable, and passes the saved state back to
+//! [`KinesisReader::open`] on the next run.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
@@ -18,11 +18,9 @@ use chrono::{DateTime, Utc};
 
 /// Records asked for per `GetRecords` call (the API's maximum).
 const GET_LIMIT: i32 = 10_000;
-/// Attempts for one call before the run fails (throttling and transient errors).
-const MAX_ATTEMPTS: u32 = 10;
-/// First backoff; doubled per attempt up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Fresh iterators fetched for one shard in one call before giving up (an iterator expires
+/// after five minutes unused; a second expiry in a row means something else is wrong).
+const MAX_EXPIRED: u32 = 10;
 
 /// Where to start a shard that has no checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,8 +116,6 @@ pub struct KinesisReader {
     stream: String,
     start: StartPosition,
     shards: BTreeMap<String, Shard>,
-    /// Backoff multiplier between attempts, for tests on a fast emulator.
-    pub backoff_scale: f64,
 }
 
 impl KinesisReader {
@@ -134,13 +130,7 @@ impl KinesisReader {
         start: StartPosition,
         saved: &BTreeMap<String, SavedShard>,
     ) -> Result<Self, KinesisError> {
-        let mut r = Self {
-            client,
-            stream: stream.to_owned(),
-            start,
-            shards: BTreeMap::new(),
-            backoff_scale: 1.0,
-        };
+        let mut r = Self { client, stream: stream.to_owned(), start, shards: BTreeMap::new() };
         for (id, s) in saved {
             r.shards.insert(
                 id.clone(),
@@ -179,7 +169,7 @@ impl KinesisReader {
         let mut listed = Vec::new();
         loop {
             let out = self
-                .retry("ListShards", None, || {
+                .send("ListShards", None, || {
                     let mut req = self.client.list_shards();
                     req = match &token {
                         Some(t) => req.next_token(t),
@@ -246,7 +236,7 @@ impl KinesisReader {
             (None, _, _) => (ShardIteratorType::TrimHorizon, None, None),
         };
         let out = self
-            .retry("GetShardIterator", Some(id), || {
+            .send("GetShardIterator", Some(id), || {
                 let mut req =
                     self.client.get_shard_iterator().shard_id(id).shard_iterator_type(kind.clone());
                 req = if self.is_arn() {
@@ -287,7 +277,7 @@ impl KinesisReader {
                 }
             };
             let result = self
-                .retry_unless_expired("GetRecords", Some(id), || {
+                .send_unless_expired("GetRecords", Some(id), || {
                     let mut req =
                         self.client.get_records().shard_iterator(&iterator).limit(GET_LIMIT);
                     if self.is_arn() {
@@ -299,7 +289,7 @@ impl KinesisReader {
             let Some(out) = result else {
                 // Expired (over 5 minutes idle): a fresh one after the last record read.
                 expired += 1;
-                if expired > MAX_ATTEMPTS {
+                if expired > MAX_EXPIRED {
                     return Err(self.error(
                         "GetRecords",
                         Some(id),
@@ -335,13 +325,8 @@ impl KinesisReader {
         }
     }
 
-    fn backoff(&self, attempt: u32) -> Duration {
-        let d = FIRST_BACKOFF.saturating_mul(1 << attempt.min(10)).min(MAX_BACKOFF);
-        d.mul_f64(self.backoff_scale.max(0.0))
-    }
-
-    /// Runs `call` until it succeeds, retrying throttling and transient failures.
-    async fn retry<T, E, F, Fut>(
+    /// Runs `call` once (the SDK has retried throttling and transient failures).
+    async fn send<T, E, F, Fut>(
         &self,
         operation: &'static str,
         shard: Option<&str>,
@@ -352,14 +337,14 @@ impl KinesisReader {
         Fut: std::future::Future<Output = Result<T, SdkError<E>>>,
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        match self.retry_unless_expired(operation, shard, call).await? {
+        match self.send_unless_expired(operation, shard, call).await? {
             Some(v) => Ok(v),
             None => Err(self.error(operation, shard, "expired iterator".into())),
         }
     }
 
-    /// As [`Self::retry`], but `Ok(None)` when the iterator has expired.
-    async fn retry_unless_expired<T, E, F, Fut>(
+    /// As [`Self::send`], but `Ok(None)` when the iterator has expired.
+    async fn send_unless_expired<T, E, F, Fut>(
         &self,
         operation: &'static str,
         shard: Option<&str>,
@@ -370,36 +355,13 @@ impl KinesisReader {
         Fut: std::future::Future<Output = Result<T, SdkError<E>>>,
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        let mut attempt = 0;
-        loop {
-            let err = match call().await {
-                Ok(v) => return Ok(Some(v)),
-                Err(e) => e,
-            };
-            let (retryable, detail) = crate::aws_error::classify(&err, &THROTTLED);
-            if err.code() == Some("ExpiredIteratorException") {
-                return Ok(None);
-            }
-            attempt += 1;
-            if !retryable || attempt >= MAX_ATTEMPTS {
-                return Err(self.error(operation, shard, detail));
-            }
-            let wait = self.backoff(attempt - 1);
-            tracing::warn!(operation, stream = %self.stream, shard, attempt, wait_ms = wait.as_millis() as u64, error = %detail, "Kinesis call failed; retrying.");
-            tokio::time::sleep(wait).await;
+        match call().await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.code() == Some("ExpiredIteratorException") => Ok(None),
+            Err(e) => Err(self.error(operation, shard, crate::aws_error::describe(&e))),
         }
     }
 }
-
-/// Kinesis error codes that mean "slow down".
-const THROTTLED: [&str; 6] = [
-    "ProvisionedThroughputExceededException",
-    "LimitExceededException",
-    "ThrottlingException",
-    "KMSThrottlingException",
-    "InternalFailure",
-    "ServiceUnavailable",
-];
 
 #[cfg(test)]
 mod tests {

@@ -9,10 +9,8 @@ use std::time::Duration;
 use aws_sdk_s3::Client;
 use tokio::io::AsyncWriteExt;
 
-/// Attempts for one call before the run fails.
-const MAX_ATTEMPTS: u32 = 6;
-/// S3 error codes worth retrying.
-const THROTTLED: [&str; 3] = ["SlowDown", "InternalError", "RequestTimeout"];
+/// Attempts to fetch an object whose body was cut off in the middle.
+const BODY_ATTEMPTS: u32 = 6;
 
 /// A parsed `s3://bucket/prefix`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,41 +85,27 @@ pub fn client(config: &aws_config::SdkConfig) -> Client {
     Client::from_conf(conf)
 }
 
-async fn backoff(attempt: u32) {
-    tokio::time::sleep(Duration::from_millis(200 << attempt.min(6))).await;
-}
-
 /// Every object under the location, in key order (every `ListObjectsV2` page).
 ///
 /// # Errors
 ///
-/// A page cannot be listed after every retry.
+/// A page cannot be listed (after the SDK's retries).
 pub async fn list(client: &Client, loc: &S3Location) -> Result<Vec<S3Object>, S3Error> {
+    let pages: Vec<_> = client
+        .list_objects_v2()
+        .bucket(&loc.bucket)
+        .prefix(&loc.prefix)
+        .into_paginator()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| S3Error {
+            operation: "ListObjectsV2",
+            target: loc.uri(),
+            detail: crate::aws_error::describe(&e),
+        })?;
     let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let mut attempt = 0;
-        let page = loop {
-            let mut req = client.list_objects_v2().bucket(&loc.bucket).prefix(&loc.prefix);
-            if let Some(t) = &token {
-                req = req.continuation_token(t);
-            }
-            match req.send().await {
-                Ok(p) => break p,
-                Err(e) => {
-                    let (retry, detail) = crate::aws_error::classify(&e, &THROTTLED);
-                    attempt += 1;
-                    if !retry || attempt >= MAX_ATTEMPTS {
-                        return Err(S3Error {
-                            operation: "ListObjectsV2",
-                            target: loc.uri(),
-                            detail,
-                        });
-                    }
-                    backoff(attempt).await;
-                }
-            }
-        };
+    for page in &pages {
         for o in page.contents() {
             let Some(key) = o.key() else { continue };
             // "Directories" made by consoles are empty keys ending in '/'.
@@ -133,10 +117,6 @@ pub async fn list(client: &Client, loc: &S3Location) -> Result<Vec<S3Object>, S3
                 etag: o.e_tag().unwrap_or_default().trim_matches('"').to_owned(),
                 size: u64::try_from(o.size().unwrap_or(0)).unwrap_or(0),
             });
-        }
-        match page.next_continuation_token() {
-            Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
-            _ => break,
         }
     }
     out.sort_by(|a, b| a.key.cmp(&b.key));
@@ -157,24 +137,14 @@ pub async fn download(
 ) -> Result<u64, S3Error> {
     let target = loc.object_uri(&obj.key);
     let fail = |detail: String| S3Error { operation: "GetObject", target: target.clone(), detail };
+    // The SDK retries the request; a body cut off in the middle is fetched again here.
     let mut attempt = 0;
     loop {
         let mut req = client.get_object().bucket(&loc.bucket).key(&obj.key);
         if !obj.etag.is_empty() {
             req = req.if_match(format!("\"{}\"", obj.etag));
         }
-        let resp = match req.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                let (retry, detail) = crate::aws_error::classify(&e, &THROTTLED);
-                attempt += 1;
-                if !retry || attempt >= MAX_ATTEMPTS {
-                    return Err(fail(detail));
-                }
-                backoff(attempt).await;
-                continue;
-            }
-        };
+        let resp = req.send().await.map_err(|e| fail(crate::aws_error::describe(&e)))?;
         let mut file = tokio::fs::File::create(to)
             .await
             .map_err(|e| fail(format!("{}: {e}", to.display())))?;
@@ -192,10 +162,10 @@ pub async fn download(
             Ok(()) => return Ok(written),
             Err(detail) => {
                 attempt += 1;
-                if attempt >= MAX_ATTEMPTS {
+                if attempt >= BODY_ATTEMPTS {
                     return Err(fail(detail));
                 }
-                backoff(attempt).await;
+                tokio::time::sleep(Duration::from_millis(200 << attempt.min(6))).await;
             }
         }
     }
