@@ -2,7 +2,12 @@
 
 use std::path::PathBuf;
 
+use agentmeter_pipeline::LakeLocation;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+fn parse_lake(s: &str) -> Result<LakeLocation, String> {
+    LakeLocation::parse(s).map_err(|e| e.to_string())
+}
 
 /// Usage metering and billing for multi-tenant AI agent platforms.
 #[derive(Debug, Parser)]
@@ -76,16 +81,17 @@ pub enum FormatArg {
 
 #[derive(Debug, Args)]
 pub struct IngestArgs {
-    /// Lake directory (created if missing; must be empty or an agentmeter lake).
-    #[arg(long)]
-    pub lake: PathBuf,
+    /// The lake: a directory (created if missing; must be empty or an agentmeter lake) or
+    /// s3://BUCKET/PREFIX.
+    #[arg(long, value_parser = parse_lake)]
+    pub lake: LakeLocation,
     /// Files or directories to read (directories recursively, hidden entries skipped),
     /// `kinesis://STREAM` (a stream name or ARN: every shard, checkpointed in the lake),
     /// `logs://LOG_GROUP?start=T[&end=T]` (a CloudWatch Logs backfill; T: RFC 3339 or
     /// YYYY-MM-DD, end exclusive) or `s3://BUCKET/PREFIX` (the objects not read before, by
     /// key and ETag).
     #[arg(required = true, value_name = "SOURCE")]
-    pub sources: Vec<PathBuf>,
+    pub sources: Vec<String>,
     /// Where a Kinesis shard without a checkpoint starts: trim-horizon, latest or
     /// at-timestamp:RFC3339.
     #[arg(long, default_value = "trim-horizon", value_parser = parse_start)]
@@ -178,7 +184,7 @@ pub struct GenArgs {
     #[arg(long, default_value_t = 20)]
     pub duplicate_permille: u32,
     /// Share of premium-tier usage events that also get their agent's spans, per thousand.
-    #[arg(long, default_value_t = agentmeter_ingest::synth::SynthConfig::default().span_permille)]
+    #[arg(long, default_value_t = agentmeter_synth::SynthConfig::default().span_permille)]
     pub span_permille: u32,
 }
 
@@ -197,9 +203,9 @@ pub struct DemoArgs {
 
 #[derive(Debug, Args)]
 pub struct InvoiceArgs {
-    /// Lake directory (written by `agentmeter ingest`); gets the period's `invoice_lines`.
-    #[arg(long)]
-    pub lake: PathBuf,
+    /// The lake: a directory or s3://BUCKET/PREFIX.
+    #[arg(long, value_parser = parse_lake)]
+    pub lake: LakeLocation,
     /// Billing period, YYYY-MM (a calendar month in UTC).
     #[arg(long)]
     pub period: String,
@@ -275,10 +281,9 @@ pub const DEFAULT_ALERT_MAX_AGE_HOURS: u32 = 7 * 24;
 
 #[derive(Debug, Args)]
 pub struct FlagsArgs {
-    /// Lake directory; flags are read from its rollups and written to its `flags` table, and
-    /// the alert state is kept in it.
-    #[arg(long)]
-    pub lake: PathBuf,
+    /// The lake: a directory or s3://BUCKET/PREFIX.
+    #[arg(long, value_parser = parse_lake)]
+    pub lake: LakeLocation,
     /// A billing month to evaluate, YYYY-MM (or use --from and --to).
     #[arg(long, conflicts_with_all = ["from", "to"], required_unless_present_all = ["from", "to"])]
     pub period: Option<String>,
@@ -317,9 +322,9 @@ pub struct FlagsArgs {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// Lake directory.
-    #[arg(long)]
-    pub lake: PathBuf,
+    /// The lake: a directory or s3://BUCKET/PREFIX.
+    #[arg(long, value_parser = parse_lake)]
+    pub lake: LakeLocation,
     /// Billing month, YYYY-MM.
     #[arg(long)]
     pub period: String,
@@ -340,9 +345,9 @@ pub struct ReportArgs {
 
 #[derive(Debug, Args)]
 pub struct ReconcileArgs {
-    /// Lake directory.
-    #[arg(long)]
-    pub lake: PathBuf,
+    /// The lake: a directory or s3://BUCKET/PREFIX.
+    #[arg(long, value_parser = parse_lake)]
+    pub lake: LakeLocation,
     /// A month to reconcile, YYYY-MM (or use --from and --to).
     #[arg(long, conflicts_with_all = ["from", "to"], required_unless_present_all = ["from", "to"])]
     pub period: Option<String>,
@@ -362,9 +367,9 @@ pub struct ReconcileArgs {
 
 #[derive(Debug, Args)]
 pub struct RollupArgs {
-    /// Lake directory.
-    #[arg(long)]
-    pub lake: PathBuf,
+    /// The lake: a directory or s3://BUCKET/PREFIX.
+    #[arg(long, value_parser = parse_lake)]
+    pub lake: LakeLocation,
 }
 
 #[derive(Debug, Args)]
@@ -376,9 +381,9 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct CompactArgs {
-    /// Lake directory.
-    #[arg(long)]
-    pub lake: PathBuf,
+    /// The lake: a directory or s3://BUCKET/PREFIX.
+    #[arg(long, value_parser = parse_lake)]
+    pub lake: LakeLocation,
     /// First day to compact (YYYY-MM-DD; default: every partition).
     #[arg(long)]
     pub from: Option<chrono::NaiveDate>,
@@ -392,9 +397,10 @@ pub struct CompactArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Lake directory (held for writing while the server runs).
-    #[arg(long)]
-    pub lake: PathBuf,
+    /// The lake: a directory (created if missing; must be empty or an agentmeter lake) or
+    /// s3://BUCKET/PREFIX.
+    #[arg(long, value_parser = parse_lake)]
+    pub lake: LakeLocation,
     /// Address of the OTLP/HTTP receiver (loopback by default; port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:4318")]
     pub otlp_http: std::net::SocketAddr,
@@ -417,6 +423,10 @@ pub struct ServeArgs {
     /// Input field holding the tenant id (`tenant_id` is accepted as well).
     #[arg(long, default_value = "clinic_id")]
     pub tenant_field: String,
+    /// The write-ahead log's directory, on local disk, this receiver's alone (default:
+    /// LAKE/_wal/otlp for a lake directory; ~/.local/state/agentmeter/wal/... for an S3 lake).
+    #[arg(long)]
+    pub wal_dir: Option<PathBuf>,
 }
 
 fn parse_start(s: &str) -> Result<agentmeter_ingest::kinesis::StartPosition, String> {

@@ -2,15 +2,15 @@
 
 use std::path::Path;
 
-use agentmeter_aggregate::LakeReader;
-use agentmeter_ingest::synth::{self, SynthConfig};
+use agentmeter_aggregate::Lake;
+use agentmeter_pipeline::{Env, LakeLocation};
 use agentmeter_reports::run_summary::render;
 use agentmeter_reports::usage::tenant_totals;
+use agentmeter_synth::{self as synth, SynthConfig};
 use anyhow::{Context, bail};
 
 use crate::UsageError;
 use crate::cli::{DemoArgs, FormatArg, IngestArgs};
-use crate::ingest_cmd::{IngestPlan, execute};
 
 const MARKER: &str = ".agentmeter-demo";
 
@@ -22,6 +22,7 @@ const EXAMPLE_PRICES: &str = include_str!("../examples/prices.toml");
 
 /// Writes the price book and a Cost Explorer response for the demo month, then invoices it.
 fn invoice(
+    env: &Env,
     dir: &Path,
     lake_dir: &Path,
     month: chrono::NaiveDate,
@@ -39,7 +40,7 @@ fn invoice(
         .with_context(|| format!("writing {}", prices_path.display()))?;
     let book = PriceBook::from_toml_str(EXAMPLE_PRICES).context("the example price book")?;
     let period = Period::containing(month);
-    let usage = usage::load(&LakeReader::new(lake_dir), &period)?;
+    let usage = usage::load(&Lake::open_dir(lake_dir)?, &period)?;
     let dry = compute(&InvoiceInput {
         period,
         pricing: &book,
@@ -81,7 +82,7 @@ fn invoice(
     std::fs::write(&costs_path, body)
         .with_context(|| format!("writing {}", costs_path.display()))?;
     let args = crate::cli::InvoiceArgs {
-        lake: lake_dir.to_owned(),
+        lake: LakeLocation::Dir(lake_dir.to_owned()),
         period: period.label(),
         prices: prices_path,
         costs: Some(costs_path.display().to_string()),
@@ -93,7 +94,7 @@ fn invoice(
         out: dir.join("out"),
         json: false,
     };
-    crate::invoice_cmd::execute(&args)
+    crate::invoice_cmd::execute(env, &args)
 }
 
 /// The demo's policy: the seeds' thresholds, with quotas sized to the generated volume (the
@@ -134,7 +135,7 @@ fn prepare(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(a: &DemoArgs) -> anyhow::Result<()> {
+pub fn run(env: &Env, a: &DemoArgs) -> anyhow::Result<()> {
     prepare(&a.dir)?;
     // A quarter of the premium tier's invocations traced keeps the demo quick; every other
     // figure of the month is unchanged by the share.
@@ -161,8 +162,8 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<()> {
     println!("   {}", expected.summary_line());
     println!("\n2. Ingesting {} into {}…\n", gen_dir.join("input").display(), lake_dir.display());
     let args = IngestArgs {
-        lake: lake_dir.clone(),
-        sources: vec![gen_dir.join("input")],
+        lake: LakeLocation::Dir(lake_dir.clone()),
+        sources: vec![gen_dir.join("input").display().to_string()],
         format: FormatArg::Auto,
         tenant_field: "clinic_id".into(),
         max_record_bytes: 4 << 20,
@@ -178,11 +179,11 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<()> {
         checkpoint_interval_ms: 5000,
         rollup_interval_ms: 60_000,
     };
-    let summary = execute(&IngestPlan::from_args(&args)?)?;
+    let summary = agentmeter_pipeline::ingest::ingest(env, &crate::ingest_cmd::options(&args)?)?;
     print!("{}", render(&summary));
 
     println!("\n3. Usage per tenant (top 10 by total tokens, from usage_hourly):\n");
-    let totals = tenant_totals(&LakeReader::new(&lake_dir), None, None)?;
+    let totals = tenant_totals(&Lake::open_dir(&lake_dir)?, None, None)?;
     let mut rows: Vec<_> = totals.iter().collect();
     rows.sort_by(|a, b| b.1.tokens.total.cmp(&a.1.tokens.total).then(a.0.cmp(b.0)));
     println!(
@@ -268,7 +269,7 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<()> {
         "\n4. Invoicing {} with the example price book and a Cost Explorer file made from the usage…\n",
         cfg.month.format("%Y-%m")
     );
-    let (run, inv_summary) = invoice(&a.dir, &lake_dir, cfg.month)?;
+    let (run, inv_summary) = invoice(env, &a.dir, &lake_dir, cfg.month)?;
     let mut by_revenue: Vec<_> = run.invoices.iter().collect();
     by_revenue.sort_by(|x, y| y.total.cmp(&x.total).then(x.tenant_id.cmp(&y.tenant_id)));
     println!(
@@ -308,7 +309,7 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", policy_path.display()))?;
     let alerts_path = a.dir.join("out").join("alerts.jsonl");
     let flags_args = crate::cli::FlagsArgs {
-        lake: lake_dir.clone(),
+        lake: LakeLocation::Dir(lake_dir.clone()),
         period: Some(cfg.month.format("%Y-%m").to_string()),
         from: None,
         to: None,
@@ -320,7 +321,7 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<()> {
         alert_max_age_hours: crate::cli::DEFAULT_ALERT_MAX_AGE_HOURS,
         json: false,
     };
-    let flags_run = crate::flags_cmd::execute(&flags_args)?;
+    let flags_run = crate::flags_cmd::execute(env, &flags_args)?;
     let mut text = Vec::new();
     crate::flags_cmd::render(&mut text, &flags_run)?;
     for line in String::from_utf8_lossy(&text).lines() {
@@ -365,14 +366,17 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<()> {
 
     println!("\n6. Report…");
     let report_path = a.dir.join("out").join("report.html");
-    crate::report_cmd::write(&crate::cli::ReportArgs {
-        lake: lake_dir.clone(),
-        period: cfg.month.format("%Y-%m").to_string(),
-        out: report_path.clone(),
-        outputs: Some(a.dir.join("out")),
-        policy: Some(policy_path),
-        top: 5,
-    })?;
+    crate::report_cmd::write(
+        env,
+        &crate::cli::ReportArgs {
+            lake: LakeLocation::Dir(lake_dir.clone()),
+            period: cfg.month.format("%Y-%m").to_string(),
+            out: report_path.clone(),
+            outputs: Some(a.dir.join("out")),
+            policy: Some(policy_path),
+            top: 5,
+        },
+    )?;
     println!("   {}", report_path.display());
 
     println!("\n7. Where things are:");

@@ -4,7 +4,9 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use agentmeter_aggregate::fsio::write_atomic;
-use agentmeter_aggregate::{Lake, LakeReader};
+use agentmeter_aggregate::store::{Condition, Put};
+use agentmeter_aggregate::{Lake, layout};
+use agentmeter_pipeline::Env;
 use agentmeter_reports::alerts::{
     AlertSink, CircuitOpen, DeliveryOptions, Secret, deliver_with_state,
 };
@@ -48,7 +50,7 @@ pub fn load_policy(path: Option<&Path>) -> anyhow::Result<Policy> {
 
 /// `tenant_hourly` rows of the days overlapping `[from, to)`.
 pub fn tenant_hours(
-    lake: &LakeReader,
+    lake: &Lake,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> anyhow::Result<Vec<TenantHour>> {
@@ -66,7 +68,7 @@ pub fn tenant_hours(
 /// The agent invocations started in `[from, to)` that exceed the policy's runaway limits.
 /// Only these can raise a `runaway_session` flag, so the others are not held in memory.
 pub fn runaway_candidates(
-    lake: &LakeReader,
+    lake: &Lake,
     policy: &Policy,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
@@ -138,7 +140,7 @@ fn row(e_at: DateTime<Utc>, f: &Flag) -> anyhow::Result<FlagRow> {
     })
 }
 
-pub fn execute(a: &FlagsArgs) -> anyhow::Result<FlagsRun> {
+pub fn execute(env: &Env, a: &FlagsArgs) -> anyhow::Result<FlagsRun> {
     let (from, to) = match (&a.period, &a.from, &a.to) {
         (Some(p), _, _) => {
             let p = Period::parse(p).map_err(|e| UsageError(format!("--period: {e}")))?;
@@ -159,14 +161,11 @@ pub fn execute(a: &FlagsArgs) -> anyhow::Result<FlagsRun> {
                 .map_err(|e| anyhow::Error::new(UsageError(format!("--alert: {e}"))))
         })
         .collect::<anyhow::Result<_>>()?;
-    if !a.lake.join("_state/lake.json").is_file() {
-        bail!(UsageError(format!("--lake {} is not an agentmeter lake", a.lake.display())));
-    }
-    let lake = crate::lake_cmd::open(&a.lake)?;
+    let lake = crate::lake_cmd::existing(env, &a.lake)?;
     execute_in(&lake, a, &policy, &sinks, from, to, Utc::now())
 }
 
-/// Evaluates `[from, to)` on an open lake (the caller holds its lock), writes the flags table
+/// Evaluates `[from, to)` on an open lake, writes the flags table
 /// and `OUT/flags.jsonl`, and sends the new alerts and the pending ones of `sinks`; `now`
 /// dates new failures and decides which pending alerts have expired.
 pub fn execute_in(
@@ -181,17 +180,9 @@ pub fn execute_in(
     let history = from - TimeDelta::days(i64::from(policy.window_days));
     let last_day = (to - TimeDelta::milliseconds(1)).date_naive();
     crate::lake_cmd::ensure_rollups(lake, history.date_naive(), last_day + TimeDelta::days(1))?;
-    let rows = tenant_hours(lake.reader(), history, to).context("reading tenant_hourly")?;
-    if rows.is_empty()
-        && !lake.reader().partitions(agentmeter_schemas::tables::USAGE_HOURLY)?.is_empty()
-    {
-        bail!(UsageError(format!(
-            "the lake has no tenant_hourly rollup (written by an older version); run `agentmeter rollup --lake {}` once",
-            a.lake.display()
-        )));
-    }
+    let rows = tenant_hours(lake, history, to).context("reading tenant_hourly")?;
     let runaways =
-        runaway_candidates(lake.reader(), policy, from, to).context("reading agent_invocations")?;
+        runaway_candidates(lake, policy, from, to).context("reading agent_invocations")?;
     let evaluations = evaluate_range(&rows, &runaways, policy, from, to);
     let eps = episodes(&evaluations);
 
@@ -213,45 +204,67 @@ pub fn execute_in(
     write_atomic(&out, &jsonl).with_context(|| format!("writing {}", out.display()))?;
 
     // Alerts: transitions after the last evaluation the state has seen, plus earlier failures.
-    let state_path = lake.layout().state_dir().join("flags.json");
-    let mut state = match std::fs::read(&state_path) {
-        Ok(bytes) => FlagState::from_json(&bytes, now)
-            .with_context(|| format!("reading {}", state_path.display()))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => FlagState::default(),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", state_path.display())),
-    };
-    let new_alerts = state.advance(&evaluations);
-    let expired = state.expire(now, TimeDelta::hours(i64::from(a.alert_max_age_hours)));
-    let keys: Vec<String> = sinks.iter().map(AlertSink::key).collect();
-    let retry = state.pending.iter().any(|p| keys.contains(&p.sink_key));
-    let mut sent = 0;
-    let mut failures = Vec::new();
-    let mut circuits_open = Vec::new();
-    if !sinks.is_empty() && (!new_alerts.is_empty() || retry) {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?;
-        let opts = DeliveryOptions {
-            webhook_secret: Secret::from_env().map_err(|e| UsageError(e.to_string()))?,
-            max_attempts: a.alert_max_attempts,
-            initial_backoff: std::time::Duration::from_millis(a.alert_backoff_ms),
-            ..DeliveryOptions::default()
+    // The state is replaced only from the version read: when another flags run (another
+    // worker's schedule) saved first, this one starts over from its state, so no transition
+    // is lost; an alert both sent is dropped by receivers by its id.
+    let mut attempt = 0;
+    let (state, expired, sent, failures, circuits_open, backlog) = loop {
+        attempt += 1;
+        let read = lake.store().get(layout::FLAG_STATE).context("reading the flag state")?;
+        let mut state = match &read {
+            Some(o) => FlagState::from_json(&o.bytes, now)
+                .with_context(|| format!("reading {}", lake.store().uri_of(layout::FLAG_STATE)))?,
+            None => FlagState::default(),
         };
-        let report = rt.block_on(deliver_with_state(&mut state, &new_alerts, sinks, &opts, now));
-        sent = report.delivered;
-        failures = report.failures.iter().map(ToString::to_string).collect();
-        circuits_open = report.circuits_open;
-    }
-    let backlog = state.backlog(sinks);
+        let new_alerts = state.advance(&evaluations);
+        let expired = state.expire(now, TimeDelta::hours(i64::from(a.alert_max_age_hours)));
+        let keys: Vec<String> = sinks.iter().map(AlertSink::key).collect();
+        let retry = state.pending.iter().any(|p| keys.contains(&p.sink_key));
+        let mut sent = 0;
+        let mut failures = Vec::new();
+        let mut circuits_open = Vec::new();
+        if !sinks.is_empty() && (!new_alerts.is_empty() || retry) {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let opts = DeliveryOptions {
+                webhook_secret: Secret::from_env().map_err(|e| UsageError(e.to_string()))?,
+                max_attempts: a.alert_max_attempts,
+                initial_backoff: std::time::Duration::from_millis(a.alert_backoff_ms),
+                ..DeliveryOptions::default()
+            };
+            let report =
+                rt.block_on(deliver_with_state(&mut state, &new_alerts, sinks, &opts, now));
+            sent = report.delivered;
+            failures = report.failures.iter().map(ToString::to_string).collect();
+            circuits_open = report.circuits_open;
+        }
+        let backlog = state.backlog(sinks);
+        // The state holds sinks only as display form and key (Pending), never as configured.
+        let body = serde_json::to_vec_pretty(&state).context("encoding the flag state")?;
+        let cond = Condition::replacing(read.as_ref().map(|o| o.etag.as_str()));
+        match lake
+            .store()
+            .put(layout::FLAG_STATE, body.into(), cond)
+            .context("writing the flag state")?
+        {
+            Put::Written { .. } => break (state, expired, sent, failures, circuits_open, backlog),
+            Put::Conflict if attempt < 5 => {
+                tracing::info!(
+                    "Another flags run saved the flag state first; starting over from it."
+                );
+            }
+            Put::Conflict => {
+                bail!("other flags runs kept saving the flag state through 5 attempts; try again")
+            }
+        }
+    };
+    drop(state);
     for b in &backlog {
         tracing::warn!(sink = %b.sink, alerts = b.alerts,
             "Pending alerts for a sink not configured in this run; kept until they expire.");
     }
-    // The state holds sinks only as display form and key (Pending), never as configured.
-    let body = serde_json::to_vec_pretty(&state).context("encoding the flag state")?;
-    write_atomic(&state_path, &body)
-        .with_context(|| format!("writing {}", state_path.display()))?;
     Ok(FlagsRun {
         evaluations,
         episodes: eps,
@@ -266,8 +279,8 @@ pub fn execute_in(
     })
 }
 
-pub fn run(a: &FlagsArgs) -> anyhow::Result<()> {
-    let r = execute(a)?;
+pub fn run(env: &Env, a: &FlagsArgs) -> anyhow::Result<()> {
+    let r = execute(env, a)?;
     let mut stdout = std::io::stdout().lock();
     if a.json {
         for f in &r.episodes {

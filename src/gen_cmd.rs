@@ -1,6 +1,6 @@
 //! `agentmeter gen`.
 
-use agentmeter_ingest::synth::{self, SynthConfig};
+use agentmeter_synth::{self as synth, SynthConfig};
 use anyhow::Context;
 use chrono::NaiveDate;
 

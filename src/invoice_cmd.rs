@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use agentmeter_pipeline::Env;
 use agentmeter_reports::costs::{self, CostQuery, CostReport};
 use agentmeter_reports::invoice::export::{self, RunSummary};
 use agentmeter_reports::invoice::{InvoiceInput, InvoiceRun, Period, compute, roster, usage};
@@ -55,13 +56,6 @@ fn plan(a: &InvoiceArgs) -> anyhow::Result<InvoicePlan> {
         }
         None => BTreeMap::new(),
     };
-    if !a.lake.join("_state/lake.json").is_file() {
-        bail!(UsageError(format!(
-            "--lake {} is not an agentmeter lake; run `agentmeter ingest --lake {} ...` first",
-            a.lake.display(),
-            a.lake.display()
-        )));
-    }
     Ok(InvoicePlan { period, book, costs, query, roster })
 }
 
@@ -97,12 +91,12 @@ fn load_costs(plan: &InvoicePlan) -> anyhow::Result<Option<CostReport>> {
 }
 
 /// Runs an invoice: computes, writes, and returns the run.
-pub fn execute(a: &InvoiceArgs) -> anyhow::Result<(InvoiceRun, RunSummary)> {
+pub fn execute(env: &Env, a: &InvoiceArgs) -> anyhow::Result<(InvoiceRun, RunSummary)> {
     let plan = plan(a)?;
+    let lake = crate::lake_cmd::existing(env, &a.lake)?;
     let report = load_costs(&plan)?;
-    let lake = crate::lake_cmd::open(&a.lake)?;
     crate::lake_cmd::ensure_rollups(&lake, plan.period.start, plan.period.end)?;
-    let usage = usage::load(lake.reader(), &plan.period).context("reading usage_hourly")?;
+    let usage = usage::load(&lake, &plan.period).context("reading usage_hourly")?;
     let input = InvoiceInput {
         period: plan.period,
         pricing: &plan.book,
@@ -179,8 +173,8 @@ fn render(run: &InvoiceRun, s: &RunSummary, dir: &Path) -> String {
     out
 }
 
-pub fn run(a: &InvoiceArgs) -> anyhow::Result<InvoiceRun> {
-    let (run, summary) = execute(a)?;
+pub fn run(env: &Env, a: &InvoiceArgs) -> anyhow::Result<InvoiceRun> {
+    let (run, summary) = execute(env, a)?;
     let dir = a.out.join("invoices").join(run.period.label());
     if a.json {
         println!("{}", serde_json::to_string_pretty(&summary).context("encoding the summary")?);

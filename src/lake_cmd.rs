@@ -1,27 +1,21 @@
-//! Opening a lake for a command, and making sure the rollups it reads are current.
+//! Opening a lake for a command that reads it, and making sure the rollups it reads are
+//! current.
 
-use std::path::Path;
-
-use agentmeter_aggregate::{Lake, LakeReader};
+use agentmeter_aggregate::Lake;
+use agentmeter_pipeline::{Env, LakeLocation};
 use anyhow::Context;
 use chrono::NaiveDate;
 
-use crate::UsageError;
-
-/// Opens the lake at `path` for writing; "in use" and "not a lake" are the user's to fix.
-pub fn open(path: &Path) -> anyhow::Result<Lake> {
-    Lake::open(path).map_err(|e| match e {
-        agentmeter_aggregate::Error::Locked { .. }
-        | agentmeter_aggregate::Error::NotALake { .. } => {
-            anyhow::Error::new(UsageError(e.to_string()))
-        }
-        other => anyhow::Error::new(other).context("opening the lake"),
-    })
+/// The existing lake at `loc` (a usage error when there is none).
+pub fn existing(env: &Env, loc: &LakeLocation) -> anyhow::Result<Lake> {
+    Ok(env.existing_lake(loc)?)
 }
 
-/// Rebuilds the stale rollups of `[from, to)` (left by a writer that stopped, or by a rollup
-/// that failed) before a command reads them; refuses, naming the days, when they cannot be
-/// rebuilt. What the command then reads includes every committed event of those days.
+/// Rebuilds the stale rollups of `[from, to)` (left by a writer that stopped, a rollup that
+/// failed, files other writers added) before a command reads them; refuses, naming the days,
+/// when they cannot be rebuilt. What the command then reads includes every committed event of
+/// those days. Any process may do this at any time: rebuilds replace a rollup only from the
+/// version they read.
 pub fn ensure_rollups(lake: &Lake, from: NaiveDate, to: NaiveDate) -> anyhow::Result<()> {
     let rebuilt = lake.ensure_rollups(from, to).context(
         "refusing to read usage that is not rolled up; fix the cause and run `agentmeter rollup`",
@@ -30,19 +24,4 @@ pub fn ensure_rollups(lake: &Lake, from: NaiveDate, to: NaiveDate) -> anyhow::Re
         tracing::info!(days = rebuilt.len(), "Rebuilt rollups that were not up to date.");
     }
     Ok(())
-}
-
-/// For a command that only reads: the rollups of `[from, to)` must be current. Stale ones are
-/// rebuilt when the lake can be opened for writing; when another process holds it, the
-/// command refuses, naming the days, rather than read an incomplete rollup.
-pub fn current_rollups(path: &Path, from: NaiveDate, to: NaiveDate) -> anyhow::Result<()> {
-    let stale = LakeReader::new(path).stale_rollups(from, to).context("reading the lake")?;
-    if stale.is_empty() {
-        return Ok(());
-    }
-    let lake = open(path).with_context(|| {
-        let days: Vec<String> = stale.iter().map(|(d, _)| d.to_string()).collect();
-        format!("the rollups of {} are not up to date and cannot be rebuilt now", days.join(", "))
-    })?;
-    ensure_rollups(&lake, from, to)
 }

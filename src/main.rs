@@ -1,9 +1,8 @@
 //! The `agentmeter` command: a thin shell over the library crates. It parses arguments, sets
-//! up logging and progress, joins the ingest and aggregate stages, and maps failures to exit
-//! codes (0 success, 1 a run failed, 2 bad arguments or configuration, 3 `reconcile
-//! --fail-on-difference` found differences).
+//! up logging, calls the services of `agentmeter-pipeline` and `agentmeter-reports` with typed
+//! options, and maps failures to exit codes (0 success, 1 a run failed, 2 bad arguments or
+//! configuration, 3 `reconcile --fail-on-difference` found differences).
 
-mod aws_ingest;
 mod cli;
 mod compact_cmd;
 mod demo;
@@ -14,13 +13,11 @@ mod invoice_cmd;
 mod lake_cmd;
 mod logging;
 mod prices_cmd;
-mod progress;
 mod reconcile_cmd;
 mod report_cmd;
 mod rollup_cmd;
 mod run_cmd;
 mod run_config;
-mod s3_lake;
 mod schema_cmd;
 mod serve_cmd;
 
@@ -55,41 +52,23 @@ impl std::error::Error for DifferencesFound {}
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     logging::init(&args.log);
-    let result = match args.command {
-        cli::Command::Ingest(mut a) => s3_lake::with_lake(&a.lake.clone(), true, |dir| {
-            a.lake = dir.to_owned();
-            ingest_cmd::run(&a).map(|_| ())
-        }),
-        cli::Command::Schema(a) => schema_cmd::run(&a),
-        cli::Command::Invoice(mut a) => s3_lake::with_lake(&a.lake.clone(), true, |dir| {
-            a.lake = dir.to_owned();
-            invoice_cmd::run(&a).map(|_| ())
-        }),
-        cli::Command::Prices(a) => prices_cmd::run(&a),
-        cli::Command::Flags(mut a) => s3_lake::with_lake(&a.lake.clone(), true, |dir| {
-            a.lake = dir.to_owned();
-            flags_cmd::run(&a)
-        }),
-        cli::Command::Report(mut a) => s3_lake::with_lake(&a.lake.clone(), false, |dir| {
-            a.lake = dir.to_owned();
-            report_cmd::run(&a)
-        }),
-        cli::Command::Reconcile(mut a) => s3_lake::with_lake(&a.lake.clone(), false, |dir| {
-            a.lake = dir.to_owned();
-            reconcile_cmd::run(&a)
-        }),
-        cli::Command::Rollup(mut a) => s3_lake::with_lake(&a.lake.clone(), true, |dir| {
-            a.lake = dir.to_owned();
-            rollup_cmd::run(&a)
-        }),
-        cli::Command::Compact(mut a) => s3_lake::with_lake(&a.lake.clone(), true, |dir| {
-            a.lake = dir.to_owned();
-            compact_cmd::run(&a)
-        }),
-        cli::Command::Run(a) => run_cmd::run(&a),
-        cli::Command::Serve(a) => serve_cmd::run(&a),
-        cli::Command::Gen(a) => gen_cmd::run(&a),
-        cli::Command::Demo(a) => demo::run(&a),
+    let result = match agentmeter_pipeline::Env::new() {
+        Err(e) => Err(e.into()),
+        Ok(env) => match args.command {
+            cli::Command::Ingest(a) => ingest_cmd::run(&env, &a).map(|_| ()),
+            cli::Command::Schema(a) => schema_cmd::run(&a),
+            cli::Command::Invoice(a) => invoice_cmd::run(&env, &a).map(|_| ()),
+            cli::Command::Prices(a) => prices_cmd::run(&a),
+            cli::Command::Flags(a) => flags_cmd::run(&env, &a),
+            cli::Command::Report(a) => report_cmd::run(&env, &a),
+            cli::Command::Reconcile(a) => reconcile_cmd::run(&env, &a),
+            cli::Command::Rollup(a) => rollup_cmd::run(&env, &a),
+            cli::Command::Compact(a) => compact_cmd::run(&env, &a),
+            cli::Command::Run(a) => run_cmd::run(&env, &a),
+            cli::Command::Serve(a) => serve_cmd::run(&env, &a),
+            cli::Command::Gen(a) => gen_cmd::run(&a),
+            cli::Command::Demo(a) => demo::run(&env, &a),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -104,7 +83,13 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             if e.chain().any(|c| c.downcast_ref::<DifferencesFound>().is_some()) {
                 ExitCode::from(3)
-            } else if e.chain().any(|c| c.downcast_ref::<UsageError>().is_some()) {
+            } else if e.chain().any(|c| {
+                c.downcast_ref::<UsageError>().is_some()
+                    || matches!(
+                        c.downcast_ref::<agentmeter_pipeline::Error>(),
+                        Some(agentmeter_pipeline::Error::Usage(_))
+                    )
+            }) {
                 ExitCode::from(2)
             } else {
                 ExitCode::from(1)

@@ -1,6 +1,7 @@
 //! `agentmeter reconcile`: tokens of the logs against tokens of the chat spans.
 
 use agentmeter_aggregate::fsio::write_atomic;
+use agentmeter_pipeline::Env;
 use agentmeter_reports::invoice::Period;
 use agentmeter_reports::reconcile::{Reconciliation, Status, reconcile};
 use anyhow::{Context, bail};
@@ -17,7 +18,7 @@ fn day(name: &str, s: &str) -> anyhow::Result<NaiveDate> {
         .map_err(|_| UsageError(format!("--{name} {s:?} is not a YYYY-MM-DD day")).into())
 }
 
-pub fn execute(a: &ReconcileArgs) -> anyhow::Result<Reconciliation> {
+pub fn execute(env: &Env, a: &ReconcileArgs) -> anyhow::Result<Reconciliation> {
     let (from, to) = match (&a.period, &a.from, &a.to) {
         (Some(p), _, _) => {
             let p = Period::parse(p).map_err(|e| UsageError(format!("--period: {e}")))?;
@@ -29,12 +30,9 @@ pub fn execute(a: &ReconcileArgs) -> anyhow::Result<Reconciliation> {
     if from > to {
         bail!(UsageError(format!("--from {from} is after --to {to}")));
     }
-    if !a.lake.join("_state/lake.json").is_file() {
-        bail!(UsageError(format!("--lake {} is not an agentmeter lake", a.lake.display())));
-    }
-    let lake = crate::lake_cmd::open(&a.lake)?;
+    let lake = crate::lake_cmd::existing(env, &a.lake)?;
     crate::lake_cmd::ensure_rollups(&lake, from, to + TimeDelta::days(1))?;
-    let r = reconcile(lake.reader(), from, to).context("reconciling")?;
+    let r = reconcile(&lake, from, to).context("reconciling")?;
     if let Some(out) = &a.out {
         let csv = r.to_csv().context("writing CSV")?;
         if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -45,8 +43,8 @@ pub fn execute(a: &ReconcileArgs) -> anyhow::Result<Reconciliation> {
     Ok(r)
 }
 
-pub fn run(a: &ReconcileArgs) -> anyhow::Result<()> {
-    let r = execute(a)?;
+pub fn run(env: &Env, a: &ReconcileArgs) -> anyhow::Result<()> {
+    let r = execute(env, a)?;
     let counts = r.counts();
     let n = |s: Status| counts.get(&s).copied().unwrap_or(0);
     println!(

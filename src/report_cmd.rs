@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use agentmeter_aggregate::LakeReader;
 use agentmeter_aggregate::fsio::write_atomic;
+use agentmeter_pipeline::Env;
 use agentmeter_reports::invoice::Period;
 use agentmeter_reports::report::{
     PoolCapacity, ReportOptions, gather, parse_flags, parse_margin, render,
@@ -14,7 +14,7 @@ use crate::UsageError;
 use crate::cli::ReportArgs;
 
 /// Gathers and writes the report.
-pub fn write(a: &ReportArgs) -> anyhow::Result<()> {
+pub fn write(env: &Env, a: &ReportArgs) -> anyhow::Result<()> {
     let period = Period::parse(&a.period).map_err(|e| UsageError(format!("--period: {e}")))?;
     let policy = crate::flags_cmd::load_policy(a.policy.as_deref())?;
     let mut opts = ReportOptions {
@@ -40,8 +40,9 @@ pub fn write(a: &ReportArgs) -> anyhow::Result<()> {
                 parse_flags(&text).with_context(|| format!("reading {}", flags.display()))?;
         }
     }
-    crate::lake_cmd::current_rollups(&a.lake, period.start, period.end)?;
-    let data = gather(&LakeReader::new(&a.lake), period, &opts).map_err(|e| match e {
+    let lake = crate::lake_cmd::existing(env, &a.lake)?;
+    crate::lake_cmd::ensure_rollups(&lake, period.start, period.end)?;
+    let data = gather(&lake, period, &opts).map_err(|e| match e {
         agentmeter_reports::report::ReportError::NoUsage { .. } => {
             anyhow::Error::new(UsageError(e.to_string()))
         }
@@ -52,8 +53,8 @@ pub fn write(a: &ReportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(a: &ReportArgs) -> anyhow::Result<()> {
-    write(a)?;
+pub fn run(env: &Env, a: &ReportArgs) -> anyhow::Result<()> {
+    write(env, a)?;
     println!("{}", a.out.display());
     Ok(())
 }

@@ -1,18 +1,19 @@
-//! `agentmeter run --config agentmeter.toml`: the long-running service on one lake lock.
+//! `agentmeter run --config agentmeter.toml`: the long-running service on a lake that any
+//! number of other writers share.
 //!
 //! - the HTTP server (main thread, async): OTLP/HTTP receiver with its write-ahead log and
-//!   flusher, `/metrics`, `/health` (`serve_cmd::run_receiver`);
-//! - the Kinesis follower (one thread, every configured stream in turns, one sink): commit,
-//!   then checkpoint; rollups every `rollups.interval_ms`;
-//! - the flags schedule (one thread): yesterday and today evaluated every
-//!   `flags.every_minutes`, new transitions alerted once.
+//!   flusher, `/metrics`, `/health` (`agentmeter_pipeline::receiver`);
+//! - the Kinesis follower (every configured stream in turns, one router): commit, then
+//!   checkpoint; rollups every `rollups.interval_ms`;
+//! - the flags schedule: yesterday and today evaluated every `flags.every_minutes`, new
+//!   transitions alerted once.
 //!
-//! SIGTERM or SIGINT stops all three: the receiver flushes what it acknowledged, the follower
-//! commits and checkpoints, the flags thread finishes its run. A part that fails stops the
-//! others and the process exits 1 (a supervisor restarts it; checkpoints and the write-ahead
-//! log make the restart exact).
+//! One shutdown: SIGTERM or SIGINT cancels one token, and the tracker waits for every part:
+//! the receiver flushes what it acknowledged, the follower commits and checkpoints, the flags
+//! run finishes. A part that fails cancels the others and the process exits 1 (a supervisor
+//! restarts it; checkpoints and the write-ahead log make the restart exact).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,99 +21,89 @@ use agentmeter_aggregate::{Lake, WriterOptions};
 use agentmeter_ingest::otlp_http::Metrics;
 use agentmeter_ingest::source::Format;
 use agentmeter_ingest::{DecodeConfig, Decoder};
+use agentmeter_pipeline::receiver::{self, ReceiverOptions};
+use agentmeter_pipeline::sources::{AwsRun, StreamOptions, shutdown_signal};
+use agentmeter_pipeline::{Env, Router};
 use anyhow::Context;
 use chrono::{TimeDelta, Utc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::UsageError;
-use crate::aws_ingest::{AwsRun, StreamOptions};
 use crate::cli::{FlagsArgs, RunArgs};
-use crate::ingest_cmd::IngestSink;
 use crate::run_config::{FlagsConfig, RunConfig};
-use crate::serve_cmd::{Receiver, run_receiver, shutdown_signal, token};
 
-/// Asks every part to stop; the HTTP server waits on the channel.
-#[derive(Clone)]
-struct Stop {
-    flag: Arc<AtomicBool>,
-    tx: Arc<tokio::sync::watch::Sender<bool>>,
-}
-
-impl Stop {
-    fn now(&self) {
-        self.flag.store(true, Ordering::Relaxed);
-        self.tx.send_replace(true);
-    }
-}
-
-pub fn run(a: &RunArgs) -> anyhow::Result<()> {
+pub fn run(env: &Env, a: &RunArgs) -> anyhow::Result<()> {
     let cfg = crate::run_config::load(&a.config).map_err(UsageError)?;
     let decode = DecodeConfig::new(&cfg.tenant_field, 4 << 20, cfg.max_body_bytes.max(1))
+        .and_then(|c| c.with_max_tokens_per_call(cfg.max_tokens_per_call))
         .map_err(|e| UsageError(format!("{}: {e}", a.config.display())))?;
-    let auth_token = token(cfg.auth_token_file.as_deref(), "otlp.auth_token_file")?;
-    let (lake, rt) = crate::serve_cmd::start(&cfg.lake)?;
+    let auth_token = receiver::token(cfg.auth_token_file.as_deref(), "otlp.auth_token_file")?;
+    let listener = receiver::bind(env.rt(), cfg.listen)?;
+    let wal_dir = cfg.wal_dir.clone().unwrap_or_else(|| receiver::default_wal_dir(&cfg.lake));
+    let lake = env.open_lake(&cfg.lake)?;
+    let _wal = receiver::lock_wal(&wal_dir)?;
+    receiver::recover(&lake, &wal_dir, WriterOptions::default())?;
     let metrics = Arc::new(Metrics::default());
     metrics.daemon.store(true, Ordering::Relaxed);
-    let aws = if cfg.streams.is_empty() {
-        None
-    } else {
-        Some(rt.block_on(crate::aws_ingest::sdk_config())?)
-    };
-    let (tx, mut rx) = tokio::sync::watch::channel(false);
-    let stop = Stop { flag: Arc::new(AtomicBool::new(false)), tx: Arc::new(tx) };
+    let aws = if cfg.streams.is_empty() { None } else { Some(env.sdk()?.clone()) };
+
+    let stop = CancellationToken::new();
+    let tracker = TaskTracker::new();
     {
         let stop = stop.clone();
-        rt.spawn(async move {
-            shutdown_signal().await;
-            stop.now();
-        });
+        tracker.spawn_on(
+            async move {
+                tokio::select! {
+                    () = shutdown_signal() => stop.cancel(),
+                    () = stop.cancelled() => {}
+                }
+            },
+            env.rt().handle(),
+        );
     }
     let failure: Arc<Mutex<Vec<String>>> = Arc::default();
-
-    let follower = aws.map(|config| {
-        let (lake, metrics, stop, failure, cfg) = (
-            Arc::clone(&lake),
-            Arc::clone(&metrics),
-            stop.clone(),
-            Arc::clone(&failure),
-            cfg.clone(),
-        );
+    if let Some(config) = aws {
+        let (lake, counters, stop, failure, cfg) =
+            (lake.clone(), Arc::clone(&metrics), stop.clone(), Arc::clone(&failure), cfg.clone());
         let decoder = Decoder::new(decode.clone());
-        std::thread::spawn(move || {
-            if let Err(e) = follow(&lake, &cfg, &decoder, &config, &metrics, &stop) {
-                tracing::error!(error = format!("{e:#}"), "The Kinesis follower stopped.");
-                failure
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .push(format!("{e:#}"));
-                stop.now();
-            }
-        })
-    });
-    let flags = cfg.flags.clone().map(|f| {
-        let (lake, metrics, stop) = (Arc::clone(&lake), Arc::clone(&metrics), stop.clone());
-        std::thread::spawn(move || flag_schedule(&lake, &f, &metrics, &stop))
-    });
+        let handle = env.rt().handle().clone();
+        tracker.spawn_blocking_on(
+            move || {
+                if let Err(e) = follow(&lake, &cfg, &decoder, &config, handle, &counters, &stop) {
+                    tracing::error!(error = format!("{e:#}"), "The Kinesis follower stopped.");
+                    failure
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(format!("{e:#}"));
+                    stop.cancel();
+                }
+            },
+            env.rt().handle(),
+        );
+    }
+    if let Some(f) = cfg.flags.clone() {
+        let (lake, metrics, stop) = (lake.clone(), Arc::clone(&metrics), stop.clone());
+        tracker.spawn_blocking_on(
+            move || flag_schedule(&lake, &f, &metrics, &stop),
+            env.rt().handle(),
+        );
+    }
+    tracker.close();
 
-    let receiver = Receiver {
+    let opts = ReceiverOptions {
         listen: cfg.listen,
         auth_token,
         max_body_bytes: cfg.max_body_bytes,
         max_in_flight: cfg.max_in_flight,
         flush_interval: cfg.flush_interval,
         decode,
+        wal_dir,
+        writer: WriterOptions::default(),
     };
-    let shutdown = async move {
-        let _ = rx.wait_for(|stopped| *stopped).await;
-        tracing::info!("Stopping: flushing what was acknowledged, committing, checkpointing.");
-    };
-    let served = run_receiver(&lake, receiver, &metrics, &rt, shutdown);
-    stop.now();
-    if let Some(t) = follower {
-        let _ = t.join();
-    }
-    if let Some(t) = flags {
-        let _ = t.join();
-    }
+    let served = receiver::run_receiver(env.rt(), listener, &lake, opts, &metrics, stop.clone());
+    stop.cancel();
+    env.rt().block_on(tracker.wait());
     served?;
     let failures = failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
     println!(
@@ -137,13 +128,10 @@ fn follow(
     cfg: &RunConfig,
     decoder: &Decoder,
     config: &aws_config::SdkConfig,
-    metrics: &Arc<Metrics>,
-    stop: &Stop,
+    rt: tokio::runtime::Handle,
+    counters: &Arc<Metrics>,
+    stop: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     let bytes = AtomicU64::new(0);
     let run = AwsRun {
         lake,
@@ -154,18 +142,18 @@ fn follow(
             checkpoint_interval: cfg.checkpoint_interval,
             rollup_interval: cfg.rollup_interval,
         },
-        rt: &rt,
+        rt,
         config,
-        stop: Arc::clone(&stop.flag),
+        stop: stop.clone(),
         bytes: &bytes,
         progress: false,
         format: Format::Auto,
         workers: 1,
-        metrics: Some(Arc::clone(metrics)),
+        counters: Some(Arc::clone(counters)),
     };
-    let mut sink = IngestSink::new(lake, WriterOptions::default());
-    let read = run.kinesis(&mut sink, &cfg.streams);
-    let finished = sink.finish(lake);
+    let mut router = Router::new(lake, WriterOptions::default());
+    let read = run.kinesis(&mut router, &cfg.streams);
+    let finished = router.finish();
     read?;
     let f = finished?;
     tracing::info!(
@@ -179,9 +167,9 @@ fn follow(
 }
 
 /// Evaluates the flags of yesterday and today every `every`, until stopped.
-fn flag_schedule(lake: &Lake, f: &FlagsConfig, metrics: &Metrics, stop: &Stop) {
+fn flag_schedule(lake: &Lake, f: &FlagsConfig, metrics: &Metrics, stop: &CancellationToken) {
     let args = FlagsArgs {
-        lake: lake.layout().root().to_owned(),
+        lake: agentmeter_pipeline::LakeLocation::Dir(Default::default()),
         period: None,
         from: None,
         to: None,
@@ -194,7 +182,7 @@ fn flag_schedule(lake: &Lake, f: &FlagsConfig, metrics: &Metrics, stop: &Stop) {
         json: false,
     };
     let mut next = Instant::now();
-    while !stop.flag.load(Ordering::Relaxed) {
+    while !stop.is_cancelled() {
         if Instant::now() >= next {
             next = Instant::now() + f.every;
             match evaluate(lake, &args) {
@@ -233,7 +221,8 @@ fn evaluate(lake: &Lake, args: &FlagsArgs) -> anyhow::Result<(usize, usize)> {
         today - TimeDelta::days(1),
         now,
         now,
-    )?;
+    )
+    .context("evaluating flags")?;
     let holding = r.evaluations.last().map_or(0, |e| e.flags.len());
     Ok((holding, r.alerts_sent))
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agentmeter_ingest::kinesis::StartPosition;
+use agentmeter_pipeline::LakeLocation;
 use serde::Deserialize;
 
 /// The documented example, with every key at its default (README "Running as a service").
@@ -15,9 +16,11 @@ pub const EXAMPLE: &str = include_str!("../examples/agentmeter.toml");
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Raw {
-    lake: Option<PathBuf>,
+    lake: Option<String>,
     #[serde(default = "default_tenant_field")]
     tenant_field: String,
+    #[serde(default = "default_max_tokens")]
+    max_tokens_per_call: i64,
     #[serde(default)]
     http: RawHttp,
     #[serde(default)]
@@ -32,6 +35,10 @@ struct Raw {
 
 fn default_tenant_field() -> String {
     "clinic_id".into()
+}
+
+fn default_max_tokens() -> i64 {
+    agentmeter_ingest::DEFAULT_MAX_TOKENS_PER_CALL
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,6 +62,7 @@ fn default_listen() -> String {
 #[serde(deny_unknown_fields)]
 struct RawOtlp {
     auth_token_file: Option<PathBuf>,
+    wal_dir: Option<PathBuf>,
     #[serde(default = "default_max_body")]
     max_body_bytes: u64,
     #[serde(default = "default_in_flight")]
@@ -67,6 +75,7 @@ impl Default for RawOtlp {
     fn default() -> Self {
         Self {
             auth_token_file: None,
+            wal_dir: None,
             max_body_bytes: default_max_body(),
             max_in_flight: default_in_flight(),
             flush_interval_ms: default_flush(),
@@ -160,8 +169,11 @@ fn default_every() -> u64 {
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    pub lake: PathBuf,
+    pub lake: LakeLocation,
     pub tenant_field: String,
+    pub max_tokens_per_call: i64,
+    /// The receiver's write-ahead log (`None`: the default for the lake).
+    pub wal_dir: Option<PathBuf>,
     pub listen: SocketAddr,
     pub auth_token_file: Option<PathBuf>,
     pub max_body_bytes: usize,
@@ -206,7 +218,14 @@ pub fn load(path: &Path) -> Result<RunConfig, String> {
 pub fn parse(text: &str, base: &Path) -> Result<RunConfig, String> {
     let raw: Raw = toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))?;
     let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
-    let lake = resolve(raw.lake.ok_or("lake: required (the lake directory)")?);
+    let lake = raw.lake.ok_or("lake: required (a directory or s3://BUCKET/PREFIX)")?;
+    let lake = match LakeLocation::parse(&lake).map_err(|e| format!("lake: {e}"))? {
+        LakeLocation::Dir(p) => LakeLocation::Dir(resolve(p)),
+        s3 => s3,
+    };
+    agentmeter_ingest::DecodeConfig::default()
+        .with_max_tokens_per_call(raw.max_tokens_per_call)
+        .map_err(|e| format!("max_tokens_per_call: {e}"))?;
     if raw.tenant_field.is_empty() {
         return Err("tenant_field: must not be empty".into());
     }
@@ -223,7 +242,7 @@ pub fn parse(text: &str, base: &Path) -> Result<RunConfig, String> {
     let mut start = None;
     for (i, k) in raw.kinesis.iter().enumerate() {
         let stream = k.stream.clone().ok_or(format!("kinesis[{i}].stream: required"))?;
-        match crate::aws_ingest::parse_source(&format!("kinesis://{stream}")) {
+        match agentmeter_pipeline::sources::parse_source(&format!("kinesis://{stream}")) {
             Ok(Some(_)) => {}
             _ => {
                 return Err(format!("kinesis[{i}].stream: {stream:?} is not a stream name or ARN"));
@@ -277,6 +296,8 @@ pub fn parse(text: &str, base: &Path) -> Result<RunConfig, String> {
     Ok(RunConfig {
         lake,
         tenant_field: raw.tenant_field,
+        max_tokens_per_call: raw.max_tokens_per_call,
+        wal_dir: raw.otlp.wal_dir.map(resolve),
         listen,
         auth_token_file: raw.otlp.auth_token_file.map(resolve),
         max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
@@ -297,7 +318,7 @@ mod tests {
     #[test]
     fn the_documented_example_is_valid_and_holds_the_defaults() {
         let c = parse(EXAMPLE, Path::new("/etc/agentmeter")).unwrap();
-        assert_eq!(c.lake, Path::new("/var/lib/agentmeter/lake"));
+        assert_eq!(c.lake, LakeLocation::Dir("/var/lib/agentmeter/lake".into()));
         assert_eq!(c.listen, "127.0.0.1:4318".parse().unwrap());
         assert_eq!(c.streams, ["clinic-usage"]);
         assert_eq!(c.start, StartPosition::TrimHorizon);
@@ -311,7 +332,7 @@ mod tests {
         assert_eq!(f.alert_max_age_hours, 168);
         // The minimal file: only the lake, flags off.
         let c = parse("lake = \"lake\"\n[flags]\nenabled = false\n", Path::new("/srv")).unwrap();
-        assert_eq!(c.lake, Path::new("/srv/lake"));
+        assert_eq!(c.lake, LakeLocation::Dir("/srv/lake".into()));
         assert!(c.streams.is_empty() && c.flags.is_none());
     }
 

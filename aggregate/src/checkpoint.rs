@@ -1,29 +1,62 @@
-//! Source checkpoints kept with the lake. Streams: per Kinesis stream, the last sequence number of
-//! each shard whose data is durable in the lake, and which shards are read to their end.
+//! Source checkpoints kept with the lake, one object per shard or object, so that any number
+//! of readers (workers on different shards, a backfill beside a stream) save theirs without
+//! a lock and without overwriting each other's.
 //!
+//! Streams: per Kinesis shard, the last sequence number whose record is durable in the lake,
+//! and whether the shard is read to its end (`_state/checkpoints/kinesis/<stream>/<shard>.json`).
 //! A checkpoint is saved only after the events, spans and quarantine entries of the records
 //! it covers are committed, so a restart re-reads at most what was not yet checkpointed; the
-//! lake's dedup by event id drops what a re-read finds again. The file is replaced atomically
-//! (`_state/checkpoints/kinesis-<stream>-<digest>.json`). S3 sources: the objects (key and
-//! ETag) already ingested, saved after their data is committed.
+//! lake's dedup by event id drops what a re-read finds again. A checkpoint only moves forward:
+//! it is replaced only from the version read, and when another reader of the same shard saved
+//! a later one meanwhile, the later one stays.
+//!
+//! S3 sources: one empty record per object ingested, named by a digest of its key and its
+//! ETag (`_state/checkpoints/s3/<source>/<key digest>-<etag>.json`), saved after its data is
+//! committed: a listing tells what is done, and a replaced object (new ETag) is read again.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet};
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result, io_at};
-use crate::layout::Layout;
+use crate::error::{Error, Result};
+use crate::lake::Lake;
+use crate::layout;
+use crate::store::{Condition, Put};
+
+/// Attempts to save one shard's checkpoint while other readers save theirs.
+const SAVE_ATTEMPTS: usize = 20;
 
 /// Where one shard stands.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardCheckpoint {
-    /// The last sequence number whose record is durable (opaque: compared only by the API).
+    /// The last sequence number whose record is durable (compared numerically, as Kinesis
+    /// sequence numbers are decimal integers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sequence: Option<String>,
     /// The shard is closed and was read to its end: its children may be read.
     #[serde(default)]
     pub finished: bool,
+}
+
+impl ShardCheckpoint {
+    /// The later of two checkpoints of one shard.
+    fn max(self, other: ShardCheckpoint) -> ShardCheckpoint {
+        let later = |a: &Option<String>, b: &Option<String>| match (a, b) {
+            (Some(x), Some(y)) => {
+                let key = |s: &str| {
+                    (s.trim_start_matches('0').len(), s.trim_start_matches('0').to_owned())
+                };
+                if key(y) > key(x) { b.clone() } else { a.clone() }
+            }
+            (None, _) => b.clone(),
+            (_, None) => a.clone(),
+        };
+        ShardCheckpoint {
+            sequence: later(&self.sequence, &other.sequence),
+            finished: self.finished || other.finished,
+        }
+    }
 }
 
 /// The checkpoints of one stream.
@@ -35,130 +68,167 @@ pub struct StreamCheckpoint {
     pub shards: BTreeMap<String, ShardCheckpoint>,
 }
 
+/// One shard's saved object.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ShardFile {
+    stream: String,
+    shard: String,
+    #[serde(flatten)]
+    checkpoint: ShardCheckpoint,
+}
+
 /// Reads and saves the checkpoints of one stream of one lake.
 #[derive(Debug, Clone)]
 pub struct CheckpointStore {
-    path: PathBuf,
+    lake: Lake,
     stream: String,
+    /// The version of each shard's object last read or written.
+    versions: BTreeMap<String, String>,
 }
 
 impl CheckpointStore {
-    /// The store of `stream` (a name or an ARN) in the lake laid out as `layout`.
-    pub fn kinesis(layout: &Layout, stream: &str) -> Self {
-        Self { path: layout.kinesis_checkpoint(stream), stream: stream.to_owned() }
+    /// The checkpoints of `stream` (a name or an ARN) in `lake`.
+    pub fn kinesis(lake: &Lake, stream: &str) -> Self {
+        Self { lake: lake.clone(), stream: stream.to_owned(), versions: BTreeMap::new() }
     }
 
-    /// The file.
-    pub fn path(&self) -> &std::path::Path {
-        &self.path
+    /// Where they are, for messages.
+    pub fn location(&self) -> String {
+        self.lake.store().uri_of(&layout::kinesis_checkpoints(&self.stream))
     }
 
-    /// The saved checkpoints, or empty ones when none were saved.
+    /// The saved checkpoints of every shard (none when nothing was saved).
     ///
     /// # Errors
     ///
-    /// The file cannot be read or is not a checkpoint of this stream.
-    pub fn load(&self) -> Result<StreamCheckpoint> {
-        let cp = read_json::<StreamCheckpoint>(&self.path, "a stream checkpoint")?.unwrap_or_else(
-            || StreamCheckpoint { stream: self.stream.clone(), ..Default::default() },
-        );
-        owned_by(&self.path, "stream", &cp.stream, &self.stream)?;
+    /// They cannot be read, or one belongs to another stream (a copied object).
+    pub fn load(&mut self) -> Result<StreamCheckpoint> {
+        let mut cp = StreamCheckpoint { stream: self.stream.clone(), ..Default::default() };
+        for meta in self.lake.store().list(&layout::kinesis_checkpoints(&self.stream))? {
+            let Some((file, etag)) = self.lake.read_state::<ShardFile>(&meta.key)? else {
+                continue;
+            };
+            self.check(&meta.key, &file)?;
+            self.versions.insert(file.shard.clone(), etag);
+            cp.shards.insert(file.shard, file.checkpoint);
+        }
         Ok(cp)
     }
 
-    /// Replaces the saved checkpoints (temporary file, fsync, rename).
+    fn check(&self, key: &str, file: &ShardFile) -> Result<()> {
+        if file.stream == self.stream
+            && layout::kinesis_checkpoint(&self.stream, &file.shard) == key
+        {
+            return Ok(());
+        }
+        Err(Error::Corrupt {
+            path: self.lake.store().uri_of(key).into(),
+            detail: format!(
+                "holds stream {:?} shard {:?}, not a shard of {:?}",
+                file.stream, file.shard, self.stream
+            ),
+        })
+    }
+
+    /// Saves the checkpoints of `shards`, each only forward: when another reader saved a later
+    /// one meanwhile, the later one stays.
     ///
     /// # Errors
     ///
-    /// The file cannot be written.
-    pub fn save(&self, cp: &StreamCheckpoint) -> Result<()> {
-        write_json(&self.path, cp)
+    /// They cannot be written.
+    pub fn save(&mut self, shards: &BTreeMap<String, ShardCheckpoint>) -> Result<()> {
+        for (shard, cp) in shards {
+            self.save_one(shard, cp.clone())?;
+        }
+        Ok(())
+    }
+
+    fn save_one(&mut self, shard: &str, mut cp: ShardCheckpoint) -> Result<()> {
+        let key = layout::kinesis_checkpoint(&self.stream, shard);
+        for _ in 0..SAVE_ATTEMPTS {
+            let file = ShardFile {
+                stream: self.stream.clone(),
+                shard: shard.to_owned(),
+                checkpoint: cp.clone(),
+            };
+            let cond = Condition::replacing(self.versions.get(shard).map(String::as_str));
+            match self.lake.write_state(&key, &file, cond)? {
+                Put::Written { etag } => {
+                    self.versions.insert(shard.to_owned(), etag);
+                    return Ok(());
+                }
+                Put::Conflict => {
+                    // Another reader of this shard saved: keep the later of the two.
+                    match self.lake.read_state::<ShardFile>(&key)? {
+                        Some((theirs, etag)) => {
+                            self.check(&key, &theirs)?;
+                            self.versions.insert(shard.to_owned(), etag);
+                            let merged = cp.clone().max(theirs.checkpoint.clone());
+                            if merged == theirs.checkpoint {
+                                return Ok(());
+                            }
+                            cp = merged;
+                        }
+                        None => {
+                            self.versions.remove(shard);
+                        }
+                    }
+                }
+            }
+        }
+        Err(Error::Corrupt {
+            path: self.lake.store().uri_of(&key).into(),
+            detail: format!("other readers kept saving it through {SAVE_ATTEMPTS} attempts"),
+        })
     }
 }
 
-/// The parsed file, or `None` when there is none.
-fn read_json<T: serde::de::DeserializeOwned>(
-    path: &std::path::Path,
-    what: &str,
-) -> Result<Option<T>> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_at(path)(e)),
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| Error::Corrupt { path: path.to_owned(), detail: format!("not {what}: {e}") })
-}
-
-/// Refuses a state file of another stream or source (a copied or renamed file).
-fn owned_by(path: &std::path::Path, kind: &str, holds: &str, wanted: &str) -> Result<()> {
-    if holds == wanted {
-        return Ok(());
-    }
-    Err(Error::Corrupt {
-        path: path.to_owned(),
-        detail: format!("holds {kind} {holds:?}, not {wanted:?}"),
-    })
-}
-
-/// Replaces the file atomically (temporary file, fsync, rename).
-fn write_json<T: Serialize>(path: &std::path::Path, value: &T) -> Result<()> {
-    let body = serde_json::to_vec_pretty(value).map_err(|e| io_at(path)(e.into()))?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io_at(dir))?;
-    }
-    crate::fsio::write_atomic(path, &body)
-}
-
-/// The objects of one S3 source already ingested: key to ETag.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ObjectsDone {
-    /// `s3://bucket/prefix` as given.
-    pub source: String,
-    /// Key to the ETag that was ingested (a replaced object has another ETag and is read
-    /// again).
-    pub objects: BTreeMap<String, String>,
-}
-
-/// Reads and saves which objects of one S3 source are done
-/// (`_state/checkpoints/s3-<prefix>-<digest>.json`).
+/// Reads and records which objects of one S3 source are ingested.
 #[derive(Debug, Clone)]
 pub struct ObjectsStore {
-    path: PathBuf,
+    lake: Lake,
     source: String,
 }
 
 impl ObjectsStore {
-    /// The store of `source` (`s3://bucket/prefix`) in the lake laid out as `layout`.
-    pub fn s3(layout: &Layout, source: &str) -> Self {
-        Self { path: layout.s3_checkpoint(source), source: source.to_owned() }
+    /// The records of `source` (`s3://bucket/prefix`) in `lake`.
+    pub fn s3(lake: &Lake, source: &str) -> Self {
+        Self { lake: lake.clone(), source: source.to_owned() }
     }
 
-    /// The file.
-    pub fn path(&self) -> &std::path::Path {
-        &self.path
-    }
-
-    /// The objects done, or none.
+    /// The objects done, as `(key digest, etag)` names: see [`ObjectsStore::is_done`].
     ///
     /// # Errors
     ///
-    /// The file cannot be read or belongs to another source.
-    pub fn load(&self) -> Result<ObjectsDone> {
-        let done = read_json::<ObjectsDone>(&self.path, "a list of S3 objects done")?
-            .unwrap_or_else(|| ObjectsDone { source: self.source.clone(), ..Default::default() });
-        owned_by(&self.path, "source", &done.source, &self.source)?;
-        Ok(done)
+    /// The records cannot be listed.
+    pub fn load(&self) -> Result<BTreeSet<String>> {
+        let prefix = layout::s3_objects_done(&self.source);
+        Ok(self
+            .lake
+            .store()
+            .list(&prefix)?
+            .into_iter()
+            .filter_map(|o| o.key.strip_prefix(&prefix)?.strip_suffix(".json").map(str::to_owned))
+            .collect())
     }
 
-    /// Replaces the saved list (temporary file, fsync, rename).
+    /// True when `done` (from [`ObjectsStore::load`]) records the object `key` at `etag`.
+    pub fn is_done(done: &BTreeSet<String>, key: &str, etag: &str) -> bool {
+        done.contains(&layout::s3_object_done_name(key, etag))
+    }
+
+    /// Records the object `key` at `etag` as ingested.
     ///
     /// # Errors
     ///
-    /// The file cannot be written.
-    pub fn save(&self, done: &ObjectsDone) -> Result<()> {
-        write_json(&self.path, done)
+    /// The record cannot be written.
+    pub fn save(&self, key: &str, etag: &str) -> Result<()> {
+        let name = layout::s3_object_done_name(key, etag);
+        let record = format!("{}{name}.json", layout::s3_objects_done(&self.source));
+        let body =
+            serde_json::json!({ "source": self.source, "key": key, "etag": etag }).to_string();
+        self.lake.store().put(&record, Bytes::from(body), Condition::Always)?;
+        Ok(())
     }
 }
 
@@ -167,40 +237,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn saved_checkpoints_load_back_and_belong_to_their_stream() {
+    fn shard_checkpoints_load_back_and_only_move_forward() {
         let dir = tempfile::tempdir().unwrap();
-        let layout = Layout::new(dir.path());
-        let store = CheckpointStore::kinesis(&layout, "usage/../../etc");
-        assert!(store.path().starts_with(dir.path().join("_state/checkpoints")));
-        assert_eq!(store.path().parent().unwrap(), dir.path().join("_state/checkpoints"));
-        assert_eq!(store.load().unwrap().shards.len(), 0);
-        let mut cp = store.load().unwrap();
-        cp.shards.insert(
-            "shardId-000000000001".into(),
-            ShardCheckpoint { sequence: Some("4960".into()), finished: true },
-        );
-        store.save(&cp).unwrap();
-        assert_eq!(store.load().unwrap(), cp);
-        let other = CheckpointStore::kinesis(&layout, "other");
-        assert_ne!(other.path(), store.path());
-        std::fs::copy(store.path(), other.path()).unwrap();
-        let err = other.load().unwrap_err().to_string();
-        assert!(err.contains("holds stream \"usage/../../etc\", not \"other\""), "{err}");
+        let lake = Lake::open_dir(dir.path()).unwrap();
+        let mut a = CheckpointStore::kinesis(&lake, "usage/../../etc");
+        assert!(a.load().unwrap().shards.is_empty());
+        let cp = |seq: &str, finished| ShardCheckpoint { sequence: Some(seq.into()), finished };
+        let mut shards = BTreeMap::new();
+        shards.insert("shardId-000000000001".to_owned(), cp("4960", false));
+        shards.insert("shardId-000000000002".to_owned(), cp("17", true));
+        a.save(&shards).unwrap();
+        // A second reader of the same shards loads them, then the first moves shard 1 on.
+        let mut b = CheckpointStore::kinesis(&lake, "usage/../../etc");
+        assert_eq!(b.load().unwrap().shards, shards);
+        let mut later = BTreeMap::new();
+        later.insert("shardId-000000000001".to_owned(), cp("10000", false));
+        a.save(&later).unwrap();
+        // b's save of an older position loses to a's later one.
+        let mut older = BTreeMap::new();
+        older.insert("shardId-000000000001".to_owned(), cp("5000", false));
+        b.save(&older).unwrap();
+        let mut fresh = CheckpointStore::kinesis(&lake, "usage/../../etc");
+        let got = fresh.load().unwrap();
+        assert_eq!(got.shards["shardId-000000000001"], cp("10000", false));
+        assert_eq!(got.shards["shardId-000000000002"], cp("17", true));
+        // Another stream's checkpoints are elsewhere.
+        assert!(CheckpointStore::kinesis(&lake, "other").load().unwrap().shards.is_empty());
+        assert!(a.location().contains("_state/checkpoints/kinesis/"));
     }
 
     #[test]
-    fn objects_done_load_back_and_belong_to_their_source() {
+    fn objects_done_are_recorded_by_key_and_etag() {
         let dir = tempfile::tempdir().unwrap();
-        let layout = Layout::new(dir.path());
-        let store = ObjectsStore::s3(&layout, "s3://usage/firehose/");
-        assert_eq!(store.path().parent().unwrap(), dir.path().join("_state/checkpoints"));
-        let mut done = store.load().unwrap();
-        assert!(done.objects.is_empty());
-        done.objects.insert("firehose/a.gz".into(), "9b2cf535f27731c974343645a3985328".into());
-        store.save(&done).unwrap();
-        assert_eq!(store.load().unwrap(), done);
-        let other = ObjectsStore::s3(&layout, "s3://usage/other/");
-        std::fs::copy(store.path(), other.path()).unwrap();
-        assert!(other.load().unwrap_err().to_string().contains("holds source"));
+        let lake = Lake::open_dir(dir.path()).unwrap();
+        let store = ObjectsStore::s3(&lake, "s3://usage/firehose/");
+        assert!(store.load().unwrap().is_empty());
+        store.save("firehose/a.gz", "9b2cf535f27731c974343645a3985328").unwrap();
+        let done = store.load().unwrap();
+        assert!(ObjectsStore::is_done(&done, "firehose/a.gz", "9b2cf535f27731c974343645a3985328"));
+        assert!(
+            !ObjectsStore::is_done(&done, "firehose/a.gz", "other-etag"),
+            "replaced: read again"
+        );
+        assert!(ObjectsStore::s3(&lake, "s3://usage/other/").load().unwrap().is_empty());
     }
 }

@@ -1,30 +1,31 @@
-//! Compaction: a partition's small files (one per commit of a followed stream) merged into
-//! Athena-sized files, without changing any row.
+//! Compaction: a partition's small files (one per commit of a followed stream, one per Lambda
+//! batch) merged into Athena-sized files, each record once.
 //!
-//! A partition is compacted in three durable steps, so that a crash at any point is rolled
-//! forward by the next writer ([`recover`], called by `Lake::open`):
-//! 1. the merged rows are written, complete, to `_state/compact/<table>/dt=<day>/`;
-//! 2. a journal `_state/compact/<table>.dt=<day>.json` names the files to add and to remove;
-//! 3. the new files are moved into the partition, the old ones removed, then the journal.
+//! No lock and no journal: a compaction reads the partition's files, writes the merged files
+//! (created only if absent, named by a digest of their ids like any data file), and only then
+//! removes the files it read. Whatever happens in between (a crash, another compaction, a
+//! writer adding a file), no row is ever missing: a file is removed only once a merged file
+//! holding all its rows is stored. At worst a record is in two files for a while, which every
+//! reader of the lake counts once and the next compaction merges. A file added after the
+//! listing is left alone.
 //!
-//! Without a journal, staged files are the leftovers of step 1 and are deleted. Readers that
-//! list the partition during step 3 can see both generations for an instant: compact outside
-//! query windows.
+//! A record stored twice (by two writers at once) keeps the copy of the first file by name,
+//! the same copy the rollups count.
 
-use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::collections::{BTreeSet, HashSet};
 
 use chrono::NaiveDate;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::error::{Error, Result, io_at};
-use crate::fsio::{remove_if_exists, sync_dir, write_atomic};
-use crate::lake::{Lake, list_names};
-use crate::layout::{Layout, parse_partition};
-use crate::parquet_io::{properties, write_file};
+use crate::error::{Error, Result};
+use crate::lake::Lake;
+use crate::layout;
+use crate::parquet_io::{encode, properties};
 use crate::record::LakeRecord;
+use crate::store::{Condition, Fetch};
+use crate::writer::id_key;
 
-/// What one partition's compaction did.
+/// What a compaction did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CompactStats {
     /// Partitions rewritten.
@@ -33,26 +34,13 @@ pub struct CompactStats {
     pub files_before: u64,
     /// Files after.
     pub files_after: u64,
-    /// Rows rewritten.
+    /// Rows kept.
     pub rows: u64,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Journal {
-    table: String,
-    dt: NaiveDate,
-    /// File names moved from the staging directory into the partition.
-    add: Vec<String>,
-    /// File names removed from the partition.
-    remove: Vec<String>,
-}
-
-fn staging(layout: &Layout, table: &str, dt: NaiveDate) -> PathBuf {
-    layout.state_dir().join("compact").join(table).join(format!("dt={}", dt.format("%Y-%m-%d")))
-}
-
-fn journal_path(layout: &Layout, table: &str, dt: NaiveDate) -> PathBuf {
-    layout.state_dir().join("compact").join(format!("{table}.dt={}.json", dt.format("%Y-%m-%d")))
+    /// Extra copies of records removed (stored by two writers at once).
+    pub duplicates: u64,
+    /// The days rewritten (their rollups are stale until rebuilt).
+    #[serde(skip)]
+    pub days: BTreeSet<NaiveDate>,
 }
 
 /// Compacts every partition of `R`'s table in `days` (all when empty) that has more than one
@@ -60,52 +48,71 @@ fn journal_path(layout: &Layout, table: &str, dt: NaiveDate) -> PathBuf {
 ///
 /// # Errors
 ///
-/// The lake cannot be read or written; a partition left half-way is finished by the next
-/// writer.
+/// The lake cannot be read or written; a partition left half-way holds every row, and the
+/// next compaction finishes it.
 pub fn compact<R: LakeRecord>(
     lake: &Lake,
     days: &BTreeSet<NaiveDate>,
     max_rows: usize,
 ) -> Result<CompactStats> {
     let mut stats = CompactStats::default();
-    for dt in lake.reader().partitions(R::TABLE)? {
+    for dt in lake.partitions(R::TABLE)? {
         if !days.is_empty() && !days.contains(&dt) {
             continue;
         }
-        let Some((journal, before, rows)) = stage::<R>(lake, dt, max_rows)? else { continue };
-        apply(lake.layout(), &journal)?;
-        stats.partitions += 1;
-        stats.files_before += before;
-        stats.files_after += journal.add.len() as u64;
-        stats.rows += rows;
-        tracing::info!(table = R::TABLE, %dt, before, after = journal.add.len(), rows, "Partition compacted.");
+        match compact_partition::<R>(lake, dt, max_rows) {
+            Ok(Some((before, after, rows, duplicates))) => {
+                stats.partitions += 1;
+                stats.files_before += before;
+                stats.files_after += after;
+                stats.rows += rows;
+                stats.duplicates += duplicates;
+                stats.days.insert(dt);
+                tracing::info!(table = R::TABLE, %dt, before, after, rows, duplicates, "Partition compacted.");
+            }
+            Ok(None) => {}
+            // Another compaction took some of the files first: its result stands.
+            Err(Error::Vanished { uri }) => {
+                tracing::info!(table = R::TABLE, %dt, %uri, "Partition compacted by another process meanwhile; skipped.");
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(stats)
 }
 
-/// Steps 1 and 2 for one partition with more than one file: the merged files staged, then the
-/// journal. Returns the journal, the number of files before and the rows.
-fn stage<R: LakeRecord>(
+/// Merges one partition with more than one file. Returns the files before and after, the
+/// rows kept and the extra copies dropped.
+fn compact_partition<R: LakeRecord>(
     lake: &Lake,
     dt: NaiveDate,
     max_rows: usize,
-) -> Result<Option<(Journal, u64, u64)>> {
-    let files = lake.reader().files(R::TABLE, dt)?;
+) -> Result<Option<(u64, u64, u64, u64)>> {
+    let files = lake.files(R::TABLE, dt)?;
     if files.len() < 2 {
         return Ok(None);
     }
     // One partition in memory: partitions are days, and a day's rows fit.
     let mut rows: Vec<R> = Vec::new();
-    lake.reader().for_each_batch::<R>(dt, |batch| {
-        rows.extend(batch);
-        Ok(())
-    })?;
+    let mut seen = HashSet::new();
+    let mut duplicates = 0u64;
+    for file in &files {
+        for batch in lake.read(file, None, Fetch::Whole)? {
+            let records = R::from_batch(&batch)
+                .map_err(|source| Error::Arrow { path: file.key.clone().into(), source })?;
+            for r in records {
+                if seen.insert(id_key(&r.identity())) {
+                    rows.push(r);
+                } else {
+                    duplicates += 1;
+                }
+            }
+        }
+    }
+    drop(seen);
     rows.sort_by(R::sort_cmp);
-    let layout = lake.layout();
-    let stage = staging(layout, R::TABLE, dt);
-    std::fs::create_dir_all(&stage).map_err(io_at(&stage))?;
     let props = properties(R::SORTED_BY, R::UNIQUE);
-    let mut add = Vec::new();
+    let mut written = BTreeSet::new();
     for chunk in rows.chunks(max_rows.max(1)) {
         let mut digest = blake3::Hasher::new();
         for r in chunk {
@@ -114,87 +121,19 @@ fn stage<R: LakeRecord>(
         }
         let hex: String =
             digest.finalize().as_bytes()[..16].iter().map(|b| format!("{b:02x}")).collect();
-        let name = format!("part-{hex}.parquet");
-        let path = stage.join(&name);
-        let batch =
-            R::batch(chunk.iter()).map_err(|source| Error::Arrow { path: path.clone(), source })?;
-        write_file(&path, R::schema(), props.clone(), &[batch])?;
-        add.push(name);
+        let key = layout::data_file(R::TABLE, dt, &hex);
+        let batch = R::batch(chunk.iter())
+            .map_err(|source| Error::Arrow { path: key.clone().into(), source })?;
+        let bytes = encode(&key, R::schema(), props.clone(), &[batch])?;
+        // A name already taken holds exactly these ids (an earlier run of this compaction).
+        lake.store().put(&key, bytes, Condition::Absent)?;
+        written.insert(key);
     }
-    let remove: Vec<String> = files
-        .iter()
-        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .filter(|n| !add.contains(n))
-        .collect();
-    let journal = Journal { table: R::TABLE.to_owned(), dt, add, remove };
-    let body = serde_json::to_vec_pretty(&journal).map_err(|e| io_at(&stage)(e.into()))?;
-    write_atomic(&journal_path(layout, R::TABLE, dt), &body)?;
-    Ok(Some((journal, files.len() as u64, rows.len() as u64)))
-}
-
-/// Step 3: moves the staged files in, removes the old ones, then the journal. Idempotent.
-fn apply(layout: &Layout, j: &Journal) -> Result<()> {
-    let table = crate::layout::known_table(&j.table).ok_or_else(|| Error::Corrupt {
-        path: journal_path(layout, &j.table, j.dt),
-        detail: format!("unknown table {:?}", j.table),
-    })?;
-    let stage = staging(layout, table, j.dt);
-    let dir = layout.partition(table, j.dt);
-    let safe = |n: &String| n.starts_with("part-") && n.ends_with(".parquet") && !n.contains('/');
-    for name in j.add.iter().filter(|n| safe(n)) {
-        let from = stage.join(name);
-        if from.exists() {
-            std::fs::rename(&from, dir.join(name)).map_err(io_at(&from))?;
-        }
+    // Only now that every row is in a merged file: the files read go.
+    for file in files.iter().filter(|f| !written.contains(&f.key)) {
+        lake.store().delete(&file.key)?;
     }
-    sync_dir(&dir)?;
-    for name in j.remove.iter().filter(|n| safe(n)) {
-        remove_if_exists(&dir.join(name))?;
-    }
-    sync_dir(&dir)?;
-    remove_if_exists(&journal_path(layout, table, j.dt))?;
-    let _ = std::fs::remove_dir_all(&stage);
-    Ok(())
-}
-
-/// Finishes the compactions a crash interrupted (journal present) and deletes the staged files
-/// of those it interrupted before their journal. Returns how many were finished.
-///
-/// # Errors
-///
-/// A journal cannot be read or applied.
-pub(crate) fn recover(layout: &Layout) -> Result<usize> {
-    let root = layout.state_dir().join("compact");
-    let mut finished = 0;
-    for name in list_names(&root)? {
-        let path = root.join(&name);
-        if !name.ends_with(".json") {
-            continue;
-        }
-        let bytes = std::fs::read(&path).map_err(io_at(&path))?;
-        let j: Journal = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
-            path: path.clone(),
-            detail: format!("not a compaction journal: {e}"),
-        })?;
-        apply(layout, &j)?;
-        finished += 1;
-    }
-    // Staged without a journal: the old files are still in place, these go.
-    for table in list_names(&root)? {
-        let dir = root.join(&table);
-        if dir.is_dir() {
-            for part in list_names(&dir)? {
-                if parse_partition(&part).is_some() {
-                    let p = dir.join(part);
-                    std::fs::remove_dir_all(&p).map_err(io_at(&p))?;
-                }
-            }
-        }
-    }
-    if finished > 0 {
-        tracing::info!(partitions = finished, "Finished interrupted compactions.");
-    }
-    Ok(finished)
+    Ok(Some((files.len() as u64, written.len() as u64, rows.len() as u64, duplicates)))
 }
 
 #[cfg(test)]
@@ -220,8 +159,8 @@ mod tests {
 
     /// A lake whose one partition holds `commits` files of 10 events each.
     fn small_files(dir: &std::path::Path, commits: usize) -> Lake {
-        let lake = Lake::open(dir).unwrap();
-        let mut w: EventWriter<'_> = EventWriter::new(&lake, WriterOptions::default());
+        let lake = Lake::open_dir(dir).unwrap();
+        let mut w: EventWriter = EventWriter::new(&lake, WriterOptions::default());
         for c in 0..commits {
             for i in 0..10 {
                 w.push(ev(c * 10 + i)).unwrap();
@@ -232,70 +171,86 @@ mod tests {
         lake
     }
 
+    fn dt() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 10, 1).unwrap()
+    }
+
     #[test]
     fn small_files_merge_into_sorted_files_with_the_same_rows() {
         let dir = tempfile::tempdir().unwrap();
         let lake = small_files(dir.path(), 7);
-        let dt = NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
-        let before = sorted(lake.reader().events(dt).unwrap());
-        assert_eq!(lake.reader().files("usage_events", dt).unwrap().len(), 7);
+        let before = sorted(lake.events(dt()).unwrap());
+        assert_eq!(lake.files("usage_events", dt()).unwrap().len(), 7);
         let stats = compact::<UsageEvent>(&lake, &BTreeSet::new(), 30).unwrap();
         assert_eq!(
-            stats,
-            CompactStats { partitions: 1, files_before: 7, files_after: 3, rows: 70 }
+            (stats.partitions, stats.files_before, stats.files_after, stats.rows, stats.duplicates),
+            (1, 7, 3, 70, 0)
         );
-        let files = lake.reader().files("usage_events", dt).unwrap();
-        assert_eq!(files.len(), 3);
-        assert_eq!(sorted(lake.reader().events(dt).unwrap()), before);
-        assert!(!staging(lake.layout(), "usage_events", dt).exists());
+        assert_eq!(lake.files("usage_events", dt()).unwrap().len(), 3);
+        assert_eq!(sorted(lake.events(dt()).unwrap()), before);
         // A larger target merges the three.
         let stats = compact::<UsageEvent>(&lake, &BTreeSet::new(), 1000).unwrap();
         assert_eq!((stats.files_before, stats.files_after), (3, 1));
-        assert_eq!(sorted(lake.reader().events(dt).unwrap()), before);
+        assert_eq!(sorted(lake.events(dt()).unwrap()), before);
         // New events after compaction still deduplicate against the compacted file.
-        let mut w: EventWriter<'_> = EventWriter::new(&lake, WriterOptions::default());
+        let mut w: EventWriter = EventWriter::new(&lake, WriterOptions::default());
         w.push(ev(3)).unwrap();
         assert_eq!(w.finish().unwrap().duplicates, 1);
     }
 
     #[test]
-    fn a_compaction_interrupted_after_its_journal_is_finished_by_the_next_writer() {
+    fn copies_stored_by_two_writers_are_counted_once_and_merged_into_one() {
         let dir = tempfile::tempdir().unwrap();
-        let dt = NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
-        let before = {
-            let lake = small_files(dir.path(), 4);
-            let before = sorted(lake.reader().events(dt).unwrap());
-            // Steps 1 and 2, then the crash.
-            stage::<UsageEvent>(&lake, dt, 15).unwrap().unwrap();
-            assert_eq!(lake.reader().files("usage_events", dt).unwrap().len(), 4);
-            before
-        };
-        let lake = Lake::open(dir.path()).unwrap();
-        assert_eq!(lake.reader().files("usage_events", dt).unwrap().len(), 3, "rolled forward");
-        assert_eq!(sorted(lake.reader().events(dt).unwrap()), before);
-        assert!(
-            list_names(&dir.path().join("_state/compact"))
-                .unwrap()
-                .iter()
-                .all(|n| !n.ends_with(".json"))
-        );
+        let lake = Lake::open_dir(dir.path()).unwrap();
+        let mut a: EventWriter = EventWriter::new(&lake, WriterOptions::default());
+        for i in 0..4 {
+            a.push(ev(i)).unwrap();
+        }
+        a.finish().unwrap();
+        // Another writer that listed the partition before a's file appeared stored e-1 too.
+        let other = tempfile::tempdir().unwrap();
+        let b_lake = Lake::open_dir(other.path()).unwrap();
+        let mut b: EventWriter = EventWriter::new(&b_lake, WriterOptions::default());
+        b.push(ev(1)).unwrap();
+        b.push(ev(5)).unwrap();
+        b.finish().unwrap();
+        for f in b_lake.files("usage_events", dt()).unwrap() {
+            let bytes = b_lake.store().get(&f.key).unwrap().unwrap().bytes;
+            lake.store().put(&f.key, bytes, Condition::Absent).unwrap();
+        }
+        assert_eq!(lake.files("usage_events", dt()).unwrap().len(), 2);
+        assert_eq!(lake.events(dt()).unwrap().len(), 5, "each id once");
+        lake.ensure_rollups(dt(), dt().succ_opt().unwrap()).unwrap();
+        let calls: i64 = lake.hourly(dt()).unwrap().iter().map(|(_, m)| m.invocations).sum();
+        assert_eq!(calls, 5, "the rollup counts each id once");
+        let stats = compact::<UsageEvent>(&lake, &BTreeSet::new(), 1000).unwrap();
+        assert_eq!((stats.rows, stats.duplicates, stats.files_after), (5, 1, 1));
+        assert_eq!(lake.events(dt()).unwrap().len(), 5);
     }
 
     #[test]
-    fn files_staged_before_the_journal_are_dropped_and_the_old_ones_kept() {
+    fn a_compaction_stopped_after_its_merged_files_loses_nothing_and_the_next_finishes() {
         let dir = tempfile::tempdir().unwrap();
-        let dt = NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
-        let before = {
-            let lake = small_files(dir.path(), 4);
-            let before = sorted(lake.reader().events(dt).unwrap());
-            stage::<UsageEvent>(&lake, dt, 15).unwrap().unwrap();
-            // The crash came between the staged files and the journal.
-            std::fs::remove_file(journal_path(lake.layout(), "usage_events", dt)).unwrap();
-            before
-        };
-        let lake = Lake::open(dir.path()).unwrap();
-        assert_eq!(lake.reader().files("usage_events", dt).unwrap().len(), 4);
-        assert_eq!(sorted(lake.reader().events(dt).unwrap()), before);
-        assert!(!staging(lake.layout(), "usage_events", dt).exists());
+        let lake = small_files(dir.path(), 4);
+        let before = sorted(lake.events(dt()).unwrap());
+        let inputs = lake.files("usage_events", dt()).unwrap();
+        compact::<UsageEvent>(&lake, &BTreeSet::new(), 1000).unwrap();
+        // As if it had stopped before removing its inputs: put them back.
+        let merged = lake.files("usage_events", dt()).unwrap();
+        assert_eq!(merged.len(), 1);
+        let dir2 = tempfile::tempdir().unwrap();
+        let again = small_files(dir2.path(), 4);
+        for f in &inputs {
+            let bytes = again.store().get(&f.key).unwrap().unwrap().bytes;
+            lake.store().put(&f.key, bytes, Condition::Absent).unwrap();
+        }
+        assert_eq!(lake.files("usage_events", dt()).unwrap().len(), 5);
+        // Every reader counts each event once meanwhile.
+        assert_eq!(sorted(lake.events(dt()).unwrap()), before);
+        lake.ensure_rollups(dt(), dt().succ_opt().unwrap()).unwrap();
+        assert_eq!(lake.hourly(dt()).unwrap().iter().map(|(_, m)| m.invocations).sum::<i64>(), 40);
+        let stats = compact::<UsageEvent>(&lake, &BTreeSet::new(), 1000).unwrap();
+        assert_eq!((stats.files_before, stats.files_after, stats.duplicates), (5, 1, 40));
+        assert_eq!(sorted(lake.events(dt()).unwrap()), before);
     }
 }

@@ -44,6 +44,12 @@ pub enum Error {
         /// What the store said.
         detail: String,
     },
+    /// A file listed a moment ago is gone (a compaction merged it away): list again.
+    #[error("{uri} is gone since it was listed (compacted away)")]
+    Vanished {
+        /// The object.
+        uri: String,
+    },
     /// Another process is writing to the lake.
     #[error(
         "lake {} is in use by another agentmeter process (lock {}); wait for it to finish",
@@ -84,12 +90,6 @@ pub enum Error {
     #[error("the rollups of {} could not be rebuilt: {}", plural_days(days.len()), list_days(days))]
     RollupsFailed {
         /// Each failed partition and why.
-        days: Vec<(chrono::NaiveDate, String)>,
-    },
-    /// Rollups of some partitions are not current and this command may not rebuild them.
-    #[error("the rollups of {} are not up to date: {}", plural_days(days.len()), list_days(days))]
-    RollupsStale {
-        /// Each stale partition and why.
         days: Vec<(chrono::NaiveDate, String)>,
     },
 }

@@ -10,8 +10,36 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::error::{Result, io_at};
 
 /// Prefix of temporary files. Athena and Hive ignore names starting with `.` or `_`, and the
-/// lake's readers skip them; [`remove_temporaries`] deletes leftovers of a crashed run.
+/// lake's readers skip them; the suffix [`TEMP_SUFFIX`] keeps them out of `*.parquet` globs
+/// (DuckDB's, Spark's) too.
 pub const TEMP_PREFIX: &str = ".tmp-";
+
+/// Suffix of temporary files.
+pub const TEMP_SUFFIX: &str = ".partial";
+
+/// This machine's name, as temporary files record their writer (`/proc/sys/kernel/hostname`,
+/// else `localhost`): a directory shared by machines never sees one clean up another's.
+pub fn host() -> &'static str {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let safe: String = name
+            .trim()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .take(64)
+            .collect();
+        if safe.is_empty() { "localhost".into() } else { safe }
+    })
+}
+
+/// The writer of a temporary file named by [`TempFile`]: its host and process id.
+pub fn temp_writer(name: &str) -> Option<(&str, u32)> {
+    let rest = name.strip_prefix(TEMP_PREFIX)?;
+    let (host, rest) = rest.split_once('~')?;
+    let pid = rest.split('-').next()?.parse().ok()?;
+    Some((host, pid))
+}
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -34,7 +62,11 @@ impl TempFile {
         fs::create_dir_all(dir).map_err(io_at(dir))?;
         let name = final_path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let temp = dir.join(format!("{TEMP_PREFIX}{}-{n}-{name}", std::process::id()));
+        let temp = dir.join(format!(
+            "{TEMP_PREFIX}{}~{}-{n}-{name}{TEMP_SUFFIX}",
+            host(),
+            std::process::id()
+        ));
         let file =
             OpenOptions::new().write(true).create_new(true).open(&temp).map_err(io_at(&temp))?;
         Ok(Self { temp, final_path: final_path.to_owned(), file: Some(file) })
@@ -190,28 +222,6 @@ pub fn remove_if_exists(path: &Path) -> Result<bool> {
     }
 }
 
-/// Deletes temporary files left in `dir` by a crashed run. Returns how many.
-///
-/// # Errors
-///
-/// The directory cannot be listed or a file removed.
-pub fn remove_temporaries(dir: &Path) -> Result<usize> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(io_at(dir)(e)),
-    };
-    let mut n = 0;
-    for entry in entries {
-        let entry = entry.map_err(io_at(dir))?;
-        if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
-            fs::remove_file(entry.path()).map_err(io_at(entry.path()))?;
-            n += 1;
-        }
-    }
-    Ok(n)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,14 +268,13 @@ mod tests {
     }
 
     #[test]
-    fn leftovers_are_removed() {
+    fn temporary_names_record_their_writer_and_never_end_in_parquet() {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join(".tmp-1-0-part.parquet"), b"half").unwrap();
-        fs::write(dir.path().join("part.parquet"), b"whole").unwrap();
-        assert_eq!(remove_temporaries(dir.path()).unwrap(), 1);
-        assert_eq!(remove_temporaries(&dir.path().join("missing")).unwrap(), 0);
-        assert!(dir.path().join("part.parquet").exists());
-        assert!(remove_if_exists(&dir.path().join("part.parquet")).unwrap());
-        assert!(!remove_if_exists(&dir.path().join("part.parquet")).unwrap());
+        let t = TempFile::create(&dir.path().join("part-x.parquet")).unwrap();
+        let name = t.temp_path().file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX), "{name}");
+        assert_eq!(temp_writer(&name), Some((host(), std::process::id())));
+        assert!(remove_if_exists(t.temp_path()).unwrap());
+        assert!(!remove_if_exists(t.temp_path()).unwrap());
     }
 }

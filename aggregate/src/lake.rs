@@ -1,28 +1,29 @@
-//! A lake directory: opening it (one writer at a time), recovering from a crashed writer, and
-//! reading its tables back.
+//! A lake: its store, its format marker, and reading its tables back.
+//!
+//! A lake takes no lock. Any number of processes write to it at once: data files are created
+//! only if absent under names derived from their content, rollups and state are replaced only
+//! from the version read (see [`store`](crate::store)), and readers see whole objects only.
 
-use std::fs::{self, File, OpenOptions};
-use std::io;
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use agentmeter_schemas::tables::{AGENT_INVOCATIONS, InvocationRow, agent_invocations_from_batch};
 use agentmeter_schemas::tables::{
-    HourlyKey, HourlyMeasures, TENANT_HOURLY, TableDef, TenantHour, USAGE_EVENTS, USAGE_HOURLY,
+    HourlyKey, HourlyMeasures, TENANT_HOURLY, TableDef, TenantHour, USAGE_HOURLY,
     hourly_from_batch, tenant_hourly_from_batch,
 };
 use agentmeter_schemas::{AgentSpan, QuarantineEntry, UsageEvent};
 use arrow_array::RecordBatch;
+use bytes::Bytes;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result, io_at};
-use crate::fsio::{TEMP_PREFIX, remove_temporaries, write_atomic};
-use crate::layout::{Layout, parse_partition};
-use crate::parquet_io::read_file;
+use crate::error::{Error, Result};
+use crate::layout::{self, parse_partition};
 use crate::record::LakeRecord;
+use crate::store::{Condition, Fetch, LocalStore, ObjectMeta, Put, Store};
 
 /// The lake format this version writes and reads.
-pub const LAKE_FORMAT_VERSION: u32 = 1;
+pub const LAKE_FORMAT_VERSION: u32 = 2;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct LakeMarker {
@@ -32,246 +33,196 @@ struct LakeMarker {
 
 const MARKER_FORMAT: &str = "agentmeter-lake";
 
-/// Read access to a lake. Cheap; takes no lock (files appear only complete).
+/// A lake. Cheap to clone; shared by every thread of a process.
 #[derive(Debug, Clone)]
-pub struct LakeReader {
-    layout: Layout,
+pub struct Lake {
+    store: Arc<dyn Store>,
 }
 
-/// Write access to a lake: holds the lake's lock for its lifetime.
-#[derive(Debug)]
-pub struct Lake {
-    reader: LakeReader,
-    _lock: File,
+/// The lake's name in messages.
+fn not_a_lake(store: &dyn Store, reason: impl Into<String>) -> Error {
+    Error::NotALake { root: store.uri().into(), reason: reason.into() }
 }
 
 impl Lake {
-    /// Opens (creating if needed) the lake at `root` for writing: takes the lock and removes
-    /// temporary files of a crashed writer. Rollups a crashed writer left stale are found by
-    /// [`LakeReader::stale_rollups`] and rebuilt by [`Lake::ensure_rollups`].
+    /// Opens the lake in `store` for reading and writing, creating it when the store is empty
+    /// (another process creating it at the same moment writes the same marker).
     ///
     /// # Errors
     ///
-    /// [`Error::Locked`] if another process holds the lake, [`Error::NotALake`] if `root`
-    /// is a non-empty directory that is not a lake, or an I/O error.
-    pub fn open(root: &Path) -> Result<Self> {
-        let layout = Layout::new(root);
-        let marker = layout.state_dir().join("lake.json");
-        match fs::read(&marker) {
-            Ok(bytes) => check_marker(root, &bytes)?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                // Hidden names (an S3 mirror's manifest and lock) are not data, nor is the
-                // `_state` of another process creating the same lake right now: both write
-                // the same marker, and the lock then decides who writes.
-                let non_empty = fs::read_dir(root).is_ok_and(|d| {
-                    d.flatten().any(|e| {
-                        let name = e.file_name();
-                        let name = name.to_string_lossy();
-                        !name.starts_with('.') && name != crate::layout::STATE_DIR
-                    })
-                });
-                if non_empty {
-                    return Err(Error::NotALake {
-                        root: root.to_owned(),
-                        reason: "directory is not empty and is not an agentmeter lake \
-                                 (no _state/lake.json); use a new or empty directory"
-                            .into(),
-                    });
-                }
-                let body = serde_json::to_vec_pretty(&LakeMarker {
-                    format: MARKER_FORMAT.into(),
-                    version: LAKE_FORMAT_VERSION,
-                })
-                .map_err(|e| io_at(&marker)(io::Error::other(e)))?;
-                write_atomic(&marker, &body)?;
+    /// [`Error::NotALake`] when the store holds other things and no marker, or a marker of
+    /// another version; a store error.
+    pub fn open(store: Arc<dyn Store>) -> Result<Self> {
+        let lake = Self { store };
+        if !lake.check_marker()? {
+            // Objects whose names start with `.` (a mirror's manifest, an editor's swap file)
+            // are not data, nor is `_state/` of another process creating the lake right now.
+            let foreign = lake
+                .store
+                .list("")?
+                .into_iter()
+                .any(|o| !o.key.starts_with('.') && !o.key.starts_with(layout::STATE_DIR));
+            if foreign {
+                return Err(not_a_lake(
+                    &*lake.store,
+                    "it is not empty and is not an agentmeter lake (no _state/lake.json); use a new or empty location",
+                ));
             }
-            Err(e) => return Err(io_at(&marker)(e)),
-        }
-        let lock_path = layout.state_dir().join("lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_at(&lock_path))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                return Err(Error::Locked { root: root.to_owned(), lock: lock_path });
+            let body = serde_json::to_vec_pretty(&LakeMarker {
+                format: MARKER_FORMAT.into(),
+                version: LAKE_FORMAT_VERSION,
+            })
+            .map_err(|e| not_a_lake(&*lake.store, e.to_string()))?;
+            if lake.store.put(layout::MARKER, Bytes::from(body), Condition::Absent)?
+                == Put::Conflict
+                && !lake.check_marker()?
+            {
+                return Err(not_a_lake(&*lake.store, "its marker vanished while it was created"));
             }
-            Err(fs::TryLockError::Error(e)) => return Err(io_at(&lock_path)(e)),
         }
-        let lake = Self { reader: LakeReader { layout }, _lock: lock };
-        lake.remove_temporaries()?;
-        // Markers of earlier versions: staleness is now read from the rollups' footers.
-        let markers = lake.layout().state_dir().join("rollup-pending");
-        if markers.exists() {
-            fs::remove_dir_all(&markers).map_err(io_at(&markers))?;
-        }
-        crate::compact::recover(lake.layout())?;
         Ok(lake)
     }
 
-    /// The read side.
-    pub fn reader(&self) -> &LakeReader {
-        &self.reader
-    }
-
-    /// The lake's paths.
-    pub fn layout(&self) -> &Layout {
-        &self.reader.layout
-    }
-
-    fn remove_temporaries(&self) -> Result<usize> {
-        let l = self.layout();
-        let mut n = remove_temporaries(&l.quarantine_dir())?;
-        n += remove_temporaries(&l.state_dir())?;
-        for table in [
-            USAGE_EVENTS,
-            USAGE_HOURLY,
-            TENANT_HOURLY,
-            agentmeter_schemas::tables::AGENT_SPANS,
-            AGENT_INVOCATIONS,
-        ] {
-            for dt in self.reader.partitions(table)? {
-                n += remove_temporaries(&l.partition(table, dt))?;
-            }
-        }
-        if n > 0 {
-            tracing::info!(files = n, "Removed temporary files of an interrupted run.");
-        }
-        Ok(n)
-    }
-
-    /// Replaces one partition of a derived table (such as `invoice_lines`) with a single file
-    /// holding `batch`, atomically; an empty batch removes the partition's file.
+    /// Opens a lake that must exist already (a command that reads it).
     ///
     /// # Errors
     ///
-    /// The file cannot be written.
-    pub fn replace_partition(
-        &self,
-        table: &TableDef,
-        at: NaiveDate,
-        batch: &RecordBatch,
-        sorted_by: &[usize],
-    ) -> Result<PathBuf> {
-        let path = self.layout().partition_of(table, at).join(crate::rollup::HOURLY_FILE);
-        if batch.num_rows() == 0 {
-            crate::fsio::remove_if_exists(&path)?;
+    /// [`Error::NotALake`] when there is no lake there.
+    pub fn existing(store: Arc<dyn Store>) -> Result<Self> {
+        let lake = Self { store };
+        if lake.check_marker()? {
+            Ok(lake)
         } else {
-            crate::parquet_io::write_file(
-                &path,
-                (table.schema)(),
-                crate::parquet_io::properties(sorted_by, &[]),
-                std::slice::from_ref(batch),
-            )?;
+            Err(not_a_lake(&*lake.store, "no agentmeter lake is there (no _state/lake.json)"))
         }
-        Ok(path)
-    }
-}
-
-fn check_marker(root: &Path, bytes: &[u8]) -> Result<()> {
-    let bad = |reason: String| Error::NotALake { root: root.to_owned(), reason };
-    let m: LakeMarker = serde_json::from_slice(bytes)
-        .map_err(|e| bad(format!("_state/lake.json is unreadable: {e}")))?;
-    if m.format != MARKER_FORMAT {
-        return Err(bad(format!("_state/lake.json names format {:?}", m.format)));
-    }
-    if m.version != LAKE_FORMAT_VERSION {
-        return Err(bad(format!(
-            "lake format version {} is not the version {} this agentmeter writes",
-            m.version, LAKE_FORMAT_VERSION
-        )));
-    }
-    Ok(())
-}
-
-/// Names in `dir`, or none if it does not exist.
-pub(crate) fn list_names(dir: &Path) -> Result<Vec<String>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_at(dir)(e)),
-    };
-    let mut names = Vec::new();
-    for e in entries {
-        let e = e.map_err(io_at(dir))?;
-        names.push(e.file_name().to_string_lossy().into_owned());
-    }
-    names.sort();
-    Ok(names)
-}
-
-impl LakeReader {
-    /// A reader of the lake at `root` (which need not exist yet).
-    pub fn new(root: &Path) -> Self {
-        Self { layout: Layout::new(root) }
     }
 
-    /// The lake's paths.
-    pub fn layout(&self) -> &Layout {
-        &self.layout
+    /// A lake in a local directory (created when new or empty).
+    ///
+    /// # Errors
+    ///
+    /// As [`Lake::open`].
+    pub fn open_dir(root: impl Into<std::path::PathBuf>) -> Result<Self> {
+        let store = LocalStore::new(root);
+        // A writer that died leaves temporary files; a live one's are seconds old.
+        let removed = store.remove_abandoned("")?;
+        if removed > 0 {
+            tracing::info!(files = removed, "Removed temporary files of writers that stopped.");
+        }
+        Self::open(Arc::new(store))
+    }
+
+    /// True when the marker is there and of this version.
+    fn check_marker(&self) -> Result<bool> {
+        let Some(marker) = self.store.get(layout::MARKER)? else { return Ok(false) };
+        let bad = |reason: String| not_a_lake(&*self.store, reason);
+        let m: LakeMarker = serde_json::from_slice(&marker.bytes)
+            .map_err(|e| bad(format!("_state/lake.json is unreadable: {e}")))?;
+        if m.format != MARKER_FORMAT {
+            return Err(bad(format!("_state/lake.json names format {:?}", m.format)));
+        }
+        // Version 1 lakes have the same tables; what changed is how rollups are tracked,
+        // which version 2 reads from the rollups themselves.
+        if !(1..=LAKE_FORMAT_VERSION).contains(&m.version) {
+            return Err(bad(format!(
+                "lake format version {} is not one this agentmeter reads (1 to {})",
+                m.version, LAKE_FORMAT_VERSION
+            )));
+        }
+        Ok(true)
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The lake's URI, for messages.
+    pub fn uri(&self) -> String {
+        self.store.uri()
     }
 
     /// The partitions of `table`, in date order.
     ///
     /// # Errors
     ///
-    /// The table directory cannot be listed.
-    pub fn partitions(&self, table: &'static str) -> Result<Vec<NaiveDate>> {
-        Ok(list_names(&self.layout.table(table))?
+    /// The table cannot be listed.
+    pub fn partitions(&self, table: &str) -> Result<Vec<NaiveDate>> {
+        Ok(self
+            .store
+            .list_dirs(&layout::table(table))?
             .iter()
             .filter_map(|n| parse_partition(n))
             .collect())
     }
 
-    /// The complete Parquet files of one partition, in name order.
+    /// The Parquet files of one partition, in name order.
     ///
     /// # Errors
     ///
-    /// The partition directory cannot be listed.
-    pub fn files(&self, table: &'static str, dt: NaiveDate) -> Result<Vec<PathBuf>> {
-        let dir = self.layout.partition(table, dt);
-        Ok(list_names(&dir)?
+    /// The partition cannot be listed.
+    pub fn files(&self, table: &str, dt: NaiveDate) -> Result<Vec<ObjectMeta>> {
+        Ok(self
+            .store
+            .list(&layout::partition(table, dt))?
             .into_iter()
-            .filter(|n| {
-                n.ends_with(".parquet") && !n.starts_with(TEMP_PREFIX) && !n.starts_with('.')
-            })
-            .map(|n| dir.join(n))
+            .filter(|o| o.key.ends_with(".parquet") && !o.name().starts_with(['.', '_']))
             .collect())
     }
 
-    /// Every event of one `usage_events` partition.
+    /// The named columns of one Parquet file; a file gone since it was listed (compacted
+    /// away) is [`Error::Vanished`], for the caller to list again.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read.
+    pub fn read(
+        &self,
+        file: &ObjectMeta,
+        columns: Option<&[&str]>,
+        fetch: Fetch,
+    ) -> Result<Vec<RecordBatch>> {
+        self.store
+            .read_parquet(&file.key, Some(file), columns, fetch)?
+            .ok_or_else(|| Error::Vanished { uri: self.store.uri_of(&file.key) })
+    }
+
+    /// Every event of one `usage_events` partition (each id once).
     ///
     /// # Errors
     ///
     /// A file cannot be read or does not match the table.
     pub fn events(&self, dt: NaiveDate) -> Result<Vec<UsageEvent>> {
+        self.records(dt)
+    }
+
+    /// Every span of one `agent_spans` partition (each span once).
+    ///
+    /// # Errors
+    ///
+    /// A file cannot be read or does not match the table.
+    pub fn spans(&self, dt: NaiveDate) -> Result<Vec<AgentSpan>> {
+        self.records(dt)
+    }
+
+    /// Every record of one partition of `R`'s table, each identity once: a copy another
+    /// writer stored too is counted once, the copy in the first file by name kept.
+    ///
+    /// # Errors
+    ///
+    /// A file cannot be read or does not match the table.
+    pub fn records<R: LakeRecord>(&self, dt: NaiveDate) -> Result<Vec<R>> {
+        let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
-        self.for_each_event_batch(dt, |events| {
-            out.extend(events);
+        self.for_each_batch::<R>(dt, |records| {
+            out.extend(records.into_iter().filter(|r| seen.insert(r.identity())));
             Ok(())
         })?;
         Ok(out)
     }
 
-    /// Calls `f` with the events of each file of one partition, a file at a time (memory stays
-    /// bounded by the largest file).
-    ///
-    /// # Errors
-    ///
-    /// A file cannot be read or does not match the table, or `f` fails.
-    pub fn for_each_event_batch(
-        &self,
-        dt: NaiveDate,
-        f: impl FnMut(Vec<UsageEvent>) -> Result<()>,
-    ) -> Result<()> {
-        self.for_each_batch::<UsageEvent>(dt, f)
-    }
-
     /// Calls `f` with the records of each file of one partition of `R`'s table, a file at a
-    /// time.
+    /// time, as stored (a record two writers stored is in two files until compaction).
     ///
     /// # Errors
     ///
@@ -281,44 +232,34 @@ impl LakeReader {
         dt: NaiveDate,
         mut f: impl FnMut(Vec<R>) -> Result<()>,
     ) -> Result<()> {
-        for path in self.files(R::TABLE, dt)? {
-            for batch in read_file(&path)? {
+        for file in self.files(R::TABLE, dt)? {
+            for batch in self.read(&file, None, Fetch::Whole)? {
                 let records = R::from_batch(&batch)
-                    .map_err(|source| Error::Arrow { path: path.clone(), source })?;
+                    .map_err(|source| Error::Arrow { path: file.key.clone().into(), source })?;
                 f(records)?;
             }
         }
         Ok(())
     }
 
-    /// Every span of one `agent_spans` partition.
-    ///
-    /// # Errors
-    ///
-    /// A file cannot be read or does not match the table.
-    pub fn spans(&self, dt: NaiveDate) -> Result<Vec<AgentSpan>> {
-        let mut out = Vec::new();
-        self.for_each_batch::<AgentSpan>(dt, |s| {
-            out.extend(s);
-            Ok(())
-        })?;
-        Ok(out)
+    /// The batches of a one-file partition (rollups, derived tables), or none.
+    fn partition_batches(&self, key: &str) -> Result<Vec<RecordBatch>> {
+        Ok(self.store.read_parquet(key, None, None, Fetch::Whole)?.unwrap_or_default())
     }
 
     /// Every row of one `agent_invocations` partition.
     ///
     /// # Errors
     ///
-    /// A file cannot be read or does not match the table.
+    /// The file cannot be read or does not match the table.
     pub fn invocations(&self, dt: NaiveDate) -> Result<Vec<InvocationRow>> {
+        let key = layout::partition_file(AGENT_INVOCATIONS, dt);
         let mut out = Vec::new();
-        for path in self.files(AGENT_INVOCATIONS, dt)? {
-            for batch in read_file(&path)? {
-                out.extend(
-                    agent_invocations_from_batch(&batch)
-                        .map_err(|source| Error::Arrow { path: path.clone(), source })?,
-                );
-            }
+        for batch in self.partition_batches(&key)? {
+            out.extend(
+                agent_invocations_from_batch(&batch)
+                    .map_err(|source| Error::Arrow { path: key.clone().into(), source })?,
+            );
         }
         Ok(out)
     }
@@ -327,32 +268,15 @@ impl LakeReader {
     ///
     /// # Errors
     ///
-    /// A file cannot be read or does not match the table.
+    /// The file cannot be read or does not match the table.
     pub fn hourly(&self, dt: NaiveDate) -> Result<Vec<(HourlyKey, HourlyMeasures)>> {
+        let key = layout::partition_file(USAGE_HOURLY, dt);
         let mut out = Vec::new();
-        for path in self.files(USAGE_HOURLY, dt)? {
-            for batch in read_file(&path)? {
-                out.extend(
-                    hourly_from_batch(&batch)
-                        .map_err(|source| Error::Arrow { path: path.clone(), source })?,
-                );
-            }
-        }
-        Ok(out)
-    }
-
-    /// Every row of one partition of a table with its own partitioning, as record batches.
-    ///
-    /// # Errors
-    ///
-    /// A file cannot be read.
-    pub fn read_partition(&self, table: &TableDef, at: NaiveDate) -> Result<Vec<RecordBatch>> {
-        let dir = self.layout.partition_of(table, at);
-        let mut out = Vec::new();
-        for name in list_names(&dir)? {
-            if name.ends_with(".parquet") && !name.starts_with('.') {
-                out.extend(read_file(&dir.join(name))?);
-            }
+        for batch in self.partition_batches(&key)? {
+            out.extend(
+                hourly_from_batch(&batch)
+                    .map_err(|source| Error::Arrow { path: key.clone().into(), source })?,
+            );
         }
         Ok(out)
     }
@@ -361,31 +285,69 @@ impl LakeReader {
     ///
     /// # Errors
     ///
-    /// A file cannot be read or does not match the table.
+    /// The file cannot be read or does not match the table.
     pub fn tenant_hourly(&self, dt: NaiveDate) -> Result<Vec<TenantHour>> {
+        let key = layout::partition_file(TENANT_HOURLY, dt);
         let mut out = Vec::new();
-        for path in self.files(TENANT_HOURLY, dt)? {
-            for batch in read_file(&path)? {
-                out.extend(
-                    tenant_hourly_from_batch(&batch)
-                        .map_err(|source| Error::Arrow { path: path.clone(), source })?,
-                );
-            }
+        for batch in self.partition_batches(&key)? {
+            out.extend(
+                tenant_hourly_from_batch(&batch)
+                    .map_err(|source| Error::Arrow { path: key.clone().into(), source })?,
+            );
         }
         Ok(out)
+    }
+
+    /// Every row of one partition of a table with its own partitioning, as record batches.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read.
+    pub fn read_partition(&self, table: &TableDef, at: NaiveDate) -> Result<Vec<RecordBatch>> {
+        self.partition_batches(&layout::partition_file_of(table, at))
+    }
+
+    /// Replaces one partition of a derived table (such as `invoice_lines`) with a single file
+    /// holding `batch`; an empty batch removes it. Returns the object's URI. The content is
+    /// a function of what the command read, so the last writer's is as good as any.
+    ///
+    /// # Errors
+    ///
+    /// The object cannot be written.
+    pub fn replace_partition(
+        &self,
+        table: &TableDef,
+        at: NaiveDate,
+        batch: &RecordBatch,
+        sorted_by: &[usize],
+    ) -> Result<String> {
+        let key = layout::partition_file_of(table, at);
+        if batch.num_rows() == 0 {
+            self.store.delete(&key)?;
+        } else {
+            let bytes = crate::parquet_io::encode(
+                &key,
+                (table.schema)(),
+                crate::parquet_io::properties(sorted_by, &[]),
+                std::slice::from_ref(batch),
+            )?;
+            self.store.put(&key, bytes, Condition::Always)?;
+        }
+        Ok(self.store.uri_of(&key))
     }
 
     /// The quarantine files, in name order.
     ///
     /// # Errors
     ///
-    /// The quarantine directory cannot be listed.
-    pub fn quarantine_files(&self) -> Result<Vec<PathBuf>> {
-        let dir = self.layout.quarantine_dir();
-        Ok(list_names(&dir)?
+    /// The quarantine cannot be listed.
+    pub fn quarantine_files(&self) -> Result<Vec<ObjectMeta>> {
+        Ok(self
+            .store
+            .list(&layout::quarantine())?
             .into_iter()
-            .filter(|n| n.ends_with(".jsonl") && !n.starts_with('.'))
-            .map(|n| dir.join(n))
+            .filter(|o| !o.key[layout::quarantine().len()..].contains('/'))
+            .filter(|o| o.key.ends_with(".jsonl") && !o.name().starts_with('.'))
             .collect())
     }
 
@@ -396,15 +358,47 @@ impl LakeReader {
     /// A file cannot be read or holds a line that is not an entry.
     pub fn quarantine_entries(&self) -> Result<Vec<QuarantineEntry>> {
         let mut out = Vec::new();
-        for path in self.quarantine_files()? {
-            let text = fs::read_to_string(&path).map_err(io_at(&path))?;
-            for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                let entry = serde_json::from_str(line)
-                    .map_err(|e| io_at(&path)(io::Error::new(io::ErrorKind::InvalidData, e)))?;
+        for file in self.quarantine_files()? {
+            let Some(object) = self.store.get(&file.key)? else { continue };
+            for line in object.bytes.split(|b| *b == b'\n').filter(|l| !l.trim_ascii().is_empty()) {
+                let entry = serde_json::from_slice(line).map_err(|e| Error::Corrupt {
+                    path: self.store.uri_of(&file.key).into(),
+                    detail: format!("not a quarantine entry: {e}"),
+                })?;
                 out.push(entry);
             }
         }
         Ok(out)
+    }
+
+    /// A JSON state object and its version, or `None`.
+    ///
+    /// # Errors
+    ///
+    /// It cannot be read, or is not `T`.
+    pub fn read_state<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<(T, String)>> {
+        let Some(object) = self.store.get(key)? else { return Ok(None) };
+        let value = serde_json::from_slice(&object.bytes).map_err(|e| Error::Corrupt {
+            path: self.store.uri_of(key).into(),
+            detail: e.to_string(),
+        })?;
+        Ok(Some((value, object.etag)))
+    }
+
+    /// Writes a JSON state object if `cond` holds.
+    ///
+    /// # Errors
+    ///
+    /// It cannot be written.
+    pub fn write_state<T: Serialize>(&self, key: &str, value: &T, cond: Condition) -> Result<Put> {
+        let body = serde_json::to_vec_pretty(value).map_err(|e| Error::Corrupt {
+            path: self.store.uri_of(key).into(),
+            detail: e.to_string(),
+        })?;
+        self.store.put(key, Bytes::from(body), cond)
     }
 }
 
@@ -413,52 +407,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn one_writer_at_a_time_and_foreign_directories_are_refused() {
+    fn a_new_lake_is_created_and_foreign_or_other_version_locations_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("lake");
-        let lake = Lake::open(&root).unwrap();
-        let err = Lake::open(&root).unwrap_err();
-        assert!(matches!(err, Error::Locked { .. }), "{err}");
-        drop(lake);
-        Lake::open(&root).unwrap();
+        Lake::open_dir(&root).unwrap();
+        // Several writers at once: no lock, no "in use".
+        Lake::open_dir(&root).unwrap();
+        Lake::existing(Arc::new(LocalStore::new(&root))).unwrap();
 
         let foreign = dir.path().join("home");
-        fs::create_dir_all(&foreign).unwrap();
-        fs::write(foreign.join("notes.txt"), "x").unwrap();
-        let err = Lake::open(&foreign).unwrap_err();
+        std::fs::create_dir_all(&foreign).unwrap();
+        std::fs::write(foreign.join("notes.txt"), "x").unwrap();
+        let err = Lake::open_dir(&foreign).unwrap_err();
         assert!(err.to_string().contains("is not an agentmeter lake"), "{err}");
-        assert_eq!(fs::read_dir(&foreign).unwrap().count(), 1, "nothing created");
-    }
+        assert_eq!(std::fs::read_dir(&foreign).unwrap().count(), 1, "nothing created");
+        let err = Lake::existing(Arc::new(LocalStore::new(dir.path().join("none")))).unwrap_err();
+        assert!(err.to_string().contains("no agentmeter lake is there"), "{err}");
 
-    #[test]
-    fn losing_the_race_to_create_a_lake_says_in_use_not_foreign() {
-        // The winner has made `_state/` and holds the lock, but has not written the marker yet.
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("lake");
-        fs::create_dir_all(root.join("_state")).unwrap();
-        let held = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(root.join("_state/lock"))
-            .unwrap();
-        held.try_lock().unwrap();
-        let err = Lake::open(&root).unwrap_err();
-        assert!(matches!(err, Error::Locked { .. }), "{err}");
-        drop(held);
-        Lake::open(&root).unwrap();
-    }
-
-    #[test]
-    fn a_lake_of_another_version_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        fs::create_dir_all(dir.path().join("_state")).unwrap();
-        fs::write(
-            dir.path().join("_state/lake.json"),
+        let other = dir.path().join("v99");
+        std::fs::create_dir_all(other.join("_state")).unwrap();
+        std::fs::write(
+            other.join("_state/lake.json"),
             r#"{"format":"agentmeter-lake","version":99}"#,
         )
         .unwrap();
-        let err = Lake::open(dir.path()).unwrap_err();
+        let err = Lake::open_dir(&other).unwrap_err();
         assert!(err.to_string().contains("lake format version 99"), "{err}");
+    }
+
+    #[test]
+    fn a_lake_being_created_by_another_process_is_joined_not_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("lake");
+        // The other process has made `_state/` but not written the marker yet.
+        std::fs::create_dir_all(root.join("_state")).unwrap();
+        std::fs::write(root.join("_state/.tmp-1-0-lake.json"), b"{").unwrap();
+        Lake::open_dir(&root).unwrap();
     }
 }

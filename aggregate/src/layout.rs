@@ -1,108 +1,112 @@
-//! Where things are in a lake directory. Every path is built here from constants, dates and
-//! hex digests, never from an input string, so nothing can be written outside the lake.
+//! Where things are in a lake: every key is built here from constants, dates and hex digests,
+//! never from an input string, so nothing can be written outside the lake or under a name a
+//! tenant chose.
 //!
 //! ```text
-//! LAKE/
-//!   usage_events/dt=YYYY-MM-DD/part-<32 hex>.parquet   one file per committed batch
-//!   usage_hourly/dt=YYYY-MM-DD/part-00000.parquet      rewritten whole on each change; its
-//!                                                     footer names the data files it covers
-//!   _quarantine/<name>-<16 hex>.jsonl                 one file per source
+//! LAKE/  (a directory, or s3://bucket/prefix)
+//!   usage_events/dt=YYYY-MM-DD/part-<32 hex>.parquet   one file per committed batch, created once
+//!   agent_spans/dt=YYYY-MM-DD/part-<32 hex>.parquet    the same for spans
+//!   usage_hourly/dt=YYYY-MM-DD/part-00000.parquet      replaced whole on each rollup; its footer
+//!   tenant_hourly/...  agent_invocations/...          names the data files it covers
+//!   _quarantine/<name>-<16 hex>.jsonl                 refused records, one file per source
+//!   _quarantine/.raw/<32 hex>.bin                     the bytes of large refused records
 //!   _state/lake.json                                  format marker and version
-//!   _state/lock                                       held by the one writer
-//!   _state/checkpoints/kinesis-<name>-<16 hex>.json   per-shard checkpoints of a stream
-//!   _state/checkpoints/s3-<name>-<16 hex>.json        the objects of an S3 source done
-//!   _state/download/                                  S3 objects being read (temporary)
-//!   _wal/otlp/<20 digits>.ndjson                      the OTLP receiver's write-ahead log
+//!   _state/flags.json                                 raised flags and pending alerts
+//!   _state/checkpoints/kinesis/<16 hex>/<shard>.json  one checkpoint per Kinesis shard
+//!   _state/checkpoints/s3/<16 hex>/<32 hex>-<etag>.json  one record per S3 object ingested
 //! ```
 
-use std::path::{Path, PathBuf};
-
-use agentmeter_schemas::SourceUri;
 use agentmeter_schemas::tables::{PARTITION_COLUMN, TableDef};
+use agentmeter_schemas::{RAW_DIR, SourceUri};
 use chrono::NaiveDate;
 
 /// Directory of the quarantine.
 pub const QUARANTINE_DIR: &str = "_quarantine";
 /// Directory of the lake's own state.
 pub const STATE_DIR: &str = "_state";
-/// Directory of the write-ahead logs.
-pub const WAL_DIR: &str = "_wal";
+/// The lake's format marker.
+pub const MARKER: &str = "_state/lake.json";
+/// The flag and alert state.
+pub const FLAG_STATE: &str = "_state/flags.json";
+/// The one file of a rollup or derived partition: a fixed name, so a rebuild replaces it.
+pub const PARTITION_FILE: &str = "part-00000.parquet";
 
-/// The paths of one lake.
-#[derive(Debug, Clone)]
-pub struct Layout {
-    root: PathBuf,
+/// `TABLE/`: every partition of a table.
+pub fn table(table: &str) -> String {
+    format!("{table}/")
 }
 
-impl Layout {
-    /// The layout of the lake at `root`.
-    pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
-    }
+/// `TABLE/dt=YYYY-MM-DD/`: one partition.
+pub fn partition(table: &str, dt: NaiveDate) -> String {
+    format!("{table}/{PARTITION_COLUMN}={}/", dt.format("%Y-%m-%d"))
+}
 
-    /// The lake's root directory.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
+/// `TABLE/dt=YYYY-MM-DD/part-00000.parquet`: the one file of a rollup partition.
+pub fn partition_file(table: &str, dt: NaiveDate) -> String {
+    format!("{}{PARTITION_FILE}", partition(table, dt))
+}
 
-    /// A table's directory.
-    pub fn table(&self, table: &'static str) -> PathBuf {
-        self.root.join(table)
-    }
+/// The one file of a partition of a table with its own partitioning
+/// (`invoice_lines/period=YYYY-MM/part-00000.parquet`).
+pub fn partition_file_of(table: &TableDef, at: NaiveDate) -> String {
+    let p = table.partitioning;
+    format!("{}/{}={}/{PARTITION_FILE}", table.name, p.column, at.format(p.chrono_format))
+}
 
-    /// A partition's directory: `TABLE/dt=YYYY-MM-DD`.
-    pub fn partition(&self, table: &'static str, dt: NaiveDate) -> PathBuf {
-        self.table(table).join(format!("{PARTITION_COLUMN}={}", dt.format("%Y-%m-%d")))
-    }
+/// A data file: `TABLE/dt=YYYY-MM-DD/part-<hex>.parquet`.
+pub fn data_file(table: &str, dt: NaiveDate, hex: &str) -> String {
+    format!("{}part-{hex}.parquet", partition(table, dt))
+}
 
-    /// A partition of a table with its own partitioning (`invoice_lines/period=YYYY-MM`).
-    pub fn partition_of(&self, table: &TableDef, at: NaiveDate) -> PathBuf {
-        let p = table.partitioning;
-        self.table(table.name).join(format!("{}={}", p.column, at.format(p.chrono_format)))
-    }
+/// `_quarantine/`.
+pub fn quarantine() -> String {
+    format!("{QUARANTINE_DIR}/")
+}
 
-    /// The quarantine directory.
-    pub fn quarantine_dir(&self) -> PathBuf {
-        self.root.join(QUARANTINE_DIR)
-    }
+/// The quarantine file of a source: a readable hint from the source's file name and a
+/// digest of its full URI.
+pub fn quarantine_file(source: &SourceUri) -> String {
+    format!("{QUARANTINE_DIR}/{}", quarantine_file_name(source))
+}
 
-    /// The quarantine file of a source: a readable hint from the source's file name and a
-    /// digest of its full URI.
-    pub fn quarantine_file(&self, source: &SourceUri) -> PathBuf {
-        self.quarantine_dir().join(quarantine_file_name(source))
-    }
+/// The kept bytes of a large quarantine entry (`name` is a [`raw_ref`](agentmeter_schemas::raw_ref)).
+pub fn quarantine_raw(name: &str) -> String {
+    format!("{QUARANTINE_DIR}/{RAW_DIR}/{name}.bin")
+}
 
-    /// The state directory.
-    pub fn state_dir(&self) -> PathBuf {
-        self.root.join(STATE_DIR)
-    }
+/// `_state/checkpoints/kinesis/<16 hex>/`: the shard checkpoints of Kinesis stream `stream`
+/// (a name or an ARN, never a path: the directory is named by a digest).
+pub fn kinesis_checkpoints(stream: &str) -> String {
+    let digest = agentmeter_schemas::content_digest_hex(format!("kinesis://{stream}").as_bytes());
+    format!("{STATE_DIR}/checkpoints/kinesis/{}/", &digest[..16])
+}
 
-    /// The checkpoint file of Kinesis stream `stream` (a name or an ARN, never a path: the
-    /// file is named by a digest).
-    pub fn kinesis_checkpoint(&self, stream: &str) -> PathBuf {
-        let uri = SourceUri::new(format!("kinesis://{stream}"));
-        let name = quarantine_file_name(&uri);
-        let name = name.strip_suffix(".jsonl").unwrap_or(&name);
-        self.state_dir().join("checkpoints").join(format!("kinesis-{name}.json"))
-    }
+/// The checkpoint of one shard (shard ids are `shardId-<digits>`; anything else is named by a
+/// digest).
+pub fn kinesis_checkpoint(stream: &str, shard: &str) -> String {
+    let safe = shard.len() <= 64
+        && !shard.is_empty()
+        && shard.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let name = if safe {
+        shard.to_owned()
+    } else {
+        agentmeter_schemas::content_digest_hex(shard.as_bytes())
+    };
+    format!("{}{name}.json", kinesis_checkpoints(stream))
+}
 
-    /// The file listing the objects done of S3 source `source` (`s3://bucket/prefix`).
-    pub fn s3_checkpoint(&self, source: &str) -> PathBuf {
-        let uri = SourceUri::new(source.trim_end_matches('/'));
-        let name = quarantine_file_name(&uri);
-        let name = name.strip_suffix(".jsonl").unwrap_or(&name);
-        self.state_dir().join("checkpoints").join(format!("s3-{name}.json"))
-    }
+/// `_state/checkpoints/s3/<16 hex>/`: the objects ingested of S3 source `source`.
+pub fn s3_objects_done(source: &str) -> String {
+    let digest = agentmeter_schemas::content_digest_hex(source.trim_end_matches('/').as_bytes());
+    format!("{STATE_DIR}/checkpoints/s3/{}/", &digest[..16])
+}
 
-    /// Where S3 objects are downloaded to be read (emptied by every run).
-    pub fn download_dir(&self) -> PathBuf {
-        self.state_dir().join("download")
-    }
-
-    /// The OTLP receiver's write-ahead log.
-    pub fn otlp_wal_dir(&self) -> PathBuf {
-        self.root.join(WAL_DIR).join("otlp")
-    }
+/// The name of the record that object `key` at version `etag` is ingested: a digest of the
+/// key and the ETag (hex, or hex-N for a multipart upload; anything else is dropped).
+pub fn s3_object_done_name(key: &str, etag: &str) -> String {
+    let etag: String =
+        etag.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(64).collect();
+    format!("{}-{etag}", agentmeter_schemas::content_digest_hex(key.as_bytes()))
 }
 
 /// `<hint>-<16 hex>.jsonl` where the hint keeps only `[A-Za-z0-9._-]` of the source's last
@@ -150,15 +154,25 @@ mod tests {
     }
 
     #[test]
-    fn partitions() {
-        let l = Layout::new("/lake");
+    fn keys() {
         let dt = NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
+        assert_eq!(partition("usage_events", dt), "usage_events/dt=2026-10-01/");
         assert_eq!(
-            l.partition("usage_events", dt),
-            PathBuf::from("/lake/usage_events/dt=2026-10-01")
+            partition_file("usage_hourly", dt),
+            "usage_hourly/dt=2026-10-01/part-00000.parquet"
         );
         assert_eq!(parse_partition("dt=2026-10-01"), Some(dt));
         assert_eq!(parse_partition("dt=2026-13-01"), None);
         assert_eq!(parse_partition("x=2026-10-01"), None);
+        let shard = kinesis_checkpoint("usage/../../etc", "shardId-000000000001");
+        assert!(
+            shard.starts_with("_state/checkpoints/kinesis/")
+                && shard.ends_with("/shardId-000000000001.json")
+        );
+        assert!(!shard.contains(".."));
+        let odd = kinesis_checkpoint("usage", "../x");
+        assert!(!odd.contains("..") && odd.matches('/').count() == 4, "{odd}");
+        let done = s3_object_done_name("p/../../x.gz", "\"9b2c/../x\"");
+        assert!(!done.contains('/') && !done.contains(".."), "{done}");
     }
 }

@@ -1,12 +1,15 @@
 //! The lake: exactly-once writes of usage events into Hive-partitioned Parquet, the rollups
 //! derived from them, the quarantine, and reading it all back.
 //!
-//! - [`Lake`] opens a lake directory for writing (one writer at a time, enforced by a lock;
-//!   leftovers of a crashed writer cleaned up); [`LakeReader`] reads one.
+//! - [`store`]: where the lake's objects live, a local directory or an S3 prefix, with the
+//!   conditional writes that let any number of writers share it without a lock.
+//! - [`Lake`] opens a lake (creating it when new) and reads its tables back.
 //! - [`EventWriter`] deduplicates events against the lake by event id and writes them as
-//!   complete files (temporary name, sync, rename); its `finish` rebuilds `usage_hourly`.
+//!   objects created only if absent; its `finish` rebuilds the rollups of the days written.
+//! - [`rollup`](rebuild_hourly): rollups that record the data files they cover, rebuilt on
+//!   demand when stale, replaced only from the version read.
 //! - [`QuarantineWriter`] keeps refused records, one replayable file per source.
-//! - [`layout`] is the single place where lake paths are built.
+//! - [`layout`] is the single place where lake keys are built.
 #![deny(missing_docs)]
 
 pub mod checkpoint;
@@ -25,7 +28,7 @@ pub mod wal;
 mod writer;
 
 pub use error::{Error, Result};
-pub use lake::{LAKE_FORMAT_VERSION, Lake, LakeReader};
+pub use lake::{LAKE_FORMAT_VERSION, Lake};
 pub use quarantine::{QuarantineReport, QuarantineWriter};
 pub use record::LakeRecord;
 pub use rollup::{

@@ -1,12 +1,10 @@
 //! Writing and reading the lake's Parquet files.
 
-use std::fs::File;
 use std::path::Path;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::{ArrowWriter, ProjectionMask};
+use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -62,23 +60,19 @@ pub(crate) fn write_file(
     Ok(())
 }
 
-/// Reads a whole Parquet file.
-pub(crate) fn read_file(path: &Path) -> Result<Vec<RecordBatch>> {
-    read_columns(path, None)
-}
-
-/// Reads the named columns (all when `None`) of a Parquet file.
-pub(crate) fn read_columns(path: &Path, columns: Option<&[&str]>) -> Result<Vec<RecordBatch>> {
-    let perr = |source| Error::Parquet { path: path.to_owned(), source };
-    let file = File::open(path).map_err(io_at(path))?;
-    let mut builder =
-        ParquetRecordBatchReaderBuilder::try_new(file).map_err(perr)?.with_batch_size(64 << 10);
-    if let Some(names) = columns {
-        let mask = ProjectionMask::columns(builder.parquet_schema(), names.iter().copied());
-        builder = builder.with_projection(mask);
+/// Encodes `batches` as one Parquet file in memory (an object to put in the lake).
+pub(crate) fn encode(
+    what: &str,
+    schema: SchemaRef,
+    props: WriterProperties,
+    batches: &[RecordBatch],
+) -> Result<bytes::Bytes> {
+    let perr = |source| Error::Parquet { path: what.into(), source };
+    let mut buf = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut buf, schema, Some(props)).map_err(perr)?;
+    for b in batches {
+        writer.write(b).map_err(perr)?;
     }
-    let reader = builder.build().map_err(perr)?;
-    reader
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|source| Error::Arrow { path: path.to_owned(), source })
+    writer.close().map_err(perr)?;
+    Ok(bytes::Bytes::from(buf))
 }

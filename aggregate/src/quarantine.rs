@@ -2,30 +2,38 @@
 //!
 //! A run replaces the quarantine file of every source it reads (and of every original source
 //! of a replayed entry) with the entries of this run, or removes it when there are none: the
-//! quarantine always shows what the latest reading of each source refused. Files are written
-//! under temporary names and renamed into place only by [`QuarantineWriter::finish`], after
-//! the events have been committed, so replaying a quarantine file never loses a record that
-//! it fixed.
+//! quarantine always shows what the latest reading of each source refused. Entries are
+//! spooled to local temporary files while a run goes on, and put into the lake only by
+//! [`QuarantineWriter::finish`], after the events have been committed, so replaying a
+//! quarantine file never loses a record that it fixed. Two writers reading the same source
+//! write the same file. A long-running source (the OTLP receiver) appends instead, replacing
+//! its file only from the version it read, so concurrent receivers never lose each other's
+//! entries.
 
 use std::collections::BTreeMap;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read as _, Seek as _, Write as _};
 
-use agentmeter_schemas::{INLINE_LINE_MAX, QuarantineEntry, RAW_DIR, SourceUri};
+use agentmeter_schemas::{INLINE_LINE_MAX, QuarantineEntry, SourceUri};
+use bytes::Bytes;
 
-use crate::error::{Result, io_at};
-use crate::fsio::{ClosedTemp, TempFile, remove_if_exists, write_atomic};
-use crate::layout::Layout;
+use crate::error::{Error, Result, io_at};
+use crate::lake::Lake;
+use crate::layout;
+use crate::store::{Condition, Put};
+
+/// Attempts to append to a file other receivers are appending to.
+const APPEND_ATTEMPTS: usize = 20;
 
 enum Slot {
     /// Seen, nothing refused yet.
     Empty,
-    Open(BufWriter<TempFile>),
-    Closed(ClosedTemp),
+    /// Entries spooled so far.
+    Spooled(BufWriter<std::fs::File>),
 }
 
 /// Writes quarantine files for one run.
 pub struct QuarantineWriter {
-    layout: Layout,
+    lake: Lake,
     slots: BTreeMap<SourceUri, Slot>,
     entries: u64,
     append: bool,
@@ -42,16 +50,29 @@ pub struct QuarantineReport {
     pub files_removed: u64,
 }
 
+impl QuarantineReport {
+    /// Adds another report's counts.
+    pub fn add(&mut self, other: QuarantineReport) {
+        self.entries += other.entries;
+        self.files_written += other.files_written;
+        self.files_removed += other.files_removed;
+    }
+}
+
+fn spool_error(e: std::io::Error) -> Error {
+    io_at(std::env::temp_dir())(e)
+}
+
 impl QuarantineWriter {
-    /// A writer into the quarantine of the lake laid out as `layout`.
-    pub fn new(layout: Layout) -> Self {
-        Self { layout, slots: BTreeMap::new(), entries: 0, append: false }
+    /// A writer into the quarantine of `lake`.
+    pub fn new(lake: &Lake) -> Self {
+        Self { lake: lake.clone(), slots: BTreeMap::new(), entries: 0, append: false }
     }
 
     /// A writer for a long-running source (the OTLP receiver): entries are added to the
     /// source's file instead of replacing it, and no file is ever removed.
-    pub fn appending(layout: Layout) -> Self {
-        Self { layout, slots: BTreeMap::new(), entries: 0, append: true }
+    pub fn appending(lake: &Lake) -> Self {
+        Self { lake: lake.clone(), slots: BTreeMap::new(), entries: 0, append: true }
     }
 
     /// Notes that `source` is read by this run.
@@ -63,60 +84,47 @@ impl QuarantineWriter {
     ///
     /// # Errors
     ///
-    /// The temporary file cannot be created or written.
+    /// The spool file cannot be written, or a large entry's bytes cannot be kept.
     pub fn write(&mut self, entry: &QuarantineEntry) -> Result<()> {
-        let slot = self.slots.entry(entry.source.clone()).or_insert(Slot::Empty);
-        if !matches!(slot, Slot::Open(_)) {
-            let path = self.layout.quarantine_file(&entry.source);
-            let mut temp = TempFile::create(&path)?;
-            if let Slot::Closed(_) = slot {
-                // The source shows up again (replayed after it was read): keep what it had.
-                let Slot::Closed(old) = std::mem::replace(slot, Slot::Empty) else {
-                    unreachable!("matched above")
-                };
-                let bytes = std::fs::read(old.temp_path()).map_err(io_at(old.temp_path()))?;
-                temp.write_all(&bytes).map_err(io_at(temp.temp_path()))?;
-            }
-            *slot = Slot::Open(BufWriter::new(temp));
-        }
-        let Slot::Open(w) = slot else { unreachable!("opened above") };
-        let path = self.layout.quarantine_file(&entry.source);
-        let mut line = serde_json::to_vec(entry).map_err(|e| io_at(&path)(e.into()))?;
+        let key = layout::quarantine_file(&entry.source);
+        let mut line = serde_json::to_vec(entry)
+            .map_err(|e| Error::Corrupt { path: key.clone().into(), detail: e.to_string() })?;
         if line.len() > INLINE_LINE_MAX {
             // Kept once, by content: the entry line stays short enough to be read back as
             // itself by every replay, whatever the record's size.
             let mut apart = entry.clone();
             if let Some(bytes) = apart.take_inline() {
                 let name = apart.raw_ref.clone().unwrap_or_default();
-                let blob = self.layout.quarantine_dir().join(RAW_DIR).join(format!("{name}.bin"));
-                if !blob.exists() {
-                    write_atomic(&blob, &bytes)?;
-                }
-                line = serde_json::to_vec(&apart).map_err(|e| io_at(&path)(e.into()))?;
+                // Absent or already there (the same bytes): either way they are kept.
+                self.lake.store().put(
+                    &layout::quarantine_raw(&name),
+                    Bytes::from(bytes),
+                    Condition::Absent,
+                )?;
+                line = serde_json::to_vec(&apart).map_err(|e| Error::Corrupt {
+                    path: key.clone().into(),
+                    detail: e.to_string(),
+                })?;
             }
         }
         line.push(b'\n');
-        w.write_all(&line).map_err(io_at(&path))?;
+        let slot = self.slots.entry(entry.source.clone()).or_insert(Slot::Empty);
+        if let Slot::Empty = slot {
+            *slot = Slot::Spooled(BufWriter::new(tempfile::tempfile().map_err(spool_error)?));
+        }
+        let Slot::Spooled(w) = slot else { unreachable!("spooled above") };
+        w.write_all(&line).map_err(spool_error)?;
         self.entries += 1;
         Ok(())
     }
 
-    /// The source was read to its end: close its file to free the descriptor.
+    /// The source was read to its end. (Kept for the readers' protocol: spools hold no
+    /// descriptor worth closing early.)
     ///
     /// # Errors
     ///
-    /// The file cannot be flushed or synced.
-    pub fn close(&mut self, source: &SourceUri) -> Result<()> {
-        if let Some(slot) = self.slots.get_mut(source)
-            && let Slot::Open(_) = slot
-        {
-            let Slot::Open(w) = std::mem::replace(slot, Slot::Empty) else {
-                unreachable!("matched above")
-            };
-            let path = self.layout.quarantine_file(source);
-            let temp = w.into_inner().map_err(|e| io_at(&path)(e.into_error()))?;
-            *slot = Slot::Closed(temp.close()?);
-        }
+    /// Never.
+    pub fn close(&mut self, _source: &SourceUri) -> Result<()> {
         Ok(())
     }
 
@@ -131,40 +139,52 @@ impl QuarantineWriter {
     /// # Errors
     ///
     /// Any I/O error.
-    pub fn finish(mut self) -> Result<QuarantineReport> {
-        let sources: Vec<SourceUri> = self.slots.keys().cloned().collect();
-        for s in &sources {
-            self.close(s)?;
-        }
+    pub fn finish(self) -> Result<QuarantineReport> {
         let mut report = QuarantineReport { entries: self.entries, ..Default::default() };
-        for (source, slot) in std::mem::take(&mut self.slots) {
+        let store = self.lake.store();
+        for (source, slot) in self.slots {
+            let key = layout::quarantine_file(&source);
             match slot {
-                Slot::Closed(temp) if self.append => {
-                    let path = self.layout.quarantine_file(&source);
-                    let mut all = match std::fs::read(&path) {
-                        Ok(b) => b,
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-                        Err(e) => return Err(io_at(&path)(e)),
-                    };
-                    all.extend(std::fs::read(temp.temp_path()).map_err(io_at(temp.temp_path()))?);
-                    crate::fsio::write_atomic(&path, &all)?;
-                    report.files_written += 1;
-                }
-                Slot::Closed(temp) => {
-                    temp.commit()?;
+                Slot::Spooled(w) => {
+                    let mut file = w.into_inner().map_err(|e| spool_error(e.into_error()))?;
+                    file.rewind().map_err(spool_error)?;
+                    let mut body = Vec::new();
+                    file.read_to_end(&mut body).map_err(spool_error)?;
+                    if self.append {
+                        append(&self.lake, &key, &body)?;
+                    } else {
+                        store.put(&key, Bytes::from(body), Condition::Always)?;
+                    }
                     report.files_written += 1;
                 }
                 Slot::Empty if self.append => {}
                 Slot::Empty => {
-                    if remove_if_exists(&self.layout.quarantine_file(&source))? {
+                    if store.head(&key)?.is_some() {
+                        store.delete(&key)?;
                         report.files_removed += 1;
                     }
                 }
-                Slot::Open(_) => unreachable!("closed above"),
             }
         }
         Ok(report)
     }
+}
+
+/// Appends `body` to the file `key`, replacing it only from the version read.
+fn append(lake: &Lake, key: &str, body: &[u8]) -> Result<()> {
+    for _ in 0..APPEND_ATTEMPTS {
+        let current = lake.store().get(key)?;
+        let mut all = current.as_ref().map(|o| o.bytes.to_vec()).unwrap_or_default();
+        all.extend_from_slice(body);
+        let cond = Condition::replacing(current.as_ref().map(|o| o.etag.as_str()));
+        if let Put::Written { .. } = lake.store().put(key, Bytes::from(all), cond)? {
+            return Ok(());
+        }
+    }
+    Err(Error::Corrupt {
+        path: lake.store().uri_of(key).into(),
+        detail: format!("other writers kept replacing it through {APPEND_ATTEMPTS} attempts"),
+    })
 }
 
 #[cfg(test)]
@@ -172,7 +192,6 @@ mod tests {
     use agentmeter_schemas::{Position, RawFormat, Reason};
 
     use super::*;
-    use crate::lake::LakeReader;
 
     fn entry(source: &SourceUri, line: u64) -> QuarantineEntry {
         QuarantineEntry::new(
@@ -189,26 +208,25 @@ mod tests {
     #[test]
     fn files_appear_at_finish_and_are_replaced_or_cleared_by_later_runs() {
         let dir = tempfile::tempdir().unwrap();
-        let layout = Layout::new(dir.path());
-        let reader = LakeReader::new(dir.path());
+        let lake = Lake::open_dir(dir.path()).unwrap();
         let a = SourceUri::new("file:///in/a.ndjson");
         let b = SourceUri::new("file:///in/b.ndjson");
 
-        let mut q = QuarantineWriter::new(layout.clone());
+        let mut q = QuarantineWriter::new(&lake);
         q.touch(&a);
         q.touch(&b);
         q.write(&entry(&a, 1)).unwrap();
         q.write(&entry(&a, 2)).unwrap();
         q.close(&a).unwrap();
         q.write(&entry(&b, 5)).unwrap();
-        assert!(reader.quarantine_files().unwrap().is_empty(), "nothing visible before finish");
+        assert!(lake.quarantine_files().unwrap().is_empty(), "nothing visible before finish");
         let r = q.finish().unwrap();
         assert_eq!((r.entries, r.files_written, r.files_removed), (3, 2, 0));
-        assert_eq!(reader.quarantine_entries().unwrap().len(), 3);
+        assert_eq!(lake.quarantine_entries().unwrap().len(), 3);
 
         // Next run: a is read again and now clean; b's entry is replayed and still bad, and
         // a replayed source shows up again after it was closed.
-        let mut q = QuarantineWriter::new(layout.clone());
+        let mut q = QuarantineWriter::new(&lake);
         q.touch(&a);
         q.touch(&b);
         q.write(&entry(&b, 5)).unwrap();
@@ -217,27 +235,40 @@ mod tests {
         let r = q.finish().unwrap();
         assert_eq!((r.files_written, r.files_removed), (1, 1));
         let lines: Vec<_> =
-            reader.quarantine_entries().unwrap().iter().map(|e| e.position.line).collect();
+            lake.quarantine_entries().unwrap().iter().map(|e| e.position.line).collect();
         assert_eq!(lines, [Some(5), Some(6)]);
-        let leftovers = std::fs::read_dir(layout.quarantine_dir()).unwrap().count();
-        assert_eq!(leftovers, 1, "no temporary files left");
+        assert_eq!(lake.quarantine_files().unwrap().len(), 1);
     }
 
     #[test]
     fn dropping_the_writer_leaves_earlier_files_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let layout = Layout::new(dir.path());
+        let lake = Lake::open_dir(dir.path()).unwrap();
         let a = SourceUri::new("file:///in/a.ndjson");
-        let mut q = QuarantineWriter::new(layout.clone());
+        let mut q = QuarantineWriter::new(&lake);
         q.write(&entry(&a, 1)).unwrap();
         q.finish().unwrap();
-        let mut q = QuarantineWriter::new(layout.clone());
+        let mut q = QuarantineWriter::new(&lake);
         q.touch(&a);
         q.write(&entry(&a, 9)).unwrap();
         drop(q); // the run failed before finish
-        let got = LakeReader::new(dir.path()).quarantine_entries().unwrap();
+        let got = lake.quarantine_entries().unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].position.line, Some(1));
-        assert_eq!(std::fs::read_dir(layout.quarantine_dir()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn appending_writers_keep_each_others_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open_dir(dir.path()).unwrap();
+        let src = SourceUri::new("otlp-http://0.0.0.0:4318");
+        for line in 1..=3 {
+            let mut q = QuarantineWriter::appending(&lake);
+            q.write(&entry(&src, line)).unwrap();
+            q.finish().unwrap();
+        }
+        let lines: Vec<_> =
+            lake.quarantine_entries().unwrap().iter().map(|e| e.position.line).collect();
+        assert_eq!(lines, [Some(1), Some(2), Some(3)]);
     }
 }

@@ -52,6 +52,12 @@ pub trait LakeRecord: Send + 'static {
     where
         Self: Sized;
 
+    /// The columns a writer reads to deduplicate against the lake: all but `source` (per
+    /// record, often as long as the id, and needed neither for identity nor content).
+    fn index_columns() -> Vec<String> {
+        Self::schema().fields().iter().map(|f| f.name().clone()).filter(|n| n != "source").collect()
+    }
+
     /// The `dt` partition.
     fn partition(&self) -> Option<NaiveDate> {
         DateTime::from_timestamp_millis(self.time_ms()).map(|t| t.date_naive())

@@ -1,40 +1,62 @@
 //! `usage_hourly`, `tenant_hourly` and `agent_invocations`: rebuilt whole for a partition from
 //! that partition's `usage_events` and `agent_spans`, so they are always consistent with them,
 //! late data included, however often they are rebuilt. `tenant_hourly` keeps each tenant's peak
-//! requests in one second of each hour, so rate-limit checks never rescan the events.
+//! requests in one second of each hour, so rate-limit checks never rescan the events. Each
+//! event id and each span counts once, however many writers stored it (until compaction
+//! removes the extra copies, an id may be in two files).
 //!
 //! Each rollup file records in its footer which data files it was computed from
 //! ([`COVERS_KEY`]). A rollup is current when that record equals the partition's data files
 //! now; anything else (a writer that stopped before rolling up, a rollup that failed, files
-//! added by another writer) makes it stale, which [`rollup_state`] tells from a listing and
-//! three footers, without reading any data. No marker has to be written before data, so no
-//! crash can leave a stale rollup looking current.
+//! added by another writer, a compaction) makes it stale, which [`rollup_state`] tells from
+//! a listing and three footers, without reading any data. No marker has to be written before
+//! data, so no crash can leave a stale rollup looking current.
+//!
+//! Rebuilds race safely: a rebuild reads the rollups' versions first, then lists the data
+//! files, and replaces each rollup only if it is still the version it read. Whatever a version
+//! it read covers, its own listing (made later) holds too, so it never replaces a rollup that
+//! covered more; and a rollup written after its read makes its write fail. A rebuild that
+//! loses checks again, and is done if the rollups are now current, else starts over.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::collections::{HashMap, HashSet};
 
 use agentmeter_schemas::tables::{
-    AGENT_INVOCATIONS, HourlyKey, HourlyMeasures, TENANT_HOURLY, TenantHour, USAGE_EVENTS,
-    USAGE_HOURLY, agent_invocations_batch, agent_invocations_schema, hour_start_ms, hourly_batch,
-    tenant_hourly_batch, tenant_hourly_schema, usage_hourly_schema,
+    AGENT_INVOCATIONS, AGENT_SPANS, HourlyKey, HourlyMeasures, TENANT_HOURLY, TenantHour,
+    USAGE_EVENTS, USAGE_HOURLY, agent_invocations_batch, agent_invocations_schema, hour_start_ms,
+    hourly_batch, tenant_hourly_batch, tenant_hourly_schema, usage_hourly_schema,
 };
-use agentmeter_schemas::{ModelId, TenantId, Tier, Tokens, UserId};
+use agentmeter_schemas::{AgentSpan, ModelId, TenantId, Tier, Tokens, UserId};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMillisecondType};
 use arrow_array::{Array, RecordBatch};
 use chrono::NaiveDate;
+use parquet::file::metadata::KeyValue;
 
 use crate::error::{Error, Result};
-use crate::fsio::remove_if_exists;
-use crate::lake::LakeReader;
-use crate::parquet_io::{properties, read_columns, write_file};
+use crate::lake::Lake;
+use crate::layout;
+use crate::parquet_io::{encode, properties};
+use crate::record::LakeRecord;
+use crate::store::{Condition, Fetch, ObjectMeta, Put};
+use crate::writer::id_key;
 
-/// The one file of a `usage_hourly` partition: a fixed name, so a rebuild replaces it.
-pub const HOURLY_FILE: &str = "part-00000.parquet";
+/// The one file of a rollup partition: a fixed name, so a rebuild replaces it.
+pub const HOURLY_FILE: &str = layout::PARTITION_FILE;
 
-/// The `usage_events` columns a rollup reads (not the ids or sources, the bulk of the data).
-const INPUT: [&str; 10] = [
+/// The footer key of a rollup file naming the data files it covers.
+pub const COVERS_KEY: &str = "agentmeter.covers";
+
+/// The rollup tables, each one file per partition.
+pub const ROLLUP_TABLES: [&str; 3] = [USAGE_HOURLY, TENANT_HOURLY, AGENT_INVOCATIONS];
+
+/// How many times a rebuild starts over after losing a race (a file compacted away while it
+/// was read, a rollup replaced by another rebuild that was not current either).
+const ATTEMPTS: usize = 5;
+
+/// The `usage_events` columns a rollup reads (not the sources, the bulk of the data).
+const INPUT: [&str; 11] = [
     "event_time",
+    "event_id",
     "tier",
     "tenant_id",
     "user_id",
@@ -46,22 +68,16 @@ const INPUT: [&str; 10] = [
     "cache_write_tokens",
 ];
 
-use agentmeter_schemas::tables::AGENT_SPANS;
-use parquet::file::metadata::KeyValue;
-
-/// The footer key of a rollup file naming the data files it covers.
-pub const COVERS_KEY: &str = "agentmeter.covers";
-
-/// The rollup tables, each one file per partition.
-pub const ROLLUP_TABLES: [&str; 3] = [USAGE_HOURLY, TENANT_HOURLY, AGENT_INVOCATIONS];
+/// The 128-bit keys of the ids counted so far.
+type IdSet = HashSet<u128>;
 
 /// The data files of one partition that its rollups are computed from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Coverage {
     /// `usage_events` files.
-    pub events: Vec<PathBuf>,
+    pub events: Vec<ObjectMeta>,
     /// `agent_spans` files.
-    pub spans: Vec<PathBuf>,
+    pub spans: Vec<ObjectMeta>,
 }
 
 impl Coverage {
@@ -69,8 +85,8 @@ impl Coverage {
     ///
     /// # Errors
     ///
-    /// A partition directory cannot be listed.
-    pub fn of(lake: &LakeReader, dt: NaiveDate) -> Result<Self> {
+    /// A partition cannot be listed.
+    pub fn of(lake: &Lake, dt: NaiveDate) -> Result<Self> {
         Ok(Self { events: lake.files(USAGE_EVENTS, dt)?, spans: lake.files(AGENT_SPANS, dt)? })
     }
 
@@ -85,7 +101,7 @@ impl Coverage {
         for (tag, files) in [("e", &self.events), ("s", &self.spans)] {
             for f in files {
                 h.update(tag.as_bytes());
-                h.update(f.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default());
+                h.update(f.name().as_bytes());
                 h.update(b"\n");
             }
         }
@@ -106,23 +122,53 @@ pub enum RollupState {
     },
 }
 
-/// The data files a rollup file says it covers, or `None` when the file is absent.
-fn covers(path: &std::path::Path) -> Result<Option<String>> {
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(crate::error::io_at(path)(e)),
-    };
-    let meta = parquet::file::metadata::ParquetMetaDataReader::new()
-        .parse_and_finish(&file)
-        .map_err(|source| Error::Parquet { path: path.to_owned(), source })?;
-    let value = meta
-        .file_metadata()
-        .key_value_metadata()
-        .and_then(|kv| kv.iter().find(|k| k.key == COVERS_KEY))
-        .and_then(|k| k.value.clone());
-    // A rollup of an older version records nothing: it counts as covering nothing known.
-    Ok(Some(value.unwrap_or_default()))
+/// Each rollup file's version and the data files it says it covers (`None`: no file).
+type Versions = [Option<(String, String)>; 3];
+
+/// The rollups' versions and what they cover, read from their footers.
+fn versions(lake: &Lake, dt: NaiveDate) -> Result<Versions> {
+    let mut out: Versions = Default::default();
+    for (slot, table) in out.iter_mut().zip(ROLLUP_TABLES) {
+        let key = layout::partition_file(table, dt);
+        *slot = lake.store().parquet_footer(&key)?.map(|(meta, etag)| {
+            let covers = meta
+                .file_metadata()
+                .key_value_metadata()
+                .and_then(|kv| kv.iter().find(|k| k.key == COVERS_KEY))
+                .and_then(|k| k.value.clone())
+                // A rollup of an older version records nothing: it covers nothing known.
+                .unwrap_or_default();
+            (etag, covers)
+        });
+    }
+    Ok(out)
+}
+
+/// Whether the rollups as read (`versions`) cover `coverage`.
+fn state_of(versions: &Versions, coverage: &Coverage) -> RollupState {
+    let want = coverage.digest();
+    let counts = |d: &str| -> String { d.split(';').take(2).collect::<Vec<_>>().join(" ") };
+    for (table, version) in ROLLUP_TABLES.iter().zip(versions) {
+        let reason = match version {
+            None if coverage.is_empty() => continue,
+            None => format!("{table} is missing"),
+            Some(_) if coverage.is_empty() => format!("{table} has no data files"),
+            Some((_, got)) if *got == want => continue,
+            Some((_, got)) if got.is_empty() => {
+                format!("{table} records no data files (written by an older version)")
+            }
+            Some((_, got)) if counts(got) == counts(&want) => {
+                format!("{table} was rolled up from other data files ({})", counts(got))
+            }
+            Some((_, got)) => format!(
+                "{table} was rolled up from {}, the partition holds {}",
+                counts(got),
+                counts(&want)
+            ),
+        };
+        return RollupState::Stale { reason };
+    }
+    RollupState::Current
 }
 
 /// Whether partition `dt`'s rollups are current: a listing and three footers, no data read.
@@ -130,39 +176,9 @@ fn covers(path: &std::path::Path) -> Result<Option<String>> {
 /// # Errors
 ///
 /// The partition cannot be listed or a rollup footer cannot be read.
-pub fn rollup_state(lake: &LakeReader, dt: NaiveDate) -> Result<RollupState> {
-    let coverage = Coverage::of(lake, dt)?;
-    let want = coverage.digest();
-    for table in ROLLUP_TABLES {
-        let path = lake.layout().partition(table, dt).join(HOURLY_FILE);
-        match covers(&path)? {
-            None if coverage.is_empty() => {}
-            None => {
-                return Ok(RollupState::Stale { reason: format!("{table} is missing") });
-            }
-            Some(_) if coverage.is_empty() => {
-                return Ok(RollupState::Stale { reason: format!("{table} has no data files") });
-            }
-            Some(got) if got != want => {
-                let counts =
-                    |d: &str| -> String { d.split(';').take(2).collect::<Vec<_>>().join(" ") };
-                let reason = if got.is_empty() {
-                    format!("{table} records no data files (written by an older version)")
-                } else if counts(&got) == counts(&want) {
-                    format!("{table} was rolled up from other data files ({})", counts(&got))
-                } else {
-                    format!(
-                        "{table} was rolled up from {}, the partition holds {}",
-                        counts(&got),
-                        counts(&want)
-                    )
-                };
-                return Ok(RollupState::Stale { reason });
-            }
-            Some(_) => {}
-        }
-    }
-    Ok(RollupState::Current)
+pub fn rollup_state(lake: &Lake, dt: NaiveDate) -> Result<RollupState> {
+    let v = versions(lake, dt)?;
+    Ok(state_of(&v, &Coverage::of(lake, dt)?))
 }
 
 /// Small integer codes for the strings of a partition, so that grouping hashes integers.
@@ -194,6 +210,7 @@ type Seconds = HashMap<(i64, u32, u32), i64>;
 
 fn add_batch(
     batch: &RecordBatch,
+    seen: &mut IdSet,
     strings: &mut [Interner; 4],
     groups: &mut HashMap<Group, HourlyMeasures>,
     seconds: &mut Seconds,
@@ -207,18 +224,24 @@ fn add_batch(
         text.push(col(name)?.as_string_opt::<i32>().ok_or(format!("{name} is not utf8"))?);
     }
     let mut ints = Vec::with_capacity(5);
-    for name in &INPUT[5..] {
+    for name in &INPUT[6..] {
         ints.push(
             col(name)?.as_primitive_opt::<Int64Type>().ok_or(format!("{name} is not int64"))?,
         );
     }
+    let ids = col("event_id")?.as_string_opt::<i32>().ok_or("event_id is not utf8")?;
     if time.null_count() > 0
+        || ids.null_count() > 0
         || text.iter().any(|a| a.null_count() > 0)
         || ints.iter().any(|a| a.null_count() > 0)
     {
         return Err("usage_events has nulls".into());
     }
     for row in 0..batch.num_rows() {
+        // An id two writers stored counts once: its copy in the first file by name.
+        if !seen.insert(id_key(ids.value(row).as_bytes())) {
+            continue;
+        }
         let key = (
             hour_start_ms(time.value(row)),
             strings[0].code(text[0].value(row)),
@@ -242,49 +265,80 @@ fn add_batch(
 }
 
 /// Rebuilds the rollups of partition `dt` from the data files it holds now, recording them
-/// in each rollup's footer. Returns the `usage_hourly` row count.
+/// in each rollup's footer, unless they are current already. Returns the `usage_hourly` row
+/// count (0 when nothing was rebuilt).
 ///
 /// # Errors
 ///
-/// The lake cannot be read or written, holds an invalid identifier, or a sum overflows `i64`.
-pub fn rebuild_hourly(lake: &LakeReader, dt: NaiveDate) -> Result<usize> {
-    let coverage = Coverage::of(lake, dt)?;
-    let paths = ROLLUP_TABLES.map(|t| lake.layout().partition(t, dt).join(HOURLY_FILE));
-    if coverage.is_empty() {
-        for p in &paths {
-            remove_if_exists(p)?;
+/// The lake cannot be read or written, holds an invalid identifier, a sum overflows `i64`, or
+/// other writers kept changing the partition through every attempt.
+pub fn rebuild_hourly(lake: &Lake, dt: NaiveDate) -> Result<usize> {
+    for _ in 0..ATTEMPTS {
+        // Versions first, then the listing: whatever a current rollup covers, the listing has.
+        let versions = versions(lake, dt)?;
+        let coverage = Coverage::of(lake, dt)?;
+        if state_of(&versions, &coverage) == RollupState::Current {
+            return Ok(0);
         }
-        return Ok(0);
+        match rebuild_from(lake, dt, &versions, &coverage) {
+            Ok(Some(n)) => return Ok(n),
+            // Lost a race (a file compacted away, a rollup replaced): look again.
+            Ok(None) | Err(Error::Vanished { .. }) => continue,
+            Err(e) => return Err(e),
+        }
     }
-    let [path, tenant_path, inv_path] = paths;
+    Err(Error::Corrupt {
+        path: layout::partition(USAGE_HOURLY, dt).into(),
+        detail: format!("the partition kept changing through {ATTEMPTS} rebuilds; try again"),
+    })
+}
+
+/// One rebuild from `coverage`; `None` when another writer replaced a rollup first.
+fn rebuild_from(
+    lake: &Lake,
+    dt: NaiveDate,
+    versions: &Versions,
+    coverage: &Coverage,
+) -> Result<Option<usize>> {
+    let keys = ROLLUP_TABLES.map(|t| layout::partition_file(t, dt));
+    if coverage.is_empty() {
+        for k in &keys {
+            lake.store().delete(k)?;
+        }
+        return Ok(Some(0));
+    }
+    let [key, tenant_key, inv_key] = keys;
     let overflow = |table| Error::Overflow { table, dt: dt.to_string() };
+    let mut seen = IdSet::new();
     let mut strings: [Interner; 4] = Default::default();
     let mut groups: HashMap<Group, HourlyMeasures> = HashMap::new();
     let mut seconds = Seconds::new();
-    for path in &coverage.events {
-        for batch in read_columns(path, Some(&INPUT))? {
-            add_batch(&batch, &mut strings, &mut groups, &mut seconds).map_err(|e| {
+    for file in &coverage.events {
+        for batch in lake.read(file, Some(&INPUT), Fetch::Whole)? {
+            add_batch(&batch, &mut seen, &mut strings, &mut groups, &mut seconds).map_err(|e| {
                 if e.contains("overflow") {
                     overflow(USAGE_HOURLY)
                 } else {
                     Error::Arrow {
-                        path: path.clone(),
+                        path: file.key.clone().into(),
                         source: arrow_schema::ArrowError::SchemaError(e),
                     }
                 }
             })?;
         }
     }
-    // What the spans of the day add.
+    drop(seen);
+    // What the spans of the day add, each span once.
     let mut spans = Vec::new();
-    for path in &coverage.spans {
-        for batch in crate::parquet_io::read_file(path)? {
-            spans.extend(
-                <agentmeter_schemas::AgentSpan as crate::LakeRecord>::from_batch(&batch)
-                    .map_err(|source| Error::Arrow { path: path.clone(), source })?,
-            );
+    let mut seen_spans = HashSet::new();
+    for file in &coverage.spans {
+        for batch in lake.read(file, None, Fetch::Whole)? {
+            let records = AgentSpan::from_batch(&batch)
+                .map_err(|source| Error::Arrow { path: file.key.clone().into(), source })?;
+            spans.extend(records.into_iter().filter(|s| seen_spans.insert(s.identity())));
         }
     }
+    drop(seen_spans);
     let (agent_rows, invocations) = crate::span_rollup::rollup(&spans);
     drop(spans);
     for r in agent_rows {
@@ -301,14 +355,19 @@ pub fn rebuild_hourly(lake: &LakeReader, dt: NaiveDate) -> Result<usize> {
     // Every rollup file is written, empty ones too: its footer records what it covers.
     let covers = vec![KeyValue::new(COVERS_KEY.to_owned(), coverage.digest())];
     let props = |sorted: &[usize]| {
-        let mut p = properties(sorted, &[]);
-        p = p.into_builder().set_key_value_metadata(Some(covers.clone())).build();
-        p
+        properties(sorted, &[]).into_builder().set_key_value_metadata(Some(covers.clone())).build()
+    };
+    let put = |key: &str, version: &Option<(String, String)>, bytes| -> Result<bool> {
+        let cond = Condition::replacing(version.as_ref().map(|(etag, _)| etag.as_str()));
+        Ok(matches!(lake.store().put(key, bytes, cond)?, Put::Written { .. }))
     };
     let batch = agent_invocations_batch(&invocations)
-        .map_err(|source| Error::Arrow { path: inv_path.clone(), source })?;
+        .map_err(|source| Error::Arrow { path: inv_key.clone().into(), source })?;
     // Sorted by tenant_id (column 4) then start_time (column 0).
-    write_file(&inv_path, agent_invocations_schema(), props(&[4, 0]), &[batch])?;
+    let bytes = encode(&inv_key, agent_invocations_schema(), props(&[4, 0]), &[batch])?;
+    if !put(&inv_key, &versions[2], bytes)? {
+        return Ok(None);
+    }
     // Per tenant and hour: sums over users and models, distinct users, peak second.
     let mut tenant_hours: HashMap<(i64, u32, u32), TenantAcc> = HashMap::new();
     for (&(hour, t, n, u, _), m) in groups.iter().filter(|(_, m)| m.invocations > 0) {
@@ -325,7 +384,7 @@ pub fn rebuild_hourly(lake: &LakeReader, dt: NaiveDate) -> Result<usize> {
         }
     }
     let invalid = |e: agentmeter_schemas::IdError| Error::Arrow {
-        path: path.clone(),
+        path: key.clone().into(),
         source: arrow_schema::ArrowError::InvalidArgumentError(e.to_string()),
     };
     // Identifiers are validated once per distinct value, not per row.
@@ -358,9 +417,12 @@ pub fn rebuild_hourly(lake: &LakeReader, dt: NaiveDate) -> Result<usize> {
         ))
     });
     let tenant_batch = tenant_hourly_batch(&tenant_rows)
-        .map_err(|source| Error::Arrow { path: tenant_path.clone(), source })?;
+        .map_err(|source| Error::Arrow { path: tenant_key.clone().into(), source })?;
     // Sorted by tenant_id (column 2) then hour (column 0).
-    write_file(&tenant_path, tenant_hourly_schema(), props(&[2, 0]), &[tenant_batch])?;
+    let bytes = encode(&tenant_key, tenant_hourly_schema(), props(&[2, 0]), &[tenant_batch])?;
+    if !put(&tenant_key, &versions[1], bytes)? {
+        return Ok(None);
+    }
     let mut rows: Vec<(HourlyKey, HourlyMeasures)> = groups
         .into_iter()
         .map(|((hour_ms, t, n, u, m), measures)| {
@@ -386,11 +448,13 @@ pub fn rebuild_hourly(lake: &LakeReader, dt: NaiveDate) -> Result<usize> {
     });
     let n = rows.len();
     let batch = hourly_batch(rows.iter().map(|(k, m)| (k, m)))
-        .map_err(|source| Error::Arrow { path: path.clone(), source })?;
-    // Written last: readers check all three footers, so its footer is the final word.
+        .map_err(|source| Error::Arrow { path: key.clone().into(), source })?;
     // Sorted by tenant_id (column 2) then hour (column 0).
-    write_file(&path, usage_hourly_schema(), props(&[2, 0]), &[batch])?;
-    Ok(n)
+    let bytes = encode(&key, usage_hourly_schema(), props(&[2, 0]), &[batch])?;
+    if !put(&key, &versions[0], bytes)? {
+        return Ok(None);
+    }
+    Ok(Some(n))
 }
 
 /// What rebuilding the rollups of several partitions did: each partition on its own, so one
@@ -427,7 +491,7 @@ impl RollupReport {
 
 /// Rebuilds several partitions on up to `threads` threads; a partition that fails is reported
 /// and the others are still rebuilt.
-pub fn rebuild_hourly_all(lake: &LakeReader, days: &[NaiveDate], threads: usize) -> RollupReport {
+pub fn rebuild_hourly_all(lake: &Lake, days: &[NaiveDate], threads: usize) -> RollupReport {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results = std::sync::Mutex::new(Vec::with_capacity(days.len()));
     std::thread::scope(|s| {

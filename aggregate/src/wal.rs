@@ -1,7 +1,8 @@
 //! A write-ahead log for records acknowledged before they reach the lake (the OTLP receiver
 //! answers 200 only once a request's spans are here, synced).
 //!
-//! Segments are NDJSON files `LAKE/_wal/<name>/<seq>.ndjson`, appended and synced; a closed
+//! Segments are NDJSON files `<dir>/<seq>.ndjson` on the receiver's local disk (never in an
+//! object store: a log is appended to and synced many times a second), appended and synced; a closed
 //! segment is handed to the lake writer and removed once its records are durable there. On
 //! start, any segment left by a crash is replayed first: dedup makes a replay harmless.
 //!
@@ -335,73 +336,4 @@ mod tests {
         w.probe().unwrap();
         assert_eq!(segments(dir.path()).unwrap(), vec![closed], "the probe leaves nothing");
     }
-}
-
-/// What flushing segments did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct FlushStats {
-    /// Segments written to the lake and removed.
-    pub segments: u64,
-    /// Spans newly written.
-    pub spans_written: u64,
-    /// Spans already in the lake.
-    pub span_duplicates: u64,
-    /// Records quarantined.
-    pub quarantined: u64,
-    /// Days whose rollup failed (logged; they stay stale).
-    pub rollups_failed: u64,
-}
-
-/// Flushes the segments a stopped or crashed OTLP receiver left in the lake: they were
-/// acknowledged, so every writer of the lake moves them in before its own work.
-///
-/// # Errors
-///
-/// The log cannot be read or the lake cannot be written (the segments stay).
-pub fn recover_otlp(lake: &crate::Lake, opts: crate::WriterOptions) -> Result<FlushStats> {
-    let leftovers = segments(&lake.layout().otlp_wal_dir())?;
-    flush_segments(lake, &leftovers, opts)
-}
-
-/// Writes the records of `segments` (closed, oldest first) into the lake, rebuilds the rollups
-/// of the days they touch, then removes them. A crash at any point leaves the segments to be
-/// flushed again, which writes nothing twice.
-///
-/// # Errors
-///
-/// The lake cannot be written (the segments stay).
-pub fn flush_segments(
-    lake: &crate::Lake,
-    segments: &[PathBuf],
-    opts: crate::WriterOptions,
-) -> Result<FlushStats> {
-    let mut stats = FlushStats::default();
-    if segments.is_empty() {
-        return Ok(stats);
-    }
-    let mut writer: crate::EventWriter<'_, AgentSpan> = crate::EventWriter::new(lake, opts);
-    let mut quarantine = crate::QuarantineWriter::appending(lake.layout().clone());
-    for path in segments {
-        for record in read_segment(path)? {
-            match record {
-                WalRecord::Span(s) => writer.push(*s)?,
-                WalRecord::Reject(q) => {
-                    quarantine.write(&q)?;
-                    stats.quarantined += 1;
-                }
-            }
-        }
-    }
-    let (written, days) = writer.finish_without_rollups()?;
-    // The spans are durable now: a rollup that fails leaves its day stale for the readers to
-    // rebuild (and report), and must not keep the segments, which would be flushed again.
-    stats.rollups_failed = lake.rebuild_rollups(&days).failed.len() as u64;
-    quarantine.finish()?;
-    for path in segments {
-        crate::fsio::remove_if_exists(path)?;
-        stats.segments += 1;
-    }
-    stats.spans_written = written.written;
-    stats.span_duplicates = written.duplicates;
-    Ok(stats)
 }

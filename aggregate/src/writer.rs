@@ -3,10 +3,15 @@
 //!
 //! Events are gathered into batches. Committing a batch groups it by day; for each day it
 //! drops events whose id is already in that `usage_events` partition (or earlier in the run),
-//! marks the partition's rollup stale, and writes the new events, sorted by tenant then time,
-//! as files named by a digest of their ids. Files appear only complete, so a crash leaves the
+//! and writes the new events, sorted by tenant then time, as an object named by a digest of
+//! their ids, created only if absent. Objects appear only complete, so a crash leaves the
 //! lake with whole batches or nothing of them, and a rerun writes exactly what is missing.
-//! [`EventWriter::finish`] then rebuilds `usage_hourly` for every touched or stale partition.
+//! [`EventWriter::finish`] then rebuilds the rollups of every partition it wrote.
+//!
+//! Writers take no lock. Before each commit to a partition, a writer lists it and loads the
+//! ids of files it has not seen (only their columns, not the `source`), so it skips what
+//! other writers stored meanwhile. Two writers that store the same id at the same moment both
+//! keep it: rollups, compaction and every reader count each id once.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
@@ -18,10 +23,11 @@ use chrono::NaiveDate;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::lake::{Lake, LakeReader};
-use crate::parquet_io::{properties, write_file};
+use crate::lake::Lake;
+use crate::parquet_io::{encode, properties};
 use crate::record::LakeRecord;
 use crate::rollup::{RollupReport, RollupState, rebuild_hourly_all, rollup_state};
+use crate::store::{Condition, Fetch, Put};
 
 /// Writer settings.
 #[derive(Debug, Clone, Copy)]
@@ -57,7 +63,7 @@ pub struct WriteStats {
 }
 
 /// The 128-bit key of a record's identity in the dedup index.
-fn id_key(identity: &[u8]) -> u128 {
+pub(crate) fn id_key(identity: &[u8]) -> u128 {
     let h = blake3::hash(identity);
     let mut b = [0u8; 16];
     b.copy_from_slice(&h.as_bytes()[..16]);
@@ -99,10 +105,13 @@ type DigestMap<V> = HashMap<u128, V, std::hash::BuildHasherDefault<DigestHasher>
 struct Partition {
     /// id key → content fingerprint.
     ids: DigestMap<u64>,
+    /// Names of the partition's files whose ids are in `ids`.
+    files: std::collections::HashSet<String>,
     last_used: u64,
 }
 
-/// The ids already in the lake, per partition, loaded on first use.
+/// The ids already in the lake, per partition, loaded on first use and topped up with the
+/// files other writers added before each commit.
 struct DedupIndex {
     parts: HashMap<NaiveDate, Partition>,
     clock: u64,
@@ -115,22 +124,38 @@ impl DedupIndex {
         Self { parts: HashMap::new(), clock: 0, entries: 0, budget }
     }
 
-    fn load<R: LakeRecord>(&mut self, lake: &LakeReader, dt: NaiveDate) -> Result<&mut Partition> {
+    fn load<R: LakeRecord>(&mut self, lake: &Lake, dt: NaiveDate) -> Result<&mut Partition> {
         self.clock += 1;
         let clock = self.clock;
-        if let Entry::Vacant(v) = self.parts.entry(dt) {
-            let mut ids = DigestMap::default();
-            lake.for_each_batch::<R>(dt, |records| {
-                for r in records {
-                    ids.insert(id_key(&r.identity()), r.fingerprint());
-                }
-                Ok(())
-            })?;
-            self.entries += ids.len();
-            v.insert(Partition { ids, last_used: clock });
-        }
-        let part = self.parts.get_mut(&dt).expect("inserted above");
+        let part = self.parts.entry(dt).or_insert_with(|| Partition {
+            ids: DigestMap::default(),
+            files: std::collections::HashSet::new(),
+            last_used: clock,
+        });
         part.last_used = clock;
+        let columns = R::index_columns();
+        let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+        for file in lake.files(R::TABLE, dt)? {
+            if part.files.contains(file.name()) {
+                continue;
+            }
+            let batches = match lake.read(&file, Some(&columns), Fetch::Ranged) {
+                Ok(b) => b,
+                // Compacted away since the listing: its rows are in the merged file.
+                Err(Error::Vanished { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            for batch in batches {
+                let records = R::from_batch(&batch)
+                    .map_err(|source| Error::Arrow { path: file.key.clone().into(), source })?;
+                for r in records {
+                    if part.ids.insert(id_key(&r.identity()), r.fingerprint()).is_none() {
+                        self.entries += 1;
+                    }
+                }
+            }
+            part.files.insert(file.name().to_owned());
+        }
         Ok(part)
     }
 
@@ -158,10 +183,10 @@ impl DedupIndex {
 }
 
 /// The part of the writer that touches the lake: runs on its own thread, so that decoding
-/// goes on while a batch is sorted, encoded and synced.
+/// goes on while a batch is sorted, encoded and stored.
 struct Committer<R> {
     _kind: std::marker::PhantomData<fn() -> R>,
-    lake: LakeReader,
+    lake: Lake,
     opts: WriterOptions,
     index: DedupIndex,
     touched: BTreeSet<NaiveDate>,
@@ -221,7 +246,6 @@ impl<R: LakeRecord> Committer<R> {
         }
         let mut order = fresh;
         order.sort_unstable_by(|&a, &b| R::sort_cmp(&batch[a], &batch[b]));
-        let dir = self.lake.layout().partition(R::TABLE, dt);
         let props = properties(R::SORTED_BY, R::UNIQUE);
         for chunk in order.chunks(self.opts.max_rows_per_file.max(1)) {
             let mut digest = blake3::Hasher::new();
@@ -231,10 +255,19 @@ impl<R: LakeRecord> Committer<R> {
             }
             let hex: String =
                 digest.finalize().as_bytes()[..16].iter().map(|b| format!("{b:02x}")).collect();
-            let path = dir.join(format!("part-{hex}.parquet"));
-            let batch = R::batch(chunk.iter().map(|&i| &batch[i]))
-                .map_err(|source| Error::Arrow { path: path.clone(), source })?;
-            write_file(&path, R::schema(), props.clone(), &[batch])?;
+            let key = crate::layout::data_file(R::TABLE, dt, &hex);
+            let records = R::batch(chunk.iter().map(|&i| &batch[i]))
+                .map_err(|source| Error::Arrow { path: key.clone().into(), source })?;
+            let bytes = encode(&key, R::schema(), props.clone(), &[records])?;
+            // Created only if absent: a name taken already holds exactly these ids (a retried
+            // batch, or another writer that read the same input), so they are in the lake.
+            if let Put::Conflict = self.lake.store().put(&key, bytes, Condition::Absent)? {
+                tracing::debug!(key, "Data file already in the lake (a retried write).");
+            }
+            let name = key.rsplit('/').next().unwrap_or_default().to_owned();
+            if let Some(part) = self.index.parts.get_mut(&dt) {
+                part.files.insert(name);
+            }
             self.stats.files += 1;
             self.stats.written += chunk.len() as u64;
         }
@@ -255,20 +288,20 @@ enum Msg<R> {
 ///
 /// Batches are committed on a background thread, one at a time and in order; at most one
 /// batch waits while another is written, so memory stays bounded by two batches.
-pub struct EventWriter<'l, R: LakeRecord = UsageEvent> {
-    lake: &'l Lake,
+pub struct EventWriter<R: LakeRecord = UsageEvent> {
+    lake: Lake,
     opts: WriterOptions,
     batch: Vec<R>,
     tx: Option<mpsc::SyncSender<Msg<R>>>,
     worker: Option<JoinHandle<(Committer<R>, Option<Error>)>>,
 }
 
-impl<'l, R: LakeRecord> EventWriter<'l, R> {
+impl<R: LakeRecord> EventWriter<R> {
     /// A writer into `lake`.
-    pub fn new(lake: &'l Lake, opts: WriterOptions) -> Self {
+    pub fn new(lake: &Lake, opts: WriterOptions) -> Self {
         let mut committer = Committer {
             _kind: std::marker::PhantomData,
-            lake: lake.reader().clone(),
+            lake: lake.clone(),
             opts,
             index: DedupIndex::new(opts.index_budget),
             touched: BTreeSet::new(),
@@ -294,7 +327,7 @@ impl<'l, R: LakeRecord> EventWriter<'l, R> {
             (committer, None)
         });
         Self {
-            lake,
+            lake: lake.clone(),
             opts,
             batch: Vec::with_capacity(opts.batch_rows.min(1 << 20)),
             tx: Some(tx),
@@ -309,7 +342,7 @@ impl<'l, R: LakeRecord> EventWriter<'l, R> {
             Some(Ok((_, Some(e)))) => e,
             Some(Err(panic)) => std::panic::resume_unwind(panic),
             _ => Error::NotALake {
-                root: self.lake.layout().root().to_owned(),
+                root: self.lake.uri().into(),
                 reason: "the lake writer stopped".into(),
             },
         }
@@ -363,7 +396,7 @@ impl<'l, R: LakeRecord> EventWriter<'l, R> {
     /// The lake cannot be written, or a touched partition's rollup failed (the others are
     /// rebuilt; see [`Error::RollupsFailed`]).
     pub fn finish(self) -> Result<WriteStats> {
-        let lake = self.lake;
+        let lake = self.lake.clone();
         let (mut stats, touched) = self.finish_without_rollups()?;
         stats.rollups = lake.rebuild_rollups(&touched).into_result()?.len() as u64;
         Ok(stats)
@@ -410,13 +443,13 @@ impl Lake {
     pub fn rebuild_rollups(&self, days: &BTreeSet<NaiveDate>) -> RollupReport {
         let days: Vec<NaiveDate> = days.iter().copied().collect();
         let threads = std::thread::available_parallelism().map_or(2, usize::from);
-        rebuild_hourly_all(self.reader(), &days, threads)
+        rebuild_hourly_all(self, &days, threads)
     }
 
     /// Makes the rollups of every partition with data in `[from, to)` current: those that are
-    /// stale (a writer stopped before rolling up, or a rollup failed) are rebuilt. Commands
-    /// that read rollups call this first, so they never read a partition's rollup without
-    /// its latest data.
+    /// stale (a writer stopped before rolling up, a rollup failed, another writer added files)
+    /// are rebuilt. Commands that read rollups call this first, so they never read a
+    /// partition's rollup without its committed data.
     ///
     /// # Errors
     ///
@@ -424,20 +457,18 @@ impl Lake {
     /// rebuild failed (the others are rebuilt).
     pub fn ensure_rollups(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<NaiveDate>> {
         let stale: BTreeSet<NaiveDate> =
-            self.reader().stale_rollups(from, to)?.into_iter().map(|(d, _)| d).collect();
+            self.stale_rollups(from, to)?.into_iter().map(|(d, _)| d).collect();
         if !stale.is_empty() {
             tracing::info!(days = stale.len(), "Rebuilding rollups that are not up to date.");
         }
         self.rebuild_rollups(&stale).into_result()
     }
-}
 
-impl LakeReader {
     /// The partitions in `[from, to)` that hold data or rollups.
     ///
     /// # Errors
     ///
-    /// A table directory cannot be listed.
+    /// A table cannot be listed.
     pub fn rollup_days(&self, from: NaiveDate, to: NaiveDate) -> Result<BTreeSet<NaiveDate>> {
         let mut days = BTreeSet::new();
         for table in [UsageEvent::TABLE, agentmeter_schemas::AgentSpan::TABLE]
@@ -467,20 +498,9 @@ impl LakeReader {
         }
         Ok(out)
     }
-
-    /// `Ok` when every partition in `[from, to)` has current rollups, for a command that
-    /// reads rollups and may not rebuild them.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::RollupsStale`] naming the stale partitions.
-    pub fn require_current_rollups(&self, from: NaiveDate, to: NaiveDate) -> Result<()> {
-        let stale = self.stale_rollups(from, to)?;
-        if stale.is_empty() { Ok(()) } else { Err(Error::RollupsStale { days: stale }) }
-    }
 }
 
-impl<R: LakeRecord> Drop for EventWriter<'_, R> {
+impl<R: LakeRecord> Drop for EventWriter<R> {
     fn drop(&mut self) {
         // Uncommitted events are dropped (as on a crash); committed ones are whole files.
         self.tx = None;

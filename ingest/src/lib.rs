@@ -12,7 +12,6 @@
 //! - [`kinesis`], [`cwlogs`]: the AWS sources (a Kinesis stream's shards, a CloudWatch Logs
 //!   backfill), read through the official SDK; the caller decodes their records with
 //!   [`Decoder::stream_record`] and [`Decoder::api_log_event`] and checkpoints.
-//! - [`synth`]: a deterministic synthetic workload in the same input formats.
 #![deny(missing_docs)]
 
 mod aws_error;
@@ -29,7 +28,6 @@ pub mod otlp_http;
 pub mod pipeline;
 pub mod s3;
 pub mod source;
-pub mod synth;
 mod window;
 
 pub use config::{

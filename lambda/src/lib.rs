@@ -2,92 +2,106 @@
 //!
 //! Each invocation gets a batch of one shard's records (CloudWatch Logs subscription payloads
 //! or NDJSON). [`Handler::handle`] decodes every record with the same
-//! [`Decoder`](agentmeter_ingest::Decoder) as `agentmeter ingest`, writes the events and spans
-//! into the lake (a file system the function mounts, such as EFS) with the same exactly-once
-//! writer, quarantines bad records under `kinesis://STREAM/SHARD/SEQUENCE`, and rebuilds the
-//! rollups of the days written.
+//! [`Decoder`](agentmeter_ingest::Decoder) as `agentmeter ingest` and routes it with the same
+//! [`Router`]: events and spans written exactly once into the lake (in S3, or a directory),
+//! bad records quarantined under `kinesis://STREAM/SHARD/SEQUENCE`. No lock and no file system:
+//! invocations on every shard (and several per shard, with a `ParallelizationFactor` above 1)
+//! write into one lake at once, each reading only the ids of the days its batch holds.
 //!
 //! Delivery: a corrupt record is quarantined, never reported as failed (it would be retried
-//! forever). When the batch cannot be made durable (the lake is busy past the lock wait, or a
-//! write fails), nothing of it is known to be durable, so the first record's sequence number
-//! is returned in `batchItemFailures` and Lambda retries the batch from there; the lake's dedup
-//! by event id makes a retry write only what is missing. Files are named by a digest of the
-//! ids they hold, so a retried batch rewrites the same names.
+//! forever). When the batch cannot be made durable (a write fails after the SDK's retries),
+//! nothing of it is known to be durable, so the first record's sequence number is returned
+//! in `batchItemFailures` and Lambda retries the batch from there; the lake's dedup by event
+//! id makes a retry write only what is missing. Files are named by a digest of the ids they
+//! hold, so a retried batch finds its own objects.
+//!
+//! Rollups: after a batch, the days it wrote are rolled up, at most once per
+//! `AGENTMETER_ROLLUP_EVERY_SECONDS` per day and function instance (a day rolled up more
+//! recently stays stale for a moment; every reader rebuilds a stale day before reading it).
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use agentmeter_aggregate::{EventWriter, Lake, QuarantineWriter, WriterOptions};
-use agentmeter_ingest::{DecodeConfig, Decoded, Decoder, Outcome};
-use agentmeter_schemas::{Accounting, AgentSpan, SourceUri};
+use agentmeter_aggregate::{Lake, WriterOptions};
+use agentmeter_ingest::{DecodeConfig, Decoded, Decoder};
+use agentmeter_pipeline::{LakeLocation, Router};
+use agentmeter_schemas::{Accounting, SourceUri};
 use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
 use aws_lambda_events::event::streams::{KinesisBatchItemFailure, KinesisEventResponse};
+use chrono::NaiveDate;
 
-/// The function's settings, from its environment.
-#[derive(Debug, Clone)]
-pub struct Handler {
-    /// The lake directory (on a mounted file system).
-    pub lake: PathBuf,
-    pub decoder: Decoder,
-    /// How long to wait for another invocation to release the lake before failing the batch.
-    pub lock_wait: Duration,
-}
-
-/// Why a batch was not made durable.
+/// The function's settings and its open lake; shared by the invocations of one instance.
 #[derive(Debug)]
-pub enum BatchError {
-    /// Another writer held the lake past the lock wait.
-    Busy,
-    /// The lake could not be written.
-    Lake(agentmeter_aggregate::Error),
+pub struct Handler {
+    lake: Lake,
+    decoder: Decoder,
+    /// Least time between two rollups of one day by this instance; `None`: no rollups.
+    rollup_every: Option<Duration>,
+    /// When this instance last rolled each day up.
+    rolled: Mutex<HashMap<NaiveDate, Instant>>,
 }
 
-impl std::fmt::Display for BatchError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            BatchError::Busy => f.write_str("the lake is in use by another writer"),
-            BatchError::Lake(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl From<agentmeter_aggregate::Error> for BatchError {
-    fn from(e: agentmeter_aggregate::Error) -> Self {
-        BatchError::Lake(e)
+/// Reads an optional numeric variable.
+fn var<T: std::str::FromStr>(name: &str) -> Result<Option<T>, String>
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(v) => v.parse::<T>().map(Some).map_err(|e| format!("{name}={v}: {e}")),
+        Err(_) => Ok(None),
     }
 }
 
 impl Handler {
-    /// Settings from `AGENTMETER_LAKE` (required), `AGENTMETER_TENANT_FIELD` (default
-    /// `clinic_id`), `AGENTMETER_MAX_TOKENS_PER_CALL` (default 100000000) and
-    /// `AGENTMETER_LOCK_WAIT_MS` (default 10000).
+    /// A handler writing into `lake`.
+    pub fn new(lake: Lake, decoder: Decoder, rollup_every: Option<Duration>) -> Self {
+        Self { lake, decoder, rollup_every, rolled: Mutex::default() }
+    }
+
+    /// Settings from the environment, with the lake opened: `AGENTMETER_LAKE` (required:
+    /// `s3://bucket/prefix`, or a directory), `AGENTMETER_TENANT_FIELD` (default `clinic_id`),
+    /// `AGENTMETER_MAX_TOKENS_PER_CALL` (default 100000000), `AGENTMETER_ROLLUP_EVERY_SECONDS`
+    /// (default 60; `off` for none). Call from a blocking thread: the lake's requests run on
+    /// `handle`.
     ///
     /// # Errors
     ///
-    /// A message naming the variable at fault.
-    pub fn from_env() -> Result<Self, String> {
-        let lake = std::env::var_os("AGENTMETER_LAKE").filter(|v| !v.is_empty()).ok_or(
-            "AGENTMETER_LAKE: required (the lake directory on the function's file system)",
+    /// A message naming the variable at fault, or why the lake cannot be opened.
+    pub fn from_env(handle: &tokio::runtime::Handle) -> Result<Self, String> {
+        let lake = std::env::var("AGENTMETER_LAKE").ok().filter(|v| !v.is_empty()).ok_or(
+            "AGENTMETER_LAKE: required (s3://BUCKET/PREFIX, or a directory the function mounts)",
         )?;
+        let loc = LakeLocation::parse(&lake).map_err(|e| format!("AGENTMETER_LAKE: {e}"))?;
         let field = std::env::var("AGENTMETER_TENANT_FIELD").unwrap_or_else(|_| "clinic_id".into());
         let mut cfg = DecodeConfig::new(&field, 4 << 20, 64 << 20)
             .map_err(|e| format!("AGENTMETER_TENANT_FIELD: {e}"))?;
-        if let Ok(v) = std::env::var("AGENTMETER_MAX_TOKENS_PER_CALL") {
-            let max =
-                v.parse::<i64>().map_err(|e| format!("AGENTMETER_MAX_TOKENS_PER_CALL={v}: {e}"))?;
+        if let Some(max) = var::<i64>("AGENTMETER_MAX_TOKENS_PER_CALL")? {
             cfg = cfg
                 .with_max_tokens_per_call(max)
-                .map_err(|e| format!("AGENTMETER_MAX_TOKENS_PER_CALL={v}: {e}"))?;
+                .map_err(|e| format!("AGENTMETER_MAX_TOKENS_PER_CALL: {e}"))?;
         }
-        let wait = match std::env::var("AGENTMETER_LOCK_WAIT_MS") {
-            Ok(v) => v.parse::<u64>().map_err(|e| format!("AGENTMETER_LOCK_WAIT_MS={v}: {e}"))?,
-            Err(_) => 10_000,
+        let rollup_every = match std::env::var("AGENTMETER_ROLLUP_EVERY_SECONDS").as_deref() {
+            Ok("off") => None,
+            Ok(_) => var::<u64>("AGENTMETER_ROLLUP_EVERY_SECONDS")?.map(Duration::from_secs),
+            Err(_) => Some(Duration::from_secs(60)),
         };
-        Ok(Self {
-            lake: PathBuf::from(lake),
-            decoder: Decoder::new(cfg),
-            lock_wait: Duration::from_millis(wait),
-        })
+        let sdk = match loc {
+            LakeLocation::S3 { .. } => Some(
+                handle
+                    .block_on(agentmeter_pipeline::env::sdk_config())
+                    .map_err(|e| e.to_string())?,
+            ),
+            LakeLocation::Dir(_) => None,
+        };
+        let lake = agentmeter_pipeline::env::open_lake_on(handle, sdk.as_ref(), &loc, true)
+            .map_err(|e| e.to_string())?;
+        Ok(Self::new(lake, Decoder::new(cfg), rollup_every))
+    }
+
+    /// The lake written to.
+    pub fn lake(&self) -> &Lake {
+        &self.lake
     }
 
     /// Writes the batch; reports its first record as failed when it could not be made durable.
@@ -113,63 +127,44 @@ impl Handler {
         response
     }
 
-    fn open(&self) -> Result<Lake, BatchError> {
-        let deadline = Instant::now() + self.lock_wait;
-        loop {
-            match Lake::open(&self.lake) {
-                Ok(lake) => return Ok(lake),
-                Err(agentmeter_aggregate::Error::Locked { .. }) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Err(agentmeter_aggregate::Error::Locked { .. }) => return Err(BatchError::Busy),
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
     /// Decodes and writes every record; returns where they went.
     ///
     /// # Errors
     ///
-    /// The lake is busy or cannot be written: nothing of the batch is known to be durable.
-    pub fn write(&self, records: &[KinesisEventRecord]) -> Result<Accounting, BatchError> {
-        let lake = self.open()?;
-        let opts = WriterOptions::default();
-        let mut events: EventWriter<'_> = EventWriter::new(&lake, opts);
-        let mut spans: EventWriter<'_, AgentSpan> = EventWriter::new(&lake, opts);
-        let mut quarantine = QuarantineWriter::new(lake.layout().clone());
-        let mut acc = Accounting::default();
+    /// The lake cannot be written: nothing of the batch is known to be durable.
+    pub fn write(&self, records: &[KinesisEventRecord]) -> agentmeter_pipeline::Result<Accounting> {
+        let mut router = Router::new(&self.lake, WriterOptions::default());
         for r in records {
             let mut out = Decoded::default();
             self.decoder.stream_record(&r.kinesis.data.0, &source(r), &mut out);
             for o in out.outcomes {
-                acc.records_read += 1;
-                match o {
-                    Outcome::Event(e) => events.push(e)?,
-                    Outcome::Span(s) => spans.push(*s)?,
-                    Outcome::Skip(k) => *acc.skipped.entry(k).or_default() += 1,
-                    Outcome::Reject(q) => {
-                        *acc.quarantined.entry(q.reason).or_default() += 1;
-                        quarantine.write(&q)?;
-                    }
+                router.route(o)?;
+            }
+        }
+        router.commit()?;
+        let days = router.take_touched()?;
+        let done = router.finish_without_rollups()?;
+        // The batch is durable now: rollups never fail it (retrying would only redo what is
+        // written); a day left stale is rebuilt by whoever reads it.
+        self.roll_up(days);
+        Ok(done.acc)
+    }
+
+    fn roll_up(&self, days: std::collections::BTreeSet<NaiveDate>) {
+        let Some(every) = self.rollup_every else { return };
+        let mut due = std::collections::BTreeSet::new();
+        {
+            let mut rolled = self.rolled.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for d in days {
+                if rolled.get(&d).is_none_or(|t| t.elapsed() >= every) {
+                    rolled.insert(d, Instant::now());
+                    due.insert(d);
                 }
             }
         }
-        let (e, mut days) = events.finish_without_rollups()?;
-        let (s, span_days) = spans.finish_without_rollups()?;
-        days.extend(span_days);
-        // The batch is durable once its data files are: a rollup that fails is logged and
-        // left stale for the readers (failing the batch would only retry what is written).
-        for (dt, e) in lake.rebuild_rollups(&days).failed {
+        for (dt, e) in self.lake.rebuild_rollups(&due).failed {
             tracing::error!(%dt, error = %e, "Rollup failed; the day stays stale until rebuilt.");
         }
-        quarantine.finish()?;
-        acc.events_written = e.written;
-        acc.duplicates = e.duplicates;
-        acc.conflicting_duplicates = e.conflicting + s.conflicting;
-        acc.spans_written = s.written;
-        acc.span_duplicates = s.duplicates;
-        Ok(acc)
     }
 }
 

@@ -11,11 +11,13 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing_subscriber::fmt().json().with_target(false).without_time().init();
-    let handler = Arc::new(Handler::from_env().map_err(Error::from)?);
+    let handle = tokio::runtime::Handle::current();
+    // The lake's requests block on the runtime: off its worker threads.
+    let handler = tokio::task::spawn_blocking(move || Handler::from_env(&handle)).await?;
+    let handler = Arc::new(handler.map_err(Error::from)?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<KinesisEvent>| {
         let handler = Arc::clone(&handler);
         async move {
-            // The lake is a file system: the batch is written off the async threads.
             let response =
                 tokio::task::spawn_blocking(move || handler.handle(&event.payload)).await?;
             Ok::<_, Error>(response)

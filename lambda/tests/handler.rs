@@ -1,6 +1,7 @@
 //! The handler fed KinesisEvents as Lambda delivers them (FORMATS.md 1.3), built from real
-//! subscription payloads: a corrupt record is quarantined, not failed; a busy lake fails the
-//! batch from its first record; the retry leaves exact totals.
+//! subscription payloads: a corrupt record is quarantined, not failed; a lake that cannot be
+//! written fails the batch from its first record; the retry leaves exact totals; concurrent
+//! invocations on an S3 lake (moto) are exact.
 
 #![allow(clippy::unwrap_used)]
 
@@ -9,7 +10,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use agentmeter_aggregate::{Lake, LakeReader};
+use agentmeter_aggregate::Lake;
 use agentmeter_ingest::Decoder;
 use agentmeter_lambda::{Handler, source};
 use agentmeter_schemas::tables::USAGE_EVENTS;
@@ -73,15 +74,15 @@ fn event(records: &[(&str, Vec<u8>)]) -> KinesisEvent {
 }
 
 fn handler(lake: &std::path::Path) -> Handler {
-    Handler {
-        lake: lake.to_owned(),
-        decoder: Decoder::default(),
-        lock_wait: Duration::from_millis(200),
-    }
+    Handler::new(Lake::open_dir(lake).unwrap(), Decoder::default(), Some(Duration::ZERO))
 }
 
 fn totals(lake: &std::path::Path) -> (usize, i64) {
-    let r = LakeReader::new(lake);
+    lake_totals(&Lake::open_dir(lake).unwrap())
+}
+
+/// Distinct events and their tokens, and the rollups' calls, which must agree.
+fn lake_totals(r: &Lake) -> (usize, i64) {
     let mut n = 0;
     let mut t = 0;
     for dt in r.partitions(USAGE_EVENTS).unwrap() {
@@ -90,6 +91,13 @@ fn totals(lake: &std::path::Path) -> (usize, i64) {
             t += e.tokens.total;
         }
     }
+    let (last, first) = (chrono::NaiveDate::MAX, chrono::NaiveDate::MIN);
+    r.ensure_rollups(first, last).unwrap();
+    let mut calls = 0;
+    for dt in r.partitions(USAGE_EVENTS).unwrap() {
+        calls += r.hourly(dt).unwrap().iter().map(|(_, m)| m.invocations).sum::<i64>();
+    }
+    assert_eq!(calls, n as i64, "rollups count each event once");
     (n, t)
 }
 
@@ -117,7 +125,7 @@ fn a_corrupt_record_is_quarantined_and_the_batch_succeeds() {
     assert!(acc.balances());
     assert!(failures(&handler(&lake).handle(&ev)).is_empty(), "a retry is harmless too");
     assert_eq!(totals(&lake), (100, 1000));
-    let q = LakeReader::new(&lake).quarantine_entries().unwrap();
+    let q = Lake::open_dir(&lake).unwrap().quarantine_entries().unwrap();
     assert_eq!(q.len(), 1, "the quarantine file of that record is replaced, not appended");
     assert_eq!(
         q[0].source.as_str(),
@@ -125,31 +133,118 @@ fn a_corrupt_record_is_quarantined_and_the_batch_succeeds() {
     );
     assert_eq!(q[0].reason, agentmeter_schemas::Reason::InvalidGzip);
     // Rollups follow.
-    let r = LakeReader::new(&lake);
+    let r = Lake::open_dir(&lake).unwrap();
     let dt = r.partitions(USAGE_EVENTS).unwrap()[0];
     let hourly: i64 = r.hourly(dt).unwrap().iter().map(|(_, m)| m.invocations).sum();
     assert_eq!(hourly, 100);
 }
 
+/// Makes the lake's `usage_events` unusable (a file where its directory goes) until undone.
+fn break_lake(lake: &std::path::Path) -> impl FnOnce() {
+    let table = lake.join("usage_events");
+    let aside = lake.join("usage_events.aside");
+    let had = table.is_dir();
+    if had {
+        std::fs::rename(&table, &aside).unwrap();
+    }
+    std::fs::write(&table, b"not a directory").unwrap();
+    move || {
+        std::fs::remove_file(&table).unwrap();
+        if had {
+            std::fs::rename(&aside, &table).unwrap();
+        }
+    }
+}
+
 #[test]
-fn a_busy_lake_fails_the_batch_from_its_first_record_and_the_retry_is_exact() {
+fn a_lake_that_cannot_be_written_fails_the_batch_from_its_first_record_and_the_retry_is_exact() {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
     let h = handler(&lake);
-    assert!(failures(&h.handle(&event(&[(SEQ[0], payload("a", 10, 7))]))).is_empty());
     let ev = event(&[(SEQ[1], payload("b", 20, 7)), (SEQ[2], payload("a", 10, 7))]);
-    {
-        // Another invocation holds the lake past the lock wait.
-        let _other = Lake::open(&lake).unwrap();
-        assert_eq!(failures(&h.handle(&ev)), [SEQ[1]]);
-    }
-    assert_eq!(totals(&lake), (10, 70), "nothing of the failed batch");
+    let repair = break_lake(&lake);
+    assert_eq!(failures(&h.handle(&ev)), [SEQ[1]]);
+    repair();
+    assert_eq!(totals(&lake), (0, 0), "nothing of the failed batch");
     // Lambda retries from the reported record: the batch again.
     assert!(failures(&h.handle(&ev)).is_empty());
     assert_eq!(totals(&lake), (30, 210));
     let acc = h.write(&ev.records).unwrap();
     assert_eq!((acc.events_written, acc.duplicates), (0, 30));
     assert_eq!(totals(&lake), (30, 210));
+}
+
+/// An S3 lake on a moto server, opened as a function instance opens it.
+fn s3_handler(
+    moto: &agentmeter_testkit::moto::MotoServer,
+    rt: &tokio::runtime::Runtime,
+) -> Handler {
+    let config = rt.block_on(
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(moto.endpoint())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new("t", "t", None, None, "t"))
+            .load(),
+    );
+    let loc = agentmeter_pipeline::LakeLocation::parse("s3://lakes/usage").unwrap();
+    let lake =
+        agentmeter_pipeline::env::open_lake_on(rt.handle(), Some(&config), &loc, true).unwrap();
+    Handler::new(lake, Decoder::default(), Some(Duration::ZERO))
+}
+
+#[test]
+fn four_concurrent_invocations_on_an_s3_lake_and_a_retried_batch_are_exact() {
+    let moto = agentmeter_testkit::moto::MotoServer::start();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    {
+        let config = rt.block_on(
+            aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .endpoint_url(moto.endpoint())
+                .region(aws_config::Region::new("us-east-1"))
+                .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                    "t", "t", None, None, "t",
+                ))
+                .load(),
+        );
+        let client = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build(),
+        );
+        rt.block_on(client.create_bucket().bucket("lakes").send()).unwrap();
+    }
+    // Four shards, each batch with its own events and 5 events every shard also carries (a
+    // record delivered twice, as a reshard or a producer retry does).
+    let batches: Vec<KinesisEvent> = (0..4)
+        .map(|shard| {
+            let mut ev = event(&[
+                (SEQ[0], payload(&format!("s{shard}"), 50, 10)),
+                (SEQ[1], payload("shared", 5, 10)),
+            ]);
+            for r in &mut ev.records {
+                r.event_id = r.event_id.as_ref().map(|id| {
+                    id.replace("shardId-000000000000", &format!("shardId-00000000000{shard}"))
+                });
+            }
+            ev
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for b in &batches {
+            let h = s3_handler(&moto, &rt);
+            s.spawn(move || assert!(failures(&h.handle(b)).is_empty()));
+        }
+    });
+    let h = s3_handler(&moto, &rt);
+    assert_eq!(lake_totals(&h_lake(&h)), (205, 2050));
+    // Lambda retries a batch whose files were written (the function timed out after them).
+    let acc = h.write(&batches[2].records).unwrap();
+    assert_eq!((acc.events_written, acc.duplicates), (0, 55));
+    assert!(failures(&h.handle(&batches[2])).is_empty());
+    assert_eq!(lake_totals(&h_lake(&h)), (205, 2050));
+}
+
+fn h_lake(h: &Handler) -> Lake {
+    h.lake().clone()
 }
 
 #[test]
@@ -291,7 +386,6 @@ fn the_bootstrap_binary_answers_the_runtime_api_with_batch_item_failures() {
         .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/agentmeter")
         .env("AWS_LAMBDA_LOG_STREAM_NAME", "2026/11/22/[$LATEST]0")
         .env("AGENTMETER_LAKE", &lake)
-        .env("AGENTMETER_LOCK_WAIT_MS", "300")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -303,8 +397,10 @@ fn the_bootstrap_binary_answers_the_runtime_api_with_batch_item_failures() {
     assert_eq!((kind.as_str(), answer), ("response", json!({"batchItemFailures": []})));
     let batch = event_json(&[(SEQ[2], payload("b", 20, 10))]);
     let (kind, answer) = {
-        let _other = Lake::open(&lake).unwrap();
-        api.invoke(&batch)
+        let repair = break_lake(&lake);
+        let answer = api.invoke(&batch);
+        repair();
+        answer
     };
     assert_eq!(
         (kind.as_str(), answer),
@@ -315,5 +411,5 @@ fn the_bootstrap_binary_answers_the_runtime_api_with_batch_item_failures() {
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(totals(&lake), (50, 500));
-    assert_eq!(LakeReader::new(&lake).quarantine_entries().unwrap().len(), 1);
+    assert_eq!(Lake::open_dir(&lake).unwrap().quarantine_entries().unwrap().len(), 1);
 }

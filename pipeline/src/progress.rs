@@ -11,13 +11,17 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// Inputs smaller than this finish before a bar is worth drawing.
 const MIN_BYTES: u64 = 16 << 20;
 
+/// A progress bar over bytes read, fed by the readers through [`Progress::bytes`].
 pub struct Progress {
+    /// Bytes read so far.
     pub bytes: Arc<AtomicU64>,
     done: Arc<AtomicBool>,
     ticker: Option<JoinHandle<()>>,
 }
 
 impl Progress {
+    /// Starts counting; a bar is drawn when `enabled`, on a terminal, for `total` of 16 MiB
+    /// or more.
     pub fn start(total: u64, enabled: bool) -> Self {
         let bytes = Arc::new(AtomicU64::new(0));
         let done = Arc::new(AtomicBool::new(false));
@@ -42,6 +46,7 @@ impl Progress {
         Self { bytes, done, ticker }
     }
 
+    /// Stops the bar; returns the bytes read.
     pub fn finish(mut self) -> u64 {
         self.done.store(true, Ordering::Relaxed);
         if let Some(t) = self.ticker.take() {
@@ -58,6 +63,7 @@ pub struct TimeBar {
 }
 
 impl TimeBar {
+    /// A bar from `start_ms` to `end_ms`, drawn when `enabled` and on a terminal.
     pub fn start(start_ms: i64, end_ms: i64, enabled: bool) -> Self {
         let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
             let len = u64::try_from((end_ms - start_ms) / 1000).unwrap_or(0).max(1);
@@ -83,6 +89,7 @@ impl TimeBar {
         }
     }
 
+    /// Clears the bar.
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();

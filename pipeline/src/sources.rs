@@ -1,31 +1,35 @@
-//! The AWS sources of `agentmeter ingest`: `kinesis://STREAM` (every shard, checkpointed in
-//! the lake, optionally followed) and `logs://LOG_GROUP?start=..&end=..` (a CloudWatch Logs
-//! backfill), decoded by the same `Decoder` and written by the same sink as files.
+//! The AWS sources: `kinesis://STREAM` (every shard, checkpointed in the lake, optionally
+//! followed), `logs://LOG_GROUP?start=..&end=..` (a CloudWatch Logs backfill) and
+//! `s3://BUCKET/PREFIX` (objects not read before), decoded by the same `Decoder` and routed by
+//! the same [`Router`] as files.
 //!
-//! The durable point: a checkpoint is saved only after [`IngestSink::commit`] has made the
-//! events, spans and quarantine entries of every record it covers durable. A crash after a
-//! commit and before the save re-reads those records next time, and the lake's dedup drops
-//! them again; nothing is ever checkpointed before it is in the lake.
+//! The durable point: a checkpoint is saved only after [`Router::commit`] has made the events,
+//! spans and quarantine entries of every record it covers durable. A crash after a commit and
+//! before the save re-reads those records next time, and the lake's dedup drops them again;
+//! nothing is ever checkpointed before it is in the lake. Checkpoints are one object per shard
+//! (or per S3 object), only ever moved forward, so several readers of one lake never undo
+//! each other's.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use agentmeter_aggregate::Lake;
-use agentmeter_aggregate::checkpoint::{CheckpointStore, ShardCheckpoint, StreamCheckpoint};
+use agentmeter_aggregate::checkpoint::{
+    CheckpointStore, ObjectsStore, ShardCheckpoint, StreamCheckpoint,
+};
 use agentmeter_ingest::cwlogs::{LogsQuery, LogsReader};
 use agentmeter_ingest::kinesis::{KinesisReader, SavedShard, StartPosition};
-use agentmeter_ingest::pipeline::Sink;
 use agentmeter_ingest::s3::{self, S3Location, S3Object};
 use agentmeter_ingest::source::{Format, SourceSpec};
 use agentmeter_ingest::{Decoded, Decoder};
 use agentmeter_schemas::SourceUri;
-use anyhow::Context;
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::SdkConfig;
+use tokio_util::sync::CancellationToken;
 
-use crate::UsageError;
-use crate::ingest_cmd::IngestSink;
+use crate::error::{Error, Result, lake};
+use crate::router::Router;
 
 /// Re-list the shards this often while following (children appear after a reshard).
 const REFRESH_EVERY: Duration = Duration::from_secs(30);
@@ -48,21 +52,29 @@ pub enum AwsSource {
 /// How to read the AWS sources.
 #[derive(Debug, Clone, Copy)]
 pub struct StreamOptions {
+    /// Where shards without a checkpoint start.
     pub start: StartPosition,
+    /// Keep reading at the tip until stopped.
     pub follow: bool,
+    /// Commit, then checkpoint, this often.
     pub checkpoint_interval: Duration,
+    /// While following: rebuild the rollups of the days written this often.
     pub rollup_interval: Duration,
 }
 
-/// Recognises `kinesis://` and `logs://` sources; `None` for a file path. Other schemes are
-/// refused with what to do instead.
-pub fn parse_source(text: &str) -> Result<Option<AwsSource>, UsageError> {
+/// Recognises `kinesis://`, `logs://` and `s3://` sources; `None` for a file path. Other
+/// schemes are refused with what to do instead.
+///
+/// # Errors
+///
+/// [`Error::Usage`] naming what is wrong.
+pub fn parse_source(text: &str) -> Result<Option<AwsSource>> {
     if let Some(stream) = text.strip_prefix("kinesis://") {
         let ok = !stream.is_empty()
             && !stream.contains(['?', '#'])
             && (stream.starts_with("arn:") || !stream.contains('/'));
         if !ok {
-            return Err(UsageError(format!(
+            return Err(Error::Usage(format!(
                 "{text}: expected kinesis://STREAM_NAME or kinesis://STREAM_ARN"
             )));
         }
@@ -71,55 +83,50 @@ pub fn parse_source(text: &str) -> Result<Option<AwsSource>, UsageError> {
     if text.starts_with("logs://") {
         return LogsQuery::parse(text, chrono::Utc::now())
             .map(|q| Some(AwsSource::Logs(q)))
-            .map_err(UsageError);
+            .map_err(Error::Usage);
     }
     if text.starts_with("s3://") {
-        return S3Location::parse(text).map(|l| Some(AwsSource::S3(l))).map_err(UsageError);
+        return S3Location::parse(text).map(|l| Some(AwsSource::S3(l))).map_err(Error::Usage);
     }
     if let Some((scheme, _)) = text.split_once("://") {
-        return Err(UsageError(format!(
+        return Err(Error::Usage(format!(
             "{text}: unknown source scheme {scheme}:// (files, kinesis://, logs://, s3://)"
         )));
     }
     Ok(None)
 }
 
-/// The SDK configuration the standard way (credential chain, `AWS_ENDPOINT_URL`, profile);
-/// a region is required, since streams and log groups are regional.
-pub async fn sdk_config() -> anyhow::Result<SdkConfig> {
-    let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
-    if config.region().is_none() {
-        return Err(UsageError(
-            "no AWS region configured: set AWS_REGION (or a profile's region) for kinesis:// and logs:// sources".into(),
-        )
-        .into());
-    }
-    Ok(config)
-}
-
 /// Everything the AWS sources of one run share.
-pub struct AwsRun<'r, 'l> {
-    pub lake: &'l Lake,
+pub struct AwsRun<'r> {
+    /// The lake written to.
+    pub lake: &'r Lake,
+    /// The decoder.
     pub decoder: &'r Decoder,
+    /// How streams are read.
     pub opts: StreamOptions,
-    pub rt: &'r tokio::runtime::Runtime,
+    /// The runtime the SDK calls run on (the reading thread blocks on them).
+    pub rt: tokio::runtime::Handle,
+    /// The SDK configuration.
     pub config: &'r SdkConfig,
-    /// Set by SIGTERM or SIGINT.
-    pub stop: Arc<AtomicBool>,
+    /// Cancelled by SIGTERM or SIGINT (or the service stopping).
+    pub stop: CancellationToken,
+    /// Bytes read, for progress.
     pub bytes: &'r AtomicU64,
+    /// Show progress bars on a terminal.
     pub progress: bool,
     /// For S3 objects, read as files.
     pub format: Format,
+    /// Decoder threads for S3 objects.
     pub workers: usize,
-    /// `agentmeter run`'s counters.
-    pub metrics: Option<Arc<agentmeter_ingest::otlp_http::Metrics>>,
+    /// Counters of a long-running reader (`agentmeter run`'s `/metrics`).
+    pub counters: Option<Arc<agentmeter_ingest::otlp_http::Metrics>>,
 }
 
-impl AwsRun<'_, '_> {
+impl AwsRun<'_> {
     /// Sleeps up to `d`, waking early when asked to stop.
     fn nap(&self, d: Duration) {
         let end = Instant::now() + d;
-        while !self.stop.load(Ordering::Relaxed) {
+        while !self.stop.is_cancelled() {
             let left = end.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
@@ -128,23 +135,28 @@ impl AwsRun<'_, '_> {
         }
     }
 
-    fn decode(&self, sink: &mut IngestSink<'_>, out: Decoded) -> anyhow::Result<()> {
+    fn route(sink: &mut Router, out: Decoded) -> Result<()> {
         for o in out.outcomes {
-            sink.outcome(o)?;
+            sink.route(o)?;
         }
         Ok(())
     }
 
     /// Reads every shard of each stream from its checkpoint: to the tip, or until stopped with
-    /// `--follow`. Several streams are read in turns on this thread, into one sink, so that
+    /// `--follow`. Several streams are read in turns on this thread, into one router, so that
     /// one dedup index sees them all.
-    pub fn kinesis(&self, sink: &mut IngestSink<'_>, streams: &[String]) -> anyhow::Result<()> {
+    ///
+    /// # Errors
+    ///
+    /// A stream cannot be read after the SDK's retries, or the lake cannot be written; what
+    /// was checkpointed before is kept.
+    pub fn kinesis(&self, sink: &mut Router, streams: &[String]) -> Result<()> {
         let mut follows = Vec::with_capacity(streams.len());
         for stream in streams {
-            let store = CheckpointStore::kinesis(self.lake.layout(), stream);
+            let mut store = CheckpointStore::kinesis(self.lake, stream);
             let saved = store
                 .load()
-                .with_context(|| format!("kinesis://{stream}: reading the checkpoints"))?;
+                .map_err(lake(format!("kinesis://{stream}: reading the checkpoints")))?;
             let resume: BTreeMap<String, SavedShard> = saved
                 .shards
                 .iter()
@@ -156,8 +168,8 @@ impl AwsRun<'_, '_> {
             let reader = self
                 .rt
                 .block_on(KinesisReader::open(client, stream, self.opts.start, &resume))
-                .with_context(|| format!("kinesis://{stream}: opening the stream"))?;
-            tracing::info!(stream, shards = reader.readable().len(), checkpoint = %store.path().display(), "Reading Kinesis.");
+                .map_err(|e| source_error(format!("kinesis://{stream}: opening the stream"), e))?;
+            tracing::info!(stream, shards = reader.readable().len(), checkpoints = %store.location(), "Reading Kinesis.");
             follows.push(Follow {
                 stream: stream.clone(),
                 store,
@@ -173,7 +185,7 @@ impl AwsRun<'_, '_> {
         // Days whose rollup failed: tried again at the next rollup.
         let mut retry = BTreeSet::new();
         loop {
-            if self.stop.load(Ordering::Relaxed) {
+            if self.stop.is_cancelled() {
                 break;
             }
             let round = Instant::now();
@@ -184,8 +196,8 @@ impl AwsRun<'_, '_> {
                 idle &= caught_up;
             }
             records += got as u64;
-            if let Some(m) = &self.metrics {
-                m.stream_records.fetch_add(got as u64, Ordering::Relaxed);
+            if let Some(c) = &self.counters {
+                c.stream_records.fetch_add(got as u64, Ordering::Relaxed);
             }
             let all_done = follows.iter().all(|f| f.done);
             if all_done || last_save.elapsed() >= self.opts.checkpoint_interval {
@@ -193,7 +205,7 @@ impl AwsRun<'_, '_> {
                 last_save = Instant::now();
                 tracing::debug!(records, "Checkpoints saved.");
                 if self.opts.follow && last_rollup.elapsed() >= self.opts.rollup_interval {
-                    let mut days = sink.take_touched().context("committing to the lake")?;
+                    let mut days = sink.take_touched()?;
                     days.append(&mut retry);
                     for (dt, e) in self.lake.rebuild_rollups(&days).failed {
                         tracing::error!(%dt, error = %e, "Rollup failed; retried at the next rollup, and readers see the day as stale.");
@@ -218,7 +230,7 @@ impl AwsRun<'_, '_> {
 
     /// One `GetRecords` per readable shard of one stream. Returns the records read and whether
     /// every shard was at its tip.
-    fn round(&self, sink: &mut IngestSink<'_>, f: &mut Follow) -> anyhow::Result<(usize, bool)> {
+    fn round(&self, sink: &mut Router, f: &mut Follow) -> Result<(usize, bool)> {
         let stream = f.stream.clone();
         let shards = f.reader.readable();
         let (mut got, mut caught_up, mut closed) = (0usize, true, false);
@@ -226,12 +238,12 @@ impl AwsRun<'_, '_> {
             let fetched = self
                 .rt
                 .block_on(f.reader.fetch(id))
-                .with_context(|| format!("kinesis://{stream}"))?;
+                .map_err(|e| source_error(format!("kinesis://{stream}"), e))?;
             for rec in &fetched.records {
                 let uri = SourceUri::new(format!("kinesis://{stream}/{id}/{}", rec.sequence));
                 let mut out = Decoded::default();
                 self.decoder.stream_record(&rec.data, &uri, &mut out);
-                self.decode(sink, out)?;
+                Self::route(sink, out)?;
                 self.bytes.fetch_add(rec.data.len() as u64, Ordering::Relaxed);
             }
             got += fetched.records.len();
@@ -252,7 +264,7 @@ impl AwsRun<'_, '_> {
         if closed || (self.opts.follow && f.last_refresh.elapsed() >= REFRESH_EVERY) {
             self.rt
                 .block_on(f.reader.refresh())
-                .with_context(|| format!("kinesis://{stream}: listing the shards"))?;
+                .map_err(|e| source_error(format!("kinesis://{stream}: listing the shards"), e))?;
             f.last_refresh = Instant::now();
         }
         // Done when every readable shard is at its tip and no closed shard opened children.
@@ -261,48 +273,64 @@ impl AwsRun<'_, '_> {
     }
 
     /// Commits what was read, then saves the checkpoints that cover it.
-    fn checkpoint(&self, sink: &mut IngestSink<'_>, follows: &mut [Follow]) -> anyhow::Result<()> {
-        sink.commit(self.lake).context("committing to the lake")?;
+    fn checkpoint(&self, sink: &mut Router, follows: &mut [Follow]) -> Result<()> {
+        sink.commit()?;
         for f in follows.iter_mut().filter(|f| !f.pending.is_empty()) {
-            f.saved.shards.append(&mut f.pending);
+            let pending = std::mem::take(&mut f.pending);
             f.store
-                .save(&f.saved)
-                .with_context(|| format!("kinesis://{}: saving the checkpoints", f.stream))?;
-            if let Some(m) = &self.metrics {
-                m.stream_checkpoints.fetch_add(1, Ordering::Relaxed);
+                .save(&pending)
+                .map_err(lake(format!("kinesis://{}: saving the checkpoints", f.stream)))?;
+            f.saved.shards.extend(pending);
+            if let Some(c) = &self.counters {
+                c.stream_checkpoints.fetch_add(1, Ordering::Relaxed);
             }
         }
         Ok(())
     }
 
     /// Backfills one `logs://` query, every page.
-    pub fn logs(&self, sink: &mut IngestSink<'_>, query: &LogsQuery) -> anyhow::Result<()> {
+    ///
+    /// # Errors
+    ///
+    /// A page cannot be read after the SDK's retries, the lake cannot be written, or the run
+    /// was stopped with pages left.
+    pub fn logs(&self, sink: &mut Router, query: &LogsQuery) -> Result<()> {
         let client = aws_sdk_cloudwatchlogs::Client::new(self.config);
         let mut reader = LogsReader::new(client, query.clone());
         let bar = crate::progress::TimeBar::start(query.start_ms, query.end_ms, self.progress);
         let mut events = 0u64;
-        while let Some(page) = self.rt.block_on(reader.next_page())? {
+        loop {
+            let page = self
+                .rt
+                .block_on(reader.next_page())
+                .map_err(|e| source_error(format!("logs://{}", query.group), e))?;
+            let Some(page) = page else { break };
             for ev in &page {
                 let uri = SourceUri::new(format!("logs://{}/{}/{}", query.group, ev.stream, ev.id));
                 let mut out = Decoded::default();
                 self.decoder.api_log_event(&ev.id, ev.timestamp_ms, &ev.message, &uri, &mut out);
-                self.decode(sink, out)?;
+                Self::route(sink, out)?;
                 self.bytes.fetch_add(ev.message.len() as u64, Ordering::Relaxed);
                 bar.reached(ev.timestamp_ms);
             }
             events += page.len() as u64;
-            if self.stop.load(Ordering::Relaxed) {
+            if self.stop.is_cancelled() {
                 bar.finish();
-                anyhow::bail!(
+                return Err(Error::Interrupted(format!(
                     "interrupted after {events} events of {}; what was read is kept, and running the same backfill again completes it",
                     query.group
-                );
+                )));
             }
         }
         bar.finish();
         tracing::info!(group = %query.group, events, "CloudWatch Logs backfill read.");
         Ok(())
     }
+}
+
+/// A source's failure after the SDK's retries.
+fn source_error(what: String, e: impl std::fmt::Display) -> Error {
+    Error::Source { what, detail: e.to_string() }
 }
 
 /// One stream being read.
@@ -335,23 +363,29 @@ fn download_name(i: usize, key: &str) -> String {
     format!("{i:06}-{}", &safe[tail..])
 }
 
-impl AwsRun<'_, '_> {
-    /// Reads the objects under `loc` not read before (by key and ETag), in chunks: download,
-    /// decode as files, commit, then record them as done.
-    pub fn s3(&self, sink: &mut IngestSink<'_>, loc: &S3Location) -> anyhow::Result<()> {
+impl AwsRun<'_> {
+    /// Reads the objects under `loc` not read before (by key and ETag), in chunks: download to
+    /// a local temporary directory, decode as files, commit, then record them as done.
+    ///
+    /// # Errors
+    ///
+    /// An object cannot be listed or read after the SDK's retries, the lake cannot be
+    /// written, or the run was stopped with objects left.
+    pub fn s3(&self, sink: &mut Router, loc: &S3Location) -> Result<()> {
         let client = s3::client(self.config);
-        let store =
-            agentmeter_aggregate::checkpoint::ObjectsStore::s3(self.lake.layout(), &loc.uri());
-        let mut done = store.load().context("reading the objects done")?;
-        let listed = self.rt.block_on(s3::list(&client, loc))?;
-        let todo: Vec<S3Object> =
-            listed.iter().filter(|o| done.objects.get(&o.key) != Some(&o.etag)).cloned().collect();
+        let store = ObjectsStore::s3(self.lake, &loc.uri());
+        let done =
+            store.load().map_err(lake(format!("{}: reading the objects done", loc.uri())))?;
+        let listed =
+            self.rt.block_on(s3::list(&client, loc)).map_err(|e| source_error(loc.uri(), e))?;
+        let todo: Vec<S3Object> = listed
+            .iter()
+            .filter(|o| !ObjectsStore::is_done(&done, &o.key, &o.etag))
+            .cloned()
+            .collect();
         tracing::info!(source = %loc.uri(), listed = listed.len(), to_read = todo.len(), "Reading S3 objects.");
-        let dir = self.lake.layout().download_dir();
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
-        }
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        // Local scratch space of this process only: other writers of the lake have their own.
+        let dir = tempfile_dir()?;
         let total: u64 = todo.iter().map(|o| o.size).sum();
         let progress = crate::progress::Progress::start(total, self.progress);
         let mut rest = todo.as_slice();
@@ -369,8 +403,11 @@ impl AwsRun<'_, '_> {
             rest = tail;
             let mut specs = Vec::with_capacity(chunk.len());
             for (i, o) in chunk.iter().enumerate() {
-                let path = dir.join(download_name(i, &o.key));
-                let len = self.rt.block_on(s3::download(&client, loc, o, &path))?;
+                let path = dir.path().join(download_name(i, &o.key));
+                let len = self
+                    .rt
+                    .block_on(s3::download(&client, loc, o, &path))
+                    .map_err(|e| source_error(loc.object_uri(&o.key), e))?;
                 specs.push(SourceSpec {
                     path,
                     uri: SourceUri::new(loc.object_uri(&o.key)),
@@ -378,45 +415,79 @@ impl AwsRun<'_, '_> {
                     len,
                 });
             }
-            let read = agentmeter_ingest::pipeline::run(
+            agentmeter_ingest::pipeline::run(
                 &specs,
                 self.decoder,
                 self.workers,
                 &progress.bytes,
                 sink,
-            );
-            read.map_err(|e| anyhow::anyhow!("{e}"))?;
-            sink.commit(self.lake).context("committing to the lake")?;
+            )
+            .map_err(|e| match e {
+                agentmeter_ingest::pipeline::RunError::Sink(e) => e,
+                other => Error::Source { what: loc.uri(), detail: other.to_string() },
+            })?;
+            sink.commit()?;
             for o in chunk {
-                done.objects.insert(o.key.clone(), o.etag.clone());
+                store
+                    .save(&o.key, &o.etag)
+                    .map_err(lake(format!("{}: recording the objects done", loc.uri())))?;
             }
-            store.save(&done).context("saving the objects done")?;
             for s in &specs {
                 let _ = std::fs::remove_file(&s.path);
             }
-            if self.stop.load(Ordering::Relaxed) && !rest.is_empty() {
+            if self.stop.is_cancelled() && !rest.is_empty() {
                 progress.finish();
-                anyhow::bail!(
+                return Err(Error::Interrupted(format!(
                     "interrupted with {} objects left; the objects read are recorded, and running the same ingest again reads the rest",
                     rest.len()
-                );
+                )));
             }
         }
         self.bytes.fetch_add(progress.finish(), Ordering::Relaxed);
-        let _ = std::fs::remove_dir_all(&dir);
         Ok(())
     }
 }
 
-/// Sets `stop` on SIGTERM or SIGINT.
-pub fn stop_on_signal(rt: &tokio::runtime::Runtime) -> Arc<AtomicBool> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
+/// A fresh local temporary directory (removed when dropped).
+fn tempfile_dir() -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix("agentmeter-s3-")
+        .tempdir()
+        .map_err(|e| Error::Io { what: "creating a temporary directory".into(), source: e })
+}
+
+/// A token cancelled on SIGTERM or SIGINT.
+pub fn stop_on_signal(rt: &tokio::runtime::Runtime) -> CancellationToken {
+    let token = CancellationToken::new();
+    let child = token.clone();
     rt.spawn(async move {
-        crate::serve_cmd::shutdown_signal().await;
-        flag.store(true, Ordering::Relaxed);
+        shutdown_signal().await;
+        child.cancel();
     });
-    stop
+    token
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("Shutting down: no new requests; flushing what was acknowledged.");
 }
 
 #[cfg(test)]
@@ -441,7 +512,7 @@ mod tests {
             panic!("a logs source")
         };
         assert_eq!(q.group, "/aws/lambda/agent");
-        let err = |s: &str| parse_source(s).unwrap_err().0;
+        let err = |s: &str| parse_source(s).unwrap_err().to_string();
         assert!(err("kinesis://").contains("expected kinesis://STREAM_NAME"));
         assert!(err("kinesis://a/b").contains("expected kinesis://STREAM_NAME"));
         assert_eq!(

@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use agentmeter_aggregate::{Error, LakeReader, Result};
+use agentmeter_aggregate::{Error, Lake, Result};
 use agentmeter_schemas::tables::{AGENT_SPANS, USAGE_HOURLY};
 use agentmeter_schemas::{AgentSpan, TenantId, Tier, Tokens};
 use chrono::NaiveDate;
@@ -213,13 +213,12 @@ fn span_counts(s: &AgentSpan) -> TokenCounts {
 
 /// Reconciles the days in `[from, to]` (inclusive).
 ///
-/// Spans are read a file at a time, so memory grows with the number of tenant-days, not of
-/// spans.
+/// Spans are read a day at a time, each span once.
 ///
 /// # Errors
 ///
 /// The lake cannot be read, or a sum overflows.
-pub fn reconcile(lake: &LakeReader, from: NaiveDate, to: NaiveDate) -> Result<Reconciliation> {
+pub fn reconcile(lake: &Lake, from: NaiveDate, to: NaiveDate) -> Result<Reconciliation> {
     let mut acc: BTreeMap<(NaiveDate, Tier, TenantId), Acc> = BTreeMap::new();
     let in_range = |dt: &NaiveDate| *dt >= from && *dt <= to;
     for dt in lake.partitions(USAGE_HOURLY)?.into_iter().filter(in_range) {
@@ -236,19 +235,17 @@ pub fn reconcile(lake: &LakeReader, from: NaiveDate, to: NaiveDate) -> Result<Re
     }
     for dt in lake.partitions(AGENT_SPANS)?.into_iter().filter(in_range) {
         let overflow = || Error::Overflow { table: AGENT_SPANS, dt: dt.to_string() };
-        lake.for_each_batch::<AgentSpan>(dt, |spans| {
-            for s in spans.iter().filter(|s| s.is_operation("chat")) {
-                // The partition is the span's start day.
-                let a = acc.entry((dt, s.tier.clone(), s.tenant_id.clone())).or_default();
-                let c = span_counts(s);
-                a.chat_spans += 1;
-                if c.is_zero() {
-                    a.without_usage += 1;
-                }
-                a.spans = a.spans.checked_add(c).ok_or_else(overflow)?;
+        // Each span once, however many writers stored it.
+        for s in lake.records::<AgentSpan>(dt)?.iter().filter(|s| s.is_operation("chat")) {
+            // The partition is the span's start day.
+            let a = acc.entry((dt, s.tier.clone(), s.tenant_id.clone())).or_default();
+            let c = span_counts(s);
+            a.chat_spans += 1;
+            if c.is_zero() {
+                a.without_usage += 1;
             }
-            Ok(())
-        })?;
+            a.spans = a.spans.checked_add(c).ok_or_else(overflow)?;
+        }
     }
     let mut lines = Vec::with_capacity(acc.len());
     for ((dt, tier, tenant_id), a) in acc {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use agentmeter_aggregate::{Error, LakeReader, Result};
+use agentmeter_aggregate::{Error, Lake, Result};
 use agentmeter_schemas::tables::{AgentMeasures, USAGE_HOURLY};
 use agentmeter_schemas::{TenantId, Tier, Tokens};
 use chrono::NaiveDate;
@@ -28,7 +28,7 @@ pub struct Totals {
 ///
 /// The lake cannot be read, or a sum overflows.
 pub fn tenant_totals(
-    lake: &LakeReader,
+    lake: &Lake,
     from: Option<NaiveDate>,
     to: Option<NaiveDate>,
 ) -> Result<BTreeMap<TenantId, Totals>> {

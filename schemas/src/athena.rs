@@ -149,14 +149,41 @@ pub fn create_table(table: &TableDef, opts: &DdlOptions) -> Result<String, DdlEr
     ))
 }
 
-/// The DDL of every table, separated by blank lines.
+/// The views over the raw tables that show each record once: until compaction merges them,
+/// a record two writers stored at the same moment is in two files. The copy kept is the one
+/// every agentmeter reader counts: the first file by name (`"$path"` order within a day).
+pub fn dedup_views(opts: &DdlOptions) -> String {
+    let q = |name: &str| match &opts.database {
+        Some(db) => format!("`{db}`.`{name}`"),
+        None => format!("`{name}`"),
+    };
+    let view = |name: &str, table: &str, key: &str| {
+        format!(
+            "-- {table}, each record once (a copy stored by two writers at once counted once, as every agentmeter reader counts it)\n\
+             CREATE OR REPLACE VIEW {view} AS\n\
+             SELECT * FROM (\n\
+             \x20 SELECT *, row_number() OVER (PARTITION BY dt, {key} ORDER BY \"$path\") AS copy_rank\n\
+             \x20 FROM {src}\n\
+             ) WHERE copy_rank = 1;\n",
+            view = q(name),
+            src = q(table),
+        )
+    };
+    [
+        view("usage_events_unique", "usage_events", "event_id"),
+        view("agent_spans_unique", "agent_spans", "trace_id, span_id"),
+    ]
+    .join("\n")
+}
+
+/// The DDL of every table, separated by blank lines, then the views of [`dedup_views`].
 ///
 /// # Errors
 ///
 /// [`DdlError::Type`] if a column has no Athena type.
 pub fn all_tables(opts: &DdlOptions) -> Result<String, DdlError> {
     let parts: Result<Vec<_>, _> = TABLES.iter().map(|t| create_table(t, opts)).collect();
-    Ok(parts?.join("\n"))
+    Ok(format!("{}\n{}", parts?.join("\n"), dedup_views(opts)))
 }
 
 /// Parses the column list back out of DDL produced by [`create_table`]: `(name, type)` pairs
@@ -218,6 +245,15 @@ mod tests {
         assert!(lines.contains("'projection.period.interval.unit'='MONTHS'"));
         assert!(lines.contains("  `amount` decimal(38,2),\n"));
         assert!(lines.contains("  `provisional` boolean\n)"));
+    }
+
+    #[test]
+    fn views_keep_the_first_copy_by_file_of_each_record() {
+        let views = dedup_views(&opts());
+        assert!(views.contains("CREATE OR REPLACE VIEW `metering`.`usage_events_unique` AS"));
+        assert!(views.contains("PARTITION BY dt, event_id ORDER BY \"$path\""));
+        assert!(views.contains("PARTITION BY dt, trace_id, span_id ORDER BY \"$path\""));
+        assert!(all_tables(&opts()).unwrap().ends_with(&views));
     }
 
     #[test]

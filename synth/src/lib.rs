@@ -39,6 +39,8 @@
 //! than by remembering ids: every valid event gets an id unique to it (its day and a sequence
 //! number), and every extra delivery is one the generator chose to make.
 
+#![deny(missing_docs)]
+
 mod day;
 mod deliver;
 mod dirty;

@@ -15,9 +15,9 @@ use agentmeter_schemas::{
 use super::otlp_text::NOTE_MARK;
 use super::spans::{RUNAWAY_MS, RUNAWAY_TOOL_CALLS};
 use super::*;
-use crate::pipeline::{self, Sink};
-use crate::source::{self, Format, SourceSpec};
-use crate::{DecodeConfig, Decoder, Outcome};
+use agentmeter_ingest::pipeline::{self, Sink};
+use agentmeter_ingest::source::{self, Format, SourceSpec};
+use agentmeter_ingest::{DecodeConfig, Decoder, Outcome};
 
 /// (tenant, user, model, event time in ms) of a usage event.
 type EventKey = (String, String, String, i64);
@@ -484,7 +484,8 @@ fn gz_lines(path: &Path) -> Vec<String> {
 
 fn decode_line(line: &str) -> Vec<AgentSpan> {
     let src = SourceUri::new("file:///spans.ndjson");
-    let d = crate::otlp::decode_json(line.as_bytes(), &src, &DecodeConfig::default()).unwrap();
+    let d = agentmeter_ingest::otlp::decode_json(line.as_bytes(), &src, &DecodeConfig::default())
+        .unwrap();
     d.outcomes
         .into_iter()
         .filter_map(|o| match o {

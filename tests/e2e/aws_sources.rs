@@ -158,6 +158,11 @@ impl Aws {
     }
 
     /// `agentmeter ARGS` with the standard AWS environment pointed at moto.
+    /// The moto server's port.
+    pub(crate) fn moto_port(&self) -> u16 {
+        self.moto.port()
+    }
+
     pub(crate) fn cmd(&self, args: &[&str]) -> Command {
         let mut c = bin();
         c.args(args)
@@ -220,6 +225,22 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
+/// The saved checkpoint of every shard of the one stream checkpointed in `lake`, by shard id
+/// (one object per shard under `_state/checkpoints/kinesis/<stream digest>/`).
+fn shard_checkpoints(lake: &Path) -> BTreeMap<String, Value> {
+    let root = lake.join("_state/checkpoints/kinesis");
+    let streams: Vec<_> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(streams.len(), 1, "{streams:?}");
+    std::fs::read_dir(&streams[0])
+        .unwrap()
+        .map(|e| {
+            let v: Value =
+                serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap();
+            (v["shard"].as_str().unwrap().to_owned(), v)
+        })
+        .collect()
+}
+
 #[test]
 fn kinesis_lands_exact_totals_checkpoints_and_survives_a_kill_in_the_middle() {
     let dir = tempfile::tempdir().unwrap();
@@ -259,12 +280,9 @@ fn kinesis_lands_exact_totals_checkpoints_and_survives_a_kill_in_the_middle() {
     assert_eq!(q.len(), 1);
     assert!(q[0]["source"].as_str().unwrap().starts_with("kinesis://usage/shardId-"), "{q:?}");
     assert_eq!(q[0]["format"], "cwl_payload_gzip");
-    let checkpoints: Vec<_> =
-        std::fs::read_dir(lake.join("_state/checkpoints")).unwrap().map(|e| e.unwrap()).collect();
-    assert_eq!(checkpoints.len(), 1);
-    let cp: Value = serde_json::from_slice(&std::fs::read(checkpoints[0].path()).unwrap()).unwrap();
-    assert_eq!(cp["stream"], STREAM);
-    assert_eq!(cp["shards"].as_object().unwrap().len(), 2, "{cp}");
+    let cp = shard_checkpoints(&lake);
+    assert_eq!(cp.len(), 2, "{cp:?}");
+    assert!(cp.values().all(|c| c["stream"] == STREAM), "{cp:?}");
 
     // Nothing new: nothing read, nothing written.
     let s = aws.ingest(&lake, &["kinesis://usage"]);
@@ -286,14 +304,14 @@ fn kinesis_lands_exact_totals_checkpoints_and_survives_a_kill_in_the_middle() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let before = std::fs::read(checkpoints[0].path()).unwrap();
+    let before = shard_checkpoints(&lake);
     for _ in 0..10 {
         aws.put_usage(30);
         std::thread::sleep(Duration::from_millis(40));
     }
     // Killed only once it has checkpointed some of the new records.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::read(checkpoints[0].path()).unwrap() == before {
+    while shard_checkpoints(&lake) == before {
         assert!(Instant::now() < deadline, "no checkpoint while following");
         assert!(child.try_wait().unwrap().is_none(), "--follow exited");
         std::thread::sleep(Duration::from_millis(20));
@@ -632,13 +650,10 @@ fn a_split_shard_is_read_to_its_end_before_its_children() {
         table(&lake, "usage_events")
     ));
     assert_eq!(shared, 10, "the parent's record came first");
-    let cps: Vec<_> = std::fs::read_dir(lake.join("_state/checkpoints")).unwrap().collect();
-    let cp: Value =
-        serde_json::from_slice(&std::fs::read(cps[0].as_ref().unwrap().path()).unwrap()).unwrap();
-    let shards = cp["shards"].as_object().unwrap();
-    assert_eq!(shards.len(), 3, "{cp}");
-    assert_eq!(shards["shardId-000000000000"]["finished"], true, "{cp}");
-    assert_eq!(shards.values().filter(|s| s["finished"] == false).count(), 2, "{cp}");
+    let shards = shard_checkpoints(&lake);
+    assert_eq!(shards.len(), 3, "{shards:?}");
+    assert_eq!(shards["shardId-000000000000"]["finished"], true, "{shards:?}");
+    assert_eq!(shards.values().filter(|s| s["finished"] == false).count(), 2, "{shards:?}");
 
     // After the split: new records on the children only, read once.
     for i in 60..80 {

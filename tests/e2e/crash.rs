@@ -113,7 +113,7 @@ fn in_lake(lake: &Path) -> std::collections::BTreeMap<String, (i64, i64)> {
     .collect()
 }
 
-const PRICES: &str = r#"
+pub(crate) const PRICES: &str = r#"
 version = "crash-test"
 currency = "USD"
 

@@ -513,8 +513,9 @@ pub fn lake_span_counts(lake: &Path) -> (i64, i64) {
 }
 
 /// Files left in the write-ahead log directory.
+/// The write-ahead log's segments (the receiver's lock file aside).
 pub fn wal_files(lake: &Path) -> Vec<String> {
-    files_under(&lake.join("_wal"))
+    files_under(&lake.join("_wal")).into_iter().filter(|f| f.ends_with(".ndjson")).collect()
 }
 
 /// The lake's quarantine entries (every line of `_quarantine/*.jsonl`).

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use agentmeter_ingest::synth::Expected;
+use agentmeter_synth::Expected;
 use serde_json::Value;
 
 /// The binary under test.

@@ -23,8 +23,9 @@ use super::{Condition, Fetch, Object, ObjectMeta, Put, Store};
 use crate::error::{Error, Result, io_at};
 use crate::fsio::{TEMP_PREFIX, TempFile, remove_if_exists, sync_dir};
 
-/// Name of the per-directory lock taken for a compare-and-swap (held for one rename).
-const CAS_LOCK: &str = ".cas-lock";
+/// The lock taken for a compare-and-swap (held for one comparison and one rename), one per
+/// lake, kept with its state.
+const CAS_LOCK: &str = "_state/.cas-lock";
 
 /// Temporary files older than this are left by a writer that died.
 const ABANDONED_AFTER: Duration = Duration::from_secs(3600);
@@ -43,6 +44,20 @@ fn etag(meta: &fs::Metadata) -> String {
 
 fn not_found(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound
+}
+
+/// A temporary file whose writer is gone: a process of this host that no longer runs, or any
+/// writer an hour ago.
+fn abandoned(name: &str, meta: &fs::Metadata) -> bool {
+    if !name.starts_with(TEMP_PREFIX) {
+        return false;
+    }
+    let old =
+        meta.modified().ok().and_then(|t| t.elapsed().ok()).is_some_and(|a| a > ABANDONED_AFTER);
+    let dead = crate::fsio::temp_writer(name).is_some_and(|(host, pid)| {
+        host == crate::fsio::host() && !Path::new(&format!("/proc/{pid}")).exists()
+    });
+    old || dead
 }
 
 impl LocalStore {
@@ -84,7 +99,7 @@ impl LocalStore {
             };
             if meta.is_dir() {
                 self.walk(&path, out)?;
-            } else if !name.starts_with(TEMP_PREFIX) && name != CAS_LOCK {
+            } else if !name.starts_with(TEMP_PREFIX) && name != ".cas-lock" {
                 let Ok(rel) = path.strip_prefix(&self.root) else { continue };
                 let key = rel.to_string_lossy().replace('\\', "/");
                 out.push(ObjectMeta { key, size: meta.len(), etag: etag(&meta) });
@@ -93,8 +108,9 @@ impl LocalStore {
         Ok(())
     }
 
-    /// Removes temporary files under `prefix` that a writer which died left behind (older than
-    /// an hour: a live writer's are seconds old). Returns how many.
+    /// Removes temporary files under `prefix` that a writer which died left behind: those of a
+    /// process of this machine that is gone, and any older than an hour (a live writer's are
+    /// seconds old). Returns how many.
     ///
     /// # Errors
     ///
@@ -111,13 +127,7 @@ impl LocalStore {
                 let Ok(meta) = entry.metadata() else { continue };
                 if meta.is_dir() {
                     walk(&path, n)?;
-                } else if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX)
-                    && meta
-                        .modified()
-                        .ok()
-                        .and_then(|t| t.elapsed().ok())
-                        .is_some_and(|age| age > ABANDONED_AFTER)
-                {
+                } else if abandoned(&entry.file_name().to_string_lossy(), &meta) {
                     remove_if_exists(&path)?;
                     *n += 1;
                 }
@@ -211,7 +221,10 @@ impl Store for LocalStore {
                 Err(e) => Err(io_at(&path)(e)),
             },
             Condition::Matches(expected) => {
-                let lock_path = path.with_file_name(CAS_LOCK);
+                let lock_path = self.root.join(CAS_LOCK);
+                if let Some(dir) = lock_path.parent() {
+                    fs::create_dir_all(dir).map_err(io_at(dir))?;
+                }
                 let lock = OpenOptions::new()
                     .create(true)
                     .truncate(false)
@@ -256,7 +269,7 @@ impl Store for LocalStore {
     fn read_parquet(
         &self,
         key: &str,
-        _size: Option<u64>,
+        _listed: Option<&ObjectMeta>,
         columns: Option<&[&str]>,
         _fetch: Fetch,
     ) -> Result<Option<Vec<RecordBatch>>> {

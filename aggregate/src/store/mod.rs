@@ -165,7 +165,8 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn parquet_footer(&self, key: &str) -> Result<Option<(Arc<ParquetMetaData>, String)>>;
 
     /// The named columns (all when `None`) of a Parquet object, or `None` when there is no
-    /// object. `size` is the object's size when known from a listing (spares a request).
+    /// object. `listed` is the object as a listing described it, when known: it spares a
+    /// request, and lets a cached copy be used only if it is that very version.
     ///
     /// # Errors
     ///
@@ -173,7 +174,7 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn read_parquet(
         &self,
         key: &str,
-        size: Option<u64>,
+        listed: Option<&ObjectMeta>,
         columns: Option<&[&str]>,
         fetch: Fetch,
     ) -> Result<Option<Vec<RecordBatch>>>;

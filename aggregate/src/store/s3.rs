@@ -77,17 +77,18 @@ struct Cache {
 }
 
 impl Cache {
-    fn path(&self, key: &str) -> PathBuf {
-        self.dir.join(key)
+    /// The copy of version `etag` of `key`: the version is part of the name, so a copy is
+    /// only ever used for the very object it was downloaded from.
+    fn path(&self, key: &str, etag: &str) -> PathBuf {
+        let etag: String =
+            etag.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+        self.dir.join(format!("{key}.{etag}"))
     }
 
-    /// The cached copy of `key`, when it has the expected size.
-    fn get(&self, key: &str, size: Option<u64>) -> Option<PathBuf> {
-        let path = self.path(key);
-        let meta = fs::metadata(&path).ok()?;
-        if size.is_some_and(|s| s != meta.len()) {
-            return None;
-        }
+    /// The cached copy of this version, if any.
+    fn get(&self, key: &str, etag: &str) -> Option<PathBuf> {
+        let path = self.path(key, etag);
+        fs::metadata(&path).ok()?;
         // Marks it used, for the eviction order.
         let _ = fs::File::options()
             .append(true)
@@ -96,8 +97,8 @@ impl Cache {
         Some(path)
     }
 
-    fn put(&self, key: &str, bytes: &[u8]) {
-        let path = self.path(key);
+    fn put(&self, key: &str, etag: &str, bytes: &[u8]) {
+        let path = self.path(key, etag);
         // A cache that cannot be written is only slower: never an error.
         if crate::fsio::write_atomic(&path, bytes).is_err() {
             return;
@@ -301,9 +302,9 @@ impl S3Store {
         result
     }
 
-    fn size_of(&self, key: &str, size: Option<u64>) -> Result<Option<u64>> {
-        match size {
-            Some(s) => Ok(Some(s)),
+    fn size_of(&self, key: &str, listed: Option<&ObjectMeta>) -> Result<Option<u64>> {
+        match listed {
+            Some(m) => Ok(Some(m.size)),
             None => Ok(self.head(key)?.map(|m| m.size)),
         }
     }
@@ -516,14 +517,14 @@ impl Store for S3Store {
     fn read_parquet(
         &self,
         key: &str,
-        size: Option<u64>,
+        listed: Option<&ObjectMeta>,
         columns: Option<&[&str]>,
         fetch: Fetch,
     ) -> Result<Option<Vec<RecordBatch>>> {
         let uri = self.uri_of(key);
-        let cacheable = immutable_data_file(key);
-        if let Some(cache) = self.cache.as_ref().filter(|_| cacheable)
-            && let Some(path) = cache.get(key, size)
+        let cache = self.cache.as_ref().filter(|_| immutable_data_file(key));
+        if let (Some(cache), Some(meta)) = (cache, listed)
+            && let Some(path) = cache.get(key, &meta.etag)
         {
             let bytes = fs::read(&path).map_err(crate::error::io_at(&path))?;
             return decode_parquet(&uri, Bytes::from(bytes), columns).map(Some);
@@ -531,13 +532,13 @@ impl Store for S3Store {
         match fetch {
             Fetch::Whole => {
                 let Some(object) = self.get(key)? else { return Ok(None) };
-                if let Some(cache) = self.cache.as_ref().filter(|_| cacheable) {
-                    cache.put(key, &object.bytes);
+                if let Some(cache) = cache {
+                    cache.put(key, &object.etag, &object.bytes);
                 }
                 decode_parquet(&uri, object.bytes, columns).map(Some)
             }
             Fetch::Ranged => {
-                let Some(size) = self.size_of(key, size)? else { return Ok(None) };
+                let Some(size) = self.size_of(key, listed)? else { return Ok(None) };
                 let perr = |source| Error::Parquet { path: uri.clone().into(), source };
                 self.block_on(async {
                     let reader = RangedObject { store: self.clone(), key: key.to_owned(), size };

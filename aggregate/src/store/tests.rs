@@ -66,15 +66,22 @@ fn local_temporary_files_are_never_listed_and_abandoned_ones_are_removed() {
     let dir = tempfile::tempdir().unwrap();
     let store = LocalStore::new(dir.path());
     std::fs::create_dir_all(dir.path().join("t/dt=1")).unwrap();
-    let fresh = dir.path().join("t/dt=1/.tmp-1-0-x");
-    let old = dir.path().join("t/dt=1/.tmp-2-0-y");
-    std::fs::write(&fresh, b"x").unwrap();
-    std::fs::write(&old, b"y").unwrap();
+    let host = crate::fsio::host();
+    let me = std::process::id();
+    // This process (alive), a process that is gone, another machine's, and an old one.
+    let live = dir.path().join(format!("t/dt=1/.tmp-{host}~{me}-0-a.parquet.partial"));
+    let dead = dir.path().join(format!("t/dt=1/.tmp-{host}~4294967294-0-b.parquet.partial"));
+    let other = dir.path().join(format!("t/dt=1/.tmp-elsewhere~{me}-0-c.parquet.partial"));
+    let old = dir.path().join("t/dt=1/.tmp-elsewhere~1-0-d.parquet.partial");
+    for p in [&live, &dead, &other, &old] {
+        std::fs::write(p, b"x").unwrap();
+    }
     let f = std::fs::File::options().write(true).open(&old).unwrap();
     f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(7200)).unwrap();
-    assert!(store.list("t/").unwrap().is_empty());
-    assert_eq!(store.remove_abandoned("").unwrap(), 1);
-    assert!(fresh.exists() && !old.exists(), "a live writer's file stays");
+    assert!(store.list("t/").unwrap().is_empty(), "never listed");
+    assert_eq!(store.remove_abandoned("").unwrap(), 2);
+    assert!(live.exists() && other.exists(), "a live writer's files stay");
+    assert!(!dead.exists() && !old.exists());
 }
 
 /// An S3 lake under `prefix` on a moto server, with a runtime for its requests.
@@ -155,13 +162,21 @@ fn s3_parquet_reads_take_only_the_columns_asked_for_and_cache_data_files() {
     w.close().unwrap();
     let key = "usage_events/dt=2026-10-01/part-0123456789abcdef0123456789abcdef.parquet";
     store.put(key, Bytes::from(buf), Condition::Absent).unwrap();
-    let got = store.read_parquet(key, None, Some(&["event_id"]), Fetch::Ranged).unwrap().unwrap();
+    let listed = store.head(key).unwrap().unwrap();
+    let got = store
+        .read_parquet(key, Some(&listed), Some(&["event_id"]), Fetch::Ranged)
+        .unwrap()
+        .unwrap();
     assert_eq!(got[0].num_columns(), 1);
     assert_eq!(got.iter().map(|b| b.num_rows()).sum::<usize>(), 5000);
     assert!(files_under(cache.path()).is_empty(), "ranged reads keep nothing");
-    let whole = store.read_parquet(key, None, None, Fetch::Whole).unwrap().unwrap();
+    let whole = store.read_parquet(key, Some(&listed), None, Fetch::Whole).unwrap().unwrap();
     assert_eq!(whole[0].num_columns(), 2);
     assert_eq!(files_under(cache.path()).len(), 1, "an immutable data file is cached");
+    // Read again from the cache, by version: same rows.
+    let again =
+        store.read_parquet(key, Some(&listed), Some(&["n"]), Fetch::Ranged).unwrap().unwrap();
+    assert_eq!(again.iter().map(|b| b.num_rows()).sum::<usize>(), 5000);
     let (footer, _) = store.parquet_footer(key).unwrap().unwrap();
     assert_eq!(footer.file_metadata().num_rows(), 5000);
     assert!(

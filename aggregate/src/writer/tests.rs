@@ -34,8 +34,8 @@ fn day(n: u32) -> NaiveDate {
 
 fn all_events(lake: &Lake) -> Vec<UsageEvent> {
     let mut out = Vec::new();
-    for dt in lake.reader().partitions(USAGE_EVENTS).unwrap() {
-        out.extend(lake.reader().events(dt).unwrap());
+    for dt in lake.partitions(USAGE_EVENTS).unwrap() {
+        out.extend(lake.events(dt).unwrap());
     }
     out
 }
@@ -43,7 +43,7 @@ fn all_events(lake: &Lake) -> Vec<UsageEvent> {
 #[test]
 fn duplicates_within_and_across_runs_are_written_once() {
     let dir = tempfile::tempdir().unwrap();
-    let lake = Lake::open(dir.path()).unwrap();
+    let lake = Lake::open_dir(dir.path()).unwrap();
     let mut w = EventWriter::new(&lake, small());
     for e in [
         ev("a", "t1", DAY0 + 10, 5),
@@ -70,56 +70,56 @@ fn duplicates_within_and_across_runs_are_written_once() {
 #[test]
 fn files_are_sorted_by_tenant_then_time_and_named_by_content() {
     let dir = tempfile::tempdir().unwrap();
-    let lake = Lake::open(dir.path()).unwrap();
+    let lake = Lake::open_dir(dir.path()).unwrap();
     let mut w = EventWriter::new(&lake, WriterOptions::default());
     for e in [ev("x", "t2", DAY0 + 5, 1), ev("y", "t1", DAY0 + 9, 1), ev("z", "t1", DAY0 + 1, 1)] {
         w.push(e).unwrap();
     }
     w.finish().unwrap();
     let got: Vec<_> =
-        lake.reader().events(day(1)).unwrap().into_iter().map(|e| e.event_id.to_string()).collect();
+        lake.events(day(1)).unwrap().into_iter().map(|e| e.event_id.to_string()).collect();
     assert_eq!(got, ["z", "y", "x"]);
-    let names: Vec<_> = lake.reader().files(USAGE_EVENTS, day(1)).unwrap();
+    let names: Vec<_> = lake.files(USAGE_EVENTS, day(1)).unwrap();
     assert_eq!(names.len(), 1);
 
     // The same events into another lake give the same file name.
     let dir2 = tempfile::tempdir().unwrap();
-    let lake2 = Lake::open(dir2.path()).unwrap();
+    let lake2 = Lake::open_dir(dir2.path()).unwrap();
     let mut w = EventWriter::new(&lake2, WriterOptions::default());
     for e in [ev("z", "t1", DAY0 + 1, 1), ev("x", "t2", DAY0 + 5, 1), ev("y", "t1", DAY0 + 9, 1)] {
         w.push(e).unwrap();
     }
     w.finish().unwrap();
-    let names2 = lake2.reader().files(USAGE_EVENTS, day(1)).unwrap();
-    assert_eq!(names[0].file_name(), names2[0].file_name());
+    let names2 = lake2.files(USAGE_EVENTS, day(1)).unwrap();
+    assert_eq!(names[0].name(), names2[0].name());
 }
 
 #[test]
 fn hourly_agrees_with_events_including_late_data() {
     let dir = tempfile::tempdir().unwrap();
-    let lake = Lake::open(dir.path()).unwrap();
+    let lake = Lake::open_dir(dir.path()).unwrap();
     let mut w = EventWriter::new(&lake, small());
     for i in 0..10 {
         w.push(ev(&format!("e{i}"), "t1", DAY0 + i * HOUR_MS / 4, 10)).unwrap();
     }
     w.finish().unwrap();
-    let rows = lake.reader().hourly(day(1)).unwrap();
+    let rows = lake.hourly(day(1)).unwrap();
     assert_eq!(rows.iter().map(|(_, m)| m.invocations).collect::<Vec<_>>(), [4, 4, 2]);
 
     // A late event for the first hour arrives in a later run.
     let mut w = EventWriter::new(&lake, small());
     w.push(ev("late", "t1", DAY0 + 59 * 60_000, 100)).unwrap();
     w.finish().unwrap();
-    let rows = lake.reader().hourly(day(1)).unwrap();
+    let rows = lake.hourly(day(1)).unwrap();
     let first = &rows[0].1;
     assert_eq!((first.invocations, first.tokens.input), (5, 140));
-    assert_eq!(lake.reader().files(USAGE_HOURLY, day(1)).unwrap().len(), 1);
+    assert_eq!(lake.files(USAGE_HOURLY, day(1)).unwrap().len(), 1);
 }
 
 #[test]
 fn tenant_hours_keep_users_and_the_peak_second() {
     let dir = tempfile::tempdir().unwrap();
-    let lake = Lake::open(dir.path()).unwrap();
+    let lake = Lake::open_dir(dir.path()).unwrap();
     let mut w = EventWriter::new(&lake, small());
     // Three requests in second 10 (two users), one in second 11, one in the next hour.
     for (i, (t, user)) in
@@ -132,7 +132,7 @@ fn tenant_hours_keep_users_and_the_peak_second() {
         w.push(e).unwrap();
     }
     w.finish().unwrap();
-    let rows = lake.reader().tenant_hourly(day(1)).unwrap();
+    let rows = lake.tenant_hourly(day(1)).unwrap();
     let got: Vec<_> =
         rows.iter().map(|r| (r.invocations, r.users, r.peak_requests_per_second)).collect();
     assert_eq!(got, [(4, 2, 3), (1, 1, 1)]);
@@ -147,53 +147,49 @@ fn period() -> (NaiveDate, NaiveDate) {
 fn a_crash_between_events_and_rollup_leaves_a_stale_rollup_that_is_rebuilt_on_demand() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let lake = Lake::open(dir.path()).unwrap();
+        let lake = Lake::open_dir(dir.path()).unwrap();
         let mut w = EventWriter::new(&lake, small());
         w.push(ev("e0", "t1", DAY0, 1)).unwrap();
         w.finish().unwrap();
-        assert!(lake.reader().stale_rollups(period().0, period().1).unwrap().is_empty());
+        assert!(lake.stale_rollups(period().0, period().1).unwrap().is_empty());
         let mut w = EventWriter::new(&lake, small());
         for i in 1..4 {
             w.push(ev(&format!("e{i}"), "t1", DAY0 + i, 1)).unwrap();
         }
         w.commit().unwrap();
-        // Dropped without finish: the process died before the rollup.
-        fs::write(
-            lake.layout().partition(USAGE_EVENTS, day(1)).join(".tmp-1-0-part-x.parquet"),
-            b"half",
-        )
-        .unwrap();
+        // Dropped without finish: the process died before the rollup, two hours ago.
+        let half = dir.path().join("usage_events/dt=2026-10-01/.tmp-h~1-0-part-x.parquet.partial");
+        fs::write(&half, b"half").unwrap();
+        let f = fs::File::options().write(true).open(&half).unwrap();
+        f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(7200))
+            .unwrap();
     }
-    let lake = Lake::open(dir.path()).unwrap();
-    let temps = fs::read_dir(lake.layout().partition(USAGE_EVENTS, day(1)))
+    let lake = Lake::open_dir(dir.path()).unwrap();
+    let temps = fs::read_dir(dir.path().join("usage_events/dt=2026-10-01"))
         .unwrap()
         .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with(".tmp-"))
         .count();
     assert_eq!(temps, 0, "the temporary file was removed on open");
-    assert_eq!(lake.reader().files(USAGE_EVENTS, day(1)).unwrap().len(), 3);
+    assert_eq!(lake.files(USAGE_EVENTS, day(1)).unwrap().len(), 3);
     // The rollup still holds the first event only, and says so.
-    assert_eq!(lake.reader().hourly(day(1)).unwrap()[0].1.invocations, 1);
-    let stale = lake.reader().stale_rollups(period().0, period().1).unwrap();
+    assert_eq!(lake.hourly(day(1)).unwrap()[0].1.invocations, 1);
+    let stale = lake.stale_rollups(period().0, period().1).unwrap();
     assert_eq!(stale.len(), 1);
     assert_eq!(stale[0].0, day(1));
     assert_eq!(
         stale[0].1,
         "usage_hourly was rolled up from events=1 spans=0, the partition holds events=3 spans=0"
     );
-    let err = lake.reader().require_current_rollups(period().0, period().1).unwrap_err();
-    assert!(
-        err.to_string().starts_with("the rollups of 1 day are not up to date: dt=2026-10-01 (")
-    );
     assert_eq!(lake.ensure_rollups(period().0, period().1).unwrap(), vec![day(1)]);
-    assert_eq!(lake.reader().hourly(day(1)).unwrap()[0].1.invocations, 4);
-    assert!(lake.reader().stale_rollups(period().0, period().1).unwrap().is_empty());
+    assert_eq!(lake.hourly(day(1)).unwrap()[0].1.invocations, 4);
+    assert!(lake.stale_rollups(period().0, period().1).unwrap().is_empty());
     assert!(lake.ensure_rollups(period().0, period().1).unwrap().is_empty(), "nothing to do");
 }
 
 #[test]
 fn a_partition_whose_rollup_fails_never_blocks_the_others_and_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let lake = Lake::open(dir.path()).unwrap();
+    let lake = Lake::open_dir(dir.path()).unwrap();
     let mut w = EventWriter::new(&lake, small());
     // Sums past i64 (the decoder refuses such counts; the lake must still not be blocked).
     for i in 0..3 {
@@ -211,8 +207,8 @@ fn a_partition_whose_rollup_fails_never_blocks_the_others_and_is_named() {
          64-bit integer in usage_hourly partition dt=2026-10-01)"
     );
     // The other day is rolled up; the failed one stays stale, for every reader to see.
-    assert_eq!(lake.reader().hourly(day(2)).unwrap()[0].1.invocations, 1);
-    let stale = lake.reader().stale_rollups(period().0, period().1).unwrap();
+    assert_eq!(lake.hourly(day(2)).unwrap()[0].1.invocations, 1);
+    let stale = lake.stale_rollups(period().0, period().1).unwrap();
     assert_eq!(stale.iter().map(|s| s.0).collect::<Vec<_>>(), vec![day(1)]);
     let err = lake.ensure_rollups(period().0, period().1).unwrap_err();
     assert!(matches!(&err, Error::RollupsFailed { days } if days.len() == 1), "{err}");
@@ -221,7 +217,7 @@ fn a_partition_whose_rollup_fails_never_blocks_the_others_and_is_named() {
 #[test]
 fn evicted_partitions_are_reloaded_for_dedup() {
     let dir = tempfile::tempdir().unwrap();
-    let lake = Lake::open(dir.path()).unwrap();
+    let lake = Lake::open_dir(dir.path()).unwrap();
     let opts = WriterOptions { batch_rows: 1, max_rows_per_file: 10, index_budget: 1 };
     let mut w = EventWriter::new(&lake, opts);
     for d in 0..5 {
@@ -266,8 +262,8 @@ fn span(
 #[test]
 fn spans_are_written_once_and_rolled_up_into_invocations_and_tool_calls() {
     let dir = tempfile::tempdir().unwrap();
-    let lake = Lake::open(dir.path()).unwrap();
-    let mut w: EventWriter<'_, agentmeter_schemas::AgentSpan> = EventWriter::new(&lake, small());
+    let lake = Lake::open_dir(dir.path()).unwrap();
+    let mut w: EventWriter<agentmeter_schemas::AgentSpan> = EventWriter::new(&lake, small());
     // Children first, as Strands exports them; the root last; one tool fails; one duplicate.
     let spans = [
         span("000000000000000c", Some("000000000000000a"), "execute_event_loop_cycle", 10, 500),
@@ -282,12 +278,12 @@ fn spans_are_written_once_and_rolled_up_into_invocations_and_tool_calls() {
     }
     let stats = w.finish().unwrap();
     assert_eq!((stats.written, stats.duplicates), (5, 1));
-    let inv = lake.reader().invocations(day(1)).unwrap();
+    let inv = lake.invocations(day(1)).unwrap();
     assert_eq!(inv.len(), 1);
     let i = &inv[0];
     assert_eq!((i.tool_calls, i.tool_errors, i.model_calls, i.duration_ms), (2, 1, 1, 2_000));
     assert_eq!(i.user_id.as_ref().map(|u| u.as_str()), Some("dr.lee"));
-    let hourly = lake.reader().hourly(day(1)).unwrap();
+    let hourly = lake.hourly(day(1)).unwrap();
     assert_eq!(hourly.len(), 1, "tool calls land on the invocation's user and model");
     let (k, m) = &hourly[0];
     assert_eq!((k.user_id.as_str(), k.model_id.as_str()), ("dr.lee", "m"));

@@ -299,8 +299,8 @@ pub struct Written {
     pub dir: PathBuf,
     /// Files written.
     pub files: Vec<PathBuf>,
-    /// The `invoice_lines` partition, when a lake was given.
-    pub lake_file: Option<PathBuf>,
+    /// The `invoice_lines` partition's URI, when a lake was given.
+    pub lake_file: Option<String>,
 }
 
 /// The directory of per-tenant files inside a period's directory.

@@ -846,7 +846,7 @@ fn load_carries_tool_calls_per_hour() {
         AgentMeasures, HourlyKey, HourlyMeasures, TABLES, USAGE_HOURLY, hourly_batch,
     };
     let dir = tempfile::tempdir().unwrap();
-    let lake = Lake::open(dir.path()).unwrap();
+    let lake = Lake::open_dir(dir.path()).unwrap();
     let row = |h: i64, user: &str, model: &str, invocations, tk, agent| {
         (
             HourlyKey {
@@ -899,7 +899,7 @@ fn load_carries_tool_calls_per_hour() {
         let at = DateTime::from_timestamp_millis(rows[0].0.hour_ms).unwrap().date_naive();
         lake.replace_partition(table, at, &batch, &[]).unwrap();
     }
-    let got = super::usage::load(lake.reader(), &Period::parse("2026-10").unwrap()).unwrap();
+    let got = super::usage::load(&lake, &Period::parse("2026-10").unwrap()).unwrap();
     let want: BTreeMap<SeriesKey, Series> = [
         (key("clinic-a", "basic", "_unknown"), series(&[(hour(2, 9), calls(5))])),
         (

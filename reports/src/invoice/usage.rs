@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use agentmeter_aggregate::{LakeReader, Result};
+use agentmeter_aggregate::{Lake, Result};
 use agentmeter_schemas::tables::USAGE_HOURLY;
 use agentmeter_schemas::{ModelId, TenantId, Tier, Tokens};
 
@@ -49,7 +49,7 @@ pub type Series = BTreeMap<i64, HourUsage>;
 /// # Errors
 ///
 /// The lake cannot be read, or a sum overflows.
-pub fn load(lake: &LakeReader, period: &Period) -> Result<BTreeMap<SeriesKey, Series>> {
+pub fn load(lake: &Lake, period: &Period) -> Result<BTreeMap<SeriesKey, Series>> {
     let mut out: BTreeMap<SeriesKey, Series> = BTreeMap::new();
     for dt in lake.partitions(USAGE_HOURLY)? {
         if dt < period.start || dt >= period.end {

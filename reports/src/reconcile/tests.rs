@@ -68,7 +68,7 @@ fn tok(input: i64, output: i64, cache_read: Option<i64>) -> SpanTokens {
 /// `hosp-c` has logs only, `hosp-dd` spans only; day 2 is outside the range asked for.
 fn lake() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let lake = Lake::open(dir.path()).unwrap();
+    let lake = Lake::open_dir(dir.path()).unwrap();
     let mut w = EventWriter::new(&lake, WriterOptions::default());
     for e in [
         log("clinic-a", 1, 1, 100, 10, 0),
@@ -80,7 +80,7 @@ fn lake() -> tempfile::TempDir {
         w.push(e).unwrap();
     }
     w.finish().unwrap();
-    let mut w: EventWriter<'_, AgentSpan> = EventWriter::new(&lake, WriterOptions::default());
+    let mut w: EventWriter<AgentSpan> = EventWriter::new(&lake, WriterOptions::default());
     for s in [
         span("clinic-a", 1, 1, "invoke_agent", tok(300, 30, Some(5))),
         span("clinic-a", 1, 2, "chat", tok(100, 10, None)),
@@ -105,8 +105,8 @@ fn counts(input: i64, output: i64, cache_read: i64) -> TokenCounts {
 #[test]
 fn compares_log_tokens_with_chat_span_tokens_per_tenant_and_day() {
     let dir = lake();
-    let lake = Lake::open(dir.path()).unwrap();
-    let r = reconcile(lake.reader(), oct(1), oct(1)).unwrap();
+    let lake = Lake::open_dir(dir.path()).unwrap();
+    let r = reconcile(&lake, oct(1), oct(1)).unwrap();
     let summary: Vec<_> = r
         .lines
         .iter()
@@ -182,8 +182,8 @@ fn compares_log_tokens_with_chat_span_tokens_per_tenant_and_day() {
 #[test]
 fn csv_has_a_header_and_one_row_per_line() {
     let dir = lake();
-    let lake = Lake::open(dir.path()).unwrap();
-    let r = reconcile(lake.reader(), oct(1), oct(2)).unwrap();
+    let lake = Lake::open_dir(dir.path()).unwrap();
+    let r = reconcile(&lake, oct(1), oct(2)).unwrap();
     let text = String::from_utf8(r.to_csv().unwrap()).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
@@ -203,8 +203,8 @@ fn csv_has_a_header_and_one_row_per_line() {
 #[test]
 fn an_empty_range_reconciles_to_nothing() {
     let dir = lake();
-    let lake = Lake::open(dir.path()).unwrap();
-    let r = reconcile(lake.reader(), oct(5), oct(9)).unwrap();
+    let lake = Lake::open_dir(dir.path()).unwrap();
+    let r = reconcile(&lake, oct(5), oct(9)).unwrap();
     assert!(r.lines.is_empty());
     assert_eq!(String::from_utf8(r.to_csv().unwrap()).unwrap().lines().count(), 1);
 }

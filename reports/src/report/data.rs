@@ -6,9 +6,8 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 
-use agentmeter_aggregate::LakeReader;
+use agentmeter_aggregate::Lake;
 use agentmeter_schemas::tables::{HOUR_MS, USAGE_HOURLY};
 use agentmeter_schemas::{ModelId, TenantId, Tier};
 use chrono::NaiveDate;
@@ -24,8 +23,8 @@ pub enum ReportError {
     /// The lake could not be read.
     #[error("reading the lake at {root}")]
     Lake {
-        /// The lake's root.
-        root: PathBuf,
+        /// The lake.
+        root: String,
         /// Cause.
         #[source]
         source: agentmeter_aggregate::Error,
@@ -38,8 +37,8 @@ pub enum ReportError {
     NoUsage {
         /// `YYYY-MM`.
         period: String,
-        /// The lake's root.
-        root: PathBuf,
+        /// The lake.
+        root: String,
     },
     /// A sum went past `i64`.
     #[error("usage sums overflow a 64-bit integer ({what})")]
@@ -270,12 +269,12 @@ struct TierAcc {
 /// [`ReportError::Lake`] when the lake cannot be read, [`ReportError::NoUsage`] when the
 /// period has no usage, [`ReportError::Overflow`] when a sum passes `i64`.
 pub fn gather(
-    lake: &LakeReader,
+    lake: &Lake,
     period: Period,
     opts: &ReportOptions,
 ) -> Result<ReportData, ReportError> {
     validate(opts)?;
-    let root = lake.layout().root().to_path_buf();
+    let root = lake.uri();
     let lake_err = |source| ReportError::Lake { root: root.clone(), source };
     let start_ms = period.start_time().timestamp_millis();
     let span_ms = period.end_time().timestamp_millis() - start_ms;
@@ -387,7 +386,7 @@ pub fn gather(
 
     Ok(ReportData {
         period,
-        lake: root.display().to_string(),
+        lake: root.clone(),
         hours,
         requests,
         tokens,

@@ -21,11 +21,11 @@
 //! cleanly.
 //!
 //! ```no_run
-//! use agentmeter_aggregate::LakeReader;
+//! use agentmeter_aggregate::Lake;
 //! use agentmeter_reports::invoice::Period;
 //! use agentmeter_reports::report::{ReportOptions, gather, render};
 //!
-//! let lake = LakeReader::new(std::path::Path::new("lake"));
+//! let lake = Lake::open_dir("lake")?;
 //! let period = Period::parse("2026-10")?;
 //! let data = gather(&lake, period, &ReportOptions::default())?;
 //! std::fs::write("report.html", render(&data))?;

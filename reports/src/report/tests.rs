@@ -87,7 +87,7 @@ fn events() -> Vec<UsageEvent> {
 
 fn lake() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let lake = Lake::open(dir.path()).unwrap();
+    let lake = Lake::open_dir(dir.path()).unwrap();
     let mut w = EventWriter::new(&lake, WriterOptions::default());
     for e in events() {
         w.push(e).unwrap();
@@ -169,7 +169,7 @@ fn options() -> ReportOptions {
 
 fn gathered() -> ReportData {
     let dir = lake();
-    gather(&agentmeter_aggregate::LakeReader::new(dir.path()), period(), &options()).unwrap()
+    gather(&Lake::open_dir(dir.path()).unwrap(), period(), &options()).unwrap()
 }
 
 fn ids(top: &[TenantShare]) -> Vec<&str> {
@@ -249,7 +249,7 @@ fn with_a_capacity_shares_are_of_the_capacity_and_utilization_is_drawn() {
 fn fewer_top_tenants_leave_the_others_over_the_line_listed() {
     let dir = lake();
     let opts = ReportOptions { top_tenants: 1, ..options() };
-    let data = gather(&agentmeter_aggregate::LakeReader::new(dir.path()), period(), &opts).unwrap();
+    let data = gather(&Lake::open_dir(dir.path()).unwrap(), period(), &opts).unwrap();
     assert_eq!(ids(&data.tiers[0].top), ["noisy"]);
     let others: Vec<(&str, u32)> =
         data.tiers[0].others_over.iter().map(|s| (s.tenant_id.as_str(), s.hours_over)).collect();
@@ -288,7 +288,7 @@ fn gather_keeps_the_period_flags_in_order_and_the_matching_margin() {
     let dir = lake();
     let other = MarginSummary { period: "2026-09".into(), ..margin() };
     let opts = ReportOptions { margin: Some(other), ..options() };
-    let data = gather(&agentmeter_aggregate::LakeReader::new(dir.path()), period(), &opts).unwrap();
+    let data = gather(&Lake::open_dir(dir.path()).unwrap(), period(), &opts).unwrap();
     assert_eq!(data.margin, None);
     assert!(data.notes[0].contains("2026-09"), "{:?}", data.notes);
     assert!(!render(&data).contains("id=\"cost-revenue\""));
@@ -297,7 +297,7 @@ fn gather_keeps_the_period_flags_in_order_and_the_matching_margin() {
 #[test]
 fn a_period_without_usage_and_bad_options_are_clear_errors() {
     let dir = lake();
-    let reader = agentmeter_aggregate::LakeReader::new(dir.path());
+    let reader = Lake::open_dir(dir.path()).unwrap();
     let err = gather(&reader, Period::parse("2026-11").unwrap(), &options()).unwrap_err();
     assert!(matches!(err, ReportError::NoUsage { .. }), "{err}");
     assert!(err.to_string().starts_with("no usage in 2026-11"), "{err}");
@@ -385,7 +385,7 @@ fn the_page_escapes_data_and_is_self_contained() {
 #[test]
 fn the_same_data_renders_to_the_same_bytes() {
     let dir = lake();
-    let reader = agentmeter_aggregate::LakeReader::new(dir.path());
+    let reader = Lake::open_dir(dir.path()).unwrap();
     let a = gather(&reader, period(), &options()).unwrap();
     let b = gather(&reader, period(), &options()).unwrap();
     assert_eq!(a, b);
@@ -398,7 +398,7 @@ fn the_same_data_renders_to_the_same_bytes() {
 fn no_flags_and_no_margin_say_so() {
     let dir = lake();
     let opts = ReportOptions { margin: None, flags: Vec::new(), ..options() };
-    let data = gather(&agentmeter_aggregate::LakeReader::new(dir.path()), period(), &opts).unwrap();
+    let data = gather(&Lake::open_dir(dir.path()).unwrap(), period(), &opts).unwrap();
     let page = render(&data);
     assert!(page.contains("No flags for this period."));
     assert!(!page.contains("Cost against revenue"));
@@ -496,7 +496,7 @@ fn demo_month() {
         }
     }
     let dir = tempfile::tempdir().unwrap();
-    let lake = Lake::open(dir.path()).unwrap();
+    let lake = Lake::open_dir(dir.path()).unwrap();
     let mut w = EventWriter::new(&lake, WriterOptions::default());
     for e in ev {
         w.push(e).unwrap();
@@ -518,7 +518,7 @@ fn demo_month() {
         recommended_action: "Scale the premium pool".into(),
         ..flag("noisy", "", FlagStatus::Active, 17)
     });
-    let data = gather(lake.reader(), period(), &opts).unwrap();
+    let data = gather(&lake, period(), &opts).unwrap();
     let out = std::env::var_os("AGENTMETER_REPORT_DEMO")
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("agentmeter-report-demo.html"));

@@ -534,7 +534,8 @@ pub(crate) fn invalid(name: &str, row: usize, e: impl std::fmt::Display) -> Arro
 }
 
 /// Reads `usage_events` rows back into [`UsageEvent`]s, validating every identifier again
-/// (a lake written by another tool is untrusted too).
+/// (a lake written by another tool is untrusted too). Without a `source` column (a read of
+/// the other columns only), sources are empty.
 ///
 /// # Errors
 ///
@@ -543,11 +544,13 @@ pub fn usage_events_from_batch(batch: &RecordBatch) -> Result<Vec<UsageEvent>, A
     let time = column(batch, "event_time")?
         .as_primitive_opt::<TimestampMillisecondType>()
         .ok_or_else(|| ArrowError::SchemaError("column event_time is not timestamp(ms)".into()))?;
-    let names = ["event_id", "tier", "tenant_id", "user_id", "model_id", "source"];
+    let names = ["event_id", "tier", "tenant_id", "user_id", "model_id"];
     let s: Vec<_> = names.iter().map(|n| strings(batch, n)).collect::<Result<_, _>>()?;
+    let source = batch.column_by_name("source").map(|_| strings(batch, "source")).transpose()?;
     let t: Vec<_> = TOKEN_COLUMNS.iter().map(|n| ints(batch, n)).collect::<Result<_, _>>()?;
     let all: Vec<&dyn Array> = std::iter::once(time as &dyn Array)
         .chain(s.iter().map(|a| *a as &dyn Array))
+        .chain(source.iter().map(|a| *a as &dyn Array))
         .chain(t.iter().map(|a| *a as &dyn Array))
         .collect();
     if all.iter().any(|a| a.null_count() > 0) {
@@ -562,7 +565,7 @@ pub fn usage_events_from_batch(batch: &RecordBatch) -> Result<Vec<UsageEvent>, A
                 tenant_id: TenantId::new(s[2].value(i)).map_err(|e| invalid(names[2], i, e))?,
                 user_id: UserId::new(s[3].value(i)).map_err(|e| invalid(names[3], i, e))?,
                 model_id: ModelId::new(s[4].value(i)).map_err(|e| invalid(names[4], i, e))?,
-                source: SourceUri::new(s[5].value(i)),
+                source: SourceUri::new(source.map_or("", |a| a.value(i))),
                 tokens: Tokens {
                     input: t[0].value(i),
                     output: t[1].value(i),

@@ -165,9 +165,10 @@ pub fn agent_spans_from_batch(b: &RecordBatch) -> Result<Vec<AgentSpan>, ArrowEr
         "status",
         "scope",
         "service",
-        "source",
     ];
     let s: Vec<_> = names.iter().map(|n| str_col(b, n)).collect::<Result<_, _>>()?;
+    // Absent from a read of the other columns only.
+    let source = b.column_by_name("source").map(|_| str_col(b, "source")).transpose()?;
     let t: Vec<_> = SPAN_TOKENS.iter().map(|n| int_col(b, n)).collect::<Result<_, _>>()?;
     (0..b.num_rows())
         .map(|i| {
@@ -200,7 +201,7 @@ pub fn agent_spans_from_batch(b: &RecordBatch) -> Result<Vec<AgentSpan>, ArrowEr
                 },
                 scope: s[11].value(i).to_owned(),
                 service: opt_str(s[12], i).map(str::to_owned),
-                source: SourceUri::new(s[13].value(i)),
+                source: SourceUri::new(source.map_or("", |a| a.value(i))),
             })
         })
         .collect()

@@ -1,0 +1,205 @@
+//! The record router: every decoded outcome to its one place. Events and spans to their
+//! exactly-once writers, refusals to the quarantine, skips to the counts; every record is
+//! counted once into [`Accounting`]. One router serves files, the AWS sources, the OTLP
+//! receiver's log and the Lambda handler alike.
+
+use std::collections::BTreeSet;
+
+use agentmeter_aggregate::{
+    EventWriter, Lake, QuarantineReport, QuarantineWriter, RollupReport, WriteStats, WriterOptions,
+};
+use agentmeter_ingest::Outcome;
+use agentmeter_ingest::pipeline::Sink;
+use agentmeter_ingest::source::SourceSpec;
+use agentmeter_schemas::{Accounting, AgentSpan, SourceUri};
+use chrono::NaiveDate;
+
+use crate::error::{Result, lake};
+
+/// Routes outcomes into one lake.
+pub struct Router {
+    lake: Lake,
+    events: EventWriter,
+    spans: EventWriter<AgentSpan>,
+    quarantine: QuarantineWriter,
+    appending: bool,
+    acc: Accounting,
+    /// What earlier quarantine commits wrote.
+    quarantine_done: QuarantineReport,
+}
+
+/// What a finished router wrote.
+#[derive(Debug)]
+pub struct Finished {
+    /// Where every record went.
+    pub acc: Accounting,
+    /// Data files written (events and spans).
+    pub files: u64,
+    /// Rollup partitions rebuilt, and those whose rebuild failed.
+    pub rollups: RollupReport,
+    /// The quarantine files written and removed.
+    pub quarantine: QuarantineReport,
+}
+
+impl Router {
+    /// A router into `lake`; each source's quarantine file is replaced by what this run
+    /// refused of it.
+    pub fn new(lake: &Lake, opts: WriterOptions) -> Self {
+        Self::build(lake, opts, false)
+    }
+
+    /// A router for a long-running source (the OTLP receiver): refusals are appended to the
+    /// source's quarantine file.
+    pub fn appending(lake: &Lake, opts: WriterOptions) -> Self {
+        Self::build(lake, opts, true)
+    }
+
+    fn build(lake: &Lake, opts: WriterOptions, appending: bool) -> Self {
+        Self {
+            lake: lake.clone(),
+            events: EventWriter::new(lake, opts),
+            spans: EventWriter::new(lake, opts),
+            quarantine: Self::quarantine_writer(lake, appending),
+            appending,
+            acc: Accounting::default(),
+            quarantine_done: QuarantineReport::default(),
+        }
+    }
+
+    fn quarantine_writer(lake: &Lake, appending: bool) -> QuarantineWriter {
+        if appending { QuarantineWriter::appending(lake) } else { QuarantineWriter::new(lake) }
+    }
+
+    /// The lake.
+    pub fn lake(&self) -> &Lake {
+        &self.lake
+    }
+
+    /// Counts so far (records read, skips, refusals; writes are counted at the end).
+    pub fn accounting(&self) -> &Accounting {
+        &self.acc
+    }
+
+    /// Routes one outcome.
+    ///
+    /// # Errors
+    ///
+    /// An earlier batch could not be committed, or the quarantine spool cannot be written.
+    pub fn route(&mut self, o: Outcome) -> Result<()> {
+        self.acc.records_read += 1;
+        match o {
+            Outcome::Event(e) => self.events.push(e).map_err(lake("writing usage_events"))?,
+            Outcome::Skip(k) => *self.acc.skipped.entry(k).or_default() += 1,
+            Outcome::Span(s) => self.spans.push(*s).map_err(lake("writing agent_spans"))?,
+            Outcome::Reject(q) => {
+                tracing::debug!(source = %q.source, position = %q.position, reason = %q.reason, detail = %q.detail, "Record quarantined.");
+                *self.acc.quarantined.entry(q.reason).or_default() += 1;
+                self.quarantine.write(&q).map_err(lake("writing the quarantine"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes everything received so far durable: events and spans committed, then the
+    /// quarantine put in place (a source's checkpoint may follow).
+    ///
+    /// # Errors
+    ///
+    /// The lake cannot be written: nothing since the last commit is known to be durable.
+    pub fn commit(&mut self) -> Result<()> {
+        self.events.commit().map_err(lake("committing usage_events"))?;
+        self.spans.commit().map_err(lake("committing agent_spans"))?;
+        let q = std::mem::replace(
+            &mut self.quarantine,
+            Self::quarantine_writer(&self.lake, self.appending),
+        );
+        let r = q.finish().map_err(lake("writing the quarantine"))?;
+        self.quarantine_done.add(r);
+        Ok(())
+    }
+
+    /// The days written (events or spans) since the last call, once they are committed: a
+    /// long-running reader rolls them up on its own schedule.
+    ///
+    /// # Errors
+    ///
+    /// An earlier batch could not be committed.
+    pub fn take_touched(&mut self) -> Result<BTreeSet<NaiveDate>> {
+        let mut days = self.events.take_touched().map_err(lake("committing usage_events"))?;
+        days.extend(self.spans.take_touched().map_err(lake("committing agent_spans"))?);
+        Ok(days)
+    }
+
+    /// Writes what is left, rebuilds the rollups of the days written (each on its own: a
+    /// failure is reported in [`Finished::rollups`]), then puts the quarantine in place
+    /// (after the events: a replayed record is never dropped from the quarantine before it is
+    /// durable in the lake).
+    ///
+    /// # Errors
+    ///
+    /// The lake cannot be written.
+    pub fn finish(self) -> Result<Finished> {
+        self.finish_with(true)
+    }
+
+    /// As [`Router::finish`] without the rollups (left stale for the readers or a schedule).
+    ///
+    /// # Errors
+    ///
+    /// The lake cannot be written.
+    pub fn finish_without_rollups(self) -> Result<Finished> {
+        self.finish_with(false)
+    }
+
+    fn finish_with(self, rollups: bool) -> Result<Finished> {
+        let Router { lake, events, spans, quarantine, mut acc, quarantine_done, .. } = self;
+        let (stats, mut days) =
+            events.finish_without_rollups().map_err(lake_err("usage_events"))?;
+        let (span_stats, span_days) =
+            spans.finish_without_rollups().map_err(lake_err("agent_spans"))?;
+        days.extend(span_days);
+        let report = if rollups { lake.rebuild_rollups(&days) } else { RollupReport::default() };
+        let mut q = quarantine.finish().map_err(lake_err("the quarantine"))?;
+        q.add(quarantine_done);
+        count(&mut acc, &stats, &span_stats);
+        let files = stats.files + span_stats.files;
+        Ok(Finished { acc, files, rollups: report, quarantine: q })
+    }
+}
+
+fn lake_err(what: &str) -> impl FnOnce(agentmeter_aggregate::Error) -> crate::Error {
+    lake(format!("writing {what}"))
+}
+
+/// The writers' counts into the accounting.
+fn count(acc: &mut Accounting, events: &WriteStats, spans: &WriteStats) {
+    acc.events_written = events.written;
+    acc.duplicates = events.duplicates;
+    acc.conflicting_duplicates = events.conflicting + spans.conflicting;
+    acc.spans_written = spans.written;
+    acc.span_duplicates = spans.duplicates;
+}
+
+impl Sink for Router {
+    type Error = crate::Error;
+
+    fn source_started(&mut self, s: &SourceSpec) -> Result<()> {
+        tracing::debug!(source = %s.uri, bytes = s.len, "Reading source.");
+        self.quarantine.touch(&s.uri);
+        Ok(())
+    }
+
+    fn lineage(&mut self, s: &SourceUri) -> Result<()> {
+        self.quarantine.touch(s);
+        Ok(())
+    }
+
+    fn outcome(&mut self, o: Outcome) -> Result<()> {
+        self.route(o)
+    }
+
+    fn source_finished(&mut self, s: &SourceSpec) -> Result<()> {
+        tracing::debug!(source = %s.uri, "Source read.");
+        Ok(())
+    }
+}
