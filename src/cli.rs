@@ -55,7 +55,8 @@ pub enum Command {
     Report(ReportArgs),
     /// Compare the tokens of the logs with the tokens of the chat spans, per tenant and day.
     Reconcile(ReconcileArgs),
-    /// Rebuild the rollup tables (usage_hourly, tenant_hourly) of every day from usage_events.
+    /// Rebuild the rollups (usage_hourly, tenant_hourly, agent_invocations) of the days that are
+    /// not up to date with their data files.
     Rollup(RollupArgs),
     /// Merge each partition's small files (usage_events, agent_spans) into Athena-sized files.
     Compact(CompactArgs),

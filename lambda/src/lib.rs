@@ -31,6 +31,10 @@ use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
 use aws_lambda_events::event::streams::{KinesisBatchItemFailure, KinesisEventResponse};
 use chrono::NaiveDate;
 
+/// The object cache's default size: half of the 512 MiB `/tmp` a function has by default, the
+/// rest left to quarantine spools.
+pub const LAMBDA_CACHE_MAX_BYTES: u64 = 256 << 20;
+
 /// The function's settings and its open lake; shared by the invocations of one instance.
 #[derive(Debug)]
 pub struct Handler {
@@ -62,7 +66,8 @@ impl Handler {
     /// Settings from the environment, with the lake opened: `AGENTMETER_LAKE` (required:
     /// `s3://bucket/prefix`, or a directory), `AGENTMETER_TENANT_FIELD` (default `clinic_id`),
     /// `AGENTMETER_MAX_TOKENS_PER_CALL` (default 100000000), `AGENTMETER_ROLLUP_EVERY_SECONDS`
-    /// (default 60; `off` for none). Call from a blocking thread: the lake's requests run on
+    /// (default 60; `off` for none), `AGENTMETER_CACHE_DIR` (default `/tmp/agentmeter`) and
+    /// `AGENTMETER_CACHE_MAX_BYTES` (default 256 MiB). Call from a blocking thread: the lake's requests run on
     /// `handle`.
     ///
     /// # Errors
@@ -94,7 +99,13 @@ impl Handler {
             ),
             LakeLocation::Dir(_) => None,
         };
-        let lake = agentmeter_pipeline::env::open_lake_on(handle, sdk.as_ref(), &loc, true)
+        // /tmp is the function's only writable disk (512 MiB unless configured larger).
+        let cache = agentmeter_pipeline::env::cache_from_env(
+            Some(std::path::PathBuf::from("/tmp/agentmeter")),
+            LAMBDA_CACHE_MAX_BYTES,
+        )
+        .map_err(|e| e.to_string())?;
+        let lake = agentmeter_pipeline::env::open_lake_on(handle, sdk.as_ref(), &loc, true, cache)
             .map_err(|e| e.to_string())?;
         Ok(Self::new(lake, Decoder::new(cfg), rollup_every))
     }

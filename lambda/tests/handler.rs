@@ -187,8 +187,8 @@ fn s3_handler(
             .load(),
     );
     let loc = agentmeter_pipeline::LakeLocation::parse("s3://lakes/usage").unwrap();
-    let lake =
-        agentmeter_pipeline::env::open_lake_on(rt.handle(), Some(&config), &loc, true).unwrap();
+    let lake = agentmeter_pipeline::env::open_lake_on(rt.handle(), Some(&config), &loc, true, None)
+        .unwrap();
     Handler::new(lake, Decoder::default(), Some(Duration::ZERO))
 }
 

@@ -127,7 +127,7 @@ impl Env {
             LakeLocation::Dir(_) => None,
             LakeLocation::S3 { .. } => Some(self.sdk()?),
         };
-        open_lake_on(self.rt.handle(), sdk, loc, true)
+        open_lake_on(self.rt.handle(), sdk, loc, true, cache_dir()?)
     }
 
     /// Opens a lake that must exist already.
@@ -140,7 +140,7 @@ impl Env {
             LakeLocation::Dir(_) => None,
             LakeLocation::S3 { .. } => Some(self.sdk()?),
         };
-        open_lake_on(self.rt.handle(), sdk, loc, false)
+        open_lake_on(self.rt.handle(), sdk, loc, false, cache_dir()?)
     }
 }
 
@@ -156,6 +156,7 @@ pub fn open_lake_on(
     sdk: Option<&SdkConfig>,
     loc: &LakeLocation,
     create: bool,
+    cache: Option<(PathBuf, u64)>,
 ) -> Result<Lake> {
     let lake = match loc {
         LakeLocation::Dir(p) if p.is_file() => {
@@ -172,7 +173,7 @@ pub fn open_lake_on(
             let sdk = sdk.ok_or_else(|| {
                 Error::Usage(format!("{loc}: an S3 lake needs an AWS configuration"))
             })?;
-            let opts = S3StoreOptions { cache: cache_dir(), ..Default::default() };
+            let opts = S3StoreOptions { cache, ..Default::default() };
             let store: Arc<dyn Store> = Arc::new(S3Store::new(
                 s3_client(sdk),
                 bucket.clone(),
@@ -196,21 +197,47 @@ fn lake_error(loc: &LakeLocation, e: agentmeter_aggregate::Error) -> Error {
     }
 }
 
-/// Where immutable data files of S3 lakes are cached: `$AGENTMETER_CACHE_DIR` (default
-/// `~/.cache/agentmeter/objects`), at most `$AGENTMETER_CACHE_MAX_BYTES` (default 2 GiB);
-/// `AGENTMETER_CACHE_MAX_BYTES=0` turns it off.
-pub fn cache_dir() -> Option<(PathBuf, u64)> {
-    let max = std::env::var("AGENTMETER_CACHE_MAX_BYTES")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(2 << 30);
+/// The default size of the object cache of commands (`AGENTMETER_CACHE_MAX_BYTES`).
+pub const CACHE_MAX_BYTES: u64 = 2 << 30;
+
+/// Where immutable data files of S3 lakes are cached, and at most how many bytes:
+/// `$AGENTMETER_CACHE_DIR` (else `default_dir`) and `$AGENTMETER_CACHE_MAX_BYTES` (else
+/// `default_max`); `None` when the size is 0 or there is no directory.
+///
+/// # Errors
+///
+/// `AGENTMETER_CACHE_MAX_BYTES` is not a whole number of bytes (a usage error).
+pub fn cache_from_env(
+    default_dir: Option<PathBuf>,
+    default_max: u64,
+) -> Result<Option<(PathBuf, u64)>> {
+    let max = match std::env::var("AGENTMETER_CACHE_MAX_BYTES") {
+        Ok(v) => v.trim().parse::<u64>().map_err(|_| {
+            Error::Usage(format!(
+                "AGENTMETER_CACHE_MAX_BYTES={v:?} is not a number of bytes (0 turns the cache off)"
+            ))
+        })?,
+        Err(_) => default_max,
+    };
     if max == 0 {
-        return None;
+        return Ok(None);
     }
-    let dir = std::env::var_os("AGENTMETER_CACHE_DIR").map(PathBuf::from).or_else(|| {
-        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/agentmeter/objects"))
-    })?;
-    Some((dir, max))
+    let dir = std::env::var_os("AGENTMETER_CACHE_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or(default_dir);
+    Ok(dir.map(|d| (d, max)))
+}
+
+/// The object cache of commands: `~/.cache/agentmeter/objects`, 2 GiB, unless the environment
+/// says otherwise ([`cache_from_env`]).
+///
+/// # Errors
+///
+/// As [`cache_from_env`].
+pub fn cache_dir() -> Result<Option<(PathBuf, u64)>> {
+    let home = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/agentmeter/objects"));
+    cache_from_env(home, CACHE_MAX_BYTES)
 }
 
 /// The SDK configuration the standard way, with the standard retry mode.

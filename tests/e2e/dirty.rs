@@ -217,11 +217,24 @@ fn configuration_errors_exit_2_with_a_message_and_write_nothing() {
     }
     assert!(!lake.exists(), "nothing was created");
 
+    let src = dir.path().join("x.ndjson");
+    std::fs::write(&src, "").unwrap();
+    let out = bin()
+        .env("AGENTMETER_CACHE_MAX_BYTES", "2GB")
+        .arg("ingest")
+        .arg("--lake")
+        .arg(&lake)
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("AGENTMETER_CACHE_MAX_BYTES=\"2GB\" is not a number of bytes"), "{err}");
+    assert!(!lake.exists(), "nothing was created");
+
     let not_a_lake = dir.path().join("home");
     std::fs::create_dir_all(&not_a_lake).unwrap();
     std::fs::write(not_a_lake.join("thesis.txt"), "precious").unwrap();
-    let src = dir.path().join("x.ndjson");
-    std::fs::write(&src, "").unwrap();
     let out = bin().arg("ingest").arg("--lake").arg(&not_a_lake).arg(&src).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not an agentmeter lake"));
