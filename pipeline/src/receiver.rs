@@ -272,7 +272,11 @@ pub fn default_wal_dir(loc: &crate::env::LakeLocation) -> PathBuf {
         crate::env::LakeLocation::Dir(p) => p.join("_wal").join("otlp"),
         crate::env::LakeLocation::S3 { bucket, prefix } => {
             let state =
-                std::env::var_os("XDG_STATE_HOME").map(PathBuf::from).unwrap_or_else(|| {
+                // An empty XDG variable counts as unset (the XDG Base Directory spec).
+                std::env::var_os("XDG_STATE_HOME")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| {
                     std::env::var_os("HOME")
                         .map(|h| PathBuf::from(h).join(".local/state"))
                         .unwrap_or_else(std::env::temp_dir)

@@ -367,3 +367,70 @@ fn rollup_and_compact_racing_a_writer_lose_and_double_nothing() {
     let local = root.join("lake");
     race(&aws, root, local.to_str().unwrap(), &input, &expected, || local.clone());
 }
+
+/// `serve` on an S3 lake: its write-ahead log on its own machine's disk, its commits straight
+/// to S3, and readers on other machines running while it writes. After SIGTERM every
+/// acknowledged span is in the lake once, rolled up, and the log is empty.
+#[test]
+fn serve_logs_on_local_disk_and_commits_to_s3_while_readers_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let aws = Aws::start();
+    aws.rt.block_on(aws.s3.create_bucket().bucket("lakes").send()).unwrap();
+    let home = root.join("machine-receiver");
+    std::fs::create_dir_all(home.join("cache")).unwrap();
+    let endpoint = format!("http://127.0.0.1:{}", aws.moto_port());
+    let (home_dir, cache_dir) =
+        (home.display().to_string(), home.join("cache").display().to_string());
+    let env = [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_CONFIG_FILE", "/nonexistent"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("HOME", home_dir.as_str()),
+        ("XDG_STATE_HOME", ""),
+        ("AGENTMETER_CACHE_DIR", cache_dir.as_str()),
+    ];
+    let lake = "s3://lakes/otlp";
+    let server = crate::otlp_client::Server::start_with_env(
+        Path::new(lake),
+        &["--flush-interval-ms", "200"],
+        &env,
+    );
+    let headers = [("Content-Type", "application/json")];
+    let requests = 20u32;
+    for n in 0..requests {
+        let (body, _) = crate::otlp_client::load_request(7, n);
+        let r = server.post(&headers, &body).unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    // Readers elsewhere run while the receiver writes: none waits, none fails.
+    for (name, args) in [
+        ("analyst", vec!["reconcile", "--lake", lake, "--period", "2026-10"]),
+        ("operator", vec!["rollup", "--lake", lake]),
+    ] {
+        ok(&mut machine(&aws, root, name, &args));
+    }
+    let stopped = server.stop();
+    let spans = u64::from(requests) * 5;
+    assert_eq!(stopped.counts(), [spans, spans, 0, 0], "{}", stopped.stdout);
+
+    // The log was on the receiver's disk, and is empty now.
+    let wal = home.join(".local/state/agentmeter/wal");
+    assert!(wal.is_dir(), "no write-ahead log under {}", wal.display());
+    let left: Vec<String> =
+        files_under(&wal).into_iter().filter(|f| f.ends_with(".ndjson")).collect();
+    assert!(left.is_empty(), "segments left: {left:?}");
+
+    let copy = root.join("copy");
+    download(&aws, "lakes", "otlp/", &copy);
+    let mut want: Vec<String> =
+        (0..requests).flat_map(|n| crate::otlp_client::load_request(7, n).1).collect();
+    want.sort();
+    assert_eq!(crate::otlp_client::lake_span_keys(&copy), want);
+    let invocations = table(&copy, "agent_invocations");
+    assert_eq!(duckdb_int(&format!("SELECT count(*) FROM {invocations}")), i64::from(requests));
+}
