@@ -187,6 +187,10 @@ pub struct GenArgs {
     /// Share of premium-tier usage events that also get their agent's spans, per thousand.
     #[arg(long, default_value_t = agentmeter_synth::SynthConfig::default().span_permille)]
     pub span_permille: u32,
+    /// Deliver every valid event (and its duplicates) in the NDJSON files only, as one
+    /// single-format input for benchmarks; spans are unchanged.
+    #[arg(long)]
+    pub ndjson_only: bool,
 }
 
 #[derive(Debug, Args)]

@@ -19,6 +19,7 @@ pub fn config(a: &GenArgs) -> anyhow::Result<SynthConfig> {
         dirty: a.dirty,
         duplicate_permille: a.duplicate_permille,
         span_permille: a.span_permille,
+        ndjson_only: a.ndjson_only,
     };
     cfg.validate().map_err(UsageError)?;
     Ok(cfg)

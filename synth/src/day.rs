@@ -176,6 +176,8 @@ pub(super) struct Day<'p> {
     pub(super) seq: u64,
     pub(super) tally: Tally,
     pub(super) files: Vec<String>,
+    /// The input directory the files are relative to.
+    pub(super) dir: PathBuf,
     pub(super) nd: Ndjson,
     pub(super) cwx: CwExport,
     pub(super) fh: FirehoseFile,
@@ -241,6 +243,7 @@ impl<'p> Day<'p> {
                 ..Tally::default()
             },
             files,
+            dir: input.to_owned(),
             nd,
             cwx,
             fh,
@@ -455,11 +458,31 @@ impl<'p> Day<'p> {
         if !self.control_done && self.fh.members > 0 {
             self.control()?;
         }
+        // Which of the day's files hold no record (the NDJSON file always counts as used).
+        let unused = [
+            false,
+            self.cwx.lines == 0,
+            self.fh.members == 0,
+            self.fle.as_ref().is_some_and(|f| f.events == 0),
+        ];
         self.nd.finish()?;
         self.cwx.finish()?;
         self.fh.finish()?;
         if let Some(f) = self.fle.take() {
             f.finish()?;
+        }
+        if self.plan.cfg.ndjson_only {
+            // Only the files that hold records: the other formats' are empty unless dirty.
+            let files = std::mem::take(&mut self.files);
+            let mut kept = Vec::with_capacity(files.len());
+            for (rel, unused) in files.into_iter().zip(unused) {
+                if unused {
+                    std::fs::remove_file(self.dir.join(&rel))?;
+                } else {
+                    kept.push(rel);
+                }
+            }
+            self.files = kept;
         }
         let spans = self.spans.finish()?;
         Ok(DayResult { date: self.dp.date, tally: self.tally, files: self.files, spans })

@@ -43,12 +43,14 @@ impl<'p> Day<'p> {
 
     pub(super) fn route(&mut self, u: &Usage) -> io::Result<()> {
         let p = self.plan.cfg.duplicate_permille;
+        // Drawn even when NDJSON only, so that the stream of draws keeps its shape.
         let roll = self.rng.below(100);
-        let channel = match (self.fle.is_some(), roll) {
-            (true, 0..40) | (false, 0..42) => 0,
-            (true, 40..65) | (false, 42..68) => 1,
-            (true, 65..95) | (false, _) => 2,
-            (true, _) => 3,
+        let channel = match (self.plan.cfg.ndjson_only, self.fle.is_some(), roll) {
+            (true, ..) => 0,
+            (_, true, 0..40) | (_, false, 0..42) => 0,
+            (_, true, 40..65) | (_, false, 42..68) => 1,
+            (_, true, 65..95) | (_, false, _) => 2,
+            (_, true, _) => 3,
         };
         match channel {
             0 => {

@@ -29,6 +29,8 @@
 //! ([`AgentTotals`]) and the runaway invocations.
 //! With [`SynthConfig::dirty`], bad records of every kind are mixed in (every quarantine
 //! [`Reason`](agentmeter_schemas::Reason), hostile tenant ids among them) with known counts.
+//! With [`SynthConfig::ndjson_only`], every valid event and its duplicates go to the
+//! `ndjson/` files instead (a benchmark's single-format input); the counts stay exact.
 //!
 //! # Determinism and memory
 //!
@@ -87,6 +89,12 @@ pub struct SynthConfig {
     /// Share of the premium tier's usage events whose agent invocation also has its spans in
     /// `otlp/`, per thousand (default 1000: every one). Basic-tier events never do.
     pub span_permille: u32,
+    /// Deliver every valid event, and its duplicates, in the days' NDJSON files only (one
+    /// input format, as a benchmark wants); spans are unchanged, and with [`Self::dirty`] the
+    /// bad records stay in their formats. Files that would hold no record are not written.
+    /// Left out of `expected.json` when off, so that the output without it does not change.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ndjson_only: bool,
 }
 
 impl Default for SynthConfig {
@@ -100,6 +108,7 @@ impl Default for SynthConfig {
             dirty: false,
             duplicate_permille: 20,
             span_permille: 1000,
+            ndjson_only: false,
         }
     }
 }
@@ -349,6 +358,15 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> io::Result<Expected> {
         files.push("input/export/notes.json".to_owned());
         accounting.records_read += 1;
         *accounting.quarantined.entry(Reason::UnrecognizedFormat).or_default() += 1;
+    }
+    if cfg.ndjson_only {
+        // The directories of the other formats, when nothing was written to them.
+        for sub in ["cloudwatch", "firehose", "export"] {
+            let dir = input.join(sub);
+            if fs::read_dir(&dir)?.next().is_none() {
+                fs::remove_dir(&dir)?;
+            }
+        }
     }
     let mut per_tenant = vec![Measures::default(); plan.tenants.len()];
     let mut agents = vec![AgentTotals::default(); plan.tenants.len()];

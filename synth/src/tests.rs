@@ -377,6 +377,46 @@ fn edge_configurations_still_match() {
     }
 }
 
+#[test]
+fn an_ndjson_only_month_has_every_event_in_its_ndjson_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SynthConfig {
+        tenants: 8,
+        events: 20_000,
+        span_permille: 0,
+        ndjson_only: true,
+        ..SynthConfig::default()
+    };
+    let expected = generate(&cfg, dir.path()).unwrap();
+    assert_matches(&expected, &ingest(dir.path()));
+    // One NDJSON file a day and nothing else.
+    assert_eq!(expected.files.len(), 31);
+    assert!(expected.files.iter().all(|f| f.starts_with("input/ndjson/usage-")));
+    let inputs: Vec<_> = snapshot(dir.path()).into_iter().map(|f| f.0).collect();
+    assert_eq!(inputs.len(), 32, "the NDJSON files and expected.json: {inputs:?}");
+    assert!(inputs.iter().all(|p| p.starts_with("input/ndjson") || p.ends_with("expected.json")));
+    let a = &expected.accounting;
+    let share = a.duplicates as f64 / a.events_written as f64;
+    assert!((0.01..0.03).contains(&share), "duplicate share {share}");
+    assert!(a.skipped[&SkipKind::OtherEvent] > 0);
+    let text = std::fs::read_to_string(dir.path().join("expected.json")).unwrap();
+    assert!(text.contains("\"ndjson_only\": true"));
+    let written: Expected = serde_json::from_str(&text).unwrap();
+    assert_eq!(written, expected);
+
+    // Spans and bad records keep their own files; the counts stay exact.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SynthConfig { dirty: true, span_permille: 1000, ..cfg };
+    let expected = generate(&cfg, dir.path()).unwrap();
+    assert_matches(&expected, &ingest(dir.path()));
+    assert!(expected.files.iter().any(|f| f.starts_with("input/otlp/spans-")));
+    assert!(expected.accounting.spans_written > 0);
+
+    // Off, the option is not written, so expected.json is what it was before it existed.
+    let off = serde_json::to_string(&SynthConfig::default()).unwrap();
+    assert!(!off.contains("ndjson_only"), "{off}");
+}
+
 /// Every file under `dir`, relative path and bytes, in name order.
 fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {

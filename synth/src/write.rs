@@ -350,7 +350,7 @@ impl FirehoseFile {
 /// An `aws logs filter-log-events` output document, written event by event.
 pub(crate) struct FilterLogEvents {
     w: BufWriter<File>,
-    events: u64,
+    pub events: u64,
 }
 
 impl FilterLogEvents {
