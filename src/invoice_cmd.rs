@@ -184,12 +184,14 @@ pub fn run(env: &Env, a: &InvoiceArgs) -> anyhow::Result<InvoiceRun> {
     if !summary.complete {
         let tokens: i64 = summary.problems.iter().map(|p| p.tokens).sum();
         let tool_calls: i64 = summary.problems.iter().map(|p| p.tool_calls).sum();
+        let unknown: i64 = summary.problems.iter().map(|p| p.usage_unknown).sum();
         bail!(
-            "{} of {} invoices are incomplete: {} tokens and {} tool calls have no price (see {}); nothing was billed at zero",
+            "{} of {} invoices are incomplete: {} tokens and {} tool calls have no price, {} model calls reported no usage (see {}); nothing was billed at zero",
             run.invoices.iter().filter(|i| !i.complete).count(),
             run.invoices.len(),
             tokens,
             tool_calls,
+            unknown,
             dir.join("summary.json").display()
         );
     }

@@ -48,17 +48,18 @@ pub fn run(env: &Env, a: &ReconcileArgs) -> anyhow::Result<()> {
     let counts = r.counts();
     let n = |s: Status| counts.get(&s).copied().unwrap_or(0);
     println!(
-        "{} tenant-days: {} match, {} differ, {} logs only, {} spans only",
+        "{} tenant-days: {} match, {} differ, {} logs only, {} spans only, {} with usage unknown",
         r.lines.len(),
         n(Status::Match),
         n(Status::Differs),
         n(Status::LogsOnly),
         n(Status::SpansOnly),
+        n(Status::UsageUnknown),
     );
     let differences: Vec<_> = r.differences().collect();
     if !differences.is_empty() {
         println!(
-            "{:<10}  {:<10}  {:<24}  {:<10}  {:>12}  {:>12}  {:>12}  {:>12}  {:>8}",
+            "{:<10}  {:<10}  {:<24}  {:<13}  {:>12}  {:>12}  {:>12}  {:>12}  {:>8}  likely cause",
             "day",
             "tier",
             "tenant",
@@ -72,8 +73,8 @@ pub fn run(env: &Env, a: &ReconcileArgs) -> anyhow::Result<()> {
     }
     for l in differences.iter().take(SHOWN) {
         let d = l.difference;
-        println!(
-            "{:<10}  {:<10}  {:<24}  {:<10}  {:>+12}  {:>+12}  {:>+12}  {:>+12}  {:>8}",
+        let line = format!(
+            "{:<10}  {:<10}  {:<24}  {:<13}  {:>+12}  {:>+12}  {:>+12}  {:>+12}  {:>8}  {}",
             l.dt,
             l.tier.as_str(),
             l.tenant_id.as_str(),
@@ -82,14 +83,24 @@ pub fn run(env: &Env, a: &ReconcileArgs) -> anyhow::Result<()> {
             d.output,
             d.cache_read,
             d.cache_write,
-            l.chat_spans_without_usage,
+            l.chat_spans_without_usage + l.log_calls_without_usage,
+            l.likely_cause.map_or("", |c| c.as_str()),
         );
+        println!("{}", line.trim_end());
     }
     if differences.len() > SHOWN {
         println!("... and {} more", differences.len() - SHOWN);
     }
     if !differences.is_empty() {
-        println!("(differences are chat spans minus logs, in tokens)");
+        println!(
+            "(differences are chat spans minus logs, in tokens; \"no usage\" counts the calls, \
+             logged or traced, that reported none)"
+        );
+    }
+    let causes: std::collections::BTreeSet<_> =
+        differences.iter().filter_map(|l| l.likely_cause).collect();
+    for c in causes {
+        println!("{}: {}", c.as_str(), c.explain());
     }
     if let Some(out) = &a.out {
         println!("wrote {}", out.display());

@@ -52,6 +52,10 @@ pub trait LakeRecord: Send + 'static {
     where
         Self: Sized;
 
+    /// True when the record is a model call that reported no usage (see
+    /// [`UsageEvent::usage_unknown`], [`AgentSpan::usage_unknown`]).
+    fn usage_unknown(&self) -> bool;
+
     /// The columns a writer reads to deduplicate against the lake: all but `source` (per
     /// record, often as long as the id, and needed neither for identity nor content).
     fn index_columns() -> Vec<String> {
@@ -92,6 +96,10 @@ impl LakeRecord for UsageEvent {
 
     fn source(&self) -> &SourceUri {
         &self.source
+    }
+
+    fn usage_unknown(&self) -> bool {
+        UsageEvent::usage_unknown(self)
     }
 
     fn schema() -> SchemaRef {
@@ -140,6 +148,10 @@ impl LakeRecord for AgentSpan {
 
     fn source(&self) -> &SourceUri {
         &self.source
+    }
+
+    fn usage_unknown(&self) -> bool {
+        AgentSpan::usage_unknown(self)
     }
 
     fn schema() -> SchemaRef {

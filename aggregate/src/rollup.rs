@@ -49,6 +49,12 @@ pub const COVERS_KEY: &str = "agentmeter.covers";
 /// The rollup tables, each one file per partition.
 pub const ROLLUP_TABLES: [&str; 3] = [USAGE_HOURLY, TENANT_HOURLY, AGENT_INVOCATIONS];
 
+/// The version of what a rebuild computes. A rollup that records another version (or none)
+/// is stale: raising it when the rollups gain columns or change meaning makes every reader
+/// rebuild what an older version wrote instead of reading it. Version 2 added unknown usage
+/// and the chat spans' calls and tokens.
+pub const ROLLUP_VERSION: u32 = 2;
+
 /// How many times a rebuild starts over after losing a race (a file compacted away while it
 /// was read, a rollup replaced by another rebuild that was not current either).
 const ATTEMPTS: usize = 5;
@@ -95,7 +101,8 @@ impl Coverage {
         self.events.is_empty() && self.spans.is_empty()
     }
 
-    /// `events=N;spans=M;blake3=<32 hex>`: the counts and a digest of the file names.
+    /// `events=N;spans=M;blake3=<32 hex>;rollup=V`: the counts, a digest of the file names
+    /// and the version of the rollup computation ([`ROLLUP_VERSION`]).
     pub fn digest(&self) -> String {
         let mut h = blake3::Hasher::new();
         for (tag, files) in [("e", &self.events), ("s", &self.spans)] {
@@ -106,7 +113,12 @@ impl Coverage {
             }
         }
         let hex = h.finalize().to_hex();
-        format!("events={};spans={};blake3={}", self.events.len(), self.spans.len(), &hex[..32])
+        format!(
+            "events={};spans={};blake3={};rollup={ROLLUP_VERSION}",
+            self.events.len(),
+            self.spans.len(),
+            &hex[..32]
+        )
     }
 }
 
@@ -147,6 +159,7 @@ fn versions(lake: &Lake, dt: NaiveDate) -> Result<Versions> {
 /// Whether the rollups as read (`versions`) cover `coverage`.
 fn state_of(versions: &Versions, coverage: &Coverage) -> RollupState {
     let want = coverage.digest();
+    let want_version = format!(";rollup={ROLLUP_VERSION}");
     let counts = |d: &str| -> String { d.split(';').take(2).collect::<Vec<_>>().join(" ") };
     for (table, version) in ROLLUP_TABLES.iter().zip(versions) {
         let reason = match version {
@@ -154,8 +167,8 @@ fn state_of(versions: &Versions, coverage: &Coverage) -> RollupState {
             None => format!("{table} is missing"),
             Some(_) if coverage.is_empty() => format!("{table} has no data files"),
             Some((_, got)) if *got == want => continue,
-            Some((_, got)) if got.is_empty() => {
-                format!("{table} records no data files (written by an older version)")
+            Some((_, got)) if got.is_empty() || !got.ends_with(&want_version) => {
+                format!("{table} was written by an older version")
             }
             Some((_, got)) if counts(got) == counts(&want) => {
                 format!("{table} was rolled up from other data files ({})", counts(got))
@@ -259,6 +272,10 @@ fn add_batch(
         *seconds.entry((time.value(row).div_euclid(1000), key.1, key.2)).or_default() += 1;
         let m = groups.entry(key).or_default();
         m.invocations = m.invocations.checked_add(1).ok_or("invocations overflow")?;
+        // A call that reported no usage: counted apart, so that no one bills it as free.
+        if t.input == 0 && t.total == 0 {
+            m.usage_unknown += 1;
+        }
         m.tokens = m.tokens.checked_add(&t).ok_or("token sums overflow")?;
     }
     Ok(())
@@ -351,6 +368,7 @@ fn rebuild_from(
         );
         let m = groups.entry(key).or_default();
         m.agent = m.agent.checked_add(&r.measures).ok_or_else(|| overflow(USAGE_HOURLY))?;
+        m.chat = m.chat.checked_add(&r.chat).ok_or_else(|| overflow(USAGE_HOURLY))?;
     }
     // Every rollup file is written, empty ones too: its footer records what it covers.
     let covers = vec![KeyValue::new(COVERS_KEY.to_owned(), coverage.digest())];

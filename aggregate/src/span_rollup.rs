@@ -3,12 +3,13 @@
 //!
 //! Strands exports children before their `invoke_agent` root, and only the root (or a `chat`
 //! span) names the model: tool spans are attributed to the user and model of the invocation
-//! they ran in, found by walking parent ids within the trace. Tokens never come from spans
-//! (the logs are the billing source; spans double count across chat and agent spans).
+//! they ran in, found by walking parent ids within the trace. Tokens are taken from `chat`
+//! spans only (one per model call, under the model it called), into columns of their own:
+//! `invoke_agent` spans repeat their children's sum, or an Agent object's lifetime total.
 
 use std::collections::HashMap;
 
-use agentmeter_schemas::tables::{AgentMeasures, InvocationRow, hour_start_ms};
+use agentmeter_schemas::tables::{AgentMeasures, ChatMeasures, InvocationRow, hour_start_ms};
 use agentmeter_schemas::{AgentSpan, ModelId, SpanStatus, TenantId, Tier, UserId};
 
 /// User or model id of spans that carry none.
@@ -22,6 +23,7 @@ pub(crate) struct AgentRow {
     pub user: String,
     pub model: String,
     pub measures: AgentMeasures,
+    pub chat: ChatMeasures,
 }
 
 /// The agent measures and invocations of one day's spans.
@@ -81,21 +83,26 @@ pub(crate) fn rollup(spans: &[AgentSpan]) -> (Vec<AgentRow>, Vec<InvocationRow>)
                 }
             }
         }
-        if chat {
-            continue;
-        }
         let a = r.map(|r| &spans[r]);
         let user = s
             .user_id
             .as_ref()
             .or(a.and_then(|a| a.user_id.as_ref()))
             .map_or(UNKNOWN, UserId::as_str);
-        let model = a
-            .and_then(|a| a.model_id.as_ref())
-            .or(s.model_id.as_ref())
-            .map_or(UNKNOWN, ModelId::as_str);
+        // A chat span names the model it called; other spans take their invocation's.
+        let model = if chat {
+            s.model_id.as_ref().or(a.and_then(|a| a.model_id.as_ref()))
+        } else {
+            a.and_then(|a| a.model_id.as_ref()).or(s.model_id.as_ref())
+        }
+        .map_or(UNKNOWN, ModelId::as_str);
         let mut m = AgentMeasures::default();
-        if agent {
+        let mut c = ChatMeasures::default();
+        if let Some(tokens) = s.chat_tokens() {
+            c.calls = 1;
+            c.usage_unknown = i64::from(s.usage_unknown());
+            c.tokens = tokens;
+        } else if agent {
             m.agent_invocations = 1;
             m.agent_duration_ms = s.duration_ms();
             m.max_agent_duration_ms = s.duration_ms();
@@ -110,6 +117,7 @@ pub(crate) fn rollup(spans: &[AgentSpan]) -> (Vec<AgentRow>, Vec<InvocationRow>)
             user: user.to_owned(),
             model: model.to_owned(),
             measures: m,
+            chat: c,
         });
     }
     // The model of an invocation may come from its chat spans (Strands sets it on both).

@@ -56,6 +56,8 @@ pub struct WriteStats {
     pub duplicates: u64,
     /// Of the duplicates, those whose content differed from the copy kept.
     pub conflicting: u64,
+    /// Of those written, the model calls that reported no usage (usage unknown).
+    pub usage_unknown: u64,
     /// `usage_events` files written.
     pub files: u64,
     /// `usage_hourly` partitions rebuilt.
@@ -270,6 +272,8 @@ impl<R: LakeRecord> Committer<R> {
             }
             self.stats.files += 1;
             self.stats.written += chunk.len() as u64;
+            self.stats.usage_unknown +=
+                chunk.iter().filter(|&&i| batch[i].usage_unknown()).count() as u64;
         }
         self.touched.insert(dt);
         Ok(())

@@ -178,6 +178,8 @@ fn count(acc: &mut Accounting, events: &WriteStats, spans: &WriteStats) {
     acc.conflicting_duplicates = events.conflicting + spans.conflicting;
     acc.spans_written = spans.written;
     acc.span_duplicates = spans.duplicates;
+    acc.usage_unknown = events.usage_unknown;
+    acc.span_usage_unknown = spans.usage_unknown;
 }
 
 impl Sink for Router {

@@ -3,8 +3,10 @@
 //!
 //! Only `chat` spans are summed: they carry one model call each, while `invoke_agent` spans
 //! repeat their children's sum (or an Agent object's lifetime total), so adding both would
-//! double count. A `chat` span whose token attributes are all absent or zero is counted
-//! apart as "usage unknown" (a stream that ended without a usage chunk), never as free.
+//! double count. A log line or a `chat` span whose input and total tokens are 0 (a stream
+//! that ended without its usage chunk) is counted apart as "usage unknown", never as free,
+//! and gives the day a status of its own. Both sides are read from `usage_hourly`, whose
+//! rollups count each event and each span once.
 //!
 //! Input, output, cache-read and cache-write tokens are compared. `total_tokens` is not:
 //! the logs state it either with or without the cache counts, so it is no independent check.
@@ -15,8 +17,8 @@
 use std::collections::BTreeMap;
 
 use agentmeter_aggregate::{Error, Lake, Result};
-use agentmeter_schemas::tables::{AGENT_SPANS, USAGE_HOURLY};
-use agentmeter_schemas::{AgentSpan, TenantId, Tier, Tokens};
+use agentmeter_schemas::tables::USAGE_HOURLY;
+use agentmeter_schemas::{TenantId, Tier, Tokens};
 use chrono::NaiveDate;
 use serde::Serialize;
 
@@ -88,6 +90,9 @@ pub enum Status {
     LogsOnly,
     /// Chat spans but no log line (the logs are missing: usage that would not be billed).
     SpansOnly,
+    /// Some model call, logged or traced, reported no usage: its tokens are unknown, so the
+    /// day cannot match and must not be billed as free.
+    UsageUnknown,
 }
 
 impl Status {
@@ -98,6 +103,40 @@ impl Status {
             Status::Differs => "differs",
             Status::LogsOnly => "logs_only",
             Status::SpansOnly => "spans_only",
+            Status::UsageUnknown => "usage_unknown",
+        }
+    }
+}
+
+/// What most likely explains a difference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LikelyCause {
+    /// The logs exceed the chat spans: an agent that logs its Agent object's lifetime usage
+    /// (each line the running total) instead of each invocation's.
+    CumulativeLogging,
+    /// The chat spans exceed the logs: usage lines not written or not delivered.
+    MissingLogLines,
+}
+
+impl LikelyCause {
+    /// The snake_case name used in the exports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LikelyCause::CumulativeLogging => "cumulative_logging",
+            LikelyCause::MissingLogLines => "missing_log_lines",
+        }
+    }
+
+    /// A sentence for people.
+    pub fn explain(self) -> &'static str {
+        match self {
+            LikelyCause::CumulativeLogging => {
+                "the logs exceed the chat spans: an agent logging an Agent object's lifetime usage (cumulative lines) is the likely cause"
+            }
+            LikelyCause::MissingLogLines => {
+                "the chat spans exceed the logs: usage lines not written or not delivered are the likely cause"
+            }
         }
     }
 }
@@ -115,6 +154,8 @@ pub struct Line {
     pub status: Status,
     /// Inference calls logged.
     pub log_calls: i64,
+    /// Of those, the ones without usage (input and total tokens 0).
+    pub log_calls_without_usage: i64,
     /// Chat spans seen.
     pub chat_spans: i64,
     /// Of those, the ones without any token count (usage unknown).
@@ -125,6 +166,8 @@ pub struct Line {
     pub spans: TokenCounts,
     /// `spans - logs`, per count.
     pub difference: TokenCounts,
+    /// For a difference, its most likely cause.
+    pub likely_cause: Option<LikelyCause>,
 }
 
 /// The reconciliation of a range of days.
@@ -162,6 +205,7 @@ impl Reconciliation {
             "tenant_id",
             "status",
             "log_calls",
+            "log_calls_without_usage",
             "chat_spans",
             "chat_spans_without_usage",
         ]
@@ -170,6 +214,7 @@ impl Reconciliation {
         for m in MEASURES {
             header.extend([format!("log_{m}"), format!("span_{m}"), format!("difference_{m}")]);
         }
+        header.push("likely_cause".into());
         w.write_record(&header)?;
         for l in &self.lines {
             let mut rec = vec![
@@ -178,6 +223,7 @@ impl Reconciliation {
                 l.tenant_id.as_str().to_owned(),
                 l.status.as_str().to_owned(),
                 l.log_calls.to_string(),
+                l.log_calls_without_usage.to_string(),
                 l.chat_spans.to_string(),
                 l.chat_spans_without_usage.to_string(),
             ];
@@ -185,6 +231,7 @@ impl Reconciliation {
             for i in 0..MEASURES.len() {
                 rec.extend([a[i].to_string(), b[i].to_string(), d[i].to_string()]);
             }
+            rec.push(l.likely_cause.map_or("", LikelyCause::as_str).to_owned());
             w.write_record(&rec)?;
         }
         w.into_inner().map_err(|e| csv::Error::from(e.into_error()))
@@ -194,26 +241,15 @@ impl Reconciliation {
 #[derive(Default)]
 struct Acc {
     log_calls: i64,
+    log_without_usage: i64,
     logs: TokenCounts,
-    has_logs: bool,
     chat_spans: i64,
     without_usage: i64,
     spans: TokenCounts,
 }
 
-fn span_counts(s: &AgentSpan) -> TokenCounts {
-    let t = s.tokens;
-    TokenCounts {
-        input: t.input.unwrap_or(0),
-        output: t.output.unwrap_or(0),
-        cache_read: t.cache_read.unwrap_or(0),
-        cache_write: t.cache_write.unwrap_or(0),
-    }
-}
-
-/// Reconciles the days in `[from, to]` (inclusive).
-///
-/// Spans are read a day at a time, each span once.
+/// Reconciles the days in `[from, to]` (inclusive), from `usage_hourly` (call
+/// `Lake::ensure_rollups` first, as the commands do).
 ///
 /// # Errors
 ///
@@ -224,27 +260,19 @@ pub fn reconcile(lake: &Lake, from: NaiveDate, to: NaiveDate) -> Result<Reconcil
     for dt in lake.partitions(USAGE_HOURLY)?.into_iter().filter(in_range) {
         let overflow = || Error::Overflow { table: USAGE_HOURLY, dt: dt.to_string() };
         for (key, m) in lake.hourly(dt)? {
-            if m.invocations == 0 && m.tokens == Tokens::default() {
-                continue; // a row that only carries span measures
+            if m.invocations == 0 && m.chat.calls == 0 {
+                continue; // a row that only carries agent and tool measures
             }
+            // A chat span's hour (and day) is its start's.
             let a = acc.entry((dt, key.tier, key.tenant_id)).or_default();
-            a.has_logs = true;
             a.log_calls = a.log_calls.checked_add(m.invocations).ok_or_else(overflow)?;
+            a.log_without_usage =
+                a.log_without_usage.checked_add(m.usage_unknown).ok_or_else(overflow)?;
             a.logs = a.logs.checked_add(m.tokens.into()).ok_or_else(overflow)?;
-        }
-    }
-    for dt in lake.partitions(AGENT_SPANS)?.into_iter().filter(in_range) {
-        let overflow = || Error::Overflow { table: AGENT_SPANS, dt: dt.to_string() };
-        // Each span once, however many writers stored it.
-        for s in lake.records::<AgentSpan>(dt)?.iter().filter(|s| s.is_operation("chat")) {
-            // The partition is the span's start day.
-            let a = acc.entry((dt, s.tier.clone(), s.tenant_id.clone())).or_default();
-            let c = span_counts(s);
-            a.chat_spans += 1;
-            if c.is_zero() {
-                a.without_usage += 1;
-            }
-            a.spans = a.spans.checked_add(c).ok_or_else(overflow)?;
+            a.chat_spans = a.chat_spans.checked_add(m.chat.calls).ok_or_else(overflow)?;
+            a.without_usage =
+                a.without_usage.checked_add(m.chat.usage_unknown).ok_or_else(overflow)?;
+            a.spans = a.spans.checked_add(m.chat.tokens.into()).ok_or_else(overflow)?;
         }
     }
     let mut lines = Vec::with_capacity(acc.len());
@@ -252,12 +280,20 @@ pub fn reconcile(lake: &Lake, from: NaiveDate, to: NaiveDate) -> Result<Reconcil
         let difference = a
             .spans
             .checked_sub(a.logs)
-            .ok_or_else(|| Error::Overflow { table: AGENT_SPANS, dt: dt.to_string() })?;
-        let status = match (a.has_logs, a.chat_spans > 0) {
+            .ok_or_else(|| Error::Overflow { table: USAGE_HOURLY, dt: dt.to_string() })?;
+        let status = match (a.log_calls > 0, a.chat_spans > 0) {
+            _ if a.log_without_usage > 0 || a.without_usage > 0 => Status::UsageUnknown,
             (true, false) => Status::LogsOnly,
             (false, _) => Status::SpansOnly,
             (true, true) if difference.is_zero() => Status::Match,
             (true, true) => Status::Differs,
+        };
+        let d = difference.values();
+        let likely_cause = match status {
+            Status::Differs if d.iter().all(|v| *v <= 0) => Some(LikelyCause::CumulativeLogging),
+            Status::Differs if d.iter().all(|v| *v >= 0) => Some(LikelyCause::MissingLogLines),
+            Status::SpansOnly => Some(LikelyCause::MissingLogLines),
+            _ => None,
         };
         lines.push(Line {
             dt,
@@ -265,11 +301,13 @@ pub fn reconcile(lake: &Lake, from: NaiveDate, to: NaiveDate) -> Result<Reconcil
             tenant_id,
             status,
             log_calls: a.log_calls,
+            log_calls_without_usage: a.log_without_usage,
             chat_spans: a.chat_spans,
             chat_spans_without_usage: a.without_usage,
             logs: a.logs,
             spans: a.spans,
             difference,
+            likely_cause,
         });
     }
     Ok(Reconciliation { lines })

@@ -70,9 +70,21 @@ pub fn render(s: &IngestSummary) -> String {
     } else {
         String::new()
     };
+    // Calls that reported no usage are stored, and named, so that no one bills them as free.
+    let unknown = |out: &mut String, n: u64| {
+        if n > 0 {
+            let _ = writeln!(
+                out,
+                "    {:<20}{n:>12}  (no usage reported: never billed as free)",
+                "usage_unknown"
+            );
+        }
+    };
+    unknown(&mut out, a.usage_unknown);
     row(&mut out, "duplicates", a.duplicates, conflicting);
     if a.spans_written + a.span_duplicates > 0 {
         row(&mut out, "spans written", a.spans_written, String::new());
+        unknown(&mut out, a.span_usage_unknown);
         row(&mut out, "span duplicates", a.span_duplicates, String::new());
     }
     row(&mut out, "skipped", a.skipped_total(), String::new());
@@ -118,6 +130,7 @@ mod tests {
             events_written: 5,
             duplicates: 2,
             conflicting_duplicates: 1,
+            usage_unknown: 1,
             ..Default::default()
         };
         a.skipped.insert(SkipKind::ControlMessage, 1);
@@ -143,6 +156,7 @@ ingest into /l
   sources read                     1  (99 bytes)
   records read                    10
   events written                   5  (1 file, 1 partition rolled up)
+    usage_unknown                  1  (no usage reported: never billed as free)
   duplicates                       2  (1 with different content: first copy kept)
   skipped                          1
     control_message                1

@@ -164,12 +164,19 @@ pub struct Accounting {
     pub duplicates: u64,
     /// Duplicates whose content differs from the copy kept (a subset of `duplicates`).
     pub conflicting_duplicates: u64,
+    /// Events written whose call reported no usage (input and total tokens 0): a subset of
+    /// `events_written`, stored, and never billed as free.
+    #[serde(default)]
+    pub usage_unknown: u64,
     /// Distinct valid spans newly written to `agent_spans`.
     #[serde(default)]
     pub spans_written: u64,
     /// Spans already in the lake or seen earlier in the run (same trace and span id).
     #[serde(default)]
     pub span_duplicates: u64,
+    /// `chat` spans written that reported no usage: a subset of `spans_written`.
+    #[serde(default)]
+    pub span_usage_unknown: u64,
     /// Skipped records by kind.
     pub skipped: BTreeMap<SkipKind, u64>,
     /// Quarantined records by reason.
@@ -204,6 +211,8 @@ impl Accounting {
         self.events_written += other.events_written;
         self.duplicates += other.duplicates;
         self.conflicting_duplicates += other.conflicting_duplicates;
+        self.usage_unknown += other.usage_unknown;
+        self.span_usage_unknown += other.span_usage_unknown;
         self.spans_written += other.spans_written;
         self.span_duplicates += other.span_duplicates;
         for (k, v) in &other.skipped {

@@ -134,6 +134,12 @@ pub struct UsageEvent {
 }
 
 impl UsageEvent {
+    /// True when the call reported no usage (input and total tokens 0): a stream that ended
+    /// without its usage chunk. Usage unknown, never free.
+    pub fn usage_unknown(&self) -> bool {
+        self.tokens.input == 0 && self.tokens.total == 0
+    }
+
     /// The event time as a `DateTime`, or `None` if out of chrono's range.
     pub fn event_time(&self) -> Option<DateTime<Utc>> {
         DateTime::from_timestamp_millis(self.event_time_ms)

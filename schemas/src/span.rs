@@ -103,6 +103,31 @@ impl AgentSpan {
         }
     }
 
+    /// The tokens a `chat` span reports, absent counts as 0 and a missing total as the sum of
+    /// the parts; `None` for a span of another operation (its tokens repeat its children's).
+    pub fn chat_tokens(&self) -> Option<crate::Tokens> {
+        if !self.is_operation("chat") {
+            return None;
+        }
+        let t = &self.tokens;
+        let (input, output) = (t.input.unwrap_or(0), t.output.unwrap_or(0));
+        let (cache_read, cache_write) = (t.cache_read.unwrap_or(0), t.cache_write.unwrap_or(0));
+        let parts =
+            [output, cache_read, cache_write].iter().try_fold(input, |a, b| a.checked_add(*b));
+        Some(crate::Tokens {
+            input,
+            output,
+            total: t.total.or(parts).unwrap_or(i64::MAX),
+            cache_read,
+            cache_write,
+        })
+    }
+
+    /// True for a `chat` span that reported no usage (input and total tokens 0 or absent).
+    pub fn usage_unknown(&self) -> bool {
+        self.chat_tokens().is_some_and(|t| t.input == 0 && t.total == 0)
+    }
+
     /// Duration in milliseconds (never negative).
     pub fn duration_ms(&self) -> i64 {
         (self.end_ms - self.start_ms).max(0)

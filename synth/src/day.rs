@@ -265,7 +265,7 @@ impl<'p> Day<'p> {
         let weights: Vec<f64> = DIURNAL.iter().map(|w| w * self.rng.jitter(0.12)).collect();
         let hours = apportion(self.dp.events, &weights);
         let mut groups = HashSet::new();
-        // Groups of the next hour already known: tool spans that start after their hour.
+        // Groups of the next hour already known: tool and chat spans that start after their hour.
         let mut spill = HashSet::new();
         for (h, &n) in hours.iter().enumerate() {
             self.hour = h as u32;

@@ -427,9 +427,9 @@ impl<'p> SpanDay<'p> {
             self.tally.runaway.push(format!("{trace_id}:{}", ids[0]));
         }
         let next_hour_ms = (u.time_ms.div_euclid(HOUR_MS) + 1) * HOUR_MS;
-        let spills = nodes
-            .iter()
-            .any(|n| matches!(n.role, Role::Tool { .. }) && ms(n.start) >= next_hour_ms);
+        let spills = nodes.iter().any(|n| {
+            matches!(n.role, Role::Tool { .. } | Role::Chat(..)) && ms(n.start) >= next_hour_ms
+        });
 
         for text in texts {
             self.push(Some(u.tenant), text)?;

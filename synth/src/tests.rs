@@ -211,14 +211,14 @@ fn assert_matches(expected: &Expected, got: &Check) {
 
 impl Check {
     /// The rows of `usage_hourly`: the groups of the distinct events, and those of the tool
-    /// and agent spans (user and model of their invocation).
+    /// and agent spans (user and model of their invocation) and chat spans (their own model).
     fn hourly_rows(&self) -> u64 {
         let mut groups: HashSet<(i64, String, String, String, String)> =
             self.hourly.iter().cloned().collect();
         let roots: HashMap<(&str, &str), &AgentSpan> =
             self.spans.iter().map(|s| ((s.trace_id.as_str(), s.span_id.as_str()), s)).collect();
         for s in &self.spans {
-            if !is_op(s, "execute_tool") && !is_op(s, "invoke_agent") {
+            if !["execute_tool", "invoke_agent", "chat"].iter().any(|op| is_op(s, op)) {
                 continue;
             }
             let mut at = s;
@@ -231,7 +231,12 @@ impl Check {
                 s.tier.to_string(),
                 s.tenant_id.to_string(),
                 at.user_id.as_ref().unwrap().to_string(),
-                at.model_id.as_ref().unwrap().to_string(),
+                s.model_id
+                    .as_ref()
+                    .filter(|_| is_op(s, "chat"))
+                    .or(at.model_id.as_ref())
+                    .unwrap()
+                    .to_string(),
             ));
         }
         groups.len() as u64

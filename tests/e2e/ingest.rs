@@ -94,8 +94,8 @@ fn generated_month_lands_exactly_and_duckdb_reads_both_tables() {
          count(*) AS n, sum(input_tokens) AS i, sum(output_tokens) AS o, sum(total_tokens) AS t, sum(cache_read_tokens) AS cr, sum(cache_write_tokens) AS cw \
          FROM {events} GROUP BY ALL"
     );
-    // Rows without invocations hold only span counts: a tool call that ran in the hour after
-    // its invocation started.
+    // Rows without invocations hold only span counts: a tool or model call that ran in the
+    // hour after its invocation started.
     let rows = format!(
         "SELECT epoch_ms(hour) AS h, tier, tenant_id, user_id, model_id, invocations AS n, input_tokens AS i, output_tokens AS o, \
          total_tokens AS t, cache_read_tokens AS cr, cache_write_tokens AS cw FROM {hourly} WHERE invocations > 0"
@@ -103,8 +103,8 @@ fn generated_month_lands_exactly_and_duckdb_reads_both_tables() {
     assert_eq!(duckdb_int(&format!("SELECT count(*) FROM (({rollup}) EXCEPT ({rows}))")), 0);
     assert_eq!(duckdb_int(&format!("SELECT count(*) FROM (({rows}) EXCEPT ({rollup}))")), 0);
     let span_only = duckdb_int(&format!(
-        "SELECT count(*) FROM {hourly} WHERE invocations = 0 AND total_tokens = 0 AND tool_calls > 0 \
-         AND agent_invocations = 0"
+        "SELECT count(*) FROM {hourly} WHERE invocations = 0 AND total_tokens = 0 \
+         AND (tool_calls > 0 OR chat_calls > 0) AND agent_invocations = 0"
     ));
     let zero = duckdb_int(&format!("SELECT count(*) FROM {hourly} WHERE invocations = 0"));
     assert!(span_only > 0, "the generated month has tool calls that spill into the next hour");
@@ -142,6 +142,40 @@ fn generated_month_lands_exactly_and_duckdb_reads_both_tables() {
         })
         .collect();
     assert!(!want.is_empty());
+    assert_eq!(got, want);
+    // The chat columns: one call per chat span, the tokens the traced calls used.
+    let chat = duckdb(&format!(
+        "SELECT tenant_id, sum(chat_calls) AS n, sum(chat_usage_unknown) AS u, sum(chat_input_tokens) AS i, \
+         sum(chat_output_tokens) AS o, sum(chat_total_tokens) AS t, sum(chat_cache_read_tokens) AS cr, \
+         sum(chat_cache_write_tokens) AS cw FROM {hourly} GROUP BY 1 HAVING sum(chat_calls) > 0 ORDER BY 1"
+    ));
+    let got: Vec<(String, [i64; 7])> = chat
+        .iter()
+        .map(|r| {
+            let g = |k: &str| r[k].as_i64().unwrap();
+            (
+                r["tenant_id"].as_str().unwrap().to_owned(),
+                ["n", "u", "i", "o", "t", "cr", "cw"].map(g),
+            )
+        })
+        .collect();
+    let want: Vec<(String, [i64; 7])> = expected
+        .agents
+        .iter()
+        .map(|(t, a)| {
+            let c = &a.chat_tokens;
+            let v = [
+                a.model_calls,
+                0,
+                c.input_tokens,
+                c.output_tokens,
+                c.total_tokens,
+                c.cache_read_tokens,
+                c.cache_write_tokens,
+            ];
+            (t.clone(), v)
+        })
+        .collect();
     assert_eq!(got, want);
     let spans = duckdb(&format!(
         "SELECT tenant_id, count(*) AS n, count(DISTINCT (trace_id, span_id)) AS d FROM {} GROUP BY 1 ORDER BY 1",

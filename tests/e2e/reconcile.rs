@@ -42,7 +42,7 @@ fn lists_the_differences_between_logs_and_chat_spans() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(
         stdout.lines().next().unwrap(),
-        "2 tenant-days: 0 match, 1 differ, 1 logs only, 0 spans only"
+        "2 tenant-days: 0 match, 1 differ, 1 logs only, 0 spans only, 0 with usage unknown"
     );
     assert!(stdout.contains("clinic-a-north"), "{stdout}");
     let text = std::fs::read_to_string(&csv).unwrap();
@@ -50,8 +50,8 @@ fn lists_the_differences_between_logs_and_chat_spans() {
     assert_eq!(
         rows,
         [
-            "2026-10-01,basic,clinic-a-north,differs,1,2,0,9664,1832,-7832,805,161,-644,1280,640,-640,0,0,0",
-            "2026-10-01,basic,clinic-b,logs_only,1,0,0,10,0,-10,5,0,-5,0,0,0,0,0,0",
+            "2026-10-01,basic,clinic-a-north,differs,1,0,2,0,9664,1832,-7832,805,161,-644,1280,640,-640,0,0,0,cumulative_logging",
+            "2026-10-01,basic,clinic-b,logs_only,1,0,0,0,10,0,-10,5,0,-5,0,0,0,0,0,0,",
         ]
     );
     // The chat spans' side, as an analyst would compute it in Athena.
@@ -83,7 +83,7 @@ fn fail_on_difference_exits_3_and_bad_ranges_exit_2() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "0 tenant-days: 0 match, 0 differ, 0 logs only, 0 spans only\n"
+        "0 tenant-days: 0 match, 0 differ, 0 logs only, 0 spans only, 0 with usage unknown\n"
     );
     let out = run(&["--from", "2026-10-02", "--to", "2026-10-01"]);
     assert_eq!(out.status.code(), Some(2));

@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use agentmeter_schemas::tables::{HOUR_MS, USAGE_EVENTS, USAGE_HOURLY};
+use agentmeter_schemas::tables::{ChatMeasures, HOUR_MS, USAGE_EVENTS, USAGE_HOURLY};
 use agentmeter_schemas::{EventId, ModelId, SourceUri, TenantId, Tier, Tokens, UsageEvent, UserId};
 
 use super::*;
@@ -299,4 +299,74 @@ fn spans_are_written_once_and_rolled_up_into_invocations_and_tool_calls() {
         ),
         (2, 1, 1, 2_000, 2_000)
     );
+    // The chat span's tokens, in columns of their own (a missing total is the sum).
+    let chat_tokens = Tokens { input: 5, output: 0, total: 5, cache_read: 0, cache_write: 0 };
+    assert_eq!(m.chat, ChatMeasures { calls: 1, usage_unknown: 0, tokens: chat_tokens });
+}
+
+#[test]
+fn calls_without_usage_are_written_counted_and_rolled_up_apart() {
+    use agentmeter_schemas::SpanTokens;
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open_dir(dir.path()).unwrap();
+    let mut w = EventWriter::new(&lake, small());
+    let mut silent = ev("silent", "t1", DAY0 + 10, 0);
+    silent.tokens = Tokens::default();
+    // Output without input or total still says nothing about the input: unknown too.
+    let mut half = ev("half", "t1", DAY0 + 20, 0);
+    half.tokens = Tokens { output: 7, ..Tokens::default() };
+    for e in [ev("a", "t1", DAY0, 10), silent.clone(), silent, half] {
+        w.push(e).unwrap();
+    }
+    let stats = w.finish().unwrap();
+    assert_eq!((stats.written, stats.duplicates, stats.usage_unknown), (3, 1, 2));
+    let mut w: EventWriter<agentmeter_schemas::AgentSpan> = EventWriter::new(&lake, small());
+    let mut quiet = span("0000000000000031", Some("000000000000000c"), "chat", 40, 100);
+    quiet.tokens = SpanTokens { input: Some(0), output: Some(0), ..SpanTokens::default() };
+    let mut absent = span("0000000000000032", Some("000000000000000c"), "chat", 50, 100);
+    absent.tokens = SpanTokens::default();
+    let spoke = span("0000000000000033", Some("000000000000000c"), "chat", 60, 100);
+    let agent = span("000000000000000a", None, "invoke_agent", 0, 2_000);
+    for s in [quiet, absent, spoke, agent] {
+        w.push(s).unwrap();
+    }
+    let stats = w.finish().unwrap();
+    assert_eq!((stats.written, stats.usage_unknown), (4, 2));
+    let rows = lake.hourly(day(1)).unwrap();
+    let logs: i64 = rows.iter().map(|(_, m)| m.usage_unknown).sum();
+    let invocations: i64 = rows.iter().map(|(_, m)| m.invocations).sum();
+    let chat: Vec<_> = rows.iter().map(|(_, m)| m.chat).filter(|c| c.calls > 0).collect();
+    assert_eq!((invocations, logs), (3, 2));
+    assert_eq!(chat.len(), 1);
+    assert_eq!((chat[0].calls, chat[0].usage_unknown, chat[0].tokens.input), (3, 2, 5));
+}
+
+#[test]
+fn a_rollup_of_an_older_computation_is_stale_and_rebuilt() {
+    use agentmeter_schemas::tables::{hourly_batch, usage_hourly_schema};
+    use parquet::file::metadata::KeyValue;
+
+    use crate::rollup::{COVERS_KEY, Coverage, ROLLUP_VERSION};
+    use crate::store::Condition;
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open_dir(dir.path()).unwrap();
+    let mut w = EventWriter::new(&lake, small());
+    w.push(ev("e0", "t1", DAY0, 1)).unwrap();
+    w.finish().unwrap();
+    // The same rows and files, recorded as an earlier version recorded them (no version).
+    let digest = Coverage::of(&lake, day(1)).unwrap().digest();
+    let old = digest.strip_suffix(&format!(";rollup={ROLLUP_VERSION}")).unwrap().to_owned();
+    let rows = lake.hourly(day(1)).unwrap();
+    let batch = hourly_batch(rows.iter().map(|(k, m)| (k, m))).unwrap();
+    let props = crate::parquet_io::properties(&[], &[])
+        .into_builder()
+        .set_key_value_metadata(Some(vec![KeyValue::new(COVERS_KEY.to_owned(), old)]))
+        .build();
+    let key = crate::layout::partition_file(USAGE_HOURLY, day(1));
+    let bytes = crate::parquet_io::encode(&key, usage_hourly_schema(), props, &[batch]).unwrap();
+    lake.store().put(&key, bytes, Condition::Always).unwrap();
+    let stale = lake.stale_rollups(period().0, period().1).unwrap();
+    assert_eq!(stale, vec![(day(1), "usage_hourly was written by an older version".to_owned())]);
+    assert_eq!(lake.ensure_rollups(period().0, period().1).unwrap(), vec![day(1)]);
+    assert!(lake.stale_rollups(period().0, period().1).unwrap().is_empty());
 }

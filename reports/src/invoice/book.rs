@@ -22,8 +22,11 @@ impl Pricing for PriceBook {
     }
 
     fn plan(&self, tier: &Tier) -> Option<PlanTerms> {
-        PriceBook::plan(self, tier)
-            .map(|p| PlanTerms { base_fee: p.base_fee, included_usage: p.included_usage })
+        PriceBook::plan(self, tier).map(|p| PlanTerms {
+            base_fee: p.base_fee,
+            included_usage: p.included_usage,
+            usage_source: p.usage_source,
+        })
     }
 
     /// Cuts `[from, to)` at every change of the billed or the list price. Where the list does

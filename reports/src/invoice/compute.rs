@@ -25,6 +25,7 @@ use super::usage::{Series, SeriesKey};
 use crate::allocate::allocate_cents;
 use crate::costs::{CostGroup, CostReport};
 use crate::prices::UnitPrices;
+use crate::prices::UsageSource;
 
 /// The model id of tool calls whose spans name no model (see `usage_hourly`): always a
 /// problem, never priced.
@@ -63,6 +64,8 @@ pub struct PlanTerms {
     pub base_fee: Decimal,
     /// Usage (in money, at billed prices) included in the base fee.
     pub included_usage: Decimal,
+    /// Which record of a model call the tier's tokens are billed from.
+    pub usage_source: UsageSource,
 }
 
 /// What the engine needs from a price book.
@@ -203,11 +206,25 @@ fn list_cost(t: &Tokens, p: &UnitPrices) -> Option<Decimal> {
     Some(sum)
 }
 
-/// Tokens and tool calls of a series in `[from, to)`, or `None` on overflow.
-fn sums(series: &Series, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<(i64, i64)> {
+/// Billed tokens and tool calls of a series in `[from, to)`, or `None` on overflow.
+fn sums(
+    series: &Series,
+    source: UsageSource,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Option<(i64, i64)> {
     series.range(ms(from)..ms(to)).try_fold((0i64, 0i64), |(t, c), (_, h)| {
-        Some((t.checked_add(h.tokens.total)?, c.checked_add(h.tool_calls)?))
+        Some((t.checked_add(h.billed(source).tokens.total)?, c.checked_add(h.tool_calls)?))
     })
+}
+
+/// The calls of a series that reported no usage, and the first and last hour with one.
+fn unknown_usage(series: &Series, source: UsageSource) -> Option<(i64, i64, i64)> {
+    let mut hours = series.iter().filter(|(_, h)| h.billed(source).usage_unknown > 0);
+    let (&first, _) = hours.next()?;
+    let last = hours.next_back().map_or(first, |(&h, _)| h);
+    let n = series.values().map(|h| h.billed(source).usage_unknown).sum();
+    Some((n, first, last))
 }
 
 /// Computes the invoices and allocations of a period.
@@ -230,6 +247,7 @@ pub fn compute(input: &InvoiceInput<'_>) -> Result<InvoiceRun, InvoiceError> {
             *slot = (*slot).max(last);
         }
         let overflow = || InvoiceError::Overflow(key.model_id.to_string());
+        let source = input.pricing.plan(&key.tier).map_or(UsageSource::Logs, |p| p.usage_source);
         let spans = if key.model_id.as_str() == UNKNOWN_MODEL {
             // Tool spans whose invocation names no model: nothing to price them by, whatever
             // the book says.
@@ -255,10 +273,34 @@ pub fn compute(input: &InvoiceInput<'_>) -> Result<InvoiceRun, InvoiceError> {
             model_id: Some(key.model_id.clone()),
             tokens,
             tool_calls,
+            usage_unknown: 0,
             reason,
         };
+        // A call without usage is not free: its price is unknown, so the invoice is not done.
+        if let Some((n, first, last)) = unknown_usage(series, source) {
+            let at = |h: i64| {
+                DateTime::from_timestamp_millis(h).map_or_else(String::new, |t| t.to_rfc3339())
+            };
+            acc.problems.push(Problem {
+                usage_unknown: n,
+                ..problem(
+                    0,
+                    0,
+                    format!(
+                        "model calls reported no usage in the {} (usage unknown, not billed as \
+                         free) in the hours from {} to {}",
+                        match source {
+                            UsageSource::Logs => "logs",
+                            UsageSource::ChatSpans => "chat spans",
+                        },
+                        at(first),
+                        at(last)
+                    ),
+                )
+            });
+        }
         for (from, to, why) in &spans.uncovered {
-            let (tokens, tool_calls) = sums(series, *from, *to).ok_or_else(overflow)?;
+            let (tokens, tool_calls) = sums(series, source, *from, *to).ok_or_else(overflow)?;
             if tokens > 0 || tool_calls > 0 {
                 let reason = format!("{why} from {} to {}", from.to_rfc3339(), to.to_rfc3339());
                 acc.problems.push(problem(tokens, tool_calls, reason));
@@ -272,11 +314,12 @@ pub fn compute(input: &InvoiceInput<'_>) -> Result<InvoiceRun, InvoiceError> {
             let mut sum = Tokens::default();
             let mut tool_calls: i64 = 0;
             for (&hour, h) in series.range(ms(span.from)..ms(span.to)) {
-                sum = sum.checked_add(&h.tokens).ok_or_else(overflow)?;
+                let b = h.billed(source);
+                sum = sum.checked_add(&b.tokens).ok_or_else(overflow)?;
                 tool_calls = tool_calls.checked_add(h.tool_calls).ok_or_else(overflow)?;
                 debug_assert_eq!(hour % HOUR_MS, 0);
                 // Weights are inference only: an hour with tool calls alone weighs nothing.
-                if !h.has_inference() {
+                if !b.has_inference() {
                     continue;
                 }
                 let day = day_of(hour);
@@ -286,10 +329,10 @@ pub fn compute(input: &InvoiceInput<'_>) -> Result<InvoiceRun, InvoiceError> {
                     .entry(key.tenant_id.clone())
                     .or_default();
                 // A missing price is reported below as a problem of the billed line.
-                if let Some(c) = list_cost(&h.tokens, &span.list) {
+                if let Some(c) = list_cost(&b.tokens, &span.list) {
                     w.0 = w.0.checked_add(c).ok_or_else(overflow)?;
                 }
-                w.1 = w.1.saturating_add(h.tokens.total);
+                w.1 = w.1.saturating_add(b.tokens.total);
             }
             let calls = (Component::ToolCalls, tool_calls, span.billed.per_tool_call);
             for (component, qty, price) in components(&sum, &span.billed).into_iter().chain([calls])
@@ -423,6 +466,7 @@ pub fn compute(input: &InvoiceInput<'_>) -> Result<InvoiceRun, InvoiceError> {
                 model_id: None,
                 tokens: 0,
                 tool_calls: 0,
+                usage_unknown: 0,
                 reason: format!("tier {tier} has no plan in the price book"),
             }),
         }
@@ -430,8 +474,10 @@ pub fn compute(input: &InvoiceInput<'_>) -> Result<InvoiceRun, InvoiceError> {
         let (allocated_cost, provisional) =
             allocated.remove(&tenant).unwrap_or((Decimal::ZERO, false));
         let allocated_cost = round_cents(allocated_cost);
+        let usage_source = input.pricing.plan(&tier).map_or(UsageSource::Logs, |p| p.usage_source);
         run.invoices.push(Invoice {
             invoice_number: format!("AM-{}-{tenant}", period.start.format("%Y%m")),
+            usage_source,
             tenant_id: tenant,
             tier,
             period: period.label(),

@@ -48,13 +48,17 @@ pub fn invoice_page(inv: &Invoice) -> String {
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <title>Invoice {num}</title><style>{STYLE}</style></head><body>\n\
          <h1>Invoice {num}</h1>\n<div class=\"meta\">Tenant <b>{tenant}</b> · tier {tier} · period {period} · \
-         currency {cur}<br>Price book {book}</div>\n",
+         currency {cur}<br>Price book {book} · tokens billed from the {source}</div>\n",
         num = e(&inv.invoice_number),
         tenant = e(inv.tenant_id.as_str()),
         tier = e(inv.tier.as_str()),
         period = e(&inv.period),
         cur = e(&inv.currency),
         book = e(&inv.price_book_version),
+        source = match inv.usage_source {
+            crate::prices::UsageSource::Logs => "usage logs",
+            crate::prices::UsageSource::ChatSpans => "chat spans",
+        },
     );
     if !inv.complete {
         let _ = writeln!(

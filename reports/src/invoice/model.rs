@@ -6,6 +6,8 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
+use crate::prices::UsageSource;
+
 /// A billing period: a calendar month in UTC, `[start, end)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Period {
@@ -156,6 +158,8 @@ pub struct Problem {
     pub tokens: i64,
     /// Tool calls left unbilled.
     pub tool_calls: i64,
+    /// Model calls that reported no usage (usage unknown), left unbilled.
+    pub usage_unknown: i64,
     /// What is missing.
     pub reason: String,
 }
@@ -170,6 +174,9 @@ impl Problem {
         }
         if self.tool_calls != 0 {
             parts.push(format!("{} tool calls", number(self.tool_calls)));
+        }
+        if self.usage_unknown != 0 {
+            parts.push(format!("{} calls without usage", number(self.usage_unknown)));
         }
         parts.join(", ")
     }
@@ -186,6 +193,9 @@ pub struct Invoice {
     pub tier: Tier,
     /// `YYYY-MM`.
     pub period: String,
+    /// Which record of the model calls the tokens were billed from (the plan's
+    /// `usage_source`).
+    pub usage_source: UsageSource,
     /// Currency code.
     pub currency: String,
     /// The price book version (label and content digest).

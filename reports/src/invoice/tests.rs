@@ -13,7 +13,8 @@ use super::compute::{InvoiceInput, PlanTerms, PriceSpan, Pricing, Spans, compute
 use super::model::{Component, Period};
 use super::usage::{HourUsage, Series, SeriesKey};
 use crate::costs::{CostGroup, CostReport, DailyCost};
-use crate::prices::UnitPrices;
+use crate::prices::{UnitPrices, UsageSource};
+use agentmeter_schemas::tables::ChatMeasures;
 
 mod tool_calls;
 
@@ -33,7 +34,10 @@ fn t(day: u32, hour: u32) -> DateTime<Utc> {
 /// 1.00 / 4.00 and 0.0008; cache read only after the change. Model "m-no-tools" has the same
 /// prices without a tool-call price. Model "free-nothing" is not priced. Plans: basic has a
 /// markup of 50%, a 10.00 fee and 1.00 included; premium has no plan.
-struct Book;
+#[derive(Default)]
+struct Book {
+    source: UsageSource,
+}
 
 fn prices(input: &str, output: &str, cache_read: Option<&str>) -> UnitPrices {
     UnitPrices {
@@ -66,8 +70,11 @@ impl Pricing for Book {
         vec![Tier::new("basic").unwrap()]
     }
     fn plan(&self, tier: &Tier) -> Option<PlanTerms> {
-        (tier.as_str() == "basic")
-            .then(|| PlanTerms { base_fee: d("10"), included_usage: d("1.00") })
+        (tier.as_str() == "basic").then(|| PlanTerms {
+            base_fee: d("10"),
+            included_usage: d("1.00"),
+            usage_source: self.source,
+        })
     }
     fn spans(&self, tier: &Tier, model: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Spans {
         if model != "m" && model != "m-no-tools" {
@@ -127,7 +134,7 @@ fn tokens(input: i64, output: i64, cache_read: i64) -> Tokens {
 
 /// One hour of inference usage (no tool calls).
 fn hu(invocations: i64, tokens: Tokens) -> HourUsage {
-    HourUsage { invocations, tokens, tool_calls: 0 }
+    HourUsage { invocations, tokens, ..HourUsage::default() }
 }
 
 /// One hour of tool calls alone (what spans add: no calls, no tokens).
@@ -178,9 +185,18 @@ fn run(
     costs: Option<&CostReport>,
     roster: &BTreeMap<TenantId, Tier>,
 ) -> super::InvoiceRun {
+    run_with(&Book::default(), usage, costs, roster)
+}
+
+fn run_with(
+    book: &Book,
+    usage: &BTreeMap<SeriesKey, Series>,
+    costs: Option<&CostReport>,
+    roster: &BTreeMap<TenantId, Tier>,
+) -> super::InvoiceRun {
     let input = InvoiceInput {
         period: Period::parse("2026-10").unwrap(),
-        pricing: &Book,
+        pricing: book,
         usage,
         costs,
         roster,
@@ -426,7 +442,7 @@ fn costs_in_another_currency_are_refused_not_booked_as_the_books() {
     let roster = BTreeMap::new();
     let input = InvoiceInput {
         period: Period::parse("2026-10").unwrap(),
-        pricing: &Book,
+        pricing: &Book::default(),
         usage: &u,
         costs: Some(&c),
         roster: &roster,
@@ -435,4 +451,67 @@ fn costs_in_another_currency_are_refused_not_booked_as_the_books() {
         compute(&input).unwrap_err().to_string(),
         "the costs are in EUR but the price book is in USD; give costs in USD (no conversion is made)"
     );
+}
+
+/// One hour of a reused Agent object: its second log line carries the lifetime total (1,310
+/// input tokens), while its chat spans carry what the call used (655).
+fn reused_agent() -> BTreeMap<SeriesKey, Series> {
+    let h = HourUsage {
+        invocations: 2,
+        tokens: tokens(655 + 1_310, 100 + 200, 0),
+        chat: ChatMeasures { calls: 2, usage_unknown: 0, tokens: tokens(1_310, 200, 0) },
+        ..HourUsage::default()
+    };
+    [(key("clinic-a", "basic", "m"), [(hour(2, 9), h)].into_iter().collect())].into_iter().collect()
+}
+
+fn quantity(inv: &super::Invoice, c: Component) -> i64 {
+    inv.lines.iter().filter(|l| l.component == c).map(|l| l.quantity).sum()
+}
+
+#[test]
+fn a_chat_spans_plan_bills_the_chat_spans_and_says_so() {
+    let u = reused_agent();
+    let logs = run_with(&Book::default(), &u, None, &BTreeMap::new());
+    let chat = run_with(&Book { source: UsageSource::ChatSpans }, &u, None, &BTreeMap::new());
+    let (l, c) = (&logs.invoices[0], &chat.invoices[0]);
+    assert_eq!(l.usage_source, UsageSource::Logs);
+    assert_eq!(c.usage_source, UsageSource::ChatSpans);
+    assert_eq!(quantity(l, Component::InputTokens), 1_965);
+    assert_eq!(quantity(c, Component::InputTokens), 1_310);
+    assert_eq!(quantity(c, Component::OutputTokens), 200);
+    assert!(l.complete && c.complete);
+    let json = serde_json::to_value(c).unwrap();
+    assert_eq!(json["usage_source"], "chat_spans");
+    assert!(super::html::invoice_page(c).contains("tokens billed from the chat spans"));
+}
+
+#[test]
+fn calls_without_usage_make_the_invoice_incomplete_never_free() {
+    let mut u = reused_agent();
+    let series = u.values_mut().next().unwrap();
+    let h = series.values_mut().next().unwrap();
+    h.usage_unknown = 1;
+    h.invocations += 1;
+    h.chat.usage_unknown = 2;
+    h.chat.calls += 2;
+    for (book, source, n) in
+        [(Book::default(), "logs", 1), (Book { source: UsageSource::ChatSpans }, "chat spans", 2)]
+    {
+        let r = run_with(&book, &u, None, &BTreeMap::new());
+        let inv = &r.invoices[0];
+        assert!(!inv.complete, "{source}");
+        let p: Vec<_> = inv.problems.iter().filter(|p| p.usage_unknown > 0).collect();
+        assert_eq!(p.len(), 1, "{source}: {:?}", inv.problems);
+        assert_eq!(p[0].usage_unknown, n);
+        assert_eq!((p[0].tokens, p[0].tool_calls), (0, 0));
+        assert_eq!(
+            p[0].reason,
+            format!(
+                "model calls reported no usage in the {source} (usage unknown, not billed as free) \
+                 in the hours from 2026-10-02T09:00:00+00:00 to 2026-10-02T09:00:00+00:00"
+            )
+        );
+        assert_eq!(p[0].quantities(|n| n.to_string()), format!("{n} calls without usage"));
+    }
 }

@@ -1,12 +1,14 @@
-//! A period's usage, read from `usage_hourly` and summed over users.
+//! A period's usage, read from `usage_hourly` and summed over users: the logs' and the chat
+//! spans' side by side, for each plan to bill the one it names.
 
 use std::collections::BTreeMap;
 
 use agentmeter_aggregate::{Lake, Result};
-use agentmeter_schemas::tables::USAGE_HOURLY;
+use agentmeter_schemas::tables::{ChatMeasures, USAGE_HOURLY};
 use agentmeter_schemas::{ModelId, TenantId, Tier, Tokens};
 
 use super::model::Period;
+use crate::prices::UsageSource;
 
 /// The key of one usage series: what is priced together.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -20,29 +22,62 @@ pub struct SeriesKey {
     pub model_id: ModelId,
 }
 
-/// The billable usage of one series in one hour.
+/// The usage of one series in one hour, from both records of a model call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HourUsage {
     /// Inference calls (from the logs).
     pub invocations: i64,
+    /// Of those, the calls that reported no usage (from the logs).
+    pub usage_unknown: i64,
     /// Token sums (from the logs).
     pub tokens: Tokens,
+    /// The same calls as their `chat` spans saw them.
+    pub chat: ChatMeasures,
     /// `execute_tool` spans started in the hour.
     pub tool_calls: i64,
 }
 
-impl HourUsage {
+/// The usage a plan bills: calls, the calls among them without usage, and tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Billed {
+    /// Model calls.
+    pub calls: i64,
+    /// Of those, the ones that reported no usage.
+    pub usage_unknown: i64,
+    /// Token sums.
+    pub tokens: Tokens,
+}
+
+impl Billed {
     /// True when the hour has inference usage (calls or tokens), the usage that weighs the
     /// allocation of AWS cost.
     pub fn has_inference(&self) -> bool {
-        self.invocations != 0 || self.tokens != Tokens::default()
+        self.calls != 0 || self.tokens != Tokens::default()
+    }
+}
+
+impl HourUsage {
+    /// The usage `source` says to bill.
+    pub fn billed(&self, source: UsageSource) -> Billed {
+        match source {
+            UsageSource::Logs => Billed {
+                calls: self.invocations,
+                usage_unknown: self.usage_unknown,
+                tokens: self.tokens,
+            },
+            UsageSource::ChatSpans => Billed {
+                calls: self.chat.calls,
+                usage_unknown: self.chat.usage_unknown,
+                tokens: self.chat.tokens,
+            },
+        }
     }
 }
 
 /// Hourly usage of one series, by hour start (ms).
 pub type Series = BTreeMap<i64, HourUsage>;
 
-/// Every series with billable usage (inference calls, tokens or tool calls) in the period.
+/// Every series with billable usage (logged calls, chat spans or tool calls) in the period.
 /// Rows with only span measures that are not billed (agent invocations and durations) are
 /// not loaded.
 ///
@@ -56,7 +91,7 @@ pub fn load(lake: &Lake, period: &Period) -> Result<BTreeMap<SeriesKey, Series>>
             continue;
         }
         for (k, m) in lake.hourly(dt)? {
-            if m.invocations == 0 && m.tokens == Tokens::default() && m.agent.tool_calls == 0 {
+            if m.invocations == 0 && m.agent.tool_calls == 0 && m.chat.calls == 0 {
                 continue;
             }
             let key = SeriesKey { tenant_id: k.tenant_id, tier: k.tier, model_id: k.model_id };
@@ -66,6 +101,9 @@ pub fn load(lake: &Lake, period: &Period) -> Result<BTreeMap<SeriesKey, Series>>
                 dt: dt.to_string(),
             };
             slot.invocations = slot.invocations.checked_add(m.invocations).ok_or_else(overflow)?;
+            slot.usage_unknown =
+                slot.usage_unknown.checked_add(m.usage_unknown).ok_or_else(overflow)?;
+            slot.chat = slot.chat.checked_add(&m.chat).ok_or_else(overflow)?;
             slot.tokens = slot.tokens.checked_add(&m.tokens).ok_or_else(overflow)?;
             slot.tool_calls =
                 slot.tool_calls.checked_add(m.agent.tool_calls).ok_or_else(overflow)?;

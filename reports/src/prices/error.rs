@@ -209,6 +209,14 @@ pub enum PriceBookError {
         /// The list price.
         price: String,
     },
+    /// A `usage_source` that is not one of the sources.
+    #[error("{at}: {value:?} is not a usage source (logs or chat_spans)")]
+    UsageSource {
+        /// Location.
+        at: String,
+        /// The value given.
+        value: String,
+    },
     /// A rate limit or quota is zero.
     #[error("{at}: must be at least 1 (leave it out for no limit)")]
     ZeroLimit {

@@ -47,6 +47,7 @@
 //! markup = "0.25"               # list × 1.25; or rate_card = "name"; neither: list price
 //! requests_per_second = 2       # optional, for quota flags (not billing)
 //! requests_per_day = 50         # optional, for quota flags (not billing)
+//! usage_source = "logs"         # optional: "logs" (default) or "chat_spans"
 //!
 //! [plans.premium]
 //! base_fee = "499.00"
@@ -90,6 +91,9 @@
 //! exactly, unrounded), or `rate_card` (the named `[rate_cards.<name>]`, whose models resolve
 //! by the same rules; a model missing from the rate card is unpriced for that tier, never
 //! billed at list), or neither (list price). An optional `currency` must equal the book's.
+//! `usage_source` says which record of a model call the tier's tokens are billed from: the
+//! `inference_usage` logs (the default) or the `chat` spans (one per model call, the safe
+//! source when agents log an Agent object's lifetime total). Tool calls always come from spans.
 //!
 //! ## Errors
 //!
@@ -125,5 +129,6 @@ pub use error::PriceBookError;
 pub use litellm::{ImportOptions, ImportReport, SkipReason, Skipped, import_litellm};
 pub use model::{
     Coverage, ModelPrices, Plan, PlanPricing, PriceEntry, PriceSegment, TimeRange, UnitPrices,
+    UsageSource,
 };
 pub use resolve::{BilledSegments, Unpriced, bedrock_arn_resource};

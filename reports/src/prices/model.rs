@@ -197,6 +197,36 @@ pub enum PlanPricing {
     RateCard(String),
 }
 
+/// Which record of a model call a plan bills its tokens from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageSource {
+    /// The `inference_usage` log lines (the default).
+    #[default]
+    Logs,
+    /// The `chat` spans: one per model call, so never an Agent object's lifetime total.
+    ChatSpans,
+}
+
+impl UsageSource {
+    /// The name used in the price book and every output (`logs`, `chat_spans`).
+    pub fn code(self) -> &'static str {
+        match self {
+            UsageSource::Logs => "logs",
+            UsageSource::ChatSpans => "chat_spans",
+        }
+    }
+
+    /// Parses a price book value.
+    pub fn parse(s: &str) -> Option<UsageSource> {
+        match s {
+            "logs" => Some(UsageSource::Logs),
+            "chat_spans" => Some(UsageSource::ChatSpans),
+            _ => None,
+        }
+    }
+}
+
 /// The terms of one tier's plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
@@ -208,6 +238,8 @@ pub struct Plan {
     pub included_usage: Decimal,
     /// How usage is priced.
     pub pricing: PlanPricing,
+    /// Which record of a model call its tokens are billed from.
+    pub usage_source: UsageSource,
     /// Requests per second allowed to one tenant of the tier, if limited (for quota flags;
     /// not used for billing).
     pub requests_per_second: Option<u32>,

@@ -66,6 +66,8 @@ pub(super) struct RawPlan {
     pub requests_per_second: Option<u32>,
     #[serde(default)]
     pub requests_per_day: Option<u32>,
+    #[serde(default)]
+    pub usage_source: Option<String>,
 }
 
 /// One `[rate_cards.<name>]` table.

@@ -209,6 +209,26 @@ fn book_level_rules() {
         err_with("rate_card = \"gold\"", "rate_card = \"gold\"\nrequests_per_day = 0"),
         "plans.card.requests_per_day: must be at least 1 (leave it out for no limit)"
     );
+    assert_eq!(
+        err_with("rate_card = \"gold\"", "rate_card = \"gold\"\nusage_source = \"spans\""),
+        "plans.card.usage_source: \"spans\" is not a usage source (logs or chat_spans)"
+    );
+}
+
+#[test]
+fn a_plan_names_its_usage_source_or_bills_the_logs() {
+    use super::UsageSource;
+    use agentmeter_schemas::Tier;
+    let text =
+        SMALL.replacen("markup = \"0.25\"", "markup = \"0.25\"\nusage_source = \"chat_spans\"", 1);
+    let book = PriceBook::from_toml_str(&text).unwrap();
+    let source = |tier: &str| book.plan(&Tier::new(tier).unwrap()).unwrap().usage_source;
+    assert_eq!(source("marked"), UsageSource::ChatSpans);
+    assert_eq!(source("card"), UsageSource::Logs);
+    let explicit =
+        SMALL.replacen("markup = \"0.25\"", "markup = \"0.25\"\nusage_source = \"logs\"", 1);
+    let book = PriceBook::from_toml_str(&explicit).unwrap();
+    assert_eq!(book.plan(&Tier::new("marked").unwrap()).unwrap().usage_source, UsageSource::Logs);
 }
 
 #[test]

@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 
 use super::book::{ModelTable, PlanEntry, PriceBook};
 use super::error::PriceBookError;
-use super::model::{ModelPrices, Plan, PlanPricing, PriceEntry, UnitPrices};
+use super::model::{ModelPrices, Plan, PlanPricing, PriceEntry, UnitPrices, UsageSource};
 use super::raw::{RawBook, RawModel, RawPlan, RawPrice};
 
 /// The only currency the book supports for now.
@@ -191,10 +191,18 @@ fn plan(
         }
         (None, None) => (PlanPricing::List, None),
     };
+    let usage_source = match &p.usage_source {
+        None => UsageSource::Logs,
+        Some(v) => UsageSource::parse(v).ok_or_else(|| PriceBookError::UsageSource {
+            at: format!("{at}.usage_source"),
+            value: v.clone(),
+        })?,
+    };
     let plan = Plan {
         base_fee,
         included_usage,
         pricing,
+        usage_source,
         requests_per_second: p.requests_per_second,
         requests_per_day: p.requests_per_day,
     };

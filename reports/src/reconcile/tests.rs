@@ -30,8 +30,10 @@ fn log(tenant: &str, day: u32, n: i64, input: i64, output: i64, cache_read: i64)
 
 /// A span of one trace per tenant and day; `n` makes the span id.
 fn span(tenant: &str, day: u32, n: u8, op: &str, tokens: SpanTokens) -> AgentSpan {
-    let t =
-        ["clinic-a", "clinic-b", "hosp-c", "hosp-dd"].iter().position(|x| *x == tenant).unwrap();
+    let t = ["clinic-a", "clinic-b", "hosp-c", "hosp-dd", "clinic-e"]
+        .iter()
+        .position(|x| *x == tenant)
+        .unwrap();
     AgentSpan {
         trace_id: format!("{t:0>30}{day:02}"),
         span_id: format!("{t:0>14}{n:02x}"),
@@ -65,6 +67,7 @@ fn tok(input: i64, output: i64, cache_read: Option<i64>) -> SpanTokens {
 
 /// `clinic-a` day 1 agrees (its invoke_agent span repeats the sum, and must not count);
 /// `clinic-b` day 1 has 50 input tokens fewer in its spans and a chat span without usage;
+/// `clinic-e` logs its Agent object's lifetime total (its second line repeats the first);
 /// `hosp-c` has logs only, `hosp-dd` spans only; day 2 is outside the range asked for.
 fn lake() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -75,6 +78,8 @@ fn lake() -> tempfile::TempDir {
         log("clinic-a", 1, 2, 200, 20, 5),
         log("clinic-b", 1, 1, 300, 30, 0),
         log("hosp-c", 1, 1, 7, 1, 0),
+        log("clinic-e", 1, 1, 655, 50, 0),
+        log("clinic-e", 1, 2, 1_310, 100, 0),
         log("clinic-a", 2, 1, 9, 9, 0),
     ] {
         w.push(e).unwrap();
@@ -90,6 +95,8 @@ fn lake() -> tempfile::TempDir {
         span("clinic-b", 1, 2, "chat", tok(250, 30, None)),
         span("clinic-b", 1, 3, "chat", SpanTokens { input: Some(0), ..Default::default() }),
         span("hosp-dd", 1, 2, "chat", tok(40, 4, None)),
+        span("clinic-e", 1, 2, "chat", tok(655, 50, None)),
+        span("clinic-e", 1, 3, "chat", tok(655, 50, None)),
         span("clinic-a", 2, 2, "chat", tok(1, 1, None)),
     ] {
         w.push(s).unwrap();
@@ -120,6 +127,7 @@ fn compares_log_tokens_with_chat_span_tokens_per_tenant_and_day() {
                 l.logs,
                 l.spans,
                 l.difference,
+                l.likely_cause,
             )
         })
         .collect();
@@ -134,17 +142,30 @@ fn compares_log_tokens_with_chat_span_tokens_per_tenant_and_day() {
                 0,
                 counts(300, 30, 5),
                 counts(300, 30, 5),
-                counts(0, 0, 0)
+                counts(0, 0, 0),
+                None
             ),
             (
                 "clinic-b",
-                Status::Differs,
+                Status::UsageUnknown,
                 1,
                 2,
                 1,
                 counts(300, 30, 0),
                 counts(250, 30, 0),
-                counts(-50, 0, 0)
+                counts(-50, 0, 0),
+                None
+            ),
+            (
+                "clinic-e",
+                Status::Differs,
+                2,
+                2,
+                0,
+                counts(1_965, 150, 0),
+                counts(1_310, 100, 0),
+                counts(-655, -50, 0),
+                Some(LikelyCause::CumulativeLogging)
             ),
             (
                 "hosp-c",
@@ -154,7 +175,8 @@ fn compares_log_tokens_with_chat_span_tokens_per_tenant_and_day() {
                 0,
                 counts(7, 1, 0),
                 counts(0, 0, 0),
-                counts(-7, -1, 0)
+                counts(-7, -1, 0),
+                None
             ),
             (
                 "hosp-dd",
@@ -164,18 +186,25 @@ fn compares_log_tokens_with_chat_span_tokens_per_tenant_and_day() {
                 0,
                 counts(0, 0, 0),
                 counts(40, 4, 0),
-                counts(40, 4, 0)
+                counts(40, 4, 0),
+                Some(LikelyCause::MissingLogLines)
             ),
         ]
     );
     assert!(r.lines.iter().all(|l| l.dt == oct(1) && l.tier.as_str() == "basic"));
     assert_eq!(
         r.differences().map(|l| l.tenant_id.as_str()).collect::<Vec<_>>(),
-        ["clinic-b", "hosp-c", "hosp-dd"]
+        ["clinic-b", "clinic-e", "hosp-c", "hosp-dd"]
     );
     assert_eq!(
         r.counts().into_iter().collect::<Vec<_>>(),
-        [(Status::Match, 1), (Status::Differs, 1), (Status::LogsOnly, 1), (Status::SpansOnly, 1)]
+        [
+            (Status::Match, 1),
+            (Status::Differs, 1),
+            (Status::LogsOnly, 1),
+            (Status::SpansOnly, 1),
+            (Status::UsageUnknown, 1)
+        ]
     );
 }
 
@@ -188,16 +217,27 @@ fn csv_has_a_header_and_one_row_per_line() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
         lines[0],
-        "dt,tier,tenant_id,status,log_calls,chat_spans,chat_spans_without_usage,\
+        "dt,tier,tenant_id,status,log_calls,log_calls_without_usage,chat_spans,\
+         chat_spans_without_usage,\
          log_input_tokens,span_input_tokens,difference_input_tokens,\
          log_output_tokens,span_output_tokens,difference_output_tokens,\
          log_cache_read_tokens,span_cache_read_tokens,difference_cache_read_tokens,\
-         log_cache_write_tokens,span_cache_write_tokens,difference_cache_write_tokens"
+         log_cache_write_tokens,span_cache_write_tokens,difference_cache_write_tokens,likely_cause"
     );
-    assert_eq!(lines[2], "2026-10-01,basic,clinic-b,differs,1,2,1,300,250,-50,30,30,0,0,0,0,0,0,0");
+    assert_eq!(
+        lines[2],
+        "2026-10-01,basic,clinic-b,usage_unknown,1,0,2,1,300,250,-50,30,30,0,0,0,0,0,0,0,"
+    );
+    assert_eq!(
+        lines[5],
+        "2026-10-01,basic,hosp-dd,spans_only,0,0,1,0,0,40,40,0,4,4,0,0,0,0,0,0,missing_log_lines"
+    );
     // Day 2 is in this range: its one chat span has 8 input and 8 output tokens fewer.
-    assert_eq!(lines[5], "2026-10-02,basic,clinic-a,differs,1,1,0,9,1,-8,9,1,-8,0,0,0,0,0,0");
-    assert_eq!(lines.len(), 6);
+    assert_eq!(
+        lines[6],
+        "2026-10-02,basic,clinic-a,differs,1,0,1,0,9,1,-8,9,1,-8,0,0,0,0,0,0,cumulative_logging"
+    );
+    assert_eq!(lines.len(), 7);
 }
 
 #[test]

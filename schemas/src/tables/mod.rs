@@ -18,9 +18,14 @@ use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 use crate::{EventId, ModelId, SourceUri, TenantId, Tier, Tokens, UsageEvent, UserId};
 
 mod flags;
+mod hourly;
 mod invoice_lines;
 mod spans;
 pub use flags::{FlagRow, flags_batch, flags_schema};
+pub use hourly::{
+    AGENT_COLUMNS, AgentMeasures, CHAT_COLUMNS, ChatMeasures, HourlyKey, HourlyMeasures,
+    hourly_batch, hourly_from_batch, usage_hourly_schema,
+};
 pub use invoice_lines::{
     AMOUNT_SCALE, InvoiceLineRow, UNIT_PRICE_SCALE, invoice_lines_batch, invoice_lines_schema,
 };
@@ -144,7 +149,7 @@ pub(crate) fn with_version(fields: Vec<Field>, version: &str) -> SchemaRef {
     Arc::new(Schema::new_with_metadata(fields, meta))
 }
 
-const TOKEN_COLUMNS: [&str; 5] =
+pub(crate) const TOKEN_COLUMNS: [&str; 5] =
     ["input_tokens", "output_tokens", "total_tokens", "cache_read_tokens", "cache_write_tokens"];
 
 static USAGE_EVENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -159,20 +164,6 @@ static USAGE_EVENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ];
     fields.extend(TOKEN_COLUMNS.iter().map(|c| Field::new(*c, DataType::Int64, false)));
     with_version(fields, "1")
-});
-
-static USAGE_HOURLY_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    let mut fields = vec![
-        Field::new("hour", utc_millis(), false),
-        Field::new("tier", DataType::Utf8, false),
-        Field::new("tenant_id", DataType::Utf8, false),
-        Field::new("user_id", DataType::Utf8, false),
-        Field::new("model_id", DataType::Utf8, false),
-        Field::new("invocations", DataType::Int64, false),
-    ];
-    fields.extend(TOKEN_COLUMNS.iter().map(|c| Field::new(*c, DataType::Int64, false)));
-    fields.extend(AGENT_COLUMNS.iter().map(|c| Field::new(*c, DataType::Int64, false)));
-    with_version(fields, "2")
 });
 
 static TENANT_HOURLY_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -289,26 +280,21 @@ pub fn usage_events_schema() -> SchemaRef {
     USAGE_EVENTS_SCHEMA.clone()
 }
 
-/// Schema of `usage_hourly`.
-pub fn usage_hourly_schema() -> SchemaRef {
-    USAGE_HOURLY_SCHEMA.clone()
-}
-
-struct TokenBuilders([Int64Builder; 5]);
+pub(crate) struct TokenBuilders([Int64Builder; 5]);
 
 impl TokenBuilders {
-    fn with_capacity(n: usize) -> Self {
+    pub(crate) fn with_capacity(n: usize) -> Self {
         Self(std::array::from_fn(|_| Int64Builder::with_capacity(n)))
     }
 
-    fn append(&mut self, t: &Tokens) {
+    pub(crate) fn append(&mut self, t: &Tokens) {
         let values = [t.input, t.output, t.total, t.cache_read, t.cache_write];
         for (b, v) in self.0.iter_mut().zip(values) {
             b.append_value(v);
         }
     }
 
-    fn finish(&mut self, columns: &mut Vec<ArrayRef>) {
+    pub(crate) fn finish(&mut self, columns: &mut Vec<ArrayRef>) {
         for b in &mut self.0 {
             columns.push(Arc::new(b.finish()));
         }
@@ -386,69 +372,6 @@ impl<'a> Extend<&'a UsageEvent> for UsageEventBatchBuilder {
     }
 }
 
-/// The grouping key of `usage_hourly`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct HourlyKey {
-    /// Start of the hour, milliseconds since the epoch, UTC.
-    pub hour_ms: i64,
-    /// Tier.
-    pub tier: Tier,
-    /// Tenant.
-    pub tenant_id: TenantId,
-    /// User.
-    pub user_id: UserId,
-    /// Model.
-    pub model_id: ModelId,
-}
-
-/// The measures of one `usage_hourly` row.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct HourlyMeasures {
-    /// Number of inference calls (from the `inference_usage` logs).
-    pub invocations: i64,
-    /// Token sums (from the logs; spans never add tokens).
-    pub tokens: Tokens,
-    /// What the spans add.
-    pub agent: AgentMeasures,
-}
-
-/// The span-derived measures of a `usage_hourly` row.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct AgentMeasures {
-    /// `execute_tool` spans started in the hour.
-    pub tool_calls: i64,
-    /// Of those, the ones that failed (status error).
-    pub tool_errors: i64,
-    /// `invoke_agent` spans started in the hour.
-    pub agent_invocations: i64,
-    /// Their summed duration, milliseconds.
-    pub agent_duration_ms: i64,
-    /// The longest of them, milliseconds.
-    pub max_agent_duration_ms: i64,
-}
-
-impl AgentMeasures {
-    /// Adds `other`, or `None` on overflow.
-    pub fn checked_add(&self, other: &AgentMeasures) -> Option<AgentMeasures> {
-        Some(AgentMeasures {
-            tool_calls: self.tool_calls.checked_add(other.tool_calls)?,
-            tool_errors: self.tool_errors.checked_add(other.tool_errors)?,
-            agent_invocations: self.agent_invocations.checked_add(other.agent_invocations)?,
-            agent_duration_ms: self.agent_duration_ms.checked_add(other.agent_duration_ms)?,
-            max_agent_duration_ms: self.max_agent_duration_ms.max(other.max_agent_duration_ms),
-        })
-    }
-}
-
-/// The span-derived columns of `usage_hourly`, in order.
-pub const AGENT_COLUMNS: [&str; 5] = [
-    "tool_calls",
-    "tool_errors",
-    "agent_invocations",
-    "agent_duration_ms",
-    "max_agent_duration_ms",
-];
-
 /// Milliseconds in an hour.
 pub const HOUR_MS: i64 = 3_600_000;
 
@@ -457,61 +380,13 @@ pub fn hour_start_ms(ms: i64) -> i64 {
     ms.div_euclid(HOUR_MS) * HOUR_MS
 }
 
-/// Builds a `usage_hourly` record batch from (key, measures) rows.
-///
-/// # Errors
-///
-/// Only if the columns disagree with the schema, which would be a bug here.
-pub fn hourly_batch<'a>(
-    rows: impl ExactSizeIterator<Item = (&'a HourlyKey, &'a HourlyMeasures)>,
-) -> Result<RecordBatch, ArrowError> {
-    let n = rows.len();
-    let mut hour = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut strings: [StringBuilder; 4] =
-        std::array::from_fn(|_| StringBuilder::with_capacity(n, n * 16));
-    let mut invocations = Int64Builder::with_capacity(n);
-    let mut tokens = TokenBuilders::with_capacity(n);
-    let mut agent: [Int64Builder; 5] = std::array::from_fn(|_| Int64Builder::with_capacity(n));
-    for (k, m) in rows {
-        hour.append_value(k.hour_ms);
-        let values =
-            [k.tier.as_str(), k.tenant_id.as_str(), k.user_id.as_str(), k.model_id.as_str()];
-        for (b, v) in strings.iter_mut().zip(values) {
-            b.append_value(v);
-        }
-        invocations.append_value(m.invocations);
-        tokens.append(&m.tokens);
-        let a = &m.agent;
-        let values = [
-            a.tool_calls,
-            a.tool_errors,
-            a.agent_invocations,
-            a.agent_duration_ms,
-            a.max_agent_duration_ms,
-        ];
-        for (b, v) in agent.iter_mut().zip(values) {
-            b.append_value(v);
-        }
-    }
-    let mut columns: Vec<ArrayRef> = vec![Arc::new(hour.finish())];
-    for b in &mut strings {
-        columns.push(Arc::new(b.finish()));
-    }
-    columns.push(Arc::new(invocations.finish()));
-    tokens.finish(&mut columns);
-    for b in &mut agent {
-        columns.push(Arc::new(b.finish()));
-    }
-    RecordBatch::try_new(usage_hourly_schema(), columns)
-}
-
 pub(crate) fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, ArrowError> {
     batch
         .column_by_name(name)
         .ok_or_else(|| ArrowError::SchemaError(format!("column {name} is missing")))
 }
 
-fn strings<'a>(
+pub(crate) fn strings<'a>(
     batch: &'a RecordBatch,
     name: &str,
 ) -> Result<&'a arrow_array::StringArray, ArrowError> {
@@ -520,7 +395,7 @@ fn strings<'a>(
         .ok_or_else(|| ArrowError::SchemaError(format!("column {name} is not utf8")))
 }
 
-fn ints<'a>(
+pub(crate) fn ints<'a>(
     batch: &'a RecordBatch,
     name: &str,
 ) -> Result<&'a arrow_array::PrimitiveArray<Int64Type>, ArrowError> {
@@ -578,60 +453,6 @@ pub fn usage_events_from_batch(batch: &RecordBatch) -> Result<Vec<UsageEvent>, A
         .collect()
 }
 
-/// Reads `usage_hourly` rows back.
-///
-/// # Errors
-///
-/// A missing or mistyped column, a null, or an identifier that fails validation.
-pub fn hourly_from_batch(
-    batch: &RecordBatch,
-) -> Result<Vec<(HourlyKey, HourlyMeasures)>, ArrowError> {
-    let hour = column(batch, "hour")?
-        .as_primitive_opt::<TimestampMillisecondType>()
-        .ok_or_else(|| ArrowError::SchemaError("column hour is not timestamp(ms)".into()))?;
-    let names = ["tier", "tenant_id", "user_id", "model_id"];
-    let s: Vec<_> = names.iter().map(|n| strings(batch, n)).collect::<Result<_, _>>()?;
-    let inv = ints(batch, "invocations")?;
-    let t: Vec<_> = TOKEN_COLUMNS.iter().map(|n| ints(batch, n)).collect::<Result<_, _>>()?;
-    // Files written before spans existed have no agent columns: read them as zero.
-    let a: Vec<_> = AGENT_COLUMNS
-        .iter()
-        .map(
-            |n| if batch.column_by_name(n).is_some() { ints(batch, n).map(Some) } else { Ok(None) },
-        )
-        .collect::<Result<_, _>>()?;
-    let agent = |c: usize, i: usize| a[c].map_or(0, |col| col.value(i));
-    (0..batch.num_rows())
-        .map(|i| {
-            let key = HourlyKey {
-                hour_ms: hour.value(i),
-                tier: Tier::new(s[0].value(i)).map_err(|e| invalid(names[0], i, e))?,
-                tenant_id: TenantId::new(s[1].value(i)).map_err(|e| invalid(names[1], i, e))?,
-                user_id: UserId::new(s[2].value(i)).map_err(|e| invalid(names[2], i, e))?,
-                model_id: ModelId::new(s[3].value(i)).map_err(|e| invalid(names[3], i, e))?,
-            };
-            let m = HourlyMeasures {
-                invocations: inv.value(i),
-                tokens: Tokens {
-                    input: t[0].value(i),
-                    output: t[1].value(i),
-                    total: t[2].value(i),
-                    cache_read: t[3].value(i),
-                    cache_write: t[4].value(i),
-                },
-                agent: AgentMeasures {
-                    tool_calls: agent(0, i),
-                    tool_errors: agent(1, i),
-                    agent_invocations: agent(2, i),
-                    agent_duration_ms: agent(3, i),
-                    max_agent_duration_ms: agent(4, i),
-                },
-            };
-            Ok((key, m))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -659,31 +480,6 @@ mod tests {
         assert!(b.is_empty());
         assert_eq!(usage_events_from_batch(&batch).unwrap(), events);
         assert_eq!(batch.schema().metadata()[SCHEMA_VERSION_KEY], "1");
-    }
-
-    #[test]
-    fn hourly_round_trip() {
-        let e = event(0);
-        let key = HourlyKey {
-            hour_ms: hour_start_ms(e.event_time_ms),
-            tier: e.tier,
-            tenant_id: e.tenant_id,
-            user_id: e.user_id,
-            model_id: e.model_id,
-        };
-        let m = HourlyMeasures {
-            invocations: 2,
-            tokens: e.tokens,
-            agent: AgentMeasures {
-                tool_calls: 3,
-                tool_errors: 1,
-                agent_invocations: 1,
-                agent_duration_ms: 900,
-                max_agent_duration_ms: 900,
-            },
-        };
-        let batch = hourly_batch([(&key, &m)].into_iter()).unwrap();
-        assert_eq!(hourly_from_batch(&batch).unwrap(), vec![(key, m)]);
     }
 
     #[test]

@@ -51,7 +51,12 @@ fn tool_calls_bill_per_call_rounded_to_the_cent() {
         key("clinic-a", "basic", "m"),
         series(&[(
             hour(2, 9),
-            HourUsage { invocations: 4, tokens: tokens(1_000_000, 0, 0), tool_calls: 1_234 },
+            HourUsage {
+                invocations: 4,
+                tokens: tokens(1_000_000, 0, 0),
+                tool_calls: 1_234,
+                ..HourUsage::default()
+            },
         )]),
     )]
     .into_iter()
@@ -112,7 +117,12 @@ fn a_tool_calls_only_series_is_billed_and_weighs_no_cost() {
             key("clinic-a", "basic", "m"),
             series(&[(
                 hour(2, 9),
-                HourUsage { invocations: 1, tokens: tokens(1_000_000, 0, 0), tool_calls: 1_234 },
+                HourUsage {
+                    invocations: 1,
+                    tokens: tokens(1_000_000, 0, 0),
+                    tool_calls: 1_234,
+                    ..HourUsage::default()
+                },
             )]),
         ),
         // agent-co: tool calls alone (no inference logged), on Oct 2 and Oct 20.
@@ -230,7 +240,12 @@ fn unpriced_tool_calls_are_problems_never_zero_lines() {
             series(&[
                 (
                     hour(5, 0),
-                    HourUsage { invocations: 1, tokens: tokens(1_000_000, 0, 0), tool_calls: 40 },
+                    HourUsage {
+                        invocations: 1,
+                        tokens: tokens(1_000_000, 0, 0),
+                        tool_calls: 40,
+                        ..HourUsage::default()
+                    },
                 ),
                 (hour(16, 0), calls(60)),
             ]),
@@ -299,6 +314,7 @@ fn unpriced_tool_calls_are_problems_never_zero_lines() {
             "model_id": "_unknown",
             "tokens": 0,
             "tool_calls": 12,
+            "usage_unknown": 0,
             "reason": "the spans name no model (_unknown) from 2026-10-01T00:00:00+00:00 to 2026-11-01T00:00:00+00:00",
         })
     );
@@ -319,7 +335,12 @@ fn problems_show_tokens_and_tool_calls_in_html() {
         key("hospital-a", "premium", "free-nothing"),
         series(&[(
             hour(2, 0),
-            HourUsage { invocations: 1, tokens: tokens(1_000, 234, 0), tool_calls: 3_456 },
+            HourUsage {
+                invocations: 1,
+                tokens: tokens(1_000, 234, 0),
+                tool_calls: 3_456,
+                ..HourUsage::default()
+            },
         )]),
     )]
     .into_iter()
@@ -442,7 +463,7 @@ fn load_carries_tool_calls_per_hour() {
                 user_id: UserId::new(user).unwrap(),
                 model_id: ModelId::new(model).unwrap(),
             },
-            HourlyMeasures { invocations, tokens: tk, agent },
+            HourlyMeasures { invocations, tokens: tk, agent, ..HourlyMeasures::default() },
         )
     };
     let tools =
@@ -492,7 +513,12 @@ fn load_carries_tool_calls_per_hour() {
             key("clinic-a", "basic", "m"),
             series(&[(
                 hour(2, 9),
-                HourUsage { invocations: 2, tokens: tokens(100, 10, 0), tool_calls: 7 },
+                HourUsage {
+                    invocations: 2,
+                    tokens: tokens(100, 10, 0),
+                    tool_calls: 7,
+                    ..HourUsage::default()
+                },
             )]),
         ),
     ]
