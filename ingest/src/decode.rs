@@ -446,26 +446,45 @@ impl Decoder {
     /// A line that is an OTLP JSON trace request: one outcome per span.
     fn otlp_line(&self, line: &[u8], ctx: Ctx<'_>, out: &mut Decoded, raw: Raw<'_>) {
         if let Err(e) = crate::otlp::json_in(line, ctx, &self.cfg, out, false) {
-            self.reject(out, refuse(Reason::InvalidPayload, e.detail()), ctx, raw);
+            self.refuse_request(out, e, ctx, raw.format);
         }
     }
 
     /// A protobuf `ExportTraceServiceRequest` (one request of a protobuf file): one outcome
-    /// per span, or one refusal holding the request's bytes as a `source` entry.
+    /// per span, or one refusal of the request.
     pub(crate) fn otlp_proto(&self, body: &[u8], ctx: Ctx<'_>, out: &mut Decoded) {
         if let Err(e) = crate::otlp::proto_in(body, ctx, &self.cfg, out) {
-            let raw = Raw { bytes: body, format: RawFormat::Source };
-            self.reject(out, refuse(Reason::InvalidPayload, e.detail()), ctx, raw);
+            self.refuse_request(out, e, ctx, RawFormat::Source);
         }
     }
 
     /// A whole source that is one (pretty-printed) OTLP JSON request: one outcome per span, or
-    /// one refusal holding the source as a `source` entry.
+    /// one refusal of the request.
     pub(crate) fn otlp_document(&self, body: &[u8], ctx: Ctx<'_>, out: &mut Decoded) {
         if let Err(e) = crate::otlp::json_in(body, ctx, &self.cfg, out, false) {
-            let raw = Raw { bytes: body, format: RawFormat::Source };
-            self.reject(out, refuse(Reason::InvalidPayload, e.detail()), ctx, raw);
+            self.refuse_request(out, e, ctx, RawFormat::Source);
         }
+    }
+
+    /// A trace request that is not one as a whole. Its bytes are not kept: they hold the
+    /// spans' events, status messages and content attributes (patient text), and nothing can
+    /// be scrubbed from what does not parse. The entry names the source and position, to be
+    /// ingested again once the exporter is fixed.
+    fn refuse_request(
+        &self,
+        out: &mut Decoded,
+        e: crate::otlp::OtlpError,
+        ctx: Ctx<'_>,
+        format: RawFormat,
+    ) {
+        let detail = format!("{} (not kept: a trace request may hold free text)", e.detail());
+        out.outcomes.push(Outcome::Reject(Box::new(QuarantineEntry::withheld(
+            Reason::InvalidPayload,
+            detail,
+            ctx.source.clone(),
+            ctx.pos,
+            format,
+        ))));
     }
 
     /// The raw bytes of a quarantined span: a one-span OTLP JSON request.
@@ -490,8 +509,8 @@ impl Decoder {
             }
         };
         out.lineage.push(entry.source.clone());
-        if entry.raw_truncated {
-            // Only a prefix was kept: it cannot pass, so it stays as it was.
+        if entry.raw_truncated || entry.raw_withheld {
+            // Only a prefix or nothing was kept: it cannot pass, so it stays as it was.
             out.outcomes.push(Outcome::Reject(Box::new(entry)));
             return;
         }

@@ -84,6 +84,11 @@ pub struct QuarantineEntry {
     /// True when only the first bytes of an oversized record were kept.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub raw_truncated: bool,
+    /// True when the bytes were deliberately not kept (a trace request that does not parse
+    /// may hold patient text that cannot be scrubbed): the entry names the source and
+    /// position, and stays quarantined on replay.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub raw_withheld: bool,
     /// The bytes are kept in [`RAW_DIR`] under this name ([`raw_ref`]) instead of inline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw_ref: Option<String>,
@@ -119,9 +124,24 @@ impl QuarantineEntry {
             raw,
             raw_base64,
             raw_truncated: truncated,
+            raw_withheld: false,
             raw_ref: None,
             raw_len: None,
         }
+    }
+
+    /// An entry that keeps no bytes at all (see `raw_withheld`).
+    pub fn withheld(
+        reason: Reason,
+        detail: impl Into<String>,
+        source: SourceUri,
+        position: Position,
+        format: RawFormat,
+    ) -> Self {
+        let mut e = Self::new(reason, detail, source, position, format, &[], 0);
+        e.raw = None;
+        e.raw_withheld = true;
+        e
     }
 
     /// Moves the inline bytes out: returns them (to be kept under the returned entry's

@@ -14,6 +14,7 @@ mod flags;
 mod ingest;
 mod invoice;
 mod isolation;
+mod privacy;
 mod reconcile;
 mod run;
 mod s3_lake;

@@ -91,7 +91,9 @@ for cycle, tools in enumerate(tools_per_cycle):
                 raise RuntimeError(note)
             except RuntimeError as e:
                 tool.record_exception(e)
-            tool.set_status(Status(StatusCode.ERROR, "RuntimeError"))
+            # Strands puts the exception's text in the status description.
+            tool.set_status(Status(StatusCode.ERROR, "RuntimeError: " + note))
+            tool.set_attribute("app.note", note)
             tool.set_attribute("gen_ai.tool.status", "error")
         else:
             tool.set_attribute("gen_ai.tool.status", "success")

@@ -287,16 +287,23 @@ pub(super) fn tokens(span: &[KeyValue], max: i64) -> Result<SpanTokens, Refusal>
     Ok(t)
 }
 
-/// Span attributes that carry conversation content (GenAI semantic conventions, opt-in):
-/// never needed to decode a span, so a quarantined span's raw bytes leave them out.
-pub(super) fn is_content(key: &str) -> bool {
-    matches!(
-        key,
-        "gen_ai.input.messages"
-            | "gen_ai.output.messages"
-            | "gen_ai.system_instructions"
-            | "gen_ai.tool.call.arguments"
-            | "gen_ai.tool.call.result"
-    ) || key.starts_with("gen_ai.prompt")
-        || key.starts_with("gen_ai.completion")
+/// Whether the decoder reads `key` (with `tenant_field` as the tenant attribute): the
+/// documented list, and the only attributes a quarantined span keeps. Everything else may be
+/// free text (prompts, tool arguments, exception messages, host details) and is left out, so
+/// that no patient text reaches the quarantine, the write-ahead log or a replay.
+pub(super) fn is_read(key: &str, tenant_field: &str) -> bool {
+    const READ: &[&str] = &[
+        "tier",
+        "tenant_id",
+        "actor_id",
+        "service.name",
+        "gen_ai.operation.name",
+        "gen_ai.tool.name",
+        "gen_ai.request.model",
+        "gen_ai.response.model",
+    ];
+    key == tenant_field
+        || READ.contains(&key)
+        || USER_KEYS.contains(&key)
+        || [INPUT, OUTPUT, TOTAL, CACHE_READ, CACHE_WRITE].iter().any(|names| names.contains(&key))
 }

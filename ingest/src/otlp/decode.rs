@@ -8,7 +8,7 @@ use prost::Message as _;
 
 use super::OtlpError;
 use super::attrs::{self, Attrs};
-use super::model::{Request, ResourceSpans, ScopeSpans, Span};
+use super::model::{KeyValue, Request, Resource, ResourceSpans, Scope, ScopeSpans, Span, Status};
 use crate::config::DecodeConfig;
 use crate::decode::{Ctx, Decoded, Outcome};
 use crate::normalize::{Refusal, check_time_ms, refuse};
@@ -102,7 +102,10 @@ fn request(req: &Request, ctx: Ctx<'_>, cfg: &DecodeConfig, out: &mut Decoded, k
 }
 
 /// The refused span alone, with its resource and scope, as an OTLP JSON request: replaying it
-/// decodes the same span. Events and links were never read; content attributes are left out.
+/// decodes the same span. Only what the decoder reads is kept (ids, name, kind, times, status
+/// code, the attributes of [`attrs::is_read`], the scope's name and version): events and links
+/// were never read, and the status message, trace state and every other attribute may carry
+/// free text.
 fn quarantine(
     r: Refusal,
     rs: &ResourceSpans,
@@ -112,13 +115,23 @@ fn quarantine(
     pos: Position,
     cfg: &DecodeConfig,
 ) -> QuarantineEntry {
-    let mut span = span.clone();
-    span.attributes.retain(|kv| !attrs::is_content(&kv.key));
+    let read = |kvs: &[KeyValue]| -> Vec<KeyValue> {
+        kvs.iter().filter(|kv| attrs::is_read(&kv.key, &cfg.tenant_field)).cloned().collect()
+    };
+    let span = Span {
+        attributes: read(&span.attributes),
+        trace_state: String::new(),
+        status: span.status.as_ref().map(|s| Status { code: s.code, message: String::new() }),
+        ..span.clone()
+    };
     let one = Request {
         resource_spans: vec![ResourceSpans {
-            resource: rs.resource.clone(),
+            resource: rs
+                .resource
+                .as_ref()
+                .map(|r| Resource { attributes: read(&r.attributes), ..r.clone() }),
             scope_spans: vec![ScopeSpans {
-                scope: ss.scope.clone(),
+                scope: ss.scope.as_ref().map(|s| Scope { attributes: Vec::new(), ..s.clone() }),
                 spans: vec![span],
                 schema_url: ss.schema_url.clone(),
             }],

@@ -81,11 +81,40 @@ pub enum OtlpError {
 
 impl OtlpError {
     /// The message and its cause on one line, for a 400 response body or a quarantine
-    /// detail.
+    /// detail. The parser quotes the string it choked on, which may be free text from the
+    /// span (a status message, an event): quoted strings are left out.
     pub fn detail(&self) -> String {
         match self {
             OtlpError::Protobuf(e) => format!("{self}: {e}"),
-            OtlpError::Json(e) => format!("{self}: {e}"),
+            OtlpError::Json(e) => format!("{self}: {}", without_quoted(&e.to_string())),
         }
     }
+}
+
+/// `msg` with the text of every double-quoted string replaced by `…`.
+fn without_quoted(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut quoted = false;
+    let mut escaped = false;
+    for c in msg.chars() {
+        if quoted {
+            match (escaped, c) {
+                (false, '\\') => escaped = true,
+                (false, '"') => {
+                    quoted = false;
+                    out.push_str("…\"");
+                }
+                _ => escaped = false,
+            }
+        } else {
+            if c == '"' {
+                quoted = true;
+            }
+            out.push(c);
+        }
+    }
+    if quoted {
+        out.push('…');
+    }
+    out
 }

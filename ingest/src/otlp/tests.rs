@@ -515,6 +515,52 @@ fn a_span_without_a_tenant_is_quarantined_without_its_events_and_replays_once_fi
     assert_eq!(only_reject(&out), &**q);
 }
 
+/// Patient-like text in every place a span can carry free text that the decoder does not
+/// read: the status message, events, unknown span, resource and scope attributes, the trace
+/// state. A refused span's quarantine entry keeps none of it, and still replays to the span.
+#[test]
+fn a_quarantined_span_keeps_no_free_text() {
+    const TEXT: &str = "patient Jane Doe (1980-01-01) not found for clinic-a-north";
+    let mut req: Value = serde_json::from_str(STRANDS).unwrap();
+    let rs = &mut req["resourceSpans"][0];
+    let res = rs["resource"]["attributes"].as_array_mut().unwrap();
+    res.push(attr("host.note", TEXT));
+    res.push(attr("process.command_line", TEXT));
+    rs["scopeSpans"][0]["scope"]["attributes"] = json!([attr("scope.note", TEXT)]);
+    let sp = &mut rs["scopeSpans"][0]["spans"][2];
+    sp["status"] = json!({"code": 2, "message": TEXT});
+    sp["traceState"] = json!(format!("vendor={}", TEXT.replace(' ', "_")));
+    let attrs = sp["attributes"].as_array_mut().unwrap();
+    attrs.retain(|a| a["key"] != "clinic_id");
+    attrs.push(attr("app.note", TEXT));
+    attrs.push(attr("gen_ai.tool.call.result", TEXT));
+    attrs.push(attr("exception.message", TEXT));
+    let d = json(&req.to_string());
+    let Outcome::Reject(q) = &d.outcomes[2] else { panic!("{:?}", d.outcomes[2]) };
+    assert_eq!(q.reason, Reason::MissingField);
+    let entry = serde_json::to_string(&**q).unwrap();
+    for p in ["Jane", "1980-01-01", "patient", "ReferralError", "note", "command_line"] {
+        assert!(!entry.contains(p), "{p:?} kept: {entry}");
+    }
+    // Kept: what replaying needs, the tenant context on the resource and span included.
+    let raw: Value = serde_json::from_str(q.raw.as_deref().unwrap()).unwrap();
+    let rs = &raw["resourceSpans"][0];
+    assert_eq!(rs["resource"]["attributes"], json!([attr("service.name", "clinic-assistant")]));
+    assert_eq!(rs["scopeSpans"][0]["scope"], json!({"name": "strands.telemetry.tracer"}));
+    let one = &rs["scopeSpans"][0]["spans"][0];
+    assert_eq!(one["status"], json!({"code": 2}));
+    let keys: Vec<&str> =
+        one["attributes"].as_array().unwrap().iter().map(|a| a["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["tier", "actor_id", "gen_ai.operation.name", "gen_ai.tool.name"]);
+    let mut fixed = raw.clone();
+    fixed["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["attributes"]
+        .as_array_mut()
+        .unwrap()
+        .push(attr("clinic_id", "clinic-a-north"));
+    let replayed = json(&fixed.to_string());
+    assert_eq!(spans(&replayed), [&spans(&json(STRANDS))[2].clone()]);
+}
+
 #[test]
 fn protobuf_requests_keep_unknown_enum_values_and_bad_ids_per_span() {
     let mut req = strands_proto();
