@@ -122,6 +122,15 @@ pub struct IngestArgs {
     /// `implausible_value`.
     #[arg(long, default_value_t = agentmeter_ingest::DEFAULT_MAX_TOKENS_PER_CALL)]
     pub max_tokens_per_call: i64,
+    /// Zone of log-file times written without one (Python's `asctime`): UTC, an offset such
+    /// as +02:00, or an IANA name such as Europe/Berlin.
+    #[arg(long, default_value = "UTC", value_parser = parse_zone)]
+    pub log_timezone: agentmeter_ingest::LogTimezone,
+    /// Time of usage lines that state none (no timestamp field, no time in their logging
+    /// prefix): an RFC 3339 instant, or a date for its midnight UTC. Without it, such lines
+    /// are quarantined as `missing_timestamp`.
+    #[arg(long, value_name = "TIME", value_parser = parse_default_time)]
+    pub default_time: Option<i64>,
     /// Events gathered before they are written (bounds memory).
     #[arg(long, default_value_t = 250_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_rows: u64,
@@ -436,4 +445,20 @@ pub struct ServeArgs {
 
 fn parse_start(s: &str) -> Result<agentmeter_ingest::kinesis::StartPosition, String> {
     s.parse()
+}
+
+fn parse_zone(s: &str) -> Result<agentmeter_ingest::LogTimezone, String> {
+    s.parse().map_err(|e: agentmeter_ingest::BadTimezone| e.to_string())
+}
+
+/// An RFC 3339 instant or a date (its midnight UTC), as milliseconds since the epoch.
+fn parse_default_time(s: &str) -> Result<i64, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_millis());
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc().timestamp_millis())
+        .map_err(|_| {
+            format!("{s:?} is neither an RFC 3339 instant (2026-10-01T08:00:00Z) nor a date (2026-10-01)")
+        })
 }

@@ -20,6 +20,11 @@ pub struct DecodeConfig {
     /// Longest span accepted, in milliseconds; longer ones are `implausible_value` (their
     /// durations are summed per hour and tenant).
     pub max_span_duration_ms: i64,
+    /// Zone of times written without one (a Python `asctime` prefix in a log file).
+    pub log_timezone: crate::LogTimezone,
+    /// Time of usage lines that state none (no timestamp field, no time in their logging
+    /// prefix), milliseconds; without it such lines are quarantined.
+    pub default_time_ms: Option<i64>,
 }
 
 /// Default [`DecodeConfig::max_tokens_per_call`]: ten times the longest context window of any
@@ -38,6 +43,8 @@ impl Default for DecodeConfig {
             max_quarantine_raw_bytes: 64 << 20,
             max_tokens_per_call: DEFAULT_MAX_TOKENS_PER_CALL,
             max_span_duration_ms: DEFAULT_MAX_SPAN_DURATION_MS,
+            log_timezone: crate::LogTimezone::Utc,
+            default_time_ms: None,
         }
     }
 }
@@ -97,6 +104,8 @@ impl DecodeConfig {
             max_quarantine_raw_bytes: max_payload_bytes.max(max_record_bytes),
             max_tokens_per_call: DEFAULT_MAX_TOKENS_PER_CALL,
             max_span_duration_ms: DEFAULT_MAX_SPAN_DURATION_MS,
+            log_timezone: crate::LogTimezone::Utc,
+            default_time_ms: None,
         })
     }
 
@@ -112,6 +121,18 @@ impl DecodeConfig {
         }
         self.max_tokens_per_call = max;
         Ok(self)
+    }
+
+    /// The same settings reading log-file times in `zone`, and giving lines without a time
+    /// `default_time_ms`.
+    pub fn with_log_times(
+        mut self,
+        zone: crate::LogTimezone,
+        default_time_ms: Option<i64>,
+    ) -> Self {
+        self.log_timezone = zone;
+        self.default_time_ms = default_time_ms;
+        self
     }
 }
 

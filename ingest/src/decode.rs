@@ -6,7 +6,7 @@
 use std::io::Cursor;
 
 use agentmeter_schemas::{
-    Position, QuarantineEntry, RawFormat, Reason, SkipKind, SourceUri, UsageEvent,
+    EventId, Position, QuarantineEntry, RawFormat, Reason, SkipKind, SourceUri, UsageEvent,
 };
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -221,6 +221,14 @@ impl Decoder {
                 return self.reject(out, refuse(Reason::InvalidUtf8, detail), ctx, raw);
             }
         };
+        if !text.trim_start().starts_with(['{', '[', '"']) {
+            if let Some(p) = crate::textlog::split(text.trim()) {
+                return self.text_line(&p, text.trim(), raw, ctx, out);
+            }
+            let r =
+                refuse(Reason::InvalidJson, "neither JSON nor a line with a known logging prefix");
+            return self.reject(out, r, ctx, raw);
+        }
         let f = match parse_object(text, &self.cfg.tenant_field) {
             Ok(f) => f,
             Err(e) => return self.reject(out, parse_refusal(&e), ctx, raw),
@@ -242,6 +250,61 @@ impl Decoder {
             }
             _ => self.object(&f, text, &Envelope::default(), raw, ctx, out, false),
         }
+    }
+
+    /// A line of a log file as an application writes it: a logging prefix, then its message.
+    /// Like a CloudWatch message, a message without JSON is another log of the application
+    /// (skipped, counted; a line with no known prefix is not JSON and is quarantined); a usage object takes its time from its `timestamp` field, else from
+    /// the prefix (`asctime` read in the configured zone), else from `--default-time`. Its id,
+    /// unless it has one, is a digest of the whole line: the same line read twice is one event.
+    fn text_line(
+        &self,
+        p: &crate::textlog::Prefixed<'_>,
+        line: &str,
+        raw: Raw<'_>,
+        ctx: Ctx<'_>,
+        out: &mut Decoded,
+    ) {
+        let text = match message_body(p.message) {
+            Body::Platform => return Self::skip(out, SkipKind::PlatformLine),
+            Body::Text => return Self::skip(out, SkipKind::NonJsonMessage),
+            Body::Json(text) => text,
+        };
+        let f = match parse_object_prefix(text, &self.cfg.tenant_field) {
+            Ok(f) => f,
+            Err(e) if line.contains("inference_usage") => {
+                return self.reject(out, parse_refusal(&e), ctx, raw);
+            }
+            Err(_) => return Self::skip(out, SkipKind::NonJsonMessage),
+        };
+        let usage =
+            matches!(f.get(Key::Event), Got::One(_, Scalar::Str(e)) if e == "inference_usage");
+        let mut env = Envelope::default();
+        if usage && !f.has(Key::Timestamp) {
+            let time = match p.time.map(|t| t.to_ms(self.cfg.log_timezone)) {
+                Some(Ok(ms)) => Some(ms),
+                Some(Err(why)) => {
+                    return self.reject(out, refuse(Reason::InvalidTimestamp, why), ctx, raw);
+                }
+                None => self.cfg.default_time_ms,
+            };
+            let Some(ms) = time else {
+                let r = refuse(
+                    Reason::MissingTimestamp,
+                    "no time in the line's logging prefix and no timestamp field (give --default-time)",
+                );
+                return self.reject(out, r, ctx, raw);
+            };
+            match check_time_ms(ms, "time") {
+                Ok(ms) => env.timestamp_ms = Some(ms),
+                Err(r) => return self.reject(out, r, ctx, raw),
+            }
+        }
+        if usage && !f.has(Key::EventId) {
+            let hex = agentmeter_schemas::content_digest_hex(line.as_bytes());
+            env.id = EventId::new(format!("h:{hex}")).ok();
+        }
+        self.object(&f, text, &env, raw, ctx, out, true);
     }
 
     /// A parsed object that has (or, inside a CloudWatch message, may lack) `event`.
@@ -590,3 +653,6 @@ fn parse_refusal(e: &ParseError) -> Refusal {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+#[path = "decode/tests_textlog.rs"]
+mod tests_textlog;

@@ -28,9 +28,11 @@ pub mod otlp_http;
 pub mod pipeline;
 pub mod s3;
 pub mod source;
+mod textlog;
 mod window;
 
 pub use config::{
     ConfigError, DEFAULT_MAX_SPAN_DURATION_MS, DEFAULT_MAX_TOKENS_PER_CALL, DecodeConfig,
 };
 pub use decode::{Decoded, Decoder, FileRawStore, Outcome, RawStore};
+pub use textlog::{BadTimezone, LogTimezone};

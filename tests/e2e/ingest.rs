@@ -338,3 +338,50 @@ pub fn flate2_gzip(data: &[u8]) -> Vec<u8> {
     child.stdin.take().unwrap().write_all(data).unwrap();
     child.wait_with_output().unwrap().stdout
 }
+
+/// A Python agent's own log file: usage lines behind logging prefixes, other log lines and a
+/// traceback between them. Ingested twice (the second run finds every line a duplicate), with
+/// asctime read in the zone given.
+#[test]
+fn an_agents_python_log_file_ingests_like_ndjson() {
+    let dir = tempfile::tempdir().unwrap();
+    let usage = |n: u32| {
+        format!(
+            r#"{{"event":"inference_usage","tier":"basic","clinic_id":"clinic-a","user_id":"u1","model_id":"mistral.ministral-3-8b-instruct","input_tokens":{n},"output_tokens":1,"total_tokens":{}}}"#,
+            n + 1
+        )
+    };
+    let log = format!(
+        "2026-10-01 10:00:00,123 - strands.usage - INFO - {}\n\
+         2026-10-01 10:00:01,000 - httpx - INFO - HTTP Request: POST https://bedrock-runtime \"HTTP/1.1 200 OK\"\n\
+         2026-10-01 10:00:02 INFO strands.usage {}\n\
+         Traceback (most recent call last):\n\
+         INFO:strands.usage:{}\n",
+        usage(100),
+        usage(200),
+        usage(300)
+    );
+    let input = dir.path().join("agent.log");
+    std::fs::write(&input, log).unwrap();
+    let lake = dir.path().join("lake");
+    let args = ["--log-timezone", "Europe/Berlin", "--default-time", "2026-10-01T12:00:00Z"];
+    let a = accounting(&ingest(&lake, &[&input], &args));
+    assert_eq!((a.events_written, a.skipped_total(), a.quarantined_total()), (3, 1, 1));
+    let a = accounting(&ingest(&lake, &[&input], &args));
+    assert_eq!((a.events_written, a.duplicates), (0, 3));
+    let rows = duckdb(&format!(
+        "SELECT strftime(event_time, '%Y-%m-%dT%H:%M:%S.%g') AS t, input_tokens AS n FROM {} ORDER BY 1",
+        table(&lake, "usage_events")
+    ));
+    let got: Vec<(String, i64)> = rows
+        .iter()
+        .map(|r| (r["t"].as_str().unwrap().to_owned(), r["n"].as_i64().unwrap()))
+        .collect();
+    // Berlin is UTC+2 in October; the line without a time got --default-time.
+    let want = [
+        ("2026-10-01T08:00:00.123", 100),
+        ("2026-10-01T08:00:02.000", 200),
+        ("2026-10-01T12:00:00.000", 300),
+    ];
+    assert_eq!(got, want.map(|(t, n)| (t.to_owned(), n)));
+}
