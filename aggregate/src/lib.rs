@@ -22,6 +22,7 @@ mod parquet_io;
 mod quarantine;
 mod record;
 mod rollup;
+mod sessions;
 mod span_rollup;
 pub mod store;
 pub mod wal;

@@ -52,15 +52,16 @@ pub const ROLLUP_TABLES: [&str; 3] = [USAGE_HOURLY, TENANT_HOURLY, AGENT_INVOCAT
 /// The version of what a rebuild computes. A rollup that records another version (or none)
 /// is stale: raising it when the rollups gain columns or change meaning makes every reader
 /// rebuild what an older version wrote instead of reading it. Version 2 added unknown usage
-/// and the chat spans' calls and tokens.
-pub const ROLLUP_VERSION: u32 = 2;
+/// and the chat spans' calls and tokens; version 3 counts lifetime series as increments.
+pub const ROLLUP_VERSION: u32 = 3;
 
 /// How many times a rebuild starts over after losing a race (a file compacted away while it
 /// was read, a rollup replaced by another rebuild that was not current either).
 const ATTEMPTS: usize = 5;
 
-/// The `usage_events` columns a rollup reads (not the sources, the bulk of the data).
-const INPUT: [&str; 11] = [
+/// The `usage_events` columns a rollup reads (not the sources, the bulk of the data). Files
+/// written before `session_id` existed lack it: their lines name no session.
+const INPUT: [&str; 12] = [
     "event_time",
     "event_id",
     "tier",
@@ -72,6 +73,7 @@ const INPUT: [&str; 11] = [
     "total_tokens",
     "cache_read_tokens",
     "cache_write_tokens",
+    "session_id",
 ];
 
 /// The 128-bit keys of the ids counted so far.
@@ -215,6 +217,46 @@ impl Interner {
 
 type Group = (i64, u32, u32, u32, u32);
 
+/// A log line that names its session, kept until the day is read to find lifetime series.
+struct SessionLine {
+    /// (tenant code, session code).
+    session: (u32, u32),
+    time_ms: i64,
+    id: u128,
+    group: Group,
+    tokens: Tokens,
+}
+
+/// The day's lines that name a session.
+#[derive(Default)]
+struct Sessions {
+    names: Interner,
+    lines: Vec<SessionLine>,
+}
+
+impl Sessions {
+    /// Counts each lifetime series' lines after its first as their increments over the line
+    /// before (see [`crate::sessions`]).
+    fn apply(
+        mut self,
+        groups: &mut HashMap<Group, HourlyMeasures>,
+    ) -> std::result::Result<(), String> {
+        self.lines.sort_unstable_by_key(|l| (l.session, l.time_ms, l.id));
+        for chain in self.lines.chunk_by(|a, b| a.session == b.session) {
+            let tokens: Vec<Tokens> = chain.iter().map(|l| l.tokens).collect();
+            if !crate::sessions::is_lifetime_series(&tokens) {
+                continue;
+            }
+            for (prev, line) in chain.iter().zip(&chain[1..]) {
+                let m = groups.get_mut(&line.group).ok_or("a session line without its group")?;
+                m.tokens = m.tokens.checked_sub(&prev.tokens).ok_or("token sums overflow")?;
+                m.cumulative_lines += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One tenant-hour being summed: measures, distinct user codes, peak requests in a second.
 type TenantAcc = (HourlyMeasures, std::collections::BTreeSet<u32>, i64);
 
@@ -227,6 +269,7 @@ fn add_batch(
     strings: &mut [Interner; 4],
     groups: &mut HashMap<Group, HourlyMeasures>,
     seconds: &mut Seconds,
+    sessions: &mut Sessions,
 ) -> std::result::Result<(), String> {
     let col = |name: &str| batch.column_by_name(name).ok_or(format!("column {name} is missing"));
     let time = col("event_time")?
@@ -237,12 +280,16 @@ fn add_batch(
         text.push(col(name)?.as_string_opt::<i32>().ok_or(format!("{name} is not utf8"))?);
     }
     let mut ints = Vec::with_capacity(5);
-    for name in &INPUT[6..] {
+    for name in &INPUT[6..11] {
         ints.push(
             col(name)?.as_primitive_opt::<Int64Type>().ok_or(format!("{name} is not int64"))?,
         );
     }
     let ids = col("event_id")?.as_string_opt::<i32>().ok_or("event_id is not utf8")?;
+    let session = match batch.column_by_name("session_id") {
+        Some(c) => Some(c.as_string_opt::<i32>().ok_or("session_id is not utf8")?),
+        None => None,
+    };
     if time.null_count() > 0
         || ids.null_count() > 0
         || text.iter().any(|a| a.null_count() > 0)
@@ -252,7 +299,8 @@ fn add_batch(
     }
     for row in 0..batch.num_rows() {
         // An id two writers stored counts once: its copy in the first file by name.
-        if !seen.insert(id_key(ids.value(row).as_bytes())) {
+        let id = id_key(ids.value(row).as_bytes());
+        if !seen.insert(id) {
             continue;
         }
         let key = (
@@ -277,6 +325,16 @@ fn add_batch(
             m.usage_unknown += 1;
         }
         m.tokens = m.tokens.checked_add(&t).ok_or("token sums overflow")?;
+        if let Some(s) = session.filter(|s| s.is_valid(row)) {
+            let session = (key.2, sessions.names.code(s.value(row)));
+            sessions.lines.push(SessionLine {
+                session,
+                time_ms: time.value(row),
+                id,
+                group: key,
+                tokens: t,
+            });
+        }
     }
     Ok(())
 }
@@ -330,21 +388,24 @@ fn rebuild_from(
     let mut strings: [Interner; 4] = Default::default();
     let mut groups: HashMap<Group, HourlyMeasures> = HashMap::new();
     let mut seconds = Seconds::new();
+    let mut sessions = Sessions::default();
     for file in &coverage.events {
         for batch in lake.read(file, Some(&INPUT), Fetch::Whole)? {
-            add_batch(&batch, &mut seen, &mut strings, &mut groups, &mut seconds).map_err(|e| {
-                if e.contains("overflow") {
-                    overflow(USAGE_HOURLY)
-                } else {
-                    Error::Arrow {
-                        path: file.key.clone().into(),
-                        source: arrow_schema::ArrowError::SchemaError(e),
+            add_batch(&batch, &mut seen, &mut strings, &mut groups, &mut seconds, &mut sessions)
+                .map_err(|e| {
+                    if e.contains("overflow") {
+                        overflow(USAGE_HOURLY)
+                    } else {
+                        Error::Arrow {
+                            path: file.key.clone().into(),
+                            source: arrow_schema::ArrowError::SchemaError(e),
+                        }
                     }
-                }
-            })?;
+                })?;
         }
     }
     drop(seen);
+    sessions.apply(&mut groups).map_err(|_| overflow(USAGE_HOURLY))?;
     // What the spans of the day add, each span once.
     let mut spans = Vec::new();
     let mut seen_spans = HashSet::new();

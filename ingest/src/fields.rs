@@ -115,9 +115,11 @@ pub(crate) enum Key {
     /// `filter-log-events`).
     CwId,
     Message,
+    /// `session_id`, `sessionId` or `agent_instance_id`: the series a lifetime total repeats in.
+    SessionId,
 }
 
-const KEY_COUNT: usize = 16;
+const KEY_COUNT: usize = 17;
 
 /// Accepted token spellings (FORMATS.md sections 3, 4.2 and 6.3).
 fn token_key(name: &str) -> Option<Key> {
@@ -227,6 +229,7 @@ impl<'de> Visitor<'de> for FieldsSeed<'_> {
                 "model_id" => Some(Key::ModelId),
                 "timestamp" => Some(Key::Timestamp),
                 "event_id" => Some(Key::EventId),
+                "session_id" | "sessionId" | "agent_instance_id" => Some(Key::SessionId),
                 "id" | "eventId" => Some(Key::CwId),
                 "message" => Some(Key::Message),
                 "messageType" => {

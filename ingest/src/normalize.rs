@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 
 use agentmeter_schemas::{
-    EventId, ModelId, Reason, SourceUri, TenantId, Tier, Tokens, UsageEvent, UserId,
+    EventId, ModelId, Reason, SessionId, SourceUri, TenantId, Tier, Tokens, UsageEvent, UserId,
 };
 use chrono::DateTime;
 
@@ -297,6 +297,15 @@ pub(crate) fn usage_event(
                 .ok_or_else(|| refuse(Reason::InvalidJson, "record cannot be re-read for its id"))?
         }
     };
+    let session_id = match f.get(Key::SessionId) {
+        Got::Absent | Got::One(_, Scalar::Null) => None,
+        _ => match string(f, Key::SessionId, "session_id", Reason::InvalidField)? {
+            None | Some("") => None,
+            Some(s) => {
+                Some(SessionId::new(s).map_err(|e| refuse(Reason::InvalidField, e.to_string()))?)
+            }
+        },
+    };
     Ok(UsageEvent {
         event_time_ms,
         event_id,
@@ -306,6 +315,7 @@ pub(crate) fn usage_event(
         model_id,
         source: source.clone(),
         tokens,
+        session_id,
     })
 }
 

@@ -235,7 +235,7 @@ mod tests {
             "'storage.location.template'='s3://acme-lake/agentmeter/usage_events/dt=${dt}/'"
         ));
         assert!(ddl.contains("  `event_time` timestamp,\n"));
-        assert!(ddl.contains("  `cache_write_tokens` bigint\n)"));
+        assert!(ddl.contains("  `cache_write_tokens` bigint,\n  `session_id` string\n)"));
         let lines =
             create_table(TABLES.iter().find(|t| t.name == "invoice_lines").unwrap(), &opts())
                 .unwrap();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{EventId, ModelId, TenantId, Tier, UserId};
+use crate::{EventId, ModelId, SessionId, TenantId, Tier, UserId};
 
 /// Token counts of one inference call. All are non-negative and fit in `i64`, the type Athena
 /// reads (`bigint`).
@@ -25,6 +25,17 @@ pub struct Tokens {
 }
 
 impl Tokens {
+    /// Subtracts `other` field by field, or `None` on overflow.
+    pub fn checked_sub(&self, other: &Tokens) -> Option<Tokens> {
+        Some(Tokens {
+            input: self.input.checked_sub(other.input)?,
+            output: self.output.checked_sub(other.output)?,
+            total: self.total.checked_sub(other.total)?,
+            cache_read: self.cache_read.checked_sub(other.cache_read)?,
+            cache_write: self.cache_write.checked_sub(other.cache_write)?,
+        })
+    }
+
     /// Adds `other` field by field, or `None` on overflow.
     pub fn checked_add(&self, other: &Tokens) -> Option<Tokens> {
         Some(Tokens {
@@ -131,6 +142,9 @@ pub struct UsageEvent {
     pub source: SourceUri,
     /// Token counts.
     pub tokens: Tokens,
+    /// The session or Agent instance of the line, when it names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<SessionId>,
 }
 
 impl UsageEvent {
@@ -168,6 +182,11 @@ impl UsageEvent {
         for n in [t.input, t.output, t.total, t.cache_read, t.cache_write] {
             h.update(&n.to_le_bytes());
         }
+        // Absent, it adds nothing: digests of events without one are as before.
+        if let Some(s) = &self.session_id {
+            h.update(b"session");
+            h.update(s.as_str().as_bytes());
+        }
         let mut out = [0u8; 8];
         out.copy_from_slice(&h.finalize().as_bytes()[..8]);
         u64::from_le_bytes(out)
@@ -199,6 +218,7 @@ mod tests {
             model_id: ModelId::new("m").unwrap(),
             source: SourceUri::new("file:///x"),
             tokens: Tokens { input, output: 1, total: input + 1, cache_read: 0, cache_write: 0 },
+            session_id: None,
         }
     }
 

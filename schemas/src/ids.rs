@@ -211,6 +211,14 @@ id_type!(
     EVENT
 );
 
+id_type!(
+    /// The session or Agent-object instance a usage line belongs to (`session_id`,
+    /// `sessionId` or `agent_instance_id`): the series in which a lifetime total repeats.
+    /// 1 to 256 printable ASCII characters.
+    SessionId,
+    EVENT
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,7 @@ pub(crate) fn ev(id: &str, tenant: &str, t: i64, input: i64) -> UsageEvent {
         model_id: ModelId::new("m").unwrap(),
         source: SourceUri::new("file:///in"),
         tokens: Tokens { input, output: 1, total: input + 1, cache_read: 0, cache_write: 0 },
+        session_id: None,
     }
 }
 
@@ -369,4 +370,48 @@ fn a_rollup_of_an_older_computation_is_stale_and_rebuilt() {
     assert_eq!(stale, vec![(day(1), "usage_hourly was written by an older version".to_owned())]);
     assert_eq!(lake.ensure_rollups(period().0, period().1).unwrap(), vec![day(1)]);
     assert!(lake.stale_rollups(period().0, period().1).unwrap().is_empty());
+}
+
+#[test]
+fn a_sessions_lifetime_series_is_rolled_up_as_increments() {
+    use agentmeter_schemas::SessionId;
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open_dir(dir.path()).unwrap();
+    let line = |id: &str, session: &str, t: i64, input: i64, output: i64| {
+        let mut e = ev(id, "t1", t, 0);
+        e.tokens = Tokens { input, output, total: input + output, cache_read: 0, cache_write: 0 };
+        e.session_id = Some(SessionId::new(session).unwrap());
+        e
+    };
+    let mut w = EventWriter::new(&lake, small());
+    // Agent object "a" logs its accumulated usage: 655/40 per call, three calls, the third in
+    // the next hour. Agent "b" logs per call; "c" has one line.
+    for e in [
+        line("a3", "a", DAY0 + HOUR_MS + 5, 1965, 120),
+        line("a1", "a", DAY0 + 1, 655, 40),
+        line("a2", "a", DAY0 + 2, 1310, 80),
+        line("b1", "b", DAY0 + 3, 655, 40),
+        line("b2", "b", DAY0 + 4, 760, 35),
+        line("c1", "c", DAY0 + 5, 900, 50),
+    ] {
+        w.push(e).unwrap();
+    }
+    w.finish().unwrap();
+    let rows = lake.hourly(day(1)).unwrap();
+    let by_hour: Vec<(i64, i64, i64, i64, i64)> = rows
+        .iter()
+        .map(|(k, m)| {
+            (k.hour_ms - DAY0, m.invocations, m.tokens.input, m.tokens.output, m.cumulative_lines)
+        })
+        .collect();
+    // Hour 0: a1 + (a2 - a1) + b1 + b2 + c1; hour 1: a3 - a2.
+    assert_eq!(
+        by_hour,
+        [(0, 5, 655 + 655 + 655 + 760 + 900, 40 + 40 + 40 + 35 + 50, 1), (HOUR_MS, 1, 655, 40, 1)]
+    );
+    // tenant_hourly agrees, and the lines themselves are kept as logged.
+    let tenant: i64 = lake.tenant_hourly(day(1)).unwrap().iter().map(|t| t.tokens.input).sum();
+    assert_eq!(tenant, 655 * 4 + 760 + 900);
+    let logged: i64 = all_events(&lake).iter().map(|e| e.tokens.input).sum();
+    assert_eq!(logged, 655 + 1310 + 1965 + 655 + 760 + 900);
 }

@@ -446,3 +446,32 @@ fn api_log_events_keep_their_cloudwatch_id() {
     assert_eq!(e.event_id.as_str(), CW_ID);
     assert_eq!(e.source, uri);
 }
+
+#[test]
+fn a_lines_session_is_kept_under_any_of_its_names() {
+    let with = |field: &str| {
+        USAGE.replace(
+            "{\"event\"",
+            &format!("{{\"timestamp\":\"2026-10-01T08:00:00Z\",{field},\"event\""),
+        )
+    };
+    for field in [
+        r#""session_id":"s-1""#,
+        r#""sessionId":"s-1""#,
+        r#""agent_instance_id":"s-1""#,
+        r#""session_id":"s-1","sessionId":"s-1""#,
+    ] {
+        let e = event(one(&with(field)));
+        assert_eq!(e.session_id.as_ref().map(|s| s.as_str()), Some("s-1"), "{field}");
+    }
+    for field in [r#""session_id":null"#, r#""session_id":"""#] {
+        assert_eq!(event(one(&with(field))).session_id, None, "{field}");
+    }
+    let q = reject(one(&with(r#""session_id":"a b""#)));
+    assert_eq!(q.reason, Reason::InvalidField);
+    let q = reject(one(&with(r#""session_id":"s-1","sessionId":"s-2""#)));
+    assert_eq!(
+        (q.reason, q.detail.as_str()),
+        (Reason::ConflictingField, "session_id and sessionId differ")
+    );
+}

@@ -167,6 +167,8 @@ struct TenantAcc {
     lines: Vec<Line>,
     problems: Vec<Problem>,
     latest: BTreeMap<Tier, i64>,
+    /// Log lines billed as increments of a lifetime series.
+    cumulative_lines: i64,
 }
 
 /// `quantity × price` (per million when `per_million`, else per unit), rounded to the cent.
@@ -248,6 +250,9 @@ pub fn compute(input: &InvoiceInput<'_>) -> Result<InvoiceRun, InvoiceError> {
         }
         let overflow = || InvoiceError::Overflow(key.model_id.to_string());
         let source = input.pricing.plan(&key.tier).map_or(UsageSource::Logs, |p| p.usage_source);
+        if source == UsageSource::Logs {
+            acc.cumulative_lines += series.values().map(|h| h.cumulative_lines).sum::<i64>();
+        }
         let spans = if key.model_id.as_str() == UNKNOWN_MODEL {
             // Tool spans whose invocation names no model: nothing to price them by, whatever
             // the book says.
@@ -412,6 +417,14 @@ pub fn compute(input: &InvoiceInput<'_>) -> Result<InvoiceRun, InvoiceError> {
             && r != u
         {
             notes.push(format!("tenant {tenant}: roster tier {r}, latest usage under tier {u}; the roster tier's plan fee applies"));
+        }
+        if acc.cumulative_lines > 0 {
+            notes.push(format!(
+                "tenant {tenant}: {} usage log lines repeated their session's earlier calls \
+                 (an Agent object logging its lifetime usage) and were billed as their \
+                 increments",
+                acc.cumulative_lines
+            ));
         }
         if !input.roster.is_empty() && roster_tier.is_none() {
             notes.push(format!("tenant {tenant} has usage but is not in the roster"));

@@ -515,3 +515,17 @@ fn calls_without_usage_make_the_invoice_incomplete_never_free() {
         assert_eq!(p[0].quantities(|n| n.to_string()), format!("{n} calls without usage"));
     }
 }
+
+#[test]
+fn lines_billed_as_increments_of_a_lifetime_series_are_noted() {
+    let mut u = usage();
+    let series = u.get_mut(&key("clinic-b", "basic", "m")).unwrap();
+    series.values_mut().for_each(|h| h.cumulative_lines = 2);
+    let r = run(&u, None, &BTreeMap::new());
+    let noted: Vec<&String> = r.notes.iter().filter(|n| n.contains("lifetime usage")).collect();
+    assert_eq!(
+        noted,
+        ["tenant clinic-b: 2 usage log lines repeated their session's earlier calls (an Agent \
+          object logging its lifetime usage) and were billed as their increments"]
+    );
+}

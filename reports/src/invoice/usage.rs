@@ -31,6 +31,8 @@ pub struct HourUsage {
     pub usage_unknown: i64,
     /// Token sums (from the logs).
     pub tokens: Tokens,
+    /// Log lines of a lifetime series, counted as their increments.
+    pub cumulative_lines: i64,
     /// The same calls as their `chat` spans saw them.
     pub chat: ChatMeasures,
     /// `execute_tool` spans started in the hour.
@@ -105,6 +107,8 @@ pub fn load(lake: &Lake, period: &Period) -> Result<BTreeMap<SeriesKey, Series>>
                 slot.usage_unknown.checked_add(m.usage_unknown).ok_or_else(overflow)?;
             slot.chat = slot.chat.checked_add(&m.chat).ok_or_else(overflow)?;
             slot.tokens = slot.tokens.checked_add(&m.tokens).ok_or_else(overflow)?;
+            slot.cumulative_lines =
+                slot.cumulative_lines.checked_add(m.cumulative_lines).ok_or_else(overflow)?;
             slot.tool_calls =
                 slot.tool_calls.checked_add(m.agent.tool_calls).ok_or_else(overflow)?;
         }

@@ -25,6 +25,7 @@ fn log(tenant: &str, day: u32, n: i64, input: i64, output: i64, cache_read: i64)
         model_id: ModelId::new("m").unwrap(),
         source: SourceUri::new("file:///logs"),
         tokens: Tokens { input, output, total: input + output, cache_read, cache_write: 0 },
+        session_id: None,
     }
 }
 

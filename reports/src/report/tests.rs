@@ -58,6 +58,7 @@ fn burst(
                 cache_read: 0,
                 cache_write: 0,
             },
+            session_id: None,
         });
     }
 }

@@ -27,9 +27,9 @@ pub const AGENT_COLUMNS: [&str; 5] = [
     "max_agent_duration_ms",
 ];
 
-/// The columns added in schema version 3, in order: unknown usage in the logs, then the
-/// chat spans' calls and tokens.
-pub const CHAT_COLUMNS: [&str; 8] = [
+/// The columns added in schema version 3, in order: unknown usage in the logs, the chat
+/// spans' calls and tokens, then the log lines billed as increments of a lifetime series.
+pub const CHAT_COLUMNS: [&str; 9] = [
     "usage_unknown",
     "chat_calls",
     "chat_usage_unknown",
@@ -38,6 +38,7 @@ pub const CHAT_COLUMNS: [&str; 8] = [
     "chat_total_tokens",
     "chat_cache_read_tokens",
     "chat_cache_write_tokens",
+    "cumulative_lines",
 ];
 
 static USAGE_HOURLY_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -84,8 +85,12 @@ pub struct HourlyMeasures {
     /// Of those, the calls that reported no usage (input and total tokens 0): usage unknown,
     /// never free.
     pub usage_unknown: i64,
-    /// Token sums (from the logs).
+    /// Token sums (from the logs; a line of a session's lifetime series counts as its
+    /// increment over the line before).
     pub tokens: Tokens,
+    /// Log lines counted as increments of a lifetime series (an Agent object reused across
+    /// requests, logging its accumulated usage).
+    pub cumulative_lines: i64,
     /// What the spans add about agents and tools.
     pub agent: AgentMeasures,
     /// What the `chat` spans (one per model call) say about the same usage.
@@ -159,6 +164,7 @@ pub fn hourly_batch<'a>(
     let mut agent: [Int64Builder; 5] = std::array::from_fn(|_| Int64Builder::with_capacity(n));
     let mut unknown: [Int64Builder; 3] = std::array::from_fn(|_| Int64Builder::with_capacity(n));
     let mut chat_tokens = TokenBuilders::with_capacity(n);
+    let mut cumulative = Int64Builder::with_capacity(n);
     for (k, m) in rows {
         hour.append_value(k.hour_ms);
         let values =
@@ -184,6 +190,7 @@ pub fn hourly_batch<'a>(
             b.append_value(v);
         }
         chat_tokens.append(&m.chat.tokens);
+        cumulative.append_value(m.cumulative_lines);
     }
     let mut columns: Vec<ArrayRef> = vec![Arc::new(hour.finish())];
     for b in &mut strings {
@@ -195,6 +202,7 @@ pub fn hourly_batch<'a>(
         columns.push(Arc::new(b.finish()));
     }
     chat_tokens.finish(&mut columns);
+    columns.push(Arc::new(cumulative.finish()));
     RecordBatch::try_new(usage_hourly_schema(), columns)
 }
 
@@ -240,6 +248,7 @@ pub fn hourly_from_batch(
                     cache_read: t[3].value(i),
                     cache_write: t[4].value(i),
                 },
+                cumulative_lines: chat(8, i),
                 agent: AgentMeasures {
                     tool_calls: agent(0, i),
                     tool_errors: agent(1, i),
@@ -281,6 +290,7 @@ mod tests {
             invocations: 2,
             usage_unknown: 1,
             tokens: Tokens { input: 812, output: 97, total: 909, cache_read: 5, cache_write: 0 },
+            cumulative_lines: 1,
             agent: AgentMeasures {
                 tool_calls: 3,
                 tool_errors: 1,
@@ -319,7 +329,12 @@ mod tests {
             .filter(|&i| !CHAT_COLUMNS.contains(&batch.schema().field(i).name().as_str()))
             .collect();
         let old = batch.project(&keep).unwrap();
-        let want = HourlyMeasures { usage_unknown: 0, chat: ChatMeasures::default(), ..m };
+        let want = HourlyMeasures {
+            usage_unknown: 0,
+            cumulative_lines: 0,
+            chat: ChatMeasures::default(),
+            ..m
+        };
         assert_eq!(hourly_from_batch(&old).unwrap(), vec![(key, want)]);
     }
 }

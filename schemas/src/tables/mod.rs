@@ -15,7 +15,7 @@ use arrow_array::types::{Int64Type, TimestampMillisecondType};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 
-use crate::{EventId, ModelId, SourceUri, TenantId, Tier, Tokens, UsageEvent, UserId};
+use crate::{EventId, ModelId, SessionId, SourceUri, TenantId, Tier, Tokens, UsageEvent, UserId};
 
 mod flags;
 mod hourly;
@@ -163,7 +163,9 @@ static USAGE_EVENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("source", DataType::Utf8, false),
     ];
     fields.extend(TOKEN_COLUMNS.iter().map(|c| Field::new(*c, DataType::Int64, false)));
-    with_version(fields, "1")
+    // Version 2: null when the line names no session; files of version 1 read as null.
+    fields.push(Field::new("session_id", DataType::Utf8, true));
+    with_version(fields, "2")
 });
 
 static TENANT_HOURLY_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -306,6 +308,7 @@ pub struct UsageEventBatchBuilder {
     event_time: TimestampMillisecondBuilder,
     strings: [StringBuilder; 6],
     tokens: TokenBuilders,
+    session: StringBuilder,
     len: usize,
 }
 
@@ -316,6 +319,7 @@ impl UsageEventBatchBuilder {
             event_time: TimestampMillisecondBuilder::with_capacity(capacity).with_timezone("UTC"),
             strings: std::array::from_fn(|_| StringBuilder::with_capacity(capacity, capacity * 16)),
             tokens: TokenBuilders::with_capacity(capacity),
+            session: StringBuilder::new(),
             len: 0,
         }
     }
@@ -335,6 +339,7 @@ impl UsageEventBatchBuilder {
             b.append_value(v);
         }
         self.tokens.append(&e.tokens);
+        self.session.append_option(e.session_id.as_ref().map(|s| s.as_str()));
         self.len += 1;
     }
 
@@ -359,6 +364,7 @@ impl UsageEventBatchBuilder {
             columns.push(Arc::new(b.finish()));
         }
         self.tokens.finish(&mut columns);
+        columns.push(Arc::new(self.session.finish()));
         self.len = 0;
         RecordBatch::try_new(usage_events_schema(), columns)
     }
@@ -423,6 +429,8 @@ pub fn usage_events_from_batch(batch: &RecordBatch) -> Result<Vec<UsageEvent>, A
     let s: Vec<_> = names.iter().map(|n| strings(batch, n)).collect::<Result<_, _>>()?;
     let source = batch.column_by_name("source").map(|_| strings(batch, "source")).transpose()?;
     let t: Vec<_> = TOKEN_COLUMNS.iter().map(|n| ints(batch, n)).collect::<Result<_, _>>()?;
+    let session =
+        batch.column_by_name("session_id").map(|_| strings(batch, "session_id")).transpose()?;
     let all: Vec<&dyn Array> = std::iter::once(time as &dyn Array)
         .chain(s.iter().map(|a| *a as &dyn Array))
         .chain(source.iter().map(|a| *a as &dyn Array))
@@ -448,6 +456,10 @@ pub fn usage_events_from_batch(batch: &RecordBatch) -> Result<Vec<UsageEvent>, A
                     cache_read: t[3].value(i),
                     cache_write: t[4].value(i),
                 },
+                session_id: session
+                    .filter(|a| a.is_valid(i))
+                    .map(|a| SessionId::new(a.value(i)).map_err(|e| invalid("session_id", i, e)))
+                    .transpose()?,
             })
         })
         .collect()
@@ -467,19 +479,25 @@ mod tests {
             model_id: ModelId::new("mistral.ministral-3-8b-instruct").unwrap(),
             source: SourceUri::new("file:///tmp/in.ndjson"),
             tokens: Tokens { input: 812, output: 97, total: 909, cache_read: i, cache_write: 0 },
+            session_id: None,
         }
     }
 
     #[test]
     fn usage_events_round_trip() {
-        let events: Vec<_> = (0..3).map(event).collect();
+        let mut events: Vec<_> = (0..3).map(event).collect();
+        events[1].session_id = Some(SessionId::new("agent-7").unwrap());
         let mut b = UsageEventBatchBuilder::with_capacity(3);
         b.extend(&events);
         assert_eq!(b.len(), 3);
         let batch = b.finish().unwrap();
         assert!(b.is_empty());
         assert_eq!(usage_events_from_batch(&batch).unwrap(), events);
-        assert_eq!(batch.schema().metadata()[SCHEMA_VERSION_KEY], "1");
+        assert_eq!(batch.schema().metadata()[SCHEMA_VERSION_KEY], "2");
+        // A file of version 1 has no session column: its lines name no session.
+        let old = batch.project(&(0..batch.num_columns() - 1).collect::<Vec<_>>()).unwrap();
+        events[1].session_id = None;
+        assert_eq!(usage_events_from_batch(&old).unwrap(), events);
     }
 
     #[test]
