@@ -254,6 +254,15 @@ pub struct InvoiceArgs {
     #[arg(long)]
     pub json: bool,
 }
+    /// AgentCore Runtime costs (GetCostAndUsage response JSON grouped by the cost tag, as for
+    /// --costs), split across each tier's tenants by their agent duration (`invoke_agent`
+    /// spans).
+    #[arg(long, value_name = "FILE")]
+    pub runtime_costs: Option<PathBuf>,
+    /// AgentCore Gateway costs (as --runtime-costs), split by tool calls (`execute_tool`
+    /// spans).
+    #[arg(long, value_name = "FILE")]
+    pub gateway_costs: Option<PathBuf>,
 
 #[derive(Debug, Subcommand)]
 pub enum PricesCommand {

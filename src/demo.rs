@@ -46,6 +46,8 @@ fn invoice(
         pricing: &book,
         usage: &usage,
         costs: None,
+        pool_costs: &[],
+        drivers: &Default::default(),
         roster: &Default::default(),
     })?;
     // What AWS would bill each tier's Bedrock Project: its usage at list price (to 10 places,
@@ -90,6 +92,8 @@ fn invoice(
         cost_tag: "Tier".into(),
         cost_filter: None,
         tenants: None,
+        runtime_costs: None,
+        gateway_costs: None,
         billing_account: "123456789012".into(),
         out: dir.join("out"),
         json: false,

@@ -6,7 +6,9 @@ use std::path::Path;
 use agentmeter_pipeline::Env;
 use agentmeter_reports::costs::{self, CostQuery, CostReport};
 use agentmeter_reports::invoice::export::{self, RunSummary};
-use agentmeter_reports::invoice::{InvoiceInput, InvoiceRun, Period, compute, roster, usage};
+use agentmeter_reports::invoice::{
+    CostPool, InvoiceInput, InvoiceRun, Period, compute, roster, usage,
+};
 use agentmeter_reports::prices::PriceBook;
 use anyhow::{Context, bail};
 
@@ -27,6 +29,8 @@ pub struct InvoicePlan {
     costs: CostSource,
     query: CostQuery,
     roster: BTreeMap<agentmeter_schemas::TenantId, agentmeter_schemas::Tier>,
+    /// The AgentCore pools' cost files, read at start-up.
+    pool_costs: Vec<(CostPool, CostReport)>,
 }
 
 fn plan(a: &InvoiceArgs) -> anyhow::Result<InvoicePlan> {
@@ -56,7 +60,20 @@ fn plan(a: &InvoiceArgs) -> anyhow::Result<InvoicePlan> {
         }
         None => BTreeMap::new(),
     };
-    Ok(InvoicePlan { period, book, costs, query, roster })
+    let mut pool_costs = Vec::new();
+    for (pool, flag, path) in [
+        (CostPool::AgentRuntime, "--runtime-costs", &a.runtime_costs),
+        (CostPool::AgentGateway, "--gateway-costs", &a.gateway_costs),
+    ] {
+        if let Some(path) = path {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| usage(format!("{flag} {}: {e}", path.display())))?;
+            let report = costs::parse_file(&text, &query)
+                .map_err(|e| usage(format!("{flag} {}: {e}", path.display())))?;
+            pool_costs.push((pool, report));
+        }
+    }
+    Ok(InvoicePlan { period, book, costs, query, roster, pool_costs })
 }
 
 fn load_costs(plan: &InvoicePlan) -> anyhow::Result<Option<CostReport>> {
@@ -102,11 +119,19 @@ pub fn execute(env: &Env, a: &InvoiceArgs) -> anyhow::Result<(InvoiceRun, RunSum
         pricing: &plan.book,
         usage: &usage,
         costs: report.as_ref(),
+    // The span drivers are read only for the pools that need them.
+    let drivers = if plan.pool_costs.is_empty() {
+        usage::Drivers::new()
+    } else {
+        usage::drivers(&lake, &plan.period).context("reading usage_hourly")?
+    };
         roster: &plan.roster,
     };
     let run = compute(&input).map_err(|e| match e {
         agentmeter_reports::invoice::InvoiceError::Currency { .. } => {
             let from = match &plan.costs {
+        pool_costs: &plan.pool_costs,
+        drivers: &drivers,
                 CostSource::File(p) => format!("--costs {}", p.display()),
                 _ => "--costs ce".to_owned(),
             };

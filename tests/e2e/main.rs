@@ -14,6 +14,7 @@ mod flags;
 mod ingest;
 mod invoice;
 mod isolation;
+mod pools;
 mod privacy;
 mod reconcile;
 mod run;

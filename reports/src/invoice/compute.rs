@@ -20,8 +20,8 @@ use agentmeter_schemas::{TenantId, Tier, Tokens};
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 
-use super::model::{Allocation, Component, Invoice, Line, Period, Problem, Unallocated};
-use super::usage::{Series, SeriesKey};
+use super::model::{Allocation, Component, CostPool, Invoice, Line, Period, Problem, Unallocated};
+use super::usage::{Drivers, Series, SeriesKey};
 use crate::allocate::allocate_cents;
 use crate::costs::{CostGroup, CostReport};
 use crate::prices::UnitPrices;
@@ -90,8 +90,12 @@ pub struct InvoiceInput<'a> {
     pub pricing: &'a dyn Pricing,
     /// The period's usage.
     pub usage: &'a BTreeMap<SeriesKey, Series>,
-    /// AWS costs, if given.
+    /// AWS costs of model inference, if given.
     pub costs: Option<&'a CostReport>,
+    /// AWS costs of the AgentCore pools, split by their span drivers.
+    pub pool_costs: &'a [(CostPool, CostReport)],
+    /// The span drivers of the period (read only when there are pool costs).
+    pub drivers: &'a Drivers,
     /// Billable tenants and their tiers; tenants listed without usage still get an invoice.
     pub roster: &'a BTreeMap<TenantId, Tier>,
 }
@@ -237,7 +241,8 @@ fn unknown_usage(series: &Series, source: UsageSource) -> Option<(i64, i64, i64)
 pub fn compute(input: &InvoiceInput<'_>) -> Result<InvoiceRun, InvoiceError> {
     let period = input.period;
     let book_currency = input.pricing.currency();
-    if let Some(row) = input.costs.and_then(|c| c.days.iter().find(|d| d.unit != book_currency)) {
+    let all_costs = input.costs.into_iter().chain(input.pool_costs.iter().map(|(_, c)| c));
+    if let Some(row) = all_costs.flat_map(|c| &c.days).find(|d| d.unit != book_currency) {
         return Err(InvoiceError::Currency { cost_currency: row.unit.clone(), book_currency });
     }
     let mut tenants: BTreeMap<TenantId, TenantAcc> = BTreeMap::new();
@@ -396,8 +401,16 @@ pub fn compute(input: &InvoiceInput<'_>) -> Result<InvoiceRun, InvoiceError> {
             .map(|(k, m)| (k.clone(), m.values().map(|(c, _)| *c).sum()))
             .collect(),
     };
+    let mut known: BTreeSet<Tier> = input.pricing.tiers().into_iter().collect();
+    known.extend(weights.keys().map(|(_, t)| t.clone()));
     if let Some(costs) = input.costs {
-        allocate(&mut run, costs, &weights, input.pricing, &mut notes)?;
+        let shares = shares(CostPool::Inference, &weights, input.drivers);
+        let costed = allocate(&mut run, CostPool::Inference, costs, &shares, &known, &mut notes)?;
+        run.usage_without_cost = weights.keys().filter(|k| !costed.contains(k)).cloned().collect();
+    }
+    for (pool, costs) in input.pool_costs {
+        let shares = shares(*pool, &weights, input.drivers);
+        allocate(&mut run, *pool, costs, &shares, &known, &mut notes)?;
     }
     let mut allocated: BTreeMap<TenantId, (Decimal, bool)> = BTreeMap::new();
     for a in &run.allocations {
@@ -511,20 +524,71 @@ pub fn compute(input: &InvoiceInput<'_>) -> Result<InvoiceRun, InvoiceError> {
     Ok(run)
 }
 
-/// Splits every Cost Explorer amount of the period across the tenants of its tier.
+/// One tenant's weight in a pool's split of one day's cost of its tier.
+#[derive(Debug, Clone, Copy)]
+struct Share {
+    weight: Decimal,
+    list_cost: Decimal,
+    tokens: i64,
+    driver: i64,
+}
+
+/// (day, tier) → tenant → share.
+type Shares = BTreeMap<(NaiveDate, Tier), BTreeMap<TenantId, Share>>;
+
+/// The shares of a pool: list-price usage for inference, the span drivers for AgentCore.
+fn shares(pool: CostPool, weights: &Weights, drivers: &Drivers) -> Shares {
+    match pool {
+        CostPool::Inference => weights
+            .iter()
+            .map(|(k, m)| {
+                let m = m.iter().map(|(t, &(list_cost, tokens))| {
+                    (t.clone(), Share { weight: list_cost, list_cost, tokens, driver: tokens })
+                });
+                (k.clone(), m.collect())
+            })
+            .collect(),
+        CostPool::AgentRuntime | CostPool::AgentGateway => drivers
+            .iter()
+            .map(|(k, m)| {
+                let m = m.iter().map(|(t, d)| {
+                    let driver = if pool == CostPool::AgentRuntime {
+                        d.agent_duration_ms
+                    } else {
+                        d.tool_calls
+                    };
+                    let share = Share {
+                        weight: Decimal::from(driver),
+                        list_cost: Decimal::ZERO,
+                        tokens: 0,
+                        driver,
+                    };
+                    (t.clone(), share)
+                });
+                (k.clone(), m.collect())
+            })
+            .collect(),
+    }
+}
+
+/// Splits every amount of a pool's costs across the tenants of its tier, by the pool's
+/// driver; returns the (day, tier) pairs that had a cost.
 fn allocate(
     run: &mut InvoiceRun,
+    pool: CostPool,
     costs: &CostReport,
-    weights: &Weights,
-    pricing: &dyn Pricing,
+    shares: &Shares,
+    known: &BTreeSet<Tier>,
     notes: &mut Vec<String>,
-) -> Result<(), InvoiceError> {
-    let mut known: BTreeSet<Tier> = pricing.tiers().into_iter().collect();
-    known.extend(weights.keys().map(|(_, t)| t.clone()));
+) -> Result<BTreeSet<(NaiveDate, Tier)>, InvoiceError> {
     let mut costed: BTreeSet<(NaiveDate, Tier)> = BTreeSet::new();
     for c in &costs.days {
         if c.date < run.period.start || c.date >= run.period.end {
-            notes.push(format!("cost of {} is outside the period and was ignored", c.date));
+            notes.push(format!(
+                "{} cost of {} is outside the period and was ignored",
+                pool.service(),
+                c.date
+            ));
             continue;
         }
         let amount = round_cents(c.amount);
@@ -538,6 +602,7 @@ fn allocate(
             }
         };
         let unallocated = |reason: String, tier: Option<Tier>| Unallocated {
+            pool,
             date: c.date,
             tier,
             tag_value: tag_value.clone(),
@@ -555,33 +620,37 @@ fn allocate(
             continue;
         };
         costed.insert((c.date, tier.clone()));
-        let shares: Vec<(&TenantId, &(Decimal, i64))> = weights
+        let day: Vec<(&TenantId, &Share)> = shares
             .get(&(c.date, tier.clone()))
-            .map(|m| m.iter().filter(|(_, (w, _))| *w > Decimal::ZERO).collect())
+            .map(|m| m.iter().filter(|(_, s)| s.weight > Decimal::ZERO).collect())
             .unwrap_or_default();
-        if shares.is_empty() {
-            run.unallocated
-                .push(unallocated(format!("no priced usage of tier {tier} that day"), Some(tier)));
+        if day.is_empty() {
+            let reason = match pool {
+                CostPool::Inference => format!("no priced usage of tier {tier} that day"),
+                _ => format!("no {} of tier {tier} that day (no spans)", pool.driver()),
+            };
+            run.unallocated.push(unallocated(reason, Some(tier)));
             continue;
         }
-        let w: Vec<Decimal> = shares.iter().map(|(_, (w, _))| *w).collect();
+        let w: Vec<Decimal> = day.iter().map(|(_, s)| s.weight).collect();
         let parts = allocate_cents(amount, &w).map_err(|error| InvoiceError::Allocation {
             date: c.date,
             tier: tier.clone(),
             error,
         })?;
-        for ((tenant, (list_cost, tokens)), part) in shares.into_iter().zip(parts) {
+        for ((tenant, s), part) in day.into_iter().zip(parts) {
             run.allocations.push(Allocation {
+                pool,
                 date: c.date,
                 tier: tier.clone(),
                 tenant_id: tenant.clone(),
                 amount: part,
-                list_cost: *list_cost,
-                tokens: *tokens,
+                list_cost: s.list_cost,
+                tokens: s.tokens,
+                driver: s.driver,
                 provisional: c.estimated,
             });
         }
     }
-    run.usage_without_cost = weights.keys().filter(|k| !costed.contains(k)).cloned().collect();
-    Ok(())
+    Ok(costed)
 }

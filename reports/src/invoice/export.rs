@@ -26,7 +26,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::compute::InvoiceRun;
-use super::model::{Invoice, Problem, Unallocated};
+use super::model::{CostPool, Invoice, Problem, Unallocated};
 
 /// A failure to write an output.
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +111,19 @@ pub struct Reconciliation {
     pub reconciled: bool,
 }
 
+/// One cost pool's split.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolCost {
+    /// The pool.
+    pub pool: CostPool,
+    /// What splits it.
+    pub driver: String,
+    /// Allocated to tenants.
+    pub allocated: Decimal,
+    /// Carried by no tenant.
+    pub unallocated: Decimal,
+}
+
 /// The margin summary.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MarginSummary {
@@ -124,6 +137,9 @@ pub struct MarginSummary {
     pub tenants: Vec<TenantMargin>,
     /// Cost with no tier (untagged, or a tag matching no tier).
     pub untiered_cost: Decimal,
+    /// Per cost pool with a cost: what was allocated and what no tenant carries.
+    #[serde(default)]
+    pub pools: Vec<PoolCost>,
     /// Reconciliation with Cost Explorer.
     pub reconciliation: Reconciliation,
 }
@@ -181,6 +197,22 @@ pub fn margin(run: &InvoiceRun) -> MarginSummary {
     for t in tiers.values_mut() {
         t.margin = t.revenue - t.allocated_cost - t.unallocated_cost;
     }
+    let mut pools: BTreeMap<CostPool, (Decimal, Decimal)> = BTreeMap::new();
+    for a in &run.allocations {
+        pools.entry(a.pool).or_default().0 += a.amount;
+    }
+    for u in &run.unallocated {
+        pools.entry(u.pool).or_default().1 += u.amount;
+    }
+    let pools = pools
+        .into_iter()
+        .map(|(pool, (allocated, unallocated))| PoolCost {
+            pool,
+            driver: pool.driver().to_owned(),
+            allocated,
+            unallocated,
+        })
+        .collect();
     let tenants = run
         .invoices
         .iter()
@@ -198,6 +230,7 @@ pub fn margin(run: &InvoiceRun) -> MarginSummary {
         period: run.period.label(),
         currency,
         tiers: tiers.into_values().collect(),
+        pools,
         tenants,
         untiered_cost: untiered,
         reconciliation: reconciliation(run),

@@ -1,6 +1,8 @@
 //! The FOCUS export: the period's AWS cost as allocated to tenants, in the columns of the
 //! FinOps Open Cost and Usage Specification 1.2 (with 1.3's ServiceProviderName and
-//! HostProviderName), plus `x_` columns for the tenant and tier.
+//! HostProviderName), plus `x_` columns for the tenant, tier and cost pool (Bedrock inference
+//! split by list-price usage; AgentCore Runtime by agent duration; AgentCore Gateway by tool
+//! calls).
 //!
 //! One row per day, tier and tenant share, and one per unallocated amount (with an empty
 //! `x_TenantId`), so the rows sum exactly to the Cost Explorer total of the period.
@@ -18,6 +20,7 @@ use rust_decimal::Decimal;
 
 use super::compute::InvoiceRun;
 use super::export::ExportError;
+use super::model::CostPool;
 use agentmeter_schemas::money::round_cents;
 
 const PROVIDER: &str = "Amazon Web Services";
@@ -37,7 +40,9 @@ pub struct FocusRow {
     pub charge_period: (DateTime<Utc>, DateTime<Utc>),
     /// ChargeDescription.
     pub description: String,
-    /// ConsumedQuantity (tokens), for tenant shares.
+    /// The cost pool (ServiceName, the quantity's unit, AllocatedMethodId, x_CostPool).
+    pub pool: CostPool,
+    /// ConsumedQuantity (the pool's driver: tokens, milliseconds or calls), for tenant shares.
     pub tokens: Option<i64>,
     /// Tags (JSON object).
     pub tags: String,
@@ -64,16 +69,20 @@ pub fn rows(run: &InvoiceRun, billing_account: &str) -> Vec<FocusRow> {
         .allocations
         .iter()
         .map(|a| FocusRow {
+            pool: a.pool,
             cost: a.amount,
             billing_account: billing_account.to_owned(),
             currency: currency.clone(),
             billing_period: period,
             charge_period: day_span(a.date),
             description: format!(
-                "Amazon Bedrock cost of tier {} allocated to tenant {} by list-price usage",
-                a.tier, a.tenant_id
+                "{} cost of tier {} allocated to tenant {} by {}",
+                a.pool.service(),
+                a.tier,
+                a.tenant_id,
+                a.pool.driver()
             ),
-            tokens: Some(a.tokens),
+            tokens: Some(a.driver),
             tags: serde_json::json!({ "Tier": a.tier.as_str() }).to_string(),
             tenant: a.tenant_id.to_string(),
             tier: a.tier.to_string(),
@@ -82,12 +91,13 @@ pub fn rows(run: &InvoiceRun, billing_account: &str) -> Vec<FocusRow> {
         })
         .collect();
     out.extend(run.unallocated.iter().map(|u| FocusRow {
+        pool: u.pool,
         cost: u.amount,
         billing_account: billing_account.to_owned(),
         currency: currency.clone(),
         billing_period: period,
         charge_period: day_span(u.date),
-        description: format!("Amazon Bedrock cost not allocated to a tenant: {}", u.reason),
+        description: format!("{} cost not allocated to a tenant: {}", u.pool.service(), u.reason),
         tokens: None,
         tags: if u.tag_value.is_empty() {
             "{}".into()
@@ -100,12 +110,17 @@ pub fn rows(run: &InvoiceRun, billing_account: &str) -> Vec<FocusRow> {
         provisional: u.provisional,
     }));
     out.sort_by(|a, b| {
-        (a.charge_period.0, &a.tier, &a.tenant).cmp(&(b.charge_period.0, &b.tier, &b.tenant))
+        (a.charge_period.0, a.pool, &a.tier, &a.tenant).cmp(&(
+            b.charge_period.0,
+            b.pool,
+            &b.tier,
+            &b.tenant,
+        ))
     });
     out
 }
 
-const COLUMNS: [&str; 33] = [
+const COLUMNS: [&str; 34] = [
     "BilledCost",
     "BillingAccountId",
     "BillingAccountName",
@@ -139,6 +154,7 @@ const COLUMNS: [&str; 33] = [
     "x_Tier",
     "x_UsageListCost",
     "x_Provisional",
+    "x_CostPool",
 ];
 
 fn iso(t: DateTime<Utc>) -> String {
@@ -162,7 +178,7 @@ fn text_row(r: &FocusRow) -> Vec<String> {
         iso(r.charge_period.1),
         iso(r.charge_period.0),
         r.tokens.map(|t| t.to_string()).unwrap_or_default(),
-        if r.tokens.is_some() { "Tokens".into() } else { String::new() },
+        if r.tokens.is_some() { r.pool.unit().into() } else { String::new() },
         cost.clone(),
         cost.clone(),
         PROVIDER.into(),
@@ -174,14 +190,15 @@ fn text_row(r: &FocusRow) -> Vec<String> {
         PROVIDER.into(),
         PROVIDER.into(),
         "AI and Machine Learning".into(),
-        "Amazon Bedrock".into(),
+        r.pool.service().into(),
         "Generative AI".into(),
         r.tags.clone(),
-        "agentmeter-list-price-usage-share".into(),
+        format!("agentmeter-{}-share", r.pool.driver().replace(' ', "-")),
         r.tenant.clone(),
         r.tier.clone(),
         r.usage_list_cost.map(|c| c.to_string()).unwrap_or_default(),
         r.provisional.to_string(),
+        r.pool.as_str().into(),
     ]
 }
 

@@ -18,7 +18,7 @@ pub mod usage;
 pub use compute::{
     InvoiceError, InvoiceInput, InvoiceRun, PlanTerms, PriceSpan, Pricing, Spans, compute,
 };
-pub use model::{Allocation, Component, Invoice, Line, Period, Problem, Unallocated};
+pub use model::{Allocation, Component, CostPool, Invoice, Line, Period, Problem, Unallocated};
 
 #[cfg(test)]
 mod tests;

@@ -4,9 +4,61 @@
 use agentmeter_schemas::{ModelId, TenantId, Tier};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::prices::UsageSource;
+
+/// A pool of AWS cost and the driver that splits it across a tier's tenants.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum CostPool {
+    /// Bedrock model inference: split by list-price token usage.
+    #[default]
+    Inference,
+    /// AgentCore Runtime: split by agent duration (`invoke_agent` spans).
+    AgentRuntime,
+    /// AgentCore Gateway: split by tool calls (`execute_tool` spans).
+    AgentGateway,
+}
+
+impl CostPool {
+    /// The snake_case name used in the exports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CostPool::Inference => "inference",
+            CostPool::AgentRuntime => "agent_runtime",
+            CostPool::AgentGateway => "agent_gateway",
+        }
+    }
+
+    /// What splits the pool, in words.
+    pub fn driver(self) -> &'static str {
+        match self {
+            CostPool::Inference => "list-price usage",
+            CostPool::AgentRuntime => "agent duration",
+            CostPool::AgentGateway => "tool calls",
+        }
+    }
+
+    /// The AWS service the pool's cost is billed under.
+    pub fn service(self) -> &'static str {
+        match self {
+            CostPool::Inference => "Amazon Bedrock",
+            CostPool::AgentRuntime | CostPool::AgentGateway => "Amazon Bedrock AgentCore",
+        }
+    }
+
+    /// The unit of the driver's quantity.
+    pub fn unit(self) -> &'static str {
+        match self {
+            CostPool::Inference => "Tokens",
+            CostPool::AgentRuntime => "Milliseconds",
+            CostPool::AgentGateway => "Calls",
+        }
+    }
+}
 
 /// A billing period: a calendar month in UTC, `[start, end)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -220,6 +272,8 @@ pub struct Invoice {
 /// value that matches no tier.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Unallocated {
+    /// The cost pool.
+    pub pool: CostPool,
     /// Day.
     pub date: NaiveDate,
     /// Tier, when the tag matched one.
@@ -237,6 +291,8 @@ pub struct Unallocated {
 /// One tenant's share of one day's cost of its tier.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Allocation {
+    /// The cost pool.
+    pub pool: CostPool,
     /// Day.
     pub date: NaiveDate,
     /// Tier.
@@ -249,6 +305,9 @@ pub struct Allocation {
     pub list_cost: Decimal,
     /// The tenant's tokens that day in that tier.
     pub tokens: i64,
+    /// The driver's quantity the share was weighed by: tokens (inference), agent duration in
+    /// milliseconds (AgentCore Runtime) or tool calls (AgentCore Gateway).
+    pub driver: i64,
     /// True if the day is estimated.
     pub provisional: bool,
 }

@@ -16,6 +16,7 @@ use crate::costs::{CostGroup, CostReport, DailyCost};
 use crate::prices::{UnitPrices, UsageSource};
 use agentmeter_schemas::tables::ChatMeasures;
 
+mod pools;
 mod tool_calls;
 
 fn d(s: &str) -> Decimal {
@@ -199,6 +200,8 @@ fn run_with(
         pricing: book,
         usage,
         costs,
+        pool_costs: &[],
+        drivers: &Default::default(),
         roster,
     };
     compute(&input).unwrap()
@@ -445,6 +448,8 @@ fn costs_in_another_currency_are_refused_not_booked_as_the_books() {
         pricing: &Book::default(),
         usage: &u,
         costs: Some(&c),
+        pool_costs: &[],
+        drivers: &Default::default(),
         roster: &roster,
     };
     assert_eq!(

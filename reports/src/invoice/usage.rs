@@ -115,3 +115,43 @@ pub fn load(lake: &Lake, period: &Period) -> Result<BTreeMap<SeriesKey, Series>>
     }
     Ok(out)
 }
+
+/// What one tenant's spans drove in one day and tier: the drivers of the AgentCore cost
+/// pools.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DriverUse {
+    /// Summed duration of `invoke_agent` spans, ms (AgentCore Runtime).
+    pub agent_duration_ms: i64,
+    /// `execute_tool` spans (AgentCore Gateway).
+    pub tool_calls: i64,
+}
+
+/// (day, tier) → tenant → what its spans drove.
+pub type Drivers = BTreeMap<(chrono::NaiveDate, Tier), BTreeMap<TenantId, DriverUse>>;
+
+/// The period's cost drivers from `usage_hourly`'s span columns, per day, tier and tenant.
+///
+/// # Errors
+///
+/// The lake cannot be read, or a sum overflows.
+pub fn drivers(lake: &Lake, period: &Period) -> Result<Drivers> {
+    let mut out = Drivers::new();
+    for dt in lake.partitions(USAGE_HOURLY)? {
+        if dt < period.start || dt >= period.end {
+            continue;
+        }
+        let overflow =
+            || agentmeter_aggregate::Error::Overflow { table: USAGE_HOURLY, dt: dt.to_string() };
+        for (k, m) in lake.hourly(dt)? {
+            let a = &m.agent;
+            if a.agent_duration_ms == 0 && a.tool_calls == 0 {
+                continue;
+            }
+            let slot = out.entry((dt, k.tier)).or_default().entry(k.tenant_id).or_default();
+            slot.agent_duration_ms =
+                slot.agent_duration_ms.checked_add(a.agent_duration_ms).ok_or_else(overflow)?;
+            slot.tool_calls = slot.tool_calls.checked_add(a.tool_calls).ok_or_else(overflow)?;
+        }
+    }
+    Ok(out)
+}

@@ -119,6 +119,7 @@ fn margin() -> MarginSummary {
         ],
         tenants: vec![],
         untiered_cost: d("1.5"),
+        pools: vec![],
         reconciliation: Reconciliation {
             cost_explorer_total: d("4322.89"),
             cost_explorer_total_exact: d("4322.89"),

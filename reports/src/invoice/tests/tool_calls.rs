@@ -406,6 +406,8 @@ fn the_price_book_scales_tool_calls_by_the_plan() {
         pricing: &book,
         usage: &u,
         costs: None,
+        pool_costs: &[],
+        drivers: &Default::default(),
         roster: &BTreeMap::new(),
     };
     let r = compute(&input).unwrap();
