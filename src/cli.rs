@@ -226,6 +226,12 @@ pub struct InvoiceArgs {
     /// Price book (TOML; see examples/prices.toml).
     #[arg(long)]
     pub prices: PathBuf,
+    /// Application inference profiles: the JSON of `aws bedrock list-inference-profiles
+    /// --type-equals APPLICATION` (or an array of its pages, or `get-inference-profile`
+    /// output). Usage logged under a profile's ARN or id is priced as the model it routes to;
+    /// without it, such usage is unpriced.
+    #[arg(long, value_name = "FILE")]
+    pub inference_profiles: Option<PathBuf>,
     /// AWS costs: a file holding GetCostAndUsage response JSON (one response or an array of
     /// pages), or `ce` to ask the Cost Explorer API (standard AWS credentials, region and
     /// AWS_ENDPOINT_URL). Without it, no cost is allocated.

@@ -87,6 +87,7 @@ fn invoice(
         lake: LakeLocation::Dir(lake_dir.to_owned()),
         period: period.label(),
         prices: prices_path,
+        inference_profiles: None,
         costs: Some(costs_path.display().to_string()),
         cost_metric: "UnblendedCost".into(),
         cost_tag: "Tier".into(),

@@ -9,7 +9,7 @@ use agentmeter_reports::invoice::export::{self, RunSummary};
 use agentmeter_reports::invoice::{
     CostPool, InvoiceInput, InvoiceRun, Period, compute, roster, usage,
 };
-use agentmeter_reports::prices::PriceBook;
+use agentmeter_reports::prices::{InferenceProfiles, PriceBook};
 use anyhow::{Context, bail};
 
 use crate::UsageError;
@@ -36,7 +36,12 @@ pub struct InvoicePlan {
 fn plan(a: &InvoiceArgs) -> anyhow::Result<InvoicePlan> {
     let usage = |m: String| anyhow::Error::new(UsageError(m));
     let period = Period::parse(&a.period).map_err(|e| usage(format!("--period: {e}")))?;
-    let book = PriceBook::load(&a.prices).map_err(|e| usage(format!("--prices: {e}")))?;
+    let mut book = PriceBook::load(&a.prices).map_err(|e| usage(format!("--prices: {e}")))?;
+    if let Some(p) = &a.inference_profiles {
+        let profiles =
+            InferenceProfiles::load(p).map_err(|e| usage(format!("--inference-profiles: {e}")))?;
+        book = book.with_inference_profiles(profiles);
+    }
     let mut query = CostQuery::month(period.start);
     query.metric = a.cost_metric.clone();
     query.tag_key = a.cost_tag.clone();

@@ -16,6 +16,7 @@ mod invoice;
 mod isolation;
 mod pools;
 mod privacy;
+mod profiles;
 mod reconcile;
 mod run;
 mod s3_lake;

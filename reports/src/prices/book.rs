@@ -8,6 +8,7 @@ use agentmeter_schemas::Tier;
 
 use super::error::PriceBookError;
 use super::model::{ModelPrices, Plan};
+use super::profiles::InferenceProfiles;
 use super::raw::RawBook;
 use super::validate;
 
@@ -32,6 +33,8 @@ pub struct PriceBook {
     pub(super) list: ModelTable,
     pub(super) plans: BTreeMap<Tier, PlanEntry>,
     pub(super) rate_cards: BTreeMap<String, ModelTable>,
+    /// Application inference profiles and the model each is priced as (none by default).
+    pub(super) profiles: InferenceProfiles,
 }
 
 /// Models with an index from every id and alias to its model.
@@ -114,6 +117,25 @@ impl PriceBook {
     /// Every plan, by tier.
     pub fn plans(&self) -> impl Iterator<Item = (&Tier, &Plan)> {
         self.plans.iter().map(|(t, p)| (t, &p.plan))
+    }
+
+    /// This book, pricing each application inference profile of `profiles` (by ARN or bare
+    /// id) as the model it routes to, resolved by the book's rules like any logged id; the
+    /// profiles replace any given before.
+    ///
+    /// Without profiles, and for a profile ARN not among them, usage under an application
+    /// inference profile ARN is unpriced ([`Unpriced::UnknownApplicationProfile`]): its id is
+    /// opaque, so it is never priced by it.
+    ///
+    /// [`Unpriced::UnknownApplicationProfile`]: super::Unpriced::UnknownApplicationProfile
+    pub fn with_inference_profiles(mut self, profiles: InferenceProfiles) -> PriceBook {
+        self.profiles = profiles;
+        self
+    }
+
+    /// The application inference profiles the book prices through.
+    pub fn inference_profiles(&self) -> &InferenceProfiles {
+        &self.profiles
     }
 
     /// The models of the rate card `name`, in file order, if it exists.

@@ -156,6 +156,17 @@ pub enum PriceBookError {
         /// The model that declared it first (location and id).
         first: String,
     },
+    /// An id or alias is an application inference profile ARN, which is priced as the
+    /// profile's model (`--inference-profiles`), never by a declaration.
+    #[error(
+        "{at}: {id:?} is an application inference profile ARN; its usage is priced as the profile's model, given by --inference-profiles, never by a declaration in the book"
+    )]
+    ApplicationProfileId {
+        /// Location of the declaration.
+        at: String,
+        /// The ARN.
+        id: String,
+    },
     /// A plan names a rate card that the book does not define.
     #[error("{at}: rate_card {name:?} is not defined")]
     UnknownRateCard {

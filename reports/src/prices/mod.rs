@@ -4,6 +4,8 @@
 //! - [`PriceBook`]: a validated book, from [`PriceBook::from_toml_str`] or
 //!   [`PriceBook::load`]; [`PriceBook::version`] names it on invoices.
 //! - [`PriceBook::resolve`]: which [`ModelPrices`] a logged model id is billed as.
+//! - [`InferenceProfiles`], [`PriceBook::with_inference_profiles`]: application inference
+//!   profiles priced as the model each routes to.
 //! - [`ModelPrices::segments`]: the [`PriceSegment`]s of a model over an interval, and the
 //!   uncovered (unpriced) rest.
 //! - [`PriceBook::plan`], [`PriceBook::billed_prices`], [`PriceBook::billed_segments`]: what a
@@ -66,15 +68,25 @@
 //! ## Model ids
 //!
 //! A logged id resolves by an exact match on a model's `id` or one of its `aliases`; failing
-//! that, a Bedrock ARN in the `aws` partition
-//! (`arn:aws:bedrock:<region>:<account>:(foundation-model|inference-profile|application-inference-profile)/<resource>`)
+//! that, a foundation model or cross-region (system-defined) inference profile ARN in the
+//! `aws` partition
+//! (`arn:aws:bedrock:<region>:<account>:(foundation-model|inference-profile)/<resource>`)
 //! resolves by an exact match on its resource part (after the last `/`). Nothing else is
 //! inferred: geo prefixes (`us.`, `eu.`, `apac.`, `global.`, ...) and version suffixes
 //! (`-v1:0`, `-1:0`) are never stripped, because geo profiles can be priced about 10 % above
 //! the bare id. Every id that is billed must be declared, as a model or an alias. An id or
 //! alias may appear only once among the models of the list (and once within each rate card).
-//! An application inference profile's id is opaque, so declare it (or its full ARN) as an
-//! alias of the model it routes to.
+//!
+//! An application inference profile's id is opaque, so an application inference profile ARN
+//! (`arn:<partition>:bedrock:<region>:<account>:application-inference-profile/<id>`) is never
+//! resolved by it, nor declared in the book (refused at load). It resolves only through the
+//! profiles given to [`PriceBook::with_inference_profiles`] ([`InferenceProfiles`], read from
+//! `aws bedrock list-inference-profiles` output): the ARN, or its bare id, resolves as the
+//! model the profile routes to (the foundation model id, or the cross-region profile id, prefix
+//! kept), by the rules above, for the list and every rate card. An application profile ARN
+//! that the profiles do not list is unpriced ([`Unpriced::UnknownApplicationProfile`]), and so
+//! is a profile that routes its model to other Regions without naming the cross-region profile
+//! it was copied from ([`Unpriced::CrossRegionProfile`]).
 //!
 //! ## Effective dating
 //!
@@ -113,6 +125,7 @@ mod book;
 mod error;
 mod litellm;
 mod model;
+mod profiles;
 mod raw;
 mod resolve;
 mod validate;
@@ -122,6 +135,8 @@ mod tests;
 #[cfg(test)]
 mod tests_litellm;
 #[cfg(test)]
+mod tests_profiles;
+#[cfg(test)]
 mod tests_validate;
 
 pub use book::{MAX_FILE_BYTES, PriceBook};
@@ -130,5 +145,9 @@ pub use litellm::{ImportOptions, ImportReport, SkipReason, Skipped, import_litel
 pub use model::{
     Coverage, ModelPrices, Plan, PlanPricing, PriceEntry, PriceSegment, TimeRange, UnitPrices,
     UsageSource,
+};
+pub use profiles::{
+    ApplicationProfile, InferenceProfiles, InferenceProfilesError, MAX_PROFILES_FILE_BYTES, Route,
+    application_profile_id,
 };
 pub use resolve::{BilledSegments, Unpriced, bedrock_arn_resource};

@@ -139,6 +139,7 @@ fn example_plans_bill_the_synthetic_workload() {
             tier: tier("premium"),
             rate_card: "premium".into(),
             model_id: "mistral.ministral-3-8b-instruct".into(),
+            profile: None,
         })
     );
 }
@@ -184,31 +185,33 @@ fn resolution_is_exact_alias_or_arn_resource() {
 }
 
 #[test]
-fn application_profiles_resolve_when_declared() {
+fn application_profiles_are_never_priced_by_their_opaque_id() {
+    // A model (alias) named like the profile's id does not price the profile's ARN.
     let text = EXAMPLE.replace(
         "aliases = [\"openai.gpt-oss-120b\"]\n[[models.prices]]",
         "aliases = [\"openai.gpt-oss-120b\", \"a1b2c3d4e5f6\"]\n[[models.prices]]",
     );
     let book = PriceBook::from_toml_str(&text).unwrap();
     let arn = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3d4e5f6";
-    assert_eq!(book.resolve(arn).unwrap().id().as_str(), "openai.gpt-oss-120b-1:0");
-    // The rate card resolves by its own declarations: the card does not declare it.
+    assert!(book.resolve(arn).is_none());
     let at = t("2026-10-02");
-    assert!(matches!(
-        book.billed_prices(&tier("premium"), arn, at),
-        Err(Unpriced::NotInRateCard { .. })
-    ));
-    assert_eq!(
-        book.billed_prices(&tier("basic"), arn, at).unwrap().input_per_million,
-        dec!(0.1875)
-    );
+    for plan in ["basic", "premium"] {
+        let e = book.billed_prices(&tier(plan), arn, at).unwrap_err();
+        assert_eq!(e, Unpriced::UnknownApplicationProfile { profile_id: "a1b2c3d4e5f6".into() });
+        assert_eq!(
+            e.to_string(),
+            "application inference profile a1b2c3d4e5f6 is not in --inference-profiles"
+        );
+    }
+    // The bare id is an ordinary id: an exact match on the alias.
+    assert_eq!(book.resolve("a1b2c3d4e5f6").unwrap().id().as_str(), "openai.gpt-oss-120b-1:0");
 }
 
 #[test]
 fn arn_resource_parsing() {
     let r = bedrock_arn_resource;
     assert_eq!(r("arn:aws:bedrock:eu-west-1:1:inference-profile/eu.x-v1:0"), Some("eu.x-v1:0"));
-    assert_eq!(r("arn:aws:bedrock:eu-west-1:1:application-inference-profile/abc"), Some("abc"));
+    assert_eq!(r("arn:aws:bedrock:eu-west-1:1:application-inference-profile/abc"), None);
     assert_eq!(r("arn:aws:bedrock:eu-west-1:1:foundation-model/"), None);
     assert_eq!(r("arn:aws:bedrock:eu-west-1:1:foundation-model"), None);
     assert_eq!(r("arn:aws:bedrock:eu-west-1"), None);
@@ -319,14 +322,14 @@ fn unpriced_reasons() {
     );
     assert_eq!(
         book.billed_segments(&tier("marked"), "m.unknown", from, to),
-        Err(Unpriced::UnknownModel { model_id: "m.unknown".into() })
+        Err(Unpriced::UnknownModel { model_id: "m.unknown".into(), profile: None })
     );
     let e = book.billed_segments(&tier("card"), "m.other", from, to).unwrap_err();
     assert_eq!(e.to_string(), "model \"m.other\" is not on rate card \"gold\" of tier card");
     let e = book.billed_prices(&tier("list"), "m.small", t("2026-10-02")).unwrap_err();
     assert_eq!(e.to_string(), "model \"m.small\" has no price at 2026-10-02 00:00:00 UTC");
     assert_eq!(
-        Unpriced::UnknownModel { model_id: "x".into() }.to_string(),
+        Unpriced::UnknownModel { model_id: "x".into(), profile: None }.to_string(),
         "model \"x\" is not in the price book (declare it, or add it as an alias)"
     );
 }

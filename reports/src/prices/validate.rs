@@ -12,6 +12,7 @@ use rust_decimal::Decimal;
 use super::book::{ModelTable, PlanEntry, PriceBook};
 use super::error::PriceBookError;
 use super::model::{ModelPrices, Plan, PlanPricing, PriceEntry, UnitPrices, UsageSource};
+use super::profiles::{InferenceProfiles, application_profile_id};
 use super::raw::{RawBook, RawModel, RawPlan, RawPrice};
 
 /// The only currency the book supports for now.
@@ -46,7 +47,15 @@ pub(super) fn build(raw: RawBook, digest: String) -> Result<PriceBook, PriceBook
         plans.insert(tier, entry);
     }
 
-    Ok(PriceBook { label: raw.version, digest, currency: raw.currency, list, plans, rate_cards })
+    Ok(PriceBook {
+        label: raw.version,
+        digest,
+        currency: raw.currency,
+        list,
+        plans,
+        rate_cards,
+        profiles: InferenceProfiles::default(),
+    })
 }
 
 pub(super) fn check_version(v: &str) -> Result<(), PriceBookError> {
@@ -86,6 +95,9 @@ fn models(prefix: &str, raw: &[RawModel]) -> Result<ModelTable, PriceBookError> 
         })?;
         let at = format!("{prefix}[{i}] ({id})");
         let mut declare = |value: &str, where_: String| match seen.get(value) {
+            _ if application_profile_id(value).is_some() => {
+                Err(PriceBookError::ApplicationProfileId { at: where_, id: value.to_owned() })
+            }
             Some(first) => Err(PriceBookError::DuplicateId {
                 at: where_,
                 id: value.to_owned(),
