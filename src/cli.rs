@@ -246,6 +246,15 @@ pub struct InvoiceArgs {
     /// Only costs with this tag value: KEY=VALUE[,VALUE...] (e.g. Application=HealthcareDemo).
     #[arg(long, value_name = "KEY=VALUES")]
     pub cost_filter: Option<String>,
+    /// AgentCore Runtime costs (GetCostAndUsage response JSON grouped by the cost tag, as for
+    /// --costs), split across each tier's tenants by their agent duration (`invoke_agent`
+    /// spans).
+    #[arg(long, value_name = "FILE")]
+    pub runtime_costs: Option<PathBuf>,
+    /// AgentCore Gateway costs (as --runtime-costs), split by tool calls (`execute_tool`
+    /// spans).
+    #[arg(long, value_name = "FILE")]
+    pub gateway_costs: Option<PathBuf>,
     /// Roster of tenants to bill (TOML `[tenants]` id = "tier"); listed tenants without usage
     /// still get their base fee.
     #[arg(long)]
@@ -260,15 +269,6 @@ pub struct InvoiceArgs {
     #[arg(long)]
     pub json: bool,
 }
-    /// AgentCore Runtime costs (GetCostAndUsage response JSON grouped by the cost tag, as for
-    /// --costs), split across each tier's tenants by their agent duration (`invoke_agent`
-    /// spans).
-    #[arg(long, value_name = "FILE")]
-    pub runtime_costs: Option<PathBuf>,
-    /// AgentCore Gateway costs (as --runtime-costs), split by tool calls (`execute_tool`
-    /// spans).
-    #[arg(long, value_name = "FILE")]
-    pub gateway_costs: Option<PathBuf>,
 
 #[derive(Debug, Subcommand)]
 pub enum PricesCommand {

@@ -119,24 +119,24 @@ pub fn execute(env: &Env, a: &InvoiceArgs) -> anyhow::Result<(InvoiceRun, RunSum
     let report = load_costs(&plan)?;
     crate::lake_cmd::ensure_rollups(&lake, plan.period.start, plan.period.end)?;
     let usage = usage::load(&lake, &plan.period).context("reading usage_hourly")?;
-    let input = InvoiceInput {
-        period: plan.period,
-        pricing: &plan.book,
-        usage: &usage,
-        costs: report.as_ref(),
     // The span drivers are read only for the pools that need them.
     let drivers = if plan.pool_costs.is_empty() {
         usage::Drivers::new()
     } else {
         usage::drivers(&lake, &plan.period).context("reading usage_hourly")?
     };
+    let input = InvoiceInput {
+        period: plan.period,
+        pricing: &plan.book,
+        usage: &usage,
+        costs: report.as_ref(),
+        pool_costs: &plan.pool_costs,
+        drivers: &drivers,
         roster: &plan.roster,
     };
     let run = compute(&input).map_err(|e| match e {
         agentmeter_reports::invoice::InvoiceError::Currency { .. } => {
             let from = match &plan.costs {
-        pool_costs: &plan.pool_costs,
-        drivers: &drivers,
                 CostSource::File(p) => format!("--costs {}", p.display()),
                 _ => "--costs ce".to_owned(),
             };
