@@ -200,6 +200,14 @@ pub struct GenArgs {
     /// single-format input for benchmarks; spans are unchanged.
     #[arg(long)]
     pub ndjson_only: bool,
+    /// Share of usage events logged by reused Agent objects, per thousand: sessions of 2 to 5
+    /// calls whose lines carry the running sum and a session_id.
+    #[arg(long, default_value_t = 0)]
+    pub reused_agent_permille: u32,
+    /// Share of the other usage events whose call reports no usage (0 tokens in the log line
+    /// and on its chat spans), per thousand.
+    #[arg(long, default_value_t = 0)]
+    pub missing_usage_permille: u32,
 }
 
 #[derive(Debug, Args)]

@@ -20,6 +20,8 @@ pub fn config(a: &GenArgs) -> anyhow::Result<SynthConfig> {
         duplicate_permille: a.duplicate_permille,
         span_permille: a.span_permille,
         ndjson_only: a.ndjson_only,
+        reused_agent_permille: a.reused_agent_permille,
+        missing_usage_permille: a.missing_usage_permille,
     };
     cfg.validate().map_err(UsageError)?;
     Ok(cfg)

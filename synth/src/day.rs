@@ -15,6 +15,7 @@ use chrono::NaiveDate;
 use super::deliver::{Payload, Rec};
 use super::dirty::{Bad, Channel};
 use super::plan::{DayPlan, HAIKU, MODELS, Plan, Rng, TierKind, apportion, scramble, uuid_text};
+use super::shapes::{Counts, Session, Shapes};
 use super::spans::{SpanDay, SpanTally};
 use super::write::{
     CwExport, FilterLogEvents, FirehoseFile, Ndjson, Obj, Shape, Val, log_event, skip_message,
@@ -60,12 +61,34 @@ impl Measures {
     }
 }
 
+/// What a tenant's distinct events come to once billed, where that differs from the lines as
+/// logged (see [`super::shapes`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Billed {
+    /// Every call's own tokens: what `usage_hourly` bills, a lifetime line as its increment.
+    pub calls: Measures,
+    /// Lines billed as the increment of a lifetime series (all but each session's first).
+    pub cumulative_lines: i64,
+    /// Lines that report no usage.
+    pub usage_unknown: i64,
+}
+
+impl Billed {
+    pub(crate) fn merge(&mut self, o: &Billed) {
+        self.calls.merge(&o.calls);
+        self.cumulative_lines += o.cumulative_lines;
+        self.usage_unknown += o.usage_unknown;
+    }
+}
+
 /// What the ingest of a day's files must report.
 #[derive(Debug, Default)]
 pub(crate) struct Tally {
     pub acc: Accounting,
-    /// Per tenant index.
+    /// Per tenant index: the lines as logged.
     pub tenants: Vec<Measures>,
+    /// Per tenant index: the same events billed.
+    pub billed: Vec<Billed>,
     pub day: Measures,
     pub hourly_rows: u64,
 }
@@ -75,8 +98,18 @@ impl Tally {
     fn first(&mut self, u: &Usage) {
         self.acc.records_read += 1;
         self.acc.events_written += 1;
-        self.tenants[u.tenant].add(u);
-        self.day.add(u);
+        let line = u.logged();
+        self.tenants[u.tenant].add(&line);
+        self.day.add(&line);
+        let b = &mut self.billed[u.tenant];
+        b.calls.add(u);
+        if u.session.is_some_and(|s| s.position > 0) {
+            b.cumulative_lines += 1;
+        }
+        if line.input == 0 && line.total() == 0 {
+            b.usage_unknown += 1;
+            self.acc.usage_unknown += 1;
+        }
     }
 
     /// A further delivery of a valid event.
@@ -108,12 +141,60 @@ pub(crate) struct Usage {
     pub cache_read: i64,
     pub cache_write: i64,
     pub time_ms: i64,
+    /// A reused agent's call: its line logs the session's running sum instead.
+    pub session: Option<Session>,
 }
 
 impl Usage {
     /// `total_tokens`: cache tokens count in it for the models that report them.
     pub(crate) fn total(&self) -> i64 {
         self.input + self.output + self.cache_read + self.cache_write
+    }
+
+    /// The call's own token counts.
+    pub(crate) fn counts(&self) -> Counts {
+        Counts {
+            input: self.input,
+            output: self.output,
+            cache_read: self.cache_read,
+            cache_write: self.cache_write,
+        }
+    }
+
+    /// Replaces the call's own token counts.
+    pub(crate) fn set_counts(&mut self, c: Counts) {
+        (self.input, self.output, self.cache_read, self.cache_write) =
+            (c.input, c.output, c.cache_read, c.cache_write);
+    }
+
+    /// The event as its log line states it: a reused agent's line holds the running sum of
+    /// its session's calls up to this one; any other line, the call's own tokens.
+    pub(crate) fn logged(&self) -> Usage {
+        let mut line = *self;
+        if let Some(s) = self.session {
+            line.set_counts(s.sum);
+        }
+        line
+    }
+}
+
+/// The token counts of a call of `model`. The draws are the generator's first ones, in the
+/// same order: changing them changes every file.
+pub(crate) fn draw_counts(rng: &mut Rng, model: u8) -> Counts {
+    let a = rng.below(10_001) as i64;
+    let b = rng.below(10_001) as i64;
+    let (cache_read, cache_write) = if model == HAIKU {
+        let r = if rng.chance(700) { rng.range(1024, 12_000) as i64 } else { 0 };
+        let w = if rng.chance(250) { rng.range(1024, 4096) as i64 } else { 0 };
+        (r, w)
+    } else {
+        (0, 0)
+    };
+    Counts {
+        input: 200 + 5800 * a * a / 100_000_000,
+        output: 20 + 1180 * b * b / 100_000_000,
+        cache_read,
+        cache_write,
     }
 }
 
@@ -196,6 +277,8 @@ pub(super) struct Day<'p> {
     pub(super) last: Option<Usage>,
     /// The agents' spans of the day.
     pub(super) spans: SpanDay<'p>,
+    /// Reused agents and calls without usage, when asked for (their own random stream).
+    pub(super) shapes: Option<Shapes>,
 }
 
 impl<'p> Day<'p> {
@@ -240,6 +323,7 @@ impl<'p> Day<'p> {
             seq: 0,
             tally: Tally {
                 tenants: vec![Measures::default(); plan.tenants.len()],
+                billed: vec![Billed::default(); plan.tenants.len()],
                 ..Tally::default()
             },
             files,
@@ -258,6 +342,7 @@ impl<'p> Day<'p> {
             hour: 0,
             last: None,
             spans,
+            shapes: Shapes::new(&plan.cfg, index),
         })
     }
 
@@ -276,8 +361,14 @@ impl<'p> Day<'p> {
             let mut times: Vec<i64> =
                 (0..n).map(|_| hour_start + self.rng.below(HOUR_MS as u64) as i64).collect();
             times.sort_unstable();
-            for (tenant, time_ms) in tenants.into_iter().zip(times) {
-                let u = self.usage(tenant, time_ms);
+            if let Some(shapes) = &mut self.shapes {
+                shapes.plan_hour(&tenants, &times);
+            }
+            for (i, (tenant, time_ms)) in tenants.into_iter().zip(times).enumerate() {
+                let mut u = self.usage(tenant, time_ms);
+                if let Some(shapes) = &mut self.shapes {
+                    shapes.apply(i, &mut u);
+                }
                 self.tally.first(&u);
                 groups.insert((u.tenant, u.user, u.model));
                 self.route(&u)?;
@@ -340,24 +431,17 @@ impl<'p> Day<'p> {
             TierKind::Premium if rng.chance(250) => HAIKU,
             TierKind::Premium => 1,
         };
-        let a = rng.below(10_001) as i64;
-        let b = rng.below(10_001) as i64;
-        let (cache_read, cache_write) = if model == HAIKU {
-            let r = if rng.chance(700) { rng.range(1024, 12_000) as i64 } else { 0 };
-            let w = if rng.chance(250) { rng.range(1024, 4096) as i64 } else { 0 };
-            (r, w)
-        } else {
-            (0, 0)
-        };
+        let c = draw_counts(rng, model);
         Usage {
             tenant,
             user,
             model,
-            input: 200 + 5800 * a * a / 100_000_000,
-            output: 20 + 1180 * b * b / 100_000_000,
-            cache_read,
-            cache_write,
+            input: c.input,
+            output: c.output,
+            cache_read: c.cache_read,
+            cache_write: c.cache_write,
             time_ms,
+            session: None,
         }
     }
 
@@ -404,17 +488,21 @@ impl<'p> Day<'p> {
             o.push("user_id", Val::S(user.clone()));
         }
         o.push("model_id", Val::S(MODELS[usize::from(u.model)].into()));
-        o.push("input_tokens", Val::I(u.input));
-        o.push("output_tokens", Val::I(u.output));
-        o.push("total_tokens", Val::I(u.total()));
+        let line = u.logged();
+        o.push("input_tokens", Val::I(line.input));
+        o.push("output_tokens", Val::I(line.output));
+        o.push("total_tokens", Val::I(line.total()));
         if u.model == HAIKU {
             let (r, w) = if alias_cache {
                 ("cache_read_input_tokens", "cache_write_input_tokens")
             } else {
                 ("cache_read_tokens", "cache_write_tokens")
             };
-            o.push(r, Val::I(u.cache_read));
-            o.push(w, Val::I(u.cache_write));
+            o.push(r, Val::I(line.cache_read));
+            o.push(w, Val::I(line.cache_write));
+        }
+        if let Some(s) = u.session {
+            o.push("session_id", Val::S(s.id()));
         }
         o
     }

@@ -8,6 +8,7 @@ use agentmeter_schemas::{Reason, SkipKind};
 
 use super::day::{Day, HOUR_MS, Usage};
 use super::dirty::{Bad, BadCtx, Channel};
+use super::plan::HAIKU;
 use super::write::{Val, control_message, data_message, gzip, log_event, skip_message};
 
 /// One CloudWatch log group per tier, as one Lambda function per tier would have.
@@ -83,8 +84,13 @@ impl<'p> Day<'p> {
         } else {
             o.push("event_id", Val::S(self.unique_uuid()));
         }
-        if self.rng.chance(300) {
-            o.push("session_id", Val::S(format!("sess-{}", self.rng.hex(16))));
+        // A session named per request (a reused agent's line names its own already).
+        let named = self.rng.chance(300);
+        if named {
+            let session = format!("sess-{}", self.rng.hex(16));
+            if u.session.is_none() {
+                o.push("session_id", Val::S(session));
+            }
         }
         if self.rng.chance(5) {
             let blank = *self.rng.pick(&["", "   ", "\t"]);
@@ -93,7 +99,20 @@ impl<'p> Day<'p> {
         if dup {
             // The same event delivered again further down, with other spacing and key order.
             let mut order: Vec<usize> = (0..o.0.len()).collect();
-            self.rng.shuffle(&mut order);
+            match u.session {
+                None => self.rng.shuffle(&mut order),
+                Some(s) => {
+                    // A reused agent's line has other keys than the line the event drew (its
+                    // session id, the cache counts of its session's model): shuffle as many
+                    // as that line had, so that the draws after it are the month's.
+                    let cache = |m: u8| if m == HAIKU { 2 } else { 0 };
+                    let drawn =
+                        o.0.len() - 1 + usize::from(named) + cache(s.drawn_model) - cache(u.model);
+                    order.extend(o.0.len()..drawn);
+                    self.rng.shuffle(&mut order[..drawn]);
+                    order.retain(|&k| k < o.0.len());
+                }
+            }
             let due = self.nd.lines + 1 + self.rng.below(200);
             self.nd.later.push((due, o.spaced(&order)));
             self.tally.again();

@@ -31,6 +31,10 @@
 //! [`Reason`](agentmeter_schemas::Reason), hostile tenant ids among them) with known counts.
 //! With [`SynthConfig::ndjson_only`], every valid event and its duplicates go to the
 //! `ndjson/` files instead (a benchmark's single-format input); the counts stay exact.
+//! [`SynthConfig::reused_agent_permille`] and [`SynthConfig::missing_usage_permille`] add two
+//! shapes of real agent telemetry: reused Agent objects logging their lifetime usage per
+//! session, and calls that report no usage; [`TenantTotals`] then also holds what the
+//! pipeline must bill and count for them.
 //!
 //! # Determinism and memory
 //!
@@ -48,6 +52,7 @@ mod deliver;
 mod dirty;
 mod otlp_text;
 mod plan;
+mod shapes;
 mod spans;
 #[cfg(test)]
 mod tests;
@@ -62,7 +67,7 @@ use agentmeter_schemas::{Accounting, Reason, Tokens};
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
-use day::Measures;
+use day::{Billed, Measures};
 use plan::Plan;
 
 /// What to generate.
@@ -95,6 +100,24 @@ pub struct SynthConfig {
     /// Left out of `expected.json` when off, so that the output without it does not change.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub ndjson_only: bool,
+    /// Share of usage events, per thousand, logged by reused Agent objects: each tenant's
+    /// such events of an hour form sessions of 2 to 5 calls (one user and model) whose lines
+    /// state the session's running sum and a `session_id`, which the pipeline bills as
+    /// increments. Chat spans keep each call's own tokens. [`TenantTotals::billed`] and
+    /// [`TenantTotals::cumulative_lines`] then hold the expectation. Left out of
+    /// `expected.json` when 0 (the default), as is everything it adds.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub reused_agent_permille: u32,
+    /// Share of the other usage events, per thousand, whose call reports no usage (0 input,
+    /// output and total tokens, in the log line and on its chat spans): usage unknown.
+    /// [`TenantTotals::usage_unknown`] and [`TenantTotals::chat_usage_unknown`] then hold the
+    /// expectation. Left out of `expected.json` when 0 (the default), as is what it adds.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub missing_usage_permille: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Default for SynthConfig {
@@ -109,6 +132,8 @@ impl Default for SynthConfig {
             duplicate_permille: 20,
             span_permille: 1000,
             ndjson_only: false,
+            reused_agent_permille: 0,
+            missing_usage_permille: 0,
         }
     }
 }
@@ -165,6 +190,18 @@ impl SynthConfig {
         if self.span_permille > 1000 {
             return Err(format!("span_permille must be at most 1000, got {}", self.span_permille));
         }
+        if self.reused_agent_permille > 1000 {
+            return Err(format!(
+                "reused_agent_permille must be at most 1000, got {}",
+                self.reused_agent_permille
+            ));
+        }
+        if self.missing_usage_permille > 1000 {
+            return Err(format!(
+                "missing_usage_permille must be at most 1000, got {}",
+                self.missing_usage_permille
+            ));
+        }
         Ok(())
     }
 }
@@ -219,9 +256,33 @@ pub type DayTotals = Totals;
 pub struct TenantTotals {
     /// The tenant's tier.
     pub tier: String,
-    /// The sums.
+    /// The sums of the lines as logged (`usage_events`).
     #[serde(flatten)]
     pub totals: Totals,
+    /// With [`SynthConfig::reused_agent_permille`]: the sums as billed (`usage_hourly`), each
+    /// line of a lifetime series as its increment over the line before, so every call's own
+    /// tokens once. Without it, billed and logged are the same and this is absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billed: Option<Totals>,
+    /// With [`SynthConfig::reused_agent_permille`]: the lines billed as increments (every
+    /// line of a session but its first): `usage_hourly.cumulative_lines`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cumulative_lines: Option<i64>,
+    /// With [`SynthConfig::missing_usage_permille`]: the log lines that report no usage
+    /// (`usage_hourly.usage_unknown`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage_unknown: Option<i64>,
+    /// With [`SynthConfig::missing_usage_permille`]: the distinct `chat` spans that report no
+    /// usage (`usage_hourly.chat_usage_unknown`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_usage_unknown: Option<i64>,
+}
+
+impl TenantTotals {
+    /// The sums as billed: [`Self::billed`], or the logged ones when that is absent.
+    pub fn billed_totals(&self) -> Totals {
+        self.billed.unwrap_or(self.totals)
+    }
 }
 
 /// What a tenant's distinct valid spans add up to, as the lake's span rollup counts them:
@@ -244,8 +305,9 @@ pub struct AgentTotals {
     /// `chat` spans (model calls).
     pub model_calls: i64,
     /// Sums of the `chat` spans' token attributes, which equal the tokens of the traced usage
-    /// events exactly (`invocations` counts those events). Basic-tier tenants and untraced
-    /// events have none, so logs and spans reconcile exactly only for traced events.
+    /// events' calls exactly (`invocations` counts those events): as billed, not as a reused
+    /// agent logs them. Basic-tier tenants and untraced events have none, so logs and spans
+    /// reconcile exactly only for traced events.
     pub chat_tokens: Totals,
 }
 
@@ -369,6 +431,8 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> io::Result<Expected> {
         }
     }
     let mut per_tenant = vec![Measures::default(); plan.tenants.len()];
+    let mut billed = vec![Billed::default(); plan.tenants.len()];
+    let mut chat_unknown = vec![0i64; plan.tenants.len()];
     let mut agents = vec![AgentTotals::default(); plan.tenants.len()];
     let mut runaway_invocations = Vec::new();
     let mut day_totals = BTreeMap::new();
@@ -378,6 +442,12 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> io::Result<Expected> {
         accounting.merge(&d.spans.acc);
         for (sum, m) in per_tenant.iter_mut().zip(&d.tally.tenants) {
             sum.merge(m);
+        }
+        for (sum, b) in billed.iter_mut().zip(&d.tally.billed) {
+            sum.merge(b);
+        }
+        for (sum, n) in chat_unknown.iter_mut().zip(&d.spans.chat_unknown) {
+            *sum += n;
         }
         for (sum, a) in agents.iter_mut().zip(&d.spans.agents) {
             sum.merge(a);
@@ -395,15 +465,24 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> io::Result<Expected> {
     let mut tenants = BTreeMap::new();
     let mut tiers: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut agent_totals = BTreeMap::new();
-    for ((t, m), a) in plan.tenants.iter().zip(&per_tenant).zip(&agents) {
+    let (reused, missing) = (cfg.reused_agent_permille > 0, cfg.missing_usage_permille > 0);
+    for (i, ((t, m), a)) in plan.tenants.iter().zip(&per_tenant).zip(&agents).enumerate() {
         tiers.entry(t.tier.as_str().to_owned()).or_default().push(t.id.clone());
         if a.spans > 0 {
             agent_totals.insert(t.id.clone(), *a);
         }
         if m.invocations > 0 {
+            let b = &billed[i];
             tenants.insert(
                 t.id.clone(),
-                TenantTotals { tier: t.tier.as_str().to_owned(), totals: Totals::from(*m) },
+                TenantTotals {
+                    tier: t.tier.as_str().to_owned(),
+                    totals: Totals::from(*m),
+                    billed: reused.then(|| Totals::from(b.calls)),
+                    cumulative_lines: reused.then_some(b.cumulative_lines),
+                    usage_unknown: missing.then_some(b.usage_unknown),
+                    chat_usage_unknown: missing.then_some(chat_unknown[i]),
+                },
             );
         }
     }

@@ -5,7 +5,8 @@
 //!
 //! A trace is an `invoke_agent` root starting at the usage event's time, 1 to 3
 //! `execute_event_loop_cycle` children, one `chat` span in each cycle (their tokens sum
-//! exactly to the event's tokens, which the root carries too) and 0 to 6 `execute_tool` spans
+//! exactly to the call's own tokens, which the root carries too, even where a reused agent's
+//! line logs a running sum; all 0 for a call without usage) and 0 to 6 `execute_tool` spans
 //! in the cycles before the last, about 3% of them failing with an `exception` event that
 //! holds a fake patient note. Spans are exported as they end (children first, the root last),
 //! in batches of 4 to 48 spans, so a root often lands in a later line than its children.
@@ -82,16 +83,20 @@ pub(crate) struct SpanTally {
     pub acc: Accounting,
     /// Per tenant index.
     pub agents: Vec<AgentTotals>,
+    /// Per tenant index: distinct `chat` spans that report no usage (input and total 0).
+    pub chat_unknown: Vec<i64>,
     /// `trace_id:span_id` of the runaway invocations.
     pub runaway: Vec<String>,
     /// The file written, if any, relative to the input directory.
     pub files: Vec<String>,
 }
 
-/// A span waiting in the export batch: its tenant (`None`: a span without one) and text.
+/// A span waiting in the export batch: its tenant (`None`: a span without one), its text, and
+/// whether it is a `chat` span that reports no usage.
 struct Pending {
     tenant: Option<usize>,
     text: String,
+    unknown: bool,
 }
 
 /// A written line, kept to be written again (a retried export).
@@ -99,6 +104,8 @@ struct Line {
     text: String,
     valid: u64,
     bad: u64,
+    /// Of the valid spans, `chat` spans without usage.
+    unknown: u64,
 }
 
 /// The role of a span in its trace.
@@ -212,6 +219,7 @@ impl<'p> SpanDay<'p> {
             dirty,
             tally: SpanTally {
                 agents: vec![AgentTotals::default(); plan.tenants.len()],
+                chat_unknown: vec![0; plan.tenants.len()],
                 ..SpanTally::default()
             },
         }
@@ -345,6 +353,8 @@ impl<'p> SpanDay<'p> {
         let ids: Vec<String> = (0..nodes.len()).map(span_id).collect();
         let mut order: Vec<usize> = (0..nodes.len()).collect();
         order.sort_by_key(|&i| (nodes[i].end, std::cmp::Reverse(nodes[i].depth()), i));
+        // Each span's text, and whether it is a chat span without usage (a call whose stream
+        // ended without its usage chunk reports 0 in every cycle).
         let mut texts = Vec::with_capacity(nodes.len());
         for &i in &order {
             let n = &nodes[i];
@@ -374,6 +384,7 @@ impl<'p> SpanDay<'p> {
                 .s("gen_ai.operation.name", op)
                 .s("gen_ai.system", "strands-agents");
             let mut exception = None;
+            let mut unknown = false;
             match n.role {
                 Role::Root => {
                     s.s("gen_ai.agent.name", AGENT)
@@ -388,8 +399,10 @@ impl<'p> SpanDay<'p> {
                     }
                 }
                 Role::Chat(c, ttft) => {
+                    let tok = chat_tok(c);
+                    unknown = tok.input == 0 && tok.total() == 0;
                     s.s("gen_ai.request.model", model)
-                        .tokens(&chat_tok(c))
+                        .tokens(&tok)
                         .i("gen_ai.server.time_to_first_token", ttft)
                         .i("gen_ai.server.request.duration", ms(n.end) - ms(n.start));
                 }
@@ -402,12 +415,13 @@ impl<'p> SpanDay<'p> {
                     }
                 }
             }
-            texts.push(s.finish(exception.as_ref()));
+            texts.push((s.finish(exception.as_ref()), unknown));
         }
 
         // What the lake's span rollup will find.
         let duration = ms(nodes[0].end) - ms(nodes[0].start);
         let errors = nodes.iter().filter(|n| matches!(n.role, Role::Tool { error: true, .. }));
+        self.tally.chat_unknown[u.tenant] += texts.iter().filter(|t| t.1).count() as i64;
         let a = &mut self.tally.agents[u.tenant];
         a.spans += nodes.len() as i64;
         a.agent_invocations += 1;
@@ -431,8 +445,8 @@ impl<'p> SpanDay<'p> {
             matches!(n.role, Role::Tool { .. } | Role::Chat(..)) && ms(n.start) >= next_hour_ms
         });
 
-        for text in texts {
-            self.push(Some(u.tenant), text)?;
+        for (text, unknown) in texts {
+            self.push(Some(u.tenant), text, unknown)?;
         }
         Ok(spills)
     }
@@ -463,12 +477,12 @@ impl<'p> SpanDay<'p> {
             .s("gen_ai.tool.status", "error");
         let exception = Exception::new(rng, "patient_context", end);
         let text = s.finish(Some(&exception));
-        self.push(None, text)
+        self.push(None, text, false)
     }
 
     /// Adds a span to the export batch, exporting the batch when full.
-    fn push(&mut self, tenant: Option<usize>, text: String) -> io::Result<()> {
-        self.batch.push(Pending { tenant, text });
+    fn push(&mut self, tenant: Option<usize>, text: String, unknown: bool) -> io::Result<()> {
+        self.batch.push(Pending { tenant, text, unknown });
         if self.batch.len() >= self.target {
             self.flush()?;
         }
@@ -512,7 +526,8 @@ impl<'p> SpanDay<'p> {
         }
         text.push_str("]}");
         let valid = batch.iter().filter(|p| p.tenant.is_some()).count() as u64;
-        let line = Line { text, valid, bad: batch.len() as u64 - valid };
+        let unknown = batch.iter().filter(|p| p.tenant.is_some() && p.unknown).count() as u64;
+        let line = Line { text, valid, bad: batch.len() as u64 - valid, unknown };
         self.write_line(&line, false)?;
         if let Some(again) = self.retry.take() {
             self.write_line(&again, true)?;
@@ -544,6 +559,7 @@ impl<'p> SpanDay<'p> {
             acc.span_duplicates += line.valid;
         } else {
             acc.spans_written += line.valid;
+            acc.span_usage_unknown += line.unknown;
         }
         if line.bad > 0 {
             *acc.quarantined.entry(Reason::MissingField).or_default() += line.bad;

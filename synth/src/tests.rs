@@ -22,6 +22,13 @@ use agentmeter_ingest::{DecodeConfig, Decoder, Outcome};
 /// (tenant, user, model, event time in ms) of a usage event.
 type EventKey = (String, String, String, i64);
 
+/// A distinct event that names a session: (tenant, session id), then its UTC day, time, id and
+/// tokens.
+type SessionLine = ((String, String), (i64, i64, String, Tokens));
+
+/// The lines (time, id, tokens) of each session of a day, by (tenant, session id, day).
+type Sessions<'a> = BTreeMap<(&'a str, &'a str, i64), Vec<(i64, &'a str, Tokens)>>;
+
 /// A sink that does what an ingest into an empty lake does with the outcomes: dedup by event
 /// id and by span identity (first delivery wins), count everything, and sum the distinct
 /// events; the distinct spans are kept for [`agent_totals`].
@@ -41,6 +48,10 @@ struct Check {
     hourly: HashSet<(i64, String, String, String, String)>,
     /// (hour, tier, tenant) of each distinct event.
     requests: Vec<(i64, String, String)>,
+    /// The distinct events that name a session.
+    session_lines: Vec<SessionLine>,
+    /// Per tenant, distinct events that report no usage.
+    unknown: BTreeMap<String, i64>,
 }
 
 impl Sink for Check {
@@ -72,6 +83,21 @@ impl Sink for Check {
                 self.seen.insert(e.event_id.as_str().to_owned(), fingerprint);
                 self.acc.events_written += 1;
                 let (tier, tenant) = (e.tier.to_string(), e.tenant_id.to_string());
+                if e.tokens.input == 0 && e.tokens.total == 0 {
+                    self.acc.usage_unknown += 1;
+                    *self.unknown.entry(tenant.clone()).or_default() += 1;
+                }
+                if let Some(session) = &e.session_id {
+                    self.session_lines.push((
+                        (tenant.clone(), session.to_string()),
+                        (
+                            e.event_time_ms.div_euclid(86_400_000),
+                            e.event_time_ms,
+                            e.event_id.to_string(),
+                            e.tokens,
+                        ),
+                    ));
+                }
                 let t = self
                     .tenants
                     .entry(tenant.clone())
@@ -111,6 +137,12 @@ impl Sink for Check {
                 }
                 self.span_seen.insert(s.key(), fingerprint);
                 self.acc.spans_written += 1;
+                if is_op(&s, "chat")
+                    && s.tokens.input.unwrap_or(0) == 0
+                    && s.tokens.total.unwrap_or(0) == 0
+                {
+                    self.acc.span_usage_unknown += 1;
+                }
                 self.spans.push(*s);
             }
         }
@@ -190,7 +222,7 @@ fn assert_matches(expected: &Expected, got: &Check) {
     assert_eq!(got.acc, expected.accounting);
     assert!(expected.accounting.balances());
     assert_eq!(expected.accounting.conflicting_duplicates, 0);
-    assert_eq!(got.tenants, expected.tenants);
+    assert_eq!(got.tenant_totals(&expected.config), expected.tenants);
     assert_eq!(got.days, expected.days);
     assert_eq!(got.hourly_rows(), expected.hourly_rows);
     assert_eq!(expected.accounting.events_written, expected.config.events);
@@ -198,18 +230,103 @@ fn assert_matches(expected: &Expected, got: &Check) {
     assert_eq!(agents, expected.agents);
     assert_eq!(runaway, expected.runaway_invocations);
     assert_eq!(got.leaks, 0, "a span event's text reached a decoded outcome");
+    // A reused agent's session: 2 to 5 lines of one UTC day that pass the lifetime rule.
+    let mut days: HashMap<(&str, &str), i64> = HashMap::new();
+    for ((tenant, session, day), lines) in got.sessions() {
+        if !session.starts_with("agent-") {
+            assert_eq!(lines.len(), 1, "a per-request session id is used once: {session}");
+            continue;
+        }
+        assert!(expected.config.reused_agent_permille > 0, "{session}");
+        assert!((2..=5).contains(&lines.len()), "{tenant} {session}: {} lines", lines.len());
+        let tokens: Vec<Tokens> = lines.iter().map(|l| l.2).collect();
+        assert!(lifetime_series(&tokens), "{tenant} {session}: {tokens:?}");
+        assert!(days.insert((tenant, session), day).is_none(), "{session} spans two days");
+    }
     // Only premium tenants have spans; with every premium event traced, their chat spans
     // reconcile exactly with their logs.
     for (tenant, a) in &expected.agents {
         let t = &expected.tenants[tenant];
         assert_eq!(t.tier, "premium", "{tenant}");
         if expected.config.span_permille == 1000 {
-            assert_eq!(a.chat_tokens, t.totals, "{tenant}");
+            assert_eq!(a.chat_tokens, t.billed_totals(), "{tenant}");
         }
     }
 }
 
+/// The pipeline's rule for a lifetime series (aggregate's `sessions`), restated: at least two
+/// lines, the first with input and output, each step growing input by at least half the first
+/// line's input, output and total by at least one, cache counts never shrinking.
+fn lifetime_series(lines: &[Tokens]) -> bool {
+    let first = lines[0];
+    lines.len() >= 2
+        && first.input > 0
+        && first.output > 0
+        && lines.windows(2).all(|w| {
+            2 * (w[1].input - w[0].input) >= first.input
+                && w[1].output > w[0].output
+                && w[1].total > w[0].total
+                && w[1].cache_read >= w[0].cache_read
+                && w[1].cache_write >= w[0].cache_write
+        })
+}
+
 impl Check {
+    /// The decoded events' lines of each session of a day, in the order the pipeline reads
+    /// them (time, then id), by (tenant, session id, day).
+    fn sessions(&self) -> Sessions<'_> {
+        let mut out = Sessions::new();
+        for ((tenant, session), (day, time, id, tokens)) in &self.session_lines {
+            out.entry((tenant, session, *day)).or_default().push((*time, id, *tokens));
+        }
+        for lines in out.values_mut() {
+            lines.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        }
+        out
+    }
+
+    /// Per tenant, the sums of the decoded events as `expected.json` states them: as logged,
+    /// and, with the shapes, as billed (each line of a lifetime series as its increment over
+    /// the line before), the lines so billed, and the log lines and chat spans without usage.
+    fn tenant_totals(&self, cfg: &SynthConfig) -> BTreeMap<String, TenantTotals> {
+        let mut repeated: BTreeMap<&str, (Tokens, i64)> = BTreeMap::new();
+        for ((tenant, ..), lines) in self.sessions() {
+            let tokens: Vec<Tokens> = lines.iter().map(|l| l.2).collect();
+            if lifetime_series(&tokens) {
+                let r = repeated.entry(tenant).or_default();
+                for t in &tokens[..tokens.len() - 1] {
+                    r.0 = r.0.checked_add(t).unwrap();
+                    r.1 += 1;
+                }
+            }
+        }
+        let mut chat_unknown: BTreeMap<String, i64> = BTreeMap::new();
+        for s in self.spans.iter().filter(|s| is_op(s, "chat")) {
+            if s.tokens.input.unwrap_or(0) == 0 && s.tokens.total.unwrap_or(0) == 0 {
+                *chat_unknown.entry(s.tenant_id.to_string()).or_default() += 1;
+            }
+        }
+        let mut out = self.tenants.clone();
+        for (tenant, t) in &mut out {
+            if cfg.reused_agent_permille > 0 {
+                let (r, n) = repeated.get(tenant.as_str()).copied().unwrap_or_default();
+                let mut b = t.totals;
+                b.input_tokens -= r.input;
+                b.output_tokens -= r.output;
+                b.total_tokens -= r.total;
+                b.cache_read_tokens -= r.cache_read;
+                b.cache_write_tokens -= r.cache_write;
+                t.billed = Some(b);
+                t.cumulative_lines = Some(n);
+            }
+            if cfg.missing_usage_permille > 0 {
+                t.usage_unknown = Some(self.unknown.get(tenant).copied().unwrap_or(0));
+                t.chat_usage_unknown = Some(chat_unknown.get(tenant).copied().unwrap_or(0));
+            }
+        }
+        out
+    }
+
     /// The rows of `usage_hourly`: the groups of the distinct events, and those of the tool
     /// and agent spans (user and model of their invocation) and chat spans (their own model).
     fn hourly_rows(&self) -> u64 {
@@ -369,6 +486,25 @@ fn edge_configurations_still_match() {
         },
         SynthConfig { tenants: 6, noisy: 2, events: 1_500, span_permille: 0, ..d() },
         SynthConfig { tenants: 6, noisy: 2, events: 1_500, span_permille: 300, dirty: true, ..d() },
+        SynthConfig {
+            tenants: 4,
+            noisy: 1,
+            events: 3_000,
+            duplicate_permille: 300,
+            reused_agent_permille: 1000,
+            missing_usage_permille: 1000,
+            ..d()
+        },
+        SynthConfig {
+            tenants: 5,
+            noisy: 1,
+            events: 2_000,
+            ndjson_only: true,
+            dirty: true,
+            reused_agent_permille: 400,
+            ..d()
+        },
+        SynthConfig { tenants: 5, noisy: 1, events: 2_000, missing_usage_permille: 50, ..d() },
     ] {
         let dir = tempfile::tempdir().unwrap();
         let expected = generate(&cfg, dir.path()).unwrap();
@@ -493,6 +629,8 @@ fn bad_configs_are_refused_naming_the_field() {
         (SynthConfig { noisy: 5, ..d() }, "noisy"),
         (SynthConfig { duplicate_permille: 1001, ..d() }, "duplicate_permille"),
         (SynthConfig { span_permille: 1001, ..d() }, "span_permille"),
+        (SynthConfig { reused_agent_permille: 1001, ..d() }, "reused_agent_permille"),
+        (SynthConfig { missing_usage_permille: 1001, ..d() }, "missing_usage_permille"),
     ];
     for (cfg, field) in cases {
         let err = cfg.validate().unwrap_err();
@@ -609,4 +747,85 @@ fn one_line_holds_an_invocation_whose_chat_tokens_are_its_usage_events() {
         .filter(|f| f.starts_with("input/otlp/"))
         .any(|f| gz_lines(&dir.path().join(f)).iter().any(|l| l.contains(NOTE_MARK)));
     assert!(noted);
+}
+
+#[test]
+fn reused_agents_and_calls_without_usage_decode_to_their_expectation() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = SynthConfig { tenants: 6, noisy: 2, events: 20_000, ..SynthConfig::default() };
+    let cfg = SynthConfig { reused_agent_permille: 150, missing_usage_permille: 20, ..plain };
+    let expected = generate(&cfg, dir.path()).unwrap();
+    let got = ingest(dir.path());
+    assert_matches(&expected, &got);
+    let tenants = &expected.tenants;
+
+    // Reused agents: sessions of every size, each line after the first billed as increment.
+    let mut sizes: BTreeMap<usize, i64> = BTreeMap::new();
+    for ((_, session, _), lines) in got.sessions() {
+        if session.starts_with("agent-") {
+            *sizes.entry(lines.len()).or_default() += 1;
+        }
+    }
+    assert_eq!(sizes.keys().copied().collect::<Vec<_>>(), [2, 3, 4, 5], "{sizes:?}");
+    let cumulative: i64 = tenants.values().map(|t| t.cumulative_lines.unwrap()).sum();
+    assert_eq!(cumulative, sizes.iter().map(|(&k, n)| (k as i64 - 1) * n).sum::<i64>());
+    let in_sessions: i64 = sizes.iter().map(|(&k, n)| k as i64 * n).sum();
+    let share = in_sessions as f64 / cfg.events as f64;
+    assert!((0.12..0.22).contains(&share), "share of events in sessions {share}");
+    for (tenant, t) in tenants {
+        let b = t.billed.unwrap();
+        assert_eq!(b.invocations, t.totals.invocations, "{tenant}");
+        assert!(b.input_tokens <= t.totals.input_tokens, "{tenant}");
+        assert_eq!(b.input_tokens < t.totals.input_tokens, t.cumulative_lines > Some(0));
+    }
+    assert!(tenants.values().filter(|t| t.cumulative_lines > Some(0)).count() >= 4);
+
+    // Missing usage: about 2% of the other calls, in the logs and on their chat spans.
+    let unknown: i64 = tenants.values().map(|t| t.usage_unknown.unwrap()).sum();
+    let chat: i64 = tenants.values().map(|t| t.chat_usage_unknown.unwrap()).sum();
+    assert_eq!(unknown as u64, expected.accounting.usage_unknown);
+    assert_eq!(chat as u64, expected.accounting.span_usage_unknown);
+    let share = unknown as f64 / cfg.events as f64;
+    assert!((0.01..0.03).contains(&share), "share of calls without usage {share}");
+    assert!(chat > 0);
+    for (tenant, t) in tenants {
+        assert_eq!(
+            t.chat_usage_unknown > Some(0),
+            t.tier == "premium" && t.usage_unknown > Some(0)
+        );
+        if t.tier == "basic" {
+            assert_eq!(t.chat_usage_unknown, Some(0), "{tenant}");
+        }
+    }
+
+    // expected.json holds it all, and reads back.
+    let text = std::fs::read_to_string(dir.path().join("expected.json")).unwrap();
+    for key in ["reused_agent_permille", "missing_usage_permille", "billed", "cumulative_lines"] {
+        assert!(text.contains(&format!("\"{key}\": ")), "{key}");
+    }
+    assert!(text.contains("\"chat_usage_unknown\": "));
+    let written: Expected = serde_json::from_str(&text).unwrap();
+    assert_eq!(written, expected);
+
+    // The rest is the month without the shapes: the same records, deliveries and spans.
+    let dir = tempfile::tempdir().unwrap();
+    let without = generate(&plain, dir.path()).unwrap();
+    let mut acc = expected.accounting.clone();
+    (acc.usage_unknown, acc.span_usage_unknown) = (0, 0);
+    assert_eq!(acc, without.accounting);
+    assert_eq!(expected.files, without.files);
+    let count = |e: &Expected| -> Vec<(String, i64)> {
+        e.tenants.iter().map(|(t, x)| (t.clone(), x.totals.invocations)).collect()
+    };
+    assert_eq!(count(&expected), count(&without));
+    assert_eq!(expected.runaway_invocations, without.runaway_invocations);
+    // Off, nothing of them is written: expected.json is what it was before they existed.
+    let off = std::fs::read_to_string(dir.path().join("expected.json")).unwrap();
+    for key in ["reused_agent", "missing_usage", "billed", "cumulative_lines", "chat_usage"] {
+        assert!(!off.contains(key), "{key}");
+    }
+    let off: serde_json::Value = serde_json::from_str(&off).unwrap();
+    for t in off["tenants"].as_object().unwrap().values() {
+        assert_eq!(t.as_object().unwrap().len(), 7, "the tier and the six sums alone: {t}");
+    }
 }

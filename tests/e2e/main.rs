@@ -23,3 +23,4 @@ mod s3_lake;
 mod schema;
 mod serve;
 mod serve_load;
+mod shapes;
