@@ -89,9 +89,14 @@ impl PriceBook {
     /// digits of the BLAKE3 digest of the file's bytes, e.g. `2026-10-01+1a2b3c4d5e6f`.
     ///
     /// Two files with the same declared version but different content (a price edited
-    /// without bumping the label) therefore never share a version.
+    /// without bumping the label) therefore never share a version. With an inference profiles
+    /// file, which changes what usage is priced as, its digest follows:
+    /// `2026-10-01+1a2b3c4d5e6f+profiles-0a1b2c3d4e5f`.
     pub fn version(&self) -> String {
-        format!("{}+{}", self.label, self.digest)
+        match self.profiles.digest() {
+            Some(p) => format!("{}+{}+profiles-{p}", self.label, self.digest),
+            None => format!("{}+{}", self.label, self.digest),
+        }
     }
 
     /// The version label as declared in the file.

@@ -95,6 +95,9 @@ pub struct ApplicationProfile {
 /// The application inference profiles of one or more listings, by ARN and by bare id.
 #[derive(Debug, Clone, Default)]
 pub struct InferenceProfiles {
+    /// The first 12 hex digits of the BLAKE3 digest of the file's text (empty when none was
+    /// read): invoices name it beside the book's own digest.
+    digest: String,
     profiles: Vec<ApplicationProfile>,
     /// ARN and bare id → index into `profiles`.
     index: HashMap<String, usize>,
@@ -241,7 +244,13 @@ impl InferenceProfiles {
             }
             other => out.read_document(other, "", true)?,
         }
+        out.digest = blake3::hash(text.as_bytes()).to_hex().as_str()[..12].to_owned();
         Ok(out)
+    }
+
+    /// The digest of the file read (see the field), or `None` without a file.
+    pub fn digest(&self) -> Option<&str> {
+        (!self.digest.is_empty()).then_some(self.digest.as_str())
     }
 
     /// Reads, parses and checks the profiles file at `path`.

@@ -501,3 +501,15 @@ fn application_profile_ids_are_read_from_arns_only() {
     assert_eq!(id("arn:aws:sagemaker:us-east-1:1:application-inference-profile/x"), None);
     assert_eq!(id("a1b2c3d4e5f6"), None);
 }
+
+#[test]
+fn an_invoices_book_version_names_the_profiles_file_too() {
+    let book = PriceBook::from_toml_str(EXAMPLE).unwrap();
+    let plain = book.version();
+    assert!(!plain.contains("profiles"), "{plain}");
+    let text = listing().to_string();
+    let profiles = InferenceProfiles::from_json_str(&text).unwrap();
+    let hex = blake3::hash(text.as_bytes()).to_hex();
+    let with = book.with_inference_profiles(profiles).version();
+    assert_eq!(with, format!("{plain}+profiles-{}", &hex.as_str()[..12]));
+}
