@@ -144,9 +144,12 @@ pub fn run(env: &Env, a: &DemoArgs) -> anyhow::Result<()> {
     prepare(&a.dir)?;
     // A quarter of the premium tier's invocations traced keeps the demo quick; every other
     // figure of the month is unchanged by the share.
+    // Fewer noisy neighbours for a small demo: the generator wants them under half the tenants.
+    let noisy = SynthConfig::default().noisy.min(a.tenants.saturating_sub(1) / 2);
     let cfg = SynthConfig {
         tenants: a.tenants,
         events: a.events,
+        noisy,
         dirty: true,
         span_permille: DEMO_SPAN_PERMILLE,
         ..SynthConfig::default()
@@ -417,7 +420,7 @@ pub fn run(env: &Env, a: &DemoArgs) -> anyhow::Result<()> {
         a.dir.display()
     );
     println!(
-        "   invoices      {}/out/invoices/{}/ (<tenant>.json, <tenant>.html, invoices.csv, margin.csv, focus.csv, focus.parquet, summary.json)",
+        "   invoices      {}/out/invoices/{}/ (tenants/<tenant>.json and .html, invoices.csv, margin.csv, focus.csv, focus.parquet, summary.json)",
         a.dir.display(),
         cfg.month.format("%Y-%m")
     );

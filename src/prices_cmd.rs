@@ -2,9 +2,12 @@
 
 use std::io::Write;
 
-use agentmeter_reports::prices::{ImportOptions, PriceBook, import_litellm};
+use agentmeter_reports::prices::{
+    ImportOptions, PlanPricing, PriceBook, UsageSource, import_litellm,
+};
 use anyhow::Context;
 use chrono::NaiveDate;
+use rust_decimal::Decimal;
 
 use crate::UsageError;
 use crate::cli::{CheckPricesArgs, ImportLitellmArgs, PricesCommand};
@@ -55,10 +58,31 @@ fn check(a: &CheckPricesArgs) -> anyhow::Result<()> {
         book.currency()
     );
     for (tier, plan) in book.plans() {
+        let pricing = match &plan.pricing {
+            PlanPricing::List => "list prices".to_owned(),
+            PlanPricing::Markup(m) => {
+                format!("list prices + {}%", (m * Decimal::ONE_HUNDRED).normalize())
+            }
+            PlanPricing::RateCard(name) => format!("rate card {name}"),
+        };
         println!(
-            "  plan {tier}: base fee {}, included usage {}, pricing {:?}",
-            plan.base_fee, plan.included_usage, plan.pricing
+            "  plan {tier}: base fee {}, included usage {}, {pricing}, tokens from the {}",
+            plan.base_fee,
+            plan.included_usage,
+            match plan.usage_source {
+                UsageSource::Logs => "usage logs",
+                UsageSource::ChatSpans => "chat spans",
+            }
         );
+    }
+    for m in book.models() {
+        let aliases: Vec<&str> = m.aliases().iter().map(|a| a.as_str()).collect();
+        match (m.name(), aliases.is_empty()) {
+            (Some(n), true) => println!("  model {} ({n})", m.id()),
+            (Some(n), false) => println!("  model {} ({n}; also {})", m.id(), aliases.join(", ")),
+            (None, true) => println!("  model {}", m.id()),
+            (None, false) => println!("  model {} (also {})", m.id(), aliases.join(", ")),
+        }
     }
     Ok(())
 }

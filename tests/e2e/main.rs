@@ -7,6 +7,7 @@ mod otlp_client;
 mod util;
 
 mod aws_sources;
+mod cli;
 mod compact;
 mod crash;
 mod dirty;

@@ -1,0 +1,38 @@
+//! Rough edges a new user meets first: a small demo, and `prices check` in words.
+
+use crate::util::*;
+
+#[test]
+fn a_demo_for_five_tenants_runs_and_checks_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    // The generator wants its noisy neighbours under half the tenants: the demo takes fewer.
+    let out = ok(bin()
+        .args(["demo", "--tenants", "5", "--events", "5000", "--dir"])
+        .arg(dir.path().join("d")));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("These are exactly the generator's noisy neighbours."), "{stdout}");
+    assert!(dir.path().join("d/out/invoices/2026-10/invoices.csv").is_file());
+}
+
+#[test]
+fn prices_check_describes_plans_and_models_in_words() {
+    let book = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/prices.toml");
+    let out = ok(bin().args(["prices", "check"]).arg(&book));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        &lines[1..3],
+        [
+            "  plan basic: base fee 49.00, included usage 0.00, list prices + 25%, tokens from the usage logs",
+            "  plan premium: base fee 499.00, included usage 50.00, rate card premium, tokens from the usage logs",
+        ]
+    );
+    assert!(
+        lines.contains(
+            &"  model openai.gpt-oss-20b-1:0 (OpenAI gpt-oss-20b; also openai.gpt-oss-20b)"
+        ),
+        "{stdout}"
+    );
+    let models = lines.iter().filter(|l| l.starts_with("  model ")).count();
+    assert!(lines[0].contains(&format!("({models} models, currency USD)")), "{stdout}");
+}
