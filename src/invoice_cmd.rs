@@ -71,26 +71,23 @@ fn plan(a: &InvoiceArgs) -> anyhow::Result<InvoicePlan> {
         (CostPool::AgentGateway, "--gateway-costs", &a.gateway_costs),
     ] {
         if let Some(path) = path {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| usage(format!("{flag} {}: {e}", path.display())))?;
-            let report = costs::parse_file(&text, &query)
-                .map_err(|e| usage(format!("{flag} {}: {e}", path.display())))?;
-            pool_costs.push((pool, report));
+            pool_costs.push((pool, read_costs(flag, path, &query)?));
         }
     }
     Ok(InvoicePlan { period, book, costs, query, roster, pool_costs })
 }
 
+/// A GetCostAndUsage response file given with `flag`; a bad one is a usage error naming both.
+fn read_costs(flag: &str, path: &Path, query: &CostQuery) -> anyhow::Result<CostReport> {
+    let bad = |e: &dyn std::fmt::Display| UsageError(format!("{flag} {}: {e}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| bad(&e))?;
+    Ok(costs::parse_file(&text, query).map_err(|e| bad(&e))?)
+}
+
 fn load_costs(plan: &InvoicePlan) -> anyhow::Result<Option<CostReport>> {
     match &plan.costs {
         CostSource::None => Ok(None),
-        CostSource::File(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| UsageError(format!("--costs {}: {e}", path.display())))?;
-            let report = costs::parse_file(&text, &plan.query)
-                .map_err(|e| UsageError(format!("--costs {}: {e}", path.display())))?;
-            Ok(Some(report))
-        }
+        CostSource::File(path) => read_costs("--costs", path, &plan.query).map(Some),
         CostSource::CostExplorer => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

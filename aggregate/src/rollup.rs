@@ -219,8 +219,8 @@ type Group = (i64, u32, u32, u32, u32);
 
 /// A log line that names its session, kept until the day is read to find lifetime series.
 struct SessionLine {
-    /// (tenant code, session code).
-    session: (u32, u32),
+    /// (tenant code, 128-bit key of the session id): no string is kept per line.
+    session: (u32, u128),
     time_ms: i64,
     id: u128,
     group: Group,
@@ -230,7 +230,6 @@ struct SessionLine {
 /// The day's lines that name a session.
 #[derive(Default)]
 struct Sessions {
-    names: Interner,
     lines: Vec<SessionLine>,
 }
 
@@ -326,7 +325,7 @@ fn add_batch(
         }
         m.tokens = m.tokens.checked_add(&t).ok_or("token sums overflow")?;
         if let Some(s) = session.filter(|s| s.is_valid(row)) {
-            let session = (key.2, sessions.names.code(s.value(row)));
+            let session = (key.2, id_key(s.value(row).as_bytes()));
             sessions.lines.push(SessionLine {
                 session,
                 time_ms: time.value(row),

@@ -21,7 +21,7 @@ pub(crate) enum Body<'m> {
     Text,
 }
 
-const LEVELS: [&str; 8] =
+pub(crate) const LEVELS: [&str; 8] =
     ["TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR", "CRITICAL", "FATAL"];
 
 const PLATFORM: [&str; 7] = [

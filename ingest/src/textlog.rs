@@ -11,6 +11,8 @@ use std::str::FromStr;
 
 use chrono::{DateTime, FixedOffset, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone};
 
+use crate::cloudwatch::LEVELS;
+
 /// The zone of times written without one (`asctime`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogTimezone {
@@ -108,9 +110,6 @@ pub(crate) struct Prefixed<'l> {
     pub time: Option<Stamp>,
     pub message: &'l str,
 }
-
-const LEVELS: [&str; 8] =
-    ["TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR", "CRITICAL", "FATAL"];
 
 /// Splits a known logging prefix off `line`; `None` when it has none.
 pub(crate) fn split(line: &str) -> Option<Prefixed<'_>> {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use agentmeter_aggregate::{Lake, Result};
-use agentmeter_schemas::tables::{ChatMeasures, USAGE_HOURLY};
+use agentmeter_schemas::tables::{ChatMeasures, HourlyKey, HourlyMeasures, USAGE_HOURLY};
 use agentmeter_schemas::{ModelId, TenantId, Tier, Tokens};
 
 use super::model::Period;
@@ -88,32 +88,48 @@ pub type Series = BTreeMap<i64, HourUsage>;
 /// The lake cannot be read, or a sum overflows.
 pub fn load(lake: &Lake, period: &Period) -> Result<BTreeMap<SeriesKey, Series>> {
     let mut out: BTreeMap<SeriesKey, Series> = BTreeMap::new();
+    for_each_row(lake, period, |_, k, m, overflow| {
+        if m.invocations == 0 && m.agent.tool_calls == 0 && m.chat.calls == 0 {
+            return Ok(());
+        }
+        let key = SeriesKey { tenant_id: k.tenant_id, tier: k.tier, model_id: k.model_id };
+        let slot = out.entry(key).or_default().entry(k.hour_ms).or_default();
+        slot.invocations = slot.invocations.checked_add(m.invocations).ok_or_else(overflow)?;
+        slot.usage_unknown =
+            slot.usage_unknown.checked_add(m.usage_unknown).ok_or_else(overflow)?;
+        slot.chat = slot.chat.checked_add(&m.chat).ok_or_else(overflow)?;
+        slot.tokens = slot.tokens.checked_add(&m.tokens).ok_or_else(overflow)?;
+        slot.cumulative_lines =
+            slot.cumulative_lines.checked_add(m.cumulative_lines).ok_or_else(overflow)?;
+        slot.tool_calls = slot.tool_calls.checked_add(m.agent.tool_calls).ok_or_else(overflow)?;
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Calls `f` with every `usage_hourly` row of the period's days, its day and the error to
+/// return when a sum overflows.
+fn for_each_row(
+    lake: &Lake,
+    period: &Period,
+    mut f: impl FnMut(
+        chrono::NaiveDate,
+        HourlyKey,
+        HourlyMeasures,
+        &dyn Fn() -> agentmeter_aggregate::Error,
+    ) -> Result<()>,
+) -> Result<()> {
     for dt in lake.partitions(USAGE_HOURLY)? {
         if dt < period.start || dt >= period.end {
             continue;
         }
+        let overflow =
+            || agentmeter_aggregate::Error::Overflow { table: USAGE_HOURLY, dt: dt.to_string() };
         for (k, m) in lake.hourly(dt)? {
-            if m.invocations == 0 && m.agent.tool_calls == 0 && m.chat.calls == 0 {
-                continue;
-            }
-            let key = SeriesKey { tenant_id: k.tenant_id, tier: k.tier, model_id: k.model_id };
-            let slot = out.entry(key).or_default().entry(k.hour_ms).or_default();
-            let overflow = || agentmeter_aggregate::Error::Overflow {
-                table: USAGE_HOURLY,
-                dt: dt.to_string(),
-            };
-            slot.invocations = slot.invocations.checked_add(m.invocations).ok_or_else(overflow)?;
-            slot.usage_unknown =
-                slot.usage_unknown.checked_add(m.usage_unknown).ok_or_else(overflow)?;
-            slot.chat = slot.chat.checked_add(&m.chat).ok_or_else(overflow)?;
-            slot.tokens = slot.tokens.checked_add(&m.tokens).ok_or_else(overflow)?;
-            slot.cumulative_lines =
-                slot.cumulative_lines.checked_add(m.cumulative_lines).ok_or_else(overflow)?;
-            slot.tool_calls =
-                slot.tool_calls.checked_add(m.agent.tool_calls).ok_or_else(overflow)?;
+            f(dt, k, m, &overflow)?;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// What one tenant's spans drove in one day and tier: the drivers of the AgentCore cost
@@ -136,22 +152,16 @@ pub type Drivers = BTreeMap<(chrono::NaiveDate, Tier), BTreeMap<TenantId, Driver
 /// The lake cannot be read, or a sum overflows.
 pub fn drivers(lake: &Lake, period: &Period) -> Result<Drivers> {
     let mut out = Drivers::new();
-    for dt in lake.partitions(USAGE_HOURLY)? {
-        if dt < period.start || dt >= period.end {
-            continue;
+    for_each_row(lake, period, |dt, k, m, overflow| {
+        let a = &m.agent;
+        if a.agent_duration_ms == 0 && a.tool_calls == 0 {
+            return Ok(());
         }
-        let overflow =
-            || agentmeter_aggregate::Error::Overflow { table: USAGE_HOURLY, dt: dt.to_string() };
-        for (k, m) in lake.hourly(dt)? {
-            let a = &m.agent;
-            if a.agent_duration_ms == 0 && a.tool_calls == 0 {
-                continue;
-            }
-            let slot = out.entry((dt, k.tier)).or_default().entry(k.tenant_id).or_default();
-            slot.agent_duration_ms =
-                slot.agent_duration_ms.checked_add(a.agent_duration_ms).ok_or_else(overflow)?;
-            slot.tool_calls = slot.tool_calls.checked_add(a.tool_calls).ok_or_else(overflow)?;
-        }
-    }
+        let slot = out.entry((dt, k.tier)).or_default().entry(k.tenant_id).or_default();
+        slot.agent_duration_ms =
+            slot.agent_duration_ms.checked_add(a.agent_duration_ms).ok_or_else(overflow)?;
+        slot.tool_calls = slot.tool_calls.checked_add(a.tool_calls).ok_or_else(overflow)?;
+        Ok(())
+    })?;
     Ok(out)
 }
