@@ -460,6 +460,32 @@ fn tempfile_dir() -> Result<tempfile::TempDir> {
 pub fn stop_on_signal(rt: &tokio::runtime::Runtime) -> CancellationToken {
     let token = CancellationToken::new();
     let child = token.clone();
+    // Registered before returning, not when the task first runs: a SIGTERM that comes as soon
+    // as the caller says it is listening is caught instead of killing the process.
+    let _entered = rt.enter();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{Signal, SignalKind, signal};
+        async fn on(s: Option<Signal>) {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        let term = signal(SignalKind::terminate()).ok();
+        let int = signal(SignalKind::interrupt()).ok();
+        rt.spawn(async move {
+            tokio::select! {
+                () = on(term) => {}
+                () = on(int) => {}
+            }
+            tracing::info!("Shutting down: no new requests; flushing what was acknowledged.");
+            child.cancel();
+        });
+    }
+    #[cfg(not(unix))]
     rt.spawn(async move {
         shutdown_signal().await;
         child.cancel();
