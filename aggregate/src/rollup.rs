@@ -25,7 +25,9 @@ use agentmeter_schemas::tables::{
     USAGE_EVENTS, USAGE_HOURLY, agent_invocations_batch, agent_invocations_schema, hour_start_ms,
     hourly_batch, tenant_hourly_batch, tenant_hourly_schema, usage_hourly_schema,
 };
-use agentmeter_schemas::{AgentSpan, ModelId, TenantId, Tier, Tokens, UserId};
+use agentmeter_schemas::{
+    AgentSpan, ModelId, ServiceTier, TenantId, Tier, Tokens, UserId, prompt_band,
+};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMillisecondType};
 use arrow_array::{Array, RecordBatch};
@@ -52,16 +54,18 @@ pub const ROLLUP_TABLES: [&str; 3] = [USAGE_HOURLY, TENANT_HOURLY, AGENT_INVOCAT
 /// The version of what a rebuild computes. A rollup that records another version (or none)
 /// is stale: raising it when the rollups gain columns or change meaning makes every reader
 /// rebuild what an older version wrote instead of reading it. Version 2 added unknown usage
-/// and the chat spans' calls and tokens; version 3 counts lifetime series as increments.
-pub const ROLLUP_VERSION: u32 = 3;
+/// and the chat spans' calls and tokens; version 3 counts lifetime series as increments;
+/// version 4 keys rows by service tier and prompt band and sums 1-hour cache writes.
+pub const ROLLUP_VERSION: u32 = 4;
 
 /// How many times a rebuild starts over after losing a race (a file compacted away while it
 /// was read, a rollup replaced by another rebuild that was not current either).
 const ATTEMPTS: usize = 5;
 
 /// The `usage_events` columns a rollup reads (not the sources, the bulk of the data). Files
-/// written before `session_id` existed lack it: their lines name no session.
-const INPUT: [&str; 12] = [
+/// written before `session_id` existed lack it: their lines name no session; files written
+/// before version 3 lack the last two: standard tier, no 1-hour cache writes.
+const INPUT: [&str; 14] = [
     "event_time",
     "event_id",
     "tier",
@@ -74,6 +78,8 @@ const INPUT: [&str; 12] = [
     "cache_read_tokens",
     "cache_write_tokens",
     "session_id",
+    "cache_write_1h_tokens",
+    "service_tier",
 ];
 
 /// The 128-bit keys of the ids counted so far.
@@ -215,7 +221,8 @@ impl Interner {
     }
 }
 
-type Group = (i64, u32, u32, u32, u32);
+/// (hour, tier, tenant, user, model codes, service tier, prompt band).
+type Group = (i64, u32, u32, u32, u32, ServiceTier, i64);
 
 /// A log line that names its session, kept until the day is read to find lifetime series.
 struct SessionLine {
@@ -247,11 +254,23 @@ impl Sessions {
                 continue;
             }
             for (prev, line) in chain.iter().zip(&chain[1..]) {
+                let increment =
+                    line.tokens.checked_sub(&prev.tokens).ok_or("token sums overflow")?;
+                // The call's own prompt sets its band, not the running total's: the line moves
+                // to the group of its increment.
                 let m = groups.get_mut(&line.group).ok_or("a session line without its group")?;
-                m.tokens = m.tokens.checked_sub(&prev.tokens).ok_or("token sums overflow")?;
+                m.tokens = m.tokens.checked_sub(&line.tokens).ok_or("token sums overflow")?;
+                m.invocations -= 1;
+                let mut group = line.group;
+                group.6 = prompt_band(&increment);
+                let m = groups.entry(group).or_default();
+                m.tokens = m.tokens.checked_add(&increment).ok_or("token sums overflow")?;
+                m.invocations += 1;
                 m.cumulative_lines += 1;
             }
         }
+        // A group whose every line moved to another band.
+        groups.retain(|_, m| *m != HourlyMeasures::default());
         Ok(())
     }
 }
@@ -289,10 +308,22 @@ fn add_batch(
         Some(c) => Some(c.as_string_opt::<i32>().ok_or("session_id is not utf8")?),
         None => None,
     };
+    let one_hour = match batch.column_by_name("cache_write_1h_tokens") {
+        Some(c) => {
+            Some(c.as_primitive_opt::<Int64Type>().ok_or("cache_write_1h_tokens is not int64")?)
+        }
+        None => None,
+    };
+    let service_tier = match batch.column_by_name("service_tier") {
+        Some(c) => Some(c.as_string_opt::<i32>().ok_or("service_tier is not utf8")?),
+        None => None,
+    };
     if time.null_count() > 0
         || ids.null_count() > 0
         || text.iter().any(|a| a.null_count() > 0)
         || ints.iter().any(|a| a.null_count() > 0)
+        || one_hour.is_some_and(|a| a.null_count() > 0)
+        || service_tier.is_some_and(|a| a.null_count() > 0)
     {
         return Err("usage_events has nulls".into());
     }
@@ -302,20 +333,28 @@ fn add_batch(
         if !seen.insert(id) {
             continue;
         }
-        let key = (
-            hour_start_ms(time.value(row)),
-            strings[0].code(text[0].value(row)),
-            strings[1].code(text[1].value(row)),
-            strings[2].code(text[2].value(row)),
-            strings[3].code(text[3].value(row)),
-        );
         let t = Tokens {
             input: ints[0].value(row),
             output: ints[1].value(row),
             total: ints[2].value(row),
             cache_read: ints[3].value(row),
             cache_write: ints[4].value(row),
+            cache_write_1h: one_hour.map_or(0, |a| a.value(row)),
         };
+        let tier = match service_tier {
+            None => ServiceTier::Standard,
+            Some(a) => ServiceTier::from_code(a.value(row))
+                .ok_or_else(|| format!("service_tier {:?} is not a known tier", a.value(row)))?,
+        };
+        let key = (
+            hour_start_ms(time.value(row)),
+            strings[0].code(text[0].value(row)),
+            strings[1].code(text[1].value(row)),
+            strings[2].code(text[2].value(row)),
+            strings[3].code(text[3].value(row)),
+            tier,
+            prompt_band(&t),
+        );
         *seconds.entry((time.value(row).div_euclid(1000), key.1, key.2)).or_default() += 1;
         let m = groups.entry(key).or_default();
         m.invocations = m.invocations.checked_add(1).ok_or("invocations overflow")?;
@@ -425,6 +464,8 @@ fn rebuild_from(
             strings[1].code(r.tenant_id.as_str()),
             strings[2].code(&r.user),
             strings[3].code(&r.model),
+            ServiceTier::Standard,
+            r.prompt_band,
         );
         let m = groups.entry(key).or_default();
         m.agent = m.agent.checked_add(&r.measures).ok_or_else(|| overflow(USAGE_HOURLY))?;
@@ -448,7 +489,7 @@ fn rebuild_from(
     }
     // Per tenant and hour: sums over users and models, distinct users, peak second.
     let mut tenant_hours: HashMap<(i64, u32, u32), TenantAcc> = HashMap::new();
-    for (&(hour, t, n, u, _), m) in groups.iter().filter(|(_, m)| m.invocations > 0) {
+    for (&(hour, t, n, u, ..), m) in groups.iter().filter(|(_, m)| m.invocations > 0) {
         let slot = tenant_hours.entry((hour, t, n)).or_default();
         slot.0.invocations =
             slot.0.invocations.checked_add(m.invocations).ok_or_else(|| overflow(TENANT_HOURLY))?;
@@ -503,25 +544,37 @@ fn rebuild_from(
     }
     let mut rows: Vec<(HourlyKey, HourlyMeasures)> = groups
         .into_iter()
-        .map(|((hour_ms, t, n, u, m), measures)| {
+        .map(|((hour_ms, t, n, u, m, service_tier, prompt_band), measures)| {
             let key = HourlyKey {
                 hour_ms,
                 tier: tiers[t as usize].clone(),
                 tenant_id: tenants[n as usize].clone(),
                 user_id: users[u as usize].clone(),
                 model_id: models[m as usize].clone(),
+                service_tier,
+                prompt_band,
             };
             (key, measures)
         })
         .collect();
     rows.sort_unstable_by(|(a, _), (b, _)| {
-        (a.tenant_id.as_str(), a.hour_ms, a.tier.as_str(), a.user_id.as_str(), a.model_id.as_str())
+        (
+            a.tenant_id.as_str(),
+            a.hour_ms,
+            a.tier.as_str(),
+            a.user_id.as_str(),
+            a.model_id.as_str(),
+            a.service_tier,
+            a.prompt_band,
+        )
             .cmp(&(
                 b.tenant_id.as_str(),
                 b.hour_ms,
                 b.tier.as_str(),
                 b.user_id.as_str(),
                 b.model_id.as_str(),
+                b.service_tier,
+                b.prompt_band,
             ))
     });
     let n = rows.len();

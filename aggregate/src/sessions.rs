@@ -28,6 +28,7 @@ pub(crate) fn is_lifetime_series(lines: &[Tokens]) -> bool {
             && b.total > a.total
             && b.cache_read >= a.cache_read
             && b.cache_write >= a.cache_write
+            && b.cache_write_1h >= a.cache_write_1h
     })
 }
 
@@ -36,7 +37,7 @@ mod tests {
     use super::*;
 
     fn t(input: i64, output: i64) -> Tokens {
-        Tokens { input, output, total: input + output, cache_read: 0, cache_write: 0 }
+        Tokens { input, output, total: input + output, ..Tokens::default() }
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub(crate) struct AgentRow {
     pub model: String,
     pub measures: AgentMeasures,
     pub chat: ChatMeasures,
+    /// The prompt band of a chat span's call; 0 for other spans.
+    pub prompt_band: i64,
 }
 
 /// The agent measures and invocations of one day's spans.
@@ -98,7 +100,9 @@ pub(crate) fn rollup(spans: &[AgentSpan]) -> (Vec<AgentRow>, Vec<InvocationRow>)
         .map_or(UNKNOWN, ModelId::as_str);
         let mut m = AgentMeasures::default();
         let mut c = ChatMeasures::default();
+        let mut band = 0;
         if let Some(tokens) = s.chat_tokens() {
+            band = agentmeter_schemas::prompt_band(&tokens);
             c.calls = 1;
             c.usage_unknown = i64::from(s.usage_unknown());
             c.tokens = tokens;
@@ -118,6 +122,7 @@ pub(crate) fn rollup(spans: &[AgentSpan]) -> (Vec<AgentRow>, Vec<InvocationRow>)
             model: model.to_owned(),
             measures: m,
             chat: c,
+            prompt_band: band,
         });
     }
     // The model of an invocation may come from its chat spans (Strands sets it on both).

@@ -117,9 +117,13 @@ pub(crate) enum Key {
     Message,
     /// `session_id`, `sessionId` or `agent_instance_id`: the series a lifetime total repeats in.
     SessionId,
+    /// Of the cache writes, those with a 1-hour lifetime (flat, or from a nested breakdown).
+    CacheWrite1h,
+    /// `service_tier` / `serviceTier`: a string, or the Converse object `{"type": ...}`.
+    ServiceTier,
 }
 
-const KEY_COUNT: usize = 17;
+const KEY_COUNT: usize = 19;
 
 /// Accepted token spellings (FORMATS.md sections 3, 4.2 and 6.3).
 fn token_key(name: &str) -> Option<Key> {
@@ -138,6 +142,10 @@ fn token_key(name: &str) -> Option<Key> {
         | "cacheWriteInputTokens"
         | "cacheWriteInputTokenCount"
         | "cache_creation.input_tokens" => Key::CacheWrite,
+        "cache_write_1h_tokens"
+        | "cache_write_1h_input_tokens"
+        | "ephemeral_1h_input_tokens"
+        | "cache_creation.ephemeral_1h_input_tokens" => Key::CacheWrite1h,
         _ => return None,
     })
 }
@@ -230,6 +238,16 @@ impl<'de> Visitor<'de> for FieldsSeed<'_> {
                 "timestamp" => Some(Key::Timestamp),
                 "event_id" => Some(Key::EventId),
                 "session_id" | "sessionId" | "agent_instance_id" => Some(Key::SessionId),
+                "service_tier" | "serviceTier" => Some(Key::ServiceTier),
+                // Breakdowns of the cache writes by lifetime: Converse's `cacheDetails`
+                // array and the Anthropic API's `cache_creation` object.
+                "cacheDetails" | "cache_creation" => {
+                    let raw: &'de serde_json::value::RawValue = map.next_value()?;
+                    let (all, one_hour) = cache_breakdown(raw.get());
+                    fields.slots[Fields::slot(Key::CacheWrite)].push((name.clone(), all));
+                    fields.slots[Fields::slot(Key::CacheWrite1h)].push((name, one_hour));
+                    continue;
+                }
                 "id" | "eventId" => Some(Key::CwId),
                 "message" => Some(Key::Message),
                 "messageType" => {
@@ -256,10 +274,20 @@ impl<'de> Visitor<'de> for FieldsSeed<'_> {
                     fields.slots[Fields::slot(k)].push((name, id_scalar(raw.get())));
                 }
                 Some(
-                    k @ (Key::Input | Key::Output | Key::Total | Key::CacheRead | Key::CacheWrite),
+                    k @ (Key::Input
+                    | Key::Output
+                    | Key::Total
+                    | Key::CacheRead
+                    | Key::CacheWrite
+                    | Key::CacheWrite1h),
                 ) => {
                     let raw: &'de serde_json::value::RawValue = map.next_value()?;
                     fields.slots[Fields::slot(k)].push((name, count_scalar(raw.get())));
+                }
+                Some(Key::ServiceTier) => {
+                    let raw: &'de serde_json::value::RawValue = map.next_value()?;
+                    fields.slots[Fields::slot(Key::ServiceTier)]
+                        .push((name, tier_scalar(raw.get())));
                 }
                 Some(k) => {
                     let value: Scalar<'de> = map.next_value()?;
@@ -322,6 +350,56 @@ fn count_scalar(raw: &str) -> Scalar<'_> {
         Ok(other) => other,
         Err(_) => Scalar::Compound,
     }
+}
+
+/// The total and the 1-hour part of a cache-write breakdown: Converse's `cacheDetails`
+/// (`[{"ttl": "1h", "inputTokens": N}, {"ttl": "5m", ...}]`) or Anthropic's `cache_creation`
+/// (`{"ephemeral_5m_input_tokens": N, "ephemeral_1h_input_tokens": M}`). A shape that is
+/// neither gives [`Scalar::Compound`] for both, which validation refuses with the field's name.
+fn cache_breakdown(raw: &str) -> (Scalar<'static>, Scalar<'static>) {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Detail {
+        ttl: String,
+        #[serde(rename = "inputTokens")]
+        input_tokens: u64,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Creation {
+        #[serde(default)]
+        ephemeral_5m_input_tokens: u64,
+        #[serde(default)]
+        ephemeral_1h_input_tokens: u64,
+    }
+    let parts: Option<(u64, u64)> = if let Ok(d) = serde_json::from_str::<Vec<Detail>>(raw) {
+        d.iter().try_fold((0u64, 0u64), |(five, hour), x| match x.ttl.as_str() {
+            "5m" => Some((five.checked_add(x.input_tokens)?, hour)),
+            "1h" => Some((five, hour.checked_add(x.input_tokens)?)),
+            _ => None,
+        })
+    } else if let Ok(c) = serde_json::from_str::<Creation>(raw) {
+        Some((c.ephemeral_5m_input_tokens, c.ephemeral_1h_input_tokens))
+    } else {
+        None
+    };
+    match parts.and_then(|(five, hour)| Some((five.checked_add(hour)?, hour))) {
+        Some((all, hour)) => (Scalar::Int(all.into()), Scalar::Int(hour.into())),
+        None => (Scalar::Compound, Scalar::Compound),
+    }
+}
+
+/// A service tier value: a string, or the `type` of a Converse `serviceTier` object.
+fn tier_scalar(raw: &str) -> Scalar<'_> {
+    #[derive(serde::Deserialize)]
+    struct Typed<'a> {
+        #[serde(borrow, rename = "type")]
+        kind: Cow<'a, str>,
+    }
+    if let Ok(t) = serde_json::from_str::<Typed<'_>>(raw) {
+        return Scalar::Str(t.kind);
+    }
+    serde_json::from_str::<Scalar<'_>>(raw).unwrap_or(Scalar::Compound)
 }
 
 /// How a JSON text failed to give an object.

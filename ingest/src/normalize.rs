@@ -6,7 +6,8 @@
 use std::borrow::Cow;
 
 use agentmeter_schemas::{
-    EventId, ModelId, Reason, SessionId, SourceUri, TenantId, Tier, Tokens, UsageEvent, UserId,
+    EventId, ModelId, Reason, ServiceTier, SessionId, SourceUri, TenantId, Tier, Tokens,
+    UsageEvent, UserId,
 };
 use chrono::DateTime;
 
@@ -138,6 +139,17 @@ fn tokens(f: &Fields<'_>, max: i64) -> Result<Tokens, Refusal> {
     let total = count(f, Key::Total, "total_tokens", true)?.unwrap_or_default();
     let cache_read = count(f, Key::CacheRead, "cache_read_tokens", false)?.unwrap_or_default();
     let cache_write = count(f, Key::CacheWrite, "cache_write_tokens", false)?.unwrap_or_default();
+    let cache_write_1h =
+        count(f, Key::CacheWrite1h, "cache_write_1h_tokens", false)?.unwrap_or_default();
+    if cache_write_1h > cache_write {
+        return Err(refuse(
+            Reason::InvalidField,
+            format!(
+                "cache_write_1h_tokens {cache_write_1h} is more than cache_write_tokens \
+                 {cache_write}, of which it is a part"
+            ),
+        ));
+    }
     // One absurd call must not overflow everyone's sums (nor bill a tenant for it).
     for (name, n) in [
         ("input_tokens", input),
@@ -163,7 +175,28 @@ fn tokens(f: &Fields<'_>, max: i64) -> Result<Tokens, Refusal> {
         };
         return Err(refuse(Reason::InconsistentTotal, detail));
     }
-    Ok(Tokens { input, output, total, cache_read, cache_write })
+    Ok(Tokens { input, output, total, cache_read, cache_write, cache_write_1h })
+}
+
+/// The service tier the call ran in: standard when the line names none.
+fn service_tier(f: &Fields<'_>) -> Result<ServiceTier, Refusal> {
+    match f.get(Key::ServiceTier) {
+        Got::Absent | Got::One(_, Scalar::Null) => Ok(ServiceTier::Standard),
+        Got::Conflict(a, b) => Err(refuse(Reason::ConflictingField, format!("{a} and {b} differ"))),
+        Got::One(name, Scalar::Str(s)) => ServiceTier::from_logged(s).ok_or_else(|| {
+            refuse(
+                Reason::InvalidField,
+                format!(
+                    "{name} {s:?} is not a known service tier (standard or default, priority, \
+                     flex, batch)"
+                ),
+            )
+        }),
+        Got::One(name, other) => Err(refuse(
+            Reason::InvalidField,
+            format!("{name} must be a string or {{\"type\": ...}}, got {}", other.describe()),
+        )),
+    }
 }
 
 /// The refusal of a token count over the plausible maximum of one call.
@@ -284,6 +317,7 @@ pub(crate) fn usage_event(
     let model_id =
         ModelId::new(model).map_err(|e| refuse(Reason::InvalidModelId, e.to_string()))?;
     let tokens = tokens(f, cfg.max_tokens_per_call)?;
+    let service_tier = service_tier(f)?;
     let event_time_ms = match env.timestamp_ms {
         Some(ms) => ms,
         None => object_time(f)?,
@@ -316,6 +350,7 @@ pub(crate) fn usage_event(
         source: source.clone(),
         tokens,
         session_id,
+        service_tier,
     })
 }
 
@@ -358,13 +393,85 @@ mod tests {
     fn the_seed_record_is_valid_and_time_is_truncated_to_ms() {
         let e = run("").unwrap();
         assert_eq!(e.tenant_id.as_str(), "clinic-a");
-        assert_eq!(
-            e.tokens,
-            Tokens { input: 812, output: 97, total: 909, cache_read: 0, cache_write: 0 }
-        );
+        assert_eq!(e.tokens, Tokens { input: 812, output: 97, total: 909, ..Tokens::default() });
+        assert_eq!(e.service_tier, ServiceTier::Standard);
         assert_eq!(e.event_time_ms, 1_790_856_000_123);
         assert!(e.event_id.as_str().starts_with("h:"));
         assert_eq!(e.event_id.as_str().len(), 34);
+    }
+
+    #[test]
+    fn cache_writes_by_lifetime_from_every_shape() {
+        let want = |all, hour| (all, hour);
+        for (extra, got) in [
+            // Flat: the 1-hour part beside the total.
+            (r#""cache_write_input_tokens":30,"cache_write_1h_tokens":20"#, want(30, 20)),
+            // Converse's breakdown, alone or beside an equal total.
+            (
+                r#""cacheDetails":[{"ttl":"1h","inputTokens":20},{"ttl":"5m","inputTokens":10}]"#,
+                want(30, 20),
+            ),
+            (
+                r#""cacheWriteInputTokens":30,"cacheDetails":[{"ttl":"1h","inputTokens":20},{"ttl":"5m","inputTokens":10}]"#,
+                want(30, 20),
+            ),
+            // Anthropic's object, beside its total.
+            (
+                r#""cache_creation_input_tokens":30,"cache_creation":{"ephemeral_5m_input_tokens":10,"ephemeral_1h_input_tokens":20}"#,
+                want(30, 20),
+            ),
+            // No lifetime said: all 5-minute.
+            (r#""cache_write_input_tokens":30"#, want(30, 0)),
+        ] {
+            let e = run(extra).unwrap_or_else(|r| panic!("{extra}: {r:?}"));
+            assert_eq!((e.tokens.cache_write, e.tokens.cache_write_1h), got, "{extra}");
+        }
+    }
+
+    #[test]
+    fn bad_cache_breakdowns_are_refused_by_name() {
+        for (extra, reason, detail) in [
+            (
+                r#""cache_write_input_tokens":10,"cache_write_1h_tokens":20"#,
+                Reason::InvalidField,
+                "cache_write_1h_tokens 20 is more than cache_write_tokens 10, of which it is a part",
+            ),
+            (
+                r#""cacheWriteInputTokens":31,"cacheDetails":[{"ttl":"1h","inputTokens":20},{"ttl":"5m","inputTokens":10}]"#,
+                Reason::ConflictingField,
+                "cacheWriteInputTokens and cacheDetails differ",
+            ),
+            (
+                r#""cacheDetails":[{"ttl":"2h","inputTokens":20}]"#,
+                Reason::InvalidField,
+                "cacheDetails must be a non-negative integer, got an object or array",
+            ),
+        ] {
+            let r = run(extra).unwrap_err();
+            assert_eq!((r.reason, r.detail.as_str()), (reason, detail), "{extra}");
+        }
+    }
+
+    #[test]
+    fn service_tiers_as_logged() {
+        for (extra, tier) in [
+            (r#""service_tier":"priority""#, ServiceTier::Priority),
+            (r#""serviceTier":{"type":"flex"}"#, ServiceTier::Flex),
+            (r#""serviceTier":{"type":"default"}"#, ServiceTier::Standard),
+            (r#""service_tier":"batch""#, ServiceTier::Batch),
+            (r#""service_tier":null"#, ServiceTier::Standard),
+        ] {
+            assert_eq!(run(extra).unwrap().service_tier, tier, "{extra}");
+        }
+        let r = run(r#""service_tier":"reserved""#).unwrap_err();
+        assert_eq!(r.reason, Reason::InvalidField);
+        assert_eq!(
+            r.detail,
+            "service_tier \"reserved\" is not a known service tier (standard or default, \
+             priority, flex, batch)"
+        );
+        let r = run(r#""service_tier":"priority","serviceTier":{"type":"flex"}"#).unwrap_err();
+        assert_eq!(r.reason, Reason::ConflictingField);
     }
 
     #[test]

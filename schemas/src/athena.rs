@@ -235,7 +235,9 @@ mod tests {
             "'storage.location.template'='s3://acme-lake/agentmeter/usage_events/dt=${dt}/'"
         ));
         assert!(ddl.contains("  `event_time` timestamp,\n"));
-        assert!(ddl.contains("  `cache_write_tokens` bigint,\n  `session_id` string\n)"));
+        assert!(ddl.contains(
+            "  `cache_write_1h_tokens` bigint,\n  `session_id` string,\n  `service_tier` string\n)"
+        ));
         let lines =
             create_table(TABLES.iter().find(|t| t.name == "invoice_lines").unwrap(), &opts())
                 .unwrap();
@@ -244,7 +246,9 @@ mod tests {
         assert!(lines.contains("'projection.period.range'='2025-01,NOW'"));
         assert!(lines.contains("'projection.period.interval.unit'='MONTHS'"));
         assert!(lines.contains("  `amount` decimal(38,2),\n"));
-        assert!(lines.contains("  `provisional` boolean\n)"));
+        assert!(lines.contains(
+            "  `provisional` boolean,\n  `service_tier` string,\n  `long_context` boolean\n)"
+        ));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{EventId, ModelId, SessionId, TenantId, Tier, UserId};
+use crate::{EventId, ModelId, ServiceTier, SessionId, TenantId, Tier, UserId};
 
 /// Token counts of one inference call. All are non-negative and fit in `i64`, the type Athena
 /// reads (`bigint`).
@@ -22,6 +22,10 @@ pub struct Tokens {
     pub cache_read: i64,
     /// Prompt-cache write tokens, 0 when absent.
     pub cache_write: i64,
+    /// Of `cache_write`, the tokens written with a 1-hour lifetime (priced apart); the rest
+    /// were written with the default 5-minute lifetime.
+    #[serde(default)]
+    pub cache_write_1h: i64,
 }
 
 impl Tokens {
@@ -33,6 +37,7 @@ impl Tokens {
             total: self.total.checked_sub(other.total)?,
             cache_read: self.cache_read.checked_sub(other.cache_read)?,
             cache_write: self.cache_write.checked_sub(other.cache_write)?,
+            cache_write_1h: self.cache_write_1h.checked_sub(other.cache_write_1h)?,
         })
     }
 
@@ -44,6 +49,7 @@ impl Tokens {
             total: self.total.checked_add(other.total)?,
             cache_read: self.cache_read.checked_add(other.cache_read)?,
             cache_write: self.cache_write.checked_add(other.cache_write)?,
+            cache_write_1h: self.cache_write_1h.checked_add(other.cache_write_1h)?,
         })
     }
 }
@@ -145,6 +151,9 @@ pub struct UsageEvent {
     /// The session or Agent instance of the line, when it names one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<SessionId>,
+    /// The Bedrock service tier the call ran in (standard when the line names none).
+    #[serde(default)]
+    pub service_tier: ServiceTier,
 }
 
 impl UsageEvent {
@@ -182,10 +191,18 @@ impl UsageEvent {
         for n in [t.input, t.output, t.total, t.cache_read, t.cache_write] {
             h.update(&n.to_le_bytes());
         }
-        // Absent, it adds nothing: digests of events without one are as before.
+        // Absent, they add nothing: digests of events without them are as before.
         if let Some(s) = &self.session_id {
             h.update(b"session");
             h.update(s.as_str().as_bytes());
+        }
+        if t.cache_write_1h != 0 {
+            h.update(b"cache_write_1h");
+            h.update(&t.cache_write_1h.to_le_bytes());
+        }
+        if self.service_tier != ServiceTier::Standard {
+            h.update(b"service_tier");
+            h.update(self.service_tier.code().as_bytes());
         }
         let mut out = [0u8; 8];
         out.copy_from_slice(&h.finalize().as_bytes()[..8]);
@@ -217,8 +234,9 @@ mod tests {
             user_id: UserId::new("u1").unwrap(),
             model_id: ModelId::new("m").unwrap(),
             source: SourceUri::new("file:///x"),
-            tokens: Tokens { input, output: 1, total: input + 1, cache_read: 0, cache_write: 0 },
+            tokens: Tokens { input, output: 1, total: input + 1, ..Tokens::default() },
             session_id: None,
+            service_tier: ServiceTier::Standard,
         }
     }
 

@@ -18,6 +18,7 @@ pub mod athena;
 mod event;
 mod ids;
 pub mod money;
+pub mod pricing;
 mod quarantine;
 mod span;
 pub mod tables;
@@ -25,6 +26,7 @@ pub mod tables;
 pub use accounting::{Accounting, Reason, SkipKind};
 pub use event::{Position, SourceUri, Tokens, UsageEvent, content_digest_hex};
 pub use ids::{EventId, IdError, ModelId, SessionId, TenantId, Tier, UserId};
+pub use pricing::{PROMPT_BANDS, ServiceTier, prompt_band};
 pub use quarantine::{
     ENTRY_LINE_MAX, INLINE_LINE_MAX, QUARANTINE_MARKER, QuarantineEntry, RAW_DIR, RawFormat,
     is_raw_ref, raw_ref,

@@ -120,6 +120,8 @@ impl AgentSpan {
             total: t.total.or(parts).unwrap_or(i64::MAX),
             cache_read,
             cache_write,
+            // Spans say no lifetime: their writes are priced as 5-minute ones.
+            cache_write_1h: 0,
         })
     }
 

@@ -436,6 +436,7 @@ impl<'p> SpanDay<'p> {
             total: u.total(),
             cache_read: u.cache_read,
             cache_write: u.cache_write,
+            cache_write_1h: 0,
         });
         if tools as i64 > RUNAWAY_TOOL_CALLS || duration > RUNAWAY_MS {
             self.tally.runaway.push(format!("{trace_id}:{}", ids[0]));

@@ -20,8 +20,16 @@ pub(crate) fn ev(id: &str, tenant: &str, t: i64, input: i64) -> UsageEvent {
         user_id: UserId::new("u1").unwrap(),
         model_id: ModelId::new("m").unwrap(),
         source: SourceUri::new("file:///in"),
-        tokens: Tokens { input, output: 1, total: input + 1, cache_read: 0, cache_write: 0 },
+        tokens: Tokens {
+            input,
+            output: 1,
+            total: input + 1,
+            cache_read: 0,
+            cache_write: 0,
+            cache_write_1h: 0,
+        },
         session_id: None,
+        service_tier: Default::default(),
     }
 }
 
@@ -301,7 +309,8 @@ fn spans_are_written_once_and_rolled_up_into_invocations_and_tool_calls() {
         (2, 1, 1, 2_000, 2_000)
     );
     // The chat span's tokens, in columns of their own (a missing total is the sum).
-    let chat_tokens = Tokens { input: 5, output: 0, total: 5, cache_read: 0, cache_write: 0 };
+    let chat_tokens =
+        Tokens { input: 5, output: 0, total: 5, cache_read: 0, cache_write: 0, cache_write_1h: 0 };
     assert_eq!(m.chat, ChatMeasures { calls: 1, usage_unknown: 0, tokens: chat_tokens });
 }
 
@@ -379,7 +388,14 @@ fn a_sessions_lifetime_series_is_rolled_up_as_increments() {
     let lake = Lake::open_dir(dir.path()).unwrap();
     let line = |id: &str, session: &str, t: i64, input: i64, output: i64| {
         let mut e = ev(id, "t1", t, 0);
-        e.tokens = Tokens { input, output, total: input + output, cache_read: 0, cache_write: 0 };
+        e.tokens = Tokens {
+            input,
+            output,
+            total: input + output,
+            cache_read: 0,
+            cache_write: 0,
+            cache_write_1h: 0,
+        };
         e.session_id = Some(SessionId::new(session).unwrap());
         e
     };
@@ -414,4 +430,64 @@ fn a_sessions_lifetime_series_is_rolled_up_as_increments() {
     assert_eq!(tenant, 655 * 4 + 760 + 900);
     let logged: i64 = all_events(&lake).iter().map(|e| e.tokens.input).sum();
     assert_eq!(logged, 655 + 1310 + 1965 + 655 + 760 + 900);
+}
+
+#[test]
+fn rows_are_keyed_by_service_tier_and_the_band_of_each_calls_own_prompt() {
+    use agentmeter_schemas::{ServiceTier, SessionId};
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open_dir(dir.path()).unwrap();
+    let line = |id: &str, t: i64, input: i64, output: i64| {
+        let mut e = ev(id, "t1", t, 0);
+        e.tokens = Tokens { input, output, total: input + output, ..Tokens::default() };
+        e
+    };
+    let mut w = EventWriter::new(&lake, small());
+    // A reused Agent logging its lifetime usage, 70,000 input tokens per call: its running
+    // totals pass 128,000 and 200,000, its calls never do.
+    for (i, n) in [1, 2, 3].into_iter().enumerate() {
+        let mut e = line(&format!("s{n}"), DAY0 + i as i64, 70_000 * n, 10 * n);
+        e.session_id = Some(SessionId::new("agent-1").unwrap());
+        w.push(e).unwrap();
+    }
+    // One long call at priority, with 1-hour cache writes that count in its prompt.
+    let mut long = line("p1", DAY0 + 10, 150_000, 500);
+    long.service_tier = ServiceTier::Priority;
+    long.tokens.cache_write = 60_000;
+    long.tokens.cache_write_1h = 45_000;
+    long.tokens.total += 60_000;
+    w.push(long).unwrap();
+    // A flex call in band 0.
+    let mut flex = line("f1", DAY0 + 11, 1_000, 20);
+    flex.service_tier = ServiceTier::Flex;
+    w.push(flex).unwrap();
+    w.finish().unwrap();
+    let mut rows: Vec<(ServiceTier, i64, i64, i64, i64, i64, i64)> = lake
+        .hourly(day(1))
+        .unwrap()
+        .iter()
+        .map(|(k, m)| {
+            (
+                k.service_tier,
+                k.prompt_band,
+                m.invocations,
+                m.tokens.input,
+                m.tokens.cache_write,
+                m.tokens.cache_write_1h,
+                m.cumulative_lines,
+            )
+        })
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            (ServiceTier::Standard, 0, 3, 210_000, 0, 0, 2),
+            (ServiceTier::Priority, 200_000, 1, 150_000, 60_000, 45_000, 0),
+            (ServiceTier::Flex, 0, 1, 1_000, 0, 0, 0),
+        ]
+    );
+    let tenant = lake.tenant_hourly(day(1)).unwrap();
+    assert_eq!(tenant.len(), 1);
+    assert_eq!((tenant[0].invocations, tenant[0].tokens.cache_write_1h), (5, 45_000));
 }

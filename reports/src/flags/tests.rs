@@ -23,6 +23,7 @@ fn row(hour: i64, tier: &str, tenant: &str, requests: i64, peak: i64) -> TenantH
             total: requests * 100,
             cache_read: 0,
             cache_write: 0,
+            cache_write_1h: 0,
         },
         users: 1,
         peak_requests_per_second: peak,

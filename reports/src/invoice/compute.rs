@@ -20,12 +20,13 @@ use agentmeter_schemas::{TenantId, Tier, Tokens};
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 
-use super::model::{Allocation, Component, CostPool, Invoice, Line, Period, Problem, Unallocated};
+use super::model::{
+    Allocation, Component, CostPool, Invoice, Line, LineClass, Period, Problem, Unallocated,
+};
 use super::usage::{Drivers, Series, SeriesKey};
 use crate::allocate::allocate_cents;
 use crate::costs::{CostGroup, CostReport};
-use crate::prices::UnitPrices;
-use crate::prices::UsageSource;
+use crate::prices::{TokenPrices, UnitPrices, UsageSource};
 
 /// The model id of tool calls whose spans name no model (see `usage_hourly`): always a
 /// problem, never priced.
@@ -165,9 +166,25 @@ fn day_of(hour_ms: i64) -> NaiveDate {
 /// (day, tier) → tenant → (exact list cost, tokens): the allocation weights.
 type Weights = BTreeMap<(NaiveDate, Tier), BTreeMap<TenantId, (Decimal, i64)>>;
 
+/// What one usage line bills: the model and tier, the price entry, the class of call, the
+/// component and its unit price. Ordered for display: by model, then price period.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct LineKey {
+    model_id: agentmeter_schemas::ModelId,
+    tier: Tier,
+    effective_from: Option<DateTime<Utc>>,
+    class: LineClass,
+    component: Component,
+    price: Decimal,
+    effective_to: Option<DateTime<Utc>>,
+}
+
 /// Per tenant: lines, problems, and the latest hour per tier.
 #[derive(Default)]
 struct TenantAcc {
+    /// Usage quantities per line: summed over the series that price alike (prompt bands on
+    /// the same side of a threshold) before the one rounding of each line.
+    quantities: BTreeMap<LineKey, i64>,
     lines: Vec<Line>,
     problems: Vec<Problem>,
     latest: BTreeMap<Tier, i64>,
@@ -190,19 +207,25 @@ fn amount(
     Ok(round_cents(x))
 }
 
-/// The components of token usage, with their quantity and price.
-fn components(t: &Tokens, p: &UnitPrices) -> [(Component, i64, Option<Decimal>); 4] {
+/// The components of token usage, with their quantity and price. Cache writes are split by
+/// lifetime: the 1-hour ones are a part of `cache_write`, priced apart.
+fn components(t: &Tokens, p: &TokenPrices) -> [(Component, i64, Option<Decimal>); 5] {
     [
         (Component::InputTokens, t.input, Some(p.input_per_million)),
         (Component::OutputTokens, t.output, Some(p.output_per_million)),
         (Component::CacheReadTokens, t.cache_read, p.cache_read_per_million),
-        (Component::CacheWriteTokens, t.cache_write, p.cache_write_per_million),
+        (
+            Component::CacheWriteTokens,
+            t.cache_write.saturating_sub(t.cache_write_1h),
+            p.cache_write_per_million,
+        ),
+        (Component::CacheWrite1hTokens, t.cache_write_1h, p.cache_write_1h_per_million),
     ]
 }
 
 /// Exact list-price cost of some tokens, or `None` if a component with tokens has no price.
 /// Tool calls never count: the cost being allocated is model inference.
-fn list_cost(t: &Tokens, p: &UnitPrices) -> Option<Decimal> {
+fn list_cost(t: &Tokens, p: &TokenPrices) -> Option<Decimal> {
     let mut sum = Decimal::ZERO;
     for (_, qty, price) in components(t, p) {
         if qty > 0 {
@@ -318,9 +341,31 @@ pub fn compute(input: &InvoiceInput<'_>) -> Result<InvoiceRun, InvoiceError> {
         }
         // Quantities per billed price: spans cut only for a list-price change (which moves
         // allocation weights) bill on one line.
-        type LineKey = (Option<DateTime<Utc>>, Component, Decimal, Option<DateTime<Utc>>);
-        let mut quantities: BTreeMap<LineKey, i64> = BTreeMap::new();
         for span in &spans.priced {
+            // The prices of the series' class of call: its service tier and prompt band.
+            let class = LineClass {
+                service_tier: key.service_tier,
+                long_context: span.billed.is_long_context(key.prompt_band),
+            };
+            let billed = match span.billed.for_class(key.service_tier, key.prompt_band) {
+                Ok(p) => p,
+                Err(why) => {
+                    let (tokens, tool_calls) =
+                        sums(series, source, span.from, span.to).ok_or_else(overflow)?;
+                    if tokens > 0 || tool_calls > 0 {
+                        let reason = format!(
+                            "{why} from {} to {}",
+                            span.from.to_rfc3339(),
+                            span.to.to_rfc3339()
+                        );
+                        acc.problems.push(problem(tokens, tool_calls, reason));
+                    }
+                    continue;
+                }
+            };
+            // Without a list price for the class the usage weighs nothing in the allocation
+            // (the billed side is what the invoice reports).
+            let list = span.list.for_class(key.service_tier, key.prompt_band).ok();
             let mut sum = Tokens::default();
             let mut tool_calls: i64 = 0;
             for (&hour, h) in series.range(ms(span.from)..ms(span.to)) {
@@ -339,14 +384,13 @@ pub fn compute(input: &InvoiceInput<'_>) -> Result<InvoiceRun, InvoiceError> {
                     .entry(key.tenant_id.clone())
                     .or_default();
                 // A missing price is reported below as a problem of the billed line.
-                if let Some(c) = list_cost(&b.tokens, &span.list) {
+                if let Some(c) = list.as_ref().and_then(|l| list_cost(&b.tokens, l)) {
                     w.0 = w.0.checked_add(c).ok_or_else(overflow)?;
                 }
                 w.1 = w.1.saturating_add(b.tokens.total);
             }
             let calls = (Component::ToolCalls, tool_calls, span.billed.per_tool_call);
-            for (component, qty, price) in components(&sum, &span.billed).into_iter().chain([calls])
-            {
+            for (component, qty, price) in components(&sum, &billed).into_iter().chain([calls]) {
                 if qty == 0 {
                     continue;
                 }
@@ -354,32 +398,29 @@ pub fn compute(input: &InvoiceInput<'_>) -> Result<InvoiceRun, InvoiceError> {
                     let (tokens, calls) =
                         if component == Component::ToolCalls { (0, qty) } else { (qty, 0) };
                     let reason = format!(
-                        "no {} price from {} to {}",
+                        "no {} price{} from {} to {}",
                         component.code(),
+                        class.describe().map(|c| format!(" for {c}")).unwrap_or_default(),
                         span.from.to_rfc3339(),
                         span.to.to_rfc3339()
                     );
                     acc.problems.push(problem(tokens, calls, reason));
                     continue;
                 };
-                let q = quantities
-                    .entry((span.effective_from, component, price, span.effective_to))
+                let q = acc
+                    .quantities
+                    .entry(LineKey {
+                        model_id: key.model_id.clone(),
+                        tier: key.tier.clone(),
+                        effective_from: span.effective_from,
+                        class,
+                        component,
+                        price,
+                        effective_to: span.effective_to,
+                    })
                     .or_default();
                 *q = q.checked_add(qty).ok_or_else(overflow)?;
             }
-        }
-        for ((effective_from, component, price, effective_to), qty) in quantities {
-            acc.lines.push(Line {
-                component,
-                model_id: Some(key.model_id.clone()),
-                tier: key.tier.clone(),
-                quantity: qty,
-                unit: component.unit(),
-                unit_price: price,
-                amount: amount(qty, price, component.per_million(), key.model_id.as_str())?,
-                price_effective_from: effective_from,
-                price_effective_to: effective_to,
-            });
         }
     }
     for tenant in input.roster.keys() {
@@ -444,13 +485,29 @@ pub fn compute(input: &InvoiceInput<'_>) -> Result<InvoiceRun, InvoiceError> {
         }
         let Some(tier) = roster_tier.or(usage_tier) else { continue };
         let mut lines = acc.lines;
+        for (k, qty) in acc.quantities {
+            lines.push(Line {
+                component: k.component,
+                model_id: Some(k.model_id.clone()),
+                tier: k.tier,
+                quantity: qty,
+                unit: k.component.unit(),
+                unit_price: k.price,
+                amount: amount(qty, k.price, k.component.per_million(), k.model_id.as_str())?,
+                price_effective_from: k.effective_from,
+                price_effective_to: k.effective_to,
+                class: Some(k.class),
+            });
+        }
         let mut problems = acc.problems;
         lines.sort_by(|a, b| {
-            (a.model_id.as_ref().map(|m| m.as_str()), a.price_effective_from, a.component).cmp(&(
-                b.model_id.as_ref().map(|m| m.as_str()),
-                b.price_effective_from,
-                b.component,
-            ))
+            (a.model_id.as_ref().map(|m| m.as_str()), a.price_effective_from, a.class, a.component)
+                .cmp(&(
+                    b.model_id.as_ref().map(|m| m.as_str()),
+                    b.price_effective_from,
+                    b.class,
+                    b.component,
+                ))
         });
         match input.pricing.plan(&tier) {
             Some(plan) => {
@@ -468,6 +525,7 @@ pub fn compute(input: &InvoiceInput<'_>) -> Result<InvoiceRun, InvoiceError> {
                         amount: fee,
                         price_effective_from: None,
                         price_effective_to: None,
+                        class: None,
                     },
                 );
                 let included = round_cents(plan.included_usage);
@@ -483,6 +541,7 @@ pub fn compute(input: &InvoiceInput<'_>) -> Result<InvoiceRun, InvoiceError> {
                         amount: -credit,
                         price_effective_from: None,
                         price_effective_to: None,
+                        class: None,
                     });
                 }
             }

@@ -319,6 +319,8 @@ pub fn line_rows(invoices: &[Invoice]) -> Vec<InvoiceLineRow> {
                 price_effective_to_ms: l.price_effective_to.map(|t| t.timestamp_millis()),
                 price_book_version: inv.price_book_version.clone(),
                 provisional: inv.provisional,
+                service_tier: l.class.map(|c| c.service_tier.code().to_owned()),
+                long_context: l.class.map(|c| c.long_context),
             });
         }
     }
@@ -392,6 +394,8 @@ pub fn write(
             "price_effective_to",
             "price_book_version",
             "provisional",
+            "service_tier",
+            "long_context",
         ],
         rows.iter().map(|r| {
             vec![
@@ -413,6 +417,8 @@ pub fn write(
                 opt_time(r.price_effective_to_ms.and_then(chrono::DateTime::from_timestamp_millis)),
                 r.price_book_version.clone(),
                 r.provisional.to_string(),
+                r.service_tier.clone().unwrap_or_default(),
+                r.long_context.map(|b| b.to_string()).unwrap_or_default(),
             ]
         }),
     )?;

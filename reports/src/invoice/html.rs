@@ -99,7 +99,10 @@ pub fn invoice_page(inv: &Invoice) -> String {
             "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{} {}</td><td class=\"n\">{}{}</td>\
              <td class=\"n\">{}</td><td class=\"small\">{}</td></tr>",
             i + 1,
-            e(l.component.code()),
+            e(&match l.class.and_then(|c| c.describe()) {
+                Some(c) => format!("{} ({c})", l.component.code()),
+                None => l.component.code().to_owned(),
+            }),
             e(l.model_id.as_ref().map(|m| m.as_str()).unwrap_or("")),
             grouped(l.quantity),
             e(l.unit),

@@ -1,7 +1,7 @@
 //! What an invoice run produces: invoices with their lines, cost allocations, and the
 //! problems that make a run incomplete.
 
-use agentmeter_schemas::{ModelId, TenantId, Tier};
+use agentmeter_schemas::{ModelId, ServiceTier, TenantId, Tier};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -126,8 +126,10 @@ pub enum Component {
     OutputTokens,
     /// Prompt-cache read tokens, per million.
     CacheReadTokens,
-    /// Prompt-cache write tokens, per million.
+    /// Prompt-cache write tokens with the 5-minute lifetime, per million.
     CacheWriteTokens,
+    /// Prompt-cache write tokens with a 1-hour lifetime, per million.
+    CacheWrite1hTokens,
     /// Tool calls, per call.
     ToolCalls,
     /// The plan's monthly base fee.
@@ -144,6 +146,7 @@ impl Component {
             Component::OutputTokens => "output_tokens",
             Component::CacheReadTokens => "cache_read_tokens",
             Component::CacheWriteTokens => "cache_write_tokens",
+            Component::CacheWrite1hTokens => "cache_write_1h_tokens",
             Component::ToolCalls => "tool_calls",
             Component::PlanFee => "plan_fee",
             Component::IncludedUsage => "included_usage",
@@ -156,7 +159,8 @@ impl Component {
             Component::InputTokens
             | Component::OutputTokens
             | Component::CacheReadTokens
-            | Component::CacheWriteTokens => "tokens",
+            | Component::CacheWriteTokens
+            | Component::CacheWrite1hTokens => "tokens",
             Component::ToolCalls => "calls",
             Component::PlanFee => "month",
             Component::IncludedUsage => "credit",
@@ -194,6 +198,39 @@ pub struct Line {
     /// End of the price's validity, if it ends.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub price_effective_to: Option<DateTime<Utc>>,
+    /// The price class of a usage line: the service tier its calls ran in (omitted in JSON
+    /// when standard) and whether they were priced at long-context prices (omitted when not).
+    #[serde(flatten)]
+    pub class: Option<LineClass>,
+}
+
+/// The price class of a usage line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct LineClass {
+    /// The Bedrock service tier of the calls.
+    #[serde(skip_serializing_if = "is_standard")]
+    pub service_tier: ServiceTier,
+    /// True when their prompts exceeded the model's long-context threshold.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub long_context: bool,
+}
+
+impl LineClass {
+    /// The class in words (`priority tier, long context`), or `None` for standard calls.
+    pub fn describe(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if self.service_tier != ServiceTier::Standard {
+            parts.push(format!("{} tier", self.service_tier));
+        }
+        if self.long_context {
+            parts.push("long context".to_owned());
+        }
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
+}
+
+fn is_standard(t: &ServiceTier) -> bool {
+    *t == ServiceTier::Standard
 }
 
 /// Usage that could not be billed: the run is incomplete until the price book covers it.

@@ -16,6 +16,7 @@ use crate::costs::{CostGroup, CostReport, DailyCost};
 use crate::prices::{UnitPrices, UsageSource};
 use agentmeter_schemas::tables::ChatMeasures;
 
+mod classes;
 mod pools;
 mod tool_calls;
 
@@ -47,6 +48,7 @@ fn prices(input: &str, output: &str, cache_read: Option<&str>) -> UnitPrices {
         cache_read_per_million: cache_read.map(d),
         cache_write_per_million: None,
         per_tool_call: None,
+        ..UnitPrices::none()
     }
 }
 
@@ -57,6 +59,7 @@ fn scaled(p: &UnitPrices, f: Decimal) -> UnitPrices {
         cache_read_per_million: p.cache_read_per_million.map(|c| c * f),
         cache_write_per_million: p.cache_write_per_million.map(|c| c * f),
         per_tool_call: p.per_tool_call.map(|c| c * f),
+        ..UnitPrices::none()
     }
 }
 
@@ -126,11 +129,20 @@ fn key(tenant: &str, tier: &str, model: &str) -> SeriesKey {
         tenant_id: TenantId::new(tenant).unwrap(),
         tier: Tier::new(tier).unwrap(),
         model_id: ModelId::new(model).unwrap(),
+        service_tier: Default::default(),
+        prompt_band: 0,
     }
 }
 
 fn tokens(input: i64, output: i64, cache_read: i64) -> Tokens {
-    Tokens { input, output, total: input + output + cache_read, cache_read, cache_write: 0 }
+    Tokens {
+        input,
+        output,
+        total: input + output + cache_read,
+        cache_read,
+        cache_write: 0,
+        cache_write_1h: 0,
+    }
 }
 
 /// One hour of inference usage (no tool calls).
@@ -187,6 +199,23 @@ fn run(
     roster: &BTreeMap<TenantId, Tier>,
 ) -> super::InvoiceRun {
     run_with(&Book::default(), usage, costs, roster)
+}
+
+/// A run of October 2026 priced by `pricing`, without costs or a roster.
+fn run_with_pricing(
+    pricing: &dyn Pricing,
+    usage: &BTreeMap<SeriesKey, Series>,
+) -> super::InvoiceRun {
+    let input = InvoiceInput {
+        period: Period::parse("2026-10").unwrap(),
+        pricing,
+        usage,
+        costs: None,
+        pool_costs: &[],
+        drivers: &Default::default(),
+        roster: &BTreeMap::new(),
+    };
+    compute(&input).unwrap()
 }
 
 fn run_with(

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use agentmeter_aggregate::{Lake, Result};
 use agentmeter_schemas::tables::{ChatMeasures, HourlyKey, HourlyMeasures, USAGE_HOURLY};
-use agentmeter_schemas::{ModelId, TenantId, Tier, Tokens};
+use agentmeter_schemas::{ModelId, ServiceTier, TenantId, Tier, Tokens};
 
 use super::model::Period;
 use crate::prices::UsageSource;
@@ -20,6 +20,10 @@ pub struct SeriesKey {
     /// Model as logged (for tool calls: the model of the agent invocation they ran in, or
     /// `_unknown`).
     pub model_id: ModelId,
+    /// The service tier the calls ran in (tool calls: standard).
+    pub service_tier: ServiceTier,
+    /// The calls' prompt band (tool calls: 0), which decides long-context prices.
+    pub prompt_band: i64,
 }
 
 /// The usage of one series in one hour, from both records of a model call.
@@ -92,7 +96,13 @@ pub fn load(lake: &Lake, period: &Period) -> Result<BTreeMap<SeriesKey, Series>>
         if m.invocations == 0 && m.agent.tool_calls == 0 && m.chat.calls == 0 {
             return Ok(());
         }
-        let key = SeriesKey { tenant_id: k.tenant_id, tier: k.tier, model_id: k.model_id };
+        let key = SeriesKey {
+            tenant_id: k.tenant_id,
+            tier: k.tier,
+            model_id: k.model_id,
+            service_tier: k.service_tier,
+            prompt_band: k.prompt_band,
+        };
         let slot = out.entry(key).or_default().entry(k.hour_ms).or_default();
         slot.invocations = slot.invocations.checked_add(m.invocations).ok_or_else(overflow)?;
         slot.usage_unknown =

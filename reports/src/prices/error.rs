@@ -40,6 +40,14 @@ pub enum PriceBookError {
     /// is toml's own, with the line and column.
     #[error(transparent)]
     Toml(#[from] toml::de::Error),
+    /// A value that breaks a rule of its own, said in `detail`.
+    #[error("{at}: {detail}")]
+    Invalid {
+        /// Where.
+        at: String,
+        /// What is wrong.
+        detail: String,
+    },
     /// An amount is not a decimal string.
     #[error("{at}: {value:?} is not a decimal")]
     NotADecimal {

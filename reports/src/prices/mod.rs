@@ -133,6 +133,8 @@ mod validate;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+pub(crate) mod tests_classes;
+#[cfg(test)]
 mod tests_litellm;
 #[cfg(test)]
 mod tests_profiles;
@@ -143,8 +145,8 @@ pub use book::{MAX_FILE_BYTES, PriceBook};
 pub use error::PriceBookError;
 pub use litellm::{ImportOptions, ImportReport, SkipReason, Skipped, import_litellm};
 pub use model::{
-    Coverage, ModelPrices, Plan, PlanPricing, PriceEntry, PriceSegment, TimeRange, UnitPrices,
-    UsageSource,
+    ClassUnpriced, Coverage, ModelPrices, Plan, PlanPricing, PriceEntry, PriceSegment, TierPrices,
+    TimeRange, TokenPrices, UnitPrices, UsageSource,
 };
 pub use profiles::{
     ApplicationProfile, InferenceProfiles, InferenceProfilesError, MAX_PROFILES_FILE_BYTES, Route,

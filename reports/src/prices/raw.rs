@@ -47,7 +47,50 @@ pub(super) struct RawPrice {
     #[serde(default)]
     pub cache_write_per_million: Option<toml::Value>,
     #[serde(default)]
+    pub cache_write_1h_per_million: Option<toml::Value>,
+    #[serde(default)]
     pub per_tool_call: Option<toml::Value>,
+    #[serde(default)]
+    pub long_context_above: Option<toml::Value>,
+    #[serde(default)]
+    pub long_context: Option<RawTokenPrices>,
+    #[serde(default)]
+    pub priority: Option<RawTierPrices>,
+    #[serde(default)]
+    pub flex: Option<RawTierPrices>,
+    #[serde(default)]
+    pub batch: Option<RawTierPrices>,
+}
+
+/// A `long_context` table: token prices only.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTokenPrices {
+    pub input_per_million: toml::Value,
+    pub output_per_million: toml::Value,
+    #[serde(default)]
+    pub cache_read_per_million: Option<toml::Value>,
+    #[serde(default)]
+    pub cache_write_per_million: Option<toml::Value>,
+    #[serde(default)]
+    pub cache_write_1h_per_million: Option<toml::Value>,
+}
+
+/// A service tier's table (`priority`, `flex`, `batch`): token prices and its own
+/// `long_context` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTierPrices {
+    pub input_per_million: toml::Value,
+    pub output_per_million: toml::Value,
+    #[serde(default)]
+    pub cache_read_per_million: Option<toml::Value>,
+    #[serde(default)]
+    pub cache_write_per_million: Option<toml::Value>,
+    #[serde(default)]
+    pub cache_write_1h_per_million: Option<toml::Value>,
+    #[serde(default)]
+    pub long_context: Option<RawTokenPrices>,
 }
 
 /// One `[plans.<tier>]` table.

@@ -5,15 +5,17 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use agentmeter_schemas::{ModelId, Tier};
+use agentmeter_schemas::{ModelId, PROMPT_BANDS, ServiceTier, Tier};
 use chrono::{DateTime, NaiveDate, Timelike, Utc};
 use rust_decimal::Decimal;
 
 use super::book::{ModelTable, PlanEntry, PriceBook};
 use super::error::PriceBookError;
-use super::model::{ModelPrices, Plan, PlanPricing, PriceEntry, UnitPrices, UsageSource};
+use super::model::{
+    ModelPrices, Plan, PlanPricing, PriceEntry, TierPrices, TokenPrices, UnitPrices, UsageSource,
+};
 use super::profiles::{InferenceProfiles, application_profile_id};
-use super::raw::{RawBook, RawModel, RawPlan, RawPrice};
+use super::raw::{RawBook, RawModel, RawPlan, RawPrice, RawTokenPrices};
 
 /// The only currency the book supports for now.
 pub(super) const CURRENCY: &str = "USD";
@@ -150,16 +152,125 @@ fn entries(at: &str, raw: &[RawPrice]) -> Result<Vec<PriceEntry>, PriceBookError
         let opt = |name: &str, v: &Option<toml::Value>| {
             v.as_ref().map(|v| amount(&field(name), v)).transpose()
         };
+        let base = token_prices(
+            &e_at,
+            [
+                Some(&p.input_per_million),
+                Some(&p.output_per_million),
+                p.cache_read_per_million.as_ref(),
+                p.cache_write_per_million.as_ref(),
+                p.cache_write_1h_per_million.as_ref(),
+            ],
+        )?;
+        let long = |at: String, l: &Option<RawTokenPrices>| {
+            l.as_ref().map(|l| token_prices(&at, raw_tokens(l))).transpose()
+        };
+        let long_context_above = p
+            .long_context_above
+            .as_ref()
+            .map(|v| threshold(&field("long_context_above"), v))
+            .transpose()?;
+        let long_context = long(field("long_context"), &p.long_context)?;
+        if long_context.is_some() && long_context_above.is_none() {
+            return Err(PriceBookError::Invalid {
+                at: field("long_context"),
+                detail: "long-context prices need long_context_above in the same entry".into(),
+            });
+        }
+        let mut service_tiers = BTreeMap::new();
+        for (tier, raw) in [
+            (ServiceTier::Priority, &p.priority),
+            (ServiceTier::Flex, &p.flex),
+            (ServiceTier::Batch, &p.batch),
+        ] {
+            let Some(raw) = raw else { continue };
+            let t_at = field(tier.code());
+            let prices = token_prices(
+                &t_at,
+                [
+                    Some(&raw.input_per_million),
+                    Some(&raw.output_per_million),
+                    raw.cache_read_per_million.as_ref(),
+                    raw.cache_write_per_million.as_ref(),
+                    raw.cache_write_1h_per_million.as_ref(),
+                ],
+            )?;
+            let long_context = long(format!("{t_at}.long_context"), &raw.long_context)?;
+            if long_context.is_some() && long_context_above.is_none() {
+                return Err(PriceBookError::Invalid {
+                    at: format!("{t_at}.long_context"),
+                    detail: "long-context prices need long_context_above in the same entry".into(),
+                });
+            }
+            service_tiers.insert(tier, TierPrices { prices, long_context });
+        }
         let prices = UnitPrices {
-            input_per_million: amount(&field("input_per_million"), &p.input_per_million)?,
-            output_per_million: amount(&field("output_per_million"), &p.output_per_million)?,
-            cache_read_per_million: opt("cache_read_per_million", &p.cache_read_per_million)?,
-            cache_write_per_million: opt("cache_write_per_million", &p.cache_write_per_million)?,
+            input_per_million: base.input_per_million,
+            output_per_million: base.output_per_million,
+            cache_read_per_million: base.cache_read_per_million,
+            cache_write_per_million: base.cache_write_per_million,
+            cache_write_1h_per_million: base.cache_write_1h_per_million,
             per_tool_call: opt("per_tool_call", &p.per_tool_call)?,
+            long_context_above,
+            long_context,
+            service_tiers,
         };
         out.push(PriceEntry { effective_from, prices });
     }
     Ok(out)
+}
+
+/// The five token prices of a table at `at` (input and output required, the caches optional).
+fn token_prices(at: &str, v: [Option<&toml::Value>; 5]) -> Result<TokenPrices, PriceBookError> {
+    let names = TOKEN_PRICE_NAMES;
+    let get = |k: usize| v[k].map(|v| amount(&format!("{at}.{}", names[k]), v)).transpose();
+    let need = |k: usize| {
+        get(k)?.ok_or_else(|| PriceBookError::Invalid {
+            at: format!("{at}.{}", names[k]),
+            detail: "is missing".into(),
+        })
+    };
+    Ok(TokenPrices {
+        input_per_million: need(0)?,
+        output_per_million: need(1)?,
+        cache_read_per_million: get(2)?,
+        cache_write_per_million: get(3)?,
+        cache_write_1h_per_million: get(4)?,
+    })
+}
+
+const TOKEN_PRICE_NAMES: [&str; 5] = [
+    "input_per_million",
+    "output_per_million",
+    "cache_read_per_million",
+    "cache_write_per_million",
+    "cache_write_1h_per_million",
+];
+
+fn raw_tokens(l: &RawTokenPrices) -> [Option<&toml::Value>; 5] {
+    [
+        Some(&l.input_per_million),
+        Some(&l.output_per_million),
+        l.cache_read_per_million.as_ref(),
+        l.cache_write_per_million.as_ref(),
+        l.cache_write_1h_per_million.as_ref(),
+    ]
+}
+
+/// A long-context threshold: an integer that is one of the lake's prompt bands, so that
+/// every hourly row is wholly on one side of it.
+fn threshold(at: &str, v: &toml::Value) -> Result<i64, PriceBookError> {
+    let bands = PROMPT_BANDS.map(|b| b.to_string()).join(", ");
+    match v.as_integer() {
+        Some(n) if PROMPT_BANDS.contains(&n) => Ok(n),
+        _ => Err(PriceBookError::Invalid {
+            at: at.to_owned(),
+            detail: format!(
+                "{} is not one of the supported thresholds ({bands} tokens)",
+                v.as_integer().map_or_else(|| format!("a {}", v.type_str()), |n| n.to_string())
+            ),
+        }),
+    }
 }
 
 fn plan(

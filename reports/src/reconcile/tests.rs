@@ -24,8 +24,16 @@ fn log(tenant: &str, day: u32, n: i64, input: i64, output: i64, cache_read: i64)
         user_id: UserId::new("u1").unwrap(),
         model_id: ModelId::new("m").unwrap(),
         source: SourceUri::new("file:///logs"),
-        tokens: Tokens { input, output, total: input + output, cache_read, cache_write: 0 },
+        tokens: Tokens {
+            input,
+            output,
+            total: input + output,
+            cache_read,
+            cache_write: 0,
+            cache_write_1h: 0,
+        },
         session_id: None,
+        service_tier: Default::default(),
     }
 }
 

@@ -57,8 +57,10 @@ fn burst(
                 total: tokens,
                 cache_read: 0,
                 cache_write: 0,
+                cache_write_1h: 0,
             },
             session_id: None,
+            service_tier: Default::default(),
         });
     }
 }

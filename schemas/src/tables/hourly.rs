@@ -14,9 +14,10 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{ArrowError, DataType, Field, SchemaRef};
 
 use super::{
-    TOKEN_COLUMNS, TokenBuilders, column, ints, invalid, strings, utc_millis, with_version,
+    TOKEN_COLUMNS, TokenBuilders, column, ints, invalid, strings, token_columns, tokens_at,
+    utc_millis, with_version,
 };
-use crate::{ModelId, TenantId, Tier, Tokens, UserId};
+use crate::{ModelId, ServiceTier, TenantId, Tier, Tokens, UserId};
 
 /// The span-derived agent columns of `usage_hourly`, in order.
 pub const AGENT_COLUMNS: [&str; 5] = [
@@ -29,7 +30,8 @@ pub const AGENT_COLUMNS: [&str; 5] = [
 
 /// The columns added in schema version 3, in order: unknown usage in the logs, the chat
 /// spans' calls and tokens, then the log lines billed as increments of a lifetime series.
-pub const CHAT_COLUMNS: [&str; 9] = [
+/// (`chat_cache_write_1h_tokens` came with version 4.)
+pub const CHAT_COLUMNS: [&str; 10] = [
     "usage_unknown",
     "chat_calls",
     "chat_usage_unknown",
@@ -38,8 +40,13 @@ pub const CHAT_COLUMNS: [&str; 9] = [
     "chat_total_tokens",
     "chat_cache_read_tokens",
     "chat_cache_write_tokens",
+    "chat_cache_write_1h_tokens",
     "cumulative_lines",
 ];
+
+/// The pricing keys added in schema version 4: the service tier the calls ran in, and the
+/// prompt band of each call ([`crate::prompt_band`]), which decides long-context prices.
+pub const PRICE_KEY_COLUMNS: [&str; 2] = ["service_tier", "prompt_band"];
 
 static USAGE_HOURLY_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let mut fields = vec![
@@ -54,7 +61,9 @@ static USAGE_HOURLY_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     fields.extend(AGENT_COLUMNS.iter().map(|c| Field::new(*c, DataType::Int64, false)));
     // Appended, so that readers by position of older files and Athena by name both work.
     fields.extend(CHAT_COLUMNS.iter().map(|c| Field::new(*c, DataType::Int64, false)));
-    with_version(fields, "3")
+    fields.push(Field::new(PRICE_KEY_COLUMNS[0], DataType::Utf8, false));
+    fields.push(Field::new(PRICE_KEY_COLUMNS[1], DataType::Int64, false));
+    with_version(fields, "4")
 });
 
 /// Schema of `usage_hourly`.
@@ -75,6 +84,10 @@ pub struct HourlyKey {
     pub user_id: UserId,
     /// Model.
     pub model_id: ModelId,
+    /// The Bedrock service tier the calls ran in (span measures: standard).
+    pub service_tier: ServiceTier,
+    /// The calls' prompt band ([`crate::prompt_band`]; tool and agent measures: 0).
+    pub prompt_band: i64,
 }
 
 /// The measures of one `usage_hourly` row.
@@ -165,6 +178,8 @@ pub fn hourly_batch<'a>(
     let mut unknown: [Int64Builder; 3] = std::array::from_fn(|_| Int64Builder::with_capacity(n));
     let mut chat_tokens = TokenBuilders::with_capacity(n);
     let mut cumulative = Int64Builder::with_capacity(n);
+    let mut service_tier = StringBuilder::with_capacity(n, n * 8);
+    let mut prompt_band = Int64Builder::with_capacity(n);
     for (k, m) in rows {
         hour.append_value(k.hour_ms);
         let values =
@@ -191,6 +206,8 @@ pub fn hourly_batch<'a>(
         }
         chat_tokens.append(&m.chat.tokens);
         cumulative.append_value(m.cumulative_lines);
+        service_tier.append_value(k.service_tier.code());
+        prompt_band.append_value(k.prompt_band);
     }
     let mut columns: Vec<ArrayRef> = vec![Arc::new(hour.finish())];
     for b in &mut strings {
@@ -203,6 +220,8 @@ pub fn hourly_batch<'a>(
     }
     chat_tokens.finish(&mut columns);
     columns.push(Arc::new(cumulative.finish()));
+    columns.push(Arc::new(service_tier.finish()));
+    columns.push(Arc::new(prompt_band.finish()));
     RecordBatch::try_new(usage_hourly_schema(), columns)
 }
 
@@ -221,7 +240,11 @@ pub fn hourly_from_batch(
     let names = ["tier", "tenant_id", "user_id", "model_id"];
     let s: Vec<_> = names.iter().map(|n| strings(batch, n)).collect::<Result<_, _>>()?;
     let inv = ints(batch, "invocations")?;
-    let t: Vec<_> = TOKEN_COLUMNS.iter().map(|n| ints(batch, n)).collect::<Result<_, _>>()?;
+    let t = token_columns(batch)?;
+    let tiers =
+        batch.column_by_name("service_tier").map(|_| strings(batch, "service_tier")).transpose()?;
+    let bands =
+        batch.column_by_name("prompt_band").map(|_| ints(batch, "prompt_band")).transpose()?;
     let optional = |n: &&str| {
         if batch.column_by_name(n).is_some() { ints(batch, n).map(Some) } else { Ok(None) }
     };
@@ -237,18 +260,19 @@ pub fn hourly_from_batch(
                 tenant_id: TenantId::new(s[1].value(i)).map_err(|e| invalid(names[1], i, e))?,
                 user_id: UserId::new(s[2].value(i)).map_err(|e| invalid(names[2], i, e))?,
                 model_id: ModelId::new(s[3].value(i)).map_err(|e| invalid(names[3], i, e))?,
+                service_tier: match tiers {
+                    None => ServiceTier::Standard,
+                    Some(a) => ServiceTier::from_code(a.value(i)).ok_or_else(|| {
+                        invalid("service_tier", i, format!("unknown tier {:?}", a.value(i)))
+                    })?,
+                },
+                prompt_band: bands.map_or(0, |a| a.value(i)),
             };
             let m = HourlyMeasures {
                 invocations: inv.value(i),
                 usage_unknown: chat(0, i),
-                tokens: Tokens {
-                    input: t[0].value(i),
-                    output: t[1].value(i),
-                    total: t[2].value(i),
-                    cache_read: t[3].value(i),
-                    cache_write: t[4].value(i),
-                },
-                cumulative_lines: chat(8, i),
+                tokens: tokens_at(&t, i),
+                cumulative_lines: chat(9, i),
                 agent: AgentMeasures {
                     tool_calls: agent(0, i),
                     tool_errors: agent(1, i),
@@ -265,6 +289,7 @@ pub fn hourly_from_batch(
                         total: chat(5, i),
                         cache_read: chat(6, i),
                         cache_write: chat(7, i),
+                        cache_write_1h: chat(8, i),
                     },
                 },
             };
@@ -285,11 +310,20 @@ mod tests {
             tenant_id: TenantId::new("clinic-a").unwrap(),
             user_id: UserId::new("dr.lee@clinic-a.example").unwrap(),
             model_id: ModelId::new("mistral.ministral-3-8b-instruct").unwrap(),
+            service_tier: ServiceTier::Flex,
+            prompt_band: 200_000,
         };
         let m = HourlyMeasures {
             invocations: 2,
             usage_unknown: 1,
-            tokens: Tokens { input: 812, output: 97, total: 909, cache_read: 5, cache_write: 0 },
+            tokens: Tokens {
+                input: 812,
+                output: 97,
+                total: 939,
+                cache_read: 5,
+                cache_write: 25,
+                cache_write_1h: 20,
+            },
             cumulative_lines: 1,
             agent: AgentMeasures {
                 tool_calls: 3,
@@ -307,6 +341,7 @@ mod tests {
                     total: 790,
                     cache_read: 0,
                     cache_write: 2,
+                    cache_write_1h: 1,
                 },
             },
         };
@@ -317,18 +352,25 @@ mod tests {
     fn hourly_round_trip() {
         let (key, m) = row();
         let batch = hourly_batch([(&key, &m)].into_iter()).unwrap();
-        assert_eq!(batch.schema().metadata()[SCHEMA_VERSION_KEY], "3");
+        assert_eq!(batch.schema().metadata()[SCHEMA_VERSION_KEY], "4");
         assert_eq!(hourly_from_batch(&batch).unwrap(), vec![(key, m)]);
     }
 
     #[test]
     fn a_file_of_version_2_reads_the_new_columns_as_zero() {
-        let (key, m) = row();
+        let (mut key, mut m) = row();
         let batch = hourly_batch([(&key, &m)].into_iter()).unwrap();
-        let keep: Vec<usize> = (0..batch.num_columns())
-            .filter(|&i| !CHAT_COLUMNS.contains(&batch.schema().field(i).name().as_str()))
-            .collect();
+        let late = |n: &str| {
+            CHAT_COLUMNS.contains(&n)
+                || PRICE_KEY_COLUMNS.contains(&n)
+                || n == "cache_write_1h_tokens"
+        };
+        let keep: Vec<usize> =
+            (0..batch.num_columns()).filter(|&i| !late(batch.schema().field(i).name())).collect();
         let old = batch.project(&keep).unwrap();
+        m.tokens.cache_write_1h = 0;
+        key.service_tier = ServiceTier::Standard;
+        key.prompt_band = 0;
         let want = HourlyMeasures {
             usage_unknown: 0,
             cumulative_lines: 0,

@@ -31,8 +31,11 @@ static INVOICE_LINES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("price_effective_to", utc_millis(), true),
         Field::new("price_book_version", DataType::Utf8, false),
         Field::new("provisional", DataType::Boolean, false),
+        // Version 2: the price class of usage lines (null on fee and credit lines).
+        Field::new("service_tier", DataType::Utf8, true),
+        Field::new("long_context", DataType::Boolean, true),
     ];
-    with_version(fields, "1")
+    with_version(fields, "2")
 });
 
 /// Schema of `invoice_lines`.
@@ -73,6 +76,10 @@ pub struct InvoiceLineRow {
     pub price_book_version: String,
     /// True if the invoice rests on estimated (not final) costs.
     pub provisional: bool,
+    /// The service tier of a usage line's calls (`standard`, `priority`, ...).
+    pub service_tier: Option<String>,
+    /// Whether a usage line's calls were priced at long-context prices.
+    pub long_context: Option<bool>,
 }
 
 /// A decimal as the mantissa at `scale`, or an error if it does not fit exactly.
@@ -110,6 +117,8 @@ pub fn invoice_lines_batch(rows: &[InvoiceLineRow]) -> Result<RecordBatch, Arrow
     let mut to = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
     let mut version = StringBuilder::with_capacity(n, n * 24);
     let mut provisional = BooleanBuilder::with_capacity(n);
+    let mut service_tier = StringBuilder::with_capacity(n, n * 8);
+    let mut long_context = BooleanBuilder::with_capacity(n);
     for r in rows {
         text[0].append_value(&r.invoice_number);
         text[1].append_value(r.tenant_id.as_str());
@@ -126,6 +135,8 @@ pub fn invoice_lines_batch(rows: &[InvoiceLineRow]) -> Result<RecordBatch, Arrow
         to.append_option(r.price_effective_to_ms);
         version.append_value(&r.price_book_version);
         provisional.append_value(r.provisional);
+        service_tier.append_option(r.service_tier.as_deref());
+        long_context.append_option(r.long_context);
     }
     let columns: Vec<ArrayRef> = vec![
         Arc::new(text[0].finish()),
@@ -143,6 +154,8 @@ pub fn invoice_lines_batch(rows: &[InvoiceLineRow]) -> Result<RecordBatch, Arrow
         Arc::new(to.finish()),
         Arc::new(version.finish()),
         Arc::new(provisional.finish()),
+        Arc::new(service_tier.finish()),
+        Arc::new(long_context.finish()),
     ];
     RecordBatch::try_new(invoice_lines_schema(), columns)
 }

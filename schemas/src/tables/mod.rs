@@ -15,7 +15,9 @@ use arrow_array::types::{Int64Type, TimestampMillisecondType};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 
-use crate::{EventId, ModelId, SessionId, SourceUri, TenantId, Tier, Tokens, UsageEvent, UserId};
+use crate::{
+    EventId, ModelId, ServiceTier, SessionId, SourceUri, TenantId, Tier, Tokens, UsageEvent, UserId,
+};
 
 mod flags;
 mod hourly;
@@ -24,7 +26,7 @@ mod spans;
 pub use flags::{FlagRow, flags_batch, flags_schema};
 pub use hourly::{
     AGENT_COLUMNS, AgentMeasures, CHAT_COLUMNS, ChatMeasures, HourlyKey, HourlyMeasures,
-    hourly_batch, hourly_from_batch, usage_hourly_schema,
+    PRICE_KEY_COLUMNS, hourly_batch, hourly_from_batch, usage_hourly_schema,
 };
 pub use invoice_lines::{
     AMOUNT_SCALE, InvoiceLineRow, UNIT_PRICE_SCALE, invoice_lines_batch, invoice_lines_schema,
@@ -149,8 +151,48 @@ pub(crate) fn with_version(fields: Vec<Field>, version: &str) -> SchemaRef {
     Arc::new(Schema::new_with_metadata(fields, meta))
 }
 
-pub(crate) const TOKEN_COLUMNS: [&str; 5] =
-    ["input_tokens", "output_tokens", "total_tokens", "cache_read_tokens", "cache_write_tokens"];
+/// The token columns, in [`Tokens`] order. `cache_write_1h_tokens` (part of
+/// `cache_write_tokens`) came with `usage_events` version 3: older files read as 0.
+pub(crate) const TOKEN_COLUMNS: [&str; 6] = [
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+];
+
+/// The token column that files written before it existed lack (read as 0).
+pub(crate) const LATE_TOKEN_COLUMN: &str = "cache_write_1h_tokens";
+
+/// The token columns of `batch`: `None` for a late column the file lacks.
+pub(crate) fn token_columns(
+    batch: &RecordBatch,
+) -> Result<Vec<Option<&arrow_array::PrimitiveArray<Int64Type>>>, ArrowError> {
+    TOKEN_COLUMNS
+        .iter()
+        .map(|n| {
+            if *n == LATE_TOKEN_COLUMN && batch.column_by_name(n).is_none() {
+                Ok(None)
+            } else {
+                ints(batch, n).map(Some)
+            }
+        })
+        .collect()
+}
+
+/// Row `i` of the token columns read by [`token_columns`].
+pub(crate) fn tokens_at(t: &[Option<&arrow_array::PrimitiveArray<Int64Type>>], i: usize) -> Tokens {
+    let v = |k: usize| t[k].map_or(0, |a| a.value(i));
+    Tokens {
+        input: v(0),
+        output: v(1),
+        total: v(2),
+        cache_read: v(3),
+        cache_write: v(4),
+        cache_write_1h: v(5),
+    }
+}
 
 static USAGE_EVENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let mut fields = vec![
@@ -165,7 +207,9 @@ static USAGE_EVENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     fields.extend(TOKEN_COLUMNS.iter().map(|c| Field::new(*c, DataType::Int64, false)));
     // Version 2: null when the line names no session; files of version 1 read as null.
     fields.push(Field::new("session_id", DataType::Utf8, true));
-    with_version(fields, "2")
+    // Version 3 (with cache_write_1h_tokens): files of older versions read as standard.
+    fields.push(Field::new("service_tier", DataType::Utf8, false));
+    with_version(fields, "3")
 });
 
 static TENANT_HOURLY_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -252,7 +296,7 @@ pub fn tenant_hourly_from_batch(batch: &RecordBatch) -> Result<Vec<TenantHour>, 
     let tier = strings(batch, "tier")?;
     let tenant = strings(batch, "tenant_id")?;
     let inv = ints(batch, "invocations")?;
-    let t: Vec<_> = TOKEN_COLUMNS.iter().map(|n| ints(batch, n)).collect::<Result<_, _>>()?;
+    let t = token_columns(batch)?;
     let users = ints(batch, "users")?;
     let peak = ints(batch, "peak_requests_per_second")?;
     (0..batch.num_rows())
@@ -263,13 +307,7 @@ pub fn tenant_hourly_from_batch(batch: &RecordBatch) -> Result<Vec<TenantHour>, 
                 tenant_id: TenantId::new(tenant.value(i))
                     .map_err(|e| invalid("tenant_id", i, e))?,
                 invocations: inv.value(i),
-                tokens: Tokens {
-                    input: t[0].value(i),
-                    output: t[1].value(i),
-                    total: t[2].value(i),
-                    cache_read: t[3].value(i),
-                    cache_write: t[4].value(i),
-                },
+                tokens: tokens_at(&t, i),
                 users: users.value(i),
                 peak_requests_per_second: peak.value(i),
             })
@@ -282,7 +320,7 @@ pub fn usage_events_schema() -> SchemaRef {
     USAGE_EVENTS_SCHEMA.clone()
 }
 
-pub(crate) struct TokenBuilders([Int64Builder; 5]);
+pub(crate) struct TokenBuilders([Int64Builder; 6]);
 
 impl TokenBuilders {
     pub(crate) fn with_capacity(n: usize) -> Self {
@@ -290,7 +328,7 @@ impl TokenBuilders {
     }
 
     pub(crate) fn append(&mut self, t: &Tokens) {
-        let values = [t.input, t.output, t.total, t.cache_read, t.cache_write];
+        let values = [t.input, t.output, t.total, t.cache_read, t.cache_write, t.cache_write_1h];
         for (b, v) in self.0.iter_mut().zip(values) {
             b.append_value(v);
         }
@@ -309,6 +347,7 @@ pub struct UsageEventBatchBuilder {
     strings: [StringBuilder; 6],
     tokens: TokenBuilders,
     session: StringBuilder,
+    service_tier: StringBuilder,
     len: usize,
 }
 
@@ -320,6 +359,7 @@ impl UsageEventBatchBuilder {
             strings: std::array::from_fn(|_| StringBuilder::with_capacity(capacity, capacity * 16)),
             tokens: TokenBuilders::with_capacity(capacity),
             session: StringBuilder::new(),
+            service_tier: StringBuilder::with_capacity(capacity, capacity * 8),
             len: 0,
         }
     }
@@ -340,6 +380,7 @@ impl UsageEventBatchBuilder {
         }
         self.tokens.append(&e.tokens);
         self.session.append_option(e.session_id.as_ref().map(|s| s.as_str()));
+        self.service_tier.append_value(e.service_tier.code());
         self.len += 1;
     }
 
@@ -365,6 +406,7 @@ impl UsageEventBatchBuilder {
         }
         self.tokens.finish(&mut columns);
         columns.push(Arc::new(self.session.finish()));
+        columns.push(Arc::new(self.service_tier.finish()));
         self.len = 0;
         RecordBatch::try_new(usage_events_schema(), columns)
     }
@@ -428,13 +470,16 @@ pub fn usage_events_from_batch(batch: &RecordBatch) -> Result<Vec<UsageEvent>, A
     let names = ["event_id", "tier", "tenant_id", "user_id", "model_id"];
     let s: Vec<_> = names.iter().map(|n| strings(batch, n)).collect::<Result<_, _>>()?;
     let source = batch.column_by_name("source").map(|_| strings(batch, "source")).transpose()?;
-    let t: Vec<_> = TOKEN_COLUMNS.iter().map(|n| ints(batch, n)).collect::<Result<_, _>>()?;
+    let t = token_columns(batch)?;
     let session =
         batch.column_by_name("session_id").map(|_| strings(batch, "session_id")).transpose()?;
+    let service_tier =
+        batch.column_by_name("service_tier").map(|_| strings(batch, "service_tier")).transpose()?;
     let all: Vec<&dyn Array> = std::iter::once(time as &dyn Array)
         .chain(s.iter().map(|a| *a as &dyn Array))
         .chain(source.iter().map(|a| *a as &dyn Array))
-        .chain(t.iter().map(|a| *a as &dyn Array))
+        .chain(t.iter().flatten().map(|a| *a as &dyn Array))
+        .chain(service_tier.iter().map(|a| *a as &dyn Array))
         .collect();
     if all.iter().any(|a| a.null_count() > 0) {
         return Err(ArrowError::InvalidArgumentError("usage_events has nulls".into()));
@@ -449,17 +494,17 @@ pub fn usage_events_from_batch(batch: &RecordBatch) -> Result<Vec<UsageEvent>, A
                 user_id: UserId::new(s[3].value(i)).map_err(|e| invalid(names[3], i, e))?,
                 model_id: ModelId::new(s[4].value(i)).map_err(|e| invalid(names[4], i, e))?,
                 source: SourceUri::new(source.map_or("", |a| a.value(i))),
-                tokens: Tokens {
-                    input: t[0].value(i),
-                    output: t[1].value(i),
-                    total: t[2].value(i),
-                    cache_read: t[3].value(i),
-                    cache_write: t[4].value(i),
-                },
+                tokens: tokens_at(&t, i),
                 session_id: session
                     .filter(|a| a.is_valid(i))
                     .map(|a| SessionId::new(a.value(i)).map_err(|e| invalid("session_id", i, e)))
                     .transpose()?,
+                service_tier: match service_tier {
+                    None => ServiceTier::Standard,
+                    Some(a) => ServiceTier::from_code(a.value(i)).ok_or_else(|| {
+                        invalid("service_tier", i, format!("unknown tier {:?}", a.value(i)))
+                    })?,
+                },
             })
         })
         .collect()
@@ -478,8 +523,15 @@ mod tests {
             user_id: UserId::new("dr.lee@clinic-a.example").unwrap(),
             model_id: ModelId::new("mistral.ministral-3-8b-instruct").unwrap(),
             source: SourceUri::new("file:///tmp/in.ndjson"),
-            tokens: Tokens { input: 812, output: 97, total: 909, cache_read: i, cache_write: 0 },
+            tokens: Tokens {
+                input: 812,
+                output: 97,
+                total: 909,
+                cache_read: i,
+                ..Tokens::default()
+            },
             session_id: None,
+            service_tier: ServiceTier::Standard,
         }
     }
 
@@ -487,17 +539,32 @@ mod tests {
     fn usage_events_round_trip() {
         let mut events: Vec<_> = (0..3).map(event).collect();
         events[1].session_id = Some(SessionId::new("agent-7").unwrap());
+        events[2].service_tier = ServiceTier::Priority;
+        events[2].tokens.cache_write = 40;
+        events[2].tokens.cache_write_1h = 30;
+        events[2].tokens.total += 40;
         let mut b = UsageEventBatchBuilder::with_capacity(3);
         b.extend(&events);
         assert_eq!(b.len(), 3);
         let batch = b.finish().unwrap();
         assert!(b.is_empty());
         assert_eq!(usage_events_from_batch(&batch).unwrap(), events);
-        assert_eq!(batch.schema().metadata()[SCHEMA_VERSION_KEY], "2");
-        // A file of version 1 has no session column: its lines name no session.
-        let old = batch.project(&(0..batch.num_columns() - 1).collect::<Vec<_>>()).unwrap();
+        assert_eq!(batch.schema().metadata()[SCHEMA_VERSION_KEY], "3");
+        // A file of version 2 has neither the tier nor the 1-hour writes: standard, and 0.
+        let keep: Vec<usize> = (0..batch.num_columns())
+            .filter(|&i| {
+                let name = batch.schema().field(i).name().clone();
+                name != "service_tier" && name != "cache_write_1h_tokens"
+            })
+            .collect();
+        let v2 = batch.project(&keep).unwrap();
+        events[2].service_tier = ServiceTier::Standard;
+        events[2].tokens.cache_write_1h = 0;
+        assert_eq!(usage_events_from_batch(&v2).unwrap(), events);
+        // A file of version 1 has no session column either: its lines name no session.
+        let v1 = v2.project(&(0..v2.num_columns() - 1).collect::<Vec<_>>()).unwrap();
         events[1].session_id = None;
-        assert_eq!(usage_events_from_batch(&old).unwrap(), events);
+        assert_eq!(usage_events_from_batch(&v1).unwrap(), events);
     }
 
     #[test]
@@ -507,7 +574,14 @@ mod tests {
             tier: Tier::new("basic").unwrap(),
             tenant_id: TenantId::new("clinic-a").unwrap(),
             invocations: 7,
-            tokens: Tokens { input: 1, output: 2, total: 3, cache_read: 0, cache_write: 0 },
+            tokens: Tokens {
+                input: 1,
+                output: 2,
+                total: 5,
+                cache_write: 2,
+                cache_write_1h: 1,
+                ..Tokens::default()
+            },
             users: 2,
             peak_requests_per_second: 3,
         };
@@ -540,6 +614,8 @@ mod tests {
             price_effective_to_ms: None,
             price_book_version: "v".into(),
             provisional: false,
+            service_tier: Some("standard".into()),
+            long_context: Some(false),
         };
         let batch = invoice_lines_batch(std::slice::from_ref(&row)).unwrap();
         let prices = batch.column(8).as_primitive::<arrow_array::types::Decimal128Type>();

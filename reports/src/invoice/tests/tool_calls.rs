@@ -464,6 +464,8 @@ fn load_carries_tool_calls_per_hour() {
                 tenant_id: TenantId::new("clinic-a").unwrap(),
                 user_id: UserId::new(user).unwrap(),
                 model_id: ModelId::new(model).unwrap(),
+                service_tier: Default::default(),
+                prompt_band: 0,
             },
             HourlyMeasures { invocations, tokens: tk, agent, ..HourlyMeasures::default() },
         )
