@@ -208,6 +208,10 @@ pub struct GenArgs {
     /// and on its chat spans), per thousand.
     #[arg(long, default_value_t = 0)]
     pub missing_usage_permille: u32,
+    /// Share of the basic tier's other usage events given a price class, per thousand: the
+    /// priority, flex or batch service tier, a long-context prompt, or 1-hour cache writes.
+    #[arg(long, default_value_t = 0)]
+    pub price_class_permille: u32,
 }
 
 #[derive(Debug, Args)]

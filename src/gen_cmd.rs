@@ -22,6 +22,7 @@ pub fn config(a: &GenArgs) -> anyhow::Result<SynthConfig> {
         ndjson_only: a.ndjson_only,
         reused_agent_permille: a.reused_agent_permille,
         missing_usage_permille: a.missing_usage_permille,
+        price_class_permille: a.price_class_permille,
     };
     cfg.validate().map_err(UsageError)?;
     Ok(cfg)

@@ -18,6 +18,9 @@ use crate::gzip::{Inflated, inflate_member};
 use crate::normalize::{Envelope, Refusal, check_time_ms, id_value, refuse, usage_event};
 
 /// Where one input record ended.
+// Events are nearly every outcome: boxing them would allocate once per event on the hot path,
+// while the rare variants are boxed already.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// A valid usage event, to be deduplicated and written.

@@ -4,7 +4,7 @@
 //! Only one hour of events is held at a time, plus the open Firehose payloads and a few copies
 //! waiting to be repeated, so memory does not grow with the number of events.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,6 +20,7 @@ use super::spans::{SpanDay, SpanTally};
 use super::write::{
     CwExport, FilterLogEvents, FirehoseFile, Ndjson, Obj, Shape, Val, log_event, skip_message,
 };
+use agentmeter_schemas::ServiceTier;
 
 /// Relative request volume per UTC hour: low at night, peak around 14:00.
 const DIURNAL: [f64; 24] = [
@@ -39,6 +40,7 @@ pub(crate) struct Measures {
     pub total: i64,
     pub cache_read: i64,
     pub cache_write: i64,
+    pub cache_write_1h: i64,
 }
 
 impl Measures {
@@ -49,6 +51,7 @@ impl Measures {
         self.total += u.total();
         self.cache_read += u.cache_read;
         self.cache_write += u.cache_write;
+        self.cache_write_1h += u.cache_write_1h;
     }
 
     pub(crate) fn merge(&mut self, o: &Measures) {
@@ -58,12 +61,13 @@ impl Measures {
         self.total += o.total;
         self.cache_read += o.cache_read;
         self.cache_write += o.cache_write;
+        self.cache_write_1h += o.cache_write_1h;
     }
 }
 
 /// What a tenant's distinct events come to once billed, where that differs from the lines as
 /// logged (see [`super::shapes`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Billed {
     /// Every call's own tokens: what `usage_hourly` bills, a lifetime line as its increment.
     pub calls: Measures,
@@ -71,6 +75,8 @@ pub(crate) struct Billed {
     pub cumulative_lines: i64,
     /// Lines that report no usage.
     pub usage_unknown: i64,
+    /// Every call's own tokens by price class: (service tier, prompt band).
+    pub classes: BTreeMap<(ServiceTier, i64), Measures>,
 }
 
 impl Billed {
@@ -78,6 +84,9 @@ impl Billed {
         self.calls.merge(&o.calls);
         self.cumulative_lines += o.cumulative_lines;
         self.usage_unknown += o.usage_unknown;
+        for (k, m) in &o.classes {
+            self.classes.entry(*k).or_default().merge(m);
+        }
     }
 }
 
@@ -103,6 +112,7 @@ impl Tally {
         self.day.add(&line);
         let b = &mut self.billed[u.tenant];
         b.calls.add(u);
+        b.classes.entry(u.class()).or_default().add(u);
         if u.session.is_some_and(|s| s.position > 0) {
             b.cumulative_lines += 1;
         }
@@ -140,6 +150,10 @@ pub(crate) struct Usage {
     pub output: i64,
     pub cache_read: i64,
     pub cache_write: i64,
+    /// Of `cache_write`, the tokens written for an hour (a price-class shape).
+    pub cache_write_1h: i64,
+    /// The service tier the call ran in (a price-class shape).
+    pub service_tier: ServiceTier,
     pub time_ms: i64,
     /// A reused agent's call: its line logs the session's running sum instead.
     pub session: Option<Session>,
@@ -149,6 +163,19 @@ impl Usage {
     /// `total_tokens`: cache tokens count in it for the models that report them.
     pub(crate) fn total(&self) -> i64 {
         self.input + self.output + self.cache_read + self.cache_write
+    }
+
+    /// The call's price class: its service tier and the band of its own prompt.
+    pub(crate) fn class(&self) -> (ServiceTier, i64) {
+        let t = agentmeter_schemas::Tokens {
+            input: self.input,
+            output: self.output,
+            total: self.total(),
+            cache_read: self.cache_read,
+            cache_write: self.cache_write,
+            cache_write_1h: self.cache_write_1h,
+        };
+        (self.service_tier, agentmeter_schemas::prompt_band(&t))
     }
 
     /// The call's own token counts.
@@ -368,12 +395,18 @@ impl<'p> Day<'p> {
                 let mut u = self.usage(tenant, time_ms);
                 if let Some(shapes) = &mut self.shapes {
                     shapes.apply(i, &mut u);
+                    if self.plan.tenants[tenant].tier == TierKind::Basic {
+                        shapes.price_class(&mut u);
+                    }
                 }
                 self.tally.first(&u);
-                groups.insert((u.tenant, u.user, u.model));
+                let (service_tier, band) = u.class();
+                groups.insert((u.tenant, u.user, u.model, service_tier, band));
                 self.route(&u)?;
                 if self.spans.usage(&u, self.hour)? {
-                    spill.insert((u.tenant, u.user, u.model));
+                    // Spans are keyed as standard calls of band 0 (traced calls are never
+                    // given a price class).
+                    spill.insert((u.tenant, u.user, u.model, ServiceTier::Standard, 0));
                 }
                 self.last = Some(u);
                 self.bad_due()?;
@@ -440,6 +473,8 @@ impl<'p> Day<'p> {
             output: c.output,
             cache_read: c.cache_read,
             cache_write: c.cache_write,
+            cache_write_1h: 0,
+            service_tier: ServiceTier::Standard,
             time_ms,
             session: None,
         }
@@ -500,6 +535,27 @@ impl<'p> Day<'p> {
             };
             o.push(r, Val::I(line.cache_read));
             o.push(w, Val::I(line.cache_write));
+        } else if u.cache_write_1h > 0 {
+            // A price-class shape: writes by lifetime, as a flat part or Converse's breakdown.
+            let five = line.cache_write - u.cache_write_1h;
+            o.push("cache_write_input_tokens", Val::I(line.cache_write));
+            if alias_cache {
+                o.push(
+                    "cacheDetails",
+                    Val::Raw(format!(
+                        "[{{\"ttl\":\"1h\",\"inputTokens\":{}}},{{\"ttl\":\"5m\",\"inputTokens\":{five}}}]",
+                        u.cache_write_1h
+                    )),
+                );
+            } else {
+                o.push("cache_write_1h_tokens", Val::I(u.cache_write_1h));
+            }
+        }
+        match u.service_tier {
+            ServiceTier::Standard => {}
+            // Converse's own shape for one, a plain string for the others.
+            ServiceTier::Flex => o.push("serviceTier", Val::Raw("{\"type\":\"flex\"}".into())),
+            t => o.push("service_tier", Val::S(t.code().into())),
         }
         if let Some(s) = u.session {
             o.push("session_id", Val::S(s.id()));

@@ -114,6 +114,12 @@ pub struct SynthConfig {
     /// expectation. Left out of `expected.json` when 0 (the default), as is what it adds.
     #[serde(skip_serializing_if = "is_zero")]
     pub missing_usage_permille: u32,
+    /// Share of the basic tier's other usage events, per thousand, given a price class: the
+    /// priority, flex or batch service tier, a long-context prompt, or 1-hour cache writes
+    /// (see the `shapes` module). [`TenantTotals::classes`] then holds the expectation. Left
+    /// out of `expected.json` when 0 (the default), as is what it adds.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub price_class_permille: u32,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -134,6 +140,7 @@ impl Default for SynthConfig {
             ndjson_only: false,
             reused_agent_permille: 0,
             missing_usage_permille: 0,
+            price_class_permille: 0,
         }
     }
 }
@@ -196,6 +203,12 @@ impl SynthConfig {
                 self.reused_agent_permille
             ));
         }
+        if self.price_class_permille > 1000 {
+            return Err(format!(
+                "price_class_permille must be at most 1000, got {}",
+                self.price_class_permille
+            ));
+        }
         if self.missing_usage_permille > 1000 {
             return Err(format!(
                 "missing_usage_permille must be at most 1000, got {}",
@@ -221,6 +234,13 @@ pub struct Totals {
     pub cache_read_tokens: i64,
     /// Prompt-cache write tokens.
     pub cache_write_tokens: i64,
+    /// Of those, the ones written for an hour (absent when 0).
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub cache_write_1h_tokens: i64,
+}
+
+fn is_zero_i64(n: &i64) -> bool {
+    *n == 0
 }
 
 impl Totals {
@@ -232,6 +252,7 @@ impl Totals {
         self.total_tokens += t.total;
         self.cache_read_tokens += t.cache_read;
         self.cache_write_tokens += t.cache_write;
+        self.cache_write_1h_tokens += t.cache_write_1h;
     }
 }
 
@@ -244,6 +265,7 @@ impl From<Measures> for Totals {
             total_tokens: m.total,
             cache_read_tokens: m.cache_read,
             cache_write_tokens: m.cache_write,
+            cache_write_1h_tokens: m.cache_write_1h,
         }
     }
 }
@@ -276,6 +298,11 @@ pub struct TenantTotals {
     /// usage (`usage_hourly.chat_usage_unknown`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat_usage_unknown: Option<i64>,
+    /// With [`SynthConfig::price_class_permille`]: the calls' own tokens (as billed) by price
+    /// class, keyed `<service tier>/<prompt band>` (`standard/0`, `priority/0`,
+    /// `standard/200000`, ...): `usage_hourly` summed by `service_tier` and `prompt_band`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<BTreeMap<String, Totals>>,
 }
 
 impl TenantTotals {
@@ -328,6 +355,7 @@ impl AgentTotals {
         t.total_tokens += u.total_tokens;
         t.cache_read_tokens += u.cache_read_tokens;
         t.cache_write_tokens += u.cache_write_tokens;
+        t.cache_write_1h_tokens += u.cache_write_1h_tokens;
     }
 }
 
@@ -482,6 +510,12 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> io::Result<Expected> {
                     cumulative_lines: reused.then_some(b.cumulative_lines),
                     usage_unknown: missing.then_some(b.usage_unknown),
                     chat_usage_unknown: missing.then_some(chat_unknown[i]),
+                    classes: (cfg.price_class_permille > 0).then(|| {
+                        b.classes
+                            .iter()
+                            .map(|((t, band), m)| (format!("{t}/{band}"), Totals::from(*m)))
+                            .collect()
+                    }),
                 },
             );
         }

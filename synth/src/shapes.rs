@@ -9,12 +9,19 @@
 //! - **Missing usage** ([`SynthConfig::missing_usage_permille`]): a call whose stream ended
 //!   without its usage chunk logs 0 input, output and total tokens, and its chat spans (if
 //!   traced) report 0 too.
+//! - **Price classes** ([`SynthConfig::price_class_permille`]): a basic-tier call (never
+//!   traced, so no span sees it) that is neither a reused agent's nor missing its usage runs
+//!   in the priority, flex or batch service tier, sends a long-context prompt (200,001 to
+//!   250,000 input tokens), or writes its prompt cache for an hour (all or half of 1,024 to
+//!   4,095 written tokens), one of the five at random.
 //!
 //! The events themselves, their tenants, times, channels and duplicates, and the spans' shapes
 //! are the month's as without the shapes; only the chosen events' user, model and tokens (and
 //! a reused agent's session id) change.
 
 use std::collections::BTreeMap;
+
+use agentmeter_schemas::ServiceTier;
 
 use super::SynthConfig;
 use super::day::{Usage, draw_counts};
@@ -95,6 +102,7 @@ pub(crate) struct Shapes {
     seq: u64,
     reused_permille: u32,
     missing_permille: u32,
+    class_permille: u32,
     roles: Vec<Role>,
     sessions: Vec<Open>,
 }
@@ -102,7 +110,10 @@ pub(crate) struct Shapes {
 impl Shapes {
     /// The shapes of day `day`, or `None` when neither is asked for (nothing changes then).
     pub(crate) fn new(cfg: &SynthConfig, day: usize) -> Option<Self> {
-        if cfg.reused_agent_permille == 0 && cfg.missing_usage_permille == 0 {
+        if cfg.reused_agent_permille == 0
+            && cfg.missing_usage_permille == 0
+            && cfg.price_class_permille == 0
+        {
             return None;
         }
         Some(Self {
@@ -112,6 +123,7 @@ impl Shapes {
             seq: 0,
             reused_permille: cfg.reused_agent_permille,
             missing_permille: cfg.missing_usage_permille,
+            class_permille: cfg.price_class_permille,
             roles: Vec::new(),
             sessions: Vec::new(),
         })
@@ -189,6 +201,30 @@ impl Shapes {
         });
         for &m in members {
             self.roles[m] = Role::Call(index);
+        }
+    }
+
+    /// Gives about `class_permille` of the calls it is applied to (basic-tier ones, after
+    /// [`Shapes::apply`]) a price class; reused agents' calls and calls without usage keep
+    /// theirs (their lines' meaning is the other shapes').
+    pub(crate) fn price_class(&mut self, u: &mut Usage) {
+        if self.class_permille == 0
+            || u.session.is_some()
+            || u.input == 0
+            || !self.rng.chance(self.class_permille)
+        {
+            return;
+        }
+        match self.rng.below(5) {
+            0 => u.service_tier = ServiceTier::Priority,
+            1 => u.service_tier = ServiceTier::Flex,
+            2 => u.service_tier = ServiceTier::Batch,
+            3 => u.input = 200_001 + self.rng.below(50_000) as i64,
+            _ => {
+                u.cache_write = self.rng.range(1024, 4095) as i64;
+                u.cache_write_1h =
+                    if self.rng.chance(500) { u.cache_write } else { u.cache_write / 2 };
+            }
         }
     }
 

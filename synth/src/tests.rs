@@ -19,6 +19,9 @@ use agentmeter_ingest::pipeline::{self, Sink};
 use agentmeter_ingest::source::{self, Format, SourceSpec};
 use agentmeter_ingest::{DecodeConfig, Decoder, Outcome};
 
+/// A `usage_hourly` row's key: hour, tier, tenant, user, model, service tier, prompt band.
+type HourlyGroup = (i64, String, String, String, String, String, i64);
+
 /// (tenant, user, model, event time in ms) of a usage event.
 type EventKey = (String, String, String, i64);
 
@@ -45,7 +48,9 @@ struct Check {
     seen: HashMap<String, u64>,
     tenants: BTreeMap<String, TenantTotals>,
     days: BTreeMap<String, DayTotals>,
-    hourly: HashSet<(i64, String, String, String, String)>,
+    hourly: HashSet<HourlyGroup>,
+    /// Per tenant, the decoded events' tokens by price class (`<service tier>/<prompt band>`).
+    classes: BTreeMap<String, BTreeMap<String, Totals>>,
     /// (hour, tier, tenant) of each distinct event.
     requests: Vec<(i64, String, String)>,
     /// The distinct events that name a session.
@@ -106,13 +111,24 @@ impl Sink for Check {
                 t.totals.add(&e.tokens);
                 self.days.entry(e.date().unwrap().to_string()).or_default().add(&e.tokens);
                 let hour = e.event_time_ms.div_euclid(3_600_000);
+                // The band of the line as logged: a lifetime series' lines (the only ones
+                // billed otherwise) are generated far below every band.
+                let band = agentmeter_schemas::prompt_band(&e.tokens);
                 self.hourly.insert((
                     hour,
                     tier.clone(),
                     tenant.clone(),
                     e.user_id.to_string(),
                     e.model_id.to_string(),
+                    e.service_tier.to_string(),
+                    band,
                 ));
+                self.classes
+                    .entry(tenant.clone())
+                    .or_default()
+                    .entry(format!("{}/{band}", e.service_tier))
+                    .or_default()
+                    .add(&e.tokens);
                 self.events
                     .entry((
                         tenant.clone(),
@@ -323,6 +339,19 @@ impl Check {
                 t.usage_unknown = Some(self.unknown.get(tenant).copied().unwrap_or(0));
                 t.chat_usage_unknown = Some(chat_unknown.get(tenant).copied().unwrap_or(0));
             }
+            if cfg.price_class_permille > 0 {
+                let mut classes = self.classes.get(tenant).cloned().unwrap_or_default();
+                // Lifetime series are standard calls of band 0, billed as increments.
+                if let Some((r, _)) = repeated.get(tenant.as_str()) {
+                    let c = classes.entry("standard/0".into()).or_default();
+                    c.input_tokens -= r.input;
+                    c.output_tokens -= r.output;
+                    c.total_tokens -= r.total;
+                    c.cache_read_tokens -= r.cache_read;
+                    c.cache_write_tokens -= r.cache_write;
+                }
+                t.classes = Some(classes);
+            }
         }
         out
     }
@@ -330,8 +359,7 @@ impl Check {
     /// The rows of `usage_hourly`: the groups of the distinct events, and those of the tool
     /// and agent spans (user and model of their invocation) and chat spans (their own model).
     fn hourly_rows(&self) -> u64 {
-        let mut groups: HashSet<(i64, String, String, String, String)> =
-            self.hourly.iter().cloned().collect();
+        let mut groups: HashSet<HourlyGroup> = self.hourly.iter().cloned().collect();
         let roots: HashMap<(&str, &str), &AgentSpan> =
             self.spans.iter().map(|s| ((s.trace_id.as_str(), s.span_id.as_str()), s)).collect();
         for s in &self.spans {
@@ -354,6 +382,8 @@ impl Check {
                     .or(at.model_id.as_ref())
                     .unwrap()
                     .to_string(),
+                "standard".to_owned(),
+                s.chat_tokens().map_or(0, |t| agentmeter_schemas::prompt_band(&t)),
             ));
         }
         groups.len() as u64
@@ -828,4 +858,63 @@ fn reused_agents_and_calls_without_usage_decode_to_their_expectation() {
     for t in off["tenants"].as_object().unwrap().values() {
         assert_eq!(t.as_object().unwrap().len(), 7, "the tier and the six sums alone: {t}");
     }
+}
+
+#[test]
+fn price_classes_decode_to_their_expectation() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = SynthConfig { tenants: 6, noisy: 2, events: 20_000, ..SynthConfig::default() };
+    let cfg = SynthConfig {
+        price_class_permille: 100,
+        reused_agent_permille: 100,
+        missing_usage_permille: 20,
+        ..plain.clone()
+    };
+    let expected = generate(&cfg, dir.path()).unwrap();
+    let got = ingest(dir.path());
+    // Per tenant and class, and the usage_hourly rows they make.
+    assert_matches(&expected, &got);
+    let mut by_class: BTreeMap<String, Totals> = BTreeMap::new();
+    for t in expected.tenants.values() {
+        for (class, x) in t.classes.as_ref().unwrap() {
+            let c = by_class.entry(class.clone()).or_default();
+            c.invocations += x.invocations;
+            c.input_tokens += x.input_tokens;
+            c.cache_write_1h_tokens += x.cache_write_1h_tokens;
+        }
+        if t.tier == "premium" {
+            assert_eq!(t.classes.as_ref().unwrap().keys().collect::<Vec<_>>(), ["standard/0"]);
+        }
+    }
+    assert_eq!(
+        by_class.keys().collect::<Vec<_>>(),
+        ["batch/0", "flex/0", "priority/0", "standard/0", "standard/200000"]
+    );
+    let long = &by_class["standard/200000"];
+    assert!(long.input_tokens > long.invocations * 200_000);
+    assert!(by_class["standard/0"].cache_write_1h_tokens > 0);
+    let classed: i64 =
+        by_class.iter().filter(|(k, _)| *k != "standard/0").map(|(_, c)| c.invocations).sum();
+    let basic: i64 =
+        expected.tenants.values().filter(|t| t.tier == "basic").map(|t| t.totals.invocations).sum();
+    let share = classed as f64 / basic as f64;
+    // 10 % of the basic calls that are not a session's or missing their usage, 4/5 of them
+    // in another class than standard/0 (1-hour writes stay in it).
+    assert!((0.06..0.1).contains(&share), "share of basic calls with a class {share}");
+    let text = std::fs::read_to_string(dir.path().join("expected.json")).unwrap();
+    for key in ["price_class_permille", "classes", "cache_write_1h_tokens", "standard/200000"] {
+        assert!(text.contains(&format!("\"{key}\"")), "{key}");
+    }
+    let written: Expected = serde_json::from_str(&text).unwrap();
+    assert_eq!(written, expected);
+    // The same files as the month without the classes (longer lines batch differently, so
+    // the records within them may not be the same).
+    let dir = tempfile::tempdir().unwrap();
+    let without = generate(
+        &SynthConfig { reused_agent_permille: 100, missing_usage_permille: 20, ..plain },
+        dir.path(),
+    )
+    .unwrap();
+    assert_eq!(expected.files, without.files);
+    assert_eq!(expected.accounting.events_written, without.accounting.events_written);
 }

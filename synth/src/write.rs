@@ -17,6 +17,8 @@ use super::plan::Rng;
 pub(crate) enum Val {
     S(String),
     I(i64),
+    /// JSON written as is (an array or object).
+    Raw(String),
 }
 
 /// A JSON object with its keys in writing order.
@@ -50,6 +52,7 @@ impl Obj {
         match v {
             Val::S(s) => push_json_str(out, s),
             Val::I(i) => out.push_str(&i.to_string()),
+            Val::Raw(r) => out.push_str(r),
         }
     }
 
@@ -94,6 +97,7 @@ impl Obj {
                 let v = match v {
                     Val::S(s) => Value::String(s.clone()),
                     Val::I(i) => Value::from(*i),
+                    Val::Raw(r) => serde_json::from_str(r).unwrap_or(Value::Null),
                 };
                 ((*k).to_owned(), v)
             })

@@ -188,3 +188,192 @@ fn reused_agents_and_calls_without_usage_land_billed_and_counted_as_generated() 
         );
     }
 }
+
+/// The example book with Ministral 3 8B (the basic tier's model) priced in more classes:
+/// 5-minute and 1-hour cache writes, long-context prices above 128,000 prompt tokens, and the
+/// priority and flex service tiers. Batch stays unpriced.
+fn class_book() -> String {
+    let example =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/prices.toml"))
+            .unwrap();
+    let at = "output_per_million = \"0.15\"\n";
+    assert!(example.contains("id = \"mistral.ministral-3-8b-instruct\""));
+    example.replacen(
+        at,
+        &format!(
+            "{at}cache_write_per_million = \"0.1875\"\ncache_write_1h_per_million = \"0.30\"\n\
+             long_context_above = 128000\n\
+             [models.prices.long_context]\ninput_per_million = \"0.30\"\noutput_per_million = \"0.30\"\n\
+             [models.prices.priority]\ninput_per_million = \"0.2625\"\noutput_per_million = \"0.2625\"\n\
+             [models.prices.flex]\ninput_per_million = \"0.075\"\noutput_per_million = \"0.075\"\n"
+        ),
+        1,
+    )
+}
+
+#[test]
+fn price_classes_land_by_class_and_each_bills_at_its_own_price_or_not_at_all() {
+    use rust_decimal::Decimal;
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--tenants",
+        "6",
+        "--noisy",
+        "2",
+        "--events",
+        "16000",
+        "--span-permille",
+        "500",
+        "--seed",
+        "5",
+        "--price-class-permille",
+        "100",
+    ];
+    let expected = generate(&dir.path().join("gen"), &args);
+    let lake = dir.path().join("lake");
+    let summary = ingest(&lake, &[&dir.path().join("gen/input")], &[]);
+    assert_eq!(accounting(&summary), expected.accounting);
+
+    // usage_hourly by tenant and class, read by DuckDB, is the generator's expectation.
+    let sql = format!(
+        "SELECT tenant_id, service_tier || '/' || prompt_band AS class, sum(invocations) AS n, \
+         sum(input_tokens) AS i, sum(output_tokens) AS o, sum(total_tokens) AS t, \
+         sum(cache_read_tokens) AS cr, sum(cache_write_tokens) AS cw, \
+         sum(cache_write_1h_tokens) AS cw1h FROM {} GROUP BY ALL ORDER BY ALL",
+        table(&lake, "usage_hourly")
+    );
+    let got: Vec<(String, String, Vec<i64>)> = duckdb(&sql)
+        .into_iter()
+        .map(|r| {
+            let v = ["n", "i", "o", "t", "cr", "cw", "cw1h"]
+                .iter()
+                .map(|k| r[*k].as_i64().unwrap())
+                .collect();
+            (r["tenant_id"].as_str().unwrap().into(), r["class"].as_str().unwrap().into(), v)
+        })
+        .collect();
+    let mut want = Vec::new();
+    for (id, t) in &expected.tenants {
+        for (class, c) in t.classes.as_ref().unwrap() {
+            let mut v = sums(c);
+            v.push(c.cache_write_1h_tokens);
+            want.push((id.clone(), class.clone(), v));
+        }
+    }
+    // Span-only rows (agent measures, no calls) are standard/0 rows of premium tenants.
+    let got: Vec<_> = got.into_iter().filter(|(_, _, v)| v[0] > 0 || v[1] > 0).collect();
+    assert_eq!(got, want);
+    let classes: std::collections::BTreeSet<&str> = want.iter().map(|w| w.1.as_str()).collect();
+    assert_eq!(
+        classes.into_iter().collect::<Vec<_>>(),
+        ["batch/0", "flex/0", "priority/0", "standard/0", "standard/200000"]
+    );
+    // usage_events keeps each line's tier and 1-hour writes as logged.
+    let n = duckdb_int(&format!(
+        "SELECT count(*) FROM {} WHERE service_tier <> 'standard'",
+        table(&lake, "usage_events")
+    ));
+    let tiered: i64 = want.iter().filter(|w| !w.1.starts_with("standard/")).map(|w| w.2[0]).sum();
+    assert_eq!(n, tiered);
+
+    // Invoices: each class at its own price, the basic plan's 25 % markup on each; batch has
+    // no price, so it is a problem and the run exits 1.
+    let book = dir.path().join("prices.toml");
+    std::fs::write(&book, class_book()).unwrap();
+    let out = dir.path().join("out");
+    let o = bin()
+        .arg("invoice")
+        .arg("--lake")
+        .arg(&lake)
+        .args(["--period", "2026-10", "--prices"])
+        .arg(&book)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let d = |s: &str| s.parse::<Decimal>().unwrap();
+    let mut checked = 0;
+    for (id, t) in expected.tenants.iter().filter(|(_, t)| t.tier == "basic") {
+        let path = out.join(format!("invoices/2026-10/tenants/{id}.json"));
+        let inv: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let c = t.classes.as_ref().unwrap();
+        let zero = agentmeter_synth::Totals::default();
+        let class = |k: &str| c.get(k).unwrap_or(&zero);
+        let (std0, long, prio, flex) =
+            (class("standard/0"), class("standard/200000"), class("priority/0"), class("flex/0"));
+        let mut want: Vec<(String, Option<&str>, bool, i64, Decimal)> = vec![
+            ("input_tokens".into(), None, false, std0.input_tokens, d("0.1875")),
+            ("output_tokens".into(), None, false, std0.output_tokens, d("0.1875")),
+            (
+                "cache_write_tokens".into(),
+                None,
+                false,
+                std0.cache_write_tokens - std0.cache_write_1h_tokens,
+                d("0.234375"),
+            ),
+            ("cache_write_1h_tokens".into(), None, false, std0.cache_write_1h_tokens, d("0.375")),
+            ("input_tokens".into(), None, true, long.input_tokens, d("0.375")),
+            ("output_tokens".into(), None, true, long.output_tokens, d("0.375")),
+            ("input_tokens".into(), Some("priority"), false, prio.input_tokens, d("0.328125")),
+            ("output_tokens".into(), Some("priority"), false, prio.output_tokens, d("0.328125")),
+            ("input_tokens".into(), Some("flex"), false, flex.input_tokens, d("0.09375")),
+            ("output_tokens".into(), Some("flex"), false, flex.output_tokens, d("0.09375")),
+        ];
+        want.retain(|w| w.3 > 0);
+        want.sort_by(|a, b| (&a.0, a.1, a.2).cmp(&(&b.0, b.1, b.2)));
+        let mut lines: Vec<(String, Option<&str>, bool, i64, Decimal)> = inv["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["model_id"].is_string())
+            .map(|l| {
+                let (q, p) =
+                    (l["quantity"].as_i64().unwrap(), d(l["unit_price"].as_str().unwrap()));
+                let amount = d(l["amount"].as_str().unwrap());
+                let exact = Decimal::from(q) * p / Decimal::from(1_000_000);
+                assert_eq!(
+                    amount,
+                    exact.round_dp_with_strategy(
+                        2,
+                        rust_decimal::RoundingStrategy::MidpointAwayFromZero
+                    )
+                );
+                (
+                    l["component"].as_str().unwrap().to_owned(),
+                    l["service_tier"].as_str(),
+                    l["long_context"].as_bool().unwrap_or(false),
+                    q,
+                    p.normalize(),
+                )
+            })
+            .collect();
+        lines.sort_by(|a, b| (&a.0, a.1, a.2).cmp(&(&b.0, b.1, b.2)));
+        let want: Vec<_> =
+            want.into_iter().map(|(a, b, c, q, p)| (a, b, c, q, p.normalize())).collect();
+        assert_eq!(lines, want, "{id}");
+        let batch = class("batch/0");
+        let problems: Vec<(i64, &str)> = inv["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["tokens"].as_i64().unwrap(), p["reason"].as_str().unwrap()))
+            .collect();
+        if batch.invocations > 0 {
+            assert_eq!(problems.len(), 1, "{id}: {problems:?}");
+            assert_eq!(problems[0].0, batch.total_tokens);
+            assert!(problems[0].1.starts_with("no batch service tier price from "), "{problems:?}");
+            assert_eq!(inv["complete"], false);
+        } else {
+            assert!(problems.is_empty());
+        }
+        checked += usize::from(long.invocations > 0 && std0.cache_write_1h_tokens > 0);
+    }
+    assert!(checked > 0, "a basic tenant with long-context calls and 1-hour writes");
+    // The CSV and the lake's invoice_lines name every line's class.
+    let n = duckdb_int(&format!(
+        "SELECT count(*) FROM {} WHERE service_tier = 'priority' AND NOT long_context",
+        table(&lake, "invoice_lines")
+    ));
+    assert!(n > 0);
+}

@@ -256,6 +256,27 @@ fn unknown_usage(series: &Series, source: UsageSource) -> Option<(i64, i64, i64)
     Some((n, first, last))
 }
 
+/// `problems` with those of the same tier, model and reason made one, summing what they leave
+/// unbilled, in the order each first appears: a model's series of several price classes share
+/// a missing model or plan.
+fn merged(problems: Vec<Problem>) -> Vec<Problem> {
+    let mut out: Vec<Problem> = Vec::with_capacity(problems.len());
+    for p in problems {
+        match out
+            .iter_mut()
+            .find(|q| q.tier == p.tier && q.model_id == p.model_id && q.reason == p.reason)
+        {
+            Some(q) => {
+                q.tokens = q.tokens.saturating_add(p.tokens);
+                q.tool_calls = q.tool_calls.saturating_add(p.tool_calls);
+                q.usage_unknown = q.usage_unknown.saturating_add(p.usage_unknown);
+            }
+            None => out.push(p),
+        }
+    }
+    out
+}
+
 /// Computes the invoices and allocations of a period.
 ///
 /// # Errors
@@ -499,7 +520,7 @@ pub fn compute(input: &InvoiceInput<'_>) -> Result<InvoiceRun, InvoiceError> {
                 class: Some(k.class),
             });
         }
-        let mut problems = acc.problems;
+        let mut problems = merged(acc.problems);
         lines.sort_by(|a, b| {
             (a.model_id.as_ref().map(|m| m.as_str()), a.price_effective_from, a.class, a.component)
                 .cmp(&(

@@ -129,6 +129,7 @@ pub enum Component {
     /// Prompt-cache write tokens with the 5-minute lifetime, per million.
     CacheWriteTokens,
     /// Prompt-cache write tokens with a 1-hour lifetime, per million.
+    #[serde(rename = "cache_write_1h_tokens")]
     CacheWrite1hTokens,
     /// Tool calls, per call.
     ToolCalls,

@@ -19,11 +19,23 @@ use super::error::PriceBookError;
 use super::validate::{CURRENCY, MAX_DP, check_version, show_instant};
 
 /// The LiteLLM fields imported, and the book's field each becomes.
-const COSTS: [(&str, &str); 4] = [
+const COSTS: [(&str, &str); 5] = [
     ("input_cost_per_token", "input_per_million"),
     ("output_cost_per_token", "output_per_million"),
     ("cache_read_input_token_cost", "cache_read_per_million"),
     ("cache_creation_input_token_cost", "cache_write_per_million"),
+    ("cache_creation_input_token_cost_above_1hr", "cache_write_1h_per_million"),
+];
+
+/// LiteLLM's service-tier suffixes (input and output prices only) and the book's table.
+const TIERS: [(&str, &str); 3] =
+    [("_priority", "priority"), ("_flex", "flex"), ("_batches", "batch")];
+
+/// LiteLLM's long-context suffixes and the threshold each is (a lake prompt band).
+const LONG: [(&str, i64); 3] = [
+    ("_above_128k_tokens", 128_000),
+    ("_above_200k_tokens", 200_000),
+    ("_above_272k_tokens", 272_000),
 ];
 
 /// What to keep from the LiteLLM map, and how to label the book.
@@ -72,7 +84,7 @@ pub enum SkipReason {
     /// A cost cannot become a price of the book.
     BadCost {
         /// The LiteLLM field.
-        field: &'static str,
+        field: String,
         /// Its JSON text.
         literal: String,
         /// Why.
@@ -162,6 +174,10 @@ struct Imported {
     id: ModelId,
     /// Book field name and price per million, in [`COSTS`] order.
     prices: Vec<(&'static str, Decimal)>,
+    /// The long-context threshold and prices, where LiteLLM gives input and output ones.
+    long: Option<(i64, Vec<(&'static str, Decimal)>)>,
+    /// The service tiers' tables (name, input and output prices), where it gives both.
+    tiers: Vec<(&'static str, Vec<(&'static str, Decimal)>)>,
 }
 
 /// Converts LiteLLM's model price map into a price book's TOML text.
@@ -169,8 +185,10 @@ struct Imported {
 /// Keeps entries whose `litellm_provider` is in `opts.providers` and whose `mode` is `chat`
 /// or absent, skipping keys with `/` unless `opts.keep_region_pinned`. Each kept key becomes
 /// one `[[models]]` with a single price entry effective from `opts.effective_from`: input,
-/// output, and where given cache read and cache write (5-minute) prices, per million tokens,
-/// exact. The text opens with a comment saying the prices are LiteLLM's and must be checked
+/// output, and where given cache read, cache write (5-minute) and 1-hour cache write prices,
+/// per million tokens, exact; long-context prices (`*_above_128k_tokens`, `_200k`, `_272k`:
+/// the first band with input and output prices) and the priority, flex and batch tiers'
+/// input and output prices (`*_priority`, `*_flex`, `*_batches`) where both are given. The text opens with a comment saying the prices are LiteLLM's and must be checked
 /// against the AWS price list before billing; it defines no plans. It always loads with
 /// [`PriceBook::from_toml_str`].
 ///
@@ -246,16 +264,14 @@ fn entry(
     }
     let id = ModelId::new(key).map_err(|e| SkipReason::InvalidId(e.to_string()))?;
 
-    let mut prices = Vec::with_capacity(COSTS.len());
-    for (i, (field, book_field)) in COSTS.into_iter().enumerate() {
-        let Some(raw) = fields.get(field).filter(|v| v.get() != "null") else {
-            if i < 2 {
-                return Err(SkipReason::MissingCost(field));
-            }
-            continue;
+    // The price of LiteLLM field `name`, per million, if given.
+    let cost = |name: &str| -> Result<Option<Decimal>, SkipReason> {
+        let Some(raw) = fields.get(name).filter(|v| v.get() != "null") else {
+            return Ok(None);
         };
         let literal = raw.get();
-        let bad = |why| SkipReason::BadCost { field, literal: literal.to_owned(), why };
+        let bad =
+            |why| SkipReason::BadCost { field: name.to_owned(), literal: literal.to_owned(), why };
         let p = per_million(literal).map_err(bad)?;
         if p < Decimal::ZERO {
             return Err(bad("is negative"));
@@ -263,15 +279,58 @@ fn entry(
         if p.scale() > MAX_DP {
             return Err(bad("has more than 12 decimal places per million tokens"));
         }
-        prices.push((book_field, p));
+        Ok(Some(p))
+    };
+    // The LiteLLM fields that became prices.
+    let mut used: Vec<String> = Vec::new();
+    let mut prices = Vec::with_capacity(COSTS.len());
+    for (i, (field, book_field)) in COSTS.into_iter().enumerate() {
+        match cost(field)? {
+            Some(p) => {
+                prices.push((book_field, p));
+                used.push(field.to_owned());
+            }
+            None if i < 2 => return Err(SkipReason::MissingCost(field)),
+            None => {}
+        }
+    }
+    // Long-context prices: a table needs its input and output prices; the first band given
+    // is the threshold.
+    let mut long = None;
+    for (suffix, threshold) in LONG {
+        if long.is_some() {
+            break;
+        }
+        let mut table = Vec::new();
+        let mut names = Vec::new();
+        for (field, book_field) in COSTS {
+            let name = format!("{field}{suffix}");
+            if let Some(p) = cost(&name)? {
+                table.push((book_field, p));
+                names.push(name);
+            }
+        }
+        let has = |f: &str| table.iter().any(|(b, _)| *b == f);
+        if has("input_per_million") && has("output_per_million") {
+            used.extend(names);
+            long = Some((threshold, table));
+        }
+    }
+    let mut tiers = Vec::new();
+    for (suffix, tier) in TIERS {
+        let (i, o) =
+            (format!("input_cost_per_token{suffix}"), format!("output_cost_per_token{suffix}"));
+        if let (Some(input), Some(output)) = (cost(&i)?, cost(&o)?) {
+            tiers.push((tier, vec![("input_per_million", input), ("output_per_million", output)]));
+            used.extend([i, o]);
+        }
     }
     for name in fields.keys() {
-        let imported = COSTS.iter().any(|(f, _)| f == name);
-        if !imported && name.contains("cost") {
+        if !used.contains(name) && name.contains("cost") {
             *ignored.entry(name.clone()).or_insert(0) += 1;
         }
     }
-    Ok(Imported { id, prices })
+    Ok(Imported { id, prices, long, tiers })
 }
 
 /// A JSON number literal (USD per token) as a normalized exact price per million tokens.
@@ -360,8 +419,10 @@ fn render(opts: &ImportOptions, models: &[Imported], report: &ImportReport) -> S
          #\n\
          # Imported {kept} models (providers: {providers}; mode: chat), effective from {from}.\n\
          # Skipped {skipped} entries: {by_kind}.\n\
-         # Not imported: batch, tiered, 1-hour cache write and other price dimensions the book\n\
-         # cannot express ({ignored} kinds on the kept entries; see the import report).\n\
+         # Imported with them: 1-hour cache writes, long-context prices (above 128k, 200k or\n\
+         # 272k tokens) and the priority, flex and batch tiers' input and output prices.\n\
+         # Not imported: price dimensions the book cannot express ({ignored} kinds on the\n\
+         # kept entries; see the import report).\n\
          # Ids are billed exactly as listed: add aliases for the ids your agents log, and\n\
          # [plans.<tier>] tables, before invoicing.\n\n",
         kept = models.len(),
@@ -380,6 +441,18 @@ fn render(opts: &ImportOptions, models: &[Imported], report: &ImportReport) -> S
         );
         for (field, price) in &m.prices {
             let _ = writeln!(s, "{field} = {}", quoted(&price.to_string()));
+        }
+        if let Some((threshold, table)) = &m.long {
+            let _ = writeln!(s, "long_context_above = {threshold}\n[models.prices.long_context]");
+            for (field, price) in table {
+                let _ = writeln!(s, "{field} = {}", quoted(&price.to_string()));
+            }
+        }
+        for (tier, table) in &m.tiers {
+            let _ = writeln!(s, "[models.prices.{tier}]");
+            for (field, price) in table {
+                let _ = writeln!(s, "{field} = {}", quoted(&price.to_string()));
+            }
         }
     }
     s

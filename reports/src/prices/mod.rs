@@ -36,8 +36,19 @@
 //! input_per_million = "0.15"
 //! output_per_million = "0.60"
 //! cache_read_per_million = "0.015"    # optional
-//! cache_write_per_million = "0.1875"  # optional
+//! cache_write_per_million = "0.1875"  # optional: 5-minute cache writes
+//! cache_write_1h_per_million = "0.30" # optional: 1-hour cache writes
 //! per_tool_call = "0.001"             # optional, per call
+//! long_context_above = 200000         # optional: 128000, 200000 or 272000 prompt tokens
+//! [models.prices.long_context]        # prompts above it (input + cache read + cache write)
+//! input_per_million = "0.30"          # same keys as above but per_tool_call
+//! output_per_million = "1.20"
+//! [models.prices.priority]            # optional: service tiers priority, flex, batch
+//! input_per_million = "0.2625"
+//! output_per_million = "1.05"
+//! [models.prices.priority.long_context]   # each tier its own long-context prices
+//! input_per_million = "0.525"
+//! output_per_million = "2.10"
 //! [[models.prices]]
 //! effective_from = "2026-10-15"       # a price change: the previous entry ends here
 //! input_per_million = "0.12"
@@ -87,6 +98,24 @@
 //! that the profiles do not list is unpriced ([`Unpriced::UnknownApplicationProfile`]), and so
 //! is a profile that routes its model to other Regions without naming the cross-region profile
 //! it was copied from ([`Unpriced::CrossRegionProfile`]).
+//!
+//! ## Price classes
+//!
+//! A call is priced by its class: the Bedrock service tier it ran in (`standard` unless the
+//! usage line says `priority`, `flex` or `batch`) and whether its prompt (input + cache read +
+//! cache write tokens) exceeds the entry's `long_context_above`. The entry's top-level prices
+//! are the standard tier's for prompts up to the threshold; `[...long_context]` holds the
+//! standard tier's above it; `[...priority]`, `[...flex]` and `[...batch]` each hold a tier's,
+//! with a `long_context` table of their own. Cache writes are priced by lifetime: the usage's
+//! 1-hour writes at `cache_write_1h_per_million`, the rest at `cache_write_per_million`.
+//!
+//! A class the entry does not price is unpriced ([`ClassUnpriced`]), never billed at another
+//! class's price: a tier without a table, a long prompt of a model with a threshold but no
+//! `long_context` table for that tier, 1-hour writes without their price. Without
+//! `long_context_above` the model has one price whatever the prompt. The threshold must be
+//! one of the lake's prompt bands ([`agentmeter_schemas::PROMPT_BANDS`]): `usage_hourly`
+//! keeps calls by band, so every row is wholly on one side of it. A markup applies to every
+//! class alike.
 //!
 //! ## Effective dating
 //!

@@ -20,6 +20,7 @@ const FIXTURE: &str = r#"{
     "input_cost_per_token": 1.5e-07,
     "output_cost_per_token": 1.5e-07,
     "input_cost_per_token_batches": 7.5e-08,
+    "output_cost_per_token_batches": 7.5e-08,
     "max_tokens": 128000
   },
   "openai.gpt-oss-120b-1:0": {
@@ -27,6 +28,9 @@ const FIXTURE: &str = r#"{
     "mode": "chat",
     "input_cost_per_token": 1.5e-07,
     "output_cost_per_token": 6e-07,
+    "input_cost_per_token_priority": 2.625e-07,
+    "output_cost_per_token_priority": 1.05e-06,
+    "input_cost_per_token_flex": 7.5e-08,
     "supports_reasoning": true
   },
   "us.anthropic.claude-haiku-4-5-20251001-v1:0": {
@@ -46,7 +50,9 @@ const FIXTURE: &str = r#"{
     "output_cost_per_token": 1.65e-05,
     "cache_read_input_token_cost": 3.3e-07,
     "cache_creation_input_token_cost": 4.125e-06,
-    "input_cost_per_token_above_200k_tokens": 6.6e-06
+    "input_cost_per_token_above_200k_tokens": 6.6e-06,
+    "output_cost_per_token_above_200k_tokens": 2.475e-05,
+    "cache_read_input_token_cost_above_200k_tokens": 6.6e-07
   },
   "anthropic.claude-haiku-4-5-20251001-v1:0": {
     "litellm_provider": "bedrock_converse",
@@ -196,11 +202,8 @@ fn import_keeps_bedrock_chat_entries_and_reports_the_rest() {
         report.ignored_costs.iter().map(|(k, n)| (k.as_str(), *n)).collect();
     assert_eq!(
         ignored,
-        [
-            ("cache_creation_input_token_cost_above_1hr", 1),
-            ("input_cost_per_token_above_200k_tokens", 1),
-            ("input_cost_per_token_batches", 1),
-        ]
+        // A flex input price without its output price makes no table.
+        [("input_cost_per_token_flex", 1)]
     );
 
     assert!(text.starts_with("# Price book imported from LiteLLM"), "{text}");
@@ -221,6 +224,26 @@ fn import_keeps_bedrock_chat_entries_and_reports_the_rest() {
     assert_eq!(s.output_per_million.to_string(), "16.5");
     assert_eq!(s.cache_read_per_million, Some(dec!(0.33)));
     assert_eq!(s.cache_write_per_million, Some(dec!(4.125)));
+    // Long-context prices above 200k, a table of their own; the tiers' tables.
+    assert_eq!(s.long_context_above, Some(200_000));
+    let long = s.long_context.clone().unwrap();
+    assert_eq!(
+        (long.input_per_million, long.output_per_million, long.cache_read_per_million),
+        (dec!(6.6), dec!(24.75), Some(dec!(0.66)))
+    );
+    let o = price("openai.gpt-oss-120b-1:0");
+    let tiers: Vec<_> = o.service_tiers.keys().copied().collect();
+    assert_eq!(tiers, [agentmeter_schemas::ServiceTier::Priority]);
+    assert_eq!(
+        o.service_tiers[&agentmeter_schemas::ServiceTier::Priority].prices.output_per_million,
+        dec!(1.05)
+    );
+    assert_eq!(
+        m.service_tiers[&agentmeter_schemas::ServiceTier::Batch].prices.input_per_million,
+        dec!(0.075)
+    );
+    let u = price("us.anthropic.claude-haiku-4-5-20251001-v1:0");
+    assert_eq!(u.cache_write_1h_per_million, Some(dec!(2.2)));
     let h = price("anthropic.claude-haiku-4-5-20251001-v1:0");
     assert_eq!(h.cache_write_per_million.map(|d| d.to_string()), Some("1.25".into()));
     assert_eq!(h.input_per_million.to_string(), "1");

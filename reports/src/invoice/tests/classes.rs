@@ -48,6 +48,14 @@ fn every_class_is_billed_at_its_own_price_and_an_unpriced_one_is_a_problem() {
         series(ServiceTier::Batch, 272_000, tk(10, 0, 0, 0)),
     ]
     .into_iter()
+    .chain(
+        // A model the book does not know, in two bands: one problem for both.
+        [(0, 700), (200_000, 250_000)].map(|(band, input)| {
+            let (mut k, s) = series(ServiceTier::Standard, band, tk(input, 0, 0, 0));
+            k.model_id = ModelId::new("nope").unwrap();
+            (k, s)
+        }),
+    )
     .collect();
     let run = run_with_pricing(&book, &usage);
     let inv = &run.invoices[0];
@@ -98,6 +106,11 @@ fn every_class_is_billed_at_its_own_price_and_an_unpriced_one_is_a_problem() {
                 "no long-context price (prompts over 200000 tokens) for the batch service tier \
                  from 2026-10-01T00:00:00+00:00 to 2026-11-01T00:00:00+00:00"
             ),
+            (
+                250_700,
+                "model \"nope\" is not in the price book (declare it, or add it as an alias) \
+                 from 2026-10-01T00:00:00+00:00 to 2026-11-01T00:00:00+00:00"
+            ),
         ]
     );
     assert!(!inv.complete);
@@ -135,4 +148,21 @@ fn one_hour_writes_without_their_price_are_a_problem() {
     assert!(
         inv.lines.iter().any(|l| l.component.code() == "cache_write_tokens" && l.quantity == 500)
     );
+}
+
+#[test]
+fn every_component_is_named_alike_in_json_and_csv() {
+    use crate::invoice::model::Component;
+    for c in [
+        Component::InputTokens,
+        Component::OutputTokens,
+        Component::CacheReadTokens,
+        Component::CacheWriteTokens,
+        Component::CacheWrite1hTokens,
+        Component::ToolCalls,
+        Component::PlanFee,
+        Component::IncludedUsage,
+    ] {
+        assert_eq!(serde_json::to_value(c).unwrap(), c.code(), "{c:?}");
+    }
 }
