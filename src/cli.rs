@@ -238,12 +238,14 @@ pub struct InvoiceArgs {
     /// Price book (TOML; see examples/prices.toml).
     #[arg(long)]
     pub prices: PathBuf,
-    /// Application inference profiles: the JSON of `aws bedrock list-inference-profiles
-    /// --type-equals APPLICATION` (or an array of its pages, or `get-inference-profile`
-    /// output). Usage logged under a profile's ARN or id is priced as the model it routes to;
-    /// without it, such usage is unpriced.
-    #[arg(long, value_name = "FILE")]
-    pub inference_profiles: Option<PathBuf>,
+    /// Application inference profiles: a FILE holding the JSON of `aws bedrock
+    /// list-inference-profiles --type-equals APPLICATION` (or an array of its pages, or
+    /// `get-inference-profile` output), or `bedrock` to list them with the Bedrock API
+    /// (standard AWS credentials, region and AWS_ENDPOINT_URL). Usage logged under a profile's
+    /// ARN or id is priced as the model it routes to. The profiles are merged into the lake's
+    /// copy, which runs without this option use; without either, such usage is unpriced.
+    #[arg(long, value_name = "FILE|bedrock")]
+    pub inference_profiles: Option<String>,
     /// AWS costs: a file holding GetCostAndUsage response JSON (one response or an array of
     /// pages), or `ce` to ask the Cost Explorer API (standard AWS credentials, region and
     /// AWS_ENDPOINT_URL). Without it, no cost is allocated.

@@ -3,13 +3,15 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use agentmeter_aggregate::layout;
+use agentmeter_aggregate::store::{Condition, Put};
 use agentmeter_pipeline::Env;
 use agentmeter_reports::costs::{self, CostQuery, CostReport};
 use agentmeter_reports::invoice::export::{self, RunSummary};
 use agentmeter_reports::invoice::{
     CostPool, InvoiceInput, InvoiceRun, Period, compute, roster, usage,
 };
-use agentmeter_reports::prices::{InferenceProfiles, PriceBook};
+use agentmeter_reports::prices::{InferenceProfiles, PriceBook, bedrock, merge_listings};
 use anyhow::{Context, bail};
 
 use crate::UsageError;
@@ -22,10 +24,21 @@ enum CostSource {
     CostExplorer,
 }
 
+/// Where application inference profiles come from, beside the lake's copy.
+enum ProfileSource {
+    /// Only the lake's copy, if any.
+    Lake,
+    /// A listing file's text, checked at start-up.
+    File(String),
+    /// `bedrock:ListInferenceProfiles`.
+    Bedrock,
+}
+
 /// The validated command.
 pub struct InvoicePlan {
     period: Period,
     book: PriceBook,
+    profiles: ProfileSource,
     costs: CostSource,
     query: CostQuery,
     roster: BTreeMap<agentmeter_schemas::TenantId, agentmeter_schemas::Tier>,
@@ -36,12 +49,16 @@ pub struct InvoicePlan {
 fn plan(a: &InvoiceArgs) -> anyhow::Result<InvoicePlan> {
     let usage = |m: String| anyhow::Error::new(UsageError(m));
     let period = Period::parse(&a.period).map_err(|e| usage(format!("--period: {e}")))?;
-    let mut book = PriceBook::load(&a.prices).map_err(|e| usage(format!("--prices: {e}")))?;
-    if let Some(p) = &a.inference_profiles {
-        let profiles =
-            InferenceProfiles::load(p).map_err(|e| usage(format!("--inference-profiles: {e}")))?;
-        book = book.with_inference_profiles(profiles);
-    }
+    let book = PriceBook::load(&a.prices).map_err(|e| usage(format!("--prices: {e}")))?;
+    let profiles = match a.inference_profiles.as_deref() {
+        None => ProfileSource::Lake,
+        Some("bedrock") => ProfileSource::Bedrock,
+        Some(path) => {
+            let (_, text) = InferenceProfiles::load_text(Path::new(path))
+                .map_err(|e| usage(format!("--inference-profiles: {e}")))?;
+            ProfileSource::File(text)
+        }
+    };
     let mut query = CostQuery::month(period.start);
     query.metric = a.cost_metric.clone();
     query.tag_key = a.cost_tag.clone();
@@ -74,7 +91,7 @@ fn plan(a: &InvoiceArgs) -> anyhow::Result<InvoicePlan> {
             pool_costs.push((pool, read_costs(flag, path, &query)?));
         }
     }
-    Ok(InvoicePlan { period, book, costs, query, roster, pool_costs })
+    Ok(InvoicePlan { period, book, profiles, costs, query, roster, pool_costs })
 }
 
 /// A GetCostAndUsage response file given with `flag`; a bad one is a usage error naming both.
@@ -109,10 +126,85 @@ fn load_costs(plan: &InvoicePlan) -> anyhow::Result<Option<CostReport>> {
     }
 }
 
+/// The profiles to price with: `source`'s listing merged into the lake's copy (which is
+/// replaced only from the version read), or the copy alone; a note saying which.
+fn profiles(
+    lake: &agentmeter_aggregate::Lake,
+    source: &ProfileSource,
+) -> anyhow::Result<Option<(InferenceProfiles, String)>> {
+    let usage = |m: String| anyhow::Error::new(UsageError(m));
+    let listing = match source {
+        ProfileSource::Lake => None,
+        ProfileSource::File(text) => Some(text.clone()),
+        ProfileSource::Bedrock => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let text = rt
+                .block_on(async {
+                    let client = bedrock::client_from_env().await;
+                    bedrock::list_application_profiles(&client).await
+                })
+                .context("listing application inference profiles")?;
+            Some(text)
+        }
+    };
+    let key = layout::INFERENCE_PROFILES;
+    for _ in 0..5 {
+        let read = lake.store().get(key).context("reading the lake's inference profiles")?;
+        let cached = match &read {
+            Some(o) => Some(
+                std::str::from_utf8(&o.bytes)
+                    .with_context(|| format!("{} is not UTF-8", lake.store().uri_of(key)))?,
+            ),
+            None => None,
+        };
+        let Some(listing) = &listing else {
+            let Some(cached) = cached else { return Ok(None) };
+            let p = InferenceProfiles::from_json_str(cached)
+                .map_err(|e| usage(format!("{}: {e}", lake.store().uri_of(key))))?;
+            let note = format!(
+                "application inference profiles: the lake's copy ({} profiles, profiles-{})",
+                p.len(),
+                p.digest().unwrap_or_default()
+            );
+            return Ok(Some((p, note)));
+        };
+        let merged = merge_listings(listing, cached)
+            .map_err(|e| usage(format!("--inference-profiles: {e}")))?;
+        let p = InferenceProfiles::from_json_str(&merged)
+            .map_err(|e| usage(format!("--inference-profiles: {e}")))?;
+        let note = format!(
+            "application inference profiles: {} profiles (profiles-{}), the listing given merged \
+             into the lake's copy",
+            p.len(),
+            p.digest().unwrap_or_default()
+        );
+        if cached == Some(merged.as_str()) {
+            return Ok(Some((p, note)));
+        }
+        let cond = Condition::replacing(read.as_ref().map(|o| o.etag.as_str()));
+        match lake.store().put(key, merged.into_bytes().into(), cond)? {
+            Put::Written { .. } => return Ok(Some((p, note))),
+            // Another run saved its listing first: merge into that one.
+            Put::Conflict => continue,
+        }
+    }
+    bail!("the lake's inference profiles kept changing under this run; try again")
+}
+
 /// Runs an invoice: computes, writes, and returns the run.
 pub fn execute(env: &Env, a: &InvoiceArgs) -> anyhow::Result<(InvoiceRun, RunSummary)> {
-    let plan = plan(a)?;
+    let mut plan = plan(a)?;
     let lake = crate::lake_cmd::existing(env, &a.lake)?;
+    let profile_note = match profiles(&lake, &plan.profiles)? {
+        Some((p, note)) => {
+            plan.book = plan.book.clone().with_inference_profiles(p);
+            Some(note)
+        }
+        None => None,
+    };
     let report = load_costs(&plan)?;
     crate::lake_cmd::ensure_rollups(&lake, plan.period.start, plan.period.end)?;
     let usage = usage::load(&lake, &plan.period).context("reading usage_hourly")?;
@@ -141,6 +233,8 @@ pub fn execute(env: &Env, a: &InvoiceArgs) -> anyhow::Result<(InvoiceRun, RunSum
         }
         other => anyhow::Error::new(other).context("computing invoices"),
     })?;
+    let mut run = run;
+    run.notes.extend(profile_note);
     let written =
         export::write(&run, &a.out, Some(&lake), &a.billing_account).context("writing invoices")?;
     let summary = export::summary(&run);

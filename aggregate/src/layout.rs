@@ -12,6 +12,7 @@
 //!   _quarantine/.raw/<32 hex>.bin                     the bytes of large refused records
 //!   _state/lake.json                                  format marker and version
 //!   _state/flags.json                                 raised flags and pending alerts
+//!   _state/inference_profiles.json                    application inference profiles seen
 //!   _state/checkpoints/kinesis/<16 hex>/<shard>.json  one checkpoint per Kinesis shard
 //!   _state/checkpoints/s3/<16 hex>/<32 hex>-<etag>.json  one record per S3 object ingested
 //! ```
@@ -28,6 +29,9 @@ pub const STATE_DIR: &str = "_state";
 pub const MARKER: &str = "_state/lake.json";
 /// The flag and alert state.
 pub const FLAG_STATE: &str = "_state/flags.json";
+/// The application inference profiles every invoice run was given, merged (a
+/// `list-inference-profiles` page): usage of a profile deleted since still prices.
+pub const INFERENCE_PROFILES: &str = "_state/inference_profiles.json";
 /// The one file of a rollup or derived partition: a fixed name, so a rebuild replaces it.
 pub const PARTITION_FILE: &str = "part-00000.parquet";
 

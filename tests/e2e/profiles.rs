@@ -118,35 +118,13 @@ fn profiles_are_priced_as_their_models_and_unknown_ones_are_problems() {
     let file = l.path("profiles.json");
     std::fs::write(&file, serde_json::to_vec_pretty(&listing()).unwrap()).unwrap();
 
-    // With the listing: every October call is priced, at the profile's model's price.
-    let out = l.path("with");
-    let res = invoice(&l, "2026-10", Some(&file), &out);
-    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
-    let a = read(out.join("invoices/2026-10/tenants/clinic-a.json"));
-    assert_eq!(a["complete"], true);
     let row = |c: &str, m: &str, q: i64, p: &str, amt: &str| {
         (c.to_owned(), m.to_owned(), q, p.to_owned(), amt.to_owned())
     };
     let (pa, pb) = (arn("a1b2c3d4e5f6"), arn("b2c3d4e5f6a7"));
-    let mut got = lines(&a);
-    got.sort();
-    let mut want = vec![
-        row("plan_fee", "", 1, "49.00", "49.00"),
-        // Claude Haiku 4.5 in us-east-1: 1.00 / 5.00 × 1.25.
-        row("input_tokens", &pa, 1_234_567, "1.2500", "1.54"),
-        row("output_tokens", &pa, 212_345, "6.2500", "1.33"),
-        // The US cross-region profile: 1.10 / 5.50 × 1.25.
-        row("input_tokens", &pb, 3_000_000, "1.3750", "4.13"),
-        row("output_tokens", &pb, 100_000, "6.8750", "0.69"),
-        // The bare id, as the profile.
-        row("input_tokens", "a1b2c3d4e5f6", 500_000, "1.2500", "0.63"),
-        row("output_tokens", "a1b2c3d4e5f6", 40_000, "6.2500", "0.25"),
-    ];
-    want.sort();
-    assert_eq!(got, want, "{}", serde_json::to_string_pretty(&a).unwrap());
-    assert_eq!(a["total"], "57.57");
 
-    // Without it: the ARNs are problems, never priced by their ids; the bare id is unknown.
+    // Without it, on a lake that never saw a listing: the ARNs are problems, never priced by
+    // their ids; the bare id is unknown.
     let out = l.path("without");
     let res = invoice(&l, "2026-10", None, &out);
     assert_eq!(res.status.code(), Some(1), "{}", String::from_utf8_lossy(&res.stderr));
@@ -194,6 +172,46 @@ fn profiles_are_priced_as_their_models_and_unknown_ones_are_problems() {
     assert_eq!(a["complete"], false);
     assert_eq!(lines(&a), vec![row("plan_fee", "", 1, "49.00", "49.00")]);
     assert_eq!(a["total"], "49.00");
+
+    // With the listing: every October call is priced, at the profile's model's price.
+    let out = l.path("with");
+    let res = invoice(&l, "2026-10", Some(&file), &out);
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    let a = read(out.join("invoices/2026-10/tenants/clinic-a.json"));
+    assert_eq!(a["complete"], true);
+    let mut got = lines(&a);
+    got.sort();
+    let mut want = vec![
+        row("plan_fee", "", 1, "49.00", "49.00"),
+        // Claude Haiku 4.5 in us-east-1: 1.00 / 5.00 × 1.25.
+        row("input_tokens", &pa, 1_234_567, "1.2500", "1.54"),
+        row("output_tokens", &pa, 212_345, "6.2500", "1.33"),
+        // The US cross-region profile: 1.10 / 5.50 × 1.25.
+        row("input_tokens", &pb, 3_000_000, "1.3750", "4.13"),
+        row("output_tokens", &pb, 100_000, "6.8750", "0.69"),
+        // The bare id, as the profile.
+        row("input_tokens", "a1b2c3d4e5f6", 500_000, "1.2500", "0.63"),
+        row("output_tokens", "a1b2c3d4e5f6", 40_000, "6.2500", "0.25"),
+    ];
+    want.sort();
+    assert_eq!(got, want, "{}", serde_json::to_string_pretty(&a).unwrap());
+    assert_eq!(a["total"], "57.57");
+
+    // The lake keeps the listing: a run without the option prices as the one with it, and
+    // says so.
+    assert!(l.lake.join("_state/inference_profiles.json").is_file());
+    let again = l.path("again");
+    let res = invoice(&l, "2026-10", None, &again);
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    let b = read(again.join("invoices/2026-10/tenants/clinic-a.json"));
+    assert_eq!(lines(&b), lines(&a));
+    assert_eq!(b["price_book_version"], a["price_book_version"]);
+    let summary = read(again.join("invoices/2026-10/summary.json"));
+    let notes = summary["notes"].to_string();
+    assert!(
+        notes.contains("application inference profiles: the lake's copy (2 profiles, profiles-"),
+        "{notes}"
+    );
 
     // A profile the listing does not have stays a problem with it.
     let out = l.path("november");
@@ -244,4 +262,35 @@ fn ambiguous_or_malformed_listings_are_refused_at_start_up() {
             file.display()
         )
     );
+}
+
+#[test]
+fn a_failed_bedrock_listing_stops_the_run_before_anything_is_written() {
+    // moto 5.2.5 has no ListInferenceProfiles (it answers 500): the real client's failure
+    // must stop the run, naming the call, with no invoice and no copy in the lake.
+    let l = lake();
+    let moto = agentmeter_testkit::moto::MotoServer::start();
+    let out = l.path("out");
+    let res = bin()
+        .arg("invoice")
+        .arg("--lake")
+        .arg(&l.lake)
+        .args(["--period", "2026-10", "--prices", PRICES, "--inference-profiles", "bedrock"])
+        .arg("--out")
+        .arg(&out)
+        .env("AWS_ENDPOINT_URL", moto.endpoint())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("listing application inference profiles"), "{stderr}");
+    assert!(stderr.contains("bedrock:ListInferenceProfiles (page 1) failed"), "{stderr}");
+    assert!(!out.join("invoices").exists());
+    assert!(!l.lake.join("_state/inference_profiles.json").exists());
+    assert!(moto.log().iter().any(|r| r.contains("/inference-profiles")), "{:?}", moto.log());
 }

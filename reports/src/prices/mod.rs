@@ -150,6 +150,7 @@
 //! BLAKE3 digest of the file's bytes (`2026-10-01+1a2b3c4d5e6f`), so an invoice names the
 //! exact book that priced it.
 
+pub mod bedrock;
 mod book;
 mod error;
 mod litellm;
@@ -179,6 +180,6 @@ pub use model::{
 };
 pub use profiles::{
     ApplicationProfile, InferenceProfiles, InferenceProfilesError, MAX_PROFILES_FILE_BYTES, Route,
-    application_profile_id,
+    application_profile_id, merge_listings,
 };
 pub use resolve::{BilledSegments, Unpriced, bedrock_arn_resource};

@@ -6,7 +6,7 @@
 //! its ARN (or the bare id) is priced as the model the profile routes to, never by the id
 //! itself. See [`InferenceProfiles::from_json_str`] for the file and the rules.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -130,6 +130,13 @@ pub enum InferenceProfilesError {
         /// The file.
         path: PathBuf,
         /// What is wrong in it.
+        error: Box<InferenceProfilesError>,
+    },
+    /// The lake's copy of the profiles, alone or with a fresh listing, is not a valid
+    /// listing.
+    #[error("the lake's copy of the inference profiles (_state/inference_profiles.json): {error}")]
+    InLake {
+        /// What is wrong.
         error: Box<InferenceProfilesError>,
     },
     /// Not JSON; serde_json's message, with line and column.
@@ -261,6 +268,15 @@ impl InferenceProfiles {
     /// cannot be read (UTF-8, at most [`MAX_PROFILES_FILE_BYTES`]); otherwise the errors of
     /// [`InferenceProfiles::from_json_str`], wrapped in [`InferenceProfilesError::InFile`].
     pub fn load(path: &Path) -> Result<InferenceProfiles, InferenceProfilesError> {
+        Self::load_text(path).map(|(p, _)| p)
+    }
+
+    /// [`InferenceProfiles::load`], with the file's text.
+    ///
+    /// # Errors
+    ///
+    /// As [`InferenceProfiles::load`].
+    pub fn load_text(path: &Path) -> Result<(InferenceProfiles, String), InferenceProfilesError> {
         let io = |error| InferenceProfilesError::Io { path: path.to_owned(), error };
         let file = std::fs::File::open(path).map_err(io)?;
         let mut text = String::new();
@@ -271,10 +287,10 @@ impl InferenceProfiles {
                 limit: MAX_PROFILES_FILE_BYTES,
             });
         }
-        InferenceProfiles::from_json_str(&text).map_err(|e| InferenceProfilesError::InFile {
-            path: path.to_owned(),
-            error: Box::new(e),
-        })
+        let profiles = InferenceProfiles::from_json_str(&text).map_err(|e| {
+            InferenceProfilesError::InFile { path: path.to_owned(), error: Box::new(e) }
+        })?;
+        Ok((profiles, text))
     }
 
     /// The profile whose ARN or bare id is `id`, exactly.
@@ -499,4 +515,71 @@ fn route(
     } else {
         Ok(Route::CrossRegion { model, regions })
     }
+}
+
+/// The application profiles of a listing document as written: the objects of every page's
+/// `inferenceProfileSummaries`, or a `get-inference-profile` document itself; system-defined
+/// ones left out.
+fn raw_profiles(doc: &Value) -> Vec<&Map<String, Value>> {
+    let pages: Vec<&Value> = match doc {
+        Value::Array(pages) => pages.iter().collect(),
+        other => vec![other],
+    };
+    let mut out = Vec::new();
+    for page in pages {
+        let Value::Object(obj) = page else { continue };
+        let items: Vec<&Value> = match obj.get("inferenceProfileSummaries") {
+            Some(Value::Array(items)) => items.iter().collect(),
+            _ if obj.contains_key("inferenceProfileArn") => vec![page],
+            _ => Vec::new(),
+        };
+        for item in items {
+            let Value::Object(p) = item else { continue };
+            let system = p.get("type").and_then(Value::as_str) == Some("SYSTEM_DEFINED")
+                || p.get("inferenceProfileArn")
+                    .and_then(Value::as_str)
+                    .and_then(parse_arn)
+                    .is_some_and(|a| a.kind == SYSTEM_KIND);
+            if !system && p.get("inferenceProfileArn").and_then(Value::as_str).is_some() {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// The profiles of `listing` (a fresh listing, already checked by
+/// [`InferenceProfiles::from_json_str`]) with those of `cached` (the lake's copy) that it no
+/// longer lists, as one `list-inference-profiles` page sorted by ARN: what the lake keeps, so
+/// that usage of a profile deleted since still prices as the model it routed to (an
+/// application profile's models never change).
+///
+/// # Errors
+///
+/// Either text is not a valid listing, or the union is not (a profile of the copy and one of
+/// the listing share a bare id but route to different models); the message says which.
+pub fn merge_listings(
+    listing: &str,
+    cached: Option<&str>,
+) -> Result<String, InferenceProfilesError> {
+    let fresh: Value = serde_json::from_str(listing).map_err(InferenceProfilesError::Json)?;
+    let mut by_arn: BTreeMap<String, Value> = BTreeMap::new();
+    if let Some(cached) = cached {
+        InferenceProfiles::from_json_str(cached)
+            .map_err(|e| InferenceProfilesError::InLake { error: Box::new(e) })?;
+        let old: Value = serde_json::from_str(cached).map_err(InferenceProfilesError::Json)?;
+        for p in raw_profiles(&old) {
+            let arn = p.get("inferenceProfileArn").and_then(Value::as_str).unwrap_or_default();
+            by_arn.insert(arn.to_owned(), Value::Object(p.clone()));
+        }
+    }
+    for p in raw_profiles(&fresh) {
+        let arn = p.get("inferenceProfileArn").and_then(Value::as_str).unwrap_or_default();
+        by_arn.insert(arn.to_owned(), Value::Object(p.clone()));
+    }
+    let merged = serde_json::json!({ "inferenceProfileSummaries": by_arn.into_values().collect::<Vec<_>>() });
+    let text = serde_json::to_string_pretty(&merged).map_err(InferenceProfilesError::Json)?;
+    InferenceProfiles::from_json_str(&text)
+        .map_err(|e| InferenceProfilesError::InLake { error: Box::new(e) })?;
+    Ok(text + "\n")
 }

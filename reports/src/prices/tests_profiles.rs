@@ -513,3 +513,40 @@ fn an_invoices_book_version_names_the_profiles_file_too() {
     let with = book.with_inference_profiles(profiles).version();
     assert_eq!(with, format!("{plain}+profiles-{}", &hex.as_str()[..12]));
 }
+
+#[test]
+fn the_lakes_copy_keeps_profiles_a_fresh_listing_no_longer_has() {
+    // The copy knows a profile deleted since; the fresh listing has the other two.
+    let old = json!({"inferenceProfileSummaries": [
+        profile("a1b2c3d4e5f6", vec![foundation("us-east-1", HAIKU)]),
+        profile("d4e5f6a7b8c9", vec![foundation("us-east-1", HAIKU)]),
+    ]});
+    let fresh = json!([{"inferenceProfileSummaries": [
+        profile("b2c3d4e5f6a7", vec![json!({"modelArn": format!(
+            "arn:aws:bedrock:us-east-1:123456789012:inference-profile/{US_HAIKU}")})]),
+        profile("a1b2c3d4e5f6", vec![foundation("us-east-1", HAIKU)]),
+    ]}]);
+    let merged = merge_listings(&fresh.to_string(), Some(&old.to_string())).unwrap();
+    let p = InferenceProfiles::from_json_str(&merged).unwrap();
+    let ids: Vec<&str> = p.profiles().iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids, ["a1b2c3d4e5f6", "b2c3d4e5f6a7", "d4e5f6a7b8c9"]);
+    // The same inputs give the same bytes (so the same digest on invoices); without a copy,
+    // the listing's application profiles alone.
+    assert_eq!(merge_listings(&fresh.to_string(), Some(&old.to_string())).unwrap(), merged);
+    let alone = merge_listings(&listing().to_string(), None).unwrap();
+    assert_eq!(InferenceProfiles::from_json_str(&alone).unwrap().len(), 3);
+    assert!(!alone.contains("SYSTEM_DEFINED"));
+    // A copy whose profile shares a bare id with a listed one routed elsewhere is refused.
+    let mut other = old.clone();
+    other["inferenceProfileSummaries"][0]["inferenceProfileArn"] =
+        json!("arn:aws:bedrock:eu-west-1:123456789012:application-inference-profile/b2c3d4e5f6a7");
+    other["inferenceProfileSummaries"][0]["inferenceProfileId"] = json!("b2c3d4e5f6a7");
+    other["inferenceProfileSummaries"][0]["models"] = json!([foundation("eu-west-1", HAIKU)]);
+    let e = merge_listings(&fresh.to_string(), Some(&other.to_string())).unwrap_err();
+    assert!(
+        e.to_string().starts_with(
+            "the lake's copy of the inference profiles (_state/inference_profiles.json): "
+        ),
+        "{e}"
+    );
+}
