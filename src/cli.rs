@@ -212,6 +212,11 @@ pub struct GenArgs {
     /// priority, flex or batch service tier, a long-context prompt, or 1-hour cache writes.
     #[arg(long, default_value_t = 0)]
     pub price_class_permille: u32,
+    /// Share of the premium tier's usage events logged (and traced) under the tenant's
+    /// application inference profile ARN, per thousand; DIR/inference-profiles.json lists the
+    /// profiles.
+    #[arg(long, default_value_t = 0)]
+    pub profile_arn_permille: u32,
 }
 
 #[derive(Debug, Args)]

@@ -23,6 +23,7 @@ pub fn config(a: &GenArgs) -> anyhow::Result<SynthConfig> {
         reused_agent_permille: a.reused_agent_permille,
         missing_usage_permille: a.missing_usage_permille,
         price_class_permille: a.price_class_permille,
+        profile_arn_permille: a.profile_arn_permille,
     };
     cfg.validate().map_err(UsageError)?;
     Ok(cfg)

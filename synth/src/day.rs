@@ -14,7 +14,9 @@ use chrono::NaiveDate;
 
 use super::deliver::{Payload, Rec};
 use super::dirty::{Bad, Channel};
-use super::plan::{DayPlan, HAIKU, MODELS, Plan, Rng, TierKind, apportion, scramble, uuid_text};
+use super::plan::{
+    DayPlan, HAIKU, MODELS, Plan, Rng, TierKind, apportion, profile_arn, scramble, uuid_text,
+};
 use super::shapes::{Counts, Session, Shapes};
 use super::spans::{SpanDay, SpanTally};
 use super::write::{
@@ -77,6 +79,8 @@ pub(crate) struct Billed {
     pub usage_unknown: i64,
     /// Every call's own tokens by price class: (service tier, prompt band).
     pub classes: BTreeMap<(ServiceTier, i64), Measures>,
+    /// The calls logged under the tenant's application inference profile, by model.
+    pub profiles: BTreeMap<u8, Measures>,
 }
 
 impl Billed {
@@ -86,6 +90,9 @@ impl Billed {
         self.usage_unknown += o.usage_unknown;
         for (k, m) in &o.classes {
             self.classes.entry(*k).or_default().merge(m);
+        }
+        for (k, m) in &o.profiles {
+            self.profiles.entry(*k).or_default().merge(m);
         }
     }
 }
@@ -113,6 +120,9 @@ impl Tally {
         let b = &mut self.billed[u.tenant];
         b.calls.add(u);
         b.classes.entry(u.class()).or_default().add(u);
+        if u.profile {
+            b.profiles.entry(u.model).or_default().add(u);
+        }
         if u.session.is_some_and(|s| s.position > 0) {
             b.cumulative_lines += 1;
         }
@@ -154,6 +164,8 @@ pub(crate) struct Usage {
     pub cache_write_1h: i64,
     /// The service tier the call ran in (a price-class shape).
     pub service_tier: ServiceTier,
+    /// Logged (and traced) under the tenant's application inference profile for the model.
+    pub profile: bool,
     pub time_ms: i64,
     /// A reused agent's call: its line logs the session's running sum instead.
     pub session: Option<Session>,
@@ -397,16 +409,24 @@ impl<'p> Day<'p> {
                     shapes.apply(i, &mut u);
                     if self.plan.tenants[tenant].tier == TierKind::Basic {
                         shapes.price_class(&mut u);
+                    } else {
+                        shapes.profile(&mut u);
                     }
                 }
                 self.tally.first(&u);
                 let (service_tier, band) = u.class();
-                groups.insert((u.tenant, u.user, u.model, service_tier, band));
+                groups.insert((u.tenant, u.user, (u.model, u.profile), service_tier, band));
                 self.route(&u)?;
                 if self.spans.usage(&u, self.hour)? {
                     // Spans are keyed as standard calls of band 0 (traced calls are never
                     // given a price class).
-                    spill.insert((u.tenant, u.user, u.model, ServiceTier::Standard, 0));
+                    spill.insert((
+                        u.tenant,
+                        u.user,
+                        (u.model, u.profile),
+                        ServiceTier::Standard,
+                        0,
+                    ));
                 }
                 self.last = Some(u);
                 self.bad_due()?;
@@ -475,6 +495,7 @@ impl<'p> Day<'p> {
             cache_write: c.cache_write,
             cache_write_1h: 0,
             service_tier: ServiceTier::Standard,
+            profile: false,
             time_ms,
             session: None,
         }
@@ -508,6 +529,16 @@ impl<'p> Day<'p> {
         uuid_text(unique, self.rng.u64())
     }
 
+    /// The model id the call is logged and traced under: its model, or the tenant's
+    /// application inference profile for it.
+    pub(super) fn model_id(&self, u: &Usage) -> String {
+        if u.profile {
+            profile_arn(self.plan.cfg.seed, u.tenant, u.model)
+        } else {
+            MODELS[usize::from(u.model)].to_owned()
+        }
+    }
+
     /// The usage object's common fields.
     pub(super) fn usage_obj(&self, u: &Usage, actor: bool, alias_cache: bool) -> Obj {
         let t = &self.plan.tenants[u.tenant];
@@ -522,7 +553,7 @@ impl<'p> Day<'p> {
         } else {
             o.push("user_id", Val::S(user.clone()));
         }
-        o.push("model_id", Val::S(MODELS[usize::from(u.model)].into()));
+        o.push("model_id", Val::S(self.model_id(u)));
         let line = u.logged();
         o.push("input_tokens", Val::I(line.input));
         o.push("output_tokens", Val::I(line.output));

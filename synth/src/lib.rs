@@ -68,7 +68,7 @@ use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
 use day::{Billed, Measures};
-use plan::Plan;
+use plan::{Plan, TierKind};
 
 /// What to generate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,6 +120,13 @@ pub struct SynthConfig {
     /// out of `expected.json` when 0 (the default), as is what it adds.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub price_class_permille: u32,
+    /// Share of the premium tier's usage events, per thousand, logged (and traced) under the
+    /// tenant's application inference profile ARN for the model; `out/inference-profiles.json`
+    /// then lists every tenant's profiles as `aws bedrock list-inference-profiles` prints
+    /// them, and [`TenantTotals::profiles`] holds the calls per profile. Left out of
+    /// `expected.json` when 0 (the default), as is what it adds.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub profile_arn_permille: u32,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -141,6 +148,7 @@ impl Default for SynthConfig {
             reused_agent_permille: 0,
             missing_usage_permille: 0,
             price_class_permille: 0,
+            profile_arn_permille: 0,
         }
     }
 }
@@ -201,6 +209,12 @@ impl SynthConfig {
             return Err(format!(
                 "reused_agent_permille must be at most 1000, got {}",
                 self.reused_agent_permille
+            ));
+        }
+        if self.profile_arn_permille > 1000 {
+            return Err(format!(
+                "profile_arn_permille must be at most 1000, got {}",
+                self.profile_arn_permille
             ));
         }
         if self.price_class_permille > 1000 {
@@ -303,6 +317,10 @@ pub struct TenantTotals {
     /// `standard/200000`, ...): `usage_hourly` summed by `service_tier` and `prompt_band`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classes: Option<BTreeMap<String, Totals>>,
+    /// With [`SynthConfig::profile_arn_permille`]: the calls logged under each of the tenant's
+    /// application inference profile ARNs (premium tenants; empty for basic ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profiles: Option<BTreeMap<String, Totals>>,
 }
 
 impl TenantTotals {
@@ -516,6 +534,14 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> io::Result<Expected> {
                             .map(|((t, band), m)| (format!("{t}/{band}"), Totals::from(*m)))
                             .collect()
                     }),
+                    profiles: (cfg.profile_arn_permille > 0).then(|| {
+                        b.profiles
+                            .iter()
+                            .map(|(&model, m)| {
+                                (plan::profile_arn(cfg.seed, i, model), Totals::from(*m))
+                            })
+                            .collect()
+                    }),
                 },
             );
         }
@@ -533,6 +559,27 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> io::Result<Expected> {
         hostile_tenant_ids: if cfg.dirty { dirty::hostile_tenant_ids() } else { Vec::new() },
         files,
     };
+    if cfg.profile_arn_permille > 0 {
+        // Every premium tenant's profiles, one per model it may call, as the CLI lists them.
+        let mut summaries = Vec::new();
+        for (i, t) in plan.tenants.iter().enumerate().filter(|(_, t)| t.tier == TierKind::Premium) {
+            for model in [1, plan::HAIKU] {
+                let arn = plan::profile_arn(cfg.seed, i, model);
+                let id = arn.rsplit('/').next().unwrap_or_default().to_owned();
+                summaries.push(serde_json::json!({
+                    "inferenceProfileName": format!("{}-{}", t.id, plan::MODELS[usize::from(model)]),
+                    "inferenceProfileArn": arn,
+                    "inferenceProfileId": id,
+                    "models": [{"modelArn": plan::profile_model_arn(model)}],
+                    "status": "ACTIVE",
+                    "type": "APPLICATION",
+                }));
+            }
+        }
+        let listing = serde_json::json!({ "inferenceProfileSummaries": summaries });
+        let text = serde_json::to_string_pretty(&listing).map_err(io::Error::other)?;
+        fs::write(out.join("inference-profiles.json"), text + "\n")?;
+    }
     let mut text = serde_json::to_string_pretty(&expected).map_err(io::Error::other)?;
     text.push('\n');
     let tmp = out.join(".expected.json.tmp");

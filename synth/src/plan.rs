@@ -215,6 +215,28 @@ pub(crate) const MODELS: [&str; 3] = [
     "openai.gpt-oss-120b-1:0",
     "us.anthropic.claude-haiku-4-5-20251001-v1:0",
 ];
+/// The application inference profile a tenant's agents call `model` through (with
+/// `SynthConfig::profile_arn_permille`): one per tenant and model, its id derived from the seed.
+pub(crate) fn profile_arn(seed: u64, tenant: usize, model: u8) -> String {
+    let id = scramble(seed ^ 0x9e37_79b9_7f4a_7c15 ^ (((tenant as u64) << 8) | u64::from(model)));
+    format!(
+        "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/{:012x}",
+        id & 0xffff_ffff_ffff
+    )
+}
+
+/// What `aws bedrock list-inference-profiles` says each profile of [`MODELS`] routes to: a
+/// foundation model in the profile's own Region, or the cross-region profile it was copied
+/// from.
+pub(crate) fn profile_model_arn(model: u8) -> String {
+    let id = MODELS[usize::from(model)];
+    if id.starts_with("us.") {
+        format!("arn:aws:bedrock:us-east-1:123456789012:inference-profile/{id}")
+    } else {
+        format!("arn:aws:bedrock:us-east-1::foundation-model/{id}")
+    }
+}
+
 /// Index in [`MODELS`] of the model that reports prompt-cache tokens.
 pub(crate) const HAIKU: u8 = 2;
 

@@ -14,6 +14,9 @@
 //!   in the priority, flex or batch service tier, sends a long-context prompt (200,001 to
 //!   250,000 input tokens), or writes its prompt cache for an hour (all or half of 1,024 to
 //!   4,095 written tokens), one of the five at random.
+//! - **Profile ARNs** ([`SynthConfig::profile_arn_permille`]): a premium-tier call that is not
+//!   a reused agent's is logged, and traced, under the tenant's application inference profile
+//!   for its model (an ARN whose id is opaque); `inference-profiles.json` lists them.
 //!
 //! The events themselves, their tenants, times, channels and duplicates, and the spans' shapes
 //! are the month's as without the shapes; only the chosen events' user, model and tokens (and
@@ -103,6 +106,7 @@ pub(crate) struct Shapes {
     reused_permille: u32,
     missing_permille: u32,
     class_permille: u32,
+    profile_permille: u32,
     roles: Vec<Role>,
     sessions: Vec<Open>,
 }
@@ -113,6 +117,7 @@ impl Shapes {
         if cfg.reused_agent_permille == 0
             && cfg.missing_usage_permille == 0
             && cfg.price_class_permille == 0
+            && cfg.profile_arn_permille == 0
         {
             return None;
         }
@@ -124,6 +129,7 @@ impl Shapes {
             reused_permille: cfg.reused_agent_permille,
             missing_permille: cfg.missing_usage_permille,
             class_permille: cfg.price_class_permille,
+            profile_permille: cfg.profile_arn_permille,
             roles: Vec::new(),
             sessions: Vec::new(),
         })
@@ -225,6 +231,18 @@ impl Shapes {
                 u.cache_write_1h =
                     if self.rng.chance(500) { u.cache_write } else { u.cache_write / 2 };
             }
+        }
+    }
+
+    /// Logs about `profile_permille` of the calls it is applied to (premium-tier ones, after
+    /// [`Shapes::apply`]) under the tenant's application inference profile; reused agents'
+    /// calls keep the model id their session started with.
+    pub(crate) fn profile(&mut self, u: &mut Usage) {
+        if self.profile_permille > 0
+            && u.session.is_none()
+            && self.rng.chance(self.profile_permille)
+        {
+            u.profile = true;
         }
     }
 

@@ -349,7 +349,12 @@ impl<'p> SpanDay<'p> {
         let tenant = &plan.tenants[u.tenant];
         let tier = tenant.tier.as_str();
         let actor = format!("{tier}-{}-{}", tenant.id, tenant.users[u.user]);
-        let model = MODELS[usize::from(u.model)];
+        let model_id = if u.profile {
+            super::plan::profile_arn(plan.cfg.seed, u.tenant, u.model)
+        } else {
+            MODELS[usize::from(u.model)].to_owned()
+        };
+        let model = model_id.as_str();
         let ids: Vec<String> = (0..nodes.len()).map(span_id).collect();
         let mut order: Vec<usize> = (0..nodes.len()).collect();
         order.sort_by_key(|&i| (nodes[i].end, std::cmp::Reverse(nodes[i].depth()), i));

@@ -51,6 +51,8 @@ struct Check {
     hourly: HashSet<HourlyGroup>,
     /// Per tenant, the decoded events' tokens by price class (`<service tier>/<prompt band>`).
     classes: BTreeMap<String, BTreeMap<String, Totals>>,
+    /// Per tenant, the decoded events' tokens under each application inference profile ARN.
+    profiles: BTreeMap<String, BTreeMap<String, Totals>>,
     /// (hour, tier, tenant) of each distinct event.
     requests: Vec<(i64, String, String)>,
     /// The distinct events that name a session.
@@ -129,6 +131,14 @@ impl Sink for Check {
                     .entry(format!("{}/{band}", e.service_tier))
                     .or_default()
                     .add(&e.tokens);
+                if e.model_id.as_str().contains(":application-inference-profile/") {
+                    self.profiles
+                        .entry(tenant.clone())
+                        .or_default()
+                        .entry(e.model_id.to_string())
+                        .or_default()
+                        .add(&e.tokens);
+                }
                 self.events
                     .entry((
                         tenant.clone(),
@@ -351,6 +361,9 @@ impl Check {
                     c.cache_write_tokens -= r.cache_write;
                 }
                 t.classes = Some(classes);
+            }
+            if cfg.profile_arn_permille > 0 {
+                t.profiles = Some(self.profiles.get(tenant).cloned().unwrap_or_default());
             }
         }
         out
@@ -661,6 +674,8 @@ fn bad_configs_are_refused_naming_the_field() {
         (SynthConfig { span_permille: 1001, ..d() }, "span_permille"),
         (SynthConfig { reused_agent_permille: 1001, ..d() }, "reused_agent_permille"),
         (SynthConfig { missing_usage_permille: 1001, ..d() }, "missing_usage_permille"),
+        (SynthConfig { price_class_permille: 1001, ..d() }, "price_class_permille"),
+        (SynthConfig { profile_arn_permille: 1001, ..d() }, "profile_arn_permille"),
     ];
     for (cfg, field) in cases {
         let err = cfg.validate().unwrap_err();
@@ -917,4 +932,50 @@ fn price_classes_decode_to_their_expectation() {
     .unwrap();
     assert_eq!(expected.files, without.files);
     assert_eq!(expected.accounting.events_written, without.accounting.events_written);
+}
+
+#[test]
+fn profile_arns_decode_to_their_expectation() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SynthConfig {
+        tenants: 6,
+        noisy: 2,
+        events: 12_000,
+        span_permille: 500,
+        profile_arn_permille: 200,
+        reused_agent_permille: 100,
+        ..SynthConfig::default()
+    };
+    let expected = generate(&cfg, dir.path()).unwrap();
+    // Per tenant and profile, the rows they make (spans under the ARN too), the agents.
+    assert_matches(&expected, &ingest(dir.path()));
+    let listing: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("inference-profiles.json")).unwrap(),
+    )
+    .unwrap();
+    let listed: Vec<&str> = listing["inferenceProfileSummaries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["inferenceProfileArn"].as_str().unwrap())
+        .collect();
+    let (mut calls, mut premium) = (0, 0);
+    for t in expected.tenants.values() {
+        let profiles = t.profiles.as_ref().unwrap();
+        if t.tier == "basic" {
+            assert!(profiles.is_empty());
+            continue;
+        }
+        premium += t.totals.invocations;
+        for (arn, x) in profiles {
+            assert!(listed.contains(&arn.as_str()), "{arn}");
+            calls += x.invocations;
+        }
+    }
+    let share = calls as f64 / premium as f64;
+    // 20 % of the premium calls that are not a reused agent's.
+    assert!((0.14..0.22).contains(&share), "share of premium calls under a profile {share}");
+    let text = std::fs::read_to_string(dir.path().join("expected.json")).unwrap();
+    assert!(text.contains("\"profile_arn_permille\": 200"));
+    assert_eq!(serde_json::from_str::<Expected>(&text).unwrap(), expected);
 }

@@ -377,3 +377,100 @@ fn price_classes_land_by_class_and_each_bills_at_its_own_price_or_not_at_all() {
     ));
     assert!(n > 0);
 }
+
+#[test]
+fn calls_under_profile_arns_are_problems_until_listed_then_priced_as_their_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let generated = dir.path().join("gen");
+    let args = [
+        "--tenants",
+        "6",
+        "--noisy",
+        "2",
+        "--events",
+        "12000",
+        "--span-permille",
+        "500",
+        "--seed",
+        "9",
+        "--profile-arn-permille",
+        "200",
+    ];
+    let expected = generate(&generated, &args);
+    let lake = dir.path().join("lake");
+    let summary = ingest(&lake, &[&generated.join("input")], &[]);
+    assert_eq!(accounting(&summary), expected.accounting);
+    let prices = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/prices.toml");
+    let invoice = |out: &Path, profiles: Option<&Path>| {
+        let mut c = bin();
+        c.arg("invoice").arg("--lake").arg(&lake).args(["--period", "2026-10", "--prices"]);
+        c.arg(&prices).arg("--out").arg(out);
+        if let Some(p) = profiles {
+            c.arg("--inference-profiles").arg(p);
+        }
+        c.output().unwrap()
+    };
+    let read = |p: std::path::PathBuf| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    let premium: Vec<(&String, &agentmeter_synth::TenantTotals)> =
+        expected.tenants.iter().filter(|(_, t)| t.tier == "premium").collect();
+    assert!(premium.iter().all(|(_, t)| !t.profiles.as_ref().unwrap().is_empty()));
+
+    // Not listed yet: each profile's calls are one problem holding all their tokens.
+    let out = dir.path().join("without");
+    let o = invoice(&out, None);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    for (id, t) in &premium {
+        let inv = read(out.join(format!("invoices/2026-10/tenants/{id}.json")));
+        let mut got: Vec<(String, i64)> = inv["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["model_id"].as_str().unwrap().to_owned(), p["tokens"].as_i64().unwrap()))
+            .collect();
+        got.sort();
+        let want: Vec<(String, i64)> = t
+            .profiles
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|(arn, x)| (arn.clone(), x.total_tokens))
+            .collect();
+        assert_eq!(got, want, "{id}");
+    }
+
+    // Listed: every call is priced, each profile at its model's premium rate-card price.
+    let listing = read(generated.join("inference-profiles.json"));
+    let routes: std::collections::HashMap<&str, &str> = listing["inferenceProfileSummaries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let model = p["models"][0]["modelArn"].as_str().unwrap();
+            (p["inferenceProfileArn"].as_str().unwrap(), model)
+        })
+        .collect();
+    let out = dir.path().join("with");
+    let o = invoice(&out, Some(&generated.join("inference-profiles.json")));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for (id, t) in &premium {
+        let inv = read(out.join(format!("invoices/2026-10/tenants/{id}.json")));
+        assert_eq!(inv["complete"], true, "{id}");
+        for (arn, x) in t.profiles.as_ref().unwrap() {
+            let haiku = routes[arn.as_str()].contains("claude-haiku");
+            let price = |component: &str| -> (i64, String) {
+                let l = inv["lines"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|l| l["model_id"] == arn.as_str() && l["component"] == component)
+                    .unwrap_or_else(|| panic!("{id} {arn} {component}"));
+                (l["quantity"].as_i64().unwrap(), l["unit_price"].as_str().unwrap().to_owned())
+            };
+            let (input, output) = if haiku { ("1.32", "6.60") } else { ("0.18", "0.72") };
+            assert_eq!(price("input_tokens"), (x.input_tokens, input.to_owned()), "{id} {arn}");
+            assert_eq!(price("output_tokens"), (x.output_tokens, output.to_owned()), "{id} {arn}");
+        }
+    }
+}
