@@ -557,26 +557,13 @@ fn rebuild_from(
             (key, measures)
         })
         .collect();
-    rows.sort_unstable_by(|(a, _), (b, _)| {
-        (
-            a.tenant_id.as_str(),
-            a.hour_ms,
-            a.tier.as_str(),
-            a.user_id.as_str(),
-            a.model_id.as_str(),
-            a.service_tier,
-            a.prompt_band,
-        )
-            .cmp(&(
-                b.tenant_id.as_str(),
-                b.hour_ms,
-                b.tier.as_str(),
-                b.user_id.as_str(),
-                b.model_id.as_str(),
-                b.service_tier,
-                b.prompt_band,
-            ))
-    });
+    // Sorted by tenant (the files' sort column), then the rest of the key.
+    fn order(k: &HourlyKey) -> (&str, i64, &str, &str, &str, ServiceTier, i64) {
+        let (t, n, u, m) =
+            (k.tier.as_str(), k.tenant_id.as_str(), k.user_id.as_str(), k.model_id.as_str());
+        (n, k.hour_ms, t, u, m, k.service_tier, k.prompt_band)
+    }
+    rows.sort_unstable_by(|(a, _), (b, _)| order(a).cmp(&order(b)));
     let n = rows.len();
     let batch = hourly_batch(rows.iter().map(|(k, m)| (k, m)))
         .map_err(|source| Error::Arrow { path: key.clone().into(), source })?;

@@ -339,11 +339,7 @@ impl Check {
             if cfg.reused_agent_permille > 0 {
                 let (r, n) = repeated.get(tenant.as_str()).copied().unwrap_or_default();
                 let mut b = t.totals;
-                b.input_tokens -= r.input;
-                b.output_tokens -= r.output;
-                b.total_tokens -= r.total;
-                b.cache_read_tokens -= r.cache_read;
-                b.cache_write_tokens -= r.cache_write;
+                less_repeated(&mut b, &r);
                 t.billed = Some(b);
                 t.cumulative_lines = Some(n);
             }
@@ -355,12 +351,7 @@ impl Check {
                 let mut classes = self.classes.get(tenant).cloned().unwrap_or_default();
                 // Lifetime series are standard calls of band 0, billed as increments.
                 if let Some((r, _)) = repeated.get(tenant.as_str()) {
-                    let c = classes.entry("standard/0".into()).or_default();
-                    c.input_tokens -= r.input;
-                    c.output_tokens -= r.output;
-                    c.total_tokens -= r.total;
-                    c.cache_read_tokens -= r.cache_read;
-                    c.cache_write_tokens -= r.cache_write;
+                    less_repeated(classes.entry("standard/0".into()).or_default(), r);
                 }
                 t.classes = Some(classes);
             }
@@ -403,6 +394,15 @@ impl Check {
         }
         groups.len() as u64
     }
+}
+
+/// `t` less the tokens that lifetime-series lines repeated (billed as increments instead).
+fn less_repeated(t: &mut Totals, r: &Tokens) {
+    t.input_tokens -= r.input;
+    t.output_tokens -= r.output;
+    t.total_tokens -= r.total;
+    t.cache_read_tokens -= r.cache_read;
+    t.cache_write_tokens -= r.cache_write;
 }
 
 /// A small dirty month, generated and decoded once for the tests that need it.

@@ -17,6 +17,21 @@ use super::model::{
 use super::profiles::{InferenceProfiles, application_profile_id};
 use super::raw::{RawBook, RawModel, RawPlan, RawPrice, RawTokenPrices};
 
+/// The five token price values of a raw table (the entry itself, a tier's table or a
+/// `long_context` table: three serde structs, since `deny_unknown_fields` rules out
+/// flattening one into the others), in [`TOKEN_PRICE_NAMES`] order.
+macro_rules! token_values {
+    ($raw:expr) => {
+        [
+            Some(&$raw.input_per_million),
+            Some(&$raw.output_per_million),
+            $raw.cache_read_per_million.as_ref(),
+            $raw.cache_write_per_million.as_ref(),
+            $raw.cache_write_1h_per_million.as_ref(),
+        ]
+    };
+}
+
 /// The only currency the book supports for now.
 pub(super) const CURRENCY: &str = "USD";
 
@@ -152,18 +167,9 @@ fn entries(at: &str, raw: &[RawPrice]) -> Result<Vec<PriceEntry>, PriceBookError
         let opt = |name: &str, v: &Option<toml::Value>| {
             v.as_ref().map(|v| amount(&field(name), v)).transpose()
         };
-        let base = token_prices(
-            &e_at,
-            [
-                Some(&p.input_per_million),
-                Some(&p.output_per_million),
-                p.cache_read_per_million.as_ref(),
-                p.cache_write_per_million.as_ref(),
-                p.cache_write_1h_per_million.as_ref(),
-            ],
-        )?;
+        let base = token_prices(&e_at, token_values!(p))?;
         let long = |at: String, l: &Option<RawTokenPrices>| {
-            l.as_ref().map(|l| token_prices(&at, raw_tokens(l))).transpose()
+            l.as_ref().map(|l| token_prices(&at, token_values!(l))).transpose()
         };
         let long_context_above = p
             .long_context_above
@@ -185,16 +191,7 @@ fn entries(at: &str, raw: &[RawPrice]) -> Result<Vec<PriceEntry>, PriceBookError
         ] {
             let Some(raw) = raw else { continue };
             let t_at = field(tier.code());
-            let prices = token_prices(
-                &t_at,
-                [
-                    Some(&raw.input_per_million),
-                    Some(&raw.output_per_million),
-                    raw.cache_read_per_million.as_ref(),
-                    raw.cache_write_per_million.as_ref(),
-                    raw.cache_write_1h_per_million.as_ref(),
-                ],
-            )?;
+            let prices = token_prices(&t_at, token_values!(raw))?;
             let long_context = long(format!("{t_at}.long_context"), &raw.long_context)?;
             if long_context.is_some() && long_context_above.is_none() {
                 return Err(PriceBookError::Invalid {
@@ -246,16 +243,6 @@ const TOKEN_PRICE_NAMES: [&str; 5] = [
     "cache_write_per_million",
     "cache_write_1h_per_million",
 ];
-
-fn raw_tokens(l: &RawTokenPrices) -> [Option<&toml::Value>; 5] {
-    [
-        Some(&l.input_per_million),
-        Some(&l.output_per_million),
-        l.cache_read_per_million.as_ref(),
-        l.cache_write_per_million.as_ref(),
-        l.cache_write_1h_per_million.as_ref(),
-    ]
-}
 
 /// A long-context threshold: an integer that is one of the lake's prompt bands, so that
 /// every hourly row is wholly on one side of it.
