@@ -12,7 +12,7 @@
 //! A record stored twice (by two writers at once) keeps the copy of the first file by name,
 //! the same copy the rollups count.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 
 use chrono::NaiveDate;
 use serde::Serialize;
@@ -94,7 +94,7 @@ fn compact_partition<R: LakeRecord>(
     }
     // One partition in memory: partitions are days, and a day's rows fit.
     let mut rows: Vec<R> = Vec::new();
-    let mut seen = HashSet::new();
+    let mut seen = crate::writer::DigestSet::default();
     let mut duplicates = 0u64;
     for file in &files {
         for batch in lake.read(file, None, Fetch::Whole)? {
@@ -110,19 +110,21 @@ fn compact_partition<R: LakeRecord>(
         }
     }
     drop(seen);
-    rows.sort_by(R::sort_cmp);
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    crate::writer::sort_rows(&rows, &mut order);
     let props = properties(R::SORTED_BY, R::UNIQUE);
     let mut written = BTreeSet::new();
-    for chunk in rows.chunks(max_rows.max(1)) {
+    for chunk in order.chunks(max_rows.max(1)) {
+        let chunk: Vec<&R> = chunk.iter().map(|&i| &rows[i]).collect();
         let mut digest = blake3::Hasher::new();
-        for r in chunk {
+        for r in &chunk {
             digest.update(&r.identity());
             digest.update(b"\n");
         }
         let hex: String =
             digest.finalize().as_bytes()[..16].iter().map(|b| format!("{b:02x}")).collect();
         let key = layout::data_file(R::TABLE, dt, &hex);
-        let batch = R::batch(chunk.iter())
+        let batch = R::batch(chunk.iter().copied())
             .map_err(|source| Error::Arrow { path: key.clone().into(), source })?;
         let bytes = encode(&key, R::schema(), props.clone(), &[batch])?;
         // A name already taken holds exactly these ids (an earlier run of this compaction).

@@ -212,10 +212,12 @@ impl Lake {
     ///
     /// A file cannot be read or does not match the table.
     pub fn records<R: LakeRecord>(&self, dt: NaiveDate) -> Result<Vec<R>> {
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = crate::writer::DigestSet::default();
         let mut out = Vec::new();
         self.for_each_batch::<R>(dt, |records| {
-            out.extend(records.into_iter().filter(|r| seen.insert(r.identity())));
+            out.extend(
+                records.into_iter().filter(|r| seen.insert(crate::writer::id_key(&r.identity()))),
+            );
             Ok(())
         })?;
         Ok(out)

@@ -1,6 +1,7 @@
 //! What the exactly-once writer needs to know about a kind of record: its table, partition,
 //! identity, sort order and Arrow encoding. Usage events and agent spans are the two kinds.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use agentmeter_schemas::tables::{
@@ -24,11 +25,14 @@ pub trait LakeRecord: Send + 'static {
     /// The record's time, milliseconds; its UTC date is the `dt` partition.
     fn time_ms(&self) -> i64;
     /// The identity bytes (event id; trace and span id).
-    fn identity(&self) -> Vec<u8>;
+    fn identity(&self) -> Cow<'_, [u8]>;
     /// A digest of the content, to tell a conflicting duplicate.
     fn fingerprint(&self) -> u64;
     /// The sort order within a file.
     fn sort_cmp(a: &Self, b: &Self) -> Ordering;
+    /// The leading fields of [`LakeRecord::sort_cmp`]: the tenant, then the time. Equal
+    /// prefixes are ordered by `sort_cmp`.
+    fn sort_prefix(&self) -> (&str, i64);
     /// The source, for warnings.
     fn source(&self) -> &SourceUri;
     /// The table's schema.
@@ -78,8 +82,8 @@ impl LakeRecord for UsageEvent {
         self.event_time_ms
     }
 
-    fn identity(&self) -> Vec<u8> {
-        self.event_id.as_str().as_bytes().to_vec()
+    fn identity(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(self.event_id.as_str().as_bytes())
     }
 
     fn fingerprint(&self) -> u64 {
@@ -92,6 +96,10 @@ impl LakeRecord for UsageEvent {
             b.event_time_ms,
             b.event_id.as_str(),
         ))
+    }
+
+    fn sort_prefix(&self) -> (&str, i64) {
+        (self.tenant_id.as_str(), self.event_time_ms)
     }
 
     fn source(&self) -> &SourceUri {
@@ -129,8 +137,8 @@ impl LakeRecord for AgentSpan {
         self.start_ms
     }
 
-    fn identity(&self) -> Vec<u8> {
-        self.key().into_bytes()
+    fn identity(&self) -> Cow<'_, [u8]> {
+        Cow::Owned(self.key().into_bytes())
     }
 
     fn fingerprint(&self) -> u64 {
@@ -144,6 +152,10 @@ impl LakeRecord for AgentSpan {
             &b.trace_id,
             &b.span_id,
         ))
+    }
+
+    fn sort_prefix(&self) -> (&str, i64) {
+        (self.tenant_id.as_str(), self.start_ms)
     }
 
     fn source(&self) -> &SourceUri {

@@ -18,7 +18,7 @@
 //! covered more; and a rollup written after its read makes its write fail. A rebuild that
 //! loses checks again, and is done if the rollups are now current, else starts over.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::FxHashMap as HashMap;
 
 use agentmeter_schemas::tables::{
     AGENT_INVOCATIONS, AGENT_SPANS, HourlyKey, HourlyMeasures, TENANT_HOURLY, TenantHour,
@@ -83,7 +83,7 @@ const INPUT: [&str; 14] = [
 ];
 
 /// The 128-bit keys of the ids counted so far.
-type IdSet = HashSet<u128>;
+type IdSet = crate::writer::DigestSet;
 
 /// The data files of one partition that its rollups are computed from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -422,10 +422,10 @@ fn rebuild_from(
     }
     let [key, tenant_key, inv_key] = keys;
     let overflow = |table| Error::Overflow { table, dt: dt.to_string() };
-    let mut seen = IdSet::new();
+    let mut seen = IdSet::default();
     let mut strings: [Interner; 4] = Default::default();
-    let mut groups: HashMap<Group, HourlyMeasures> = HashMap::new();
-    let mut seconds = Seconds::new();
+    let mut groups: HashMap<Group, HourlyMeasures> = HashMap::default();
+    let mut seconds = Seconds::default();
     let mut sessions = Sessions::default();
     for file in &coverage.events {
         for batch in lake.read(file, Some(&INPUT), Fetch::Whole)? {
@@ -446,12 +446,16 @@ fn rebuild_from(
     sessions.apply(&mut groups).map_err(|_| overflow(USAGE_HOURLY))?;
     // What the spans of the day add, each span once.
     let mut spans = Vec::new();
-    let mut seen_spans = HashSet::new();
+    let mut seen_spans = IdSet::default();
     for file in &coverage.spans {
         for batch in lake.read(file, None, Fetch::Whole)? {
             let records = AgentSpan::from_batch(&batch)
                 .map_err(|source| Error::Arrow { path: file.key.clone().into(), source })?;
-            spans.extend(records.into_iter().filter(|s| seen_spans.insert(s.identity())));
+            spans.extend(
+                records
+                    .into_iter()
+                    .filter(|s| seen_spans.insert(crate::writer::id_key(&s.identity()))),
+            );
         }
     }
     drop(seen_spans);
@@ -488,7 +492,7 @@ fn rebuild_from(
         return Ok(None);
     }
     // Per tenant and hour: sums over users and models, distinct users, peak second.
-    let mut tenant_hours: HashMap<(i64, u32, u32), TenantAcc> = HashMap::new();
+    let mut tenant_hours: HashMap<(i64, u32, u32), TenantAcc> = HashMap::default();
     for (&(hour, t, n, u, ..), m) in groups.iter().filter(|(_, m)| m.invocations > 0) {
         let slot = tenant_hours.entry((hour, t, n)).or_default();
         slot.0.invocations =

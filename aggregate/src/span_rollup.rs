@@ -7,7 +7,7 @@
 //! spans only (one per model call, under the model it called), into columns of their own:
 //! `invoke_agent` spans repeat their children's sum, or an Agent object's lifetime total.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use agentmeter_schemas::tables::{AgentMeasures, ChatMeasures, InvocationRow, hour_start_ms};
 use agentmeter_schemas::{AgentSpan, ModelId, SpanStatus, TenantId, Tier, UserId};
@@ -48,7 +48,7 @@ pub(crate) fn rollup(spans: &[AgentSpan]) -> (Vec<AgentRow>, Vec<InvocationRow>)
         }
         None
     };
-    let mut invocations: HashMap<usize, InvocationRow> = HashMap::new();
+    let mut invocations: HashMap<usize, InvocationRow> = HashMap::default();
     let mut rows = Vec::new();
     for (i, s) in spans.iter().enumerate() {
         let agent = s.is_operation("invoke_agent");

@@ -82,7 +82,7 @@ pub(crate) fn partition_of<R: LakeRecord>(e: &R) -> Result<NaiveDate> {
 
 /// Hashes the dedup index's keys, which are already uniformly random digests.
 #[derive(Default, Clone, Copy)]
-struct DigestHasher(u64);
+pub(crate) struct DigestHasher(u64);
 
 impl std::hash::Hasher for DigestHasher {
     fn finish(&self) -> u64 {
@@ -103,6 +103,38 @@ impl std::hash::Hasher for DigestHasher {
 }
 
 type DigestMap<V> = HashMap<u128, V, std::hash::BuildHasherDefault<DigestHasher>>;
+
+/// A set of [`id_key`]s.
+pub(crate) type DigestSet =
+    std::collections::HashSet<u128, std::hash::BuildHasherDefault<DigestHasher>>;
+
+/// Orders `rows` (indices into `records`) by [`LakeRecord::sort_cmp`]. Tenants are ranked
+/// once, so almost every comparison is of two integers rather than of strings; only equal
+/// (tenant, time) prefixes fall back to the full comparison.
+pub(crate) fn sort_rows<R: LakeRecord>(records: &[R], rows: &mut [usize]) {
+    let mut tenants: rustc_hash::FxHashMap<&str, u32> = rustc_hash::FxHashMap::default();
+    for &i in rows.iter() {
+        tenants.entry(records[i].sort_prefix().0).or_insert(0);
+    }
+    let mut names: Vec<&str> = tenants.keys().copied().collect();
+    names.sort_unstable();
+    for (rank, name) in names.into_iter().enumerate() {
+        tenants.insert(name, rank as u32);
+    }
+    let mut keyed: Vec<(u32, i64, usize)> = rows
+        .iter()
+        .map(|&i| {
+            let (tenant, time) = records[i].sort_prefix();
+            (tenants[tenant], time, i)
+        })
+        .collect();
+    keyed.sort_unstable_by(|a, b| {
+        (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| R::sort_cmp(&records[a.2], &records[b.2]))
+    });
+    for (slot, (.., i)) in rows.iter_mut().zip(keyed) {
+        *slot = i;
+    }
+}
 
 struct Partition {
     /// id key → content fingerprint.
@@ -195,12 +227,32 @@ struct Committer<R> {
     stats: WriteStats,
 }
 
+/// Records on their way to the committer, each with its identity's [`id_key`] and content
+/// fingerprint, computed as they are pushed (off the committer's thread, which every record
+/// goes through).
+struct Batch<R> {
+    records: Vec<R>,
+    keys: Vec<(u128, u64)>,
+}
+
+impl<R: LakeRecord> Batch<R> {
+    fn with_capacity(n: usize) -> Self {
+        Self { records: Vec::with_capacity(n), keys: Vec::with_capacity(n) }
+    }
+
+    fn push(&mut self, r: R) {
+        self.keys.push((id_key(&r.identity()), r.fingerprint()));
+        self.records.push(r);
+    }
+}
+
 impl<R: LakeRecord> Committer<R> {
-    fn commit(&mut self, batch: Vec<R>) -> Result<()> {
+    fn commit(&mut self, batch: Batch<R>) -> Result<()> {
         // Group by day through a permutation: a stable sort keeps input order within a day,
         // so the first delivery of an id is the one kept, and no event is moved.
-        let days_of: Vec<NaiveDate> = batch.iter().map(partition_of).collect::<Result<_>>()?;
-        let mut order: Vec<usize> = (0..batch.len()).collect();
+        let days_of: Vec<NaiveDate> =
+            batch.records.iter().map(partition_of).collect::<Result<_>>()?;
+        let mut order: Vec<usize> = (0..batch.records.len()).collect();
         order.sort_by_key(|&i| days_of[i]);
         let days: BTreeSet<NaiveDate> = days_of.iter().copied().collect();
         for run in order.chunk_by(|&a, &b| days_of[a] == days_of[b]) {
@@ -216,21 +268,20 @@ impl<R: LakeRecord> Committer<R> {
     }
 
     /// Writes the events `batch[i]` for `i` in `day` (all of day `dt`, in input order).
-    fn commit_day(&mut self, dt: NaiveDate, batch: &[R], day: &[usize]) -> Result<()> {
+    fn commit_day(&mut self, dt: NaiveDate, batch: &Batch<R>, day: &[usize]) -> Result<()> {
         let part = self.index.load::<R>(&self.lake, dt)?;
         let mut fresh: Vec<usize> = Vec::with_capacity(day.len());
         for &i in day {
-            let e = &batch[i];
-            let fp = e.fingerprint();
-            let identity = e.identity();
-            match part.ids.entry(id_key(&identity)) {
+            let (key, fp) = batch.keys[i];
+            match part.ids.entry(key) {
                 Entry::Occupied(o) => {
                     self.stats.duplicates += 1;
                     if *o.get() != fp {
+                        let e = &batch.records[i];
                         self.stats.conflicting += 1;
                         tracing::warn!(
                             table = R::TABLE,
-                            id = %String::from_utf8_lossy(&identity),
+                            id = %String::from_utf8_lossy(&e.identity()),
                             source = %e.source(),
                             "Duplicate id with different content; the first copy is kept."
                         );
@@ -246,8 +297,9 @@ impl<R: LakeRecord> Committer<R> {
         if fresh.is_empty() {
             return Ok(());
         }
+        let batch = &batch.records;
         let mut order = fresh;
-        order.sort_unstable_by(|&a, &b| R::sort_cmp(&batch[a], &batch[b]));
+        sort_rows(batch, &mut order);
         let props = properties(R::SORTED_BY, R::UNIQUE);
         for chunk in order.chunks(self.opts.max_rows_per_file.max(1)) {
             let mut digest = blake3::Hasher::new();
@@ -281,7 +333,7 @@ impl<R: LakeRecord> Committer<R> {
 }
 
 enum Msg<R> {
-    Batch(Vec<R>),
+    Batch(Batch<R>),
     /// Reply once every batch sent before is committed.
     Sync(mpsc::SyncSender<()>),
     /// Reply with the days written since the last such message.
@@ -295,7 +347,7 @@ enum Msg<R> {
 pub struct EventWriter<R: LakeRecord = UsageEvent> {
     lake: Lake,
     opts: WriterOptions,
-    batch: Vec<R>,
+    batch: Batch<R>,
     tx: Option<mpsc::SyncSender<Msg<R>>>,
     worker: Option<JoinHandle<(Committer<R>, Option<Error>)>>,
 }
@@ -333,7 +385,7 @@ impl<R: LakeRecord> EventWriter<R> {
         Self {
             lake: lake.clone(),
             opts,
-            batch: Vec::with_capacity(opts.batch_rows.min(1 << 20)),
+            batch: Batch::with_capacity(opts.batch_rows.min(1 << 20)),
             tx: Some(tx),
             worker: Some(worker),
         }
@@ -364,10 +416,10 @@ impl<R: LakeRecord> EventWriter<R> {
     /// An earlier batch failed to commit (see [`EventWriter::commit`]).
     pub fn push(&mut self, e: R) -> Result<()> {
         self.batch.push(e);
-        if self.batch.len() >= self.opts.batch_rows {
+        if self.batch.records.len() >= self.opts.batch_rows {
             let batch = std::mem::replace(
                 &mut self.batch,
-                Vec::with_capacity(self.opts.batch_rows.min(1 << 16)),
+                Batch::with_capacity(self.opts.batch_rows.min(1 << 16)),
             );
             self.send(Msg::Batch(batch))?;
         }
@@ -381,8 +433,8 @@ impl<R: LakeRecord> EventWriter<R> {
     /// The lake cannot be read or written. Files written before the error are complete; a
     /// rerun of the same input writes the rest.
     pub fn commit(&mut self) -> Result<()> {
-        let batch = std::mem::take(&mut self.batch);
-        if !batch.is_empty() {
+        let batch = std::mem::replace(&mut self.batch, Batch::with_capacity(0));
+        if !batch.records.is_empty() {
             self.send(Msg::Batch(batch))?;
         }
         let (reply, done) = mpsc::sync_channel(1);
