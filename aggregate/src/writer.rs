@@ -363,7 +363,7 @@ impl<R: LakeRecord> EventWriter<R> {
             touched: BTreeSet::new(),
             stats: WriteStats::default(),
         };
-        let (tx, rx) = mpsc::sync_channel::<Msg<R>>(1);
+        let (tx, rx) = mpsc::sync_channel::<Msg<R>>(0);
         let worker = std::thread::spawn(move || {
             for msg in rx {
                 match msg {

@@ -4,10 +4,11 @@
 //! with several faults always gets the same reason.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 use agentmeter_schemas::{
-    EventId, ModelId, Reason, ServiceTier, SessionId, SourceUri, TenantId, Tier, Tokens,
-    UsageEvent, UserId,
+    EventId, IdCache, IdError, ModelId, Reason, ServiceTier, SessionId, SourceUri, TenantId, Tier,
+    Tokens, UsageEvent, UserId,
 };
 use chrono::DateTime;
 
@@ -24,6 +25,46 @@ pub(crate) struct Refusal {
 pub(crate) fn refuse(reason: Reason, detail: impl Into<String>) -> Refusal {
     Refusal { reason, detail: detail.into() }
 }
+
+/// The tiers, tenants, users and models a decoder thread met recently: a stream has few of
+/// each, so each is validated and allocated once and every record shares it.
+#[derive(Default)]
+struct RecentIds {
+    tiers: IdCache<Tier>,
+    tenants: IdCache<TenantId>,
+    users: IdCache<UserId>,
+    models: IdCache<ModelId>,
+}
+
+thread_local! {
+    static RECENT: RefCell<RecentIds> = RefCell::new(RecentIds::default());
+}
+
+macro_rules! recent {
+    ($(#[$doc:meta])* $fn:ident, $ty:ty, $field:ident) => {
+        $(#[$doc])*
+        pub(crate) fn $fn(value: &str) -> Result<$ty, IdError> {
+            RECENT.with_borrow_mut(|r| r.$field.get(value, |v| <$ty>::new(v)))
+        }
+    };
+}
+
+recent!(
+    /// `Tier::new`, shared with the records before.
+    tier_id, Tier, tiers
+);
+recent!(
+    /// `TenantId::new`, shared with the records before.
+    tenant_id, TenantId, tenants
+);
+recent!(
+    /// `UserId::new`, shared with the records before.
+    user_id, UserId, users
+);
+recent!(
+    /// `ModelId::new`, shared with the records before.
+    model_id, ModelId, models
+);
 
 /// What the CloudWatch log event around the object says, if there is one.
 #[derive(Debug, Default)]
@@ -114,14 +155,14 @@ fn tenant(f: &Fields<'_>, field: &str) -> Result<TenantId, Refusal> {
             return Err(refuse(Reason::MissingField, format!("{field} (or tenant_id) is missing")));
         }
     };
-    TenantId::new(value).map_err(|e| refuse(Reason::InvalidTenantId, e.to_string()))
+    tenant_id(&value).map_err(|e| refuse(Reason::InvalidTenantId, e.to_string()))
 }
 
 /// The user from `user_id`, else from `actor_id` = `{tier}-{tenant}-{user}`. Tenant ids
 /// contain hyphens, so the known prefix is removed rather than splitting on `-`.
 fn user(f: &Fields<'_>, tier: &Tier, tenant: &TenantId) -> Result<UserId, Refusal> {
     if let Some(u) = string(f, Key::UserId, "user_id", Reason::InvalidUserId)? {
-        return UserId::new(u).map_err(|e| refuse(Reason::InvalidUserId, e.to_string()));
+        return user_id(&u).map_err(|e| refuse(Reason::InvalidUserId, e.to_string()));
     }
     let Some(actor) = string(f, Key::ActorId, "actor_id", Reason::InvalidUserId)? else {
         return Err(refuse(Reason::MissingField, "user_id (or actor_id) is missing"));
@@ -130,7 +171,7 @@ fn user(f: &Fields<'_>, tier: &Tier, tenant: &TenantId) -> Result<UserId, Refusa
     let rest = actor.strip_prefix(&prefix).ok_or_else(|| {
         refuse(Reason::InvalidUserId, format!("actor_id {actor:?} does not start with {prefix:?}"))
     })?;
-    UserId::new(rest).map_err(|e| refuse(Reason::InvalidUserId, format!("from actor_id: {e}")))
+    user_id(rest).map_err(|e| refuse(Reason::InvalidUserId, format!("from actor_id: {e}")))
 }
 
 fn tokens(f: &Fields<'_>, max: i64) -> Result<Tokens, Refusal> {
@@ -310,12 +351,11 @@ pub(crate) fn usage_event(
 ) -> Result<UsageEvent, Refusal> {
     let tenant_field = cfg.tenant_field.as_str();
     let tier = required(f, Key::Tier, "tier", Reason::InvalidTier)?;
-    let tier = Tier::new(tier).map_err(|e| refuse(Reason::InvalidTier, e.to_string()))?;
+    let tier = tier_id(&tier).map_err(|e| refuse(Reason::InvalidTier, e.to_string()))?;
     let tenant_id = tenant(f, tenant_field)?;
     let user_id = user(f, &tier, &tenant_id)?;
     let model = required(f, Key::ModelId, "model_id", Reason::InvalidModelId)?;
-    let model_id =
-        ModelId::new(model).map_err(|e| refuse(Reason::InvalidModelId, e.to_string()))?;
+    let model_id = model_id(&model).map_err(|e| refuse(Reason::InvalidModelId, e.to_string()))?;
     let tokens = tokens(f, cfg.max_tokens_per_call)?;
     let service_tier = service_tier(f)?;
     let event_time_ms = match env.timestamp_ms {

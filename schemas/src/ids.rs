@@ -5,6 +5,7 @@
 //! fixed safe character set and a length limit, and only the newtypes travel further.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -123,9 +124,16 @@ static EVENT: Rule = Rule {
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $rule:expr) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
+        // Shared, not copied: the few distinct values of a stream are made once
+        // (`RecentIds`) and every record holds a reference.
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(Arc<str>);
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
 
         impl $name {
             /// Validates `value` and wraps it.
@@ -133,10 +141,10 @@ macro_rules! id_type {
             /// # Errors
             ///
             /// Returns an [`IdError`] naming the rule the value breaks.
-            pub fn new(value: impl Into<String>) -> Result<Self, IdError> {
-                let value = value.into();
-                $rule.check(&value)?;
-                Ok(Self(value))
+            pub fn new(value: impl AsRef<str>) -> Result<Self, IdError> {
+                let value = value.as_ref();
+                $rule.check(value)?;
+                Ok(Self(Arc::from(value)))
             }
 
             /// The identifier as a string slice.
@@ -153,6 +161,14 @@ macro_rules! id_type {
 
         impl AsRef<str> for $name {
             fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        // Hashes and compares as its text (the derived impls do), so a set of ids can be
+        // looked up by a `&str`.
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
                 &self.0
             }
         }
@@ -219,9 +235,59 @@ id_type!(
     EVENT
 );
 
+/// Ids seen recently, so that the few distinct values of a stream are validated and
+/// allocated once rather than per record. Bounded: past `LIMIT` values it starts afresh, so
+/// a stream of distinct ids costs what it would without it.
+#[derive(Debug)]
+pub struct IdCache<T> {
+    seen: std::collections::HashSet<T, std::hash::BuildHasherDefault<rustc_hash::FxHasher>>,
+}
+
+impl<T> Default for IdCache<T> {
+    fn default() -> Self {
+        Self { seen: Default::default() }
+    }
+}
+
+impl<T: Clone + Eq + std::hash::Hash + std::borrow::Borrow<str>> IdCache<T> {
+    const LIMIT: usize = 4096;
+
+    /// The id of `value`: a copy of the one seen before, or `make(value)`.
+    ///
+    /// # Errors
+    ///
+    /// `make`'s error (refused values are not kept).
+    pub fn get<E>(&mut self, value: &str, make: impl FnOnce(&str) -> Result<T, E>) -> Result<T, E> {
+        if let Some(id) = self.seen.get(value) {
+            return Ok(id.clone());
+        }
+        let id = make(value)?;
+        if self.seen.len() >= Self::LIMIT {
+            self.seen.clear();
+        }
+        self.seen.insert(id.clone());
+        Ok(id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cache_gives_the_same_id_and_refuses_as_new_does() {
+        let mut cache = IdCache::<TenantId>::default();
+        let a = cache.get("clinic-a", TenantId::new).unwrap();
+        let b = cache.get("clinic-a", TenantId::new).unwrap();
+        assert!(Arc::ptr_eq(&a.0, &b.0), "made twice");
+        assert_eq!(cache.get("../x", TenantId::new), Err(TenantId::new("../x").unwrap_err()));
+        // Full, it starts afresh rather than growing.
+        for i in 0..IdCache::<TenantId>::LIMIT + 10 {
+            cache.get(&format!("t{i}"), TenantId::new).unwrap();
+        }
+        assert!(cache.seen.len() <= IdCache::<TenantId>::LIMIT);
+        assert_eq!(cache.get("clinic-a", TenantId::new).unwrap(), a);
+    }
 
     #[test]
     fn tenant_ids_that_could_escape_a_directory_never_pass() {

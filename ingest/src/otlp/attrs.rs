@@ -117,7 +117,7 @@ fn text<'a>(v: &'a Value, name: &str, invalid: Reason) -> Result<&'a str, Refusa
 pub(super) fn tier(a: &Attrs<'_>) -> Result<Tier, Refusal> {
     let v = a.context("tier")?.ok_or_else(|| refuse(Reason::MissingField, "tier is missing"))?;
     let s = text(v, "tier", Reason::InvalidTier)?;
-    Tier::new(s).map_err(|e| refuse(Reason::InvalidTier, e.to_string()))
+    crate::normalize::tier_id(&s).map_err(|e| refuse(Reason::InvalidTier, e.to_string()))
 }
 
 /// The tenant from the configured field or `tenant_id`, which must agree if both are present.
@@ -147,7 +147,7 @@ pub(super) fn tenant(a: &Attrs<'_>, field: &str) -> Result<TenantId, Refusal> {
             return Err(refuse(Reason::MissingField, format!("{field} (or tenant_id) is missing")));
         }
     };
-    TenantId::new(value).map_err(|e| refuse(Reason::InvalidTenantId, e.to_string()))
+    crate::normalize::tenant_id(&value).map_err(|e| refuse(Reason::InvalidTenantId, e.to_string()))
 }
 
 /// The user, when there is one: `user_id` (or `user.id`, `enduser.id`), else `actor_id` =
@@ -160,7 +160,9 @@ pub(super) fn user(
 ) -> Result<Option<UserId>, Refusal> {
     if let Some((key, v)) = a.first_context(&USER_KEYS)? {
         let s = text(v, key, Reason::InvalidUserId)?;
-        return UserId::new(s).map(Some).map_err(|e| refuse(Reason::InvalidUserId, e.to_string()));
+        return crate::normalize::user_id(&s)
+            .map(Some)
+            .map_err(|e| refuse(Reason::InvalidUserId, e.to_string()));
     }
     let Some(v) = a.context("actor_id")? else { return Ok(None) };
     let actor = text(v, "actor_id", Reason::InvalidUserId)?;
@@ -168,7 +170,7 @@ pub(super) fn user(
     let rest = actor.strip_prefix(&prefix).ok_or_else(|| {
         refuse(Reason::InvalidUserId, format!("actor_id {actor:?} does not start with {prefix:?}"))
     })?;
-    UserId::new(rest)
+    crate::normalize::user_id(rest)
         .map(Some)
         .map_err(|e| refuse(Reason::InvalidUserId, format!("from actor_id: {e}")))
 }
@@ -222,7 +224,10 @@ pub(super) fn model(span: &[KeyValue]) -> Result<Option<ModelId>, Refusal> {
         }
     }
     value
-        .map(|s| ModelId::new(s).map_err(|e| refuse(Reason::InvalidModelId, e.to_string())))
+        .map(|s| {
+            crate::normalize::model_id(&s)
+                .map_err(|e| refuse(Reason::InvalidModelId, e.to_string()))
+        })
         .transpose()
 }
 
