@@ -36,14 +36,15 @@ pub struct WriterOptions {
     pub batch_rows: usize,
     /// Most rows in one Parquet file.
     pub max_rows_per_file: usize,
-    /// Most event ids kept in memory for dedup across partitions; the least recently used
-    /// partitions are reloaded from the lake when needed again.
+    /// Most event ids kept in memory for dedup across partitions (about 40 bytes each); the
+    /// least recently used partitions are reloaded from the lake when needed again. The
+    /// partitions of the batch being committed are always kept, whatever their size.
     pub index_budget: usize,
 }
 
 impl Default for WriterOptions {
     fn default() -> Self {
-        Self { batch_rows: 250_000, max_rows_per_file: 2_000_000, index_budget: 10_000_000 }
+        Self { batch_rows: 250_000, max_rows_per_file: 2_000_000, index_budget: 2_000_000 }
     }
 }
 

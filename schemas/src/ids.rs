@@ -276,17 +276,18 @@ mod tests {
 
     #[test]
     fn the_cache_gives_the_same_id_and_refuses_as_new_does() {
+        let make = |v: &str| TenantId::new(v);
         let mut cache = IdCache::<TenantId>::default();
-        let a = cache.get("clinic-a", TenantId::new).unwrap();
-        let b = cache.get("clinic-a", TenantId::new).unwrap();
+        let a = cache.get("clinic-a", make).unwrap();
+        let b = cache.get("clinic-a", make).unwrap();
         assert!(Arc::ptr_eq(&a.0, &b.0), "made twice");
-        assert_eq!(cache.get("../x", TenantId::new), Err(TenantId::new("../x").unwrap_err()));
+        assert_eq!(cache.get("../x", make), Err(TenantId::new("../x").unwrap_err()));
         // Full, it starts afresh rather than growing.
         for i in 0..IdCache::<TenantId>::LIMIT + 10 {
-            cache.get(&format!("t{i}"), TenantId::new).unwrap();
+            cache.get(&format!("t{i}"), make).unwrap();
         }
         assert!(cache.seen.len() <= IdCache::<TenantId>::LIMIT);
-        assert_eq!(cache.get("clinic-a", TenantId::new).unwrap(), a);
+        assert_eq!(cache.get("clinic-a", make).unwrap(), a);
     }
 
     #[test]
