@@ -163,11 +163,29 @@ pub(crate) struct Markers {
     pub quarantine: bool,
 }
 
+/// Every (spelling, value) of one key, in order. The first is kept inline: a key almost
+/// always comes once, and a record then costs no allocation per field.
+#[derive(Debug, Default)]
+struct Slot<'a> {
+    first: Option<(Cow<'a, str>, Scalar<'a>)>,
+    more: Vec<(Cow<'a, str>, Scalar<'a>)>,
+}
+
+impl<'a> Slot<'a> {
+    fn push(&mut self, entry: (Cow<'a, str>, Scalar<'a>)) {
+        if self.first.is_none() {
+            self.first = Some(entry);
+        } else {
+            self.more.push(entry);
+        }
+    }
+}
+
 /// The fields of one JSON object.
 #[derive(Debug, Default)]
 pub(crate) struct Fields<'a> {
     /// For each key, every (spelling, value) seen, in order.
-    slots: [Vec<(Cow<'a, str>, Scalar<'a>)>; KEY_COUNT],
+    slots: [Slot<'a>; KEY_COUNT],
     pub markers: Markers,
 }
 
@@ -187,8 +205,8 @@ impl<'a> Fields<'a> {
     /// The value of `key`; several spellings with equal values count as one.
     pub(crate) fn get(&self, key: Key) -> Got<'_, 'a> {
         let slot = &self.slots[Self::slot(key)];
-        let Some((name, value)) = slot.first() else { return Got::Absent };
-        for (other_name, other) in &slot[1..] {
+        let Some((name, value)) = &slot.first else { return Got::Absent };
+        for (other_name, other) in &slot.more {
             if other != value {
                 return Got::Conflict(name, other_name);
             }
@@ -198,7 +216,7 @@ impl<'a> Fields<'a> {
 
     /// True if `key` was present under any spelling.
     pub(crate) fn has(&self, key: Key) -> bool {
-        !self.slots[Self::slot(key)].is_empty()
+        self.slots[Self::slot(key)].first.is_some()
     }
 }
 

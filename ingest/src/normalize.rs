@@ -158,6 +158,20 @@ fn tenant(f: &Fields<'_>, field: &str) -> Result<TenantId, Refusal> {
     tenant_id(&value).map_err(|e| refuse(Reason::InvalidTenantId, e.to_string()))
 }
 
+/// `actor` without its `{tier}-{tenant}-` prefix, if it has it (without building the prefix:
+/// half of the agents' lines name their user this way).
+pub(crate) fn strip_actor_prefix<'s>(
+    actor: &'s str,
+    tier: &Tier,
+    tenant: &TenantId,
+) -> Option<&'s str> {
+    actor
+        .strip_prefix(tier.as_str())?
+        .strip_prefix('-')?
+        .strip_prefix(tenant.as_str())?
+        .strip_prefix('-')
+}
+
 /// The user from `user_id`, else from `actor_id` = `{tier}-{tenant}-{user}`. Tenant ids
 /// contain hyphens, so the known prefix is removed rather than splitting on `-`.
 fn user(f: &Fields<'_>, tier: &Tier, tenant: &TenantId) -> Result<UserId, Refusal> {
@@ -167,8 +181,8 @@ fn user(f: &Fields<'_>, tier: &Tier, tenant: &TenantId) -> Result<UserId, Refusa
     let Some(actor) = string(f, Key::ActorId, "actor_id", Reason::InvalidUserId)? else {
         return Err(refuse(Reason::MissingField, "user_id (or actor_id) is missing"));
     };
-    let prefix = format!("{tier}-{tenant}-");
-    let rest = actor.strip_prefix(&prefix).ok_or_else(|| {
+    let rest = strip_actor_prefix(&actor, tier, tenant).ok_or_else(|| {
+        let prefix = format!("{tier}-{tenant}-");
         refuse(Reason::InvalidUserId, format!("actor_id {actor:?} does not start with {prefix:?}"))
     })?;
     user_id(rest).map_err(|e| refuse(Reason::InvalidUserId, format!("from actor_id: {e}")))

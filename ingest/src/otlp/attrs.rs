@@ -166,8 +166,8 @@ pub(super) fn user(
     }
     let Some(v) = a.context("actor_id")? else { return Ok(None) };
     let actor = text(v, "actor_id", Reason::InvalidUserId)?;
-    let prefix = format!("{tier}-{tenant}-");
-    let rest = actor.strip_prefix(&prefix).ok_or_else(|| {
+    let rest = crate::normalize::strip_actor_prefix(&actor, tier, tenant).ok_or_else(|| {
+        let prefix = format!("{tier}-{tenant}-");
         refuse(Reason::InvalidUserId, format!("actor_id {actor:?} does not start with {prefix:?}"))
     })?;
     crate::normalize::user_id(rest)
