@@ -1,6 +1,9 @@
 //! The decode stage on NDJSON usage lines: split, parse, validate, outcomes back in input
 //! order, on one thread and on every CPU. `cargo bench -p agentmeter-ingest --bench decode`.
 
+// A bench is a harness like a test: a broken set-up should stop it loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::convert::Infallible;
 use std::io::Write;
 use std::sync::atomic::AtomicU64;

@@ -155,7 +155,7 @@ fn tenant(f: &Fields<'_>, field: &str) -> Result<TenantId, Refusal> {
             return Err(refuse(Reason::MissingField, format!("{field} (or tenant_id) is missing")));
         }
     };
-    tenant_id(&value).map_err(|e| refuse(Reason::InvalidTenantId, e.to_string()))
+    tenant_id(value).map_err(|e| refuse(Reason::InvalidTenantId, e.to_string()))
 }
 
 /// `actor` without its `{tier}-{tenant}-` prefix, if it has it (without building the prefix:
@@ -176,12 +176,12 @@ pub(crate) fn strip_actor_prefix<'s>(
 /// contain hyphens, so the known prefix is removed rather than splitting on `-`.
 fn user(f: &Fields<'_>, tier: &Tier, tenant: &TenantId) -> Result<UserId, Refusal> {
     if let Some(u) = string(f, Key::UserId, "user_id", Reason::InvalidUserId)? {
-        return user_id(&u).map_err(|e| refuse(Reason::InvalidUserId, e.to_string()));
+        return user_id(u).map_err(|e| refuse(Reason::InvalidUserId, e.to_string()));
     }
     let Some(actor) = string(f, Key::ActorId, "actor_id", Reason::InvalidUserId)? else {
         return Err(refuse(Reason::MissingField, "user_id (or actor_id) is missing"));
     };
-    let rest = strip_actor_prefix(&actor, tier, tenant).ok_or_else(|| {
+    let rest = strip_actor_prefix(actor, tier, tenant).ok_or_else(|| {
         let prefix = format!("{tier}-{tenant}-");
         refuse(Reason::InvalidUserId, format!("actor_id {actor:?} does not start with {prefix:?}"))
     })?;
@@ -365,11 +365,11 @@ pub(crate) fn usage_event(
 ) -> Result<UsageEvent, Refusal> {
     let tenant_field = cfg.tenant_field.as_str();
     let tier = required(f, Key::Tier, "tier", Reason::InvalidTier)?;
-    let tier = tier_id(&tier).map_err(|e| refuse(Reason::InvalidTier, e.to_string()))?;
+    let tier = tier_id(tier).map_err(|e| refuse(Reason::InvalidTier, e.to_string()))?;
     let tenant_id = tenant(f, tenant_field)?;
     let user_id = user(f, &tier, &tenant_id)?;
     let model = required(f, Key::ModelId, "model_id", Reason::InvalidModelId)?;
-    let model_id = model_id(&model).map_err(|e| refuse(Reason::InvalidModelId, e.to_string()))?;
+    let model_id = model_id(model).map_err(|e| refuse(Reason::InvalidModelId, e.to_string()))?;
     let tokens = tokens(f, cfg.max_tokens_per_call)?;
     let service_tier = service_tier(f)?;
     let event_time_ms = match env.timestamp_ms {

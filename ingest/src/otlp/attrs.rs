@@ -117,7 +117,7 @@ fn text<'a>(v: &'a Value, name: &str, invalid: Reason) -> Result<&'a str, Refusa
 pub(super) fn tier(a: &Attrs<'_>) -> Result<Tier, Refusal> {
     let v = a.context("tier")?.ok_or_else(|| refuse(Reason::MissingField, "tier is missing"))?;
     let s = text(v, "tier", Reason::InvalidTier)?;
-    crate::normalize::tier_id(&s).map_err(|e| refuse(Reason::InvalidTier, e.to_string()))
+    crate::normalize::tier_id(s).map_err(|e| refuse(Reason::InvalidTier, e.to_string()))
 }
 
 /// The tenant from the configured field or `tenant_id`, which must agree if both are present.
@@ -147,7 +147,7 @@ pub(super) fn tenant(a: &Attrs<'_>, field: &str) -> Result<TenantId, Refusal> {
             return Err(refuse(Reason::MissingField, format!("{field} (or tenant_id) is missing")));
         }
     };
-    crate::normalize::tenant_id(&value).map_err(|e| refuse(Reason::InvalidTenantId, e.to_string()))
+    crate::normalize::tenant_id(value).map_err(|e| refuse(Reason::InvalidTenantId, e.to_string()))
 }
 
 /// The user, when there is one: `user_id` (or `user.id`, `enduser.id`), else `actor_id` =
@@ -160,13 +160,13 @@ pub(super) fn user(
 ) -> Result<Option<UserId>, Refusal> {
     if let Some((key, v)) = a.first_context(&USER_KEYS)? {
         let s = text(v, key, Reason::InvalidUserId)?;
-        return crate::normalize::user_id(&s)
+        return crate::normalize::user_id(s)
             .map(Some)
             .map_err(|e| refuse(Reason::InvalidUserId, e.to_string()));
     }
     let Some(v) = a.context("actor_id")? else { return Ok(None) };
     let actor = text(v, "actor_id", Reason::InvalidUserId)?;
-    let rest = crate::normalize::strip_actor_prefix(&actor, tier, tenant).ok_or_else(|| {
+    let rest = crate::normalize::strip_actor_prefix(actor, tier, tenant).ok_or_else(|| {
         let prefix = format!("{tier}-{tenant}-");
         refuse(Reason::InvalidUserId, format!("actor_id {actor:?} does not start with {prefix:?}"))
     })?;
@@ -225,8 +225,7 @@ pub(super) fn model(span: &[KeyValue]) -> Result<Option<ModelId>, Refusal> {
     }
     value
         .map(|s| {
-            crate::normalize::model_id(&s)
-                .map_err(|e| refuse(Reason::InvalidModelId, e.to_string()))
+            crate::normalize::model_id(s).map_err(|e| refuse(Reason::InvalidModelId, e.to_string()))
         })
         .transpose()
 }
