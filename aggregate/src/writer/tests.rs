@@ -491,3 +491,28 @@ fn rows_are_keyed_by_service_tier_and_the_band_of_each_calls_own_prompt() {
     assert_eq!(tenant.len(), 1);
     assert_eq!((tenant[0].invocations, tenant[0].tokens.cache_write_1h), (5, 45_000));
 }
+
+proptest::proptest! {
+    /// The integer-keyed sort gives exactly the order of `sort_cmp`: tenants that share
+    /// prefixes, equal times and ids that differ only at the end included.
+    #[test]
+    fn sort_rows_orders_as_sort_cmp(
+        rows in proptest::collection::vec((0u8..6, 0i64..4, 0u16..50), 0..300)
+    ) {
+        let tenants = ["a", "a-1", "a-10", "b", "B", "a.1"];
+        let events: Vec<UsageEvent> = rows
+            .iter()
+            .map(|&(t, ms, id)| ev(&format!("id-{id}"), tenants[t as usize], DAY0 + ms, 1))
+            .collect();
+        // Distinct ids per (tenant, time) tie, as after dedup within a day.
+        let mut seen = std::collections::HashSet::new();
+        let keep: Vec<usize> = (0..events.len())
+            .filter(|&i| seen.insert(events[i].event_id.clone()))
+            .collect();
+        let mut fast = keep.clone();
+        sort_rows(&events, &mut fast);
+        let mut slow = keep;
+        slow.sort_by(|&a, &b| UsageEvent::sort_cmp(&events[a], &events[b]));
+        proptest::prop_assert_eq!(fast, slow);
+    }
+}
