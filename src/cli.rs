@@ -274,10 +274,26 @@ pub struct InvoiceArgs {
     /// spans).
     #[arg(long, value_name = "FILE")]
     pub gateway_costs: Option<PathBuf>,
-    /// Roster of tenants to bill (TOML `[tenants]` id = "tier"); listed tenants without usage
-    /// still get their base fee.
+    /// Roster of tenants to bill (TOML `[tenants]` id = "tier", or a `[tenants.<id>]` table
+    /// with `tier` and the bill-to name, address, email and customer ids), and the `[issuer]`
+    /// printed on the invoices; listed tenants without usage still get their base fee.
     #[arg(long)]
     pub tenants: Option<PathBuf>,
+    /// Issue the period's invoices and close it: they are recorded in the lake, never priced
+    /// again, and usage of the period that arrives later is billed in the next open period.
+    #[arg(long, conflicts_with_all = ["reopen", "preview"])]
+    pub close: bool,
+    /// Reopen a closed period: credit notes cancel its invoices; the next --close issues
+    /// replacement invoices that reference them.
+    #[arg(long, conflicts_with = "preview")]
+    pub reopen: bool,
+    /// Price the open period to date into OUT/previews/YYYY-MM/: marked as a preview, neither
+    /// numbered nor recorded.
+    #[arg(long)]
+    pub preview: bool,
+    /// The issue date of documents issued by --close or --reopen (default: today, UTC).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub issue_date: Option<chrono::NaiveDate>,
     /// BillingAccountId in the FOCUS export (the AWS account that pays).
     #[arg(long, default_value = "unknown")]
     pub billing_account: String,

@@ -15,6 +15,8 @@
 //!   _state/inference_profiles.json                    application inference profiles seen
 //!   _state/checkpoints/kinesis/<16 hex>/<shard>.json  one checkpoint per Kinesis shard
 //!   _state/checkpoints/s3/<16 hex>/<32 hex>-<etag>.json  one record per S3 object ingested
+//!   _state/billing/periods/YYYY-MM.json               a closed billing period's record
+//!   _state/billing/blobs/<32 hex>                     issued documents and priced inputs
 //! ```
 
 use agentmeter_schemas::tables::{PARTITION_COLUMN, TableDef};
@@ -32,6 +34,26 @@ pub const FLAG_STATE: &str = "_state/flags.json";
 /// The application inference profiles every invoice run was given, merged (a
 /// `list-inference-profiles` page): usage of a profile deleted since still prices.
 pub const INFERENCE_PROFILES: &str = "_state/inference_profiles.json";
+/// The records of billing periods ever closed.
+pub const BILLING_PERIODS: &str = "_state/billing/periods/";
+
+/// The record of the billing period (a UTC month) starting on `start`.
+pub fn billing_period(start: NaiveDate) -> String {
+    format!("{BILLING_PERIODS}{}.json", start.format("%Y-%m"))
+}
+
+/// The month a billing period record's key names, or `None` for another key.
+pub fn parse_billing_period(key: &str) -> Option<NaiveDate> {
+    let label = key.strip_prefix(BILLING_PERIODS)?.strip_suffix(".json")?;
+    let d = NaiveDate::parse_from_str(&format!("{label}-01"), "%Y-%m-%d").ok()?;
+    (label.len() == 7).then_some(d)
+}
+
+/// A billing blob, by its content digest (hex; anything else is refused by the reader).
+pub fn billing_blob(hex: &str) -> String {
+    format!("_state/billing/blobs/{hex}")
+}
+
 /// The one file of a rollup or derived partition: a fixed name, so a rebuild replaces it.
 pub const PARTITION_FILE: &str = "part-00000.parquet";
 

@@ -247,7 +247,7 @@ mod tests {
         assert!(lines.contains("'projection.period.interval.unit'='MONTHS'"));
         assert!(lines.contains("  `amount` decimal(38,2),\n"));
         assert!(lines.contains(
-            "  `provisional` boolean,\n  `service_tier` string,\n  `long_context` boolean\n)"
+            "  `service_tier` string,\n  `long_context` boolean,\n  `adjusts_period` string,\n  `status` string\n)"
         ));
     }
 

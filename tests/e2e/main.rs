@@ -14,6 +14,7 @@ mod dirty;
 mod flags;
 mod ingest;
 mod invoice;
+mod periods;
 mod isolation;
 mod pools;
 mod privacy;

@@ -21,6 +21,10 @@ impl Pricing for PriceBook {
         self.plans().map(|(t, _)| t.clone()).collect()
     }
 
+    fn model_name(&self, model_id: &str) -> Option<String> {
+        self.resolve(model_id).and_then(|m| m.name()).map(str::to_owned)
+    }
+
     fn plan(&self, tier: &Tier) -> Option<PlanTerms> {
         PriceBook::plan(self, tier).map(|p| PlanTerms {
             base_fee: p.base_fee,

@@ -21,7 +21,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 
 use super::model::{
-    Allocation, Component, CostPool, Invoice, Line, LineClass, Period, Problem, Unallocated,
+    Allocation, Component, CostPool, DocumentKind, DocumentStatus, Invoice, Line, LineClass,
+    Period, Problem, Unallocated,
 };
 use super::usage::{Drivers, Series, SeriesKey};
 use crate::allocate::allocate_cents;
@@ -79,6 +80,10 @@ pub trait Pricing {
     fn tiers(&self) -> Vec<Tier>;
     /// The plan of a tier.
     fn plan(&self, tier: &Tier) -> Option<PlanTerms>;
+    /// The display name of a model, when the prices give one.
+    fn model_name(&self, _model_id: &str) -> Option<String> {
+        None
+    }
     /// Billed and list prices of `model_id` for `tier` over `[from, to)`.
     fn spans(&self, tier: &Tier, model_id: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Spans;
 }
@@ -510,11 +515,13 @@ pub fn compute(input: &InvoiceInput<'_>) -> Result<InvoiceRun, InvoiceError> {
             lines.push(Line {
                 component: k.component,
                 model_id: Some(k.model_id.clone()),
+                model_name: input.pricing.model_name(k.model_id.as_str()),
                 tier: k.tier,
                 quantity: qty,
                 unit: k.component.unit(),
                 unit_price: k.price,
                 amount: amount(qty, k.price, k.component.per_million(), k.model_id.as_str())?,
+                adjusts_period: None,
                 price_effective_from: k.effective_from,
                 price_effective_to: k.effective_to,
                 class: Some(k.class),
@@ -539,11 +546,13 @@ pub fn compute(input: &InvoiceInput<'_>) -> Result<InvoiceRun, InvoiceError> {
                     Line {
                         component: Component::PlanFee,
                         model_id: None,
+                        model_name: None,
                         tier: tier.clone(),
                         quantity: 1,
                         unit: Component::PlanFee.unit(),
                         unit_price: plan.base_fee,
                         amount: fee,
+                        adjusts_period: None,
                         price_effective_from: None,
                         price_effective_to: None,
                         class: None,
@@ -555,11 +564,13 @@ pub fn compute(input: &InvoiceInput<'_>) -> Result<InvoiceRun, InvoiceError> {
                     lines.push(Line {
                         component: Component::IncludedUsage,
                         model_id: None,
+                        model_name: None,
                         tier: tier.clone(),
                         quantity: 1,
                         unit: Component::IncludedUsage.unit(),
                         unit_price: -credit,
                         amount: -credit,
+                        adjusts_period: None,
                         price_effective_from: None,
                         price_effective_to: None,
                         class: None,
@@ -583,6 +594,13 @@ pub fn compute(input: &InvoiceInput<'_>) -> Result<InvoiceRun, InvoiceError> {
         let usage_source = input.pricing.plan(&tier).map_or(UsageSource::Logs, |p| p.usage_source);
         run.invoices.push(Invoice {
             invoice_number: format!("AM-{}-{tenant}", period.start.format("%Y%m")),
+            document: DocumentKind::Invoice,
+            status: DocumentStatus::Draft,
+            references: None,
+            issue_date: None,
+            due_date: None,
+            issuer: None,
+            bill_to: None,
             usage_source,
             tenant_id: tenant,
             tier,

@@ -3,11 +3,17 @@
 //!
 //! ```text
 //! OUT/invoices/YYYY-MM/tenants/<tenant>.json   one invoice (amounts are decimal strings)
-//! OUT/invoices/YYYY-MM/tenants/<tenant>.html   the same, readable
+//! OUT/invoices/YYYY-MM/tenants/<tenant>.html   the same, print-ready, for the customer
+//! OUT/invoices/YYYY-MM/credit-notes/<n>/<tenant>.json|html  credit notes of a reopening
 //! OUT/invoices/YYYY-MM/invoices.csv    one row per line item, every tenant
+//! OUT/invoices/YYYY-MM/focus-invoice-detail.csv  FOCUS 1.4 InvoiceDetail
+//!   (the files above are the documents: recorded at a close, reproduced byte for byte)
+//! OUT/invoices/YYYY-MM/ledger.csv      every document issued for the period, and its status
+//! OUT/invoices/YYYY-MM/focus-billing-period.csv  FOCUS 1.4 BillingPeriod (Open or Closed)
 //! OUT/invoices/YYYY-MM/margin.csv|json revenue, allocated and unallocated AWS cost, margin
-//! OUT/invoices/YYYY-MM/focus.csv|parquet  allocated costs, FOCUS 1.2 columns (+ x_ columns)
+//! OUT/invoices/YYYY-MM/focus.csv|parquet  allocated costs, FOCUS Cost and Usage
 //! OUT/invoices/YYYY-MM/summary.json    problems, unallocated cost, reconciliation
+//! OUT/previews/YYYY-MM/...             the same for `--preview` (not numbered, not recorded)
 //! ```
 //!
 //! Every file is written whole under a temporary name and renamed into place, and a rerun
@@ -26,7 +32,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::compute::InvoiceRun;
-use super::model::{CostPool, Invoice, Problem, Unallocated};
+use super::model::{CostPool, DocumentKind, DocumentStatus, Invoice, Problem, Unallocated};
 
 /// A failure to write an output.
 #[derive(Debug, thiserror::Error)]
@@ -167,6 +173,10 @@ pub struct RunSummary {
     pub notes: Vec<String>,
     /// Reconciliation with Cost Explorer.
     pub reconciliation: Reconciliation,
+    /// `open`, `closed`, `open (preview)` or `open (reopened)`.
+    pub period_status: String,
+    /// What happened to the period: closed, reproduced, reopened, late usage billed.
+    pub messages: Vec<String>,
 }
 
 /// Computes the margin summary of a run.
@@ -270,6 +280,8 @@ pub fn summary(run: &InvoiceRun) -> RunSummary {
             .collect(),
         notes: run.notes.clone(),
         reconciliation: reconciliation(run),
+        period_status: "open".into(),
+        messages: Vec::new(),
     }
 }
 
@@ -298,7 +310,7 @@ fn opt_time(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
     t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).unwrap_or_default()
 }
 
-/// The rows of `invoices.csv` and of the `invoice_lines` table.
+/// The rows of the `invoice_lines` table.
 pub fn line_rows(invoices: &[Invoice]) -> Vec<InvoiceLineRow> {
     let mut rows = Vec::new();
     for inv in invoices {
@@ -321,10 +333,148 @@ pub fn line_rows(invoices: &[Invoice]) -> Vec<InvoiceLineRow> {
                 provisional: inv.provisional,
                 service_tier: l.class.map(|c| c.service_tier.code().to_owned()),
                 long_context: l.class.map(|c| c.long_context),
+                adjusts_period: l.adjusts_period.clone(),
+                status: status_code(inv.status).to_owned(),
             });
         }
     }
     rows
+}
+
+fn status_code(s: DocumentStatus) -> &'static str {
+    match s {
+        DocumentStatus::Preview => "preview",
+        DocumentStatus::Draft => "draft",
+        DocumentStatus::Issued => "issued",
+    }
+}
+
+fn kind_code(k: DocumentKind) -> &'static str {
+    match k {
+        DocumentKind::Invoice => "invoice",
+        DocumentKind::CreditNote => "credit_note",
+    }
+}
+
+/// The header of `invoices.csv`.
+pub const INVOICES_CSV_HEADER: [&str; 27] = [
+    "invoice_number",
+    "document",
+    "status",
+    "tenant_id",
+    "tier",
+    "period",
+    "issue_date",
+    "due_date",
+    "line",
+    "component",
+    "model_id",
+    "quantity",
+    "unit",
+    "unit_price",
+    "amount",
+    "usage_quantity",
+    "usage_unit",
+    "currency",
+    "adjusts_period",
+    "invoice_total",
+    "complete",
+    "problems",
+    "price_effective_from",
+    "price_effective_to",
+    "price_book_version",
+    "service_tier",
+    "long_context",
+];
+
+/// The rows of `invoices.csv`: one per line of every document, and one (without line fields)
+/// for a document without lines, so that an incomplete one is never missing. Quantities are
+/// in the line's unit (`1M tokens`, `call`, `month`, `credit`), exact; amounts have two
+/// decimals; the raw count is beside them.
+pub fn csv_rows(period: &str, invoices: &[Invoice]) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for inv in invoices {
+        let problems: Vec<String> = inv
+            .problems
+            .iter()
+            .map(|p| {
+                let q = p.quantities(|n| n.to_string());
+                let model = p.model_id.as_ref().map(|m| format!("{m}: ")).unwrap_or_default();
+                if q.is_empty() {
+                    format!("{model}{}", p.reason)
+                } else {
+                    format!("{model}{} ({q})", p.reason)
+                }
+            })
+            .collect();
+        let head = |line: String| {
+            vec![
+                inv.invoice_number.clone(),
+                kind_code(inv.document).to_owned(),
+                status_code(inv.status).to_owned(),
+                inv.tenant_id.to_string(),
+                inv.tier.to_string(),
+                period.to_owned(),
+                inv.issue_date.map(|d| d.to_string()).unwrap_or_default(),
+                inv.due_date.map(|d| d.to_string()).unwrap_or_default(),
+                line,
+            ]
+        };
+        let tail = |adjusts: String| {
+            vec![
+                inv.currency.clone(),
+                adjusts,
+                cents(inv.total),
+                inv.complete.to_string(),
+                problems.join("; "),
+            ]
+        };
+        if inv.lines.is_empty() {
+            let mut r = head(String::new());
+            r.extend(std::iter::repeat_n(String::new(), 8));
+            r.extend(tail(String::new()));
+            r.extend([String::new(), String::new(), inv.price_book_version.clone()]);
+            r.extend([String::new(), String::new()]);
+            rows.push(r);
+        }
+        for (i, l) in inv.lines.iter().enumerate() {
+            let mut r = head((i + 1).to_string());
+            let quantity = if l.component.per_million() {
+                (Decimal::from(l.quantity) / agentmeter_schemas::money::MILLION)
+                    .normalize()
+                    .to_string()
+            } else {
+                l.quantity.to_string()
+            };
+            r.extend([
+                l.component.code().to_owned(),
+                l.model_id.as_ref().map(ToString::to_string).unwrap_or_default(),
+                quantity,
+                l.component.billing_unit().to_owned(),
+                l.unit_price.normalize().to_string(),
+                cents(l.amount),
+                l.quantity.to_string(),
+                l.unit.to_owned(),
+            ]);
+            r.extend(tail(l.adjusts_period.clone().unwrap_or_default()));
+            r.extend([
+                opt_time(l.price_effective_from),
+                opt_time(l.price_effective_to),
+                inv.price_book_version.clone(),
+                l.class.map(|c| c.service_tier.code().to_owned()).unwrap_or_default(),
+                l.class.map(|c| c.long_context.to_string()).unwrap_or_default(),
+            ]);
+            rows.push(r);
+        }
+    }
+    rows
+}
+
+/// An amount with exactly two decimals.
+fn cents(d: Decimal) -> String {
+    let mut d = d.round_dp(2);
+    d.rescale(2);
+    d.to_string()
 }
 
 /// Paths written by [`write`].
@@ -340,91 +490,131 @@ pub struct Written {
 
 /// The directory of per-tenant files inside a period's directory.
 pub const TENANTS_DIR: &str = "tenants";
+/// The directory of credit notes inside a period's directory (`credit-notes/<n>/<tenant>.*`).
+pub const CREDIT_NOTES_DIR: &str = "credit-notes";
 
-/// Writes every output of `run` under `out/invoices/YYYY-MM/`, and the `invoice_lines`
-/// partition of the period into `lake` when given.
+/// The documents a customer or finance receives, by path under the period's directory: each
+/// tenant's invoice (JSON and HTML), each credit note, `invoices.csv` and the FOCUS
+/// InvoiceDetail dataset. A closed period's are recorded at its close and written again as
+/// they were.
+///
+/// # Errors
+///
+/// An encoding failure.
+pub fn documents(
+    run: &InvoiceRun,
+    credit_notes: &[Invoice],
+    info: &super::pending::BillingPeriodInfo,
+) -> Result<BTreeMap<String, Vec<u8>>, ExportError> {
+    let mut out = BTreeMap::new();
+    // Tenant ids are validated (no separator, never `.` or `..`): safe as file names.
+    for inv in &run.invoices {
+        for (ext, bytes) in document_files(inv)? {
+            out.insert(format!("{TENANTS_DIR}/{}.{ext}", inv.tenant_id), bytes);
+        }
+    }
+    for cn in credit_notes {
+        for (ext, bytes) in document_files(cn)? {
+            out.insert(credit_note_path(&cn.invoice_number, &cn.tenant_id, ext), bytes);
+        }
+    }
+    let label = run.period.label();
+    let all: Vec<Invoice> = run.invoices.iter().chain(credit_notes).cloned().collect();
+    let path = Path::new("invoices.csv");
+    out.insert(
+        "invoices.csv".into(),
+        csv_bytes(path, &INVOICES_CSV_HEADER, csv_rows(&label, &all).into_iter())?,
+    );
+    out.insert(
+        "focus-invoice-detail.csv".into(),
+        super::pending::invoice_detail_csv(Path::new("focus-invoice-detail.csv"), &all, info)?,
+    );
+    Ok(out)
+}
+
+/// A document's two files: its JSON and its HTML page.
+///
+/// # Errors
+///
+/// An encoding failure.
+pub fn document_files(inv: &Invoice) -> Result<[(&'static str, Vec<u8>); 2], ExportError> {
+    Ok([
+        ("json", json(inv.tenant_id.as_str(), inv)?),
+        ("html", super::html::invoice_page(inv).into_bytes()),
+    ])
+}
+
+/// Where a credit note's file goes under the period's directory: `credit-notes/<n>/<tenant>.<ext>`,
+/// `n` the credit note's revision (the digits its number ends with).
+pub fn credit_note_path(number: &str, tenant: &TenantId, ext: &str) -> String {
+    let n: u32 = number.rsplit('/').next().and_then(|n| n.parse().ok()).unwrap_or(1);
+    format!("{CREDIT_NOTES_DIR}/{n}/{tenant}.{ext}")
+}
+
+/// The rest of a run's outputs: internal views, recomputed on every run.
+pub struct Internal<'a> {
+    /// BillingAccountId in the FOCUS export.
+    pub billing_account: &'a str,
+    /// The period's status and dates.
+    pub info: &'a super::pending::BillingPeriodInfo,
+    /// The period's record, for `ledger.csv`.
+    pub record: Option<&'a super::ledger::PeriodRecord>,
+    /// Where to write the `invoice_lines` partition (not for a preview, nor a closed period,
+    /// whose partition stays as its close wrote it).
+    pub lake: Option<&'a Lake>,
+}
+
+/// Writes a run of an open period as drafts under `out/invoices/YYYY-MM/`, without a lake.
+///
+/// # Errors
+///
+/// Any file that cannot be written.
+pub fn write_draft(
+    run: &InvoiceRun,
+    out: &Path,
+    billing_account: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Written, ExportError> {
+    let currency = run.invoices.first().map_or_else(|| "USD".to_owned(), |i| i.currency.clone());
+    let info = super::pending::BillingPeriodInfo {
+        period: run.period,
+        status: super::model::PeriodStatus::Open,
+        created: now,
+        last_updated: now,
+        issuer: String::new(),
+        currency,
+        billing_account: billing_account.to_owned(),
+    };
+    let docs = documents(run, &[], &info)?;
+    let dir = out.join("invoices").join(run.period.label());
+    let internal = Internal { billing_account, info: &info, record: None, lake: None };
+    write(run, &dir, &docs, &internal)
+}
+
+/// Writes `docs` and the internal views of `run` under `dir`, and the `invoice_lines`
+/// partition of the period into the lake when given.
 ///
 /// # Errors
 ///
 /// Any file that cannot be written.
 pub fn write(
     run: &InvoiceRun,
-    out: &Path,
-    lake: Option<&Lake>,
-    billing_account: &str,
+    dir: &Path,
+    docs: &BTreeMap<String, Vec<u8>>,
+    internal: &Internal<'_>,
 ) -> Result<Written, ExportError> {
-    let dir = out.join("invoices").join(run.period.label());
-    let tenant_dir = dir.join(TENANTS_DIR);
     let mut files = Vec::new();
-    let put = |files: &mut Vec<PathBuf>, name: String, bytes: Vec<u8>| -> Result<(), ExportError> {
+    let put = |files: &mut Vec<PathBuf>, name: &str, bytes: &[u8]| -> Result<(), ExportError> {
         let path = dir.join(name);
-        write_atomic(&path, &bytes)?;
+        write_atomic(&path, bytes)?;
         files.push(path);
         Ok(())
     };
-    for inv in &run.invoices {
-        // Tenant ids are validated (no separator, never `.` or `..`): safe as file names.
-        for (ext, bytes) in [
-            ("json", json(&inv.invoice_number, inv)?),
-            ("html", super::html::invoice_page(inv).into_bytes()),
-        ] {
-            let path = tenant_dir.join(format!("{}.{ext}", inv.tenant_id));
-            write_atomic(&path, &bytes)?;
-            files.push(path);
-        }
+    for (name, bytes) in docs {
+        put(&mut files, name, bytes)?;
     }
-    let rows = line_rows(&run.invoices);
-    let csv_path = dir.join("invoices.csv");
-    let csv = csv_bytes(
-        &csv_path,
-        &[
-            "invoice_number",
-            "tenant_id",
-            "tier",
-            "period",
-            "line",
-            "component",
-            "model_id",
-            "quantity",
-            "unit",
-            "unit_price",
-            "amount",
-            "currency",
-            "price_effective_from",
-            "price_effective_to",
-            "price_book_version",
-            "provisional",
-            "service_tier",
-            "long_context",
-        ],
-        rows.iter().map(|r| {
-            vec![
-                r.invoice_number.clone(),
-                r.tenant_id.to_string(),
-                r.tier.to_string(),
-                run.period.label(),
-                r.line.to_string(),
-                r.component.clone(),
-                r.model_id.as_ref().map(ToString::to_string).unwrap_or_default(),
-                r.quantity.to_string(),
-                r.unit.clone(),
-                r.unit_price.normalize().to_string(),
-                r.amount.to_string(),
-                r.currency.clone(),
-                opt_time(
-                    r.price_effective_from_ms.and_then(chrono::DateTime::from_timestamp_millis),
-                ),
-                opt_time(r.price_effective_to_ms.and_then(chrono::DateTime::from_timestamp_millis)),
-                r.price_book_version.clone(),
-                r.provisional.to_string(),
-                r.service_tier.clone().unwrap_or_default(),
-                r.long_context.map(|b| b.to_string()).unwrap_or_default(),
-            ]
-        }),
-    )?;
-    put(&mut files, "invoices.csv".into(), csv)?;
     let m = margin(run);
-    put(&mut files, "margin.json".into(), json("margin", &m)?)?;
+    put(&mut files, "margin.json", &json("margin", &m)?)?;
     let margin_path = dir.join("margin.csv");
     let mut margin_rows: Vec<Vec<String>> = m
         .tiers
@@ -468,20 +658,36 @@ pub fn write(
         ],
         margin_rows.into_iter(),
     )?;
-    put(&mut files, "margin.csv".into(), margin_csv)?;
-    let focus = super::focus::rows(run, billing_account);
-    put(&mut files, "focus.csv".into(), super::focus::csv(&dir.join("focus.csv"), &focus)?)?;
+    put(&mut files, "margin.csv", &margin_csv)?;
+    let focus = super::focus::rows(run, internal.billing_account);
+    put(&mut files, "focus.csv", &super::focus::csv(&dir.join("focus.csv"), &focus)?)?;
     let focus_batch = super::focus::batch(&focus)
         .map_err(|source| ExportError::Arrow { what: "focus.parquet".into(), source })?;
     let focus_path = dir.join("focus.parquet");
     write_parquet_file(&focus_path, &focus_batch, &[])?;
     files.push(focus_path);
-    put(&mut files, "summary.json".into(), json("summary", &summary(run))?)?;
+    put(
+        &mut files,
+        "focus-billing-period.csv",
+        &super::pending::billing_period_csv(&dir.join("focus-billing-period.csv"), internal.info)?,
+    )?;
+    let ledger = internal.record.map(super::ledger::ledger_rows).unwrap_or_default();
+    let ledger_path = dir.join("ledger.csv");
+    put(
+        &mut files,
+        "ledger.csv",
+        &csv_bytes(&ledger_path, &super::ledger::LEDGER_HEADER, ledger.into_iter())?,
+    )?;
+    put(&mut files, "summary.json", &json("summary", &summary(run))?)?;
 
-    // Remove invoices of tenants this run no longer bills (and, at the top, the tenant files
-    // of versions that wrote them beside the run-wide ones).
+    // Remove documents this run did not write: invoices of tenants no longer billed, and the
+    // tenant files of versions that wrote them beside the run-wide ones.
     let keep: std::collections::BTreeSet<PathBuf> = files.iter().cloned().collect();
-    for d in [&dir, &tenant_dir] {
+    let mut dirs = vec![dir.to_path_buf(), dir.join(TENANTS_DIR)];
+    if let Ok(entries) = std::fs::read_dir(dir.join(CREDIT_NOTES_DIR)) {
+        dirs.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+    }
+    for d in &dirs {
         let Ok(entries) = std::fs::read_dir(d) else { continue };
         for e in entries.flatten() {
             let p = e.path();
@@ -493,8 +699,9 @@ pub fn write(
         }
     }
 
-    let lake_file = match lake {
+    let lake_file = match internal.lake {
         Some(lake) => {
+            let rows = line_rows(&run.invoices);
             let batch = invoice_lines_batch(&rows)
                 .map_err(|source| ExportError::Arrow { what: INVOICE_LINES.into(), source })?;
             let table =
@@ -504,5 +711,5 @@ pub fn write(
         }
         None => None,
     };
-    Ok(Written { dir, files, lake_file })
+    Ok(Written { dir: dir.to_path_buf(), files, lake_file })
 }

@@ -11,6 +11,8 @@ pub mod compute;
 pub mod export;
 pub mod focus;
 pub mod html;
+pub mod ledger;
+pub mod pending;
 pub mod model;
 pub mod roster;
 pub mod usage;
@@ -18,7 +20,10 @@ pub mod usage;
 pub use compute::{
     InvoiceError, InvoiceInput, InvoiceRun, PlanTerms, PriceSpan, Pricing, Spans, compute,
 };
-pub use model::{Allocation, Component, CostPool, Invoice, Line, Period, Problem, Unallocated};
+pub use model::{
+    Allocation, BillTo, Component, CostPool, DocumentKind, DocumentStatus, Invoice, Issuer, Line,
+    Period, PeriodStatus, Problem, Unallocated,
+};
 
 #[cfg(test)]
 mod tests;

@@ -117,7 +117,7 @@ impl Period {
 }
 
 /// What an invoice line charges for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Component {
     /// Input tokens, per million.
@@ -168,6 +168,17 @@ impl Component {
         }
     }
 
+    /// The unit of a price and of the quantity in the finance exports: `1M tokens`, `call`,
+    /// `month` or `credit`.
+    pub fn billing_unit(self) -> &'static str {
+        match self {
+            Component::ToolCalls => "call",
+            Component::PlanFee => "month",
+            Component::IncludedUsage => "credit",
+            _ => "1M tokens",
+        }
+    }
+
     /// True for components priced per million units.
     pub fn per_million(self) -> bool {
         self.unit() == "tokens"
@@ -183,6 +194,9 @@ pub struct Line {
     /// The model, for usage lines.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_id: Option<ModelId>,
+    /// The model's display name from the price book, when it gives one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_name: Option<String>,
     /// The tier whose plan priced the line.
     pub tier: Tier,
     /// Quantity in `unit`s.
@@ -193,11 +207,16 @@ pub struct Line {
     pub unit_price: Decimal,
     /// Amount, rounded to the cent.
     pub amount: Decimal,
-    /// Start of the price's validity (usage lines).
+    /// The closed period (`YYYY-MM`) whose late usage this line bills, at that period's
+    /// prices; `None` for the period's own usage.
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub adjusts_period: Option<String>,
+    /// Start of the price's validity (usage lines). Internal: in `invoices.csv` and the
+    /// `invoice_lines` table, not in the document a customer receives.
+    #[serde(skip)]
     pub price_effective_from: Option<DateTime<Utc>>,
-    /// End of the price's validity, if it ends.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// End of the price's validity, if it ends. Internal, as `price_effective_from`.
+    #[serde(skip)]
     pub price_effective_to: Option<DateTime<Utc>>,
     /// The price class of a usage line: the service tier its calls ran in (omitted in JSON
     /// when standard) and whether they were priced at long-context prices (omitted when not).
@@ -272,11 +291,119 @@ impl Problem {
     }
 }
 
-/// One tenant's invoice for one period.
+/// What a document is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocumentKind {
+    /// An invoice (a replacement invoice names the one it replaces in `references`).
+    #[default]
+    Invoice,
+    /// A credit note: the negated lines of the invoice it cancels (`references`).
+    CreditNote,
+}
+
+/// Where a document stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocumentStatus {
+    /// The open period priced to date: not numbered, not recorded.
+    Preview,
+    /// The open period's invoice as of this run: numbered, may still change.
+    #[default]
+    Draft,
+    /// Issued when the period was closed: recorded in the lake, never re-priced.
+    Issued,
+}
+
+/// Whether a billing period can still change (FOCUS 1.4 `BillingPeriodStatus`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum PeriodStatus {
+    /// Usage may still be added and invoices are drafts.
+    #[default]
+    Open,
+    /// Invoices issued; late usage is billed in a later period.
+    Closed,
+}
+
+impl PeriodStatus {
+    /// `Open` or `Closed`, as FOCUS spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeriodStatus::Open => "Open",
+            PeriodStatus::Closed => "Closed",
+        }
+    }
+}
+
+/// Who issues the invoices (the `[issuer]` table of the roster).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Issuer {
+    /// Legal name.
+    pub name: String,
+    /// Postal address, one line each.
+    #[serde(default)]
+    pub address: Vec<String>,
+    /// Billing contact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Tax or VAT registration number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tax_id: Option<String>,
+    /// Days from the issue date to the due date.
+    #[serde(default = "default_payment_terms_days")]
+    pub payment_terms_days: u32,
+    /// How to pay (bank details, a payment link), printed on the invoice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_instructions: Option<String>,
+}
+
+fn default_payment_terms_days() -> u32 {
+    30
+}
+
+/// Who an invoice is billed to (a tenant's table in the roster).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BillTo {
+    /// Legal name.
+    pub name: String,
+    /// Postal address, one line each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub address: Vec<String>,
+    /// Billing contact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// The customer's ids in other systems (`stripe = "cus_…"`), by system.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub customer_ids: std::collections::BTreeMap<String, String>,
+}
+
+/// One tenant's invoice (or credit note) for one period.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Invoice {
-    /// Deterministic: `AM-<YYYYMM>-<tenant>`.
+    /// `AM-<YYYYMM>-<tenant>`; a replacement adds `-R<n>`, a credit note `-C<n>`; empty for a
+    /// preview (not numbered). Never reused: revisions only count up.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub invoice_number: String,
+    /// Invoice or credit note.
+    pub document: DocumentKind,
+    /// Preview, draft or issued.
+    pub status: DocumentStatus,
+    /// The number of the document this one credits or replaces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub references: Option<String>,
+    /// Date of issue (issued documents).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issue_date: Option<NaiveDate>,
+    /// Payment due (issue date + the issuer's payment terms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub due_date: Option<NaiveDate>,
+    /// Who issues it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<Issuer>,
+    /// Who it is billed to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bill_to: Option<BillTo>,
     /// The tenant.
     pub tenant_id: TenantId,
     /// The tier whose plan fee applies (the tier of the tenant's latest usage).
@@ -295,10 +422,15 @@ pub struct Invoice {
     /// Sum of the lines' amounts.
     pub total: Decimal,
     /// The tenant's share of the AWS cost (Cost Explorer), allocated by list-price usage.
+    /// Internal (margin files), never in the customer's document.
+    #[serde(skip)]
     pub allocated_cost: Decimal,
-    /// `total - allocated_cost`.
+    /// `total - allocated_cost`. Internal.
+    #[serde(skip)]
     pub margin: Decimal,
-    /// True if any allocated cost comes from a day Cost Explorer marks estimated.
+    /// True if any allocated cost comes from a day Cost Explorer marks estimated: the internal
+    /// margin view is provisional; the customer's charges do not depend on it. Internal.
+    #[serde(skip)]
     pub provisional: bool,
     /// False if some usage could not be billed (see `problems`).
     pub complete: bool,

@@ -370,7 +370,8 @@ fn per_tenant_files_hold_one_tenant_alone() {
     let c = costs(&[(1, Some("basic"), "10", false)]);
     let r = run(&u, Some(&c), &BTreeMap::new());
     let dir = tempfile::tempdir().unwrap();
-    let written = super::export::write(&r, dir.path(), None, "123456789012").unwrap();
+    let written =
+        super::export::write_draft(&r, dir.path(), "123456789012", chrono::Utc::now()).unwrap();
     let tenants = written.dir.join(super::export::TENANTS_DIR);
     let a_json = std::fs::read_to_string(tenants.join("clinic-a.json")).unwrap();
     let a_html = std::fs::read_to_string(tenants.join("clinic-a.html")).unwrap();
@@ -397,7 +398,7 @@ fn per_tenant_files_hold_one_tenant_alone() {
     let mut only_a = u.clone();
     only_a.retain(|k, _| k.tenant_id.as_str() == "clinic-a");
     let r2 = run(&only_a, Some(&c), &BTreeMap::new());
-    super::export::write(&r2, dir.path(), None, "123456789012").unwrap();
+    super::export::write_draft(&r2, dir.path(), "123456789012", chrono::Utc::now()).unwrap();
     assert!(!tenants.join("clinic-b.json").exists());
     assert!(tenants.join("clinic-a.json").exists());
 }
@@ -420,7 +421,8 @@ fn tenants_named_like_run_wide_files_keep_their_invoices_and_never_see_the_other
     let c = costs(&[(1, Some("basic"), "10", false)]);
     let r = run(&u, Some(&c), &BTreeMap::new());
     let dir = tempfile::tempdir().unwrap();
-    let written = super::export::write(&r, dir.path(), None, "123456789012").unwrap();
+    let written =
+        super::export::write_draft(&r, dir.path(), "123456789012", chrono::Utc::now()).unwrap();
     let tenants = written.dir.join(super::export::TENANTS_DIR);
     for name in names {
         let inv: serde_json::Value = serde_json::from_str(

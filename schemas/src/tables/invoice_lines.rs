@@ -34,8 +34,12 @@ static INVOICE_LINES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         // Version 2: the price class of usage lines (null on fee and credit lines).
         Field::new("service_tier", DataType::Utf8, true),
         Field::new("long_context", DataType::Boolean, true),
+        // Version 3: late usage of a closed period billed in this one, and the document's
+        // status (draft or issued).
+        Field::new("adjusts_period", DataType::Utf8, true),
+        Field::new("status", DataType::Utf8, false),
     ];
-    with_version(fields, "2")
+    with_version(fields, "3")
 });
 
 /// Schema of `invoice_lines`.
@@ -80,6 +84,10 @@ pub struct InvoiceLineRow {
     pub service_tier: Option<String>,
     /// Whether a usage line's calls were priced at long-context prices.
     pub long_context: Option<bool>,
+    /// The closed period (`YYYY-MM`) whose late usage the line bills.
+    pub adjusts_period: Option<String>,
+    /// The document's status: `draft` or `issued`.
+    pub status: String,
 }
 
 /// A decimal as the mantissa at `scale`, or an error if it does not fit exactly.
@@ -119,6 +127,8 @@ pub fn invoice_lines_batch(rows: &[InvoiceLineRow]) -> Result<RecordBatch, Arrow
     let mut provisional = BooleanBuilder::with_capacity(n);
     let mut service_tier = StringBuilder::with_capacity(n, n * 8);
     let mut long_context = BooleanBuilder::with_capacity(n);
+    let mut adjusts = StringBuilder::with_capacity(n, n * 7);
+    let mut status = StringBuilder::with_capacity(n, n * 6);
     for r in rows {
         text[0].append_value(&r.invoice_number);
         text[1].append_value(r.tenant_id.as_str());
@@ -137,6 +147,8 @@ pub fn invoice_lines_batch(rows: &[InvoiceLineRow]) -> Result<RecordBatch, Arrow
         provisional.append_value(r.provisional);
         service_tier.append_option(r.service_tier.as_deref());
         long_context.append_option(r.long_context);
+        adjusts.append_option(r.adjusts_period.as_deref());
+        status.append_value(&r.status);
     }
     let columns: Vec<ArrayRef> = vec![
         Arc::new(text[0].finish()),
@@ -156,6 +168,8 @@ pub fn invoice_lines_batch(rows: &[InvoiceLineRow]) -> Result<RecordBatch, Arrow
         Arc::new(provisional.finish()),
         Arc::new(service_tier.finish()),
         Arc::new(long_context.finish()),
+        Arc::new(adjusts.finish()),
+        Arc::new(status.finish()),
     ];
     RecordBatch::try_new(invoice_lines_schema(), columns)
 }

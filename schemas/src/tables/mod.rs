@@ -616,6 +616,8 @@ mod tests {
             provisional: false,
             service_tier: Some("standard".into()),
             long_context: Some(false),
+            adjusts_period: None,
+            status: "draft".into(),
         };
         let batch = invoice_lines_batch(std::slice::from_ref(&row)).unwrap();
         let prices = batch.column(8).as_primitive::<arrow_array::types::Decimal128Type>();
