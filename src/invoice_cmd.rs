@@ -768,7 +768,11 @@ fn render(run: &InvoiceRun, s: &RunSummary, dir: &Path) -> String {
     }
     let provisional = run.invoices.iter().filter(|i| i.provisional).count();
     if provisional > 0 {
-        let _ = writeln!(out, "  provisional (estimated costs): {provisional} invoices");
+        let _ = writeln!(
+            out,
+            "  margin provisional for {provisional} tenants: Cost Explorer still estimates some \
+             days (their invoices do not depend on it)"
+        );
     }
     if !s.complete {
         let _ = writeln!(out, "  INCOMPLETE: {} unbilled usage items:", s.problems.len());

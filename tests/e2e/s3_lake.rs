@@ -434,3 +434,95 @@ fn serve_logs_on_local_disk_and_commits_to_s3_while_readers_read() {
     let invocations = table(&copy, "agent_invocations");
     assert_eq!(duckdb_int(&format!("SELECT count(*) FROM {invocations}")), i64::from(requests));
 }
+
+/// Two machines close one period of an S3 lake at once: one issues, the other is told or
+/// writes the winner's documents; a third machine later writes them again, byte for byte.
+#[test]
+fn closing_a_period_from_two_machines_at_once_issues_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    generate(&root.join("gen"), &["--tenants", "6", "--events", "1500", "--noisy", "1"]);
+    let aws = Aws::start();
+    aws.rt.block_on(aws.s3.create_bucket().bucket("lakes").send()).unwrap();
+    let input = root.join("gen/input");
+    ok(&mut machine(
+        &aws,
+        root,
+        "writer",
+        &["ingest", "--lake", "s3://lakes/close", "--no-progress", input.to_str().unwrap()],
+    ));
+    std::fs::write(root.join("prices.toml"), crate::crash::PRICES).unwrap();
+    let prices = root.join("prices.toml");
+    let close = |name: &str, day: &str| {
+        let out = root.join(format!("out-{name}"));
+        let mut c = machine(
+            &aws,
+            root,
+            name,
+            &[
+                "invoice",
+                "--lake",
+                "s3://lakes/close",
+                "--period",
+                "2026-10",
+                "--prices",
+                prices.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--close",
+                "--issue-date",
+                day,
+            ],
+        );
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        (c.spawn().unwrap(), out)
+    };
+    let (a, out_a) = close("finance-a", "2026-11-01");
+    let (b, out_b) = close("finance-b", "2026-11-02");
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let said = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).into_owned();
+    let issued: Vec<_> = [(&a, &out_a), (&b, &out_b)]
+        .into_iter()
+        .filter(|(o, _)| o.status.success() && said(o).contains("2026-10 closed:"))
+        .collect();
+    assert_eq!(issued.len(), 1, "exactly one issues:\n{}\n{}", said(&a), said(&b));
+    for o in [&a, &b] {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            o.status.success() || err.contains("closed or changed by another run meanwhile"),
+            "{err}"
+        );
+    }
+    let winner = issued[0].1.join("invoices/2026-10");
+    let docs = |d: &Path| -> Vec<(String, Vec<u8>)> {
+        files_under(d)
+            .into_iter()
+            .filter(|f| f.starts_with("tenants/") || f == "invoices.csv")
+            .map(|f| {
+                let b = std::fs::read(d.join(&f)).unwrap();
+                (f, b)
+            })
+            .collect()
+    };
+    let auditor = root.join("out-auditor");
+    let o = ok(&mut machine(
+        &aws,
+        root,
+        "auditor",
+        &[
+            "invoice",
+            "--lake",
+            "s3://lakes/close",
+            "--period",
+            "2026-10",
+            "--prices",
+            prices.to_str().unwrap(),
+            "--out",
+            auditor.to_str().unwrap(),
+        ],
+    ));
+    assert!(said(&o).contains("2026-10 is closed"), "{}", said(&o));
+    let written = docs(&winner);
+    assert!(written.len() > 3);
+    assert_eq!(docs(&auditor.join("invoices/2026-10")), written);
+}
