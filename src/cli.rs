@@ -22,8 +22,8 @@ pub struct Cli {
 /// Logging options (logs go to standard error; results to standard output).
 #[derive(Debug, Args)]
 pub struct LogArgs {
-    /// Log filter, e.g. `info` or `agentmeter_aggregate=debug` [env: AGENTMETER_LOG]
-    #[arg(long, global = true, default_value = "info", env = "AGENTMETER_LOG")]
+    /// Log filter, e.g. `info` or `agentmeter_aggregate=debug`.
+    #[arg(long, global = true, default_value = "info", env = "AGENTMETER_LOG", hide_env_values = true)]
     pub log_level: String,
     /// Log format: `text` on a terminal and `json` otherwise unless set.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]

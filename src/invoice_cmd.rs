@@ -550,6 +550,15 @@ fn execute_with(env: &Env, a: &InvoiceArgs) -> anyhow::Result<(InvoiceRun, RunSu
     };
     let written = export::write(&run, &dir, &docs, &internal).context("writing invoices")?;
     let mut summary = export::summary(&run);
+    if summary.price_book_version.is_empty() {
+        summary.price_book_version = plan.book.version();
+    }
+    if run.invoices.is_empty() {
+        messages.push(format!(
+            "no usage in the lake for {label}{}: no invoices were written",
+            if plan.roster.tiers.is_empty() { " and no roster (--tenants)" } else { "" }
+        ));
+    }
     summary.period_status = if record.is_some() { "closed" } else { "open" }.into();
     if mode == Mode::Preview {
         summary.period_status = "open (preview)".into();

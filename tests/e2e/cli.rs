@@ -36,3 +36,11 @@ fn prices_check_describes_plans_and_models_in_words() {
     let models = lines.iter().filter(|l| l.starts_with("  model ")).count();
     assert!(lines[0].contains(&format!("({models} models, currency USD)")), "{stdout}");
 }
+
+#[test]
+fn help_names_the_log_variable_once_and_never_its_value() {
+    let out = ok(bin().args(["invoice", "--help"]).env("AGENTMETER_LOG", "secret-filter"));
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(help.matches("[env: AGENTMETER_LOG]").count(), 1, "{help}");
+    assert!(!help.contains("secret-filter"), "{help}");
+}

@@ -307,6 +307,13 @@ fn a_closed_period_is_never_repriced_and_late_usage_is_billed_once_in_the_next()
 fn a_preview_is_neither_numbered_nor_recorded() {
     let s = setup();
     let out = s.root.join("out");
+    // A month without usage says so, and names the price book all the same.
+    let empty = stdout(&ok(&mut invoice(&s, "2026-09", &out, &[])));
+    assert!(
+        empty.contains("no usage in the lake for 2026-09 and no roster (--tenants): no invoices were written"),
+        "{empty}"
+    );
+    assert!(empty.contains("price book               periods-1+"), "{empty}");
     let o = ok(&mut invoice(&s, "2026-10", &out, &["--preview"]));
     assert!(stdout(&o).contains("open (preview)"), "{}", stdout(&o));
     let docs = json_docs(&out.join("previews/2026-10"));
