@@ -23,7 +23,13 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct LogArgs {
     /// Log filter, e.g. `info` or `agentmeter_aggregate=debug`.
-    #[arg(long, global = true, default_value = "info", env = "AGENTMETER_LOG", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        default_value = "info",
+        env = "AGENTMETER_LOG",
+        hide_env_values = true
+    )]
     pub log_level: String,
     /// Log format: `text` on a terminal and `json` otherwise unless set.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]

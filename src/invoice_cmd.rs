@@ -3,22 +3,22 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use agentmeter_aggregate::Lake;
 use agentmeter_aggregate::layout;
 use agentmeter_aggregate::store::{Condition, Put};
 use agentmeter_pipeline::Env;
 use agentmeter_reports::costs::{self, CostQuery, CostReport};
-use agentmeter_aggregate::Lake;
 use agentmeter_reports::invoice::export::{self, Internal, RunSummary};
-use agentmeter_reports::invoice::pending::BillingPeriodInfo;
 use agentmeter_reports::invoice::ledger::{self, PeriodRecord};
+use agentmeter_reports::invoice::pending::BillingPeriodInfo;
 use agentmeter_reports::invoice::{
     CostPool, DocumentKind, InvoiceInput, InvoiceRun, Issuer, Period, PeriodStatus, compute,
     roster, usage,
 };
-use agentmeter_schemas::{TenantId, Tier};
-use chrono::{DateTime, NaiveDate, Utc};
 use agentmeter_reports::prices::{InferenceProfiles, PriceBook, bedrock, merge_listings};
+use agentmeter_schemas::{TenantId, Tier};
 use anyhow::{Context, bail};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::UsageError;
 use crate::cli::InvoiceArgs;
@@ -66,7 +66,10 @@ fn plan(a: &InvoiceArgs) -> anyhow::Result<InvoicePlan> {
     let book_text = std::fs::read_to_string(&a.prices)
         .map_err(|e| usage(format!("--prices {}: {e}", a.prices.display())))?;
     if PriceBook::from_toml_str(&book_text).map(|b| b.version()).ok() != Some(book.version()) {
-        return Err(usage(format!("--prices {}: the file changed while it was read", a.prices.display())));
+        return Err(usage(format!(
+            "--prices {}: the file changed while it was read",
+            a.prices.display()
+        )));
     }
     let profiles = match a.inference_profiles.as_deref() {
         None => ProfileSource::Lake,
@@ -245,7 +248,10 @@ pub struct Outcome {
 }
 
 /// The priced inputs of a closed period, as recorded at its close.
-fn stored_book(lake: &Lake, rec: &PeriodRecord) -> anyhow::Result<(PriceBook, BTreeMap<TenantId, Tier>)> {
+fn stored_book(
+    lake: &Lake,
+    rec: &PeriodRecord,
+) -> anyhow::Result<(PriceBook, BTreeMap<TenantId, Tier>)> {
     let store = lake.store().as_ref();
     let text = String::from_utf8(ledger::get_blob(store, &rec.inputs.price_book)?)
         .context("the recorded price book is not UTF-8")?;
@@ -440,8 +446,12 @@ fn execute_with(env: &Env, a: &InvoiceArgs) -> anyhow::Result<(InvoiceRun, RunSu
             docs.insert(path.clone(), ledger::get_blob(lake.store().as_ref(), digest)?);
         }
         let info = info(plan.period, Some(rec), &rec.currency, None, &a.billing_account, now);
-        let internal =
-            Internal { billing_account: &a.billing_account, info: &info, record: Some(rec), lake: None };
+        let internal = Internal {
+            billing_account: &a.billing_account,
+            info: &info,
+            record: Some(rec),
+            lake: None,
+        };
         export::write(&run, &dir, &docs, &internal).context("writing invoices")?;
         messages.push(format!(
             "{label} is closed (since {}): its {} documents were written again as issued",
@@ -690,12 +700,18 @@ fn reopen(
     now: DateTime<Utc>,
     dir: std::path::PathBuf,
 ) -> anyhow::Result<(InvoiceRun, RunSummary, Outcome)> {
-    ledger::check_reopen(rec, records).map_err(|m| anyhow::Error::new(UsageError(format!("--reopen: {m}"))))?;
+    ledger::check_reopen(rec, records)
+        .map_err(|m| anyhow::Error::new(UsageError(format!("--reopen: {m}"))))?;
     let store = lake.store().as_ref();
     let mut next = rec.clone();
     let mut notes = Vec::new();
     for d in rec.in_force() {
-        let n = next.documents.iter().filter(|x| x.tenant_id == d.tenant_id && x.kind == DocumentKind::CreditNote).count() + 1;
+        let n = next
+            .documents
+            .iter()
+            .filter(|x| x.tenant_id == d.tenant_id && x.kind == DocumentKind::CreditNote)
+            .count()
+            + 1;
         let mut cn = ledger::credit_note(&plan.period, d, n, d.tier.clone(), today);
         cn.issuer = plan.roster.issuer.clone();
         cn.bill_to = plan.roster.bill_to.get(&d.tenant_id).cloned();
@@ -726,8 +742,12 @@ fn reopen(
         notes: Vec::new(),
         list_cost: BTreeMap::new(),
     };
-    let internal =
-        Internal { billing_account: &a.billing_account, info: &info, record: Some(&next), lake: None };
+    let internal = Internal {
+        billing_account: &a.billing_account,
+        info: &info,
+        record: Some(&next),
+        lake: None,
+    };
     export::write(&run, &dir, &docs, &internal).context("writing credit notes")?;
     let messages = vec![format!(
         "{label} reopened: {} credit notes issued on {today} ({}); run `invoice --close` to issue \

@@ -85,7 +85,8 @@ fn setup() -> Setup {
     for e in std::fs::read_dir(root.join("gen/input/ndjson")).unwrap() {
         let p = e.unwrap().path();
         let name = p.file_name().unwrap().to_str().unwrap().to_owned();
-        let day: u32 = name.trim_end_matches(".ndjson").rsplit('-').next().unwrap().parse().unwrap();
+        let day: u32 =
+            name.trim_end_matches(".ndjson").rsplit('-').next().unwrap().parse().unwrap();
         let to = if day >= 28 { &late } else { &early };
         std::fs::rename(&p, to.join(&name)).unwrap();
     }
@@ -199,8 +200,8 @@ fn a_closed_period_is_never_repriced_and_late_usage_is_billed_once_in_the_next()
     // Late October events arrive.
     ingest(&s.lake, &[&s.root.join("late")], &[]);
     let after = usage(&s.lake);
-    let late_calls: i64 = after.values().map(|v| v.0).sum::<i64>()
-        - before.values().map(|v| v.0).sum::<i64>();
+    let late_calls: i64 =
+        after.values().map(|v| v.0).sum::<i64>() - before.values().map(|v| v.0).sum::<i64>();
     assert!(late_calls > 100, "the late days hold events: {late_calls}");
 
     // October again: the issued documents, byte for byte, and the late usage reported.
@@ -209,7 +210,9 @@ fn a_closed_period_is_never_repriced_and_late_usage_is_billed_once_in_the_next()
     let text = stdout(&again);
     assert!(text.contains("2026-10 is closed"), "{text}");
     assert!(
-        text.contains(&format!("late usage for 2026-10: {late_calls} events ({late_calls} model calls, 0 tool calls)")),
+        text.contains(&format!(
+            "late usage for 2026-10: {late_calls} events ({late_calls} model calls, 0 tool calls)"
+        )),
         "{text}"
     );
     assert_eq!(documents(&oct), issued, "a closed period's documents never change");
@@ -231,7 +234,8 @@ fn a_closed_period_is_never_repriced_and_late_usage_is_billed_once_in_the_next()
         let inv = &nov_json[tenant];
         assert_eq!(adjusted(inv, "input_tokens", "2026-10"), input - i0, "{tenant}");
         assert_eq!(adjusted(inv, "output_tokens", "2026-10"), output - o0, "{tenant}");
-        let lines: Decimal = inv["lines"].as_array().unwrap().iter().map(|l| dec(&l["amount"])).sum();
+        let lines: Decimal =
+            inv["lines"].as_array().unwrap().iter().map(|l| dec(&l["amount"])).sum();
         assert_eq!(dec(&inv["total"]), lines);
     }
 
@@ -310,7 +314,9 @@ fn a_preview_is_neither_numbered_nor_recorded() {
     // A month without usage says so, and names the price book all the same.
     let empty = stdout(&ok(&mut invoice(&s, "2026-09", &out, &[])));
     assert!(
-        empty.contains("no usage in the lake for 2026-09 and no roster (--tenants): no invoices were written"),
+        empty.contains(
+            "no usage in the lake for 2026-09 and no roster (--tenants): no invoices were written"
+        ),
         "{empty}"
     );
     assert!(empty.contains("price book               periods-1+"), "{empty}");

@@ -145,15 +145,8 @@ impl LineRecord {
 }
 
 /// What makes two lines bill the same thing at the same price.
-type DiffKey = (
-    Component,
-    Option<ModelId>,
-    Tier,
-    ServiceTier,
-    bool,
-    Option<DateTime<Utc>>,
-    Decimal,
-);
+type DiffKey =
+    (Component, Option<ModelId>, Tier, ServiceTier, bool, Option<DateTime<Utc>>, Decimal);
 
 /// One issued document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -395,10 +388,8 @@ pub fn save(
     let start = Period::parse(&record.period)
         .map_err(|why| LedgerError::Corrupt { uri: record.period.clone(), why })?
         .start;
-    let mut bytes = serde_json::to_vec_pretty(record).map_err(|e| LedgerError::Corrupt {
-        uri: record.period.clone(),
-        why: e.to_string(),
-    })?;
+    let mut bytes = serde_json::to_vec_pretty(record)
+        .map_err(|e| LedgerError::Corrupt { uri: record.period.clone(), why: e.to_string() })?;
     bytes.push(b'\n');
     match store.put(&layout::billing_period(start), bytes.into(), Condition::replacing(read))? {
         Put::Written { .. } => Ok(()),
@@ -451,7 +442,8 @@ pub fn billed_so_far(
     }
     for (r, _) in records.values().filter(|(r, _)| r.period > period.period) {
         for d in r.in_force() {
-            let adj = d.lines.iter().filter(|l| l.adjusts_period.as_deref() == Some(&period.period));
+            let adj =
+                d.lines.iter().filter(|l| l.adjusts_period.as_deref() == Some(&period.period));
             lines.entry(d.tenant_id.clone()).or_default().extend(adj.cloned());
         }
         if r.is_closed() {
@@ -583,10 +575,10 @@ fn line_of(r: &LineRecord) -> Line {
         adjusts_period: None,
         price_effective_from: r.effective_from,
         price_effective_to: None,
-        class: r.model_id.as_ref().map(|_| LineClass {
-            service_tier: r.service_tier,
-            long_context: r.long_context,
-        }),
+        class: r
+            .model_id
+            .as_ref()
+            .map(|_| LineClass { service_tier: r.service_tier, long_context: r.long_context }),
     }
 }
 

@@ -12,8 +12,8 @@ pub mod export;
 pub mod focus;
 pub mod html;
 pub mod ledger;
-pub mod pending;
 pub mod model;
+pub mod pending;
 pub mod roster;
 pub mod usage;
 

@@ -292,7 +292,9 @@ impl Problem {
 }
 
 /// What a document is.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DocumentKind {
     /// An invoice (a replacement invoice names the one it replaces in `references`).
@@ -303,7 +305,9 @@ pub enum DocumentKind {
 }
 
 /// Where a document stands.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DocumentStatus {
     /// The open period priced to date: not numbered, not recorded.
@@ -316,7 +320,9 @@ pub enum DocumentStatus {
 }
 
 /// Whether a billing period can still change (FOCUS 1.4 `BillingPeriodStatus`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub enum PeriodStatus {
     /// Usage may still be added and invoices are drafts.
     #[default]

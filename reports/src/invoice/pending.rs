@@ -20,10 +20,15 @@ pub struct BillingPeriodInfo {
 }
 
 pub fn billing_period_csv(_path: &Path, info: &BillingPeriodInfo) -> Result<Vec<u8>, ExportError> {
-    Ok(format!("BillingPeriodStart,Status\n{},{}\n", info.period.label(), info.status.as_str()).into_bytes())
+    Ok(format!("BillingPeriodStart,Status\n{},{}\n", info.period.label(), info.status.as_str())
+        .into_bytes())
 }
 
-pub fn invoice_detail_csv(_path: &Path, invoices: &[Invoice], _info: &BillingPeriodInfo) -> Result<Vec<u8>, ExportError> {
+pub fn invoice_detail_csv(
+    _path: &Path,
+    invoices: &[Invoice],
+    _info: &BillingPeriodInfo,
+) -> Result<Vec<u8>, ExportError> {
     let mut s = String::from("InvoiceId,Total\n");
     for i in invoices {
         s.push_str(&format!("{},{}\n", i.invoice_number, i.total));

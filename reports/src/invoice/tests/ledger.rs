@@ -102,7 +102,10 @@ fn numbers_never_meet_across_tenants_or_revisions() {
     assert_eq!(invoice_number(&p, &tenant("clinic-a"), 2), "AM-202610-clinic-a/2");
     assert_eq!(credit_note_number(&p, &tenant("clinic-a"), 1), "CN-202610-clinic-a/1");
     // A tenant named like another's revision still gets a number of its own.
-    assert_ne!(invoice_number(&p, &tenant("clinic-a-2"), 1), invoice_number(&p, &tenant("clinic-a"), 2));
+    assert_ne!(
+        invoice_number(&p, &tenant("clinic-a-2"), 1),
+        invoice_number(&p, &tenant("clinic-a"), 2)
+    );
 }
 
 #[test]
@@ -211,7 +214,10 @@ fn a_tenant_with_only_late_usage_gets_an_invoice_of_adjustments() {
 fn a_credit_note_negates_the_original() {
     let issued = invoice(
         "clinic-a",
-        vec![line(Component::PlanFee, 1, "49", "49.00"), line(Component::ToolCalls, 12, "0.001", "0.01")],
+        vec![
+            line(Component::PlanFee, 1, "49", "49.00"),
+            line(Component::ToolCalls, 12, "0.001", "0.01"),
+        ],
     );
     let mut rec = document_record(&issued, "0".repeat(32), "1".repeat(32));
     rec.number = "AM-202610-clinic-a".into();
