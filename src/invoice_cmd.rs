@@ -47,7 +47,7 @@ pub struct InvoicePlan {
     profiles: ProfileSource,
     costs: CostSource,
     query: CostQuery,
-    roster: agentmeter_reports::invoice::pending::Roster,
+    roster: roster::Roster,
     /// The price book's text, recorded when the period is closed.
     book_text: String,
     /// The roster's text, recorded likewise.
@@ -99,11 +99,11 @@ fn plan(a: &InvoiceArgs) -> anyhow::Result<InvoicePlan> {
         Some(p) => {
             let text = std::fs::read_to_string(p)
                 .map_err(|e| usage(format!("--tenants {}: {e}", p.display())))?;
-            let r = agentmeter_reports::invoice::pending::parse_roster(&text)
+            let r = roster::parse_roster(&text)
                 .map_err(|e| usage(format!("--tenants {}: {e}", p.display())))?;
             (r, Some(text))
         }
-        None => (agentmeter_reports::invoice::pending::Roster::default(), None),
+        None => (roster::Roster::default(), None),
     };
     let mut pool_costs = Vec::new();
     for (pool, flag, path) in [

@@ -182,12 +182,39 @@ fn a_closed_period_is_never_repriced_and_late_usage_is_billed_once_in_the_next()
     let out = s.root.join("out");
     let oct = out.join("invoices/2026-10");
 
-    // Close October.
-    let closed = ok(&mut invoice(&s, "2026-10", &out, &["--close", "--issue-date", "2026-11-02"]));
+    // Close October, with an issuer and one tenant's bill-to.
+    let first = usage(&s.lake).into_keys().next().unwrap();
+    let roster = s.root.join("roster.toml");
+    std::fs::write(
+        &roster,
+        format!(
+            "[issuer]\nname = \"Acme Health AI Ltd\"\naddress = [\"1 Main Street\", \"Dublin\"]\n\
+             payment_terms_days = 30\n[tenants.{first}]\ntier = \"basic\"\n\
+             name = \"First Clinic Group\"\nemail = \"ap@first.example\"\n"
+        ),
+    )
+    .unwrap();
+    let roster = roster.to_str().unwrap().to_owned();
+    let closed = ok(&mut invoice(
+        &s,
+        "2026-10",
+        &out,
+        &["--close", "--issue-date", "2026-11-02", "--tenants", &roster],
+    ));
     assert!(stdout(&closed).contains("2026-10 closed:"), "{}", stdout(&closed));
     let issued = documents(&oct);
     let issued_json = json_docs(&oct);
     assert!(issued_json.len() >= 3, "{issued_json:?}");
+    let html = std::fs::read_to_string(oct.join(format!("tenants/{first}.html"))).unwrap();
+    for want in ["Acme Health AI Ltd", "First Clinic Group", "2 November 2026", "2 December 2026"] {
+        assert!(html.contains(want), "{want} missing from the invoice");
+    }
+    // (CSS has `margin`: the words a reader would see.)
+    for internal in ["allocated", "Margin", "AWS", "rovisional", "valid", "effective"] {
+        assert!(!html.contains(internal), "{internal} on a customer's invoice");
+    }
+    assert_eq!(issued_json[&first]["bill_to"]["name"], "First Clinic Group");
+    check_in_chromium(&oct.join(format!("tenants/{first}.html")), &s.root.join("invoice.png"));
     for inv in issued_json.values() {
         assert_eq!(inv["status"], "issued");
         assert_eq!(inv["issue_date"], "2026-11-02");
@@ -347,4 +374,20 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(&p, &t).unwrap();
         }
     }
+}
+
+/// The invoice in headless Chromium (`scripts/check-invoice`): loads cleanly, fits A4 and
+/// Letter, prints to PDF at both; the screenshot kept beside the test's files.
+fn check_in_chromium(html: &Path, png: &Path) {
+    if !Path::new("/usr/bin/chromium").exists() && std::env::var_os("CHROMIUM").is_none() {
+        println!("skipped: /usr/bin/chromium is missing (apt-get install -y chromium)");
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/check-invoice");
+    let out = std::process::Command::new(script).arg(html).arg(png).output().unwrap();
+    let (o, e) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "check-invoice failed:\n{o}\n{e}");
+    assert!(o.contains("A4 PDF") && o.contains("letter PDF"), "{o}");
+    let shot = std::fs::metadata(png).unwrap().len();
+    assert!(shot > 10_000, "a {shot}-byte screenshot");
 }

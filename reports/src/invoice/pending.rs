@@ -1,13 +1,11 @@
 //! Placeholder until focus.rs / roster.rs gain these (temporary).
 #![allow(missing_docs, clippy::missing_errors_doc)]
-use std::collections::BTreeMap;
 use std::path::Path;
 
-use agentmeter_schemas::{TenantId, Tier};
 use chrono::{DateTime, Utc};
 
 use super::export::ExportError;
-use super::model::{BillTo, Invoice, Issuer, Period, PeriodStatus};
+use super::model::{Invoice, Period, PeriodStatus};
 
 pub struct BillingPeriodInfo {
     pub period: Period,
@@ -36,13 +34,3 @@ pub fn invoice_detail_csv(
     Ok(s.into_bytes())
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct Roster {
-    pub tiers: BTreeMap<TenantId, Tier>,
-    pub bill_to: BTreeMap<TenantId, BillTo>,
-    pub issuer: Option<Issuer>,
-}
-
-pub fn parse_roster(text: &str) -> Result<Roster, String> {
-    Ok(Roster { tiers: super::roster::parse(text)?, ..Roster::default() })
-}
