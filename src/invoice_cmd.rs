@@ -9,8 +9,8 @@ use agentmeter_aggregate::store::{Condition, Put};
 use agentmeter_pipeline::Env;
 use agentmeter_reports::costs::{self, CostQuery, CostReport};
 use agentmeter_reports::invoice::export::{self, Internal, RunSummary};
+use agentmeter_reports::invoice::focus::BillingPeriodInfo;
 use agentmeter_reports::invoice::ledger::{self, PeriodRecord};
-use agentmeter_reports::invoice::pending::BillingPeriodInfo;
 use agentmeter_reports::invoice::{
     CostPool, DocumentKind, InvoiceInput, InvoiceRun, Issuer, Period, PeriodStatus, compute,
     roster, usage,

@@ -504,7 +504,7 @@ pub const CREDIT_NOTES_DIR: &str = "credit-notes";
 pub fn documents(
     run: &InvoiceRun,
     credit_notes: &[Invoice],
-    info: &super::pending::BillingPeriodInfo,
+    info: &super::focus::BillingPeriodInfo,
 ) -> Result<BTreeMap<String, Vec<u8>>, ExportError> {
     let mut out = BTreeMap::new();
     // Tenant ids are validated (no separator, never `.` or `..`): safe as file names.
@@ -527,7 +527,7 @@ pub fn documents(
     );
     out.insert(
         "focus-invoice-detail.csv".into(),
-        super::pending::invoice_detail_csv(Path::new("focus-invoice-detail.csv"), &all, info)?,
+        super::focus::invoice_detail_csv(Path::new("focus-invoice-detail.csv"), &all, info)?,
     );
     Ok(out)
 }
@@ -556,7 +556,7 @@ pub struct Internal<'a> {
     /// BillingAccountId in the FOCUS export.
     pub billing_account: &'a str,
     /// The period's status and dates.
-    pub info: &'a super::pending::BillingPeriodInfo,
+    pub info: &'a super::focus::BillingPeriodInfo,
     /// The period's record, for `ledger.csv`.
     pub record: Option<&'a super::ledger::PeriodRecord>,
     /// Where to write the `invoice_lines` partition (not for a preview, nor a closed period,
@@ -576,7 +576,7 @@ pub fn write_draft(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Written, ExportError> {
     let currency = run.invoices.first().map_or_else(|| "USD".to_owned(), |i| i.currency.clone());
-    let info = super::pending::BillingPeriodInfo {
+    let info = super::focus::BillingPeriodInfo {
         period: run.period,
         status: super::model::PeriodStatus::Open,
         created: now,
@@ -669,7 +669,7 @@ pub fn write(
     put(
         &mut files,
         "focus-billing-period.csv",
-        &super::pending::billing_period_csv(&dir.join("focus-billing-period.csv"), internal.info)?,
+        &super::focus::billing_period_csv(&dir.join("focus-billing-period.csv"), internal.info)?,
     )?;
     let ledger = internal.record.map(super::ledger::ledger_rows).unwrap_or_default();
     let ledger_path = dir.join("ledger.csv");

@@ -1,11 +1,20 @@
-//! The FOCUS export: the period's AWS cost as allocated to tenants, in the columns of the
-//! FinOps Open Cost and Usage Specification 1.2 (with 1.3's ServiceProviderName and
-//! HostProviderName), plus `x_` columns for the tenant, tier and cost pool (Bedrock inference
-//! split by list-price usage; AgentCore Runtime by agent duration; AgentCore Gateway by tool
-//! calls).
+//! The FOCUS exports (FinOps Open Cost and Usage Specification).
 //!
-//! One row per day, tier and tenant share, and one per unallocated amount (with an empty
-//! `x_TenantId`), so the rows sum exactly to the Cost Explorer total of the period.
+//! - Cost and Usage (`focus.csv`, `focus.parquet`), FOCUS 1.3 columns: the period's AWS cost
+//!   as allocated to tenants, with the 1.3 allocation columns (`AllocatedMethodId`,
+//!   `AllocatedMethodDetails`, `AllocatedResourceId`, `AllocatedResourceName`,
+//!   `AllocatedTags`), `ServiceProviderName`/`HostProviderName` (and the deprecated
+//!   `ProviderName`/`PublisherName` beside them), and `x_` columns for the tenant, tier and
+//!   cost pool (Bedrock inference split by list-price usage; AgentCore Runtime by agent
+//!   duration; AgentCore Gateway by tool calls). One row per day, tier and tenant share, and one
+//!   per unallocated amount (with an empty `x_TenantId`), so the rows sum exactly to the Cost
+//!   Explorer total of the period. A share is priced as one unit of itself (`PricingQuantity`
+//!   1, `PricingUnit` `Allocation`, `ListUnitPrice` the share): an allocated amount has no
+//!   unit price of its own, and `ListCost = ListUnitPrice × PricingQuantity` holds exactly.
+//! - BillingPeriod (`focus-billing-period.csv`) and InvoiceDetail
+//!   (`focus-invoice-detail.csv`), the datasets FOCUS 1.4 adds: the period's status (`Open`
+//!   or `Closed`) and the customers' invoices line by line, late usage of a closed period as
+//!   `ChargeClass` `Correction`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -120,10 +129,11 @@ pub fn rows(run: &InvoiceRun, billing_account: &str) -> Vec<FocusRow> {
     out
 }
 
-const COLUMNS: [&str; 34] = [
+const COLUMNS: [&str; 44] = [
     "BilledCost",
     "BillingAccountId",
     "BillingAccountName",
+    "BillingAccountType",
     "BillingCurrency",
     "BillingPeriodEnd",
     "BillingPeriodStart",
@@ -137,8 +147,13 @@ const COLUMNS: [&str; 34] = [
     "ConsumedUnit",
     "ContractedCost",
     "EffectiveCost",
+    "InvoiceId",
     "InvoiceIssuerName",
     "ListCost",
+    "ListUnitPrice",
+    "ContractedUnitPrice",
+    "PricingCategory",
+    "PricingCurrency",
     "PricingQuantity",
     "PricingUnit",
     "ProviderName",
@@ -150,6 +165,10 @@ const COLUMNS: [&str; 34] = [
     "ServiceSubcategory",
     "Tags",
     "AllocatedMethodId",
+    "AllocatedMethodDetails",
+    "AllocatedResourceId",
+    "AllocatedResourceName",
+    "AllocatedTags",
     "x_TenantId",
     "x_Tier",
     "x_UsageListCost",
@@ -164,10 +183,13 @@ fn iso(t: DateTime<Utc>) -> String {
 /// Fixed values of a row, in [`COLUMNS`] order, as text.
 fn text_row(r: &FocusRow) -> Vec<String> {
     let cost = r.cost.to_string();
+    let shared = !r.tenant.is_empty();
+    let allocated = |v: String| if shared { v } else { String::new() };
     vec![
         cost.clone(),
         r.billing_account.clone(),
         String::new(),
+        "Billing Account".into(),
         r.currency.clone(),
         iso(r.billing_period.1),
         iso(r.billing_period.0),
@@ -181,10 +203,15 @@ fn text_row(r: &FocusRow) -> Vec<String> {
         if r.tokens.is_some() { r.pool.unit().into() } else { String::new() },
         cost.clone(),
         cost.clone(),
+        String::new(),
         PROVIDER.into(),
+        cost.clone(),
+        cost.clone(),
         cost,
-        String::new(),
-        String::new(),
+        "Standard".into(),
+        r.currency.clone(),
+        "1".into(),
+        "Allocation".into(),
         PROVIDER.into(),
         PROVIDER.into(),
         PROVIDER.into(),
@@ -193,7 +220,19 @@ fn text_row(r: &FocusRow) -> Vec<String> {
         r.pool.service().into(),
         "Generative AI".into(),
         r.tags.clone(),
-        format!("agentmeter-{}-share", r.pool.driver().replace(' ', "-")),
+        allocated(format!("agentmeter-{}-share", r.pool.driver().replace(' ', "-"))),
+        allocated(
+            serde_json::json!({
+                "Driver": r.pool.driver(),
+                "DriverQuantity": r.tokens,
+                "DriverUnit": r.pool.unit(),
+                "Scope": "day and tier",
+            })
+            .to_string(),
+        ),
+        allocated(format!("tenant/{}", r.tenant)),
+        allocated(r.tenant.clone()),
+        allocated(serde_json::json!({ "x_TenantId": r.tenant, "Tier": r.tier }).to_string()),
         r.tenant.clone(),
         r.tier.clone(),
         r.usage_list_cost.map(|c| c.to_string()).unwrap_or_default(),
@@ -238,7 +277,13 @@ pub fn batch(rows: &[FocusRow]) -> Result<RecordBatch, ArrowError> {
     let texts: Vec<Vec<String>> = rows.iter().map(text_row).collect();
     for (i, name) in COLUMNS.iter().enumerate() {
         let (ty, array): (DataType, ArrayRef) = match *name {
-            "BilledCost" | "ContractedCost" | "EffectiveCost" | "ListCost" | "x_UsageListCost" => {
+            "BilledCost"
+            | "ContractedCost"
+            | "EffectiveCost"
+            | "ListCost"
+            | "ListUnitPrice"
+            | "ContractedUnitPrice"
+            | "x_UsageListCost" => {
                 let mut b = Decimal128Builder::with_capacity(n).with_precision_and_scale(38, 2)?;
                 for r in rows {
                     let v =
@@ -267,6 +312,13 @@ pub fn batch(rows: &[FocusRow]) -> Result<RecordBatch, ArrowError> {
                 }
                 (DataType::Int64, Arc::new(b.finish()))
             }
+            "PricingQuantity" => {
+                let mut b = Decimal128Builder::with_capacity(n).with_precision_and_scale(38, 0)?;
+                for _ in rows {
+                    b.append_value(1);
+                }
+                (DataType::Decimal128(38, 0), Arc::new(b.finish()))
+            }
             "x_Provisional" => {
                 let mut b = BooleanBuilder::with_capacity(n);
                 for r in rows {
@@ -288,3 +340,162 @@ pub fn batch(rows: &[FocusRow]) -> Result<RecordBatch, ArrowError> {
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }
+
+/// A billing period as the FOCUS 1.4 BillingPeriod dataset describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BillingPeriodInfo {
+    /// The period.
+    pub period: super::model::Period,
+    /// Open or closed.
+    pub status: super::model::PeriodStatus,
+    /// When it was first closed (an open period never closed: this run).
+    pub created: DateTime<Utc>,
+    /// Its last close or reopening (an open period never closed: this run).
+    pub last_updated: DateTime<Utc>,
+    /// InvoiceIssuerName (empty when the roster names none).
+    pub issuer: String,
+    /// BillingCurrency.
+    pub currency: String,
+    /// BillingAccountId.
+    pub billing_account: String,
+}
+
+/// The columns of `focus-billing-period.csv`.
+pub const BILLING_PERIOD_COLUMNS: [&str; 8] = [
+    "BillingAccountId",
+    "BillingCurrency",
+    "BillingPeriodStart",
+    "BillingPeriodEnd",
+    "BillingPeriodStatus",
+    "BillingPeriodCreated",
+    "BillingPeriodLastUpdated",
+    "InvoiceIssuerName",
+];
+
+/// `focus-billing-period.csv`: one row, the period.
+///
+/// # Errors
+///
+/// CSV encoding failed.
+pub fn billing_period_csv(path: &Path, info: &BillingPeriodInfo) -> Result<Vec<u8>, ExportError> {
+    let err = |source| ExportError::Csv { path: path.to_owned(), source };
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(BILLING_PERIOD_COLUMNS).map_err(err)?;
+    w.write_record([
+        info.billing_account.clone(),
+        info.currency.clone(),
+        iso(info.period.start_time()),
+        iso(info.period.end_time()),
+        info.status.as_str().to_owned(),
+        iso(info.created),
+        iso(info.last_updated),
+        info.issuer.clone(),
+    ])
+    .map_err(err)?;
+    w.into_inner().map_err(|e| err(e.into_error().into()))
+}
+
+/// The columns of `focus-invoice-detail.csv`.
+pub const INVOICE_DETAIL_COLUMNS: [&str; 24] = [
+    "InvoiceId",
+    "InvoiceIssuerName",
+    "BillingAccountId",
+    "BillingCurrency",
+    "BillingPeriodStart",
+    "BillingPeriodEnd",
+    "InvoiceIssueDate",
+    "InvoicePaymentDueDate",
+    "InvoiceStatus",
+    "InvoiceType",
+    "InvoiceLineId",
+    "ChargeCategory",
+    "ChargeClass",
+    "ChargeDescription",
+    "PricingQuantity",
+    "PricingUnit",
+    "ListUnitPrice",
+    "BilledCost",
+    "InvoiceTotal",
+    "x_TenantId",
+    "x_Component",
+    "x_ModelId",
+    "x_AdjustsPeriod",
+    "x_Tier",
+];
+
+/// `focus-invoice-detail.csv`: every line of every numbered document, amounts summing to each
+/// invoice's total. Previews (not numbered) are left out.
+///
+/// # Errors
+///
+/// CSV encoding failed.
+pub fn invoice_detail_csv(
+    path: &Path,
+    invoices: &[super::model::Invoice],
+    info: &BillingPeriodInfo,
+) -> Result<Vec<u8>, ExportError> {
+    use super::model::{Component, DocumentKind, DocumentStatus};
+    let err = |source| ExportError::Csv { path: path.to_owned(), source };
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(INVOICE_DETAIL_COLUMNS).map_err(err)?;
+    for inv in invoices.iter().filter(|i| !i.invoice_number.is_empty()) {
+        for (i, l) in inv.lines.iter().enumerate() {
+            let category = match l.component {
+                Component::PlanFee => "Purchase",
+                Component::IncludedUsage => "Credit",
+                _ => "Usage",
+            };
+            let (quantity, unit) = if l.component.per_million() {
+                (
+                    (Decimal::from(l.quantity) / agentmeter_schemas::money::MILLION)
+                        .normalize()
+                        .to_string(),
+                    "1M Tokens",
+                )
+            } else {
+                (l.quantity.to_string(), l.component.billing_unit())
+            };
+            w.write_record([
+                inv.invoice_number.clone(),
+                info.issuer.clone(),
+                info.billing_account.clone(),
+                inv.currency.clone(),
+                iso(info.period.start_time()),
+                iso(info.period.end_time()),
+                inv.issue_date.map(|d| d.to_string()).unwrap_or_default(),
+                inv.due_date.map(|d| d.to_string()).unwrap_or_default(),
+                match inv.status {
+                    DocumentStatus::Issued => "Issued",
+                    DocumentStatus::Draft => "Draft",
+                    DocumentStatus::Preview => "Preview",
+                }
+                .to_owned(),
+                match inv.document {
+                    DocumentKind::Invoice => "Invoice",
+                    DocumentKind::CreditNote => "Credit Note",
+                }
+                .to_owned(),
+                format!("{}#{}", inv.invoice_number, i + 1),
+                category.to_owned(),
+                if l.adjusts_period.is_some() { "Correction" } else { "" }.to_owned(),
+                super::html::describe(l),
+                quantity,
+                unit.to_owned(),
+                l.unit_price.normalize().to_string(),
+                l.amount.to_string(),
+                inv.total.to_string(),
+                inv.tenant_id.to_string(),
+                l.component.code().to_owned(),
+                l.model_id.as_ref().map(ToString::to_string).unwrap_or_default(),
+                l.adjusts_period.clone().unwrap_or_default(),
+                l.tier.to_string(),
+            ])
+            .map_err(err)?;
+        }
+    }
+    w.into_inner().map_err(|e| err(e.into_error().into()))
+}
+
+#[cfg(test)]
+#[path = "tests/focus_conformance.rs"]
+mod conformance;

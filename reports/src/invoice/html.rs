@@ -83,8 +83,10 @@ pub fn model_display(id: &str, name: Option<&str>) -> String {
         .split('-')
         .filter(|seg| {
             let date = seg.len() == 8 && seg.bytes().all(|b| b.is_ascii_digit());
-            let version = seg.starts_with('v') && seg[1..].bytes().all(|b| b.is_ascii_digit());
-            !date && !(version && seg.len() > 1)
+            let version = seg.len() > 1
+                && seg.starts_with('v')
+                && seg[1..].bytes().all(|b| b.is_ascii_digit());
+            !(date || version)
         })
         .collect();
     let t = trimmed.join("-");

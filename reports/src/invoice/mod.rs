@@ -13,7 +13,6 @@ pub mod focus;
 pub mod html;
 pub mod ledger;
 pub mod model;
-pub mod pending;
 pub mod roster;
 pub mod usage;
 

@@ -155,7 +155,7 @@ fn calls(tool_calls: i64) -> HourUsage {
     HourUsage { tool_calls, ..HourUsage::default() }
 }
 
-fn usage() -> BTreeMap<SeriesKey, Series> {
+pub(super) fn usage() -> BTreeMap<SeriesKey, Series> {
     let mut u = BTreeMap::new();
     let hour = |day, h| t(day, h).timestamp_millis();
     // clinic-a: before and after the change; clinic-b: one hour on Oct 1 only.
@@ -172,7 +172,7 @@ fn usage() -> BTreeMap<SeriesKey, Series> {
     u
 }
 
-fn costs(rows: &[(u32, Option<&str>, &str, bool)]) -> CostReport {
+pub(super) fn costs(rows: &[(u32, Option<&str>, &str, bool)]) -> CostReport {
     CostReport {
         metric: "UnblendedCost".into(),
         tag_key: "Tier".into(),
@@ -193,7 +193,7 @@ fn costs(rows: &[(u32, Option<&str>, &str, bool)]) -> CostReport {
     }
 }
 
-fn run(
+pub(super) fn run(
     usage: &BTreeMap<SeriesKey, Series>,
     costs: Option<&CostReport>,
     roster: &BTreeMap<TenantId, Tier>,
