@@ -424,7 +424,7 @@ pub fn run(env: &Env, a: &DemoArgs) -> anyhow::Result<()> {
         a.dir.display()
     );
     println!(
-        "   invoices      {}/out/invoices/{}/ (tenants/<tenant>.json and .html, invoices.csv, margin.csv, focus.csv, focus.parquet, summary.json)",
+        "   invoices      {}/out/invoices/{}/ (tenants/<tenant>.json and .html, invoices.csv, ledger.csv, margin.csv, focus.csv, focus.parquet, focus-billing-period.csv, focus-invoice-detail.csv, summary.json)",
         a.dir.display(),
         cfg.month.format("%Y-%m")
     );
