@@ -296,6 +296,10 @@ pub fn compute(input: &InvoiceInput<'_>) -> Result<InvoiceRun, InvoiceError> {
     }
     let mut tenants: BTreeMap<TenantId, TenantAcc> = BTreeMap::new();
     let mut weights: Weights = BTreeMap::new();
+    let mut models_used: BTreeMap<
+        (NaiveDate, Tier, TenantId),
+        BTreeSet<agentmeter_schemas::ModelId>,
+    > = BTreeMap::new();
     for (key, series) in input.usage {
         let acc = tenants.entry(key.tenant_id.clone()).or_default();
         if let Some(&last) = series.keys().next_back() {
@@ -404,6 +408,10 @@ pub fn compute(input: &InvoiceInput<'_>) -> Result<InvoiceRun, InvoiceError> {
                     continue;
                 }
                 let day = day_of(hour);
+                models_used
+                    .entry((day, key.tier.clone(), key.tenant_id.clone()))
+                    .or_default()
+                    .insert(key.model_id.clone());
                 let w = weights
                     .entry((day, key.tier.clone()))
                     .or_default()
@@ -473,6 +481,12 @@ pub fn compute(input: &InvoiceInput<'_>) -> Result<InvoiceRun, InvoiceError> {
     if let Some(costs) = input.costs {
         let shares = shares(CostPool::Inference, &weights, input.drivers);
         let costed = allocate(&mut run, CostPool::Inference, costs, &shares, &known, &mut notes)?;
+        // The models whose usage weighed each inference share (FOCUS SkuPriceDetails).
+        for a in &mut run.allocations {
+            if let Some(m) = models_used.get(&(a.date, a.tier.clone(), a.tenant_id.clone())) {
+                a.models = m.iter().cloned().collect();
+            }
+        }
         run.usage_without_cost = weights.keys().filter(|k| !costed.contains(k)).cloned().collect();
     }
     for (pool, costs) in input.pool_costs {
@@ -747,6 +761,7 @@ fn allocate(
                 tokens: s.tokens,
                 driver: s.driver,
                 provisional: c.estimated,
+                models: Vec::new(),
             });
         }
     }

@@ -63,6 +63,8 @@ pub struct FocusRow {
     pub usage_list_cost: Option<Decimal>,
     /// x_Provisional.
     pub provisional: bool,
+    /// The models whose usage weighed an inference share (SkuPriceDetails).
+    pub models: Vec<String>,
 }
 
 fn day_span(d: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
@@ -97,6 +99,7 @@ pub fn rows(run: &InvoiceRun, billing_account: &str) -> Vec<FocusRow> {
             tier: a.tier.to_string(),
             usage_list_cost: Some(round_cents(a.list_cost)),
             provisional: a.provisional,
+            models: a.models.iter().map(ToString::to_string).collect(),
         })
         .collect();
     out.extend(run.unallocated.iter().map(|u| FocusRow {
@@ -117,6 +120,7 @@ pub fn rows(run: &InvoiceRun, billing_account: &str) -> Vec<FocusRow> {
         tier: u.tier.as_ref().map(ToString::to_string).unwrap_or_default(),
         usage_list_cost: None,
         provisional: u.provisional,
+        models: Vec::new(),
     }));
     out.sort_by(|a, b| {
         (a.charge_period.0, a.pool, &a.tier, &a.tenant).cmp(&(
@@ -129,7 +133,7 @@ pub fn rows(run: &InvoiceRun, billing_account: &str) -> Vec<FocusRow> {
     out
 }
 
-const COLUMNS: [&str; 44] = [
+const COLUMNS: [&str; 45] = [
     "BilledCost",
     "BillingAccountId",
     "BillingAccountName",
@@ -156,6 +160,7 @@ const COLUMNS: [&str; 44] = [
     "PricingCurrency",
     "PricingQuantity",
     "PricingUnit",
+    "SkuPriceDetails",
     "ProviderName",
     "PublisherName",
     "ServiceProviderName",
@@ -212,6 +217,11 @@ fn text_row(r: &FocusRow) -> Vec<String> {
         r.currency.clone(),
         "1".into(),
         "Allocation".into(),
+        if r.models.is_empty() {
+            String::new()
+        } else {
+            serde_json::json!({ "x_ModelIds": r.models }).to_string()
+        },
         PROVIDER.into(),
         PROVIDER.into(),
         PROVIDER.into(),

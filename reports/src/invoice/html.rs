@@ -346,7 +346,17 @@ pub fn invoice_page(inv: &Invoice) -> String {
         h,
         "<p class=\"small\">Token prices are per million tokens, tool call prices per call. Each \
          line is rounded to the cent; the total is the sum of the lines. Usage included in the plan \
-         fee is credited up to the plan's allowance.</p>\n</footer>\n</body></html>"
+         fee is credited up to the plan's allowance.</p>\n<p class=\"small\">{}Tokens billed from \
+         the {}.</p>\n</footer>\n</body></html>",
+        if inv.price_book_version.is_empty() {
+            String::new()
+        } else {
+            format!("Price book {}. ", e(&inv.price_book_version))
+        },
+        match inv.usage_source {
+            crate::prices::UsageSource::Logs => "usage logs",
+            crate::prices::UsageSource::ChatSpans => "chat spans",
+        }
     );
     h
 }

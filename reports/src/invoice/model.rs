@@ -486,4 +486,7 @@ pub struct Allocation {
     pub driver: i64,
     /// True if the day is estimated.
     pub provisional: bool,
+    /// The models whose usage weighed an inference share, in id order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<ModelId>,
 }

@@ -519,7 +519,7 @@ fn a_chat_spans_plan_bills_the_chat_spans_and_says_so() {
     assert!(l.complete && c.complete);
     let json = serde_json::to_value(c).unwrap();
     assert_eq!(json["usage_source"], "chat_spans");
-    assert!(super::html::invoice_page(c).contains("tokens billed from the chat spans"));
+    assert!(super::html::invoice_page(c).contains("Tokens billed from the chat spans"));
 }
 
 #[test]

@@ -41,6 +41,7 @@ const MANDATORY: &[&str] = &[
     "PricingCurrency",
     "PricingQuantity",
     "PricingUnit",
+    "SkuPriceDetails",
     "ServiceProviderName",
     "HostProviderName",
     "ServiceCategory",
@@ -129,6 +130,14 @@ fn check_cost_and_usage((header, rows): &Table, expected_total: Decimal) -> Resu
                     "{c} set {} a tenant's share",
                     if shared { "off" } else { "on" }
                 )));
+            }
+        }
+        // The model identity of an inference share: the models whose usage weighed it.
+        if shared && r["x_CostPool"] == "inference" {
+            let d: serde_json::Value = serde_json::from_str(&r["SkuPriceDetails"])
+                .map_err(|e| at(format!("SkuPriceDetails: {e}")))?;
+            if d["x_ModelIds"].as_array().is_none_or(Vec::is_empty) {
+                return Err(at("SkuPriceDetails names no model".into()));
             }
         }
         if shared {

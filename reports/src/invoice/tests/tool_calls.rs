@@ -102,8 +102,8 @@ fn tool_calls_bill_per_call_rounded_to_the_cent() {
     let html = crate::invoice::html::invoice_page(a);
     assert!(
         html.contains(
-            "<td>tool_calls</td><td>m</td><td class=\"n\">1,234 calls</td><td class=\"n\">0.0015</td>\
-             <td class=\"n\">1.85</td>"
+            "<tr><td>Tool calls · m</td><td class=\"n\">1,234 calls</td>\
+             <td class=\"n\">$0.0015 per call</td><td class=\"n\">$1.85</td></tr>"
         ),
         "{html}"
     );
