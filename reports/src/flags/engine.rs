@@ -115,6 +115,7 @@ pub fn evaluate_at(
             over: u32,
             requests: i64,
             max_share: f64,
+            shares: Vec<f64>,
         }
         let mut acc: BTreeMap<&TenantId, Acc> = BTreeMap::new();
         let mut pool_total = 0i64;
@@ -127,12 +128,13 @@ pub fn evaluate_at(
                 a.active += 1;
                 a.requests += r.invocations;
                 a.max_share = a.max_share.max(s);
+                a.shares.push(s);
                 if s > policy.share_threshold {
                     a.over += 1;
                 }
             }
         }
-        for (tenant, a) in acc {
+        for (tenant, mut a) in acc {
             let consistent = f64::from(a.over) >= policy.consistent_fraction * f64::from(a.active);
             if a.active >= policy.min_active_hours && a.over > 0 && consistent {
                 let overall =
@@ -146,6 +148,19 @@ pub fn evaluate_at(
                 evidence.figures.insert("pool_requests".into(), pool_total as f64);
                 evidence.figures.insert("max_hourly_share".into(), a.max_share);
                 evidence.figures.insert("share_of_pool_requests".into(), overall);
+                let fraction = f64::from(a.over) / f64::from(a.active);
+                evidence.figures.insert("fraction_of_hours_over".into(), fraction);
+                // The value is a share, comparable with the threshold: the median of the
+                // tenant's hourly shares in its active hours (over the threshold whenever the
+                // flag is consistent), not the fraction of hours, which is evidence.
+                a.shares.sort_by(f64::total_cmp);
+                let n = a.shares.len();
+                let median = if n % 2 == 1 {
+                    a.shares[n / 2]
+                } else {
+                    (a.shares[n / 2 - 1] + a.shares[n / 2]) / 2.0
+                };
+                evidence.figures.insert("median_hourly_share".into(), median);
                 out.push(Flag {
                     id: flag_id(FlagKind::SiloMigration, tier, Some(tenant), None),
                     kind: FlagKind::SiloMigration,
@@ -154,7 +169,7 @@ pub fn evaluate_at(
                     window_start: w_start,
                     window_end: at,
                     metric: "pool_share".into(),
-                    value: f64::from(a.over) / f64::from(a.active),
+                    value: median,
                     threshold: policy.share_threshold,
                     evidence,
                     severity: Severity::Warning,

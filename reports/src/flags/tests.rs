@@ -66,6 +66,9 @@ fn the_noisy_neighbour_is_flagged_and_the_quiet_ones_are_not() {
     assert_eq!(f.window_start, t0() + TimeDelta::days(1));
     assert_eq!((f.evidence.hours_over, f.evidence.hours_active), (Some(168), Some(168)));
     assert!((f.evidence.figures["share_of_pool_requests"] - 0.4).abs() < 1e-9);
+    // The value is the measured share (8 of 20 requests), the fraction of hours evidence.
+    assert!((f.value - 0.4).abs() < 1e-9, "{}", f.value);
+    assert_eq!(f.evidence.figures["fraction_of_hours_over"], 1.0);
     assert!(
         f.recommended_action.starts_with("Move tenant clinic-noisy from the shared basic pool")
     );
