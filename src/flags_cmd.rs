@@ -118,6 +118,8 @@ pub struct FlagsRun {
     pub backlog: Vec<Backlog>,
     pub out: PathBuf,
     pub window_days: u32,
+    /// Why there was nothing to evaluate, when the range has no usage.
+    pub no_usage: Option<String>,
 }
 
 fn row(e_at: DateTime<Utc>, f: &Flag) -> anyhow::Result<FlagRow> {
@@ -181,6 +183,7 @@ pub fn execute_in(
     let last_day = (to - TimeDelta::milliseconds(1)).date_naive();
     crate::lake_cmd::ensure_rollups(lake, history.date_naive(), last_day + TimeDelta::days(1))?;
     let rows = tenant_hours(lake, history, to).context("reading tenant_hourly")?;
+    let no_usage = if rows.is_empty() { Some(no_usage(lake, history, to)?) } else { None };
     let runaways =
         runaway_candidates(lake, policy, from, to).context("reading agent_invocations")?;
     let evaluations = evaluate_range(&rows, &runaways, policy, from, to);
@@ -276,6 +279,20 @@ pub fn execute_in(
         backlog,
         out,
         window_days: policy.window_days,
+        no_usage,
+    })
+}
+
+/// What to tell a user whose range holds no usage: the days the lake does hold.
+fn no_usage(lake: &Lake, from: DateTime<Utc>, to: DateTime<Utc>) -> anyhow::Result<String> {
+    let days = lake.partitions(TENANT_HOURLY)?;
+    let range = format!("from {} to {} (exclusive)", from.date_naive(), to.date_naive());
+    Ok(match (days.first(), days.last()) {
+        (Some(first), Some(last)) => format!(
+            "no usage in the lake {range}: it holds usage from {first} to {last}; choose a period \
+             in that span"
+        ),
+        _ => format!("no usage in the lake {range}: it holds none yet; ingest usage logs first"),
     })
 }
 
@@ -295,6 +312,9 @@ pub fn run(env: &Env, a: &FlagsArgs) -> anyhow::Result<()> {
 /// The human summary: counts per kind and the silo-migration candidates with their evidence.
 pub fn render(w: &mut impl std::io::Write, r: &FlagsRun) -> std::io::Result<()> {
     writeln!(w, "flags over {} evaluations into {}", r.evaluations.len(), r.out.display())?;
+    if let Some(why) = &r.no_usage {
+        writeln!(w, "  {why}")?;
+    }
     for kind in [
         FlagKind::SiloMigration,
         FlagKind::PoolSaturation,

@@ -68,6 +68,22 @@ fn noisy_neighbours_are_flagged_and_the_quiet_are_not_and_alerts_go_out_once() {
     let sink = format!("file://{}", alerts.display());
     ok(&mut flags(&m, "2026-10", &["--alert", &sink]));
     let flagged: Vec<Value> = lines(&m.root.join("out/flags.jsonl"));
+    // The measured share is the value, the fraction of hours over the line evidence.
+    for f in flagged.iter().filter(|f| f["kind"] == "silo_migration") {
+        let (v, t) = (f["value"].as_f64().unwrap(), f["threshold"].as_f64().unwrap());
+        assert!(v > t && v < 1.0, "a share of {v} against {t}");
+        assert!(f["evidence"]["figures"]["fraction_of_hours_over"].as_f64().unwrap() <= 1.0);
+    }
+    // A month without usage says which days the lake holds.
+    let empty = ok(&mut flags(&m, "2026-05", &[]));
+    let said = String::from_utf8_lossy(&empty.stdout);
+    assert!(
+        said.contains(
+            "no usage in the lake from 2026-04-24 to 2026-06-01 (exclusive): it holds usage from \
+             2026-10-01 to 2026-10-31"
+        ),
+        "{said}"
+    );
     let mut silo: Vec<String> = flagged
         .iter()
         .filter(|f| f["kind"] == "silo_migration" && f["status"] == "active")

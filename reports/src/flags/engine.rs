@@ -150,9 +150,10 @@ pub fn evaluate_at(
                 evidence.figures.insert("share_of_pool_requests".into(), overall);
                 let fraction = f64::from(a.over) / f64::from(a.active);
                 evidence.figures.insert("fraction_of_hours_over".into(), fraction);
-                // The value is a share, comparable with the threshold: the median of the
-                // tenant's hourly shares in its active hours (over the threshold whenever the
-                // flag is consistent), not the fraction of hours, which is evidence.
+                // The value is the tenant's measured share, comparable with the threshold, not
+                // the fraction of hours (evidence). Against the pool's own usage: its share of
+                // the window's requests (a tenant alone in an hour has all of it, so hourly
+                // shares overstate); against a capacity: its median hourly share.
                 a.shares.sort_by(f64::total_cmp);
                 let n = a.shares.len();
                 let median = if n % 2 == 1 {
@@ -169,7 +170,11 @@ pub fn evaluate_at(
                     window_start: w_start,
                     window_end: at,
                     metric: "pool_share".into(),
-                    value: median,
+                    value: if tp.requests_per_hour.is_none() && tp.tokens_per_minute.is_none() {
+                        overall
+                    } else {
+                        median
+                    },
                     threshold: policy.share_threshold,
                     evidence,
                     severity: Severity::Warning,
