@@ -10,48 +10,6 @@ use serde_json::Value;
 
 use crate::util::*;
 
-const BOOK: &str = r#"
-version = "periods-1"
-currency = "USD"
-
-[[models]]
-id = "mistral.ministral-3-8b-instruct"
-name = "Mistral Ministral 3 8B"
-[[models.prices]]
-effective_from = "2025-01-01"
-input_per_million = "0.15"
-output_per_million = "0.15"
-per_tool_call = "0.0010"
-
-[[models]]
-id = "openai.gpt-oss-120b-1:0"
-[[models.prices]]
-effective_from = "2025-01-01"
-input_per_million = "0.15"
-output_per_million = "0.60"
-per_tool_call = "0.0012"
-
-[[models]]
-id = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
-[[models.prices]]
-effective_from = "2025-01-01"
-input_per_million = "1.10"
-output_per_million = "5.50"
-cache_read_per_million = "0.11"
-cache_write_per_million = "1.375"
-per_tool_call = "0.0015"
-
-[plans.basic]
-base_fee = "49.00"
-included_usage = "2.00"
-markup = "0.25"
-
-[plans.premium]
-base_fee = "499.00"
-included_usage = "5.00"
-markup = "0.40"
-"#;
-
 struct Setup {
     _dir: tempfile::TempDir,
     root: PathBuf,
@@ -90,7 +48,7 @@ fn setup() -> Setup {
         let to = if day >= 28 { &late } else { &early };
         std::fs::rename(&p, to.join(&name)).unwrap();
     }
-    std::fs::write(root.join("prices.toml"), BOOK).unwrap();
+    std::fs::write(root.join("prices.toml"), crate::crash::PRICES).unwrap();
     let lake = root.join("lake");
     ingest(&lake, &[&early], &[]);
     Setup { _dir: dir, root, lake }
@@ -346,7 +304,7 @@ fn a_preview_is_neither_numbered_nor_recorded() {
         ),
         "{empty}"
     );
-    assert!(empty.contains("price book               periods-1+"), "{empty}");
+    assert!(empty.contains("price book               crash-test+"), "{empty}");
     let o = ok(&mut invoice(&s, "2026-10", &out, &["--preview"]));
     assert!(stdout(&o).contains("open (preview)"), "{}", stdout(&o));
     let docs = json_docs(&out.join("previews/2026-10"));

@@ -21,8 +21,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 
 use super::model::{
-    Allocation, Component, CostPool, DocumentKind, DocumentStatus, Invoice, Line, LineClass,
-    Period, Problem, Unallocated,
+    Allocation, Component, CostPool, Invoice, Line, LineClass, Period, Problem, Unallocated,
 };
 use super::usage::{Drivers, Series, SeriesKey};
 use crate::allocate::allocate_cents;
@@ -606,21 +605,11 @@ pub fn compute(input: &InvoiceInput<'_>) -> Result<InvoiceRun, InvoiceError> {
             allocated.remove(&tenant).unwrap_or((Decimal::ZERO, false));
         let allocated_cost = round_cents(allocated_cost);
         let usage_source = input.pricing.plan(&tier).map_or(UsageSource::Logs, |p| p.usage_source);
+        let number = super::ledger::invoice_number(&period, &tenant, 1);
+        let (currency, version) = (input.pricing.currency(), input.pricing.version());
         run.invoices.push(Invoice {
-            invoice_number: format!("AM-{}-{tenant}", period.start.format("%Y%m")),
-            document: DocumentKind::Invoice,
-            status: DocumentStatus::Draft,
-            references: None,
-            issue_date: None,
-            due_date: None,
-            issuer: None,
-            bill_to: None,
+            invoice_number: number,
             usage_source,
-            tenant_id: tenant,
-            tier,
-            period: period.label(),
-            currency: input.pricing.currency(),
-            price_book_version: input.pricing.version(),
             margin: total - allocated_cost,
             total,
             allocated_cost,
@@ -628,6 +617,7 @@ pub fn compute(input: &InvoiceInput<'_>) -> Result<InvoiceRun, InvoiceError> {
             complete: problems.is_empty(),
             lines,
             problems,
+            ..Invoice::empty(tenant, tier, &period, &currency, &version)
         });
     }
     notes.sort();

@@ -601,29 +601,10 @@ pub fn add_adjustments(run: &mut InvoiceRun, late: &[Late], currency: &str, vers
                         .map(|x| x.tier.clone())
                         .or_else(|| problems.first().map(|p| p.tier.clone()));
                     let Some(tier) = tier else { continue };
-                    run.invoices.push(Invoice {
-                        invoice_number: invoice_number(&run.period, tenant, 1),
-                        document: DocumentKind::Invoice,
-                        status: DocumentStatus::Draft,
-                        references: None,
-                        issue_date: None,
-                        due_date: None,
-                        issuer: None,
-                        bill_to: None,
-                        tenant_id: tenant.clone(),
-                        tier,
-                        period: run.period.label(),
-                        usage_source: UsageSource::Logs,
-                        currency: currency.to_owned(),
-                        price_book_version: version.to_owned(),
-                        lines: Vec::new(),
-                        total: Decimal::ZERO,
-                        allocated_cost: Decimal::ZERO,
-                        margin: Decimal::ZERO,
-                        provisional: false,
-                        complete: true,
-                        problems: Vec::new(),
-                    });
+                    let mut inv =
+                        Invoice::empty(tenant.clone(), tier, &run.period, currency, version);
+                    inv.invoice_number = invoice_number(&run.period, tenant, 1);
+                    run.invoices.push(inv);
                     run.invoices.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
                     let i = run
                         .invoices
@@ -715,29 +696,15 @@ pub fn credit_note(
             l
         })
         .collect();
-    Invoice {
-        invoice_number: credit_note_number(period, &original.tenant_id, n),
-        document: DocumentKind::CreditNote,
-        status: DocumentStatus::Issued,
-        references: Some(original.number.clone()),
-        issue_date: Some(today),
-        due_date: None,
-        issuer: None,
-        bill_to: None,
-        tenant_id: original.tenant_id.clone(),
-        tier,
-        period: period.label(),
-        usage_source: UsageSource::Logs,
-        currency: original.currency.clone(),
-        price_book_version: String::new(),
-        total: lines.iter().map(|l| l.amount).sum(),
-        lines,
-        allocated_cost: Decimal::ZERO,
-        margin: Decimal::ZERO,
-        provisional: false,
-        complete: true,
-        problems: Vec::new(),
-    }
+    let mut cn = Invoice::empty(original.tenant_id.clone(), tier, period, &original.currency, "");
+    cn.invoice_number = credit_note_number(period, &original.tenant_id, n);
+    cn.document = DocumentKind::CreditNote;
+    cn.status = DocumentStatus::Issued;
+    cn.references = Some(original.number.clone());
+    cn.issue_date = Some(today);
+    cn.total = lines.iter().map(|l| l.amount).sum();
+    cn.lines = lines;
+    cn
 }
 
 /// Whether `period` may be reopened: not while a later closed period's invoices in force bill

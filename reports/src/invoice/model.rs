@@ -444,6 +444,41 @@ pub struct Invoice {
     pub problems: Vec<Problem>,
 }
 
+impl Invoice {
+    /// An empty draft invoice of `tenant` for `period`: no number, no line, complete.
+    pub fn empty(
+        tenant: TenantId,
+        tier: Tier,
+        period: &Period,
+        currency: &str,
+        price_book_version: &str,
+    ) -> Self {
+        Self {
+            invoice_number: String::new(),
+            document: DocumentKind::Invoice,
+            status: DocumentStatus::Draft,
+            references: None,
+            issue_date: None,
+            due_date: None,
+            issuer: None,
+            bill_to: None,
+            tenant_id: tenant,
+            tier,
+            period: period.label(),
+            usage_source: UsageSource::Logs,
+            currency: currency.to_owned(),
+            price_book_version: price_book_version.to_owned(),
+            lines: Vec::new(),
+            total: Decimal::ZERO,
+            allocated_cost: Decimal::ZERO,
+            margin: Decimal::ZERO,
+            provisional: false,
+            complete: true,
+            problems: Vec::new(),
+        }
+    }
+}
+
 /// AWS cost that no tenant carries: untagged, of a tier without usage that day, or of a tag
 /// value that matches no tier.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

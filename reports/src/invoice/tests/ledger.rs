@@ -29,29 +29,11 @@ fn line(component: Component, quantity: i64, price: &str, amount: &str) -> Line 
 }
 
 fn invoice(t: &str, lines: Vec<Line>) -> Invoice {
-    Invoice {
-        invoice_number: String::new(),
-        document: DocumentKind::Invoice,
-        status: DocumentStatus::Draft,
-        references: None,
-        issue_date: None,
-        due_date: None,
-        issuer: None,
-        bill_to: None,
-        tenant_id: tenant(t),
-        tier: Tier::new("basic").unwrap(),
-        period: "2026-10".into(),
-        usage_source: UsageSource::Logs,
-        currency: "USD".into(),
-        price_book_version: "v".into(),
-        total: lines.iter().map(|l| l.amount).sum(),
-        lines,
-        allocated_cost: Decimal::ZERO,
-        margin: Decimal::ZERO,
-        provisional: false,
-        complete: true,
-        problems: Vec::new(),
-    }
+    let period = Period::parse("2026-10").unwrap();
+    let mut inv = Invoice::empty(tenant(t), Tier::new("basic").unwrap(), &period, "USD", "v");
+    inv.total = lines.iter().map(|l| l.amount).sum();
+    inv.lines = lines;
+    inv
 }
 
 fn run(period: &str, invoices: Vec<Invoice>) -> InvoiceRun {
