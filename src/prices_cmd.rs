@@ -46,6 +46,14 @@ fn import(a: &ImportLitellmArgs) -> anyhow::Result<()> {
         }
     }
     eprintln!("{}", report.summary());
+    if a.effective_from.is_none() {
+        // Dated today by default: an earlier month's usage would have no price.
+        eprintln!(
+            "note: the imported prices take effect from {today} (today); usage before that has no \
+             price. To invoice an earlier month, import with --effective-from YYYY-MM-DD (its \
+             first day, or earlier)."
+        );
+    }
     Ok(())
 }
 

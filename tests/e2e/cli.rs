@@ -44,3 +44,30 @@ fn help_names_the_log_variable_once_and_never_its_value() {
     assert_eq!(help.matches("[env: AGENTMETER_LOG]").count(), 1, "{help}");
     assert!(!help.contains("secret-filter"), "{help}");
 }
+
+#[test]
+fn import_litellm_says_when_its_prices_take_effect() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("litellm.json");
+    std::fs::write(
+        &json,
+        r#"{"mistral.ministral-3-8b-instruct": {"litellm_provider": "bedrock_converse",
+            "mode": "chat", "input_cost_per_token": 1.5e-07, "output_cost_per_token": 1.5e-07}}"#,
+    )
+    .unwrap();
+    let today = chrono::Utc::now().date_naive();
+    let out = ok(bin().args(["prices", "import-litellm"]).arg(&json));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("the imported prices take effect from {today} (today)"))
+            && err.contains("--effective-from YYYY-MM-DD"),
+        "{err}"
+    );
+    let book = String::from_utf8_lossy(&out.stdout);
+    assert!(book.contains(&format!("effective_from = \"{today}")), "{book}");
+    // Dated explicitly: nothing to warn about.
+    let out =
+        ok(bin().args(["prices", "import-litellm", "--effective-from", "2026-10-01"]).arg(&json));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("take effect from"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2026-10-01"));
+}
