@@ -497,6 +497,16 @@ pub struct ServeArgs {
     /// LAKE/_wal/otlp for a lake directory; ~/.local/state/agentmeter/wal/... for an S3 lake).
     #[arg(long)]
     pub wal_dir: Option<PathBuf>,
+    /// Turns on the usage API (GET /v1/usage, /v1/invoices/preview): a TOML file of token
+    /// digests, each scoped to a tenant or to all (`agentmeter example api-tokens`).
+    #[arg(long, value_name = "FILE")]
+    pub api_tokens: Option<PathBuf>,
+    /// Price book of the API's invoice previews (without it, previews are off).
+    #[arg(long, value_name = "FILE", requires = "api_tokens")]
+    pub prices: Option<PathBuf>,
+    /// Tenant roster of the API's invoice previews (tiers of tenants without usage, bill-to).
+    #[arg(long, value_name = "FILE", requires = "prices")]
+    pub tenants: Option<PathBuf>,
 }
 
 fn parse_start(s: &str) -> Result<agentmeter_ingest::kinesis::StartPosition, String> {

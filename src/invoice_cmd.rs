@@ -11,12 +11,12 @@ use agentmeter_reports::costs::{self, CostQuery, CostReport};
 use agentmeter_reports::invoice::export::{self, Internal, RunSummary};
 use agentmeter_reports::invoice::focus::BillingPeriodInfo;
 use agentmeter_reports::invoice::ledger::{self, PeriodRecord};
+use agentmeter_reports::invoice::reprice::{late_usage, reprice, stored_book};
 use agentmeter_reports::invoice::{
     CostPool, DocumentKind, InvoiceInput, InvoiceRun, Issuer, Period, PeriodStatus, compute,
     roster, usage,
 };
 use agentmeter_reports::prices::{InferenceProfiles, PriceBook, bedrock, merge_listings};
-use agentmeter_schemas::{TenantId, Tier};
 use anyhow::{Context, bail};
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -248,80 +248,6 @@ pub struct Outcome {
 }
 
 /// The priced inputs of a closed period, as recorded at its close.
-fn stored_book(
-    lake: &Lake,
-    rec: &PeriodRecord,
-) -> anyhow::Result<(PriceBook, BTreeMap<TenantId, Tier>)> {
-    let store = lake.store().as_ref();
-    let text = String::from_utf8(ledger::get_blob(store, &rec.inputs.price_book)?)
-        .context("the recorded price book is not UTF-8")?;
-    let mut book = PriceBook::from_toml_str(&text).context("the recorded price book")?;
-    if let Some(d) = &rec.inputs.profiles {
-        let text = String::from_utf8(ledger::get_blob(store, d)?)
-            .context("the recorded inference profiles are not UTF-8")?;
-        book = book.with_inference_profiles(
-            InferenceProfiles::from_json_str(&text).context("the recorded inference profiles")?,
-        );
-    }
-    let roster = match &rec.inputs.roster {
-        Some(d) => {
-            let text = String::from_utf8(ledger::get_blob(store, d)?)
-                .context("the recorded roster is not UTF-8")?;
-            roster::parse(&text).map_err(|e| anyhow::anyhow!("the recorded roster: {e}"))?
-        }
-        None => BTreeMap::new(),
-    };
-    Ok((book, roster))
-}
-
-/// Prices a closed period again with the inputs of its close and the lake's usage now: the
-/// run (no costs) and the usage counted.
-fn reprice(
-    lake: &Lake,
-    rec: &PeriodRecord,
-) -> anyhow::Result<(InvoiceRun, BTreeMap<TenantId, ledger::Counts>)> {
-    let period = Period::parse(&rec.period).map_err(|e| anyhow::anyhow!(e))?;
-    let (book, roster) = stored_book(lake, rec)?;
-    crate::lake_cmd::ensure_rollups(lake, period.start, period.end)?;
-    let usage = usage::load(lake, &period).context("reading usage_hourly")?;
-    let drivers = usage::Drivers::new();
-    let input = InvoiceInput {
-        period,
-        pricing: &book,
-        usage: &usage,
-        costs: None,
-        pool_costs: &[],
-        drivers: &drivers,
-        roster: &roster,
-    };
-    let run = compute(&input).with_context(|| format!("pricing {} again", rec.period))?;
-    let counts = ledger::counts(&usage, |t| {
-        book.plan(t).map_or(agentmeter_reports::prices::UsageSource::Logs, |p| p.usage_source)
-    });
-    Ok((run, counts))
-}
-
-/// The late usage of every closed period before `period` whose late usage `period` bills.
-fn late_usage(
-    lake: &Lake,
-    period: &Period,
-    records: &BTreeMap<NaiveDate, (PeriodRecord, String)>,
-) -> anyhow::Result<Vec<ledger::Late>> {
-    let mut out = Vec::new();
-    for (start, (rec, _)) in records.range(..period.start) {
-        if !rec.is_closed() || ledger::billing_period_of_late_usage(*start, records) != period.start
-        {
-            continue;
-        }
-        let (run, counts) = reprice(lake, rec)?;
-        let late = ledger::late(rec, &run, &counts, records);
-        if !late.is_empty() {
-            out.push(late);
-        }
-    }
-    Ok(out)
-}
-
 fn describe_late(l: &ledger::Late, billed_in: &str) -> String {
     let c = l.total();
     format!(

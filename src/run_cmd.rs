@@ -39,6 +39,13 @@ pub fn run(env: &Env, a: &RunArgs) -> anyhow::Result<()> {
         .and_then(|c| c.with_max_tokens_per_call(cfg.max_tokens_per_call))
         .map_err(|e| UsageError(format!("{}: {e}", a.config.display())))?;
     let auth_token = receiver::token(cfg.auth_token_file.as_deref(), "otlp.auth_token_file")?;
+    let api = crate::serve_cmd::ApiFiles::load(
+        cfg.api_tokens.as_deref(),
+        cfg.api_prices.as_deref(),
+        cfg.api_tenants.as_deref(),
+        ["api.tokens", "api.prices", "api.tenants"],
+    )
+    .map_err(|e| UsageError(format!("{}: {}", a.config.display(), e.0)))?;
     let listener = receiver::bind(env.rt(), cfg.listen)?;
     let wal_dir = cfg.wal_dir.clone().unwrap_or_else(|| receiver::default_wal_dir(&cfg.lake));
     let lake = env.open_lake(&cfg.lake)?;
@@ -100,6 +107,7 @@ pub fn run(env: &Env, a: &RunArgs) -> anyhow::Result<()> {
         decode,
         wal_dir,
         writer: WriterOptions::default(),
+        routes: crate::serve_cmd::ApiFiles::routes(api, &lake),
     };
     let served = receiver::run_receiver(env.rt(), listener, &lake, opts, &metrics, stop.clone());
     stop.cancel();

@@ -31,6 +31,16 @@ struct Raw {
     rollups: RawRollups,
     #[serde(default)]
     flags: RawFlags,
+    #[serde(default)]
+    api: RawApi,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    tokens: Option<PathBuf>,
+    prices: Option<PathBuf>,
+    tenants: Option<PathBuf>,
 }
 
 fn default_tenant_field() -> String {
@@ -186,6 +196,10 @@ pub struct RunConfig {
     pub rollup_interval: Duration,
     /// `None` when flags are off.
     pub flags: Option<FlagsConfig>,
+    /// The usage API's token file (`None`: the API is off), price book and roster.
+    pub api_tokens: Option<PathBuf>,
+    pub api_prices: Option<PathBuf>,
+    pub api_tenants: Option<PathBuf>,
 }
 
 /// The scheduled flags.
@@ -293,6 +307,15 @@ pub fn parse(text: &str, base: &Path) -> Result<RunConfig, String> {
         } else {
             None
         };
+    if raw.api.tokens.is_none() && (raw.api.prices.is_some() || raw.api.tenants.is_some()) {
+        return Err("api.tokens: required when api.prices or api.tenants is set (the API is off without tokens)".into());
+    }
+    if raw.api.prices.is_none() && raw.api.tenants.is_some() {
+        return Err(
+            "api.prices: required when api.tenants is set (the roster serves invoice previews)"
+                .into(),
+        );
+    }
     Ok(RunConfig {
         lake,
         tenant_field: raw.tenant_field,
@@ -308,6 +331,9 @@ pub fn parse(text: &str, base: &Path) -> Result<RunConfig, String> {
         checkpoint_interval: Duration::from_millis(checkpoint),
         rollup_interval: Duration::from_millis(rollup),
         flags,
+        api_tokens: raw.api.tokens.map(resolve),
+        api_prices: raw.api.prices.map(resolve),
+        api_tenants: raw.api.tenants.map(resolve),
     })
 }
 
@@ -360,6 +386,15 @@ mod tests {
                 .contains("listed twice")
         );
         assert!(err("lake = \"l\"\n").contains("flags.out: required"));
+        assert!(
+            err("lake = \"l\"\n[flags]\nenabled = false\n[api]\nprices = \"p.toml\"\n")
+                .starts_with("api.tokens: required when api.prices or api.tenants is set")
+        );
+        assert!(
+            err("lake = \"l\"\n[flags]\nenabled = false\n[api]\ntokens = \"t\"\ntenants = \"r\"\n")
+                .starts_with("api.prices: required when api.tenants is set")
+        );
+        assert!(err("lake = \"l\"\n[api]\ntoken = \"t\"\n").contains("unknown field `token`"));
         assert!(
             err("lake = \"l\"\n[flags]\nout = \"o\"\nalerts = [\"ftp://x\"]\n")
                 .contains("flags.alerts[0]")

@@ -450,7 +450,8 @@ pub fn router<S: DurableSink>(cfg: ServerConfig, sink: Arc<S>, metrics: Arc<Metr
         )
 }
 
-/// Serves on `listener` until `shutdown` resolves; in-flight requests finish first.
+/// Serves on `listener` until `shutdown` resolves; in-flight requests finish first. `extra`
+/// routes (the usage API) are served beside the receiver's.
 ///
 /// # Errors
 ///
@@ -460,9 +461,12 @@ pub async fn serve<S: DurableSink>(
     cfg: ServerConfig,
     sink: Arc<S>,
     metrics: Arc<Metrics>,
+    extra: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(cfg, sink, metrics)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(cfg, sink, metrics).merge(extra))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 #[cfg(test)]
@@ -515,7 +519,14 @@ mod tests {
             source: SourceUri::new("otlp-http://test"),
         };
         std::thread::spawn(move || {
-            let _ = rt.block_on(serve(listener, cfg, Arc::new(Accept), m, std::future::pending()));
+            let _ = rt.block_on(serve(
+                listener,
+                cfg,
+                Arc::new(Accept),
+                m,
+                Router::new(),
+                std::future::pending(),
+            ));
         });
         addr
     }

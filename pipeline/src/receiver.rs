@@ -263,6 +263,8 @@ pub struct ReceiverOptions {
     pub wal_dir: PathBuf,
     /// Writer settings.
     pub writer: WriterOptions,
+    /// Routes served beside the receiver's (the usage API; empty when it is off).
+    pub routes: axum::Router,
 }
 
 /// The default log directory of a receiver on `lake`: `LAKE/_wal/otlp` for a local lake;
@@ -402,7 +404,8 @@ pub fn run_receiver(
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
         let stop = async move { shutdown.cancelled().await };
-        serve(listener, cfg, Arc::new(WalSink { tx: tx.clone() }), Arc::clone(metrics), stop)
+        let sink = Arc::new(WalSink { tx: tx.clone() });
+        serve(listener, cfg, sink, Arc::clone(metrics), opts.routes, stop)
             .await
             .map_err(|e| Error::Io { what: "serving OTLP/HTTP".into(), source: e })
     });

@@ -17,6 +17,7 @@
 
 pub mod alerts;
 pub mod allocate;
+pub mod api;
 pub mod costs;
 pub mod flags;
 pub mod invoice;

@@ -26,3 +26,4 @@ mod schema;
 mod serve;
 mod serve_load;
 mod shapes;
+mod usage_api;

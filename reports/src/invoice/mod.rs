@@ -13,6 +13,7 @@ pub mod focus;
 pub mod html;
 pub mod ledger;
 pub mod model;
+pub mod reprice;
 pub mod roster;
 pub mod usage;
 
