@@ -75,6 +75,49 @@ pub enum Command {
     Gen(GenArgs),
     /// Generate a month for about 50 tenants, ingest it, and show what came out.
     Demo(DemoArgs),
+    /// Print a documented example file (shipped inside the binary) to standard output.
+    Example(ExampleArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) of agentmeter and its subcommands.
+    Man(ManArgs),
+}
+
+/// The example files `agentmeter example` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExampleKind {
+    /// A price book (`invoice --prices`).
+    Prices,
+    /// A flags policy (`flags --policy`).
+    Policy,
+    /// The service's configuration (`run --config`).
+    Config,
+    /// A tenant roster (`invoice --tenants`).
+    Tenants,
+    /// A usage API token file (`serve --api-tokens`).
+    ApiTokens,
+}
+
+#[derive(Debug, Args)]
+pub struct ExampleArgs {
+    /// Which file.
+    #[arg(value_enum)]
+    pub kind: ExampleKind,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write one page per command (agentmeter.1, agentmeter-ingest.1, ...) into this
+    /// directory instead of printing agentmeter.1.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -246,7 +289,7 @@ pub struct InvoiceArgs {
     /// Billing period, YYYY-MM (a calendar month in UTC).
     #[arg(long)]
     pub period: String,
-    /// Price book (TOML; see examples/prices.toml).
+    /// Price book (TOML; `agentmeter example prices` prints a documented one).
     #[arg(long)]
     pub prices: PathBuf,
     /// Application inference profiles: a FILE holding the JSON of `aws bedrock
@@ -444,7 +487,7 @@ pub struct RollupArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The service's configuration (TOML; examples/agentmeter.toml documents every key).
+    /// The service's configuration (TOML; `agentmeter example config` documents every key).
     #[arg(long)]
     pub config: PathBuf,
 }

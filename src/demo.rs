@@ -18,7 +18,7 @@ const MARKER: &str = ".agentmeter-demo";
 const DEMO_SPAN_PERMILLE: u32 = 250;
 
 /// The example price book, shipped in the binary so that the demo runs anywhere.
-const EXAMPLE_PRICES: &str = include_str!("../examples/prices.toml");
+const EXAMPLE_PRICES: &str = crate::example_cmd::PRICES;
 
 /// Writes the price book and a Cost Explorer response for the demo month, then invoices it.
 fn invoice(

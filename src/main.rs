@@ -6,6 +6,7 @@
 mod cli;
 mod compact_cmd;
 mod demo;
+mod example_cmd;
 mod flags_cmd;
 mod gen_cmd;
 mod ingest_cmd;
@@ -68,6 +69,9 @@ fn main() -> ExitCode {
             cli::Command::Serve(a) => serve_cmd::run(&env, &a),
             cli::Command::Gen(a) => gen_cmd::run(&a),
             cli::Command::Demo(a) => demo::run(&env, &a),
+            cli::Command::Example(a) => example_cmd::example(&a),
+            cli::Command::Completions(a) => example_cmd::completions(&a),
+            cli::Command::Man(a) => example_cmd::man(&a),
         },
     };
     match result {

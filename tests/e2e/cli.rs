@@ -1,4 +1,5 @@
-//! Rough edges a new user meets first: a small demo, and `prices check` in words.
+//! Rough edges a new user meets first: a small demo, `prices check` in words, and the
+//! examples, completions and manual the binary carries.
 
 use crate::util::*;
 
@@ -70,4 +71,32 @@ fn import_litellm_says_when_its_prices_take_effect() {
         ok(bin().args(["prices", "import-litellm", "--effective-from", "2026-10-01"]).arg(&json));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("take effect from"));
     assert!(String::from_utf8_lossy(&out.stdout).contains("2026-10-01"));
+}
+
+#[test]
+fn the_binary_carries_its_examples_completions_and_manual() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (kind, file) in [
+        ("prices", "prices.toml"),
+        ("policy", "policy.toml"),
+        ("config", "agentmeter.toml"),
+        ("tenants", "tenants.toml"),
+        ("api-tokens", "api-tokens.toml"),
+    ] {
+        let out = ok(bin().args(["example", kind]));
+        assert_eq!(out.stdout, std::fs::read(root.join("examples").join(file)).unwrap(), "{kind}");
+    }
+    let bash = ok(bin().args(["completions", "bash"]));
+    let bash = String::from_utf8(bash.stdout).unwrap();
+    assert!(bash.contains("complete -F _agentmeter") && bash.contains("import-litellm"), "{bash}");
+    let page = String::from_utf8(ok(bin().arg("man")).stdout).unwrap();
+    assert!(page.contains(".TH agentmeter 1"), "{page}");
+    let dir = tempfile::tempdir().unwrap();
+    ok(bin().args(["man", "--dir"]).arg(dir.path()));
+    for page in ["agentmeter.1", "agentmeter-ingest.1", "agentmeter-prices-import-litellm.1"] {
+        assert!(dir.path().join(page).is_file(), "{page}");
+    }
+    // Help cites the examples by the command that prints them, never by a path in the sources.
+    let help = String::from_utf8(ok(bin().args(["invoice", "--help"])).stdout).unwrap();
+    assert!(help.contains("agentmeter example prices") && !help.contains("examples/"), "{help}");
 }
