@@ -406,9 +406,12 @@ pub struct FlagsArgs {
     /// End of the range (exclusive): YYYY-MM-DD or an RFC 3339 instant.
     #[arg(long, requires = "from")]
     pub to: Option<String>,
-    /// Policy file (TOML); the seeds' defaults when omitted.
+    /// Policy file (TOML; `agentmeter example policy`); the seeds' defaults when omitted.
     #[arg(long)]
     pub policy: Option<PathBuf>,
+    /// Price book that prices the policy's `usd` budgets (required when it has any).
+    #[arg(long, value_name = "FILE")]
+    pub prices: Option<PathBuf>,
     /// Output directory: OUT/flags.jsonl.
     #[arg(long)]
     pub out: PathBuf,

@@ -328,6 +328,7 @@ pub fn run(env: &Env, a: &DemoArgs) -> anyhow::Result<()> {
         from: None,
         to: None,
         policy: Some(policy_path.clone()),
+        prices: None,
         out: a.dir.join("out"),
         alerts: vec![format!("file://{}", std::path::absolute(&alerts_path)?.display())],
         alert_max_attempts: 4,

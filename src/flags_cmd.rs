@@ -11,11 +11,14 @@ use agentmeter_reports::alerts::{
     AlertSink, CircuitOpen, DeliveryOptions, Secret, deliver_with_state,
 };
 use agentmeter_reports::flags::state::{Backlog, Pending};
+use agentmeter_reports::flags::usage_rules;
 use agentmeter_reports::flags::{
     AgentInvocation, Evaluation, Flag, FlagKind, FlagState, FlagStatus, Policy, episodes,
     evaluate_range,
 };
 use agentmeter_reports::invoice::Period;
+use agentmeter_reports::invoice::reprice::charges_to_date;
+use agentmeter_reports::prices::PriceBook;
 use agentmeter_schemas::tables::{
     AGENT_INVOCATIONS, FLAGS, FlagRow, TABLES, TENANT_HOURLY, TenantHour, flags_batch,
 };
@@ -155,6 +158,9 @@ pub fn execute(env: &Env, a: &FlagsArgs) -> anyhow::Result<FlagsRun> {
         bail!(UsageError(format!("--from {from} is not before --to {to}")));
     }
     let policy = load_policy(a.policy.as_deref())?;
+    if policy.budgets.needs_prices() && a.prices.is_none() {
+        bail!(UsageError("the policy has usd budgets: give --prices FILE to price them".into()));
+    }
     let sinks: Vec<AlertSink> = a
         .alerts
         .iter()
@@ -179,14 +185,37 @@ pub fn execute_in(
     to: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> anyhow::Result<FlagsRun> {
-    let history = from - TimeDelta::days(i64::from(policy.window_days));
+    let history = (from - TimeDelta::days(i64::from(policy.window_days)))
+        .min(usage_rules::history_start(policy, from));
     let last_day = (to - TimeDelta::milliseconds(1)).date_naive();
     crate::lake_cmd::ensure_rollups(lake, history.date_naive(), last_day + TimeDelta::days(1))?;
     let rows = tenant_hours(lake, history, to).context("reading tenant_hourly")?;
-    let no_usage = if rows.is_empty() { Some(no_usage(lake, history, to)?) } else { None };
+    let no_usage = if rows.is_empty() { Some(no_usage(lake, from, to)?) } else { None };
     let runaways =
         runaway_candidates(lake, policy, from, to).context("reading agent_invocations")?;
-    let evaluations = evaluate_range(&rows, &runaways, policy, from, to);
+    let mut evaluations = evaluate_range(&rows, &runaways, policy, from, to);
+    // Budgets and anomalies: the tenant's own usage, from the same rows.
+    let charges = match (policy.budgets.needs_prices(), &a.prices) {
+        (false, _) => None,
+        (true, None) => {
+            bail!(UsageError("the policy has usd budgets: give --prices FILE to price them".into()))
+        }
+        (true, Some(p)) => {
+            let book = PriceBook::load(p)
+                .map_err(|e| UsageError(format!("--prices {}: {e}", p.display())))?;
+            let points: Vec<DateTime<Utc>> = evaluations.iter().map(|e| e.at).collect();
+            Some(
+                charges_to_date(lake, &book, &usage_rules::charge_instants(&points))
+                    .context("pricing usage for the usd budgets")?,
+            )
+        }
+    };
+    let index = usage_rules::TenantHours::new(&rows);
+    for e in &mut evaluations {
+        let charges = charges.as_ref().map(|c| c as &dyn usage_rules::ChargesToDate);
+        e.flags.extend(usage_rules::usage_flags(&index, policy, charges, e.at));
+        e.flags.sort_by(|a, b| a.id.cmp(&b.id));
+    }
     let eps = episodes(&evaluations);
 
     // The flags table: the flags holding at the end of each evaluated day.
@@ -320,6 +349,8 @@ pub fn render(w: &mut impl std::io::Write, r: &FlagsRun) -> std::io::Result<()> 
         FlagKind::PoolSaturation,
         FlagKind::QuotaBreach,
         FlagKind::RunawaySession,
+        FlagKind::BudgetThreshold,
+        FlagKind::UsageAnomaly,
     ] {
         let all: Vec<&Flag> = r.episodes.iter().filter(|f| f.kind == kind).collect();
         let active = all.iter().filter(|f| f.status == FlagStatus::Active).count();

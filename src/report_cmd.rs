@@ -41,6 +41,11 @@ pub fn write(env: &Env, a: &ReportArgs) -> anyhow::Result<()> {
         }
     }
     let lake = crate::lake_cmd::existing(env, &a.lake)?;
+    if opts.flags.is_empty() {
+        // No flags.jsonl given: what the scheduled flags runs recorded in the lake.
+        opts.flags = agentmeter_reports::flags::table::flags_in(&lake, period.start, period.end)
+            .context("reading the flags table")?;
+    }
     crate::lake_cmd::ensure_rollups(&lake, period.start, period.end)?;
     let data = gather(&lake, period, &opts).map_err(|e| match e {
         agentmeter_reports::report::ReportError::NoUsage { .. } => {

@@ -182,6 +182,7 @@ fn flag_schedule(lake: &Lake, f: &FlagsConfig, metrics: &Metrics, stop: &Cancell
         from: None,
         to: None,
         policy: f.policy.clone(),
+        prices: f.prices.clone(),
         out: f.out.clone(),
         alerts: f.alerts.clone(),
         alert_max_attempts: 4,

@@ -145,6 +145,7 @@ struct RawFlags {
     #[serde(default = "default_every")]
     every_minutes: u64,
     policy: Option<PathBuf>,
+    prices: Option<PathBuf>,
     out: Option<PathBuf>,
     #[serde(default)]
     alerts: Vec<String>,
@@ -158,6 +159,7 @@ impl Default for RawFlags {
             enabled: true,
             every_minutes: default_every(),
             policy: None,
+            prices: None,
             out: None,
             alerts: Vec::new(),
             alert_max_age_hours: default_alert_max_age(),
@@ -207,6 +209,8 @@ pub struct RunConfig {
 pub struct FlagsConfig {
     pub every: Duration,
     pub policy: Option<PathBuf>,
+    /// Price book of the policy's usd budgets.
+    pub prices: Option<PathBuf>,
     pub out: PathBuf,
     pub alerts: Vec<String>,
     /// Hours an undelivered alert is kept and retried (`flags --alert-max-age-hours`).
@@ -289,15 +293,27 @@ pub fn parse(text: &str, base: &Path) -> Result<RunConfig, String> {
                     .map_err(|e| format!("flags.alerts[{i}]: {e}"))?;
             }
             let policy = raw.flags.policy.map(resolve);
+            let prices = raw.flags.prices.map(resolve);
             if let Some(p) = &policy {
                 let text = std::fs::read_to_string(p)
                     .map_err(|e| format!("flags.policy: {}: {e}", p.display()))?;
-                agentmeter_reports::flags::Policy::from_toml_str(&text)
+                let parsed = agentmeter_reports::flags::Policy::from_toml_str(&text)
                     .map_err(|e| format!("flags.policy: {}: {e}", p.display()))?;
+                if parsed.budgets.needs_prices() && prices.is_none() {
+                    return Err(format!(
+                        "flags.prices: required: the policy {} has usd budgets",
+                        p.display()
+                    ));
+                }
+            }
+            if let Some(p) = &prices {
+                agentmeter_reports::prices::PriceBook::load(p)
+                    .map_err(|e| format!("flags.prices: {}: {e}", p.display()))?;
             }
             Some(FlagsConfig {
                 every: Duration::from_secs(every * 60),
                 policy,
+                prices,
                 out: resolve(raw.flags.out.ok_or(
                     "flags.out: required when flags are enabled (where flags.jsonl goes)",
                 )?),

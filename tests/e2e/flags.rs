@@ -79,7 +79,7 @@ fn noisy_neighbours_are_flagged_and_the_quiet_are_not_and_alerts_go_out_once() {
     let said = String::from_utf8_lossy(&empty.stdout);
     assert!(
         said.contains(
-            "no usage in the lake from 2026-04-24 to 2026-06-01 (exclusive): it holds usage from \
+            "no usage in the lake from 2026-05-01 to 2026-06-01 (exclusive): it holds usage from \
              2026-10-01 to 2026-10-31"
         ),
         "{said}"
@@ -108,6 +108,23 @@ fn noisy_neighbours_are_flagged_and_the_quiet_are_not_and_alerts_go_out_once() {
     ));
     let last: Vec<&str> = last_day.iter().map(|r| r["tenant_id"].as_str().unwrap()).collect();
     assert_eq!(last, m.noisy);
+
+    // The report without the run's outputs shows the flags the lake's table holds.
+    let page = m.root.join("report.html");
+    ok(bin()
+        .arg("report")
+        .arg("--lake")
+        .arg(&m.lake)
+        .args(["--period", "2026-10", "--out"])
+        .arg(&page));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(!html.contains("No flags for this period"));
+    for t in &m.noisy {
+        assert!(
+            html.contains(&format!("silo_migration/basic/{t}")) || html.contains(t.as_str()),
+            "{t}"
+        );
+    }
 
     // Exactly the generator's runaway invocations are flagged, read from agent_invocations.
     let mut runaway: Vec<String> = flagged
@@ -331,4 +348,78 @@ fn a_malformed_policy_fails_at_start_up_naming_the_field() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--alert"));
     assert!(!m.root.join("out/flags.jsonl").exists(), "nothing written");
+}
+
+#[test]
+fn budgets_alert_once_per_level_with_charges_equal_to_the_invoice() {
+    let m = month();
+    let prices = m.root.join("prices.toml");
+    std::fs::write(&prices, crate::crash::PRICES).unwrap();
+    // Budgets every tenant passes: each level is raised once per tenant, and the charges at
+    // the end of the month are the usage lines of the tenant's invoice.
+    std::fs::write(
+        m.root.join("policy.toml"),
+        "[tiers.basic]\ndaily_quota = 100000\nrate_limit_per_second = 100\n\
+         [tiers.premium]\ndaily_quota = 100000\nrate_limit_per_second = 100\n\
+         [budgets]\nlevels = [0.5, 1.0]\n[budgets.tiers.basic]\nusd = \"0.01\"\n\
+         [budgets.tiers.premium]\ntokens = 1\n",
+    )
+    .unwrap();
+    let refused = flags(&m, "2026-10", &[]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("the policy has usd budgets: give --prices FILE to price them"), "{err}");
+
+    let alerts = m.root.join("alerts/alerts.jsonl");
+    let sink = format!("file://{}", alerts.display());
+    let with_prices = ["--prices", prices.to_str().unwrap(), "--alert", &sink];
+    ok(&mut flags(&m, "2026-10", &with_prices));
+    let flagged = lines(&m.root.join("out/flags.jsonl"));
+    ok(&mut flags(&m, "2026-10", &with_prices));
+    ok(&mut flags(&m, "2026-11", &with_prices));
+    let sent: Vec<Value> =
+        lines(&alerts).into_iter().filter(|a| a["flag"]["kind"] == "budget_threshold").collect();
+    let tenants = duckdb(&format!(
+        "SELECT DISTINCT tier, tenant_id FROM {} ORDER BY tenant_id",
+        table(&m.lake, "usage_hourly")
+    ));
+    // Two levels per tenant, raised once, never resolved.
+    assert_eq!(sent.len(), 2 * tenants.len());
+    assert!(sent.iter().all(|a| a["transition"] == "raised"));
+    let ids: std::collections::BTreeSet<&str> =
+        sent.iter().map(|a| a["flag"]["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), sent.len());
+
+    // The usage charges at the end of October are the invoice's usage lines.
+    let out = m.root.join("inv");
+    ok(bin()
+        .arg("invoice")
+        .arg("--lake")
+        .arg(&m.lake)
+        .args(["--period", "2026-10", "--preview", "--prices"])
+        .arg(&prices)
+        .arg("--out")
+        .arg(&out));
+    let mut checked = 0;
+    for f in flagged.iter().filter(|f| {
+        f["metric"] == "budget_usd" && f["id"].as_str().unwrap().ends_with("/2026-10/100%")
+    }) {
+        let tenant = f["tenant_id"].as_str().unwrap();
+        let doc: Value = serde_json::from_slice(
+            &std::fs::read(out.join(format!("previews/2026-10/tenants/{tenant}.json"))).unwrap(),
+        )
+        .unwrap();
+        let usage: rust_decimal::Decimal = doc["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["component"] != "plan_fee" && l["component"] != "included_usage")
+            .map(|l| l["amount"].as_str().unwrap().parse::<rust_decimal::Decimal>().unwrap())
+            .sum();
+        let spent: rust_decimal::Decimal =
+            f["evidence"]["amounts"]["spent"].as_str().unwrap().parse().unwrap();
+        assert_eq!(spent, usage, "{tenant}");
+        checked += 1;
+    }
+    assert!(checked > 0);
 }

@@ -11,11 +11,15 @@ pub mod engine;
 pub mod model;
 pub mod policy;
 pub mod state;
+pub mod table;
+pub mod usage_rules;
 
 pub use engine::{AgentInvocation, Evaluation, episodes, evaluate_range};
 pub use model::{Alert, Evidence, Flag, FlagKind, FlagStatus, Severity, Transition};
-pub use policy::{Policy, PolicyError};
+pub use policy::{AnomalyPolicy, BudgetAmount, Budgets, Policy, PolicyError};
 pub use state::FlagState;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod usage_rules_tests;

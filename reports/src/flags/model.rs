@@ -19,6 +19,10 @@ pub enum FlagKind {
     QuotaBreach,
     /// An agent invocation with too many tool calls or running too long.
     RunawaySession,
+    /// A tenant passed a level of its budget for the period.
+    BudgetThreshold,
+    /// A tenant's day far above its own baseline and its tier's peers.
+    UsageAnomaly,
 }
 
 impl FlagKind {
@@ -29,6 +33,8 @@ impl FlagKind {
             FlagKind::PoolSaturation => "pool_saturation",
             FlagKind::QuotaBreach => "quota_breach",
             FlagKind::RunawaySession => "runaway_session",
+            FlagKind::BudgetThreshold => "budget_threshold",
+            FlagKind::UsageAnomaly => "usage_anomaly",
         }
     }
 }
@@ -70,6 +76,10 @@ pub struct Evidence {
     /// Further named figures (for example `requests`, `pool_requests`, `tool_calls`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub figures: BTreeMap<String, f64>,
+    /// Named amounts of money, as exact decimal strings (a priced budget's `spent`, `budget`
+    /// and `forecast`): never floating point.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub amounts: BTreeMap<String, String>,
     /// The agent invocation (trace id and span id) of a runaway session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invocation: Option<String>,
@@ -139,7 +149,7 @@ impl Alert {
     pub fn summary(&self) -> String {
         let who = self.flag.tenant_id.as_ref().map(|t| format!(" tenant {t}")).unwrap_or_default();
         format!(
-            "[{}] {} {}: tier {}{}: {} {:.3} (threshold {}) — {}",
+            "[{}] {} {}: tier {}{}: {} {} (threshold {}) — {}",
             match self.flag.severity {
                 Severity::Info => "info",
                 Severity::Warning => "warning",
@@ -153,8 +163,8 @@ impl Alert {
             self.flag.tier,
             who,
             self.flag.metric,
-            self.flag.value,
-            self.flag.threshold,
+            crate::report::svg::figure(&self.flag.metric, self.flag.value),
+            crate::report::svg::figure(&self.flag.metric, self.flag.threshold),
             self.flag.recommended_action
         )
     }

@@ -22,8 +22,60 @@
 
 use std::collections::BTreeMap;
 
-use agentmeter_schemas::Tier;
+use agentmeter_schemas::{TenantId, Tier};
+use rust_decimal::Decimal;
 use serde::Deserialize;
+
+/// A budget per billing period (calendar month, UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetAmount {
+    /// Total tokens (as `usage_hourly`'s `total_tokens` counts them).
+    Tokens(i64),
+    /// Usage charges in the price book's currency, priced with `flags --prices` (before the
+    /// plan fee and the included-usage credit).
+    Usd(Decimal),
+}
+
+/// `[budgets]`: the levels that raise an alert, and the budgets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Budgets {
+    /// Fractions of a budget that raise a `budget_threshold` flag, ascending.
+    pub levels: Vec<f64>,
+    /// Per tenant (over its tier's).
+    pub tenants: BTreeMap<TenantId, BudgetAmount>,
+    /// Per tier: each tenant of the tier has this budget.
+    pub tiers: BTreeMap<Tier, BudgetAmount>,
+}
+
+impl Budgets {
+    /// The budget of `tenant` in `tier`: its own, else its tier's.
+    pub fn of(&self, tier: &Tier, tenant: &TenantId) -> Option<BudgetAmount> {
+        self.tenants.get(tenant).or_else(|| self.tiers.get(tier)).copied()
+    }
+
+    /// Whether any budget is priced (needs a price book).
+    pub fn needs_prices(&self) -> bool {
+        self.tenants.values().chain(self.tiers.values()).any(|b| matches!(b, BudgetAmount::Usd(_)))
+    }
+}
+
+/// `[anomalies]`: a tenant's day against its own trailing days and its tier's peers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnomalyPolicy {
+    /// Whether `usage_anomaly` flags are evaluated.
+    pub enabled: bool,
+    /// Days before the evaluated day that form the baseline.
+    pub baseline_days: u32,
+    /// Days with usage the baseline needs; a newer tenant is not judged.
+    pub min_baseline_days: u32,
+    /// The day's tokens over the baseline median that raise a flag (times the tier's own
+    /// ratio that day when the whole tier is up).
+    pub ratio: f64,
+    /// Robust z-score the day must also reach: (day − median) / (1.4826 × MAD).
+    pub min_z: f64,
+    /// Days below this many tokens are never anomalies (small numbers are noisy).
+    pub min_tokens: i64,
+}
 
 /// Limits and capacity of one tier.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +109,109 @@ pub struct Policy {
     pub max_invocation_seconds: u64,
     /// Per tier.
     pub tiers: BTreeMap<Tier, TierPolicy>,
+    /// Budgets per period.
+    pub budgets: Budgets,
+    /// Usage anomalies.
+    pub anomalies: AnomalyPolicy,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBudget {
+    tokens: Option<i64>,
+    usd: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBudgets {
+    levels: Option<Vec<f64>>,
+    #[serde(default)]
+    tenants: BTreeMap<String, RawBudget>,
+    #[serde(default)]
+    tiers: BTreeMap<String, RawBudget>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAnomalies {
+    enabled: Option<bool>,
+    baseline_days: Option<i64>,
+    min_baseline_days: Option<i64>,
+    ratio: Option<f64>,
+    min_z: Option<f64>,
+    min_tokens: Option<i64>,
+}
+
+fn budget(name: &str, b: RawBudget) -> Result<BudgetAmount, PolicyError> {
+    match (b.tokens, b.usd) {
+        (Some(t), None) if t >= 1 => Ok(BudgetAmount::Tokens(t)),
+        (Some(t), None) => Err(PolicyError(format!("{name}.tokens: must be at least 1, got {t}"))),
+        (None, Some(u)) => match u.parse::<Decimal>() {
+            Ok(d) if d > Decimal::ZERO => Ok(BudgetAmount::Usd(d)),
+            _ => Err(PolicyError(format!(
+                "{name}.usd: must be a quoted amount above 0 (\"250.00\"), got {u:?}"
+            ))),
+        },
+        _ => Err(PolicyError(format!("{name}: give one of tokens = N or usd = \"AMOUNT\""))),
+    }
+}
+
+fn budgets(raw: RawBudgets) -> Result<Budgets, PolicyError> {
+    let mut levels = raw.levels.unwrap_or_else(|| vec![0.5, 0.8, 1.0]);
+    if levels.is_empty() {
+        return Err(PolicyError("budgets.levels: give at least one level".into()));
+    }
+    for l in &levels {
+        if !(l.is_finite() && *l > 0.0 && *l <= 10.0) {
+            return Err(PolicyError(format!(
+                "budgets.levels: each level must be a fraction above 0 and at most 10, got {l}"
+            )));
+        }
+    }
+    levels.sort_by(f64::total_cmp);
+    levels.dedup();
+    let mut tenants = BTreeMap::new();
+    for (name, b) in raw.tenants {
+        let t = TenantId::new(&name)
+            .map_err(|e| PolicyError(format!("budgets.tenants.{name}: {e}")))?;
+        tenants.insert(t, budget(&format!("budgets.tenants.{name}"), b)?);
+    }
+    let mut tiers = BTreeMap::new();
+    for (name, b) in raw.tiers {
+        let t = Tier::new(&name).map_err(|e| PolicyError(format!("budgets.tiers.{name}: {e}")))?;
+        tiers.insert(t, budget(&format!("budgets.tiers.{name}"), b)?);
+    }
+    Ok(Budgets { levels, tenants, tiers })
+}
+
+fn anomalies(raw: RawAnomalies) -> Result<AnomalyPolicy, PolicyError> {
+    let baseline_days =
+        positive("anomalies.baseline_days", raw.baseline_days, 90)?.unwrap_or(14) as u32;
+    let min_baseline_days =
+        positive("anomalies.min_baseline_days", raw.min_baseline_days, 90)?.unwrap_or(7) as u32;
+    if min_baseline_days > baseline_days {
+        return Err(PolicyError(format!(
+            "anomalies.min_baseline_days: must be at most baseline_days ({baseline_days}), got {min_baseline_days}"
+        )));
+    }
+    let ratio = raw.ratio.unwrap_or(3.0);
+    if !(ratio.is_finite() && ratio > 1.0) {
+        return Err(PolicyError(format!("anomalies.ratio: must be above 1, got {ratio}")));
+    }
+    let min_z = raw.min_z.unwrap_or(5.0);
+    if !(min_z.is_finite() && min_z > 0.0) {
+        return Err(PolicyError(format!("anomalies.min_z: must be above 0, got {min_z}")));
+    }
+    Ok(AnomalyPolicy {
+        enabled: raw.enabled.unwrap_or(true),
+        baseline_days,
+        min_baseline_days,
+        ratio,
+        min_z,
+        min_tokens: positive("anomalies.min_tokens", raw.min_tokens, i64::MAX)?.unwrap_or(100_000)
+            as i64,
+    })
 }
 
 #[derive(Deserialize, Default)]
@@ -80,6 +235,10 @@ struct RawPolicy {
     max_invocation_seconds: Option<i64>,
     #[serde(default)]
     tiers: BTreeMap<String, RawTier>,
+    #[serde(default)]
+    budgets: RawBudgets,
+    #[serde(default)]
+    anomalies: RawAnomalies,
 }
 
 /// A refused policy, naming the field.
@@ -191,6 +350,8 @@ impl Policy {
             )?
             .unwrap_or(300),
             tiers,
+            budgets: budgets(raw.budgets)?,
+            anomalies: anomalies(raw.anomalies)?,
         })
     }
 

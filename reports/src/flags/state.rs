@@ -211,6 +211,11 @@ impl FlagState {
                 self.active.keys().filter(|id| !here.contains_key(id.as_str())).cloned().collect();
             for id in gone {
                 if let Some(r) = self.active.remove(&id) {
+                    // A budget level holds until its period ends: nothing to resolve, and
+                    // each level alerts once per period.
+                    if r.flag.kind == super::model::FlagKind::BudgetThreshold {
+                        continue;
+                    }
                     let mut flag = r.flag;
                     flag.status = super::model::FlagStatus::Resolved;
                     alerts.push(Alert {

@@ -203,3 +203,38 @@ fn evaluation_points_are_day_ends_and_the_end() {
     );
     assert_eq!(evaluation_points(t0(), t0() + TimeDelta::days(1)), [t0() + TimeDelta::days(1)]);
 }
+
+#[test]
+fn alert_summaries_print_counts_as_integers_and_shares_as_percentages() {
+    let flag = |metric: &str, value: f64, threshold: f64| Alert {
+        alert_id: "x".into(),
+        transition: Transition::Raised,
+        at: t0(),
+        flag: Flag {
+            id: "x".into(),
+            kind: FlagKind::RunawaySession,
+            tier: Tier::new("basic").unwrap(),
+            tenant_id: Some(TenantId::new("clinic-a").unwrap()),
+            window_start: t0(),
+            window_end: t0(),
+            metric: metric.into(),
+            value,
+            threshold,
+            evidence: Evidence::default(),
+            severity: Severity::Critical,
+            recommended_action: "act".into(),
+            status: FlagStatus::Active,
+        },
+    };
+    let cases = [
+        ("tool_calls", 12.0, 10.0, "tool_calls 12 (threshold 10)"),
+        ("requests_per_day", 12_345.0, 500.0, "requests_per_day 12,345 (threshold 500)"),
+        ("pool_share", 0.29, 0.2, "pool_share 29.0% (threshold 20.0%)"),
+        ("budget_usd", 0.8123, 0.8, "budget_usd 81.2% (threshold 80.0%)"),
+        ("daily_tokens_ratio", 6.04, 3.06, "daily_tokens_ratio 6× (threshold 3.1×)"),
+    ];
+    for (metric, v, t, want) in cases {
+        let s = flag(metric, v, t).summary();
+        assert!(s.contains(&format!(": {want} — act")), "{s}");
+    }
+}

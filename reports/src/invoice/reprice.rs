@@ -184,3 +184,63 @@ pub fn tenant_invoice(
         inv
     }))
 }
+
+/// The usage charges of every tenant in the period so far at each of `instants` (the period
+/// holding `instant - 1 ms`): the usage `invoice --preview` would price before that instant,
+/// at the plan's prices, without the plan fee and the included-usage credit. Usage without a
+/// price adds nothing (the invoice reports it as a problem).
+///
+/// # Errors
+///
+/// The lake cannot be read, or pricing fails.
+pub fn charges_to_date(
+    lake: &Lake,
+    book: &PriceBook,
+    instants: &[chrono::DateTime<chrono::Utc>],
+) -> Result<crate::flags::usage_rules::ChargeTable, RepriceError> {
+    use super::Component;
+    let mut table = crate::flags::usage_rules::ChargeTable::default();
+    let mut loaded: BTreeMap<NaiveDate, BTreeMap<usage::SeriesKey, usage::Series>> =
+        BTreeMap::new();
+    let drivers = usage::Drivers::new();
+    let roster = BTreeMap::new();
+    for &at in instants {
+        let period = crate::flags::usage_rules::period_at(at);
+        let month = match loaded.entry(period.start) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                lake.ensure_rollups(period.start, period.end).map_err(err("rolling up usage"))?;
+                e.insert(usage::load(lake, &period).map_err(err("reading usage_hourly"))?)
+            }
+        };
+        let cut = at.timestamp_millis();
+        let mut before: BTreeMap<usage::SeriesKey, usage::Series> = BTreeMap::new();
+        for (k, series) in month.iter() {
+            let s: usage::Series = series.range(..cut).map(|(h, u)| (*h, *u)).collect();
+            if !s.is_empty() {
+                before.insert(k.clone(), s);
+            }
+        }
+        let input = InvoiceInput {
+            period,
+            pricing: book,
+            usage: &before,
+            costs: None,
+            pool_costs: &[],
+            drivers: &drivers,
+            roster: &roster,
+        };
+        let run = compute(&input).map_err(err(&format!("pricing {} to {at}", period.label())))?;
+        let at_map = table.0.entry(at).or_default();
+        for inv in run.invoices {
+            let charged: rust_decimal::Decimal = inv
+                .lines
+                .iter()
+                .filter(|l| !matches!(l.component, Component::PlanFee | Component::IncludedUsage))
+                .map(|l| l.amount)
+                .sum();
+            at_map.insert(inv.tenant_id, charged);
+        }
+    }
+    Ok(table)
+}

@@ -35,7 +35,7 @@
 mod data;
 mod html;
 mod inputs;
-mod svg;
+pub(crate) mod svg;
 
 pub use data::{
     DailyTokens, ModelUsage, PoolCapacity, ReportData, ReportError, ReportOptions, ShareStats,

@@ -100,10 +100,13 @@ pub(crate) fn threshold_pct(t: f64) -> String {
     format!("{}%", num(t * 100.0))
 }
 
-/// A flag's value or threshold: shares as percentages, counts as integers.
+/// A flag's value or threshold: shares and budget fractions as percentages, ratios as
+/// `6.1×`, counts as integers.
 pub(crate) fn figure(metric: &str, v: f64) -> String {
-    if matches!(metric, "pool_share" | "pool_utilization") {
+    if matches!(metric, "pool_share" | "pool_utilization" | "budget_tokens" | "budget_usd") {
         pct(v)
+    } else if metric.ends_with("_ratio") {
+        format!("{}×", num(v))
     } else if v.fract() == 0.0 && v.abs() < 9.0e15 {
         grouped(v as i64)
     } else {
