@@ -417,7 +417,7 @@ pub struct FlagsArgs {
     pub out: PathBuf,
     /// Where alerts go (repeatable): file:///path/alerts.jsonl, stdout, an http(s):// webhook
     /// URL (signed with AGENTMETER_WEBHOOK_SECRET or the file in AGENTMETER_WEBHOOK_SECRET_FILE),
-    /// or an SNS topic ARN.
+    /// an SNS topic ARN, or an EventBridge bus ARN (arn:aws:events:REGION:ACCOUNT:event-bus/NAME).
     #[arg(long = "alert", value_name = "SINK")]
     pub alerts: Vec<String>,
     /// Attempts per alert and webhook before the failure is recorded (and retried next run).

@@ -10,7 +10,7 @@ use tokio::sync::OnceCell;
 use tracing::{debug, warn};
 
 use super::sink::AlertSink;
-use super::{SECRET_ENV, SECRET_FILE_ENV, Secret, file, sns, webhook};
+use super::{SECRET_ENV, SECRET_FILE_ENV, Secret, eventbridge, file, sns, webhook};
 use crate::flags::Alert;
 
 /// How alerts are delivered.
@@ -34,6 +34,9 @@ pub struct DeliveryOptions {
     /// [`sns_client_from_env`](super::sns_client_from_env). Either way each publish sets the
     /// region of its topic's ARN.
     pub sns_client: Option<aws_sdk_sns::Client>,
+    /// The EventBridge client; when `None`, one is built on first use with
+    /// [`eventbridge_client_from_env`](super::eventbridge_client_from_env).
+    pub eventbridge_client: Option<aws_sdk_eventbridge::Client>,
 }
 
 impl Default for DeliveryOptions {
@@ -45,6 +48,7 @@ impl Default for DeliveryOptions {
             max_backoff: Duration::from_secs(30),
             timeout: Duration::from_secs(10),
             sns_client: None,
+            eventbridge_client: None,
         }
     }
 }
@@ -162,6 +166,7 @@ pub(crate) async fn deliver_queues(
         opts,
         http: if has_webhook { Some(webhook::client(opts)) } else { None },
         sns: OnceCell::new(),
+        eventbridge: OnceCell::new(),
     };
     join_all(queues.iter().map(|(sink, alerts)| deliver_to(sink, alerts, &shared))).await
 }
@@ -173,6 +178,8 @@ struct Shared<'a> {
     http: Option<Result<reqwest::Client, String>>,
     /// The SNS client: the configured one or, on first use, one from the environment.
     sns: OnceCell<aws_sdk_sns::Client>,
+    /// The EventBridge client, likewise.
+    eventbridge: OnceCell<aws_sdk_eventbridge::Client>,
 }
 
 /// The deliveries to one sink.
@@ -304,6 +311,31 @@ async fn deliver_to(sink: &AlertSink, alerts: &[Alert], shared: &Shared<'_>) -> 
                         let published =
                             sns::publish(client, topic_arn, region, alert, message, timeout).await;
                         (published.attempts, published.result)
+                    }
+                    Err(e) => (0, Err(json_error(&e))),
+                };
+                recorder.record(alert, attempts, result);
+            }
+        }
+        AlertSink::EventBridge { bus_arn, region } => {
+            let client = match &shared.opts.eventbridge_client {
+                Some(client) => client,
+                None => {
+                    shared
+                        .eventbridge
+                        .get_or_init(|| eventbridge::eventbridge_client_from_env(region))
+                        .await
+                }
+            };
+            for (i, alert) in alerts.iter().enumerate() {
+                if recorder.is_open() {
+                    recorder.hold(&alerts[i..]);
+                    break;
+                }
+                let (attempts, result) = match serde_json::to_string(alert) {
+                    Ok(detail) => {
+                        let timeout = shared.opts.timeout;
+                        eventbridge::put(client, bus_arn, region, alert, detail, timeout).await
                     }
                     Err(e) => (0, Err(json_error(&e))),
                 };

@@ -1,8 +1,9 @@
 //! Alert sinks: where raised and resolved flags are sent.
 //!
 //! - [`AlertSink`]: one `--alert` value, parsed with [`str::parse`]: `file:///abs/path.jsonl`,
-//!   `stdout`, an `http://` or `https://` webhook URL, or an SNS topic ARN
-//!   `arn:aws:sns:REGION:ACCOUNT_ID:TOPIC`. Anything else is an [`AlertError::Sink`] naming
+//!   `stdout`, an `http://` or `https://` webhook URL, an SNS topic ARN
+//!   `arn:aws:sns:REGION:ACCOUNT_ID:TOPIC`, or an EventBridge bus ARN
+//!   `arn:aws:events:REGION:ACCOUNT_ID:event-bus/NAME`. Anything else is an [`AlertError::Sink`] naming
 //!   the value and listing [`ACCEPTED_FORMS`].
 //! - [`deliver`]: sends each [`Alert`](crate::flags::Alert) to each sink with the
 //!   [`DeliveryOptions`] and returns a [`DeliveryReport`]. A sink that fails never stops the
@@ -37,6 +38,11 @@
 //!   (its standard retry policy); the client is [`DeliveryOptions::sns_client`] or one built
 //!   from the environment ([`sns_client_from_env`]: standard credential chain,
 //!   `AWS_ENDPOINT_URL`), and every publish goes to the region of its topic's ARN.
+//! - **EventBridge**: one `PutEvents` entry per alert on the bus: source `agentmeter`,
+//!   detail-type `Flag Raised` or `Flag Resolved` ([`detail_type`]), the alert JSON as detail
+//!   (rules match `detail.flag.kind`, `detail.flag.severity`...), the evaluation time as the
+//!   event time. EventBridge keeps no idempotency key: targets drop redeliveries by
+//!   `detail.alert_id`. An entry the bus refuses is a failure naming its error code.
 //!
 //! # Webhook signatures
 //!
@@ -96,6 +102,9 @@
 
 mod deliver;
 mod error;
+mod eventbridge;
+#[cfg(test)]
+mod eventbridge_tests;
 mod file;
 mod outbox;
 mod secret;
@@ -114,6 +123,7 @@ mod webhook_tests;
 
 pub use deliver::{DeliveryFailure, DeliveryOptions, DeliveryReport, SinkReport, deliver};
 pub use error::AlertError;
+pub use eventbridge::{SOURCE as EVENTBRIDGE_SOURCE, detail_type, eventbridge_client_from_env};
 pub use outbox::{CircuitOpen, OutboxReport, deliver_with_state};
 pub use secret::{SECRET_ENV, SECRET_FILE_ENV, SIGNATURE_PREFIX, Secret};
 pub use sink::{ACCEPTED_FORMS, AlertSink};

@@ -11,7 +11,8 @@ use super::error::quoted;
 
 /// The accepted `--alert` forms, as refusals list them.
 pub const ACCEPTED_FORMS: &str = "file:///ABSOLUTE/PATH.jsonl, stdout, an http:// or https:// \
-     webhook URL, or an SNS topic ARN arn:aws:sns:REGION:ACCOUNT_ID:TOPIC";
+     webhook URL, an SNS topic ARN arn:aws:sns:REGION:ACCOUNT_ID:TOPIC, or an EventBridge bus ARN \
+     arn:aws:events:REGION:ACCOUNT_ID:event-bus/NAME";
 
 /// The ARN partitions accepted for SNS topics.
 const PARTITIONS: [&str; 3] = ["aws", "aws-cn", "aws-us-gov"];
@@ -40,16 +41,24 @@ pub enum AlertSink {
         /// The region part of the ARN: where the topic lives, and so where to publish.
         region: String,
     },
+    /// Puts each alert as an event on an EventBridge bus.
+    EventBridge {
+        /// `arn:aws:events:REGION:ACCOUNT_ID:event-bus/NAME`.
+        bus_arn: String,
+        /// The region part of the ARN.
+        region: String,
+    },
 }
 
 impl AlertSink {
-    /// The sink's kind: `file`, `stdout`, `webhook` or `sns`.
+    /// The sink's kind: `file`, `stdout`, `webhook`, `sns` or `eventbridge`.
     pub fn kind(&self) -> &'static str {
         match self {
             AlertSink::File(_) => "file",
             AlertSink::Stdout => "stdout",
             AlertSink::Webhook(_) => "webhook",
             AlertSink::Sns { .. } => "sns",
+            AlertSink::EventBridge { .. } => "eventbridge",
         }
     }
 
@@ -69,6 +78,7 @@ impl AlertSink {
             AlertSink::Stdout => {}
             AlertSink::Webhook(url) => hash.update(url.as_bytes()),
             AlertSink::Sns { topic_arn, .. } => hash.update(topic_arn.as_bytes()),
+            AlertSink::EventBridge { bus_arn, .. } => hash.update(bus_arn.as_bytes()),
         }
         hex::encode(hash.finalize())
     }
@@ -86,7 +96,9 @@ impl FromStr for AlertSink {
     /// - an `http://` or `https://` URL with a host;
     /// - `arn:PARTITION:sns:REGION:ACCOUNT_ID:TOPIC` with partition `aws`, `aws-cn` or
     ///   `aws-us-gov`, a region such as `us-east-1`, a 12-digit account id and a topic name of
-    ///   1 to 256 letters, digits, `-` and `_` (a FIFO topic's name ends in `.fifo`).
+    ///   1 to 256 letters, digits, `-` and `_` (a FIFO topic's name ends in `.fifo`);
+    /// - `arn:PARTITION:events:REGION:ACCOUNT_ID:event-bus/NAME`, the same parts, and a bus
+    ///   name of 1 to 256 letters, digits, `.`, `-`, `_` and `/`.
     ///
     /// # Errors
     ///
@@ -152,10 +164,15 @@ fn parse_webhook(value: &str) -> Result<AlertSink, String> {
 fn parse_arn(value: &str) -> Result<AlertSink, String> {
     let parts: Vec<&str> = value.split(':').collect();
     let [_, partition, service, region, account, topic] = parts[..] else {
-        return Err("an SNS topic ARN has six parts: arn:aws:sns:REGION:ACCOUNT_ID:TOPIC".into());
+        return Err("an ARN sink has six parts: arn:aws:sns:REGION:ACCOUNT_ID:TOPIC or \
+                    arn:aws:events:REGION:ACCOUNT_ID:event-bus/NAME"
+            .into());
     };
-    if service != "sns" {
-        return Err(format!("only SNS topic ARNs are accepted, not service {}", quoted(service)));
+    if service != "sns" && service != "events" {
+        return Err(format!(
+            "only SNS topic and EventBridge bus ARNs are accepted, not service {}",
+            quoted(service)
+        ));
     }
     if !PARTITIONS.contains(&partition) {
         return Err(format!(
@@ -169,6 +186,24 @@ fn parse_arn(value: &str) -> Result<AlertSink, String> {
     }
     if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("invalid account id {}: it must be 12 digits", quoted(account)));
+    }
+    if service == "events" {
+        let Some(bus) = topic.strip_prefix("event-bus/") else {
+            return Err(format!(
+                "an EventBridge ARN must name a bus: event-bus/NAME, not {}",
+                quoted(topic)
+            ));
+        };
+        let ok = !bus.is_empty()
+            && bus.len() <= 256
+            && bus.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b));
+        if !ok {
+            return Err(format!(
+                "invalid event bus name {}: 1 to 256 letters, digits, ., -, _ and /",
+                quoted(bus)
+            ));
+        }
+        return Ok(AlertSink::EventBridge { bus_arn: value.to_owned(), region: region.to_owned() });
     }
     if !valid_topic_name(topic) {
         return Err(format!(
@@ -208,6 +243,7 @@ impl fmt::Display for AlertSink {
             AlertSink::Stdout => f.write_str("stdout"),
             AlertSink::Webhook(url) => f.write_str(&display_url(url)),
             AlertSink::Sns { topic_arn, .. } => f.write_str(topic_arn),
+            AlertSink::EventBridge { bus_arn, .. } => f.write_str(bus_arn),
         }
     }
 }

@@ -69,6 +69,7 @@ pub(crate) fn fast_options() -> DeliveryOptions {
         max_backoff: Duration::from_millis(20),
         timeout: Duration::from_secs(5),
         sns_client: None,
+        eventbridge_client: None,
     }
 }
 
@@ -206,15 +207,17 @@ fn refusals_name_the_value_and_the_rule() {
         ("https://exa mple.com/", "it is not a valid URL (invalid international domain name)"),
         (
             "arn:aws:sns:us-east-1:123456789012",
-            "an SNS topic ARN has six parts: arn:aws:sns:REGION:ACCOUNT_ID:TOPIC",
+            "an ARN sink has six parts: arn:aws:sns:REGION:ACCOUNT_ID:TOPIC or \
+             arn:aws:events:REGION:ACCOUNT_ID:event-bus/NAME",
         ),
         (
             "arn:aws:sns:us-east-1:123456789012:alerts:0b6941c5-f68f-4b5a-a3a6-5d1e5e0c7ab4",
-            "an SNS topic ARN has six parts: arn:aws:sns:REGION:ACCOUNT_ID:TOPIC",
+            "an ARN sink has six parts: arn:aws:sns:REGION:ACCOUNT_ID:TOPIC or \
+             arn:aws:events:REGION:ACCOUNT_ID:event-bus/NAME",
         ),
         (
             "arn:aws:sqs:us-east-1:123456789012:alerts",
-            "only SNS topic ARNs are accepted, not service \"sqs\"",
+            "only SNS topic and EventBridge bus ARNs are accepted, not service \"sqs\"",
         ),
         (
             "arn:azure:sns:us-east-1:123456789012:alerts",
