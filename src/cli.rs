@@ -470,7 +470,7 @@ pub struct ReconcileArgs {
     /// First day, YYYY-MM-DD.
     #[arg(long, requires = "to")]
     pub from: Option<String>,
-    /// Last day, YYYY-MM-DD (inclusive).
+    /// End of the range, YYYY-MM-DD, exclusive (the day after the last).
     #[arg(long, requires = "from")]
     pub to: Option<String>,
     /// Write every line as CSV to this file (the differences are printed either way).
@@ -503,7 +503,7 @@ pub struct CompactArgs {
     /// First day to compact (YYYY-MM-DD; default: every partition).
     #[arg(long)]
     pub from: Option<chrono::NaiveDate>,
-    /// Last day to compact, inclusive.
+    /// End of the days to compact, YYYY-MM-DD, exclusive (the day after the last).
     #[arg(long)]
     pub to: Option<chrono::NaiveDate>,
     /// Rows per file at most.

@@ -16,9 +16,11 @@ use crate::cli::CompactArgs;
 
 pub fn run(env: &Env, a: &CompactArgs) -> anyhow::Result<()> {
     if let (Some(f), Some(t)) = (a.from, a.to)
-        && f > t
+        && t <= f
     {
-        anyhow::bail!(UsageError(format!("--from {f} is after --to {t}")));
+        anyhow::bail!(UsageError(format!(
+            "--to {t} is not after --from {f} (--to is exclusive: the day after the last)"
+        )));
     }
     let lake = crate::lake_cmd::existing(env, &a.lake)?;
     let max_rows = usize::try_from(a.max_rows_per_file).unwrap_or(usize::MAX);
@@ -26,7 +28,7 @@ pub fn run(env: &Env, a: &CompactArgs) -> anyhow::Result<()> {
         Ok(lake
             .partitions(table)?
             .into_iter()
-            .filter(|d| a.from.is_none_or(|f| *d >= f) && a.to.is_none_or(|t| *d <= t))
+            .filter(|d| a.from.is_none_or(|f| *d >= f) && a.to.is_none_or(|t| *d < t))
             .collect())
     };
     let report = |table: &str, s: &CompactStats| {

@@ -24,12 +24,17 @@ pub fn execute(env: &Env, a: &ReconcileArgs) -> anyhow::Result<Reconciliation> {
             let p = Period::parse(p).map_err(|e| UsageError(format!("--period: {e}")))?;
             (p.start_time().date_naive(), p.end_time().date_naive() - TimeDelta::days(1))
         }
-        (None, Some(f), Some(t)) => (day("from", f)?, day("to", t)?),
+        (None, Some(f), Some(t)) => {
+            let (from, end) = (day("from", f)?, day("to", t)?);
+            if end <= from {
+                bail!(UsageError(format!(
+                    "--to {end} is not after --from {from} (--to is exclusive: the day after the last)"
+                )));
+            }
+            (from, end - TimeDelta::days(1))
+        }
         _ => bail!(UsageError("give --period, or --from and --to".into())),
     };
-    if from > to {
-        bail!(UsageError(format!("--from {from} is after --to {to}")));
-    }
     let lake = crate::lake_cmd::existing(env, &a.lake)?;
     crate::lake_cmd::ensure_rollups(&lake, from, to + TimeDelta::days(1))?;
     let r = reconcile(&lake, from, to).context("reconciling")?;

@@ -43,6 +43,23 @@ fn small_files_are_merged_and_every_row_is_kept() {
     let days = std::fs::read_dir(lake.join("usage_events")).unwrap().count();
     assert!(events_before > 2 * days, "{events_before} files over {days} days");
 
+    // `--to` is exclusive, as everywhere: Oct 1 and 2.
+    let out = ok(bin()
+        .args(["compact", "--from", "2026-10-01", "--to", "2026-10-03", "--lake"])
+        .arg(&lake));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("usage_events: 2 partitions compacted"), "{text}");
+    let refused = bin()
+        .args(["compact", "--from", "2026-10-03", "--to", "2026-10-03", "--lake"])
+        .arg(&lake)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("--to 2026-10-03 is not after --from 2026-10-03")
+    );
+
     let out = ok(bin().args(["compact", "--lake"]).arg(&lake));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("usage_events:") && text.contains("agent_spans:"), "{text}");

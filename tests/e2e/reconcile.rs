@@ -75,21 +75,22 @@ fn fail_on_difference_exits_3_and_bad_ranges_exit_2() {
     let run = |args: &[&str]| {
         bin().arg("reconcile").arg("--lake").arg(&lake).args(args).output().unwrap()
     };
-    let out = run(&["--from", "2026-10-01", "--to", "2026-10-01", "--fail-on-difference"]);
+    let out = run(&["--from", "2026-10-01", "--to", "2026-10-02", "--fail-on-difference"]);
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("2 tenant-days do not reconcile"));
     // A day without data reconciles (to nothing).
-    let out = run(&["--from", "2026-10-02", "--to", "2026-10-02", "--fail-on-difference"]);
+    let out = run(&["--from", "2026-10-02", "--to", "2026-10-03", "--fail-on-difference"]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "0 tenant-days: 0 match, 0 differ, 0 logs only, 0 spans only, 0 with usage unknown\n"
     );
-    let out = run(&["--from", "2026-10-02", "--to", "2026-10-01"]);
+    // `--to` is exclusive: a range of no day is refused.
+    let out = run(&["--from", "2026-10-02", "--to", "2026-10-02"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("--from 2026-10-02 is after --to 2026-10-01")
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains(
+        "--to 2026-10-02 is not after --from 2026-10-02 (--to is exclusive: the day after the last)"
+    ));
     let out = run(&["--period", "2026-13"]);
     assert_eq!(out.status.code(), Some(2));
 }
