@@ -144,12 +144,12 @@ fn load_costs(plan: &InvoicePlan) -> anyhow::Result<Option<CostReport>> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            let report = rt
-                .block_on(async {
-                    let client = costs::client_from_env().await;
-                    costs::fetch(&client, &plan.query).await
-                })
-                .context("asking Cost Explorer")?;
+            let report = rt.block_on(async {
+                let client = costs::client_from_env()
+                    .await
+                    .map_err(|e| anyhow::Error::new(UsageError(format!("--costs ce: {e}"))))?;
+                costs::fetch(&client, &plan.query).await.context("asking Cost Explorer")
+            })?;
             tracing::info!(
                 pages = report.pages,
                 days = report.days.len(),
@@ -175,12 +175,14 @@ fn profiles(
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            let text = rt
-                .block_on(async {
-                    let client = bedrock::client_from_env().await;
-                    bedrock::list_application_profiles(&client).await
-                })
-                .context("listing application inference profiles")?;
+            let text = rt.block_on(async {
+                let client = bedrock::client_from_env().await.map_err(|e| {
+                    anyhow::Error::new(UsageError(format!("--inference-profiles bedrock: {e}")))
+                })?;
+                bedrock::list_application_profiles(&client)
+                    .await
+                    .context("listing application inference profiles")
+            })?;
             Some(text)
         }
     };

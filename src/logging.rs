@@ -7,7 +7,11 @@ use tracing_subscriber::EnvFilter;
 use crate::cli::{LogArgs, LogFormat};
 
 pub fn init(args: &LogArgs) {
-    let filter = EnvFilter::try_new(&args.log_level).unwrap_or_else(|e| {
+    // The SDK's own warnings (each credential provider that found nothing) would repeat the
+    // error agentmeter reports in words; a filter the user sets is taken as given.
+    let level =
+        if args.log_level == "info" { "info,aws_config=error" } else { args.log_level.as_str() };
+    let filter = EnvFilter::try_new(level).unwrap_or_else(|e| {
         eprintln!("warning: ignoring log filter {:?}: {e}", args.log_level);
         EnvFilter::new("info")
     });

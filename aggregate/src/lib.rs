@@ -12,6 +12,7 @@
 //! - [`layout`] is the single place where lake keys are built.
 #![deny(missing_docs)]
 
+pub mod aws_credentials;
 pub mod checkpoint;
 pub mod compact;
 mod error;

@@ -256,6 +256,7 @@ pub async fn sdk_config() -> Result<SdkConfig> {
             "no AWS region configured: set AWS_REGION (or a profile's region) for an S3 lake and for kinesis://, logs:// and s3:// sources".into(),
         ));
     }
+    agentmeter_aggregate::aws_credentials::check(&config).await.map_err(Error::Usage)?;
     Ok(config)
 }
 

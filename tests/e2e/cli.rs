@@ -100,3 +100,43 @@ fn the_binary_carries_its_examples_completions_and_manual() {
     let help = String::from_utf8(ok(bin().args(["invoice", "--help"])).stdout).unwrap();
     assert!(help.contains("agentmeter example prices") && !help.contains("examples/"), "{help}");
 }
+
+#[test]
+fn a_machine_without_aws_credentials_is_told_so_in_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let empty = dir.path().join("empty.ndjson");
+    std::fs::write(&empty, "").unwrap();
+    ingest(&lake, &[&empty], &[]);
+    let prices = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/prices.toml");
+    let bare = |cmd: &mut std::process::Command| {
+        // No credentials anywhere, and no instance metadata service to wait for.
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", dir.path())
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_REGION", "us-east-1")
+            .output()
+            .unwrap()
+    };
+    let costs = bare(
+        bin()
+            .args(["invoice", "--period", "2026-10", "--costs", "ce", "--lake"])
+            .arg(&lake)
+            .arg("--prices")
+            .arg(&prices)
+            .arg("--out")
+            .arg(dir.path().join("out")),
+    );
+    let err = String::from_utf8_lossy(&costs.stderr);
+    assert_eq!(costs.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("error: --costs ce: no AWS credentials found: set AWS_ACCESS_KEY_ID"),
+        "{err}"
+    );
+    assert!(!err.contains("IMDS") && !err.contains("WARN"), "{err}");
+    let s3 = bare(bin().args(["ingest", "--lake", "s3://bucket/lake"]).arg(&prices));
+    let err = String::from_utf8_lossy(&s3.stderr);
+    assert_eq!(s3.status.code(), Some(2), "{err}");
+    assert!(err.contains("no AWS credentials found"), "{err}");
+}

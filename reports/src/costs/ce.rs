@@ -36,10 +36,16 @@ pub const MAX_PAGES: usize = 1000;
 /// identity, container and instance roles), `AWS_ENDPOINT_URL` (or
 /// `AWS_ENDPOINT_URL_COST_EXPLORER`) and the configured region; [`DEFAULT_REGION`] when no
 /// region is configured.
-pub async fn client_from_env() -> Client {
+///
+/// # Errors
+///
+/// No credentials can be found ([`agentmeter_aggregate::aws_credentials::check`]): said in
+/// words, before any call.
+pub async fn client_from_env() -> Result<Client, String> {
     let region = RegionProviderChain::default_provider().or_else(Region::new(DEFAULT_REGION));
     let config = aws_config::defaults(BehaviorVersion::latest()).region(region).load().await;
-    Client::new(&config)
+    agentmeter_aggregate::aws_credentials::check(&config).await?;
+    Ok(Client::new(&config))
 }
 
 /// Fetches the daily costs of `query` from Cost Explorer, every page.

@@ -263,7 +263,7 @@ async fn client_from_env_child() {
     if std::env::var_os(CHILD_ENV).is_none() {
         return;
     }
-    let client = client_from_env().await;
+    let client = client_from_env().await.unwrap();
     let region = client.config().region().map(ToString::to_string);
     let result = match bounded_fetch(&client, &october()).await {
         Ok(report) => json!({"region": region, "days": report.days.len(), "pages": report.pages}),

@@ -38,10 +38,16 @@ pub enum ListError {
 /// A Bedrock client configured the standard way (`aws_config::defaults`): the usual
 /// credential chain, `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT_URL_BEDROCK`) and the configured
 /// region, [`DEFAULT_REGION`] when none is.
-pub async fn client_from_env() -> Client {
+///
+/// # Errors
+///
+/// No credentials can be found ([`agentmeter_aggregate::aws_credentials::check`]): said in
+/// words, before any call.
+pub async fn client_from_env() -> Result<Client, String> {
     let region = RegionProviderChain::default_provider().or_else(Region::new(DEFAULT_REGION));
     let config = aws_config::defaults(BehaviorVersion::latest()).region(region).load().await;
-    Client::new(&config)
+    agentmeter_aggregate::aws_credentials::check(&config).await?;
+    Ok(Client::new(&config))
 }
 
 /// Every application inference profile of the client's account and Region, as the JSON text
