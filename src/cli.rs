@@ -75,12 +75,55 @@ pub enum Command {
     Gen(GenArgs),
     /// Generate a month for about 50 tenants, ingest it, and show what came out.
     Demo(DemoArgs),
+    /// Push the usage of a range to a billing system (Stripe, Lago, OpenMeter, Metronome),
+    /// each quantity once, recorded in the lake's push ledger.
+    Push(PushArgs),
     /// Print a documented example file (shipped inside the binary) to standard output.
     Example(ExampleArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
     /// Print the manual page (roff) of agentmeter and its subcommands.
     Man(ManArgs),
+}
+
+fn parse_system(s: &str) -> Result<agentmeter_reports::push::System, String> {
+    s.parse()
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The billing system: stripe, lago, openmeter or metronome.
+    #[arg(value_parser = parse_system)]
+    pub system: agentmeter_reports::push::System,
+    /// The lake: a directory or s3://BUCKET/PREFIX.
+    #[arg(long, value_parser = parse_lake)]
+    pub lake: LakeLocation,
+    /// A billing month, YYYY-MM (or use --from and --to).
+    #[arg(long, conflicts_with_all = ["from", "to"], required_unless_present_all = ["from", "to"])]
+    pub period: Option<String>,
+    /// First day, YYYY-MM-DD.
+    #[arg(long, requires = "to")]
+    pub from: Option<String>,
+    /// End of the range, YYYY-MM-DD, exclusive (the day after the last).
+    #[arg(long, requires = "from")]
+    pub to: Option<String>,
+    /// Tenant roster (TOML; `agentmeter example tenants`): each tenant's id in the system
+    /// (`customer_ids`). Required for Stripe; the others default to the tenant id.
+    #[arg(long, value_name = "FILE")]
+    pub tenants: Option<PathBuf>,
+    /// File holding the API key (else AGENTMETER_PUSH_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// The API's base URL (default: the system's cloud API; a self-hosted Lago or OpenMeter).
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// Event names are PREFIX_<component> (Stripe meter event names, Lago metric codes,
+    /// OpenMeter and Metronome event types).
+    #[arg(long, default_value = "agentmeter")]
+    pub event_prefix: String,
+    /// Attempts per request (429, 5xx and connection errors are retried with backoff).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub max_attempts: u32,
 }
 
 /// The example files `agentmeter example` prints.

@@ -14,6 +14,7 @@ mod invoice_cmd;
 mod lake_cmd;
 mod logging;
 mod prices_cmd;
+mod push_cmd;
 mod reconcile_cmd;
 mod report_cmd;
 mod rollup_cmd;
@@ -69,6 +70,7 @@ fn main() -> ExitCode {
             cli::Command::Serve(a) => serve_cmd::run(&env, &a),
             cli::Command::Gen(a) => gen_cmd::run(&a),
             cli::Command::Demo(a) => demo::run(&env, &a),
+            cli::Command::Push(a) => push_cmd::run(&env, &a),
             cli::Command::Example(a) => example_cmd::example(&a),
             cli::Command::Completions(a) => example_cmd::completions(&a),
             cli::Command::Man(a) => example_cmd::man(&a),

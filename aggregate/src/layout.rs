@@ -36,6 +36,13 @@ pub const FLAG_STATE: &str = "_state/flags.json";
 pub const INFERENCE_PROFILES: &str = "_state/inference_profiles.json";
 /// The records of billing periods ever closed.
 pub const BILLING_PERIODS: &str = "_state/billing/periods/";
+/// The push ledgers: what each billing system was sent, per day of usage.
+pub const PUSH_LEDGERS: &str = "_state/push/";
+
+/// The push ledger of `system` (a fixed lowercase name) for the usage of `day`.
+pub fn push_ledger(system: &str, day: NaiveDate) -> String {
+    format!("{PUSH_LEDGERS}{system}/{day}.json")
+}
 
 /// The record of the billing period (a UTC month) starting on `start`.
 pub fn billing_period(start: NaiveDate) -> String {

@@ -22,6 +22,7 @@ pub mod costs;
 pub mod flags;
 pub mod invoice;
 pub mod prices;
+pub mod push;
 pub mod reconcile;
 pub mod report;
 pub mod run_summary;

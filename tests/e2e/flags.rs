@@ -164,17 +164,17 @@ fn noisy_neighbours_are_flagged_and_the_quiet_are_not_and_alerts_go_out_once() {
 }
 
 /// A received request: its headers (lower-case names) and body.
-type Request = (Vec<(String, String)>, String);
+pub(crate) type Request = (Vec<(String, String)>, String);
 
 /// A one-connection-at-a-time HTTP server answering with the status the test sets and
 /// keeping every request (headers, body).
-struct Hook {
-    port: u16,
-    status: Arc<std::sync::atomic::AtomicU16>,
-    seen: Arc<Mutex<Vec<Request>>>,
+pub(crate) struct Hook {
+    pub(crate) port: u16,
+    pub(crate) status: Arc<std::sync::atomic::AtomicU16>,
+    pub(crate) seen: Arc<Mutex<Vec<Request>>>,
 }
 
-fn hook(initial: u16) -> Hook {
+pub(crate) fn hook(initial: u16) -> Hook {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen = Arc::new(Mutex::new(Vec::new()));

@@ -323,6 +323,19 @@ fn costs_are_allocated_exactly_and_the_real_client_agrees_with_the_file() {
     let dir = out.join("invoices/2026-10");
     let focus = format!("read_parquet('{}/focus.parquet')", dir.display());
 
+    // FOCUS columns have their types, as Athena and DuckDB read them: amounts and quantities
+    // are decimals, never strings, and PricingQuantity is never null.
+    let types = duckdb(&format!(
+        "SELECT any_value(typeof(PricingQuantity)) AS pq, count(*) FILTER (WHERE PricingQuantity IS NULL) AS pq_nulls, \
+                any_value(typeof(BilledCost)) AS bc, any_value(typeof(ChargePeriodStart)) AS cps, \
+                any_value(typeof(x_Provisional)) AS prov FROM {focus}"
+    ));
+    assert_eq!(types[0]["pq"], "DECIMAL(38,0)");
+    assert_eq!(types[0]["pq_nulls"], 0);
+    assert_eq!(types[0]["bc"], "DECIMAL(38,2)");
+    assert_eq!(types[0]["cps"], "TIMESTAMP WITH TIME ZONE");
+    assert_eq!(types[0]["prov"], "BOOLEAN");
+
     // Every Cost Explorer amount, rounded to the cent, is exactly the sum of its rows.
     let total: Decimal = rows.iter().map(|(_, _, a)| cents(*a)).sum();
     let got = duckdb(&format!("SELECT sum(BilledCost)::VARCHAR AS s FROM {focus}"));

@@ -19,6 +19,7 @@ mod periods;
 mod pools;
 mod privacy;
 mod profiles;
+mod push;
 mod reconcile;
 mod run;
 mod s3_lake;
