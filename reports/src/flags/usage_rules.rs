@@ -143,7 +143,7 @@ fn measure(
             };
             let mut figures = BTreeMap::new();
             figures.insert("spent_tokens".into(), spent as f64);
-            figures.insert("budget_tokens".into(), limit as f64);
+            figures.insert("limit_tokens".into(), limit as f64);
             figures.insert("forecast_tokens".into(), forecast as f64);
             let fraction = spent as f64 / limit as f64;
             let forecast_fraction = forecast as f64 / limit as f64;

@@ -41,7 +41,7 @@ table{border-collapse:collapse;width:100%;font-size:.85rem;margin:.5rem 0}\
 th,td{padding:.35rem .5rem;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}\
 th{color:var(--muted);font-weight:600;background:var(--bg)}\
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}td.n,td.nw{white-space:nowrap}\
-.scroll{overflow-x:auto}#flags table{font-size:.8rem}\
+.scroll{overflow-x:auto}#flags table{font-size:.8rem}td.wrap{overflow-wrap:break-word;min-width:9rem}\
 tfoot td{font-weight:600;border-top:2px solid var(--ink)}\
 .sw{display:inline-block;width:.9rem;height:.9rem;border-radius:2px;vertical-align:-2px;margin-right:.35rem}\
 .over{color:#c0392b;font-weight:600}\
@@ -546,6 +546,12 @@ fn breakable(s: &str) -> String {
     escape(s).replace('_', "_<wbr>")
 }
 
+/// Escaped, with a line-break opportunity after each `:` and `_` (trace and span ids, figure
+/// names), so that long tokens wrap at a boundary instead of widening the table.
+fn breakable_long(s: &str) -> String {
+    escape(s).replace(':', ":<wbr>").replace('_', "_<wbr>")
+}
+
 fn instant(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M").to_string()
 }
@@ -559,9 +565,8 @@ fn flags(h: &mut String, flags: &[Flag]) {
     let _ = write!(
         h,
         "<p class=\"lead\">{} flags whose window meets the period, active first.</p>\
-         <div class=\"scroll\"><table><thead><tr><th>Kind</th><th>Tier</th><th>Tenant</th><th>Window (UTC)</th>\
-         <th>Metric</th><th class=\"n\">Value</th><th class=\"n\">Threshold</th><th>Evidence</th>\
-         <th>Severity</th><th>Recommended action</th><th>Status</th></tr></thead><tbody>",
+         <div class=\"scroll\"><table><thead><tr><th>Kind</th><th>Tier / tenant</th><th>Window (UTC)</th>\
+         <th>Measured</th><th>Evidence</th><th>Recommended action</th><th>Severity</th></tr></thead><tbody>",
         flags.len()
     );
     for f in flags {
@@ -578,6 +583,9 @@ fn flags(h: &mut String, flags: &[Flag]) {
         for (k, v) in &e.figures {
             ev.push(format!("{k} {}", figure(k, *v)));
         }
+        for (k, v) in &e.amounts {
+            ev.push(format!("{k} {v}"));
+        }
         if let Some(i) = &e.invocation {
             ev.push(format!("invocation {i}"));
         }
@@ -592,9 +600,9 @@ fn flags(h: &mut String, flags: &[Flag]) {
         };
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"nw\">{}<br>→ {}</td><td>{}</td>\
-             <td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td>\
-             <td><span class=\"sev {class}\">{sev}</span></td><td>{}</td><td>{status}</td></tr>",
+            "<tr><td>{}</td><td>{}<br>{}</td><td class=\"nw\">{}<br>→ {}</td><td>{}<br>\
+             <b>{}</b> (line {})</td><td class=\"wrap\">{}</td><td class=\"wrap\">{}</td>\
+             <td><span class=\"sev {class}\">{sev}</span><br>{status}</td></tr>",
             breakable(f.kind.code()),
             escape(f.tier.as_str()),
             escape(f.tenant_id.as_ref().map(|t| t.as_str()).unwrap_or("(pool)")),
@@ -603,8 +611,8 @@ fn flags(h: &mut String, flags: &[Flag]) {
             breakable(&f.metric),
             escape(&figure(&f.metric, f.value)),
             escape(&figure(&f.metric, f.threshold)),
-            escape(&ev.join("; ")),
-            escape(&f.recommended_action),
+            breakable_long(&ev.join("; ")),
+            breakable_long(&f.recommended_action),
         );
     }
     h.push_str("</tbody></table></div></section>\n");
