@@ -27,7 +27,14 @@ fn the_service_follows_kinesis_receives_spans_evaluates_flags_and_stops_cleanly(
         dir.path().join("agentmeter.toml"),
         "lake = \"lake\"\n[http]\nlisten = \"127.0.0.1:0\"\n[otlp]\nflush_interval_ms = 100\n\
          [[kinesis]]\nstream = \"usage\"\n[rollups]\ncheckpoint_interval_ms = 100\ninterval_ms = 200\n\
-         [flags]\nevery_minutes = 1\nout = \"out\"\nalerts = [\"stdout\"]\n",
+         [flags]\nevery_minutes = 1\nout = \"out\"\nalerts = [\"stdout\"]\n\
+         [api]\ntokens = \"api-tokens.toml\"\n",
+    )
+    .unwrap();
+    // The usage API on the same listener, with one operator token ("ops").
+    std::fs::write(
+        dir.path().join("api-tokens.toml"),
+        "[tokens]\n\"sha256:a92c36e66a25ee99ff862faa8e87987be6c7cd13c3ee661c400a45b0f1e3b132\" = \"*\"\n",
     )
     .unwrap();
     let config = dir.path().join("agentmeter.toml");
@@ -79,6 +86,11 @@ fn the_service_follows_kinesis_receives_spans_evaluates_flags_and_stops_cleanly(
     });
     let m = metrics();
     assert_eq!(metric(&m, "agentmeter_otlp_spans_received_total"), 7, "{m}");
+    let usage = "/v1/usage?tenant=clinic-a&from=2020-01-01&to=2020-02-01";
+    assert_eq!(request(port, "GET", usage, &[], b"").unwrap().status, 401);
+    let r = request(port, "GET", usage, &[("Authorization", "Bearer ops")], b"").unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["totals"]["invocations"], 0);
 
     let pid = child.id().to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
