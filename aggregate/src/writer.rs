@@ -65,12 +65,10 @@ pub struct WriteStats {
     pub rollups: u64,
 }
 
-/// The 128-bit key of a record's identity in the dedup index.
+/// The 128-bit key of a record's identity in the dedup index: keyed per process
+/// ([`agentmeter_schemas::keyed`]), so no input can be made to collide with another's.
 pub(crate) fn id_key(identity: &[u8]) -> u128 {
-    let h = blake3::hash(identity);
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&h.as_bytes()[..16]);
-    u128::from_le_bytes(b)
+    agentmeter_schemas::keyed::key128(identity)
 }
 
 /// The `dt` partition of a record.

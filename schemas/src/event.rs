@@ -176,7 +176,8 @@ impl UsageEvent {
     /// A digest of everything that makes the event billable (not its id or source). Two
     /// deliveries of the same id with different digests are a conflict worth reporting.
     pub fn content_fingerprint(&self) -> u64 {
-        let mut h = blake3::Hasher::new();
+        use std::hash::Hasher as _;
+        let mut h = Fp(crate::keyed::hasher());
         h.update(&self.event_time_ms.to_le_bytes());
         for s in [
             self.tier.as_str(),
@@ -204,9 +205,16 @@ impl UsageEvent {
             h.update(b"service_tier");
             h.update(self.service_tier.code().as_bytes());
         }
-        let mut out = [0u8; 8];
-        out.copy_from_slice(&h.finalize().as_bytes()[..8]);
-        u64::from_le_bytes(out)
+        h.0.finish()
+    }
+}
+
+/// The fingerprint's hasher with the `update` of a digest, so the fields read as before.
+struct Fp(siphasher::sip128::SipHasher13);
+
+impl Fp {
+    fn update(&mut self, bytes: &[u8]) {
+        std::hash::Hasher::write(&mut self.0, bytes);
     }
 }
 

@@ -17,6 +17,7 @@ mod accounting;
 pub mod athena;
 mod event;
 mod ids;
+pub mod keyed;
 pub mod money;
 pub mod pricing;
 mod quarantine;

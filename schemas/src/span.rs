@@ -135,9 +135,8 @@ impl AgentSpan {
         (self.end_ms - self.start_ms).max(0)
     }
 
-    /// A digest of the content (not the source), to tell conflicting duplicates.
+    /// A keyed hash of the content (not the source), to tell conflicting duplicates.
     pub fn content_fingerprint(&self) -> u64 {
-        let mut h = blake3::Hasher::new();
         let text = serde_json::to_string(&(
             &self.parent_span_id,
             &self.name,
@@ -153,10 +152,7 @@ impl AgentSpan {
             self.tokens,
         ))
         .unwrap_or_default();
-        h.update(text.as_bytes());
-        let mut out = [0u8; 8];
-        out.copy_from_slice(&h.finalize().as_bytes()[..8]);
-        u64::from_le_bytes(out)
+        crate::keyed::key128(text.as_bytes()) as u64
     }
 }
 
