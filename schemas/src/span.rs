@@ -135,24 +135,42 @@ impl AgentSpan {
         (self.end_ms - self.start_ms).max(0)
     }
 
-    /// A keyed hash of the content (not the source), to tell conflicting duplicates.
+    /// A keyed hash of the content (not the source), to tell conflicting duplicates. Each
+    /// field is written with its length (and optional ones with a presence byte), so no two
+    /// different contents feed the hasher the same bytes.
     pub fn content_fingerprint(&self) -> u64 {
-        let text = serde_json::to_string(&(
-            &self.parent_span_id,
-            &self.name,
-            &self.operation,
-            self.start_ms,
-            self.end_ms,
-            &self.tier,
-            &self.tenant_id,
-            &self.user_id,
-            &self.model_id,
-            &self.tool_name,
-            self.status,
-            self.tokens,
-        ))
-        .unwrap_or_default();
-        crate::keyed::key128(text.as_bytes()) as u64
+        use std::hash::Hasher as _;
+        let mut h = crate::keyed::hasher();
+        let mut text = |v: Option<&str>| match v {
+            None => h.write_u8(0),
+            Some(s) => {
+                h.write_u8(1);
+                h.write_u64(s.len() as u64);
+                h.write(s.as_bytes());
+            }
+        };
+        text(self.parent_span_id.as_deref());
+        text(Some(&self.name));
+        text(self.operation.as_deref());
+        text(Some(self.tier.as_str()));
+        text(Some(self.tenant_id.as_str()));
+        text(self.user_id.as_ref().map(|u| u.as_str()));
+        text(self.model_id.as_ref().map(|m| m.as_str()));
+        text(self.tool_name.as_deref());
+        text(Some(self.status.code()));
+        let t = &self.tokens;
+        for n in [t.input, t.output, t.total, t.cache_read, t.cache_write] {
+            match n {
+                None => h.write_u8(0),
+                Some(n) => {
+                    h.write_u8(1);
+                    h.write_i64(n);
+                }
+            }
+        }
+        h.write_i64(self.start_ms);
+        h.write_i64(self.end_ms);
+        h.finish()
     }
 }
 
@@ -173,5 +191,50 @@ mod tests {
         assert!(!valid_hex_id("00000000000000000000000000000000", 32));
         assert!(!valid_hex_id("0AF7651916CD43DD8448EB211C80319C", 32));
         assert!(!valid_hex_id("b7ad6b716920333", 16));
+    }
+
+    fn span() -> AgentSpan {
+        AgentSpan {
+            trace_id: "0af7651916cd43dd8448eb211c80319c".into(),
+            span_id: "b7ad6b7169203331".into(),
+            parent_span_id: None,
+            name: "execute_tool lookup".into(),
+            operation: Some("execute_tool".into()),
+            start_ms: 1_000,
+            end_ms: 2_000,
+            tier: Tier::new("basic").unwrap(),
+            tenant_id: TenantId::new("clinic-a").unwrap(),
+            user_id: None,
+            model_id: None,
+            tool_name: Some("lookup".into()),
+            status: SpanStatus::Ok,
+            tokens: SpanTokens::default(),
+            scope: "strands".into(),
+            service: None,
+            source: SourceUri::new("file:///a"),
+        }
+    }
+
+    #[test]
+    fn the_fingerprint_follows_the_content_not_the_source() {
+        let a = span();
+        let moved = AgentSpan { source: SourceUri::new("file:///b"), ..span() };
+        assert_eq!(a.content_fingerprint(), moved.content_fingerprint());
+        let changed = [
+            AgentSpan { tool_name: None, ..span() },
+            AgentSpan { tool_name: Some(String::new()), ..span() },
+            AgentSpan { end_ms: 2_001, ..span() },
+            AgentSpan { status: SpanStatus::Error, ..span() },
+            AgentSpan { tokens: SpanTokens { input: Some(0), ..SpanTokens::default() }, ..span() },
+            // The same bytes split differently between two fields.
+            AgentSpan {
+                name: "execute_tool lookupx".into(),
+                operation: Some("ecute_tool".into()),
+                ..span()
+            },
+        ];
+        for c in &changed {
+            assert_ne!(a.content_fingerprint(), c.content_fingerprint(), "{c:?}");
+        }
     }
 }
