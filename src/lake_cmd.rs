@@ -6,6 +6,37 @@ use agentmeter_pipeline::{Env, LakeLocation};
 use anyhow::Context;
 use chrono::NaiveDate;
 
+/// The days a command covers, `[from, to)`: a billing month (`--period YYYY-MM`), or
+/// `--from DAY --to DAY` with `--to` exclusive, as every range of agentmeter is.
+pub fn day_range(
+    period: Option<&str>,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> anyhow::Result<(NaiveDate, NaiveDate)> {
+    use crate::UsageError;
+    let day = |name: &str, s: &str| {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .map_err(|_| UsageError(format!("--{name} {s:?} is not a YYYY-MM-DD day")))
+    };
+    match (period, from, to) {
+        (Some(p), _, _) => {
+            let p = agentmeter_reports::invoice::Period::parse(p)
+                .map_err(|e| UsageError(format!("--period: {e}")))?;
+            Ok((p.start, p.end))
+        }
+        (None, Some(f), Some(t)) => {
+            let (from, end) = (day("from", f)?, day("to", t)?);
+            if end <= from {
+                anyhow::bail!(UsageError(format!(
+                    "--to {end} is not after --from {from} (--to is exclusive: the day after the last)"
+                )));
+            }
+            Ok((from, end))
+        }
+        _ => anyhow::bail!(UsageError("give --period, or --from and --to".into())),
+    }
+}
+
 /// The existing lake at `loc` (a usage error when there is none).
 pub fn existing(env: &Env, loc: &LakeLocation) -> anyhow::Result<Lake> {
     Ok(env.existing_lake(loc)?)

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use agentmeter_pipeline::Env;
-use agentmeter_reports::invoice::Period;
 use agentmeter_reports::invoice::roster::{Roster, parse_roster};
 use agentmeter_reports::push::{PushOptions, System, push};
 use anyhow::{Context, bail};
@@ -17,23 +16,8 @@ use crate::cli::PushArgs;
 pub const TOKEN_ENV: &str = "AGENTMETER_PUSH_TOKEN";
 
 fn days(a: &PushArgs) -> anyhow::Result<Vec<NaiveDate>> {
-    let day = |name: &str, s: &str| {
-        NaiveDate::parse_from_str(s, "%Y-%m-%d")
-            .map_err(|_| UsageError(format!("--{name} {s:?} is not a YYYY-MM-DD day")))
-    };
-    let (from, to) = match (&a.period, &a.from, &a.to) {
-        (Some(p), _, _) => {
-            let p = Period::parse(p).map_err(|e| UsageError(format!("--period: {e}")))?;
-            (p.start, p.end)
-        }
-        (None, Some(f), Some(t)) => (day("from", f)?, day("to", t)?),
-        _ => bail!(UsageError("give --period, or --from and --to".into())),
-    };
-    if to <= from {
-        bail!(UsageError(format!(
-            "--to {to} is not after --from {from} (--to is exclusive: the day after the last)"
-        )));
-    }
+    let (from, to) =
+        crate::lake_cmd::day_range(a.period.as_deref(), a.from.as_deref(), a.to.as_deref())?;
     Ok(from.iter_days().take_while(|d| *d < to).collect())
 }
 

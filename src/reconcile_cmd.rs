@@ -2,39 +2,21 @@
 
 use agentmeter_aggregate::fsio::write_atomic;
 use agentmeter_pipeline::Env;
-use agentmeter_reports::invoice::Period;
 use agentmeter_reports::reconcile::{Reconciliation, Status, reconcile};
 use anyhow::{Context, bail};
-use chrono::{NaiveDate, TimeDelta};
+use chrono::TimeDelta;
 
+use crate::DifferencesFound;
 use crate::cli::ReconcileArgs;
-use crate::{DifferencesFound, UsageError};
 
 /// Differences printed before "... and N more".
 const SHOWN: usize = 50;
 
-fn day(name: &str, s: &str) -> anyhow::Result<NaiveDate> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map_err(|_| UsageError(format!("--{name} {s:?} is not a YYYY-MM-DD day")).into())
-}
-
 pub fn execute(env: &Env, a: &ReconcileArgs) -> anyhow::Result<Reconciliation> {
-    let (from, to) = match (&a.period, &a.from, &a.to) {
-        (Some(p), _, _) => {
-            let p = Period::parse(p).map_err(|e| UsageError(format!("--period: {e}")))?;
-            (p.start_time().date_naive(), p.end_time().date_naive() - TimeDelta::days(1))
-        }
-        (None, Some(f), Some(t)) => {
-            let (from, end) = (day("from", f)?, day("to", t)?);
-            if end <= from {
-                bail!(UsageError(format!(
-                    "--to {end} is not after --from {from} (--to is exclusive: the day after the last)"
-                )));
-            }
-            (from, end - TimeDelta::days(1))
-        }
-        _ => bail!(UsageError("give --period, or --from and --to".into())),
-    };
+    let (from, end) =
+        crate::lake_cmd::day_range(a.period.as_deref(), a.from.as_deref(), a.to.as_deref())?;
+    // The reconciliation reads whole days, last one included.
+    let to = end - TimeDelta::days(1);
     let lake = crate::lake_cmd::existing(env, &a.lake)?;
     crate::lake_cmd::ensure_rollups(&lake, from, to + TimeDelta::days(1))?;
     let r = reconcile(&lake, from, to).context("reconciling")?;
