@@ -86,6 +86,20 @@ pub enum Command {
     Man(ManArgs),
 }
 
+/// Whole days: a month, or `--from DAY --to DAY` with `--to` exclusive.
+#[derive(Debug, Args)]
+pub struct DayRangeArgs {
+    /// A month, YYYY-MM (or use --from and --to).
+    #[arg(long, conflicts_with_all = ["from", "to"], required_unless_present_all = ["from", "to"])]
+    pub period: Option<String>,
+    /// First day, YYYY-MM-DD.
+    #[arg(long, requires = "to")]
+    pub from: Option<String>,
+    /// End of the range, YYYY-MM-DD, exclusive (the day after the last).
+    #[arg(long, requires = "from")]
+    pub to: Option<String>,
+}
+
 fn parse_system(s: &str) -> Result<agentmeter_reports::push::System, String> {
     s.parse()
 }
@@ -98,15 +112,8 @@ pub struct PushArgs {
     /// The lake: a directory or s3://BUCKET/PREFIX.
     #[arg(long, value_parser = parse_lake)]
     pub lake: LakeLocation,
-    /// A billing month, YYYY-MM (or use --from and --to).
-    #[arg(long, conflicts_with_all = ["from", "to"], required_unless_present_all = ["from", "to"])]
-    pub period: Option<String>,
-    /// First day, YYYY-MM-DD.
-    #[arg(long, requires = "to")]
-    pub from: Option<String>,
-    /// End of the range, YYYY-MM-DD, exclusive (the day after the last).
-    #[arg(long, requires = "from")]
-    pub to: Option<String>,
+    #[command(flatten)]
+    pub range: DayRangeArgs,
     /// Tenant roster (TOML; `agentmeter example tenants`): each tenant's id in the system
     /// (`customer_ids`). Required for Stripe; the others default to the tenant id.
     #[arg(long, value_name = "FILE")]
@@ -507,15 +514,8 @@ pub struct ReconcileArgs {
     /// The lake: a directory or s3://BUCKET/PREFIX.
     #[arg(long, value_parser = parse_lake)]
     pub lake: LakeLocation,
-    /// A month to reconcile, YYYY-MM (or use --from and --to).
-    #[arg(long, conflicts_with_all = ["from", "to"], required_unless_present_all = ["from", "to"])]
-    pub period: Option<String>,
-    /// First day, YYYY-MM-DD.
-    #[arg(long, requires = "to")]
-    pub from: Option<String>,
-    /// End of the range, YYYY-MM-DD, exclusive (the day after the last).
-    #[arg(long, requires = "from")]
-    pub to: Option<String>,
+    #[command(flatten)]
+    pub range: DayRangeArgs,
     /// Write every line as CSV to this file (the differences are printed either way).
     #[arg(long)]
     pub out: Option<PathBuf>,

@@ -97,10 +97,7 @@ fn plan(a: &InvoiceArgs) -> anyhow::Result<InvoicePlan> {
     };
     let (roster, roster_text) = match &a.tenants {
         Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| usage(format!("--tenants {}: {e}", p.display())))?;
-            let r = roster::parse_roster(&text)
-                .map_err(|e| usage(format!("--tenants {}: {e}", p.display())))?;
+            let (r, text) = read_roster("--tenants", p)?;
             (r, Some(text))
         }
         None => (roster::Roster::default(), None),
@@ -126,6 +123,15 @@ fn plan(a: &InvoiceArgs) -> anyhow::Result<InvoicePlan> {
         roster_text,
         profiles_text: None,
     })
+}
+
+/// A tenant roster file given with `flag` (an option or a configuration key), and its text;
+/// a bad one is a usage error naming both.
+pub fn read_roster(flag: &str, path: &Path) -> Result<(roster::Roster, String), UsageError> {
+    let bad = |e: &dyn std::fmt::Display| UsageError(format!("{flag} {}: {e}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| bad(&e))?;
+    let r = roster::parse_roster(&text).map_err(|e| bad(&e))?;
+    Ok((r, text))
 }
 
 /// A GetCostAndUsage response file given with `flag`; a bad one is a usage error naming both.

@@ -8,17 +8,13 @@ use chrono::NaiveDate;
 
 /// The days a command covers, `[from, to)`: a billing month (`--period YYYY-MM`), or
 /// `--from DAY --to DAY` with `--to` exclusive, as every range of agentmeter is.
-pub fn day_range(
-    period: Option<&str>,
-    from: Option<&str>,
-    to: Option<&str>,
-) -> anyhow::Result<(NaiveDate, NaiveDate)> {
+pub fn day_range(r: &crate::cli::DayRangeArgs) -> anyhow::Result<(NaiveDate, NaiveDate)> {
     use crate::UsageError;
     let day = |name: &str, s: &str| {
         NaiveDate::parse_from_str(s, "%Y-%m-%d")
             .map_err(|_| UsageError(format!("--{name} {s:?} is not a YYYY-MM-DD day")))
     };
-    match (period, from, to) {
+    match (&r.period, &r.from, &r.to) {
         (Some(p), _, _) => {
             let p = agentmeter_reports::invoice::Period::parse(p)
                 .map_err(|e| UsageError(format!("--period: {e}")))?;

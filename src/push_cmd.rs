@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use agentmeter_pipeline::Env;
-use agentmeter_reports::invoice::roster::{Roster, parse_roster};
+use agentmeter_reports::invoice::roster::Roster;
 use agentmeter_reports::push::{PushOptions, System, push};
 use anyhow::{Context, bail};
 use chrono::NaiveDate;
@@ -16,8 +16,7 @@ use crate::cli::PushArgs;
 pub const TOKEN_ENV: &str = "AGENTMETER_PUSH_TOKEN";
 
 fn days(a: &PushArgs) -> anyhow::Result<Vec<NaiveDate>> {
-    let (from, to) =
-        crate::lake_cmd::day_range(a.period.as_deref(), a.from.as_deref(), a.to.as_deref())?;
+    let (from, to) = crate::lake_cmd::day_range(&a.range)?;
     Ok(from.iter_days().take_while(|d| *d < to).collect())
 }
 
@@ -42,12 +41,7 @@ pub fn run(env: &Env, a: &PushArgs) -> anyhow::Result<()> {
     let days = days(a)?;
     let token = token(a)?;
     let roster = match &a.tenants {
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| UsageError(format!("--tenants {}: {e}", p.display())))?;
-            parse_roster(&text)
-                .map_err(|e| UsageError(format!("--tenants {}: {e}", p.display())))?
-        }
+        Some(p) => crate::invoice_cmd::read_roster("--tenants", p)?.0,
         None if a.system == System::Stripe => bail!(UsageError(
             "stripe needs --tenants FILE: each tenant's Stripe customer (customer_ids.stripe)"
                 .into()

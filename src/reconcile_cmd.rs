@@ -13,8 +13,7 @@ use crate::cli::ReconcileArgs;
 const SHOWN: usize = 50;
 
 pub fn execute(env: &Env, a: &ReconcileArgs) -> anyhow::Result<Reconciliation> {
-    let (from, end) =
-        crate::lake_cmd::day_range(a.period.as_deref(), a.from.as_deref(), a.to.as_deref())?;
+    let (from, end) = crate::lake_cmd::day_range(&a.range)?;
     // The reconciliation reads whole days, last one included.
     let to = end - TimeDelta::days(1);
     let lake = crate::lake_cmd::existing(env, &a.lake)?;

@@ -15,7 +15,7 @@ use std::path::Path;
 
 use agentmeter_aggregate::Lake;
 use agentmeter_reports::api::{ApiConfig, ApiTokens};
-use agentmeter_reports::invoice::roster::{Roster, parse_roster};
+use agentmeter_reports::invoice::roster::Roster;
 use agentmeter_reports::prices::PriceBook;
 
 use crate::UsageError;
@@ -44,12 +44,7 @@ impl ApiFiles {
             .map(|p| PriceBook::load(p).map_err(|e| UsageError(format!("{}: {e}", names[1]))))
             .transpose()?;
         let roster = match tenants {
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| UsageError(format!("{} {}: {e}", names[2], p.display())))?;
-                parse_roster(&text)
-                    .map_err(|e| UsageError(format!("{} {}: {e}", names[2], p.display())))?
-            }
+            Some(p) => crate::invoice_cmd::read_roster(names[2], p)?.0,
             None => Roster::default(),
         };
         Ok(Some(Self { tokens, prices, roster }))

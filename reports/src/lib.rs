@@ -20,6 +20,7 @@ pub mod allocate;
 pub mod api;
 pub mod costs;
 pub mod flags;
+mod format;
 pub mod invoice;
 pub mod prices;
 pub mod push;

@@ -173,48 +173,34 @@ impl UsageEvent {
         self.event_time().map(|t| t.date_naive())
     }
 
-    /// A digest of everything that makes the event billable (not its id or source). Two
-    /// deliveries of the same id with different digests are a conflict worth reporting.
+    /// A keyed hash of everything that makes the event billable (not its id or source). Two
+    /// deliveries of the same id with different fingerprints are a conflict worth reporting.
     pub fn content_fingerprint(&self) -> u64 {
         use std::hash::Hasher as _;
-        let mut h = Fp(crate::keyed::hasher());
-        h.update(&self.event_time_ms.to_le_bytes());
+        let mut h = crate::keyed::hasher();
+        h.write_i64(self.event_time_ms);
         for s in [
             self.tier.as_str(),
             self.tenant_id.as_str(),
             self.user_id.as_str(),
             self.model_id.as_str(),
         ] {
-            h.update(&(s.len() as u64).to_le_bytes());
-            h.update(s.as_bytes());
+            h.write_u64(s.len() as u64);
+            h.write(s.as_bytes());
         }
         let t = &self.tokens;
-        for n in [t.input, t.output, t.total, t.cache_read, t.cache_write] {
-            h.update(&n.to_le_bytes());
+        for n in [t.input, t.output, t.total, t.cache_read, t.cache_write, t.cache_write_1h] {
+            h.write_i64(n);
         }
-        // Absent, they add nothing: digests of events without them are as before.
+        // Tagged, so that an optional part cannot pass for another.
         if let Some(s) = &self.session_id {
-            h.update(b"session");
-            h.update(s.as_str().as_bytes());
+            h.write(b"session");
+            h.write_u64(s.as_str().len() as u64);
+            h.write(s.as_str().as_bytes());
         }
-        if t.cache_write_1h != 0 {
-            h.update(b"cache_write_1h");
-            h.update(&t.cache_write_1h.to_le_bytes());
-        }
-        if self.service_tier != ServiceTier::Standard {
-            h.update(b"service_tier");
-            h.update(self.service_tier.code().as_bytes());
-        }
-        h.0.finish()
-    }
-}
-
-/// The fingerprint's hasher with the `update` of a digest, so the fields read as before.
-struct Fp(siphasher::sip128::SipHasher13);
-
-impl Fp {
-    fn update(&mut self, bytes: &[u8]) {
-        std::hash::Hasher::write(&mut self.0, bytes);
+        h.write(b"service_tier");
+        h.write(self.service_tier.code().as_bytes());
+        h.finish()
     }
 }
 

@@ -16,21 +16,17 @@ static KEYS: LazyLock<(u64, u64)> = LazyLock::new(|| {
     (s.hash_one(0x243f_6a88_85a3_08d3_u64), s.hash_one(0x1319_8a2e_0370_7344_u64))
 });
 
-/// A keyed hasher; feed it with [`Hasher::write`] and finish with [`finish128`].
+/// A keyed hasher; feed it with [`Hasher::write`] (and finish with [`Hasher::finish`] for 64
+/// bits).
 pub fn hasher() -> SipHasher13 {
     SipHasher13::new_with_keys(KEYS.0, KEYS.1)
-}
-
-/// The 128-bit keyed hash of a finished hasher.
-pub fn finish128(h: &SipHasher13) -> u128 {
-    h.finish128().as_u128()
 }
 
 /// The 128-bit keyed hash of `bytes`.
 pub fn key128(bytes: &[u8]) -> u128 {
     let mut h = hasher();
     h.write(bytes);
-    finish128(&h)
+    h.finish128().as_u128()
 }
 
 #[cfg(test)]

@@ -163,8 +163,8 @@ impl Alert {
             self.flag.tier,
             who,
             self.flag.metric,
-            crate::report::svg::figure(&self.flag.metric, self.flag.value),
-            crate::report::svg::figure(&self.flag.metric, self.flag.threshold),
+            crate::format::figure(&self.flag.metric, self.flag.value),
+            crate::format::figure(&self.flag.metric, self.flag.threshold),
             self.flag.recommended_action
         )
     }

@@ -18,8 +18,8 @@ use rust_decimal::prelude::ToPrimitive;
 
 use super::model::{Evidence, Flag, FlagKind, FlagStatus, Severity};
 use super::policy::{BudgetAmount, Policy};
+use crate::format::grouped;
 use crate::invoice::Period;
-use crate::report::svg::grouped;
 
 /// Days of the trailing rate a budget forecast extrapolates.
 pub const FORECAST_DAYS: i64 = 7;

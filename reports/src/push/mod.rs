@@ -26,7 +26,6 @@ use std::time::Duration;
 
 use agentmeter_aggregate::Lake;
 use agentmeter_schemas::TenantId;
-use agentmeter_schemas::tables::USAGE_HOURLY;
 use chrono::{DateTime, NaiveDate, Utc};
 
 pub use ledger::{Ledger, Pending};
@@ -80,9 +79,7 @@ pub fn day_usage(
     day: NaiveDate,
 ) -> agentmeter_aggregate::Result<BTreeMap<UsageKey, i64>> {
     let mut out: BTreeMap<UsageKey, i64> = BTreeMap::new();
-    if !lake.partitions(USAGE_HOURLY)?.contains(&day) {
-        return Ok(out);
-    }
+    // A day without a rollup reads as no rows.
     for (k, m) in lake.hourly(day)? {
         let Some(hour) = DateTime::from_timestamp_millis(k.hour_ms) else { continue };
         let quantities = [
@@ -195,20 +192,16 @@ pub fn push(
     for &day in days {
         report.days += 1;
         let usage = day_usage(lake, day)?;
-        let mut customers: BTreeMap<TenantId, String> = BTreeMap::new();
-        let usage: BTreeMap<UsageKey, i64> = usage
-            .into_iter()
-            .filter(|(k, _)| match opts.system.customer(roster, &k.tenant_id) {
-                Some(c) => {
-                    customers.insert(k.tenant_id.clone(), c);
-                    true
-                }
-                None => {
-                    missing.insert(k.tenant_id.clone());
-                    false
-                }
-            })
-            .collect();
+        // Each tenant's customer in the system, looked up once: `None` is not sent.
+        let mut customers: BTreeMap<TenantId, Option<String>> = BTreeMap::new();
+        for k in usage.keys() {
+            if !customers.contains_key(&k.tenant_id) {
+                customers.insert(k.tenant_id.clone(), opts.system.customer(roster, &k.tenant_id));
+            }
+        }
+        missing.extend(customers.iter().filter(|(_, c)| c.is_none()).map(|(t, _)| t.clone()));
+        let usage: BTreeMap<UsageKey, i64> =
+            usage.into_iter().filter(|(k, _)| customers[&k.tenant_id].is_some()).collect();
         let plan = ledger::plan(lake, opts.system, day, &usage)?;
         report.decreased += plan.decreased;
         let to_send = plan.pending;
@@ -222,7 +215,11 @@ pub fn push(
                 .iter()
                 .map(|p| UsageEvent {
                     identifier: p.identifier.clone(),
-                    customer: customers.get(&p.key.tenant_id).cloned().unwrap_or_default(),
+                    customer: customers
+                        .get(&p.key.tenant_id)
+                        .cloned()
+                        .flatten()
+                        .unwrap_or_default(),
                     event_name: format!("{}_{}", opts.event_prefix, p.key.component),
                     hour: p.key.hour,
                     model_id: p.key.model_id.clone(),

@@ -117,7 +117,7 @@ pub fn request(system: System, events: &[UsageEvent]) -> (&'static str, &'static
     match system {
         System::Stripe => {
             let e = &events[0];
-            let form: Vec<(&str, String)> = vec![
+            let form = [
                 ("event_name", e.event_name.clone()),
                 ("identifier", e.identifier.clone()),
                 ("timestamp", e.hour.timestamp().to_string()),
@@ -125,15 +125,10 @@ pub fn request(system: System, events: &[UsageEvent]) -> (&'static str, &'static
                 ("payload[value]", e.quantity.to_string()),
                 ("payload[model]", e.model_id.clone()),
             ];
-            let mut body = String::new();
-            for (i, (k, v)) in form.iter().enumerate() {
-                if i > 0 {
-                    body.push('&');
-                }
-                body.push_str(&urlencode(k));
-                body.push('=');
-                body.push_str(&urlencode(v));
-            }
+            // The URL library's form encoder (application/x-www-form-urlencoded).
+            let mut url = reqwest::Url::parse("form:").unwrap_or_else(|_| unreachable!());
+            url.query_pairs_mut().extend_pairs(form.iter().map(|(k, v)| (*k, v.as_str())));
+            let body = url.query().unwrap_or_default().to_owned();
             ("/v1/billing/meter_events", "application/x-www-form-urlencoded", body.into_bytes())
         }
         System::Lago => {
@@ -193,21 +188,6 @@ pub fn request(system: System, events: &[UsageEvent]) -> (&'static str, &'static
             ("/v1/ingest", "application/json", Value::Array(events).to_string().into_bytes())
         }
     }
-}
-
-/// `application/x-www-form-urlencoded` escaping: unreserved characters kept, space as `+`.
-fn urlencode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 /// Whether a refusal says the event is already there: a resend of an event the system took.

@@ -35,7 +35,7 @@
 mod data;
 mod html;
 mod inputs;
-pub(crate) mod svg;
+mod svg;
 
 pub use data::{
     DailyTokens, ModelUsage, PoolCapacity, ReportData, ReportError, ReportOptions, ShareStats,

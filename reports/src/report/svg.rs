@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use chrono::{Datelike, NaiveDate};
 use rust_decimal::{Decimal, RoundingStrategy};
 
+pub(crate) use crate::format::{figure, grouped, num, pct};
 use crate::invoice::html::escape;
 
 /// Series colours (after Tableau 10, red last so it does not meet the silo-migration line
@@ -35,14 +36,6 @@ const RIGHT: f64 = 16.0;
 const TOP: f64 = 16.0;
 const BOTTOM: f64 = 44.0;
 
-/// A number for an SVG attribute: one decimal, without a trailing `.0`.
-pub(crate) fn num(v: f64) -> String {
-    let r = (v * 10.0).round() / 10.0;
-    let s = format!("{r:.1}");
-    let s = s.strip_suffix(".0").unwrap_or(&s);
-    if s == "-0" { "0".to_owned() } else { s.to_owned() }
-}
-
 /// A count with a k/M/B suffix for axis ticks (`1500000` → `1.5M`, `250000` → `250k`).
 pub(crate) fn si(n: i64) -> String {
     let sign = if n < 0 { "-" } else { "" };
@@ -59,24 +52,6 @@ pub(crate) fn si(n: i64) -> String {
         }
     }
     format!("{sign}{a}")
-}
-
-/// Groups digits by thousands (`1234567` → `1,234,567`).
-pub(crate) fn grouped(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0 { format!("-{out}") } else { out }
-}
-
-/// A share as a percentage with one decimal (`0.2345` → `23.5%`).
-pub(crate) fn pct(share: f64) -> String {
-    format!("{:.1}%", share * 100.0)
 }
 
 /// Money for reading: rounded to the cent (half away from zero), digits grouped; from the
@@ -98,20 +73,6 @@ pub(crate) fn money(d: Decimal) -> String {
 /// A threshold as a percentage without a needless decimal (`0.2` → `20%`).
 pub(crate) fn threshold_pct(t: f64) -> String {
     format!("{}%", num(t * 100.0))
-}
-
-/// A flag's value or threshold: shares and budget fractions as percentages, ratios as
-/// `6.1×`, counts as integers.
-pub(crate) fn figure(metric: &str, v: f64) -> String {
-    if matches!(metric, "pool_share" | "pool_utilization" | "budget_tokens" | "budget_usd") {
-        pct(v)
-    } else if metric.ends_with("_ratio") {
-        format!("{}×", num(v))
-    } else if v.fract() == 0.0 && v.abs() < 9.0e15 {
-        grouped(v as i64)
-    } else {
-        format!("{v:.3}")
-    }
 }
 
 /// A y axis: the value at the top of the plot and the labelled ticks.
