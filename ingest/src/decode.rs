@@ -224,6 +224,14 @@ impl Decoder {
                 return self.reject(out, refuse(Reason::InvalidUtf8, detail), ctx, raw);
             }
         };
+        // Trace requests are most of a month's bytes: read them once, not for their fields
+        // first (the general path below gives the same outcome, and takes what this refuses).
+        let t = text.trim_start();
+        if (t.starts_with("{\"resourceSpans\"") || t.starts_with("{\"resource_spans\""))
+            && crate::otlp::request_line(line, ctx, &self.cfg, out)
+        {
+            return;
+        }
         if !text.trim_start().starts_with(['{', '[', '"']) {
             if let Some(p) = crate::textlog::split(text.trim()) {
                 return self.text_line(&p, text.trim(), raw, ctx, out);

@@ -374,6 +374,61 @@ fn an_otlp_json_line_gives_one_outcome_per_span() {
     );
 }
 
+/// A line opening with `resourceSpans` is read in one pass; every such line must end as it
+/// does when the general path reads it (here forced by a first key the fast path does not
+/// take): spans, refusals, and lines that also name `event` or hold the key twice.
+#[test]
+fn trace_request_lines_end_as_the_general_path_ends_them() {
+    let spans = r#"[{"resource":{"attributes":[{"key":"tier","value":{"stringValue":"basic"}},
+        {"key":"clinic_id","value":{"stringValue":"clinic-a"}}]},"scopeSpans":[{"spans":[
+        {"traceId":"0af7651916cd43dd8448eb211c80319c","spanId":"b7ad6b7169203331","name":"chat",
+         "startTimeUnixNano":"1790841600000000000","endTimeUnixNano":"1790841601000000000"},
+        {"traceId":"0af7651916cd43dd8448eb211c80319c","spanId":"00","name":"chat"}]}]}]"#
+        .replace('\n', "");
+    let usage = format!(
+        r#""timestamp":"2026-10-01T08:00:00Z","event_id":"req-1",{}"#,
+        &USAGE[1..USAGE.len() - 1]
+    );
+    for rest in [
+        format!(r#""resourceSpans":{spans}}}"#),
+        format!(r#""resource_spans":{spans}}}"#),
+        r#""resourceSpans":null}"#.to_owned(),
+        r#""resourceSpans":[]}"#.to_owned(),
+        format!(r#""resourceSpans":{spans},"other":{{"a":[1,2]}}}}"#),
+        // Also a usage record, or a quarantine envelope: not a trace request.
+        format!(r#""resourceSpans":{spans},{usage}}}"#),
+        format!(r#""resourceSpans":{spans},"\u0065vent":"inference_usage"}}"#),
+        format!(r#""resourceSpans":{spans},"agentmeter_quarantine":1}}"#),
+        // Not one request.
+        format!(r#""resourceSpans":{spans},"resourceSpans":[]}}"#),
+        format!(r#""resourceSpans":{spans}}} trailing"#),
+        r#""resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":7}]}]}]}"#.to_owned(),
+        r#""resourceSpans":"#.to_owned(),
+    ] {
+        let fast = decode(&format!("{{{rest}"));
+        let general = decode(&format!(r#"{{"x":0,{rest}"#));
+        assert_eq!(fast.outcomes.len(), general.outcomes.len(), "{rest}");
+        for (a, b) in fast.outcomes.iter().zip(&general.outcomes) {
+            match (a, b) {
+                // A refused line keeps its own bytes, and a parse error its column, which
+                // differ by the forcing key.
+                (Outcome::Reject(a), Outcome::Reject(b)) => {
+                    let column =
+                        |d: &str| d.split(" column ").next().unwrap_or_default().to_owned();
+                    assert_eq!(
+                        (a.reason, column(&a.detail), a.format, a.position),
+                        (b.reason, column(&b.detail), b.format, b.position),
+                        "{rest}"
+                    );
+                }
+                (a, b) => assert_eq!(a, b, "{rest}"),
+            }
+        }
+    }
+    let with_usage = decode(&format!(r#"{{"resourceSpans":{spans},{usage}}}"#));
+    assert!(matches!(with_usage.outcomes.as_slice(), [Outcome::Event(_)]), "{with_usage:?}");
+}
+
 #[test]
 fn an_unreadable_otlp_span_entry_stays_quarantined_as_it_was_read() {
     let entry = QuarantineEntry::new(

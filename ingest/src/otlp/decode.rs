@@ -74,6 +74,25 @@ pub(crate) fn json_in(
     Ok(())
 }
 
+/// A line that starts as an OTLP JSON request (`{"resourceSpans"`), decoded in one pass
+/// instead of being read for its fields first. `false` (nothing appended) when it is not a
+/// whole request, or also names `event` or the quarantine marker at its top level: the general
+/// path then reads it, with the same outcome it always had.
+pub(crate) fn request_line(
+    line: &[u8],
+    ctx: Ctx<'_>,
+    cfg: &DecodeConfig,
+    out: &mut Decoded,
+) -> bool {
+    match serde_json::from_slice::<super::model::RequestLine>(line) {
+        Ok(r) if !r.names_other_record => {
+            request(&r.request, ctx, cfg, out, false);
+            true
+        }
+        _ => false,
+    }
+}
+
 fn request(req: &Request, ctx: Ctx<'_>, cfg: &DecodeConfig, out: &mut Decoded, keep_pos: bool) {
     let total: usize =
         req.resource_spans.iter().flat_map(|rs| &rs.scope_spans).map(|ss| ss.spans.len()).sum();

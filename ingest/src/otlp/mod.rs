@@ -65,7 +65,7 @@ mod model;
 mod tests;
 
 pub use decode::{decode_json, decode_proto};
-pub(crate) use decode::{json_in, proto_in};
+pub(crate) use decode::{json_in, proto_in, request_line};
 
 /// A body that is not an `ExportTraceServiceRequest` at all.
 #[derive(Debug, thiserror::Error)]

@@ -35,6 +35,54 @@ pub(crate) struct Request {
     pub resource_spans: Vec<ResourceSpans>,
 }
 
+/// A line that may be an OTLP JSON request, read in one pass: the request, and whether its
+/// top level also names `event` or the quarantine marker (then the line is not decided as a
+/// request here: the general path, which reads every key, decides). Parses exactly what
+/// [`Request`] does: `resourceSpans` (or `resource_spans`) once, `null` as none, other keys
+/// skipped.
+pub(crate) struct RequestLine {
+    pub request: Request,
+    pub names_other_record: bool,
+}
+
+impl<'de> Deserialize<'de> for RequestLine {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RequestLine;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an OTLP JSON trace request")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<RequestLine, A::Error> {
+                #[derive(Deserialize)]
+                struct Spans(#[serde(deserialize_with = "nullable")] Vec<ResourceSpans>);
+                let mut spans: Option<Vec<ResourceSpans>> = None;
+                let mut names_other_record = false;
+                while let Some(key) = m.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "resourceSpans" | "resource_spans" => {
+                            if spans.is_some() {
+                                return Err(de::Error::duplicate_field("resourceSpans"));
+                            }
+                            spans = Some(m.next_value::<Spans>()?.0);
+                        }
+                        k => {
+                            names_other_record |=
+                                k == "event" || k == agentmeter_schemas::QUARANTINE_MARKER;
+                            m.next_value::<de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(RequestLine {
+                    request: Request { resource_spans: spans.unwrap_or_default() },
+                    names_other_record,
+                })
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
 /// The spans of one resource.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default, rename_all = "camelCase")]
