@@ -233,6 +233,10 @@ pub struct IngestArgs {
     /// Events gathered before they are written (bounds memory).
     #[arg(long, default_value_t = 250_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_rows: u64,
+    /// Most memory one batch holds, MiB, whatever its row count (a span takes several times
+    /// an event's memory, so span batches are cut sooner).
+    #[arg(long, value_name = "MIB", default_value_t = 96, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub batch_mib: u64,
     /// Decoder threads (default: the number of CPUs).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
     pub workers: Option<u64>,

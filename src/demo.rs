@@ -184,6 +184,7 @@ pub fn run(env: &Env, a: &DemoArgs) -> anyhow::Result<()> {
         log_timezone: agentmeter_ingest::LogTimezone::Utc,
         default_time: None,
         batch_rows: 250_000,
+        batch_mib: 96,
         workers: None,
         summary_json: None,
         json: false,

@@ -41,7 +41,11 @@ pub fn options(a: &IngestArgs) -> anyhow::Result<IngestOptions> {
             checkpoint_interval: std::time::Duration::from_millis(a.checkpoint_interval_ms),
             rollup_interval: std::time::Duration::from_millis(a.rollup_interval_ms),
         },
-        writer: WriterOptions { batch_rows, ..WriterOptions::default() },
+        writer: WriterOptions {
+            batch_rows,
+            batch_bytes: usize::try_from(a.batch_mib << 20).unwrap_or(usize::MAX),
+            ..WriterOptions::default()
+        },
         workers,
         progress: !a.no_progress,
     })

@@ -56,6 +56,11 @@ pub trait LakeRecord: Send + 'static {
     where
         Self: Sized;
 
+    /// About how many bytes the record holds in memory: itself and the strings it owns
+    /// alone (shared ids are not counted), each allocation with its allocator overhead. Bounds
+    /// a batch by memory as well as by rows.
+    fn approx_bytes(&self) -> usize;
+
     /// True when the record is a model call that reported no usage (see
     /// [`UsageEvent::usage_unknown`], [`AgentSpan::usage_unknown`]).
     fn usage_unknown(&self) -> bool;
@@ -108,6 +113,11 @@ impl LakeRecord for UsageEvent {
 
     fn usage_unknown(&self) -> bool {
         UsageEvent::usage_unknown(self)
+    }
+
+    fn approx_bytes(&self) -> usize {
+        let session = self.session_id.as_ref().map_or(0, |s| owned(s.as_str()));
+        std::mem::size_of::<Self>() + owned(self.event_id.as_str()) + session
     }
 
     fn schema() -> SchemaRef {
@@ -166,6 +176,19 @@ impl LakeRecord for AgentSpan {
         AgentSpan::usage_unknown(self)
     }
 
+    fn approx_bytes(&self) -> usize {
+        let opt = |s: &Option<String>| s.as_deref().map_or(0, owned);
+        std::mem::size_of::<Self>()
+            + owned(&self.trace_id)
+            + owned(&self.span_id)
+            + owned(&self.name)
+            + owned(&self.scope)
+            + opt(&self.parent_span_id)
+            + opt(&self.operation)
+            + opt(&self.tool_name)
+            + opt(&self.service)
+    }
+
     fn schema() -> SchemaRef {
         agent_spans_schema()
     }
@@ -179,4 +202,10 @@ impl LakeRecord for AgentSpan {
     fn from_batch(batch: &RecordBatch) -> Result<Vec<Self>, ArrowError> {
         agent_spans_from_batch(batch)
     }
+}
+
+/// The heap bytes of one owned string: its length rounded up as an allocator does, plus the
+/// allocator's own bookkeeping.
+fn owned(s: &str) -> usize {
+    s.len().next_multiple_of(16) + 16
 }

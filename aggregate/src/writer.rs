@@ -34,6 +34,9 @@ use crate::store::{Condition, Fetch, Put};
 pub struct WriterOptions {
     /// Events gathered before a commit (bounds memory; larger batches give larger files).
     pub batch_rows: usize,
+    /// Most bytes a batch holds in memory ([`LakeRecord::approx_bytes`]), whatever its row
+    /// count: a span holds several times an event's bytes, so span batches are cut sooner.
+    pub batch_bytes: usize,
     /// Most rows in one Parquet file.
     pub max_rows_per_file: usize,
     /// Most event ids kept in memory for dedup across partitions (about 40 bytes each); the
@@ -44,9 +47,18 @@ pub struct WriterOptions {
 
 impl Default for WriterOptions {
     fn default() -> Self {
-        Self { batch_rows: 250_000, max_rows_per_file: 2_000_000, index_budget: 2_000_000 }
+        Self {
+            batch_rows: 250_000,
+            batch_bytes: DEFAULT_BATCH_BYTES,
+            max_rows_per_file: 2_000_000,
+            index_budget: 2_000_000,
+        }
     }
 }
+
+/// The default [`WriterOptions::batch_bytes`]: 96 MiB, more than 250,000 usage events take
+/// (about 70 MB, so their batches are cut by rows), about 150,000 spans.
+pub const DEFAULT_BATCH_BYTES: usize = 96 << 20;
 
 /// What a writer did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -232,16 +244,23 @@ struct Committer<R> {
 struct Batch<R> {
     records: Vec<R>,
     keys: Vec<(u128, u64)>,
+    /// The records' [`LakeRecord::approx_bytes`].
+    bytes: usize,
 }
 
 impl<R: LakeRecord> Batch<R> {
     fn with_capacity(n: usize) -> Self {
-        Self { records: Vec::with_capacity(n), keys: Vec::with_capacity(n) }
+        Self { records: Vec::with_capacity(n), keys: Vec::with_capacity(n), bytes: 0 }
     }
 
     fn push(&mut self, r: R) {
         self.keys.push((id_key(&r.identity()), r.fingerprint()));
+        self.bytes += r.approx_bytes() + std::mem::size_of::<(u128, u64)>();
         self.records.push(r);
+    }
+
+    fn full(&self, opts: &WriterOptions) -> bool {
+        self.records.len() >= opts.batch_rows || self.bytes >= opts.batch_bytes
     }
 }
 
@@ -415,7 +434,7 @@ impl<R: LakeRecord> EventWriter<R> {
     /// An earlier batch failed to commit (see [`EventWriter::commit`]).
     pub fn push(&mut self, e: R) -> Result<()> {
         self.batch.push(e);
-        if self.batch.records.len() >= self.opts.batch_rows {
+        if self.batch.full(&self.opts) {
             let batch = std::mem::replace(
                 &mut self.batch,
                 Batch::with_capacity(self.opts.batch_rows.min(1 << 16)),

@@ -34,7 +34,7 @@ pub(crate) fn ev(id: &str, tenant: &str, t: i64, input: i64) -> UsageEvent {
 }
 
 fn small() -> WriterOptions {
-    WriterOptions { batch_rows: 3, max_rows_per_file: 2, index_budget: 1000 }
+    WriterOptions { batch_rows: 3, max_rows_per_file: 2, index_budget: 1000, ..Default::default() }
 }
 
 fn day(n: u32) -> NaiveDate {
@@ -227,7 +227,12 @@ fn a_partition_whose_rollup_fails_never_blocks_the_others_and_is_named() {
 fn evicted_partitions_are_reloaded_for_dedup() {
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::open_dir(dir.path()).unwrap();
-    let opts = WriterOptions { batch_rows: 1, max_rows_per_file: 10, index_budget: 1 };
+    let opts = WriterOptions {
+        batch_rows: 1,
+        max_rows_per_file: 10,
+        index_budget: 1,
+        ..Default::default()
+    };
     let mut w = EventWriter::new(&lake, opts);
     for d in 0..5 {
         w.push(ev(&format!("d{d}"), "t1", DAY0 + d * 86_400_000, 1)).unwrap();
@@ -312,6 +317,37 @@ fn spans_are_written_once_and_rolled_up_into_invocations_and_tool_calls() {
     let chat_tokens =
         Tokens { input: 5, output: 0, total: 5, cache_read: 0, cache_write: 0, cache_write_1h: 0 };
     assert_eq!(m.chat, ChatMeasures { calls: 1, usage_unknown: 0, tokens: chat_tokens });
+}
+
+/// A batch is cut by bytes as well as rows: spans (several times an event's size) fill the
+/// byte budget long before the row count, so memory stays bounded whatever the record.
+#[test]
+fn batches_are_cut_by_bytes_as_well_as_rows() {
+    let one_span = span("0000000000000001", None, "chat", 0, 1).approx_bytes();
+    let one_event = ev("a", "t1", DAY0, 1).approx_bytes();
+    assert!(one_span > 2 * one_event, "span {one_span} B, event {one_event} B");
+    let opts = WriterOptions { batch_rows: 1_000, batch_bytes: 4 * one_span, ..Default::default() };
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open_dir(dir.path()).unwrap();
+    let mut w: EventWriter<agentmeter_schemas::AgentSpan> = EventWriter::new(&lake, opts);
+    for i in 0..10 {
+        w.push(span(&format!("{:016x}", i + 1), None, "chat", i * 1_000, 1)).unwrap();
+    }
+    let s = w.finish().unwrap();
+    // 4 spans reach the budget (with their keys): batches of 4, 4 and 2, one file each.
+    assert_eq!((s.written, s.files), (10, 3));
+    // The same budget holds more events per batch: as many as fit, one batch, one file.
+    let key = std::mem::size_of::<(u128, u64)>();
+    let fit = (4 * one_span - 1) / (one_event + key);
+    assert!(fit > 4, "{fit}");
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open_dir(dir.path()).unwrap();
+    let mut w = EventWriter::new(&lake, opts);
+    for i in 0..fit {
+        w.push(ev(&format!("e{i}"), "t1", DAY0 + i as i64, 1)).unwrap();
+    }
+    let s = w.finish().unwrap();
+    assert_eq!((s.written, s.files), (fit as u64, 1));
 }
 
 #[test]
