@@ -459,7 +459,8 @@ fn rebuild_from(
         }
     }
     drop(seen_spans);
-    let (agent_rows, invocations) = crate::span_rollup::rollup(&spans);
+    let (agent_rows, invocations) =
+        crate::span_rollup::rollup(&spans).ok_or_else(|| overflow(USAGE_HOURLY))?;
     drop(spans);
     for r in agent_rows {
         let key = (

@@ -15,7 +15,7 @@ use agentmeter_schemas::{AgentSpan, ModelId, SpanStatus, TenantId, Tier, UserId}
 /// User or model id of spans that carry none.
 pub const UNKNOWN: &str = "_unknown";
 
-/// A row of agent measures before interning.
+/// The agent measures of one (hour, tier, tenant, user, model, prompt band), before interning.
 pub(crate) struct AgentRow {
     pub hour_ms: i64,
     pub tier: Tier,
@@ -28,8 +28,12 @@ pub(crate) struct AgentRow {
     pub prompt_band: i64,
 }
 
-/// The agent measures and invocations of one day's spans.
-pub(crate) fn rollup(spans: &[AgentSpan]) -> (Vec<AgentRow>, Vec<InvocationRow>) {
+/// A row's key, borrowed from the spans: (hour, tier, tenant, user, model, prompt band).
+type RowKey<'s> = (i64, &'s Tier, &'s TenantId, &'s str, &'s str, i64);
+
+/// The agent measures and invocations of one day's spans; `None` when a sum overflows.
+/// Measures are summed per row key as the spans are read (one entry per key, not per span).
+pub(crate) fn rollup(spans: &[AgentSpan]) -> Option<(Vec<AgentRow>, Vec<InvocationRow>)> {
     let index: HashMap<(&str, &str), usize> = spans
         .iter()
         .enumerate()
@@ -49,7 +53,7 @@ pub(crate) fn rollup(spans: &[AgentSpan]) -> (Vec<AgentRow>, Vec<InvocationRow>)
         None
     };
     let mut invocations: HashMap<usize, InvocationRow> = HashMap::default();
-    let mut rows = Vec::new();
+    let mut rows: HashMap<RowKey<'_>, (AgentMeasures, ChatMeasures)> = HashMap::default();
     for (i, s) in spans.iter().enumerate() {
         let agent = s.is_operation("invoke_agent");
         let tool = s.is_operation("execute_tool");
@@ -114,17 +118,23 @@ pub(crate) fn rollup(spans: &[AgentSpan]) -> (Vec<AgentRow>, Vec<InvocationRow>)
             m.tool_calls = 1;
             m.tool_errors = i64::from(s.status == SpanStatus::Error);
         }
-        rows.push(AgentRow {
-            hour_ms: hour_start_ms(s.start_ms),
-            tier: s.tier.clone(),
-            tenant_id: s.tenant_id.clone(),
+        let key = (hour_start_ms(s.start_ms), &s.tier, &s.tenant_id, user, model, band);
+        let row = rows.entry(key).or_default();
+        *row = (row.0.checked_add(&m)?, row.1.checked_add(&c)?);
+    }
+    let rows = rows
+        .into_iter()
+        .map(|((hour_ms, tier, tenant, user, model, prompt_band), (measures, chat))| AgentRow {
+            hour_ms,
+            tier: tier.clone(),
+            tenant_id: tenant.clone(),
             user: user.to_owned(),
             model: model.to_owned(),
-            measures: m,
-            chat: c,
-            prompt_band: band,
-        });
-    }
+            measures,
+            chat,
+            prompt_band,
+        })
+        .collect();
     // The model of an invocation may come from its chat spans (Strands sets it on both).
     let mut inv: Vec<InvocationRow> = invocations.into_values().collect();
     inv.sort_by(|a, b| {
@@ -135,5 +145,5 @@ pub(crate) fn rollup(spans: &[AgentSpan]) -> (Vec<AgentRow>, Vec<InvocationRow>)
             &b.span_id,
         ))
     });
-    (rows, inv)
+    Some((rows, inv))
 }
