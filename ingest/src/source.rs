@@ -194,9 +194,14 @@ impl Unit {
     pub(crate) fn decode(self, decoder: &Decoder, replay: bool, out: &mut Decoded) {
         match self {
             Unit::Lines { source, first_line, data } => {
-                for (i, line) in data.split(|b| *b == b'\n').enumerate() {
+                // One outcome per line, almost always: no growth of the vector mid-unit.
+                out.outcomes.reserve(memchr::memchr_iter(b'\n', &data).count() + 1);
+                let mut start = 0;
+                let ends = memchr::memchr_iter(b'\n', &data).chain(std::iter::once(data.len()));
+                for (i, end) in ends.enumerate() {
                     let pos = Position { line: Some(first_line + i as u64), ..Default::default() };
-                    decoder.line_in(line, Ctx { source: &source, pos, replay }, out);
+                    decoder.line_in(&data[start..end], Ctx { source: &source, pos, replay }, out);
+                    start = end + 1;
                 }
             }
             Unit::Payload { source, pos, compressed, body } => {
@@ -657,7 +662,9 @@ impl Chunk {
     }
 
     fn take(&mut self) -> Unit {
-        let data = std::mem::take(&mut self.data);
+        // The next unit will be about as large: allocate it once, not by doubling.
+        let next = Vec::with_capacity(self.data.len().min(CHUNK_BYTES * 2));
+        let data = std::mem::replace(&mut self.data, next);
         let unit = Unit::Lines { source: self.source.clone(), first_line: self.first_line, data };
         self.first_line = self.next_line;
         unit
