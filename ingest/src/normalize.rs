@@ -312,40 +312,43 @@ fn object_id(f: &Fields<'_>) -> Result<Option<EventId>, Refusal> {
 /// do not change with spacing or key order.
 pub(crate) fn canonical_json(text: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(text).ok()?;
-    let mut out = String::with_capacity(text.len());
-    write_canonical(&v, &mut out);
-    Some(out)
+    let mut out = Vec::with_capacity(text.len());
+    write_canonical(&v, &mut out).ok()?;
+    String::from_utf8(out).ok()
 }
 
 /// Writes `v` with object keys sorted at every level, whatever map type serde_json uses.
-fn write_canonical(v: &serde_json::Value, out: &mut String) {
+/// Keys and scalars are written by serde_json's own serializer, straight into `out`: the
+/// bytes `Value::to_string` gives them, without a string per key or value.
+fn write_canonical(v: &serde_json::Value, out: &mut Vec<u8>) -> serde_json::Result<()> {
     match v {
         serde_json::Value::Object(m) => {
-            let mut keys: Vec<_> = m.keys().collect();
+            let mut keys: Vec<&String> = m.keys().collect();
             keys.sort();
-            out.push('{');
+            out.push(b'{');
             for (i, k) in keys.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(&serde_json::Value::String(k.clone()).to_string());
-                out.push(':');
-                write_canonical(&m[k], out);
+                serde_json::to_writer(&mut *out, k)?;
+                out.push(b':');
+                write_canonical(&m[k], out)?;
             }
-            out.push('}');
+            out.push(b'}');
         }
         serde_json::Value::Array(a) => {
-            out.push('[');
+            out.push(b'[');
             for (i, x) in a.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                write_canonical(x, out);
+                write_canonical(x, out)?;
             }
-            out.push(']');
+            out.push(b']');
         }
-        other => out.push_str(&other.to_string()),
+        other => serde_json::to_writer(&mut *out, other)?,
     }
+    Ok(())
 }
 
 /// The content-derived id of a record that carries none: `h:` and 32 hex digits.
@@ -526,6 +529,20 @@ mod tests {
         );
         let r = run(r#""service_tier":"priority","serviceTier":{"type":"flex"}"#).unwrap_err();
         assert_eq!(r.reason, Reason::ConflictingField);
+    }
+
+    /// Content ids are persisted: the canonical text must stay byte for byte what it was
+    /// (keys sorted, serde_json's escapes and number forms, the last of duplicate keys).
+    #[test]
+    fn canonical_text_is_pinned() {
+        let text = "{\"z\":[1.50,-0,2e3,18446744073709551615,-9223372036854775808,true,null],\
+            \"a\":{\"k\\u00e9\":\"caf\u{e9} \\\"q\\\" \\n\\u0001 \\/\",\"b\":{}},\"d\":1,\"d\":2,\"\":[]}";
+        assert_eq!(
+            canonical_json(text).unwrap(),
+            "{\"\":[],\"a\":{\"b\":{},\"k\u{e9}\":\"caf\u{e9} \\\"q\\\" \\n\\u0001 /\"},\"d\":2,\
+             \"z\":[1.5,-0.0,2000.0,18446744073709551615,-9223372036854775808,true,null]}"
+        );
+        assert_eq!(content_id(text).unwrap().as_str(), "h:6529b684d6d5dbd04ce24665fcb2369c");
     }
 
     #[test]
