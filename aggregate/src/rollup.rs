@@ -21,13 +21,11 @@
 use rustc_hash::FxHashMap as HashMap;
 
 use agentmeter_schemas::tables::{
-    AGENT_INVOCATIONS, AGENT_SPANS, HourlyKey, HourlyMeasures, TENANT_HOURLY, TenantHour,
-    USAGE_EVENTS, USAGE_HOURLY, agent_invocations_batch, agent_invocations_schema, hour_start_ms,
-    hourly_batch, tenant_hourly_batch, tenant_hourly_schema, usage_hourly_schema,
+    AGENT_INVOCATIONS, AGENT_SPANS, HourlyKey, HourlyMeasures, InvocationRow, TENANT_HOURLY,
+    TenantHour, USAGE_EVENTS, USAGE_HOURLY, agent_invocations_batch, agent_invocations_schema,
+    hour_start_ms, hourly_batch, tenant_hourly_batch, tenant_hourly_schema, usage_hourly_schema,
 };
-use agentmeter_schemas::{
-    AgentSpan, ModelId, ServiceTier, TenantId, Tier, Tokens, UserId, prompt_band,
-};
+use agentmeter_schemas::{ModelId, ServiceTier, TenantId, Tier, Tokens, UserId, prompt_band};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMillisecondType};
 use arrow_array::{Array, RecordBatch};
@@ -38,7 +36,6 @@ use crate::error::{Error, Result};
 use crate::lake::Lake;
 use crate::layout;
 use crate::parquet_io::{encode, properties};
-use crate::record::LakeRecord;
 use crate::store::{Condition, Fetch, ObjectMeta, Put};
 use crate::writer::id_key;
 
@@ -204,13 +201,13 @@ pub fn rollup_state(lake: &Lake, dt: NaiveDate) -> Result<RollupState> {
 
 /// Small integer codes for the strings of a partition, so that grouping hashes integers.
 #[derive(Default)]
-struct Interner {
+pub(crate) struct Interner {
     codes: HashMap<String, u32>,
     values: Vec<String>,
 }
 
 impl Interner {
-    fn code(&mut self, s: &str) -> u32 {
+    pub(crate) fn code(&mut self, s: &str) -> u32 {
         if let Some(&c) = self.codes.get(s) {
             return c;
         }
@@ -445,37 +442,67 @@ fn rebuild_from(
     drop(seen);
     sessions.apply(&mut groups).map_err(|_| overflow(USAGE_HOURLY))?;
     // What the spans of the day add, each span once.
-    let mut spans = Vec::new();
-    let mut seen_spans = IdSet::default();
+    let mut spans = crate::span_rollup::Spans::default();
     for file in &coverage.spans {
-        for batch in lake.read(file, None, Fetch::Whole)? {
-            let records = AgentSpan::from_batch(&batch)
-                .map_err(|source| Error::Arrow { path: file.key.clone().into(), source })?;
-            spans.extend(
-                records
-                    .into_iter()
-                    .filter(|s| seen_spans.insert(crate::writer::id_key(&s.identity()))),
-            );
+        for batch in lake.read(file, Some(&crate::span_rollup::COLUMNS), Fetch::Whole)? {
+            spans.add_batch(&batch, &mut strings).map_err(|e| Error::Arrow {
+                path: file.key.clone().into(),
+                source: arrow_schema::ArrowError::SchemaError(e),
+            })?;
         }
     }
-    drop(seen_spans);
-    let (agent_rows, invocations) =
-        crate::span_rollup::rollup(&spans).ok_or_else(|| overflow(USAGE_HOURLY))?;
-    drop(spans);
+    let (agent_rows, mut invocations) =
+        spans.rollup(&mut strings).ok_or_else(|| overflow(USAGE_HOURLY))?;
+    let span_ids = spans.into_ids();
     for r in agent_rows {
-        let key = (
-            r.hour_ms,
-            strings[0].code(r.tier.as_str()),
-            strings[1].code(r.tenant_id.as_str()),
-            strings[2].code(&r.user),
-            strings[3].code(&r.model),
-            ServiceTier::Standard,
-            r.prompt_band,
-        );
+        let key =
+            (r.hour_ms, r.tier, r.tenant, r.user, r.model, ServiceTier::Standard, r.prompt_band);
         let m = groups.entry(key).or_default();
         m.agent = m.agent.checked_add(&r.measures).ok_or_else(|| overflow(USAGE_HOURLY))?;
         m.chat = m.chat.checked_add(&r.chat).ok_or_else(|| overflow(USAGE_HOURLY))?;
     }
+    let invalid = |e: agentmeter_schemas::IdError| Error::Arrow {
+        path: key.clone().into(),
+        source: arrow_schema::ArrowError::InvalidArgumentError(e.to_string()),
+    };
+    // Identifiers are validated once per distinct value, not per row.
+    let [tiers, tenants, users, models] = strings;
+    let tiers: Vec<Tier> =
+        tiers.values.into_iter().map(Tier::new).collect::<Result<_, _>>().map_err(invalid)?;
+    let tenants: Vec<TenantId> =
+        tenants.values.into_iter().map(TenantId::new).collect::<Result<_, _>>().map_err(invalid)?;
+    let users: Vec<UserId> =
+        users.values.into_iter().map(UserId::new).collect::<Result<_, _>>().map_err(invalid)?;
+    let models: Vec<ModelId> =
+        models.values.into_iter().map(ModelId::new).collect::<Result<_, _>>().map_err(invalid)?;
+    invocations.sort_unstable_by(|a, b| {
+        let order = |i: &crate::span_rollup::Invocation| {
+            let (t, s) = &span_ids[i.ids as usize];
+            (tenants[i.tenant as usize].as_str(), i.start_ms, &**t, &**s)
+        };
+        order(a).cmp(&order(b))
+    });
+    let invocations: Vec<InvocationRow> = invocations
+        .into_iter()
+        .map(|i| {
+            let (trace_id, span_id) = &span_ids[i.ids as usize];
+            InvocationRow {
+                start_ms: i.start_ms,
+                trace_id: trace_id.to_string(),
+                span_id: span_id.to_string(),
+                tier: tiers[i.tier as usize].clone(),
+                tenant_id: tenants[i.tenant as usize].clone(),
+                user_id: i.user.map(|u| users[u as usize].clone()),
+                model_id: i.model.map(|m| models[m as usize].clone()),
+                duration_ms: i.duration_ms,
+                tool_calls: i.tool_calls,
+                tool_errors: i.tool_errors,
+                model_calls: i.model_calls,
+                status: i.status,
+            }
+        })
+        .collect();
+    drop(span_ids);
     // Every rollup file is written, empty ones too: its footer records what it covers.
     let covers = vec![KeyValue::new(COVERS_KEY.to_owned(), coverage.digest())];
     let props = |sorted: &[usize]| {
@@ -507,20 +534,6 @@ fn rebuild_from(
             slot.2 = slot.2.max(count);
         }
     }
-    let invalid = |e: agentmeter_schemas::IdError| Error::Arrow {
-        path: key.clone().into(),
-        source: arrow_schema::ArrowError::InvalidArgumentError(e.to_string()),
-    };
-    // Identifiers are validated once per distinct value, not per row.
-    let [tiers, tenants, users, models] = strings;
-    let tiers: Vec<Tier> =
-        tiers.values.into_iter().map(Tier::new).collect::<Result<_, _>>().map_err(invalid)?;
-    let tenants: Vec<TenantId> =
-        tenants.values.into_iter().map(TenantId::new).collect::<Result<_, _>>().map_err(invalid)?;
-    let users: Vec<UserId> =
-        users.values.into_iter().map(UserId::new).collect::<Result<_, _>>().map_err(invalid)?;
-    let models: Vec<ModelId> =
-        models.values.into_iter().map(ModelId::new).collect::<Result<_, _>>().map_err(invalid)?;
     let mut tenant_rows: Vec<TenantHour> = tenant_hours
         .into_iter()
         .map(|((hour_ms, t, n), (m, users, peak))| TenantHour {

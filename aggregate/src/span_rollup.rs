@@ -6,144 +6,355 @@
 //! they ran in, found by walking parent ids within the trace. Tokens are taken from `chat`
 //! spans only (one per model call, under the model it called), into columns of their own:
 //! `invoke_agent` spans repeat their children's sum, or an Agent object's lifetime total.
+//!
+//! A day's spans are all held while it is rolled up (a parent may sit in any file of the
+//! day), so each is held small: the columns the rollup needs, ids as keyed 128-bit hashes,
+//! strings as the partition's integer codes; only `invoke_agent` spans keep their id text.
 
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int64Type, TimestampMillisecondType};
+use arrow_array::{Array, RecordBatch, StringArray};
 use rustc_hash::FxHashMap as HashMap;
 
-use agentmeter_schemas::tables::{AgentMeasures, ChatMeasures, InvocationRow, hour_start_ms};
-use agentmeter_schemas::{AgentSpan, ModelId, SpanStatus, TenantId, Tier, UserId};
+use agentmeter_schemas::tables::{AgentMeasures, ChatMeasures, hour_start_ms};
+use agentmeter_schemas::{SpanStatus, SpanTokens, Tokens, is_operation};
+
+use crate::rollup::Interner;
+use crate::writer::id_key;
 
 /// User or model id of spans that carry none.
 pub const UNKNOWN: &str = "_unknown";
 
-/// The agent measures of one (hour, tier, tenant, user, model, prompt band), before interning.
+/// The columns of `agent_spans` a rollup reads.
+pub(crate) const COLUMNS: [&str; 17] = [
+    "start_time",
+    "end_time",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "name",
+    "operation",
+    "tier",
+    "tenant_id",
+    "user_id",
+    "model_id",
+    "status",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+];
+
+/// The codes of the four interned strings: tier, tenant, user, model.
+pub(crate) type Strings = [Interner; 4];
+
+/// The agent measures of one (hour, tier, tenant, user, model, prompt band), as codes.
 pub(crate) struct AgentRow {
     pub hour_ms: i64,
-    pub tier: Tier,
-    pub tenant_id: TenantId,
-    pub user: String,
-    pub model: String,
+    pub tier: u32,
+    pub tenant: u32,
+    pub user: u32,
+    pub model: u32,
     pub measures: AgentMeasures,
     pub chat: ChatMeasures,
     /// The prompt band of a chat span's call; 0 for other spans.
     pub prompt_band: i64,
 }
 
-/// A row's key, borrowed from the spans: (hour, tier, tenant, user, model, prompt band).
-type RowKey<'s> = (i64, &'s Tier, &'s TenantId, &'s str, &'s str, i64);
+/// (hour, tier, tenant, user, model codes, prompt band).
+type RowKey = (i64, u32, u32, u32, u32, i64);
 
-/// The agent measures and invocations of one day's spans; `None` when a sum overflows.
-/// Measures are summed per row key as the spans are read (one entry per key, not per span).
-pub(crate) fn rollup(spans: &[AgentSpan]) -> Option<(Vec<AgentRow>, Vec<InvocationRow>)> {
-    let index: HashMap<(&str, &str), usize> = spans
-        .iter()
-        .enumerate()
-        .map(|(i, s)| ((s.trace_id.as_str(), s.span_id.as_str()), i))
-        .collect();
-    // The invocation a span ran in: the nearest invoke_agent ancestor (or itself).
-    let root = |i: usize| -> Option<usize> {
-        let mut at = i;
-        for _ in 0..64 {
-            let s = &spans[at];
-            if s.is_operation("invoke_agent") {
-                return Some(at);
+/// One agent invocation, as codes; [`Spans::into_ids`] gives its trace and span id.
+pub(crate) struct Invocation {
+    pub start_ms: i64,
+    /// Index into [`Spans::into_ids`].
+    pub ids: u32,
+    pub tier: u32,
+    pub tenant: u32,
+    pub user: Option<u32>,
+    pub model: Option<u32>,
+    pub duration_ms: i64,
+    pub tool_calls: i64,
+    pub tool_errors: i64,
+    pub model_calls: i64,
+    pub status: SpanStatus,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Agent,
+    Tool,
+    Chat,
+    Other,
+}
+
+/// What the rollup keeps of one span (80 bytes).
+struct Span {
+    /// `id_key` of `trace_id:parent_span_id`, when `has_parent`.
+    parent: u128,
+    start_ms: i64,
+    end_ms: i64,
+    tier: u32,
+    tenant: u32,
+    /// `NONE` when the span names no user.
+    user: u32,
+    /// `NONE` when the span names no model.
+    model: u32,
+    /// A chat span's index into [`Spans::chats`]; an `invoke_agent` span's into
+    /// [`Spans::ids`].
+    extra: u32,
+    op: Op,
+    status: SpanStatus,
+    has_parent: bool,
+}
+
+// A day of a busy month holds a few hundred thousand spans: keep each small.
+const _: () = assert!(std::mem::size_of::<Span>() <= 80);
+
+/// No user or model.
+const NONE: u32 = u32::MAX;
+
+fn some(code: u32) -> Option<u32> {
+    (code != NONE).then_some(code)
+}
+
+impl Span {
+    fn duration_ms(&self) -> i64 {
+        (self.end_ms - self.start_ms).max(0)
+    }
+}
+
+/// The spans of one day, each once (its first copy in file order), as the rollup needs them.
+#[derive(Default)]
+pub(crate) struct Spans {
+    spans: Vec<Span>,
+    /// Each span's place in `spans`, by `id_key` of `trace_id:span_id` (its identity).
+    index: HashMap<u128, u32>,
+    /// The tokens of each chat span.
+    chats: Vec<Tokens>,
+    /// Trace and span id of each `invoke_agent` span.
+    ids: Vec<(Box<str>, Box<str>)>,
+    buf: Vec<u8>,
+}
+
+/// The operation of a span, as `AgentSpan::is_operation` reads it.
+fn operation(operation: Option<&str>, name: &str) -> Op {
+    let is = |op: &str| is_operation(operation, name, op);
+    if is("invoke_agent") {
+        Op::Agent
+    } else if is("execute_tool") {
+        Op::Tool
+    } else if is("chat") {
+        Op::Chat
+    } else {
+        Op::Other
+    }
+}
+
+impl Spans {
+    /// The trace and span id of each `invoke_agent` span, by [`Invocation::ids`].
+    pub(crate) fn into_ids(self) -> Vec<(Box<str>, Box<str>)> {
+        self.ids
+    }
+
+    fn key(&mut self, trace: &str, span: &str) -> u128 {
+        self.buf.clear();
+        self.buf.extend_from_slice(trace.as_bytes());
+        self.buf.push(b':');
+        self.buf.extend_from_slice(span.as_bytes());
+        id_key(&self.buf)
+    }
+
+    /// Adds a batch of `agent_spans` read with [`COLUMNS`]; a span already held is skipped.
+    pub(crate) fn add_batch(
+        &mut self,
+        b: &RecordBatch,
+        strings: &mut Strings,
+    ) -> std::result::Result<(), String> {
+        let text = |name: &str| -> std::result::Result<&StringArray, String> {
+            b.column_by_name(name)
+                .ok_or(format!("column {name} is missing"))?
+                .as_string_opt::<i32>()
+                .ok_or(format!("{name} is not utf8"))
+        };
+        let time = |name: &str| {
+            b.column_by_name(name)
+                .ok_or(format!("column {name} is missing"))?
+                .as_primitive_opt::<TimestampMillisecondType>()
+                .ok_or(format!("{name} is not timestamp(ms)"))
+        };
+        let (start, end) = (time("start_time")?, time("end_time")?);
+        let [trace, span, parent, name, op, tier, tenant, user, model, st] = [
+            "trace_id",
+            "span_id",
+            "parent_span_id",
+            "name",
+            "operation",
+            "tier",
+            "tenant_id",
+            "user_id",
+            "model_id",
+            "status",
+        ]
+        .map(text);
+        let (trace, span, parent, name, op) = (trace?, span?, parent?, name?, op?);
+        let (tier, tenant, user, model, st) = (tier?, tenant?, user?, model?, st?);
+        let mut tokens = Vec::with_capacity(5);
+        for n in &COLUMNS[12..] {
+            tokens.push(
+                b.column_by_name(n)
+                    .ok_or(format!("column {n} is missing"))?
+                    .as_primitive_opt::<Int64Type>()
+                    .ok_or(format!("{n} is not int64"))?,
+            );
+        }
+        let int = |c: usize, i: usize| tokens[c].is_valid(i).then(|| tokens[c].value(i));
+        for i in 0..b.num_rows() {
+            if [trace, span, name, tier, tenant, st].iter().any(|a| a.is_null(i))
+                || start.is_null(i)
+                || end.is_null(i)
+            {
+                return Err("agent_spans has nulls".into());
             }
-            let parent = s.parent_span_id.as_deref()?;
-            at = *index.get(&(s.trace_id.as_str(), parent))?;
-        }
-        None
-    };
-    let mut invocations: HashMap<usize, InvocationRow> = HashMap::default();
-    let mut rows: HashMap<RowKey<'_>, (AgentMeasures, ChatMeasures)> = HashMap::default();
-    for (i, s) in spans.iter().enumerate() {
-        let agent = s.is_operation("invoke_agent");
-        let tool = s.is_operation("execute_tool");
-        let chat = s.is_operation("chat");
-        if !agent && !tool && !chat {
-            continue;
-        }
-        let r = root(i);
-        if let Some(r) = r {
-            let a = &spans[r];
-            let inv = invocations.entry(r).or_insert_with(|| InvocationRow {
-                start_ms: a.start_ms,
-                trace_id: a.trace_id.clone(),
-                span_id: a.span_id.clone(),
-                tier: a.tier.clone(),
-                tenant_id: a.tenant_id.clone(),
-                user_id: a.user_id.clone(),
-                model_id: a.model_id.clone(),
-                duration_ms: a.duration_ms(),
-                tool_calls: 0,
-                tool_errors: 0,
-                model_calls: 0,
-                status: a.status,
+            let key = self.key(trace.value(i), span.value(i));
+            let at = u32::try_from(self.spans.len()).map_err(|_| "too many spans in a day")?;
+            match self.index.entry(key) {
+                std::collections::hash_map::Entry::Occupied(_) => continue,
+                std::collections::hash_map::Entry::Vacant(v) => v.insert(at),
+            };
+            let has_parent = parent.is_valid(i);
+            let parent = if has_parent { self.key(trace.value(i), parent.value(i)) } else { 0 };
+            let kind = operation(op.is_valid(i).then(|| op.value(i)), name.value(i));
+            let extra = match kind {
+                Op::Chat => {
+                    self.chats.push(
+                        SpanTokens {
+                            input: int(0, i),
+                            output: int(1, i),
+                            total: int(2, i),
+                            cache_read: int(3, i),
+                            cache_write: int(4, i),
+                        }
+                        .as_chat(),
+                    );
+                    self.chats.len() - 1
+                }
+                Op::Agent => {
+                    self.ids.push((trace.value(i).into(), span.value(i).into()));
+                    self.ids.len() - 1
+                }
+                Op::Tool | Op::Other => 0,
+            } as u32;
+            self.spans.push(Span {
+                parent,
+                start_ms: start.value(i),
+                end_ms: end.value(i),
+                tier: strings[0].code(tier.value(i)),
+                tenant: strings[1].code(tenant.value(i)),
+                user: if user.is_valid(i) { strings[2].code(user.value(i)) } else { NONE },
+                model: if model.is_valid(i) { strings[3].code(model.value(i)) } else { NONE },
+                extra,
+                op: kind,
+                status: SpanStatus::from_code(st.value(i)),
+                has_parent,
             });
-            if tool {
-                inv.tool_calls += 1;
-                inv.tool_errors += i64::from(s.status == SpanStatus::Error);
+        }
+        Ok(())
+    }
+
+    /// The agent measures and invocations of the day's spans; `None` when a sum overflows.
+    /// Measures are summed per row key as the spans are read (one entry per key, not per
+    /// span).
+    pub(crate) fn rollup(&self, strings: &mut Strings) -> Option<(Vec<AgentRow>, Vec<Invocation>)> {
+        let (spans, index) = (&self.spans, &self.index);
+        // The invocation a span ran in: the nearest invoke_agent ancestor (or itself).
+        let root = |i: usize| -> Option<usize> {
+            let mut at = i;
+            for _ in 0..64 {
+                let s = &spans[at];
+                if s.op == Op::Agent {
+                    return Some(at);
+                }
+                if !s.has_parent {
+                    return None;
+                }
+                at = *index.get(&s.parent)? as usize;
             }
-            if chat {
-                inv.model_calls += 1;
-                if inv.model_id.is_none() {
-                    inv.model_id.clone_from(&s.model_id);
+            None
+        };
+        let unknown_user = strings[2].code(UNKNOWN);
+        let unknown_model = strings[3].code(UNKNOWN);
+        let mut invocations: HashMap<usize, Invocation> = HashMap::default();
+        let mut rows: HashMap<RowKey, (AgentMeasures, ChatMeasures)> = HashMap::default();
+        for (i, s) in spans.iter().enumerate() {
+            if s.op == Op::Other {
+                continue;
+            }
+            let (agent, tool, chat) = (s.op == Op::Agent, s.op == Op::Tool, s.op == Op::Chat);
+            let r = root(i);
+            if let Some(r) = r {
+                let a = &spans[r];
+                let inv = invocations.entry(r).or_insert_with(|| Invocation {
+                    start_ms: a.start_ms,
+                    ids: a.extra,
+                    tier: a.tier,
+                    tenant: a.tenant,
+                    user: some(a.user),
+                    model: some(a.model),
+                    duration_ms: a.duration_ms(),
+                    tool_calls: 0,
+                    tool_errors: 0,
+                    model_calls: 0,
+                    status: a.status,
+                });
+                if tool {
+                    inv.tool_calls += 1;
+                    inv.tool_errors += i64::from(s.status == SpanStatus::Error);
+                }
+                if chat {
+                    inv.model_calls += 1;
+                    if inv.model.is_none() {
+                        inv.model = some(s.model);
+                    }
                 }
             }
+            let a = r.map(|r| &spans[r]);
+            let user = some(s.user).or(a.and_then(|a| some(a.user))).unwrap_or(unknown_user);
+            // A chat span names the model it called; other spans take their invocation's.
+            let model = if chat {
+                some(s.model).or(a.and_then(|a| some(a.model)))
+            } else {
+                a.and_then(|a| some(a.model)).or(some(s.model))
+            }
+            .unwrap_or(unknown_model);
+            let mut m = AgentMeasures::default();
+            let mut c = ChatMeasures::default();
+            let mut band = 0;
+            if chat {
+                let tokens = self.chats[s.extra as usize];
+                band = agentmeter_schemas::prompt_band(&tokens);
+                c.calls = 1;
+                c.usage_unknown = i64::from(tokens.input == 0 && tokens.total == 0);
+                c.tokens = tokens;
+            } else if agent {
+                m.agent_invocations = 1;
+                m.agent_duration_ms = s.duration_ms();
+                m.max_agent_duration_ms = s.duration_ms();
+            } else {
+                m.tool_calls = 1;
+                m.tool_errors = i64::from(s.status == SpanStatus::Error);
+            }
+            let key = (hour_start_ms(s.start_ms), s.tier, s.tenant, user, model, band);
+            let row = rows.entry(key).or_default();
+            *row = (row.0.checked_add(&m)?, row.1.checked_add(&c)?);
         }
-        let a = r.map(|r| &spans[r]);
-        let user = s
-            .user_id
-            .as_ref()
-            .or(a.and_then(|a| a.user_id.as_ref()))
-            .map_or(UNKNOWN, UserId::as_str);
-        // A chat span names the model it called; other spans take their invocation's.
-        let model = if chat {
-            s.model_id.as_ref().or(a.and_then(|a| a.model_id.as_ref()))
-        } else {
-            a.and_then(|a| a.model_id.as_ref()).or(s.model_id.as_ref())
-        }
-        .map_or(UNKNOWN, ModelId::as_str);
-        let mut m = AgentMeasures::default();
-        let mut c = ChatMeasures::default();
-        let mut band = 0;
-        if let Some(tokens) = s.chat_tokens() {
-            band = agentmeter_schemas::prompt_band(&tokens);
-            c.calls = 1;
-            c.usage_unknown = i64::from(s.usage_unknown());
-            c.tokens = tokens;
-        } else if agent {
-            m.agent_invocations = 1;
-            m.agent_duration_ms = s.duration_ms();
-            m.max_agent_duration_ms = s.duration_ms();
-        } else {
-            m.tool_calls = 1;
-            m.tool_errors = i64::from(s.status == SpanStatus::Error);
-        }
-        let key = (hour_start_ms(s.start_ms), &s.tier, &s.tenant_id, user, model, band);
-        let row = rows.entry(key).or_default();
-        *row = (row.0.checked_add(&m)?, row.1.checked_add(&c)?);
+        let rows =
+            rows.into_iter()
+                .map(|((hour_ms, tier, tenant, user, model, prompt_band), (measures, chat))| {
+                    AgentRow { hour_ms, tier, tenant, user, model, measures, chat, prompt_band }
+                })
+                .collect();
+        Some((rows, invocations.into_values().collect()))
     }
-    let rows = rows
-        .into_iter()
-        .map(|((hour_ms, tier, tenant, user, model, prompt_band), (measures, chat))| AgentRow {
-            hour_ms,
-            tier: tier.clone(),
-            tenant_id: tenant.clone(),
-            user: user.to_owned(),
-            model: model.to_owned(),
-            measures,
-            chat,
-            prompt_band,
-        })
-        .collect();
-    // The model of an invocation may come from its chat spans (Strands sets it on both).
-    let mut inv: Vec<InvocationRow> = invocations.into_values().collect();
-    inv.sort_by(|a, b| {
-        (a.tenant_id.as_str(), a.start_ms, &a.trace_id, &a.span_id).cmp(&(
-            b.tenant_id.as_str(),
-            b.start_ms,
-            &b.trace_id,
-            &b.span_id,
-        ))
-    });
-    Some((rows, inv))
 }

@@ -32,4 +32,4 @@ pub use quarantine::{
     ENTRY_LINE_MAX, INLINE_LINE_MAX, QUARANTINE_MARKER, QuarantineEntry, RAW_DIR, RawFormat,
     is_raw_ref, raw_ref,
 };
-pub use span::{AgentSpan, SpanStatus, SpanTokens, valid_hex_id};
+pub use span::{AgentSpan, SpanStatus, SpanTokens, is_operation, valid_hex_id};

@@ -21,6 +21,15 @@ pub enum SpanStatus {
 }
 
 impl SpanStatus {
+    /// The status of a lower-case code; anything else is unset.
+    pub fn from_code(code: &str) -> Self {
+        match code {
+            "ok" => SpanStatus::Ok,
+            "error" => SpanStatus::Error,
+            _ => SpanStatus::Unset,
+        }
+    }
+
     /// The lower-case code.
     pub fn code(self) -> &'static str {
         match self {
@@ -44,6 +53,37 @@ pub struct SpanTokens {
     pub cache_read: Option<i64>,
     /// Cache write tokens.
     pub cache_write: Option<i64>,
+}
+
+impl SpanTokens {
+    /// The tokens of a `chat` span's call: absent counts as 0 and a missing total as the sum
+    /// of the parts.
+    pub fn as_chat(&self) -> crate::Tokens {
+        let (input, output) = (self.input.unwrap_or(0), self.output.unwrap_or(0));
+        let (cache_read, cache_write) =
+            (self.cache_read.unwrap_or(0), self.cache_write.unwrap_or(0));
+        let parts =
+            [output, cache_read, cache_write].iter().try_fold(input, |a, b| a.checked_add(*b));
+        crate::Tokens {
+            input,
+            output,
+            total: self.total.or(parts).unwrap_or(i64::MAX),
+            cache_read,
+            cache_write,
+            // Spans say no lifetime: their writes are priced as 5-minute ones.
+            cache_write_1h: 0,
+        }
+    }
+}
+
+/// True when a span of this `operation` attribute (`gen_ai.operation.name`) and `name` is of
+/// operation `op` (`invoke_agent`, `chat`, `execute_tool`): the attribute, or else the span
+/// name (`op` or `op <detail>`).
+pub fn is_operation(operation: Option<&str>, name: &str, op: &str) -> bool {
+    match operation {
+        Some(o) => o == op,
+        None => name == op || name.strip_prefix(op).is_some_and(|rest| rest.starts_with(' ')),
+    }
 }
 
 /// One valid, distinct span: a row of `agent_spans`. Its identity is (trace id, span id).
@@ -94,35 +134,13 @@ impl AgentSpan {
     /// True when the span is of operation `op` (`invoke_agent`, `chat`, `execute_tool`):
     /// `gen_ai.operation.name`, or else the span name (`op` or `op <detail>`).
     pub fn is_operation(&self, op: &str) -> bool {
-        match &self.operation {
-            Some(o) => o == op,
-            None => {
-                self.name == op
-                    || self.name.strip_prefix(op).is_some_and(|rest| rest.starts_with(' '))
-            }
-        }
+        is_operation(self.operation.as_deref(), &self.name, op)
     }
 
     /// The tokens a `chat` span reports, absent counts as 0 and a missing total as the sum of
     /// the parts; `None` for a span of another operation (its tokens repeat its children's).
     pub fn chat_tokens(&self) -> Option<crate::Tokens> {
-        if !self.is_operation("chat") {
-            return None;
-        }
-        let t = &self.tokens;
-        let (input, output) = (t.input.unwrap_or(0), t.output.unwrap_or(0));
-        let (cache_read, cache_write) = (t.cache_read.unwrap_or(0), t.cache_write.unwrap_or(0));
-        let parts =
-            [output, cache_read, cache_write].iter().try_fold(input, |a, b| a.checked_add(*b));
-        Some(crate::Tokens {
-            input,
-            output,
-            total: t.total.or(parts).unwrap_or(i64::MAX),
-            cache_read,
-            cache_write,
-            // Spans say no lifetime: their writes are priced as 5-minute ones.
-            cache_write_1h: 0,
-        })
+        self.is_operation("chat").then(|| self.tokens.as_chat())
     }
 
     /// True for a `chat` span that reported no usage (input and total tokens 0 or absent).

@@ -136,14 +136,6 @@ fn ts_col<'a>(
         .ok_or_else(|| ArrowError::SchemaError(format!("column {name} is not timestamp(ms)")))
 }
 
-fn status(s: &str) -> SpanStatus {
-    match s {
-        "ok" => SpanStatus::Ok,
-        "error" => SpanStatus::Error,
-        _ => SpanStatus::Unset,
-    }
-}
-
 /// Reads `agent_spans` rows back, validating identifiers.
 ///
 /// # Errors
@@ -191,7 +183,7 @@ pub fn agent_spans_from_batch(b: &RecordBatch) -> Result<Vec<AgentSpan>, ArrowEr
                     .transpose()
                     .map_err(|e| invalid("model_id", i, e))?,
                 tool_name: opt_str(s[9], i).map(str::to_owned),
-                status: status(s[10].value(i)),
+                status: SpanStatus::from_code(s[10].value(i)),
                 tokens: SpanTokens {
                     input: opt_int(t[0], i),
                     output: opt_int(t[1], i),
@@ -335,7 +327,7 @@ pub fn agent_invocations_from_batch(b: &RecordBatch) -> Result<Vec<InvocationRow
                 tool_calls: n[1].value(i),
                 tool_errors: n[2].value(i),
                 model_calls: n[3].value(i),
-                status: status(s[6].value(i)),
+                status: SpanStatus::from_code(s[6].value(i)),
             })
         })
         .collect()
