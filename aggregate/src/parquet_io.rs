@@ -67,12 +67,89 @@ pub(crate) fn encode(
     props: WriterProperties,
     batches: &[RecordBatch],
 ) -> Result<bytes::Bytes> {
-    let perr = |source| Error::Parquet { path: what.into(), source };
-    let mut buf = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut buf, schema, Some(props)).map_err(perr)?;
+    let mut e = Encoder::new(what, schema, props)?;
     for b in batches {
-        writer.write(b).map_err(perr)?;
+        e.write(b)?;
     }
-    writer.close().map_err(perr)?;
-    Ok(bytes::Bytes::from(buf))
+    e.finish()
+}
+
+/// Rows per Arrow batch handed to an [`Encoder`] by callers that build a file's rows in slices:
+/// a multiple of the Parquet writer's mini-batch (1,024 rows), so that pages end where they
+/// would if the whole file had been one batch, and the bytes are the same.
+pub(crate) const ENCODE_ROWS: usize = 16 * 1024;
+
+/// A Parquet file encoded in memory from Arrow batches written one after another, so that a
+/// file's rows need not all be held as Arrow arrays at once.
+pub(crate) struct Encoder {
+    what: String,
+    writer: ArrowWriter<Vec<u8>>,
+}
+
+impl Encoder {
+    pub(crate) fn new(what: &str, schema: SchemaRef, props: WriterProperties) -> Result<Self> {
+        let writer = ArrowWriter::try_new(Vec::new(), schema, Some(props))
+            .map_err(|source| Error::Parquet { path: what.into(), source })?;
+        Ok(Self { what: what.to_owned(), writer })
+    }
+
+    pub(crate) fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.writer
+            .write(batch)
+            .map_err(|source| Error::Parquet { path: self.what.as_str().into(), source })
+    }
+
+    /// The file's bytes, footer included.
+    pub(crate) fn finish(self) -> Result<bytes::Bytes> {
+        let buf = self
+            .writer
+            .into_inner()
+            .map_err(|source| Error::Parquet { path: self.what.into(), source })?;
+        Ok(bytes::Bytes::from(buf))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, Int64Array, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+
+    use super::*;
+
+    /// A file encoded in slices of `ENCODE_ROWS` is byte for byte the file of one batch (so
+    /// that content-named files stay the same), and a slice size that is not a multiple of
+    /// the writer's mini-batch would not be: the test can fail.
+    #[test]
+    fn a_file_encoded_in_slices_is_the_file_of_one_batch() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("tenant_id", DataType::Utf8, false),
+            Field::new("n", DataType::Int64, false),
+        ]));
+        let rows = 3 * ENCODE_ROWS + 777;
+        let tenants: Vec<String> = (0..rows).map(|i| format!("tenant-{}", i / 5000)).collect();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(tenants)) as ArrayRef,
+                Arc::new(Int64Array::from_iter_values((0..rows as i64).map(|i| i * 7919 % 1000))),
+            ],
+        )
+        .unwrap();
+        let props = || properties(&[0], &[]);
+        let whole = encode("t", schema.clone(), props(), std::slice::from_ref(&batch)).unwrap();
+        let sliced = |size: usize| {
+            let mut e = Encoder::new("t", schema.clone(), props()).unwrap();
+            let mut at = 0;
+            while at < rows {
+                let n = size.min(rows - at);
+                e.write(&batch.slice(at, n)).unwrap();
+                at += n;
+            }
+            e.finish().unwrap()
+        };
+        assert_eq!(sliced(ENCODE_ROWS), whole);
+        assert_ne!(sliced(1000), whole);
+    }
 }

@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::lake::Lake;
-use crate::parquet_io::{encode, properties};
+use crate::parquet_io::{ENCODE_ROWS, Encoder, properties};
 use crate::record::LakeRecord;
 use crate::rollup::{RollupReport, RollupState, rebuild_hourly_all, rollup_state};
 use crate::store::{Condition, Fetch, Put};
@@ -328,9 +328,14 @@ impl<R: LakeRecord> Committer<R> {
             let hex: String =
                 digest.finalize().as_bytes()[..16].iter().map(|b| format!("{b:02x}")).collect();
             let key = crate::layout::data_file(R::TABLE, dt, &hex);
-            let records = R::batch(chunk.iter().map(|&i| &batch[i]))
-                .map_err(|source| Error::Arrow { path: key.clone().into(), source })?;
-            let bytes = encode(&key, R::schema(), props.clone(), &[records])?;
+            // Built and encoded a slice at a time: never the whole file as Arrow arrays.
+            let mut file = Encoder::new(&key, R::schema(), props.clone())?;
+            for rows in chunk.chunks(ENCODE_ROWS) {
+                let records = R::batch(rows.iter().map(|&i| &batch[i]))
+                    .map_err(|source| Error::Arrow { path: key.clone().into(), source })?;
+                file.write(&records)?;
+            }
+            let bytes = file.finish()?;
             // Created only if absent: a name taken already holds exactly these ids (a retried
             // batch, or another writer that read the same input), so they are in the lake.
             if let Put::Conflict = self.lake.store().put(&key, bytes, Condition::Absent)? {
