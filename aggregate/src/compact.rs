@@ -116,13 +116,7 @@ fn compact_partition<R: LakeRecord>(
     let mut written = BTreeSet::new();
     for chunk in order.chunks(max_rows.max(1)) {
         let chunk: Vec<&R> = chunk.iter().map(|&i| &rows[i]).collect();
-        let mut digest = blake3::Hasher::new();
-        for r in &chunk {
-            digest.update(&r.identity());
-            digest.update(b"\n");
-        }
-        let hex: String =
-            digest.finalize().as_bytes()[..16].iter().map(|b| format!("{b:02x}")).collect();
+        let hex = layout::data_file_hex(chunk.iter().map(|r| r.identity()));
         let key = layout::data_file(R::TABLE, dt, &hex);
         let batch = R::batch(chunk.iter().copied())
             .map_err(|source| Error::Arrow { path: key.clone().into(), source })?;

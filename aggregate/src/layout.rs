@@ -19,6 +19,8 @@
 //!   _state/billing/blobs/<32 hex>                     issued documents and priced inputs
 //! ```
 
+use std::borrow::Cow;
+
 use agentmeter_schemas::tables::{PARTITION_COLUMN, TableDef};
 use agentmeter_schemas::{RAW_DIR, SourceUri};
 use chrono::NaiveDate;
@@ -89,6 +91,32 @@ pub fn partition_file_of(table: &TableDef, at: NaiveDate) -> String {
 /// A data file: `TABLE/dt=YYYY-MM-DD/part-<hex>.parquet`.
 pub fn data_file(table: &str, dt: NaiveDate, hex: &str) -> String {
     format!("{}part-{hex}.parquet", partition(table, dt))
+}
+
+/// The `<hex>` of a data file holding the records of `ids`, in order: the first 16 bytes of
+/// the BLAKE3 digest of each id followed by a newline. The same ids always make the same name,
+/// so a retried or repeated write finds its file taken rather than writing a second one.
+pub fn data_file_hex<'a>(ids: impl IntoIterator<Item = Cow<'a, [u8]>>) -> String {
+    // Fed to the hasher 64 KiB at a time: BLAKE3 hashes whole chunks in parallel lanes, while
+    // an update per id (tens of bytes) copies each into its chunk buffer one at a time.
+    const FEED: usize = 64 * 1024;
+    let mut digest = blake3::Hasher::new();
+    let mut buf = Vec::with_capacity(FEED + 256);
+    for id in ids {
+        buf.extend_from_slice(&id);
+        buf.push(b'\n');
+        if buf.len() >= FEED {
+            digest.update(&buf);
+            buf.clear();
+        }
+    }
+    digest.update(&buf);
+    let mut hex = String::with_capacity(32);
+    for b in &digest.finalize().as_bytes()[..16] {
+        use std::fmt::Write as _;
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
 }
 
 /// `_quarantine/`.
@@ -173,6 +201,31 @@ pub fn parse_partition(name: &str) -> Option<NaiveDate> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_data_file_name_is_the_digest_of_its_ids_however_they_are_fed() {
+        // What earlier versions computed (an update per id): names they wrote must be found
+        // again, across the 64 KiB feeding boundary too.
+        let per_id = |ids: &[String]| {
+            let mut d = blake3::Hasher::new();
+            for id in ids {
+                d.update(id.as_bytes());
+                d.update(b"\n");
+            }
+            d.finalize().to_hex()[..32].to_owned()
+        };
+        for n in [0, 1, 2, 5_000, 20_000] {
+            let ids: Vec<String> = (0..n).map(|i| format!("event-{i:08}")).collect();
+            let hex = data_file_hex(ids.iter().map(|s| Cow::Borrowed(s.as_bytes())));
+            assert_eq!(hex, per_id(&ids), "{n} ids");
+        }
+        let two = ["evt-1".to_owned(), "evt-2".to_owned()];
+        let hex = data_file_hex(two.iter().map(|s| Cow::Borrowed(s.as_bytes())));
+        assert_eq!(
+            (hex.as_str(), per_id(&two).as_str()),
+            ("9699db4935ba722610abf465ec49f0ed", hex.as_str())
+        );
+    }
 
     #[test]
     fn quarantine_names_are_safe_and_distinct() {

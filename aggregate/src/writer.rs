@@ -320,13 +320,7 @@ impl<R: LakeRecord> Committer<R> {
         sort_rows(batch, &mut order);
         let props = properties(R::SORTED_BY, R::UNIQUE);
         for chunk in order.chunks(self.opts.max_rows_per_file.max(1)) {
-            let mut digest = blake3::Hasher::new();
-            for &i in chunk {
-                digest.update(&batch[i].identity());
-                digest.update(b"\n");
-            }
-            let hex: String =
-                digest.finalize().as_bytes()[..16].iter().map(|b| format!("{b:02x}")).collect();
+            let hex = crate::layout::data_file_hex(chunk.iter().map(|&i| batch[i].identity()));
             let key = crate::layout::data_file(R::TABLE, dt, &hex);
             // Built and encoded a slice at a time: never the whole file as Arrow arrays.
             let mut file = Encoder::new(&key, R::schema(), props.clone())?;
