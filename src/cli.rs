@@ -235,7 +235,7 @@ pub struct IngestArgs {
     pub batch_rows: u64,
     /// Most memory one batch holds, MiB, whatever its row count (a span takes several times
     /// an event's memory, so span batches are cut sooner).
-    #[arg(long, value_name = "MIB", default_value_t = 96, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    #[arg(long, value_name = "MIB", default_value_t = (agentmeter_aggregate::DEFAULT_BATCH_BYTES >> 20) as u64, value_parser = clap::value_parser!(u64).range(1..=65_536))]
     pub batch_mib: u64,
     /// Decoder threads (default: the number of CPUs).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]

@@ -56,9 +56,10 @@ impl Default for WriterOptions {
     }
 }
 
-/// The default [`WriterOptions::batch_bytes`]: 96 MiB, more than 250,000 usage events take
-/// (about 70 MB, so their batches are cut by rows), about 150,000 spans.
-pub const DEFAULT_BATCH_BYTES: usize = 96 << 20;
+/// The default [`WriterOptions::batch_bytes`]: 48 MiB, about 180,000 usage events or 75,000
+/// spans. Measured against 96 MiB: a 5M-event NDJSON ingest peaked at 345 MB instead of 391
+/// and was no slower, for files of about 85,000 rows instead of 125,000 (BENCHMARKS.md).
+pub const DEFAULT_BATCH_BYTES: usize = 48 << 20;
 
 /// What a writer did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
