@@ -13,7 +13,6 @@
 //! other writers stored meanwhile. Two writers that store the same id at the same moment both
 //! keep it: rollups, compaction and every reader count each id once.
 
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -150,7 +149,7 @@ pub(crate) fn sort_rows<R: LakeRecord>(records: &[R], rows: &mut [usize]) {
 
 struct Partition {
     /// id key → content fingerprint.
-    ids: DigestMap<u64>,
+    ids: IdIndex,
     /// Names of the partition's files whose ids are in `ids`.
     files: std::collections::HashSet<String>,
     last_used: u64,
@@ -174,7 +173,7 @@ impl DedupIndex {
         self.clock += 1;
         let clock = self.clock;
         let part = self.parts.entry(dt).or_insert_with(|| Partition {
-            ids: DigestMap::default(),
+            ids: IdIndex::default(),
             files: std::collections::HashSet::new(),
             last_used: clock,
         });
@@ -202,6 +201,7 @@ impl DedupIndex {
             }
             part.files.insert(file.name().to_owned());
         }
+        part.ids.seal();
         Ok(part)
     }
 
@@ -292,10 +292,10 @@ impl<R: LakeRecord> Committer<R> {
         let mut fresh: Vec<usize> = Vec::with_capacity(day.len());
         for &i in day {
             let (key, fp) = batch.keys[i];
-            match part.ids.entry(key) {
-                Entry::Occupied(o) => {
+            match part.ids.insert(key, fp) {
+                Some(held) => {
                     self.stats.duplicates += 1;
-                    if *o.get() != fp {
+                    if held != fp {
                         let e = &batch.records[i];
                         self.stats.conflicting += 1;
                         tracing::warn!(
@@ -306,12 +306,10 @@ impl<R: LakeRecord> Committer<R> {
                         );
                     }
                 }
-                Entry::Vacant(v) => {
-                    v.insert(fp);
-                    fresh.push(i);
-                }
+                None => fresh.push(i),
             }
         }
+        part.ids.seal();
         self.index.entries += fresh.len();
         if fresh.is_empty() {
             return Ok(());
@@ -586,3 +584,6 @@ impl<R: LakeRecord> Drop for EventWriter<R> {
 
 #[cfg(test)]
 pub(crate) mod tests;
+
+mod ids;
+use ids::IdIndex;

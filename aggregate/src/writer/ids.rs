@@ -1,0 +1,181 @@
+//! The ids of one partition a writer has seen, with each id's content fingerprint.
+//!
+//! A writer keeps these for every day it writes (up to its index budget), so their size is
+//! most of a long run's memory. A hash map of 16-byte keys and 8-byte values costs about 50
+//! bytes an id (32-byte buckets, load factor, growth by doubling); here the ids are kept as a
+//! sorted run of two exactly sized arrays, 24 bytes an id, and only the ids added since the
+//! last [`IdIndex::seal`] are in a map. The keys are keyed hashes, uniformly spread, so a
+//! directory of their leading bits finds a key's slot in one or two probes.
+
+use super::DigestMap;
+
+/// About this many sorted keys share a directory entry.
+const PER_SLOT: usize = 8;
+
+#[derive(Default)]
+pub(super) struct IdIndex {
+    /// Sorted, distinct.
+    keys: Vec<u128>,
+    /// `fps[i]` is the fingerprint of `keys[i]`.
+    fps: Vec<u64>,
+    /// `dir[b]..dir[b + 1]` are the keys whose leading `bits` bits are `b`.
+    dir: Vec<u32>,
+    bits: u32,
+    /// Added since the last seal; none of them is in `keys`.
+    fresh: DigestMap<u64>,
+}
+
+impl IdIndex {
+    /// Ids held.
+    pub(super) fn len(&self) -> usize {
+        self.keys.len() + self.fresh.len()
+    }
+
+    /// The fingerprint of `key`, if held.
+    pub(super) fn get(&self, key: u128) -> Option<u64> {
+        if let Some(fp) = self.fresh.get(&key) {
+            return Some(*fp);
+        }
+        if self.keys.is_empty() {
+            return None;
+        }
+        let slot = self.slot(key);
+        let (lo, hi) = (self.dir[slot] as usize, self.dir[slot + 1] as usize);
+        self.keys[lo..hi].binary_search(&key).ok().map(|i| self.fps[lo + i])
+    }
+
+    /// Adds `key` unless it is held; returns the fingerprint held when it is.
+    pub(super) fn insert(&mut self, key: u128, fp: u64) -> Option<u64> {
+        if let Some(held) = self.get(key) {
+            return Some(held);
+        }
+        self.fresh.insert(key, fp);
+        None
+    }
+
+    /// Merges the ids added since the last seal into the sorted run and frees their map.
+    pub(super) fn seal(&mut self) {
+        if self.fresh.is_empty() {
+            return;
+        }
+        let fresh = std::mem::take(&mut self.fresh);
+        let mut add: Vec<(u128, u64)> = fresh.into_iter().collect();
+        add.sort_unstable_by_key(|e| e.0);
+        let n = self.keys.len() + add.len();
+        let (mut keys, mut fps) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let (old_keys, old_fps) = (std::mem::take(&mut self.keys), std::mem::take(&mut self.fps));
+        let mut old = old_keys.into_iter().zip(old_fps).peekable();
+        for (k, fp) in add {
+            while let Some((ok, ofp)) = old.next_if(|(ok, _)| *ok < k) {
+                keys.push(ok);
+                fps.push(ofp);
+            }
+            keys.push(k);
+            fps.push(fp);
+        }
+        for (ok, ofp) in old {
+            keys.push(ok);
+            fps.push(ofp);
+        }
+        self.keys = keys;
+        self.fps = fps;
+        self.index();
+    }
+
+    fn slot(&self, key: u128) -> usize {
+        if self.bits == 0 { 0 } else { (key >> (128 - self.bits)) as usize }
+    }
+
+    /// Rebuilds the directory for the sorted run.
+    fn index(&mut self) {
+        let n = self.keys.len();
+        self.bits = (n / PER_SLOT).max(1).ilog2();
+        let slots = 1usize << self.bits;
+        let mut dir = Vec::with_capacity(slots + 1);
+        let mut i = 0;
+        for b in 0..slots {
+            dir.push(i as u32);
+            while i < n && self.slot(self.keys[i]) == b {
+                i += 1;
+            }
+        }
+        dir.push(n as u32);
+        self.dir = dir;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reproducible spread of keys (splitmix64 pairs), like the keyed hashes of ids.
+    fn keys(seed: u64, n: usize) -> Vec<u128> {
+        let mut s = seed;
+        let mut next = || {
+            s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        (0..n).map(|_| (u128::from(next()) << 64) | u128::from(next())).collect()
+    }
+
+    #[test]
+    fn every_id_added_is_found_with_its_fingerprint_across_seals() {
+        let all = keys(7, 50_000);
+        let mut ix = IdIndex::default();
+        assert_eq!(ix.get(all[0]), None);
+        // Added in uneven rounds, sealed between them, as commits do.
+        let mut added = 0;
+        for (round, size) in [1, 2, 997, 10_000, 39_000].into_iter().enumerate() {
+            for (i, &k) in all[added..added + size].iter().enumerate() {
+                assert_eq!(ix.insert(k, (added + i) as u64), None, "round {round}");
+            }
+            added += size;
+            // Before the seal the new ids are found in the map, after it in the run.
+            assert_eq!(ix.get(all[added - 1]), Some((added - 1) as u64));
+            ix.seal();
+            assert_eq!(ix.len(), added);
+            assert!(ix.keys.windows(2).all(|w| w[0] < w[1]), "sorted and distinct");
+            for (i, &k) in all[..added].iter().enumerate() {
+                assert_eq!(ix.get(k), Some(i as u64));
+            }
+        }
+        // Ids never added are not found, and a repeat keeps the first fingerprint.
+        for &k in &keys(8, 5_000) {
+            assert_eq!(ix.get(k), None);
+        }
+        assert_eq!(ix.insert(all[123], 999), Some(123));
+        assert_eq!(ix.len(), 50_000);
+        assert!(ix.dir.len() > 4_000, "{} directory slots", ix.dir.len());
+    }
+
+    #[test]
+    fn extreme_keys_land_in_the_first_and_last_slots() {
+        let mut ix = IdIndex::default();
+        let mut ks = keys(9, 100);
+        ks.extend([0, 1, u128::MAX, u128::MAX - 1]);
+        for &k in &ks {
+            assert_eq!(ix.insert(k, 1), None);
+        }
+        ix.seal();
+        for &k in &ks {
+            assert_eq!(ix.get(k), Some(1), "{k:x}");
+        }
+        assert_eq!(ix.get(2), None);
+        assert_eq!(ix.get(u128::MAX - 2), None);
+    }
+
+    #[test]
+    fn sealed_ids_cost_24_bytes_each_and_a_directory() {
+        let mut ix = IdIndex::default();
+        for k in keys(10, 100_000) {
+            ix.insert(k, 0);
+        }
+        ix.seal();
+        let bytes = ix.keys.capacity() * 16 + ix.fps.capacity() * 8 + ix.dir.capacity() * 4;
+        assert!(bytes <= 100_000 * 25, "{bytes} bytes");
+        assert_eq!(ix.fresh.capacity(), 0, "the map's memory is freed");
+    }
+}
