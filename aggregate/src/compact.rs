@@ -98,6 +98,7 @@ fn compact_partition<R: LakeRecord>(
     let mut duplicates = 0u64;
     for file in &files {
         for batch in lake.read(file, None, Fetch::Whole)? {
+            let batch = batch?;
             let records = R::from_batch(&batch)
                 .map_err(|source| Error::Arrow { path: file.key.clone().into(), source })?;
             for r in records {

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::layout::{self, parse_partition};
 use crate::record::LakeRecord;
-use crate::store::{Condition, Fetch, LocalStore, ObjectMeta, Put, Store};
+use crate::store::{Batches, Condition, Fetch, LocalStore, ObjectMeta, Put, Store};
 
 /// The lake format this version writes and reads.
 pub const LAKE_FORMAT_VERSION: u32 = 2;
@@ -170,18 +170,19 @@ impl Lake {
             .collect())
     }
 
-    /// The named columns of one Parquet file; a file gone since it was listed (compacted
-    /// away) is [`Error::Vanished`], for the caller to list again.
+    /// The named columns of one Parquet file, a batch at a time as they are taken; a file gone
+    /// since it was listed (compacted away) is [`Error::Vanished`], for the caller to list
+    /// again.
     ///
     /// # Errors
     ///
-    /// The file cannot be read.
+    /// The file cannot be read (and each batch, when it cannot be decoded).
     pub fn read(
         &self,
         file: &ObjectMeta,
         columns: Option<&[&str]>,
         fetch: Fetch,
-    ) -> Result<Vec<RecordBatch>> {
+    ) -> Result<Batches> {
         self.store
             .read_parquet(&file.key, Some(file), columns, fetch)?
             .ok_or_else(|| Error::Vanished { uri: self.store.uri_of(&file.key) })
@@ -236,6 +237,7 @@ impl Lake {
     ) -> Result<()> {
         for file in self.files(R::TABLE, dt)? {
             for batch in self.read(&file, None, Fetch::Whole)? {
+                let batch = batch?;
                 let records = R::from_batch(&batch)
                     .map_err(|source| Error::Arrow { path: file.key.clone().into(), source })?;
                 f(records)?;
@@ -246,7 +248,10 @@ impl Lake {
 
     /// The batches of a one-file partition (rollups, derived tables), or none.
     fn partition_batches(&self, key: &str) -> Result<Vec<RecordBatch>> {
-        Ok(self.store.read_parquet(key, None, None, Fetch::Whole)?.unwrap_or_default())
+        match self.store.read_parquet(key, None, None, Fetch::Whole)? {
+            Some(batches) => batches.collect(),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Every row of one `agent_invocations` partition.

@@ -426,17 +426,17 @@ fn rebuild_from(
     let mut sessions = Sessions::default();
     for file in &coverage.events {
         for batch in lake.read(file, Some(&INPUT), Fetch::Whole)? {
-            add_batch(&batch, &mut seen, &mut strings, &mut groups, &mut seconds, &mut sessions)
+            add_batch(&batch?, &mut seen, &mut strings, &mut groups, &mut seconds, &mut sessions)
                 .map_err(|e| {
-                    if e.contains("overflow") {
-                        overflow(USAGE_HOURLY)
-                    } else {
-                        Error::Arrow {
-                            path: file.key.clone().into(),
-                            source: arrow_schema::ArrowError::SchemaError(e),
-                        }
+                if e.contains("overflow") {
+                    overflow(USAGE_HOURLY)
+                } else {
+                    Error::Arrow {
+                        path: file.key.clone().into(),
+                        source: arrow_schema::ArrowError::SchemaError(e),
                     }
-                })?;
+                }
+            })?;
         }
     }
     drop(seen);
@@ -445,7 +445,7 @@ fn rebuild_from(
     let mut spans = crate::span_rollup::Spans::default();
     for file in &coverage.spans {
         for batch in lake.read(file, Some(&crate::span_rollup::COLUMNS), Fetch::Whole)? {
-            spans.add_batch(&batch, &mut strings).map_err(|e| Error::Arrow {
+            spans.add_batch(&batch?, &mut strings).map_err(|e| Error::Arrow {
                 path: file.key.clone().into(),
                 source: arrow_schema::ArrowError::SchemaError(e),
             })?;

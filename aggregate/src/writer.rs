@@ -38,7 +38,7 @@ pub struct WriterOptions {
     pub batch_bytes: usize,
     /// Most rows in one Parquet file.
     pub max_rows_per_file: usize,
-    /// Most event ids kept in memory for dedup across partitions (about 40 bytes each); the
+    /// Most event ids kept in memory for dedup across partitions (24 bytes each once committed); the
     /// least recently used partitions are reloaded from the lake when needed again. The
     /// partitions of the batch being committed are always kept, whatever their size.
     pub index_budget: usize,
@@ -191,6 +191,7 @@ impl DedupIndex {
                 Err(e) => return Err(e),
             };
             for batch in batches {
+                let batch = batch?;
                 let records = R::from_batch(&batch)
                     .map_err(|source| Error::Arrow { path: file.key.clone().into(), source })?;
                 for r in records {

@@ -13,13 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use arrow_array::RecordBatch;
 use bytes::Bytes;
-use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::ParquetMetaData;
 
-use super::{Condition, Fetch, Object, ObjectMeta, Put, Store};
+use super::{Batches, Condition, Fetch, Object, ObjectMeta, Put, Store, decode_parquet};
 use crate::error::{Error, Result, io_at};
 use crate::fsio::{TEMP_PREFIX, TempFile, remove_if_exists, sync_dir};
 
@@ -272,25 +269,14 @@ impl Store for LocalStore {
         _listed: Option<&ObjectMeta>,
         columns: Option<&[&str]>,
         _fetch: Fetch,
-    ) -> Result<Option<Vec<RecordBatch>>> {
+    ) -> Result<Option<Batches>> {
         let path = self.path(key);
         let file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if not_found(&e) => return Ok(None),
             Err(e) => return Err(io_at(&path)(e)),
         };
-        let perr = |source| Error::Parquet { path: path.clone(), source };
-        let mut builder =
-            ParquetRecordBatchReaderBuilder::try_new(file).map_err(perr)?.with_batch_size(64 << 10);
-        if let Some(names) = columns {
-            let mask = ProjectionMask::columns(builder.parquet_schema(), names.iter().copied());
-            builder = builder.with_projection(mask);
-        }
-        builder
-            .build()
-            .map_err(perr)?
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map(Some)
-            .map_err(|source| Error::Arrow { path: path.clone(), source })
+        // The open file, not its bytes: pages are read as the batches are taken.
+        decode_parquet(&path.to_string_lossy(), file, columns).map(Some)
     }
 }

@@ -177,27 +177,34 @@ pub trait Store: Send + Sync + fmt::Debug {
         listed: Option<&ObjectMeta>,
         columns: Option<&[&str]>,
         fetch: Fetch,
-    ) -> Result<Option<Vec<RecordBatch>>>;
+    ) -> Result<Option<Batches>>;
 }
 
-/// Decodes the named columns (all when `None`) of a Parquet file held in memory.
-pub(crate) fn decode_parquet(
-    uri: &str,
-    bytes: Bytes,
-    columns: Option<&[&str]>,
-) -> Result<Vec<RecordBatch>> {
+/// The record batches of a Parquet object, decoded one at a time as they are taken, so that a
+/// reader holds one batch of a file rather than all of it.
+pub type Batches = Box<dyn Iterator<Item = Result<RecordBatch>> + Send>;
+
+/// Rows in one decoded batch.
+pub(crate) const READ_ROWS: usize = 8192;
+
+/// Decodes the named columns (all when `None`) of a Parquet file, lazily: `input` is the
+/// file's bytes in memory, or the open file.
+pub(crate) fn decode_parquet<T>(uri: &str, input: T, columns: Option<&[&str]>) -> Result<Batches>
+where
+    T: parquet::file::reader::ChunkReader + 'static,
+{
     let perr = |source| Error::Parquet { path: uri.into(), source };
     let mut builder =
-        ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(perr)?.with_batch_size(64 << 10);
+        ParquetRecordBatchReaderBuilder::try_new(input).map_err(perr)?.with_batch_size(READ_ROWS);
     if let Some(names) = columns {
         let mask = ProjectionMask::columns(builder.parquet_schema(), names.iter().copied());
         builder = builder.with_projection(mask);
     }
-    builder
-        .build()
-        .map_err(perr)?
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|source| Error::Arrow { path: uri.into(), source })
+    let path = std::path::PathBuf::from(uri);
+    let reader = builder.build().map_err(perr)?;
+    Ok(Box::new(
+        reader.map(move |b| b.map_err(|source| Error::Arrow { path: path.clone(), source })),
+    ))
 }
 
 /// Decodes a Parquet footer from the last bytes of a file (`tail` holds at least the footer).

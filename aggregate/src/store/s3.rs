@@ -17,7 +17,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arrow_array::RecordBatch;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
@@ -29,7 +28,7 @@ use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuil
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 
 use super::{
-    Condition, Fetch, Object, ObjectMeta, Put, Store, decode_footer, decode_parquet,
+    Batches, Condition, Fetch, Object, ObjectMeta, Put, Store, decode_footer, decode_parquet,
     immutable_data_file,
 };
 use crate::error::{Error, Result};
@@ -520,7 +519,7 @@ impl Store for S3Store {
         listed: Option<&ObjectMeta>,
         columns: Option<&[&str]>,
         fetch: Fetch,
-    ) -> Result<Option<Vec<RecordBatch>>> {
+    ) -> Result<Option<Batches>> {
         let uri = self.uri_of(key);
         let cache = self.cache.as_ref().filter(|_| immutable_data_file(key));
         if let (Some(cache), Some(meta)) = (cache, listed)
@@ -554,7 +553,9 @@ impl Store for S3Store {
                         builder = builder.with_projection(mask);
                     }
                     let stream = builder.build().map_err(perr)?;
-                    stream.try_collect::<Vec<_>>().await.map(Some).map_err(perr)
+                    // Ranged reads fetch only some columns (ids), so the batches are small.
+                    let batches = stream.try_collect::<Vec<_>>().await.map_err(perr)?;
+                    Ok(Some(Box::new(batches.into_iter().map(Ok)) as Batches))
                 })
             }
         }

@@ -166,16 +166,20 @@ fn s3_parquet_reads_take_only_the_columns_asked_for_and_cache_data_files() {
     let got = store
         .read_parquet(key, Some(&listed), Some(&["event_id"]), Fetch::Ranged)
         .unwrap()
+        .unwrap()
+        .collect::<Result<Vec<_>>>()
         .unwrap();
     assert_eq!(got[0].num_columns(), 1);
     assert_eq!(got.iter().map(|b| b.num_rows()).sum::<usize>(), 5000);
     assert!(files_under(cache.path()).is_empty(), "ranged reads keep nothing");
     let whole = store.read_parquet(key, Some(&listed), None, Fetch::Whole).unwrap().unwrap();
+    let whole = whole.collect::<Result<Vec<_>>>().unwrap();
     assert_eq!(whole[0].num_columns(), 2);
     assert_eq!(files_under(cache.path()).len(), 1, "an immutable data file is cached");
     // Read again from the cache, by version: same rows.
     let again =
         store.read_parquet(key, Some(&listed), Some(&["n"]), Fetch::Ranged).unwrap().unwrap();
+    let again = again.collect::<Result<Vec<_>>>().unwrap();
     assert_eq!(again.iter().map(|b| b.num_rows()).sum::<usize>(), 5000);
     let (footer, _) = store.parquet_footer(key).unwrap().unwrap();
     assert_eq!(footer.file_metadata().num_rows(), 5000);
@@ -199,4 +203,36 @@ fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+#[test]
+fn a_parquet_file_is_read_a_batch_of_read_rows_at_a_time() {
+    use arrow_array::Int64Array;
+    // Whole files are decoded as they are taken, never all at once: a reader holds one batch.
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path());
+    let schema = std::sync::Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+        "n",
+        arrow_schema::DataType::Int64,
+        false,
+    )]));
+    let rows = 2 * READ_ROWS + 1234;
+    let batch = arrow_array::RecordBatch::try_new(
+        schema.clone(),
+        vec![std::sync::Arc::new(Int64Array::from_iter_values(0..rows as i64))],
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let key = "usage_events/dt=2026-10-01/part-00.parquet";
+    store.put(key, Bytes::from(buf), Condition::Absent).unwrap();
+    let sizes: Vec<usize> = store
+        .read_parquet(key, None, None, Fetch::Whole)
+        .unwrap()
+        .unwrap()
+        .map(|b| b.unwrap().num_rows())
+        .collect();
+    assert_eq!(sizes, [READ_ROWS, READ_ROWS, 1234]);
 }
