@@ -38,9 +38,9 @@ pub struct WriterOptions {
     pub batch_bytes: usize,
     /// Most rows in one Parquet file.
     pub max_rows_per_file: usize,
-    /// Most event ids kept in memory for dedup across partitions (24 bytes each once committed); the
-    /// least recently used partitions are reloaded from the lake when needed again. The
-    /// partitions of the batch being committed are always kept, whatever their size.
+    /// Most event ids kept in memory for dedup across partitions (24 bytes each once
+    /// committed); the least recently used partitions are reloaded from the lake when needed
+    /// again. The partitions of the batch being committed are always kept, whatever their size.
     pub index_budget: usize,
 }
 

@@ -148,20 +148,15 @@ fn s3_parquet_reads_take_only_the_columns_asked_for_and_cache_data_files() {
         arrow_schema::Field::new("n", arrow_schema::DataType::Int64, false),
     ]));
     let ids: Vec<String> = (0..5000).map(|i| format!("id-{i}")).collect();
-    let batch = arrow_array::RecordBatch::try_new(
-        schema.clone(),
+    let buf = parquet_bytes(
+        schema,
         vec![
             std::sync::Arc::new(StringArray::from(ids.clone())),
             std::sync::Arc::new(Int64Array::from((0..5000).collect::<Vec<i64>>())),
         ],
-    )
-    .unwrap();
-    let mut buf = Vec::new();
-    let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, schema, None).unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
+    );
     let key = "usage_events/dt=2026-10-01/part-0123456789abcdef0123456789abcdef.parquet";
-    store.put(key, Bytes::from(buf), Condition::Absent).unwrap();
+    store.put(key, buf, Condition::Absent).unwrap();
     let listed = store.head(key).unwrap().unwrap();
     let got = store
         .read_parquet(key, Some(&listed), Some(&["event_id"]), Fetch::Ranged)
@@ -217,17 +212,12 @@ fn a_parquet_file_is_read_a_batch_of_read_rows_at_a_time() {
         false,
     )]));
     let rows = 2 * READ_ROWS + 1234;
-    let batch = arrow_array::RecordBatch::try_new(
-        schema.clone(),
+    let buf = parquet_bytes(
+        schema,
         vec![std::sync::Arc::new(Int64Array::from_iter_values(0..rows as i64))],
-    )
-    .unwrap();
-    let mut buf = Vec::new();
-    let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, schema, None).unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
+    );
     let key = "usage_events/dt=2026-10-01/part-00.parquet";
-    store.put(key, Bytes::from(buf), Condition::Absent).unwrap();
+    store.put(key, buf, Condition::Absent).unwrap();
     let sizes: Vec<usize> = store
         .read_parquet(key, None, None, Fetch::Whole)
         .unwrap()
@@ -235,4 +225,14 @@ fn a_parquet_file_is_read_a_batch_of_read_rows_at_a_time() {
         .map(|b| b.unwrap().num_rows())
         .collect();
     assert_eq!(sizes, [READ_ROWS, READ_ROWS, 1234]);
+}
+
+/// One Parquet file of the given columns.
+fn parquet_bytes(schema: arrow_schema::SchemaRef, columns: Vec<arrow_array::ArrayRef>) -> Bytes {
+    let batch = arrow_array::RecordBatch::try_new(schema.clone(), columns).unwrap();
+    let mut buf = Vec::new();
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    Bytes::from(buf)
 }
