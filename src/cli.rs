@@ -179,6 +179,9 @@ pub enum FormatArg {
     OtlpProto,
 }
 
+/// The writer's default batch budget, in the MiB `--batch-mib` takes.
+pub const DEFAULT_BATCH_MIB: u64 = (agentmeter_aggregate::DEFAULT_BATCH_BYTES >> 20) as u64;
+
 #[derive(Debug, Args)]
 pub struct IngestArgs {
     /// The lake: a directory (created if missing; must be empty or an agentmeter lake) or
@@ -235,7 +238,7 @@ pub struct IngestArgs {
     pub batch_rows: u64,
     /// Most memory one batch holds, MiB, whatever its row count (a span takes several times
     /// an event's memory, so span batches are cut sooner).
-    #[arg(long, value_name = "MIB", default_value_t = (agentmeter_aggregate::DEFAULT_BATCH_BYTES >> 20) as u64, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_BATCH_MIB, value_parser = clap::value_parser!(u64).range(1..=65_536))]
     pub batch_mib: u64,
     /// Decoder threads (default: the number of CPUs).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]

@@ -184,7 +184,7 @@ pub fn run(env: &Env, a: &DemoArgs) -> anyhow::Result<()> {
         log_timezone: agentmeter_ingest::LogTimezone::Utc,
         default_time: None,
         batch_rows: 250_000,
-        batch_mib: (agentmeter_aggregate::DEFAULT_BATCH_BYTES >> 20) as u64,
+        batch_mib: crate::cli::DEFAULT_BATCH_MIB,
         workers: None,
         summary_json: None,
         json: false,

@@ -28,6 +28,9 @@ use crate::record::LakeRecord;
 use crate::rollup::{RollupReport, RollupState, rebuild_hourly_all, rollup_state};
 use crate::store::{Condition, Fetch, Put};
 
+mod ids;
+use ids::IdIndex;
+
 /// Writer settings.
 #[derive(Debug, Clone, Copy)]
 pub struct WriterOptions {
@@ -585,6 +588,3 @@ impl<R: LakeRecord> Drop for EventWriter<R> {
 
 #[cfg(test)]
 pub(crate) mod tests;
-
-mod ids;
-use ids::IdIndex;
