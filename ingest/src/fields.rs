@@ -92,6 +92,32 @@ impl<'de> de::Deserialize<'de> for Scalar<'de> {
     }
 }
 
+/// An object key, borrowed from the input unless it holds an escape. (`Cow<str>`'s own
+/// `Deserialize` always allocates: a `String` for every key of every record.)
+struct Name<'a>(Cow<'a, str>);
+
+impl<'de> de::Deserialize<'de> for Name<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Name<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Name(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Name(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Name(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 /// The logical fields, each with the spellings accepted for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Key {
@@ -244,7 +270,7 @@ impl<'de> Visitor<'de> for FieldsSeed<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut fields = Fields::default();
-        while let Some(name) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(Name(name)) = map.next_key::<Name<'de>>()? {
             let key = match name.as_ref() {
                 n if n == self.tenant_field => Some(Key::Tenant),
                 "event" => Some(Key::Event),
@@ -469,6 +495,17 @@ mod tests {
         assert!(matches!(f.get(Key::Output), Got::Absent));
         assert!(f.markers.message_type);
         assert!(!f.markers.events);
+    }
+
+    #[test]
+    fn keys_are_borrowed_unless_escaped() {
+        let f =
+            parse_object(r#"{"clinic_id":"c","tier\u0020":"x","model\u005fid":"m"}"#, "clinic_id")
+                .unwrap();
+        let name = |k: Key| f.slots[Fields::slot(k)].first.as_ref().map(|(n, _)| n.clone());
+        assert!(matches!(name(Key::Tenant), Some(Cow::Borrowed("clinic_id"))));
+        assert!(matches!(name(Key::ModelId), Some(Cow::Owned(n)) if n == "model_id"));
+        assert!(name(Key::Tier).is_none());
     }
 
     #[test]
