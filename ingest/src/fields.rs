@@ -253,7 +253,7 @@ pub(crate) struct FieldsSeed<'c> {
 }
 
 impl<'de> DeserializeSeed<'de> for FieldsSeed<'_> {
-    type Value = Option<Fields<'de>>;
+    type Value = Option<Box<Fields<'de>>>;
 
     /// `Ok(None)` when the JSON value is not an object.
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
@@ -262,14 +262,15 @@ impl<'de> DeserializeSeed<'de> for FieldsSeed<'_> {
 }
 
 impl<'de> Visitor<'de> for FieldsSeed<'_> {
-    type Value = Option<Fields<'de>>;
+    type Value = Option<Box<Fields<'de>>>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut fields = Fields::default();
+        // Boxed: 19 slots are nearly 2 KB, which a returned value would copy at every level.
+        let mut fields = Box::<Fields>::default();
         while let Some(Name(name)) = map.next_key::<Name<'de>>()? {
             let key = match name.as_ref() {
                 n if n == self.tenant_field => Some(Key::Tenant),
@@ -459,7 +460,7 @@ pub(crate) enum ParseError {
 pub(crate) fn parse_object<'a>(
     text: &'a str,
     tenant_field: &str,
-) -> Result<Fields<'a>, ParseError> {
+) -> Result<Box<Fields<'a>>, ParseError> {
     let mut de = serde_json::Deserializer::from_str(text);
     let fields = FieldsSeed { tenant_field }.deserialize(&mut de).map_err(ParseError::Json)?;
     de.end().map_err(ParseError::Json)?;
@@ -471,7 +472,7 @@ pub(crate) fn parse_object<'a>(
 pub(crate) fn parse_object_prefix<'a>(
     text: &'a str,
     tenant_field: &str,
-) -> Result<Fields<'a>, ParseError> {
+) -> Result<Box<Fields<'a>>, ParseError> {
     let mut de = serde_json::Deserializer::from_str(text);
     let fields = FieldsSeed { tenant_field }.deserialize(&mut de).map_err(ParseError::Json)?;
     fields.ok_or(ParseError::NotAnObject)
