@@ -62,7 +62,17 @@ pub(crate) fn probe_member<R: BufRead>(reader: R, cap: usize) -> Probe {
                     return Probe::Text;
                 }
                 if out.len() + n > cap {
-                    return Probe::Text;
+                    let head = if out.is_empty() { &chunk[..n] } else { &out[..] };
+                    if !names_message_type(head) {
+                        return Probe::Text;
+                    }
+                    // An oversized subscription payload: read to its end, so that the file
+                    // is still read payload by payload and the members after it are kept.
+                    drop(out);
+                    return match io::copy(&mut dec, &mut io::sink()) {
+                        Ok(_) => Probe::Single(Inflated::TooLarge),
+                        Err(e) => Probe::Single(Inflated::Corrupt(e.to_string())),
+                    };
                 }
                 out.extend_from_slice(&chunk[..n]);
             }
@@ -70,6 +80,24 @@ pub(crate) fn probe_member<R: BufRead>(reader: R, cap: usize) -> Probe {
             Err(e) => return Probe::Single(Inflated::Corrupt(e.to_string())),
         }
     }
+}
+
+/// True if `head`, the start of a member's content, opens a JSON object whose first key is
+/// one of a subscription payload's (CloudWatch Logs writes `messageType` first; a payload
+/// re-serialized with sorted keys starts with `logEvents`).
+fn names_message_type(head: &[u8]) -> bool {
+    const KEYS: [&[u8]; 6] = [
+        b"\"messageType\"",
+        b"\"logEvents\"",
+        b"\"owner\"",
+        b"\"logGroup\"",
+        b"\"logStream\"",
+        b"\"subscriptionFilters\"",
+    ];
+    let t = head.trim_ascii_start();
+    t.strip_prefix(b"{")
+        .map(<[u8]>::trim_ascii_start)
+        .is_some_and(|r| KEYS.iter().any(|k| r.starts_with(k)))
 }
 
 /// A reader over the concatenated content of every gzip member of `reader` (gzip-compressed

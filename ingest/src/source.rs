@@ -377,8 +377,8 @@ fn split<R: Read + Seek>(
 
 /// Looks at the first gzip member. `Some(unit)` if the file is a subscription-payload file:
 /// the member is a payload, or a single line followed by another member (a payload file
-/// whose first payload is bad), or corrupt (only that mode can step over it). `None` for a
-/// gzip text file: the member has lines, or is one line alone.
+/// whose first payload is bad), or a payload over the size limit, or corrupt (only that mode
+/// can step over it). `None` for a gzip text file: the member has lines, or is one line alone.
 fn first_member<R: Read + Seek>(
     w: &mut Window<'_, R>,
     source: &Arc<SourceUri>,
@@ -404,7 +404,21 @@ fn first_member<R: Read + Seek>(
         Probe::Single(Inflated::Corrupt(e)) => {
             Ok(Some(corrupt_member(w, source, cfg, 1, offset, e)?))
         }
-        Probe::Text | Probe::Single(Inflated::TooLarge) => {
+        Probe::Single(Inflated::TooLarge) => {
+            let (raw, truncated) = w.take_capture();
+            let mut entry = QuarantineEntry::new(
+                Reason::TooLarge,
+                format!("payload inflates to over {} bytes", cfg.max_payload_bytes),
+                SourceUri::clone(source),
+                member_pos(1, offset),
+                RawFormat::CwlPayloadGzip,
+                &raw,
+                cfg.max_quarantine_raw_bytes,
+            );
+            entry.raw_truncated |= truncated;
+            Ok(Some(Unit::Reject(Box::new(entry))))
+        }
+        Probe::Text => {
             w.take_capture();
             Ok(None)
         }

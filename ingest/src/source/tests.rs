@@ -132,6 +132,26 @@ fn oversized_payload_is_refused_and_the_next_one_read() {
 }
 
 #[test]
+fn an_oversized_first_payload_does_not_hide_the_file_s_format() {
+    // Detected, not told: the first member is too large to look at whole, yet it opens as a
+    // payload, so the file is still read payload by payload (as text, the next payload
+    // would be swallowed into one refused line with it).
+    let mut file = cw_payload(&(0..200).collect::<Vec<_>>());
+    file.extend(cw_payload(&[7]));
+    let cfg = DecodeConfig::new("clinic_id", 1 << 20, 4096).unwrap();
+    let s = summary(&run_with(&file, Format::Auto, cfg.clone()));
+    assert_eq!(s, ["reject too_large at gzip member 1", "event 7 u7"]);
+    // A long first member that is not a payload is still text: one line, refused as such.
+    let mut text = gzip_bytes("x".repeat(8192).as_bytes());
+    text.extend(gzip_bytes(format!("\n{}\n", usage(7)).as_bytes()));
+    let cfg = DecodeConfig::new("clinic_id", 1000, 4096).unwrap();
+    let s = summary(&run_with(&text, Format::Auto, cfg));
+    assert_eq!(s.len(), 2);
+    assert_eq!(s[0], "reject too_large at line 1");
+    assert!(s[1].starts_with("event h:") && s[1].ends_with(" u7"), "{}", s[1]);
+}
+
+#[test]
 fn control_message_file() {
     let body = r#"{"messageType":"CONTROL_MESSAGE","owner":"CloudwatchLogs","logGroup":"","logStream":"","subscriptionFilters":[],"logEvents":[{"id":"","timestamp":1790841600000,"message":"CWL CONTROL MESSAGE: Checking health of destination Firehose."}]}"#;
     assert_eq!(summary(&run(&gzip_bytes(body.as_bytes()))), ["skip control_message"]);
