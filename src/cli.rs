@@ -182,6 +182,51 @@ pub enum FormatArg {
 /// The writer's default batch budget, in the MiB `--batch-mib` takes.
 pub const DEFAULT_BATCH_MIB: u64 = (agentmeter_aggregate::DEFAULT_BATCH_BYTES >> 20) as u64;
 
+const LIMITS: agentmeter_ingest::RecordLimits = agentmeter_ingest::RecordLimits::DEFAULT;
+
+/// Limits on one record or batch other than its size; what is over one is quarantined as
+/// `over_limit`.
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Deepest JSON nesting of one record (at most 128, the parser's own limit).
+    #[arg(long, default_value_t = LIMITS.json_depth as u64, value_parser = clap::value_parser!(u64).range(1..=128))]
+    pub max_json_depth: u64,
+    /// Most attributes of one span, and of one resource.
+    #[arg(long, default_value_t = LIMITS.attributes as u64, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub max_attributes: u64,
+    /// Most distinct tenants in one batch as delivered (a Kinesis record, an OTLP request, up
+    /// to 8,192 lines of a file).
+    #[arg(long, default_value_t = LIMITS.tenants_per_batch as u64, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub max_tenants_per_batch: u64,
+    /// Most distinct users in one batch as delivered.
+    #[arg(long, default_value_t = LIMITS.users_per_batch as u64, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub max_users_per_batch: u64,
+}
+
+impl Default for LimitArgs {
+    fn default() -> Self {
+        Self {
+            max_json_depth: LIMITS.json_depth as u64,
+            max_attributes: LIMITS.attributes as u64,
+            max_tenants_per_batch: LIMITS.tenants_per_batch as u64,
+            max_users_per_batch: LIMITS.users_per_batch as u64,
+        }
+    }
+}
+
+impl LimitArgs {
+    /// The limits, in range by the parsers above.
+    pub fn limits(&self) -> agentmeter_ingest::RecordLimits {
+        let n = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        agentmeter_ingest::RecordLimits {
+            json_depth: n(self.max_json_depth),
+            attributes: n(self.max_attributes),
+            tenants_per_batch: n(self.max_tenants_per_batch),
+            users_per_batch: n(self.max_users_per_batch),
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct IngestArgs {
     /// The lake: a directory (created if missing; must be empty or an agentmeter lake) or
@@ -224,6 +269,8 @@ pub struct IngestArgs {
     /// `implausible_value`.
     #[arg(long, default_value_t = agentmeter_ingest::DEFAULT_MAX_TOKENS_PER_CALL)]
     pub max_tokens_per_call: i64,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// Zone of log-file times written without one (Python's `asctime`): UTC, an offset such
     /// as +02:00, or an IANA name such as Europe/Berlin.
     #[arg(long, default_value = "UTC", value_parser = parse_zone)]
@@ -583,6 +630,8 @@ pub struct ServeArgs {
     /// `implausible_value`.
     #[arg(long, default_value_t = agentmeter_ingest::DEFAULT_MAX_TOKENS_PER_CALL)]
     pub max_tokens_per_call: i64,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// How often acknowledged spans move from the write-ahead log into the lake, ms.
     #[arg(long, default_value_t = 2000)]
     pub flush_interval_ms: u64,

@@ -181,6 +181,7 @@ pub fn run(env: &Env, a: &DemoArgs) -> anyhow::Result<()> {
         max_record_bytes: 4 << 20,
         max_payload_bytes: 64 << 20,
         max_tokens_per_call: agentmeter_ingest::DEFAULT_MAX_TOKENS_PER_CALL,
+        limits: crate::cli::LimitArgs::default(),
         log_timezone: agentmeter_ingest::LogTimezone::Utc,
         default_time: None,
         batch_rows: 250_000,

@@ -16,6 +16,7 @@ use crate::cli::{FormatArg, IngestArgs};
 pub fn options(a: &IngestArgs) -> anyhow::Result<IngestOptions> {
     let decode = DecodeConfig::new(&a.tenant_field, a.max_record_bytes, a.max_payload_bytes)
         .and_then(|c| c.with_max_tokens_per_call(a.max_tokens_per_call))
+        .and_then(|c| c.with_limits(a.limits.limits()))
         .map_err(|e| UsageError(format!("--{e}")))?
         .with_log_times(a.log_timezone, a.default_time);
     let format = match a.format {

@@ -37,6 +37,7 @@ pub fn run(env: &Env, a: &RunArgs) -> anyhow::Result<()> {
     let cfg = crate::run_config::load(&a.config).map_err(UsageError)?;
     let decode = DecodeConfig::new(&cfg.tenant_field, 4 << 20, cfg.max_body_bytes.max(1))
         .and_then(|c| c.with_max_tokens_per_call(cfg.max_tokens_per_call))
+        .and_then(|c| c.with_limits(cfg.limits))
         .map_err(|e| UsageError(format!("{}: {e}", a.config.display())))?;
     let auth_token = receiver::token(cfg.auth_token_file.as_deref(), "otlp.auth_token_file")?;
     let api = crate::serve_cmd::ApiFiles::load(

@@ -33,6 +33,46 @@ struct Raw {
     flags: RawFlags,
     #[serde(default)]
     api: RawApi,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+/// `[limits]`: as `agentmeter ingest --max-json-depth` and the others.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    #[serde(default = "default_json_depth")]
+    json_depth: u64,
+    #[serde(default = "default_attributes")]
+    attributes: u64,
+    #[serde(default = "default_tenants_per_batch")]
+    tenants_per_batch: u64,
+    #[serde(default = "default_users_per_batch")]
+    users_per_batch: u64,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        Self {
+            json_depth: default_json_depth(),
+            attributes: default_attributes(),
+            tenants_per_batch: default_tenants_per_batch(),
+            users_per_batch: default_users_per_batch(),
+        }
+    }
+}
+
+fn default_json_depth() -> u64 {
+    agentmeter_ingest::RecordLimits::default().json_depth as u64
+}
+fn default_attributes() -> u64 {
+    agentmeter_ingest::RecordLimits::default().attributes as u64
+}
+fn default_tenants_per_batch() -> u64 {
+    agentmeter_ingest::RecordLimits::default().tenants_per_batch as u64
+}
+fn default_users_per_batch() -> u64 {
+    agentmeter_ingest::RecordLimits::default().users_per_batch as u64
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -184,6 +224,7 @@ pub struct RunConfig {
     pub lake: LakeLocation,
     pub tenant_field: String,
     pub max_tokens_per_call: i64,
+    pub limits: agentmeter_ingest::RecordLimits,
     /// The receiver's write-ahead log (`None`: the default for the lake).
     pub wal_dir: Option<PathBuf>,
     pub listen: SocketAddr,
@@ -244,6 +285,24 @@ pub fn parse(text: &str, base: &Path) -> Result<RunConfig, String> {
     agentmeter_ingest::DecodeConfig::default()
         .with_max_tokens_per_call(raw.max_tokens_per_call)
         .map_err(|e| format!("max_tokens_per_call: {e}"))?;
+    let l = &raw.limits;
+    for (key, v, max) in [
+        ("json_depth", l.json_depth, agentmeter_ingest::MAX_JSON_DEPTH_CEILING as u64),
+        ("attributes", l.attributes, 10_000_000),
+        ("tenants_per_batch", l.tenants_per_batch, 10_000_000),
+        ("users_per_batch", l.users_per_batch, 10_000_000),
+    ] {
+        if !(1..=max).contains(&v) {
+            return Err(format!("limits.{key}: must be between 1 and {max}, got {v}"));
+        }
+    }
+    let n = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+    let limits = agentmeter_ingest::RecordLimits {
+        json_depth: n(l.json_depth),
+        attributes: n(l.attributes),
+        tenants_per_batch: n(l.tenants_per_batch),
+        users_per_batch: n(l.users_per_batch),
+    };
     if raw.tenant_field.is_empty() {
         return Err("tenant_field: must not be empty".into());
     }
@@ -336,6 +395,7 @@ pub fn parse(text: &str, base: &Path) -> Result<RunConfig, String> {
         lake,
         tenant_field: raw.tenant_field,
         max_tokens_per_call: raw.max_tokens_per_call,
+        limits,
         wal_dir: raw.otlp.wal_dir.map(resolve),
         listen,
         auth_token_file: raw.otlp.auth_token_file.map(resolve),
@@ -372,6 +432,7 @@ mod tests {
         assert_eq!(f.every, Duration::from_secs(3600));
         assert_eq!(f.out, Path::new("/var/lib/agentmeter/out"));
         assert_eq!(f.alert_max_age_hours, 168);
+        assert_eq!(c.limits, agentmeter_ingest::RecordLimits::default());
         // The minimal file: only the lake, flags off.
         let c = parse("lake = \"lake\"\n[flags]\nenabled = false\n", Path::new("/srv")).unwrap();
         assert_eq!(c.lake, LakeLocation::Dir("/srv/lake".into()));
@@ -388,6 +449,11 @@ mod tests {
             err("lake = \"l\"\n[otlp]\nmax_in_flight = 0\n")
                 .contains("otlp.max_in_flight: must be at least 1")
         );
+        assert_eq!(
+            err("lake = \"l\"\n[limits]\njson_depth = 129\n"),
+            "limits.json_depth: must be between 1 and 128, got 129"
+        );
+        assert!(err("lake = \"l\"\n[limits]\ndepth = 3\n").contains("unknown field `depth`"));
         assert!(
             err("lake = \"l\"\n[[kinesis]]\nstart = \"latest\"\n")
                 .contains("kinesis[0].stream: required")

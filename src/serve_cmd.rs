@@ -71,6 +71,7 @@ impl ApiFiles {
 pub fn run(env: &Env, a: &ServeArgs) -> anyhow::Result<()> {
     let decode = DecodeConfig::new(&a.tenant_field, 4 << 20, a.max_body_bytes.max(1))
         .and_then(|c| c.with_max_tokens_per_call(a.max_tokens_per_call))
+        .and_then(|c| c.with_limits(a.limits.limits()))
         .map_err(|e| UsageError(format!("--{e}")))?;
     let auth_token = receiver::token(a.auth_token_file.as_deref(), "--auth-token-file")?;
     let api = ApiFiles::load(

@@ -25,7 +25,52 @@ pub struct DecodeConfig {
     /// Time of usage lines that state none (no timestamp field, no time in their logging
     /// prefix), milliseconds; without it such lines are quarantined.
     pub default_time_ms: Option<i64>,
+    /// Limits other than size, each refusing as `over_limit`.
+    pub limits: RecordLimits,
 }
+
+/// Limits a hostile or broken producer could otherwise use to make one record or batch cost
+/// everyone: what is over one is quarantined as `over_limit`, its neighbours unaffected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordLimits {
+    /// Deepest JSON nesting of one record (a line, a log event, its message, a payload, an
+    /// OTLP JSON document). Real records nest a few levels; parsing is recursive.
+    pub json_depth: usize,
+    /// Most attributes of one span, and of one resource: a span's context is looked up in
+    /// both for every span, so their length multiplies the cost of a request.
+    pub attributes: usize,
+    /// Most distinct tenants among the records of one batch as delivered (a Kinesis record,
+    /// an OTLP request, a unit of at most 8,192 lines of a file); records naming a further
+    /// tenant are refused.
+    pub tenants_per_batch: usize,
+    /// Most distinct users in one batch, as for tenants.
+    pub users_per_batch: usize,
+}
+
+impl RecordLimits {
+    /// The defaults: far above what real telemetry holds.
+    pub const DEFAULT: Self = Self {
+        json_depth: DEFAULT_MAX_JSON_DEPTH,
+        attributes: 1024,
+        tenants_per_batch: 10_000,
+        users_per_batch: 100_000,
+    };
+}
+
+impl Default for RecordLimits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// Default [`RecordLimits::json_depth`].
+pub const DEFAULT_MAX_JSON_DEPTH: usize = 64;
+
+/// Highest accepted [`RecordLimits::json_depth`]: the JSON parser's own recursion limit.
+pub const MAX_JSON_DEPTH_CEILING: usize = 128;
+
+/// Highest accepted count limit of [`RecordLimits`].
+const MAX_COUNT_CEILING: usize = 10_000_000;
 
 /// Default [`DecodeConfig::max_tokens_per_call`]: ten times the longest context window of any
 /// model on Amazon Bedrock, and far below what overflows a month's sums (about 9.2e10 calls).
@@ -45,6 +90,7 @@ impl Default for DecodeConfig {
             max_span_duration_ms: DEFAULT_MAX_SPAN_DURATION_MS,
             log_timezone: crate::LogTimezone::Utc,
             default_time_ms: None,
+            limits: RecordLimits::default(),
         }
     }
 }
@@ -62,6 +108,16 @@ pub enum ConfigError {
     /// The token plausibility limit is out of range.
     #[error("max tokens per call must be between 1 and {MAX_TOKENS_CEILING}, got {0}")]
     MaxTokens(i64),
+    /// A count or depth limit is out of its range.
+    #[error("{name} must be between 1 and {max}, got {value}")]
+    Range {
+        /// Setting name.
+        name: &'static str,
+        /// Value given.
+        value: usize,
+        /// Highest accepted.
+        max: usize,
+    },
     /// A size limit is zero or above 1 GiB.
     #[error("{name} must be between 1 and 1073741824 bytes, got {value}")]
     Limit {
@@ -106,6 +162,7 @@ impl DecodeConfig {
             max_span_duration_ms: DEFAULT_MAX_SPAN_DURATION_MS,
             log_timezone: crate::LogTimezone::Utc,
             default_time_ms: None,
+            limits: RecordLimits::default(),
         })
     }
 
@@ -120,6 +177,27 @@ impl DecodeConfig {
             return Err(ConfigError::MaxTokens(max));
         }
         self.max_tokens_per_call = max;
+        Ok(self)
+    }
+
+    /// The same settings with other [`RecordLimits`].
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Range`] naming the limit that is 0 or above its ceiling (128 for the
+    /// JSON depth, the parser's own; 10,000,000 for the counts).
+    pub fn with_limits(mut self, limits: RecordLimits) -> Result<Self, ConfigError> {
+        for (name, value, max) in [
+            ("max JSON depth", limits.json_depth, MAX_JSON_DEPTH_CEILING),
+            ("max attributes", limits.attributes, MAX_COUNT_CEILING),
+            ("max tenants per batch", limits.tenants_per_batch, MAX_COUNT_CEILING),
+            ("max users per batch", limits.users_per_batch, MAX_COUNT_CEILING),
+        ] {
+            if !(1..=max).contains(&value) {
+                return Err(ConfigError::Range { name, value, max });
+            }
+        }
+        self.limits = limits;
         Ok(self)
     }
 
@@ -157,5 +235,17 @@ mod tests {
             cfg.with_max_tokens_per_call(0).unwrap_err().to_string(),
             "max tokens per call must be between 1 and 1000000000000000, got 0"
         );
+        let limits = RecordLimits { json_depth: 129, ..RecordLimits::default() };
+        assert_eq!(
+            DecodeConfig::default().with_limits(limits).unwrap_err().to_string(),
+            "max JSON depth must be between 1 and 128, got 129"
+        );
+        let limits = RecordLimits { users_per_batch: 0, ..RecordLimits::default() };
+        assert_eq!(
+            DecodeConfig::default().with_limits(limits).unwrap_err().to_string(),
+            "max users per batch must be between 1 and 10000000, got 0"
+        );
+        let limits = RecordLimits { attributes: 7, ..RecordLimits::default() };
+        assert_eq!(DecodeConfig::default().with_limits(limits).unwrap().limits.attributes, 7);
     }
 }

@@ -15,6 +15,7 @@ use crate::cloudwatch::{Body, Payload, message_body};
 use crate::config::DecodeConfig;
 use crate::fields::{Fields, Got, Key, ParseError, Scalar, parse_object, parse_object_prefix};
 use crate::gzip::{Inflated, inflate_member};
+use crate::limits::json_depth;
 use crate::normalize::{Envelope, Refusal, check_time_ms, id_value, refuse, usage_event};
 
 /// Where one input record ended.
@@ -41,6 +42,8 @@ pub struct Decoded {
     /// Original sources of replayed quarantine entries: their quarantine files are rewritten
     /// by this run even if every entry now passes.
     pub lineage: Vec<SourceUri>,
+    /// The tenants and users met so far, for the per-batch limits.
+    pub(crate) ids: crate::limits::BatchIds,
 }
 
 /// Where the record being decoded sits.
@@ -224,6 +227,9 @@ impl Decoder {
                 return self.reject(out, refuse(Reason::InvalidUtf8, detail), ctx, raw);
             }
         };
+        if let Err(r) = json_depth(line, self.cfg.limits.json_depth) {
+            return self.reject(out, r, ctx, raw);
+        }
         // Trace requests are most of a month's bytes: read them once, not for their fields
         // first (the general path below gives the same outcome, and takes what this refuses).
         let t = text.trim_start();
@@ -333,7 +339,12 @@ impl Decoder {
         match f.get(Key::Event) {
             Got::One(_, Scalar::Str(e)) if e == "inference_usage" => {
                 match usage_event(f, text, &self.cfg, ctx.source, env) {
-                    Ok(ev) => out.outcomes.push(Outcome::Event(ev)),
+                    Ok(ev) => {
+                        match out.ids.admit(&ev.tenant_id, Some(&ev.user_id), &self.cfg.limits) {
+                            Ok(()) => out.outcomes.push(Outcome::Event(ev)),
+                            Err(r) => self.reject(out, r, ctx, raw),
+                        }
+                    }
                     Err(r) => self.reject(out, r, ctx, raw),
                 }
             }
@@ -380,6 +391,9 @@ impl Decoder {
                 return self.reject(out, refuse(Reason::InvalidUtf8, detail), ctx, raw);
             }
         };
+        if let Err(r) = json_depth(bytes, self.cfg.limits.json_depth) {
+            return self.reject(out, r, ctx, raw);
+        }
         match parse_object(text, &self.cfg.tenant_field) {
             Ok(f) => self.log_event_fields(&f, text, raw, ctx, out),
             Err(e) => self.reject(out, parse_refusal(&e), ctx, raw),
@@ -439,6 +453,12 @@ impl Decoder {
             Body::Text => return Self::skip(out, SkipKind::NonJsonMessage),
             Body::Json(text) => text,
         };
+        if let Err(r) = json_depth(text.as_bytes(), self.cfg.limits.json_depth) {
+            if msg.contains("inference_usage") {
+                return self.reject(out, r, ctx, raw);
+            }
+            return Self::skip(out, SkipKind::NonJsonMessage);
+        }
         let f = match parse_object_prefix(text, &self.cfg.tenant_field) {
             Ok(f) => f,
             // Log groups carry every log of the application; broken JSON is worth a look only
@@ -467,6 +487,9 @@ impl Decoder {
                 return self.reject(out, refuse(Reason::InvalidPayload, detail), ctx, raw);
             }
         };
+        if let Err(r) = json_depth(body, self.cfg.limits.json_depth) {
+            return self.reject(out, r, ctx, raw);
+        }
         let payload: Payload<'_> = match serde_json::from_str(text) {
             Ok(p) => p,
             Err(e) => {
@@ -553,7 +576,7 @@ impl Decoder {
     ) {
         let detail = format!("{} (not kept: a trace request may hold free text)", e.detail());
         out.outcomes.push(Outcome::Reject(Box::new(QuarantineEntry::withheld(
-            Reason::InvalidPayload,
+            e.reason(),
             detail,
             ctx.source.clone(),
             ctx.pos,
@@ -565,7 +588,7 @@ impl Decoder {
     fn otlp_span_entry(&self, bytes: &[u8], ctx: Ctx<'_>, out: &mut Decoded) {
         if let Err(e) = crate::otlp::json_in(bytes, ctx, &self.cfg, out, true) {
             let raw = Raw { bytes, format: RawFormat::OtlpJson };
-            self.reject(out, refuse(Reason::InvalidPayload, e.detail()), ctx, raw);
+            self.reject(out, refuse(e.reason(), e.detail()), ctx, raw);
         }
     }
 

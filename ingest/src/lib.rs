@@ -22,6 +22,7 @@ mod decode;
 mod fields;
 mod gzip;
 pub mod kinesis;
+mod limits;
 mod normalize;
 pub mod otlp;
 pub mod otlp_http;
@@ -32,7 +33,8 @@ mod textlog;
 mod window;
 
 pub use config::{
-    ConfigError, DEFAULT_MAX_SPAN_DURATION_MS, DEFAULT_MAX_TOKENS_PER_CALL, DecodeConfig,
+    ConfigError, DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_SPAN_DURATION_MS, DEFAULT_MAX_TOKENS_PER_CALL,
+    DecodeConfig, MAX_JSON_DEPTH_CEILING, RecordLimits,
 };
 pub use decode::{Decoded, Decoder, FileRawStore, Outcome, RawStore};
 pub use textlog::{BadTimezone, LogTimezone};

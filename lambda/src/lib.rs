@@ -65,7 +65,10 @@ impl Handler {
 
     /// Settings from the environment, with the lake opened: `AGENTMETER_LAKE` (required:
     /// `s3://bucket/prefix`, or a directory), `AGENTMETER_TENANT_FIELD` (default `clinic_id`),
-    /// `AGENTMETER_MAX_TOKENS_PER_CALL` (default 100000000), `AGENTMETER_ROLLUP_EVERY_SECONDS`
+    /// `AGENTMETER_MAX_TOKENS_PER_CALL` (default 100000000), the record limits
+    /// `AGENTMETER_MAX_JSON_DEPTH` (64), `AGENTMETER_MAX_ATTRIBUTES` (1024),
+    /// `AGENTMETER_MAX_TENANTS_PER_BATCH` (10000) and `AGENTMETER_MAX_USERS_PER_BATCH` (100000),
+    /// `AGENTMETER_ROLLUP_EVERY_SECONDS`
     /// (default 60; `off` for none), `AGENTMETER_CACHE_DIR` (default `/tmp/agentmeter`) and
     /// `AGENTMETER_CACHE_MAX_BYTES` (default 256 MiB). Call from a blocking thread: the lake's requests run on
     /// `handle`.
@@ -85,6 +88,20 @@ impl Handler {
             cfg = cfg
                 .with_max_tokens_per_call(max)
                 .map_err(|e| format!("AGENTMETER_MAX_TOKENS_PER_CALL: {e}"))?;
+        }
+        type Slot = fn(&mut agentmeter_ingest::RecordLimits) -> &mut usize;
+        let vars: [(&str, Slot); 4] = [
+            ("AGENTMETER_MAX_JSON_DEPTH", |l| &mut l.json_depth),
+            ("AGENTMETER_MAX_ATTRIBUTES", |l| &mut l.attributes),
+            ("AGENTMETER_MAX_TENANTS_PER_BATCH", |l| &mut l.tenants_per_batch),
+            ("AGENTMETER_MAX_USERS_PER_BATCH", |l| &mut l.users_per_batch),
+        ];
+        for (name, slot) in vars {
+            if let Some(v) = var::<usize>(name)? {
+                let mut limits = cfg.limits;
+                *slot(&mut limits) = v;
+                cfg = cfg.with_limits(limits).map_err(|e| format!("{name}={v}: {e}"))?;
+            }
         }
         let rollup_every = match std::env::var("AGENTMETER_ROLLUP_EVERY_SECONDS").as_deref() {
             Ok("off") => None,

@@ -51,11 +51,14 @@ pub enum Reason {
     ImplausibleValue,
     /// A whole source in no format agentmeter reads.
     UnrecognizedFormat,
+    /// A record over a configured limit other than size: JSON nested too deep, a span with
+    /// too many attributes, a batch naming too many tenants or users (the detail names it).
+    OverLimit,
 }
 
 impl Reason {
     /// Every reason, in code order.
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 20] = [
         Reason::InvalidUtf8,
         Reason::InvalidJson,
         Reason::NotAnObject,
@@ -75,6 +78,7 @@ impl Reason {
         Reason::TooLarge,
         Reason::ImplausibleValue,
         Reason::UnrecognizedFormat,
+        Reason::OverLimit,
     ];
 
     /// The stable snake_case code.
@@ -99,6 +103,7 @@ impl Reason {
             Reason::TooLarge => "too_large",
             Reason::ImplausibleValue => "implausible_value",
             Reason::UnrecognizedFormat => "unrecognized_format",
+            Reason::OverLimit => "over_limit",
         }
     }
 }

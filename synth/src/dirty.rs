@@ -76,6 +76,8 @@ pub(crate) enum Bad {
     NumericTimestamp,
     PreEpochTimestamp,
     Oversized,
+    /// A field nested deeper than the default JSON depth limit.
+    DeeplyNested,
     /// Token counts no call produces (they would overflow the day's sums).
     ImplausibleTokens,
     CwStringTimestamp,
@@ -164,6 +166,7 @@ impl Bad {
             NumericTimestamp,
             PreEpochTimestamp,
             Oversized,
+            DeeplyNested,
             ImplausibleTokens,
             CwStringTimestamp,
             CwObjectId,
@@ -221,6 +224,7 @@ impl Bad {
             WordTimestamp | NumericTimestamp | PreEpochTimestamp | CwStringTimestamp
             | FhNegativeTimestamp => Reason::InvalidTimestamp,
             Oversized => Reason::TooLarge,
+            DeeplyNested => Reason::OverLimit,
             ImplausibleTokens => Reason::ImplausibleValue,
             CorruptMember => Reason::InvalidGzip,
             NotAPayload | UnknownMessageType | EventsNotArray => Reason::InvalidPayload,
@@ -291,6 +295,11 @@ impl Bad {
             NumericTimestamp => text(&with(l, "timestamp", json!(c.ts_ms))),
             PreEpochTimestamp => text(&with(l, "timestamp", json!("1969-12-31T23:59:59.999Z"))),
             Oversized => text(&with(l, "debug_context", json!("x".repeat(OVERSIZED_PAD)))),
+            DeeplyNested => {
+                // 100 levels: over the decoder's default limit of 64, under serde_json's 128.
+                let nested = (0..100).fold(json!(1), |v, _| json!({ "a": v }));
+                text(&with(l, "debug_context", nested))
+            }
             ImplausibleTokens => {
                 let huge: i64 = 5_000_000_000_000_000_000;
                 let total = huge + num(&l, "output_tokens");

@@ -12,6 +12,7 @@ mod compact;
 mod crash;
 mod dirty;
 mod flags;
+mod hostile;
 mod ingest;
 mod invoice;
 mod isolation;

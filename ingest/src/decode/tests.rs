@@ -530,3 +530,107 @@ fn a_lines_session_is_kept_under_any_of_its_names() {
         (Reason::ConflictingField, "session_id and sessionId differ")
     );
 }
+
+/// `USAGE` with a time of its own.
+fn timed() -> String {
+    USAGE.replacen('{', "{\"timestamp\":\"2026-10-01T08:00:00Z\",", 1)
+}
+
+/// A valid usage line with one more field that makes it `depth` levels deep.
+fn nested_usage(depth: usize) -> String {
+    let deep = format!("{}1{}", "[".repeat(depth - 1), "]".repeat(depth - 1));
+    timed().replacen('{', &format!("{{\"debug\":{deep},"), 1)
+}
+
+#[test]
+fn json_nested_past_the_limit_is_over_limit_and_its_neighbours_pass() {
+    // The object itself is level 1: a field of 63 brackets makes 64 levels, the default.
+    assert!(matches!(one(&nested_usage(64)), Outcome::Event(_)));
+    let line = nested_usage(65);
+    let q = reject(one(&line));
+    assert_eq!(q.reason, Reason::OverLimit);
+    assert_eq!(q.detail, "JSON nested deeper than the limit of 64 levels");
+    assert_eq!(q.raw.as_deref(), Some(line.as_str()));
+    // 100,000 levels: refused before the parser recurses, with the line kept whole.
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let text = format!("{}\n{deep}\n{}", timed(), timed());
+    let mut out = Decoded::default();
+    Decoder::default().stream_record(text.as_bytes(), &src(), &mut out);
+    let kinds: Vec<_> = out
+        .outcomes
+        .iter()
+        .map(|o| match o {
+            Outcome::Event(_) => "event".to_owned(),
+            Outcome::Reject(q) => q.reason.code().to_owned(),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(kinds, ["event", "over_limit", "event"]);
+    // The limit is a setting.
+    let cfg = DecodeConfig::default()
+        .with_limits(crate::RecordLimits { json_depth: 3, ..Default::default() })
+        .unwrap();
+    let mut out = Decoded::default();
+    Decoder::new(cfg).line(nested_usage(4).as_bytes(), &src(), line_no(1), &mut out);
+    assert!(matches!(&out.outcomes[..], [Outcome::Reject(q)] if q.reason == Reason::OverLimit));
+}
+
+#[test]
+fn a_deep_message_inside_a_log_event_is_over_limit_only_when_it_claims_usage() {
+    let deep = nested_usage(70);
+    let q = reject(one(&cw_line(CW_ID, 1_790_841_600_000, &deep)));
+    assert_eq!(q.reason, Reason::OverLimit);
+    let other = format!("{{\"level\":\"info\",\"ctx\":{}1{}}}", "[".repeat(80), "]".repeat(80));
+    assert_eq!(
+        one(&cw_line(CW_ID, 1_790_841_600_000, &other)),
+        Outcome::Skip(SkipKind::NonJsonMessage)
+    );
+}
+
+#[test]
+fn a_batch_naming_too_many_tenants_or_users_refuses_the_records_past_the_limit() {
+    let cfg = DecodeConfig::default()
+        .with_limits(crate::RecordLimits {
+            tenants_per_batch: 2,
+            users_per_batch: 3,
+            ..Default::default()
+        })
+        .unwrap();
+    let line = |tenant: &str, user: &str| {
+        timed().replace("dr.lee@clinic-a.example", user).replace("clinic-a", tenant)
+    };
+    let lines = [
+        line("clinic-a", "u1"),
+        line("clinic-b", "u2"),
+        line("clinic-c", "u3"), // a third tenant
+        line("clinic-a", "u3"),
+        line("clinic-b", "u4"), // a fourth user
+        line("clinic-b", "u1"),
+    ];
+    let mut out = Decoded::default();
+    Decoder::new(cfg.clone()).stream_record(lines.join("\n").as_bytes(), &src(), &mut out);
+    let got: Vec<String> = out
+        .outcomes
+        .iter()
+        .map(|o| match o {
+            Outcome::Event(e) => format!("{} {}", e.tenant_id.as_str(), e.user_id.as_str()),
+            Outcome::Reject(q) => format!("{}: {}", q.reason.code(), q.detail),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "clinic-a u1",
+            "clinic-b u2",
+            "over_limit: the batch names more than 2 tenants (the limit per batch)",
+            "clinic-a u3",
+            "over_limit: the batch names more than 3 users (the limit per batch)",
+            "clinic-b u1",
+        ]
+    );
+    // The next batch starts afresh.
+    let mut out = Decoded::default();
+    Decoder::new(cfg).stream_record(lines[2].as_bytes(), &src(), &mut out);
+    assert!(matches!(&out.outcomes[..], [Outcome::Event(_)]));
+}

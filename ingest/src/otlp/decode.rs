@@ -36,7 +36,8 @@ pub fn decode_proto(
 ///
 /// # Errors
 ///
-/// [`OtlpError::Json`] when `body` is not JSON or not shaped as a request (for example a
+/// [`OtlpError::TooDeep`] when it nests deeper than the configured limit; [`OtlpError::Json`]
+/// when `body` is not JSON or not shaped as a request (for example a
 /// string where an array belongs, an id that is not a string, an integer out of range).
 pub fn decode_json(
     body: &[u8],
@@ -69,6 +70,8 @@ pub(crate) fn json_in(
     out: &mut Decoded,
     replayed_span: bool,
 ) -> Result<(), OtlpError> {
+    let max = cfg.limits.json_depth;
+    crate::limits::json_depth(body, max).map_err(|_| OtlpError::TooDeep(max))?;
     let req: Request = serde_json::from_slice(body).map_err(OtlpError::Json)?;
     request(&req, ctx, cfg, out, replayed_span);
     Ok(())
@@ -110,7 +113,12 @@ fn request(req: &Request, ctx: Ctx<'_>, cfg: &DecodeConfig, out: &mut Decoded, k
                     Position { event: Some(index), ..ctx.pos }
                 };
                 let a = Attrs { span: &span.attributes, resource };
-                let outcome = match agent_span(span, &a, &scope, &service, ctx.source, cfg) {
+                let span_ok = attribute_count(&a, cfg)
+                    .and_then(|()| agent_span(span, &a, &scope, &service, ctx.source, cfg))
+                    .and_then(|s| {
+                        out.ids.admit(&s.tenant_id, s.user_id.as_ref(), &cfg.limits).map(|()| s)
+                    });
+                let outcome = match span_ok {
                     Ok(s) => Outcome::Span(Box::new(s)),
                     Err(r) => Outcome::Reject(Box::new(quarantine(r, rs, ss, span, ctx, pos, cfg))),
                 };
@@ -118,6 +126,21 @@ fn request(req: &Request, ctx: Ctx<'_>, cfg: &DecodeConfig, out: &mut Decoded, k
             }
         }
     }
+}
+
+/// Refuses a span whose own attributes, or its resource's, are more than the limit: its
+/// context is looked up in both, so their length multiplies a request's cost.
+fn attribute_count(a: &Attrs<'_>, cfg: &DecodeConfig) -> Result<(), Refusal> {
+    let max = cfg.limits.attributes;
+    for (what, n) in [("span", a.span.len()), ("resource", a.resource.len())] {
+        if n > max {
+            return Err(refuse(
+                agentmeter_schemas::Reason::OverLimit,
+                format!("the {what} has {n} attributes, over the limit of {max}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The refused span alone, with its resource and scope, as an OTLP JSON request: replaying it

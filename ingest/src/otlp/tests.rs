@@ -597,3 +597,30 @@ fn protobuf_requests_keep_unknown_enum_values_and_bad_ids_per_span() {
     let again = json(q.raw.as_deref().unwrap());
     assert_eq!(only_reject(&again).detail, q.detail);
 }
+
+#[test]
+fn spans_or_resources_over_the_attribute_limit_are_over_limit_and_json_past_the_depth_too() {
+    let cfg = DecodeConfig::default()
+        .with_limits(crate::RecordLimits { attributes: 6, ..Default::default() })
+        .unwrap();
+    let decode = |body: &str| decode_json(body.as_bytes(), &src(), &cfg).unwrap();
+    // Five attributes of its own and six on the resource: inside the limit.
+    let six: Vec<Value> = (0..6).map(|i| attr(&format!("r{i}"), "x")).collect();
+    assert_eq!(spans(&decode(&request(json!(six), base_span()))).len(), 1);
+    let seven: Vec<Value> = (0..7).map(|i| attr(&format!("r{i}"), "x")).collect();
+    let d = decode(&request(json!(seven), base_span()));
+    let q = only_reject(&d);
+    assert_eq!(q.reason, Reason::OverLimit);
+    assert_eq!(q.detail, "the resource has 7 attributes, over the limit of 6");
+    let sp = with_attrs(|a| a.extend((0..2).map(|i| attr(&format!("s{i}"), "x"))));
+    let d = decode(&request(json!([]), sp));
+    assert_eq!(only_reject(&d).detail, "the span has 7 attributes, over the limit of 6");
+    // A body nested past the depth limit is refused whole, before it is parsed.
+    let mut sp = base_span();
+    sp["attributes"][0]["value"] =
+        (0..70).fold(json!({"intValue": "1"}), |v, _| json!({"arrayValue": {"values": [v]}}));
+    let e = decode_json(request(json!([]), sp).as_bytes(), &src(), &DecodeConfig::default())
+        .unwrap_err();
+    assert!(matches!(e, OtlpError::TooDeep(64)), "{e:?}");
+    assert_eq!(e.reason(), Reason::OverLimit);
+}

@@ -1,0 +1,137 @@
+//! Checks of [`RecordLimits`](crate::RecordLimits) that are not a record's size.
+
+use std::hash::{BuildHasher, BuildHasherDefault};
+
+use agentmeter_schemas::{Reason, TenantId, UserId};
+use rustc_hash::{FxHashSet, FxHasher};
+
+use crate::config::RecordLimits;
+use crate::normalize::{Refusal, refuse};
+
+/// Refuses JSON text nested deeper than `max` levels (objects and arrays; brackets inside
+/// strings do not count). Runs before parsing, so the parser never recurses further.
+pub(crate) fn json_depth(text: &[u8], max: usize) -> Result<(), Refusal> {
+    // Most records open a handful of brackets: fewer than `max` in all cannot nest deeper.
+    if memchr::memchr2_iter(b'{', b'[', text).nth(max).is_none() {
+        return Ok(());
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in text {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max {
+                    return Err(refuse(
+                        Reason::OverLimit,
+                        format!("JSON nested deeper than the limit of {max} levels"),
+                    ));
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The distinct tenants and users of one batch as delivered (one [`Decoded`](crate::Decoded)),
+/// as hashes: a collision would let one more through, never refuse one too many.
+#[derive(Debug, Default)]
+pub(crate) struct BatchIds {
+    tenants: FxHashSet<u64>,
+    users: FxHashSet<u64>,
+}
+
+impl BatchIds {
+    /// Admits a record of `tenant` and `user` (a span may name none), or refuses it when either is new to the batch
+    /// and the batch already holds as many as the limit allows.
+    pub(crate) fn admit(
+        &mut self,
+        tenant: &TenantId,
+        user: Option<&UserId>,
+        limits: &RecordLimits,
+    ) -> Result<(), Refusal> {
+        let hash = |s: &str| BuildHasherDefault::<FxHasher>::default().hash_one(s);
+        let t = hash(tenant.as_str());
+        let u = user.map(|u| hash(u.as_str()));
+        let new_tenant = !self.tenants.contains(&t);
+        if new_tenant && self.tenants.len() >= limits.tenants_per_batch {
+            return Err(refuse(
+                Reason::OverLimit,
+                format!(
+                    "the batch names more than {} tenants (the limit per batch)",
+                    limits.tenants_per_batch
+                ),
+            ));
+        }
+        let new_user = u.filter(|u| !self.users.contains(u));
+        if new_user.is_some() && self.users.len() >= limits.users_per_batch {
+            return Err(refuse(
+                Reason::OverLimit,
+                format!(
+                    "the batch names more than {} users (the limit per batch)",
+                    limits.users_per_batch
+                ),
+            ));
+        }
+        if new_tenant {
+            self.tenants.insert(t);
+        }
+        if let Some(u) = new_user {
+            self.users.insert(u);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nested(depth: usize) -> String {
+        format!("{}{}", "[".repeat(depth), "]".repeat(depth))
+    }
+
+    #[test]
+    fn depth_counts_brackets_outside_strings() {
+        assert!(json_depth(nested(64).as_bytes(), 64).is_ok());
+        let r = json_depth(nested(65).as_bytes(), 64).unwrap_err();
+        assert_eq!(r.reason, Reason::OverLimit);
+        assert_eq!(r.detail, "JSON nested deeper than the limit of 64 levels");
+        // Siblings do not add up; brackets in strings, escaped quotes included, do not count.
+        let wide = format!("{{\"a\":[{}]}}", vec!["{}"; 500].join(","));
+        assert!(json_depth(wide.as_bytes(), 3).is_ok());
+        assert!(json_depth(wide.as_bytes(), 2).is_err());
+        let quoted = format!("{{\"a\":\"\\\"{}\"}}", "[{".repeat(200));
+        assert!(json_depth(quoted.as_bytes(), 1).is_ok());
+        assert!(json_depth(b"{\"a\":{\"b\":1}}", 1).is_err());
+    }
+
+    #[test]
+    fn a_batch_admits_known_ids_past_the_limit_and_refuses_new_ones() {
+        let limits =
+            RecordLimits { tenants_per_batch: 2, users_per_batch: 3, ..Default::default() };
+        let (t, u) = (|s: &str| TenantId::new(s).unwrap(), |s: &str| UserId::new(s).unwrap());
+        let mut b = BatchIds::default();
+        assert!(b.admit(&t("a"), Some(&u("1")), &limits).is_ok());
+        assert!(b.admit(&t("b"), Some(&u("2")), &limits).is_ok());
+        let r = b.admit(&t("c"), Some(&u("1")), &limits).unwrap_err();
+        assert_eq!(r.detail, "the batch names more than 2 tenants (the limit per batch)");
+        assert!(b.admit(&t("a"), Some(&u("3")), &limits).is_ok());
+        let r = b.admit(&t("b"), Some(&u("4")), &limits).unwrap_err();
+        assert_eq!(r.detail, "the batch names more than 3 users (the limit per batch)");
+        // A refused record adds nothing: known ids still pass, and a span without a user.
+        assert!(b.admit(&t("b"), Some(&u("1")), &limits).is_ok());
+        assert!(b.admit(&t("a"), None, &limits).is_ok());
+    }
+}
