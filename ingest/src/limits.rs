@@ -48,13 +48,41 @@ pub(crate) fn json_depth(text: &[u8], max: usize) -> Result<(), Refusal> {
 /// as hashes: a collision would let one more through, never refuse one too many.
 #[derive(Debug, Default)]
 pub(crate) struct BatchIds {
-    tenants: FxHashSet<u64>,
-    users: FxHashSet<u64>,
+    tenants: Distinct,
+    users: Distinct,
+}
+
+/// Hashes seen, kept in a plain list while there are fewer than the limit (no batch that
+/// small can be over it) and in a set from then on: most batches never need the set.
+#[derive(Debug, Default)]
+struct Distinct {
+    seen: Vec<u64>,
+    set: Option<FxHashSet<u64>>,
+}
+
+impl Distinct {
+    /// Whether `h` would be over `limit`; `false` leaves it unrecorded.
+    fn admits(&mut self, h: u64, limit: usize) -> bool {
+        if self.set.is_none() && self.seen.len() < limit {
+            return true;
+        }
+        let set = self.set.get_or_insert_with(|| self.seen.drain(..).collect());
+        set.contains(&h) || set.len() < limit
+    }
+
+    fn record(&mut self, h: u64) {
+        match &mut self.set {
+            Some(set) => {
+                set.insert(h);
+            }
+            None => self.seen.push(h),
+        }
+    }
 }
 
 impl BatchIds {
-    /// Admits a record of `tenant` and `user` (a span may name none), or refuses it when either is new to the batch
-    /// and the batch already holds as many as the limit allows.
+    /// Admits a record of `tenant` and `user` (a span may name none), or refuses it when
+    /// either is new to the batch and the batch already holds as many as the limit allows.
     pub(crate) fn admit(
         &mut self,
         tenant: &TenantId,
@@ -63,9 +91,7 @@ impl BatchIds {
     ) -> Result<(), Refusal> {
         let hash = |s: &str| BuildHasherDefault::<FxHasher>::default().hash_one(s);
         let t = hash(tenant.as_str());
-        let u = user.map(|u| hash(u.as_str()));
-        let new_tenant = !self.tenants.contains(&t);
-        if new_tenant && self.tenants.len() >= limits.tenants_per_batch {
+        if !self.tenants.admits(t, limits.tenants_per_batch) {
             return Err(refuse(
                 Reason::OverLimit,
                 format!(
@@ -74,8 +100,8 @@ impl BatchIds {
                 ),
             ));
         }
-        let new_user = u.filter(|u| !self.users.contains(u));
-        if new_user.is_some() && self.users.len() >= limits.users_per_batch {
+        let u = user.map(|u| hash(u.as_str()));
+        if u.is_some_and(|u| !self.users.admits(u, limits.users_per_batch)) {
             return Err(refuse(
                 Reason::OverLimit,
                 format!(
@@ -84,11 +110,9 @@ impl BatchIds {
                 ),
             ));
         }
-        if new_tenant {
-            self.tenants.insert(t);
-        }
-        if let Some(u) = new_user {
-            self.users.insert(u);
+        self.tenants.record(t);
+        if let Some(u) = u {
+            self.users.record(u);
         }
         Ok(())
     }
