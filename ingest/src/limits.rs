@@ -15,19 +15,25 @@ pub(crate) fn json_depth(text: &[u8], max: usize) -> Result<(), Refusal> {
     if memchr::memchr2_iter(b'{', b'[', text).nth(max).is_none() {
         return Ok(());
     }
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in text {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < text.len() {
+        match text[i] {
+            // Strings are most of a record's bytes: jump over them.
+            b'"' => {
+                i += 1;
+                loop {
+                    match memchr::memchr2(b'"', b'\\', text.get(i..).unwrap_or_default()) {
+                        Some(j) if text[i + j] == b'\\' => i += j + 2,
+                        Some(j) => {
+                            i += j + 1;
+                            break;
+                        }
+                        None => return Ok(()),
+                    }
+                }
+                continue;
             }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
             b'{' | b'[' => {
                 depth += 1;
                 if depth > max {
@@ -40,6 +46,7 @@ pub(crate) fn json_depth(text: &[u8], max: usize) -> Result<(), Refusal> {
             b'}' | b']' => depth = depth.saturating_sub(1),
             _ => {}
         }
+        i += 1;
     }
     Ok(())
 }
@@ -139,6 +146,11 @@ mod tests {
         let quoted = format!("{{\"a\":\"\\\"{}\"}}", "[{".repeat(200));
         assert!(json_depth(quoted.as_bytes(), 1).is_ok());
         assert!(json_depth(b"{\"a\":{\"b\":1}}", 1).is_err());
+        // An escape at the very end, or a string never closed: nothing to read past the end.
+        let open = format!("{}\"{}\\", "[".repeat(60), "[".repeat(10));
+        assert!(json_depth(open.as_bytes(), 64).is_ok());
+        let open = format!("{}\"ab\\", "[".repeat(60));
+        assert!(json_depth(format!("{open}{}", "[".repeat(10)).as_bytes(), 64).is_ok());
     }
 
     #[test]
