@@ -80,3 +80,76 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// Trials per command of the crash matrix: `AGENTMETER_CRASH_TRIALS` (default 2, what CI
+/// runs; a soak sets more).
+pub fn crash_trials() -> u64 {
+    std::env::var("AGENTMETER_CRASH_TRIALS").ok().and_then(|v| v.parse().ok()).unwrap_or(2)
+}
+
+/// A small deterministic generator (PCG-style) for kill points: `AGENTMETER_CRASH_SEED`
+/// (default 0x5eed) mixed with a name, so each test has its own sequence and a failure
+/// names the seed that reproduces it.
+pub struct Seeded {
+    pub seed: u64,
+    state: u64,
+}
+
+impl Seeded {
+    pub fn new(name: &str) -> Self {
+        let base = std::env::var("AGENTMETER_CRASH_SEED")
+            .ok()
+            .and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok())
+            .unwrap_or(0x5eed);
+        let seed = name.bytes().fold(base, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        Self { seed, state: seed }
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.state = self
+            .state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.state >> 33) % n.max(1)
+    }
+
+    /// A duration in `[0, window)`, in milliseconds' steps.
+    pub fn within(&mut self, window: std::time::Duration) -> std::time::Duration {
+        std::time::Duration::from_millis(self.below(window.as_millis().max(1) as u64))
+    }
+}
+
+/// Runs `cmd` and sends it SIGKILL after `after`. `true` if the kill landed (the process was
+/// still running), `false` if it had finished first (then it must have succeeded).
+pub fn kill_after(cmd: &mut Command, after: std::time::Duration) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn agentmeter");
+    let deadline = std::time::Instant::now() + after;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut err = String::new();
+            let _ =
+                std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err);
+            assert!(status.success(), "{cmd:?} failed before the kill: {status}\n{err}");
+            return false;
+        }
+        if std::time::Instant::now() >= deadline {
+            child.kill().expect("SIGKILL");
+            let status = child.wait().expect("wait");
+            return status.signal() == Some(9);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// How long `cmd` takes to succeed: the window the crash matrix kills it within.
+pub fn timed(cmd: &mut Command) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    ok(cmd);
+    start.elapsed()
+}
