@@ -240,6 +240,8 @@ struct Committer<R> {
     opts: WriterOptions,
     index: DedupIndex,
     touched: BTreeSet<NaiveDate>,
+    /// Days met with nothing new to write whose rollups were checked.
+    checked: BTreeSet<NaiveDate>,
     stats: WriteStats,
 }
 
@@ -316,6 +318,15 @@ impl<R: LakeRecord> Committer<R> {
         part.ids.seal();
         self.index.entries += fresh.len();
         if fresh.is_empty() {
+            // Nothing new, as when a run killed before its rollups is run again: the records
+            // are in the lake, and their day is rolled up now if that run never did.
+            if self.checked.insert(dt) {
+                let stale = crate::rollup::rollup_state(&self.lake, dt)
+                    .map_or(true, |s| matches!(s, crate::rollup::RollupState::Stale { .. }));
+                if stale {
+                    self.touched.insert(dt);
+                }
+            }
             return Ok(());
         }
         let batch = &batch.records;
@@ -381,6 +392,7 @@ impl<R: LakeRecord> EventWriter<R> {
             opts,
             index: DedupIndex::new(opts.index_budget),
             touched: BTreeSet::new(),
+            checked: BTreeSet::new(),
             stats: WriteStats::default(),
         };
         let (tx, rx) = mpsc::sync_channel::<Msg<R>>(0);

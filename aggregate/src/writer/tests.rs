@@ -196,6 +196,34 @@ fn a_crash_between_events_and_rollup_leaves_a_stale_rollup_that_is_rebuilt_on_de
 }
 
 #[test]
+fn a_rerun_that_finds_everything_written_rolls_up_the_days_the_crashed_run_did_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open_dir(dir.path()).unwrap();
+    let events = [ev("a", "t1", DAY0, 1), ev("b", "t1", DAY0 + 86_400_000, 2)];
+    // The first run commits both days and dies before its rollups.
+    let mut w = EventWriter::new(&lake, small());
+    for e in &events {
+        w.push(e.clone()).unwrap();
+    }
+    w.commit().unwrap();
+    drop(w);
+    assert_eq!(lake.stale_rollups(period().0, period().1).unwrap().len(), 2);
+    // Run again: nothing new to write, and both days rolled up, as a clean run leaves them.
+    let mut w = EventWriter::new(&lake, small());
+    for e in &events {
+        w.push(e.clone()).unwrap();
+    }
+    let s = w.finish().unwrap();
+    assert_eq!((s.written, s.duplicates, s.rollups), (0, 2, 2));
+    assert!(lake.stale_rollups(period().0, period().1).unwrap().is_empty());
+    assert_eq!(lake.hourly(day(2)).unwrap()[0].1.tokens.input, 2);
+    // Once current, a day met again with nothing new is not rebuilt.
+    let mut w = EventWriter::new(&lake, small());
+    w.push(events[0].clone()).unwrap();
+    assert_eq!(w.finish().unwrap().rollups, 0);
+}
+
+#[test]
 fn a_partition_whose_rollup_fails_never_blocks_the_others_and_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::open_dir(dir.path()).unwrap();
