@@ -104,12 +104,22 @@ impl Lake {
     /// As [`Lake::open`].
     pub fn open_dir(root: impl Into<std::path::PathBuf>) -> Result<Self> {
         let store = LocalStore::new(root);
-        // A writer that died leaves temporary files; a live one's are seconds old.
-        let removed = store.remove_abandoned("")?;
-        if removed > 0 {
-            tracing::info!(files = removed, "Removed temporary files of writers that stopped.");
-        }
+        sweep(&store)?;
         Self::open(Arc::new(store))
+    }
+
+    /// A lake that must exist already in a local directory. Temporary files of writers that
+    /// died are removed, as by [`Lake::open_dir`]: whichever command comes next (a `rollup`,
+    /// a `compact`, an `invoice`) cleans up after a killed one.
+    ///
+    /// # Errors
+    ///
+    /// As [`Lake::existing`]; a temporary file that cannot be removed.
+    pub fn existing_dir(root: impl Into<std::path::PathBuf>) -> Result<Self> {
+        let store = LocalStore::new(root);
+        let lake = Self::existing(Arc::new(store.clone()))?;
+        sweep(&store)?;
+        Ok(lake)
     }
 
     /// True when the marker is there and of this version.
@@ -409,9 +419,32 @@ impl Lake {
     }
 }
 
+/// Removes the temporary files of writers that died; a live one's are seconds old.
+fn sweep(store: &LocalStore) -> Result<()> {
+    let removed = store.remove_abandoned("")?;
+    if removed > 0 {
+        tracing::info!(files = removed, "Removed temporary files of writers that stopped.");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_command_opening_a_local_lake_removes_a_dead_writer_s_temporary_files() {
+        let dir = tempfile::tempdir().unwrap();
+        Lake::open_dir(dir.path()).unwrap();
+        let host = crate::fsio::host();
+        let name = format!(".tmp-{host}~4294967294-7-part-00000.parquet.partial");
+        let dead = dir.path().join("tenant_hourly/dt=2026-10-23").join(name);
+        std::fs::create_dir_all(dead.parent().unwrap()).unwrap();
+        std::fs::write(&dead, b"half a file").unwrap();
+        Lake::existing_dir(dir.path()).unwrap();
+        assert!(!dead.exists());
+        assert!(Lake::existing_dir(dir.path().join("none")).is_err());
+    }
 
     #[test]
     fn a_new_lake_is_created_and_foreign_or_other_version_locations_are_refused() {

@@ -166,9 +166,7 @@ pub fn open_lake_on(
             )));
         }
         LakeLocation::Dir(p) if create => Lake::open_dir(p),
-        LakeLocation::Dir(p) => {
-            Lake::existing(Arc::new(agentmeter_aggregate::store::LocalStore::new(p)))
-        }
+        LakeLocation::Dir(p) => Lake::existing_dir(p),
         LakeLocation::S3 { bucket, prefix } => {
             let sdk = sdk.ok_or_else(|| {
                 Error::Usage(format!("{loc}: an S3 lake needs an AWS configuration"))
