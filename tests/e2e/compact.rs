@@ -6,19 +6,6 @@ use std::path::Path;
 
 use crate::util::*;
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
-
 fn files(lake: &Path, table: &str) -> usize {
     let mut n = 0;
     for p in std::fs::read_dir(lake.join(table)).unwrap() {

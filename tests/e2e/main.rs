@@ -10,6 +10,7 @@ mod aws_sources;
 mod cli;
 mod compact;
 mod crash;
+mod crash_matrix;
 mod crash_services;
 mod dirty;
 mod flags;

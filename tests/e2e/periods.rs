@@ -73,7 +73,7 @@ fn stdout(o: &std::process::Output) -> String {
 }
 
 /// The documents of a period's directory: path → bytes.
-fn documents(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn documents(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     files_under(dir)
         .into_iter()
         .filter(|f| {
@@ -319,19 +319,6 @@ fn a_preview_is_neither_numbered_nor_recorded() {
     ok(&mut invoice(&s, "2026-10", &out, &["--close"]));
     let refused = invoice(&s, "2026-10", &out, &["--preview"]).output().unwrap();
     assert_eq!(refused.status.code(), Some(2));
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        let t = to.join(p.file_name().unwrap());
-        if p.is_dir() {
-            copy_dir(&p, &t);
-        } else {
-            std::fs::copy(&p, &t).unwrap();
-        }
-    }
 }
 
 /// The invoice in headless Chromium (`scripts/check-invoice`): loads cleanly, fits A4 and

@@ -44,7 +44,7 @@ fn objects(aws: &Aws, bucket: &str, prefix: &str) -> Vec<(String, i64)> {
 }
 
 /// Downloads every object under `prefix` into `to` (keys relative to `prefix`).
-fn download(aws: &Aws, bucket: &str, prefix: &str, to: &Path) -> Vec<String> {
+pub(crate) fn download(aws: &Aws, bucket: &str, prefix: &str, to: &Path) -> Vec<String> {
     let mut keys = Vec::new();
     for (key, _) in objects(aws, bucket, prefix) {
         let obj = aws.rt.block_on(aws.s3.get_object().bucket(bucket).key(&key).send()).unwrap();
@@ -58,7 +58,7 @@ fn download(aws: &Aws, bucket: &str, prefix: &str, to: &Path) -> Vec<String> {
 }
 
 /// `agentmeter` as on a machine of its own: its own home, object cache and temporary files.
-fn machine(aws: &Aws, root: &Path, name: &str, args: &[&str]) -> Command {
+pub(crate) fn machine(aws: &Aws, root: &Path, name: &str, args: &[&str]) -> Command {
     let home = root.join(format!("machine-{name}"));
     for d in ["home", "cache", "tmp"] {
         std::fs::create_dir_all(home.join(d)).unwrap();

@@ -153,3 +153,17 @@ pub fn timed(cmd: &mut Command) -> std::time::Duration {
     ok(cmd);
     start.elapsed()
 }
+
+/// A copy of the directory tree `from` at `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create directory");
+    for e in std::fs::read_dir(from).expect("read directory") {
+        let p = e.expect("directory entry").path();
+        let t = to.join(p.file_name().expect("file name"));
+        if p.is_dir() {
+            copy_dir(&p, &t);
+        } else {
+            std::fs::copy(&p, &t).expect("copy file");
+        }
+    }
+}
