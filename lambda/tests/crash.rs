@@ -392,16 +392,27 @@ struct Instance {
 }
 
 impl Instance {
-    fn start(api: &RuntimeApi, lake: &Path, cache: &Path, log: &Path) -> Instance {
+    fn start(api: &RuntimeApi, lake: &Lakes, name: &str, cache: &Path, log: &Path) -> Instance {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_agentmeter-lambda"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_agentmeter-lambda"));
+        if let Lakes::S3(moto) = lake {
+            cmd.env("AWS_ENDPOINT_URL", moto.endpoint())
+                .env("AWS_REGION", "us-east-1")
+                .env("AWS_ACCESS_KEY_ID", "test")
+                .env("AWS_SECRET_ACCESS_KEY", "test")
+                .env_remove("AWS_PROFILE")
+                .env("AWS_CONFIG_FILE", "/nonexistent")
+                .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+                .env("AWS_EC2_METADATA_DISABLED", "true");
+        }
+        let child = cmd
             .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{}", api.port))
             .env("AWS_LAMBDA_FUNCTION_NAME", "agentmeter")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/agentmeter")
             .env("AWS_LAMBDA_LOG_STREAM_NAME", "2026/11/22/[$LATEST]0")
-            .env("AGENTMETER_LAKE", lake)
+            .env("AGENTMETER_LAKE", lake.location(name))
             .env("AGENTMETER_CACHE_DIR", cache)
             // Every batch rolls its days up: kills land in rollups too.
             .env("AGENTMETER_ROLLUP_EVERY_SECONDS", "0")
@@ -445,7 +456,8 @@ struct Run {
 /// again to a new instance, as the event source mapping retries a batch that got no answer.
 fn run_shard(
     batches: &[String],
-    lake: &Path,
+    lake: &Lakes,
+    name: &str,
     work: &Path,
     mut kills: Option<(&mut Seeded, &[Duration])>,
     ctx: &str,
@@ -455,7 +467,7 @@ fn run_shard(
     let cache = work.join("cache");
     let log = work.join("function.log");
     let stderr = || std::fs::read_to_string(&log).unwrap_or_default();
-    let mut instance = Instance::start(&api, lake, &cache, &log);
+    let mut instance = Instance::start(&api, lake, name, &cache, &log);
     let mut run = Run::default();
     for (b, batch) in batches.iter().enumerate() {
         let mut delivery = 0;
@@ -477,7 +489,7 @@ fn run_shard(
                 (None, Some(_)) => {
                     let landed = instance.kill();
                     assert!(landed, "{ctx}: the function exited by itself:\n{}", stderr());
-                    instance = Instance::start(&api, lake, &cache, &log);
+                    instance = Instance::start(&api, lake, name, &cache, &log);
                     // An answer posted just before the kill counts; else the batch again.
                     match api.answer(&id, Instant::now()) {
                         Some(a) => a,
@@ -535,8 +547,70 @@ fn reader_view(lake: &Path) -> (Vec<Value>, Vec<Value>, usize) {
     (events, hourly, rebuilt)
 }
 
-#[test]
-fn the_function_killed_mid_batch_then_redelivered_writes_every_event_once() {
+/// Where the function's lakes are: directories under one, or prefixes of bucket `lakes` of
+/// a moto server.
+enum Lakes {
+    Dir(std::path::PathBuf),
+    S3(agentmeter_testkit::moto::MotoServer),
+}
+
+impl Lakes {
+    /// `AGENTMETER_LAKE` of the lake `name`.
+    fn location(&self, name: &str) -> String {
+        match self {
+            Lakes::Dir(root) => root.join(name).display().to_string(),
+            Lakes::S3(_) => format!("s3://lakes/{name}"),
+        }
+    }
+
+    /// The lake `name` as a local directory (an S3 lake downloaded into `work`).
+    fn local(&self, name: &str, work: &Path) -> std::path::PathBuf {
+        let Lakes::S3(moto) = self else { return self.location(name).into() };
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let s3 = s3_client(moto, &rt);
+        let to = work.join(format!("{name}-copy"));
+        let prefix = format!("{name}/");
+        let mut token = None;
+        loop {
+            let mut req = s3.list_objects_v2().bucket("lakes").prefix(&prefix);
+            if let Some(t) = token.take() {
+                req = req.continuation_token(t);
+            }
+            let page = rt.block_on(req.send()).unwrap();
+            for key in page.contents().iter().filter_map(|o| o.key()) {
+                let obj = rt.block_on(s3.get_object().bucket("lakes").key(key).send()).unwrap();
+                let bytes = rt.block_on(obj.body.collect()).unwrap().into_bytes();
+                let path = to.join(key.strip_prefix(&prefix).unwrap());
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, bytes).unwrap();
+            }
+            token = page.next_continuation_token().map(str::to_owned);
+            if token.is_none() {
+                return to;
+            }
+        }
+    }
+}
+
+fn s3_client(
+    moto: &agentmeter_testkit::moto::MotoServer,
+    rt: &tokio::runtime::Runtime,
+) -> aws_sdk_s3::Client {
+    let config = rt.block_on(
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(moto.endpoint())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new("t", "t", None, None, "t"))
+            .load(),
+    );
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build(),
+    )
+}
+
+/// A clean run, then the seeded trials, each on a lake of its own in `lakes`; prints the
+/// figures under `label`.
+fn killed_mid_batch(lakes: &Lakes, label: &str) {
     let dir = tempfile::tempdir().unwrap();
     let (batches, want) = batches();
     // What the input holds, per tenant: each event once.
@@ -549,20 +623,20 @@ fn the_function_killed_mid_batch_then_redelivered_writes_every_event_once() {
 
     // A clean run: the reference, and how long each batch takes (the kill windows).
     let clean = dir.path().join("clean");
-    let clean_run = run_shard(&batches, &clean.join("lake"), &clean, None, "clean run");
-    let clean_view = reader_view(&clean.join("lake"));
+    let clean_run = run_shard(&batches, lakes, "clean", &clean, None, "clean run");
+    let clean_view = reader_view(&lakes.local("clean", &clean));
     assert_eq!((&clean_view.0, &clean_view.1), (&want_events, &want_hourly), "clean run");
 
-    let mut rng = Seeded::new("lambda_killed_mid_batch");
+    let mut rng = Seeded::new(&format!("lambda_killed_mid_batch_{label}"));
     let seed = rng.seed;
     let trials = crash_trials();
     let (mut kills, mut deliveries, mut rebuilt) = (0, 0, 0);
     for trial in 0..trials {
-        let ctx = format!("seed {seed:x}, trial {trial}");
+        let ctx = format!("{label}: seed {seed:x}, trial {trial}");
         let work = dir.path().join(format!("trial-{trial}"));
-        let lake = work.join("lake");
-        let run = run_shard(&batches, &lake, &work, Some((&mut rng, &clean_run.took)), &ctx);
-        let view = reader_view(&lake);
+        let name = format!("trial-{trial}");
+        let run = run_shard(&batches, lakes, &name, &work, Some((&mut rng, &clean_run.took)), &ctx);
+        let view = reader_view(&lakes.local(&name, &work));
         assert_eq!((&view.0, &view.1), (&clean_view.0, &clean_view.1), "{ctx}");
         kills += run.kills;
         deliveries += run.deliveries;
@@ -570,9 +644,23 @@ fn the_function_killed_mid_batch_then_redelivered_writes_every_event_once() {
     }
     let events: i64 = want.values().map(|w| w[0]).sum();
     eprintln!(
-        "crash figures: lambda: seed {seed:x}, {trials} trials, {kills} kills landed mid-batch, \
-         {deliveries} deliveries of {BATCHES} batches ({events} events) each trial answered \
-         without batchItemFailures, {rebuilt} stale days rebuilt by the reader, events lost 0, \
-         doubled 0"
+        "crash figures: lambda ({label}): seed {seed:x}, {trials} trials, {kills} kills landed \
+         mid-batch, {deliveries} deliveries of {BATCHES} batches a trial ({events} events), \
+         each batch answered without batchItemFailures, {rebuilt} stale days rebuilt by the \
+         reader, events lost 0, doubled 0"
     );
+}
+
+#[test]
+fn the_function_killed_mid_batch_then_redelivered_writes_every_event_once() {
+    let dir = tempfile::tempdir().unwrap();
+    killed_mid_batch(&Lakes::Dir(dir.path().to_owned()), "directory lake");
+}
+
+#[test]
+fn on_an_s3_lake_the_function_killed_mid_batch_writes_every_event_once() {
+    let moto = agentmeter_testkit::moto::MotoServer::start();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(s3_client(&moto, &rt).create_bucket().bucket("lakes").send()).unwrap();
+    killed_mid_batch(&Lakes::S3(moto), "S3 lake");
 }
