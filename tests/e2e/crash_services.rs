@@ -197,3 +197,214 @@ fn serve_killed_under_load_keeps_every_acknowledged_span_once() {
          ({unacked_kept} of them kept), spans lost 0, doubled 0"
     );
 }
+
+/// An OpenMeter-shaped billing system on loopback: keeps the body of every request it read
+/// whole (what the system received, whether or not the sender lived to see the answer) and
+/// answers 204 after [`BILLING_DELAY`], one connection at a time.
+struct Billing {
+    port: u16,
+    received: std::sync::Arc<Mutex<Vec<String>>>,
+}
+
+/// The billing system's time per request: sending is a good part of a run, as against a
+/// remote API.
+const BILLING_DELAY: Duration = Duration::from_millis(8);
+
+impl Billing {
+    fn start() -> Billing {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let received = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let keep = std::sync::Arc::clone(&received);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { break };
+                // A killed sender leaves a connection cut short: it is dropped, not waited on.
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut len = None;
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    continue;
+                }
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    let l = line.trim_end();
+                    if l.is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = l.split_once(':')
+                        && k.trim().eq_ignore_ascii_case("content-length")
+                    {
+                        len = v.trim().parse::<usize>().ok();
+                    }
+                }
+                let Some(len) = len else { continue };
+                let mut body = vec![0; len];
+                if reader.read_exact(&mut body).is_err() {
+                    continue;
+                }
+                keep.lock().unwrap().push(String::from_utf8(body).unwrap());
+                std::thread::sleep(BILLING_DELAY);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        });
+        Billing { port, received }
+    }
+
+    /// Every event received, in order (resends included).
+    fn events(&self) -> Vec<serde_json::Value> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|b| serde_json::from_str::<Vec<serde_json::Value>>(b).unwrap())
+            .collect()
+    }
+}
+
+/// Keys of every object under `prefix` of bucket `lakes`.
+fn keys_under(aws: &crate::aws_sources::Aws, prefix: &str) -> Vec<String> {
+    aws.rt.block_on(async {
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let mut req = aws.s3.list_objects_v2().bucket("lakes").prefix(prefix);
+            if let Some(t) = token.take() {
+                req = req.continuation_token(t);
+            }
+            let page = req.send().await.unwrap();
+            keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+            token = page.next_continuation_token().map(str::to_owned);
+            if token.is_none() {
+                return keys;
+            }
+        }
+    })
+}
+
+/// Deletes every object under `prefix` of bucket `lakes`.
+fn delete_under(aws: &crate::aws_sources::Aws, prefix: &str) {
+    for k in keys_under(aws, prefix) {
+        aws.rt.block_on(aws.s3.delete_object().bucket("lakes").key(k).send()).unwrap();
+    }
+}
+
+/// Downloads every object under `prefix` of bucket `lakes` into `to`.
+fn download_under(aws: &crate::aws_sources::Aws, prefix: &str, to: &std::path::Path) {
+    for k in keys_under(aws, prefix) {
+        let obj = aws.rt.block_on(aws.s3.get_object().bucket("lakes").key(&k).send()).unwrap();
+        let bytes = aws.rt.block_on(obj.body.collect()).unwrap().into_bytes();
+        let path = to.join(k.strip_prefix(prefix).unwrap());
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+}
+
+#[test]
+fn push_killed_mid_run_sends_exactly_a_clean_runs_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    generate(
+        &root.join("gen"),
+        &["--tenants", "4", "--noisy", "1", "--events", "3000", "--seed", "17", "--ndjson-only"],
+    );
+    let aws = crate::aws_sources::Aws::start();
+    aws.rt.block_on(aws.s3.create_bucket().bucket("lakes").send()).unwrap();
+    let lake = "s3://lakes/push";
+    let cmd = |args: &[&str]| {
+        let mut c = aws.cmd(args);
+        c.env("HOME", root).env("AGENTMETER_CACHE_DIR", root.join("cache"));
+        c
+    };
+    let input = root.join("gen/input/ndjson");
+    ok(cmd(&["ingest", "--lake", lake, "--no-progress"]).arg(&input));
+    let token = root.join("token");
+    std::fs::write(&token, "om-token\n").unwrap();
+    let push = |billing: &Billing| {
+        let mut c = cmd(&["push", "openmeter", "--period", "2026-10", "--lake", lake]);
+        c.arg("--token-file")
+            .arg(&token)
+            .args(["--endpoint", &format!("http://127.0.0.1:{}", billing.port)]);
+        c
+    };
+    let ledgers = "push/_state/push/";
+
+    // The clean run: what the system must end with, and the window kills are drawn in.
+    let billing = Billing::start();
+    let window = timed(&mut push(&billing));
+    let clean: BTreeMap<String, serde_json::Value> =
+        billing.events().into_iter().map(|e| (e["id"].as_str().unwrap().to_owned(), e)).collect();
+    assert_eq!(clean.len(), billing.events().len(), "a clean run sends each event once");
+    let totals = |events: &BTreeMap<String, serde_json::Value>| {
+        let mut t: BTreeMap<(String, String), i64> = BTreeMap::new();
+        for e in events.values() {
+            let k = (e["subject"].as_str().unwrap().to_owned(), e["type"].as_str().unwrap().into());
+            *t.entry(k).or_default() += e["data"]["value"].as_i64().unwrap();
+        }
+        t
+    };
+    // The tokens pushed are the lake's.
+    let input_tokens: i64 = totals(&clean)
+        .iter()
+        .filter(|((_, ty), _)| ty == "agentmeter_input_tokens")
+        .map(|(_, v)| v)
+        .sum();
+    let tmp = root.join("lake-copy");
+    download_under(&aws, "push/", &tmp);
+    let want = duckdb_int(&format!(
+        "SELECT sum(input_tokens)::BIGINT FROM {}",
+        table(&tmp, "usage_events")
+    ));
+    assert_eq!(input_tokens, want);
+
+    let mut rng = Seeded::new("push_killed_mid_run");
+    let seed = rng.seed;
+    let trials = crash_trials();
+    let (mut landed, mut runs, mut resent) = (0, 0, 0);
+    for trial in 0..trials {
+        let ctx = format!("seed {seed:x}, trial {trial}");
+        // A fresh ledger: the lake's usage has not been pushed yet.
+        delete_under(&aws, ledgers);
+        let billing = Billing::start();
+        for _ in 0..1 + rng.below(3) {
+            runs += 1;
+            if kill_after(&mut push(&billing), rng.within(window)) {
+                landed += 1;
+            }
+        }
+        let last = ok(&mut push(&billing));
+        let said = String::from_utf8_lossy(&last.stdout);
+        assert!(said.contains(", 0 pending"), "{ctx}: {said}");
+        // Once complete, nothing more is sent.
+        let before = billing.received.lock().unwrap().len();
+        let again = ok(&mut push(&billing));
+        assert!(String::from_utf8_lossy(&again.stdout).starts_with("openmeter: 0 events sent"));
+        assert_eq!(billing.received.lock().unwrap().len(), before, "{ctx}");
+
+        let got = billing.events();
+        let mut by_id: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+        for e in &got {
+            let id = e["id"].as_str().unwrap();
+            // A resend carries the same identifier and the same content.
+            assert_eq!(Some(e), clean.get(id), "{ctx}: an event no clean run sends");
+            by_id.insert(id.to_owned(), e.clone());
+        }
+        let missing: Vec<&String> = clean.keys().filter(|k| !by_id.contains_key(*k)).collect();
+        assert!(missing.is_empty(), "{ctx}: {} events never received", missing.len());
+        assert_eq!(totals(&by_id), totals(&clean), "{ctx}");
+        resent += got.len() - by_id.len();
+    }
+    eprintln!(
+        "crash figures: push: seed {seed:x}, {trials} trials, {landed} kills landed of {runs} \
+         runs, {} events a clean run sends, {resent} resent under the same identifier, \
+         events lost 0, doubled 0",
+        clean.len()
+    );
+}
