@@ -518,6 +518,23 @@ fn run_shard(
     run
 }
 
+/// Files under `dir` named as a writer's temporary files.
+fn temporary_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if p.to_string_lossy().contains(".tmp-") {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
 /// The lake as a reader sees it: per tenant (rows, distinct ids, input and output tokens) of
 /// `usage_events`, and (calls, input, output) of `usage_hourly` after the reader's rebuild of
 /// stale days; with the number of days it rebuilt.
@@ -636,7 +653,11 @@ fn killed_mid_batch(lakes: &Lakes, label: &str) {
         let work = dir.path().join(format!("trial-{trial}"));
         let name = format!("trial-{trial}");
         let run = run_shard(&batches, lakes, &name, &work, Some((&mut rng, &clean_run.took)), &ctx);
-        let view = reader_view(&lakes.local(&name, &work));
+        let local = lakes.local(&name, &work);
+        // A killed instance's temporary files are removed by the next one to open the lake.
+        let left = temporary_files(&local);
+        assert!(left.is_empty(), "{ctx}: {left:?}");
+        let view = reader_view(&local);
         assert_eq!((&view.0, &view.1), (&clean_view.0, &clean_view.1), "{ctx}");
         kills += run.kills;
         deliveries += run.deliveries;

@@ -185,6 +185,10 @@ fn serve_killed_under_load_keeps_every_acknowledged_span_once() {
         let requests = per_request.len() as i64;
         assert_eq!(agent_totals(&lake), [requests, 2 * requests, requests, requests], "{ctx}");
         assert!(wal_files(&lake).is_empty(), "{ctx}: {:?}", wal_files(&lake));
+        // A killed receiver's temporary files are removed by the next one.
+        let left: Vec<String> =
+            files_under(&lake).into_iter().filter(|f| f.contains(".tmp-")).collect();
+        assert!(left.is_empty(), "{ctx}: {left:?}");
 
         sent += n_sent as usize;
         acked_total += acked.len();
