@@ -214,7 +214,14 @@ impl S3Store {
             .range(range)
             .send()
             .await
-            .map_err(|e| self.error("GetObject", key, &e))?;
+            .map_err(|e| {
+                // Listed a moment ago, deleted since (a compaction): the caller lists again.
+                if status(&e) == Some(404) {
+                    Error::Vanished { uri: self.uri_of(key) }
+                } else {
+                    self.error("GetObject", key, &e)
+                }
+            })?;
         let etag = out.e_tag().unwrap_or_default().trim_matches('"').to_owned();
         let total = out
             .content_range()
@@ -493,9 +500,7 @@ impl Store for S3Store {
             let (tail, etag, total) =
                 match self.get_range(key, &format!("bytes=-{FOOTER_GUESS}")).await {
                     Ok(t) => t,
-                    Err(Error::Store { detail, .. }) if detail.starts_with("NoSuchKey") => {
-                        return Ok(None);
-                    }
+                    Err(Error::Vanished { .. }) => return Ok(None),
                     Err(e) => return Err(e),
                 };
             let n = tail.len();
@@ -539,12 +544,18 @@ impl Store for S3Store {
             Fetch::Ranged => {
                 let Some(size) = self.size_of(key, listed)? else { return Ok(None) };
                 let perr = |source| Error::Parquet { path: uri.clone().into(), source };
+                // The object may be deleted between its listing and these reads.
+                let gone = |e: &parquet::errors::ParquetError| {
+                    matches!(e, parquet::errors::ParquetError::External(inner)
+                        if matches!(inner.downcast_ref::<Error>(), Some(Error::Vanished { .. })))
+                };
                 self.block_on(async {
                     let reader = RangedObject { store: self.clone(), key: key.to_owned(), size };
-                    let mut builder = ParquetRecordBatchStreamBuilder::new(reader)
-                        .await
-                        .map_err(perr)?
-                        .with_batch_size(64 << 10);
+                    let mut builder = match ParquetRecordBatchStreamBuilder::new(reader).await {
+                        Ok(b) => b.with_batch_size(64 << 10),
+                        Err(e) if gone(&e) => return Ok(None),
+                        Err(e) => return Err(perr(e)),
+                    };
                     if let Some(names) = columns {
                         let mask = ProjectionMask::columns(
                             builder.parquet_schema(),
@@ -554,7 +565,11 @@ impl Store for S3Store {
                     }
                     let stream = builder.build().map_err(perr)?;
                     // Ranged reads fetch only some columns (ids), so the batches are small.
-                    let batches = stream.try_collect::<Vec<_>>().await.map_err(perr)?;
+                    let batches = match stream.try_collect::<Vec<_>>().await {
+                        Ok(b) => b,
+                        Err(e) if gone(&e) => return Ok(None),
+                        Err(e) => return Err(perr(e)),
+                    };
                     Ok(Some(Box::new(batches.into_iter().map(Ok)) as Batches))
                 })
             }

@@ -187,6 +187,14 @@ fn s3_parquet_reads_take_only_the_columns_asked_for_and_cache_data_files() {
     assert!(
         store.parquet_footer("usage_hourly/dt=2026-10-01/part-00000.parquet").unwrap().is_none()
     );
+    // Listed, then deleted before it is read (a compaction merged it away): gone, not an
+    // error, so that a writer loading its ids lists the partition again.
+    let other = "usage_events/dt=2026-10-01/part-fedcba9876543210fedcba9876543210.parquet";
+    store.put(other, store.get(key).unwrap().unwrap().bytes, Condition::Absent).unwrap();
+    let listed = store.head(other).unwrap().unwrap();
+    store.delete(other).unwrap();
+    let read = store.read_parquet(other, Some(&listed), Some(&["event_id"]), Fetch::Ranged);
+    assert!(matches!(read, Ok(None)), "{:?}", read.map(|b| b.is_some()));
 }
 
 fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
