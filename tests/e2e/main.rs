@@ -9,6 +9,7 @@ mod util;
 mod aws_sources;
 mod cli;
 mod compact;
+mod concurrency;
 mod crash;
 mod crash_matrix;
 mod crash_services;

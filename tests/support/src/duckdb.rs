@@ -36,6 +36,22 @@ print(json.dumps([{c: conv(v) for c, v in zip(cols, row)} for row in cur.fetchal
 ///
 /// If DuckDB is not installed (run `scripts/test`, which installs it) or the query fails.
 pub fn query(sql: &str) -> Vec<Map<String, Value>> {
+    try_query(sql).unwrap_or_else(|e| {
+        panic!("DuckDB query failed (is DuckDB installed? run scripts/test)\nquery: {sql}\n{e}")
+    })
+}
+
+/// [`query`], with a failed query (a file listed, then removed by a compaction before it was
+/// read) as an error to retry rather than a panic.
+///
+/// # Errors
+///
+/// DuckDB's message.
+///
+/// # Panics
+///
+/// If Python cannot be run at all.
+pub fn try_query(sql: &str) -> Result<Vec<Map<String, Value>>, String> {
     let py = python();
     let out = Command::new(&py).arg("-c").arg(SCRIPT).arg(sql).output().unwrap_or_else(|e| {
         panic!(
@@ -43,12 +59,10 @@ pub fn query(sql: &str) -> Vec<Map<String, Value>> {
             py.display()
         )
     });
-    assert!(
-        out.status.success(),
-        "DuckDB query failed (is DuckDB installed? run scripts/test)\nquery: {sql}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("rows")
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
 }
 
 /// One integer from a single-row, single-column query.
