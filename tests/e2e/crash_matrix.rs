@@ -42,7 +42,7 @@ impl Month {
 /// The lake as a reader sees it, as text: per tenant the events (rows, distinct ids, token
 /// sums), the spans (rows, distinct ids), every rollup row, and the quarantine's entries by
 /// reason. Two lakes with the same text bill, flag and report the same.
-fn reader_view(lake: &Path) -> String {
+pub(crate) fn reader_view(lake: &Path) -> String {
     // One line per row, so that a difference names its row.
     let q = |sql: String| {
         duckdb(&sql)

@@ -14,6 +14,7 @@ mod crash;
 mod crash_matrix;
 mod crash_services;
 mod dirty;
+mod disk;
 mod flags;
 mod hostile;
 mod ingest;
