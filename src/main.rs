@@ -51,7 +51,27 @@ impl std::fmt::Display for DifferencesFound {
 
 impl std::error::Error for DifferencesFound {}
 
+/// A reader that stops early (`agentmeter completions bash | head`) closes the pipe; `println!`
+/// and the completion generator then panic on the write. Stop quietly with success instead,
+/// as returned write errors do below: nothing is lost that the reader wanted.
+fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if msg.contains("Broken pipe") || msg.contains("BrokenPipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_closed_pipe();
     let args = cli::Cli::parse();
     logging::init(&args.log);
     let result = match agentmeter_pipeline::Env::new() {

@@ -140,3 +140,25 @@ fn a_machine_without_aws_credentials_is_told_so_in_words() {
     assert_eq!(s3.status.code(), Some(2), "{err}");
     assert!(err.contains("no AWS credentials found"), "{err}");
 }
+
+#[test]
+fn a_reader_that_stops_early_ends_the_output_quietly() {
+    // The pipe is closed before the command writes: every write fails with EPIPE.
+    for args in [
+        &["completions", "bash"][..],
+        &["example", "policy"],
+        &["schema", "athena", "--location", "s3://bucket/prefix"],
+    ] {
+        let mut child = bin()
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {}\n{err}", out.status);
+        assert!(!err.contains("panicked") && !err.contains("error"), "{args:?}: {err}");
+    }
+}
