@@ -304,9 +304,11 @@ fn split<R: Read + Seek>(
         return Ok(());
     }
     let gz = is_gzip(head);
+    let broken = std::cell::RefCell::new(None);
     let refused = match format {
         Format::OtlpProto if gz => {
-            proto_file(BufReader::new(multi_member(&mut w)), source, cfg, emit, false)?;
+            let r = BufReader::new(CutShort { inner: multi_member(&mut w), broken: &broken });
+            proto_file(r, source, cfg, emit, false)?;
             None
         }
         Format::OtlpProto => {
@@ -327,12 +329,25 @@ fn split<R: Read + Seek>(
                 }
                 None => {
                     w.rewind()?;
-                    text(BufReader::new(multi_member(&mut w)), source, format, cfg, emit)?
+                    let r = CutShort { inner: multi_member(&mut w), broken: &broken };
+                    text(BufReader::new(r), source, format, cfg, emit)?
                 }
             }
         }
-        _ if gz => text(BufReader::new(multi_member(&mut w)), source, format, cfg, emit)?,
+        _ if gz => {
+            let r = CutShort { inner: multi_member(&mut w), broken: &broken };
+            text(BufReader::new(r), source, format, cfg, emit)?
+        }
         _ => text(&mut w, source, format, cfg, emit)?,
+    };
+    // The records before a corrupt or truncated stretch are read; the source is then refused
+    // whole (replaying it adds only what is missing: the records read now are duplicates).
+    let refused = match broken.into_inner() {
+        Some(e) => Some(WholeSource::Refuse {
+            reason: Reason::InvalidGzip,
+            detail: format!("the gzip stream is corrupt or ends early: {e}"),
+        }),
+        None => refused,
     };
     if let Some(WholeSource::OtlpJson) = refused {
         w.rewind()?;
@@ -373,6 +388,36 @@ fn split<R: Read + Seek>(
         emit(Unit::Reject(Box::new(entry)))?;
     }
     Ok(())
+}
+
+/// A gzip stream's content that ends, instead of failing, where the stream is corrupt or cut
+/// short (a file still being copied, a damaged object), recording why in `broken`: what was
+/// read before is kept, and the caller refuses the rest. Errors of the file itself pass.
+struct CutShort<'b, R> {
+    inner: R,
+    broken: &'b std::cell::RefCell<Option<String>>,
+}
+
+impl<R: Read> Read for CutShort<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.broken.borrow().is_some() {
+            return Ok(0);
+        }
+        match self.inner.read(buf) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::UnexpectedEof
+                        | io::ErrorKind::InvalidData
+                        | io::ErrorKind::InvalidInput
+                ) =>
+            {
+                *self.broken.borrow_mut() = Some(e.to_string());
+                Ok(0)
+            }
+            other => other,
+        }
+    }
 }
 
 /// Looks at the first gzip member. `Some(unit)` if the file is a subscription-payload file:
@@ -805,5 +850,7 @@ impl<'de> Visitor<'de> for EventsSeed<'_, '_, '_> {
     }
 }
 
+#[cfg(test)]
+mod props;
 #[cfg(test)]
 mod tests;

@@ -588,3 +588,25 @@ fn a_pretty_printed_otlp_json_request_is_read_whole() {
         ["reject too_large at whole source"]
     );
 }
+
+#[test]
+fn a_gzip_text_file_cut_short_keeps_its_lines_and_refuses_the_rest_without_stopping() {
+    let text: String = (0..3000).map(|i| format!("{}\n", usage(i))).collect();
+    let gz = gzip_bytes(text.as_bytes());
+    let cut = &gz[..gz.len() / 2];
+    for format in [Format::Auto, Format::Ndjson] {
+        let s = summary(&run_with(cut, format, DecodeConfig::default()));
+        let (last, lines) = s.split_last().unwrap();
+        assert_eq!(last, "reject invalid_gzip at whole source");
+        // The line the cut went through is refused as it stands; every line before is read.
+        let (cut_line, whole) = lines.split_last().unwrap();
+        assert!(cut_line.starts_with("reject invalid_json at line "), "{cut_line}");
+        assert!(whole.len() > 500 && whole.iter().all(|l| l.starts_with("event ")));
+    }
+    // Corrupt in the middle rather than cut: the same.
+    let mut bad = gz.clone();
+    let mid = bad.len() / 2;
+    bad[mid..mid + 64].fill(0xff);
+    let s = summary(&run(&bad));
+    assert_eq!(s.last().unwrap(), "reject invalid_gzip at whole source");
+}
