@@ -500,4 +500,31 @@ mod tests {
         assert!(e.contains("flags.alerts[0]") && e.contains("[redacted]"), "{e}");
         assert!(!e.contains("pw") && !e.contains("t0k") && !e.contains("#f"), "{e}");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 128, failure_persistence: None, ..Default::default()
+        })]
+
+        /// Any change to the example, or any text, gives a configuration or an error with a
+        /// message; never a panic.
+        #[test]
+        fn any_text_is_a_configuration_or_an_error(
+            at in 0..EXAMPLE.len(),
+            len in 0..24usize,
+            with in "[ -~\n]{0,16}",
+            noise in "[ -~\n]{0,200}",
+        ) {
+            let b = EXAMPLE.as_bytes();
+            let end = (at + len).min(b.len());
+            let mut text = b[..at].to_vec();
+            text.extend_from_slice(with.as_bytes());
+            text.extend_from_slice(&b[end..]);
+            for t in [String::from_utf8_lossy(&text).into_owned(), noise] {
+                if let Err(e) = parse(&t, Path::new("/srv")) {
+                    proptest::prop_assert!(!e.is_empty());
+                }
+            }
+        }
+    }
 }

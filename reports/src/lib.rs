@@ -28,3 +28,6 @@ pub mod reconcile;
 pub mod report;
 pub mod run_summary;
 pub mod usage;
+
+#[cfg(test)]
+mod parse_props;

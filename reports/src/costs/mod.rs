@@ -55,7 +55,7 @@ mod ce_tests;
 #[cfg(test)]
 pub(crate) mod moto;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use ce::{CREDENTIALS_HINT, DEFAULT_REGION, MAX_PAGES, client_from_env, fetch};
 pub use error::{CostError, Location, Part};

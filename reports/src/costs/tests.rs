@@ -11,7 +11,7 @@ use super::*;
 
 /// Page 1 of October 2026, as `aws ce get-cost-and-usage --granularity DAILY --metrics
 /// UnblendedCost --group-by Type=TAG,Key=Tier` prints it: more pages follow.
-pub(super) const PAGE1: &str = r#"{
+pub(crate) const PAGE1: &str = r#"{
     "GroupDefinitions": [
         {
             "Type": "TAG",
