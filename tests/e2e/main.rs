@@ -15,6 +15,7 @@ mod crash_matrix;
 mod crash_services;
 mod dirty;
 mod disk;
+mod faults;
 mod flags;
 mod hostile;
 mod ingest;
