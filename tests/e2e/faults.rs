@@ -122,3 +122,47 @@ fn kinesis_and_its_checkpoints_behind_faults_land_every_record_once() {
         proxy.injected()
     );
 }
+
+#[test]
+fn alerts_behind_faults_reach_the_webhook_each_under_one_key_until_none_is_pending() {
+    let m = crate::flags::month();
+    let receiver = crate::flags::hook(200);
+    let proxy = FaultProxy::start(receiver.port, schedule("faults webhook", 400));
+    let url = format!("{}/hook", proxy.endpoint());
+    let state_file = m.lake.join("_state/flags.json");
+    let pending = || {
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+        state["pending"].as_array().map_or(0, Vec::len)
+    };
+    // A failed delivery is kept for the next run: run until nothing is pending.
+    let mut runs = 0;
+    loop {
+        runs += 1;
+        ok(&mut crate::flags::flags(&m, "2026-10", &["--alert", &url, "--alert-backoff-ms", "5"]));
+        if pending() == 0 {
+            break;
+        }
+        assert!(runs < 30, "alerts still pending after {runs} runs");
+    }
+    let seen = receiver.seen.lock().unwrap().clone();
+    let mut bodies: std::collections::BTreeMap<String, String> = Default::default();
+    for (headers, body) in &seen {
+        let key = headers.iter().find(|(h, _)| h == "idempotency-key").map(|(_, v)| v.clone());
+        let key = key.expect("an Idempotency-Key on every delivery");
+        let alert: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(alert["alert_id"].as_str(), Some(key.as_str()));
+        // A resend is the same alert, byte for byte, under the same key.
+        let first = bodies.entry(key).or_insert_with(|| body.clone());
+        assert_eq!(first, body);
+    }
+    assert_eq!(bodies.len(), m.noisy.len() + 2 * m.runaways.len(), "every alert, none invented");
+    let injected = proxy.injected();
+    assert!(injected.values().sum::<u64>() > 0, "{injected:?}");
+    println!(
+        "faults, webhook: {} alerts, {} deliveries ({} resent under the same key), {runs} runs, injected {injected:?}",
+        bodies.len(),
+        seen.len(),
+        seen.len() - bodies.len()
+    );
+}

@@ -11,16 +11,16 @@ use serde_json::Value;
 
 use crate::util::*;
 
-struct Month {
+pub(crate) struct Month {
     _dir: tempfile::TempDir,
-    root: PathBuf,
-    lake: PathBuf,
-    noisy: Vec<String>,
+    pub(crate) root: PathBuf,
+    pub(crate) lake: PathBuf,
+    pub(crate) noisy: Vec<String>,
     /// `trace_id:span_id` of the generator's runaway invocations.
-    runaways: Vec<String>,
+    pub(crate) runaways: Vec<String>,
 }
 
-fn month() -> Month {
+pub(crate) fn month() -> Month {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_owned();
     let expected = generate(
@@ -41,7 +41,7 @@ fn month() -> Month {
     Month { _dir: dir, root, lake, noisy, runaways: expected.runaway_invocations }
 }
 
-fn flags(m: &Month, period: &str, extra: &[&str]) -> std::process::Command {
+pub(crate) fn flags(m: &Month, period: &str, extra: &[&str]) -> std::process::Command {
     let mut c = bin();
     c.arg("flags")
         .arg("--lake")
