@@ -188,7 +188,8 @@ const LIMITS: agentmeter_ingest::RecordLimits = agentmeter_ingest::RecordLimits:
 /// `over_limit`.
 #[derive(Debug, Args)]
 pub struct LimitArgs {
-    /// Deepest JSON nesting of one record (at most 128, the parser's own limit).
+    /// Deepest JSON nesting of one log record (at most 128; OTLP requests are held to the
+    /// parser's own 128).
     #[arg(long, default_value_t = LIMITS.json_depth as u64, value_parser = clap::value_parser!(u64).range(1..=128))]
     pub max_json_depth: u64,
     /// Most attributes of one span, and of one resource.

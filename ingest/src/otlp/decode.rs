@@ -36,8 +36,7 @@ pub fn decode_proto(
 ///
 /// # Errors
 ///
-/// [`OtlpError::TooDeep`] when it nests deeper than the configured limit; [`OtlpError::Json`]
-/// when `body` is not JSON or not shaped as a request (for example a
+/// [`OtlpError::Json`] when `body` is not JSON (or nests deeper than the parser's 128 levels) or not shaped as a request (for example a
 /// string where an array belongs, an id that is not a string, an integer out of range).
 pub fn decode_json(
     body: &[u8],
@@ -70,8 +69,6 @@ pub(crate) fn json_in(
     out: &mut Decoded,
     replayed_span: bool,
 ) -> Result<(), OtlpError> {
-    let max = cfg.limits.json_depth;
-    crate::limits::json_depth(body, max).map_err(|_| OtlpError::TooDeep(max))?;
     let req: Request = serde_json::from_slice(body).map_err(OtlpError::Json)?;
     request(&req, ctx, cfg, out, replayed_span);
     Ok(())

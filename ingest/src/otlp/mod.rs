@@ -77,9 +77,6 @@ pub enum OtlpError {
     /// The body is not JSON, or not shaped as an `ExportTraceServiceRequest`.
     #[error("body is not an OTLP JSON ExportTraceServiceRequest")]
     Json(#[source] serde_json::Error),
-    /// The JSON body nests deeper than the configured limit.
-    #[error("body nests JSON deeper than the limit of {0} levels")]
-    TooDeep(usize),
 }
 
 impl OtlpError {
@@ -90,15 +87,6 @@ impl OtlpError {
         match self {
             OtlpError::Protobuf(e) => format!("{self}: {e}"),
             OtlpError::Json(e) => format!("{self}: {}", without_quoted(&e.to_string())),
-            OtlpError::TooDeep(_) => self.to_string(),
-        }
-    }
-
-    /// The quarantine reason of a request refused as a whole.
-    pub fn reason(&self) -> agentmeter_schemas::Reason {
-        match self {
-            OtlpError::TooDeep(_) => agentmeter_schemas::Reason::OverLimit,
-            _ => agentmeter_schemas::Reason::InvalidPayload,
         }
     }
 }
