@@ -16,6 +16,7 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -206,6 +207,15 @@ impl S3Store {
     }
 
     async fn get_range(&self, key: &str, range: &str) -> Result<(Bytes, String, u64)> {
+        self.get_range_attempt(key, range, 1).await
+    }
+
+    async fn get_range_attempt(
+        &self,
+        key: &str,
+        range: &str,
+        attempt: u32,
+    ) -> Result<(Bytes, String, u64)> {
         let out = self
             .client
             .get_object()
@@ -228,12 +238,19 @@ impl S3Store {
             .and_then(|r| r.rsplit('/').next())
             .and_then(|t| t.parse().ok())
             .unwrap_or_default();
-        let bytes = out.body.collect().await.map_err(|e| Error::Store {
-            uri: self.uri_of(key),
-            operation: "GetObject",
-            detail: e.to_string(),
-        })?;
-        Ok((bytes.into_bytes(), etag, total))
+        match out.body.collect().await {
+            Ok(bytes) => Ok((bytes.into_bytes(), etag, total)),
+            Err(e) if attempt < BODY_ATTEMPTS => {
+                tracing::debug!(key, attempt, error = %e, "GetObject body cut off; reading again");
+                tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                Box::pin(self.get_range_attempt(key, range, attempt + 1)).await
+            }
+            Err(e) => Err(Error::Store {
+                uri: self.uri_of(key),
+                operation: "GetObject",
+                detail: e.to_string(),
+            }),
+        }
     }
 
     async fn put_multipart(&self, key: &str, body: &Bytes, cond: &Condition) -> Result<Put> {
@@ -315,6 +332,10 @@ impl S3Store {
         }
     }
 }
+
+/// Reads of an object's body: the SDK retries a request, not a body cut off after the answer's
+/// headers (a dropped connection mid-transfer), so the GET is made again, this many times.
+const BODY_ATTEMPTS: u32 = 5;
 
 /// One object read by byte ranges, for the async Parquet reader (which needs to own it).
 struct RangedObject {
@@ -416,25 +437,37 @@ impl Store for S3Store {
 
     fn get(&self, key: &str) -> Result<Option<Object>> {
         self.block_on(async {
-            let out = match self
-                .client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(self.full(key))
-                .send()
-                .await
-            {
-                Ok(o) => o,
-                Err(e) if status(&e) == Some(404) => return Ok(None),
-                Err(e) => return Err(self.error("GetObject", key, &e)),
-            };
-            let etag = out.e_tag().unwrap_or_default().trim_matches('"').to_owned();
-            let bytes = out.body.collect().await.map_err(|e| Error::Store {
-                uri: self.uri_of(key),
-                operation: "GetObject",
-                detail: e.to_string(),
-            })?;
-            Ok(Some(Object { bytes: bytes.into_bytes(), etag }))
+            let mut attempt = 1;
+            loop {
+                let out = match self
+                    .client
+                    .get_object()
+                    .bucket(&self.bucket)
+                    .key(self.full(key))
+                    .send()
+                    .await
+                {
+                    Ok(o) => o,
+                    Err(e) if status(&e) == Some(404) => return Ok(None),
+                    Err(e) => return Err(self.error("GetObject", key, &e)),
+                };
+                let etag = out.e_tag().unwrap_or_default().trim_matches('"').to_owned();
+                match out.body.collect().await {
+                    Ok(bytes) => return Ok(Some(Object { bytes: bytes.into_bytes(), etag })),
+                    Err(e) if attempt < BODY_ATTEMPTS => {
+                        tracing::debug!(key, attempt, error = %e, "GetObject body cut off; reading again");
+                        tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                        attempt += 1;
+                    }
+                    Err(e) => {
+                        return Err(Error::Store {
+                            uri: self.uri_of(key),
+                            operation: "GetObject",
+                            detail: e.to_string(),
+                        });
+                    }
+                }
+            }
         })
     }
 

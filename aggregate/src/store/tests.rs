@@ -91,11 +91,22 @@ pub fn moto_store(
     prefix: &str,
     opts: S3StoreOptions,
 ) -> (S3Store, tokio::runtime::Runtime) {
+    store_at(&moto.endpoint(), bucket, prefix, opts, true)
+}
+
+/// A store at `endpoint` (moto, or a proxy in front of it), creating the bucket if asked.
+fn store_at(
+    endpoint: &str,
+    bucket: &str,
+    prefix: &str,
+    opts: S3StoreOptions,
+    create: bool,
+) -> (S3Store, tokio::runtime::Runtime) {
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let config = rt.block_on(
         aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(moto.endpoint())
+            .endpoint_url(endpoint)
             .region(aws_config::Region::new("us-east-1"))
             .credentials_provider(aws_sdk_s3::config::Credentials::new(
                 "test", "test", None, None, "test",
@@ -104,7 +115,9 @@ pub fn moto_store(
     );
     let conf = aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build();
     let client = aws_sdk_s3::Client::from_conf(conf);
-    rt.block_on(client.create_bucket().bucket(bucket).send()).unwrap();
+    if create {
+        rt.block_on(client.create_bucket().bucket(bucket).send()).unwrap();
+    }
     let store = S3Store::new(client, bucket, prefix, rt.handle().clone(), opts);
     (store, rt)
 }
@@ -243,4 +256,39 @@ fn parquet_bytes(schema: arrow_schema::SchemaRef, columns: Vec<arrow_array::Arra
     w.write(&batch).unwrap();
     w.close().unwrap();
     Bytes::from(buf)
+}
+
+#[test]
+fn s3_bodies_cut_off_mid_transfer_are_read_again() {
+    use agentmeter_testkit::faults::{Fault, FaultProxy, Schedule};
+    use arrow_array::Int64Array;
+    let moto = agentmeter_testkit::moto::MotoServer::start();
+    let (direct, _rt) = moto_store(&moto, "lakes", "", S3StoreOptions::default());
+    let schema = std::sync::Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+        "n",
+        arrow_schema::DataType::Int64,
+        false,
+    )]));
+    let buf = parquet_bytes(
+        schema,
+        vec![std::sync::Arc::new(Int64Array::from((0..50_000).collect::<Vec<i64>>()))],
+    );
+    let key = "usage_events/dt=2026-10-01/part-0123456789abcdef0123456789abcdef.parquet";
+    direct.put(key, buf.clone(), Condition::Absent).unwrap();
+    // Half the answers cut off mid-body: the SDK does not retry those, the store does.
+    let schedule = Schedule { seed: 7, permille: 500, faults: vec![Fault::Truncate], grace: 0 };
+    let proxy = FaultProxy::start(moto.port(), schedule);
+    let (store, _rt2) = store_at(&proxy.endpoint(), "lakes", "", S3StoreOptions::default(), false);
+    let listed = direct.head(key).unwrap().unwrap();
+    for _ in 0..6 {
+        assert_eq!(store.get(key).unwrap().unwrap().bytes, buf);
+        let rows: usize = store
+            .read_parquet(key, Some(&listed), None, Fetch::Ranged)
+            .unwrap()
+            .unwrap()
+            .map(|b| b.unwrap().num_rows())
+            .sum();
+        assert_eq!(rows, 50_000);
+    }
+    assert!(proxy.injected()[&Fault::Truncate] >= 3, "{:?}", proxy.injected());
 }
