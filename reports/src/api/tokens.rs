@@ -63,7 +63,13 @@ impl ApiTokens {
     /// Not TOML; a table other than `[tokens]`; a key that is not `sha256:` and 64 hex digits;
     /// a value that is neither `"*"` nor a valid tenant id; a digest listed twice; no token.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let doc: toml::Table = toml::from_str(text).map_err(|e| format!("not TOML: {e}"))?;
+        // toml's message quotes the line at fault, and the line may hold a token: only
+        // where it is, and what is wrong in general terms.
+        let doc: toml::Table = toml::from_str(text).map_err(|e| {
+            let before = e.span().map_or("", |s| text.get(..s.start).unwrap_or(text));
+            let line = before.matches('\n').count() + 1;
+            format!("not TOML (line {line}): the line is not shown, as it may hold a token")
+        })?;
         if let Some(other) = doc.keys().find(|k| *k != "tokens") {
             return Err(format!("unknown key {other:?}: the file holds one table, [tokens]"));
         }
@@ -76,10 +82,20 @@ impl ApiTokens {
         let mut entries: Vec<([u8; 32], Scope)> = Vec::with_capacity(tokens.len());
         for (key, value) in tokens {
             let digest = parse_digest(key).ok_or_else(|| {
+                // A key that is not even meant as a digest may be the token itself: it is
+                // named by the entry's value instead.
+                let shown = if key.starts_with("sha256:") {
+                    format!("{:?}", shorten(key))
+                } else {
+                    let scope = value.as_str().map_or_else(
+                        || format!("a {}", value.type_str()),
+                        |v| format!("{:?}", shorten(v)),
+                    );
+                    format!("for {scope} (not shown, as it may be a token)")
+                };
                 format!(
-                    "[tokens] key {:?} is not \"sha256:\" and the 64 hex digits of the token's \
-                     SHA-256 (printf %s \"$TOKEN\" | sha256sum)",
-                    shorten(key)
+                    "[tokens] key {shown} is not \"sha256:\" and the 64 hex digits of the token's \
+                     SHA-256 (printf %s \"$TOKEN\" | sha256sum)"
                 )
             })?;
             let scope = match value.as_str() {
@@ -201,8 +217,21 @@ mod tests {
             ("[other]\n", "unknown key \"other\": the file holds one table, [tokens]"),
             (
                 "[tokens]\n\"abc\" = \"*\"\n",
-                "[tokens] key \"abc\" is not \"sha256:\" and the 64 hex digits of the token's \
-                 SHA-256 (printf %s \"$TOKEN\" | sha256sum)",
+                "[tokens] key for \"*\" (not shown, as it may be a token) is not \"sha256:\" and \
+                 the 64 hex digits of the token's SHA-256 (printf %s \"$TOKEN\" | sha256sum)",
+            ),
+            (
+                "[tokens]\n\"sha256:abc\" = \"*\"\n",
+                "[tokens] key \"sha256:abc\" is not \"sha256:\" and the 64 hex digits of the \
+                 token's SHA-256 (printf %s \"$TOKEN\" | sha256sum)",
+            ),
+            (
+                "[tokens]\nsecret-token-1 = clinic-a\n",
+                "not TOML (line 2): the line is not shown, as it may hold a token",
+            ),
+            (
+                "[tokens]\nsecret-token-2 = \"*\"\nsecret-token-2 = \"*\"\n",
+                "not TOML (line 3): the line is not shown, as it may hold a token",
             ),
         ];
         for (text, want) in cases {
