@@ -174,12 +174,13 @@ fn budgets(raw: RawBudgets) -> Result<Budgets, PolicyError> {
     let mut tenants = BTreeMap::new();
     for (name, b) in raw.tenants {
         let t = TenantId::new(&name)
-            .map_err(|e| PolicyError(format!("budgets.tenants.{name}: {e}")))?;
+            .map_err(|e| PolicyError(format!("budgets.tenants.{}: {e}", refused_key(&name))))?;
         tenants.insert(t, budget(&format!("budgets.tenants.{name}"), b)?);
     }
     let mut tiers = BTreeMap::new();
     for (name, b) in raw.tiers {
-        let t = Tier::new(&name).map_err(|e| PolicyError(format!("budgets.tiers.{name}: {e}")))?;
+        let t = Tier::new(&name)
+            .map_err(|e| PolicyError(format!("budgets.tiers.{}: {e}", refused_key(&name))))?;
         tiers.insert(t, budget(&format!("budgets.tiers.{name}"), b)?);
     }
     Ok(Budgets { levels, tenants, tiers })
@@ -300,7 +301,8 @@ impl Policy {
             ),
         ]);
         for (name, t) in raw.tiers {
-            let tier = Tier::new(&name).map_err(|e| PolicyError(format!("tiers.{name}: {e}")))?;
+            let tier = Tier::new(&name)
+                .map_err(|e| PolicyError(format!("tiers.{}: {e}", refused_key(&name))))?;
             let base = tiers.get(&tier).cloned().unwrap_or(TierPolicy {
                 rate_limit_per_second: None,
                 daily_quota: None,
@@ -366,6 +368,16 @@ impl Policy {
     }
 }
 
+/// A key refused as an id, quoted and escaped (control characters, overrides) and shortened,
+/// as its message shows it.
+fn refused_key(name: &str) -> String {
+    let mut shown: String = name.chars().take(80).collect();
+    if shown.len() < name.len() {
+        shown.push('…');
+    }
+    format!("{shown:?}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,7 +418,7 @@ mod tests {
             ("window_days = 400", "window_days: must be a whole number from 1 to 90, got 400"),
             (
                 "[tiers.\"bad tier\"]\ndaily_quota = 1",
-                "tiers.bad tier: invalid tier \"bad tier\": contains a character that is not allowed",
+                "tiers.\"bad tier\": invalid tier \"bad tier\": contains a character that is not allowed",
             ),
         ];
         for (text, want) in cases {

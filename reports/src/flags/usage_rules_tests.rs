@@ -235,7 +235,13 @@ fn bad_budgets_and_anomaly_settings_name_the_field() {
         assert_eq!(Policy::from_toml_str(text).unwrap_err().0, want, "{text}");
     }
     let hostile = Policy::from_toml_str("[budgets.tenants.\"../x\"]\ntokens = 5").unwrap_err().0;
-    assert!(hostile.starts_with("budgets.tenants.../x: "), "{hostile}");
+    assert!(hostile.starts_with("budgets.tenants.\"../x\": "), "{hostile}");
+    // A refused key is quoted and escaped, never printed raw (control characters, overrides).
+    let hostile =
+        Policy::from_toml_str("[budgets.tenants.\"a\\u0000\\u202eb\"]\ntokens = 5").unwrap_err().0;
+    assert!(hostile.starts_with("budgets.tenants.\"a\\0\\u{202e}b\": "), "{hostile}");
+    let hostile = Policy::from_toml_str("[tiers.\"t\\nx\"]\ndaily_quota = 5").unwrap_err().0;
+    assert!(hostile.starts_with("tiers.\"t\\nx\": "), "{hostile}");
     let p = Policy::from_toml_str("[budgets]\nlevels = [1.0, 0.5, 0.5]").unwrap();
     assert_eq!(p.budgets.levels, [0.5, 1.0]);
 }
