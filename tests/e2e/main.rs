@@ -30,6 +30,7 @@ mod reconcile;
 mod run;
 mod s3_lake;
 mod schema;
+mod security;
 mod serve;
 mod serve_load;
 mod shapes;
