@@ -688,6 +688,8 @@ fn parse_refusal(e: &ParseError) -> Refusal {
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 #[path = "decode/tests_textlog.rs"]

@@ -39,6 +39,8 @@ use crate::fields::parse_object;
 use crate::gzip::{Inflated, Probe, inflate_member, is_gzip, multi_member, probe_member};
 use crate::window::{GZIP_HEADER_LEN, Window, find_member_start, member_start};
 
+#[doc(hidden)]
+pub mod fuzzing;
 mod proto;
 use proto::{proto_file, read_up_to};
 

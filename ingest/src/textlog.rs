@@ -199,6 +199,9 @@ fn asctime(line: &str) -> Option<(Stamp, &str)> {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

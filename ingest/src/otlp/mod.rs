@@ -62,6 +62,8 @@ mod decode;
 pub(crate) mod fixtures;
 mod model;
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;
 
 pub use decode::{decode_json, decode_proto};

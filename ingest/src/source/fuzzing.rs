@@ -1,0 +1,40 @@
+//! The entry point of the fuzz targets (`fuzz/` at the root of the repository): splitting a
+//! whole source is crate-private, and the targets must reach it over bytes in memory. Not an
+//! API: hidden from the documentation and free to change.
+
+use std::io::{self, Cursor};
+use std::sync::Arc;
+
+use agentmeter_schemas::SourceUri;
+
+use super::{Format, Unit, split};
+use crate::decode::{Decoded, Decoder};
+use crate::window::Window;
+
+/// Splits `bytes` as a file in `format` is split, reading through a window of `window` bytes
+/// (small windows put records across refills), and decodes every unit in order.
+///
+/// # Errors
+///
+/// Whatever the split returns; reading from memory gives none, so an error is a finding.
+pub fn decode_source(
+    decoder: &Decoder,
+    bytes: &[u8],
+    format: Format,
+    window: usize,
+) -> io::Result<Decoded> {
+    let source = Arc::new(SourceUri::new("file:///fuzz/input"));
+    let mut out = Decoded::default();
+    let mut emit = |u: Unit| {
+        u.decode(decoder, false, &mut out);
+        Ok(())
+    };
+    split(
+        Window::new(Cursor::new(bytes), window, None),
+        &source,
+        format,
+        decoder.config(),
+        &mut emit,
+    )?;
+    Ok(out)
+}
