@@ -39,40 +39,7 @@ const TENANTS: [&str; 3] = ["clinic-a", "clinic-b", "hospital-c"];
 /// 2026-10-01T00:00:00Z, ms.
 const DAY0_MS: i64 = 1_790_812_800_000;
 
-/// Trials: `AGENTMETER_CRASH_TRIALS` (default 2, what CI runs).
-fn crash_trials() -> u64 {
-    std::env::var("AGENTMETER_CRASH_TRIALS").ok().and_then(|v| v.parse().ok()).unwrap_or(2)
-}
-
-/// Seeded kill points, as `tests/e2e/util.rs` draws them: `AGENTMETER_CRASH_SEED` mixed with a
-/// name.
-struct Seeded {
-    seed: u64,
-    state: u64,
-}
-
-impl Seeded {
-    fn new(name: &str) -> Self {
-        let base = std::env::var("AGENTMETER_CRASH_SEED")
-            .ok()
-            .and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok())
-            .unwrap_or(0x5eed);
-        let seed = name.bytes().fold(base, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-        Self { seed, state: seed }
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.state = self
-            .state
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.state >> 33) % n.max(1)
-    }
-
-    fn within(&mut self, window: Duration) -> Duration {
-        Duration::from_millis(self.below(window.as_millis().max(1) as u64))
-    }
-}
+use agentmeter_testkit::crash::{Seeded, crash_trials};
 
 /// One usage event of the input: its id, tenant, day and tokens.
 #[derive(Clone)]

@@ -2,9 +2,6 @@
 //! mutated ones, truncated files, noise), splitting and decoding never panics, gives the same
 //! outcomes twice, and accounts for every record.
 
-use std::io::Cursor;
-use std::sync::Arc;
-
 use agentmeter_schemas::SourceUri;
 use proptest::prelude::*;
 
@@ -12,16 +9,7 @@ use super::*;
 use crate::gzip::gzip_bytes;
 
 fn decode_file(bytes: &[u8], format: Format) -> Decoded {
-    let decoder = Decoder::default();
-    let mut out = Decoded::default();
-    let source = Arc::new(SourceUri::new("file:///in"));
-    let mut emit = |u: Unit| {
-        u.decode(&decoder, false, &mut out);
-        Ok(())
-    };
-    split(Window::new(Cursor::new(bytes), 64, None), &source, format, decoder.config(), &mut emit)
-        .unwrap();
-    out
+    super::tests::run_with(bytes, format, DecodeConfig::default())
 }
 
 /// A comparable digest of outcomes (quarantine entries by reason, position and bytes).

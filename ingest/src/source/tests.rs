@@ -20,7 +20,7 @@ fn cw_payload(ids: &[u32]) -> Vec<u8> {
     gzip_bytes(body.to_string().as_bytes())
 }
 
-fn run_with(bytes: &[u8], format: Format, cfg: DecodeConfig) -> Decoded {
+pub(super) fn run_with(bytes: &[u8], format: Format, cfg: DecodeConfig) -> Decoded {
     let decoder = Decoder::new(cfg);
     let mut out = Decoded::default();
     let source = Arc::new(SourceUri::new("file:///in"));

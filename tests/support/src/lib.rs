@@ -10,6 +10,7 @@
 //! `scripts/test` installs both into `.venv` and points the tests at them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod crash;
 pub mod duckdb;
 pub mod faults;
 pub mod moto;
