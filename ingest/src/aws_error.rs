@@ -2,7 +2,7 @@
 //! SDK's (standard mode: throttling codes, 5xx, timeouts and transport errors, with jitter, as
 //! the client's configuration says), so an error that reaches a reader is final.
 
-use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 
 /// `Code: message` of a service error, else the transport error. Every SDK crate's `SdkError`
 /// is this one type.
@@ -15,6 +15,55 @@ where
             let code = s.err().code().unwrap_or("unknown");
             format!("{code}: {}", s.err().message().unwrap_or_default())
         }
-        _ => DisplayErrorContext(err).to_string(),
+        _ => transport_error(err),
+    }
+}
+
+/// An error that is not the service's answer (a connection dropped, an answer cut off, a
+/// timeout): its message and its causes' (`a: b: c`), and the answer's status when one came.
+/// Not `DisplayErrorContext`, which appends a debug dump of the whole raw answer (every
+/// header, the body's internals) to what the user reads.
+fn transport_error<E: std::error::Error + 'static>(e: &SdkError<E>) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    // Bounded: a cause chain is a few links long.
+    while let Some(err) = next.take()
+        && parts.len() < 8
+    {
+        let message = err.to_string();
+        // Some errors repeat their cause in their own message.
+        if !parts.iter().any(|p| p.contains(&message)) {
+            parts.push(message);
+        }
+        next = err.source();
+    }
+    let text = parts.join(": ");
+    match e.raw_response() {
+        Some(raw) => format!("{text} (HTTP {})", raw.status().as_u16()),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_kinesis::config::http::HttpResponse;
+    use aws_sdk_kinesis::operation::get_records::GetRecordsError;
+    use aws_smithy_types::body::SdkBody;
+
+    use super::*;
+
+    #[test]
+    fn transport_errors_read_as_their_causes_without_the_raw_answer() {
+        let cut = std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "end of file before message length reached",
+        );
+        let mut raw = HttpResponse::new(200u16.try_into().unwrap(), SdkBody::empty());
+        raw.headers_mut().insert("x-amzn-requestid", "JMRCLRFDv7Ur");
+        let e: SdkError<GetRecordsError> = SdkError::response_error(cut, raw);
+        assert_eq!(
+            describe(&e),
+            "response error: end of file before message length reached (HTTP 200)"
+        );
     }
 }

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -142,6 +142,31 @@ impl Cache {
     }
 }
 
+/// An error that is not the service's answer (a connection dropped, an answer cut off, a
+/// timeout): its message and its causes' (`a: b: c`), and the answer's status when one came.
+/// Not `DisplayErrorContext`, which appends a debug dump of the whole raw answer (every
+/// header, the body's internals) to what the user reads.
+pub(super) fn transport_error<E: std::error::Error + 'static>(e: &SdkError<E>) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    // Bounded: a cause chain is a few links long.
+    while let Some(err) = next.take()
+        && parts.len() < 8
+    {
+        let message = err.to_string();
+        // Some errors repeat their cause in their own message.
+        if !parts.iter().any(|p| p.contains(&message)) {
+            parts.push(message);
+        }
+        next = err.source();
+    }
+    let text = parts.join(": ");
+    match e.raw_response() {
+        Some(raw) => format!("{text} (HTTP {})", raw.status().as_u16()),
+        None => text,
+    }
+}
+
 /// The HTTP status of a service error, if any.
 fn status<E>(e: &SdkError<E>) -> Option<u16> {
     match e {
@@ -197,7 +222,7 @@ impl S3Store {
                 s.err().code().unwrap_or("unknown"),
                 s.err().message().unwrap_or_default()
             ),
-            other => DisplayErrorContext(other).to_string(),
+            other => transport_error(other),
         };
         Error::Store { uri: self.uri_of(key), operation, detail }
     }

@@ -292,3 +292,22 @@ fn s3_bodies_cut_off_mid_transfer_are_read_again() {
     }
     assert!(proxy.injected()[&Fault::Truncate] >= 3, "{:?}", proxy.injected());
 }
+
+#[test]
+fn s3_transport_errors_read_as_their_causes_without_the_raw_answer() {
+    use aws_sdk_s3::config::http::HttpResponse;
+    use aws_sdk_s3::error::SdkError;
+    use aws_sdk_s3::primitives::SdkBody;
+    let cut = std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        "end of file before message length reached",
+    );
+    let mut raw = HttpResponse::new(412u16.try_into().unwrap(), SdkBody::empty());
+    raw.headers_mut().insert("x-amzn-requestid", "JMRCLRFDv7Ur");
+    let e: SdkError<aws_sdk_s3::operation::put_object::PutObjectError> =
+        SdkError::response_error(cut, raw);
+    assert_eq!(
+        super::s3::transport_error(&e),
+        "response error: end of file before message length reached (HTTP 412)"
+    );
+}
