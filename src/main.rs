@@ -70,6 +70,24 @@ fn quiet_on_closed_pipe() {
     }));
 }
 
+/// The error and its causes, `a: b: c`, each cause once: a library error that already shows
+/// its cause in its own message (`writing usage_events: PutObject ...`) would otherwise
+/// read twice, as `{:#}` prints every source again.
+fn causes(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let message = cause.to_string();
+        if out.contains(&message) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&message);
+    }
+    out
+}
+
 fn main() -> ExitCode {
     quiet_on_closed_pipe();
     let args = cli::Cli::parse();
@@ -106,7 +124,7 @@ fn main() -> ExitCode {
             }) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", causes(&e));
             if e.chain().any(|c| c.downcast_ref::<DifferencesFound>().is_some()) {
                 ExitCode::from(3)
             } else if e.chain().any(|c| {
