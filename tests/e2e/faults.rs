@@ -1,17 +1,29 @@
-//! Faults between agentmeter and AWS: a proxy in front of moto (`testkit::faults`) throttles,
-//! fails, delays, drops connections before and after the request reached S3 or Kinesis, and
-//! cuts response bodies, by a seeded schedule. A run may stop with a clear error; run again
-//! until one completes, the lake holds every record exactly once: nothing lost, nothing
-//! doubled, whatever the retries did.
+//! Faults between agentmeter and what it talks to: a proxy (`testkit::faults`) in front of
+//! moto and of a webhook receiver throttles, fails, delays, drops connections before and after
+//! the request reached S3, Kinesis or the receiver, and cuts answers short, by a seeded plan
+//! aimed at the calls that matter (data-file puts, checkpoint writes, Kinesis reads). A run
+//! may stop, with an error the user can read (a storm that the SDK's retries cannot ride out
+//! makes sure one does); runs go on until one completes. The lake then holds every record
+//! exactly once, and every alert has arrived: nothing lost, nothing doubled, whatever the
+//! retries did.
 
+use std::collections::BTreeMap;
 use std::process::Command;
 
-use agentmeter_testkit::faults::{Fault, FaultProxy, Schedule};
+use agentmeter_testkit::crash::Seeded;
+use agentmeter_testkit::faults::{Fault, FaultProxy, Plan, Rule};
 
 use crate::aws_sources::{Aws, lake_totals};
 use crate::crash_matrix::reader_view;
 use crate::s3_lake::download;
 use crate::util::*;
+
+/// Every fault but the slow answer, whose delay would only slow a storm down.
+const HARD: [Fault; 5] =
+    [Fault::Throttle, Fault::ServerError, Fault::DropBefore, Fault::DropAfter, Fault::Truncate];
+
+/// How long a slow answer is held back (the runs make hundreds of requests, one at a time).
+const SLOW: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Runs `cmd()` until it succeeds (at most `max` times); every failure must be an error the
 /// user can read, not a crash. Returns the failed runs.
@@ -21,22 +33,42 @@ fn until_it_completes(mut cmd: impl FnMut() -> Command, max: u32) -> u32 {
         if out.status.success() {
             return failed;
         }
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{err}");
-        assert!(err.contains("error: ") && !err.contains("panicked"), "{err}");
+        assert_clean_failure(&out);
     }
     panic!("no run completed in {max} tries");
 }
 
-fn schedule(name: &str, permille: u64) -> Schedule {
-    Schedule { seed: Seeded::new(name).seed, permille, faults: Fault::ALL.to_vec(), grace: 0 }
+/// A run that stopped: exit status 1, an `error:` line, no panic. Returns the error line.
+fn assert_clean_failure(out: &std::process::Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let line = err.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{err}"));
+    line.to_owned()
 }
 
-fn assert_every_fault(proxy: &FaultProxy, what: &str) {
+/// A storm: `permille` of every request gets one of the hard faults.
+fn storm(name: &str, permille: u64) -> Plan {
+    Plan::seeded(Seeded::new(name).seed).rule(Rule::each(&[], "", &HARD, permille / 5))
+}
+
+/// The faults `proxy` injected by kind, every kind present.
+fn every_fault(proxy: &FaultProxy, what: &str) -> BTreeMap<Fault, u64> {
     let got = proxy.injected();
     for f in Fault::ALL {
         assert!(got.get(&f).copied().unwrap_or(0) > 0, "{what}: no {f:?} injected: {got:?}");
     }
+    got
+}
+
+/// Faults of any kind injected on requests whose operation starts with `op`.
+fn hit(proxy: &FaultProxy, op: &str) -> usize {
+    Fault::ALL.iter().map(|f| proxy.injected_on(*f, op, "")).sum()
+}
+
+fn duplicate_ids(lake: &std::path::Path) -> i64 {
+    let ev = table(lake, "usage_events");
+    duckdb_int(&format!("SELECT count(*) - count(DISTINCT event_id) FROM {ev}"))
 }
 
 #[test]
@@ -51,33 +83,112 @@ fn an_s3_lake_behind_faults_ends_exactly_as_a_clean_local_run() {
     ingest(&clean, &[&input], &["--batch-rows", "500"]);
     let aws = Aws::start();
     aws.rt.block_on(aws.s3.create_bucket().bucket("faulty").send()).unwrap();
-    let proxy = FaultProxy::start(aws.moto_port(), schedule("faults s3 lake", 100));
-    let failed = until_it_completes(
-        || {
-            let mut c = aws.cmd(&[
-                "ingest",
-                "--lake",
-                "s3://faulty/lake",
-                "--batch-rows",
-                "500",
-                "--no-progress",
-            ]);
-            c.arg(&input).env("AWS_ENDPOINT_URL", proxy.endpoint());
-            c
-        },
-        15,
+    let run = |proxy: &FaultProxy| {
+        let mut c = aws.cmd(&[
+            "ingest",
+            "--lake",
+            "s3://faulty/lake",
+            "--batch-rows",
+            "500",
+            "--no-progress",
+        ]);
+        c.arg(&input).env("AWS_ENDPOINT_URL", proxy.endpoint());
+        c
+    };
+    // Faults aimed at what makes duplicates: a data file's put-if-absent
+    // applied by S3 whose answer never arrives, so the retry meets its own file.
+    let plan = Plan::seeded(Seeded::new("faults s3 lake").seed)
+        .rule(Rule {
+            ops: vec!["PutObject(If-None-Match)"],
+            path: "/usage_events/",
+            permille: vec![
+                (Fault::DropAfter, 200),
+                (Fault::Truncate, 30),
+                (Fault::Throttle, 30),
+                (Fault::ServerError, 30),
+                (Fault::DropBefore, 30),
+                (Fault::Slow, 30),
+            ],
+        })
+        .rule(Rule::each(
+            &["PutObject", "GetObject", "ListObjectsV2", "HeadObject"],
+            "",
+            &Fault::ALL,
+            15,
+        ))
+        .rule(Rule::each(&[], "", &Fault::ALL, 10));
+    let proxy = FaultProxy::start(aws.moto_port(), Plan { delay: SLOW, ..plan });
+    let failed = until_it_completes(|| run(&proxy), 15);
+    let injected = every_fault(&proxy, "s3 lake");
+    assert!(
+        proxy.injected_on(Fault::DropAfter, "PutObject(If-None-Match)", "/usage_events/") > 0,
+        "{}",
+        proxy.summary()
     );
-    assert_every_fault(&proxy, "s3 lake");
+    for op in ["PutObject", "GetObject", "ListObjectsV2", "HeadObject"] {
+        assert!(hit(&proxy, op) > 0, "no fault on {op}: {}", proxy.summary());
+    }
     let copy = dir.path().join("copy");
     download(&aws, "faulty", "lake/", &copy);
     assert_eq!(reader_view(&copy), reader_view(&clean));
-    let ev = table(&copy, "usage_events");
-    assert_eq!(duckdb_int(&format!("SELECT count(*) - count(DISTINCT event_id) FROM {ev}")), 0);
+    assert_eq!(duplicate_ids(&copy), 0);
     println!(
-        "faults, S3 lake: {} requests, injected {:?}, {failed} runs stopped with an error, lost 0, doubled 0",
-        proxy.requests(),
-        proxy.injected()
+        "faults, S3 lake: {}\ninjected {injected:?}; {failed} runs stopped with an error; lost 0, doubled 0",
+        proxy.summary()
     );
+}
+
+/// A storm the SDK's retries cannot ride out stops the run; what the user reads is the
+/// operation, the object and the cause, not a dump of the raw answer. A rerun completes the
+/// lake exactly.
+#[test]
+fn a_storm_of_faults_stops_an_s3_lake_ingest_with_a_clear_error_and_a_rerun_completes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(
+        &dir.path().join("gen"),
+        &["--tenants", "4", "--events", "1500", "--seed", "11", "--noisy", "1"],
+    );
+    let input = dir.path().join("gen/input");
+    let clean = dir.path().join("clean");
+    ingest(&clean, &[&input], &["--batch-rows", "300"]);
+    let aws = Aws::start();
+    aws.rt.block_on(aws.s3.create_bucket().bucket("stormy").send()).unwrap();
+    // Through `proxy`, else straight to moto.
+    let run = |proxy: Option<&FaultProxy>| {
+        let mut c = aws.cmd(&[
+            "ingest",
+            "--lake",
+            "s3://stormy/lake",
+            "--batch-rows",
+            "300",
+            "--no-progress",
+        ]);
+        c.arg(&input);
+        if let Some(p) = proxy {
+            c.env("AWS_ENDPOINT_URL", p.endpoint());
+        }
+        c
+    };
+    let proxy = FaultProxy::start(aws.moto_port(), storm("faults s3 lake storm", 600));
+    let out = run(Some(&proxy)).output().unwrap();
+    let error = assert_clean_failure(&out);
+    assert!(error.contains(" s3://stormy/lake/"), "{error}");
+    // Each cause once (the lake error already shows the store's in its message).
+    assert_eq!(error.matches(" s3://stormy/lake/").count(), 1, "{error}");
+    for debris in ["Response {", "headers", "SdkBody", "HeaderValue", "ResponseError("] {
+        assert!(!error.contains(debris), "{debris:?} in {error}");
+    }
+    let injected = proxy.injected();
+    for f in HARD {
+        assert!(injected.get(&f).copied().unwrap_or(0) > 0, "no {f:?}: {}", proxy.summary());
+    }
+    // The partial lake completed by a run without faults.
+    ok(&mut run(None));
+    let copy = dir.path().join("copy");
+    download(&aws, "stormy", "lake/", &copy);
+    assert_eq!(reader_view(&copy), reader_view(&clean));
+    assert_eq!(duplicate_ids(&copy), 0);
+    println!("faults, storm: {}; stopped with {error:?}; lost 0, doubled 0", proxy.summary());
 }
 
 #[test]
@@ -85,9 +196,7 @@ fn kinesis_and_its_checkpoints_behind_faults_land_every_record_once() {
     let dir = tempfile::tempdir().unwrap();
     let mut aws = Aws::start();
     aws.rt.block_on(aws.s3.create_bucket().bucket("faulty").send()).unwrap();
-    let proxy = FaultProxy::start(aws.moto_port(), schedule("faults kinesis", 300));
-    let endpoint = proxy.endpoint();
-    let run = |aws: &Aws| {
+    let run = |aws: &Aws, proxy: &FaultProxy| {
         let mut c = aws.cmd(&[
             "ingest",
             "--lake",
@@ -97,37 +206,75 @@ fn kinesis_and_its_checkpoints_behind_faults_land_every_record_once() {
             "20",
             "kinesis://usage",
         ]);
-        c.env("AWS_ENDPOINT_URL", &endpoint);
+        c.env("AWS_ENDPOINT_URL", proxy.endpoint());
         c
     };
+    // Faults on the stream's reads and on the checkpoint writes, which are replaced
+    // from the version read: a write applied whose answer is lost meets its own version.
+    let plan = Plan::seeded(Seeded::new("faults kinesis").seed)
+        // Listed once a run: often, so that it meets faults at all.
+        .rule(Rule::each(&["ListShards"], "", &Fault::ALL, 100))
+        .rule(Rule::each(&["GetRecords", "GetShardIterator"], "", &Fault::ALL, 50))
+        .rule(Rule {
+            ops: vec!["PutObject"],
+            path: "/_state/checkpoints/",
+            permille: vec![
+                (Fault::DropAfter, 200),
+                (Fault::Truncate, 50),
+                (Fault::Throttle, 50),
+                (Fault::ServerError, 50),
+                (Fault::DropBefore, 50),
+                (Fault::Slow, 50),
+            ],
+        })
+        .rule(Rule::each(&[], "", &Fault::ALL, 20));
+    let proxy = FaultProxy::start(aws.moto_port(), Plan { delay: SLOW, ..plan });
     // Usage arrives in rounds, each read through the faults until a run completes.
     let mut failed = 0;
     for _ in 0..6 {
         for _ in 0..3 {
             aws.put_usage(40);
         }
-        failed += until_it_completes(|| run(&aws), 20);
+        failed += until_it_completes(|| run(&aws, &proxy), 20);
     }
     // Caught up: once more through the faults, nothing new lands.
-    failed += until_it_completes(|| run(&aws), 20);
-    assert_every_fault(&proxy, "kinesis");
+    failed += until_it_completes(|| run(&aws, &proxy), 20);
+    let injected = every_fault(&proxy, "kinesis");
+    for op in ["GetRecords", "GetShardIterator", "ListShards"] {
+        assert!(hit(&proxy, op) > 0, "no fault on {op}: {}", proxy.summary());
+    }
+    assert!(
+        proxy.injected_on(Fault::DropAfter, "PutObject", "/_state/checkpoints/") > 0,
+        "{}",
+        proxy.summary()
+    );
     let copy = dir.path().join("copy");
     download(&aws, "faulty", "k/", &copy);
     assert_eq!(lake_totals(&copy), aws.want());
-    let ev = table(&copy, "usage_events");
-    assert_eq!(duckdb_int(&format!("SELECT count(*) - count(DISTINCT event_id) FROM {ev}")), 0);
+    assert_eq!(duplicate_ids(&copy), 0);
     println!(
-        "faults, Kinesis: {} requests, injected {:?}, {failed} runs stopped with an error, lost 0, doubled 0",
-        proxy.requests(),
-        proxy.injected()
+        "faults, Kinesis: {}\ninjected {injected:?}; {failed} runs stopped with an error; lost 0, doubled 0",
+        proxy.summary()
     );
 }
 
+/// The webhook contract is at least once under a stable key (`Idempotency-Key`, the alert
+/// id): a resend is the same alert, byte for byte, and comes only from a request the
+/// receiver took whose answer was lost.
 #[test]
 fn alerts_behind_faults_reach_the_webhook_each_under_one_key_until_none_is_pending() {
     let m = crate::flags::month();
     let receiver = crate::flags::hook(200);
-    let proxy = FaultProxy::start(receiver.port, schedule("faults webhook", 400));
+    // Each fault once at fixed places (the deliveries are sequential), and on about a quarter
+    // of the other requests by the seed.
+    let mut plan = Plan::seeded(Seeded::new("faults webhook").seed).rule(Rule::each(
+        &["POST /hook"],
+        "",
+        &Fault::ALL,
+        40,
+    ));
+    plan.at = Fault::ALL.iter().enumerate().map(|(i, f)| (2 + 2 * i as u64, *f)).collect();
+    let proxy = FaultProxy::start(receiver.port, plan);
     let url = format!("{}/hook", proxy.endpoint());
     let state_file = m.lake.join("_state/flags.json");
     let pending = || {
@@ -146,7 +293,7 @@ fn alerts_behind_faults_reach_the_webhook_each_under_one_key_until_none_is_pendi
         assert!(runs < 30, "alerts still pending after {runs} runs");
     }
     let seen = receiver.seen.lock().unwrap().clone();
-    let mut bodies: std::collections::BTreeMap<String, String> = Default::default();
+    let mut bodies: BTreeMap<String, String> = BTreeMap::new();
     for (headers, body) in &seen {
         let key = headers.iter().find(|(h, _)| h == "idempotency-key").map(|(_, v)| v.clone());
         let key = key.expect("an Idempotency-Key on every delivery");
@@ -157,12 +304,16 @@ fn alerts_behind_faults_reach_the_webhook_each_under_one_key_until_none_is_pendi
         assert_eq!(first, body);
     }
     assert_eq!(bodies.len(), m.noisy.len() + 2 * m.runaways.len(), "every alert, none invented");
-    let injected = proxy.injected();
-    assert!(injected.values().sum::<u64>() > 0, "{injected:?}");
+    let injected = every_fault(&proxy, "webhook");
+    // Exactly one resend per request the receiver took but whose answer was lost.
+    let lost_answers = injected[&Fault::DropAfter] + injected[&Fault::Truncate];
+    assert_eq!(seen.len() as u64, bodies.len() as u64 + lost_answers, "{}", proxy.summary());
+    assert_eq!(proxy.upstream_failures(), 0);
     println!(
-        "faults, webhook: {} alerts, {} deliveries ({} resent under the same key), {runs} runs, injected {injected:?}",
+        "faults, webhook: {} alerts, {} deliveries ({} resent under the same key), {runs} runs, {}",
         bodies.len(),
         seen.len(),
-        seen.len() - bodies.len()
+        seen.len() - bodies.len(),
+        proxy.summary()
     );
 }
