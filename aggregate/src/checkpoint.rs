@@ -13,10 +13,18 @@
 //! S3 sources: one empty record per object ingested, named by a digest of its key and its
 //! ETag (`_state/checkpoints/s3/<source>/<key digest>-<etag>.json`), saved after its data is
 //! committed: a listing tells what is done, and a replaced object (new ETag) is read again.
+//!
+//! Rollups owed: a checkpoint makes its records' data final for the source, so a run stopped
+//! between a checkpoint and the rollup of the days written would leave those rollups stale
+//! with nothing re-read to bring them back. So a checkpointed source records the days it
+//! committed data for before saving a checkpoint that covers them
+//! (`_state/rollups_owed/<source>.json`), clears them once rolled up, and rolls up whatever
+//! an earlier run left there when it starts ([`OwedRollups`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -232,6 +240,102 @@ impl ObjectsStore {
     }
 }
 
+/// The saved object of [`OwedRollups`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct OwedFile {
+    source: String,
+    days: BTreeSet<NaiveDate>,
+}
+
+/// The days one checkpointed source (a Kinesis stream, an S3 prefix) committed data for and
+/// has not rolled up yet. Written only when the set grows or shrinks, replaced only from the
+/// version read (a conflict reads the other run's days and keeps both).
+#[derive(Debug, Clone)]
+pub struct OwedRollups {
+    lake: Lake,
+    source: String,
+    key: String,
+    /// The version last read or written.
+    version: Option<String>,
+    /// The days as last read or written.
+    saved: BTreeSet<NaiveDate>,
+}
+
+impl OwedRollups {
+    /// The ledger of `source` (`kinesis://stream`, `s3://bucket/prefix`) in `lake`.
+    pub fn new(lake: &Lake, source: &str) -> Self {
+        Self {
+            lake: lake.clone(),
+            source: source.to_owned(),
+            key: layout::rollups_owed(source),
+            version: None,
+            saved: BTreeSet::new(),
+        }
+    }
+
+    /// The days an earlier run owes.
+    ///
+    /// # Errors
+    ///
+    /// The ledger cannot be read.
+    pub fn load(&mut self) -> Result<BTreeSet<NaiveDate>> {
+        let read = self.lake.read_state::<OwedFile>(&self.key)?;
+        (self.saved, self.version) = match read {
+            Some((f, etag)) => (f.days, Some(etag)),
+            None => (BTreeSet::new(), None),
+        };
+        Ok(self.saved.clone())
+    }
+
+    /// Records `days` as owed (before a checkpoint that covers their data is saved); writes
+    /// only when one is not recorded yet.
+    ///
+    /// # Errors
+    ///
+    /// The ledger cannot be written.
+    pub fn owe(&mut self, days: &BTreeSet<NaiveDate>) -> Result<()> {
+        if days.is_subset(&self.saved) {
+            return Ok(());
+        }
+        self.update(|saved| saved.extend(days.iter().copied()))
+    }
+
+    /// Clears `days`, whose rollups are current now.
+    ///
+    /// # Errors
+    ///
+    /// The ledger cannot be written.
+    pub fn settle(&mut self, days: &BTreeSet<NaiveDate>) -> Result<()> {
+        if self.saved.is_disjoint(days) {
+            return Ok(());
+        }
+        self.update(|saved| saved.retain(|d| !days.contains(d)))
+    }
+
+    fn update(&mut self, change: impl Fn(&mut BTreeSet<NaiveDate>)) -> Result<()> {
+        for _ in 0..SAVE_ATTEMPTS {
+            let mut days = self.saved.clone();
+            change(&mut days);
+            let file = OwedFile { source: self.source.clone(), days };
+            let cond = Condition::replacing(self.version.as_deref());
+            match self.lake.write_state(&self.key, &file, cond)? {
+                Put::Written { etag } => {
+                    (self.saved, self.version) = (file.days, Some(etag));
+                    return Ok(());
+                }
+                // Another run of the same source changed it: start from its days.
+                Put::Conflict => {
+                    self.load()?;
+                }
+            }
+        }
+        Err(Error::Corrupt {
+            path: self.lake.store().uri_of(&self.key).into(),
+            detail: format!("other runs kept changing it through {SAVE_ATTEMPTS} attempts"),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,5 +384,32 @@ mod tests {
             "replaced: read again"
         );
         assert!(ObjectsStore::s3(&lake, "s3://usage/other/").load().unwrap().is_empty());
+    }
+
+    #[test]
+    fn owed_rollups_grow_shrink_and_keep_another_runs_days() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open_dir(dir.path()).unwrap();
+        let d = |n: u32| NaiveDate::from_ymd_opt(2026, 11, n).unwrap();
+        let set = |v: &[u32]| v.iter().map(|&n| d(n)).collect::<BTreeSet<_>>();
+        let mut a = OwedRollups::new(&lake, "kinesis://usage");
+        assert!(a.load().unwrap().is_empty());
+        a.owe(&set(&[1, 2])).unwrap();
+        // Another run of the same source, started meanwhile, owes day 3.
+        let mut b = OwedRollups::new(&lake, "kinesis://usage");
+        assert_eq!(b.load().unwrap(), set(&[1, 2]));
+        b.owe(&set(&[3])).unwrap();
+        // a's write conflicts, reads b's days and keeps them.
+        a.owe(&set(&[4])).unwrap();
+        a.settle(&set(&[1, 3])).unwrap();
+        let mut fresh = OwedRollups::new(&lake, "kinesis://usage/");
+        assert_eq!(fresh.load().unwrap(), set(&[2, 4]));
+        // Nothing new: nothing written (the version stays).
+        let v = fresh.version.clone();
+        fresh.owe(&set(&[2])).unwrap();
+        fresh.settle(&set(&[9])).unwrap();
+        assert_eq!(fresh.version, v);
+        assert!(OwedRollups::new(&lake, "s3://usage/x").load().unwrap().is_empty());
+        assert!(layout::rollups_owed("kinesis://usage").starts_with("_state/rollups_owed/"));
     }
 }

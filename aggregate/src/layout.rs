@@ -15,6 +15,7 @@
 //!   _state/inference_profiles.json                    application inference profiles seen
 //!   _state/checkpoints/kinesis/<16 hex>/<shard>.json  one checkpoint per Kinesis shard
 //!   _state/checkpoints/s3/<16 hex>/<32 hex>-<etag>.json  one record per S3 object ingested
+//!   _state/rollups_owed/<16 hex>.json                 days a checkpointed source has not rolled up
 //!   _state/billing/periods/YYYY-MM.json               a closed billing period's record
 //!   _state/billing/blobs/<32 hex>                     issued documents and priced inputs
 //! ```
@@ -155,6 +156,13 @@ pub fn kinesis_checkpoint(stream: &str, shard: &str) -> String {
 pub fn s3_objects_done(source: &str) -> String {
     let digest = agentmeter_schemas::content_digest_hex(source.trim_end_matches('/').as_bytes());
     format!("{STATE_DIR}/checkpoints/s3/{}/", &digest[..16])
+}
+
+/// `_state/rollups_owed/<16 hex>.json`: the days checkpointed source `source` (its URI) committed
+/// data for and has not rolled up yet.
+pub fn rollups_owed(source: &str) -> String {
+    let digest = agentmeter_schemas::content_digest_hex(source.trim_end_matches('/').as_bytes());
+    format!("{STATE_DIR}/rollups_owed/{}.json", &digest[..16])
 }
 
 /// The name of the record that object `key` at version `etag` is ingested: a digest of the

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use agentmeter_aggregate::checkpoint::OwedRollups;
 use agentmeter_aggregate::{
     EventWriter, Lake, QuarantineReport, QuarantineWriter, RollupReport, WriteStats, WriterOptions,
 };
@@ -26,6 +27,10 @@ pub struct Router {
     acc: Accounting,
     /// What earlier quarantine commits wrote.
     quarantine_done: QuarantineReport,
+    /// The rollups-owed ledgers of the checkpointed sources routed here.
+    owed: Vec<OwedRollups>,
+    /// Days committed (or owed by an earlier run) and taken from the writers, not rolled up.
+    taken: BTreeSet<NaiveDate>,
 }
 
 /// What a finished router wrote.
@@ -63,7 +68,28 @@ impl Router {
             appending,
             acc: Accounting::default(),
             quarantine_done: QuarantineReport::default(),
+            owed: Vec::new(),
+            taken: BTreeSet::new(),
         }
+    }
+
+    /// Makes the rollups of checkpointed source `source` (`kinesis://stream`, `s3://...`)
+    /// survive a stop: the days an earlier run of it committed and never rolled up are rolled
+    /// up with this run's, and every later [`Router::commit`] records its days in the source's
+    /// ledger before returning, so before the checkpoint that follows it.
+    ///
+    /// # Errors
+    ///
+    /// The ledger cannot be read.
+    pub fn owe_rollups_to(&mut self, source: &str) -> Result<()> {
+        let mut ledger = OwedRollups::new(&self.lake, source);
+        let owed = ledger.load().map_err(lake(format!("{source}: reading the rollups owed")))?;
+        if !owed.is_empty() {
+            tracing::info!(%source, days = owed.len(), "Rolling up the days an earlier run left.");
+        }
+        self.taken.extend(owed);
+        self.owed.push(ledger);
+        Ok(())
     }
 
     fn quarantine_writer(lake: &Lake, appending: bool) -> QuarantineWriter {
@@ -115,7 +141,25 @@ impl Router {
         );
         let r = q.finish().map_err(lake("writing the quarantine"))?;
         self.quarantine_done.add(r);
+        if !self.owed.is_empty() {
+            let days = self.touched_by_writers()?;
+            self.taken.extend(days);
+            for ledger in &mut self.owed {
+                ledger.owe(&self.taken).map_err(lake("recording the rollups owed"))?;
+            }
+        }
         Ok(())
+    }
+
+    fn touched_by_writers(&mut self) -> Result<BTreeSet<NaiveDate>> {
+        let mut days = self.events.take_touched().map_err(lake("committing usage_events"))?;
+        days.extend(self.spans.take_touched().map_err(lake("committing agent_spans"))?);
+        Ok(days)
+    }
+
+    /// Tells the ledgers that the rollups of `days` are current, but for those that failed.
+    pub fn rolled_up(&mut self, days: &BTreeSet<NaiveDate>, report: &RollupReport) {
+        settle(&mut self.owed, days, report);
     }
 
     /// The days written (events or spans) since the last call, once they are committed: a
@@ -125,8 +169,8 @@ impl Router {
     ///
     /// An earlier batch could not be committed.
     pub fn take_touched(&mut self) -> Result<BTreeSet<NaiveDate>> {
-        let mut days = self.events.take_touched().map_err(lake("committing usage_events"))?;
-        days.extend(self.spans.take_touched().map_err(lake("committing agent_spans"))?);
+        let mut days = std::mem::take(&mut self.taken);
+        days.extend(self.touched_by_writers()?);
         Ok(days)
     }
 
@@ -152,18 +196,46 @@ impl Router {
     }
 
     fn finish_with(self, rollups: bool) -> Result<Finished> {
-        let Router { lake, events, spans, quarantine, mut acc, quarantine_done, .. } = self;
+        let Router {
+            lake,
+            events,
+            spans,
+            quarantine,
+            mut acc,
+            quarantine_done,
+            mut owed,
+            taken,
+            ..
+        } = self;
         let (stats, mut days) =
             events.finish_without_rollups().map_err(lake_err("usage_events"))?;
         let (span_stats, span_days) =
             spans.finish_without_rollups().map_err(lake_err("agent_spans"))?;
         days.extend(span_days);
+        days.extend(taken);
         let report = if rollups { lake.rebuild_rollups(&days) } else { RollupReport::default() };
+        if rollups {
+            settle(&mut owed, &days, &report);
+        }
         let mut q = quarantine.finish().map_err(lake_err("the quarantine"))?;
         q.add(quarantine_done);
         count(&mut acc, &stats, &span_stats);
         let files = stats.files + span_stats.files;
         Ok(Finished { acc, files, rollups: report, quarantine: q })
+    }
+}
+
+/// Clears `days` but the failed ones from `ledgers`. A ledger left as it was only makes the
+/// next run check those days again, so a failure is logged, not returned.
+fn settle(ledgers: &mut [OwedRollups], days: &BTreeSet<NaiveDate>, report: &RollupReport) {
+    let mut current = days.clone();
+    for (dt, _) in &report.failed {
+        current.remove(dt);
+    }
+    for ledger in ledgers {
+        if let Err(e) = ledger.settle(&current) {
+            tracing::warn!(error = %e, "Could not clear the rollups owed; the next run checks those days again.");
+        }
     }
 }
 

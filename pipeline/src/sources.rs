@@ -153,6 +153,7 @@ impl AwsRun<'_> {
     pub fn kinesis(&self, sink: &mut Router, streams: &[String]) -> Result<()> {
         let mut follows = Vec::with_capacity(streams.len());
         for stream in streams {
+            sink.owe_rollups_to(&format!("kinesis://{stream}"))?;
             let mut store = CheckpointStore::kinesis(self.lake, stream);
             let saved = store
                 .load()
@@ -207,7 +208,9 @@ impl AwsRun<'_> {
                 if self.opts.follow && last_rollup.elapsed() >= self.opts.rollup_interval {
                     let mut days = sink.take_touched()?;
                     days.append(&mut retry);
-                    for (dt, e) in self.lake.rebuild_rollups(&days).failed {
+                    let report = self.lake.rebuild_rollups(&days);
+                    sink.rolled_up(&days, &report);
+                    for (dt, e) in report.failed {
                         tracing::error!(%dt, error = %e, "Rollup failed; retried at the next rollup, and readers see the day as stale.");
                         retry.insert(dt);
                     }
@@ -373,6 +376,7 @@ impl AwsRun<'_> {
     /// written, or the run was stopped with objects left.
     pub fn s3(&self, sink: &mut Router, loc: &S3Location) -> Result<()> {
         let client = s3::client(self.config);
+        sink.owe_rollups_to(&loc.uri())?;
         let store = ObjectsStore::s3(self.lake, &loc.uri());
         let done =
             store.load().map_err(lake(format!("{}: reading the objects done", loc.uri())))?;

@@ -130,7 +130,7 @@ impl Aws {
     }
 
     /// A record put on the stream directly.
-    fn put_record(&self, key: &str, data: Vec<u8>) {
+    pub(crate) fn put_record(&self, key: &str, data: Vec<u8>) {
         self.rt
             .block_on(
                 self.kinesis
@@ -183,6 +183,11 @@ impl Aws {
         args.extend_from_slice(extra);
         let out = ok(&mut self.cmd(&args));
         serde_json::from_slice(&out.stdout).expect("summary JSON")
+    }
+
+    /// Usage events put so far.
+    pub(crate) fn put_count(&self) -> usize {
+        self.put
     }
 
     /// Per tenant (events, total tokens) as put.
@@ -330,6 +335,37 @@ fn kinesis_lands_exact_totals_checkpoints_and_survives_a_kill_in_the_middle() {
     assert_eq!(aws.put, 200 + 600);
     let events = duckdb_int(&format!("SELECT count(*) FROM {}", table(&lake, "usage_events")));
     assert_eq!(events, 802);
+
+    // Before each checkpoint the days committed are recorded as owing their rollups, and
+    // cleared once rolled up. A run stopped after its last checkpoint, before its rollups,
+    // leaves them owed: the next run rolls them up though it reads nothing new.
+    let ledger = owed_ledger(&lake);
+    let owed = |path: &Path| -> Value { serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap() };
+    assert_eq!(owed(&ledger)["source"], "kinesis://usage");
+    assert_eq!(owed(&ledger)["days"], serde_json::json!([]));
+    let days: Vec<String> = files_under(&lake.join("usage_hourly"))
+        .iter()
+        .map(|f| f.split('/').next().unwrap().trim_start_matches("dt=").to_owned())
+        .collect();
+    assert!(!days.is_empty());
+    for t in ["usage_hourly", "tenant_hourly", "agent_invocations"] {
+        std::fs::remove_dir_all(lake.join(t)).unwrap();
+    }
+    std::fs::write(&ledger, serde_json::json!({"source": "kinesis://usage", "days": days}).to_string())
+        .unwrap();
+    let s = aws.ingest(&lake, &["kinesis://usage"]);
+    assert_eq!(count(&s, "records_read"), 0, "{s}");
+    assert_eq!(s["partitions_rolled_up"], days.len(), "{s}");
+    assert_eq!(lake_totals(&lake), aws.want());
+    assert_eq!(owed(&ledger)["days"], serde_json::json!([]));
+}
+
+/// The one rollups-owed ledger of `lake` (`_state/rollups_owed/<source digest>.json`).
+fn owed_ledger(lake: &Path) -> std::path::PathBuf {
+    let dir = lake.join("_state/rollups_owed");
+    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    files.into_iter().next().unwrap()
 }
 
 #[test]
