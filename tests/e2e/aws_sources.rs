@@ -340,7 +340,8 @@ fn kinesis_lands_exact_totals_checkpoints_and_survives_a_kill_in_the_middle() {
     // cleared once rolled up. A run stopped after its last checkpoint, before its rollups,
     // leaves them owed: the next run rolls them up though it reads nothing new.
     let ledger = owed_ledger(&lake);
-    let owed = |path: &Path| -> Value { serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap() };
+    let owed =
+        |path: &Path| -> Value { serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap() };
     assert_eq!(owed(&ledger)["source"], "kinesis://usage");
     assert_eq!(owed(&ledger)["days"], serde_json::json!([]));
     let days: Vec<String> = files_under(&lake.join("usage_hourly"))
@@ -351,8 +352,11 @@ fn kinesis_lands_exact_totals_checkpoints_and_survives_a_kill_in_the_middle() {
     for t in ["usage_hourly", "tenant_hourly", "agent_invocations"] {
         std::fs::remove_dir_all(lake.join(t)).unwrap();
     }
-    std::fs::write(&ledger, serde_json::json!({"source": "kinesis://usage", "days": days}).to_string())
-        .unwrap();
+    std::fs::write(
+        &ledger,
+        serde_json::json!({"source": "kinesis://usage", "days": days}).to_string(),
+    )
+    .unwrap();
     let s = aws.ingest(&lake, &["kinesis://usage"]);
     assert_eq!(count(&s, "records_read"), 0, "{s}");
     assert_eq!(s["partitions_rolled_up"], days.len(), "{s}");
