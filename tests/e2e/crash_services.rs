@@ -1,6 +1,7 @@
 //! The crash matrix of the long-running writers: `serve` killed with SIGKILL under load and
-//! restarted on its write-ahead log, and `push` killed in the middle of sending an S3 lake's
-//! usage, then run again. Kill points are seeded (`util::Seeded`); every 200 is kept once,
+//! restarted on its write-ahead log, `run` (Kinesis, the receiver, rollups and flags in one
+//! process) killed as a whole while usage and spans arrive, and `push` killed in the middle of
+//! sending an S3 lake's usage, then run again. Kill points are seeded (`util::Seeded`); every 200 is kept once,
 //! and a billing system ends with exactly a clean run's events.
 //!
 //! `AGENTMETER_CRASH_TRIALS` sets the trials per test (2 in CI); a soak:
@@ -112,6 +113,47 @@ fn agent_totals(lake: &std::path::Path) -> [i64; 4] {
     [n("ai"), n("tc"), n("te"), inv]
 }
 
+/// The spans of load run `run` in `lake`: every request answered 200 (`acked`) is there, no span
+/// twice, each request whole (it is logged in one commit), none that was not sent (of the
+/// first `n_sent`), and the rollups count each request once; no write-ahead log or temporary
+/// file is left. Returns the requests kept.
+fn assert_spans_once(
+    lake: &std::path::Path,
+    run: u32,
+    n_sent: u32,
+    acked: &[u32],
+    ctx: &str,
+) -> usize {
+    let keys = lake_span_keys(lake);
+    let (rows, distinct) = lake_span_counts(lake);
+    assert_eq!(rows, distinct, "{ctx}: a span is in agent_spans twice");
+    assert_eq!(rows as usize, keys.len());
+    let in_lake: BTreeSet<&str> = keys.iter().map(String::as_str).collect();
+    let mut missing = Vec::new();
+    for n in acked {
+        missing
+            .extend(load_request(run, *n).1.into_iter().filter(|k| !in_lake.contains(k.as_str())));
+    }
+    assert!(missing.is_empty(), "{ctx}: acknowledged spans not in the lake: {missing:?}");
+    let mut per_request: BTreeMap<&str, usize> = BTreeMap::new();
+    for k in &keys {
+        *per_request.entry(k.split(':').next().unwrap()).or_default() += 1;
+    }
+    assert!(per_request.values().all(|&c| c == 5), "{ctx}: partial requests: {per_request:?}");
+    let could_be: BTreeSet<String> = (0..n_sent)
+        .map(|n| load_request(run, n).1[0].split(':').next().unwrap().to_owned())
+        .collect();
+    assert!(per_request.keys().all(|t| could_be.contains(*t)), "{ctx}: a span never sent");
+    // The rollups of a lake written across kills count each request once.
+    let requests = per_request.len() as i64;
+    assert_eq!(agent_totals(lake), [requests, 2 * requests, requests, requests], "{ctx}");
+    assert!(wal_files(lake).is_empty(), "{ctx}: {:?}", wal_files(lake));
+    // A killed process's temporary files are removed by the next one.
+    let left: Vec<String> = files_under(lake).into_iter().filter(|f| f.contains(".tmp-")).collect();
+    assert!(left.is_empty(), "{ctx}: {left:?}");
+    per_request.len()
+}
+
 #[test]
 fn serve_killed_under_load_keeps_every_acknowledged_span_once() {
     let mut rng = Seeded::new("serve_killed_under_load");
@@ -159,41 +201,12 @@ fn serve_killed_under_load_keeps_every_acknowledged_span_once() {
         let n_sent = load.next.load(Ordering::SeqCst);
         let acked = load.acked.into_inner().unwrap();
         let given_up = load.given_up.into_inner().unwrap();
-        let keys = lake_span_keys(&lake);
-        let (rows, distinct) = lake_span_counts(&lake);
-        assert_eq!(rows, distinct, "{ctx}: a span is in agent_spans twice");
-        assert_eq!(rows as usize, keys.len());
-        let in_lake: BTreeSet<&str> = keys.iter().map(String::as_str).collect();
-        let mut missing = Vec::new();
-        for n in &acked {
-            missing.extend(
-                load_request(run, *n).1.into_iter().filter(|k| !in_lake.contains(k.as_str())),
-            );
-        }
-        assert!(missing.is_empty(), "{ctx}: acknowledged spans not in the lake: {missing:?}");
-        // Only spans that were sent, each request whole (a request is logged in one commit).
-        let mut per_request: BTreeMap<&str, usize> = BTreeMap::new();
-        for k in &keys {
-            *per_request.entry(k.split(':').next().unwrap()).or_default() += 1;
-        }
-        assert!(per_request.values().all(|&c| c == 5), "{ctx}: partial requests: {per_request:?}");
-        let could_be: BTreeSet<String> = (0..n_sent)
-            .map(|n| load_request(run, n).1[0].split(':').next().unwrap().to_owned())
-            .collect();
-        assert!(per_request.keys().all(|t| could_be.contains(*t)), "{ctx}: a span never sent");
-        // The rollups of a lake written across kills count each request once.
-        let requests = per_request.len() as i64;
-        assert_eq!(agent_totals(&lake), [requests, 2 * requests, requests, requests], "{ctx}");
-        assert!(wal_files(&lake).is_empty(), "{ctx}: {:?}", wal_files(&lake));
-        // A killed receiver's temporary files are removed by the next one.
-        let left: Vec<String> =
-            files_under(&lake).into_iter().filter(|f| f.contains(".tmp-")).collect();
-        assert!(left.is_empty(), "{ctx}: {left:?}");
+        let kept = assert_spans_once(&lake, run, n_sent, &acked, &ctx);
 
         sent += n_sent as usize;
         acked_total += acked.len();
         given_up_total += given_up.len();
-        unacked_kept += per_request.len() - acked.len();
+        unacked_kept += kept - acked.len();
     }
     eprintln!(
         "crash figures: serve: seed {seed:x}, {trials} trials, {kills} kills landed, \
@@ -410,5 +423,102 @@ fn push_killed_mid_run_sends_exactly_a_clean_runs_events() {
          runs, {} events a clean run sends, {resent} resent under the same identifier, \
          events lost 0, doubled 0",
         clean.len()
+    );
+}
+
+/// `run`'s configuration for the crash test: Kinesis, the receiver, rollups and flags in one
+/// process, each on a short interval so that kills land in all of them.
+const RUN_CONFIG: &str = "lake = \"lake\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+    [otlp]\nflush_interval_ms = 50\n[[kinesis]]\nstream = \"usage\"\n\
+    [rollups]\ncheckpoint_interval_ms = 50\ninterval_ms = 150\n\
+    [flags]\nevery_minutes = 1\nout = \"out\"\nalerts = [\"stdout\"]\n";
+
+/// `agentmeter run --config CONFIG` against moto, once it listens.
+fn start_run(aws: &crate::aws_sources::Aws, config: &std::path::Path) -> Server {
+    Server::spawn(aws.cmd(&["run", "--config", config.to_str().unwrap()]))
+}
+
+#[test]
+fn run_killed_as_a_whole_keeps_every_record_and_acknowledged_span_once() {
+    let mut rng = Seeded::new("run_killed_as_a_whole");
+    let seed = rng.seed;
+    let trials = crash_trials();
+    let dir = tempfile::tempdir().unwrap();
+    let mut aws = crate::aws_sources::Aws::start();
+    let (mut kills, mut acked_total, mut unacked_kept) = (0, 0, 0);
+    for trial in 0..trials {
+        let ctx = format!("seed {seed:x}, trial {trial}");
+        let run = 0x7a5_0000 + trial as u32;
+        let home = dir.path().join(format!("trial-{trial}"));
+        std::fs::create_dir_all(&home).unwrap();
+        let config = home.join("agentmeter.toml");
+        std::fs::write(&config, RUN_CONFIG).unwrap();
+        let load = Load::default();
+        let first = start_run(&aws, &config);
+        load.port.store(first.port(), Ordering::SeqCst);
+        let server = std::thread::scope(|s| {
+            let mut server = first;
+            let _stop = StopOnDrop(&load.stop);
+            s.spawn(|| client(run, &load));
+            for _ in 0..1 + rng.below(2) {
+                // Usage arriving on the stream and spans on the receiver, then a seeded moment:
+                // in a Kinesis commit or checkpoint, a span flush, a rollup or a flag run.
+                aws.put_usage(40);
+                wait_for_acks(&load, 5);
+                aws.put_usage(40);
+                std::thread::sleep(rng.within(Duration::from_millis(500)));
+                server.signal("KILL");
+                let stopped = server.wait();
+                assert_eq!(stopped.status.signal(), Some(9), "{ctx}: {}", stopped.stderr);
+                kills += 1;
+                aws.put_usage(40);
+                std::thread::sleep(rng.within(Duration::from_millis(100)));
+                server = start_run(&aws, &config);
+                load.port.store(server.port(), Ordering::SeqCst);
+            }
+            wait_for_acks(&load, 10);
+            server
+        });
+        // Every record on the stream is read before the stop; the stop commits, rolls up and
+        // checkpoints.
+        let lake = home.join("lake");
+        let events = || match lake.join("usage_events").is_dir() {
+            true => duckdb_int(&format!("SELECT count(*) FROM {}", table(&lake, "usage_events"))),
+            false => 0,
+        };
+        eventually("every record on the stream in the lake", || events() >= aws.put_count() as i64);
+        let stopped = server.stop();
+        assert_eq!(stopped.counts()[3], 0, "{ctx}: nothing quarantined: {}", stopped.stdout);
+        assert_eq!(crate::aws_sources::lake_totals(&lake), aws.want(), "{ctx}");
+        assert_eq!(
+            duckdb_int(&format!(
+                "SELECT count(DISTINCT event_id) FROM {}",
+                table(&lake, "usage_events")
+            )),
+            aws.put_count() as i64,
+            "{ctx}: an event twice"
+        );
+        let s = aws.ingest(&lake, &["kinesis://usage"]);
+        assert_eq!(
+            crate::aws_sources::count(&s, "records_read"),
+            0,
+            "{ctx}: not checkpointed: {s}"
+        );
+        // Flag runs cut off by a kill leave no torn line.
+        let flags = std::fs::read_to_string(home.join("out/flags.jsonl")).unwrap_or_default();
+        for l in flags.lines() {
+            serde_json::from_str::<serde_json::Value>(l)
+                .unwrap_or_else(|e| panic!("{ctx}: a torn flags line ({e}): {l}"));
+        }
+        let acked = load.acked.into_inner().unwrap();
+        let kept = assert_spans_once(&lake, run, load.next.load(Ordering::SeqCst), &acked, &ctx);
+        acked_total += acked.len();
+        unacked_kept += kept - acked.len();
+    }
+    eprintln!(
+        "crash figures: run: seed {seed:x}, {trials} trials, {kills} kills landed, {} events \
+         on the stream, {acked_total} span requests acked ({unacked_kept} more kept), \
+         events and spans lost 0, doubled 0",
+        aws.put_count()
     );
 }

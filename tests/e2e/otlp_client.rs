@@ -61,13 +61,15 @@ pub struct Stopped {
 
 impl Stopped {
     /// The counts of the `stopped: R spans received, W written, D duplicates, Q quarantined`
-    /// line.
+    /// line (of `run`'s, its receiver's part).
     pub fn counts(&self) -> [u64; 4] {
         let line = self
             .stdout
             .lines()
             .find_map(|l| l.strip_prefix("stopped: "))
             .unwrap_or_else(|| panic!("no `stopped:` line in stdout:\n{}", self.stdout));
+        // `run` goes on with its other parts after a `;`.
+        let line = line.split(';').next().unwrap_or(line);
         let n: Vec<u64> = line
             .split(", ")
             .map(|part| part.split(' ').next().and_then(|n| n.parse().ok()).expect(line))
@@ -91,11 +93,15 @@ impl Server {
             .args(["--otlp-http", "127.0.0.1:0"])
             .args(args)
             .env_remove("AGENTMETER_OTLP_TOKEN")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn agentmeter serve");
+            .envs(env.iter().copied());
+        Self::spawn(cmd)
+    }
+
+    /// Spawns `cmd` (`serve`, or `run` with a receiver on an ephemeral port); returns once it
+    /// prints the address it listens on.
+    pub fn spawn(mut cmd: Command) -> Server {
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn agentmeter");
         let (tx, stdout) = mpsc::channel();
         let out = child.stdout.take().expect("piped stdout");
         std::thread::spawn(move || {
@@ -137,7 +143,7 @@ impl Server {
                     }
                 }
                 Err(e) => panic!(
-                    "agentmeter serve did not print its address ({e:?}); stderr:\n{}",
+                    "agentmeter did not print its address ({e:?}); stderr:\n{}",
                     server.stderr()
                 ),
             }
