@@ -144,7 +144,7 @@ impl Aws {
     }
 
     /// Puts an S3 object.
-    fn put_object(&self, bucket: &str, key: &str, body: Vec<u8>) {
+    pub(crate) fn put_object(&self, bucket: &str, key: &str, body: Vec<u8>) {
         self.rt
             .block_on(
                 self.s3
@@ -183,6 +183,16 @@ impl Aws {
         args.extend_from_slice(extra);
         let out = ok(&mut self.cmd(&args));
         serde_json::from_slice(&out.stdout).expect("summary JSON")
+    }
+
+    /// A `logs://` backfill of every event put (the days around them).
+    pub(crate) fn logs_source(&self) -> String {
+        let day = chrono::DateTime::from_timestamp_millis(self.t0).unwrap().date_naive();
+        format!(
+            "logs://{GROUP}?start={}&end={}",
+            day.pred_opt().unwrap(),
+            day.succ_opt().unwrap().succ_opt().unwrap()
+        )
     }
 
     /// Usage events put so far.
@@ -434,7 +444,7 @@ fn aws_sources_fail_clearly_without_a_region_or_with_a_missing_stream() {
 }
 
 /// A gzip CloudWatch subscription payload of usage events with ids `{prefix}-{i}`.
-fn firehose_payload(prefix: &str, n: usize, tokens: i64) -> Vec<u8> {
+pub(crate) fn firehose_payload(prefix: &str, n: usize, tokens: i64) -> Vec<u8> {
     let events: Vec<Value> = (0..n)
         .map(|i| {
             let line = serde_json::json!({

@@ -258,6 +258,61 @@ fn kinesis_and_its_checkpoints_behind_faults_land_every_record_once() {
     );
 }
 
+/// The two other ingestion sources through the faults: S3 objects (listed, then each
+/// downloaded and recorded as done in the lake) and a CloudWatch Logs backfill (FilterLogEvents
+/// pages). Runs go on until one completes; every event is in the lake once, and a further run
+/// reads no object again.
+#[test]
+fn s3_objects_and_a_logs_backfill_behind_faults_land_every_event_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut aws = Aws::start();
+    aws.rt.block_on(aws.s3.create_bucket().bucket("usage-logs").send()).unwrap();
+    for i in 0..12 {
+        let key = format!("firehose/2026/10/01/{i:02}/usage-{i}.gz");
+        let body = crate::aws_sources::firehose_payload(&format!("fh-{i}"), 50, 100);
+        aws.put_object("usage-logs", &key, body);
+    }
+    for _ in 0..8 {
+        aws.put_usage(150);
+    }
+    let plan = Plan::seeded(Seeded::new("faults sources").seed)
+        .rule(Rule::each(&["GetObject", "ListObjectsV2"], "/usage-logs", &Fault::ALL, 60))
+        .rule(Rule::each(&["FilterLogEvents"], "", &Fault::ALL, 120))
+        .rule(Rule::each(&[], "", &Fault::ALL, 20));
+    let proxy = FaultProxy::start(aws.moto_port(), Plan { delay: SLOW, ..plan });
+    let run = |lake: &std::path::Path, source: &str| {
+        let mut c = aws.cmd(&["ingest", "--lake", lake.to_str().unwrap(), "--no-progress"]);
+        c.arg(source).env("AWS_ENDPOINT_URL", proxy.endpoint());
+        c
+    };
+    let (s3_lake, logs_lake) = (dir.path().join("s3"), dir.path().join("logs"));
+    let mut failed = 0;
+    for _ in 0..2 {
+        failed += until_it_completes(|| run(&s3_lake, "s3://usage-logs/firehose/"), 20);
+        failed += until_it_completes(|| run(&logs_lake, &aws.logs_source()), 20);
+    }
+    for op in ["GetObject", "ListObjectsV2", "FilterLogEvents"] {
+        assert!(hit(&proxy, op) > 0, "no fault on {op}: {}", proxy.summary());
+    }
+    let events = |lake: &std::path::Path| {
+        duckdb_int(&format!("SELECT count(*) FROM {}", table(lake, "usage_events")))
+    };
+    assert_eq!(events(&s3_lake), 600);
+    assert_eq!(duplicate_ids(&s3_lake), 0);
+    assert_eq!(lake_totals(&logs_lake), aws.want());
+    assert_eq!(duplicate_ids(&logs_lake), 0);
+    // Every object recorded as done: a run without faults reads none again.
+    let out = ok(aws
+        .cmd(&["ingest", "--lake", s3_lake.to_str().unwrap(), "--json", "--no-progress"])
+        .arg("s3://usage-logs/firehose/"));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["accounting"]["records_read"], 0, "{s}");
+    println!(
+        "faults, S3 objects and a logs backfill: {}; {failed} runs stopped with an error; lost 0, doubled 0",
+        proxy.summary()
+    );
+}
+
 /// The webhook contract is at least once under a stable key (`Idempotency-Key`, the alert
 /// id): a resend is the same alert, byte for byte, and comes only from a request the
 /// receiver took whose answer was lost.
