@@ -20,28 +20,9 @@ where
 }
 
 /// An error that is not the service's answer (a connection dropped, an answer cut off, a
-/// timeout): its message and its causes' (`a: b: c`), and the answer's status when one came.
-/// Not `DisplayErrorContext`, which appends a debug dump of the whole raw answer (every
-/// header, the body's internals) to what the user reads.
+/// timeout): [`agentmeter_schemas::error_chain`] with the answer's status when one came.
 fn transport_error<E: std::error::Error + 'static>(e: &SdkError<E>) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    // Bounded: a cause chain is a few links long.
-    while let Some(err) = next.take()
-        && parts.len() < 8
-    {
-        let message = err.to_string();
-        // Some errors repeat their cause in their own message.
-        if !parts.iter().any(|p| p.contains(&message)) {
-            parts.push(message);
-        }
-        next = err.source();
-    }
-    let text = parts.join(": ");
-    match e.raw_response() {
-        Some(raw) => format!("{text} (HTTP {})", raw.status().as_u16()),
-        None => text,
-    }
+    agentmeter_schemas::error_chain(e, e.raw_response().map(|r| r.status().as_u16()))
 }
 
 #[cfg(test)]
