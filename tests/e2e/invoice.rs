@@ -438,6 +438,45 @@ fn costs_are_allocated_exactly_and_the_real_client_agrees_with_the_file() {
         let b = std::fs::read(out_ce.join("invoices/2026-10").join(f)).unwrap();
         assert!(a == b, "{f} differs between the file and Cost Explorer");
     }
+
+    // And through faults on the Cost Explorer calls: each kind once, then a seeded share. A run
+    // the SDK's retries cannot carry stops with an error and writes no invoice; the run that
+    // completes writes the same bytes.
+    use agentmeter_testkit::faults::{Fault, FaultProxy, Plan, Rule};
+    let mut plan = Plan::seeded(agentmeter_testkit::crash::Seeded::new("faults ce").seed)
+        .rule(Rule::each(&[], "", &Fault::ALL, 60));
+    // Requests are numbered from 1.
+    plan.at = Fault::ALL.iter().enumerate().map(|(i, f)| (1 + i as u64, *f)).collect();
+    let proxy = FaultProxy::start(moto.port(), plan);
+    let mut stopped = 0;
+    let out_faults = loop {
+        let out = m.root.join(format!("out-faults-{stopped}"));
+        let o = invoice_cmd(&m, &out, Some("ce"))
+            .env("AWS_ENDPOINT_URL", proxy.endpoint())
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env_remove("AWS_PROFILE")
+            .output()
+            .unwrap();
+        if o.status.success() {
+            break out;
+        }
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.contains("GetCostAndUsage") && !err.contains("panicked"), "{err}");
+        assert!(files_under(&out).iter().all(|f| !f.starts_with("invoices/")), "{err}");
+        stopped += 1;
+        assert!(stopped < 20, "no run completed: {}", proxy.summary());
+    };
+    let injected = proxy.injected();
+    assert!(Fault::ALL.iter().all(|f| injected.contains_key(f)), "{}", proxy.summary());
+    for f in ["focus.csv", "margin.json", "invoices.csv", "summary.json"] {
+        let a = std::fs::read(dir.join(f)).unwrap();
+        let b = std::fs::read(out_faults.join("invoices/2026-10").join(f)).unwrap();
+        assert!(a == b, "{f} differs after faults on Cost Explorer");
+    }
+    println!("faults, Cost Explorer: {}; {stopped} runs stopped with an error", proxy.summary());
 }
 
 #[test]
