@@ -118,7 +118,9 @@ impl Router {
             Outcome::Skip(k) => *self.acc.skipped.entry(k).or_default() += 1,
             Outcome::Span(s) => self.spans.push(*s).map_err(lake("writing agent_spans"))?,
             Outcome::Reject(q) => {
-                tracing::debug!(source = %q.source, position = %q.position, reason = %q.reason, detail = %q.detail, "Record quarantined.");
+                // Not the detail: it may quote the refused value, free text the record carried
+                // (a note in `model_id`, in a token count). The entry keeps it beside the bytes.
+                tracing::debug!(source = %q.source, position = %q.position, reason = %q.reason, "Record quarantined.");
                 *self.acc.quarantined.entry(q.reason).or_default() += 1;
                 self.quarantine.write(&q).map_err(lake("writing the quarantine"))?;
             }
