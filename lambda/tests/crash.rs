@@ -10,6 +10,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod kinesis_event;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -22,7 +24,6 @@ use std::time::{Duration, Instant};
 use agentmeter_aggregate::Lake;
 use serde_json::{Value, json};
 
-const ARN: &str = "arn:aws:kinesis:us-east-1:123456789012:stream/clinic-usage";
 /// Batches the event source mapping delivers, in order.
 const BATCHES: usize = 6;
 /// Records per batch: subscription payloads and NDJSON records, alternating.
@@ -79,12 +80,6 @@ impl Usage {
     }
 }
 
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
-}
-
 /// A CloudWatch Logs subscription payload (gzip) of `events`, ids as CloudWatch's.
 fn subscription_payload(events: &[Usage]) -> Vec<u8> {
     let log_events: Vec<Value> = events
@@ -96,38 +91,12 @@ fn subscription_payload(events: &[Usage]) -> Vec<u8> {
                    "message": format!("{stamp}\tr-{}\tINFO\t{}", u.id, u.line(false))})
         })
         .collect();
-    gzip(
-        json!({"messageType": "DATA_MESSAGE", "owner": "123456789012",
-               "logGroup": "/aws/lambda/clinic-agent", "logStream": "2026/10/01/[$LATEST]a",
-               "subscriptionFilters": ["usage"], "logEvents": log_events})
-        .to_string()
-        .as_bytes(),
-    )
+    kinesis_event::subscription_payload(log_events)
 }
 
 /// An NDJSON record of `events`.
 fn ndjson(events: &[Usage]) -> Vec<u8> {
     events.iter().map(|u| format!("{}\n", u.line(true))).collect::<String>().into_bytes()
-}
-
-/// The event JSON Lambda sends for `records` (sequence number, data) of shard 0.
-fn event_json(records: &[(String, Vec<u8>)]) -> String {
-    use base64::Engine;
-    let records: Vec<Value> = records
-        .iter()
-        .map(|(seq, data)| {
-            json!({
-                "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": "p", "sequenceNumber": seq,
-                            "data": base64::engine::general_purpose::STANDARD.encode(data),
-                            "approximateArrivalTimestamp": 1_790_841_600.477},
-                "eventSource": "aws:kinesis", "eventVersion": "1.0",
-                "eventID": format!("shardId-000000000000:{seq}"), "eventName": "aws:kinesis:record",
-                "invokeIdentityArn": "arn:aws:iam::123456789012:role/agentmeter-lambda",
-                "awsRegion": "us-east-1", "eventSourceARN": ARN,
-            })
-        })
-        .collect();
-    json!({ "Records": records }).to_string()
 }
 
 /// The batches of the shard, and per tenant the (distinct events, input, output tokens) they
@@ -155,7 +124,7 @@ fn batches() -> (Vec<String>, BTreeMap<String, [i64; 3]>) {
             let data = if r % 2 == 0 { subscription_payload(&events) } else { ndjson(&events) };
             records.push((seq, data));
         }
-        out.push(event_json(&records));
+        out.push(kinesis_event::event_json(&records).to_string());
     }
     (out, want)
 }

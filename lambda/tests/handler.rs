@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod kinesis_event;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Condvar, Mutex};
@@ -16,15 +18,8 @@ use agentmeter_lambda::{Handler, source};
 use agentmeter_schemas::tables::USAGE_EVENTS;
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
+use kinesis_event::event_json;
 use serde_json::{Value, json};
-
-const ARN: &str = "arn:aws:kinesis:us-east-1:123456789012:stream/clinic-usage";
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
-}
 
 /// A subscription payload of `n` usage events with ids `{prefix}-{i}`, `tokens` each.
 fn payload(prefix: &str, n: usize, tokens: i64) -> Vec<u8> {
@@ -39,33 +34,7 @@ fn payload(prefix: &str, n: usize, tokens: i64) -> Vec<u8> {
                    "message": format!("2026-10-01T08:00:00.000Z\tr-{i}\tINFO\t{line}")})
         })
         .collect();
-    gzip(
-        json!({"messageType": "DATA_MESSAGE", "owner": "123456789012",
-               "logGroup": "/aws/lambda/clinic-agent", "logStream": "2026/10/01/[$LATEST]a",
-               "subscriptionFilters": ["usage"], "logEvents": events})
-        .to_string()
-        .as_bytes(),
-    )
-}
-
-/// The event JSON Lambda sends for these records of shard 0.
-fn event_json(records: &[(&str, Vec<u8>)]) -> Value {
-    use base64::Engine;
-    let records: Vec<Value> = records
-        .iter()
-        .map(|(seq, data)| {
-            json!({
-                "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": "p", "sequenceNumber": seq,
-                            "data": base64::engine::general_purpose::STANDARD.encode(data),
-                            "approximateArrivalTimestamp": 1_790_841_600.477},
-                "eventSource": "aws:kinesis", "eventVersion": "1.0",
-                "eventID": format!("shardId-000000000000:{seq}"), "eventName": "aws:kinesis:record",
-                "invokeIdentityArn": "arn:aws:iam::123456789012:role/agentmeter-lambda",
-                "awsRegion": "us-east-1", "eventSourceARN": ARN,
-            })
-        })
-        .collect();
-    json!({ "Records": records })
+    kinesis_event::subscription_payload(events)
 }
 
 /// The same, deserialized as the runtime does.
