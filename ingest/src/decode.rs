@@ -624,7 +624,7 @@ impl Decoder {
                     None => {
                         // The bytes are not beside this file (copied elsewhere, or removed):
                         // the entry stays as it was rather than nesting a refusal of it.
-                        tracing::warn!(source = %entry.source, raw_ref = %name, "The bytes of a quarantine entry are missing; it stays quarantined.");
+                        tracing::warn!(source = %entry.source.shown(), raw_ref = %name, "The bytes of a quarantine entry are missing; it stays quarantined.");
                         out.outcomes.push(Outcome::Reject(Box::new(entry)));
                         return;
                     }

@@ -37,7 +37,7 @@ pub trait Sink {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError<E> {
     /// A source could not be read.
-    #[error("cannot read {}: {error}", path.display())]
+    #[error("cannot read {}: {error}", agentmeter_schemas::SourceUri::escape(&path.to_string_lossy()))]
     Read {
         /// The file.
         path: std::path::PathBuf,

@@ -120,7 +120,7 @@ impl Router {
             Outcome::Reject(q) => {
                 // Not the detail: it may quote the refused value, free text the record carried
                 // (a note in `model_id`, in a token count). The entry keeps it beside the bytes.
-                tracing::debug!(source = %q.source, position = %q.position, reason = %q.reason, "Record quarantined.");
+                tracing::debug!(source = %q.source.shown(), position = %q.position, reason = %q.reason, "Record quarantined.");
                 *self.acc.quarantined.entry(q.reason).or_default() += 1;
                 self.quarantine.write(&q).map_err(lake("writing the quarantine"))?;
             }
@@ -260,7 +260,7 @@ impl Sink for Router {
     type Error = crate::Error;
 
     fn source_started(&mut self, s: &SourceSpec) -> Result<()> {
-        tracing::debug!(source = %s.uri, bytes = s.len, "Reading source.");
+        tracing::debug!(source = %s.uri.shown(), bytes = s.len, "Reading source.");
         self.quarantine.touch(&s.uri);
         Ok(())
     }
@@ -275,7 +275,7 @@ impl Sink for Router {
     }
 
     fn source_finished(&mut self, s: &SourceSpec) -> Result<()> {
-        tracing::debug!(source = %s.uri, "Source read.");
+        tracing::debug!(source = %s.uri.shown(), "Source read.");
         Ok(())
     }
 }

@@ -411,7 +411,9 @@ impl AwsRun<'_> {
                 let len = self
                     .rt
                     .block_on(s3::download(&client, loc, o, &path))
-                    .map_err(|e| source_error(loc.object_uri(&o.key), e))?;
+                    .map_err(|e| {
+                        source_error(SourceUri::escape(&loc.object_uri(&o.key)).into_owned(), e)
+                    })?;
                 specs.push(SourceSpec {
                     path,
                     uri: SourceUri::new(loc.object_uri(&o.key)),

@@ -1,5 +1,6 @@
 //! The normalised usage event and where a record came from.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -70,6 +71,35 @@ impl SourceUri {
     /// The URI as a string slice.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The URI for a log line or a message: see [`SourceUri::escape`]. The URI itself
+    /// (quarantine entries, checkpoints) stays as given.
+    pub fn shown(&self) -> Cow<'_, str> {
+        Self::escape(&self.0)
+    }
+
+    /// `text` (a file name, an S3 key: chosen by whoever produced the input) with control,
+    /// bidirectional and invisible formatting characters written as `\u{..}`: a newline would
+    /// forge a log line, a right-to-left override reorder what an operator reads.
+    pub fn escape(text: &str) -> Cow<'_, str> {
+        let hidden = |c: char| {
+            c.is_control()
+                || matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}')
+                || matches!(c, '\u{2060}'..='\u{206f}' | '\u{feff}')
+        };
+        if !text.chars().any(hidden) {
+            return Cow::Borrowed(text);
+        }
+        let mut out = String::with_capacity(text.len() + 8);
+        for c in text.chars() {
+            if hidden(c) {
+                out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+            } else {
+                out.push(c);
+            }
+        }
+        Cow::Owned(out)
     }
 }
 
@@ -218,6 +248,17 @@ pub fn content_digest_hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_uri_is_shown_with_hidden_characters_escaped() {
+        let plain = SourceUri::new("s3://usage/agents/2026/10/01/part-0001.ndjson.gz");
+        assert!(matches!(plain.shown(), Cow::Borrowed(_)));
+        assert_eq!(plain.shown(), plain.as_str());
+        let hostile = SourceUri::new("/in/a\nERROR forged\r\u{202e}txt.gz\u{200b}\u{7f}é");
+        assert_eq!(hostile.shown(), "/in/a\\u{a}ERROR forged\\u{d}\\u{202e}txt.gz\\u{200b}\\u{7f}é");
+        // The URI itself is kept as given.
+        assert_eq!(hostile.as_str(), "/in/a\nERROR forged\r\u{202e}txt.gz\u{200b}\u{7f}é");
+    }
 
     fn event(input: i64) -> UsageEvent {
         UsageEvent {

@@ -117,7 +117,8 @@ fn hostile_ids_are_refused_or_escaped_wherever_an_id_enters() {
     )
     .unwrap();
     // Hostile names of input files: a source names its quarantine entries (by a digest),
-    // never a path. (Logs name a source as it is spelt: not checked for escaping below.)
+    // never a path; logs and messages show it with control and bidirectional characters
+    // escaped.
     let named = root.join("input-names");
     std::fs::create_dir_all(&named).unwrap();
     for (i, id) in ids.iter().enumerate() {
@@ -147,8 +148,23 @@ fn hostile_ids_are_refused_or_escaped_wherever_an_id_enters() {
     let a = accounting(&summary);
     assert!(a.balances(), "{summary}");
     printed.push(("ingest".into(), [o.stdout, o.stderr].concat()));
-    let o = raw_bin().current_dir(&work).args(["ingest", "--lake"]).arg(&lake).arg(&named).output();
-    assert!(o.unwrap().status.success());
+    let o = raw_bin()
+        .current_dir(&work)
+        .args(verbose)
+        .args(["ingest", "--lake"])
+        .arg(&lake)
+        .arg(&named)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("clinic\\u{202e}a.ndjson") && err.contains("clinic\\u{a}a.ndjson"),
+        "{err}"
+    );
+    for raw in ["\u{202e}", "clinic\na", "clinic\ta"] {
+        assert!(!err.contains(raw), "{raw:?} printed raw:\n{err}");
+    }
 
     // What got in holds only safe ids; model and event ids (printable ASCII) may hold
     // markup, which every page escapes below.
