@@ -408,12 +408,9 @@ impl AwsRun<'_> {
             let mut specs = Vec::with_capacity(chunk.len());
             for (i, o) in chunk.iter().enumerate() {
                 let path = dir.path().join(download_name(i, &o.key));
-                let len = self
-                    .rt
-                    .block_on(s3::download(&client, loc, o, &path))
-                    .map_err(|e| {
-                        source_error(SourceUri::escape(&loc.object_uri(&o.key)).into_owned(), e)
-                    })?;
+                let len = self.rt.block_on(s3::download(&client, loc, o, &path)).map_err(|e| {
+                    source_error(SourceUri::escape(&loc.object_uri(&o.key)).into_owned(), e)
+                })?;
                 specs.push(SourceSpec {
                     path,
                     uri: SourceUri::new(loc.object_uri(&o.key)),
