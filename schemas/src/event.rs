@@ -255,7 +255,10 @@ mod tests {
         assert!(matches!(plain.shown(), Cow::Borrowed(_)));
         assert_eq!(plain.shown(), plain.as_str());
         let hostile = SourceUri::new("/in/a\nERROR forged\r\u{202e}txt.gz\u{200b}\u{7f}é");
-        assert_eq!(hostile.shown(), "/in/a\\u{a}ERROR forged\\u{d}\\u{202e}txt.gz\\u{200b}\\u{7f}é");
+        assert_eq!(
+            hostile.shown(),
+            "/in/a\\u{a}ERROR forged\\u{d}\\u{202e}txt.gz\\u{200b}\\u{7f}é"
+        );
         // The URI itself is kept as given.
         assert_eq!(hostile.as_str(), "/in/a\nERROR forged\r\u{202e}txt.gz\u{200b}\u{7f}é");
     }
