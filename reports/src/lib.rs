@@ -10,6 +10,7 @@
 //! - [`alerts`]: alert sinks (JSONL file, stdout, signed webhook, SNS) and their delivery.
 //! - [`reconcile`]: tokens of the logs against tokens of the chat spans, per tenant and day.
 //! - [`report`]: the month's self-contained HTML report, with SVG charts.
+//! - [`export_csv`]: the one CSV writer, which keeps a cell from running as a formula.
 //!
 //! Invoices, flags and alerts will live here too; they read the lake only through
 //! `agentmeter-aggregate`'s reader.
@@ -19,6 +20,7 @@ pub mod alerts;
 pub mod allocate;
 pub mod api;
 pub mod costs;
+pub mod export_csv;
 pub mod flags;
 mod format;
 pub mod invoice;

@@ -198,7 +198,7 @@ impl Reconciliation {
     ///
     /// Only if writing to memory fails, which would be a bug.
     pub fn to_csv(&self) -> std::result::Result<Vec<u8>, csv::Error> {
-        let mut w = csv::Writer::from_writer(Vec::new());
+        let mut w = crate::export_csv::Writer::new();
         let mut header: Vec<String> = [
             "dt",
             "tier",
@@ -215,7 +215,7 @@ impl Reconciliation {
             header.extend([format!("log_{m}"), format!("span_{m}"), format!("difference_{m}")]);
         }
         header.push("likely_cause".into());
-        w.write_record(&header)?;
+        w.row(&header)?;
         for l in &self.lines {
             let mut rec = vec![
                 l.dt.to_string(),
@@ -232,9 +232,9 @@ impl Reconciliation {
                 rec.extend([a[i].to_string(), b[i].to_string(), d[i].to_string()]);
             }
             rec.push(l.likely_cause.map_or("", LikelyCause::as_str).to_owned());
-            w.write_record(&rec)?;
+            w.row(&rec)?;
         }
-        w.into_inner().map_err(|e| csv::Error::from(e.into_error()))
+        w.finish()
     }
 }
 

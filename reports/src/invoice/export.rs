@@ -298,12 +298,12 @@ fn csv_bytes(
     rows: impl Iterator<Item = Vec<String>>,
 ) -> Result<Vec<u8>, ExportError> {
     let err = |source| ExportError::Csv { path: path.to_owned(), source };
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(header).map_err(err)?;
+    let mut w = crate::export_csv::Writer::new();
+    w.row(header).map_err(err)?;
     for r in rows {
-        w.write_record(&r).map_err(err)?;
+        w.row(&r).map_err(err)?;
     }
-    w.into_inner().map_err(|e| err(e.into_error().into()))
+    w.finish().map_err(err)
 }
 
 fn opt_time(t: Option<chrono::DateTime<chrono::Utc>>) -> String {

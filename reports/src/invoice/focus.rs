@@ -258,12 +258,12 @@ fn text_row(r: &FocusRow) -> Vec<String> {
 /// CSV encoding failed.
 pub fn csv(path: &Path, rows: &[FocusRow]) -> Result<Vec<u8>, ExportError> {
     let err = |source| ExportError::Csv { path: path.to_owned(), source };
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(COLUMNS).map_err(err)?;
+    let mut w = crate::export_csv::Writer::new();
+    w.row(COLUMNS).map_err(err)?;
     for r in rows {
-        w.write_record(text_row(r)).map_err(err)?;
+        w.row(text_row(r)).map_err(err)?;
     }
-    w.into_inner().map_err(|e| err(e.into_error().into()))
+    w.finish().map_err(err)
 }
 
 /// The rows as an Arrow batch with typed columns (decimals, UTC timestamps), for Parquet.
@@ -389,9 +389,9 @@ pub const BILLING_PERIOD_COLUMNS: [&str; 8] = [
 /// CSV encoding failed.
 pub fn billing_period_csv(path: &Path, info: &BillingPeriodInfo) -> Result<Vec<u8>, ExportError> {
     let err = |source| ExportError::Csv { path: path.to_owned(), source };
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(BILLING_PERIOD_COLUMNS).map_err(err)?;
-    w.write_record([
+    let mut w = crate::export_csv::Writer::new();
+    w.row(BILLING_PERIOD_COLUMNS).map_err(err)?;
+    w.row([
         info.billing_account.clone(),
         info.currency.clone(),
         iso(info.period.start_time()),
@@ -402,7 +402,7 @@ pub fn billing_period_csv(path: &Path, info: &BillingPeriodInfo) -> Result<Vec<u
         info.issuer.clone(),
     ])
     .map_err(err)?;
-    w.into_inner().map_err(|e| err(e.into_error().into()))
+    w.finish().map_err(err)
 }
 
 /// The columns of `focus-invoice-detail.csv`.
@@ -446,8 +446,8 @@ pub fn invoice_detail_csv(
 ) -> Result<Vec<u8>, ExportError> {
     use super::model::{Component, DocumentKind, DocumentStatus};
     let err = |source| ExportError::Csv { path: path.to_owned(), source };
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(INVOICE_DETAIL_COLUMNS).map_err(err)?;
+    let mut w = crate::export_csv::Writer::new();
+    w.row(INVOICE_DETAIL_COLUMNS).map_err(err)?;
     for inv in invoices.iter().filter(|i| !i.invoice_number.is_empty()) {
         for (i, l) in inv.lines.iter().enumerate() {
             let category = match l.component {
@@ -465,7 +465,7 @@ pub fn invoice_detail_csv(
             } else {
                 (l.quantity.to_string(), l.component.billing_unit())
             };
-            w.write_record([
+            w.row([
                 inv.invoice_number.clone(),
                 info.issuer.clone(),
                 info.billing_account.clone(),
@@ -503,7 +503,7 @@ pub fn invoice_detail_csv(
             .map_err(err)?;
         }
     }
-    w.into_inner().map_err(|e| err(e.into_error().into()))
+    w.finish().map_err(err)
 }
 
 #[cfg(test)]
