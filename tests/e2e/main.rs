@@ -13,6 +13,7 @@ mod concurrency;
 mod crash;
 mod crash_matrix;
 mod crash_services;
+mod csv_formulas;
 mod dirty;
 mod disk;
 mod faults;
