@@ -240,13 +240,20 @@ impl Decoder {
         if let Err(r) = json_depth(line, self.cfg.limits.json_depth) {
             return self.reject(out, r, ctx, raw);
         }
-        if !text.trim_start().starts_with(['{', '[', '"']) {
+        // Lambda's `[INFO]\t<time>\t...` starts as a JSON array would: the prefix is tried
+        // first there too (`[INFO]` is no JSON, so no JSON line is read as a log line).
+        let t = text.trim_start();
+        if !t.starts_with(['{', '"']) {
             if let Some(p) = crate::textlog::split(text.trim()) {
                 return self.text_line(&p, text.trim(), raw, ctx, out);
             }
-            let r =
-                refuse(Reason::InvalidJson, "neither JSON nor a line with a known logging prefix");
-            return self.reject(out, r, ctx, raw);
+            if !t.starts_with('[') {
+                let r = refuse(
+                    Reason::InvalidJson,
+                    "neither JSON nor a line with a known logging prefix",
+                );
+                return self.reject(out, r, ctx, raw);
+            }
         }
         let f = match parse_object(text, &self.cfg.tenant_field) {
             Ok(f) => f,

@@ -55,6 +55,24 @@ fn python_logging_formats_ingest_like_ndjson() {
 }
 
 #[test]
+fn lambda_text_formats_in_a_log_file_ingest_like_ndjson() {
+    // `[INFO]` first: the line starts as a JSON array would, and is still a log line.
+    for line in [
+        format!("[INFO]\t2026-10-01T08:00:00.123Z\t1c8df7d3-2f4b-4c5e-9a3d-518e6eca8125\t{USAGE}"),
+        format!("2026-10-01T08:00:00.123Z\t1c8df7d3-2f4b-4c5e-9a3d-518e6eca8125\tINFO\t{USAGE}"),
+    ] {
+        let e = event(decode(&line));
+        assert_eq!((e.event_time_ms, e.tokens.input, e.tenant_id.as_str()), (T, 812, "clinic-a"));
+    }
+    assert!(matches!(
+        decode("[WARNING]\t2026-10-01T08:00:00.123Z\treq-1\tRetrying the model call"),
+        Outcome::Skip(SkipKind::NonJsonMessage)
+    ));
+    // A JSON array is still read as JSON (and is no usage record).
+    assert_eq!(refused(decode("[1, 2]")).0, Reason::NotAnObject);
+}
+
+#[test]
 fn the_objects_own_time_and_id_win() {
     let obj = USAGE.replace('{', r#"{"timestamp":"2026-10-02T00:00:00Z","event_id":"req-9","#);
     let e = event(decode(&format!("2026-10-01 08:00:00,123 - a - INFO - {obj}")));
