@@ -148,12 +148,11 @@ pub(super) fn transport_error<E: std::error::Error + 'static>(e: &SdkError<E>) -
     agentmeter_schemas::error_chain(e, e.raw_response().map(|r| r.status().as_u16()))
 }
 
-/// The HTTP status of a service error, if any.
+/// The HTTP status of S3's answer, if one arrived.
 fn status<E>(e: &SdkError<E>) -> Option<u16> {
-    match e {
-        SdkError::ServiceError(s) => Some(s.raw().status().as_u16()),
-        _ => None,
-    }
+    // An answer cut off after its status line is a response error: its status still says
+    // what S3 did (a 412 is a refused condition whatever became of its body).
+    e.raw_response().map(|r| r.status().as_u16())
 }
 
 impl S3Store {

@@ -293,6 +293,30 @@ fn s3_bodies_cut_off_mid_transfer_are_read_again() {
     assert!(proxy.injected()[&Fault::Truncate] >= 3, "{:?}", proxy.injected());
 }
 
+/// A refused condition whose answer is cut off after its status line is still a refusal: the
+/// status says what S3 did, the body only repeats it.
+#[test]
+fn s3_conditional_puts_refused_with_a_cut_answer_are_conflicts() {
+    use agentmeter_testkit::faults::{Fault, FaultProxy, Plan};
+    let moto = agentmeter_testkit::moto::MotoServer::start();
+    let (direct, _rt) = moto_store(&moto, "lakes", "", S3StoreOptions::default());
+    let key = "_state/checkpoints/kinesis/0123456789abcdef/shardId-000000000000.json";
+    let Put::Written { etag } = direct.put(key, Bytes::from("1"), Condition::Absent).unwrap()
+    else {
+        panic!("not written")
+    };
+    // Every answer through the proxy cut off inside its body, so each put's last attempt too.
+    let mut plan = Plan::seeded(7);
+    plan.at = (1..=100).map(|n| (n, Fault::Truncate)).collect();
+    let proxy = FaultProxy::start(moto.port(), plan);
+    let (store, _rt2) = store_at(&proxy.endpoint(), "lakes", "", S3StoreOptions::default(), false);
+    assert_eq!(store.put(key, Bytes::from("2"), Condition::Absent).unwrap(), Put::Conflict);
+    let stale = Condition::Matches(format!("{etag}0"));
+    assert_eq!(store.put(key, Bytes::from("3"), stale).unwrap(), Put::Conflict);
+    assert!(proxy.injected()[&Fault::Truncate] >= 2, "{}", proxy.summary());
+    assert_eq!(direct.get(key).unwrap().unwrap().bytes, Bytes::from("1"));
+}
+
 #[test]
 fn s3_transport_errors_read_as_their_causes_without_the_raw_answer() {
     use aws_sdk_s3::config::http::HttpResponse;
