@@ -339,8 +339,8 @@ pub fn flate2_gzip(data: &[u8]) -> Vec<u8> {
     child.wait_with_output().unwrap().stdout
 }
 
-/// A Python agent's own log file: usage lines behind logging prefixes, other log lines and a
-/// traceback between them. Ingested twice (the second run finds every line a duplicate), with
+/// A Python agent's own log file: usage lines behind logging prefixes (Python's and the
+/// Lambda runtime's), other log lines and a traceback between them. Ingested twice (the second run finds every line a duplicate), with
 /// asctime read in the zone given.
 #[test]
 fn an_agents_python_log_file_ingests_like_ndjson() {
@@ -356,19 +356,21 @@ fn an_agents_python_log_file_ingests_like_ndjson() {
          2026-10-01 10:00:01,000 - httpx - INFO - HTTP Request: POST https://bedrock-runtime \"HTTP/1.1 200 OK\"\n\
          2026-10-01 10:00:02 INFO strands.usage {}\n\
          Traceback (most recent call last):\n\
-         INFO:strands.usage:{}\n",
+         INFO:strands.usage:{}\n\
+         [INFO]\t2026-10-01T09:30:00.000Z\t1c8df7d3-2f4b-4c5e-9a3d-518e6eca8125\t{}\n",
         usage(100),
         usage(200),
-        usage(300)
+        usage(300),
+        usage(400)
     );
     let input = dir.path().join("agent.log");
     std::fs::write(&input, log).unwrap();
     let lake = dir.path().join("lake");
     let args = ["--log-timezone", "Europe/Berlin", "--default-time", "2026-10-01T12:00:00Z"];
     let a = accounting(&ingest(&lake, &[&input], &args));
-    assert_eq!((a.events_written, a.skipped_total(), a.quarantined_total()), (3, 1, 1));
+    assert_eq!((a.events_written, a.skipped_total(), a.quarantined_total()), (4, 1, 1));
     let a = accounting(&ingest(&lake, &[&input], &args));
-    assert_eq!((a.events_written, a.duplicates), (0, 3));
+    assert_eq!((a.events_written, a.duplicates), (0, 4));
     let rows = duckdb(&format!(
         "SELECT strftime(event_time, '%Y-%m-%dT%H:%M:%S.%g') AS t, input_tokens AS n FROM {} ORDER BY 1",
         table(&lake, "usage_events")
@@ -381,6 +383,7 @@ fn an_agents_python_log_file_ingests_like_ndjson() {
     let want = [
         ("2026-10-01T08:00:00.123", 100),
         ("2026-10-01T08:00:02.000", 200),
+        ("2026-10-01T09:30:00.000", 400),
         ("2026-10-01T12:00:00.000", 300),
     ];
     assert_eq!(got, want.map(|(t, n)| (t.to_owned(), n)));
