@@ -1,4 +1,5 @@
-//! An error in words for the user: its message and its causes', each once.
+//! An error in words for the user: its message and its causes', each once, or a service's
+//! refusal as `Code: message`.
 
 use std::error::Error;
 
@@ -27,6 +28,19 @@ pub fn error_chain(error: &(dyn Error + 'static), http_status: Option<u16>) -> S
     match http_status {
         Some(status) => format!("{text} (HTTP {status})"),
         None => text,
+    }
+}
+
+/// A service's refusal in words: `Code: message`, or `Code` alone when the answer carried no
+/// message (or an empty one).
+///
+/// The AWS readers, the S3 store and the alert sinks describe an SDK service error (and
+/// EventBridge a refused entry) with it; the caller passes `unknown` when the answer had no
+/// code.
+pub fn service_error(code: &str, message: Option<&str>) -> String {
+    match message {
+        Some(message) if !message.is_empty() => format!("{code}: {message}"),
+        _ => code.to_owned(),
     }
 }
 
@@ -69,5 +83,23 @@ mod tests {
         let long: Vec<String> = (0..20).map(|i| format!("cause {i}")).collect();
         let e = chain(&long.iter().map(String::as_str).collect::<Vec<_>>());
         assert_eq!(error_chain(&e, None).matches("cause").count(), 8);
+    }
+
+    #[test]
+    fn a_cause_repeated_inside_its_wrappers_text_is_named_once() {
+        // hyper and reqwest put their cause's text in the middle of their own.
+        let e = chain(&["error sending request", "client error (Connect): refused", "refused"]);
+        assert_eq!(error_chain(&e, None), "error sending request: client error (Connect): refused");
+    }
+
+    #[test]
+    fn service_errors_read_as_code_and_message() {
+        assert_eq!(
+            service_error("NoSuchBucket", Some("The specified bucket does not exist")),
+            "NoSuchBucket: The specified bucket does not exist"
+        );
+        assert_eq!(service_error("NotFound", None), "NotFound");
+        assert_eq!(service_error("NotFound", Some("")), "NotFound");
+        assert_eq!(service_error("unknown", Some("slow down")), "unknown: slow down");
     }
 }

@@ -11,8 +11,8 @@
 //! - [`QuarantineEntry`]: the replayable form of a rejected record.
 //! - [`money`]: exact decimal amounts and the one rounding rule.
 //! - [`tables`]: the lake's tables (Arrow schemas, row builders) and [`athena`] their DDL.
-//! - [`error_chain`]: an error and its causes in words, as the AWS readers and the S3 store
-//!   describe a transport error.
+//! - [`error_chain`]: an error and its causes in words (a transport error, a credentials or
+//!   webhook failure); [`service_error`]: a service's refusal as `Code: message`.
 #![deny(missing_docs)]
 
 mod accounting;
@@ -28,7 +28,7 @@ mod span;
 pub mod tables;
 
 pub use accounting::{Accounting, Reason, SkipKind};
-pub use error_chain::error_chain;
+pub use error_chain::{error_chain, service_error};
 pub use event::{Position, SourceUri, Tokens, UsageEvent, content_digest_hex};
 pub use ids::{EventId, IdCache, IdError, ModelId, SessionId, TenantId, Tier, UserId};
 pub use pricing::{PROMPT_BANDS, ServiceTier, prompt_band};

@@ -197,10 +197,9 @@ impl S3Store {
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
         let detail = match e {
-            SdkError::ServiceError(s) => format!(
-                "{}: {}",
+            SdkError::ServiceError(s) => agentmeter_schemas::service_error(
                 s.err().code().unwrap_or("unknown"),
-                s.err().message().unwrap_or_default()
+                s.err().message(),
             ),
             other => transport_error(other),
         };
