@@ -74,18 +74,7 @@ fn quiet_on_closed_pipe() {
 /// its cause in its own message (`writing usage_events: PutObject ...`) would otherwise
 /// read twice, as `{:#}` prints every source again.
 fn causes(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let message = cause.to_string();
-        if out.contains(&message) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&message);
-    }
-    out
+    agentmeter_schemas::error_chain(e.as_ref(), None)
 }
 
 fn main() -> ExitCode {

@@ -1,6 +1,5 @@
 //! The webhook sink: each alert POSTed as signed JSON, with bounded retries.
 
-use std::error::Error as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::StatusCode;
@@ -141,19 +140,8 @@ fn describe(error: reqwest::Error, timeout: Duration) -> String {
     if error.is_timeout() {
         return format!("timed out after {timeout:?}");
     }
-    let error = error.without_url();
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        // hyper and reqwest repeat a cause's text in the wrapper's; keep each once.
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
+    // hyper and reqwest repeat a cause's text in the wrapper's; error_chain keeps each once.
+    agentmeter_schemas::error_chain(&error.without_url(), None)
 }
 
 /// Now, in Unix seconds: the send time a receiver compares with its clock to reject replays.

@@ -144,29 +144,12 @@ where
     E: std::error::Error + ProvideErrorMetadata + 'static,
     R: std::fmt::Debug + 'static,
 {
-    let message = error_chain(error);
+    // The SDK's own error says little ("dispatch failure", "service error"); its causes say
+    // what failed.
+    let message = agentmeter_schemas::error_chain(error, None);
     let code = error.code().map(str::to_owned);
     let hint = is_missing_credentials(&message).then_some(CREDENTIALS_HINT);
     CostError::Api { page, code, message, hint }
-}
-
-/// The display texts of `error` and its causes, joined by `: ` (the SDK's own error says
-/// little: "dispatch failure", "service error"; the causes say what failed).
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = String::new();
-    let mut next = Some(error);
-    while let Some(error) = next {
-        let text = error.to_string();
-        // Some errors repeat their cause's text; show it once.
-        if !message.ends_with(&text) {
-            if !message.is_empty() {
-                message.push_str(": ");
-            }
-            message.push_str(&text);
-        }
-        next = error.source();
-    }
-    message
 }
 
 /// Whether an SDK error's text says that no credentials could be loaded. The SDK reports this
