@@ -15,25 +15,56 @@ pub const NO_CREDENTIALS: &str = "no AWS credentials found";
 /// A message starting with [`NO_CREDENTIALS`] that says where credentials are looked for,
 /// ending with what the last provider said.
 pub async fn check(config: &SdkConfig) -> Result<(), String> {
-    let help = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (a profile in \
-                ~/.aws/config, SSO included), or run with an IAM role (ECS, EKS, Lambda, an EC2 \
-                instance profile)";
     let Some(provider) = config.credentials_provider() else {
-        return Err(format!("{NO_CREDENTIALS}: {help}"));
+        return Err(format!("{NO_CREDENTIALS}: {HELP}"));
     };
     match provider.provide_credentials().await {
         Ok(_) => Ok(()),
-        Err(e) => {
-            // The chain of causes in words, without the SDK's debug dump.
-            let mut last = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                last.push_str(": ");
-                last.push_str(&s.to_string());
-                source = s.source();
-            }
-            let last: String = last.chars().take(300).collect();
-            Err(format!("{NO_CREDENTIALS}: {help} (the last provider tried said: {last})"))
-        }
+        Err(e) => Err(refusal(&e)),
+    }
+}
+
+/// Where credentials are looked for.
+const HELP: &str = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (a profile in \
+                    ~/.aws/config, SSO included), or run with an IAM role (ECS, EKS, Lambda, an \
+                    EC2 instance profile)";
+
+/// The refusal when the last provider failed with `error`: its chain of causes in words
+/// (without the SDK's debug dump), at most 300 characters of it.
+fn refusal(error: &(dyn std::error::Error + 'static)) -> String {
+    let last: String = agentmeter_schemas::error_chain(error, None).chars().take(300).collect();
+    format!("{NO_CREDENTIALS}: {HELP} (the last provider tried said: {last})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A provider's error, as the SDK's credentials error wraps it.
+    #[derive(Debug, thiserror::Error)]
+    #[error("an error occurred while loading credentials")]
+    struct Loading(#[source] Imds);
+
+    /// An error that repeats its cause in its own message.
+    #[derive(Debug, thiserror::Error)]
+    #[error("failed to load credentials from IMDS: timed out")]
+    struct Imds(#[source] std::io::Error);
+
+    #[test]
+    fn the_refusal_names_the_last_providers_causes_once_and_at_most_300_characters() {
+        // The IMDS error repeats its cause in its own message: the cause is named once.
+        let e = Loading(Imds(std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out")));
+        assert_eq!(
+            refusal(&e),
+            format!(
+                "{NO_CREDENTIALS}: {HELP} (the last provider tried said: an error occurred while \
+                 loading credentials: failed to load credentials from IMDS: timed out)"
+            )
+        );
+        let long = std::io::Error::other("x".repeat(400));
+        assert_eq!(
+            refusal(&long),
+            format!("{NO_CREDENTIALS}: {HELP} (the last provider tried said: {})", "x".repeat(300))
+        );
     }
 }
