@@ -10,9 +10,12 @@
 //!   demand when stale, replaced only from the version read.
 //! - [`QuarantineWriter`] keeps refused records, one replayable file per source.
 //! - [`layout`] is the single place where lake keys are built.
+//! - [`aws_credentials`] and [`aws_error`]: AWS credentials checked once, and SDK errors in
+//!   words, for the S3 store and the reports' AWS calls.
 #![deny(missing_docs)]
 
 pub mod aws_credentials;
+pub mod aws_error;
 pub mod checkpoint;
 pub mod compact;
 mod error;

@@ -142,12 +142,6 @@ impl Cache {
     }
 }
 
-/// An error that is not the service's answer (a connection dropped, an answer cut off, a
-/// timeout): [`agentmeter_schemas::error_chain`] with the answer's status when one came.
-pub(super) fn transport_error<E: std::error::Error + 'static>(e: &SdkError<E>) -> String {
-    agentmeter_schemas::error_chain(e, e.raw_response().map(|r| r.status().as_u16()))
-}
-
 /// The HTTP status of S3's answer, if one arrived.
 fn status<E>(e: &SdkError<E>) -> Option<u16> {
     // An answer cut off after its status line is a response error: its status still says
@@ -196,14 +190,7 @@ impl S3Store {
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        let detail = match e {
-            SdkError::ServiceError(s) => agentmeter_schemas::service_error(
-                s.err().code().unwrap_or("unknown"),
-                s.err().message(),
-            ),
-            other => transport_error(other),
-        };
-        Error::Store { uri: self.uri_of(key), operation, detail }
+        Error::Store { uri: self.uri_of(key), operation, detail: crate::aws_error::describe(e) }
     }
 
     fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {

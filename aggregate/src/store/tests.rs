@@ -331,7 +331,7 @@ fn s3_transport_errors_read_as_their_causes_without_the_raw_answer() {
     let e: SdkError<aws_sdk_s3::operation::put_object::PutObjectError> =
         SdkError::response_error(cut, raw);
     assert_eq!(
-        super::s3::transport_error(&e),
+        crate::aws_error::describe(&e),
         "response error: end of file before message length reached (HTTP 412)"
     );
 }

@@ -7,7 +7,6 @@ use aws_config::BehaviorVersion;
 use aws_sdk_eventbridge::Client;
 use aws_sdk_eventbridge::config::Region;
 use aws_sdk_eventbridge::config::timeout::TimeoutConfig;
-use aws_sdk_eventbridge::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_eventbridge::primitives::DateTime;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 
@@ -79,26 +78,14 @@ pub(crate) async fn put(
                 .entries()
                 .iter()
                 .find_map(|e| {
-                    e.error_code().map(|c| format!("{c}: {}", e.error_message().unwrap_or("")))
+                    e.error_code().map(|c| agentmeter_schemas::service_error(c, e.error_message()))
                 })
                 .unwrap_or_else(|| "the entry was not accepted".to_owned());
-            (
-                1,
-                Err(format!(
-                    "EventBridge PutEvents refused the alert: {}",
-                    why.trim_end_matches(": ")
-                )),
-            )
+            (1, Err(format!("EventBridge PutEvents refused the alert: {why}")))
         }
         Err(e) => {
-            let error = match (e.code(), e.message()) {
-                (Some(code), Some(message)) => {
-                    format!("EventBridge PutEvents failed: {code}: {message}")
-                }
-                (Some(code), None) => format!("EventBridge PutEvents failed: {code}"),
-                _ => format!("EventBridge PutEvents failed: {}", DisplayErrorContext(&e)),
-            };
-            (1, Err(error))
+            let error = agentmeter_aggregate::aws_error::describe(&e);
+            (1, Err(format!("EventBridge PutEvents failed: {error}")))
         }
     }
 }

@@ -9,7 +9,7 @@ use aws_sdk_sns::Client;
 use aws_sdk_sns::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_sns::config::timeout::TimeoutConfig;
 use aws_sdk_sns::config::{ConfigBag, Intercept, Region, RuntimeComponents};
-use aws_sdk_sns::error::{BoxError, DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_sns::error::BoxError;
 use aws_sdk_sns::types::MessageAttributeValue;
 
 use crate::flags::{Alert, Severity, Transition};
@@ -95,11 +95,8 @@ pub(crate) async fn publish(
     match result {
         Ok(_) => Published { attempts, result: Ok(()) },
         Err(e) => {
-            let error = match (e.code(), e.message()) {
-                (Some(code), Some(message)) => format!("SNS Publish failed: {code}: {message}"),
-                (Some(code), None) => format!("SNS Publish failed: {code}"),
-                _ => format!("SNS Publish failed: {}", DisplayErrorContext(&e)),
-            };
+            let error =
+                format!("SNS Publish failed: {}", agentmeter_aggregate::aws_error::describe(&e));
             Published { attempts, result: Err(error) }
         }
     }

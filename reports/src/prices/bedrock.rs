@@ -6,7 +6,6 @@ use aws_config::BehaviorVersion;
 use aws_config::meta::region::RegionProviderChain;
 use aws_sdk_bedrock::Client;
 use aws_sdk_bedrock::config::Region;
-use aws_sdk_bedrock::error::DisplayErrorContext;
 use aws_sdk_bedrock::operation::list_inference_profiles::ListInferenceProfilesOutput;
 use aws_sdk_bedrock::types::InferenceProfileType;
 use serde_json::{Value, json};
@@ -27,7 +26,7 @@ pub enum ListError {
     Api {
         /// 1-based page.
         page: usize,
-        /// The SDK's error with its causes.
+        /// The service's `Code: message`, or the transport error with its causes.
         message: String,
     },
     /// The service kept answering with a next page.
@@ -71,7 +70,7 @@ pub async fn list_application_profiles(client: &Client) -> Result<String, ListEr
             .await
             .map_err(|e| ListError::Api {
                 page: pages.len() + 1,
-                message: DisplayErrorContext(&e).to_string(),
+                message: agentmeter_aggregate::aws_error::describe(&e),
             })?;
         let next = out.next_token().map(str::to_owned);
         pages.push(page_json(&out));
