@@ -154,21 +154,24 @@ fn assert_spans_once(
     per_request.len()
 }
 
-#[test]
-fn serve_killed_under_load_keeps_every_acknowledged_span_once() {
-    let mut rng = Seeded::new("serve_killed_under_load");
+/// Seeded trials of `serve` killed under load: `start(trial)` starts a receiver on the trial's
+/// lake, `view(trial)` gives that lake as a local directory once the last receiver stopped.
+fn serve_kills(
+    what: &str,
+    seed_name: &str,
+    start: &dyn Fn(u64) -> Server,
+    view: &dyn Fn(u64) -> std::path::PathBuf,
+) {
+    let mut rng = Seeded::new(seed_name);
     let seed = rng.seed;
     let trials = crash_trials();
-    let dir = tempfile::tempdir().unwrap();
-    let args = ["--flush-interval-ms", FLUSH_MS];
     let (mut kills, mut sent, mut acked_total, mut given_up_total, mut unacked_kept) =
         (0, 0, 0, 0, 0);
     for trial in 0..trials {
         let ctx = format!("seed {seed:x}, trial {trial}");
         let run = 0xc5a5_0000 + trial as u32;
-        let lake = dir.path().join(format!("lake-{trial}"));
         let load = Load::default();
-        let first = Server::start(&lake, &args);
+        let first = start(trial);
         load.port.store(first.port(), Ordering::SeqCst);
         let kills_now = 2 + rng.below(2);
         let server = std::thread::scope(|s| {
@@ -189,7 +192,7 @@ fn serve_killed_under_load_keeps_every_acknowledged_span_once() {
                 kills += 1;
                 // Down for a seeded moment; clients meanwhile are refused.
                 std::thread::sleep(rng.within(Duration::from_millis(100)));
-                server = Server::start(&lake, &args);
+                server = start(trial);
                 load.port.store(server.port(), Ordering::SeqCst);
             }
             wait_for_acks(&load, 20);
@@ -201,7 +204,7 @@ fn serve_killed_under_load_keeps_every_acknowledged_span_once() {
         let n_sent = load.next.load(Ordering::SeqCst);
         let acked = load.acked.into_inner().unwrap();
         let given_up = load.given_up.into_inner().unwrap();
-        let kept = assert_spans_once(&lake, run, n_sent, &acked, &ctx);
+        let kept = assert_spans_once(&view(trial), run, n_sent, &acked, &ctx);
 
         sent += n_sent as usize;
         acked_total += acked.len();
@@ -209,9 +212,64 @@ fn serve_killed_under_load_keeps_every_acknowledged_span_once() {
         unacked_kept += kept - acked.len();
     }
     eprintln!(
-        "crash figures: serve: seed {seed:x}, {trials} trials, {kills} kills landed, \
+        "crash figures: {what}: seed {seed:x}, {trials} trials, {kills} kills landed, \
          {sent} requests sent, {acked_total} acked, {given_up_total} given up \
          ({unacked_kept} of them kept), spans lost 0, doubled 0"
+    );
+}
+
+#[test]
+fn serve_killed_under_load_keeps_every_acknowledged_span_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = |trial: u64| dir.path().join(format!("lake-{trial}"));
+    let start = |trial: u64| Server::start(&lake(trial), &["--flush-interval-ms", FLUSH_MS]);
+    serve_kills("serve", "serve_killed_under_load", &start, &lake);
+}
+
+/// The same on an S3 lake: the write-ahead log on the machine's disk, flushes into S3.
+#[test]
+fn serve_on_an_s3_lake_killed_under_load_keeps_every_acknowledged_span_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let aws = crate::aws_sources::Aws::start();
+    aws.rt.block_on(aws.s3.create_bucket().bucket("lakes").send()).unwrap();
+    let endpoint = format!("http://127.0.0.1:{}", aws.moto_port());
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let home = home.display().to_string();
+    let start = |trial: u64| {
+        let env = [
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_CONFIG_FILE", "/nonexistent"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("HOME", home.as_str()),
+            ("XDG_STATE_HOME", ""),
+        ];
+        let lake = format!("s3://lakes/serve-{trial}");
+        Server::start_with_env(
+            std::path::Path::new(&lake),
+            &["--flush-interval-ms", FLUSH_MS],
+            &env,
+        )
+    };
+    let view = |trial: u64| {
+        let to = dir.path().join(format!("copy-{trial}"));
+        crate::s3_lake::download(&aws, "lakes", &format!("serve-{trial}/"), &to);
+        to
+    };
+    serve_kills("serve on an S3 lake", "serve_on_an_s3_lake_killed", &start, &view);
+    // Every log segment flushed and removed from the machine's disk.
+    let left: Vec<String> = files_under(std::path::Path::new(&home))
+        .into_iter()
+        .filter(|f| f.ends_with(".ndjson"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(
+        files_under(std::path::Path::new(&home)).iter().any(|f| f.contains("wal")),
+        "no log kept under HOME"
     );
 }
 
