@@ -309,7 +309,7 @@ fn split<R: Read + Seek>(
     let broken = std::cell::RefCell::new(None);
     let refused = match format {
         Format::OtlpProto if gz => {
-            let r = BufReader::new(CutShort { inner: multi_member(&mut w), broken: &broken });
+            let r = BufReader::new(CutShort { inner: multi_member(w.chunked()), broken: &broken });
             proto_file(r, source, cfg, emit, false)?;
             None
         }
@@ -331,13 +331,13 @@ fn split<R: Read + Seek>(
                 }
                 None => {
                     w.rewind()?;
-                    let r = CutShort { inner: multi_member(&mut w), broken: &broken };
+                    let r = CutShort { inner: multi_member(w.chunked()), broken: &broken };
                     text(BufReader::new(r), source, format, cfg, emit)?
                 }
             }
         }
         _ if gz => {
-            let r = CutShort { inner: multi_member(&mut w), broken: &broken };
+            let r = CutShort { inner: multi_member(w.chunked()), broken: &broken };
             text(BufReader::new(r), source, format, cfg, emit)?
         }
         _ => text(&mut w, source, format, cfg, emit)?,
@@ -355,7 +355,7 @@ fn split<R: Read + Seek>(
         w.rewind()?;
         let cap = cfg.max_payload_bytes as u64 + 1;
         let body =
-            if gz { read_up_to(multi_member(&mut w), cap)? } else { read_up_to(&mut w, cap)? };
+            if gz { read_up_to(multi_member(w.chunked()), cap)? } else { read_up_to(&mut w, cap)? };
         let unit = if body.len() > cfg.max_payload_bytes {
             let mut entry = QuarantineEntry::new(
                 Reason::TooLarge,
@@ -433,7 +433,7 @@ fn first_member<R: Read + Seek>(
 ) -> io::Result<Option<Unit>> {
     let offset = w.offset();
     w.start_capture(cfg.max_quarantine_raw_bytes);
-    match probe_member(&mut *w, cfg.max_payload_bytes) {
+    match probe_member(w.chunked(), cfg.max_payload_bytes) {
         Probe::Single(Inflated::Ok(body)) => {
             let (compressed, _) = w.take_capture();
             let is_payload = std::str::from_utf8(&body)
@@ -530,7 +530,7 @@ fn subscription<R: Read + Seek>(
         member += 1;
         let offset = w.offset();
         w.start_capture(cfg.max_quarantine_raw_bytes);
-        let unit = match inflate_member(&mut *w, cfg.max_payload_bytes) {
+        let unit = match inflate_member(w.chunked(), cfg.max_payload_bytes) {
             Inflated::Ok(body) => {
                 let (compressed, _) = w.take_capture();
                 Unit::Payload {

@@ -206,6 +206,48 @@ impl<R: Read> BufRead for Window<'_, R> {
     }
 }
 
+/// The bytes a gzip decoder is handed at a time: see [`Window::chunked`].
+pub(crate) const DECODE_CHUNK: usize = 4096;
+
+/// A view of a window that hands its reader [`DECODE_CHUNK`] bytes at a time (fewer only at
+/// the end), however large the window, and reads nothing beyond what the reader consumes.
+pub(crate) struct Chunked<'w, 'p, R> {
+    w: &'w mut Window<'p, R>,
+}
+
+impl<'p, R: Read> Window<'p, R> {
+    /// A decoder reading through this view meets the same input pieces whatever the window's
+    /// size: a read that finds corrupt data fails and drops what it inflated, so how much of
+    /// a damaged member comes out must not depend on how the file is buffered.
+    pub(crate) fn chunked(&mut self) -> Chunked<'_, 'p, R> {
+        Chunked { w: self }
+    }
+}
+
+impl<R: Read> Read for Chunked<'_, '_, R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let n = {
+            let buf = self.fill_buf()?;
+            let n = buf.len().min(out.len());
+            out[..n].copy_from_slice(&buf[..n]);
+            n
+        };
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl<R: Read> BufRead for Chunked<'_, '_, R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        let buf = self.w.ensure(DECODE_CHUNK)?;
+        Ok(&buf[..buf.len().min(DECODE_CHUNK)])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.w.consume(n);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -610,3 +610,20 @@ fn a_gzip_text_file_cut_short_keeps_its_lines_and_refuses_the_rest_without_stopp
     let s = summary(&run(&bad));
     assert_eq!(s.last().unwrap(), "reject invalid_gzip at whole source");
 }
+
+/// A gzip file whose first member is damaged a few hundred bytes in (found by the `ndjson`
+/// fuzz target): what it is read as, and what is refused, does not depend on how much of
+/// it the reader holds at once.
+#[test]
+fn a_damaged_gzip_file_reads_the_same_whatever_the_window() {
+    let bytes = include_bytes!("testdata/corrupt-first-member.gz");
+    let decoder = Decoder::default();
+    for format in [Format::Auto, Format::Ndjson, Format::FilterLogEvents] {
+        let want = fuzzing::decode_source(&decoder, bytes, format, 1 << 16).unwrap();
+        for window in [16, 17, 100, 4096, 256 << 10] {
+            let got = fuzzing::decode_source(&decoder, bytes, format, window).unwrap();
+            assert_eq!(got.outcomes, want.outcomes, "{format:?}, window {window}");
+            assert_eq!(got.lineage, want.lineage, "{format:?}, window {window}");
+        }
+    }
+}
