@@ -232,28 +232,16 @@ fn serve_on_an_s3_lake_killed_under_load_keeps_every_acknowledged_span_once() {
     let dir = tempfile::tempdir().unwrap();
     let aws = crate::aws_sources::Aws::start();
     aws.rt.block_on(aws.s3.create_bucket().bucket("lakes").send()).unwrap();
-    let endpoint = format!("http://127.0.0.1:{}", aws.moto_port());
     let home = dir.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
-    let home = home.display().to_string();
     let start = |trial: u64| {
-        let env = [
-            ("AWS_ENDPOINT_URL", endpoint.as_str()),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-            ("AWS_CONFIG_FILE", "/nonexistent"),
-            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-            ("HOME", home.as_str()),
-            ("XDG_STATE_HOME", ""),
-        ];
         let lake = format!("s3://lakes/serve-{trial}");
-        Server::start_with_env(
-            std::path::Path::new(&lake),
-            &["--flush-interval-ms", FLUSH_MS],
-            &env,
-        )
+        let mut c = aws.cmd(&["serve", "--lake", &lake, "--otlp-http", "127.0.0.1:0"]);
+        c.args(["--flush-interval-ms", FLUSH_MS])
+            .env_remove("AGENTMETER_OTLP_TOKEN")
+            .env("HOME", &home)
+            .env("XDG_STATE_HOME", "");
+        Server::spawn(c)
     };
     let view = |trial: u64| {
         let to = dir.path().join(format!("copy-{trial}"));
@@ -262,15 +250,10 @@ fn serve_on_an_s3_lake_killed_under_load_keeps_every_acknowledged_span_once() {
     };
     serve_kills("serve on an S3 lake", "serve_on_an_s3_lake_killed", &start, &view);
     // Every log segment flushed and removed from the machine's disk.
-    let left: Vec<String> = files_under(std::path::Path::new(&home))
-        .into_iter()
-        .filter(|f| f.ends_with(".ndjson"))
-        .collect();
+    let left: Vec<String> =
+        files_under(&home).into_iter().filter(|f| f.ends_with(".ndjson")).collect();
     assert!(left.is_empty(), "{left:?}");
-    assert!(
-        files_under(std::path::Path::new(&home)).iter().any(|f| f.contains("wal")),
-        "no log kept under HOME"
-    );
+    assert!(files_under(&home).iter().any(|f| f.contains("wal")), "no log kept under HOME");
 }
 
 /// An OpenMeter-shaped billing system on loopback: keeps the body of every request it read

@@ -377,29 +377,17 @@ fn serve_logs_on_local_disk_and_commits_to_s3_while_readers_read() {
     let root = dir.path();
     let aws = Aws::start();
     aws.rt.block_on(aws.s3.create_bucket().bucket("lakes").send()).unwrap();
-    let home = root.join("machine-receiver");
-    std::fs::create_dir_all(home.join("cache")).unwrap();
-    let endpoint = format!("http://127.0.0.1:{}", aws.moto_port());
-    let (home_dir, cache_dir) =
-        (home.display().to_string(), home.join("cache").display().to_string());
-    let env = [
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_CONFIG_FILE", "/nonexistent"),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("HOME", home_dir.as_str()),
-        ("XDG_STATE_HOME", ""),
-        ("AGENTMETER_CACHE_DIR", cache_dir.as_str()),
-    ];
     let lake = "s3://lakes/otlp";
-    let server = crate::otlp_client::Server::start_with_env(
-        Path::new(lake),
-        &["--flush-interval-ms", "200"],
-        &env,
+    let mut receiver = machine(
+        &aws,
+        root,
+        "receiver",
+        &["serve", "--lake", lake, "--otlp-http", "127.0.0.1:0", "--flush-interval-ms", "200"],
     );
+    receiver.env_remove("AGENTMETER_OTLP_TOKEN").env("XDG_STATE_HOME", "");
+    let server = crate::otlp_client::Server::spawn(receiver);
+    // `machine`'s HOME for this name.
+    let home = root.join("machine-receiver/home");
     let headers = [("Content-Type", "application/json")];
     let requests = 20u32;
     for n in 0..requests {
