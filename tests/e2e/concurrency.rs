@@ -127,7 +127,17 @@ fn contend(
             s.spawn(move || {
                 let mut rounds = 0;
                 while writing.load(Ordering::Relaxed) && rounds < 60 {
-                    ok(&mut machine(aws, root, cmd, &[cmd, "--lake", lake]));
+                    let out = machine(aws, root, cmd, &[cmd, "--lake", lake]).output().unwrap();
+                    // Beside three writers, `rollup` may find a day changed on every one of
+                    // its tries: it names the day and fails, and a later run (the maintenance
+                    // run below) rebuilds it. Any other failure is one.
+                    let err = String::from_utf8_lossy(&out.stderr);
+                    let contended = cmd == "rollup"
+                        && err
+                            .lines()
+                            .filter(|l| l.contains("ERROR") || l.starts_with("error:"))
+                            .all(|l| l.contains("kept changing through"));
+                    assert!(out.status.success() || contended, "{cmd}: {err}");
                     std::thread::sleep(Duration::from_millis(rng.below(300)));
                     rounds += 1;
                 }
