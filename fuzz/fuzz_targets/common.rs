@@ -2,7 +2,8 @@
 
 #![allow(dead_code)]
 
-use agentmeter_ingest::{Decoded, Outcome};
+use agentmeter_ingest::{DecodeConfig, Decoded, Outcome, otlp};
+use agentmeter_schemas::{RawFormat, SourceUri};
 
 /// Every refusal names a reason with a detail, and keeps the record's bytes, a reference to
 /// them, or says why it does not (withheld trace requests, truncated oversized records).
@@ -57,6 +58,23 @@ pub fn check_line(line: &[u8], d: &Decoded) {
                     assert_eq!(q.raw_bytes().ok().as_deref(), Some(line), "{q:?}");
                 }
             }
+        }
+    }
+}
+
+/// A decoded trace request holds spans and refusals only, and each refused span's kept bytes
+/// are an OTLP JSON request of that one span.
+pub fn check_span_outcomes(d: &Decoded, source: &SourceUri, cfg: &DecodeConfig) {
+    for o in &d.outcomes {
+        match o {
+            Outcome::Span(_) => {}
+            Outcome::Reject(q) => {
+                assert_eq!(q.format, RawFormat::OtlpJson);
+                let raw = q.raw_bytes().expect("a refused span keeps its request");
+                let again = otlp::decode_json(&raw, source, cfg).expect("a request");
+                assert_eq!(again.outcomes.len(), 1);
+            }
+            other => panic!("not a span outcome: {other:?}"),
         }
     }
 }

@@ -2,8 +2,8 @@
 //! NDJSON line of the Collector's file exporter.
 #![no_main]
 
-use agentmeter_ingest::{DecodeConfig, Decoded, Decoder, Outcome, otlp};
-use agentmeter_schemas::{Position, RawFormat, SourceUri};
+use agentmeter_ingest::{DecodeConfig, Decoded, Decoder, otlp};
+use agentmeter_schemas::{Position, SourceUri};
 use libfuzzer_sys::fuzz_target;
 
 mod common;
@@ -13,19 +13,7 @@ fuzz_target!(|data: &[u8]| {
     let cfg = DecodeConfig::default();
     if let Ok(d) = otlp::decode_json(data, &source, &cfg) {
         common::check_rejects(&d);
-        for o in &d.outcomes {
-            match o {
-                Outcome::Span(_) => {}
-                // A refused span's bytes are a request of that span alone.
-                Outcome::Reject(q) => {
-                    assert_eq!(q.format, RawFormat::OtlpJson);
-                    let raw = q.raw_bytes().expect("a refused span keeps its request");
-                    let again = otlp::decode_json(&raw, &source, &cfg).expect("a request");
-                    assert_eq!(again.outcomes.len(), 1);
-                }
-                other => panic!("not a span outcome: {other:?}"),
-            }
-        }
+        common::check_span_outcomes(&d, &source, &cfg);
         let twice = otlp::decode_json(data, &source, &cfg).expect("decoded once");
         assert_eq!(d.outcomes, twice.outcomes);
     }

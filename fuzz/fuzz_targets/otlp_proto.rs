@@ -4,8 +4,8 @@
 
 use agentmeter_ingest::source::Format;
 use agentmeter_ingest::source::fuzzing::decode_source;
-use agentmeter_ingest::{DecodeConfig, Outcome, otlp};
-use agentmeter_schemas::{RawFormat, SourceUri};
+use agentmeter_ingest::{DecodeConfig, otlp};
+use agentmeter_schemas::SourceUri;
 use libfuzzer_sys::fuzz_target;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message as _;
@@ -24,18 +24,7 @@ fuzz_target!(|data: &[u8]| {
         let spans: usize =
             req.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
         assert_eq!(d.outcomes.len(), spans);
-        for o in &d.outcomes {
-            match o {
-                Outcome::Span(_) => {}
-                Outcome::Reject(q) => {
-                    assert_eq!(q.format, RawFormat::OtlpJson);
-                    let raw = q.raw_bytes().expect("a refused span keeps its request");
-                    let again = otlp::decode_json(&raw, &source, &cfg).expect("a request");
-                    assert_eq!(again.outcomes.len(), 1);
-                }
-                other => panic!("not a span outcome: {other:?}"),
-            }
-        }
+        common::check_span_outcomes(&d, &source, &cfg);
         let twice = otlp::decode_proto(data, &source, &cfg).expect("decoded once");
         assert_eq!(d.outcomes, twice.outcomes);
     }
