@@ -41,7 +41,9 @@ pub use rollup::{
     rebuild_hourly_all, rollup_state,
 };
 pub use span_rollup::UNKNOWN;
-pub use writer::{DEFAULT_BATCH_BYTES, EventWriter, WriteStats, WriterOptions};
+pub use writer::{
+    AheadReport, DEFAULT_BATCH_BYTES, EventWriter, RollupsAhead, WriteStats, WriterOptions,
+};
 
 /// Writes one Parquet file atomically with the lake's writer settings (ZSTD, statistics,
 /// declared sort order), for exports kept outside the lake's tables.

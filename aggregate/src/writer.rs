@@ -28,7 +28,10 @@ use crate::record::LakeRecord;
 use crate::rollup::{RollupReport, RollupState, rebuild_hourly_all, rollup_state};
 use crate::store::{Condition, Fetch, Put};
 
+mod ahead;
 mod ids;
+use ahead::AheadLink;
+pub use ahead::{AheadReport, RollupsAhead};
 use ids::IdIndex;
 
 /// Writer settings.
@@ -243,6 +246,7 @@ struct Committer<R> {
     /// Days met with nothing new to write whose rollups were checked.
     checked: BTreeSet<NaiveDate>,
     stats: WriteStats,
+    ahead: Option<AheadLink>,
 }
 
 /// Records on their way to the committer, each with its identity's [`id_key`] and content
@@ -253,11 +257,26 @@ struct Batch<R> {
     keys: Vec<(u128, u64)>,
     /// The records' [`LakeRecord::approx_bytes`].
     bytes: usize,
+    /// Its place among the writer's batches, from 1 (for the rollups ahead).
+    seq: u64,
 }
 
 impl<R: LakeRecord> Batch<R> {
     fn with_capacity(n: usize) -> Self {
-        Self { records: Vec::with_capacity(n), keys: Vec::with_capacity(n), bytes: 0 }
+        Self { records: Vec::with_capacity(n), keys: Vec::with_capacity(n), bytes: 0, seq: 0 }
+    }
+
+    /// The days its records fall on (records mostly come in time order: one lookup a run).
+    fn days(&self) -> BTreeSet<NaiveDate> {
+        let mut days = BTreeSet::new();
+        let mut last = None;
+        for dt in self.records.iter().filter_map(LakeRecord::partition) {
+            if last != Some(dt) {
+                days.insert(dt);
+                last = Some(dt);
+            }
+        }
+        days
     }
 
     fn push(&mut self, r: R) {
@@ -280,20 +299,31 @@ impl<R: LakeRecord> Committer<R> {
         let mut order: Vec<usize> = (0..batch.records.len()).collect();
         order.sort_by_key(|&i| days_of[i]);
         let days: BTreeSet<NaiveDate> = days_of.iter().copied().collect();
+        let mut written = BTreeSet::new();
         for run in order.chunk_by(|&a, &b| days_of[a] == days_of[b]) {
             let dt = days_of[run[0]];
-            if let Err(e) = self.commit_day(dt, &batch, run) {
-                // The in-memory ids may be ahead of the files; reload them if asked again.
-                self.index.forget(dt);
-                return Err(e);
+            match self.commit_day(dt, &batch, run) {
+                Ok(true) => {
+                    written.insert(dt);
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    // The in-memory ids may be ahead of the files; reload them if asked again.
+                    self.index.forget(dt);
+                    return Err(e);
+                }
             }
         }
         self.index.trim(&days);
+        if let Some(ahead) = &self.ahead {
+            ahead.committed(batch.seq, written);
+        }
         Ok(())
     }
 
-    /// Writes the events `batch[i]` for `i` in `day` (all of day `dt`, in input order).
-    fn commit_day(&mut self, dt: NaiveDate, batch: &Batch<R>, day: &[usize]) -> Result<()> {
+    /// Writes the events `batch[i]` for `i` in `day` (all of day `dt`, in input order);
+    /// whether the day's rollups need building (new records, or found stale).
+    fn commit_day(&mut self, dt: NaiveDate, batch: &Batch<R>, day: &[usize]) -> Result<bool> {
         let part = self.index.load::<R>(&self.lake, dt)?;
         let mut fresh: Vec<usize> = Vec::with_capacity(day.len());
         for &i in day {
@@ -325,9 +355,10 @@ impl<R: LakeRecord> Committer<R> {
                     .map_or(true, |s| matches!(s, crate::rollup::RollupState::Stale { .. }));
                 if stale {
                     self.touched.insert(dt);
+                    return Ok(true);
                 }
             }
-            return Ok(());
+            return Ok(false);
         }
         let batch = &batch.records;
         let mut order = fresh;
@@ -359,7 +390,7 @@ impl<R: LakeRecord> Committer<R> {
                 chunk.iter().filter(|&&i| batch[i].usage_unknown()).count() as u64;
         }
         self.touched.insert(dt);
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -381,11 +412,23 @@ pub struct EventWriter<R: LakeRecord = UsageEvent> {
     batch: Batch<R>,
     tx: Option<mpsc::SyncSender<Msg<R>>>,
     worker: Option<JoinHandle<(Committer<R>, Option<Error>)>>,
+    ahead: Option<AheadLink>,
+    /// Batches handed to the committer.
+    handed: u64,
 }
 
 impl<R: LakeRecord> EventWriter<R> {
     /// A writer into `lake`.
     pub fn new(lake: &Lake, opts: WriterOptions) -> Self {
+        Self::build(lake, opts, None)
+    }
+
+    /// A writer into `lake` whose days are rolled up by `ahead` as the input moves past them.
+    pub fn with_rollups_ahead(lake: &Lake, opts: WriterOptions, ahead: &RollupsAhead) -> Self {
+        Self::build(lake, opts, Some(ahead.link()))
+    }
+
+    fn build(lake: &Lake, opts: WriterOptions, ahead: Option<AheadLink>) -> Self {
         let mut committer = Committer {
             _kind: std::marker::PhantomData,
             lake: lake.clone(),
@@ -394,6 +437,7 @@ impl<R: LakeRecord> EventWriter<R> {
             touched: BTreeSet::new(),
             checked: BTreeSet::new(),
             stats: WriteStats::default(),
+            ahead: ahead.clone(),
         };
         let (tx, rx) = mpsc::sync_channel::<Msg<R>>(0);
         let worker = std::thread::spawn(move || {
@@ -420,6 +464,8 @@ impl<R: LakeRecord> EventWriter<R> {
             batch: Batch::with_capacity(opts.batch_rows.min(1 << 20)),
             tx: Some(tx),
             worker: Some(worker),
+            ahead,
+            handed: 0,
         }
     }
 
@@ -441,6 +487,16 @@ impl<R: LakeRecord> EventWriter<R> {
         if sent { Ok(()) } else { Err(self.failure()) }
     }
 
+    /// Hands `batch` to the committer (waiting while it commits the one before).
+    fn hand(&mut self, mut batch: Batch<R>) -> Result<()> {
+        self.handed += 1;
+        batch.seq = self.handed;
+        if let Some(ahead) = &self.ahead {
+            ahead.handed(batch.seq, batch.days());
+        }
+        self.send(Msg::Batch(batch))
+    }
+
     /// Adds an event; hands the batch to the committer when it is full.
     ///
     /// # Errors
@@ -453,9 +509,20 @@ impl<R: LakeRecord> EventWriter<R> {
                 &mut self.batch,
                 Batch::with_capacity(self.opts.batch_rows.min(1 << 16)),
             );
-            self.send(Msg::Batch(batch))?;
+            self.hand(batch)?;
         }
         Ok(())
+    }
+
+    /// Hands the events pushed so far to the committer without waiting for them to be
+    /// durable (a run's last batch, so that another writer's can be handed over meanwhile).
+    ///
+    /// # Errors
+    ///
+    /// An earlier batch failed to commit.
+    pub fn hand_over(&mut self) -> Result<()> {
+        let batch = std::mem::replace(&mut self.batch, Batch::with_capacity(0));
+        if batch.records.is_empty() { Ok(()) } else { self.hand(batch) }
     }
 
     /// Writes every event pushed so far and waits until they are durable.
@@ -465,10 +532,7 @@ impl<R: LakeRecord> EventWriter<R> {
     /// The lake cannot be read or written. Files written before the error are complete; a
     /// rerun of the same input writes the rest.
     pub fn commit(&mut self) -> Result<()> {
-        let batch = std::mem::replace(&mut self.batch, Batch::with_capacity(0));
-        if !batch.records.is_empty() {
-            self.send(Msg::Batch(batch))?;
-        }
+        self.hand_over()?;
         let (reply, done) = mpsc::sync_channel(1);
         self.send(Msg::Sync(reply))?;
         match done.recv() {

@@ -72,7 +72,13 @@ pub fn ingest(env: &Env, opts: &IngestOptions) -> Result<IngestSummary> {
     let decoder = Decoder::new(opts.decode.clone());
     let total: u64 = plan.files.iter().map(|s| s.len).sum();
     let progress = crate::progress::Progress::start(total, opts.progress);
-    let mut router = Router::new(&lake, opts.writer);
+    // Files alone are read once to their end, so their days can be rolled up as the run moves
+    // past them; the AWS sources commit and roll up on their own schedule.
+    let mut router = if plan.aws.is_empty() {
+        Router::rolling_up_ahead(&lake, opts.writer)
+    } else {
+        Router::new(&lake, opts.writer)
+    };
     let result = agentmeter_ingest::pipeline::run(
         &plan.files,
         &decoder,

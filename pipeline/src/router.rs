@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 
 use agentmeter_aggregate::checkpoint::OwedRollups;
 use agentmeter_aggregate::{
-    EventWriter, Lake, QuarantineReport, QuarantineWriter, RollupReport, WriteStats, WriterOptions,
+    EventWriter, Lake, QuarantineReport, QuarantineWriter, RollupReport, RollupsAhead, WriteStats,
+    WriterOptions,
 };
 use agentmeter_ingest::Outcome;
 use agentmeter_ingest::pipeline::Sink;
@@ -31,6 +32,8 @@ pub struct Router {
     owed: Vec<OwedRollups>,
     /// Days committed (or owed by an earlier run) and taken from the writers, not rolled up.
     taken: BTreeSet<NaiveDate>,
+    /// Rolls days up while the run goes on ([`Router::rolling_up_ahead`]).
+    ahead: Option<RollupsAhead>,
 }
 
 /// What a finished router wrote.
@@ -59,6 +62,21 @@ impl Router {
         Self::build(lake, opts, true)
     }
 
+    /// A router for one run over files that [`Router::finish`]es: each day is rolled up on a
+    /// background thread as soon as the input has moved past it, while the run writes the
+    /// next ones, rather than every day at the end. Not for a router that is committed on a
+    /// schedule and rolled up through [`Router::take_touched`] (the AWS sources, the
+    /// receiver): those days would be rolled up twice.
+    pub fn rolling_up_ahead(lake: &Lake, opts: WriterOptions) -> Self {
+        let ahead = RollupsAhead::new(lake);
+        Self {
+            events: EventWriter::with_rollups_ahead(lake, opts, &ahead),
+            spans: EventWriter::with_rollups_ahead(lake, opts, &ahead),
+            ahead: Some(ahead),
+            ..Self::build(lake, opts, false)
+        }
+    }
+
     fn build(lake: &Lake, opts: WriterOptions, appending: bool) -> Self {
         Self {
             lake: lake.clone(),
@@ -70,6 +88,7 @@ impl Router {
             quarantine_done: QuarantineReport::default(),
             owed: Vec::new(),
             taken: BTreeSet::new(),
+            ahead: None,
         }
     }
 
@@ -200,22 +219,45 @@ impl Router {
     fn finish_with(self, rollups: bool) -> Result<Finished> {
         let Router {
             lake,
-            events,
-            spans,
+            mut events,
+            mut spans,
             quarantine,
             mut acc,
             quarantine_done,
             mut owed,
             taken,
+            ahead,
             ..
         } = self;
+        if let Some(ahead) = &ahead {
+            // Both last batches on their way before waiting for either: the days they do not
+            // hold are rolled up meanwhile.
+            events.hand_over().map_err(lake_err("usage_events"))?;
+            spans.hand_over().map_err(lake_err("agent_spans"))?;
+            ahead.input_ended();
+        }
         let (stats, mut days) =
             events.finish_without_rollups().map_err(lake_err("usage_events"))?;
         let (span_stats, span_days) =
             spans.finish_without_rollups().map_err(lake_err("agent_spans"))?;
         days.extend(span_days);
         days.extend(taken);
-        let report = if rollups { lake.rebuild_rollups(&days) } else { RollupReport::default() };
+        let done = ahead.map(RollupsAhead::finish).unwrap_or_default();
+        tracing::debug!(
+            rolled = done.rolled,
+            redone = done.redone,
+            current = done.current.len(),
+            "Rollups built ahead."
+        );
+        let report = if rollups {
+            let rest: BTreeSet<NaiveDate> = days.difference(&done.current).copied().collect();
+            let mut report = lake.rebuild_rollups(&rest);
+            report.rebuilt.extend(done.current.intersection(&days));
+            report.rebuilt.sort_unstable();
+            report
+        } else {
+            RollupReport::default()
+        };
         if rollups {
             settle(&mut owed, &days, &report);
         }
