@@ -17,9 +17,9 @@ use crate::fsio::TempFile;
 const ROW_GROUP_ROWS: usize = 1 << 20;
 
 /// Writer settings for one table: ZSTD, statistics per page, the declared sort order, the
-/// writing version recorded in the footer, and no dictionary for `unique` columns (a
-/// dictionary of unique values costs time and saves nothing).
-pub(crate) fn properties(sorted_by: &[usize], unique: &[&str]) -> WriterProperties {
+/// writing version recorded in the footer, and no dictionary for `no_dictionary` columns (a
+/// dictionary of nearly unique values costs time and bytes).
+pub(crate) fn properties(sorted_by: &[usize], no_dictionary: &[&str]) -> WriterProperties {
     let sorting = sorted_by
         .iter()
         .map(|&i| SortingColumn { column_idx: i as i32, descending: false, nulls_first: false })
@@ -30,7 +30,7 @@ pub(crate) fn properties(sorted_by: &[usize], unique: &[&str]) -> WriterProperti
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_sorting_columns(Some(sorting))
         .set_created_by(format!("agentmeter {}", env!("CARGO_PKG_VERSION")));
-    for c in unique {
+    for c in no_dictionary {
         b = b.set_column_dictionary_enabled(ColumnPath::from(*c), false);
     }
     b.build()

@@ -363,7 +363,7 @@ impl<R: LakeRecord> Committer<R> {
         let batch = &batch.records;
         let mut order = fresh;
         sort_rows(batch, &mut order);
-        let props = properties(R::SORTED_BY, R::UNIQUE);
+        let props = properties(R::SORTED_BY, R::NO_DICTIONARY);
         for chunk in order.chunks(self.opts.max_rows_per_file.max(1)) {
             let hex = crate::layout::data_file_hex(chunk.iter().map(|&i| batch[i].identity()));
             let key = crate::layout::data_file(R::TABLE, dt, &hex);

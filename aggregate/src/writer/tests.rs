@@ -676,3 +676,52 @@ fn a_day_written_after_its_rollup_ahead_is_rolled_up_again() {
     assert_eq!(lake.hourly(day(1)).unwrap()[0].1.invocations, 3);
     assert!(lake.stale_rollups(day(1), day(31)).unwrap().is_empty());
 }
+
+/// The columns of `table`'s first file in `dt` written with a dictionary.
+fn dictionary_columns(
+    lake: &Lake,
+    dir: &std::path::Path,
+    table: &str,
+    dt: NaiveDate,
+) -> Vec<String> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let file = &lake.files(table, dt).unwrap()[0];
+    let reader = SerializedFileReader::new(fs::File::open(dir.join(&file.key)).unwrap()).unwrap();
+    let group = reader.metadata().row_group(0);
+    group
+        .columns()
+        .iter()
+        .filter(|c| c.dictionary_page_offset().is_some())
+        .map(|c| c.column_path().string())
+        .collect()
+}
+
+#[test]
+fn ids_and_times_are_written_without_a_dictionary_and_the_rest_with_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open_dir(dir.path()).unwrap();
+    let mut w = EventWriter::new(&lake, WriterOptions::default());
+    for i in 0..50 {
+        let mut e = ev(&format!("e{i}"), "t1", DAY0 + i * 1000, i);
+        e.session_id = Some(agentmeter_schemas::SessionId::new(format!("s{i}")).unwrap());
+        w.push(e).unwrap();
+    }
+    w.finish().unwrap();
+    assert_eq!(
+        dictionary_columns(&lake, dir.path(), USAGE_EVENTS, day(1)),
+        [
+            "tier",
+            "tenant_id",
+            "user_id",
+            "model_id",
+            "source",
+            "input_tokens",
+            "output_tokens",
+            "total_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "cache_write_1h_tokens",
+            "service_tier"
+        ]
+    );
+}
