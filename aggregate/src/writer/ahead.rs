@@ -7,7 +7,11 @@
 //! that idle time. The guess can be wrong (a later batch writes the day again): the day is
 //! then rolled up again at the end, like any day written late, so the result never depends on
 //! it; and when more than a quarter of the days had to be redone (input not in time order),
-//! rolling ahead stops for the run.
+//! rolling ahead stops for the run. Only days whose data files total at most
+//! [`AHEAD_MAX_DAY_BYTES`] are rolled up ahead: a rollup holds state in proportion to its day
+//! (its ids, request seconds and session lines), and while the run writes, that state comes on
+//! top of the writers' batches; larger days wait for the end, when the batches are freed, so
+//! that memory stays flat however large a day is.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -119,6 +123,11 @@ impl Plan {
         })
     }
 
+    /// `dt`, taken by [`Plan::next`], is left for the end (too large to roll up ahead).
+    pub(crate) fn skip(&mut self, dt: NaiveDate) {
+        self.pending.remove(&dt);
+    }
+
     /// `dt`, taken by [`Plan::next`], was rolled up (`ok`) or failed (left for the end).
     pub(crate) fn done(&mut self, dt: NaiveDate, ok: bool) {
         self.pending.remove(&dt);
@@ -154,11 +163,16 @@ pub struct RollupsAhead {
 impl RollupsAhead {
     /// Starts the background thread rolling up days of `lake`.
     pub fn new(lake: &Lake) -> Self {
+        Self::with_max_day_bytes(lake, AHEAD_MAX_DAY_BYTES)
+    }
+
+    /// As [`RollupsAhead::new`], rolling up ahead only days of at most `max_day_bytes`.
+    pub(crate) fn with_max_day_bytes(lake: &Lake, max_day_bytes: u64) -> Self {
         let (tx, rx) = mpsc::channel::<Note>();
         let lake = lake.clone();
         let worker = std::thread::Builder::new()
             .name("rollups-ahead".into())
-            .spawn(move || run(&lake, &rx))
+            .spawn(move || run(&lake, &rx, max_day_bytes))
             .ok();
         Self { tx, writers: AtomicUsize::new(0), worker }
     }
@@ -209,6 +223,13 @@ impl Drop for RollupsAhead {
     }
 }
 
+/// The largest day (bytes of its `usage_events` and `agent_spans` files) rolled up ahead:
+/// about 250,000 usage events. Measured on ingests of generated months: the days of the
+/// 5M-event one (5 MB of files each) rolled up ahead added 30–40 MB to the peak; with no limit,
+/// the 20M-event one's (21 MB each) added 100–120 MB, and with a 16 MiB limit its 9 smaller
+/// days still added as much (a thread's allocator arena keeps its largest rollup).
+pub(crate) const AHEAD_MAX_DAY_BYTES: u64 = 8 << 20;
+
 /// How much lower than the run's other threads the rollups ahead run: measured, nice 10
 /// (about a tenth of a core's share against one busy thread) already leaves the writer's
 /// threads their speed, while a day's rollup still ends when every core is busy.
@@ -228,7 +249,7 @@ fn lower_priority() {
     }
 }
 
-fn run(lake: &Lake, rx: &mpsc::Receiver<Note>) -> Plan {
+fn run(lake: &Lake, rx: &mpsc::Receiver<Note>, max_day_bytes: u64) -> Plan {
     lower_priority();
     let mut plan = Plan::default();
     #[cfg(test)]
@@ -260,6 +281,10 @@ fn run(lake: &Lake, rx: &mpsc::Receiver<Note>) -> Plan {
             Some(n) => plan.note(n),
             None => {
                 let Some(dt) = plan.next() else { continue };
+                if day_bytes(lake, dt).is_none_or(|b| b > max_day_bytes) {
+                    plan.skip(dt);
+                    continue;
+                }
                 let r = rebuild_hourly(lake, dt);
                 if let Err(e) = &r {
                     tracing::debug!(dt = %dt, error = %e, "Rollup ahead failed; the day is rolled up at the end.");
@@ -268,6 +293,12 @@ fn run(lake: &Lake, rx: &mpsc::Receiver<Note>) -> Plan {
             }
         }
     }
+}
+
+/// The bytes of day `dt`'s data files; `None` when they cannot be listed (left for the end).
+fn day_bytes(lake: &Lake, dt: NaiveDate) -> Option<u64> {
+    let c = crate::rollup::Coverage::of(lake, dt).ok()?;
+    Some(c.events.iter().chain(&c.spans).map(|f| f.size).sum())
 }
 
 #[cfg(test)]

@@ -649,6 +649,18 @@ fn rollups_built_ahead_are_byte_for_byte_those_built_at_the_end() {
 }
 
 #[test]
+fn days_over_the_size_limit_are_left_for_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open_dir(dir.path()).unwrap();
+    let ahead = RollupsAhead::with_max_day_bytes(&lake, 1);
+    let (_, days) = six_days(&lake, Some(&ahead));
+    ahead.settle();
+    assert_eq!(ahead.finish(), AheadReport::default(), "no day is a byte or less");
+    assert_eq!(lake.stale_rollups(day(1), day(31)).unwrap().len(), 6);
+    assert_eq!(lake.rebuild_rollups(&days).into_result().unwrap().len(), 6);
+}
+
+#[test]
 fn a_day_written_after_its_rollup_ahead_is_rolled_up_again() {
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::open_dir(dir.path()).unwrap();
