@@ -2,7 +2,7 @@
 //! moved past it, on one background thread, instead of every day at the end of the run.
 //!
 //! A file ingest keeps both cores about 85 % busy while it writes (its stages wait on one
-//! another), and then rolled every day up with nothing else to do. Rolling up a day once no
+//! another), and used to roll every day up only after its last batch. Rolling up a day once no
 //! batch in flight holds it, and the last batch each writer handed over does not either, fills
 //! that idle time. The guess can be wrong (a later batch writes the day again): the day is
 //! then rolled up again at the end, like any day written late, so the result never depends on
