@@ -415,15 +415,33 @@ fn add_batch(
 /// The lake cannot be read or written, holds an invalid identifier, a sum overflows `i64`, or
 /// other writers kept changing the partition through every attempt.
 pub fn rebuild_hourly(lake: &Lake, dt: NaiveDate) -> Result<usize> {
+    rebuild_hourly_within(lake, dt, u64::MAX).map(Option::unwrap_or_default)
+}
+
+/// As [`rebuild_hourly`], unless the rollups are stale and the data files of `dt` total more
+/// than `max_bytes`: then nothing is read or written, and `None`.
+///
+/// # Errors
+///
+/// As [`rebuild_hourly`].
+pub(crate) fn rebuild_hourly_within(
+    lake: &Lake,
+    dt: NaiveDate,
+    max_bytes: u64,
+) -> Result<Option<usize>> {
     for _ in 0..ATTEMPTS {
         // Versions first, then the listing: whatever a current rollup covers, the listing has.
         let versions = versions(lake, dt)?;
         let coverage = Coverage::of(lake, dt)?;
         if state_of(&versions, &coverage) == RollupState::Current {
-            return Ok(0);
+            return Ok(Some(0));
+        }
+        let bytes: u64 = coverage.events.iter().chain(&coverage.spans).map(|f| f.size).sum();
+        if bytes > max_bytes {
+            return Ok(None);
         }
         match rebuild_from(lake, dt, &versions, &coverage) {
-            Ok(Some(n)) => return Ok(n),
+            Ok(Some(n)) => return Ok(Some(n)),
             // Lost a race (a file compacted away, a rollup replaced): look again.
             Ok(None) | Err(Error::Vanished { .. }) => continue,
             Err(e) => return Err(e),

@@ -21,7 +21,7 @@ use std::thread::JoinHandle;
 use chrono::NaiveDate;
 
 use crate::lake::Lake;
-use crate::rollup::rebuild_hourly;
+use crate::rollup::rebuild_hourly_within;
 
 /// What a writer tells the rollups ahead.
 #[derive(Debug)]
@@ -281,24 +281,17 @@ fn run(lake: &Lake, rx: &mpsc::Receiver<Note>, max_day_bytes: u64) -> Plan {
             Some(n) => plan.note(n),
             None => {
                 let Some(dt) = plan.next() else { continue };
-                if day_bytes(lake, dt).is_none_or(|b| b > max_day_bytes) {
-                    plan.skip(dt);
-                    continue;
+                match rebuild_hourly_within(lake, dt, max_day_bytes) {
+                    Ok(Some(_)) => plan.done(dt, true),
+                    Ok(None) => plan.skip(dt),
+                    Err(e) => {
+                        tracing::debug!(dt = %dt, error = %e, "Rollup ahead failed; the day is rolled up at the end.");
+                        plan.done(dt, false);
+                    }
                 }
-                let r = rebuild_hourly(lake, dt);
-                if let Err(e) = &r {
-                    tracing::debug!(dt = %dt, error = %e, "Rollup ahead failed; the day is rolled up at the end.");
-                }
-                plan.done(dt, r.is_ok());
             }
         }
     }
-}
-
-/// The bytes of day `dt`'s data files; `None` when they cannot be listed (left for the end).
-fn day_bytes(lake: &Lake, dt: NaiveDate) -> Option<u64> {
-    let c = crate::rollup::Coverage::of(lake, dt).ok()?;
-    Some(c.events.iter().chain(&c.spans).map(|f| f.size).sum())
 }
 
 #[cfg(test)]
