@@ -94,7 +94,7 @@ impl<'de> de::Deserialize<'de> for Scalar<'de> {
 
 /// An object key, borrowed from the input unless it holds an escape. (`Cow<str>`'s own
 /// `Deserialize` always allocates: a `String` for every key of every record.)
-struct Name<'a>(Cow<'a, str>);
+pub(crate) struct Name<'a>(pub(crate) Cow<'a, str>);
 
 impl<'de> de::Deserialize<'de> for Name<'de> {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -237,10 +237,12 @@ impl UsageEvent {
 /// Hex of the first 16 bytes of the BLAKE3 digest of `bytes`: stable across versions and
 /// machines, used for content-derived ids and deterministic names.
 pub fn content_digest_hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = blake3::hash(bytes);
     let mut s = String::with_capacity(32);
-    for b in &digest.as_bytes()[..16] {
-        s.push_str(&format!("{b:02x}"));
+    for &b in &digest.as_bytes()[..16] {
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 15)]));
     }
     s
 }
