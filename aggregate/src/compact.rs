@@ -97,7 +97,7 @@ fn compact_partition<R: LakeRecord>(
     let mut seen = crate::writer::DigestSet::default();
     let mut duplicates = 0u64;
     for file in &files {
-        for batch in lake.read(file, None, Fetch::Whole)? {
+        for batch in lake.read(file, None, &[], Fetch::Whole)? {
             let batch = batch?;
             let records = R::from_batch(&batch)
                 .map_err(|source| Error::Arrow { path: file.key.clone().into(), source })?;

@@ -180,9 +180,9 @@ impl Lake {
             .collect())
     }
 
-    /// The named columns of one Parquet file, a batch at a time as they are taken; a file gone
-    /// since it was listed (compacted away) is [`Error::Vanished`], for the caller to list
-    /// again.
+    /// The named columns of one Parquet file (the string columns in `dictionaries` as
+    /// dictionary arrays), a batch at a time as they are taken; a file gone since it was
+    /// listed (compacted away) is [`Error::Vanished`], for the caller to list again.
     ///
     /// # Errors
     ///
@@ -191,10 +191,11 @@ impl Lake {
         &self,
         file: &ObjectMeta,
         columns: Option<&[&str]>,
+        dictionaries: &[&str],
         fetch: Fetch,
     ) -> Result<Batches> {
         self.store
-            .read_parquet(&file.key, Some(file), columns, fetch)?
+            .read_parquet(&file.key, Some(file), columns, dictionaries, fetch)?
             .ok_or_else(|| Error::Vanished { uri: self.store.uri_of(&file.key) })
     }
 
@@ -246,7 +247,7 @@ impl Lake {
         mut f: impl FnMut(Vec<R>) -> Result<()>,
     ) -> Result<()> {
         for file in self.files(R::TABLE, dt)? {
-            for batch in self.read(&file, None, Fetch::Whole)? {
+            for batch in self.read(&file, None, &[], Fetch::Whole)? {
                 let batch = batch?;
                 let records = R::from_batch(&batch)
                     .map_err(|source| Error::Arrow { path: file.key.clone().into(), source })?;
@@ -258,7 +259,7 @@ impl Lake {
 
     /// The batches of a one-file partition (rollups, derived tables), or none.
     fn partition_batches(&self, key: &str) -> Result<Vec<RecordBatch>> {
-        match self.store.read_parquet(key, None, None, Fetch::Whole)? {
+        match self.store.read_parquet(key, None, None, &[], Fetch::Whole)? {
             Some(batches) => batches.collect(),
             None => Ok(Vec::new()),
         }

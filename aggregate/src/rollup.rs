@@ -18,6 +18,8 @@
 //! covered more; and a rollup written after its read makes its write fail. A rebuild that
 //! loses checks again, and is done if the rollups are now current, else starts over.
 
+use std::sync::Arc;
+
 use rustc_hash::FxHashMap as HashMap;
 
 use agentmeter_schemas::tables::{
@@ -27,8 +29,8 @@ use agentmeter_schemas::tables::{
 };
 use agentmeter_schemas::{ModelId, ServiceTier, TenantId, Tier, Tokens, UserId, prompt_band};
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Int64Type, TimestampMillisecondType};
-use arrow_array::{Array, RecordBatch};
+use arrow_array::types::{Int32Type, Int64Type, TimestampMillisecondType};
+use arrow_array::{Array, ArrayRef, RecordBatch};
 use chrono::NaiveDate;
 use parquet::file::metadata::KeyValue;
 
@@ -78,6 +80,73 @@ const INPUT: [&str; 14] = [
     "cache_write_1h_tokens",
     "service_tier",
 ];
+
+/// The `usage_events` columns a rollup groups by, in the order of its interners: read as
+/// dictionaries, each distinct value of a column chunk is looked up once, not once a row.
+pub(crate) const GROUPED: [&str; 4] = ["tier", "tenant_id", "user_id", "model_id"];
+
+/// The code of a null where a column may hold nulls (no interned value has it).
+pub(crate) const NULL_CODE: u32 = u32::MAX;
+
+/// A string column of a batch as the day's codes, row by row. Read as a dictionary, each
+/// distinct value of a column chunk is looked up once; the codes only name values (every
+/// rollup row is ordered by the values themselves), so their order does not matter.
+#[derive(Default)]
+pub(crate) struct ColumnCodes {
+    /// The dictionary last seen (a column chunk's batches share one) and its values' codes,
+    /// [`NULL_CODE`] for a value no row has named yet.
+    dictionary: Option<(ArrayRef, Vec<u32>)>,
+    /// The batch's codes.
+    rows: Vec<u32>,
+}
+
+impl ColumnCodes {
+    /// Codes `batch`'s column `name` (a dictionary of strings, or strings). A null is
+    /// [`NULL_CODE`] if `nullable`, else the error `"{table} has nulls"`.
+    pub(crate) fn read(
+        &mut self,
+        batch: &RecordBatch,
+        name: &str,
+        (table, nullable): (&str, bool),
+        strings: &mut Interner,
+    ) -> std::result::Result<&[u32], String> {
+        let column =
+            batch.column_by_name(name).ok_or_else(|| format!("column {name} is missing"))?;
+        self.rows.clear();
+        if !nullable && column.null_count() > 0 {
+            return Err(format!("{table} has nulls"));
+        }
+        let not_utf8 = || format!("{name} is not utf8");
+        let Some(dict) = column.as_dictionary_opt::<Int32Type>() else {
+            let values = column.as_string_opt::<i32>().ok_or_else(not_utf8)?;
+            self.rows.extend((0..values.len()).map(|i| {
+                if values.is_valid(i) { strings.code(values.value(i)) } else { NULL_CODE }
+            }));
+            return Ok(&self.rows);
+        };
+        let values = dict.values().as_string_opt::<i32>().ok_or_else(not_utf8)?;
+        let (shared, mut codes) = self
+            .dictionary
+            .take()
+            .filter(|(v, _)| Arc::ptr_eq(v, dict.values()))
+            .unwrap_or_else(|| (dict.values().clone(), vec![NULL_CODE; values.len()]));
+        let out_of_range = || format!("{name}: dictionary key out of range");
+        for (i, &k) in dict.keys().values().iter().enumerate() {
+            if dict.is_null(i) {
+                self.rows.push(NULL_CODE);
+                continue;
+            }
+            let k = usize::try_from(k).map_err(|_| out_of_range())?;
+            let code = codes.get_mut(k).ok_or_else(out_of_range)?;
+            if *code == NULL_CODE {
+                *code = strings.code(values.value(k));
+            }
+            self.rows.push(*code);
+        }
+        self.dictionary = Some((shared, codes));
+        Ok(&self.rows)
+    }
+}
 
 /// The 128-bit keys of the ids counted so far.
 type IdSet = crate::writer::DigestSet;
@@ -310,22 +379,29 @@ fn peak_seconds(mut seconds: Seconds) -> HashMap<(i64, u32, u32), i64> {
     peaks
 }
 
-fn add_batch(
-    batch: &RecordBatch,
-    seen: &mut IdSet,
-    strings: &mut [Interner; 4],
-    groups: &mut HashMap<Group, HourlyMeasures>,
-    seconds: &mut Seconds,
-    sessions: &mut Sessions,
-) -> std::result::Result<(), String> {
+/// What a day's rollup gathers from its `usage_events` batches.
+struct Day<'a> {
+    seen: &'a mut IdSet,
+    strings: &'a mut [Interner; 4],
+    columns: &'a mut [ColumnCodes; 4],
+    groups: &'a mut HashMap<Group, HourlyMeasures>,
+    seconds: &'a mut Seconds,
+    sessions: &'a mut Sessions,
+}
+
+fn add_batch(batch: &RecordBatch, day: Day<'_>) -> std::result::Result<(), String> {
+    let Day { seen, strings, columns, groups, seconds, sessions } = day;
     let col = |name: &str| batch.column_by_name(name).ok_or(format!("column {name} is missing"));
     let time = col("event_time")?
         .as_primitive_opt::<TimestampMillisecondType>()
         .ok_or("event_time is not timestamp(ms)")?;
-    let mut text = Vec::with_capacity(4);
-    for name in ["tier", "tenant_id", "user_id", "model_id"] {
-        text.push(col(name)?.as_string_opt::<i32>().ok_or(format!("{name} is not utf8"))?);
-    }
+    let [tiers, tenants, users, models] = columns;
+    let [s0, s1, s2, s3] = strings;
+    let table = (USAGE_EVENTS, false);
+    let tiers = tiers.read(batch, GROUPED[0], table, s0)?;
+    let tenants = tenants.read(batch, GROUPED[1], table, s1)?;
+    let users = users.read(batch, GROUPED[2], table, s2)?;
+    let models = models.read(batch, GROUPED[3], table, s3)?;
     let mut ints = Vec::with_capacity(5);
     for name in &INPUT[6..11] {
         ints.push(
@@ -349,7 +425,6 @@ fn add_batch(
     };
     if time.null_count() > 0
         || ids.null_count() > 0
-        || text.iter().any(|a| a.null_count() > 0)
         || ints.iter().any(|a| a.null_count() > 0)
         || one_hour.is_some_and(|a| a.null_count() > 0)
         || service_tier.is_some_and(|a| a.null_count() > 0)
@@ -377,10 +452,10 @@ fn add_batch(
         };
         let key = (
             hour_start_ms(time.value(row)),
-            strings[0].code(text[0].value(row)),
-            strings[1].code(text[1].value(row)),
-            strings[2].code(text[2].value(row)),
-            strings[3].code(text[3].value(row)),
+            tiers[row],
+            tenants[row],
+            users[row],
+            models[row],
             tier,
             prompt_band(&t),
         );
@@ -471,13 +546,21 @@ fn rebuild_from(
     let overflow = |table| Error::Overflow { table, dt: dt.to_string() };
     let mut seen = IdSet::default();
     let mut strings: [Interner; 4] = Default::default();
+    let mut columns: [ColumnCodes; 4] = Default::default();
     let mut groups: HashMap<Group, HourlyMeasures> = HashMap::default();
     let mut seconds = Seconds::default();
     let mut sessions = Sessions::default();
     for file in &coverage.events {
-        for batch in lake.read(file, Some(&INPUT), Fetch::Whole)? {
-            add_batch(&batch?, &mut seen, &mut strings, &mut groups, &mut seconds, &mut sessions)
-                .map_err(|e| {
+        for batch in lake.read(file, Some(&INPUT), &GROUPED, Fetch::Whole)? {
+            let day = Day {
+                seen: &mut seen,
+                strings: &mut strings,
+                columns: &mut columns,
+                groups: &mut groups,
+                seconds: &mut seconds,
+                sessions: &mut sessions,
+            };
+            add_batch(&batch?, day).map_err(|e| {
                 if e.contains("overflow") {
                     overflow(USAGE_HOURLY)
                 } else {
@@ -496,7 +579,7 @@ fn rebuild_from(
     // What the spans of the day add, each span once.
     let mut spans = crate::span_rollup::Spans::default();
     for file in &coverage.spans {
-        for batch in lake.read(file, Some(&crate::span_rollup::COLUMNS), Fetch::Whole)? {
+        for batch in lake.read(file, Some(&crate::span_rollup::COLUMNS), &GROUPED, Fetch::Whole)? {
             spans.add_batch(&batch?, &mut strings).map_err(|e| Error::Arrow {
                 path: file.key.clone().into(),
                 source: arrow_schema::ArrowError::SchemaError(e),

@@ -16,10 +16,10 @@ use arrow_array::types::{Int64Type, TimestampMillisecondType};
 use arrow_array::{Array, RecordBatch, StringArray};
 use rustc_hash::FxHashMap as HashMap;
 
-use agentmeter_schemas::tables::{AgentMeasures, ChatMeasures, hour_start_ms};
+use agentmeter_schemas::tables::{AGENT_SPANS, AgentMeasures, ChatMeasures, hour_start_ms};
 use agentmeter_schemas::{SpanStatus, SpanTokens, Tokens, is_operation};
 
-use crate::rollup::Interner;
+use crate::rollup::{ColumnCodes, GROUPED, Interner, NULL_CODE};
 use crate::writer::id_key;
 
 /// User or model id of spans that carry none.
@@ -113,7 +113,7 @@ struct Span {
 const _: () = assert!(std::mem::size_of::<Span>() <= 80);
 
 /// No user or model.
-const NONE: u32 = u32::MAX;
+const NONE: u32 = NULL_CODE;
 
 fn some(code: u32) -> Option<u32> {
     (code != NONE).then_some(code)
@@ -136,6 +136,8 @@ pub(crate) struct Spans {
     /// Trace and span id of each `invoke_agent` span.
     ids: Vec<(Box<str>, Box<str>)>,
     buf: Vec<u8>,
+    /// Tier, tenant, user and model of each batch as codes.
+    columns: [ColumnCodes; 4],
 }
 
 /// The operation of a span, as `AgentSpan::is_operation` reads it.
@@ -185,21 +187,18 @@ impl Spans {
                 .ok_or(format!("{name} is not timestamp(ms)"))
         };
         let (start, end) = (time("start_time")?, time("end_time")?);
-        let [trace, span, parent, name, op, tier, tenant, user, model, st] = [
-            "trace_id",
-            "span_id",
-            "parent_span_id",
-            "name",
-            "operation",
-            "tier",
-            "tenant_id",
-            "user_id",
-            "model_id",
-            "status",
-        ]
-        .map(text);
-        let (trace, span, parent, name, op) = (trace?, span?, parent?, name?, op?);
-        let (tier, tenant, user, model, st) = (tier?, tenant?, user?, model?, st?);
+        let [trace, span, parent, name, op, st] =
+            ["trace_id", "span_id", "parent_span_id", "name", "operation", "status"].map(text);
+        let (trace, span, parent, name, op, st) = (trace?, span?, parent?, name?, op?, st?);
+        // Out of `self` while its rows are added (put back at the end; an error ends the day).
+        let mut columns = std::mem::take(&mut self.columns);
+        let [tiers, tenants, users, models] = &mut columns;
+        let [s0, s1, s2, s3] = strings;
+        let (required, optional) = ((AGENT_SPANS, false), (AGENT_SPANS, true));
+        let tier = tiers.read(b, GROUPED[0], required, s0)?;
+        let tenant = tenants.read(b, GROUPED[1], required, s1)?;
+        let user = users.read(b, GROUPED[2], optional, s2)?;
+        let model = models.read(b, GROUPED[3], optional, s3)?;
         let mut tokens = Vec::with_capacity(5);
         for n in &COLUMNS[12..] {
             tokens.push(
@@ -211,7 +210,7 @@ impl Spans {
         }
         let int = |c: usize, i: usize| tokens[c].is_valid(i).then(|| tokens[c].value(i));
         for i in 0..b.num_rows() {
-            if [trace, span, name, tier, tenant, st].iter().any(|a| a.is_null(i))
+            if [trace, span, name, st].iter().any(|a| a.is_null(i))
                 || start.is_null(i)
                 || end.is_null(i)
             {
@@ -250,16 +249,17 @@ impl Spans {
                 parent,
                 start_ms: start.value(i),
                 end_ms: end.value(i),
-                tier: strings[0].code(tier.value(i)),
-                tenant: strings[1].code(tenant.value(i)),
-                user: if user.is_valid(i) { strings[2].code(user.value(i)) } else { NONE },
-                model: if model.is_valid(i) { strings[3].code(model.value(i)) } else { NONE },
+                tier: tier[i],
+                tenant: tenant[i],
+                user: user[i],
+                model: model[i],
                 extra,
                 op: kind,
                 status: SpanStatus::from_code(st.value(i)),
                 has_parent,
             });
         }
+        self.columns = columns;
         Ok(())
     }
 

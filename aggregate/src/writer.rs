@@ -190,7 +190,7 @@ impl DedupIndex {
             if part.files.contains(file.name()) {
                 continue;
             }
-            let batches = match lake.read(&file, Some(&columns), Fetch::Ranged) {
+            let batches = match lake.read(&file, Some(&columns), &[], Fetch::Ranged) {
                 Ok(b) => b,
                 // Compacted away since the listing: its rows are in the merged file.
                 Err(Error::Vanished { .. }) => continue,

@@ -268,6 +268,7 @@ impl Store for LocalStore {
         key: &str,
         _listed: Option<&ObjectMeta>,
         columns: Option<&[&str]>,
+        dictionaries: &[&str],
         _fetch: Fetch,
     ) -> Result<Option<Batches>> {
         let path = self.path(key);
@@ -277,6 +278,6 @@ impl Store for LocalStore {
             Err(e) => return Err(io_at(&path)(e)),
         };
         // The open file, not its bytes: pages are read as the batches are taken.
-        decode_parquet(&path.to_string_lossy(), file, columns).map(Some)
+        decode_parquet(&path.to_string_lossy(), file, columns, dictionaries).map(Some)
     }
 }

@@ -21,9 +21,12 @@ use std::fmt;
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use bytes::Bytes;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use parquet::file::metadata::ParquetMetaData;
 
 use crate::error::{Error, Result};
@@ -166,7 +169,8 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// The named columns (all when `None`) of a Parquet object, or `None` when there is no
     /// object. `listed` is the object as a listing described it, when known: it spares a
-    /// request, and lets a cached copy be used only if it is that very version.
+    /// request, and lets a cached copy be used only if it is that very version. The string
+    /// columns named in `dictionaries` are decoded as `Dictionary(Int32, Utf8)` arrays.
     ///
     /// # Errors
     ///
@@ -176,6 +180,7 @@ pub trait Store: Send + Sync + fmt::Debug {
         key: &str,
         listed: Option<&ObjectMeta>,
         columns: Option<&[&str]>,
+        dictionaries: &[&str],
         fetch: Fetch,
     ) -> Result<Option<Batches>>;
 }
@@ -188,14 +193,25 @@ pub type Batches = Box<dyn Iterator<Item = Result<RecordBatch>> + Send>;
 pub(crate) const READ_ROWS: usize = 8192;
 
 /// Decodes the named columns (all when `None`) of a Parquet file, lazily: `input` is the
-/// file's bytes in memory, or the open file.
-pub(crate) fn decode_parquet<T>(uri: &str, input: T, columns: Option<&[&str]>) -> Result<Batches>
+/// file's bytes in memory, or the open file. The string columns named in `dictionaries` come
+/// as dictionary arrays.
+pub(crate) fn decode_parquet<T>(
+    uri: &str,
+    input: T,
+    columns: Option<&[&str]>,
+    dictionaries: &[&str],
+) -> Result<Batches>
 where
     T: parquet::file::reader::ChunkReader + 'static,
 {
     let perr = |source| Error::Parquet { path: uri.into(), source };
+    let mut meta = ArrowReaderMetadata::load(&input, ArrowReaderOptions::new()).map_err(perr)?;
+    if let Some(hint) = dictionary_hint(meta.schema(), dictionaries) {
+        let options = ArrowReaderOptions::new().with_schema(hint);
+        meta = ArrowReaderMetadata::try_new(meta.metadata().clone(), options).map_err(perr)?;
+    }
     let mut builder =
-        ParquetRecordBatchReaderBuilder::try_new(input).map_err(perr)?.with_batch_size(READ_ROWS);
+        ParquetRecordBatchReaderBuilder::new_with_metadata(input, meta).with_batch_size(READ_ROWS);
     if let Some(names) = columns {
         let mask = ProjectionMask::columns(builder.parquet_schema(), names.iter().copied());
         builder = builder.with_projection(mask);
@@ -205,6 +221,31 @@ where
     Ok(Box::new(
         reader.map(move |b| b.map_err(|source| Error::Arrow { path: path.clone(), source })),
     ))
+}
+
+/// The file's Arrow schema with the UTF-8 columns named in `names` as `Dictionary(Int32,
+/// Utf8)`, or `None` when none is. Read so, a dictionary-encoded column chunk gives its
+/// distinct values once and a key per row, rather than a copy of the value per row.
+pub(crate) fn dictionary_hint(schema: &SchemaRef, names: &[&str]) -> Option<SchemaRef> {
+    let dictionary =
+        |f: &Field| *f.data_type() == DataType::Utf8 && names.contains(&f.name().as_str());
+    if !schema.fields().iter().any(|f| dictionary(f)) {
+        return None;
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let f = f.as_ref().clone();
+            if dictionary(&f) {
+                let t = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+                f.with_data_type(t)
+            } else {
+                f
+            }
+        })
+        .collect();
+    Some(Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())))
 }
 
 /// Decodes a Parquet footer from the last bytes of a file (`tail` holds at least the footer).

@@ -25,12 +25,13 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{FutureExt as _, TryStreamExt as _};
 use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 
 use super::{
     Batches, Condition, Fetch, Object, ObjectMeta, Put, Store, decode_footer, decode_parquet,
-    immutable_data_file,
+    dictionary_hint, immutable_data_file,
 };
 use crate::error::{Error, Result};
 
@@ -547,6 +548,7 @@ impl Store for S3Store {
         key: &str,
         listed: Option<&ObjectMeta>,
         columns: Option<&[&str]>,
+        dictionaries: &[&str],
         fetch: Fetch,
     ) -> Result<Option<Batches>> {
         let uri = self.uri_of(key);
@@ -555,7 +557,7 @@ impl Store for S3Store {
             && let Some(path) = cache.get(key, &meta.etag)
         {
             let bytes = fs::read(&path).map_err(crate::error::io_at(&path))?;
-            return decode_parquet(&uri, Bytes::from(bytes), columns).map(Some);
+            return decode_parquet(&uri, Bytes::from(bytes), columns, dictionaries).map(Some);
         }
         match fetch {
             Fetch::Whole => {
@@ -563,7 +565,7 @@ impl Store for S3Store {
                 if let Some(cache) = cache {
                     cache.put(key, &object.etag, &object.bytes);
                 }
-                decode_parquet(&uri, object.bytes, columns).map(Some)
+                decode_parquet(&uri, object.bytes, columns, dictionaries).map(Some)
             }
             Fetch::Ranged => {
                 let Some(size) = self.size_of(key, listed)? else { return Ok(None) };
@@ -580,6 +582,16 @@ impl Store for S3Store {
                         Err(e) if gone(&e) => return Ok(None),
                         Err(e) => return Err(perr(e)),
                     };
+                    if let Some(hint) = dictionary_hint(builder.schema(), dictionaries) {
+                        let options = ArrowReaderOptions::new().with_schema(hint);
+                        let meta =
+                            ArrowReaderMetadata::try_new(builder.metadata().clone(), options)
+                                .map_err(perr)?;
+                        let reader =
+                            RangedObject { store: self.clone(), key: key.to_owned(), size };
+                        builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta)
+                            .with_batch_size(64 << 10);
+                    }
                     if let Some(names) = columns {
                         let mask = ProjectionMask::columns(
                             builder.parquet_schema(),

@@ -172,7 +172,7 @@ fn s3_parquet_reads_take_only_the_columns_asked_for_and_cache_data_files() {
     store.put(key, buf, Condition::Absent).unwrap();
     let listed = store.head(key).unwrap().unwrap();
     let got = store
-        .read_parquet(key, Some(&listed), Some(&["event_id"]), Fetch::Ranged)
+        .read_parquet(key, Some(&listed), Some(&["event_id"]), &[], Fetch::Ranged)
         .unwrap()
         .unwrap()
         .collect::<Result<Vec<_>>>()
@@ -180,20 +180,26 @@ fn s3_parquet_reads_take_only_the_columns_asked_for_and_cache_data_files() {
     assert_eq!(got[0].num_columns(), 1);
     assert_eq!(got.iter().map(|b| b.num_rows()).sum::<usize>(), 5000);
     assert!(files_under(cache.path()).is_empty(), "ranged reads keep nothing");
-    let whole = store.read_parquet(key, Some(&listed), None, Fetch::Whole).unwrap().unwrap();
+    let whole = store.read_parquet(key, Some(&listed), None, &[], Fetch::Whole).unwrap().unwrap();
     let whole = whole.collect::<Result<Vec<_>>>().unwrap();
     assert_eq!(whole[0].num_columns(), 2);
     assert_eq!(files_under(cache.path()).len(), 1, "an immutable data file is cached");
     // Read again from the cache, by version: same rows.
     let again =
-        store.read_parquet(key, Some(&listed), Some(&["n"]), Fetch::Ranged).unwrap().unwrap();
+        store.read_parquet(key, Some(&listed), Some(&["n"]), &[], Fetch::Ranged).unwrap().unwrap();
     let again = again.collect::<Result<Vec<_>>>().unwrap();
     assert_eq!(again.iter().map(|b| b.num_rows()).sum::<usize>(), 5000);
     let (footer, _) = store.parquet_footer(key).unwrap().unwrap();
     assert_eq!(footer.file_metadata().num_rows(), 5000);
     assert!(
         store
-            .read_parquet("usage_events/dt=2026-10-01/missing.parquet", None, None, Fetch::Whole)
+            .read_parquet(
+                "usage_events/dt=2026-10-01/missing.parquet",
+                None,
+                None,
+                &[],
+                Fetch::Whole
+            )
             .unwrap()
             .is_none()
     );
@@ -206,7 +212,7 @@ fn s3_parquet_reads_take_only_the_columns_asked_for_and_cache_data_files() {
     store.put(other, store.get(key).unwrap().unwrap().bytes, Condition::Absent).unwrap();
     let listed = store.head(other).unwrap().unwrap();
     store.delete(other).unwrap();
-    let read = store.read_parquet(other, Some(&listed), Some(&["event_id"]), Fetch::Ranged);
+    let read = store.read_parquet(other, Some(&listed), Some(&["event_id"]), &[], Fetch::Ranged);
     assert!(matches!(read, Ok(None)), "{:?}", read.map(|b| b.is_some()));
 }
 
@@ -240,7 +246,7 @@ fn a_parquet_file_is_read_a_batch_of_read_rows_at_a_time() {
     let key = "usage_events/dt=2026-10-01/part-00.parquet";
     store.put(key, buf, Condition::Absent).unwrap();
     let sizes: Vec<usize> = store
-        .read_parquet(key, None, None, Fetch::Whole)
+        .read_parquet(key, None, None, &[], Fetch::Whole)
         .unwrap()
         .unwrap()
         .map(|b| b.unwrap().num_rows())
@@ -283,7 +289,7 @@ fn s3_bodies_cut_off_mid_transfer_are_read_again() {
     for _ in 0..6 {
         assert_eq!(store.get(key).unwrap().unwrap().bytes, buf);
         let rows: usize = store
-            .read_parquet(key, Some(&listed), None, Fetch::Ranged)
+            .read_parquet(key, Some(&listed), None, &[], Fetch::Ranged)
             .unwrap()
             .unwrap()
             .map(|b| b.unwrap().num_rows())

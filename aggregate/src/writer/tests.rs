@@ -737,3 +737,64 @@ fn ids_and_times_are_written_without_a_dictionary_and_the_rest_with_one() {
         ]
     );
 }
+
+/// The rollup reads its grouped strings as dictionaries: over many batches, a column chunk
+/// whose dictionary overflowed into plain pages, and values that repeat across files, its
+/// sums and distinct users are those of the events.
+#[test]
+fn rollups_of_dictionary_and_plain_pages_agree_with_the_events() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open_dir(dir.path()).unwrap();
+    let opts = WriterOptions { max_rows_per_file: 30_000, ..WriterOptions::default() };
+    let mut w = EventWriter::new(&lake, opts);
+    let mut want: BTreeMap<(i64, String, String, String), (i64, i64)> = BTreeMap::new();
+    let mut users: BTreeMap<(i64, String), BTreeSet<String>> = BTreeMap::new();
+    // 40,000 users of about 40 bytes: more than a 1 MiB dictionary page holds.
+    for i in 0..45_000_i64 {
+        let mut e = ev(&format!("e{i}"), &format!("t{}", i % 7), DAY0 + i * 1_500, i % 500 + 1);
+        let user = format!("user-{:05}@clinic-{}.example.org", i % 40_000, i % 7);
+        e.user_id = UserId::new(&user).unwrap();
+        e.model_id = ModelId::new(format!("m{}", i % 3)).unwrap();
+        let hour = agentmeter_schemas::tables::hour_start_ms(e.event_time_ms);
+        let key = (hour, e.tenant_id.to_string(), user.clone(), e.model_id.to_string());
+        let slot = want.entry(key).or_default();
+        slot.0 += 1;
+        slot.1 += e.tokens.input;
+        users.entry((hour, e.tenant_id.to_string())).or_default().insert(user);
+        w.push(e).unwrap();
+    }
+    w.finish().unwrap();
+    let files = lake.files(USAGE_EVENTS, day(1)).unwrap();
+    assert_eq!(files.len(), 2, "two files of the one day");
+    let plain_pages = files.iter().any(|f| {
+        use parquet::basic::Encoding;
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let reader = SerializedFileReader::new(fs::File::open(dir.path().join(&f.key)).unwrap());
+        let reader = reader.unwrap();
+        let group = reader.metadata().row_group(0);
+        let users = group.columns().iter().find(|c| c.column_path().string() == "user_id");
+        users.unwrap().encodings().any(|e| e == Encoding::PLAIN)
+    });
+    assert!(plain_pages, "the user_id dictionary overflowed into plain pages");
+    let got: BTreeMap<(i64, String, String, String), (i64, i64)> = lake
+        .hourly(day(1))
+        .unwrap()
+        .into_iter()
+        .map(|(k, m)| {
+            let key =
+                (k.hour_ms, k.tenant_id.to_string(), k.user_id.to_string(), k.model_id.to_string());
+            (key, (m.invocations, m.tokens.input))
+        })
+        .collect();
+    assert_eq!(got, want);
+    let got: BTreeMap<(i64, String), i64> = lake
+        .tenant_hourly(day(1))
+        .unwrap()
+        .into_iter()
+        .map(|t| ((t.hour_ms, t.tenant_id.to_string()), t.users))
+        .collect();
+    let want: BTreeMap<(i64, String), i64> =
+        users.into_iter().map(|(k, u)| (k, u.len() as i64)).collect();
+    assert_eq!(got, want);
+}
