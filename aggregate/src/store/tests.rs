@@ -55,6 +55,67 @@ pub fn conditional_writes_and_listings(store: &dyn Store) {
     assert!(!immutable_data_file("usage_hourly/dt=2026-10-01/part-00000.parquet"));
 }
 
+/// Columns asked for as dictionaries come as `Dictionary(Int32, Utf8)` with the values
+/// written, whole or by ranges; others as written (the S3 tests call it too).
+pub fn dictionary_reads(store: &dyn Store) {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int32Type;
+    use arrow_array::{Array, Int64Array, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+    let schema = std::sync::Arc::new(Schema::new(vec![
+        Field::new("tenant_id", DataType::Utf8, false),
+        Field::new("user_id", DataType::Utf8, true),
+        Field::new("n", DataType::Int64, false),
+    ]));
+    let tenants: Vec<String> = (0..20_000).map(|i| format!("clinic-{}", i % 7)).collect();
+    let users: Vec<Option<String>> =
+        (0..20_000).map(|i| (i % 5 != 0).then(|| format!("u{}", i % 300))).collect();
+    let buf = parquet_bytes(
+        schema,
+        vec![
+            std::sync::Arc::new(StringArray::from(tenants.clone())),
+            std::sync::Arc::new(StringArray::from(users.clone())),
+            std::sync::Arc::new(Int64Array::from((0..20_000).collect::<Vec<i64>>())),
+        ],
+    );
+    let key = "usage_events/dt=2026-10-03/part-00000000000000000000000000000d1c.parquet";
+    store.put(key, buf, Condition::Absent).unwrap();
+    let listed = store.head(key).unwrap().unwrap();
+    for fetch in [Fetch::Whole, Fetch::Ranged] {
+        let dictionaries = ["tenant_id", "user_id", "n"];
+        let batches = store.read_parquet(key, Some(&listed), None, &dictionaries, fetch);
+        let batches = batches.unwrap().unwrap().collect::<Result<Vec<_>>>().unwrap();
+        let (mut got_tenants, mut got_users) = (Vec::new(), Vec::new());
+        for b in &batches {
+            let dictionary =
+                DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+            assert_eq!(b.schema().field(0).data_type(), &dictionary, "{fetch:?}");
+            assert_eq!(b.schema().field(1).data_type(), &dictionary, "{fetch:?}");
+            assert_eq!(b.schema().field(2).data_type(), &DataType::Int64, "not a string");
+            let t = b.column(0).as_dictionary::<Int32Type>();
+            let values = t.values().as_string::<i32>();
+            got_tenants
+                .extend(t.keys().values().iter().map(|&k| values.value(k as usize).to_owned()));
+            let u = b.column(1).as_dictionary::<Int32Type>();
+            let values = u.values().as_string::<i32>();
+            got_users.extend((0..u.len()).map(|i| {
+                u.is_valid(i).then(|| values.value(u.keys().value(i) as usize).to_owned())
+            }));
+        }
+        assert_eq!(got_tenants, tenants, "{fetch:?}");
+        assert_eq!(got_users, users, "{fetch:?}");
+    }
+    let plain = store.read_parquet(key, Some(&listed), Some(&["tenant_id"]), &[], Fetch::Whole);
+    let plain = plain.unwrap().unwrap().next().unwrap().unwrap();
+    assert_eq!(plain.schema().field(0).data_type(), &DataType::Utf8, "none asked for");
+}
+
+#[test]
+fn local_dictionary_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    dictionary_reads(&LocalStore::new(dir.path().join("lake")));
+}
+
 #[test]
 fn local_directory() {
     let dir = tempfile::tempdir().unwrap();
@@ -214,6 +275,9 @@ fn s3_parquet_reads_take_only_the_columns_asked_for_and_cache_data_files() {
     store.delete(other).unwrap();
     let read = store.read_parquet(other, Some(&listed), Some(&["event_id"]), &[], Fetch::Ranged);
     assert!(matches!(read, Ok(None)), "{:?}", read.map(|b| b.is_some()));
+    // Without a cache, a ranged read goes through the async reader.
+    let (uncached, _rt2) = moto_store(&moto, "dictionaries", "", S3StoreOptions::default());
+    dictionary_reads(&uncached);
 }
 
 fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
