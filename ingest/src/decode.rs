@@ -385,13 +385,8 @@ impl Decoder {
     /// One CloudWatch log event object (`id`/`eventId`, `timestamp`, `message`).
     pub(crate) fn log_event(&self, bytes: &[u8], ctx: Ctx<'_>, out: &mut Decoded) {
         let raw = Raw { bytes, format: RawFormat::CwlLogEvent };
-        if bytes.len() > self.cfg.max_record_bytes {
-            let detail = format!(
-                "log event of {} bytes is over the {}-byte limit",
-                bytes.len(),
-                self.cfg.max_record_bytes
-            );
-            return self.reject(out, refuse(Reason::TooLarge, detail), ctx, raw);
+        if self.log_event_too_large(raw, ctx, out) {
+            return;
         }
         let text = match std::str::from_utf8(bytes) {
             Ok(t) => t,
@@ -403,6 +398,33 @@ impl Decoder {
         if let Err(r) = json_depth(bytes, self.cfg.limits.json_depth) {
             return self.reject(out, r, ctx, raw);
         }
+        self.log_event_text(text, raw, ctx, out);
+    }
+
+    /// A log event of a document (a subscription payload, a `filter-log-events` line) already
+    /// read as UTF-8 and held to the depth limit whole: neither is checked again per event.
+    fn log_event_within(&self, text: &str, ctx: Ctx<'_>, out: &mut Decoded) {
+        let raw = Raw { bytes: text.as_bytes(), format: RawFormat::CwlLogEvent };
+        if !self.log_event_too_large(raw, ctx, out) {
+            self.log_event_text(text, raw, ctx, out);
+        }
+    }
+
+    /// Refuses a log event over the record limit; whether it did.
+    fn log_event_too_large(&self, raw: Raw<'_>, ctx: Ctx<'_>, out: &mut Decoded) -> bool {
+        if raw.bytes.len() <= self.cfg.max_record_bytes {
+            return false;
+        }
+        let detail = format!(
+            "log event of {} bytes is over the {}-byte limit",
+            raw.bytes.len(),
+            self.cfg.max_record_bytes
+        );
+        self.reject(out, refuse(Reason::TooLarge, detail), ctx, raw);
+        true
+    }
+
+    fn log_event_text(&self, text: &str, raw: Raw<'_>, ctx: Ctx<'_>, out: &mut Decoded) {
         match parse_object(text, &self.cfg.tenant_field) {
             Ok(f) => self.log_event_fields(&f, text, raw, ctx, out),
             Err(e) => self.reject(out, parse_refusal(&e), ctx, raw),
@@ -510,7 +532,7 @@ impl Decoder {
             "CONTROL_MESSAGE" => Self::skip(out, SkipKind::ControlMessage),
             "DATA_MESSAGE" => {
                 for (i, ev) in payload.log_events.iter().enumerate() {
-                    self.log_event(ev.get().as_bytes(), ctx.event(i), out);
+                    self.log_event_within(ev.get(), ctx.event(i), out);
                 }
             }
             other => {
@@ -539,7 +561,7 @@ impl Decoder {
         match serde_json::from_str::<EventsDoc<'_>>(text) {
             Ok(doc) => {
                 for (i, ev) in doc.events.iter().enumerate() {
-                    self.log_event(ev.get().as_bytes(), ctx.event(i), out);
+                    self.log_event_within(ev.get(), ctx.event(i), out);
                 }
             }
             Err(e) => {

@@ -250,6 +250,11 @@ impl<'a> Fields<'a> {
 pub(crate) struct FieldsSeed<'c> {
     /// The configured tenant field name.
     pub tenant_field: &'c str,
+    /// Set when a `message` needs serde_json's own reading (see [`message_scalar`]); the
+    /// parse then fails and is done again with `exact`.
+    pub retry: &'c std::cell::Cell<bool>,
+    /// Every `message` read by serde_json.
+    pub exact: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for FieldsSeed<'_> {
@@ -294,6 +299,15 @@ impl<'de> Visitor<'de> for FieldsSeed<'_> {
                     continue;
                 }
                 "id" | "eventId" => Some(Key::CwId),
+                "message" if !self.exact => {
+                    let raw: &'de serde_json::value::RawValue = map.next_value()?;
+                    let Some(value) = message_scalar(raw.get()) else {
+                        self.retry.set(true);
+                        return Err(de::Error::custom("a message to read again"));
+                    };
+                    fields.slots[Fields::slot(Key::Message)].push((name, value));
+                    continue;
+                }
                 "message" => Some(Key::Message),
                 "messageType" => {
                     fields.markers.message_type = true;
@@ -383,6 +397,54 @@ fn id_scalar(raw: &str) -> Scalar<'_> {
     serde_json::from_str::<Scalar<'_>>(raw).unwrap_or(Scalar::Compound)
 }
 
+/// A `message` value (usually a whole log line as an escaped JSON string): borrowed when it
+/// holds no escape, else unescaped here into a string of its final size, where serde_json
+/// grows a scratch buffer from nothing and copies it out again for every log event (a tenth
+/// of a subscription payload's decoding). `raw` is a JSON value serde_json has checked.
+/// `None` for a `\u` escape that is no character: only serde_json can word that error.
+fn message_scalar(raw: &str) -> Option<Scalar<'_>> {
+    let Some(body) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) else {
+        return serde_json::from_str::<Scalar<'_>>(raw).ok();
+    };
+    if memchr::memchr(b'\\', body.as_bytes()).is_none() {
+        return Some(Scalar::Str(Cow::Borrowed(body)));
+    }
+    let hex4 = |s: &str| s.get(..4).and_then(|h| u32::from_str_radix(h, 16).ok());
+    let mut out = String::with_capacity(body.len());
+    let mut rest = body;
+    while let Some(i) = memchr::memchr(b'\\', rest.as_bytes()) {
+        out.push_str(&rest[..i]);
+        let escape = *rest.as_bytes().get(i + 1)?;
+        rest = &rest[i + 2..];
+        out.push(match escape {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let n = hex4(rest)?;
+                rest = &rest[4..];
+                if (0xD800..0xDC00).contains(&n) {
+                    // A leading surrogate: its trailing one must follow.
+                    let tail = rest.strip_prefix("\\u")?;
+                    let m = hex4(tail).filter(|m| (0xDC00..0xE000).contains(m))?;
+                    rest = &tail[4..];
+                    char::from_u32(0x10000 + ((n - 0xD800) << 10) + (m - 0xDC00))?
+                } else {
+                    char::from_u32(n)?
+                }
+            }
+            _ => return None,
+        });
+    }
+    out.push_str(rest);
+    Some(Scalar::Str(Cow::Owned(out)))
+}
+
 /// A count value: integers exactly (past 64 bits too, so the refusal names the number as
 /// written), other numbers as written (`10.0` stays `10.0`, not `10`).
 fn count_scalar(raw: &str) -> Scalar<'_> {
@@ -461,10 +523,32 @@ pub(crate) fn parse_object<'a>(
     text: &'a str,
     tenant_field: &str,
 ) -> Result<Box<Fields<'a>>, ParseError> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    let fields = FieldsSeed { tenant_field }.deserialize(&mut de).map_err(ParseError::Json)?;
-    de.end().map_err(ParseError::Json)?;
-    fields.ok_or(ParseError::NotAnObject)
+    parse(text, tenant_field, true)
+}
+
+/// Parses the JSON value at the start of `text`, and checks that only whitespace follows if
+/// `whole`. A message that [`message_scalar`] leaves to serde_json has the value read again
+/// with serde_json reading every message, so that an error is worded as it words it.
+fn parse<'a>(
+    text: &'a str,
+    tenant_field: &str,
+    whole: bool,
+) -> Result<Box<Fields<'a>>, ParseError> {
+    let retry = std::cell::Cell::new(false);
+    let once = |exact: bool| {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let seed = FieldsSeed { tenant_field, retry: &retry, exact };
+        let fields = seed.deserialize(&mut de)?;
+        if whole {
+            de.end()?;
+        }
+        Ok(fields)
+    };
+    let fields = match once(false) {
+        Err(_) if retry.get() => once(true),
+        other => other,
+    };
+    fields.map_err(ParseError::Json)?.ok_or(ParseError::NotAnObject)
 }
 
 /// Parses the first JSON value at the start of `text`, ignoring what follows it. Used for log
@@ -473,9 +557,7 @@ pub(crate) fn parse_object_prefix<'a>(
     text: &'a str,
     tenant_field: &str,
 ) -> Result<Box<Fields<'a>>, ParseError> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    let fields = FieldsSeed { tenant_field }.deserialize(&mut de).map_err(ParseError::Json)?;
-    fields.ok_or(ParseError::NotAnObject)
+    parse(text, tenant_field, false)
 }
 
 #[cfg(test)]
@@ -547,5 +629,53 @@ mod tests {
         assert!(matches!(f.get(Key::EventId), Got::One(_, Scalar::Str(s)) if s == "e1"));
         let f = parse_object(r#"{"eventId":[1]}"#, "c").unwrap();
         assert!(matches!(f.get(Key::CwId), Got::One("eventId", Scalar::Compound)));
+    }
+
+    #[test]
+    fn messages_are_unescaped_as_serde_json_unescapes_them() {
+        let cases = [
+            r#""plain, no escape""#,
+            r#""{\"event\":\"inference_usage\",\"tier\":\"basic\"}""#,
+            r#""tab\there \\ back\/slash \b\f\n\r \"q\"""#,
+            r#""\u00e9t\u00E9 \u0000 \u001f \u20ac \ud83d\ude00 end""#,
+            r#""\\u0041 is not an escape""#,
+            r#""""#,
+            r#""\\""#,
+            "\"caf\u{e9} \u{1f4a5}\"",
+        ];
+        for raw in cases {
+            let want: String = serde_json::from_str(raw).unwrap();
+            let got = message_scalar(raw).unwrap();
+            assert_eq!(got, Scalar::Str(Cow::Owned(want)), "{raw}");
+            let borrowed = matches!(got, Scalar::Str(Cow::Borrowed(_)));
+            assert_eq!(borrowed, !raw.contains('\\'), "{raw}: borrowed when it can be");
+        }
+        // Not a string: as serde_json reads it.
+        assert_eq!(message_scalar("12"), Some(Scalar::Int(12)));
+        assert_eq!(message_scalar(r#"{"a":"\u0041"}"#), Some(Scalar::Compound));
+        // Surrogates that are no character: left to serde_json.
+        for raw in [r#""\ud800""#, r#""\udc00""#, r#""\ud800\u0041""#, r#""\ud800x""#] {
+            assert_eq!(message_scalar(raw), None, "{raw}");
+        }
+    }
+
+    #[test]
+    fn a_message_serde_json_refuses_is_refused_in_its_words() {
+        for text in [
+            r#"{"id":"1","timestamp":1,"message":"ok \ud800 then","x":1}"#,
+            r#"{"id":"1","message":"\"a\" \udc00"}"#,
+            r#"{"message":"\ud83d\u0041","timestamp":1}"#,
+        ] {
+            let Err(ParseError::Json(e)) = parse_object(text, "clinic_id") else {
+                panic!("{text} parsed")
+            };
+            let want = serde_json::from_str::<serde_json::Value>(text).unwrap_err();
+            assert_eq!(e.to_string(), want.to_string(), "{text}");
+        }
+        let text = r#"{"message":"{\"a\":\"\u00e9\"}","id":"2"}"#;
+        let f = parse_object(text, "clinic_id").unwrap();
+        assert!(
+            matches!(f.get(Key::Message), Got::One("message", Scalar::Str(m)) if m == r#"{"a":"é"}"#)
+        );
     }
 }
