@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 
 mod aws_error;
+mod canonical;
 mod cloudwatch;
 mod config;
 pub mod cwlogs;
