@@ -369,8 +369,9 @@ type Seconds = Vec<(i64, u32, u32)>;
 
 /// The busiest second of each (hour, tier code, tenant code).
 fn peak_seconds(mut seconds: Seconds) -> HashMap<(i64, u32, u32), i64> {
-    // By tenant, then second: the order of each data file (tenant, then time), so the day is
-    // a few sorted runs, which a stable sort merges rather than sorting from scratch.
+    // By tenant code, then second: a data file's rows come by tenant, then time, and tenants
+    // are coded as first met, so a day is mostly a few sorted runs (one per file), which a
+    // stable sort merges rather than sorting from scratch.
     seconds.sort_by_key(|&(second, tier, tenant)| (tenant, second, tier));
     let mut peaks: HashMap<(i64, u32, u32), i64> = HashMap::default();
     for run in seconds.chunk_by(|a, b| a == b) {

@@ -409,7 +409,10 @@ fn message_scalar(raw: &str) -> Option<Scalar<'_>> {
     if memchr::memchr(b'\\', body.as_bytes()).is_none() {
         return Some(Scalar::Str(Cow::Borrowed(body)));
     }
-    let hex4 = |s: &str| s.get(..4).and_then(|h| u32::from_str_radix(h, 16).ok());
+    let hex4 = |s: &str| {
+        let h = s.get(..4).filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))?;
+        u32::from_str_radix(h, 16).ok()
+    };
     let mut out = String::with_capacity(body.len());
     let mut rest = body;
     while let Some(i) = memchr::memchr(b'\\', rest.as_bytes()) {
@@ -653,8 +656,10 @@ mod tests {
         // Not a string: as serde_json reads it.
         assert_eq!(message_scalar("12"), Some(Scalar::Int(12)));
         assert_eq!(message_scalar(r#"{"a":"\u0041"}"#), Some(Scalar::Compound));
-        // Surrogates that are no character: left to serde_json.
-        for raw in [r#""\ud800""#, r#""\udc00""#, r#""\ud800\u0041""#, r#""\ud800x""#] {
+        // Surrogates that are no character, and escapes serde_json would refuse: left to it.
+        for raw in
+            [r#""\ud800""#, r#""\udc00""#, r#""\ud800\u0041""#, r#""\ud800x""#, r#""\u+041""#]
+        {
             assert_eq!(message_scalar(raw), None, "{raw}");
         }
     }
