@@ -160,12 +160,13 @@ impl Spans {
         self.ids
     }
 
-    fn key(&mut self, trace: &str, span: &str) -> u128 {
-        self.buf.clear();
-        self.buf.extend_from_slice(trace.as_bytes());
-        self.buf.push(b':');
-        self.buf.extend_from_slice(span.as_bytes());
-        id_key(&self.buf)
+    /// The identity key of `trace_id:span_id`, written into `buf` (kept from span to span).
+    fn key(buf: &mut Vec<u8>, trace: &str, span: &str) -> u128 {
+        buf.clear();
+        buf.extend_from_slice(trace.as_bytes());
+        buf.push(b':');
+        buf.extend_from_slice(span.as_bytes());
+        id_key(buf)
     }
 
     /// Adds a batch of `agent_spans` read with [`COLUMNS`]; a span already held is skipped.
@@ -190,9 +191,7 @@ impl Spans {
         let [trace, span, parent, name, op, st] =
             ["trace_id", "span_id", "parent_span_id", "name", "operation", "status"].map(text);
         let (trace, span, parent, name, op, st) = (trace?, span?, parent?, name?, op?, st?);
-        // Out of `self` while its rows are added (put back at the end; an error ends the day).
-        let mut columns = std::mem::take(&mut self.columns);
-        let [tiers, tenants, users, models] = &mut columns;
+        let [tiers, tenants, users, models] = &mut self.columns;
         let [s0, s1, s2, s3] = strings;
         let (required, optional) = ((AGENT_SPANS, false), (AGENT_SPANS, true));
         let tier = tiers.read(b, GROUPED[0], required, s0)?;
@@ -216,14 +215,18 @@ impl Spans {
             {
                 return Err("agent_spans has nulls".into());
             }
-            let key = self.key(trace.value(i), span.value(i));
+            let key = Self::key(&mut self.buf, trace.value(i), span.value(i));
             let at = u32::try_from(self.spans.len()).map_err(|_| "too many spans in a day")?;
             match self.index.entry(key) {
                 std::collections::hash_map::Entry::Occupied(_) => continue,
                 std::collections::hash_map::Entry::Vacant(v) => v.insert(at),
             };
             let has_parent = parent.is_valid(i);
-            let parent = if has_parent { self.key(trace.value(i), parent.value(i)) } else { 0 };
+            let parent = if has_parent {
+                Self::key(&mut self.buf, trace.value(i), parent.value(i))
+            } else {
+                0
+            };
             let kind = operation(op.is_valid(i).then(|| op.value(i)), name.value(i));
             let extra = match kind {
                 Op::Chat => {
@@ -259,7 +262,6 @@ impl Spans {
                 has_parent,
             });
         }
-        self.columns = columns;
         Ok(())
     }
 
