@@ -150,6 +150,8 @@ pub(crate) enum Key {
 }
 
 const KEY_COUNT: usize = 19;
+// `Fields::repeated` holds a bit per key.
+const _: () = assert!(KEY_COUNT <= 32);
 
 /// Accepted token spellings (FORMATS.md sections 3, 4.2 and 6.3).
 fn token_key(name: &str) -> Option<Key> {
@@ -189,29 +191,24 @@ pub(crate) struct Markers {
     pub quarantine: bool,
 }
 
-/// Every (spelling, value) of one key, in order. The first is kept inline: a key almost
-/// always comes once, and a record then costs no allocation per field.
-#[derive(Debug, Default)]
-struct Slot<'a> {
-    first: Option<(Cow<'a, str>, Scalar<'a>)>,
-    more: Vec<(Cow<'a, str>, Scalar<'a>)>,
-}
+/// One field read: its key, the spelling it came under and its value.
+type Entry<'a> = (Key, Cow<'a, str>, Scalar<'a>);
 
-impl<'a> Slot<'a> {
-    fn push(&mut self, entry: (Cow<'a, str>, Scalar<'a>)) {
-        if self.first.is_none() {
-            self.first = Some(entry);
-        } else {
-            self.more.push(entry);
-        }
-    }
-}
+/// Entries reserved for a record: a usage line has about a dozen known fields, and 16 entries
+/// (1 KiB) stay within the allocator's per-thread cache.
+const ENTRIES: usize = 16;
 
-/// The fields of one JSON object.
+/// The fields of one JSON object: the known keys' entries in the order read, and where each
+/// key's first entry is. Flat, so that a record costs one small allocation and its drop
+/// visits only the fields it has (a slot per key was nearly 2 KB, allocated, touched and
+/// dropped whole for every record).
 #[derive(Debug, Default)]
 pub(crate) struct Fields<'a> {
-    /// For each key, every (spelling, value) seen, in order.
-    slots: [Slot<'a>; KEY_COUNT],
+    entries: Vec<Entry<'a>>,
+    /// For each key, 1 + the index of its first entry; 0 when absent.
+    first: [u32; KEY_COUNT],
+    /// Keys read more than once (one bit per key).
+    repeated: u32,
     pub markers: Markers,
 }
 
@@ -224,17 +221,32 @@ pub(crate) enum Got<'f, 'a> {
 }
 
 impl<'a> Fields<'a> {
-    fn slot(key: Key) -> usize {
-        key as usize
+    fn with_capacity() -> Self {
+        Self { entries: Vec::with_capacity(ENTRIES), ..Self::default() }
+    }
+
+    fn push(&mut self, key: Key, name: Cow<'a, str>, value: Scalar<'a>) {
+        let at = &mut self.first[key as usize];
+        if *at == 0 {
+            // A line cannot hold more entries than a u32 counts.
+            *at = u32::try_from(self.entries.len() + 1).unwrap_or(u32::MAX);
+        } else {
+            self.repeated |= 1 << key as u32;
+        }
+        self.entries.push((key, name, value));
     }
 
     /// The value of `key`; several spellings with equal values count as one.
     pub(crate) fn get(&self, key: Key) -> Got<'_, 'a> {
-        let slot = &self.slots[Self::slot(key)];
-        let Some((name, value)) = &slot.first else { return Got::Absent };
-        for (other_name, other) in &slot.more {
-            if other != value {
-                return Got::Conflict(name, other_name);
+        let Some(i) = (self.first[key as usize] as usize).checked_sub(1) else {
+            return Got::Absent;
+        };
+        let (_, name, value) = &self.entries[i];
+        if self.repeated & (1 << key as u32) != 0 {
+            for (_, other_name, other) in self.entries[i + 1..].iter().filter(|e| e.0 == key) {
+                if other != value {
+                    return Got::Conflict(name, other_name);
+                }
             }
         }
         Got::One(name, value)
@@ -242,7 +254,7 @@ impl<'a> Fields<'a> {
 
     /// True if `key` was present under any spelling.
     pub(crate) fn has(&self, key: Key) -> bool {
-        self.slots[Self::slot(key)].first.is_some()
+        self.first[key as usize] != 0
     }
 }
 
@@ -258,7 +270,7 @@ pub(crate) struct FieldsSeed<'c> {
 }
 
 impl<'de> DeserializeSeed<'de> for FieldsSeed<'_> {
-    type Value = Option<Box<Fields<'de>>>;
+    type Value = Option<Fields<'de>>;
 
     /// `Ok(None)` when the JSON value is not an object.
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
@@ -267,15 +279,14 @@ impl<'de> DeserializeSeed<'de> for FieldsSeed<'_> {
 }
 
 impl<'de> Visitor<'de> for FieldsSeed<'_> {
-    type Value = Option<Box<Fields<'de>>>;
+    type Value = Option<Fields<'de>>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        // Boxed: 19 slots are nearly 2 KB, which a returned value would copy at every level.
-        let mut fields = Box::<Fields>::default();
+        let mut fields = Fields::with_capacity();
         while let Some(Name(name)) = map.next_key::<Name<'de>>()? {
             let key = match name.as_ref() {
                 n if n == self.tenant_field => Some(Key::Tenant),
@@ -294,8 +305,8 @@ impl<'de> Visitor<'de> for FieldsSeed<'_> {
                 "cacheDetails" | "cache_creation" => {
                     let raw: &'de serde_json::value::RawValue = map.next_value()?;
                     let (all, one_hour) = cache_breakdown(raw.get());
-                    fields.slots[Fields::slot(Key::CacheWrite)].push((name.clone(), all));
-                    fields.slots[Fields::slot(Key::CacheWrite1h)].push((name, one_hour));
+                    fields.push(Key::CacheWrite, name.clone(), all);
+                    fields.push(Key::CacheWrite1h, name, one_hour);
                     continue;
                 }
                 "id" | "eventId" => Some(Key::CwId),
@@ -305,7 +316,7 @@ impl<'de> Visitor<'de> for FieldsSeed<'_> {
                         self.retry.set(true);
                         return Err(de::Error::custom("a message to read again"));
                     };
-                    fields.slots[Fields::slot(Key::Message)].push((name, value));
+                    fields.push(Key::Message, name, value);
                     continue;
                 }
                 "message" => Some(Key::Message),
@@ -330,7 +341,7 @@ impl<'de> Visitor<'de> for FieldsSeed<'_> {
             match key {
                 Some(k @ (Key::CwId | Key::EventId)) => {
                     let raw: &'de serde_json::value::RawValue = map.next_value()?;
-                    fields.slots[Fields::slot(k)].push((name, id_scalar(raw.get())));
+                    fields.push(k, name, id_scalar(raw.get()));
                 }
                 Some(
                     k @ (Key::Input
@@ -341,16 +352,15 @@ impl<'de> Visitor<'de> for FieldsSeed<'_> {
                     | Key::CacheWrite1h),
                 ) => {
                     let raw: &'de serde_json::value::RawValue = map.next_value()?;
-                    fields.slots[Fields::slot(k)].push((name, count_scalar(raw.get())));
+                    fields.push(k, name, count_scalar(raw.get()));
                 }
                 Some(Key::ServiceTier) => {
                     let raw: &'de serde_json::value::RawValue = map.next_value()?;
-                    fields.slots[Fields::slot(Key::ServiceTier)]
-                        .push((name, tier_scalar(raw.get())));
+                    fields.push(Key::ServiceTier, name, tier_scalar(raw.get()));
                 }
                 Some(k) => {
                     let value: Scalar<'de> = map.next_value()?;
-                    fields.slots[Fields::slot(k)].push((name, value));
+                    fields.push(k, name, value);
                 }
                 None => {
                     map.next_value::<IgnoredAny>()?;
@@ -525,18 +535,14 @@ pub(crate) enum ParseError {
 pub(crate) fn parse_object<'a>(
     text: &'a str,
     tenant_field: &str,
-) -> Result<Box<Fields<'a>>, ParseError> {
+) -> Result<Fields<'a>, ParseError> {
     parse(text, tenant_field, true)
 }
 
 /// Parses the JSON value at the start of `text`, and checks that only whitespace follows if
 /// `whole`. A message that [`message_scalar`] leaves to serde_json has the value read again
 /// with serde_json reading every message, so that an error is worded as it words it.
-fn parse<'a>(
-    text: &'a str,
-    tenant_field: &str,
-    whole: bool,
-) -> Result<Box<Fields<'a>>, ParseError> {
+fn parse<'a>(text: &'a str, tenant_field: &str, whole: bool) -> Result<Fields<'a>, ParseError> {
     let retry = std::cell::Cell::new(false);
     let once = |exact: bool| {
         let mut de = serde_json::Deserializer::from_str(text);
@@ -559,7 +565,7 @@ fn parse<'a>(
 pub(crate) fn parse_object_prefix<'a>(
     text: &'a str,
     tenant_field: &str,
-) -> Result<Box<Fields<'a>>, ParseError> {
+) -> Result<Fields<'a>, ParseError> {
     parse(text, tenant_field, false)
 }
 
@@ -588,7 +594,7 @@ mod tests {
         let f =
             parse_object(r#"{"clinic_id":"c","tier\u0020":"x","model\u005fid":"m"}"#, "clinic_id")
                 .unwrap();
-        let name = |k: Key| f.slots[Fields::slot(k)].first.as_ref().map(|(n, _)| n.clone());
+        let name = |k: Key| f.entries.iter().find(|e| e.0 == k).map(|e| e.1.clone());
         assert!(matches!(name(Key::Tenant), Some(Cow::Borrowed("clinic_id"))));
         assert!(matches!(name(Key::ModelId), Some(Cow::Owned(n)) if n == "model_id"));
         assert!(name(Key::Tier).is_none());
