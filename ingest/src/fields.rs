@@ -608,6 +608,21 @@ mod tests {
         assert!(matches!(f.get(Key::Tier), Got::Conflict("tier", "tier")));
     }
 
+    /// A key's later entries are compared with its first, past the other keys' entries.
+    #[test]
+    fn a_repeat_is_compared_with_the_first_across_other_fields() {
+        let f = parse_object(
+            r#"{"input_tokens":1,"tier":"a","inputTokens":1,"output_tokens":3,
+                "prompt_tokens":2,"tier":"a"}"#,
+            "clinic_id",
+        )
+        .unwrap();
+        assert!(matches!(f.get(Key::Input), Got::Conflict("input_tokens", "prompt_tokens")));
+        assert!(matches!(f.get(Key::Tier), Got::One("tier", Scalar::Str(s)) if s == "a"));
+        assert!(matches!(f.get(Key::Output), Got::One("output_tokens", Scalar::Int(3))));
+        assert!(f.has(Key::Output) && !f.has(Key::Total));
+    }
+
     #[test]
     fn configured_tenant_field() {
         let f = parse_object(r#"{"org":"o1","clinic_id":"c"}"#, "org").unwrap();
