@@ -698,9 +698,23 @@ fn rebuild_from(
     if !put(&tenant_key, &versions[1], bytes)? {
         return Ok(None);
     }
-    let mut rows: Vec<(HourlyKey, HourlyMeasures)> = groups
+    // Sorted by tenant (the files' sort column), then hour, tier, user, model, service tier and
+    // band: by each string's rank among the day's, so that rows compare as integers, and
+    // through a list of keys, so that the rows are moved once.
+    let (rt, rn, ru, rm) = (ranks(&tiers), ranks(&tenants), ranks(&users), ranks(&models));
+    let groups: Vec<(Group, HourlyMeasures)> = groups.into_iter().collect();
+    let mut order: Vec<((u32, i64, u32, u32, u32, ServiceTier, i64), usize)> = groups
+        .iter()
+        .enumerate()
+        .map(|(i, &((h, t, n, u, m, st, band), _))| {
+            ((rn[n as usize], h, rt[t as usize], ru[u as usize], rm[m as usize], st, band), i)
+        })
+        .collect();
+    order.sort_unstable();
+    let rows: Vec<(HourlyKey, HourlyMeasures)> = order
         .into_iter()
-        .map(|((hour_ms, t, n, u, m, service_tier, prompt_band), measures)| {
+        .map(|(_, i)| {
+            let ((hour_ms, t, n, u, m, service_tier, prompt_band), measures) = groups[i];
             let key = HourlyKey {
                 hour_ms,
                 tier: tiers[t as usize].clone(),
@@ -713,13 +727,7 @@ fn rebuild_from(
             (key, measures)
         })
         .collect();
-    // Sorted by tenant (the files' sort column), then the rest of the key.
-    fn order(k: &HourlyKey) -> (&str, i64, &str, &str, &str, ServiceTier, i64) {
-        let (t, n, u, m) =
-            (k.tier.as_str(), k.tenant_id.as_str(), k.user_id.as_str(), k.model_id.as_str());
-        (n, k.hour_ms, t, u, m, k.service_tier, k.prompt_band)
-    }
-    rows.sort_unstable_by(|(a, _), (b, _)| order(a).cmp(&order(b)));
+    drop(groups);
     let n = rows.len();
     let batch = hourly_batch(rows.iter().map(|(k, m)| (k, m)))
         .map_err(|source| Error::Arrow { path: key.clone().into(), source })?;
@@ -729,6 +737,18 @@ fn rebuild_from(
         return Ok(None);
     }
     Ok(Some(n))
+}
+
+/// The rank of each code's string among `values` in string order (codes name distinct
+/// strings, so ranks compare as the strings do).
+fn ranks<T: AsRef<str>>(values: &[T]) -> Vec<u32> {
+    let mut by_value: Vec<usize> = (0..values.len()).collect();
+    by_value.sort_unstable_by(|&a, &b| values[a].as_ref().cmp(values[b].as_ref()));
+    let mut rank = vec![0u32; values.len()];
+    for (r, code) in by_value.into_iter().enumerate() {
+        rank[code] = r as u32;
+    }
+    rank
 }
 
 /// What rebuilding the rollups of several partitions did: each partition on its own, so one

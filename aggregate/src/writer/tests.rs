@@ -798,3 +798,36 @@ fn rollups_of_dictionary_and_plain_pages_agree_with_the_events() {
         users.into_iter().map(|(k, u)| (k, u.len() as i64)).collect();
     assert_eq!(got, want);
 }
+
+/// `usage_hourly` rows come sorted by tenant, hour, tier, user, model, service tier and band
+/// as strings, whatever order the day's values were met in (the rollup codes them as met).
+#[test]
+fn hourly_rows_are_sorted_by_their_strings_not_by_when_they_were_met() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open_dir(dir.path()).unwrap();
+    let mut w = EventWriter::new(&lake, WriterOptions::default());
+    let (users, models, tiers) =
+        (["u-c", "u-a", "u-10", "u-b", "u-9"], ["m-z", "m-a", "m-10"], ["premium", "basic"]);
+    for i in 0..60_i64 {
+        let mut e = ev(&format!("e{i}"), ["t-b", "t-a"][(i % 2) as usize], DAY0 + i * 90_000, 5);
+        e.user_id = UserId::new(users[(i % 5) as usize]).unwrap();
+        e.model_id = ModelId::new(models[(i % 3) as usize]).unwrap();
+        e.tier = Tier::new(tiers[(i / 7 % 2) as usize]).unwrap();
+        w.push(e).unwrap();
+    }
+    w.finish().unwrap();
+    let rows: Vec<_> = lake
+        .hourly(day(1))
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| {
+            let s = |v: &dyn std::fmt::Display| v.to_string();
+            let band = k.prompt_band;
+            (s(&k.tenant_id), k.hour_ms, s(&k.tier), s(&k.user_id), s(&k.model_id), band)
+        })
+        .collect();
+    assert!(rows.len() > 30, "{} rows", rows.len());
+    let mut sorted = rows.clone();
+    sorted.sort();
+    assert_eq!(rows, sorted);
+}
