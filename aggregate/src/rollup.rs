@@ -703,7 +703,9 @@ fn rebuild_from(
     // through a list of keys, so that the rows are moved once.
     let (rt, rn, ru, rm) = (ranks(&tiers), ranks(&tenants), ranks(&users), ranks(&models));
     let groups: Vec<(Group, HourlyMeasures)> = groups.into_iter().collect();
-    let mut order: Vec<((u32, i64, u32, u32, u32, ServiceTier, i64), usize)> = groups
+    // (tenant rank, hour, tier, user and model ranks, service tier, band), and the row.
+    type RowOrder = ((u32, i64, u32, u32, u32, ServiceTier, i64), usize);
+    let mut order: Vec<RowOrder> = groups
         .iter()
         .enumerate()
         .map(|(i, &((h, t, n, u, m, st, band), _))| {
