@@ -1,7 +1,10 @@
 //! Capped gzip decompression: the only place that touches flate2's decoders, so that no
 //! decompressed size is ever unbounded (a small gzip bomb must not exhaust memory).
 
+use std::cell::RefCell;
 use std::io::{self, BufRead, Read};
+
+use flate2::{Decompress, FlushDecompress, Status};
 
 /// True if `prefix` starts with the gzip magic bytes.
 pub(crate) fn is_gzip(prefix: &[u8]) -> bool {
@@ -19,23 +22,144 @@ pub(crate) enum Inflated {
     Corrupt(String),
 }
 
+thread_local! {
+    /// A raw-deflate inflater per thread, reset for each member: a subscription payload is a
+    /// member of a few KiB, and setting an inflater up (its state and 32 KiB window) cost more
+    /// than inflating one.
+    static INFLATER: RefCell<Decompress> = RefCell::new(Decompress::new(false));
+}
+
 /// Inflates the gzip member at the reader's position, leaving the reader just after it.
-pub(crate) fn inflate_member<R: BufRead>(reader: R, cap: usize) -> Inflated {
-    let mut dec = flate2::bufread::GzDecoder::new(reader);
-    let mut out = Vec::new();
-    let limit = u64::try_from(cap).unwrap_or(u64::MAX).saturating_add(1);
-    match (&mut dec).take(limit).read_to_end(&mut out) {
+pub(crate) fn inflate_member<R: BufRead>(mut reader: R, cap: usize) -> Inflated {
+    INFLATER.with_borrow_mut(|inflater| match member(&mut reader, inflater, cap) {
+        Ok(Some(content)) => Inflated::Ok(content),
+        Ok(None) => Inflated::TooLarge,
         Err(e) => Inflated::Corrupt(e.to_string()),
-        Ok(_) if out.len() > cap => {
-            drop(out);
-            // Read to the member's end so that the next member starts where it should.
-            match io::copy(&mut dec, &mut io::sink()) {
-                Ok(_) => Inflated::TooLarge,
-                Err(e) => Inflated::Corrupt(e.to_string()),
-            }
+    })
+}
+
+/// One member (RFC 1952): its header, its deflate stream, then its CRC-32 and size, checked.
+/// `None` when the content is over `cap` bytes (read to the member's end all the same). The
+/// errors are worded as flate2's gzip decoder words them.
+fn member<R: BufRead>(
+    r: &mut R,
+    inflater: &mut Decompress,
+    cap: usize,
+) -> io::Result<Option<Vec<u8>>> {
+    read_header(r)?;
+    inflater.reset(false);
+    let mut out: Vec<u8> = Vec::new();
+    let mut crc = crc32fast::Hasher::new();
+    // Bytes inflated and hashed, those past the cap included (then dropped as they come).
+    let (mut size, mut over) = (0u64, false);
+    loop {
+        if out.capacity() - out.len() < SPARE {
+            out.reserve(out.capacity().max(SPARE));
         }
-        Ok(_) => Inflated::Ok(out),
+        let (status, read, consumed, eof);
+        {
+            let input = r.fill_buf()?;
+            eof = input.is_empty();
+            let flush = if eof { FlushDecompress::Finish } else { FlushDecompress::None };
+            let (before_in, before_out) = (inflater.total_in(), out.len());
+            status = inflater.decompress_vec(input, &mut out, flush).map_err(|_| corrupt_deflate());
+            read = out.len() - before_out;
+            consumed = usize::try_from(inflater.total_in() - before_in).unwrap_or(usize::MAX);
+        }
+        r.consume(consumed);
+        crc.update(&out[out.len() - read..]);
+        size += read as u64;
+        if size > cap as u64 {
+            over = true;
+            out.clear();
+        }
+        match status? {
+            Status::StreamEnd => break,
+            Status::Ok | Status::BufError if read == 0 && consumed == 0 && eof => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "incomplete deflate stream",
+                ));
+            }
+            Status::Ok | Status::BufError => {}
+        }
     }
+    let mut trailer = [0u8; 8];
+    read_exact(r, &mut trailer)?;
+    let [c0, c1, c2, c3, s0, s1, s2, s3] = trailer;
+    // ISIZE is the size modulo 2^32.
+    if u32::from_le_bytes([c0, c1, c2, c3]) != crc.finalize()
+        || u32::from_le_bytes([s0, s1, s2, s3]) != size as u32
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "corrupt gzip stream does not have a matching checksum",
+        ));
+    }
+    Ok(if over { None } else { Some(out) })
+}
+
+/// `read_exact`, its end of input worded as flate2 words it.
+fn read_exact<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<()> {
+    r.read_exact(buf).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => io::ErrorKind::UnexpectedEof.into(),
+        _ => e,
+    })
+}
+
+/// Output room kept free for the inflater (grown by doubling, as `read_to_end` would).
+const SPARE: usize = 32 << 10;
+
+fn corrupt_deflate() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, "corrupt deflate stream")
+}
+
+/// Reads a member header (RFC 1952 2.3): the magic, deflate, no reserved flag, then the
+/// optional extra field, name, comment and header CRC (checked).
+fn read_header<R: BufRead>(r: &mut R) -> io::Result<()> {
+    const FHCRC: u8 = 1 << 1;
+    const FEXTRA: u8 = 1 << 2;
+    const FNAME: u8 = 1 << 3;
+    const FCOMMENT: u8 = 1 << 4;
+    const FRESERVED: u8 = 0xe0;
+    let bad = || io::Error::new(io::ErrorKind::InvalidInput, "invalid gzip header");
+    let mut fixed = [0u8; 10];
+    read_exact(r, &mut fixed)?;
+    if fixed[..3] != [0x1f, 0x8b, 8] || fixed[3] & FRESERVED != 0 {
+        return Err(bad());
+    }
+    let flags = fixed[3];
+    // The header CRC covers every byte before it.
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&fixed);
+    if flags & FEXTRA != 0 {
+        let mut len = [0u8; 2];
+        read_exact(r, &mut len)?;
+        crc.update(&len);
+        let mut extra = vec![0u8; usize::from(u16::from_le_bytes(len))];
+        read_exact(r, &mut extra)?;
+        crc.update(&extra);
+    }
+    for flag in [FNAME, FCOMMENT] {
+        if flags & flag != 0 {
+            let mut text = Vec::new();
+            if r.read_until(0, &mut text)? == 0 || text.last() != Some(&0) {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            crc.update(&text);
+        }
+    }
+    if flags & FHCRC != 0 {
+        let mut stored = [0u8; 2];
+        read_exact(r, &mut stored)?;
+        if u16::from_le_bytes(stored) != crc.finalize() as u16 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "corrupt gzip stream does not have a matching checksum",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// What the first member of a gzip file says about the file.
@@ -135,6 +259,92 @@ mod tests {
         let mut r = io::Cursor::new(file);
         assert!(matches!(inflate_member(&mut r, 9_999), Inflated::TooLarge));
         assert!(matches!(inflate_member(&mut r, 9_999), Inflated::Ok(v) if v == b"ok"));
+    }
+
+    /// flate2's own gzip decoder, for comparison: the content, or the error's text.
+    fn flate2_member(bytes: &[u8]) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        flate2::bufread::GzDecoder::new(bytes).read_to_end(&mut out).map_err(|e| e.to_string())?;
+        Ok(out)
+    }
+
+    /// Members of every size (past the output reserve, over many small reads) inflate to
+    /// what flate2's gzip decoder gives, and leave the reader just after themselves.
+    #[test]
+    fn members_inflate_as_flate2_inflates_them() {
+        let mut seed = 7u64;
+        for len in [0, 1, 100, 32 << 10, (32 << 10) + 1, 100_000, 300_000] {
+            let data: Vec<u8> = (0..len)
+                .map(|i| {
+                    seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    // Compressible, not trivially so.
+                    if i % 3 == 0 { (seed >> 59) as u8 + b'a' } else { b"{\"id\": 1}"[i % 9] }
+                })
+                .collect();
+            let member = gzip_bytes(&data);
+            let file = [member.clone(), gzip_bytes(b"next")].concat();
+            let mut r = io::BufReader::with_capacity(7, &file[..]);
+            match inflate_member(&mut r, usize::MAX) {
+                Inflated::Ok(v) => assert!(v == data && flate2_member(&member) == Ok(v), "{len}"),
+                other => panic!("{len}: {other:?}"),
+            }
+            assert!(matches!(inflate_member(&mut r, 100), Inflated::Ok(v) if v == b"next"));
+        }
+    }
+
+    /// A header's optional fields (extra, name, comment, header CRC) are read past, and a
+    /// header CRC that does not match is refused.
+    #[test]
+    fn optional_header_fields() {
+        let member = flate2::GzBuilder::new()
+            .extra(vec![1, 2, 3])
+            .filename("usage.json")
+            .comment("from the test")
+            .buf_read(&b"payload"[..], flate2::Compression::default());
+        let mut bytes = Vec::new();
+        io::BufReader::new(member).read_to_end(&mut bytes).unwrap();
+        // The flags byte also announces a header CRC: the CRC-32 of the header, low 16 bits.
+        let header_len = 10 + 2 + 3 + "usage.json\0".len() + "from the test\0".len();
+        bytes[3] |= 1 << 1;
+        let crc = crc32fast::hash(&bytes[..header_len]) as u16;
+        bytes.splice(header_len..header_len, crc.to_le_bytes());
+        assert_eq!(flate2_member(&bytes), Ok(b"payload".to_vec()));
+        assert!(matches!(inflate_member(&bytes[..], 100), Inflated::Ok(v) if v == b"payload"));
+        bytes[header_len] ^= 1;
+        let want = "corrupt gzip stream does not have a matching checksum";
+        assert_eq!(flate2_member(&bytes), Err(want.to_owned()));
+        assert!(matches!(inflate_member(&bytes[..], 100), Inflated::Corrupt(e) if e == want));
+    }
+
+    /// A trailer whose CRC or size does not match, a bad header and a cut stream are refused
+    /// in flate2's words.
+    #[test]
+    fn damaged_members_are_refused_as_flate2_refuses_them() {
+        let good = gzip_bytes(b"hello, trailer");
+        let n = good.len();
+        let mut cases = Vec::new();
+        for at in [n - 8, n - 1, 0, 2, 3] {
+            let mut bad = good.clone();
+            bad[at] ^= if at == 3 { 0x80 } else { 1 };
+            cases.push(bad);
+        }
+        cases.push(good[..n - 8].to_vec());
+        cases.push(good[..12].to_vec());
+        for bad in cases {
+            let want = flate2_member(&bad).unwrap_err();
+            match inflate_member(&bad[..], 100) {
+                Inflated::Corrupt(e) => assert_eq!(e, want),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    /// Content of exactly the cap passes; a byte more is too large.
+    #[test]
+    fn the_cap_is_inclusive() {
+        let member = gzip_bytes(&[b'x'; 1000]);
+        assert!(matches!(inflate_member(&member[..], 1000), Inflated::Ok(v) if v.len() == 1000));
+        assert!(matches!(inflate_member(&member[..], 999), Inflated::TooLarge));
     }
 
     #[test]

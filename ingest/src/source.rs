@@ -488,8 +488,19 @@ fn corrupt_member<R: Read + Seek>(
     offset: u64,
     error: String,
 ) -> io::Result<Unit> {
-    let consumed = w.captured();
-    let inside = consumed.get(1..).and_then(find_member_start).map(|k| k + 1);
+    // The decoder may have stopped inside the next member's header (its first bytes read as
+    // the end of this member's stream): a header that starts among the bytes consumed counts,
+    // read on past them. Only when the record holds every byte consumed.
+    let mut consumed = w.captured().to_vec();
+    let complete = w.offset() - offset == consumed.len() as u64;
+    let within = consumed.len();
+    if complete {
+        let ahead = w.ensure(GZIP_HEADER_LEN - 1)?;
+        let ahead = &ahead[..ahead.len().min(GZIP_HEADER_LEN - 1)];
+        consumed.extend_from_slice(ahead);
+    }
+    let inside =
+        consumed.get(1..).and_then(find_member_start).map(|k| k + 1).filter(|&k| k < within);
     let (raw, truncated) = match inside {
         Some(k) => {
             let (mut raw, _) = w.take_capture();
