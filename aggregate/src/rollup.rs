@@ -699,24 +699,16 @@ fn rebuild_from(
         return Ok(None);
     }
     // Sorted by tenant (the files' sort column), then hour, tier, user, model, service tier and
-    // band: by each string's rank among the day's, so that rows compare as integers, and
-    // through a list of keys, so that the rows are moved once.
+    // band: by each string's rank among the day's, so that rows compare as integers. Sorted in
+    // place, so that no more than the groups and the rows are held at once, as before.
     let (rt, rn, ru, rm) = (ranks(&tiers), ranks(&tenants), ranks(&users), ranks(&models));
-    let groups: Vec<(Group, HourlyMeasures)> = groups.into_iter().collect();
-    // (tenant rank, hour, tier, user and model ranks, service tier, band), and the row.
-    type RowOrder = ((u32, i64, u32, u32, u32, ServiceTier, i64), usize);
-    let mut order: Vec<RowOrder> = groups
-        .iter()
-        .enumerate()
-        .map(|(i, &((h, t, n, u, m, st, band), _))| {
-            ((rn[n as usize], h, rt[t as usize], ru[u as usize], rm[m as usize], st, band), i)
-        })
-        .collect();
-    order.sort_unstable();
-    let rows: Vec<(HourlyKey, HourlyMeasures)> = order
+    let mut groups: Vec<(Group, HourlyMeasures)> = groups.into_iter().collect();
+    groups.sort_unstable_by_key(|&((h, t, n, u, m, st, band), _)| {
+        (rn[n as usize], h, rt[t as usize], ru[u as usize], rm[m as usize], st, band)
+    });
+    let rows: Vec<(HourlyKey, HourlyMeasures)> = groups
         .into_iter()
-        .map(|(_, i)| {
-            let ((hour_ms, t, n, u, m, service_tier, prompt_band), measures) = groups[i];
+        .map(|((hour_ms, t, n, u, m, service_tier, prompt_band), measures)| {
             let key = HourlyKey {
                 hour_ms,
                 tier: tiers[t as usize].clone(),
@@ -729,7 +721,6 @@ fn rebuild_from(
             (key, measures)
         })
         .collect();
-    drop(groups);
     let n = rows.len();
     let batch = hourly_batch(rows.iter().map(|(k, m)| (k, m)))
         .map_err(|source| Error::Arrow { path: key.clone().into(), source })?;
