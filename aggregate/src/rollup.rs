@@ -698,15 +698,7 @@ fn rebuild_from(
     if !put(&tenant_key, &versions[1], bytes)? {
         return Ok(None);
     }
-    // Sorted by tenant (the files' sort column), then hour, tier, user, model, service tier and
-    // band: by each string's rank among the day's, so that rows compare as integers. Sorted in
-    // place, so that no more than the groups and the rows are held at once, as before.
-    let (rt, rn, ru, rm) = (ranks(&tiers), ranks(&tenants), ranks(&users), ranks(&models));
-    let mut groups: Vec<(Group, HourlyMeasures)> = groups.into_iter().collect();
-    groups.sort_unstable_by_key(|&((h, t, n, u, m, st, band), _)| {
-        (rn[n as usize], h, rt[t as usize], ru[u as usize], rm[m as usize], st, band)
-    });
-    let rows: Vec<(HourlyKey, HourlyMeasures)> = groups
+    let mut rows: Vec<(HourlyKey, HourlyMeasures)> = groups
         .into_iter()
         .map(|((hour_ms, t, n, u, m, service_tier, prompt_band), measures)| {
             let key = HourlyKey {
@@ -721,6 +713,13 @@ fn rebuild_from(
             (key, measures)
         })
         .collect();
+    // Sorted by tenant (the files' sort column), then the rest of the key.
+    fn order(k: &HourlyKey) -> (&str, i64, &str, &str, &str, ServiceTier, i64) {
+        let (t, n, u, m) =
+            (k.tier.as_str(), k.tenant_id.as_str(), k.user_id.as_str(), k.model_id.as_str());
+        (n, k.hour_ms, t, u, m, k.service_tier, k.prompt_band)
+    }
+    rows.sort_unstable_by(|(a, _), (b, _)| order(a).cmp(&order(b)));
     let n = rows.len();
     let batch = hourly_batch(rows.iter().map(|(k, m)| (k, m)))
         .map_err(|source| Error::Arrow { path: key.clone().into(), source })?;
@@ -730,18 +729,6 @@ fn rebuild_from(
         return Ok(None);
     }
     Ok(Some(n))
-}
-
-/// The rank of each code's string among `values` in string order (codes name distinct
-/// strings, so ranks compare as the strings do).
-fn ranks<T: AsRef<str>>(values: &[T]) -> Vec<u32> {
-    let mut by_value: Vec<usize> = (0..values.len()).collect();
-    by_value.sort_unstable_by(|&a, &b| values[a].as_ref().cmp(values[b].as_ref()));
-    let mut rank = vec![0u32; values.len()];
-    for (r, code) in by_value.into_iter().enumerate() {
-        rank[code] = r as u32;
-    }
-    rank
 }
 
 /// What rebuilding the rollups of several partitions did: each partition on its own, so one
