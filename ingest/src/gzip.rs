@@ -107,6 +107,9 @@ fn read_exact<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<()> {
     })
 }
 
+/// The longest name or comment a member header may have (flate2's bound), its zero excluded.
+const MAX_HEADER_FIELD: usize = 65_535;
+
 /// Output room kept free for the inflater (grown by doubling, as `read_to_end` would).
 const SPARE: usize = 32 << 10;
 
@@ -142,11 +145,20 @@ fn read_header<R: BufRead>(r: &mut R) -> io::Result<()> {
     }
     for flag in [FNAME, FCOMMENT] {
         if flags & flag != 0 {
+            // Zero-terminated, and held to flate2's bound, so that a hostile header cannot
+            // make us buffer a whole file.
             let mut text = Vec::new();
-            if r.read_until(0, &mut text)? == 0 || text.last() != Some(&0) {
-                return Err(io::ErrorKind::UnexpectedEof.into());
+            (&mut *r).take(MAX_HEADER_FIELD as u64 + 1).read_until(0, &mut text)?;
+            match text.last() {
+                Some(0) => crc.update(&text),
+                _ if text.len() > MAX_HEADER_FIELD => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "gzip header field too long",
+                    ));
+                }
+                _ => return Err(io::ErrorKind::UnexpectedEof.into()),
             }
-            crc.update(&text);
         }
     }
     if flags & FHCRC != 0 {
@@ -314,6 +326,35 @@ mod tests {
         let want = "corrupt gzip stream does not have a matching checksum";
         assert_eq!(flate2_member(&bytes), Err(want.to_owned()));
         assert!(matches!(inflate_member(&bytes[..], 100), Inflated::Corrupt(e) if e == want));
+    }
+
+    /// A name in the header is read up to flate2's bound and no further: longer is refused
+    /// in its words, without buffering the rest of the input.
+    #[test]
+    fn a_header_name_is_bounded() {
+        let named = |name_len: usize, terminated: bool| {
+            let mut m = gzip_bytes(b"x");
+            m[3] |= 1 << 3;
+            let mut name = vec![b'n'; name_len];
+            if terminated {
+                name.push(0);
+            }
+            m.splice(10..10, name);
+            m
+        };
+        let ok = named(MAX_HEADER_FIELD, true);
+        assert_eq!(flate2_member(&ok), Ok(b"x".to_vec()));
+        assert!(matches!(inflate_member(&ok[..], 100), Inflated::Ok(v) if v == b"x"));
+        for bad in [named(MAX_HEADER_FIELD + 1, true), named(1 << 20, false)] {
+            let want = flate2_member(&bad).unwrap_err();
+            assert_eq!(want, "gzip header field too long");
+            let mut r = &bad[..];
+            assert!(matches!(inflate_member(&mut r, 100), Inflated::Corrupt(e) if e == want));
+            assert!(r.len() >= bad.len() - 10 - MAX_HEADER_FIELD - 1, "read past the bound");
+        }
+        let cut = named(100, false);
+        assert!(matches!(inflate_member(&cut[..40], 100), Inflated::Corrupt(e)
+            if e == flate2_member(&cut[..40]).unwrap_err()));
     }
 
     /// A trailer whose CRC or size does not match, a bad header and a cut stream are refused
