@@ -206,7 +206,7 @@ const ENTRIES: usize = 16;
 pub(crate) struct Fields<'a> {
     entries: Vec<Entry<'a>>,
     /// For each key, 1 + the index of its first entry; 0 when absent.
-    first: [u32; KEY_COUNT],
+    first: [usize; KEY_COUNT],
     /// Keys read more than once (one bit per key).
     repeated: u32,
     pub markers: Markers,
@@ -228,8 +228,7 @@ impl<'a> Fields<'a> {
     fn push(&mut self, key: Key, name: Cow<'a, str>, value: Scalar<'a>) {
         let at = &mut self.first[key as usize];
         if *at == 0 {
-            // A line cannot hold more entries than a u32 counts.
-            *at = u32::try_from(self.entries.len() + 1).unwrap_or(u32::MAX);
+            *at = self.entries.len() + 1;
         } else {
             self.repeated |= 1 << key as u32;
         }
@@ -238,7 +237,7 @@ impl<'a> Fields<'a> {
 
     /// The value of `key`; several spellings with equal values count as one.
     pub(crate) fn get(&self, key: Key) -> Got<'_, 'a> {
-        let Some(i) = (self.first[key as usize] as usize).checked_sub(1) else {
+        let Some(i) = self.first[key as usize].checked_sub(1) else {
             return Got::Absent;
         };
         let (_, name, value) = &self.entries[i];
