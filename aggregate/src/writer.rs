@@ -288,18 +288,10 @@ impl<R: LakeRecord> Batch<R> {
     fn full(&self, opts: &WriterOptions) -> bool {
         self.records.len() >= opts.batch_rows || self.bytes >= opts.batch_bytes
     }
-
-    /// Empties it, keeping its vectors' memory for the next batch.
-    fn clear(&mut self) {
-        self.records.clear();
-        self.keys.clear();
-        self.bytes = 0;
-        self.seq = 0;
-    }
 }
 
 impl<R: LakeRecord> Committer<R> {
-    fn commit(&mut self, batch: &Batch<R>) -> Result<()> {
+    fn commit(&mut self, batch: Batch<R>) -> Result<()> {
         // Group by day through a permutation: a stable sort keeps input order within a day,
         // so the first delivery of an id is the one kept, and no event is moved.
         let days_of: Vec<NaiveDate> =
@@ -310,7 +302,7 @@ impl<R: LakeRecord> Committer<R> {
         let mut written = BTreeSet::new();
         for run in order.chunk_by(|&a, &b| days_of[a] == days_of[b]) {
             let dt = days_of[run[0]];
-            match self.commit_day(dt, batch, run) {
+            match self.commit_day(dt, &batch, run) {
                 Ok(true) => {
                     written.insert(dt);
                 }
@@ -413,15 +405,11 @@ enum Msg<R> {
 /// Writes records (usage events by default, or agent spans) to a lake exactly once.
 ///
 /// Batches are committed on a background thread, one at a time and in order; at most one
-/// batch waits while another is written, so memory stays bounded by two batches. The committer
-/// hands each batch back emptied, and it is filled again: two batches' vectors serve a whole
-/// run, and stay allocated between batches of a long-running writer.
+/// batch waits while another is written, so memory stays bounded by two batches.
 pub struct EventWriter<R: LakeRecord = UsageEvent> {
     lake: Lake,
     opts: WriterOptions,
     batch: Batch<R>,
-    /// The batch the committer emptied last, to be filled again.
-    spare: mpsc::Receiver<Batch<R>>,
     tx: Option<mpsc::SyncSender<Msg<R>>>,
     worker: Option<JoinHandle<(Committer<R>, Option<Error>)>>,
     ahead: Option<AheadLink>,
@@ -452,18 +440,11 @@ impl<R: LakeRecord> EventWriter<R> {
             ahead: ahead.clone(),
         };
         let (tx, rx) = mpsc::sync_channel::<Msg<R>>(0);
-        let (spare_tx, spare) = mpsc::sync_channel::<Batch<R>>(1);
         let worker = std::thread::spawn(move || {
             for msg in rx {
                 match msg {
-                    Msg::Batch(mut batch) => {
-                        let done = committer.commit(&batch);
-                        // Emptied here and handed back before the next batch is taken, so
-                        // the pusher refills these vectors rather than faulting in and
-                        // growing new ones (tens of MB a batch).
-                        batch.clear();
-                        let _ = spare_tx.try_send(batch);
-                        if let Err(e) = done {
+                    Msg::Batch(batch) => {
+                        if let Err(e) = committer.commit(batch) {
                             return (committer, Some(e));
                         }
                     }
@@ -481,7 +462,6 @@ impl<R: LakeRecord> EventWriter<R> {
             lake: lake.clone(),
             opts,
             batch: Batch::with_capacity(opts.batch_rows.min(1 << 20)),
-            spare,
             tx: Some(tx),
             worker: Some(worker),
             ahead,
@@ -525,7 +505,11 @@ impl<R: LakeRecord> EventWriter<R> {
     pub fn push(&mut self, e: R) -> Result<()> {
         self.batch.push(e);
         if self.batch.full(&self.opts) {
-            self.hand_current(self.opts.batch_rows.min(1 << 16))?;
+            let batch = std::mem::replace(
+                &mut self.batch,
+                Batch::with_capacity(self.opts.batch_rows.min(1 << 16)),
+            );
+            self.hand(batch)?;
         }
         Ok(())
     }
@@ -537,18 +521,8 @@ impl<R: LakeRecord> EventWriter<R> {
     ///
     /// An earlier batch failed to commit.
     pub fn hand_over(&mut self) -> Result<()> {
-        if self.batch.records.is_empty() { Ok(()) } else { self.hand_current(0) }
-    }
-
-    /// Hands the batch being filled to the committer and takes the one it emptied last to
-    /// fill next, or a new one of `capacity` records (the first time).
-    fn hand_current(&mut self, capacity: usize) -> Result<()> {
         let batch = std::mem::replace(&mut self.batch, Batch::with_capacity(0));
-        self.hand(batch)?;
-        // The committer has just taken this batch, having emptied the one before: at most two
-        // batches' vectors exist, the one it commits and the one filled meanwhile.
-        self.batch = self.spare.try_recv().unwrap_or_else(|_| Batch::with_capacity(capacity));
-        Ok(())
+        if batch.records.is_empty() { Ok(()) } else { self.hand(batch) }
     }
 
     /// Writes every event pushed so far and waits until they are durable.

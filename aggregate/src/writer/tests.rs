@@ -379,33 +379,6 @@ fn batches_are_cut_by_bytes_as_well_as_rows() {
 }
 
 #[test]
-fn a_batch_committed_is_emptied_and_filled_again() {
-    // Rows up to 100,000 a batch, cut by bytes after 5 events: the first batch is made with
-    // room for 100,000, any later new one with room for 65,536 (and grown as it fills).
-    let one_event = ev("a", "t1", DAY0, 1).approx_bytes() + std::mem::size_of::<(u128, u64)>();
-    let opts =
-        WriterOptions { batch_rows: 100_000, batch_bytes: 5 * one_event, ..Default::default() };
-    let dir = tempfile::tempdir().unwrap();
-    let lake = Lake::open_dir(dir.path()).unwrap();
-    let mut w = EventWriter::new(&lake, opts);
-    let mut capacities = Vec::new();
-    for i in 0..22 {
-        w.push(ev(&format!("e{i}"), "t1", DAY0 + i, 1)).unwrap();
-        if w.batch.records.is_empty() {
-            capacities.push(w.batch.records.capacity());
-        }
-    }
-    // The second batch is new; from the third on, the committer hands back the one it has
-    // just committed, emptied: the first batch's vector and the second's, in turn.
-    assert_eq!(capacities, [65_536, 100_000, 65_536, 100_000]);
-    let s = w.finish().unwrap();
-    assert_eq!((s.written, s.files, s.duplicates), (22, 5, 0));
-    let mut ids: Vec<String> = all_events(&lake).iter().map(|e| e.event_id.to_string()).collect();
-    ids.sort_by_key(|id| id[1..].parse::<u32>().unwrap());
-    assert_eq!(ids, (0..22).map(|i| format!("e{i}")).collect::<Vec<_>>());
-}
-
-#[test]
 fn calls_without_usage_are_written_counted_and_rolled_up_apart() {
     use agentmeter_schemas::SpanTokens;
     let dir = tempfile::tempdir().unwrap();
