@@ -91,10 +91,7 @@ fn member<R: BufRead>(
     if u32::from_le_bytes([c0, c1, c2, c3]) != crc.finalize()
         || u32::from_le_bytes([s0, s1, s2, s3]) != size as u32
     {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "corrupt gzip stream does not have a matching checksum",
-        ));
+        return Err(checksum_mismatch());
     }
     Ok(if over { None } else { Some(out) })
 }
@@ -115,6 +112,14 @@ const SPARE: usize = 32 << 10;
 
 fn corrupt_deflate() -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, "corrupt deflate stream")
+}
+
+/// A header or trailer CRC (or the trailer's size) that does not match.
+fn checksum_mismatch() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "corrupt gzip stream does not have a matching checksum",
+    )
 }
 
 /// Reads a member header (RFC 1952 2.3): the magic, deflate, no reserved flag, then the
@@ -165,10 +170,7 @@ fn read_header<R: BufRead>(r: &mut R) -> io::Result<()> {
         let mut stored = [0u8; 2];
         read_exact(r, &mut stored)?;
         if u16::from_le_bytes(stored) != crc.finalize() as u16 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "corrupt gzip stream does not have a matching checksum",
-            ));
+            return Err(checksum_mismatch());
         }
     }
     Ok(())
