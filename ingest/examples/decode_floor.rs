@@ -2,8 +2,8 @@
 //! takes when nothing is written.
 //!
 //! ```sh
-//! cargo run --release -p agentmeter-ingest --example decode_floor -- decode FILE
-//! cargo run --release -p agentmeter-ingest --example decode_floor -- parse FILE
+//! cargo run --profile dist -p agentmeter-ingest --example decode_floor -- decode FILE
+//! cargo run --profile dist -p agentmeter-ingest --example decode_floor -- parse FILE
 //! ```
 //!
 //! - `decode`: agentmeter's own decode stage (split into units, parse, validate, on one thread

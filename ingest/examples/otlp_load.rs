@@ -4,7 +4,7 @@
 //! down: no coordinated omission). `bench/serve` runs it against a receiver on loopback.
 //!
 //! ```sh
-//! cargo run --release -p agentmeter-ingest --example otlp_load -- \
+//! cargo run --profile dist -p agentmeter-ingest --example otlp_load -- \
 //!     --url http://127.0.0.1:4318/v1/traces --spans DIR [--rate 50000] [--seconds 10] \
 //!     [--batch 512] [--connections 32] [--token-file FILE]
 //! ```
