@@ -9,7 +9,8 @@
 //! Reads fetch only what is needed: a footer is the end of an object (one ranged GET); a
 //! [`Fetch::Ranged`] read takes the footer, then the byte ranges of the columns asked for; a
 //! [`Fetch::Whole`] read of an immutable data file keeps it in a local cache, so a process
-//! that rolls up the same day again downloads only the files added since.
+//! that rolls up the same day again downloads only the files added since; a data file the
+//! process writes goes into the cache as written, so its rollups download none of its own.
 
 use std::fs;
 use std::ops::Range;
@@ -173,6 +174,39 @@ impl S3Store {
             })
         });
         Self { client, bucket, prefix, handle, opts, cache }
+    }
+
+    /// One PutObject (or multipart upload) under `cond`.
+    fn put_object(&self, key: &str, body: Bytes, cond: Condition) -> Result<Put> {
+        self.block_on(async {
+            if body.len() > self.opts.multipart_above {
+                return self.put_multipart(key, &body, &cond).await;
+            }
+            let mut put = self
+                .client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(self.full(key))
+                .body(ByteStream::from(body));
+            put = match &cond {
+                Condition::Always => put,
+                Condition::Absent => put.if_none_match("*"),
+                Condition::Matches(etag) => put.if_match(etag),
+            };
+            match put.send().await {
+                Ok(out) => Ok(Put::Written {
+                    etag: out.e_tag().unwrap_or_default().trim_matches('"').to_owned(),
+                }),
+                // 412: the condition failed; 409: a concurrent conditional write won; 404: an
+                // If-Match on an object that is gone.
+                Err(e)
+                    if cond != Condition::Always && matches!(status(&e), Some(404 | 409 | 412)) =>
+                {
+                    Ok(Put::Conflict)
+                }
+                Err(e) => Err(self.error("PutObject", key, &e)),
+            }
+        })
     }
 
     fn full(&self, key: &str) -> String {
@@ -478,35 +512,16 @@ impl Store for S3Store {
     }
 
     fn put(&self, key: &str, body: Bytes, cond: Condition) -> Result<Put> {
-        self.block_on(async {
-            if body.len() > self.opts.multipart_above {
-                return self.put_multipart(key, &body, &cond).await;
-            }
-            let mut put = self
-                .client
-                .put_object()
-                .bucket(&self.bucket)
-                .key(self.full(key))
-                .body(ByteStream::from(body));
-            put = match &cond {
-                Condition::Always => put,
-                Condition::Absent => put.if_none_match("*"),
-                Condition::Matches(etag) => put.if_match(etag),
-            };
-            match put.send().await {
-                Ok(out) => Ok(Put::Written {
-                    etag: out.e_tag().unwrap_or_default().trim_matches('"').to_owned(),
-                }),
-                // 412: the condition failed; 409: a concurrent conditional write won; 404: an
-                // If-Match on an object that is gone.
-                Err(e)
-                    if cond != Condition::Always && matches!(status(&e), Some(404 | 409 | 412)) =>
-                {
-                    Ok(Put::Conflict)
-                }
-                Err(e) => Err(self.error("PutObject", key, &e)),
-            }
-        })
+        // A data file this process writes is cached as written: the rollups read the day's
+        // files right after, and would otherwise download what was just uploaded. Only a
+        // write that took place is: on a conflict the object is another writer's bytes.
+        let through =
+            self.cache.as_ref().filter(|_| immutable_data_file(key)).map(|c| (c, body.clone()));
+        let put = self.put_object(key, body, cond)?;
+        if let (Some((cache, body)), Put::Written { etag }) = (through, &put) {
+            cache.put(key, etag, &body);
+        }
+        Ok(put)
     }
 
     fn delete(&self, key: &str) -> Result<()> {

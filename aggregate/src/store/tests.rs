@@ -217,6 +217,8 @@ fn s3_parquet_reads_take_only_the_columns_asked_for_and_cache_data_files() {
     let opts =
         S3StoreOptions { cache: Some((cache.path().to_owned(), 1 << 30)), ..Default::default() };
     let (store, _rt) = moto_store(&moto, "lakes", "", opts);
+    // Another writer's store: what it writes reaches this one's cache only when read.
+    let (writer, _rt3) = store_at(&moto.endpoint(), "lakes", "", S3StoreOptions::default(), false);
     let schema = std::sync::Arc::new(arrow_schema::Schema::new(vec![
         arrow_schema::Field::new("event_id", arrow_schema::DataType::Utf8, false),
         arrow_schema::Field::new("n", arrow_schema::DataType::Int64, false),
@@ -230,7 +232,7 @@ fn s3_parquet_reads_take_only_the_columns_asked_for_and_cache_data_files() {
         ],
     );
     let key = "usage_events/dt=2026-10-01/part-0123456789abcdef0123456789abcdef.parquet";
-    store.put(key, buf, Condition::Absent).unwrap();
+    writer.put(key, buf, Condition::Absent).unwrap();
     let listed = store.head(key).unwrap().unwrap();
     let got = store
         .read_parquet(key, Some(&listed), Some(&["event_id"]), &[], Fetch::Ranged)
@@ -270,7 +272,7 @@ fn s3_parquet_reads_take_only_the_columns_asked_for_and_cache_data_files() {
     // Listed, then deleted before it is read (a compaction merged it away): gone, not an
     // error, so that a writer loading its ids lists the partition again.
     let other = "usage_events/dt=2026-10-01/part-fedcba9876543210fedcba9876543210.parquet";
-    store.put(other, store.get(key).unwrap().unwrap().bytes, Condition::Absent).unwrap();
+    writer.put(other, store.get(key).unwrap().unwrap().bytes, Condition::Absent).unwrap();
     let listed = store.head(other).unwrap().unwrap();
     store.delete(other).unwrap();
     let read = store.read_parquet(other, Some(&listed), Some(&["event_id"]), &[], Fetch::Ranged);
@@ -278,6 +280,52 @@ fn s3_parquet_reads_take_only_the_columns_asked_for_and_cache_data_files() {
     // Without a cache, a ranged read goes through the async reader.
     let (uncached, _rt2) = moto_store(&moto, "dictionaries", "", S3StoreOptions::default());
     dictionary_reads(&uncached);
+}
+
+#[test]
+fn s3_data_files_written_are_cached_as_written_and_nothing_else_is() {
+    use arrow_array::Int64Array;
+    let moto = agentmeter_testkit::moto::MotoServer::start();
+    let cache = tempfile::tempdir().unwrap();
+    let opts =
+        S3StoreOptions { cache: Some((cache.path().to_owned(), 1 << 30)), ..Default::default() };
+    let (store, _rt) = moto_store(&moto, "lakes", "p", opts);
+    let (other, _rt2) = store_at(&moto.endpoint(), "lakes", "p", S3StoreOptions::default(), false);
+    let schema = std::sync::Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+        "n",
+        arrow_schema::DataType::Int64,
+        false,
+    )]));
+    let file = |n: i64| {
+        let rows: Vec<i64> = (0..n).collect();
+        parquet_bytes(schema.clone(), vec![std::sync::Arc::new(Int64Array::from(rows))])
+    };
+    let rows = |batches: Batches| batches.map(|b| b.unwrap().num_rows()).sum::<usize>();
+    let key = "usage_events/dt=2026-10-01/part-0123456789abcdef0123456789abcdef.parquet";
+    let Put::Written { etag } = store.put(key, file(700), Condition::Absent).unwrap() else {
+        panic!("not written")
+    };
+    let cached = files_under(cache.path());
+    assert_eq!(cached.len(), 1, "the data file written is cached");
+    assert_eq!(std::fs::read(&cached[0]).unwrap(), file(700).as_ref(), "as written");
+    let listed = other.head(key).unwrap().unwrap();
+    assert_eq!(listed.etag, etag, "under the version S3 lists");
+    // Gone from S3 behind the store's back: the read is the copy written, not a request.
+    other.delete(key).unwrap();
+    let read = store.read_parquet(key, Some(&listed), None, &[], Fetch::Whole).unwrap();
+    assert_eq!(read.map(rows), Some(700));
+
+    // A key another writer created first: this store's bytes are not the object's.
+    let taken = "usage_events/dt=2026-10-01/part-fedcba9876543210fedcba9876543210.parquet";
+    other.put(taken, file(5), Condition::Absent).unwrap();
+    assert_eq!(store.put(taken, file(9), Condition::Absent).unwrap(), Put::Conflict);
+    let listed = store.head(taken).unwrap().unwrap();
+    let read = store.read_parquet(taken, Some(&listed), None, &[], Fetch::Whole).unwrap();
+    assert_eq!(read.map(rows), Some(5), "the other writer's file");
+    // Rollups and state are replaced in place: never cached.
+    store.put("usage_hourly/dt=2026-10-01/part-00000.parquet", file(3), Condition::Always).unwrap();
+    store.put("_state/lake.json", Bytes::from_static(b"{}"), Condition::Always).unwrap();
+    assert_eq!(files_under(cache.path()).len(), 2, "the written file and the one read");
 }
 
 fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
