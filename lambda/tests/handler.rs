@@ -249,52 +249,57 @@ impl RuntimeApi {
         let answers: Answers = Arc::default();
         let (q, a) = (Arc::clone(&queue), Arc::clone(&answers));
         std::thread::spawn(move || {
-            let mut next_id = 0u32;
+            let next_id = Arc::new(std::sync::atomic::AtomicU32::new(0));
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { break };
-                // One connection at a time, kept alive, as the runtime client uses it.
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut out = stream;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        break;
-                    }
-                    let mut parts = line.split_whitespace();
-                    let (method, path) = (
-                        parts.next().unwrap_or("").to_owned(),
-                        parts.next().unwrap_or("").to_owned(),
-                    );
-                    let mut len = 0usize;
+                // Each connection on a thread of its own, as the service answers them: the
+                // runtime client may post an answer on a new connection while the one that
+                // fetched the event is still open.
+                let (q, a, next_id) = (Arc::clone(&q), Arc::clone(&a), Arc::clone(&next_id));
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut out = stream;
                     loop {
-                        let mut h = String::new();
-                        reader.read_line(&mut h).unwrap();
-                        let h = h.trim_end();
-                        if h.is_empty() {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
                             break;
                         }
-                        if let Some((k, v)) = h.split_once(':')
-                            && k.eq_ignore_ascii_case("content-length")
-                        {
-                            len = v.trim().parse().unwrap();
+                        let mut parts = line.split_whitespace();
+                        let (method, path) = (
+                            parts.next().unwrap_or("").to_owned(),
+                            parts.next().unwrap_or("").to_owned(),
+                        );
+                        let mut len = 0usize;
+                        loop {
+                            let mut h = String::new();
+                            reader.read_line(&mut h).unwrap();
+                            let h = h.trim_end();
+                            if h.is_empty() {
+                                break;
+                            }
+                            if let Some((k, v)) = h.split_once(':')
+                                && k.eq_ignore_ascii_case("content-length")
+                            {
+                                len = v.trim().parse().unwrap();
+                            }
                         }
-                    }
-                    let mut body = vec![0; len];
-                    reader.read_exact(&mut body).unwrap();
-                    if method == "GET" && path.ends_with("/runtime/invocation/next") {
-                        let (lock, cv) = &*q;
-                        let mut events = lock.lock().unwrap();
-                        while events.is_empty() {
-                            events = cv.wait(events).unwrap();
-                        }
-                        let ev = events.pop_front().unwrap();
-                        next_id += 1;
-                        let deadline = std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .unwrap()
-                            .as_millis()
-                            + 120_000;
-                        write!(
+                        let mut body = vec![0; len];
+                        reader.read_exact(&mut body).unwrap();
+                        if method == "GET" && path.ends_with("/runtime/invocation/next") {
+                            let (lock, cv) = &*q;
+                            let mut events = lock.lock().unwrap();
+                            while events.is_empty() {
+                                events = cv.wait(events).unwrap();
+                            }
+                            let ev = events.pop_front().unwrap();
+                            let next_id =
+                                next_id.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                            let deadline = std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .unwrap()
+                                .as_millis()
+                                + 120_000;
+                            write!(
                             out,
                             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: req-{next_id}\r\n\
                              Lambda-Runtime-Deadline-Ms: {deadline}\r\nLambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:123456789012:function:agentmeter\r\n\
@@ -302,21 +307,22 @@ impl RuntimeApi {
                             ev.len()
                         )
                         .unwrap();
-                    } else {
-                        let tail: Vec<&str> = path.rsplitn(3, '/').collect();
-                        let (kind, id) =
-                            (tail[0].to_owned(), tail.get(1).copied().unwrap_or("").to_owned());
-                        let (lock, cv) = &*a;
-                        lock.lock().unwrap().push((
-                            id,
-                            kind,
-                            String::from_utf8_lossy(&body).into_owned(),
-                        ));
-                        cv.notify_all();
-                        write!(out, "HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n{{\"status\":\"OK\"}}").unwrap();
+                        } else {
+                            let tail: Vec<&str> = path.rsplitn(3, '/').collect();
+                            let (kind, id) =
+                                (tail[0].to_owned(), tail.get(1).copied().unwrap_or("").to_owned());
+                            let (lock, cv) = &*a;
+                            lock.lock().unwrap().push((
+                                id,
+                                kind,
+                                String::from_utf8_lossy(&body).into_owned(),
+                            ));
+                            cv.notify_all();
+                            write!(out, "HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n{{\"status\":\"OK\"}}").unwrap();
+                        }
+                        out.flush().unwrap();
                     }
-                    out.flush().unwrap();
-                }
+                });
             }
         });
         RuntimeApi { port, queue, answers }
