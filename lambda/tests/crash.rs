@@ -11,9 +11,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod kinesis_event;
+mod runtime_api;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -166,34 +167,7 @@ fn closed(stream: &TcpStream) -> bool {
 fn serve_connection(stream: TcpStream, shared: &(Mutex<State>, Condvar)) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut out = stream;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut parts = line.split_whitespace();
-        let (method, path) =
-            (parts.next().unwrap_or("").to_owned(), parts.next().unwrap_or("").to_owned());
-        let mut len = 0usize;
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':')
-                && k.eq_ignore_ascii_case("content-length")
-            {
-                len = v.trim().parse().unwrap();
-            }
-        }
-        let mut body = vec![0; len];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
+    while let Some((method, path, body)) = runtime_api::read_request(&mut reader) {
         let body = String::from_utf8_lossy(&body).into_owned();
         let (lock, cv) = shared;
         if method == "GET" && path == "/2018-06-01/runtime/invocation/next" {

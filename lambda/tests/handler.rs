@@ -6,8 +6,9 @@
 #![allow(clippy::unwrap_used)]
 
 mod kinesis_event;
+mod runtime_api;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -259,32 +260,7 @@ impl RuntimeApi {
                 std::thread::spawn(move || {
                     let mut reader = BufReader::new(stream.try_clone().unwrap());
                     let mut out = stream;
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            break;
-                        }
-                        let mut parts = line.split_whitespace();
-                        let (method, path) = (
-                            parts.next().unwrap_or("").to_owned(),
-                            parts.next().unwrap_or("").to_owned(),
-                        );
-                        let mut len = 0usize;
-                        loop {
-                            let mut h = String::new();
-                            reader.read_line(&mut h).unwrap();
-                            let h = h.trim_end();
-                            if h.is_empty() {
-                                break;
-                            }
-                            if let Some((k, v)) = h.split_once(':')
-                                && k.eq_ignore_ascii_case("content-length")
-                            {
-                                len = v.trim().parse().unwrap();
-                            }
-                        }
-                        let mut body = vec![0; len];
-                        reader.read_exact(&mut body).unwrap();
+                    while let Some((method, path, body)) = runtime_api::read_request(&mut reader) {
                         if method == "GET" && path.ends_with("/runtime/invocation/next") {
                             let (lock, cv) = &*q;
                             let mut events = lock.lock().unwrap();
