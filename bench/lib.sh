@@ -77,5 +77,5 @@ wait_quiet() {
       said=1
     fi
   done
-  log "the machine is still busy after ${QUIET_WAIT}s; measuring anyway (see the other CPU column)"
+  log "the machine is still busy after ${QUIET_WAIT}s; measuring anyway"
 }

@@ -1,10 +1,14 @@
-"""Runs `agentmeter ingest` of several inputs in turn, each into an empty local lake, for some
-rounds; samples each run's resident memory ten times a second; writes every run's figures and
-samples beside a report of the medians and how the peak grows from the first input to the others.
+"""bench/memory's two halves (the rounds, the page cache and the wait for an idle machine are
+the script's):
 
-    memory.py --bin BIN --rounds R --runs DIR --target PERCENT [--quiet-wait S] NAME=PATH...
+    memory.py run --bin BIN --lake DIR --prefix P --name NAME --round R PATH
+        one `agentmeter ingest` of PATH into an empty lake, its resident memory sampled ten times
+        a second (P.samples.tsv); prints its line of results.tsv
+    memory.py report --runs DIR --target PERCENT NAME...
+        the medians of DIR/results.tsv and how the peak grows from the first NAME to the others
+        (DIR/report.md)
 
-The first NAME is the base the others are compared with. Standard library only.
+Standard library only.
 """
 
 import argparse
@@ -16,26 +20,6 @@ import sys
 import time
 
 SAMPLE_SECONDS = 0.1
-
-
-def busy_ticks():
-    """CPU time the whole machine has been busy, in clock ticks (as bench/lib.sh counts it)."""
-    with open("/proc/stat") as f:
-        fields = f.readline().split()
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[1:9])
-    return user + nice + system + irq + softirq + steal
-
-
-def wait_quiet(most):
-    """Waits until the machine has been idle (under 0.1 CPU busy) for a second, at most `most`
-    seconds (as bench/lib.sh's wait_quiet); the run's other CPU column shows what remained."""
-    start = time.monotonic()
-    while time.monotonic() - start < most:
-        a = busy_ticks()
-        time.sleep(1)
-        if (busy_ticks() - a) * 10 < os.sysconf("SC_CLK_TCK"):
-            return
-    print(f"[bench] the machine is still busy after {most:g} s; measuring anyway", file=sys.stderr)
 
 
 def rss_kb(pid):
@@ -54,7 +38,6 @@ def run_one(binary, path, lake, prefix):
     sampled peak came (seconds from the start) and the exit code."""
     shutil.rmtree(lake, ignore_errors=True)
     cmd = [binary, "ingest", "--no-progress", "--lake", lake, path]
-    busy0 = busy_ticks()
     start = time.monotonic()
     samples = []
     with open(prefix + ".stdout", "wb") as out, open(prefix + ".stderr", "wb") as err:
@@ -69,7 +52,6 @@ def run_one(binary, path, lake, prefix):
             time.sleep(SAMPLE_SECONDS)
         proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.monotonic() - start
-    other = (busy_ticks() - busy0) / os.sysconf("SC_CLK_TCK") - usage.ru_utime - usage.ru_stime
     shutil.rmtree(lake, ignore_errors=True)
     with open(prefix + ".samples.tsv", "w") as f:
         f.write("seconds\trss_kb\n")
@@ -81,58 +63,40 @@ def run_one(binary, path, lake, prefix):
         "cpu": usage.ru_utime + usage.ru_stime,
         "rss_mb": usage.ru_maxrss / 1000,
         "peak_at": peak_at,
-        "other_cpu": max(other, 0.0),
         "rc": proc.returncode,
     }
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", required=True)
-    ap.add_argument("--rounds", type=int, required=True)
-    ap.add_argument("--runs", required=True)
-    ap.add_argument("--target", type=float, required=True)
-    ap.add_argument("--quiet-wait", type=float, default=300)
-    ap.add_argument("inputs", nargs="+")
-    a = ap.parse_args()
-    inputs = [tuple(x.split("=", 1)) for x in a.inputs]
-    lake = os.path.join(a.runs, "lake")
-    results = {name: [] for name, _ in inputs}
-    failed = []
-    with open(os.path.join(a.runs, "results.tsv"), "w") as tsv:
-        tsv.write("input\tround\trc\twall\tcpu\tpeak_rss_mb\tpeak_at_s\tother_cpu\n")
-        for r in range(1, a.rounds + 1):
-            for path in (p for _, p in inputs):
-                # Page cache warm: every input read once before each round.
-                subprocess.run(
-                    ["find", path, "-type", "f", "-exec", "cat", "{}", "+"],
-                    stdout=subprocess.DEVNULL,
-                    check=True,
-                )
-            # In turn, each round starting one further along.
-            for i in range(len(inputs)):
-                name, path = inputs[(i + r - 1) % len(inputs)]
-                wait_quiet(a.quiet_wait)
-                res = run_one(a.bin, path, lake, os.path.join(a.runs, f"{name}.{r}"))
-                print(
-                    f"[bench] {name} round {r}: {res['wall']:.2f} s, {res['cpu']:.2f} CPU-s, "
-                    f"peak {res['rss_mb']:.0f} MB at {res['peak_at']:.1f} s",
-                    file=sys.stderr,
-                )
-                tsv.write(
-                    f"{name}\t{r}\t{res['rc']}\t{res['wall']:.2f}\t{res['cpu']:.2f}\t"
-                    f"{res['rss_mb']:.1f}\t{res['peak_at']:.1f}\t{res['other_cpu']:.2f}\n"
-                )
-                if res["rc"] != 0:
-                    failed.append(f"{name} round {r} (exit {res['rc']})")
-                results[name].append(res)
+def run(a):
+    res = run_one(a.bin, a.path, a.lake, a.prefix)
+    print(
+        f"[bench] {a.name} round {a.round}: {res['wall']:.2f} s, {res['cpu']:.2f} CPU-s, "
+        f"peak {res['rss_mb']:.0f} MB at {res['peak_at']:.1f} s",
+        file=sys.stderr,
+    )
+    print(
+        f"{a.name}\t{a.round}\t{res['rc']}\t{res['wall']:.2f}\t{res['cpu']:.2f}\t"
+        f"{res['rss_mb']:.1f}\t{res['peak_at']:.1f}"
+    )
 
-    base_name = inputs[0][0]
+
+def report(a):
+    results = {name: [] for name in a.names}
+    failed = []
+    with open(os.path.join(a.runs, "results.tsv")) as f:
+        for line in f.read().splitlines()[1:]:  # after the header bench/memory writes
+            name, rnd, rc, wall, cpu, rss, peak_at = line.split("\t")
+            if rc != "0":
+                failed.append(f"{name} round {rnd} (exit {rc})")
+            run = {"wall": wall, "cpu": cpu, "rss_mb": rss, "peak_at": peak_at}
+            results[name].append({k: float(v) for k, v in run.items()})
+    rounds = max(len(r) for r in results.values())
+    base_name = a.names[0]
     base = results[base_name]
     base_med = statistics.median(x["rss_mb"] for x in base)
     base_min = min(x["rss_mb"] for x in base)
     lines = [
-        f"Peak RSS of `agentmeter ingest` into an empty local lake, {a.rounds} round(s), the "
+        f"Peak RSS of `agentmeter ingest` into an empty local lake, {rounds} round(s), the "
         f"inputs in turn; growth is against {base_name}'s median (worst: the input's highest run "
         f"against {base_name}'s lowest); the target is less than {a.target:g} %. The peak came at "
         f"the share of the run given (its samples: `*.samples.tsv`).",
@@ -142,7 +106,7 @@ def main():
         "|---|---:|---:|---:|---:|---|---:|---:|---:|---|",
     ]
     ok = True
-    for name, _ in inputs:
+    for name in a.names:
         rs = results[name]
         med = statistics.median(x["rss_mb"] for x in rs)
         top = max(x["rss_mb"] for x in rs)
@@ -171,6 +135,21 @@ def main():
         sys.exit(1)
     if not ok:
         print(f"[bench] growth past {a.target:g} % in some run", file=sys.stderr)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    for opt in ("--bin", "--lake", "--prefix", "--name", "--round"):
+        r.add_argument(opt, required=True)
+    r.add_argument("path")
+    p = sub.add_parser("report")
+    p.add_argument("--runs", required=True)
+    p.add_argument("--target", type=float, required=True)
+    p.add_argument("names", nargs="+")
+    a = ap.parse_args()
+    run(a) if a.cmd == "run" else report(a)
 
 
 if __name__ == "__main__":
