@@ -238,8 +238,7 @@ impl DedupIndex {
 /// The part of the writer that touches the lake: runs on its own thread, so that decoding
 /// goes on while a batch is sorted, encoded and stored.
 struct Committer<R> {
-    /// Committed batches, emptied, on their way back to the writer to be filled again.
-    spare: mpsc::SyncSender<Batch<R>>,
+    _kind: std::marker::PhantomData<fn() -> R>,
     lake: Lake,
     opts: WriterOptions,
     index: DedupIndex,
@@ -278,14 +277,6 @@ impl<R: LakeRecord> Batch<R> {
             }
         }
         days
-    }
-
-    /// Empties it for reuse, keeping its vectors' memory.
-    fn clear(&mut self) {
-        self.records.clear();
-        self.keys.clear();
-        self.bytes = 0;
-        self.seq = 0;
     }
 
     fn push(&mut self, r: R) {
@@ -327,12 +318,6 @@ impl<R: LakeRecord> Committer<R> {
         if let Some(ahead) = &self.ahead {
             ahead.committed(batch.seq, written);
         }
-        // Its memory goes back to be filled again rather than to the allocator: a batch's
-        // vectors (tens of MB) are above malloc's mmap threshold, so each new one was fresh
-        // pages from the kernel, faulted in and zeroed (BENCHMARKS.md, "Levers").
-        let mut batch = batch;
-        batch.clear();
-        let _ = self.spare.try_send(batch);
         Ok(())
     }
 
@@ -426,14 +411,10 @@ pub struct EventWriter<R: LakeRecord = UsageEvent> {
     opts: WriterOptions,
     batch: Batch<R>,
     tx: Option<mpsc::SyncSender<Msg<R>>>,
-    /// Batches the committer is done with, to fill again.
-    spare: mpsc::Receiver<Batch<R>>,
     worker: Option<JoinHandle<(Committer<R>, Option<Error>)>>,
     ahead: Option<AheadLink>,
     /// Batches handed to the committer.
     handed: u64,
-    /// Batches allocated, the first included (the rest are the committer's, filled again).
-    allocated: u64,
 }
 
 impl<R: LakeRecord> EventWriter<R> {
@@ -448,10 +429,8 @@ impl<R: LakeRecord> EventWriter<R> {
     }
 
     fn build(lake: &Lake, opts: WriterOptions, ahead: Option<AheadLink>) -> Self {
-        // One spare is enough: a batch is filled while at most one other is committed.
-        let (spare_tx, spare) = mpsc::sync_channel::<Batch<R>>(1);
         let mut committer = Committer {
-            spare: spare_tx,
+            _kind: std::marker::PhantomData,
             lake: lake.clone(),
             opts,
             index: DedupIndex::new(opts.index_budget),
@@ -484,11 +463,9 @@ impl<R: LakeRecord> EventWriter<R> {
             opts,
             batch: Batch::with_capacity(opts.batch_rows.min(1 << 20)),
             tx: Some(tx),
-            spare,
             worker: Some(worker),
             ahead,
             handed: 0,
-            allocated: 1,
         }
     }
 
@@ -528,24 +505,12 @@ impl<R: LakeRecord> EventWriter<R> {
     pub fn push(&mut self, e: R) -> Result<()> {
         self.batch.push(e);
         if self.batch.full(&self.opts) {
-            self.hand_current()?;
+            let batch = std::mem::replace(
+                &mut self.batch,
+                Batch::with_capacity(self.opts.batch_rows.min(1 << 16)),
+            );
+            self.hand(batch)?;
         }
-        Ok(())
-    }
-
-    /// Hands the batch being filled to the committer and takes the one it gave back.
-    fn hand_current(&mut self) -> Result<()> {
-        let batch = std::mem::replace(&mut self.batch, Batch::with_capacity(0));
-        self.hand(batch)?;
-        // The committer takes a batch only once it is done with the one before, which it
-        // gave back first: only two batches are ever alive (unless a commit failed).
-        self.batch = match self.spare.try_recv() {
-            Ok(batch) => batch,
-            Err(_) => {
-                self.allocated += 1;
-                Batch::with_capacity(self.opts.batch_rows.min(1 << 16))
-            }
-        };
         Ok(())
     }
 
@@ -556,15 +521,8 @@ impl<R: LakeRecord> EventWriter<R> {
     ///
     /// An earlier batch failed to commit.
     pub fn hand_over(&mut self) -> Result<()> {
-        if self.batch.records.is_empty() {
-            return Ok(());
-        }
         let batch = std::mem::replace(&mut self.batch, Batch::with_capacity(0));
-        self.hand(batch)?;
-        // Perhaps the last batch: the one given back is freed, not kept filled with nothing
-        // while the rollups at the end of a run need the memory.
-        while self.spare.try_recv().is_ok() {}
-        Ok(())
+        if batch.records.is_empty() { Ok(()) } else { self.hand(batch) }
     }
 
     /// Writes every event pushed so far and waits until they are durable.

@@ -77,28 +77,6 @@ fn duplicates_within_and_across_runs_are_written_once() {
 }
 
 #[test]
-fn committed_batches_are_filled_again_and_count_as_new() {
-    let dir = tempfile::tempdir().unwrap();
-    let lake = Lake::open_dir(dir.path()).unwrap();
-    let opts = WriterOptions { batch_rows: 4, max_rows_per_file: 100, ..small() };
-    let mut w = EventWriter::new(&lake, opts);
-    // Ten batches of new ids, then one of ids from the first: their keys must be the
-    // records', not those a batch held before it was filled again.
-    for i in (0..40).chain(0..4) {
-        w.push(ev(&format!("e{i}"), "t1", DAY0 + i * 1000, 10 + i)).unwrap();
-    }
-    w.commit().unwrap();
-    // One batch filled while the first is committed; every later one is a committed one.
-    assert_eq!(w.allocated, 2);
-    let s = w.finish().unwrap();
-    assert_eq!((s.written, s.duplicates, s.conflicting, s.files), (40, 4, 0, 10));
-    let hourly = lake.hourly(day(1)).unwrap();
-    assert_eq!(hourly.iter().map(|(_, m)| m.invocations).sum::<i64>(), 40);
-    let input: i64 = hourly.iter().map(|(_, m)| m.tokens.input).sum();
-    assert_eq!(input, (0..40).map(|i| 10 + i).sum::<i64>());
-}
-
-#[test]
 fn files_are_sorted_by_tenant_then_time_and_named_by_content() {
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::open_dir(dir.path()).unwrap();
