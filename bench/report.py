@@ -25,6 +25,8 @@ FLOORS = {
 }
 MONTH = {
     "month-firehose": "the Firehose (CloudWatch subscription) files",
+    "month-firehose-decode": "the same, agentmeter's decode stage alone (outcomes counted "
+    "and dropped; events decoded, duplicate deliveries included)",
     "month-all": "the whole month: every format and the spans",
 }
 
@@ -153,7 +155,8 @@ def main(machine_path, results_path):
     p(
         f"\n## A generated month: {int(m['month_events']):,} events, "
         f"{int(m['month_spans']):,} spans\n\n`agentmeter ingest` into an empty local lake; "
-        "events and records are the run summary's (events written, records read). "
+        "events and records are the run summary's (events written, records read), or for "
+        "the decode stage alone its own count (events decoded, records read). "
         f"Medians of {rounds} rounds.\n"
     )
     p(
