@@ -478,66 +478,23 @@ mod tests {
         assert!(err.to_string().contains("lake format version 99"), "{err}");
     }
 
-    /// A store in which another process creates the lake and writes a data file just before
-    /// our first listing: the interleaving that four writers starting at once on S3 hit.
-    #[derive(Debug)]
-    struct Racing {
-        inner: LocalStore,
-        raced: std::sync::atomic::AtomicBool,
-    }
-
-    impl Store for Racing {
-        fn uri(&self) -> String {
-            self.inner.uri()
-        }
-        fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-            if !self.raced.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                Lake::open(Arc::new(self.inner.clone())).unwrap();
-                let key = "usage_events/dt=2026-10-23/part-0.parquet";
-                self.inner.put(key, Bytes::from_static(b"PAR1"), Condition::Absent).unwrap();
-            }
-            self.inner.list(prefix)
-        }
-        fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
-            self.inner.list_dirs(prefix)
-        }
-        fn get(&self, key: &str) -> Result<Option<crate::store::Object>> {
-            self.inner.get(key)
-        }
-        fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
-            self.inner.head(key)
-        }
-        fn put(&self, key: &str, body: Bytes, cond: Condition) -> Result<Put> {
-            self.inner.put(key, body, cond)
-        }
-        fn delete(&self, key: &str) -> Result<()> {
-            self.inner.delete(key)
-        }
-        fn parquet_footer(
-            &self,
-            key: &str,
-        ) -> Result<Option<(Arc<parquet::file::metadata::ParquetMetaData>, String)>> {
-            self.inner.parquet_footer(key)
-        }
-        fn read_parquet(
-            &self,
-            key: &str,
-            listed: Option<&ObjectMeta>,
-            columns: Option<&[&str]>,
-            dictionaries: &[&str],
-            fetch: Fetch,
-        ) -> Result<Option<Batches>> {
-            self.inner.read_parquet(key, listed, columns, dictionaries, fetch)
-        }
-    }
-
+    /// Another process creates the lake and writes a data file just before our first
+    /// listing: the interleaving that four writers starting at once on S3 hit.
     #[test]
     fn a_lake_another_process_created_and_wrote_to_meanwhile_is_joined_not_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Racing {
-            inner: LocalStore::new(dir.path().join("lake")),
-            raced: std::sync::atomic::AtomicBool::new(false),
-        };
+        let other = LocalStore::new(dir.path().join("lake"));
+        let raced = std::sync::atomic::AtomicBool::new(false);
+        let store = crate::store::tests::Hooked::new(other.clone(), move |op| {
+            if matches!(op, crate::store::tests::Op::List(_))
+                && !raced.swap(true, std::sync::atomic::Ordering::SeqCst)
+            {
+                Lake::open(Arc::new(other.clone())).unwrap();
+                let key = "usage_events/dt=2026-10-23/part-0.parquet";
+                other.put(key, Bytes::from_static(b"PAR1"), Condition::Absent).unwrap();
+            }
+            Ok(())
+        });
         Lake::open(Arc::new(store)).unwrap();
         Lake::existing_dir(dir.path().join("lake")).unwrap();
     }

@@ -26,13 +26,15 @@ use crate::lake::Lake;
 use crate::parquet_io::{ENCODE_ROWS, Encoder, properties};
 use crate::record::LakeRecord;
 use crate::rollup::{RollupReport, RollupState, rebuild_hourly_all, rollup_state};
-use crate::store::{Condition, Fetch, Put};
+use crate::store::Fetch;
 
 mod ahead;
 mod ids;
+mod upload;
 use ahead::AheadLink;
 pub use ahead::{AheadReport, RollupsAhead};
 use ids::IdIndex;
+use upload::Uploads;
 
 /// Writer settings.
 #[derive(Debug, Clone, Copy)]
@@ -246,7 +248,8 @@ struct Committer<R> {
     /// Days met with nothing new to write whose rollups were checked.
     checked: BTreeSet<NaiveDate>,
     stats: WriteStats,
-    ahead: Option<AheadLink>,
+    /// Puts the files encoded here, and then tells the rollups ahead their batch is durable.
+    uploads: Uploads,
 }
 
 /// Records on their way to the committer, each with its identity's [`id_key`] and content
@@ -292,6 +295,7 @@ impl<R: LakeRecord> Batch<R> {
 
 impl<R: LakeRecord> Committer<R> {
     fn commit(&mut self, batch: Batch<R>) -> Result<()> {
+        let seq = batch.seq;
         // Group by day through a permutation: a stable sort keeps input order within a day,
         // so the first delivery of an id is the one kept, and no event is moved.
         let days_of: Vec<NaiveDate> =
@@ -315,10 +319,9 @@ impl<R: LakeRecord> Committer<R> {
             }
         }
         self.index.trim(&days);
-        if let Some(ahead) = &self.ahead {
-            ahead.committed(batch.seq, written);
-        }
-        Ok(())
+        // The batch's records are freed here; its last file may still be going up.
+        drop(batch);
+        self.uploads.committed(seq, written)
     }
 
     /// Writes the events `batch[i]` for `i` in `day` (all of day `dt`, in input order);
@@ -375,15 +378,14 @@ impl<R: LakeRecord> Committer<R> {
                 file.write(&records)?;
             }
             let bytes = file.finish()?;
-            // Created only if absent: a name taken already holds exactly these ids (a retried
-            // batch, or another writer that read the same input), so they are in the lake.
-            if let Put::Conflict = self.lake.store().put(&key, bytes, Condition::Absent)? {
-                tracing::debug!(key, "Data file already in the lake (a retried write).");
-            }
+            // Known before it is put, so that a listing meanwhile (which may or may not show
+            // it) never reads its ids back.
             let name = key.rsplit('/').next().unwrap_or_default().to_owned();
             if let Some(part) = self.index.parts.get_mut(&dt) {
                 part.files.insert(name);
             }
+            // Created only if absent, on the upload thread while the next is encoded.
+            self.uploads.put(key, bytes)?;
             self.stats.files += 1;
             self.stats.written += chunk.len() as u64;
             self.stats.usage_unknown +=
@@ -404,8 +406,10 @@ enum Msg<R> {
 
 /// Writes records (usage events by default, or agent spans) to a lake exactly once.
 ///
-/// Batches are committed on a background thread, one at a time and in order; at most one
-/// batch waits while another is written, so memory stays bounded by two batches.
+/// Batches are committed on a background thread, one at a time and in order, their files put
+/// from another while the next is encoded; at most one batch waits while another is written,
+/// and one encoded file while another goes up, so memory stays bounded by two batches and two
+/// files.
 pub struct EventWriter<R: LakeRecord = UsageEvent> {
     lake: Lake,
     opts: WriterOptions,
@@ -437,7 +441,7 @@ impl<R: LakeRecord> EventWriter<R> {
             touched: BTreeSet::new(),
             checked: BTreeSet::new(),
             stats: WriteStats::default(),
-            ahead: ahead.clone(),
+            uploads: Uploads::new(lake.store().clone(), ahead.clone()),
         };
         let (tx, rx) = mpsc::sync_channel::<Msg<R>>(0);
         let worker = std::thread::spawn(move || {
@@ -449,6 +453,9 @@ impl<R: LakeRecord> EventWriter<R> {
                         }
                     }
                     Msg::Sync(reply) => {
+                        if let Err(e) = committer.uploads.flush() {
+                            return (committer, Some(e));
+                        }
                         let _ = reply.send(());
                     }
                     Msg::TakeTouched(reply) => {

@@ -273,4 +273,4 @@ pub fn immutable_data_file(key: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

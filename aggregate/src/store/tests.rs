@@ -453,3 +453,75 @@ fn s3_transport_errors_read_as_their_causes_without_the_raw_answer() {
         "response error: end of file before message length reached (HTTP 412)"
     );
 }
+
+/// What a [`Hooked`] store is about to do, or has done.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Op<'a> {
+    List(&'a str),
+    Put(&'a str),
+    PutDone(&'a str),
+}
+
+/// A local store that calls a hook around its listings and puts, for tests of interleavings
+/// (another process racing a writer, a slow or failing put). An error from the hook is the
+/// operation's.
+pub(crate) struct Hooked {
+    pub(crate) inner: LocalStore,
+    hook: Box<dyn Fn(Op<'_>) -> Result<()> + Send + Sync>,
+}
+
+impl Hooked {
+    pub(crate) fn new(
+        inner: LocalStore,
+        hook: impl Fn(Op<'_>) -> Result<()> + Send + Sync + 'static,
+    ) -> Self {
+        Self { inner, hook: Box::new(hook) }
+    }
+}
+
+impl fmt::Debug for Hooked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hooked").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+impl Store for Hooked {
+    fn uri(&self) -> String {
+        self.inner.uri()
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        (self.hook)(Op::List(prefix))?;
+        self.inner.list(prefix)
+    }
+    fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
+        self.inner.list_dirs(prefix)
+    }
+    fn get(&self, key: &str) -> Result<Option<Object>> {
+        self.inner.get(key)
+    }
+    fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        self.inner.head(key)
+    }
+    fn put(&self, key: &str, body: Bytes, cond: Condition) -> Result<Put> {
+        (self.hook)(Op::Put(key))?;
+        let put = self.inner.put(key, body, cond)?;
+        (self.hook)(Op::PutDone(key))?;
+        Ok(put)
+    }
+    fn delete(&self, key: &str) -> Result<()> {
+        self.inner.delete(key)
+    }
+    fn parquet_footer(&self, key: &str) -> Result<Option<(Arc<ParquetMetaData>, String)>> {
+        self.inner.parquet_footer(key)
+    }
+    fn read_parquet(
+        &self,
+        key: &str,
+        listed: Option<&ObjectMeta>,
+        columns: Option<&[&str]>,
+        dictionaries: &[&str],
+        fetch: Fetch,
+    ) -> Result<Option<Batches>> {
+        self.inner.read_parquet(key, listed, columns, dictionaries, fetch)
+    }
+}

@@ -1,0 +1,134 @@
+//! The committer's data files on their way into the store, put from a thread of their own:
+//! the committer lists, deduplicates and encodes the next day or batch while a file goes up.
+//! An S3 put waits on the network and on S3 (a local one on its fsync), and the committer is
+//! the one thread every record goes through, so a wait there held up the whole run.
+//!
+//! Files are put one at a time and in order; the committer hands over the next only once the
+//! one before is taken, so at most one encoded file waits beside the batch in work. A batch
+//! is reported committed (to the rollups ahead) only after its files are put, and
+//! [`Uploads::flush`] returns only once every file handed over is durable: a commit, and the
+//! checkpoint saved after it, never run ahead of the store.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use chrono::NaiveDate;
+
+use super::ahead::AheadLink;
+use crate::error::{Error, Result};
+use crate::store::{Condition, Put, Store};
+
+enum Job {
+    /// Create the object if absent.
+    Put { key: String, bytes: Bytes },
+    /// Every file of batch `seq` is put: tell the rollups ahead.
+    Committed { seq: u64, days: BTreeSet<NaiveDate> },
+    /// Reply once every job before is done.
+    Flush(mpsc::SyncSender<()>),
+}
+
+/// The committer's end of the upload thread.
+pub(super) struct Uploads {
+    uri: String,
+    tx: Option<mpsc::SyncSender<Job>>,
+    worker: Option<JoinHandle<Option<Error>>>,
+}
+
+impl Uploads {
+    pub(super) fn new(store: Arc<dyn Store>, ahead: Option<AheadLink>) -> Self {
+        let uri = store.uri();
+        // A rendezvous: a file is handed over only when the thread is free to take it.
+        let (tx, rx) = mpsc::sync_channel::<Job>(0);
+        let worker = std::thread::spawn(move || {
+            for job in rx {
+                match job {
+                    Job::Put { key, bytes } => match store.put(&key, bytes, Condition::Absent) {
+                        // A name taken already holds exactly these ids (a retried batch, or
+                        // another writer that read the same input), so they are in the lake.
+                        Ok(Put::Conflict) => {
+                            tracing::debug!(
+                                key,
+                                "Data file already in the lake (a retried write)."
+                            );
+                        }
+                        Ok(Put::Written { .. }) => {}
+                        // Stops taking jobs: the committer's next hand-over or flush fails
+                        // with this error.
+                        Err(e) => return Some(e),
+                    },
+                    Job::Committed { seq, days } => {
+                        if let Some(ahead) = &ahead {
+                            ahead.committed(seq, days);
+                        }
+                    }
+                    Job::Flush(reply) => {
+                        let _ = reply.send(());
+                    }
+                }
+            }
+            None
+        });
+        Self { uri, tx: Some(tx), worker: Some(worker) }
+    }
+
+    /// Puts `bytes` under `key` (if absent) once the file before is taken.
+    ///
+    /// # Errors
+    ///
+    /// A file handed over before could not be put.
+    pub(super) fn put(&mut self, key: String, bytes: Bytes) -> Result<()> {
+        self.send(Job::Put { key, bytes })
+    }
+
+    /// Reports batch `seq`, which wrote `days`, committed once its files are put.
+    ///
+    /// # Errors
+    ///
+    /// A file handed over before could not be put.
+    pub(super) fn committed(&mut self, seq: u64, days: BTreeSet<NaiveDate>) -> Result<()> {
+        self.send(Job::Committed { seq, days })
+    }
+
+    /// Waits until every file handed over is in the store.
+    ///
+    /// # Errors
+    ///
+    /// One of them could not be put.
+    pub(super) fn flush(&mut self) -> Result<()> {
+        let (reply, done) = mpsc::sync_channel(1);
+        self.send(Job::Flush(reply))?;
+        done.recv().map_err(|_| self.failure())
+    }
+
+    fn send(&mut self, job: Job) -> Result<()> {
+        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(job).is_ok());
+        if sent { Ok(()) } else { Err(self.failure()) }
+    }
+
+    /// The thread's error, once it has stopped.
+    fn failure(&mut self) -> Error {
+        self.tx = None;
+        match self.worker.take().map(JoinHandle::join) {
+            Some(Ok(Some(e))) => e,
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            _ => Error::NotALake {
+                root: self.uri.clone().into(),
+                reason: "the lake writer's uploads stopped".into(),
+            },
+        }
+    }
+}
+
+impl Drop for Uploads {
+    fn drop(&mut self) {
+        // The file being put is finished (an object appears whole or not at all); nothing
+        // is handed over after it.
+        self.tx = None;
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}
