@@ -272,5 +272,47 @@ pub fn immutable_data_file(key: &str) -> bool {
         .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// Independent requests sent side by side at most, per call of [`concurrently`]: each waits
+/// a round trip on S3 (tens of milliseconds), little of it CPU.
+pub(crate) const REQUESTS_AT_ONCE: usize = 16;
+
+/// `f` applied to every item, from up to `limit` threads; the outputs in the items' order, or
+/// the first item's error (in that order) once every call has returned. A store's calls block
+/// until answered, so requests that do not depend on each other go out together instead of
+/// one round trip after another.
+pub(crate) fn concurrently<T, O, F>(items: Vec<T>, limit: usize, f: F) -> Result<Vec<O>>
+where
+    T: Send,
+    O: Send,
+    F: Fn(T) -> Result<O> + Sync,
+{
+    let n = items.len();
+    if n <= 1 || limit <= 1 {
+        return items.into_iter().map(f).collect();
+    }
+    let queue = std::sync::Mutex::new(items.into_iter().enumerate());
+    let mut done: Vec<(usize, Result<O>)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..limit.min(n))
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        // Taken under the lock, called outside it.
+                        let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
+                        let Some((i, item)) = next else { break out };
+                        out.push((i, f(item)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    });
+    done.sort_unstable_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
+}
+
 #[cfg(test)]
 pub(crate) mod tests;

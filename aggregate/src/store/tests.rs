@@ -454,15 +454,96 @@ fn s3_transport_errors_read_as_their_causes_without_the_raw_answer() {
     );
 }
 
+#[test]
+fn concurrently_returns_the_outputs_in_the_items_order() {
+    let out = concurrently((0..100u64).collect(), 8, |x| Ok(x * 2)).unwrap();
+    assert_eq!(out, (0..100u64).map(|x| x * 2).collect::<Vec<_>>());
+    // One item, or a limit of one: called on this thread.
+    let here = std::thread::current().id();
+    let out = concurrently(vec![1, 2], 1, |x| Ok((x, std::thread::current().id()))).unwrap();
+    assert_eq!(out, [(1, here), (2, here)]);
+}
+
+#[test]
+fn concurrently_calls_every_item_and_returns_the_first_items_error() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let called = AtomicUsize::new(0);
+    let e = concurrently((0..10).collect(), 4, |x| {
+        called.fetch_add(1, Ordering::SeqCst);
+        if x == 3 || x == 7 {
+            Err(Error::Store {
+                operation: "PutObject",
+                uri: format!("item {x}"),
+                detail: "no".into(),
+            })
+        } else {
+            Ok(x)
+        }
+    })
+    .unwrap_err();
+    assert_eq!(e.to_string(), "PutObject item 3: no");
+    assert_eq!(called.load(Ordering::SeqCst), 10);
+}
+
+/// A meeting point for `n` calls: each waits (up to 10 s) until `n` have arrived; later ones
+/// pass at once. Calls made one after another wait out the timeout, which a test sees.
+pub(crate) struct Together {
+    n: usize,
+    arrived: std::sync::Mutex<usize>,
+    cv: std::sync::Condvar,
+    late: std::sync::atomic::AtomicUsize,
+}
+
+impl Together {
+    pub(crate) fn new(n: usize) -> Self {
+        Self { n, arrived: Default::default(), cv: Default::default(), late: Default::default() }
+    }
+
+    pub(crate) fn arrive(&self) {
+        let mut arrived = self.arrived.lock().unwrap();
+        *arrived += 1;
+        self.cv.notify_all();
+        let wait = std::time::Duration::from_secs(10);
+        let (_arrived, timeout) =
+            self.cv.wait_timeout_while(arrived, wait, |a| *a < self.n).unwrap();
+        if timeout.timed_out() {
+            self.late.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// Calls that waited out the timeout.
+    pub(crate) fn timed_out(&self) -> usize {
+        self.late.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn concurrently_has_up_to_its_limit_in_flight_at_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let first_four = Together::new(4);
+    let (now, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    concurrently((0..8).collect(), 4, |_: i32| {
+        most.fetch_max(now.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+        first_four.arrive();
+        now.fetch_sub(1, Ordering::SeqCst);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(first_four.timed_out(), 0, "the first four calls were in flight together");
+    assert_eq!(most.load(Ordering::SeqCst), 4);
+}
+
 /// What a [`Hooked`] store is about to do, or has done.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Op<'a> {
     List(&'a str),
+    Head(&'a str),
+    Footer(&'a str),
     Put(&'a str),
     PutDone(&'a str),
 }
 
-/// A local store that calls a hook around its listings and puts, for tests of interleavings
+/// A local store that calls a hook around its listings, heads, footers and puts, for tests of interleavings
 /// (another process racing a writer, a slow or failing put). An error from the hook is the
 /// operation's.
 pub(crate) struct Hooked {
@@ -500,6 +581,7 @@ impl Store for Hooked {
         self.inner.get(key)
     }
     fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        (self.hook)(Op::Head(key))?;
         self.inner.head(key)
     }
     fn put(&self, key: &str, body: Bytes, cond: Condition) -> Result<Put> {
@@ -512,6 +594,7 @@ impl Store for Hooked {
         self.inner.delete(key)
     }
     fn parquet_footer(&self, key: &str) -> Result<Option<(Arc<ParquetMetaData>, String)>> {
+        (self.hook)(Op::Footer(key))?;
         self.inner.parquet_footer(key)
     }
     fn read_parquet(
