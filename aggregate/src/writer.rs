@@ -26,7 +26,7 @@ use crate::lake::Lake;
 use crate::parquet_io::{ENCODE_ROWS, Encoder, properties};
 use crate::record::LakeRecord;
 use crate::rollup::{RollupReport, RollupState, rebuild_hourly_all, rollup_state};
-use crate::store::Fetch;
+use crate::store::{Fetch, ObjectMeta, REQUESTS_AT_ONCE, concurrently};
 
 mod ahead;
 mod ids;
@@ -177,7 +177,14 @@ impl DedupIndex {
         Self { parts: HashMap::new(), clock: 0, entries: 0, budget }
     }
 
-    fn load<R: LakeRecord>(&mut self, lake: &Lake, dt: NaiveDate) -> Result<&mut Partition> {
+    /// The ids of day `dt`: those held, and those of any file in `listed` (the day's data files
+    /// now) not read yet.
+    fn load<R: LakeRecord>(
+        &mut self,
+        lake: &Lake,
+        dt: NaiveDate,
+        listed: Vec<ObjectMeta>,
+    ) -> Result<&mut Partition> {
         self.clock += 1;
         let clock = self.clock;
         let part = self.parts.entry(dt).or_insert_with(|| Partition {
@@ -188,7 +195,7 @@ impl DedupIndex {
         part.last_used = clock;
         let columns = R::index_columns();
         let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
-        for file in lake.files(R::TABLE, dt)? {
+        for file in listed {
             if part.files.contains(file.name()) {
                 continue;
             }
@@ -303,10 +310,20 @@ impl<R: LakeRecord> Committer<R> {
         let mut order: Vec<usize> = (0..batch.records.len()).collect();
         order.sort_by_key(|&i| days_of[i]);
         let days: BTreeSet<NaiveDate> = days_of.iter().copied().collect();
+        // Every day's files listed at once: on S3 each listing is a round trip, and the days
+        // are independent. A file another writer adds after its day's listing is a race the
+        // readers resolve anyway (two writers storing one id at the same moment).
+        let lake = &self.lake;
+        let listings = concurrently(days.iter().copied().collect(), REQUESTS_AT_ONCE, |dt| {
+            lake.files(R::TABLE, dt)
+        })?;
+        let mut listings: HashMap<NaiveDate, Vec<ObjectMeta>> =
+            days.iter().copied().zip(listings).collect();
         let mut written = BTreeSet::new();
         for run in order.chunk_by(|&a, &b| days_of[a] == days_of[b]) {
             let dt = days_of[run[0]];
-            match self.commit_day(dt, &batch, run) {
+            let listed = listings.remove(&dt).unwrap_or_default();
+            match self.commit_day(dt, &batch, run, listed) {
                 Ok(true) => {
                     written.insert(dt);
                 }
@@ -324,10 +341,17 @@ impl<R: LakeRecord> Committer<R> {
         self.uploads.committed(seq, written)
     }
 
-    /// Writes the events `batch[i]` for `i` in `day` (all of day `dt`, in input order);
-    /// whether the day's rollups need building (new records, or found stale).
-    fn commit_day(&mut self, dt: NaiveDate, batch: &Batch<R>, day: &[usize]) -> Result<bool> {
-        let part = self.index.load::<R>(&self.lake, dt)?;
+    /// Writes the events `batch[i]` for `i` in `day` (all of day `dt`, in input order), the
+    /// day's data files being `listed`; whether the day's rollups need building (new records,
+    /// or found stale).
+    fn commit_day(
+        &mut self,
+        dt: NaiveDate,
+        batch: &Batch<R>,
+        day: &[usize],
+        listed: Vec<ObjectMeta>,
+    ) -> Result<bool> {
+        let part = self.index.load::<R>(&self.lake, dt, listed)?;
         let mut fresh: Vec<usize> = Vec::with_capacity(day.len());
         for &i in day {
             let (key, fp) = batch.keys[i];

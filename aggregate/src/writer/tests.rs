@@ -847,7 +847,7 @@ fn is_data_file(key: &str, dt: NaiveDate) -> bool {
 }
 
 #[test]
-fn the_next_day_is_deduplicated_while_a_file_goes_up() {
+fn the_next_batch_is_deduplicated_while_a_file_goes_up() {
     use crate::store::tests::Op;
     use std::sync::{Arc, Mutex};
     let dir = tempfile::tempdir().unwrap();
@@ -872,7 +872,9 @@ fn the_next_day_is_deduplicated_while_a_file_goes_up() {
         }
         Ok(())
     });
-    let mut w = EventWriter::new(&lake, WriterOptions { batch_rows: 4, ..small() });
+    // Two batches, a day each: the second is listed (and its ids read) after the first's file
+    // is handed over.
+    let mut w = EventWriter::new(&lake, WriterOptions { batch_rows: 2, ..small() });
     for (id, d) in [("a", 0), ("b", 0), ("c", 1), ("d", 1)] {
         w.push(ev(id, "t1", DAY0 + d * 86_400_000, 1)).unwrap();
     }
@@ -886,6 +888,30 @@ fn the_next_day_is_deduplicated_while_a_file_goes_up() {
         "day 2 is listed and deduplicated while day 1's file goes up: {seen:?}"
     );
     assert_eq!(all_events(&lake).len(), 4);
+}
+
+#[test]
+fn the_days_of_a_batch_are_listed_together() {
+    use crate::store::tests::{Op, Together};
+    let dir = tempfile::tempdir().unwrap();
+    let days = std::sync::Arc::new(Together::new(3));
+    let meet = days.clone();
+    let lake = hooked_lake(dir.path(), move |op| {
+        if let Op::List(p) = op
+            && p.starts_with(&format!("{USAGE_EVENTS}/dt="))
+        {
+            meet.arrive();
+        }
+        Ok(())
+    });
+    let mut w = EventWriter::new(&lake, WriterOptions { batch_rows: 5, ..small() });
+    for (id, d) in [("a", 0), ("b", 1), ("c", 2), ("a", 0), ("d", 1)] {
+        w.push(ev(id, "t1", DAY0 + d * 86_400_000, 1)).unwrap();
+    }
+    let (stats, touched) = w.finish_without_rollups().unwrap();
+    assert_eq!(days.timed_out(), 0, "the three days' listings were in flight together");
+    assert_eq!((stats.written, stats.duplicates, stats.files), (4, 1, 3));
+    assert_eq!(touched, BTreeSet::from([day(1), day(2), day(3)]));
 }
 
 #[test]

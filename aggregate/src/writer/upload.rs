@@ -4,14 +4,14 @@
 //! the one thread every record goes through, so a wait there held up the whole run.
 //!
 //! Files are put one at a time and in order; the committer hands over the next only once the
-//! one before is taken, so at most one encoded file waits beside the batch in work. A batch
+//! one before is put, so at most one encoded file waits beside the batch in work. A batch
 //! is reported committed (to the rollups ahead) only after its files are put, and
 //! [`Uploads::flush`] returns only once every file handed over is durable: a commit, and the
 //! checkpoint saved after it, never run ahead of the store.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
@@ -30,56 +30,54 @@ enum Job {
     Flush(mpsc::SyncSender<()>),
 }
 
+/// Files handed over and not yet put, and whether the thread has stopped taking jobs.
+#[derive(Default)]
+struct Queue {
+    files: usize,
+    stopped: bool,
+}
+
 /// The committer's end of the upload thread.
 pub(super) struct Uploads {
     uri: String,
-    tx: Option<mpsc::SyncSender<Job>>,
+    /// Unbounded: only files are limited (by `queue`); a batch's notice or a flush never waits
+    /// behind a put to be handed over.
+    tx: Option<mpsc::Sender<Job>>,
+    queue: Arc<(Mutex<Queue>, Condvar)>,
     worker: Option<JoinHandle<Option<Error>>>,
 }
 
 impl Uploads {
     pub(super) fn new(store: Arc<dyn Store>, ahead: Option<AheadLink>) -> Self {
         let uri = store.uri();
-        // A rendezvous: a file is handed over only when the thread is free to take it.
-        let (tx, rx) = mpsc::sync_channel::<Job>(0);
+        let (tx, rx) = mpsc::channel::<Job>();
+        let queue = Arc::new((Mutex::new(Queue::default()), Condvar::new()));
+        let shared = queue.clone();
         let worker = std::thread::spawn(move || {
-            for job in rx {
-                match job {
-                    Job::Put { key, bytes } => match store.put(&key, bytes, Condition::Absent) {
-                        // A name taken already holds exactly these ids (a retried batch, or
-                        // another writer that read the same input), so they are in the lake.
-                        Ok(Put::Conflict) => {
-                            tracing::debug!(
-                                key,
-                                "Data file already in the lake (a retried write)."
-                            );
-                        }
-                        Ok(Put::Written { .. }) => {}
-                        // Stops taking jobs: the committer's next hand-over or flush fails
-                        // with this error.
-                        Err(e) => return Some(e),
-                    },
-                    Job::Committed { seq, days } => {
-                        if let Some(ahead) = &ahead {
-                            ahead.committed(seq, days);
-                        }
-                    }
-                    Job::Flush(reply) => {
-                        let _ = reply.send(());
-                    }
-                }
-            }
-            None
+            let _stopping = Stopping(&shared);
+            upload(&*store, rx, ahead.as_ref(), &shared)
         });
-        Self { uri, tx: Some(tx), worker: Some(worker) }
+        Self { uri, tx: Some(tx), queue, worker: Some(worker) }
     }
 
-    /// Puts `bytes` under `key` (if absent) once the file before is taken.
+    /// Puts `bytes` under `key` (if absent) once the file before is put.
     ///
     /// # Errors
     ///
     /// A file handed over before could not be put.
     pub(super) fn put(&mut self, key: String, bytes: Bytes) -> Result<()> {
+        let stopped = {
+            let (lock, cv) = &*self.queue;
+            let queue = lock.lock().unwrap_or_else(|p| p.into_inner());
+            let mut queue = cv
+                .wait_while(queue, |q| q.files > 0 && !q.stopped)
+                .unwrap_or_else(|p| p.into_inner());
+            queue.files += 1;
+            queue.stopped
+        };
+        if stopped {
+            return Err(self.failure());
+        }
         self.send(Job::Put { key, bytes })
     }
 
@@ -131,4 +129,53 @@ impl Drop for Uploads {
             let _ = w.join();
         }
     }
+}
+
+/// Marks the thread stopped however it ends (a panic too), waking a committer waiting to hand
+/// over a file: it then finds the thread's error.
+struct Stopping<'a>(&'a (Mutex<Queue>, Condvar));
+
+impl Drop for Stopping<'_> {
+    fn drop(&mut self) {
+        let (lock, cv) = self.0;
+        lock.lock().unwrap_or_else(|p| p.into_inner()).stopped = true;
+        cv.notify_all();
+    }
+}
+
+/// The upload thread: runs the jobs in order until the committer hangs up, or until a put
+/// fails (its error returned; the committer's next hand-over or flush fails with it).
+fn upload(
+    store: &dyn Store,
+    jobs: mpsc::Receiver<Job>,
+    ahead: Option<&AheadLink>,
+    queue: &(Mutex<Queue>, Condvar),
+) -> Option<Error> {
+    for job in jobs {
+        match job {
+            Job::Put { key, bytes } => {
+                match store.put(&key, bytes, Condition::Absent) {
+                    // A name taken already holds exactly these ids (a retried batch, or another
+                    // writer that read the same input), so they are in the lake.
+                    Ok(Put::Conflict) => {
+                        tracing::debug!(key, "Data file already in the lake (a retried write).");
+                    }
+                    Ok(Put::Written { .. }) => {}
+                    Err(e) => return Some(e),
+                }
+                let (lock, cv) = queue;
+                lock.lock().unwrap_or_else(|p| p.into_inner()).files -= 1;
+                cv.notify_all();
+            }
+            Job::Committed { seq, days } => {
+                if let Some(ahead) = ahead {
+                    ahead.committed(seq, days);
+                }
+            }
+            Job::Flush(reply) => {
+                let _ = reply.send(());
+            }
+        }
+    }
+    None
 }
