@@ -116,6 +116,14 @@ pub trait Store: Send + Sync + fmt::Debug {
         format!("{}/{key}", self.uri().trim_end_matches('/'))
     }
 
+    /// Whether a put waits long enough (a round trip to S3) to be worth overlapping with
+    /// encoding the next file, at the cost of holding that file meanwhile. A local put is a
+    /// write and an fsync: the overlap saved 1 to 6 % of a log ingest's time and cost 9 MB at
+    /// the peak of a month with spans (BENCHMARKS.md, "Levers"), so a local lake does not.
+    fn slow_puts(&self) -> bool {
+        false
+    }
+
     /// Every object under `prefix` (a "directory" ending in `/`, or `""` for all), in key
     /// order. Temporary files of writers in progress are never listed.
     ///

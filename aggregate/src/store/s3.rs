@@ -404,6 +404,10 @@ impl Store for S3Store {
         format!("s3://{}/{}", self.bucket, self.prefix)
     }
 
+    fn slow_puts(&self) -> bool {
+        true
+    }
+
     fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
         let full = self.full(prefix);
         let pages: Vec<_> = self

@@ -891,6 +891,34 @@ fn the_next_batch_is_deduplicated_while_a_file_goes_up() {
 }
 
 #[test]
+fn where_puts_are_quick_the_committer_waits_for_each_before_going_on() {
+    use crate::store::tests::{Hooked, Op};
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::<&'static str>::new()));
+    let log = seen.clone();
+    let mut store = Hooked::new(crate::store::LocalStore::new(dir.path()), move |op| {
+        match op {
+            Op::List(p) if is_data_file(p, day(2)) => log.lock().unwrap().push("day 2 listed"),
+            // Long enough for day 2 to be listed meanwhile, were the committer not waiting.
+            Op::Put(k) if is_data_file(k, day(1)) => std::thread::sleep(Duration::from_millis(200)),
+            Op::PutDone(k) if is_data_file(k, day(1)) => log.lock().unwrap().push("day 1 put"),
+            _ => {}
+        }
+        Ok(())
+    });
+    // As a local directory: no encoded file is held while another goes up.
+    store.slow_puts = false;
+    let lake = Lake::open(Arc::new(store)).unwrap();
+    let mut w = EventWriter::new(&lake, WriterOptions { batch_rows: 2, ..small() });
+    for (id, d) in [("a", 0), ("b", 0), ("c", 1), ("d", 1)] {
+        w.push(ev(id, "t1", DAY0 + d * 86_400_000, 1)).unwrap();
+    }
+    w.finish_without_rollups().unwrap();
+    assert_eq!(*seen.lock().unwrap(), ["day 1 put", "day 2 listed"]);
+}
+
+#[test]
 fn the_days_of_a_batch_are_listed_together() {
     use crate::store::tests::{Op, Together};
     let dir = tempfile::tempdir().unwrap();

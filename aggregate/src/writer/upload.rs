@@ -4,7 +4,9 @@
 //! the one thread every record goes through, so a wait there held up the whole run.
 //!
 //! Files are put one at a time and in order; the committer hands over the next only once the
-//! one before is put, so at most one encoded file waits beside the batch in work. A batch
+//! one before is put, so at most one encoded file waits beside the batch in work. Where puts
+//! are quick ([`Store::slow_puts`]: a local directory) the committer waits for each instead,
+//! holding no file while it encodes the next. A batch
 //! is reported committed (to the rollups ahead) only after its files are put, and
 //! [`Uploads::flush`] returns only once every file handed over is durable: a commit, and the
 //! checkpoint saved after it, never run ahead of the store.
@@ -44,12 +46,14 @@ pub(super) struct Uploads {
     /// behind a put to be handed over.
     tx: Option<mpsc::Sender<Job>>,
     queue: Arc<(Mutex<Queue>, Condvar)>,
+    /// Whether the committer goes on while a file goes up.
+    overlap: bool,
     worker: Option<JoinHandle<Option<Error>>>,
 }
 
 impl Uploads {
     pub(super) fn new(store: Arc<dyn Store>, ahead: Option<AheadLink>) -> Self {
-        let uri = store.uri();
+        let (uri, overlap) = (store.uri(), store.slow_puts());
         let (tx, rx) = mpsc::channel::<Job>();
         let queue = Arc::new((Mutex::new(Queue::default()), Condvar::new()));
         let shared = queue.clone();
@@ -57,28 +61,38 @@ impl Uploads {
             let _stopping = Stopping(&shared);
             upload(&*store, rx, ahead.as_ref(), &shared)
         });
-        Self { uri, tx: Some(tx), queue, worker: Some(worker) }
+        Self { uri, tx: Some(tx), queue, overlap, worker: Some(worker) }
     }
 
-    /// Puts `bytes` under `key` (if absent) once the file before is put.
+    /// Puts `bytes` under `key` (if absent) once the file before is put; returns at once
+    /// where puts are slow, else once it is put.
     ///
     /// # Errors
     ///
-    /// A file handed over before could not be put.
+    /// This file (where puts are quick) or one handed over before could not be put.
     pub(super) fn put(&mut self, key: String, bytes: Bytes) -> Result<()> {
-        let stopped = {
-            let (lock, cv) = &*self.queue;
-            let queue = lock.lock().unwrap_or_else(|p| p.into_inner());
-            let mut queue = cv
-                .wait_while(queue, |q| q.files > 0 && !q.stopped)
-                .unwrap_or_else(|p| p.into_inner());
-            queue.files += 1;
-            queue.stopped
-        };
-        if stopped {
+        if self.wait_for_files(|files| files == 0, true) {
             return Err(self.failure());
         }
-        self.send(Job::Put { key, bytes })
+        self.send(Job::Put { key, bytes })?;
+        if !self.overlap && self.wait_for_files(|files| files == 0, false) {
+            return Err(self.failure());
+        }
+        Ok(())
+    }
+
+    /// Waits until `ready` holds of the files handed over and not yet put, counting one more
+    /// if `take`; whether the thread has stopped instead.
+    fn wait_for_files(&self, ready: impl Fn(usize) -> bool, take: bool) -> bool {
+        let (lock, cv) = &*self.queue;
+        let queue = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut queue = cv
+            .wait_while(queue, |q| !ready(q.files) && !q.stopped)
+            .unwrap_or_else(|p| p.into_inner());
+        if take {
+            queue.files += 1;
+        }
+        queue.stopped
     }
 
     /// Reports batch `seq`, which wrote `days`, committed once its files are put.
