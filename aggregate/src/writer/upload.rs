@@ -5,11 +5,11 @@
 //!
 //! Files are put one at a time and in order; the committer hands over the next only once the
 //! one before is put, so at most one encoded file waits beside the batch in work. Where puts
-//! are quick ([`Store::slow_puts`]: a local directory) the committer waits for each instead,
-//! holding no file while it encodes the next. A batch
-//! is reported committed (to the rollups ahead) only after its files are put, and
-//! [`Uploads::flush`] returns only once every file handed over is durable: a commit, and the
-//! checkpoint saved after it, never run ahead of the store.
+//! are quick ([`Store::slow_puts`]: a local directory) there is no thread: the committer puts
+//! each file itself, holding none while it encodes the next. A batch is reported committed
+//! (to the rollups ahead) only after its files are put, and [`Uploads::flush`] returns only
+//! once every file handed over is durable: a commit, and the checkpoint saved after it, never
+//! run ahead of the store.
 
 use std::collections::BTreeSet;
 use std::sync::mpsc;
@@ -42,57 +42,54 @@ struct Queue {
 /// The committer's end of the upload thread.
 pub(super) struct Uploads {
     uri: String,
+    /// Where puts are quick: the store and the rollups ahead, called on the committer's thread.
+    inline: Option<(Arc<dyn Store>, Option<AheadLink>)>,
     /// Unbounded: only files are limited (by `queue`); a batch's notice or a flush never waits
     /// behind a put to be handed over.
     tx: Option<mpsc::Sender<Job>>,
     queue: Arc<(Mutex<Queue>, Condvar)>,
-    /// Whether the committer goes on while a file goes up.
-    overlap: bool,
     worker: Option<JoinHandle<Option<Error>>>,
 }
 
 impl Uploads {
     pub(super) fn new(store: Arc<dyn Store>, ahead: Option<AheadLink>) -> Self {
-        let (uri, overlap) = (store.uri(), store.slow_puts());
+        let uri = store.uri();
         let (tx, rx) = mpsc::channel::<Job>();
         let queue = Arc::new((Mutex::new(Queue::default()), Condvar::new()));
+        if !store.slow_puts() {
+            return Self { uri, inline: Some((store, ahead)), tx: None, queue, worker: None };
+        }
         let shared = queue.clone();
         let worker = std::thread::spawn(move || {
             let _stopping = Stopping(&shared);
             upload(&*store, rx, ahead.as_ref(), &shared)
         });
-        Self { uri, tx: Some(tx), queue, overlap, worker: Some(worker) }
+        Self { uri, inline: None, tx: Some(tx), queue, worker: Some(worker) }
     }
 
-    /// Puts `bytes` under `key` (if absent) once the file before is put; returns at once
-    /// where puts are slow, else once it is put.
+    /// Puts `bytes` under `key` (if absent): where puts are slow, on the thread once the file
+    /// before is put, returning at once; else here.
     ///
     /// # Errors
     ///
     /// This file (where puts are quick) or one handed over before could not be put.
     pub(super) fn put(&mut self, key: String, bytes: Bytes) -> Result<()> {
-        if self.wait_for_files(|files| files == 0, true) {
-            return Err(self.failure());
+        if let Some((store, _)) = &self.inline {
+            return put_absent(&**store, &key, bytes);
         }
-        self.send(Job::Put { key, bytes })?;
-        if !self.overlap && self.wait_for_files(|files| files == 0, false) {
-            return Err(self.failure());
-        }
-        Ok(())
-    }
-
-    /// Waits until `ready` holds of the files handed over and not yet put, counting one more
-    /// if `take`; whether the thread has stopped instead.
-    fn wait_for_files(&self, ready: impl Fn(usize) -> bool, take: bool) -> bool {
-        let (lock, cv) = &*self.queue;
-        let queue = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut queue = cv
-            .wait_while(queue, |q| !ready(q.files) && !q.stopped)
-            .unwrap_or_else(|p| p.into_inner());
-        if take {
+        let stopped = {
+            let (lock, cv) = &*self.queue;
+            let queue = lock.lock().unwrap_or_else(|p| p.into_inner());
+            let mut queue = cv
+                .wait_while(queue, |q| q.files > 0 && !q.stopped)
+                .unwrap_or_else(|p| p.into_inner());
             queue.files += 1;
+            queue.stopped
+        };
+        if stopped {
+            return Err(self.failure());
         }
-        queue.stopped
+        self.send(Job::Put { key, bytes })
     }
 
     /// Reports batch `seq`, which wrote `days`, committed once its files are put.
@@ -101,6 +98,12 @@ impl Uploads {
     ///
     /// A file handed over before could not be put.
     pub(super) fn committed(&mut self, seq: u64, days: BTreeSet<NaiveDate>) -> Result<()> {
+        if let Some((_, ahead)) = &self.inline {
+            if let Some(ahead) = ahead {
+                ahead.committed(seq, days);
+            }
+            return Ok(());
+        }
         self.send(Job::Committed { seq, days })
     }
 
@@ -110,6 +113,9 @@ impl Uploads {
     ///
     /// One of them could not be put.
     pub(super) fn flush(&mut self) -> Result<()> {
+        if self.inline.is_some() {
+            return Ok(());
+        }
         let (reply, done) = mpsc::sync_channel(1);
         self.send(Job::Flush(reply))?;
         done.recv().map_err(|_| self.failure())
@@ -168,14 +174,8 @@ fn upload(
     for job in jobs {
         match job {
             Job::Put { key, bytes } => {
-                match store.put(&key, bytes, Condition::Absent) {
-                    // A name taken already holds exactly these ids (a retried batch, or another
-                    // writer that read the same input), so they are in the lake.
-                    Ok(Put::Conflict) => {
-                        tracing::debug!(key, "Data file already in the lake (a retried write).");
-                    }
-                    Ok(Put::Written { .. }) => {}
-                    Err(e) => return Some(e),
+                if let Err(e) = put_absent(store, &key, bytes) {
+                    return Some(e);
                 }
                 let (lock, cv) = queue;
                 lock.lock().unwrap_or_else(|p| p.into_inner()).files -= 1;
@@ -192,4 +192,13 @@ fn upload(
         }
     }
     None
+}
+
+/// Creates `key` if absent. A name taken already holds exactly these ids (a retried batch, or
+/// another writer that read the same input), so they are in the lake.
+fn put_absent(store: &dyn Store, key: &str, bytes: Bytes) -> Result<()> {
+    if let Put::Conflict = store.put(key, bytes, Condition::Absent)? {
+        tracing::debug!(key, "Data file already in the lake (a retried write).");
+    }
+    Ok(())
 }
