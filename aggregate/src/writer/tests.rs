@@ -2,7 +2,6 @@
 //! `usage_hourly` agreeing with `usage_events`.
 
 use std::fs;
-use std::time::Duration;
 
 use agentmeter_schemas::tables::{ChatMeasures, HOUR_MS, USAGE_EVENTS, USAGE_HOURLY};
 use agentmeter_schemas::{EventId, ModelId, SourceUri, TenantId, Tier, Tokens, UsageEvent, UserId};
@@ -10,7 +9,7 @@ use agentmeter_schemas::{EventId, ModelId, SourceUri, TenantId, Tier, Tokens, Us
 use super::*;
 use crate::lake::Lake;
 
-const DAY0: i64 = 1_790_812_800_000; // 2026-10-01T00:00:00Z
+pub(crate) const DAY0: i64 = 1_790_812_800_000; // 2026-10-01T00:00:00Z
 
 pub(crate) fn ev(id: &str, tenant: &str, t: i64, input: i64) -> UsageEvent {
     UsageEvent {
@@ -34,15 +33,15 @@ pub(crate) fn ev(id: &str, tenant: &str, t: i64, input: i64) -> UsageEvent {
     }
 }
 
-fn small() -> WriterOptions {
+pub(crate) fn small() -> WriterOptions {
     WriterOptions { batch_rows: 3, max_rows_per_file: 2, index_budget: 1000, ..Default::default() }
 }
 
-fn day(n: u32) -> NaiveDate {
+pub(crate) fn day(n: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 10, n).unwrap()
 }
 
-fn all_events(lake: &Lake) -> Vec<UsageEvent> {
+pub(crate) fn all_events(lake: &Lake) -> Vec<UsageEvent> {
     let mut out = Vec::new();
     for dt in lake.partitions(USAGE_EVENTS).unwrap() {
         out.extend(lake.events(dt).unwrap());
@@ -609,7 +608,10 @@ fn lake_files(root: &std::path::Path) -> Vec<(String, Vec<u8>)> {
 
 /// Six days in time order, three events a day, through a writer that rolls up ahead, or one
 /// rolled up at the end.
-fn six_days(lake: &Lake, ahead: Option<&RollupsAhead>) -> (WriteStats, BTreeSet<NaiveDate>) {
+pub(crate) fn six_days(
+    lake: &Lake,
+    ahead: Option<&RollupsAhead>,
+) -> (WriteStats, BTreeSet<NaiveDate>) {
     let opts = WriterOptions { batch_rows: 4, ..small() };
     let mut w = match ahead {
         Some(a) => EventWriter::with_rollups_ahead(lake, opts, a),
@@ -831,207 +833,4 @@ fn hourly_rows_are_sorted_by_their_strings_not_by_when_they_were_met() {
     let mut sorted = rows.clone();
     sorted.sort();
     assert_eq!(rows, sorted);
-}
-
-/// A lake whose store calls `hook` around its listings and puts.
-fn hooked_lake(
-    root: &std::path::Path,
-    hook: impl Fn(crate::store::tests::Op<'_>) -> Result<()> + Send + Sync + 'static,
-) -> Lake {
-    let inner = crate::store::LocalStore::new(root);
-    Lake::open(std::sync::Arc::new(crate::store::tests::Hooked::new(inner, hook))).unwrap()
-}
-
-fn is_data_file(key: &str, dt: NaiveDate) -> bool {
-    key.starts_with(&format!("{USAGE_EVENTS}/dt={dt}/"))
-}
-
-#[test]
-fn the_next_batch_is_deduplicated_while_a_file_goes_up() {
-    use crate::store::tests::Op;
-    use std::sync::{Arc, Mutex};
-    let dir = tempfile::tempdir().unwrap();
-    let seen = Arc::new(Mutex::new(Vec::<&'static str>::new()));
-    let (listed, day2_listed) = mpsc::channel::<()>();
-    let day2_listed = Mutex::new(day2_listed);
-    let log = seen.clone();
-    let lake = hooked_lake(dir.path(), move |op| {
-        match op {
-            Op::List(p) if is_data_file(p, day(2)) => {
-                log.lock().unwrap().push("day 2 listed");
-                let _ = listed.send(());
-            }
-            Op::Put(k) if is_data_file(k, day(1)) => {
-                log.lock().unwrap().push("day 1 put begins");
-                // Held until the committer has gone on to day 2; bounded, so that a committer
-                // that waits for this put fails the test rather than hanging it.
-                let _ = day2_listed.lock().unwrap().recv_timeout(Duration::from_secs(10));
-            }
-            Op::PutDone(k) if is_data_file(k, day(1)) => log.lock().unwrap().push("day 1 put"),
-            _ => {}
-        }
-        Ok(())
-    });
-    // Two batches, a day each: the second is listed (and its ids read) after the first's file
-    // is handed over.
-    let mut w = EventWriter::new(&lake, WriterOptions { batch_rows: 2, ..small() });
-    for (id, d) in [("a", 0), ("b", 0), ("c", 1), ("d", 1)] {
-        w.push(ev(id, "t1", DAY0 + d * 86_400_000, 1)).unwrap();
-    }
-    let (stats, _) = w.finish_without_rollups().unwrap();
-    assert_eq!((stats.written, stats.files), (4, 2));
-    // A copy: the hook takes the same lock when the lake is read below.
-    let seen = seen.lock().unwrap().clone();
-    let at = |what| seen.iter().position(|s| *s == what).unwrap();
-    assert!(
-        at("day 2 listed") < at("day 1 put"),
-        "day 2 is listed and deduplicated while day 1's file goes up: {seen:?}"
-    );
-    assert_eq!(all_events(&lake).len(), 4);
-}
-
-#[test]
-fn where_puts_are_quick_the_committer_waits_for_each_before_going_on() {
-    use crate::store::tests::{Hooked, Op};
-    use std::sync::{Arc, Mutex};
-    let dir = tempfile::tempdir().unwrap();
-    let seen = Arc::new(Mutex::new(Vec::<&'static str>::new()));
-    let log = seen.clone();
-    let mut store = Hooked::new(crate::store::LocalStore::new(dir.path()), move |op| {
-        match op {
-            Op::List(p) if is_data_file(p, day(2)) => log.lock().unwrap().push("day 2 listed"),
-            // Long enough for day 2 to be listed meanwhile, were the committer not waiting.
-            Op::Put(k) if is_data_file(k, day(1)) => std::thread::sleep(Duration::from_millis(200)),
-            Op::PutDone(k) if is_data_file(k, day(1)) => log.lock().unwrap().push("day 1 put"),
-            _ => {}
-        }
-        Ok(())
-    });
-    // As a local directory: no encoded file is held while another goes up.
-    store.slow_puts = false;
-    let lake = Lake::open(Arc::new(store)).unwrap();
-    let mut w = EventWriter::new(&lake, WriterOptions { batch_rows: 2, ..small() });
-    for (id, d) in [("a", 0), ("b", 0), ("c", 1), ("d", 1)] {
-        w.push(ev(id, "t1", DAY0 + d * 86_400_000, 1)).unwrap();
-    }
-    w.finish_without_rollups().unwrap();
-    assert_eq!(*seen.lock().unwrap(), ["day 1 put", "day 2 listed"]);
-}
-
-#[test]
-fn the_days_of_a_batch_are_listed_together() {
-    use crate::store::tests::{Op, Together};
-    let dir = tempfile::tempdir().unwrap();
-    let days = std::sync::Arc::new(Together::new(3));
-    let meet = days.clone();
-    let lake = hooked_lake(dir.path(), move |op| {
-        if let Op::List(p) = op
-            && p.starts_with(&format!("{USAGE_EVENTS}/dt="))
-        {
-            meet.arrive();
-        }
-        Ok(())
-    });
-    let mut w = EventWriter::new(&lake, WriterOptions { batch_rows: 5, ..small() });
-    for (id, d) in [("a", 0), ("b", 1), ("c", 2), ("a", 0), ("d", 1)] {
-        w.push(ev(id, "t1", DAY0 + d * 86_400_000, 1)).unwrap();
-    }
-    let (stats, touched) = w.finish_without_rollups().unwrap();
-    assert_eq!(days.timed_out(), 0, "the three days' listings were in flight together");
-    assert_eq!((stats.written, stats.duplicates, stats.files), (4, 1, 3));
-    assert_eq!(touched, BTreeSet::from([day(1), day(2), day(3)]));
-}
-
-#[test]
-fn a_commit_returns_once_every_file_is_in_the_store() {
-    use crate::store::tests::Op;
-    let dir = tempfile::tempdir().unwrap();
-    let lake = hooked_lake(dir.path(), |op| {
-        if let Op::Put(k) = op
-            && k.starts_with(USAGE_EVENTS)
-        {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(())
-    });
-    let mut w = EventWriter::new(&lake, small());
-    for (id, d) in [("a", 0), ("b", 0), ("c", 1), ("d", 1), ("e", 2)] {
-        w.push(ev(id, "t1", DAY0 + d * 86_400_000, 1)).unwrap();
-    }
-    w.commit().unwrap();
-    // Read straight from the directory, as another process would.
-    let other = Lake::existing_dir(dir.path()).unwrap();
-    let files: usize = (1..=3).map(|d| other.files(USAGE_EVENTS, day(d)).unwrap().len()).sum();
-    assert_eq!(files, 4, "a file for each day of the first batch, two for the second");
-    assert_eq!(all_events(&other).len(), 5);
-    drop(w);
-}
-
-#[test]
-fn a_put_that_fails_fails_the_commit_with_the_stores_error() {
-    use crate::store::tests::Op;
-    let dir = tempfile::tempdir().unwrap();
-    let lake = hooked_lake(dir.path(), |op| match op {
-        Op::Put(k) if is_data_file(k, day(2)) => Err(Error::Store {
-            uri: format!("file:///lake/{k}"),
-            operation: "PutObject",
-            detail: "refused".into(),
-        }),
-        _ => Ok(()),
-    });
-    let mut w = EventWriter::new(&lake, WriterOptions { batch_rows: 2, ..small() });
-    for (id, d) in [("a", 0), ("b", 0), ("c", 1), ("d", 1)] {
-        w.push(ev(id, "t1", DAY0 + d * 86_400_000, 1)).unwrap();
-    }
-    let err = w.commit().unwrap_err().to_string();
-    assert!(
-        err.starts_with("PutObject file:///lake/usage_events/dt=2026-10-02/part-")
-            && err.ends_with(".parquet: refused"),
-        "{err}"
-    );
-    // Day 1 is whole in the lake; nothing of day 2 is.
-    assert_eq!(lake.events(day(1)).unwrap().len(), 2);
-    assert!(lake.files(USAGE_EVENTS, day(2)).unwrap().is_empty());
-    // The writer stays failed: nothing more is taken.
-    assert!(w.push(ev("e", "t1", DAY0, 1)).is_ok(), "held in the open batch");
-    assert!(w.commit().is_err());
-}
-
-#[test]
-fn rollups_ahead_read_a_day_only_after_its_files_are_put() {
-    use crate::store::tests::Op;
-    use std::sync::{Arc, Mutex};
-    let dir = tempfile::tempdir().unwrap();
-    // Data files put, and rollups put before all of their day's data files were.
-    let done = Arc::new(Mutex::new(BTreeSet::<String>::new()));
-    let early = Arc::new(Mutex::new(Vec::<String>::new()));
-    let (done_in, early_in) = (done.clone(), early.clone());
-    let lake = hooked_lake(dir.path(), move |op| {
-        match op {
-            Op::Put(k) if k.starts_with(USAGE_EVENTS) => {
-                // Slow puts: a rollup told too early would run before this one ends.
-                std::thread::sleep(Duration::from_millis(30));
-            }
-            Op::PutDone(k) if k.starts_with(USAGE_EVENTS) => {
-                done_in.lock().unwrap().insert(k.to_owned());
-            }
-            Op::Put(k) if k.starts_with(USAGE_HOURLY) => {
-                let dt = k.split('/').nth(1).unwrap_or_default();
-                let done = done_in.lock().unwrap();
-                if done.iter().filter(|d| d.split('/').nth(1) == Some(dt)).count() < 2 {
-                    early_in.lock().unwrap().push(k.to_owned());
-                }
-            }
-            _ => {}
-        }
-        Ok(())
-    });
-    let ahead = RollupsAhead::new(&lake);
-    let (_, days) = six_days(&lake, Some(&ahead));
-    ahead.settle();
-    let report = ahead.finish();
-    assert_eq!(report.current, days);
-    assert!(report.rolled >= 5, "{report:?}");
-    assert_eq!(done.lock().unwrap().len(), 12, "two data files a day");
-    assert!(early.lock().unwrap().is_empty(), "{:?}", early.lock().unwrap());
 }

@@ -54,11 +54,11 @@ pub(super) struct Uploads {
 impl Uploads {
     pub(super) fn new(store: Arc<dyn Store>, ahead: Option<AheadLink>) -> Self {
         let uri = store.uri();
-        let (tx, rx) = mpsc::channel::<Job>();
         let queue = Arc::new((Mutex::new(Queue::default()), Condvar::new()));
         if !store.slow_puts() {
             return Self { uri, inline: Some((store, ahead)), tx: None, queue, worker: None };
         }
+        let (tx, rx) = mpsc::channel::<Job>();
         let shared = queue.clone();
         let worker = std::thread::spawn(move || {
             let _stopping = Stopping(&shared);
@@ -202,3 +202,6 @@ fn put_absent(store: &dyn Store, key: &str, bytes: Bytes) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
