@@ -24,10 +24,23 @@ impl Tmpfs {
         ok.then(|| Tmpfs(at.to_owned()))
     }
 
+    /// Remounts with `opts`. Turning read-only is refused (busy) while a file on it is open
+    /// for writing, as the writer's file being written is for a moment: tried again for up to
+    /// 10 s.
     fn remount(&self, opts: &str) {
-        let s =
-            Command::new("mount").args(["-o", &format!("remount,{opts}")]).arg(&self.0).status();
-        assert!(s.unwrap().success(), "remount {opts}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = Command::new("mount")
+                .args(["-o", &format!("remount,{opts}")])
+                .arg(&self.0)
+                .stderr(Stdio::null())
+                .status();
+            if s.unwrap().success() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "remount {opts}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 }
 
