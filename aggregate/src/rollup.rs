@@ -232,11 +232,7 @@ fn versions(lake: &Lake, dt: NaiveDate) -> Result<Versions> {
             (etag, covers)
         }))
     })?;
-    let mut out: Versions = Default::default();
-    for (slot, footer) in out.iter_mut().zip(footers) {
-        *slot = footer;
-    }
-    Ok(out)
+    Ok(footers.try_into().unwrap_or_else(|_| unreachable!("three footers read")))
 }
 
 /// Whether the rollups as read (`versions`) cover `coverage`.
@@ -813,13 +809,12 @@ mod tests {
         use crate::store::tests::{Hooked, Op, Together};
         use std::sync::Arc;
         let dir = tempfile::tempdir().unwrap();
-        let day0 = 1_790_812_800_000; // 2026-10-01T00:00:00Z
         let mut w = crate::writer::EventWriter::new(
             &Lake::open_dir(dir.path()).unwrap(),
             Default::default(),
         );
         for (id, t, n) in [("a", "t1", 5), ("b", "t2", 6), ("c", "t1", 7)] {
-            w.push(crate::writer::tests::ev(id, t, day0 + 10, n)).unwrap();
+            w.push(crate::writer::tests::ev(id, t, crate::writer::tests::DAY0 + 10, n)).unwrap();
         }
         w.finish_without_rollups().unwrap();
         let (footers, listings) = (Arc::new(Together::new(3)), Arc::new(Together::new(2)));
