@@ -167,6 +167,8 @@ struct Partition {
 /// files other writers added before each commit.
 struct DedupIndex {
     parts: HashMap<NaiveDate, Partition>,
+    /// Days whose ids were dropped to stay within the budget.
+    evicted: std::collections::HashSet<NaiveDate>,
     clock: u64,
     entries: usize,
     budget: usize,
@@ -174,7 +176,7 @@ struct DedupIndex {
 
 impl DedupIndex {
     fn new(budget: usize) -> Self {
-        Self { parts: HashMap::new(), clock: 0, entries: 0, budget }
+        Self { parts: HashMap::new(), evicted: Default::default(), clock: 0, entries: 0, budget }
     }
 
     /// The ids of day `dt`: those held, and those of any file in `listed` (the day's data files
@@ -187,6 +189,7 @@ impl DedupIndex {
     ) -> Result<&mut Partition> {
         self.clock += 1;
         let clock = self.clock;
+        self.evicted.remove(&dt);
         let part = self.parts.entry(dt).or_insert_with(|| Partition {
             ids: IdIndex::default(),
             files: std::collections::HashSet::new(),
@@ -237,7 +240,10 @@ impl DedupIndex {
                 .min_by_key(|(_, p)| p.last_used)
                 .map(|(dt, _)| *dt);
             match victim {
-                Some(dt) => self.forget(dt),
+                Some(dt) => {
+                    self.forget(dt);
+                    self.evicted.insert(dt);
+                }
                 None => break,
             }
         }
@@ -269,11 +275,32 @@ struct Batch<R> {
     bytes: usize,
     /// Its place among the writer's batches, from 1 (for the rollups ahead).
     seq: u64,
+    /// Its days' listings, started when it was handed over (where requests are slow).
+    listed: Option<Listing>,
+}
+
+/// A batch's days' data files, listed on a thread of their own.
+type Listing = mpsc::Receiver<Result<Vec<(NaiveDate, Vec<ObjectMeta>)>>>;
+
+/// The data files of each of `days`, listed side by side: on S3 each listing is a round trip,
+/// and the days are independent.
+fn list_days<R: LakeRecord>(
+    lake: &Lake,
+    days: Vec<NaiveDate>,
+) -> Result<Vec<(NaiveDate, Vec<ObjectMeta>)>> {
+    let listed = concurrently(days.clone(), REQUESTS_AT_ONCE, |dt| lake.files(R::TABLE, dt))?;
+    Ok(days.into_iter().zip(listed).collect())
 }
 
 impl<R: LakeRecord> Batch<R> {
     fn with_capacity(n: usize) -> Self {
-        Self { records: Vec::with_capacity(n), keys: Vec::with_capacity(n), bytes: 0, seq: 0 }
+        Self {
+            records: Vec::with_capacity(n),
+            keys: Vec::with_capacity(n),
+            bytes: 0,
+            seq: 0,
+            listed: None,
+        }
     }
 
     /// The days its records fall on (records mostly come in time order: one lookup a run).
@@ -301,7 +328,7 @@ impl<R: LakeRecord> Batch<R> {
 }
 
 impl<R: LakeRecord> Committer<R> {
-    fn commit(&mut self, batch: Batch<R>) -> Result<()> {
+    fn commit(&mut self, mut batch: Batch<R>) -> Result<()> {
         let seq = batch.seq;
         // Group by day through a permutation: a stable sort keeps input order within a day,
         // so the first delivery of an id is the one kept, and no event is moved.
@@ -310,15 +337,7 @@ impl<R: LakeRecord> Committer<R> {
         let mut order: Vec<usize> = (0..batch.records.len()).collect();
         order.sort_by_key(|&i| days_of[i]);
         let days: BTreeSet<NaiveDate> = days_of.iter().copied().collect();
-        // Every day's files listed at once: on S3 each listing is a round trip, and the days
-        // are independent. A file another writer adds after its day's listing is a race the
-        // readers resolve anyway (two writers storing one id at the same moment).
-        let lake = &self.lake;
-        let listings = concurrently(days.iter().copied().collect(), REQUESTS_AT_ONCE, |dt| {
-            lake.files(R::TABLE, dt)
-        })?;
-        let mut listings: HashMap<NaiveDate, Vec<ObjectMeta>> =
-            days.iter().copied().zip(listings).collect();
+        let mut listings = self.listings(&days, batch.listed.take())?;
         let mut written = BTreeSet::new();
         for run in order.chunk_by(|&a, &b| days_of[a] == days_of[b]) {
             let dt = days_of[run[0]];
@@ -339,6 +358,33 @@ impl<R: LakeRecord> Committer<R> {
         // The batch's records are freed here; its last file may still be going up.
         drop(batch);
         self.uploads.committed(seq, written)
+    }
+
+    /// The data files of each of `days` now, or as `listed` when the batch was handed over.
+    /// A day whose ids were evicted from the index is listed again once every file handed
+    /// to the uploads is put: its files still going up were in no earlier listing, and their
+    /// ids are no longer held.
+    fn listings(
+        &mut self,
+        days: &BTreeSet<NaiveDate>,
+        listed: Option<Listing>,
+    ) -> Result<HashMap<NaiveDate, Vec<ObjectMeta>>> {
+        let mut out: HashMap<NaiveDate, Vec<ObjectMeta>> = match listed {
+            Some(listed) => listed.recv().unwrap_or_else(|_| Ok(Vec::new()))?.into_iter().collect(),
+            None => HashMap::new(),
+        };
+        let evicted: Vec<NaiveDate> =
+            days.iter().copied().filter(|dt| self.index.evicted.contains(dt)).collect();
+        if !evicted.is_empty() {
+            self.uploads.flush()?;
+            for dt in &evicted {
+                out.remove(dt);
+            }
+        }
+        let missing: Vec<NaiveDate> =
+            days.iter().copied().filter(|dt| !out.contains_key(dt)).collect();
+        out.extend(list_days::<R>(&self.lake, missing)?);
+        Ok(out)
     }
 
     /// Writes the events `batch[i]` for `i` in `day` (all of day `dt`, in input order), the
@@ -522,8 +568,20 @@ impl<R: LakeRecord> EventWriter<R> {
     fn hand(&mut self, mut batch: Batch<R>) -> Result<()> {
         self.handed += 1;
         batch.seq = self.handed;
+        let slow = self.lake.store().slow_puts();
+        let days = if slow || self.ahead.is_some() { batch.days() } else { BTreeSet::new() };
+        if slow {
+            // Listed while the committer finishes the batch before: on S3 a listing is a round
+            // trip the committer, which every record goes through, would otherwise wait for.
+            // A file another writer adds after the listing is a race the readers resolve
+            // anyway (two writers storing one id at the same moment).
+            let (tx, rx) = mpsc::sync_channel(1);
+            let (lake, days) = (self.lake.clone(), days.iter().copied().collect());
+            std::thread::spawn(move || tx.send(list_days::<R>(&lake, days)));
+            batch.listed = Some(rx);
+        }
         if let Some(ahead) = &self.ahead {
-            ahead.handed(batch.seq, batch.days());
+            ahead.handed(batch.seq, days);
         }
         self.send(Msg::Batch(batch))
     }

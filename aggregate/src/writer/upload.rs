@@ -1,19 +1,21 @@
-//! The committer's data files on their way into the store, put from a thread of their own:
-//! the committer lists, deduplicates and encodes the next day or batch while a file goes up.
-//! An S3 put waits on the network and on S3 (a local one on its fsync), and the committer is
-//! the one thread every record goes through, so a wait there held up the whole run.
+//! The committer's data files on their way into the store, put from threads of their own: the
+//! committer lists, deduplicates and encodes the next day or batch while files go up. An S3
+//! put waits on the network and on S3 (tens of milliseconds, almost none of it CPU), and the
+//! committer is the one thread every record goes through, so a wait there held up the whole
+//! run; in batches of a Lambda's size a file is encoded faster than one put answers, so
+//! several go up at once.
 //!
-//! Files are put one at a time and in order; the committer hands over the next only once the
-//! one before is put, so at most one encoded file waits beside the batch in work. Where puts
-//! are quick ([`Store::slow_puts`]: a local directory) there is no thread: the committer puts
-//! each file itself, holding none while it encodes the next. A batch is reported committed
-//! (to the rollups ahead) only after its files are put, and [`Uploads::flush`] returns only
-//! once every file handed over is durable: a commit, and the checkpoint saved after it, never
-//! run ahead of the store.
+//! Up to [`PUTS_AT_ONCE`] files go up at once and one more waits, within [`HELD_BYTES`]
+//! (a larger file alone is allowed): the committer hands over the next only when there is
+//! room. Where puts are quick ([`Store::slow_puts`]: a local directory) there are no threads:
+//! the committer puts each file itself, holding none while it encodes the next. A batch is
+//! reported committed (to the rollups ahead) only once every file handed over before its
+//! report is put, whatever order the puts end in, and [`Uploads::flush`] returns only once
+//! every file handed over is durable: a commit, and the checkpoint saved after it, never run
+//! ahead of the store.
 
-use std::collections::BTreeSet;
-use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex};
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
@@ -23,88 +25,147 @@ use super::ahead::AheadLink;
 use crate::error::{Error, Result};
 use crate::store::{Condition, Put, Store};
 
-enum Job {
-    /// Create the object if absent.
-    Put { key: String, bytes: Bytes },
-    /// Every file of batch `seq` is put: tell the rollups ahead.
-    Committed { seq: u64, days: BTreeSet<NaiveDate> },
-    /// Reply once every job before is done.
-    Flush(mpsc::SyncSender<()>),
-}
+/// Most files going up at once where puts are slow. Measured against moto answering 20 ms
+/// late (BENCHMARKS.md, "Levers"): one at a time, 10,000-row batches were bound by their puts.
+pub(crate) const PUTS_AT_ONCE: usize = 4;
 
-/// Files handed over and not yet put, and whether the thread has stopped taking jobs.
+/// Most bytes of encoded files handed over and not yet put (a larger file is let through
+/// alone): what the uploads add to a writer's memory.
+pub(crate) const HELD_BYTES: usize = 64 << 20;
+
+/// What the committer and the upload threads share.
 #[derive(Default)]
-struct Queue {
-    files: usize,
-    stopped: bool,
+struct State {
+    /// Files handed over and not started, each with its number (from 0, in hand-over order).
+    waiting: VecDeque<(u64, String, Bytes)>,
+    /// Files handed over and not yet put, and their bytes.
+    held: usize,
+    held_bytes: usize,
+    /// Files handed over so far.
+    handed: u64,
+    /// Every file numbered below this is put.
+    put_below: u64,
+    /// Files put, numbered above `put_below`.
+    put_after: BTreeSet<u64>,
+    /// Batches reported committed, each waiting for `put_below` to reach its mark, in order.
+    notices: VecDeque<(u64, u64, BTreeSet<NaiveDate>)>,
+    /// The first failed put's error, until the committer takes it.
+    error: Option<Error>,
+    /// A put failed: nothing more is started, and the committer's next call fails.
+    broken: bool,
+    /// The committer is gone: the threads put what is waiting, then end.
+    hung_up: bool,
 }
 
-/// The committer's end of the upload thread.
+impl State {
+    /// Records file `n` put, and tells the rollups ahead of each batch whose files are now all
+    /// put, in order.
+    fn put_done(&mut self, n: u64, len: usize, ahead: Option<&AheadLink>) {
+        self.held -= 1;
+        self.held_bytes -= len;
+        self.put_after.insert(n);
+        while self.put_after.remove(&self.put_below) {
+            self.put_below += 1;
+        }
+        self.notify(ahead);
+    }
+
+    fn notify(&mut self, ahead: Option<&AheadLink>) {
+        while self.notices.front().is_some_and(|(mark, ..)| *mark <= self.put_below) {
+            if let (Some((_, seq, days)), Some(ahead)) = (self.notices.pop_front(), ahead) {
+                ahead.committed(seq, days);
+            }
+        }
+    }
+}
+
+type Shared = Arc<(Mutex<State>, Condvar)>;
+
+fn lock(shared: &(Mutex<State>, Condvar)) -> MutexGuard<'_, State> {
+    shared.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The committer's end of the uploads.
 pub(super) struct Uploads {
     uri: String,
-    /// Where puts are quick: the store and the rollups ahead, called on the committer's thread.
-    inline: Option<(Arc<dyn Store>, Option<AheadLink>)>,
-    /// Unbounded: only files are limited (by `queue`); a batch's notice or a flush never waits
-    /// behind a put to be handed over.
-    tx: Option<mpsc::Sender<Job>>,
-    queue: Arc<(Mutex<Queue>, Condvar)>,
-    worker: Option<JoinHandle<Option<Error>>>,
+    /// Where puts are quick: the store, called on the committer's thread.
+    inline: Option<Arc<dyn Store>>,
+    ahead: Option<AheadLink>,
+    shared: Shared,
+    workers: Vec<JoinHandle<()>>,
 }
 
 impl Uploads {
     pub(super) fn new(store: Arc<dyn Store>, ahead: Option<AheadLink>) -> Self {
         let uri = store.uri();
-        let queue = Arc::new((Mutex::new(Queue::default()), Condvar::new()));
+        let shared: Shared = Arc::default();
         if !store.slow_puts() {
-            return Self { uri, inline: Some((store, ahead)), tx: None, queue, worker: None };
+            return Self { uri, inline: Some(store), ahead, shared, workers: Vec::new() };
         }
-        let (tx, rx) = mpsc::channel::<Job>();
-        let shared = queue.clone();
-        let worker = std::thread::spawn(move || {
-            let _stopping = Stopping(&shared);
-            upload(&*store, rx, ahead.as_ref(), &shared)
-        });
-        Self { uri, inline: None, tx: Some(tx), queue, worker: Some(worker) }
+        let workers = (0..PUTS_AT_ONCE)
+            .map(|_| {
+                let (store, shared, ahead) = (store.clone(), shared.clone(), ahead.clone());
+                std::thread::spawn(move || {
+                    let _stopping = Stopping(&shared);
+                    upload(&*store, &shared, ahead.as_ref());
+                })
+            })
+            .collect();
+        Self { uri, inline: None, ahead, shared, workers }
     }
 
-    /// Puts `bytes` under `key` (if absent): where puts are slow, on the thread once the file
-    /// before is put, returning at once; else here.
+    /// Puts `bytes` under `key` (if absent): where puts are slow, on an upload thread once
+    /// there is room, returning at once; else here.
     ///
     /// # Errors
     ///
     /// This file (where puts are quick) or one handed over before could not be put.
     pub(super) fn put(&mut self, key: String, bytes: Bytes) -> Result<()> {
-        if let Some((store, _)) = &self.inline {
+        if let Some(store) = &self.inline {
             return put_absent(&**store, &key, bytes);
         }
-        let stopped = {
-            let (lock, cv) = &*self.queue;
-            let queue = lock.lock().unwrap_or_else(|p| p.into_inner());
-            let mut queue = cv
-                .wait_while(queue, |q| q.files > 0 && !q.stopped)
-                .unwrap_or_else(|p| p.into_inner());
-            queue.files += 1;
-            queue.stopped
-        };
-        if stopped {
-            return Err(self.failure());
+        let (_, cv) = &*self.shared;
+        let len = bytes.len();
+        let state = lock(&self.shared);
+        let mut state = cv
+            .wait_while(state, |s| {
+                !s.broken
+                    && s.held > 0
+                    && (s.held > PUTS_AT_ONCE || s.held_bytes + len > HELD_BYTES)
+            })
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if state.broken {
+            return Err(self.failure(state));
         }
-        self.send(Job::Put { key, bytes })
+        let n = state.handed;
+        state.handed += 1;
+        state.held += 1;
+        state.held_bytes += len;
+        state.waiting.push_back((n, key, bytes));
+        cv.notify_all();
+        Ok(())
     }
 
-    /// Reports batch `seq`, which wrote `days`, committed once its files are put.
+    /// Reports batch `seq`, which wrote `days`, committed once every file handed over so far
+    /// is put.
     ///
     /// # Errors
     ///
     /// A file handed over before could not be put.
     pub(super) fn committed(&mut self, seq: u64, days: BTreeSet<NaiveDate>) -> Result<()> {
-        if let Some((_, ahead)) = &self.inline {
-            if let Some(ahead) = ahead {
-                ahead.committed(seq, days);
-            }
+        let Some(ahead) = &self.ahead else { return Ok(()) };
+        if self.inline.is_some() {
+            ahead.committed(seq, days);
             return Ok(());
         }
-        self.send(Job::Committed { seq, days })
+        let mut state = lock(&self.shared);
+        if state.broken {
+            return Err(self.failure(state));
+        }
+        let mark = state.handed;
+        state.notices.push_back((mark, seq, days));
+        state.notify(self.ahead.as_ref());
+        Ok(())
     }
 
     /// Waits until every file handed over is in the store.
@@ -116,82 +177,88 @@ impl Uploads {
         if self.inline.is_some() {
             return Ok(());
         }
-        let (reply, done) = mpsc::sync_channel(1);
-        self.send(Job::Flush(reply))?;
-        done.recv().map_err(|_| self.failure())
-    }
-
-    fn send(&mut self, job: Job) -> Result<()> {
-        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(job).is_ok());
-        if sent { Ok(()) } else { Err(self.failure()) }
-    }
-
-    /// The thread's error, once it has stopped.
-    fn failure(&mut self) -> Error {
-        self.tx = None;
-        match self.worker.take().map(JoinHandle::join) {
-            Some(Ok(Some(e))) => e,
-            Some(Err(panic)) => std::panic::resume_unwind(panic),
-            _ => Error::NotALake {
-                root: self.uri.clone().into(),
-                reason: "the lake writer's uploads stopped".into(),
-            },
+        let (_, cv) = &*self.shared;
+        let state = lock(&self.shared);
+        let state = cv
+            .wait_while(state, |s| !s.broken && s.put_below < s.handed)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if state.broken {
+            return Err(self.failure(state));
         }
+        Ok(())
+    }
+
+    /// The failed put's error (once; later calls get a general one).
+    fn failure(&self, mut state: MutexGuard<'_, State>) -> Error {
+        state.error.take().unwrap_or_else(|| Error::NotALake {
+            root: self.uri.clone().into(),
+            reason: "the lake writer's uploads stopped".into(),
+        })
     }
 }
 
 impl Drop for Uploads {
     fn drop(&mut self) {
-        // The file being put is finished (an object appears whole or not at all); nothing
-        // is handed over after it.
-        self.tx = None;
-        if let Some(w) = self.worker.take() {
-            let _ = w.join();
+        // The files handed over are still put (each object appears whole or not at all);
+        // nothing is handed over after them.
+        lock(&self.shared).hung_up = true;
+        self.shared.1.notify_all();
+        for w in self.workers.drain(..) {
+            if let Err(panic) = w.join()
+                && !std::thread::panicking()
+            {
+                std::panic::resume_unwind(panic);
+            }
         }
     }
 }
 
-/// Marks the thread stopped however it ends (a panic too), waking a committer waiting to hand
-/// over a file: it then finds the thread's error.
-struct Stopping<'a>(&'a (Mutex<Queue>, Condvar));
+/// Marks the uploads broken if an upload thread panics, waking a committer waiting for room
+/// or a flush: it then fails rather than waiting for a put that will never end.
+struct Stopping<'a>(&'a (Mutex<State>, Condvar));
 
 impl Drop for Stopping<'_> {
     fn drop(&mut self) {
-        let (lock, cv) = self.0;
-        lock.lock().unwrap_or_else(|p| p.into_inner()).stopped = true;
-        cv.notify_all();
+        if std::thread::panicking() {
+            lock(self.0).broken = true;
+            self.0.1.notify_all();
+        }
     }
 }
 
-/// The upload thread: runs the jobs in order until the committer hangs up, or until a put
-/// fails (its error returned; the committer's next hand-over or flush fails with it).
-fn upload(
-    store: &dyn Store,
-    jobs: mpsc::Receiver<Job>,
-    ahead: Option<&AheadLink>,
-    queue: &(Mutex<Queue>, Condvar),
-) -> Option<Error> {
-    for job in jobs {
-        match job {
-            Job::Put { key, bytes } => {
-                if let Err(e) = put_absent(store, &key, bytes) {
-                    return Some(e);
-                }
-                let (lock, cv) = queue;
-                lock.lock().unwrap_or_else(|p| p.into_inner()).files -= 1;
-                cv.notify_all();
+/// An upload thread: puts the files waiting, in order of hand-over, until the committer hangs
+/// up and none is left, or until a put fails (here or on another thread).
+fn upload(store: &dyn Store, shared: &(Mutex<State>, Condvar), ahead: Option<&AheadLink>) {
+    let cv = &shared.1;
+    loop {
+        let (n, key, bytes) = {
+            let state = lock(shared);
+            let mut state = cv
+                .wait_while(state, |s| !s.broken && !s.hung_up && s.waiting.is_empty())
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if state.broken {
+                return;
             }
-            Job::Committed { seq, days } => {
-                if let Some(ahead) = ahead {
-                    ahead.committed(seq, days);
-                }
+            match state.waiting.pop_front() {
+                Some(job) => job,
+                None => return,
             }
-            Job::Flush(reply) => {
-                let _ = reply.send(());
+        };
+        let len = bytes.len();
+        let result = put_absent(store, &key, bytes);
+        let mut state = lock(shared);
+        match result {
+            Ok(()) => state.put_done(n, len, ahead),
+            Err(e) => {
+                if !state.broken {
+                    state.error = Some(e);
+                    state.broken = true;
+                }
             }
         }
+        drop(state);
+        cv.notify_all();
     }
-    None
 }
 
 /// Creates `key` if absent. A name taken already holds exactly these ids (a retried batch, or

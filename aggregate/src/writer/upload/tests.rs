@@ -215,3 +215,96 @@ fn rollups_ahead_read_a_day_only_after_its_files_are_put() {
     assert_eq!(done.lock().unwrap().len(), 12, "two data files a day");
     assert!(early.lock().unwrap().is_empty(), "{:?}", early.lock().unwrap());
 }
+
+#[test]
+fn several_files_go_up_at_once() {
+    use crate::store::tests::{Op, Together};
+    let dir = tempfile::tempdir().unwrap();
+    let puts = std::sync::Arc::new(Together::new(3));
+    let meet = puts.clone();
+    let lake = hooked_lake(dir.path(), move |op| {
+        if let Op::Put(k) = op
+            && k.starts_with(USAGE_EVENTS)
+        {
+            meet.arrive();
+        }
+        Ok(())
+    });
+    // One batch over three days: three files, each put while the others are in flight.
+    let mut w = EventWriter::new(&lake, WriterOptions { batch_rows: 3, ..small() });
+    for (id, d) in [("a", 0), ("b", 1), ("c", 2)] {
+        w.push(ev(id, "t1", DAY0 + d * 86_400_000, 1)).unwrap();
+    }
+    let (stats, _) = w.finish_without_rollups().unwrap();
+    assert_eq!(puts.timed_out(), 0, "the three puts were in flight together");
+    assert_eq!((stats.written, stats.files), (3, 3));
+    assert_eq!(all_events(&lake).len(), 3);
+}
+
+#[test]
+fn the_next_batch_is_listed_while_the_one_before_is_committed() {
+    use crate::store::tests::{Op, Together};
+    let dir = tempfile::tempdir().unwrap();
+    let listings = std::sync::Arc::new(Together::new(2));
+    let meet = listings.clone();
+    let lake = hooked_lake(dir.path(), move |op| {
+        if let Op::List(p) = op
+            && (is_data_file(p, day(1)) || is_data_file(p, day(2)))
+        {
+            meet.arrive();
+        }
+        Ok(())
+    });
+    // Two batches, a day each: the second's listing goes out while the first waits for its own.
+    let mut w = EventWriter::new(&lake, WriterOptions { batch_rows: 2, ..small() });
+    for (id, d) in [("a", 0), ("b", 0), ("c", 1), ("d", 1)] {
+        w.push(ev(id, "t1", DAY0 + d * 86_400_000, 1)).unwrap();
+    }
+    let (stats, _) = w.finish_without_rollups().unwrap();
+    assert_eq!(listings.timed_out(), 0, "both batches' days were listed together");
+    assert_eq!((stats.written, stats.files), (4, 2));
+}
+
+#[test]
+fn a_day_evicted_while_its_file_goes_up_is_listed_again_once_it_is_put() {
+    use crate::store::tests::Op;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let first = AtomicBool::new(true);
+    let lake = hooked_lake(dir.path(), move |op| {
+        if let Op::Put(k) = op
+            && is_data_file(k, day(1))
+            && first.swap(false, Ordering::SeqCst)
+        {
+            // Still going up when the third batch comes back to day 1.
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        Ok(())
+    });
+    // Room for two ids: day 1's are evicted once day 2 is written, and read back for the third
+    // batch, whose "a" is a duplicate of the first batch's.
+    let opts = WriterOptions { batch_rows: 2, index_budget: 2, ..small() };
+    let mut w = EventWriter::new(&lake, opts);
+    for (id, d) in [("a", 0), ("b", 0), ("c", 1), ("d", 1), ("a", 0), ("e", 0)] {
+        w.push(ev(id, "t1", DAY0 + d * 86_400_000, 1)).unwrap();
+    }
+    let (stats, _) = w.finish_without_rollups().unwrap();
+    assert_eq!((stats.written, stats.duplicates), (5, 1));
+    let ids: Vec<String> =
+        lake.events(day(1)).unwrap().iter().map(|e| e.event_id.to_string()).collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+}
+
+#[test]
+fn a_batch_is_reported_once_every_file_handed_over_before_it_is_put() {
+    use super::State;
+    let mut s = State { held: 3, handed: 3, ..State::default() };
+    // Batch 1 handed over files 0 and 1, batch 2 file 2.
+    s.notices.push_back((2, 1, BTreeSet::from([day(1)])));
+    s.notices.push_back((3, 2, BTreeSet::from([day(2)])));
+    s.put_done(2, 0, None);
+    s.put_done(1, 0, None);
+    assert_eq!(s.notices.len(), 2, "file 0 is still going up");
+    s.put_done(0, 0, None);
+    assert_eq!((s.put_below, s.notices.len(), s.held), (3, 0, 0));
+}
