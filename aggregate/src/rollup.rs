@@ -498,7 +498,57 @@ fn add_batch(batch: &RecordBatch, day: Day<'_>) -> std::result::Result<(), Strin
 /// The lake cannot be read or written, holds an invalid identifier, a sum overflows `i64`, or
 /// other writers kept changing the partition through every attempt.
 pub fn rebuild_hourly(lake: &Lake, dt: NaiveDate) -> Result<usize> {
-    rebuild_hourly_within(lake, dt, u64::MAX).map(Option::unwrap_or_default)
+    rebuild_hourly_within(lake, dt, u64::MAX, None).map(Option::unwrap_or_default)
+}
+
+/// Bytes of data files that the days rolled up beyond one a core may hold together: a day's
+/// rollup holds about its files' size in memory (its ids, groups and spans).
+const EXTRA_DAY_BYTES: u64 = 64 << 20;
+
+/// Admits the days of a rebuild of several: one a core at any time, and more (where each
+/// day mostly waits on round trips) while the days in flight hold at most [`EXTRA_DAY_BYTES`]
+/// of data files.
+#[derive(Debug)]
+pub(crate) struct DayGate {
+    /// Days in flight, and their data files' bytes.
+    in_flight: std::sync::Mutex<(usize, u64)>,
+    cv: std::sync::Condvar,
+    cores: usize,
+}
+
+impl DayGate {
+    pub(crate) fn new(cores: usize) -> Self {
+        Self { in_flight: Default::default(), cv: Default::default(), cores: cores.max(1) }
+    }
+
+    /// Waits until a day of `bytes` may start; it counts as in flight until the pass drops.
+    fn enter(&self, bytes: u64) -> DayPass<'_> {
+        let held = self.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut held = self
+            .cv
+            .wait_while(held, |(days, b)| {
+                *days >= self.cores && b.saturating_add(bytes) > EXTRA_DAY_BYTES
+            })
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        held.0 += 1;
+        held.1 += bytes;
+        DayPass { gate: self, bytes }
+    }
+}
+
+struct DayPass<'a> {
+    gate: &'a DayGate,
+    bytes: u64,
+}
+
+impl Drop for DayPass<'_> {
+    fn drop(&mut self) {
+        let mut held =
+            self.gate.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        held.0 -= 1;
+        held.1 -= self.bytes;
+        self.gate.cv.notify_all();
+    }
 }
 
 /// As [`rebuild_hourly`], unless the rollups are stale and the data files of `dt` total more
@@ -511,6 +561,7 @@ pub(crate) fn rebuild_hourly_within(
     lake: &Lake,
     dt: NaiveDate,
     max_bytes: u64,
+    gate: Option<&DayGate>,
 ) -> Result<Option<usize>> {
     for _ in 0..ATTEMPTS {
         // Versions first, then the listing: whatever a current rollup covers, the listing has.
@@ -523,6 +574,7 @@ pub(crate) fn rebuild_hourly_within(
         if bytes > max_bytes {
             return Ok(None);
         }
+        let _pass = gate.map(|g| g.enter(bytes));
         match rebuild_from(lake, dt, &versions, &coverage) {
             Ok(Some(n)) => return Ok(Some(n)),
             // Lost a race (a file compacted away, a rollup replaced): look again.
@@ -658,10 +710,7 @@ fn rebuild_from(
     let batch = agent_invocations_batch(&invocations)
         .map_err(|source| Error::Arrow { path: inv_key.clone().into(), source })?;
     // Sorted by tenant_id (column 4) then start_time (column 0).
-    let bytes = encode(&inv_key, agent_invocations_schema(), props(&[4, 0]), &[batch])?;
-    if !put(&inv_key, &versions[2], bytes)? {
-        return Ok(None);
-    }
+    let inv_bytes = encode(&inv_key, agent_invocations_schema(), props(&[4, 0]), &[batch])?;
     // Per tenant and hour: sums over users and models, distinct users, peak second.
     let mut tenant_hours: HashMap<(i64, u32, u32), TenantAcc> = HashMap::default();
     for (&(hour, t, n, u, ..), m) in groups.iter().filter(|(_, m)| m.invocations > 0) {
@@ -699,10 +748,8 @@ fn rebuild_from(
     let tenant_batch = tenant_hourly_batch(&tenant_rows)
         .map_err(|source| Error::Arrow { path: tenant_key.clone().into(), source })?;
     // Sorted by tenant_id (column 2) then hour (column 0).
-    let bytes = encode(&tenant_key, tenant_hourly_schema(), props(&[2, 0]), &[tenant_batch])?;
-    if !put(&tenant_key, &versions[1], bytes)? {
-        return Ok(None);
-    }
+    let tenant_bytes =
+        encode(&tenant_key, tenant_hourly_schema(), props(&[2, 0]), &[tenant_batch])?;
     let mut rows: Vec<(HourlyKey, HourlyMeasures)> = groups
         .into_iter()
         .map(|((hour_ms, t, n, u, m, service_tier, prompt_band), measures)| {
@@ -730,10 +777,17 @@ fn rebuild_from(
         .map_err(|source| Error::Arrow { path: key.clone().into(), source })?;
     // Sorted by tenant_id (column 2) then hour (column 0).
     let bytes = encode(&key, usage_hourly_schema(), props(&[2, 0]), &[batch])?;
-    if !put(&key, &versions[0], bytes)? {
-        return Ok(None);
-    }
-    Ok(Some(n))
+    // Put side by side where puts are slow (a round trip each on S3). Each replaces only the
+    // version read, so a put that lost a race leaves the rollup stale, and the rebuild starts
+    // again from the versions.
+    let at_once = if lake.store().slow_puts() { ROLLUP_TABLES.len() } else { 1 };
+    let puts = vec![
+        (&inv_key, &versions[2], inv_bytes),
+        (&tenant_key, &versions[1], tenant_bytes),
+        (&key, &versions[0], bytes),
+    ];
+    let written = crate::store::concurrently(puts, at_once, |(k, v, b)| put(k, v, b))?;
+    Ok(written.iter().all(|w| *w).then_some(n))
 }
 
 /// What rebuilding the rollups of several partitions did: each partition on its own, so one
@@ -768,9 +822,14 @@ impl RollupReport {
     }
 }
 
-/// Rebuilds several partitions on up to `threads` threads; a partition that fails is reported
-/// and the others are still rebuilt.
+/// Rebuilds several partitions, `threads` at once (twice as many where requests are round
+/// trips, within [`DayGate`]'s bound); a partition that fails is reported and the others are
+/// still rebuilt.
 pub fn rebuild_hourly_all(lake: &Lake, days: &[NaiveDate], threads: usize) -> RollupReport {
+    // Where requests are round trips (S3), a day mostly waits: twice as many days at once,
+    // those beyond one a core within a memory bound.
+    let gate = DayGate::new(threads);
+    let threads = if lake.store().slow_puts() { threads * 2 } else { threads };
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results = std::sync::Mutex::new(Vec::with_capacity(days.len()));
     std::thread::scope(|s| {
@@ -779,7 +838,8 @@ pub fn rebuild_hourly_all(lake: &Lake, days: &[NaiveDate], threads: usize) -> Ro
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(&dt) = days.get(i) else { return };
-                    let r = rebuild_hourly(lake, dt);
+                    let r = rebuild_hourly_within(lake, dt, u64::MAX, Some(&gate))
+                        .map(Option::unwrap_or_default);
                     if let Err(e) = &r {
                         tracing::error!(dt = %dt, error = %e, "Rollup failed; the partition stays stale.");
                     }
@@ -805,7 +865,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_rebuild_reads_the_footers_together_then_the_listings_together() {
+    fn a_rebuild_reads_the_footers_together_then_the_listings_then_puts_the_rollups_together() {
         use crate::store::tests::{Hooked, Op, Together};
         use std::sync::Arc;
         let dir = tempfile::tempdir().unwrap();
@@ -818,11 +878,13 @@ mod tests {
         }
         w.finish_without_rollups().unwrap();
         let (footers, listings) = (Arc::new(Together::new(3)), Arc::new(Together::new(2)));
-        let (f, l) = (footers.clone(), listings.clone());
+        let puts = Arc::new(Together::new(3));
+        let (f, l, p) = (footers.clone(), listings.clone(), puts.clone());
         let store = Hooked::new(crate::store::LocalStore::new(dir.path()), move |op| {
             match op {
                 Op::Footer(k) if k.ends_with("/part-00000.parquet") => f.arrive(),
                 Op::List(p) if p.contains("/dt=") => l.arrive(),
+                Op::Put(k) if ROLLUP_TABLES.iter().any(|t| k.starts_with(t)) => p.arrive(),
                 _ => {}
             }
             Ok(())
@@ -830,8 +892,63 @@ mod tests {
         let lake = Lake::open(Arc::new(store)).unwrap();
         let dt = NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
         assert_eq!(rebuild_hourly(&lake, dt).unwrap(), 2, "one row per tenant and hour");
-        assert_eq!((footers.timed_out(), listings.timed_out()), (0, 0));
+        assert_eq!((footers.timed_out(), listings.timed_out(), puts.timed_out()), (0, 0, 0));
         assert_eq!(rollup_state(&lake, dt).unwrap(), RollupState::Current);
+    }
+
+    #[test]
+    fn where_requests_are_round_trips_twice_as_many_days_are_rolled_up_at_once() {
+        use crate::store::tests::{Hooked, Op, Together};
+        use crate::writer::tests::{DAY0, day, ev};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = crate::writer::EventWriter::new(
+            &Lake::open_dir(dir.path()).unwrap(),
+            Default::default(),
+        );
+        for d in 0..4 {
+            w.push(ev(&format!("e{d}"), "t1", DAY0 + d * 86_400_000, 1)).unwrap();
+        }
+        let (_, days) = w.finish_without_rollups().unwrap();
+        // Four days, three footers each: all twelve in flight together on two threads' worth.
+        let footers = Arc::new(Together::new(12));
+        let f = footers.clone();
+        let store = Hooked::new(crate::store::LocalStore::new(dir.path()), move |op| {
+            if let Op::Footer(k) = op
+                && k.ends_with("/part-00000.parquet")
+            {
+                f.arrive();
+            }
+            Ok(())
+        });
+        let lake = Lake::open(Arc::new(store)).unwrap();
+        let days: Vec<NaiveDate> = days.into_iter().collect();
+        let report = rebuild_hourly_all(&lake, &days, 2);
+        assert_eq!(report.rebuilt, (1..=4).map(day).collect::<Vec<_>>());
+        assert_eq!(footers.timed_out(), 0);
+    }
+
+    #[test]
+    fn days_beyond_one_a_core_start_only_within_the_memory_bound() {
+        let gate = DayGate::new(1);
+        let big = gate.enter(EXTRA_DAY_BYTES + 1);
+        std::thread::scope(|s| {
+            let (entered, seen) = std::sync::mpsc::channel();
+            let gate = &gate;
+            s.spawn(move || {
+                let _pass = gate.enter(1);
+                entered.send(()).unwrap();
+            });
+            let wait = std::time::Duration::from_millis(200);
+            assert!(seen.recv_timeout(wait).is_err(), "waits while the big day is in flight");
+            drop(big);
+            seen.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+        });
+        // Small days go together beyond the core's one.
+        let passes: Vec<_> = (0..8).map(|_| gate.enter(EXTRA_DAY_BYTES / 8)).collect();
+        assert_eq!(gate.in_flight.lock().unwrap().0, passes.len());
+        drop(passes);
+        assert_eq!(*gate.in_flight.lock().unwrap(), (0, 0));
     }
 
     #[test]

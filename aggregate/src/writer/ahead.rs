@@ -281,7 +281,7 @@ fn run(lake: &Lake, rx: &mpsc::Receiver<Note>, max_day_bytes: u64) -> Plan {
             Some(n) => plan.note(n),
             None => {
                 let Some(dt) = plan.next() else { continue };
-                match rebuild_hourly_within(lake, dt, max_day_bytes) {
+                match rebuild_hourly_within(lake, dt, max_day_bytes, None) {
                     Ok(Some(_)) => plan.done(dt, true),
                     Ok(None) => plan.skip(dt),
                     Err(e) => {
