@@ -780,7 +780,7 @@ fn rebuild_from(
     // Put side by side where puts are slow (a round trip each on S3). Each replaces only the
     // version read, so a put that lost a race leaves the rollup stale, and the rebuild starts
     // again from the versions.
-    let at_once = if lake.store().slow_puts() { ROLLUP_TABLES.len() } else { 1 };
+    let at_once = if lake.store().round_trips() { ROLLUP_TABLES.len() } else { 1 };
     let puts = vec![
         (&inv_key, &versions[2], inv_bytes),
         (&tenant_key, &versions[1], tenant_bytes),
@@ -829,7 +829,7 @@ pub fn rebuild_hourly_all(lake: &Lake, days: &[NaiveDate], threads: usize) -> Ro
     // Where requests are round trips (S3), a day mostly waits: twice as many days at once,
     // those beyond one a core within a memory bound.
     let gate = DayGate::new(threads);
-    let threads = if lake.store().slow_puts() { threads * 2 } else { threads };
+    let threads = if lake.store().round_trips() { threads * 2 } else { threads };
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results = std::sync::Mutex::new(Vec::with_capacity(days.len()));
     std::thread::scope(|s| {

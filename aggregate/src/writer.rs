@@ -568,7 +568,7 @@ impl<R: LakeRecord> EventWriter<R> {
     fn hand(&mut self, mut batch: Batch<R>) -> Result<()> {
         self.handed += 1;
         batch.seq = self.handed;
-        let slow = self.lake.store().slow_puts();
+        let slow = self.lake.store().round_trips();
         let days = if slow || self.ahead.is_some() { batch.days() } else { BTreeSet::new() };
         if slow {
             // Listed while the committer finishes the batch before: on S3 a listing is a round
@@ -711,14 +711,12 @@ impl Lake {
     ///
     /// A table cannot be listed.
     pub fn rollup_days(&self, from: NaiveDate, to: NaiveDate) -> Result<BTreeSet<NaiveDate>> {
-        let mut days = BTreeSet::new();
-        for table in [UsageEvent::TABLE, agentmeter_schemas::AgentSpan::TABLE]
+        let tables: Vec<&str> = [UsageEvent::TABLE, agentmeter_schemas::AgentSpan::TABLE]
             .into_iter()
             .chain(crate::rollup::ROLLUP_TABLES)
-        {
-            days.extend(self.partitions(table)?.into_iter().filter(|d| *d >= from && *d < to));
-        }
-        Ok(days)
+            .collect();
+        let listed = concurrently(tables, self.requests_at_once(), |t| self.partitions(t))?;
+        Ok(listed.into_iter().flatten().filter(|d| *d >= from && *d < to).collect())
     }
 
     /// The partitions in `[from, to)` whose rollups are not current, with why.
@@ -731,13 +729,24 @@ impl Lake {
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<Vec<(NaiveDate, String)>> {
-        let mut out = Vec::new();
-        for dt in self.rollup_days(from, to)? {
-            if let RollupState::Stale { reason } = rollup_state(self, dt)? {
-                out.push((dt, reason));
-            }
-        }
-        Ok(out)
+        let days: Vec<NaiveDate> = self.rollup_days(from, to)?.into_iter().collect();
+        // Each day's state is its own footers and listings (each day's sent side by side).
+        let at_once = self.requests_at_once() / crate::rollup::ROLLUP_TABLES.len();
+        let states = concurrently(days.clone(), at_once, |dt| rollup_state(self, dt))?;
+        Ok(days
+            .into_iter()
+            .zip(states)
+            .filter_map(|(dt, s)| match s {
+                RollupState::Stale { reason } => Some((dt, reason)),
+                RollupState::Current => None,
+            })
+            .collect())
+    }
+
+    /// Independent requests worth sending side by side: where each is a round trip (S3),
+    /// [`REQUESTS_AT_ONCE`]; a local directory answers at once, so one at a time there.
+    fn requests_at_once(&self) -> usize {
+        if self.store().round_trips() { REQUESTS_AT_ONCE } else { 1 }
     }
 }
 

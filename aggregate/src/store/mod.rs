@@ -116,11 +116,12 @@ pub trait Store: Send + Sync + fmt::Debug {
         format!("{}/{key}", self.uri().trim_end_matches('/'))
     }
 
-    /// Whether a put waits long enough (a round trip to S3) to be worth overlapping with
-    /// encoding the next file, at the cost of holding that file meanwhile. A local put is a
-    /// write and an fsync: the overlap saved 1 to 6 % of a log ingest's time and cost 9 MB at
-    /// the peak of a month with spans (BENCHMARKS.md, "Levers"), so a local lake does not.
-    fn slow_puts(&self) -> bool {
+    /// Whether each request is a round trip (S3: tens of milliseconds, almost all of it
+    /// waiting), worth overlapping with other requests and with encoding the next file, at
+    /// the cost of threads and of holding files meanwhile. A local put is a write and an
+    /// fsync: overlapping it saved 1 to 6 % of a log ingest's time and cost 9 MB at the peak
+    /// of a month with spans (BENCHMARKS.md, "Levers"), so a local lake does not.
+    fn round_trips(&self) -> bool {
         false
     }
 

@@ -404,7 +404,7 @@ impl Store for S3Store {
         format!("s3://{}/{}", self.bucket, self.prefix)
     }
 
-    fn slow_puts(&self) -> bool {
+    fn round_trips(&self) -> bool {
         true
     }
 

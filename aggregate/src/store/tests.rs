@@ -549,8 +549,8 @@ pub(crate) enum Op<'a> {
 pub(crate) struct Hooked {
     pub(crate) inner: LocalStore,
     hook: Box<dyn Fn(Op<'_>) -> Result<()> + Send + Sync>,
-    /// What [`Store::slow_puts`] answers: true (as S3) unless a test says otherwise.
-    pub(crate) slow_puts: bool,
+    /// What [`Store::round_trips`] answers: true (as S3) unless a test says otherwise.
+    pub(crate) round_trips: bool,
 }
 
 impl Hooked {
@@ -558,7 +558,7 @@ impl Hooked {
         inner: LocalStore,
         hook: impl Fn(Op<'_>) -> Result<()> + Send + Sync + 'static,
     ) -> Self {
-        Self { inner, hook: Box::new(hook), slow_puts: true }
+        Self { inner, hook: Box::new(hook), round_trips: true }
     }
 }
 
@@ -572,8 +572,8 @@ impl Store for Hooked {
     fn uri(&self) -> String {
         self.inner.uri()
     }
-    fn slow_puts(&self) -> bool {
-        self.slow_puts
+    fn round_trips(&self) -> bool {
+        self.round_trips
     }
     fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
         (self.hook)(Op::List(prefix))?;

@@ -7,7 +7,7 @@
 //!
 //! Up to [`PUTS_AT_ONCE`] files go up at once and one more waits, within [`HELD_BYTES`]
 //! (a larger file alone is allowed): the committer hands over the next only when there is
-//! room. Where puts are quick ([`Store::slow_puts`]: a local directory) there are no threads:
+//! room. Where puts are quick ([`Store::round_trips`]: a local directory) there are no threads:
 //! the committer puts each file itself, holding none while it encodes the next. A batch is
 //! reported committed (to the rollups ahead) only once every file handed over before its
 //! report is put, whatever order the puts end in, and [`Uploads::flush`] returns only once
@@ -99,7 +99,7 @@ impl Uploads {
     pub(super) fn new(store: Arc<dyn Store>, ahead: Option<AheadLink>) -> Self {
         let uri = store.uri();
         let shared: Shared = Arc::default();
-        if !store.slow_puts() {
+        if !store.round_trips() {
             return Self { uri, inline: Some(store), ahead, shared, workers: Vec::new() };
         }
         let workers = (0..PUTS_AT_ONCE)

@@ -88,7 +88,7 @@ fn where_puts_are_quick_the_committer_waits_for_each_before_going_on() {
         Ok(())
     });
     // As a local directory: no encoded file is held while another goes up.
-    store.slow_puts = false;
+    store.round_trips = false;
     let lake = Lake::open(Arc::new(store)).unwrap();
     let mut w = EventWriter::new(&lake, WriterOptions { batch_rows: 2, ..small() });
     for (id, d) in [("a", 0), ("b", 0), ("c", 1), ("d", 1)] {
