@@ -707,10 +707,25 @@ fn rebuild_from(
         let cond = Condition::replacing(version.as_ref().map(|(etag, _)| etag.as_str()));
         Ok(matches!(lake.store().put(key, bytes, cond)?, Put::Written { .. }))
     };
+    // Where each put is a round trip (S3), the three are held and put side by side at the
+    // end; else each is put as soon as it is encoded, holding none while the next is built.
+    // Each replaces only the version read: a put that lost a race leaves the rollup stale,
+    // and the rebuild starts again from the versions.
+    let mut held = Vec::new();
+    let mut put_or_hold = |key: &str, version, bytes| -> Result<bool> {
+        if !lake.store().round_trips() {
+            return put(key, version, bytes);
+        }
+        held.push((key.to_owned(), version, bytes));
+        Ok(true)
+    };
     let batch = agent_invocations_batch(&invocations)
         .map_err(|source| Error::Arrow { path: inv_key.clone().into(), source })?;
     // Sorted by tenant_id (column 4) then start_time (column 0).
-    let inv_bytes = encode(&inv_key, agent_invocations_schema(), props(&[4, 0]), &[batch])?;
+    let bytes = encode(&inv_key, agent_invocations_schema(), props(&[4, 0]), &[batch])?;
+    if !put_or_hold(&inv_key, &versions[2], bytes)? {
+        return Ok(None);
+    }
     // Per tenant and hour: sums over users and models, distinct users, peak second.
     let mut tenant_hours: HashMap<(i64, u32, u32), TenantAcc> = HashMap::default();
     for (&(hour, t, n, u, ..), m) in groups.iter().filter(|(_, m)| m.invocations > 0) {
@@ -748,8 +763,10 @@ fn rebuild_from(
     let tenant_batch = tenant_hourly_batch(&tenant_rows)
         .map_err(|source| Error::Arrow { path: tenant_key.clone().into(), source })?;
     // Sorted by tenant_id (column 2) then hour (column 0).
-    let tenant_bytes =
-        encode(&tenant_key, tenant_hourly_schema(), props(&[2, 0]), &[tenant_batch])?;
+    let bytes = encode(&tenant_key, tenant_hourly_schema(), props(&[2, 0]), &[tenant_batch])?;
+    if !put_or_hold(&tenant_key, &versions[1], bytes)? {
+        return Ok(None);
+    }
     let mut rows: Vec<(HourlyKey, HourlyMeasures)> = groups
         .into_iter()
         .map(|((hour_ms, t, n, u, m, service_tier, prompt_band), measures)| {
@@ -777,16 +794,11 @@ fn rebuild_from(
         .map_err(|source| Error::Arrow { path: key.clone().into(), source })?;
     // Sorted by tenant_id (column 2) then hour (column 0).
     let bytes = encode(&key, usage_hourly_schema(), props(&[2, 0]), &[batch])?;
-    // Put side by side where puts are slow (a round trip each on S3). Each replaces only the
-    // version read, so a put that lost a race leaves the rollup stale, and the rebuild starts
-    // again from the versions.
-    let at_once = if lake.store().round_trips() { ROLLUP_TABLES.len() } else { 1 };
-    let puts = vec![
-        (&inv_key, &versions[2], inv_bytes),
-        (&tenant_key, &versions[1], tenant_bytes),
-        (&key, &versions[0], bytes),
-    ];
-    let written = crate::store::concurrently(puts, at_once, |(k, v, b)| put(k, v, b))?;
+    if !put_or_hold(&key, &versions[0], bytes)? {
+        return Ok(None);
+    }
+    let at_once = held.len();
+    let written = crate::store::concurrently(held, at_once, |(k, v, b)| put(&k, v, b))?;
     Ok(written.iter().all(|w| *w).then_some(n))
 }
 
