@@ -613,3 +613,22 @@ impl Store for Hooked {
         self.inner.read_parquet(key, listed, columns, dictionaries, fetch)
     }
 }
+
+/// A lake over the local directory `root`, as S3 (each request a round trip), where every
+/// read of a rollup's footer waits until `n` are in flight together (see [`Together`]).
+pub(crate) fn lake_where_rollup_footers_meet(
+    root: &std::path::Path,
+    n: usize,
+) -> (crate::lake::Lake, std::sync::Arc<Together>) {
+    let footers = std::sync::Arc::new(Together::new(n));
+    let meet = footers.clone();
+    let store = Hooked::new(LocalStore::new(root), move |op| {
+        if let Op::Footer(k) = op
+            && k.ends_with("/part-00000.parquet")
+        {
+            meet.arrive();
+        }
+        Ok(())
+    });
+    (crate::lake::Lake::open(std::sync::Arc::new(store)).unwrap(), footers)
+}

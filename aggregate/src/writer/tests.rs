@@ -837,7 +837,6 @@ fn hourly_rows_are_sorted_by_their_strings_not_by_when_they_were_met() {
 
 #[test]
 fn the_days_rollup_states_are_read_side_by_side_where_requests_are_round_trips() {
-    use crate::store::tests::{Hooked, Op, Together};
     let dir = tempfile::tempdir().unwrap();
     let mut w = EventWriter::new(&Lake::open_dir(dir.path()).unwrap(), small());
     for (id, d) in [("a", 0), ("b", 1)] {
@@ -845,17 +844,7 @@ fn the_days_rollup_states_are_read_side_by_side_where_requests_are_round_trips()
     }
     w.finish().unwrap();
     // Two days, three rollup footers each: all six in flight together.
-    let footers = std::sync::Arc::new(Together::new(6));
-    let f = footers.clone();
-    let store = Hooked::new(crate::store::LocalStore::new(dir.path()), move |op| {
-        if let Op::Footer(k) = op
-            && k.ends_with("/part-00000.parquet")
-        {
-            f.arrive();
-        }
-        Ok(())
-    });
-    let lake = Lake::open(std::sync::Arc::new(store)).unwrap();
+    let (lake, footers) = crate::store::tests::lake_where_rollup_footers_meet(dir.path(), 6);
     assert_eq!(lake.stale_rollups(day(1), day(3)).unwrap(), vec![]);
     assert_eq!(footers.timed_out(), 0);
 }

@@ -1,0 +1,99 @@
+//! Rollup rebuilds: their requests side by side, the day gate, and the sums.
+
+use super::*;
+
+#[test]
+fn a_rebuild_reads_the_footers_together_then_the_listings_then_puts_the_rollups_together() {
+    use crate::store::tests::{Hooked, Op, Together};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let mut w =
+        crate::writer::EventWriter::new(&Lake::open_dir(dir.path()).unwrap(), Default::default());
+    for (id, t, n) in [("a", "t1", 5), ("b", "t2", 6), ("c", "t1", 7)] {
+        w.push(crate::writer::tests::ev(id, t, crate::writer::tests::DAY0 + 10, n)).unwrap();
+    }
+    w.finish_without_rollups().unwrap();
+    let (footers, listings) = (Arc::new(Together::new(3)), Arc::new(Together::new(2)));
+    let puts = Arc::new(Together::new(3));
+    let (f, l, p) = (footers.clone(), listings.clone(), puts.clone());
+    let store = Hooked::new(crate::store::LocalStore::new(dir.path()), move |op| {
+        match op {
+            Op::Footer(k) if k.ends_with("/part-00000.parquet") => f.arrive(),
+            Op::List(p) if p.contains("/dt=") => l.arrive(),
+            Op::Put(k) if ROLLUP_TABLES.iter().any(|t| k.starts_with(t)) => p.arrive(),
+            _ => {}
+        }
+        Ok(())
+    });
+    let lake = Lake::open(Arc::new(store)).unwrap();
+    let dt = NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
+    assert_eq!(rebuild_hourly(&lake, dt).unwrap(), 2, "one row per tenant and hour");
+    assert_eq!((footers.timed_out(), listings.timed_out(), puts.timed_out()), (0, 0, 0));
+    assert_eq!(rollup_state(&lake, dt).unwrap(), RollupState::Current);
+}
+
+#[test]
+fn where_requests_are_round_trips_twice_as_many_days_are_rolled_up_at_once() {
+    use crate::writer::tests::{DAY0, day, ev};
+    let dir = tempfile::tempdir().unwrap();
+    let mut w =
+        crate::writer::EventWriter::new(&Lake::open_dir(dir.path()).unwrap(), Default::default());
+    for d in 0..4 {
+        w.push(ev(&format!("e{d}"), "t1", DAY0 + d * 86_400_000, 1)).unwrap();
+    }
+    let (_, days) = w.finish_without_rollups().unwrap();
+    // Four days, three footers each: all twelve in flight together on two threads' worth.
+    let (lake, footers) = crate::store::tests::lake_where_rollup_footers_meet(dir.path(), 12);
+    let days: Vec<NaiveDate> = days.into_iter().collect();
+    let report = rebuild_hourly_all(&lake, &days, 2);
+    assert_eq!(report.rebuilt, (1..=4).map(day).collect::<Vec<_>>());
+    assert_eq!(footers.timed_out(), 0);
+}
+
+#[test]
+fn days_beyond_one_a_core_start_only_within_the_memory_bound() {
+    let gate = DayGate::new(1);
+    let big = gate.enter(EXTRA_DAY_BYTES + 1);
+    std::thread::scope(|s| {
+        let (entered, seen) = std::sync::mpsc::channel();
+        let gate = &gate;
+        s.spawn(move || {
+            let _pass = gate.enter(1);
+            entered.send(()).unwrap();
+        });
+        let wait = std::time::Duration::from_millis(200);
+        assert!(seen.recv_timeout(wait).is_err(), "waits while the big day is in flight");
+        drop(big);
+        seen.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    });
+    // Small days go together beyond the core's one.
+    let passes: Vec<_> = (0..8).map(|_| gate.enter(EXTRA_DAY_BYTES / 8)).collect();
+    assert_eq!(gate.in_flight.lock().unwrap().0, passes.len());
+    drop(passes);
+    assert_eq!(*gate.in_flight.lock().unwrap(), (0, 0));
+}
+
+#[test]
+fn a_session_line_takes_112_bytes() {
+    assert_eq!(std::mem::size_of::<SessionLine>(), 112);
+}
+
+#[test]
+fn the_peak_second_of_each_tenant_hour_is_counted_from_every_request() {
+    let hour = 1_790_000_000 / 3600 * 3600; // a whole hour, in seconds
+    let seconds = vec![
+        (hour + 5, 0, 1),
+        (hour + 7, 0, 1),
+        (hour + 5, 0, 1),
+        (hour + 5, 0, 2), // another tenant in the same second
+        (hour + 7, 0, 1),
+        (hour + 7, 0, 1),
+        (hour + 3600, 0, 1), // the next hour
+    ];
+    let peaks = peak_seconds(seconds);
+    let ms = |s: i64| s * 1000;
+    assert_eq!(peaks.len(), 3);
+    assert_eq!(peaks[&(ms(hour), 0, 1)], 3);
+    assert_eq!(peaks[&(ms(hour), 0, 2)], 1);
+    assert_eq!(peaks[&(ms(hour + 3600), 0, 1)], 1);
+}
