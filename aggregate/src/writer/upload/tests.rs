@@ -22,6 +22,16 @@ fn hooked_lake(
     Lake::open(std::sync::Arc::new(crate::store::tests::Hooked::new(inner, hook))).unwrap()
 }
 
+/// A writer into `lake` that was given an event of tenant t1 for each `(id, day)`, days
+/// counted from [`DAY0`] (full batches handed to its committer).
+fn pushed(lake: &Lake, opts: WriterOptions, events: &[(&str, i64)]) -> EventWriter {
+    let mut w = EventWriter::new(lake, opts);
+    for &(id, d) in events {
+        w.push(ev(id, "t1", DAY0 + d * 86_400_000, 1)).unwrap();
+    }
+    w
+}
+
 fn is_data_file(key: &str, dt: NaiveDate) -> bool {
     key.starts_with(&format!("{USAGE_EVENTS}/dt={dt}/"))
 }
@@ -54,10 +64,11 @@ fn the_next_batch_is_deduplicated_while_a_file_goes_up() {
     });
     // Two batches, a day each: the second is listed (and its ids read) after the first's file
     // is handed over.
-    let mut w = EventWriter::new(&lake, WriterOptions { batch_rows: 2, ..small() });
-    for (id, d) in [("a", 0), ("b", 0), ("c", 1), ("d", 1)] {
-        w.push(ev(id, "t1", DAY0 + d * 86_400_000, 1)).unwrap();
-    }
+    let w = pushed(
+        &lake,
+        WriterOptions { batch_rows: 2, ..small() },
+        &[("a", 0), ("b", 0), ("c", 1), ("d", 1)],
+    );
     let (stats, _) = w.finish_without_rollups().unwrap();
     assert_eq!((stats.written, stats.files), (4, 2));
     // A copy: the hook takes the same lock when the lake is read below.
@@ -90,10 +101,11 @@ fn where_puts_are_quick_the_committer_waits_for_each_before_going_on() {
     // As a local directory: no encoded file is held while another goes up.
     store.round_trips = false;
     let lake = Lake::open(Arc::new(store)).unwrap();
-    let mut w = EventWriter::new(&lake, WriterOptions { batch_rows: 2, ..small() });
-    for (id, d) in [("a", 0), ("b", 0), ("c", 1), ("d", 1)] {
-        w.push(ev(id, "t1", DAY0 + d * 86_400_000, 1)).unwrap();
-    }
+    let w = pushed(
+        &lake,
+        WriterOptions { batch_rows: 2, ..small() },
+        &[("a", 0), ("b", 0), ("c", 1), ("d", 1)],
+    );
     w.finish_without_rollups().unwrap();
     assert_eq!(*seen.lock().unwrap(), ["day 1 put", "day 2 listed"]);
 }
@@ -112,10 +124,11 @@ fn the_days_of_a_batch_are_listed_together() {
         }
         Ok(())
     });
-    let mut w = EventWriter::new(&lake, WriterOptions { batch_rows: 5, ..small() });
-    for (id, d) in [("a", 0), ("b", 1), ("c", 2), ("a", 0), ("d", 1)] {
-        w.push(ev(id, "t1", DAY0 + d * 86_400_000, 1)).unwrap();
-    }
+    let w = pushed(
+        &lake,
+        WriterOptions { batch_rows: 5, ..small() },
+        &[("a", 0), ("b", 1), ("c", 2), ("a", 0), ("d", 1)],
+    );
     let (stats, touched) = w.finish_without_rollups().unwrap();
     assert_eq!(days.timed_out(), 0, "the three days' listings were in flight together");
     assert_eq!((stats.written, stats.duplicates, stats.files), (4, 1, 3));
@@ -134,10 +147,7 @@ fn a_commit_returns_once_every_file_is_in_the_store() {
         }
         Ok(())
     });
-    let mut w = EventWriter::new(&lake, small());
-    for (id, d) in [("a", 0), ("b", 0), ("c", 1), ("d", 1), ("e", 2)] {
-        w.push(ev(id, "t1", DAY0 + d * 86_400_000, 1)).unwrap();
-    }
+    let mut w = pushed(&lake, small(), &[("a", 0), ("b", 0), ("c", 1), ("d", 1), ("e", 2)]);
     w.commit().unwrap();
     // Read straight from the directory, as another process would.
     let other = Lake::existing_dir(dir.path()).unwrap();
@@ -159,10 +169,11 @@ fn a_put_that_fails_fails_the_commit_with_the_stores_error() {
         }),
         _ => Ok(()),
     });
-    let mut w = EventWriter::new(&lake, WriterOptions { batch_rows: 2, ..small() });
-    for (id, d) in [("a", 0), ("b", 0), ("c", 1), ("d", 1)] {
-        w.push(ev(id, "t1", DAY0 + d * 86_400_000, 1)).unwrap();
-    }
+    let mut w = pushed(
+        &lake,
+        WriterOptions { batch_rows: 2, ..small() },
+        &[("a", 0), ("b", 0), ("c", 1), ("d", 1)],
+    );
     let err = w.commit().unwrap_err().to_string();
     assert!(
         err.starts_with("PutObject file:///lake/usage_events/dt=2026-10-02/part-")
@@ -231,10 +242,8 @@ fn several_files_go_up_at_once() {
         Ok(())
     });
     // One batch over three days: three files, each put while the others are in flight.
-    let mut w = EventWriter::new(&lake, WriterOptions { batch_rows: 3, ..small() });
-    for (id, d) in [("a", 0), ("b", 1), ("c", 2)] {
-        w.push(ev(id, "t1", DAY0 + d * 86_400_000, 1)).unwrap();
-    }
+    let w =
+        pushed(&lake, WriterOptions { batch_rows: 3, ..small() }, &[("a", 0), ("b", 1), ("c", 2)]);
     let (stats, _) = w.finish_without_rollups().unwrap();
     assert_eq!(puts.timed_out(), 0, "the three puts were in flight together");
     assert_eq!((stats.written, stats.files), (3, 3));
@@ -256,10 +265,11 @@ fn the_next_batch_is_listed_while_the_one_before_is_committed() {
         Ok(())
     });
     // Two batches, a day each: the second's listing goes out while the first waits for its own.
-    let mut w = EventWriter::new(&lake, WriterOptions { batch_rows: 2, ..small() });
-    for (id, d) in [("a", 0), ("b", 0), ("c", 1), ("d", 1)] {
-        w.push(ev(id, "t1", DAY0 + d * 86_400_000, 1)).unwrap();
-    }
+    let w = pushed(
+        &lake,
+        WriterOptions { batch_rows: 2, ..small() },
+        &[("a", 0), ("b", 0), ("c", 1), ("d", 1)],
+    );
     let (stats, _) = w.finish_without_rollups().unwrap();
     assert_eq!(listings.timed_out(), 0, "both batches' days were listed together");
     assert_eq!((stats.written, stats.files), (4, 2));
@@ -284,10 +294,7 @@ fn a_day_evicted_while_its_file_goes_up_is_listed_again_once_it_is_put() {
     // Room for two ids: day 1's are evicted once day 2 is written, and read back for the third
     // batch, whose "a" is a duplicate of the first batch's.
     let opts = WriterOptions { batch_rows: 2, index_budget: 2, ..small() };
-    let mut w = EventWriter::new(&lake, opts);
-    for (id, d) in [("a", 0), ("b", 0), ("c", 1), ("d", 1), ("a", 0), ("e", 0)] {
-        w.push(ev(id, "t1", DAY0 + d * 86_400_000, 1)).unwrap();
-    }
+    let w = pushed(&lake, opts, &[("a", 0), ("b", 0), ("c", 1), ("d", 1), ("a", 0), ("e", 0)]);
     let (stats, _) = w.finish_without_rollups().unwrap();
     assert_eq!((stats.written, stats.duplicates), (5, 1));
     let ids: Vec<String> =
