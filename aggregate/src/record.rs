@@ -119,7 +119,8 @@ impl LakeRecord for UsageEvent {
 
     fn approx_bytes(&self) -> usize {
         let session = self.session_id.as_ref().map_or(0, |s| owned(s.as_str()));
-        std::mem::size_of::<Self>() + owned(self.event_id.as_str()) + session
+        let id = if self.event_id.is_held_apart() { owned(self.event_id.as_str()) } else { 0 };
+        std::mem::size_of::<Self>() + id + session
     }
 
     fn schema() -> SchemaRef {

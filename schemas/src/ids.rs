@@ -121,13 +121,83 @@ static EVENT: Rule = Rule {
     rest: table!(|b| b.is_ascii_graphic()),
 };
 
+/// The text of an id nearly every record has its own of (an event id): held in the record
+/// itself up to [`InlineText::INLINE`] bytes, so that making one allocates nothing, reading
+/// it follows no pointer and dropping it frees nothing. UUIDs (36), content ids (34) and
+/// CloudWatch log event ids (56) fit.
+#[derive(Clone)]
+pub(crate) enum InlineText {
+    Inline(arrayvec::ArrayString<{ InlineText::INLINE }>),
+    Shared(Arc<str>),
+}
+
+impl InlineText {
+    pub(crate) const INLINE: usize = 56;
+}
+
+impl From<&str> for InlineText {
+    fn from(value: &str) -> Self {
+        arrayvec::ArrayString::from(value)
+            .map_or_else(|_| Self::Shared(Arc::from(value)), Self::Inline)
+    }
+}
+
+impl std::ops::Deref for InlineText {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            Self::Inline(s) => s,
+            Self::Shared(s) => s,
+        }
+    }
+}
+
+// Compared, ordered and hashed as its text, whichever way it is held (as `Arc<str>` is), so
+// that an id held inline equals the same id held shared and a set can be looked up by `&str`.
+impl PartialEq for InlineText {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for InlineText {}
+
+impl PartialOrd for InlineText {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for InlineText {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (**self).cmp(&**other)
+    }
+}
+
+impl std::hash::Hash for InlineText {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (**self).hash(state);
+    }
+}
+
+impl fmt::Debug for InlineText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $rule:expr) => {
+        id_type!($(#[$doc])* $name, $rule, Arc<str>);
+    };
+    ($(#[$doc:meta])* $name:ident, $rule:expr, $text:ty) => {
         $(#[$doc])*
-        // Shared, not copied: the few distinct values of a stream are made once
-        // (`RecentIds`) and every record holds a reference.
+        // Shared, not copied (`Arc<str>`): the few distinct values of a stream are made once
+        // (`IdCache`) and every record holds a reference. Ids of one record each are held
+        // inline instead (`InlineText`).
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(Arc<str>);
+        pub struct $name($text);
 
         impl Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -144,7 +214,7 @@ macro_rules! id_type {
             pub fn new(value: impl AsRef<str>) -> Result<Self, IdError> {
                 let value = value.as_ref();
                 $rule.check(value)?;
-                Ok(Self(Arc::from(value)))
+                Ok(Self(<$text>::from(value)))
             }
 
             /// The identifier as a string slice.
@@ -224,8 +294,17 @@ id_type!(
     /// `event_id`, or a digest of its content (`h:` and 32 hex digits). 1 to 256 printable ASCII
     /// characters.
     EventId,
-    EVENT
+    EVENT,
+    InlineText
 );
+
+impl EventId {
+    /// True when the id's text is held apart from it (longer than the inline room), as
+    /// memory that an estimate of a record's bytes must count.
+    pub fn is_held_apart(&self) -> bool {
+        matches!(self.0, InlineText::Shared(_))
+    }
+}
 
 id_type!(
     /// The session or Agent-object instance a usage line belongs to (`session_id`,
@@ -288,6 +367,30 @@ mod tests {
         }
         assert!(cache.seen.len() <= IdCache::<TenantId>::LIMIT);
         assert_eq!(cache.get("clinic-a", make).unwrap(), a);
+    }
+
+    #[test]
+    fn event_ids_are_one_value_whether_held_inline_or_shared() {
+        use std::hash::BuildHasher;
+        let h = std::hash::RandomState::new();
+        let uuid = "14fef12a-9e92-414f-8762-6b02e34a36c3";
+        let cloudwatch = "3".repeat(InlineText::INLINE);
+        let long = "x".repeat(InlineText::INLINE + 1);
+        for text in [uuid, &cloudwatch, &long] {
+            let id = EventId::new(text).unwrap();
+            let inline = matches!(id.0, InlineText::Inline(_));
+            assert_eq!(inline, text.len() <= InlineText::INLINE, "{text}");
+            assert_eq!(id.is_held_apart(), !inline);
+            let shared = EventId(InlineText::Shared(Arc::from(text)));
+            assert_eq!(id, shared);
+            assert_eq!(h.hash_one(&id), h.hash_one(text), "hashed as its text");
+            assert_eq!(h.hash_one(&id), h.hash_one(&shared));
+            assert_eq!((id.as_str(), id.to_string()), (text, text.to_owned()));
+            assert_eq!(format!("{id:?}"), format!("EventId({text:?})"));
+        }
+        let (a, b) = (EventId::new("a").unwrap(), EventId(InlineText::Shared(Arc::from("b"))));
+        assert!(a < b && b > a);
+        assert!(EventId::new("x".repeat(257)).is_err());
     }
 
     #[test]
