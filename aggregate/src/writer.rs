@@ -14,8 +14,9 @@
 //! keep it: rollups, compaction and every reader count each id once.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use agentmeter_schemas::UsageEvent;
 use chrono::NaiveDate;
@@ -263,6 +264,8 @@ struct Committer<R> {
     stats: WriteStats,
     /// Puts the files encoded here, and then tells the rollups ahead their batch is durable.
     uploads: Uploads,
+    /// Where listings are round trips: when each day was last listed for a commit.
+    listed_at: Option<ListedAt>,
 }
 
 /// Records on their way to the committer, each with its identity's [`id_key`] and content
@@ -281,6 +284,22 @@ struct Batch<R> {
 
 /// A batch's days' data files, listed on a thread of their own.
 type Listing = mpsc::Receiver<Result<Vec<(NaiveDate, Vec<ObjectMeta>)>>>;
+
+/// How long a day's listing stays good for the commits after it where each listing is a
+/// round trip (S3): a writer committing a day batch after batch lists it at most about once
+/// [`LISTING_FRESH`], not once a batch (a LIST per 10,000-event Lambda batch otherwise). A file
+/// another writer puts for the day meanwhile is seen at the next listing; the ids it shares
+/// with the batches before are stored again, and every reader counts them once, as when two
+/// writers store one id at the same moment.
+const LISTING_FRESH: Duration = Duration::from_secs(1);
+
+/// When each day's data files were last listed for a commit, where listings are reused
+/// ([`LISTING_FRESH`]): by the writer as it hands a batch over, or by the committer.
+type ListedAt = Arc<Mutex<HashMap<NaiveDate, Instant>>>;
+
+fn is_fresh(listed_at: &HashMap<NaiveDate, Instant>, dt: NaiveDate, now: Instant) -> bool {
+    listed_at.get(&dt).is_some_and(|&at| now.saturating_duration_since(at) <= LISTING_FRESH)
+}
 
 /// The data files of each of `days`, listed side by side: on S3 each listing is a round trip,
 /// and the days are independent.
@@ -360,10 +379,11 @@ impl<R: LakeRecord> Committer<R> {
         self.uploads.committed(seq, written)
     }
 
-    /// The data files of each of `days` now, or as `listed` when the batch was handed over.
-    /// A day whose ids were evicted from the index is listed again once every file handed
-    /// to the uploads is put: its files still going up were in no earlier listing, and their
-    /// ids are no longer held.
+    /// The data files of each of `days` now, or as `listed` when the batch was handed over;
+    /// none for a day listed at most [`LISTING_FRESH`] ago where listings are reused (its
+    /// files since are this writer's own, already in the index). A day whose ids were evicted
+    /// from the index is listed again once every file handed to the uploads is put: its files
+    /// still going up were in no earlier listing, and their ids are no longer held.
     fn listings(
         &mut self,
         days: &BTreeSet<NaiveDate>,
@@ -381,8 +401,23 @@ impl<R: LakeRecord> Committer<R> {
                 out.remove(dt);
             }
         }
-        let missing: Vec<NaiveDate> =
-            days.iter().copied().filter(|dt| !out.contains_key(dt)).collect();
+        let now = Instant::now();
+        let mut listed_at =
+            self.listed_at.as_ref().map(|l| l.lock().unwrap_or_else(|e| e.into_inner()));
+        let missing: Vec<NaiveDate> = days
+            .iter()
+            .copied()
+            .filter(|dt| !out.contains_key(dt))
+            .filter(|dt| {
+                // Reused only while the day's ids are held: an evicted day is read again.
+                !(self.index.parts.contains_key(dt)
+                    && listed_at.as_ref().is_some_and(|l| is_fresh(l, *dt, now)))
+            })
+            .collect();
+        if let Some(listed_at) = &mut listed_at {
+            listed_at.extend(missing.iter().map(|&dt| (dt, now)));
+        }
+        drop(listed_at);
         out.extend(list_days::<R>(&self.lake, missing)?);
         Ok(out)
     }
@@ -489,6 +524,8 @@ pub struct EventWriter<R: LakeRecord = UsageEvent> {
     ahead: Option<AheadLink>,
     /// Batches handed to the committer.
     handed: u64,
+    /// Where listings are round trips: when each day was last listed for a commit.
+    listed_at: Option<ListedAt>,
 }
 
 impl<R: LakeRecord> EventWriter<R> {
@@ -503,6 +540,8 @@ impl<R: LakeRecord> EventWriter<R> {
     }
 
     fn build(lake: &Lake, opts: WriterOptions, ahead: Option<AheadLink>) -> Self {
+        let listed_at: Option<ListedAt> =
+            lake.store().round_trips().then(|| Arc::new(Mutex::new(HashMap::new())));
         let mut committer = Committer {
             _kind: std::marker::PhantomData,
             lake: lake.clone(),
@@ -512,6 +551,7 @@ impl<R: LakeRecord> EventWriter<R> {
             checked: BTreeSet::new(),
             stats: WriteStats::default(),
             uploads: Uploads::new(lake.store().clone(), ahead.clone()),
+            listed_at: listed_at.clone(),
         };
         let (tx, rx) = mpsc::sync_channel::<Msg<R>>(0);
         let worker = std::thread::spawn(move || {
@@ -543,6 +583,7 @@ impl<R: LakeRecord> EventWriter<R> {
             worker: Some(worker),
             ahead,
             handed: 0,
+            listed_at,
         }
     }
 
@@ -568,17 +609,26 @@ impl<R: LakeRecord> EventWriter<R> {
     fn hand(&mut self, mut batch: Batch<R>) -> Result<()> {
         self.handed += 1;
         batch.seq = self.handed;
-        let slow = self.lake.store().round_trips();
+        let slow = self.listed_at.is_some();
         let days = if slow || self.ahead.is_some() { batch.days() } else { BTreeSet::new() };
-        if slow {
+        if let Some(listed_at) = &self.listed_at {
             // Listed while the committer finishes the batch before: on S3 a listing is a round
             // trip the committer, which every record goes through, would otherwise wait for.
             // A file another writer adds after the listing is a race the readers resolve
-            // anyway (two writers storing one id at the same moment).
-            let (tx, rx) = mpsc::sync_channel(1);
-            let (lake, days) = (self.lake.clone(), days.iter().copied().collect());
-            std::thread::spawn(move || tx.send(list_days::<R>(&lake, days)));
-            batch.listed = Some(rx);
+            // anyway (two writers storing one id at the same moment). Days listed for a
+            // commit less than `LISTING_FRESH` ago are not listed again.
+            let now = Instant::now();
+            let mut listed_at = listed_at.lock().unwrap_or_else(|e| e.into_inner());
+            let stale: Vec<NaiveDate> =
+                days.iter().copied().filter(|&dt| !is_fresh(&listed_at, dt, now)).collect();
+            listed_at.extend(stale.iter().map(|&dt| (dt, now)));
+            drop(listed_at);
+            if !stale.is_empty() {
+                let (tx, rx) = mpsc::sync_channel(1);
+                let lake = self.lake.clone();
+                std::thread::spawn(move || tx.send(list_days::<R>(&lake, stale)));
+                batch.listed = Some(rx);
+            }
         }
         if let Some(ahead) = &self.ahead {
             ahead.handed(batch.seq, days);

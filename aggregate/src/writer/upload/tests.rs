@@ -315,3 +315,61 @@ fn a_batch_is_reported_once_every_file_handed_over_before_it_is_put() {
     s.put_done(0, 0, None);
     assert_eq!((s.put_below, s.notices.len(), s.held), (3, 0, 0));
 }
+
+/// A lake whose store counts the listings of day 1's data files and reports each on `listed`.
+fn lake_counting_day1_listings(
+    root: &std::path::Path,
+) -> (Lake, mpsc::Receiver<()>, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use crate::store::tests::Op;
+    let (tx, listed) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = count.clone();
+    let lake = hooked_lake(root, move |op| {
+        if let Op::List(p) = op
+            && is_data_file(p, day(1))
+        {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = tx.lock().unwrap().send(());
+        }
+        Ok(())
+    });
+    (lake, listed, count)
+}
+
+#[test]
+fn a_day_listed_less_than_a_second_before_is_not_listed_again_for_the_next_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, _listed, count) = lake_counting_day1_listings(dir.path());
+    // Three batches of day 1: one listing serves them all.
+    let w = pushed(
+        &lake,
+        WriterOptions { batch_rows: 2, ..small() },
+        &[("a", 0), ("b", 0), ("c", 0), ("d", 0), ("a", 0), ("e", 0)],
+    );
+    let (stats, _) = w.finish_without_rollups().unwrap();
+    assert_eq!((stats.written, stats.duplicates), (5, 1));
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(all_events(&lake).len(), 5);
+}
+
+#[test]
+fn a_listing_older_than_a_second_is_made_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, _listed, count) = lake_counting_day1_listings(dir.path());
+    let opts = WriterOptions { batch_rows: 2, ..small() };
+    let mut w = pushed(&lake, opts, &[("a", 0), ("b", 0)]);
+    w.commit().unwrap();
+    // Another writer stores "c" after that listing.
+    let other = Lake::open_dir(dir.path()).unwrap();
+    let (s, _) = pushed(&other, small(), &[("c", 0)]).finish_without_rollups().unwrap();
+    assert_eq!(s.written, 1);
+    std::thread::sleep(super::super::LISTING_FRESH + Duration::from_millis(200));
+    w.push(ev("c", "t1", DAY0 + 3, 1)).unwrap();
+    w.push(ev("d", "t1", DAY0 + 4, 1)).unwrap();
+    let (stats, _) = w.finish_without_rollups().unwrap();
+    // Listed again, the other writer's file is seen: "c" is not stored twice.
+    assert_eq!((stats.written, stats.duplicates), (3, 1));
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(all_events(&lake).len(), 4);
+}
