@@ -186,6 +186,10 @@ pub struct UsageEvent {
     pub service_tier: ServiceTier,
 }
 
+// A batch holds hundreds of thousands of events and its byte estimate counts this size: a
+// field added or widened here moves every batch's memory (the event id, inline, is 64 bytes).
+const _: () = assert!(std::mem::size_of::<UsageEvent>() <= 224);
+
 impl UsageEvent {
     /// True when the call reported no usage (input and total tokens 0): a stream that ended
     /// without its usage chunk. Usage unknown, never free.
