@@ -265,7 +265,7 @@ struct Committer<R> {
     /// Puts the files encoded here, and then tells the rollups ahead their batch is durable.
     uploads: Uploads,
     /// Where listings are round trips: when each day was last listed for a commit.
-    listed_at: Option<ListedAt>,
+    listed_at: Option<Arc<ListedAt>>,
 }
 
 /// Records on their way to the committer, each with its identity's [`id_key`] and content
@@ -295,10 +295,25 @@ const LISTING_FRESH: Duration = Duration::from_secs(1);
 
 /// When each day's data files were last listed for a commit, where listings are reused
 /// ([`LISTING_FRESH`]): by the writer as it hands a batch over, or by the committer.
-type ListedAt = Arc<Mutex<HashMap<NaiveDate, Instant>>>;
+#[derive(Default)]
+struct ListedAt(Mutex<HashMap<NaiveDate, Instant>>);
 
-fn is_fresh(listed_at: &HashMap<NaiveDate, Instant>, dt: NaiveDate, now: Instant) -> bool {
-    listed_at.get(&dt).is_some_and(|&at| now.saturating_duration_since(at) <= LISTING_FRESH)
+impl ListedAt {
+    /// Of `days`, those to list now, recorded as listed now: each not listed in the last
+    /// [`LISTING_FRESH`], or whose ids are not `held` (an evicted day is read again).
+    fn due(
+        &self,
+        days: impl IntoIterator<Item = NaiveDate>,
+        held: impl Fn(NaiveDate) -> bool,
+    ) -> Vec<NaiveDate> {
+        let now = Instant::now();
+        let mut at = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh =
+            |dt| at.get(&dt).is_some_and(|&t| now.saturating_duration_since(t) <= LISTING_FRESH);
+        let due: Vec<NaiveDate> = days.into_iter().filter(|&dt| !(held(dt) && fresh(dt))).collect();
+        at.extend(due.iter().map(|&dt| (dt, now)));
+        due
+    }
 }
 
 /// The data files of each of `days`, listed side by side: on S3 each listing is a round trip,
@@ -401,23 +416,11 @@ impl<R: LakeRecord> Committer<R> {
                 out.remove(dt);
             }
         }
-        let now = Instant::now();
-        let mut listed_at =
-            self.listed_at.as_ref().map(|l| l.lock().unwrap_or_else(|e| e.into_inner()));
-        let missing: Vec<NaiveDate> = days
-            .iter()
-            .copied()
-            .filter(|dt| !out.contains_key(dt))
-            .filter(|dt| {
-                // Reused only while the day's ids are held: an evicted day is read again.
-                !(self.index.parts.contains_key(dt)
-                    && listed_at.as_ref().is_some_and(|l| is_fresh(l, *dt, now)))
-            })
-            .collect();
-        if let Some(listed_at) = &mut listed_at {
-            listed_at.extend(missing.iter().map(|&dt| (dt, now)));
-        }
-        drop(listed_at);
+        let unlisted = days.iter().copied().filter(|dt| !out.contains_key(dt));
+        let missing: Vec<NaiveDate> = match &self.listed_at {
+            Some(listed_at) => listed_at.due(unlisted, |dt| self.index.parts.contains_key(&dt)),
+            None => unlisted.collect(),
+        };
         out.extend(list_days::<R>(&self.lake, missing)?);
         Ok(out)
     }
@@ -525,7 +528,7 @@ pub struct EventWriter<R: LakeRecord = UsageEvent> {
     /// Batches handed to the committer.
     handed: u64,
     /// Where listings are round trips: when each day was last listed for a commit.
-    listed_at: Option<ListedAt>,
+    listed_at: Option<Arc<ListedAt>>,
 }
 
 impl<R: LakeRecord> EventWriter<R> {
@@ -540,8 +543,7 @@ impl<R: LakeRecord> EventWriter<R> {
     }
 
     fn build(lake: &Lake, opts: WriterOptions, ahead: Option<AheadLink>) -> Self {
-        let listed_at: Option<ListedAt> =
-            lake.store().round_trips().then(|| Arc::new(Mutex::new(HashMap::new())));
+        let listed_at = lake.store().round_trips().then(|| Arc::new(ListedAt::default()));
         let mut committer = Committer {
             _kind: std::marker::PhantomData,
             lake: lake.clone(),
@@ -616,13 +618,9 @@ impl<R: LakeRecord> EventWriter<R> {
             // trip the committer, which every record goes through, would otherwise wait for.
             // A file another writer adds after the listing is a race the readers resolve
             // anyway (two writers storing one id at the same moment). Days listed for a
-            // commit less than `LISTING_FRESH` ago are not listed again.
-            let now = Instant::now();
-            let mut listed_at = listed_at.lock().unwrap_or_else(|e| e.into_inner());
-            let stale: Vec<NaiveDate> =
-                days.iter().copied().filter(|&dt| !is_fresh(&listed_at, dt, now)).collect();
-            listed_at.extend(stale.iter().map(|&dt| (dt, now)));
-            drop(listed_at);
+            // commit less than `LISTING_FRESH` ago are not listed again (whether their ids are
+            // still held, the committer checks).
+            let stale = listed_at.due(days.iter().copied(), |_| true);
             if !stale.is_empty() {
                 let (tx, rx) = mpsc::sync_channel(1);
                 let lake = self.lake.clone();
