@@ -121,24 +121,57 @@ static EVENT: Rule = Rule {
     rest: table!(|b| b.is_ascii_graphic()),
 };
 
-/// The text of an id nearly every record has its own of (an event id): held in the record
-/// itself up to [`InlineText::INLINE`] bytes, so that making one allocates nothing, reading
-/// it follows no pointer and dropping it frees nothing. UUIDs (36), content ids (34) and
-/// CloudWatch log event ids (56) fit.
+/// Text nearly every record has its own of (an event id, an OTLP attribute's key and value):
+/// held in the value itself up to [`InlineText::INLINE`] bytes, so that making one allocates
+/// nothing, reading it follows no pointer and dropping it frees nothing. UUIDs (36), content
+/// ids (34), CloudWatch log event ids (56), trace ids (32) and most attribute keys and values
+/// fit; longer text is held in a shared `Arc<str>`.
 #[derive(Clone)]
-pub(crate) enum InlineText {
+pub enum InlineText {
+    /// Up to [`InlineText::INLINE`] bytes, in place.
     Inline(arrayvec::ArrayString<{ InlineText::INLINE }>),
+    /// Longer text.
     Shared(Arc<str>),
 }
 
 impl InlineText {
-    pub(crate) const INLINE: usize = 56;
+    /// The most bytes held in place.
+    pub const INLINE: usize = 56;
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        self
+    }
+
+    /// Lower-cases ASCII letters in place (a hex id's digits), allocating only for shared
+    /// text that has any to change.
+    pub fn make_ascii_lowercase(&mut self) {
+        match self {
+            Self::Inline(s) => s.as_mut_str().make_ascii_lowercase(),
+            Self::Shared(s) if s.bytes().any(|b| b.is_ascii_uppercase()) => {
+                *s = Arc::from(s.to_ascii_lowercase());
+            }
+            Self::Shared(_) => {}
+        }
+    }
+}
+
+impl Default for InlineText {
+    fn default() -> Self {
+        Self::Inline(arrayvec::ArrayString::new())
+    }
 }
 
 impl From<&str> for InlineText {
     fn from(value: &str) -> Self {
         arrayvec::ArrayString::from(value)
             .map_or_else(|_| Self::Shared(Arc::from(value)), Self::Inline)
+    }
+}
+
+impl From<String> for InlineText {
+    fn from(value: String) -> Self {
+        Self::from(value.as_str())
     }
 }
 
@@ -150,6 +183,47 @@ impl std::ops::Deref for InlineText {
             Self::Inline(s) => s,
             Self::Shared(s) => s,
         }
+    }
+}
+
+impl PartialEq<str> for InlineText {
+    fn eq(&self, other: &str) -> bool {
+        **self == *other
+    }
+}
+
+impl PartialEq<&str> for InlineText {
+    fn eq(&self, other: &&str) -> bool {
+        **self == **other
+    }
+}
+
+impl fmt::Display for InlineText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl serde::Serialize for InlineText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for InlineText {
+    /// From a string, borrowed or not, without allocating when it fits in place.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = InlineText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<InlineText, E> {
+                Ok(InlineText::from(v))
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 
@@ -391,6 +465,25 @@ mod tests {
         let (a, b) = (EventId::new("a").unwrap(), EventId(InlineText::Shared(Arc::from("b"))));
         assert!(a < b, "ordered by their text, however held");
         assert!(EventId::new("x".repeat(257)).is_err());
+    }
+
+    #[test]
+    fn inline_text_reads_json_strings_in_place_and_lower_cases_either_form() {
+        let long = "A".repeat(InlineText::INLINE + 1);
+        let json = format!(r#"["5B8E", "a\"b", "", "{long}"]"#);
+        let texts: Vec<InlineText> = serde_json::from_str(&json).unwrap();
+        let held: Vec<(&str, bool)> =
+            texts.iter().map(|t| (t.as_str(), matches!(t, InlineText::Inline(_)))).collect();
+        assert_eq!(held, [("5B8E", true), ("a\"b", true), ("", true), (long.as_str(), false)]);
+        assert_eq!(serde_json::to_string(&texts[1]).unwrap(), r#""a\"b""#);
+        let mut lowered = texts.clone();
+        lowered.iter_mut().for_each(InlineText::make_ascii_lowercase);
+        assert_eq!(lowered[0], "5b8e");
+        assert_eq!(lowered[3], long.to_ascii_lowercase().as_str());
+        assert!(matches!(lowered[3], InlineText::Shared(_)), "long text stays shared");
+        assert_eq!(InlineText::default(), "");
+        assert_eq!(InlineText::from(long.clone()), texts[3]);
+        assert!(serde_json::from_str::<InlineText>("7").is_err(), "a number is not text");
     }
 
     #[test]

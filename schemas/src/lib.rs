@@ -30,7 +30,7 @@ pub mod tables;
 pub use accounting::{Accounting, Reason, SkipKind};
 pub use error_chain::{error_chain, service_error};
 pub use event::{Position, SourceUri, Tokens, UsageEvent, content_digest_hex};
-pub use ids::{EventId, IdCache, IdError, ModelId, SessionId, TenantId, Tier, UserId};
+pub use ids::{EventId, IdCache, IdError, InlineText, ModelId, SessionId, TenantId, Tier, UserId};
 pub use pricing::{PROMPT_BANDS, ServiceTier, prompt_band};
 pub use quarantine::{
     ENTRY_LINE_MAX, INLINE_LINE_MAX, QUARANTINE_MARKER, QuarantineEntry, RAW_DIR, RawFormat,

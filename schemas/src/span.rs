@@ -128,7 +128,12 @@ pub struct AgentSpan {
 impl AgentSpan {
     /// The span's identity as one string: `trace:span`.
     pub fn key(&self) -> String {
-        format!("{}:{}", self.trace_id, self.span_id)
+        // Built, not formatted: it is made for every span written (its dedup key, its file's name).
+        let mut key = String::with_capacity(self.trace_id.len() + 1 + self.span_id.len());
+        key.push_str(&self.trace_id);
+        key.push(':');
+        key.push_str(&self.span_id);
+        key
     }
 
     /// True when the span is of operation `op` (`invoke_agent`, `chat`, `execute_tool`):

@@ -200,7 +200,7 @@ fn name(span: &[KeyValue], key: &str) -> Result<Option<String>, Refusal> {
     } else {
         return Ok(Some(s.to_owned()));
     };
-    let shown = describe(&Value::String(s.to_owned()));
+    let shown = describe(&Value::String(s.into()));
     Err(refuse(Reason::InvalidField, format!("{key} {shown} {why}")))
 }
 

@@ -281,7 +281,7 @@ fn id(hex: &str, len: usize, what: &str) -> Result<String, Refusal> {
     if valid_hex_id(hex, len) {
         return Ok(hex.to_owned());
     }
-    let shown = attrs::describe(&super::model::Value::String(hex.to_owned()));
+    let shown = attrs::describe(&super::model::Value::String(hex.into()));
     let why = if hex.len() == len && hex.bytes().all(|b| b == b'0') {
         "is all zero (invalid)"
     } else {

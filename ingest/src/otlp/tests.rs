@@ -434,6 +434,18 @@ fn what_the_json_decoder_accepts() {
             cache_write: None
         }
     );
+    // A span's attributes `null` are none (its context from the resource); a name longer than
+    // can be held in place reads the same.
+    let mut sp = base_span();
+    sp["attributes"] = Value::Null;
+    let long = format!("execute_tool {}", "x".repeat(60));
+    sp["name"] = json!(long);
+    let d = json(&request(json!([attr("tier", "basic"), attr("clinic_id", "clinic-a")]), sp));
+    let s = spans(&d)[0];
+    assert_eq!(
+        (s.tenant_id.as_str(), s.name.as_str(), s.user_id.as_ref()),
+        ("clinic-a", long.as_str(), None)
+    );
     assert_eq!(json("{}").outcomes, []);
     assert_eq!(json(r#"{"resourceSpans":null}"#).outcomes, []);
     assert_eq!(json(r#"{"resourceSpans":[{"scopeSpans":[{"spans":[]}]}]}"#).outcomes, []);
