@@ -8,7 +8,7 @@ use agentmeter_schemas::tables::{
     AGENT_SPANS, USAGE_EVENTS, UsageEventBatchBuilder, agent_spans_batch, agent_spans_from_batch,
     agent_spans_schema, usage_events_from_batch, usage_events_schema,
 };
-use agentmeter_schemas::{AgentSpan, SourceUri, UsageEvent};
+use agentmeter_schemas::{AgentSpan, InlineText, SourceUri, UsageEvent};
 use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, SchemaRef};
 use chrono::{DateTime, NaiveDate};
@@ -181,12 +181,14 @@ impl LakeRecord for AgentSpan {
     }
 
     fn approx_bytes(&self) -> usize {
-        let opt = |s: &Option<String>| s.as_deref().map_or(0, owned);
+        // Text is held in the span up to `InlineText::INLINE` bytes; only longer text has heap.
+        let held = |s: &InlineText| if s.is_held_apart() { owned(s) } else { 0 };
+        let opt = |s: &Option<InlineText>| s.as_ref().map_or(0, held);
         std::mem::size_of::<Self>()
-            + owned(&self.trace_id)
-            + owned(&self.span_id)
-            + owned(&self.name)
-            + owned(&self.scope)
+            + held(&self.trace_id)
+            + held(&self.span_id)
+            + held(&self.name)
+            + held(&self.scope)
             + opt(&self.parent_span_id)
             + opt(&self.operation)
             + opt(&self.tool_name)

@@ -143,6 +143,12 @@ impl InlineText {
         self
     }
 
+    /// True when the text is held apart from the value (it is longer than
+    /// [`InlineText::INLINE`]): a batch's memory estimate counts its heap then.
+    pub fn is_held_apart(&self) -> bool {
+        matches!(self, Self::Shared(_))
+    }
+
     /// Lower-cases ASCII letters in place (a hex id's digits), allocating only for shared
     /// text that has any to change.
     pub fn make_ascii_lowercase(&mut self) {
@@ -183,6 +189,12 @@ impl std::ops::Deref for InlineText {
             Self::Inline(s) => s,
             Self::Shared(s) => s,
         }
+    }
+}
+
+impl AsRef<str> for InlineText {
+    fn as_ref(&self) -> &str {
+        self
     }
 }
 
@@ -376,7 +388,7 @@ impl EventId {
     /// True when the id's text is held apart from it (longer than the inline room), as
     /// memory that an estimate of a record's bytes must count.
     pub fn is_held_apart(&self) -> bool {
-        matches!(self.0, InlineText::Shared(_))
+        self.0.is_held_apart()
     }
 }
 

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ModelId, SourceUri, TenantId, Tier, UserId};
+use crate::{InlineText, ModelId, SourceUri, TenantId, Tier, UserId};
 
 /// A span's status code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -86,19 +86,20 @@ pub fn is_operation(operation: Option<&str>, name: &str, op: &str) -> bool {
     }
 }
 
-/// One valid, distinct span: a row of `agent_spans`. Its identity is (trace id, span id).
+/// One valid, distinct span: a row of `agent_spans`. Its identity is (trace id, span id). Its
+/// text is held in place ([`InlineText`]): a span read allocates nothing for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentSpan {
     /// Trace id, 32 lower-case hex digits.
-    pub trace_id: String,
+    pub trace_id: InlineText,
     /// Span id, 16 lower-case hex digits.
-    pub span_id: String,
+    pub span_id: InlineText,
     /// Parent span id, if any.
-    pub parent_span_id: Option<String>,
+    pub parent_span_id: Option<InlineText>,
     /// Span name (at most 256 characters kept).
-    pub name: String,
+    pub name: InlineText,
     /// `gen_ai.operation.name` (`invoke_agent`, `chat`, `execute_tool`, ...).
-    pub operation: Option<String>,
+    pub operation: Option<InlineText>,
     /// Start, milliseconds since the epoch, UTC.
     pub start_ms: i64,
     /// End, milliseconds since the epoch, UTC.
@@ -112,15 +113,15 @@ pub struct AgentSpan {
     /// Model (`gen_ai.request.model`).
     pub model_id: Option<ModelId>,
     /// Tool (`gen_ai.tool.name`).
-    pub tool_name: Option<String>,
+    pub tool_name: Option<InlineText>,
     /// Status code.
     pub status: SpanStatus,
     /// Token attributes, for reconciliation only (billing uses the logs).
     pub tokens: SpanTokens,
     /// Instrumentation scope (`strands.telemetry.tracer`, ...).
-    pub scope: String,
+    pub scope: InlineText,
     /// Resource `service.name`.
-    pub service: Option<String>,
+    pub service: Option<InlineText>,
     /// Where the span was read.
     pub source: SourceUri,
 }
@@ -245,7 +246,7 @@ mod tests {
         assert_eq!(a.content_fingerprint(), moved.content_fingerprint());
         let changed = [
             AgentSpan { tool_name: None, ..span() },
-            AgentSpan { tool_name: Some(String::new()), ..span() },
+            AgentSpan { tool_name: Some(InlineText::default()), ..span() },
             AgentSpan { end_ms: 2_001, ..span() },
             AgentSpan { status: SpanStatus::Error, ..span() },
             AgentSpan { tokens: SpanTokens { input: Some(0), ..SpanTokens::default() }, ..span() },

@@ -754,12 +754,12 @@ fn one_line_holds_an_invocation_whose_chat_tokens_are_its_usage_events() {
     for (n, line) in lines.iter().enumerate() {
         for s in decode_line(line) {
             if is_op(&s, "invoke_agent") {
-                roots.insert(s.trace_id.clone(), n);
+                roots.insert(s.trace_id.to_string(), n);
             } else {
-                first_child.entry(s.trace_id.clone()).or_insert(n);
+                first_child.entry(s.trace_id.to_string()).or_insert(n);
             }
             if is_op(&s, "chat") {
-                chats.entry(s.trace_id.clone()).or_default().push(n);
+                chats.entry(s.trace_id.to_string()).or_default().push(n);
             }
         }
     }
@@ -771,8 +771,10 @@ fn one_line_holds_an_invocation_whose_chat_tokens_are_its_usage_events() {
         .filter(|(t, n)| chats[*t].len() >= 2 && chats[*t].iter().all(|c| c == *n))
         .min()
         .expect("a line with a root and all its chat spans");
-    let spans: Vec<AgentSpan> =
-        decode_line(&lines[n]).into_iter().filter(|s| &s.trace_id == trace).collect();
+    let spans: Vec<AgentSpan> = decode_line(&lines[n])
+        .into_iter()
+        .filter(|s| s.trace_id.as_str() == trace.as_str())
+        .collect();
     let root = spans.iter().find(|s| is_op(s, "invoke_agent")).unwrap();
     let chat = sum(spans.iter().filter(|s| is_op(s, "chat")).map(|s| s.tokens));
     assert_eq!(chat, sum(std::iter::once(root.tokens)));

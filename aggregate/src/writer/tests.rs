@@ -283,8 +283,8 @@ fn span(
     AgentSpan {
         trace_id: "0af7651916cd43dd8448eb211c80319c".into(),
         span_id: span_id.into(),
-        parent_span_id: parent.map(str::to_owned),
-        name: format!("{op} x"),
+        parent_span_id: parent.map(Into::into),
+        name: format!("{op} x").into(),
         operation: Some(op.into()),
         start_ms: DAY0 + start,
         end_ms: DAY0 + start + dur,
@@ -292,7 +292,7 @@ fn span(
         tenant_id: TenantId::new("hospital-a").unwrap(),
         user_id: (op == "invoke_agent").then(|| UserId::new("dr.lee").unwrap()),
         model_id: (op != "execute_tool").then(|| ModelId::new("m").unwrap()),
-        tool_name: (op == "execute_tool").then(|| "search".to_owned()),
+        tool_name: (op == "execute_tool").then(|| "search".into()),
         status: if span_id.ends_with('e') { SpanStatus::Error } else { SpanStatus::Ok },
         tokens: SpanTokens { input: Some(5), ..Default::default() },
         scope: "strands.telemetry.tracer".into(),
@@ -345,6 +345,20 @@ fn spans_are_written_once_and_rolled_up_into_invocations_and_tool_calls() {
     let chat_tokens =
         Tokens { input: 5, output: 0, total: 5, cache_read: 0, cache_write: 0, cache_write_1h: 0 };
     assert_eq!(m.chat, ChatMeasures { calls: 1, usage_unknown: 0, tokens: chat_tokens });
+}
+
+/// A span's text is held in the span up to `InlineText::INLINE` bytes: only longer text adds
+/// heap to a batch's estimate.
+#[test]
+fn a_spans_text_adds_to_its_estimate_only_when_held_apart() {
+    use agentmeter_schemas::{AgentSpan, InlineText};
+    let short = span("0000000000000001", None, "chat", 0, 1);
+    assert_eq!(short.approx_bytes(), std::mem::size_of::<AgentSpan>());
+    let name = "n".repeat(InlineText::INLINE + 1);
+    let long = AgentSpan { name: name.as_str().into(), ..short };
+    assert!(long.name.is_held_apart());
+    // 57 bytes rounded up to the allocator's 16, plus its 16 of bookkeeping.
+    assert_eq!(long.approx_bytes(), std::mem::size_of::<AgentSpan>() + 64 + 16);
 }
 
 /// A batch is cut by bytes as well as rows: spans (several times an event's size) fill the

@@ -7,7 +7,7 @@
 
 use agentmeter_schemas::{ModelId, Reason, SpanTokens, TenantId, Tier, UserId};
 
-use super::model::{KeyValue, Value};
+use super::model::{KeyValue, Text, Value};
 use crate::normalize::{Refusal, refuse};
 
 /// The longest operation or tool name accepted, in characters.
@@ -189,7 +189,7 @@ fn span_string<'a>(
 }
 
 /// A name kept as given: 1 to 256 characters, none of them a control character.
-fn name(span: &[KeyValue], key: &str) -> Result<Option<String>, Refusal> {
+fn name(span: &[KeyValue], key: &str) -> Result<Option<Text>, Refusal> {
     let Some(s) = span_string(span, key, Reason::InvalidField)? else { return Ok(None) };
     let why = if s.is_empty() {
         "is empty"
@@ -198,19 +198,19 @@ fn name(span: &[KeyValue], key: &str) -> Result<Option<String>, Refusal> {
     } else if s.chars().nth(MAX_NAME_CHARS).is_some() {
         "is over 256 characters"
     } else {
-        return Ok(Some(s.to_owned()));
+        return Ok(Some(s.into()));
     };
     let shown = describe(&Value::String(s.into()));
     Err(refuse(Reason::InvalidField, format!("{key} {shown} {why}")))
 }
 
 /// `gen_ai.operation.name`.
-pub(super) fn operation(span: &[KeyValue]) -> Result<Option<String>, Refusal> {
+pub(super) fn operation(span: &[KeyValue]) -> Result<Option<Text>, Refusal> {
     name(span, "gen_ai.operation.name")
 }
 
 /// `gen_ai.tool.name`.
-pub(super) fn tool(span: &[KeyValue]) -> Result<Option<String>, Refusal> {
+pub(super) fn tool(span: &[KeyValue]) -> Result<Option<Text>, Refusal> {
     name(span, "gen_ai.tool.name")
 }
 
@@ -231,7 +231,7 @@ pub(super) fn model(span: &[KeyValue]) -> Result<Option<ModelId>, Refusal> {
 }
 
 /// A resource's `service.name`, when it is a string.
-pub(super) fn service(resource: &[KeyValue]) -> Option<String> {
+pub(super) fn service(resource: &[KeyValue]) -> Option<Text> {
     match find(resource, "service.name") {
         Found::One(Value::String(s)) => Some(truncate(s)),
         _ => None,
@@ -239,10 +239,10 @@ pub(super) fn service(resource: &[KeyValue]) -> Option<String> {
 }
 
 /// At most 256 characters of `s`.
-pub(super) fn truncate(s: &str) -> String {
+pub(super) fn truncate(s: &str) -> Text {
     match s.char_indices().nth(MAX_NAME_CHARS) {
-        Some((cut, _)) => s[..cut].to_owned(),
-        None => s.to_owned(),
+        Some((cut, _)) => s[..cut].into(),
+        None => s.into(),
     }
 }
 

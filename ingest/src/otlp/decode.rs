@@ -8,7 +8,9 @@ use prost::Message as _;
 
 use super::OtlpError;
 use super::attrs::{self, Attrs};
-use super::model::{KeyValue, Request, Resource, ResourceSpans, Scope, ScopeSpans, Span, Status};
+use super::model::{
+    KeyValue, Request, Resource, ResourceSpans, Scope, ScopeSpans, Span, Status, Text,
+};
 use crate::config::DecodeConfig;
 use crate::decode::{Ctx, Decoded, Outcome};
 use crate::normalize::{Refusal, check_time_ms, refuse};
@@ -198,8 +200,8 @@ fn quarantine(
 fn agent_span(
     span: &Span,
     a: &Attrs<'_>,
-    scope: &str,
-    service: &Option<String>,
+    scope: &Text,
+    service: &Option<Text>,
     source: &SourceUri,
     cfg: &DecodeConfig,
 ) -> Result<AgentSpan, Refusal> {
@@ -240,7 +242,7 @@ fn agent_span(
         tool_name,
         status,
         tokens,
-        scope: scope.to_owned(),
+        scope: scope.clone(),
         service: service.clone(),
         source: source.clone(),
     })
@@ -277,11 +279,11 @@ fn times(span: &Span) -> Result<(i64, i64), Refusal> {
 }
 
 /// A trace or span id: `len` hex digits, not all zero.
-fn id(hex: &str, len: usize, what: &str) -> Result<String, Refusal> {
+fn id(hex: &Text, len: usize, what: &str) -> Result<Text, Refusal> {
     if valid_hex_id(hex, len) {
-        return Ok(hex.to_owned());
+        return Ok(hex.clone());
     }
-    let shown = attrs::describe(&super::model::Value::String(hex.into()));
+    let shown = attrs::describe(&super::model::Value::String(hex.clone()));
     let why = if hex.len() == len && hex.bytes().all(|b| b == b'0') {
         "is all zero (invalid)"
     } else {
@@ -291,7 +293,7 @@ fn id(hex: &str, len: usize, what: &str) -> Result<String, Refusal> {
 }
 
 /// A parent span id: empty (or the all-zero invalid id) for a root span.
-fn parent(hex: &str) -> Result<Option<String>, Refusal> {
+fn parent(hex: &Text) -> Result<Option<Text>, Refusal> {
     if hex.is_empty() || (hex.len() == 16 && hex.bytes().all(|b| b == b'0')) {
         return Ok(None);
     }

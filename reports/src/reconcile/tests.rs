@@ -44,10 +44,10 @@ fn span(tenant: &str, day: u32, n: u8, op: &str, tokens: SpanTokens) -> AgentSpa
         .position(|x| *x == tenant)
         .unwrap();
     AgentSpan {
-        trace_id: format!("{t:0>30}{day:02}"),
-        span_id: format!("{t:0>14}{n:02x}"),
-        parent_span_id: (op != "invoke_agent").then(|| format!("{t:0>14}01")),
-        name: format!("{op} x"),
+        trace_id: format!("{t:0>30}{day:02}").into(),
+        span_id: format!("{t:0>14}{n:02x}").into(),
+        parent_span_id: (op != "invoke_agent").then(|| format!("{t:0>14}01").into()),
+        name: format!("{op} x").into(),
         operation: Some(op.into()),
         start_ms: at(day, i64::from(n)),
         end_ms: at(day, i64::from(n)) + 500,

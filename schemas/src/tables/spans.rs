@@ -10,7 +10,9 @@ use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{ArrowError, DataType, Field, SchemaRef};
 
 use super::{column, invalid, utc_millis, with_version};
-use crate::{AgentSpan, ModelId, SourceUri, SpanStatus, SpanTokens, TenantId, Tier, UserId};
+use crate::{
+    AgentSpan, InlineText, ModelId, SourceUri, SpanStatus, SpanTokens, TenantId, Tier, UserId,
+};
 
 /// Name of the spans table.
 pub const AGENT_SPANS: &str = "agent_spans";
@@ -165,11 +167,11 @@ pub fn agent_spans_from_batch(b: &RecordBatch) -> Result<Vec<AgentSpan>, ArrowEr
     (0..b.num_rows())
         .map(|i| {
             Ok(AgentSpan {
-                trace_id: s[0].value(i).to_owned(),
-                span_id: s[1].value(i).to_owned(),
-                parent_span_id: opt_str(s[2], i).map(str::to_owned),
-                name: s[3].value(i).to_owned(),
-                operation: opt_str(s[4], i).map(str::to_owned),
+                trace_id: s[0].value(i).into(),
+                span_id: s[1].value(i).into(),
+                parent_span_id: opt_str(s[2], i).map(InlineText::from),
+                name: s[3].value(i).into(),
+                operation: opt_str(s[4], i).map(InlineText::from),
                 start_ms: start.value(i),
                 end_ms: end.value(i),
                 tier: Tier::new(s[5].value(i)).map_err(|e| invalid("tier", i, e))?,
@@ -182,7 +184,7 @@ pub fn agent_spans_from_batch(b: &RecordBatch) -> Result<Vec<AgentSpan>, ArrowEr
                     .map(ModelId::new)
                     .transpose()
                     .map_err(|e| invalid("model_id", i, e))?,
-                tool_name: opt_str(s[9], i).map(str::to_owned),
+                tool_name: opt_str(s[9], i).map(InlineText::from),
                 status: SpanStatus::from_code(s[10].value(i)),
                 tokens: SpanTokens {
                     input: opt_int(t[0], i),
@@ -191,8 +193,8 @@ pub fn agent_spans_from_batch(b: &RecordBatch) -> Result<Vec<AgentSpan>, ArrowEr
                     cache_read: opt_int(t[3], i),
                     cache_write: opt_int(t[4], i),
                 },
-                scope: s[11].value(i).to_owned(),
-                service: opt_str(s[12], i).map(str::to_owned),
+                scope: s[11].value(i).into(),
+                service: opt_str(s[12], i).map(InlineText::from),
                 source: SourceUri::new(source.map_or("", |a| a.value(i))),
             })
         })
@@ -340,8 +342,8 @@ mod tests {
     fn span(i: usize) -> AgentSpan {
         AgentSpan {
             trace_id: "0af7651916cd43dd8448eb211c80319c".into(),
-            span_id: format!("b7ad6b716920333{i}"),
-            parent_span_id: (i > 0).then(|| "b7ad6b7169203330".to_owned()),
+            span_id: format!("b7ad6b716920333{i}").into(),
+            parent_span_id: (i > 0).then(|| "b7ad6b7169203330".into()),
             name: "execute_tool search".into(),
             operation: Some("execute_tool".into()),
             start_ms: 1_790_812_800_000,
