@@ -279,9 +279,6 @@ fn span_attributes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<KeyValue>, D::
             }
             Ok(out)
         }
-        fn visit_unit<E>(self) -> Result<Self::Value, E> {
-            Ok(Vec::new())
-        }
         fn visit_none<E>(self) -> Result<Self::Value, E> {
             Ok(Vec::new())
         }
