@@ -282,8 +282,39 @@ struct Batch<R> {
     listed: Option<Listing>,
 }
 
-/// A batch's days' data files, listed on a thread of their own.
-type Listing = mpsc::Receiver<Result<Vec<(NaiveDate, Vec<ObjectMeta>)>>>;
+/// The data files of each of a batch's days.
+type Listed = Result<Vec<(NaiveDate, Vec<ObjectMeta>)>>;
+
+/// A batch's days' data files, listed on a thread of their own. Dropped unread (a commit
+/// before it failed), it waits for its thread: no listing outlives the writer, nor makes a
+/// request on a runtime that is shutting down as the run stops.
+struct Listing {
+    rx: mpsc::Receiver<Listed>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Listing {
+    fn start(list: impl FnOnce() -> Listed + Send + 'static) -> Self {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let thread = std::thread::spawn(move || {
+            let _ = tx.send(list());
+        });
+        Self { rx, thread: Some(thread) }
+    }
+
+    /// The listing; none if its thread died without one.
+    fn recv(self) -> Listed {
+        self.rx.recv().unwrap_or_else(|_| Ok(Vec::new()))
+    }
+}
+
+impl Drop for Listing {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
 
 /// How long a day's listing stays good for the commits after it where each listing is a
 /// round trip (S3): a writer committing a day batch after batch lists it at most about once
@@ -318,10 +349,7 @@ impl ListedAt {
 
 /// The data files of each of `days`, listed side by side: on S3 each listing is a round trip,
 /// and the days are independent.
-fn list_days<R: LakeRecord>(
-    lake: &Lake,
-    days: Vec<NaiveDate>,
-) -> Result<Vec<(NaiveDate, Vec<ObjectMeta>)>> {
+fn list_days<R: LakeRecord>(lake: &Lake, days: Vec<NaiveDate>) -> Listed {
     let listed = concurrently(days.clone(), REQUESTS_AT_ONCE, |dt| lake.files(R::TABLE, dt))?;
     Ok(days.into_iter().zip(listed).collect())
 }
@@ -405,7 +433,7 @@ impl<R: LakeRecord> Committer<R> {
         listed: Option<Listing>,
     ) -> Result<HashMap<NaiveDate, Vec<ObjectMeta>>> {
         let mut out: HashMap<NaiveDate, Vec<ObjectMeta>> = match listed {
-            Some(listed) => listed.recv().unwrap_or_else(|_| Ok(Vec::new()))?.into_iter().collect(),
+            Some(listed) => listed.recv()?.into_iter().collect(),
             None => HashMap::new(),
         };
         let evicted: Vec<NaiveDate> =
@@ -622,10 +650,8 @@ impl<R: LakeRecord> EventWriter<R> {
             // still held, the committer checks).
             let stale = listed_at.due(days.iter().copied(), |_| true);
             if !stale.is_empty() {
-                let (tx, rx) = mpsc::sync_channel(1);
                 let lake = self.lake.clone();
-                std::thread::spawn(move || tx.send(list_days::<R>(&lake, stale)));
-                batch.listed = Some(rx);
+                batch.listed = Some(Listing::start(move || list_days::<R>(&lake, stale)));
             }
         }
         if let Some(ahead) = &self.ahead {

@@ -862,3 +862,20 @@ fn the_days_rollup_states_are_read_side_by_side_where_requests_are_round_trips()
     assert_eq!(lake.stale_rollups(day(1), day(3)).unwrap(), vec![]);
     assert_eq!(footers.timed_out(), 0);
 }
+
+/// A batch dropped with its listing still going (a commit before it failed) waits for the
+/// listing's thread: none outlives the writer, nor makes a request on a runtime that is
+/// shutting down as the run stops (a panic on a fault storm's failing run, before).
+#[test]
+fn a_listing_dropped_unread_waits_for_its_thread() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    let flag = done.clone();
+    let listing = super::Listing::start(move || {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        flag.store(true, Ordering::SeqCst);
+        Ok(Vec::new())
+    });
+    drop(listing);
+    assert!(done.load(Ordering::SeqCst), "the listing's thread was still running");
+}
