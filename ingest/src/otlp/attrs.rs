@@ -5,9 +5,9 @@
 //! serves one tenant may set it on the resource. Everything else is read from the span alone.
 //! The same newtypes and reason codes as for the logs apply.
 
-use agentmeter_schemas::{ModelId, Reason, SpanTokens, TenantId, Tier, UserId};
+use agentmeter_schemas::{InlineText, ModelId, Reason, SpanTokens, TenantId, Tier, UserId};
 
-use super::model::{KeyValue, Text, Value};
+use super::model::{KeyValue, Value};
 use crate::normalize::{Refusal, refuse};
 
 /// The longest operation or tool name accepted, in characters.
@@ -189,7 +189,7 @@ fn span_string<'a>(
 }
 
 /// A name kept as given: 1 to 256 characters, none of them a control character.
-fn name(span: &[KeyValue], key: &str) -> Result<Option<Text>, Refusal> {
+fn name(span: &[KeyValue], key: &str) -> Result<Option<InlineText>, Refusal> {
     let Some(s) = span_string(span, key, Reason::InvalidField)? else { return Ok(None) };
     let why = if s.is_empty() {
         "is empty"
@@ -205,12 +205,12 @@ fn name(span: &[KeyValue], key: &str) -> Result<Option<Text>, Refusal> {
 }
 
 /// `gen_ai.operation.name`.
-pub(super) fn operation(span: &[KeyValue]) -> Result<Option<Text>, Refusal> {
+pub(super) fn operation(span: &[KeyValue]) -> Result<Option<InlineText>, Refusal> {
     name(span, "gen_ai.operation.name")
 }
 
 /// `gen_ai.tool.name`.
-pub(super) fn tool(span: &[KeyValue]) -> Result<Option<Text>, Refusal> {
+pub(super) fn tool(span: &[KeyValue]) -> Result<Option<InlineText>, Refusal> {
     name(span, "gen_ai.tool.name")
 }
 
@@ -231,7 +231,7 @@ pub(super) fn model(span: &[KeyValue]) -> Result<Option<ModelId>, Refusal> {
 }
 
 /// A resource's `service.name`, when it is a string.
-pub(super) fn service(resource: &[KeyValue]) -> Option<Text> {
+pub(super) fn service(resource: &[KeyValue]) -> Option<InlineText> {
     match find(resource, "service.name") {
         Found::One(Value::String(s)) => Some(truncate(s)),
         _ => None,
@@ -239,7 +239,7 @@ pub(super) fn service(resource: &[KeyValue]) -> Option<Text> {
 }
 
 /// At most 256 characters of `s`.
-pub(super) fn truncate(s: &str) -> Text {
+pub(super) fn truncate(s: &str) -> InlineText {
     match s.char_indices().nth(MAX_NAME_CHARS) {
         Some((cut, _)) => s[..cut].into(),
         None => s.into(),

@@ -1,16 +1,15 @@
 //! One `ExportTraceServiceRequest` into one outcome per span.
 
 use agentmeter_schemas::{
-    AgentSpan, Position, QuarantineEntry, RawFormat, Reason, SourceUri, SpanStatus, valid_hex_id,
+    AgentSpan, InlineText, Position, QuarantineEntry, RawFormat, Reason, SourceUri, SpanStatus,
+    valid_hex_id,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message as _;
 
 use super::OtlpError;
 use super::attrs::{self, Attrs};
-use super::model::{
-    KeyValue, Request, Resource, ResourceSpans, Scope, ScopeSpans, Span, Status, Text,
-};
+use super::model::{KeyValue, Request, Resource, ResourceSpans, Scope, ScopeSpans, Span, Status};
 use crate::config::DecodeConfig;
 use crate::decode::{Ctx, Decoded, Outcome};
 use crate::normalize::{Refusal, check_time_ms, refuse};
@@ -200,8 +199,8 @@ fn quarantine(
 fn agent_span(
     span: &Span,
     a: &Attrs<'_>,
-    scope: &Text,
-    service: &Option<Text>,
+    scope: &InlineText,
+    service: &Option<InlineText>,
     source: &SourceUri,
     cfg: &DecodeConfig,
 ) -> Result<AgentSpan, Refusal> {
@@ -279,7 +278,7 @@ fn times(span: &Span) -> Result<(i64, i64), Refusal> {
 }
 
 /// A trace or span id: `len` hex digits, not all zero.
-fn id(hex: &Text, len: usize, what: &str) -> Result<Text, Refusal> {
+fn id(hex: &InlineText, len: usize, what: &str) -> Result<InlineText, Refusal> {
     if valid_hex_id(hex, len) {
         return Ok(hex.clone());
     }
@@ -293,7 +292,7 @@ fn id(hex: &Text, len: usize, what: &str) -> Result<Text, Refusal> {
 }
 
 /// A parent span id: empty (or the all-zero invalid id) for a root span.
-fn parent(hex: &Text) -> Result<Option<Text>, Refusal> {
+fn parent(hex: &InlineText) -> Result<Option<InlineText>, Refusal> {
     if hex.is_empty() || (hex.len() == 16 && hex.bytes().all(|b| b == b'0')) {
         return Ok(None);
     }

@@ -27,7 +27,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
-pub(crate) use agentmeter_schemas::InlineText as Text;
+use agentmeter_schemas::InlineText;
 
 /// An `ExportTraceServiceRequest` (or `TracesData`: the same message).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -128,7 +128,7 @@ pub(crate) struct ScopeSpans {
 #[serde(default, rename_all = "camelCase")]
 pub(crate) struct Scope {
     #[serde(deserialize_with = "nullable")]
-    pub name: Text,
+    pub name: InlineText,
     #[serde(deserialize_with = "nullable", skip_serializing_if = "empty")]
     pub version: String,
     #[serde(deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
@@ -147,17 +147,17 @@ pub(crate) struct Scope {
 pub(crate) struct Span {
     /// Hex, lower-cased; not validated here (a bad id refuses the span, not the request).
     #[serde(alias = "trace_id", deserialize_with = "hex_id")]
-    pub trace_id: Text,
+    pub trace_id: InlineText,
     #[serde(alias = "span_id", deserialize_with = "hex_id")]
-    pub span_id: Text,
+    pub span_id: InlineText,
     #[serde(alias = "trace_state", deserialize_with = "nullable", skip_serializing_if = "empty")]
     pub trace_state: String,
     #[serde(alias = "parent_span_id", deserialize_with = "hex_id", skip_serializing_if = "empty")]
-    pub parent_span_id: Text,
+    pub parent_span_id: InlineText,
     #[serde(deserialize_with = "int", skip_serializing_if = "zero")]
     pub flags: u32,
     #[serde(deserialize_with = "nullable")]
-    pub name: Text,
+    pub name: InlineText,
     #[serde(deserialize_with = "span_kind")]
     pub kind: i32,
     #[serde(
@@ -203,7 +203,7 @@ pub(crate) struct Status {
 #[serde(default)]
 pub(crate) struct KeyValue {
     #[serde(deserialize_with = "nullable")]
-    pub key: Text,
+    pub key: InlineText,
     #[serde(deserialize_with = "nullable")]
     pub value: Value,
 }
@@ -213,7 +213,7 @@ pub(crate) struct KeyValue {
 pub(crate) enum Value {
     #[default]
     Empty,
-    String(Text),
+    String(InlineText),
     Bool(bool),
     Int(i64),
     Double(f64),
@@ -295,8 +295,8 @@ fn span_attributes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<KeyValue>, D::
 const SPAN_ATTRIBUTES: usize = 16;
 
 /// A hex id, lower-cased. Its digits are checked later, per span.
-fn hex_id<'de, D: Deserializer<'de>>(d: D) -> Result<Text, D::Error> {
-    let mut id = Option::<Text>::deserialize(d)?.unwrap_or_default();
+fn hex_id<'de, D: Deserializer<'de>>(d: D) -> Result<InlineText, D::Error> {
+    let mut id = Option::<InlineText>::deserialize(d)?.unwrap_or_default();
     id.make_ascii_lowercase();
     Ok(id)
 }
@@ -474,10 +474,10 @@ impl<'de> Deserialize<'de> for Value {
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Value, A::Error> {
                 let mut out = Value::Empty;
                 // Keys and strings held in place: an attribute value allocates nothing.
-                while let Some(key) = m.next_key::<Text>()? {
+                while let Some(key) = m.next_key::<InlineText>()? {
                     let v = match key.as_str() {
                         "stringValue" | "string_value" => {
-                            m.next_value::<Option<Text>>()?.map(Value::String)
+                            m.next_value::<Option<InlineText>>()?.map(Value::String)
                         }
                         "boolValue" | "bool_value" => {
                             m.next_value::<Option<bool>>()?.map(Value::Bool)
