@@ -302,9 +302,19 @@ impl Listing {
         Self { rx, thread: Some(thread) }
     }
 
-    /// The listing; none if its thread died without one.
-    fn recv(self) -> Listed {
-        self.rx.recv().unwrap_or_else(|_| Ok(Vec::new()))
+    /// The listing. A thread that ended without one panicked: its panic goes on in the caller
+    /// (the committer, whose panic the writer raises), since reading no listing as "no files"
+    /// would commit the batch without the day's ids stored before it.
+    fn recv(mut self) -> Listed {
+        match self.rx.recv() {
+            Ok(listed) => listed,
+            Err(_) => {
+                let panic = self.thread.take().and_then(|t| t.join().err());
+                std::panic::resume_unwind(
+                    panic.unwrap_or_else(|| Box::new("a day listing ended without an answer")),
+                )
+            }
+        }
     }
 }
 

@@ -879,3 +879,13 @@ fn a_listing_dropped_unread_waits_for_its_thread() {
     drop(listing);
     assert!(done.load(Ordering::SeqCst), "the listing's thread was still running");
 }
+
+/// A listing whose thread panicked raises that panic where it is read: before, it was read as
+/// a day with no files, and the batch committed without the ids stored for the day.
+#[test]
+fn a_listing_whose_thread_panicked_raises_its_panic_when_read() {
+    let listing = super::Listing::start(|| panic!("the listing failed"));
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| listing.recv()));
+    let panic = read.expect_err("a panicked listing was read as a listing");
+    assert_eq!(panic.downcast_ref::<&str>(), Some(&"the listing failed"));
+}
