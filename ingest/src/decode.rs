@@ -231,7 +231,7 @@ impl Decoder {
         // first (the general path below gives the same outcome, and takes what this refuses).
         let t = text.trim_start();
         if (t.starts_with("{\"resourceSpans\"") || t.starts_with("{\"resource_spans\""))
-            && crate::otlp::request_line(line, ctx, &self.cfg, out)
+            && crate::otlp::request_line(text, ctx, &self.cfg, out)
         {
             return;
         }

@@ -78,14 +78,15 @@ pub(crate) fn json_in(
 /// A line that starts as an OTLP JSON request (`{"resourceSpans"`), decoded in one pass
 /// instead of being read for its fields first. `false` (nothing appended) when it is not a
 /// whole request, or also names `event` or the quarantine marker at its top level: the general
-/// path then reads it, with the same outcome it always had.
+/// path then reads it, with the same outcome it always had. Read as text, which the line was
+/// checked to be: parsed as bytes, each of its strings was checked again.
 pub(crate) fn request_line(
-    line: &[u8],
+    line: &str,
     ctx: Ctx<'_>,
     cfg: &DecodeConfig,
     out: &mut Decoded,
 ) -> bool {
-    match serde_json::from_slice::<super::model::RequestLine>(line) {
+    match serde_json::from_str::<super::model::RequestLine>(line) {
         Ok(r) if !r.names_other_record => {
             request(&r.request, ctx, cfg, out, false);
             true
