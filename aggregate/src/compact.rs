@@ -23,7 +23,6 @@ use crate::layout;
 use crate::parquet_io::{encode, properties};
 use crate::record::LakeRecord;
 use crate::store::{Condition, Fetch};
-use crate::writer::id_key;
 
 /// What a compaction did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -102,7 +101,7 @@ fn compact_partition<R: LakeRecord>(
             let records = R::from_batch(&batch)
                 .map_err(|source| Error::Arrow { path: file.key.clone().into(), source })?;
             for r in records {
-                if seen.insert(id_key(&r.identity())) {
+                if seen.insert(r.identity().key()) {
                     rows.push(r);
                 } else {
                     duplicates += 1;

@@ -229,9 +229,7 @@ impl Lake {
         let mut seen = crate::writer::DigestSet::default();
         let mut out = Vec::new();
         self.for_each_batch::<R>(dt, |records| {
-            out.extend(
-                records.into_iter().filter(|r| seen.insert(crate::writer::id_key(&r.identity()))),
-            );
+            out.extend(records.into_iter().filter(|r| seen.insert(r.identity().key())));
             Ok(())
         })?;
         Ok(out)

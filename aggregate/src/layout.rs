@@ -20,11 +20,11 @@
 //!   _state/billing/blobs/<32 hex>                     issued documents and priced inputs
 //! ```
 
-use std::borrow::Cow;
-
 use agentmeter_schemas::tables::{PARTITION_COLUMN, TableDef};
 use agentmeter_schemas::{RAW_DIR, SourceUri};
 use chrono::NaiveDate;
+
+use crate::record::Identity;
 
 /// Directory of the quarantine.
 pub const QUARANTINE_DIR: &str = "_quarantine";
@@ -97,14 +97,16 @@ pub fn data_file(table: &str, dt: NaiveDate, hex: &str) -> String {
 /// The `<hex>` of a data file holding the records of `ids`, in order: the first 16 bytes of
 /// the BLAKE3 digest of each id followed by a newline. The same ids always make the same name,
 /// so a retried or repeated write finds its file taken rather than writing a second one.
-pub fn data_file_hex<'a>(ids: impl IntoIterator<Item = Cow<'a, [u8]>>) -> String {
+pub fn data_file_hex<'a>(ids: impl IntoIterator<Item = Identity<'a>>) -> String {
     // Fed to the hasher 64 KiB at a time: BLAKE3 hashes whole chunks in parallel lanes, while
     // an update per id (tens of bytes) copies each into its chunk buffer one at a time.
     const FEED: usize = 64 * 1024;
     let mut digest = blake3::Hasher::new();
     let mut buf = Vec::with_capacity(FEED + 256);
     for id in ids {
-        buf.extend_from_slice(&id);
+        for part in id.parts() {
+            buf.extend_from_slice(part);
+        }
         buf.push(b'\n');
         if buf.len() >= FEED {
             digest.update(&buf);
@@ -219,13 +221,18 @@ mod tests {
         };
         for n in [0, 1, 2, 5_000, 20_000] {
             let ids: Vec<String> = (0..n).map(|i| format!("event-{i:08}")).collect();
-            let hex = data_file_hex(ids.iter().map(|s| Cow::Borrowed(s.as_bytes())));
+            let hex = data_file_hex(ids.iter().map(|s| Identity::of(s)));
             assert_eq!(hex, per_id(&ids), "{n} ids");
         }
         let two = ["evt-1".to_owned(), "evt-2".to_owned()];
-        let hex = data_file_hex(two.iter().map(|s| Cow::Borrowed(s.as_bytes())));
+        let hex = data_file_hex(two.iter().map(|s| Identity::of(s)));
         assert_eq!(hex, "9699db4935ba722610abf465ec49f0ed");
         assert_eq!(hex, per_id(&two));
+        // A span's identity, fed as its trace and span ids, names its file as the joined
+        // `trace:span` did.
+        let (trace, span) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+        let joined = [format!("{trace}:{span}")];
+        assert_eq!(data_file_hex([Identity::joined(trace, span)]), per_id(&joined));
     }
 
     #[test]

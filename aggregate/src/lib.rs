@@ -35,7 +35,7 @@ mod writer;
 pub use error::{Error, Result};
 pub use lake::{LAKE_FORMAT_VERSION, Lake};
 pub use quarantine::{QuarantineReport, QuarantineWriter};
-pub use record::LakeRecord;
+pub use record::{Identity, LakeRecord};
 pub use rollup::{
     COVERS_KEY, Coverage, HOURLY_FILE, ROLLUP_TABLES, RollupReport, RollupState, rebuild_hourly,
     rebuild_hourly_all, rollup_state,

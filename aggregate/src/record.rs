@@ -1,8 +1,8 @@
 //! What the exactly-once writer needs to know about a kind of record: its table, partition,
 //! identity, sort order and Arrow encoding. Usage events and agent spans are the two kinds.
 
-use std::borrow::Cow;
 use std::cmp::Ordering;
+use std::fmt;
 
 use agentmeter_schemas::tables::{
     AGENT_SPANS, USAGE_EVENTS, UsageEventBatchBuilder, agent_spans_batch, agent_spans_from_batch,
@@ -12,6 +12,45 @@ use agentmeter_schemas::{AgentSpan, InlineText, SourceUri, UsageEvent};
 use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, SchemaRef};
 use chrono::{DateTime, NaiveDate};
+
+/// A record's identity bytes (an event id; a trace id, `:` and a span id), as the parts the
+/// record holds: hashed and digested part by part, not joined into a buffer made per record.
+#[derive(Debug, Clone, Copy)]
+pub struct Identity<'a> {
+    head: &'a [u8],
+    tail: Option<&'a [u8]>,
+}
+
+impl<'a> Identity<'a> {
+    /// The identity `id`.
+    pub fn of(id: &'a str) -> Self {
+        Self { head: id.as_bytes(), tail: None }
+    }
+
+    /// The identity `head:tail`.
+    pub fn joined(head: &'a str, tail: &'a str) -> Self {
+        Self { head: head.as_bytes(), tail: Some(tail.as_bytes()) }
+    }
+
+    /// The bytes, in parts.
+    pub fn parts(self) -> impl Iterator<Item = &'a [u8]> {
+        [Some(self.head), self.tail.map(|_| &b":"[..]), self.tail].into_iter().flatten()
+    }
+
+    /// The in-memory dedup key: the keyed hash of the bytes, as of them joined.
+    pub fn key(self) -> u128 {
+        agentmeter_schemas::keyed::key128_of_parts(self.parts())
+    }
+}
+
+impl fmt::Display for Identity<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for p in self.parts() {
+            f.write_str(&String::from_utf8_lossy(p))?;
+        }
+        Ok(())
+    }
+}
 
 /// A record the [`EventWriter`](crate::EventWriter) writes exactly once.
 pub trait LakeRecord: Send + 'static {
@@ -27,7 +66,7 @@ pub trait LakeRecord: Send + 'static {
     /// The record's time, milliseconds; its UTC date is the `dt` partition.
     fn time_ms(&self) -> i64;
     /// The identity bytes (event id; trace and span id).
-    fn identity(&self) -> Cow<'_, [u8]>;
+    fn identity(&self) -> Identity<'_>;
     /// A digest of the content, to tell a conflicting duplicate.
     fn fingerprint(&self) -> u64;
     /// The sort order within a file.
@@ -89,8 +128,8 @@ impl LakeRecord for UsageEvent {
         self.event_time_ms
     }
 
-    fn identity(&self) -> Cow<'_, [u8]> {
-        Cow::Borrowed(self.event_id.as_str().as_bytes())
+    fn identity(&self) -> Identity<'_> {
+        Identity::of(self.event_id.as_str())
     }
 
     fn fingerprint(&self) -> u64 {
@@ -151,8 +190,9 @@ impl LakeRecord for AgentSpan {
         self.start_ms
     }
 
-    fn identity(&self) -> Cow<'_, [u8]> {
-        Cow::Owned(self.key().into_bytes())
+    fn identity(&self) -> Identity<'_> {
+        // `AgentSpan::key`'s bytes, without building them.
+        Identity::joined(&self.trace_id, &self.span_id)
     }
 
     fn fingerprint(&self) -> u64 {

@@ -214,7 +214,7 @@ impl DedupIndex {
                 let records = R::from_batch(&batch)
                     .map_err(|source| Error::Arrow { path: file.key.clone().into(), source })?;
                 for r in records {
-                    if part.ids.insert(id_key(&r.identity()), r.fingerprint()).is_none() {
+                    if part.ids.insert(r.identity().key(), r.fingerprint()).is_none() {
                         self.entries += 1;
                     }
                 }
@@ -389,7 +389,7 @@ impl<R: LakeRecord> Batch<R> {
     }
 
     fn push(&mut self, r: R) {
-        self.keys.push((id_key(&r.identity()), r.fingerprint()));
+        self.keys.push((r.identity().key(), r.fingerprint()));
         self.bytes += r.approx_bytes() + std::mem::size_of::<(u128, u64)>();
         self.records.push(r);
     }
@@ -485,7 +485,7 @@ impl<R: LakeRecord> Committer<R> {
                         self.stats.conflicting += 1;
                         tracing::warn!(
                             table = R::TABLE,
-                            id = %String::from_utf8_lossy(&e.identity()),
+                            id = %e.identity(),
                             source = %e.source(),
                             "Duplicate id with different content; the first copy is kept."
                         );

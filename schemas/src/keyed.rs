@@ -24,8 +24,16 @@ pub fn hasher() -> SipHasher13 {
 
 /// The 128-bit keyed hash of `bytes`.
 pub fn key128(bytes: &[u8]) -> u128 {
+    key128_of_parts([bytes])
+}
+
+/// [`key128`] of the bytes of `parts` one after another, without joining them: SipHash reads
+/// its input as one stream, however it is fed.
+pub fn key128_of_parts<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> u128 {
     let mut h = hasher();
-    h.write(bytes);
+    for p in parts {
+        h.write(p);
+    }
     h.finish128().as_u128()
 }
 
@@ -42,5 +50,17 @@ mod tests {
         let mut plain = SipHasher13::new();
         plain.write(b"req-1");
         assert_ne!(plain.finish128().as_u128(), key128(b"req-1"));
+    }
+
+    #[test]
+    fn the_parts_of_an_input_hash_as_the_whole_does() {
+        let whole = b"0123456789abcdef0123456789abcdef:0123456789abcdef";
+        for cut in [0, 1, 7, 8, 9, 32, 33, whole.len()] {
+            let (a, b) = whole.split_at(cut);
+            assert_eq!(key128_of_parts([a, b]), key128(whole), "cut at {cut}");
+        }
+        let three: [&[u8]; 3] = [b"trace", b":", b"span"];
+        assert_eq!(key128_of_parts(three), key128(b"trace:span"));
+        assert_ne!(key128_of_parts(three), key128(b"tracespan"));
     }
 }
