@@ -220,7 +220,7 @@ impl Decoder {
             );
             return self.reject(out, refuse(Reason::TooLarge, detail), ctx, raw);
         }
-        let text = match std::str::from_utf8(line) {
+        let text = match utf8(line) {
             Ok(t) => t,
             Err(e) => {
                 let detail = format!("invalid UTF-8 at byte {}", e.valid_up_to());
@@ -388,7 +388,7 @@ impl Decoder {
         if self.log_event_too_large(raw, ctx, out) {
             return;
         }
-        let text = match std::str::from_utf8(bytes) {
+        let text = match utf8(bytes) {
             Ok(t) => t,
             Err(e) => {
                 let detail = format!("invalid UTF-8 at byte {}", e.valid_up_to());
@@ -511,7 +511,7 @@ impl Decoder {
 
     /// A decompressed subscription payload.
     pub(crate) fn payload_json(&self, body: &[u8], raw: Raw<'_>, ctx: Ctx<'_>, out: &mut Decoded) {
-        let text = match std::str::from_utf8(body) {
+        let text = match utf8(body) {
             Ok(t) => t,
             Err(e) => {
                 let detail = format!("payload is not UTF-8 at byte {}", e.valid_up_to());
@@ -677,6 +677,16 @@ impl Decoder {
 }
 
 /// The id and time a CloudWatch log event gives its message.
+/// `bytes` as text. Checked by simdutf8, several times faster than the standard library on
+/// the long ASCII lines input mostly is; invalid input is checked again by the standard
+/// library, for its error's place.
+pub(crate) fn utf8(bytes: &[u8]) -> Result<&str, std::str::Utf8Error> {
+    match simdutf8::basic::from_utf8(bytes) {
+        Ok(text) => Ok(text),
+        Err(_) => std::str::from_utf8(bytes),
+    }
+}
+
 fn cw_envelope<'t>(f: &Fields<'_>, text: &'t str) -> Result<Envelope<'t>, Refusal> {
     let id = match f.get(Key::CwId) {
         Got::Absent | Got::One(_, Scalar::Null) => None,

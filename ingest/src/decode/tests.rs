@@ -634,3 +634,25 @@ fn a_batch_naming_too_many_tenants_or_users_refuses_the_records_past_the_limit()
     Decoder::new(cfg).stream_record(lines[2].as_bytes(), &src(), &mut out);
     assert!(matches!(&out.outcomes[..], [Outcome::Event(_)]));
 }
+
+/// The UTF-8 check takes what the standard library takes and refuses the rest at the same
+/// byte, in lines long enough for its SIMD paths and in short ones.
+#[test]
+fn the_utf8_check_agrees_with_the_standard_librarys() {
+    let long = format!("{{\"model_id\":\"{}\",\"note\":\"é ✓ 𝄞\"}}", "a".repeat(300));
+    let mut cases: Vec<Vec<u8>> = vec![b"".to_vec(), b"{}".to_vec(), long.clone().into_bytes()];
+    for bad in [&b"\xff"[..], b"\xc3", b"\xe2\x9c", b"\xed\xa0\x80", b"\xf4\x90\x80\x80"] {
+        for at in [0, 5, 100, long.len()] {
+            let mut b = long.as_bytes()[..at].to_vec();
+            b.extend_from_slice(bad);
+            b.extend_from_slice(&long.as_bytes()[at..]);
+            cases.push(b);
+        }
+    }
+    for bytes in &cases {
+        let ours = super::utf8(bytes).map_err(|e| e.valid_up_to());
+        assert_eq!(ours, std::str::from_utf8(bytes).map_err(|e| e.valid_up_to()), "{bytes:?}");
+    }
+    assert_eq!(super::utf8(long.as_bytes()), Ok(long.as_str()));
+    assert_eq!(super::utf8(&cases[5]).map_err(|e| e.valid_up_to()), Err(100));
+}
