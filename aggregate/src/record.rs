@@ -99,8 +99,7 @@ pub trait LakeRecord: Send + 'static {
 
     /// About how many bytes the record holds in memory: itself and the strings it owns
     /// alone (shared ids are not counted), each allocation with its allocator overhead. Bounds
-    /// a batch by memory as well as by rows; never less than `size_of::<Self>()`, which a
-    /// batch is sized by.
+    /// a batch by memory as well as by rows.
     fn approx_bytes(&self) -> usize;
 
     /// True when the record is a model call that reported no usage (see

@@ -365,15 +365,6 @@ fn list_days<R: LakeRecord>(lake: &Lake, days: Vec<NaiveDate>) -> Listed {
 }
 
 impl<R: LakeRecord> Batch<R> {
-    /// A batch with room for as many records as `opts` lets one hold: `batch_rows`, or fewer
-    /// where `batch_bytes` is reached first, each record counting at least its own size and its
-    /// key's. Made to size, its vectors never grow by copying themselves: a batch made for
-    /// 65,536 records grew to 131,072 for spans, which reach 48 MiB at about 67,800.
-    fn sized_for(opts: &WriterOptions) -> Self {
-        let least = std::mem::size_of::<R>() + std::mem::size_of::<(u128, u64)>();
-        Self::with_capacity(opts.batch_rows.min(opts.batch_bytes / least + 1))
-    }
-
     fn with_capacity(n: usize) -> Self {
         Self {
             records: Vec::with_capacity(n),
@@ -627,7 +618,7 @@ impl<R: LakeRecord> EventWriter<R> {
         Self {
             lake: lake.clone(),
             opts,
-            batch: Batch::sized_for(&opts),
+            batch: Batch::with_capacity(opts.batch_rows.min(1 << 20)),
             tx: Some(tx),
             worker: Some(worker),
             ahead,
@@ -687,7 +678,10 @@ impl<R: LakeRecord> EventWriter<R> {
     pub fn push(&mut self, e: R) -> Result<()> {
         self.batch.push(e);
         if self.batch.full(&self.opts) {
-            let batch = std::mem::replace(&mut self.batch, Batch::sized_for(&self.opts));
+            let batch = std::mem::replace(
+                &mut self.batch,
+                Batch::with_capacity(self.opts.batch_rows.min(1 << 16)),
+            );
             self.hand(batch)?;
         }
         Ok(())

@@ -902,29 +902,3 @@ fn a_spans_identity_in_parts_keys_and_shows_as_the_joined_key() {
     assert_eq!(e.identity().key(), super::id_key(e.event_id.as_str().as_bytes()));
     assert_eq!(e.identity().to_string(), e.event_id.as_str());
 }
-
-/// A batch is made with room for all it may hold, by rows or by bytes, so that filling it never
-/// grows (copies) its vectors: made for 65,536 records, a span batch grew to 131,072 just
-/// before its 48 MiB bound (about 67,800 spans).
-#[test]
-fn a_batch_is_made_to_hold_what_its_bounds_let_in_without_growing() {
-    fn fill<R: LakeRecord + Clone>(one: &R, opts: &WriterOptions) -> (usize, usize) {
-        let mut b = super::Batch::<R>::sized_for(opts);
-        let room = (b.records.capacity(), b.keys.capacity());
-        while !b.full(opts) {
-            b.push(one.clone());
-        }
-        assert_eq!((b.records.capacity(), b.keys.capacity()), room, "the batch grew");
-        (b.records.len(), room.0)
-    }
-    let defaults = WriterOptions::default();
-    let one_span = span("0000000000000001", None, "chat", 0, 1);
-    let (spans, room) = fill(&one_span, &defaults);
-    assert!(spans < defaults.batch_rows && spans > 1 << 16, "{spans} spans");
-    assert!(room - spans <= spans / 10, "room for {room}, {spans} held");
-    let (events, _) = fill(&ev("a", "t1", DAY0, 1), &defaults);
-    assert!(events < defaults.batch_rows, "{events} events");
-    // Rows bound it first: room for exactly those.
-    let lambda = WriterOptions { batch_rows: 10_000, ..Default::default() };
-    assert_eq!(fill(&one_span, &lambda), (10_000, 10_000));
-}
