@@ -1,0 +1,147 @@
+//! The writer's Parquet encoding: which columns get a dictionary, rollups reading either kind
+//! of page, and the order of rows within a file.
+
+use super::*;
+
+/// The columns of `table`'s first file in `dt` written with a dictionary.
+fn dictionary_columns(
+    lake: &Lake,
+    dir: &std::path::Path,
+    table: &str,
+    dt: NaiveDate,
+) -> Vec<String> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let file = &lake.files(table, dt).unwrap()[0];
+    let reader = SerializedFileReader::new(fs::File::open(dir.join(&file.key)).unwrap()).unwrap();
+    let group = reader.metadata().row_group(0);
+    group
+        .columns()
+        .iter()
+        .filter(|c| c.dictionary_page_offset().is_some())
+        .map(|c| c.column_path().string())
+        .collect()
+}
+
+#[test]
+fn ids_and_times_are_written_without_a_dictionary_and_the_rest_with_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open_dir(dir.path()).unwrap();
+    let mut w = EventWriter::new(&lake, WriterOptions::default());
+    for i in 0..50 {
+        let mut e = ev(&format!("e{i}"), "t1", DAY0 + i * 1000, i);
+        e.session_id = Some(agentmeter_schemas::SessionId::new(format!("s{i}")).unwrap());
+        w.push(e).unwrap();
+    }
+    w.finish().unwrap();
+    assert_eq!(
+        dictionary_columns(&lake, dir.path(), USAGE_EVENTS, day(1)),
+        [
+            "tier",
+            "tenant_id",
+            "user_id",
+            "model_id",
+            "source",
+            "input_tokens",
+            "output_tokens",
+            "total_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "cache_write_1h_tokens",
+            "service_tier"
+        ]
+    );
+}
+
+/// The rollup reads its grouped strings as dictionaries: over many batches, a column chunk
+/// whose dictionary overflowed into plain pages, and values that repeat across files, its
+/// sums and distinct users are those of the events.
+#[test]
+fn rollups_of_dictionary_and_plain_pages_agree_with_the_events() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open_dir(dir.path()).unwrap();
+    let opts = WriterOptions { max_rows_per_file: 30_000, ..WriterOptions::default() };
+    let mut w = EventWriter::new(&lake, opts);
+    let mut want: BTreeMap<(i64, String, String, String), (i64, i64)> = BTreeMap::new();
+    let mut users: BTreeMap<(i64, String), BTreeSet<String>> = BTreeMap::new();
+    // 40,000 users of about 40 bytes: more than a 1 MiB dictionary page holds.
+    for i in 0..45_000_i64 {
+        let mut e = ev(&format!("e{i}"), &format!("t{}", i % 7), DAY0 + i * 1_500, i % 500 + 1);
+        let user = format!("user-{:05}@clinic-{}.example.org", i % 40_000, i % 7);
+        e.user_id = UserId::new(&user).unwrap();
+        e.model_id = ModelId::new(format!("m{}", i % 3)).unwrap();
+        let hour = agentmeter_schemas::tables::hour_start_ms(e.event_time_ms);
+        let key = (hour, e.tenant_id.to_string(), user.clone(), e.model_id.to_string());
+        let slot = want.entry(key).or_default();
+        slot.0 += 1;
+        slot.1 += e.tokens.input;
+        users.entry((hour, e.tenant_id.to_string())).or_default().insert(user);
+        w.push(e).unwrap();
+    }
+    w.finish().unwrap();
+    let files = lake.files(USAGE_EVENTS, day(1)).unwrap();
+    assert_eq!(files.len(), 2, "two files of the one day");
+    let plain_pages = files.iter().any(|f| {
+        use parquet::basic::Encoding;
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let reader = SerializedFileReader::new(fs::File::open(dir.path().join(&f.key)).unwrap());
+        let reader = reader.unwrap();
+        let group = reader.metadata().row_group(0);
+        let users = group.columns().iter().find(|c| c.column_path().string() == "user_id");
+        users.unwrap().encodings().any(|e| e == Encoding::PLAIN)
+    });
+    assert!(plain_pages, "the user_id dictionary overflowed into plain pages");
+    let got: BTreeMap<(i64, String, String, String), (i64, i64)> = lake
+        .hourly(day(1))
+        .unwrap()
+        .into_iter()
+        .map(|(k, m)| {
+            let key =
+                (k.hour_ms, k.tenant_id.to_string(), k.user_id.to_string(), k.model_id.to_string());
+            (key, (m.invocations, m.tokens.input))
+        })
+        .collect();
+    assert_eq!(got, want);
+    let got: BTreeMap<(i64, String), i64> = lake
+        .tenant_hourly(day(1))
+        .unwrap()
+        .into_iter()
+        .map(|t| ((t.hour_ms, t.tenant_id.to_string()), t.users))
+        .collect();
+    let want: BTreeMap<(i64, String), i64> =
+        users.into_iter().map(|(k, u)| (k, u.len() as i64)).collect();
+    assert_eq!(got, want);
+}
+
+/// `usage_hourly` rows come sorted by tenant, hour, tier, user, model, service tier and band
+/// as strings, whatever order the day's values were met in (the rollup codes them as met).
+#[test]
+fn hourly_rows_are_sorted_by_their_strings_not_by_when_they_were_met() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open_dir(dir.path()).unwrap();
+    let mut w = EventWriter::new(&lake, WriterOptions::default());
+    let (users, models, tiers) =
+        (["u-c", "u-a", "u-10", "u-b", "u-9"], ["m-z", "m-a", "m-10"], ["premium", "basic"]);
+    for i in 0..60_i64 {
+        let mut e = ev(&format!("e{i}"), ["t-b", "t-a"][(i % 2) as usize], DAY0 + i * 90_000, 5);
+        e.user_id = UserId::new(users[(i % 5) as usize]).unwrap();
+        e.model_id = ModelId::new(models[(i % 3) as usize]).unwrap();
+        e.tier = Tier::new(tiers[(i / 7 % 2) as usize]).unwrap();
+        w.push(e).unwrap();
+    }
+    w.finish().unwrap();
+    let rows: Vec<_> = lake
+        .hourly(day(1))
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| {
+            let s = |v: &dyn std::fmt::Display| v.to_string();
+            let band = k.prompt_band;
+            (s(&k.tenant_id), k.hour_ms, s(&k.tier), s(&k.user_id), s(&k.model_id), band)
+        })
+        .collect();
+    assert!(rows.len() > 30, "{} rows", rows.len());
+    let mut sorted = rows.clone();
+    sorted.sort();
+    assert_eq!(rows, sorted);
+}
