@@ -19,8 +19,8 @@ use rustc_hash::FxHashMap as HashMap;
 use agentmeter_schemas::tables::{AGENT_SPANS, AgentMeasures, ChatMeasures, hour_start_ms};
 use agentmeter_schemas::{SpanStatus, SpanTokens, Tokens, is_operation};
 
+use crate::record::Identity;
 use crate::rollup::{ColumnCodes, GROUPED, Interner, NULL_CODE};
-use crate::writer::id_key;
 
 /// User or model id of spans that carry none.
 pub const UNKNOWN: &str = "_unknown";
@@ -91,7 +91,7 @@ enum Op {
 
 /// What the rollup keeps of one span (80 bytes).
 struct Span {
-    /// `id_key` of `trace_id:parent_span_id`, when `has_parent`.
+    /// The identity key of `trace_id:parent_span_id`, when `has_parent`.
     parent: u128,
     start_ms: i64,
     end_ms: i64,
@@ -129,13 +129,12 @@ impl Span {
 #[derive(Default)]
 pub(crate) struct Spans {
     spans: Vec<Span>,
-    /// Each span's place in `spans`, by `id_key` of `trace_id:span_id` (its identity).
+    /// Each span's place in `spans`, by the key of `trace_id:span_id` (its identity).
     index: HashMap<u128, u32>,
     /// The tokens of each chat span.
     chats: Vec<Tokens>,
     /// Trace and span id of each `invoke_agent` span.
     ids: Vec<(Box<str>, Box<str>)>,
-    buf: Vec<u8>,
     /// Tier, tenant, user and model of each batch as codes.
     columns: [ColumnCodes; 4],
 }
@@ -160,13 +159,9 @@ impl Spans {
         self.ids
     }
 
-    /// The identity key of `trace_id:span_id`, written into `buf` (kept from span to span).
-    fn key(buf: &mut Vec<u8>, trace: &str, span: &str) -> u128 {
-        buf.clear();
-        buf.extend_from_slice(trace.as_bytes());
-        buf.push(b':');
-        buf.extend_from_slice(span.as_bytes());
-        id_key(buf)
+    /// The identity key of `trace_id:span_id`, as the writer keys a span.
+    fn key(trace: &str, span: &str) -> u128 {
+        Identity::joined(trace, span).key()
     }
 
     /// Adds a batch of `agent_spans` read with [`COLUMNS`]; a span already held is skipped.
@@ -215,18 +210,14 @@ impl Spans {
             {
                 return Err("agent_spans has nulls".into());
             }
-            let key = Self::key(&mut self.buf, trace.value(i), span.value(i));
+            let key = Self::key(trace.value(i), span.value(i));
             let at = u32::try_from(self.spans.len()).map_err(|_| "too many spans in a day")?;
             match self.index.entry(key) {
                 std::collections::hash_map::Entry::Occupied(_) => continue,
                 std::collections::hash_map::Entry::Vacant(v) => v.insert(at),
             };
             let has_parent = parent.is_valid(i);
-            let parent = if has_parent {
-                Self::key(&mut self.buf, trace.value(i), parent.value(i))
-            } else {
-                0
-            };
+            let parent = if has_parent { Self::key(trace.value(i), parent.value(i)) } else { 0 };
             let kind = operation(op.is_valid(i).then(|| op.value(i)), name.value(i));
             let extra = match kind {
                 Op::Chat => {
