@@ -38,6 +38,7 @@ use crate::error::{Error, Result};
 use crate::lake::Lake;
 use crate::layout;
 use crate::parquet_io::{encode, properties};
+use crate::record::Identity;
 use crate::store::{Condition, Fetch, ObjectMeta, Put, concurrently};
 use crate::writer::id_key;
 
@@ -441,7 +442,7 @@ fn add_batch(batch: &RecordBatch, day: Day<'_>) -> std::result::Result<(), Strin
     }
     for row in 0..batch.num_rows() {
         // An id two writers stored counts once: its copy in the first file by name.
-        let id = id_key(ids.value(row).as_bytes());
+        let id = Identity::of(ids.value(row)).key();
         if !seen.insert(id) {
             continue;
         }

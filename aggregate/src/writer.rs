@@ -86,7 +86,8 @@ pub struct WriteStats {
     pub rollups: u64,
 }
 
-/// The 128-bit key of a record's identity in the dedup index: keyed per process
+/// The 128-bit key of an id held in memory (a session's; a record's identity is keyed by
+/// [`Identity::key`](crate::Identity::key), the same hash of its bytes): keyed per process
 /// ([`agentmeter_schemas::keyed`]), so no input can be made to collide with another's.
 pub(crate) fn id_key(identity: &[u8]) -> u128 {
     agentmeter_schemas::keyed::key128(identity)
@@ -124,7 +125,7 @@ impl std::hash::Hasher for DigestHasher {
 
 type DigestMap<V> = HashMap<u128, V, std::hash::BuildHasherDefault<DigestHasher>>;
 
-/// A set of [`id_key`]s.
+/// A set of identity keys.
 pub(crate) type DigestSet =
     std::collections::HashSet<u128, std::hash::BuildHasherDefault<DigestHasher>>;
 
@@ -268,7 +269,7 @@ struct Committer<R> {
     listed_at: Option<Arc<ListedAt>>,
 }
 
-/// Records on their way to the committer, each with its identity's [`id_key`] and content
+/// Records on their way to the committer, each with its identity's key and content
 /// fingerprint, computed as they are pushed (off the committer's thread, which every record
 /// goes through).
 struct Batch<R> {
