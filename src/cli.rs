@@ -124,7 +124,7 @@ pub struct PushArgs {
     /// The API's base URL (default: the system's cloud API; a self-hosted Lago or OpenMeter).
     #[arg(long)]
     pub endpoint: Option<String>,
-    /// Event names are PREFIX_<component> (Stripe meter event names, Lago metric codes,
+    /// Event names are `PREFIX_<component>` (Stripe meter event names, Lago metric codes,
     /// OpenMeter and Metronome event types).
     #[arg(long, default_value = "agentmeter")]
     pub event_prefix: String,

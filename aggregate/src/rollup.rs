@@ -182,7 +182,7 @@ impl Coverage {
     }
 
     /// `events=N;spans=M;blake3=<32 hex>;rollup=V`: the counts, a digest of the file names
-    /// and the version of the rollup computation ([`ROLLUP_VERSION`]).
+    /// and the version of the rollup computation (`ROLLUP_VERSION`).
     pub fn digest(&self) -> String {
         let mut h = blake3::Hasher::new();
         for (tag, files) in [("e", &self.events), ("s", &self.spans)] {
@@ -836,7 +836,7 @@ impl RollupReport {
 }
 
 /// Rebuilds several partitions, `threads` at once (twice as many where requests are round
-/// trips, within [`DayGate`]'s bound); a partition that fails is reported and the others are
+/// trips, within `DayGate`'s bound); a partition that fails is reported and the others are
 /// still rebuilt.
 pub fn rebuild_hourly_all(lake: &Lake, days: &[NaiveDate], threads: usize) -> RollupReport {
     // Where requests are round trips (S3), a day mostly waits: twice as many days at once,

@@ -2,7 +2,7 @@
 //!
 //! Each invocation gets a batch of one shard's records (CloudWatch Logs subscription payloads
 //! or NDJSON). [`Handler::handle`] decodes every record with the same
-//! [`Decoder`](agentmeter_ingest::Decoder) as `agentmeter ingest` and routes it with the same
+//! [`Decoder`] as `agentmeter ingest` and routes it with the same
 //! [`Router`]: events and spans written exactly once into the lake (in S3, or a directory),
 //! bad records quarantined under `kinesis://STREAM/SHARD/SEQUENCE`. No lock and no file system:
 //! invocations on every shard (and several per shard, with a `ParallelizationFactor` above 1)

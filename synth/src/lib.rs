@@ -28,7 +28,7 @@
 //! and what the spans add: per tenant agent invocations, durations and tool calls
 //! ([`AgentTotals`]) and the runaway invocations.
 //! With [`SynthConfig::dirty`], bad records of every kind are mixed in (every quarantine
-//! [`Reason`](agentmeter_schemas::Reason), hostile tenant ids among them) with known counts.
+//! [`Reason`], hostile tenant ids among them) with known counts.
 //! With [`SynthConfig::ndjson_only`], every valid event and its duplicates go to the
 //! `ndjson/` files instead (a benchmark's single-format input); the counts stay exact.
 //! [`SynthConfig::reused_agent_permille`] and [`SynthConfig::missing_usage_permille`] add two

@@ -150,7 +150,7 @@ pub struct AheadReport {
 }
 
 /// Rolls up the days of a run's writers as the input moves past them (see the module
-/// documentation). Give its [`RollupsAhead::link`] to each writer
+/// documentation). Give its `link` to each writer
 /// ([`crate::EventWriter::with_rollups_ahead`]), call [`RollupsAhead::input_ended`] once
 /// every writer has handed over its last batch, and [`RollupsAhead::finish`] once they are
 /// done: the days it returns as current need no rollup at the end.

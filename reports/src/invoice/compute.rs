@@ -1,7 +1,7 @@
 //! The invoice engine: usage × prices → lines; Cost Explorer amounts → allocations.
 //!
 //! Rounding happens at exactly two named points, both with
-//! [`round_cents`](agentmeter_schemas::money::round_cents) (half away from zero):
+//! [`round_cents`] (half away from zero):
 //! 1. each invoice line's amount (`quantity × unit price`, per million for tokens, per call
 //!    for tool calls);
 //! 2. each Cost Explorer amount (one day, one tag value) before it is split.

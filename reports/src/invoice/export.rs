@@ -477,7 +477,7 @@ fn cents(d: Decimal) -> String {
     d.to_string()
 }
 
-/// Paths written by [`write`].
+/// Paths written by [`write()`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Written {
     /// The period's output directory.
