@@ -40,7 +40,6 @@ use crate::layout;
 use crate::parquet_io::{encode, properties};
 use crate::record::Identity;
 use crate::store::{Condition, Fetch, ObjectMeta, Put, concurrently};
-use crate::writer::id_key;
 
 /// The one file of a rollup partition: a fixed name, so a rebuild replaces it.
 pub const HOURLY_FILE: &str = layout::PARTITION_FILE;
@@ -478,7 +477,8 @@ fn add_batch(batch: &RecordBatch, day: Day<'_>) -> std::result::Result<(), Strin
         m.tokens = m.tokens.checked_add(&t).ok_or("token sums overflow")?;
         if let Some(s) = session.filter(|s| s.is_valid(row)) {
             sessions.lines.push(SessionLine {
-                session: id_key(s.value(row).as_bytes()),
+                // Keyed per process, as identities are: no input collides with another.
+                session: agentmeter_schemas::keyed::key128(s.value(row).as_bytes()),
                 id,
                 time_ms: time.value(row),
                 tokens: t,

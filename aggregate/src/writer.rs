@@ -86,13 +86,6 @@ pub struct WriteStats {
     pub rollups: u64,
 }
 
-/// The 128-bit key of an id held in memory (a session's; a record's identity is keyed by
-/// [`Identity::key`](crate::Identity::key), the same hash of its bytes): keyed per process
-/// ([`agentmeter_schemas::keyed`]), so no input can be made to collide with another's.
-pub(crate) fn id_key(identity: &[u8]) -> u128 {
-    agentmeter_schemas::keyed::key128(identity)
-}
-
 /// The `dt` partition of a record.
 pub(crate) fn partition_of<R: LakeRecord>(e: &R) -> Result<NaiveDate> {
     e.partition().ok_or_else(|| Error::NotALake {

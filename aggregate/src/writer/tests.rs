@@ -755,9 +755,12 @@ fn a_listing_whose_thread_panicked_raises_its_panic_when_read() {
 fn a_spans_identity_in_parts_keys_and_shows_as_the_joined_key() {
     use crate::LakeRecord;
     let s = span("00f067aa0ba902b7", None, "chat", 0, 1);
-    assert_eq!(s.identity().key(), super::id_key(s.key().as_bytes()));
+    assert_eq!(s.identity().key(), agentmeter_schemas::keyed::key128(s.key().as_bytes()));
     assert_eq!(s.identity().to_string(), "0af7651916cd43dd8448eb211c80319c:00f067aa0ba902b7");
     let e = ev("a", "t1", DAY0, 1);
-    assert_eq!(e.identity().key(), super::id_key(e.event_id.as_str().as_bytes()));
+    assert_eq!(
+        e.identity().key(),
+        agentmeter_schemas::keyed::key128(e.event_id.as_str().as_bytes())
+    );
     assert_eq!(e.identity().to_string(), e.event_id.as_str());
 }
