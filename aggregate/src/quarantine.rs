@@ -19,10 +19,13 @@ use bytes::Bytes;
 use crate::error::{Error, Result, io_at};
 use crate::lake::Lake;
 use crate::layout;
-use crate::store::{Condition, Put, REQUESTS_AT_ONCE, concurrently};
+use crate::store::{Condition, Put, REQUESTS_AT_ONCE, Store, concurrently};
 
 /// Attempts to append to a file other receivers are appending to.
 const APPEND_ATTEMPTS: usize = 20;
+
+/// Keys asked for in one page of a listing of the quarantine (S3 returns at most 1,000).
+const LIST_PAGE_KEYS: usize = 1000;
 
 enum Slot {
     /// Seen, nothing refused yet.
@@ -141,14 +144,27 @@ impl QuarantineWriter {
     /// Any I/O error.
     pub fn finish(self) -> Result<QuarantineReport> {
         let (lake, appending) = (&self.lake, self.append);
+        let mut jobs = Vec::with_capacity(self.slots.len());
+        let mut clean = Vec::new();
+        for (source, slot) in self.slots {
+            match slot {
+                Slot::Spooled(w) => jobs.push(Job::Put(layout::quarantine_file(&source), w)),
+                // A long-running source never removes a file: others append to it.
+                Slot::Empty if appending => {}
+                Slot::Empty => clean.push(layout::quarantine_file(&source)),
+            }
+        }
+        clean.sort_unstable();
+        clean.dedup();
+        jobs.extend(
+            existing(lake.store().as_ref(), clean, LIST_PAGE_KEYS)?.into_iter().map(Job::Remove),
+        );
         // One file per source read, each independent of the others: put side by side (a run
         // over a month of files would otherwise wait one round trip per file).
-        let slots: Vec<(SourceUri, Slot)> = self.slots.into_iter().collect();
-        let done = concurrently(slots, REQUESTS_AT_ONCE, |(source, slot)| {
-            let key = layout::quarantine_file(&source);
+        let done = concurrently(jobs, REQUESTS_AT_ONCE, |job| {
             let store = lake.store();
-            match slot {
-                Slot::Spooled(w) => {
+            match job {
+                Job::Put(key, w) => {
                     let mut file = w.into_inner().map_err(|e| spool_error(e.into_error()))?;
                     file.rewind().map_err(spool_error)?;
                     let mut body = Vec::new();
@@ -160,14 +176,9 @@ impl QuarantineWriter {
                     }
                     Ok(Done::Written)
                 }
-                Slot::Empty if appending => Ok(Done::Nothing),
-                Slot::Empty => {
-                    if store.head(&key)?.is_some() {
-                        store.delete(&key)?;
-                        Ok(Done::Removed)
-                    } else {
-                        Ok(Done::Nothing)
-                    }
+                Job::Remove(key) => {
+                    store.delete(&key)?;
+                    Ok(Done::Removed)
                 }
             }
         })?;
@@ -180,12 +191,58 @@ impl QuarantineWriter {
     }
 }
 
+/// What [`QuarantineWriter::finish`] does for one source.
+enum Job {
+    /// Put the source's spooled entries under this key.
+    Put(String, BufWriter<std::fs::File>),
+    /// Remove the earlier file at this key: the source had nothing refused this time.
+    Remove(String),
+}
+
+/// Which of `keys` (sorted, quarantine files) exist. On a store with round trips, a run over
+/// many sources lists the quarantine from the first of them instead of asking for each: a
+/// page of up to 1,000 keys per round trip against 16 `HEAD`s. The listing stops after half
+/// as many pages as the `HEAD`s would take rounds (a quarantine full of other sources' files
+/// between them), and the keys it did not reach get their `HEAD`s.
+fn existing(store: &dyn Store, keys: Vec<String>, page_keys: usize) -> Result<Vec<String>> {
+    let rounds = keys.len().div_ceil(REQUESTS_AT_ONCE);
+    let mut found = Vec::new();
+    let mut rest: &[String] = &keys;
+    if store.round_trips() && rounds > 1 {
+        // A proper prefix of the first key sorts just before it.
+        let mut after = keys[0].clone();
+        after.pop();
+        let prefix = layout::quarantine();
+        for _ in 0..rounds / 2 {
+            let (page, more) = store.list_after(&prefix, &after, page_keys)?;
+            let listed: std::collections::HashSet<&str> =
+                page.iter().map(|o| o.key.as_str()).collect();
+            // The keys this page answers for: all that are left when it is the last page,
+            // else those up to its last key.
+            let reached = match (more, page.last()) {
+                (false, _) => rest.len(),
+                (true, Some(last)) => rest.partition_point(|k| *k <= last.key),
+                (true, None) => 0,
+            };
+            found.extend(rest[..reached].iter().filter(|k| listed.contains(k.as_str())).cloned());
+            rest = &rest[reached..];
+            match page.last() {
+                Some(last) if more && !rest.is_empty() => after.clone_from(&last.key),
+                _ => break,
+            }
+        }
+    }
+    let headed =
+        concurrently(rest.to_vec(), REQUESTS_AT_ONCE, |key| Ok(store.head(&key)?.map(|_| key)))?;
+    found.extend(headed.into_iter().flatten());
+    Ok(found)
+}
+
 /// What [`QuarantineWriter::finish`] did with a source's file.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Done {
     Written,
     Removed,
-    Nothing,
 }
 
 /// Appends `body` to the file `key`, replacing it only from the version read.
@@ -310,6 +367,98 @@ mod tests {
         let lines: Vec<_> =
             lake.quarantine_entries().unwrap().iter().map(|e| e.position.line).collect();
         assert_eq!(lines, [Some(9), Some(5)]);
+    }
+
+    /// A lake over `dir` as S3 (each request a round trip) that counts the quarantine's
+    /// `HEAD`s and listing pages.
+    fn counted(
+        dir: &std::path::Path,
+    ) -> (Lake, std::sync::Arc<[std::sync::atomic::AtomicUsize; 2]>) {
+        use crate::store::tests::{Hooked, Op};
+        let counts = std::sync::Arc::new([0, 0].map(std::sync::atomic::AtomicUsize::new));
+        let seen = counts.clone();
+        let store = Hooked::new(crate::store::LocalStore::new(dir), move |op| {
+            let i = match op {
+                Op::Head(k) if k.starts_with("_quarantine/") => 0,
+                Op::ListAfter("_quarantine/") => 1,
+                _ => return Ok(()),
+            };
+            seen[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        });
+        (Lake::open(std::sync::Arc::new(store)).unwrap(), counts)
+    }
+
+    fn loads(counts: &[std::sync::atomic::AtomicUsize; 2]) -> [usize; 2] {
+        counts.each_ref().map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    #[test]
+    fn a_run_over_many_sources_lists_the_quarantine_instead_of_asking_for_each_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours: Vec<_> =
+            (0..40).map(|i| SourceUri::new(format!("s3://in/logs/{i:02}.ndjson"))).collect();
+        let others: Vec<_> =
+            (0..5).map(|i| SourceUri::new(format!("s3://in/other/{i}.ndjson"))).collect();
+        let mut q = QuarantineWriter::new(&Lake::open_dir(dir.path()).unwrap());
+        for (i, s) in ours.iter().chain(&others).enumerate() {
+            q.write(&entry(s, i as u64 + 1)).unwrap();
+        }
+        q.finish().unwrap();
+        // The next run reads our 40 again: 5 still refuse a record, 35 are clean. 35 HEADs
+        // would take 3 rounds of 16; one page of the listing answers for all of them.
+        let (lake, counts) = counted(dir.path());
+        let mut q = QuarantineWriter::new(&lake);
+        for s in &ours {
+            q.touch(s);
+        }
+        for s in &ours[..5] {
+            q.write(&entry(s, 99)).unwrap();
+        }
+        let r = q.finish().unwrap();
+        assert_eq!((r.entries, r.files_written, r.files_removed), (5, 5, 35));
+        assert_eq!(loads(&counts), [0, 1], "no HEAD, one page");
+        let mut left: Vec<_> =
+            lake.quarantine_entries().unwrap().iter().map(|e| e.source.to_string()).collect();
+        left.sort();
+        let mut want: Vec<_> = ours[..5].iter().chain(&others).map(|s| s.to_string()).collect();
+        want.sort();
+        assert_eq!(left, want);
+    }
+
+    #[test]
+    fn keys_a_listing_does_not_reach_in_its_pages_are_asked_for_one_by_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (lake, counts) = counted(dir.path());
+        let keys: Vec<String> = (0..40).map(|i| format!("_quarantine/k{i:02}.jsonl")).collect();
+        // Every third key exists, and files of other sources sit between ours.
+        for (i, k) in keys.iter().enumerate() {
+            let store = lake.store();
+            if i % 3 == 0 {
+                store.put(k, Bytes::from_static(b"{}"), Condition::Always).unwrap();
+            }
+            let other = format!("{}-other.jsonl", k.trim_end_matches(".jsonl"));
+            store.put(&other, Bytes::from_static(b"{}"), Condition::Always).unwrap();
+        }
+        // 40 keys: 3 rounds of HEADs, so at most one page, here of 4 keys (k00, then the
+        // neighbours of k01 to k03): it answers for k00 to k02, HEADs for the 37 others.
+        let found = existing(lake.store().as_ref(), keys.clone(), 4).unwrap();
+        let mut found = found;
+        found.sort();
+        let want: Vec<_> = keys.iter().step_by(3).cloned().collect();
+        assert_eq!(found, want);
+        assert_eq!(loads(&counts), [37, 1]);
+        // Pages large enough: no HEAD at all.
+        let (lake, counts) = counted(dir.path());
+        let mut found = existing(lake.store().as_ref(), keys.clone(), 1000).unwrap();
+        found.sort();
+        assert_eq!(found, want);
+        assert_eq!(loads(&counts), [0, 1]);
+        // A local lake (no round trips) asks for each: a HEAD there is a `stat`.
+        let local = Lake::open_dir(dir.path()).unwrap();
+        let mut found = existing(local.store().as_ref(), keys.clone(), 4).unwrap();
+        found.sort();
+        assert_eq!(found, want);
     }
 
     #[test]

@@ -133,6 +133,24 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The listing fails.
     fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
 
+    /// At most `limit` objects under `prefix` whose keys sort after `after`, in key order, and
+    /// whether more follow. On S3 this is one request (at most 1,000 keys): a way to learn
+    /// which of many keys exist in fewer round trips than one `HEAD` each.
+    ///
+    /// # Errors
+    ///
+    /// The listing fails.
+    fn list_after(
+        &self,
+        prefix: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<(Vec<ObjectMeta>, bool)> {
+        let mut rest = self.list(prefix)?.into_iter().filter(|o| o.key.as_str() > after);
+        let page: Vec<ObjectMeta> = rest.by_ref().take(limit).collect();
+        Ok((page, rest.next().is_some()))
+    }
+
     /// The names of the "directories" directly under `prefix` (ending in `/`), in order.
     ///
     /// # Errors

@@ -39,6 +39,9 @@ use crate::error::{Error, Result};
 /// Bytes read from the end of an object for its footer (a rollup's footer is a few KiB).
 const FOOTER_GUESS: u64 = 64 << 10;
 
+/// The most keys one `ListObjectsV2` request returns.
+const LIST_PAGE_KEYS: usize = 1000;
+
 /// Settings of an S3 lake.
 #[derive(Debug, Clone)]
 pub struct S3StoreOptions {
@@ -437,6 +440,39 @@ impl Store for S3Store {
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
+    }
+
+    fn list_after(
+        &self,
+        prefix: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<(Vec<ObjectMeta>, bool)> {
+        let max_keys = i32::try_from(limit.min(LIST_PAGE_KEYS)).unwrap_or(1).max(1);
+        let page = self
+            .block_on(
+                self.client
+                    .list_objects_v2()
+                    .bucket(&self.bucket)
+                    .prefix(self.full(prefix))
+                    .start_after(self.full(after))
+                    .max_keys(max_keys)
+                    .send(),
+            )
+            .map_err(|e| self.error("ListObjectsV2", prefix, &e))?;
+        let objects = page
+            .contents()
+            .iter()
+            .filter_map(|o| {
+                let key = o.key().and_then(|k| self.relative(k))?;
+                (!key.ends_with('/')).then(|| ObjectMeta {
+                    key: key.to_owned(),
+                    size: u64::try_from(o.size().unwrap_or(0)).unwrap_or(0),
+                    etag: o.e_tag().unwrap_or_default().trim_matches('"').to_owned(),
+                })
+            })
+            .collect();
+        Ok((objects, page.is_truncated().unwrap_or(false)))
     }
 
     fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {

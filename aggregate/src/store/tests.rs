@@ -48,6 +48,17 @@ pub fn conditional_writes_and_listings(store: &dyn Store) {
     assert_eq!(listed, [key, "usage_events/dt=2026-10-02/b"]);
     assert_eq!(store.list_dirs("usage_events/").unwrap(), ["dt=2026-10-01", "dt=2026-10-02"]);
     assert_eq!(store.head(key).unwrap().unwrap().size, 3);
+    // A page: the keys after the one given (a prefix of a key sorts before it), at most the
+    // limit, and whether more follow.
+    let page = |after: &str, limit| {
+        let (objects, more) = store.list_after("usage_events/", after, limit).unwrap();
+        (objects.into_iter().map(|o| o.key).collect::<Vec<_>>(), more)
+    };
+    let b = "usage_events/dt=2026-10-02/b";
+    assert_eq!(page("usage_events/", 1), (vec![key.to_owned()], true));
+    assert_eq!(page("usage_events/dt=2026-10-01", 5), (vec![key.to_owned(), b.to_owned()], false));
+    assert_eq!(page(key, 5), (vec![b.to_owned()], false));
+    assert_eq!(page(b, 5), (vec![], false));
     store.delete("usage_events/dt=2026-10-02/b").unwrap();
     store.delete("usage_events/dt=2026-10-02/b").unwrap();
     assert_eq!(store.head("usage_events/dt=2026-10-02/b").unwrap(), None);
@@ -537,6 +548,8 @@ fn concurrently_has_up_to_its_limit_in_flight_at_once() {
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Op<'a> {
     List(&'a str),
+    /// A page of a listing under this prefix.
+    ListAfter(&'a str),
     Head(&'a str),
     Footer(&'a str),
     Put(&'a str),
@@ -578,6 +591,15 @@ impl Store for Hooked {
     fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
         (self.hook)(Op::List(prefix))?;
         self.inner.list(prefix)
+    }
+    fn list_after(
+        &self,
+        prefix: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<(Vec<ObjectMeta>, bool)> {
+        (self.hook)(Op::ListAfter(prefix))?;
+        self.inner.list_after(prefix, after, limit)
     }
     fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
         self.inner.list_dirs(prefix)
