@@ -653,6 +653,7 @@ fn text<R: BufRead>(
         return events_document(Cursor::new(prefix).chain(r), source, emit);
     }
     chunk.skip_to(line_no);
+    let cap = line_cap(cfg);
     let mut state = first;
     loop {
         match state {
@@ -681,7 +682,27 @@ fn text<R: BufRead>(
                 chunk.skip_to(chunk.next_line + 1);
             }
         }
-        state = read_line_capped(&mut r, line_cap(cfg), &mut line)?;
+        // Whole lines already in the reader's buffer go straight into the chunk: copying each
+        // into `line` first costs a pass over every byte of the file.
+        loop {
+            let avail = r.fill_buf()?;
+            let mut used = 0;
+            while let Some(i) = memchr::memchr(b'\n', &avail[used..]) {
+                if i > cap {
+                    break;
+                }
+                chunk.push(&avail[used..used + i]);
+                used += i + 1;
+                if chunk.full() {
+                    emit(chunk.take())?;
+                }
+            }
+            if used == 0 {
+                break;
+            }
+            r.consume(used);
+        }
+        state = read_line_capped(&mut r, cap, &mut line)?;
     }
     if !chunk.is_empty() {
         emit(chunk.take())?;

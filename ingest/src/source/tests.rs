@@ -627,3 +627,67 @@ fn a_damaged_gzip_file_reads_the_same_whatever_the_window() {
         }
     }
 }
+
+/// The units a text file is split into: each run of lines (its first line number and
+/// bytes), or a refused line (its position, detail and kept bytes).
+fn text_units(bytes: &[u8], window: usize) -> Vec<(u64, Vec<u8>)> {
+    let source = Arc::new(SourceUri::new("file:///in"));
+    // Records over 300 bytes are refused, but lines up to the longest quarantine entry are
+    // read whole (the decoder tells the two apart).
+    let cfg = DecodeConfig::new("clinic_id", 300, 1 << 20).unwrap();
+    let mut units = Vec::new();
+    let mut emit = |u: Unit| {
+        units.push(match u {
+            Unit::Lines { first_line, data, .. } => (first_line, data),
+            Unit::Reject(q) => {
+                let kept = q.raw.as_deref().map_or(0, str::len);
+                let what = format!("reject {} {} {kept} {}", q.position, q.detail, q.raw_truncated);
+                (0, what.into_bytes())
+            }
+            _ => panic!("a text file gave another unit"),
+        });
+        Ok(())
+    };
+    split(Window::new(Cursor::new(bytes), window, None), &source, Format::Ndjson, &cfg, &mut emit)
+        .unwrap();
+    units
+}
+
+/// Lines whole in the reader's buffer go straight into a unit, others through a line of
+/// their own: the units (their lines, numbers and bounds, and the refusals of lines over the
+/// longest read whole) do not depend on how much of the file the buffer holds.
+#[test]
+fn text_units_are_the_same_whatever_the_window() {
+    let cap = agentmeter_schemas::ENTRY_LINE_MAX;
+    let mut text = b"\n\n".to_vec();
+    for i in 0..9_000 {
+        text.extend_from_slice(usage(i).as_bytes());
+        text.extend_from_slice(if i % 7 == 0 { b"\r\n" } else { b"\n" });
+    }
+    text.extend_from_slice(&b"x".repeat(cap));
+    text.extend_from_slice(b"\n\n");
+    text.extend_from_slice(&b"y".repeat(cap + 1));
+    text.push(b'\n');
+    for i in 0..3 {
+        text.extend_from_slice(usage(i).as_bytes());
+        text.push(b'\n');
+    }
+    text.extend_from_slice(b"{\"last\":\"without a newline\"}");
+    let want = text_units(&text, 16);
+    let lines: Vec<u64> = want.iter().map(|(first, _)| *first).collect();
+    // Units close at 1 MiB: lines 3 to 5,642, then the rest of the 9,000 with the line of
+    // `cap` bytes (9,003), then the blank line 9,004 alone before the line over `cap` is
+    // refused at its number, and the lines go on from 9,006.
+    assert_eq!(lines, [3, 5643, 9004, 0, 9006]);
+    assert_eq!(
+        want.iter().map(|u| u.1.len()).collect::<Vec<_>>(),
+        [1_048_736, 1_674_017, 1, 78, 578]
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&want[3].1),
+        format!("reject line 9005 line of {} bytes is over the 300-byte limit {cap} true", cap + 1)
+    );
+    for window in [17, 300, 4096, 256 << 10, 3 << 20] {
+        assert!(text_units(&text, window) == want, "window {window}");
+    }
+}
