@@ -207,11 +207,12 @@ impl UsageEvent {
         self.event_time().map(|t| t.date_naive())
     }
 
-    /// A keyed hash of everything that makes the event billable (not its id or source). Two
-    /// deliveries of the same id with different fingerprints are a conflict worth reporting.
+    /// A hash (seeded per process) of everything that makes the event billable (not its id or
+    /// source). Two deliveries of the same id with different fingerprints are a conflict worth
+    /// reporting.
     pub fn content_fingerprint(&self) -> u64 {
         use std::hash::Hasher as _;
-        let mut h = crate::keyed::hasher();
+        let mut h = crate::keyed::fingerprint_hasher();
         h.write_i64(self.event_time_ms);
         for s in [
             self.tier.as_str(),

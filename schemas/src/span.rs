@@ -159,12 +159,12 @@ impl AgentSpan {
         (self.end_ms - self.start_ms).max(0)
     }
 
-    /// A keyed hash of the content (not the source), to tell conflicting duplicates. Each
-    /// field is written with its length (and optional ones with a presence byte), so no two
-    /// different contents feed the hasher the same bytes.
+    /// A hash (seeded per process) of the content (not the source), to tell conflicting
+    /// duplicates. Each field is written with its length (and optional ones with a presence
+    /// byte), so no two different contents feed the hasher the same bytes.
     pub fn content_fingerprint(&self) -> u64 {
         use std::hash::Hasher as _;
-        let mut h = crate::keyed::hasher();
+        let mut h = crate::keyed::fingerprint_hasher();
         let mut text = |v: Option<&str>| match v {
             None => h.write_u8(0),
             Some(s) => {
