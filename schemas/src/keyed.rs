@@ -1,8 +1,9 @@
 //! Keyed SipHash-1-3 for identities held in memory (the dedup index, the rollups' distinct
 //! ids; content fingerprints use a faster hash, [`fingerprint_hasher`]): several times cheaper
-//! than a BLAKE3 digest on ids of a few dozen bytes, and keyed at random per process, so no tenant can craft an id that collides
-//! with another tenant's and have it dropped as a duplicate. Never written anywhere: what is
-//! persisted (file names, quarantine ids, content-derived ids) stays BLAKE3.
+//! than a BLAKE3 digest on ids of a few dozen bytes, and keyed at random per process, so no
+//! tenant can craft an id that collides with another tenant's and have it dropped as a
+//! duplicate. Never written anywhere: what is persisted (file names, quarantine ids,
+//! content-derived ids) stays BLAKE3.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -22,9 +23,10 @@ pub fn hasher() -> SipHasher13 {
     SipHasher13::new_with_keys(KEYS.0, KEYS.1)
 }
 
-/// The hasher of content fingerprints ([`UsageEvent::content_fingerprint`](crate::UsageEvent::content_fingerprint),
-/// [`AgentSpan::content_fingerprint`](crate::AgentSpan::content_fingerprint)): foldhash, seeded
-/// at random per process. A fingerprint only tells a conflicting duplicate delivery (reported,
+/// The hasher of content fingerprints
+/// ([`UsageEvent::content_fingerprint`](crate::UsageEvent::content_fingerprint),
+/// [`AgentSpan::content_fingerprint`](crate::AgentSpan::content_fingerprint)): foldhash,
+/// seeded at random per process. A fingerprint only tells a conflicting duplicate delivery (reported,
 /// the first copy kept either way), so two contents that hash alike cost a warning, never a
 /// record; a record's 150-odd bytes take SipHash about four times as long.
 pub fn fingerprint_hasher() -> impl Hasher {

@@ -130,7 +130,7 @@ fn an_s3_lake_behind_faults_ends_exactly_as_a_clean_local_run() {
         ))
         .rule(Rule::each(&[], "", &Fault::ALL, 10));
     let proxy = FaultProxy::start(aws.moto_port(), Plan { delay: SLOW, ..plan });
-    let failed = until_it_completes(|| run(&proxy, std::slice::from_ref(&input)), 15);
+    let mut failed = until_it_completes(|| run(&proxy, std::slice::from_ref(&input)), 15);
     // Eight of those sources again, three of them clean: their quarantine files are asked for
     // one by one, and the rerun adds nothing.
     let few: Vec<std::path::PathBuf> = std::iter::once(input.join("export"))
@@ -140,7 +140,7 @@ fn an_s3_lake_behind_faults_ends_exactly_as_a_clean_local_run() {
         if hit(&proxy, "HeadObject") > 0 {
             break;
         }
-        until_it_completes(|| run(&proxy, &few), 15);
+        failed += until_it_completes(|| run(&proxy, &few), 15);
     }
     let injected = every_fault(&proxy, "s3 lake");
     assert!(

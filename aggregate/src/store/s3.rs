@@ -216,6 +216,17 @@ impl S3Store {
         if self.prefix.is_empty() { key.to_owned() } else { format!("{}/{key}", self.prefix) }
     }
 
+    /// A listed object under the lake's prefix as [`ObjectMeta`]; `None` for a "directory"
+    /// marker or a key outside the prefix.
+    fn listed(&self, o: &aws_sdk_s3::types::Object) -> Option<ObjectMeta> {
+        let key = o.key().and_then(|k| self.relative(k))?;
+        (!key.ends_with('/')).then(|| ObjectMeta {
+            key: key.to_owned(),
+            size: u64::try_from(o.size().unwrap_or(0)).unwrap_or(0),
+            etag: o.e_tag().unwrap_or_default().trim_matches('"').to_owned(),
+        })
+    }
+
     fn relative<'k>(&self, full: &'k str) -> Option<&'k str> {
         if self.prefix.is_empty() {
             Some(full)
@@ -424,20 +435,8 @@ impl Store for S3Store {
                     .try_collect(),
             )
             .map_err(|e| self.error("ListObjectsV2", prefix, &e))?;
-        let mut out = Vec::new();
-        for page in pages {
-            for o in page.contents() {
-                let Some(key) = o.key().and_then(|k| self.relative(k)) else { continue };
-                if key.ends_with('/') {
-                    continue;
-                }
-                out.push(ObjectMeta {
-                    key: key.to_owned(),
-                    size: u64::try_from(o.size().unwrap_or(0)).unwrap_or(0),
-                    etag: o.e_tag().unwrap_or_default().trim_matches('"').to_owned(),
-                });
-            }
-        }
+        let mut out: Vec<ObjectMeta> =
+            pages.iter().flat_map(|p| p.contents()).filter_map(|o| self.listed(o)).collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
     }
@@ -460,18 +459,7 @@ impl Store for S3Store {
                     .send(),
             )
             .map_err(|e| self.error("ListObjectsV2", prefix, &e))?;
-        let objects = page
-            .contents()
-            .iter()
-            .filter_map(|o| {
-                let key = o.key().and_then(|k| self.relative(k))?;
-                (!key.ends_with('/')).then(|| ObjectMeta {
-                    key: key.to_owned(),
-                    size: u64::try_from(o.size().unwrap_or(0)).unwrap_or(0),
-                    etag: o.e_tag().unwrap_or_default().trim_matches('"').to_owned(),
-                })
-            })
-            .collect();
+        let objects = page.contents().iter().filter_map(|o| self.listed(o)).collect();
         Ok((objects, page.is_truncated().unwrap_or(false)))
     }
 
