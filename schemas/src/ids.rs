@@ -43,7 +43,15 @@ struct Rule {
     kind: &'static str,
     max_len: usize,
     first: [bool; 256],
-    rest: [bool; 256],
+    rest: Rest,
+}
+
+/// The bytes allowed after the first.
+enum Rest {
+    Table(&'static [bool; 256]),
+    /// Printable ASCII (`!` to `~`): a range test over the whole id, which the compiler
+    /// vectorises (event ids, one a record, are the longest ids checked).
+    Graphic,
 }
 
 /// A byte table from a predicate on `b`, built at compile time.
@@ -76,7 +84,11 @@ impl Rule {
                 "starts with a character that is not allowed",
             ));
         }
-        if !bytes[1..].iter().all(|&b| self.rest[usize::from(b)]) {
+        let allowed = match &self.rest {
+            Rest::Table(t) => bytes[1..].iter().all(|&b| t[usize::from(b)]),
+            Rest::Graphic => bytes[1..].iter().fold(true, |ok, b| ok & b.is_ascii_graphic()),
+        };
+        if !allowed {
             return Err(IdError::new(self.kind, value, "contains a character that is not allowed"));
         }
         Ok(())
@@ -87,23 +99,23 @@ static TENANT: Rule = Rule {
     kind: "tenant_id",
     max_len: 64,
     first: table!(|b| b.is_ascii_alphanumeric()),
-    rest: table!(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')),
+    rest: Rest::Table(&table!(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))),
 };
 
 static USER: Rule = Rule {
     kind: "user_id",
     max_len: 128,
     first: table!(|b| b.is_ascii_alphanumeric() || b == b'_'),
-    rest: table!(|b| {
+    rest: Rest::Table(&table!(|b| {
         b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@' | b'+' | b':')
-    }),
+    })),
 };
 
 static TIER: Rule = Rule {
     kind: "tier",
     max_len: 32,
     first: table!(|b| b.is_ascii_alphanumeric()),
-    rest: table!(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_')),
+    rest: Rest::Table(&table!(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))),
 };
 
 // Model ids never reach a path, but they do reach CSV cells and HTML: printable ASCII only.
@@ -111,14 +123,14 @@ static MODEL: Rule = Rule {
     kind: "model_id",
     max_len: 256,
     first: table!(|b| b.is_ascii_graphic()),
-    rest: table!(|b| b.is_ascii_graphic()),
+    rest: Rest::Graphic,
 };
 
 static EVENT: Rule = Rule {
     kind: "event_id",
     max_len: 256,
     first: table!(|b| b.is_ascii_graphic()),
-    rest: table!(|b| b.is_ascii_graphic()),
+    rest: Rest::Graphic,
 };
 
 /// Text nearly every record has its own of (an event id, an OTLP attribute's key and value):
@@ -477,6 +489,27 @@ mod tests {
         let (a, b) = (EventId::new("a").unwrap(), EventId(InlineText::Shared(Arc::from("b"))));
         assert!(a < b, "ordered by their text, however held");
         assert!(EventId::new("x".repeat(257)).is_err());
+    }
+
+    /// Event and model ids: printable ASCII at every place, whatever its length (the range
+    /// test runs over whole vectors of bytes, then the rest one by one).
+    #[test]
+    fn event_and_model_ids_allow_exactly_printable_ascii_anywhere() {
+        for len in [1, 2, 15, 16, 17, 36, 64, 256] {
+            for at in [0, len / 2, len - 1] {
+                for b in 0..=127u8 {
+                    let mut id = vec![b'a'; len];
+                    id[at] = b;
+                    let text = std::str::from_utf8(&id).unwrap();
+                    let want = b.is_ascii_graphic();
+                    assert_eq!(EventId::new(text).is_ok(), want, "{len} {at} {b}");
+                    assert_eq!(ModelId::new(text).is_ok(), want, "{len} {at} {b}");
+                }
+            }
+        }
+        let with = |c: &str| format!("ab{c}cd");
+        assert!(EventId::new(with("\u{e9}")).is_err(), "not ASCII");
+        assert!(EventId::new("x".repeat(256)).is_ok());
     }
 
     #[test]
