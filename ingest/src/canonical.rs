@@ -42,7 +42,7 @@ impl Node<'_> {
             Node::U64(n) => serde_json::to_writer(&mut *out, n)?,
             Node::I64(n) => serde_json::to_writer(&mut *out, n)?,
             Node::F64(n) => serde_json::to_writer(&mut *out, n)?,
-            Node::Str(s) => serde_json::to_writer(&mut *out, s)?,
+            Node::Str(s) => write_str(out, s)?,
             Node::Array(items) => {
                 out.push(b'[');
                 for (i, x) in items.iter().enumerate() {
@@ -63,7 +63,7 @@ impl Node<'_> {
                     if i > 0 {
                         out.push(b',');
                     }
-                    serde_json::to_writer(&mut *out, key)?;
+                    write_str(out, key)?;
                     out.push(b':');
                     value.write_canonical(out)?;
                 }
@@ -71,6 +71,19 @@ impl Node<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// A string as serde_json writes it: quoted as is when no byte needs an escape (a quote, a
+/// backslash, a control character), else by serde_json itself.
+fn write_str(out: &mut Vec<u8>, s: &str) -> serde_json::Result<()> {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        Ok(())
+    } else {
+        serde_json::to_writer(out, s)
     }
 }
 
@@ -214,6 +227,7 @@ mod tests {
             r#"{"b":{"y":[{"q":1,"p":2}],"x":null},"a":[],"c":{}}"#,
             r#"{"d":1,"d":{"z":1,"a":2},"e":[1,{"k":2,"k":3}],"d":[3]}"#,
             r#"{"k\u0000":"\ud83d\ude00","k":"\t","\u00e9":"\\\/","é":1}"#,
+            "{\"s\":\"a\\u007fb\\u001fc \u{7f} \\\"\",\"\\\\\":\"\u{1f4a5}\",\"\\u0020\":\"\\b\"}",
             r#"{"n":[0,-0,0.0,-0.0,1e0,1E2,1.5e-7,123456789012345678901234567890]}"#,
             r#"{"n":[9223372036854775807,9223372036854775808,-9223372036854775808]}"#,
             r#"{"n":[-9223372036854775809,18446744073709551616,1.7976931348623157e308]}"#,
