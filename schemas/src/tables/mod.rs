@@ -358,7 +358,8 @@ impl UsageEventBatchBuilder {
             event_time: TimestampMillisecondBuilder::with_capacity(capacity).with_timezone("UTC"),
             strings: std::array::from_fn(|_| StringBuilder::with_capacity(capacity, capacity * 16)),
             tokens: TokenBuilders::with_capacity(capacity),
-            session: StringBuilder::new(),
+            // Grown from nothing, the column was copied a dozen times in a batch.
+            session: StringBuilder::with_capacity(capacity, capacity * 8),
             service_tier: StringBuilder::with_capacity(capacity, capacity * 8),
             len: 0,
         }
