@@ -11,10 +11,96 @@ use crate::fields::Name;
 /// Canonical JSON (object keys sorted at every level) of `text`, for content-derived ids that
 /// do not change with spacing or key order.
 pub(crate) fn canonical_json(text: &str) -> Option<String> {
-    let tree: Node<'_> = serde_json::from_str(text).ok()?;
     let mut out = Vec::with_capacity(text.len());
-    tree.write_canonical(&mut out).ok()?;
+    match flat_members(text) {
+        Some(mut members) => write_members(
+            &mut members,
+            &mut out,
+            |m| &m.0,
+            |m, out| {
+                out.extend_from_slice(m.1.as_bytes());
+                Ok(())
+            },
+        )
+        .ok()?,
+        None => {
+            let tree: Node<'_> = serde_json::from_str(text).ok()?;
+            tree.write_canonical(&mut out).ok()?;
+        }
+    }
     String::from_utf8(out).ok()
+}
+
+/// The members of `text` when it is one flat object whose every value is already in its
+/// canonical form as written (a string without escapes, an unsigned integer that fits 64 bits,
+/// `true`, `false`, `null`): a usage line, whose canonical text is then its members sorted,
+/// with no tree built (for lines without ids, 13 % of an ingest's instructions; BENCHMARKS.md).
+/// `None` for anything else, which [`Node`] reads.
+fn flat_members(text: &str) -> Option<Vec<(Cow<'_, str>, &str)>> {
+    struct Flat;
+    impl<'de> serde::de::Visitor<'de> for Flat {
+        type Value = Vec<(Cow<'de, str>, &'de str)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a flat object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut members = Vec::with_capacity(16);
+            while let Some(Name(key)) = map.next_key::<Name<'de>>()? {
+                let raw: &'de serde_json::value::RawValue = map.next_value()?;
+                let raw = raw.get();
+                if !is_canonical_scalar(raw) {
+                    return Err(serde::de::Error::custom("not flat"));
+                }
+                members.push((key, raw));
+            }
+            Ok(members)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let members = serde::Deserializer::deserialize_map(&mut de, Flat).ok()?;
+    de.end().ok()?;
+    Some(members)
+}
+
+/// True when serde_json writes the value `raw` back byte for byte. `raw` is a value serde_json
+/// has checked, so a string without a backslash holds no quote or control character.
+fn is_canonical_scalar(raw: &str) -> bool {
+    match raw.as_bytes().first() {
+        Some(b'"') => memchr::memchr(b'\\', raw.as_bytes()).is_none(),
+        // Up to 19 digits always fit; 20 may not.
+        Some(b'0'..=b'9') => {
+            raw.bytes().all(|b| b.is_ascii_digit())
+                && (raw.len() < 20 || raw.parse::<u64>().is_ok())
+        }
+        _ => matches!(raw, "true" | "false" | "null"),
+    }
+}
+
+/// Writes an object's members with keys sorted, the last of repeated keys kept. Each key
+/// keeps its own `Cow`: whether it was borrowed says whether it needs an escape.
+fn write_members<'c, M>(
+    members: &mut [M],
+    out: &mut Vec<u8>,
+    key: impl Fn(&M) -> &Cow<'c, str>,
+    mut value: impl FnMut(&M, &mut Vec<u8>) -> serde_json::Result<()>,
+) -> serde_json::Result<()> {
+    // A stable sort keeps repeated keys in input order: the last one is the value.
+    members.sort_by(|a, b| key(a).cmp(key(b)));
+    out.push(b'{');
+    for (i, run) in members.chunk_by(|a, b| key(a) == key(b)).enumerate() {
+        let last = &run[run.len() - 1];
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, key(last))?;
+        out.push(b':');
+        value(last, out)?;
+    }
+    out.push(b'}');
+    Ok(())
 }
 
 /// A JSON value as `serde_json::Value` reads it (the same numbers, the last of repeated keys),
@@ -54,36 +140,31 @@ impl Node<'_> {
                 out.push(b']');
             }
             Node::Object(members) => {
-                // A stable sort keeps repeated keys in input order: the last one is the value.
-                let mut order: Vec<usize> = (0..members.len()).collect();
-                order.sort_by(|&a, &b| members[a].0.cmp(&members[b].0));
-                out.push(b'{');
-                for (i, run) in order.chunk_by(|&a, &b| members[a].0 == members[b].0).enumerate() {
-                    let (key, value) = &members[run[run.len() - 1]];
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    write_str(out, key)?;
-                    out.push(b':');
-                    value.write_canonical(out)?;
-                }
-                out.push(b'}');
+                let mut refs: Vec<&(Cow<'_, str>, Node<'_>)> = members.iter().collect();
+                write_members(&mut refs, out, |m| &m.0, |m, out| m.1.write_canonical(out))?;
             }
         }
         Ok(())
     }
 }
 
-/// A string as serde_json writes it: quoted as is when no byte needs an escape (a quote, a
-/// backslash, a control character), else by serde_json itself.
-fn write_str(out: &mut Vec<u8>, s: &str) -> serde_json::Result<()> {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+/// A string as serde_json writes it. One borrowed from the input held no escape there, so no
+/// quote, backslash or control character (serde_json refuses those unescaped): it is written
+/// between quotes as is. An unescaped one is scanned for bytes that need an escape again.
+// The `Cow` is the point: borrowed means no escape in the input.
+#[allow(clippy::ptr_arg)]
+fn write_str(out: &mut Vec<u8>, s: &Cow<'_, str>) -> serde_json::Result<()> {
+    let plain = match s {
+        Cow::Borrowed(_) => true,
+        Cow::Owned(s) => s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\'),
+    };
+    if plain {
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
         out.push(b'"');
         Ok(())
     } else {
-        serde_json::to_writer(out, s)
+        serde_json::to_writer(out, s.as_ref())
     }
 }
 
@@ -160,7 +241,7 @@ impl<'de> serde::de::Visitor<'de> for NodeVisitor {
 pub(crate) fn content_id(text: &str) -> Option<EventId> {
     let canon = canonical_json(text)?;
     let hex = agentmeter_schemas::content_digest_hex(canon.as_bytes());
-    EventId::new(format!("h:{hex}")).ok()
+    EventId::new(["h:", hex.as_str()].concat()).ok()
 }
 
 #[cfg(test)]
@@ -252,6 +333,67 @@ mod tests {
             canonical_json(r#"{"d":1,"d":{"z":1,"a":2}}"#).unwrap(),
             r#"{"d":{"a":2,"z":1}}"#
         );
+    }
+
+    /// The canonical text through the tree, the path every value could take.
+    fn canonical_through_node(text: &str) -> Option<String> {
+        let tree: Node<'_> = serde_json::from_str(text).ok()?;
+        let mut out = Vec::new();
+        tree.write_canonical(&mut out).ok()?;
+        String::from_utf8(out).ok()
+    }
+
+    proptest::proptest! {
+        /// Objects of every kind of member, repeated and escaped keys among them: the flat
+        /// path, when it takes the object, writes what the tree and a `serde_json::Value` write.
+        #[test]
+        fn the_flat_path_writes_what_the_tree_writes(
+            members in proptest::collection::vec((0usize..8, 0usize..14), 0..12),
+            spaced in proptest::bool::ANY,
+        ) {
+            const KEYS: [&str; 8] =
+                ["event", "tier", "a", "\\u0061", "k\\\"q", "caf\u{e9}", "", "input_tokens"];
+            const VALUES: [&str; 14] = [
+                "\"plain\"", "\"esc\\\"aped\\n\"", "\"\\u00e9\"", "0", "812",
+                "18446744073709551615", "18446744073709551616", "-7", "1.50", "2e3", "true",
+                "null", "{\"b\":1,\"a\":[2]}", "[1,{\"z\":0,\"y\":1}]",
+            ];
+            let sep = if spaced { " , " } else { "," };
+            let body: Vec<String> =
+                members.iter().map(|&(k, v)| format!("\"{}\":{}", KEYS[k], VALUES[v])).collect();
+            let text = format!("{{{}}}", body.join(sep));
+            let fast = flat_members(&text).is_some();
+            let plain = members.iter().all(|&(_, v)| !matches!(v, 1 | 2 | 6 | 7 | 8 | 9 | 12 | 13));
+            proptest::prop_assert_eq!(fast, plain, "{}", text);
+            let got = canonical_json(&text);
+            proptest::prop_assert!(got.is_some(), "{}", text);
+            proptest::prop_assert_eq!(&got, &canonical_through_node(&text), "{}", text);
+            proptest::prop_assert_eq!(&got, &canonical_through_value(&text), "{}", text);
+        }
+    }
+
+    #[test]
+    fn flat_objects_take_the_flat_path_and_others_do_not() {
+        let line = r#"{"event":"inference_usage","tier":"basic","input_tokens":3,"ok":true}"#;
+        assert!(flat_members(line).is_some());
+        for text in [
+            r#"{"a":-1}"#,
+            r#"{"a":1.0}"#,
+            r#"{"a":"\u0041"}"#,
+            r#"{"a":{}}"#,
+            r#"{"a":[]}"#,
+            r#"{"a":99999999999999999999}"#,
+            "[1]",
+            "\"s\"",
+            r#"{"a":1} x"#,
+        ] {
+            assert!(flat_members(text).is_none(), "{text}");
+        }
+        // A control character unescaped is not JSON, in a key or a value, on either path.
+        for text in ["{\"a\u{1}\":1}", "{\"a\":\"\u{1f}\"}", "[\"\u{0}\"]", "{\"a\":[\"\u{7}\"]}"] {
+            assert_eq!(canonical_json(text), None, "{text:?}");
+            assert_eq!(canonical_through_value(text), None, "{text:?}");
+        }
     }
 
     #[test]
