@@ -98,23 +98,48 @@ pub fn data_file(table: &str, dt: NaiveDate, hex: &str) -> String {
 /// the BLAKE3 digest of each id followed by a newline. The same ids always make the same name,
 /// so a retried or repeated write finds its file taken rather than writing a second one.
 pub fn data_file_hex<'a>(ids: impl IntoIterator<Item = Identity<'a>>) -> String {
+    let mut name = DataFileName::default();
+    for id in ids {
+        name.push(id);
+    }
+    name.hex()
+}
+
+/// [`data_file_hex`] fed an id at a time, so that a writer names a file in the pass that
+/// encodes it.
+pub struct DataFileName {
+    digest: blake3::Hasher,
+    buf: Vec<u8>,
+}
+
+impl Default for DataFileName {
+    fn default() -> Self {
+        Self { digest: blake3::Hasher::new(), buf: Vec::with_capacity(Self::FEED + 256) }
+    }
+}
+
+impl DataFileName {
     // Fed to the hasher 64 KiB at a time: BLAKE3 hashes whole chunks in parallel lanes, while
     // an update per id (tens of bytes) copies each into its chunk buffer one at a time.
     const FEED: usize = 64 * 1024;
-    let mut digest = blake3::Hasher::new();
-    let mut buf = Vec::with_capacity(FEED + 256);
-    for id in ids {
+
+    /// The next id of the file.
+    pub fn push(&mut self, id: Identity<'_>) {
         for part in id.parts() {
-            buf.extend_from_slice(part);
+            self.buf.extend_from_slice(part);
         }
-        buf.push(b'\n');
-        if buf.len() >= FEED {
-            digest.update(&buf);
-            buf.clear();
+        self.buf.push(b'\n');
+        if self.buf.len() >= Self::FEED {
+            self.digest.update(&self.buf);
+            self.buf.clear();
         }
     }
-    digest.update(&buf);
-    digest.finalize().to_hex()[..32].to_owned()
+
+    /// The `<hex>` of the ids pushed.
+    pub fn hex(mut self) -> String {
+        self.digest.update(&self.buf);
+        self.digest.finalize().to_hex()[..32].to_owned()
+    }
 }
 
 /// `_quarantine/`.

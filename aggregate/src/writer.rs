@@ -526,21 +526,25 @@ impl<R: LakeRecord> Committer<R> {
         sort_rows(batch, &mut order);
         let props = properties(R::SORTED_BY, R::NO_DICTIONARY);
         for chunk in order.chunks(self.opts.max_rows_per_file.max(1)) {
-            // Counted in the pass that names the file: each pass over a batch in sorted order
-            // is a cache miss a record.
+            // The file is named from its ids as it is encoded, a slice at a time: each pass
+            // over a batch in sorted order is a cache miss a record, so the slice's records
+            // are fetched once for the name (and the calls of unknown usage) and found in the
+            // cache for the Arrow arrays. The name is known once the last slice is encoded.
             let mut usage_unknown = 0;
-            let hex = crate::layout::data_file_hex(chunk.iter().map(|&i| {
-                usage_unknown += u64::from(batch[i].usage_unknown());
-                batch[i].identity()
-            }));
-            let key = crate::layout::data_file(R::TABLE, dt, &hex);
+            let mut name = crate::layout::DataFileName::default();
+            let encoding = crate::layout::data_file(R::TABLE, dt, "(being encoded)");
             // Built and encoded a slice at a time: never the whole file as Arrow arrays.
-            let mut file = Encoder::new(&key, R::schema(), props.clone())?;
+            let mut file = Encoder::new(&encoding, R::schema(), props.clone())?;
             for rows in chunk.chunks(ENCODE_ROWS) {
+                for &i in rows {
+                    usage_unknown += u64::from(batch[i].usage_unknown());
+                    name.push(batch[i].identity());
+                }
                 let records = R::batch(rows.iter().map(|&i| &batch[i]))
-                    .map_err(|source| Error::Arrow { path: key.clone().into(), source })?;
+                    .map_err(|source| Error::Arrow { path: encoding.clone().into(), source })?;
                 file.write(&records)?;
             }
+            let key = crate::layout::data_file(R::TABLE, dt, &name.hex());
             let bytes = file.finish()?;
             // Known before it is put, so that a listing meanwhile (which may or may not show
             // it) never reads its ids back.
