@@ -770,3 +770,85 @@ fn a_spans_identity_in_parts_keys_and_shows_as_the_joined_key() {
     );
     assert_eq!(e.identity().to_string(), e.event_id.as_str());
 }
+
+mod encode_beside {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+    use arrow_schema::{DataType, Field, Schema, SchemaRef};
+
+    use super::*;
+    use crate::parquet_io::{Encoder, properties};
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("tenant_id", DataType::Utf8, false),
+            Field::new("n", DataType::Int64, false),
+        ]))
+    }
+
+    fn slices() -> Vec<RecordBatch> {
+        (0..5i64)
+            .map(|s| {
+                let tenants: Vec<String> = (0..1000).map(|i| format!("t{}", (s + i) % 7)).collect();
+                let columns: Vec<ArrayRef> = vec![
+                    Arc::new(StringArray::from(tenants)),
+                    Arc::new(Int64Array::from_iter_values((0..1000).map(|i| s * 1000 + i))),
+                ];
+                RecordBatch::try_new(schema(), columns).unwrap()
+            })
+            .collect()
+    }
+
+    /// The bytes are those of one encoder fed the same slices on the caller's thread.
+    #[test]
+    fn gives_the_bytes_of_an_encoder_on_this_thread() {
+        let props = properties(&[0], &[]);
+        let mut inline = Encoder::new("x", schema(), props.clone()).unwrap();
+        for b in slices() {
+            inline.write(&b).unwrap();
+        }
+        let want = inline.finish().unwrap();
+        let got = encode_beside("x", schema(), props, |file| {
+            for b in slices() {
+                assert!(file(b));
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(got, want);
+    }
+
+    /// An encoder's error (a slice of another schema) stops the slices and is returned, naming
+    /// the file; a builder's own error is returned as it is.
+    #[test]
+    fn returns_the_encoders_error_and_the_builders() {
+        let other = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)])),
+            vec![Arc::new(Int64Array::from(vec![1]))],
+        )
+        .unwrap();
+        let mut refused_after = None;
+        let err = encode_beside("lake/part-x.parquet", schema(), properties(&[0], &[]), |file| {
+            assert!(file(other));
+            for (n, b) in slices().into_iter().cycle().take(1000).enumerate() {
+                if !file(b) {
+                    refused_after = Some(n);
+                    break;
+                }
+            }
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(matches!(err, Error::Parquet { .. }), "{err}");
+        assert!(err.to_string().starts_with("lake/part-x.parquet: "), "{err}");
+        assert!(refused_after.is_some_and(|n| n < 1000), "the slices stopped: {refused_after:?}");
+
+        let err = encode_beside("x", schema(), properties(&[0], &[]), |file| {
+            assert!(file(slices().remove(0)));
+            Err(Error::Corrupt { path: "y".into(), detail: "built badly".into() })
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "y: built badly");
+    }
+}
