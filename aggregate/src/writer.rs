@@ -533,24 +533,19 @@ impl<R: LakeRecord> Committer<R> {
             let mut usage_unknown = 0;
             let mut name = crate::layout::DataFileName::default();
             let encoding = crate::layout::data_file(R::TABLE, dt, "(being encoded)");
-            // Built a slice at a time (never the whole file as Arrow arrays) and encoded on a
-            // thread of its own while the next slice is built: the committer is the one
-            // thread every record goes through, and Parquet's encoding a quarter of its work.
-            let bytes = encode_beside(&encoding, R::schema(), props.clone(), |file| {
-                for rows in chunk.chunks(ENCODE_ROWS) {
-                    for &i in rows {
-                        usage_unknown += u64::from(batch[i].usage_unknown());
-                        name.push(batch[i].identity());
-                    }
-                    let records = R::batch(rows.iter().map(|&i| &batch[i]))
-                        .map_err(|source| Error::Arrow { path: encoding.clone().into(), source })?;
-                    if !file(records) {
-                        break;
-                    }
+            // Built and encoded a slice at a time: never the whole file as Arrow arrays.
+            let mut file = Encoder::new(&encoding, R::schema(), props.clone())?;
+            for rows in chunk.chunks(ENCODE_ROWS) {
+                for &i in rows {
+                    usage_unknown += u64::from(batch[i].usage_unknown());
+                    name.push(batch[i].identity());
                 }
-                Ok(())
-            })?;
+                let records = R::batch(rows.iter().map(|&i| &batch[i]))
+                    .map_err(|source| Error::Arrow { path: encoding.clone().into(), source })?;
+                file.write(&records)?;
+            }
             let key = crate::layout::data_file(R::TABLE, dt, &name.hex());
+            let bytes = file.finish()?;
             // Known before it is put, so that a listing meanwhile (which may or may not show
             // it) never reads its ids back.
             let name = key.rsplit('/').next().unwrap_or_default().to_owned();
@@ -566,40 +561,6 @@ impl<R: LakeRecord> Committer<R> {
         self.touched.insert(dt);
         Ok(true)
     }
-}
-
-/// The bytes of the Parquet file of the record batches `build` hands to its argument (which
-/// says whether to go on), encoded on a thread of its own as they come, at most two ahead:
-/// the bytes one `Encoder` fed the same batches on this thread would give. An encoder's
-/// error is returned as `build`'s would be; a panic on its thread is raised here.
-fn encode_beside(
-    what: &str,
-    schema: arrow_schema::SchemaRef,
-    props: parquet::file::properties::WriterProperties,
-    build: impl FnOnce(&mut dyn FnMut(arrow_array::RecordBatch) -> bool) -> Result<()>,
-) -> Result<bytes::Bytes> {
-    std::thread::scope(|s| {
-        let (tx, rx) = mpsc::sync_channel::<arrow_array::RecordBatch>(1);
-        let encoder = std::thread::Builder::new()
-            .name("encode".into())
-            .spawn_scoped(s, move || -> Result<bytes::Bytes> {
-                let mut file = Encoder::new(what, schema, props)?;
-                for records in rx {
-                    file.write(&records)?;
-                }
-                file.finish()
-            })
-            .map_err(|source| Error::Io { path: what.into(), source })?;
-        // A send fails only once the encoder has stopped, on an error its join returns.
-        let built = build(&mut |records| tx.send(records).is_ok());
-        drop(tx);
-        let encoded = match encoder.join() {
-            Ok(encoded) => encoded,
-            Err(panic) => std::panic::resume_unwind(panic),
-        };
-        built?;
-        encoded
-    })
 }
 
 enum Msg<R> {
