@@ -264,7 +264,7 @@ pub(crate) fn implausible_tokens(name: &str, n: i64, max: i64) -> Refusal {
 }
 
 /// The milliseconds of `YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z`, the form loggers write, read without
-/// chrono's general RFC 3339 parser (a fifth of a usage line's validation); `None` for any
+/// chrono's general RFC 3339 parser (a ninth of a usage line's validation); `None` for any
 /// other text, which chrono then reads (or refuses in its words). Only values chrono reads
 /// the same are taken: a valid date, hours to 23, seconds to 59 (a leap second is chrono's).
 fn utc_millis(s: &str) -> Option<i64> {
