@@ -66,11 +66,10 @@ fn flat_members(text: &str) -> Option<Vec<(Cow<'_, str>, &str)>> {
     Some(members)
 }
 
-/// True when serde_json writes the value `raw` back byte for byte. `raw` is a value serde_json
-/// has checked, so a string without a backslash holds no quote or control character.
+/// True when serde_json writes the value `raw` (one it has checked) back byte for byte.
 fn is_canonical_scalar(raw: &str) -> bool {
     match raw.as_bytes().first() {
-        Some(b'"') => memchr::memchr(b'\\', raw.as_bytes()).is_none(),
+        Some(b'"') => crate::fields::unescaped_string(raw).is_some(),
         // Up to 19 digits always fit; 20 may not.
         Some(b'0'..=b'9') => {
             raw.bytes().all(|b| b.is_ascii_digit())

@@ -407,17 +407,22 @@ impl<'de> Visitor<'de> for FieldsSeed<'_> {
     }
 }
 
+/// The text of `raw`, a JSON value serde_json has checked, when it is a string without an
+/// escape: then it is exactly what lies between its quotes (serde_json refuses a quote or a
+/// control character unescaped), with no second parse.
+pub(crate) fn unescaped_string(raw: &str) -> Option<&str> {
+    let body = raw.strip_prefix('"')?.strip_suffix('"')?;
+    memchr::memchr(b'\\', body.as_bytes()).is_none().then_some(body)
+}
+
 /// An id value: a string, or an integer literal kept digit for digit.
 fn id_scalar(raw: &str) -> Scalar<'_> {
     let digits = raw.strip_prefix('-').unwrap_or(raw);
     if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
         return Scalar::Digits(raw);
     }
-    // A string without escapes is its text between the quotes (serde_json has checked it):
-    // no second parse of every id.
-    if let Some(body) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"'))
-        && memchr::memchr(b'\\', body.as_bytes()).is_none()
-    {
+    // No second parse of every id.
+    if let Some(body) = unescaped_string(raw) {
         return Scalar::Str(Cow::Borrowed(body));
     }
     serde_json::from_str::<Scalar<'_>>(raw).unwrap_or(Scalar::Compound)
@@ -429,12 +434,12 @@ fn id_scalar(raw: &str) -> Scalar<'_> {
 /// of a subscription payload's decoding). `raw` is a JSON value serde_json has checked.
 /// `None` for a `\u` escape that is no character: only serde_json can word that error.
 fn message_scalar(raw: &str) -> Option<Scalar<'_>> {
+    if let Some(body) = unescaped_string(raw) {
+        return Some(Scalar::Str(Cow::Borrowed(body)));
+    }
     let Some(body) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) else {
         return serde_json::from_str::<Scalar<'_>>(raw).ok();
     };
-    if memchr::memchr(b'\\', body.as_bytes()).is_none() {
-        return Some(Scalar::Str(Cow::Borrowed(body)));
-    }
     let hex4 = |s: &str| {
         let h = s.get(..4).filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))?;
         u32::from_str_radix(h, 16).ok()

@@ -10,7 +10,7 @@ use agentmeter_schemas::{
     EventId, IdCache, IdError, ModelId, Reason, ServiceTier, SessionId, SourceUri, TenantId, Tier,
     Tokens, UsageEvent, UserId,
 };
-use chrono::DateTime;
+use chrono::{DateTime, Datelike};
 
 use crate::canonical::content_id;
 use crate::config::DecodeConfig;
@@ -268,6 +268,8 @@ pub(crate) fn implausible_tokens(name: &str, n: i64, max: i64) -> Refusal {
 /// other text, which chrono then reads (or refuses in its words). Only values chrono reads
 /// the same are taken: a valid date, hours to 23, seconds to 59 (a leap second is chrono's).
 fn utc_millis(s: &str) -> Option<i64> {
+    // 1970-01-01 counted from 0001-01-01 as day 1.
+    const UNIX_EPOCH_DAYS_FROM_CE: i64 = 719_163;
     let b = s.as_bytes();
     let frac = match b.len() {
         20 => &b[19..19],
@@ -290,19 +292,12 @@ fn utc_millis(s: &str) -> Option<i64> {
     let two = |i: usize| d(i) * 10 + d(i + 1);
     let (year, month, day) = (two(0) * 100 + two(2), two(5), two(8));
     let (hour, minute, second) = (two(11), two(14), two(17));
-    if hour > 23 || minute > 59 || second > 59 || !(1..=12).contains(&month) || day < 1 {
+    if hour > 23 || minute > 59 || second > 59 {
         return None;
     }
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    let month_days = match month {
-        2 if leap => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    };
-    if day > month_days {
-        return None;
-    }
+    // chrono's own calendar: an invalid date (30 February) is `None`, left to its parser.
+    let (m, d) = (u32::try_from(month).ok()?, u32::try_from(day).ok()?);
+    let date = chrono::NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, m, d)?;
     // Milliseconds are the first three digits of the fraction; finer ones are dropped.
     let mut millis = 0;
     for (i, &c) in frac.iter().enumerate() {
@@ -316,14 +311,7 @@ fn utc_millis(s: &str) -> Option<i64> {
     for _ in frac.len()..3 {
         millis *= 10;
     }
-    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = i64::from(date.num_days_from_ce()) - UNIX_EPOCH_DAYS_FROM_CE;
     Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + millis)
 }
 
