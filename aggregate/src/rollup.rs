@@ -332,17 +332,48 @@ struct Sessions {
 impl Sessions {
     /// Counts each lifetime series' lines after its first as their increments over the line
     /// before (see [`crate::sessions`]).
-    fn apply(
-        mut self,
-        groups: &mut HashMap<Group, HourlyMeasures>,
-    ) -> std::result::Result<(), String> {
-        self.lines.sort_unstable_by_key(|l| (l.series(), l.time_ms, l.id));
-        for chain in self.lines.chunk_by(|a, b| a.series() == b.series()) {
-            let tokens: Vec<Tokens> = chain.iter().map(|l| l.tokens).collect();
+    fn apply(self, groups: &mut HashMap<Group, HourlyMeasures>) -> std::result::Result<(), String> {
+        let lines = self.lines;
+        // Each line's place, grouped by series in the order series are first met (a counting
+        // sort of 4-byte indices: the 112-byte lines are never moved), then each series by
+        // time. A series' lines mostly come in time order already, one run per data file.
+        let mut codes: HashMap<(u32, u128), u32> = HashMap::default();
+        let series: Vec<u32> = lines
+            .iter()
+            .map(|l| {
+                let next = codes.len() as u32;
+                *codes.entry(l.series()).or_insert(next)
+            })
+            .collect();
+        let mut starts = vec![0usize; codes.len() + 1];
+        drop(codes);
+        for &s in &series {
+            starts[s as usize + 1] += 1;
+        }
+        for i in 1..starts.len() {
+            starts[i] += starts[i - 1];
+        }
+        let mut next = starts.clone();
+        let mut order = vec![0u32; lines.len()];
+        for (i, &s) in series.iter().enumerate() {
+            order[next[s as usize]] = i as u32;
+            next[s as usize] += 1;
+        }
+        drop((series, next));
+        let mut tokens: Vec<Tokens> = Vec::new();
+        for w in starts.windows(2) {
+            let chain = &mut order[w[0]..w[1]];
+            if chain.len() < 2 {
+                continue;
+            }
+            chain.sort_unstable_by_key(|&i| (lines[i as usize].time_ms, lines[i as usize].id));
+            tokens.clear();
+            tokens.extend(chain.iter().map(|&i| lines[i as usize].tokens));
             if !crate::sessions::is_lifetime_series(&tokens) {
                 continue;
             }
-            for (prev, line) in chain.iter().zip(&chain[1..]) {
+            for pair in chain.windows(2) {
+                let (prev, line) = (&lines[pair[0] as usize], &lines[pair[1] as usize]);
                 let increment =
                     line.tokens.checked_sub(&prev.tokens).ok_or("token sums overflow")?;
                 // The call's own prompt sets its band, not the running total's: the line moves
@@ -589,6 +620,22 @@ pub(crate) fn rebuild_hourly_within(
     })
 }
 
+/// Each value's place in the sorted order of `values` (equal values share one), so that rows
+/// holding codes of `values` sort by integers as they would by the strings.
+fn string_ranks<T: AsRef<str>>(values: &[T]) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..values.len() as u32).collect();
+    order.sort_unstable_by(|&a, &b| values[a as usize].as_ref().cmp(values[b as usize].as_ref()));
+    let mut ranks = vec![0; values.len()];
+    let mut rank = 0;
+    for (i, w) in order.iter().enumerate() {
+        if i > 0 && values[order[i - 1] as usize].as_ref() != values[*w as usize].as_ref() {
+            rank += 1;
+        }
+        ranks[*w as usize] = rank;
+    }
+    ranks
+}
+
 /// One rebuild from `coverage`; `None` when another writer replaced a rollup first.
 fn rebuild_from(
     lake: &Lake,
@@ -701,8 +748,17 @@ fn rebuild_from(
     drop(span_ids);
     // Every rollup file is written, empty ones too: its footer records what it covers.
     let covers = vec![KeyValue::new(COVERS_KEY.to_owned(), coverage.digest())];
-    let props = |sorted: &[usize]| {
-        properties(sorted, &[]).into_builder().set_key_value_metadata(Some(covers.clone())).build()
+    let props = |schema: &arrow_schema::SchemaRef, sorted: &[usize]| {
+        let ints: Vec<&str> = schema
+            .fields()
+            .iter()
+            .filter(|f| f.data_type() == &arrow_schema::DataType::Int64)
+            .map(|f| f.name().as_str())
+            .collect();
+        properties(sorted, &ints)
+            .into_builder()
+            .set_key_value_metadata(Some(covers.clone()))
+            .build()
     };
     let put = |key: &str, version: &Option<(String, String)>, bytes| -> Result<bool> {
         let cond = Condition::replacing(version.as_ref().map(|(etag, _)| etag.as_str()));
@@ -723,7 +779,12 @@ fn rebuild_from(
     let batch = agent_invocations_batch(&invocations)
         .map_err(|source| Error::Arrow { path: inv_key.clone().into(), source })?;
     // Sorted by tenant_id (column 4) then start_time (column 0).
-    let bytes = encode(&inv_key, agent_invocations_schema(), props(&[4, 0]), &[batch])?;
+    let bytes = encode(
+        &inv_key,
+        agent_invocations_schema(),
+        props(&agent_invocations_schema(), &[4, 0]),
+        &[batch],
+    )?;
     if !put_or_hold(&inv_key, &versions[2], bytes)? {
         return Ok(None);
     }
@@ -742,7 +803,15 @@ fn rebuild_from(
             slot.2 = slot.2.max(peak);
         }
     }
-    let mut tenant_rows: Vec<TenantHour> = tenant_hours
+    // The files' order (tenant, then hour, then the rest of the key) compares strings: each
+    // string is ranked once, and the rows are sorted by their ranks' integers.
+    let [tier_rank, tenant_rank, user_rank, model_rank] =
+        [string_ranks(&tiers), string_ranks(&tenants), string_ranks(&users), string_ranks(&models)];
+    let mut tenant_hours: Vec<_> = tenant_hours.into_iter().collect();
+    tenant_hours.sort_unstable_by_key(|&((hour, t, n), _)| {
+        (tenant_rank[n as usize], hour, tier_rank[t as usize])
+    });
+    let tenant_rows: Vec<TenantHour> = tenant_hours
         .into_iter()
         .map(|((hour_ms, t, n), (m, users, peak))| TenantHour {
             hour_ms,
@@ -754,22 +823,38 @@ fn rebuild_from(
             peak_requests_per_second: peak,
         })
         .collect();
-    tenant_rows.sort_unstable_by(|a, b| {
-        (a.tenant_id.as_str(), a.hour_ms, a.tier.as_str()).cmp(&(
-            b.tenant_id.as_str(),
-            b.hour_ms,
-            b.tier.as_str(),
-        ))
-    });
     let tenant_batch = tenant_hourly_batch(&tenant_rows)
         .map_err(|source| Error::Arrow { path: tenant_key.clone().into(), source })?;
     // Sorted by tenant_id (column 2) then hour (column 0).
-    let bytes = encode(&tenant_key, tenant_hourly_schema(), props(&[2, 0]), &[tenant_batch])?;
+    let bytes = encode(
+        &tenant_key,
+        tenant_hourly_schema(),
+        props(&tenant_hourly_schema(), &[2, 0]),
+        &[tenant_batch],
+    )?;
     if !put_or_hold(&tenant_key, &versions[1], bytes)? {
         return Ok(None);
     }
-    let mut rows: Vec<(HourlyKey, HourlyMeasures)> = groups
+    let groups: Vec<(Group, HourlyMeasures)> = groups.into_iter().collect();
+    // Each row's sort key made once, sorted with the row's index (not its 200-odd bytes).
+    let mut order: Vec<_> = groups
+        .iter()
+        .enumerate()
+        .map(|(i, &((hour, t, n, u, m, service_tier, band), _))| {
+            let rank = |ranks: &[u32], code: u32| ranks[code as usize];
+            let (t, n, u, m) = (
+                rank(&tier_rank, t),
+                rank(&tenant_rank, n),
+                rank(&user_rank, u),
+                rank(&model_rank, m),
+            );
+            ((n, hour, t, u, m, service_tier, band), i as u32)
+        })
+        .collect();
+    order.sort_unstable();
+    let rows: Vec<(HourlyKey, HourlyMeasures)> = order
         .into_iter()
+        .map(|(_, i)| groups[i as usize])
         .map(|((hour_ms, t, n, u, m, service_tier, prompt_band), measures)| {
             let key = HourlyKey {
                 hour_ms,
@@ -783,18 +868,12 @@ fn rebuild_from(
             (key, measures)
         })
         .collect();
-    // Sorted by tenant (the files' sort column), then the rest of the key.
-    fn order(k: &HourlyKey) -> (&str, i64, &str, &str, &str, ServiceTier, i64) {
-        let (t, n, u, m) =
-            (k.tier.as_str(), k.tenant_id.as_str(), k.user_id.as_str(), k.model_id.as_str());
-        (n, k.hour_ms, t, u, m, k.service_tier, k.prompt_band)
-    }
-    rows.sort_unstable_by(|(a, _), (b, _)| order(a).cmp(&order(b)));
     let n = rows.len();
     let batch = hourly_batch(rows.iter().map(|(k, m)| (k, m)))
         .map_err(|source| Error::Arrow { path: key.clone().into(), source })?;
     // Sorted by tenant_id (column 2) then hour (column 0).
-    let bytes = encode(&key, usage_hourly_schema(), props(&[2, 0]), &[batch])?;
+    let bytes =
+        encode(&key, usage_hourly_schema(), props(&usage_hourly_schema(), &[2, 0]), &[batch])?;
     if !put_or_hold(&key, &versions[0], bytes)? {
         return Ok(None);
     }

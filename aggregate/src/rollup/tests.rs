@@ -97,3 +97,95 @@ fn the_peak_second_of_each_tenant_hour_is_counted_from_every_request() {
     assert_eq!(peaks[&(ms(hour), 0, 2)], 1);
     assert_eq!(peaks[&(ms(hour + 3600), 0, 1)], 1);
 }
+
+/// The counting the rollup replaced: every line sorted by series, time and id, then each
+/// series in turn (the reference for [`Sessions::apply`]).
+fn apply_by_sorting(
+    mut lines: Vec<SessionLine>,
+    groups: &mut HashMap<Group, HourlyMeasures>,
+) -> std::result::Result<(), String> {
+    lines.sort_unstable_by_key(|l| (l.series(), l.time_ms, l.id));
+    for chain in lines.chunk_by(|a, b| a.series() == b.series()) {
+        let tokens: Vec<Tokens> = chain.iter().map(|l| l.tokens).collect();
+        if !crate::sessions::is_lifetime_series(&tokens) {
+            continue;
+        }
+        for (prev, line) in chain.iter().zip(&chain[1..]) {
+            let increment = line.tokens.checked_sub(&prev.tokens).ok_or("overflow")?;
+            let mut group = line.group();
+            let m = groups.get_mut(&group).ok_or("a session line without its group")?;
+            m.tokens = m.tokens.checked_sub(&line.tokens).ok_or("overflow")?;
+            m.invocations -= 1;
+            group.6 = prompt_band(&increment);
+            let m = groups.entry(group).or_default();
+            m.tokens = m.tokens.checked_add(&increment).ok_or("overflow")?;
+            m.invocations += 1;
+            m.cumulative_lines += 1;
+        }
+    }
+    groups.retain(|_, m| *m != HourlyMeasures::default());
+    Ok(())
+}
+
+proptest::proptest! {
+    /// Series found by a counting sort of indices count exactly as a sort of the lines did:
+    /// series of several tenants and sessions interleaved, lines out of time order, equal
+    /// times told apart by id, hours crossed, and running totals mixed with per-call lines.
+    #[test]
+    fn sessions_count_as_the_sorted_lines_did(
+        raw in proptest::collection::vec(
+            (0u32..3, 0u128..5, 0i64..8, 1i64..6, 0i64..3, 0u32..2),
+            0..120,
+        ),
+    ) {
+        let hour = 1_790_812_800_000_i64;
+        let lines = || -> Vec<SessionLine> {
+            raw.iter()
+                .enumerate()
+                .map(|(i, &(tenant, session, slot, step, extra, user))| {
+                    // Steps of 655 input tokens: a session's lines, in time order, often form a
+                    // running total, and a repeated or smaller step breaks one.
+                    let input = 655 * step + extra;
+                    let tokens = Tokens {
+                        input,
+                        output: 40 * step,
+                        total: input + 40 * step,
+                        ..Tokens::default()
+                    };
+                    SessionLine {
+                        session: session * 7919,
+                        // Distinct ids, not in time order.
+                        id: (i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15) % 1_000_003,
+                        time_ms: hour + slot * 15 * 60_000,
+                        tokens,
+                        codes: [0, tenant, user, 0],
+                        service_tier: ServiceTier::Standard,
+                    }
+                })
+                .collect()
+        };
+        let mut read: HashMap<Group, HourlyMeasures> = HashMap::default();
+        for l in lines() {
+            let m = read.entry(l.group()).or_default();
+            m.invocations += 1;
+            m.tokens = m.tokens.checked_add(&l.tokens).unwrap();
+        }
+        let (mut got, mut want) = (read.clone(), read);
+        Sessions { lines: lines() }.apply(&mut got).unwrap();
+        apply_by_sorting(lines(), &mut want).unwrap();
+        proptest::prop_assert_eq!(got, want);
+    }
+
+    /// Ranks order codes exactly as their strings: shared prefixes, digits, repeats.
+    #[test]
+    fn string_ranks_order_as_the_strings(
+        values in proptest::collection::vec("[ab1]{0,4}", 0..40),
+    ) {
+        let ranks = string_ranks(&values);
+        for (i, a) in values.iter().enumerate() {
+            for (j, b) in values.iter().enumerate() {
+                proptest::prop_assert_eq!(ranks[i].cmp(&ranks[j]), a.cmp(b), "{:?} {:?}", a, b);
+            }
+        }
+    }
+}

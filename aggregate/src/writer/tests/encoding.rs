@@ -145,3 +145,39 @@ fn hourly_rows_are_sorted_by_their_strings_not_by_when_they_were_met() {
     sorted.sort();
     assert_eq!(rows, sorted);
 }
+
+/// Rollup files give their strings (and hours) a dictionary, and their counts and sums none:
+/// each of a day's rows is a different group, so a sum repeats little, and a column of zeros
+/// is a run zstd takes in one step. Smaller files for less work (BENCHMARKS.md, "Levers").
+#[test]
+fn rollups_write_their_integer_columns_without_a_dictionary() {
+    use agentmeter_schemas::tables::TENANT_HOURLY;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open_dir(dir.path()).unwrap();
+    let mut w = EventWriter::new(&lake, WriterOptions::default());
+    for i in 0..50 {
+        w.push(ev(&format!("e{i}"), ["t-a", "t-b"][i as usize % 2], DAY0 + i * 60_000, i)).unwrap();
+    }
+    w.finish().unwrap();
+    let with_dictionary = |table: &str| -> Vec<String> {
+        let path = dir.path().join(crate::layout::partition_file(table, day(1)));
+        let reader = SerializedFileReader::new(fs::File::open(path).unwrap()).unwrap();
+        let group = reader.metadata().row_group(0);
+        group
+            .columns()
+            .iter()
+            .filter(|c| c.dictionary_page_offset().is_some())
+            .map(|c| c.column_path().string())
+            .collect()
+    };
+    assert_eq!(
+        with_dictionary(USAGE_HOURLY),
+        ["hour", "tier", "tenant_id", "user_id", "model_id", "service_tier"]
+    );
+    assert_eq!(with_dictionary(TENANT_HOURLY), ["hour", "tier", "tenant_id"]);
+    // The sums read back as written.
+    let rows = lake.hourly(day(1)).unwrap();
+    assert_eq!(rows.iter().map(|(_, m)| m.tokens.input).sum::<i64>(), (0..50).sum::<i64>());
+    assert_eq!(rows.iter().map(|(_, m)| m.invocations).sum::<i64>(), 50);
+}
