@@ -748,6 +748,9 @@ fn rebuild_from(
     drop(span_ids);
     // Every rollup file is written, empty ones too: its footer records what it covers.
     let covers = vec![KeyValue::new(COVERS_KEY.to_owned(), coverage.digest())];
+    // Counts and sums without a dictionary: a day's rows are distinct groups whose sums
+    // repeat little, and a column of zeros is one run for zstd. Interning every value cost more
+    // than the plain pages and made larger files (BENCHMARKS.md, "Levers": 23 % smaller).
     let props = |schema: &arrow_schema::SchemaRef, sorted: &[usize]| {
         let ints: Vec<&str> = schema
             .fields()
