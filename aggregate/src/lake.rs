@@ -37,6 +37,8 @@ const MARKER_FORMAT: &str = "agentmeter-lake";
 #[derive(Debug, Clone)]
 pub struct Lake {
     store: Arc<dyn Store>,
+    /// The row keys of the data files this process put, for its own rollups.
+    row_keys: Arc<crate::row_keys::RowKeys>,
 }
 
 /// The lake's name in messages.
@@ -53,7 +55,7 @@ impl Lake {
     /// [`Error::NotALake`] when the store holds other things and no marker, or a marker of
     /// another version; a store error.
     pub fn open(store: Arc<dyn Store>) -> Result<Self> {
-        let lake = Self { store };
+        let lake = Self { store, row_keys: Arc::default() };
         if !lake.check_marker()? {
             // Objects whose names start with `.` (a mirror's manifest, an editor's swap file)
             // are not data, nor is `_state/` of another process creating the lake right now.
@@ -91,7 +93,7 @@ impl Lake {
     ///
     /// [`Error::NotALake`] when there is no lake there.
     pub fn existing(store: Arc<dyn Store>) -> Result<Self> {
-        let lake = Self { store };
+        let lake = Self { store, row_keys: Arc::default() };
         if lake.check_marker()? {
             Ok(lake)
         } else {
@@ -147,6 +149,18 @@ impl Lake {
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Keeps, within `bytes`, the identity keys of the rows of the `usage_events` files this
+    /// process puts (16 bytes a row), so that its own rollups of those files take them rather
+    /// than reading and hashing every `event_id` again: for a run that rolls up what it
+    /// writes. Shared by every clone of this lake.
+    pub fn keep_row_keys(&self, bytes: usize) {
+        self.row_keys.set_budget(bytes);
+    }
+
+    pub(crate) fn row_keys(&self) -> &Arc<crate::row_keys::RowKeys> {
+        &self.row_keys
     }
 
     /// The lake's URI, for messages.

@@ -26,6 +26,7 @@ mod parquet_io;
 mod quarantine;
 mod record;
 mod rollup;
+mod row_keys;
 mod sessions;
 mod span_rollup;
 pub mod store;

@@ -81,6 +81,24 @@ const INPUT: [&str; 14] = [
     "service_tier",
 ];
 
+/// [`INPUT`] but `event_id`, for a file whose rows' keys this process kept
+/// ([`crate::row_keys`]).
+const INPUT_KNOWN_IDS: [&str; 13] = [
+    "event_time",
+    "tier",
+    "tenant_id",
+    "user_id",
+    "model_id",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "session_id",
+    "cache_write_1h_tokens",
+    "service_tier",
+];
+
 /// The `usage_events` columns a rollup groups by, in the order of its interners: read as
 /// dictionaries, each distinct value of a column chunk is looked up once, not once a row.
 pub(crate) const GROUPED: [&str; 4] = ["tier", "tenant_id", "user_id", "model_id"];
@@ -428,7 +446,13 @@ struct Day<'a> {
     sessions: &'a mut Sessions,
 }
 
-fn add_batch(batch: &RecordBatch, day: Day<'_>) -> std::result::Result<(), String> {
+/// Adds a batch of `usage_events` rows to the day; `known` holds the rows' identity keys when
+/// this process kept them (the batch then has no `event_id`).
+fn add_batch(
+    batch: &RecordBatch,
+    known: Option<&[u128]>,
+    day: Day<'_>,
+) -> std::result::Result<(), String> {
     let Day { seen, strings, columns, groups, seconds, sessions } = day;
     let col = |name: &str| batch.column_by_name(name).ok_or(format!("column {name} is missing"));
     let time = col("event_time")?
@@ -447,7 +471,13 @@ fn add_batch(batch: &RecordBatch, day: Day<'_>) -> std::result::Result<(), Strin
             col(name)?.as_primitive_opt::<Int64Type>().ok_or(format!("{name} is not int64"))?,
         );
     }
-    let ids = col("event_id")?.as_string_opt::<i32>().ok_or("event_id is not utf8")?;
+    let ids = match known {
+        Some(keys) if keys.len() == batch.num_rows() => None,
+        Some(keys) => {
+            return Err(format!("{} rows, {} keys kept for them", batch.num_rows(), keys.len()));
+        }
+        None => Some(col("event_id")?.as_string_opt::<i32>().ok_or("event_id is not utf8")?),
+    };
     let session = match batch.column_by_name("session_id") {
         Some(c) => Some(c.as_string_opt::<i32>().ok_or("session_id is not utf8")?),
         None => None,
@@ -463,7 +493,7 @@ fn add_batch(batch: &RecordBatch, day: Day<'_>) -> std::result::Result<(), Strin
         None => None,
     };
     if time.null_count() > 0
-        || ids.null_count() > 0
+        || ids.is_some_and(|a| a.null_count() > 0)
         || ints.iter().any(|a| a.null_count() > 0)
         || one_hour.is_some_and(|a| a.null_count() > 0)
         || service_tier.is_some_and(|a| a.null_count() > 0)
@@ -472,7 +502,11 @@ fn add_batch(batch: &RecordBatch, day: Day<'_>) -> std::result::Result<(), Strin
     }
     for row in 0..batch.num_rows() {
         // An id two writers stored counts once: its copy in the first file by name.
-        let id = Identity::of(ids.value(row)).key();
+        let id = match (known, ids) {
+            (Some(keys), _) => keys[row],
+            (None, Some(ids)) => Identity::of(ids.value(row)).key(),
+            (None, None) => unreachable!("ids read where no keys are known"),
+        };
         if !seen.insert(id) {
             continue;
         }
@@ -659,7 +693,25 @@ fn rebuild_from(
     let mut seconds = Seconds::default();
     let mut sessions = Sessions::default();
     for file in &coverage.events {
-        for batch in lake.read(file, Some(&INPUT), &GROUPED, Fetch::Whole)? {
+        // Rows this process wrote come with their keys: `event_id` is neither read nor hashed.
+        let known = lake.row_keys().take(&file.key);
+        let read: &[&str] = if known.is_some() { &INPUT_KNOWN_IDS } else { &INPUT };
+        let mut at = 0;
+        for batch in lake.read(file, Some(read), &GROUPED, Fetch::Whole)? {
+            let batch = batch?;
+            let rows = batch.num_rows();
+            let keys = match &known {
+                Some(k) => match k.get(at..at + rows) {
+                    Some(keys) => Some(keys),
+                    // More rows than keys: counted, and refused below with the totals.
+                    None => {
+                        at += rows;
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            at += rows;
             let day = Day {
                 seen: &mut seen,
                 strings: &mut strings,
@@ -668,7 +720,7 @@ fn rebuild_from(
                 seconds: &mut seconds,
                 sessions: &mut sessions,
             };
-            add_batch(&batch?, day).map_err(|e| {
+            add_batch(&batch, keys, day).map_err(|e| {
                 if e.contains("overflow") {
                     overflow(USAGE_HOURLY)
                 } else {
@@ -678,6 +730,11 @@ fn rebuild_from(
                     }
                 }
             })?;
+        }
+        if let Some(k) = known.filter(|k| k.len() != at) {
+            let why = format!("{at} rows, {} keys kept for them", k.len());
+            let source = arrow_schema::ArrowError::SchemaError(why);
+            return Err(Error::Arrow { path: file.key.clone().into(), source });
         }
     }
     drop(seen);

@@ -19,6 +19,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use agentmeter_schemas::UsageEvent;
+use agentmeter_schemas::tables::USAGE_EVENTS;
 use chrono::NaiveDate;
 use serde::Serialize;
 
@@ -521,7 +522,7 @@ impl<R: LakeRecord> Committer<R> {
             }
             return Ok(false);
         }
-        let batch = &batch.records;
+        let (batch, keys) = (&batch.records, &batch.keys);
         let mut order = fresh;
         sort_rows(batch, &mut order);
         let props = properties(R::SORTED_BY, R::NO_DICTIONARY);
@@ -535,10 +536,16 @@ impl<R: LakeRecord> Committer<R> {
             let encoding = crate::layout::data_file(R::TABLE, dt, "(being encoded)");
             // Built and encoded a slice at a time: never the whole file as Arrow arrays.
             let mut file = Encoder::new(&encoding, R::schema(), props.clone())?;
+            // The rows' keys in file order, for this process's rollup of the file.
+            let remember = R::TABLE == USAGE_EVENTS && self.lake.row_keys().room_for(chunk.len());
+            let mut row_keys = Vec::with_capacity(if remember { chunk.len() } else { 0 });
             for rows in chunk.chunks(ENCODE_ROWS) {
                 for &i in rows {
                     usage_unknown += u64::from(batch[i].usage_unknown());
                     name.push(batch[i].identity());
+                    if remember {
+                        row_keys.push(keys[i].0);
+                    }
                 }
                 let records = R::batch(rows.iter().map(|&i| &batch[i]))
                     .map_err(|source| Error::Arrow { path: encoding.clone().into(), source })?;
@@ -553,7 +560,8 @@ impl<R: LakeRecord> Committer<R> {
                 part.files.insert(name);
             }
             // Created only if absent, on the upload thread while the next is encoded.
-            self.uploads.put(key, bytes)?;
+            let row_keys = remember.then_some(row_keys);
+            self.uploads.put(upload::File { key, bytes, row_keys })?;
             self.stats.files += 1;
             self.stats.written += chunk.len() as u64;
             self.stats.usage_unknown += usage_unknown;
@@ -611,7 +619,7 @@ impl<R: LakeRecord> EventWriter<R> {
             touched: BTreeSet::new(),
             checked: BTreeSet::new(),
             stats: WriteStats::default(),
-            uploads: Uploads::new(lake.store().clone(), ahead.clone()),
+            uploads: Uploads::new(lake.store().clone(), ahead.clone(), lake.row_keys().clone()),
             listed_at: listed_at.clone(),
         };
         let (tx, rx) = mpsc::sync_channel::<Msg<R>>(0);

@@ -13,6 +13,10 @@ use crate::error::{Error, Result};
 use crate::router::{Finished, Router};
 use crate::sources::{AwsRun, AwsSource, StreamOptions, parse_source, stop_on_signal};
 
+/// Most bytes of row keys an ingest keeps for its own rollups (16 a row: a million rows, more
+/// than the days in flight hold; past it, files are rolled up by reading their ids).
+const ROW_KEYS_BYTES: usize = 16 << 20;
+
 /// What to ingest, and how.
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
@@ -78,6 +82,8 @@ pub fn ingest(env: &Env, opts: &IngestOptions) -> Result<IngestSummary> {
     // back to (measured against moto, 10,000-row batches of four formats read one after
     // another: the S3 lake 1.35 → 1.43 times the local one; BENCHMARKS.md).
     let rolling_ahead = plan.aws.is_empty() && matches!(opts.lake, LakeLocation::Dir(_));
+    // The run rolls up the days it writes: its own files' ids need not be read back for that.
+    lake.keep_row_keys(ROW_KEYS_BYTES);
     let mut router = if rolling_ahead {
         Router::rolling_up_ahead(&lake, opts.writer)
     } else {

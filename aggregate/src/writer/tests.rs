@@ -10,6 +10,7 @@ use super::*;
 use crate::lake::Lake;
 
 mod encoding;
+mod row_keys;
 
 pub(crate) const DAY0: i64 = 1_790_812_800_000; // 2026-10-01T00:00:00Z
 

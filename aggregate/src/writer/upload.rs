@@ -23,6 +23,7 @@ use chrono::NaiveDate;
 
 use super::ahead::AheadLink;
 use crate::error::{Error, Result};
+use crate::row_keys::RowKeys;
 use crate::store::{Condition, Put, Store};
 
 /// Most files going up at once where puts are slow. Measured against moto answering 20 ms
@@ -37,7 +38,7 @@ pub(crate) const HELD_BYTES: usize = 64 << 20;
 #[derive(Default)]
 struct State {
     /// Files handed over and not started, each with its number (from 0, in hand-over order).
-    waiting: VecDeque<(u64, String, Bytes)>,
+    waiting: VecDeque<(u64, File)>,
     /// Files handed over and not yet put, and their bytes.
     held: usize,
     held_bytes: usize,
@@ -81,6 +82,20 @@ impl State {
 
 type Shared = Arc<(Mutex<State>, Condvar)>;
 
+/// A data file to put: its key, its bytes, and its rows' keys to keep once it is put.
+pub(super) struct File {
+    pub(super) key: String,
+    pub(super) bytes: Bytes,
+    pub(super) row_keys: Option<Vec<u128>>,
+}
+
+impl File {
+    /// What it adds to the writer's memory until it is put.
+    fn held(&self) -> usize {
+        self.bytes.len() + self.row_keys.as_ref().map_or(0, |k| k.len() * 16)
+    }
+}
+
 fn lock(shared: &(Mutex<State>, Condvar)) -> MutexGuard<'_, State> {
     shared.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -91,41 +106,48 @@ pub(super) struct Uploads {
     /// Where puts are quick: the store, called on the committer's thread.
     inline: Option<Arc<dyn Store>>,
     ahead: Option<AheadLink>,
+    row_keys: Arc<RowKeys>,
     shared: Shared,
     workers: Vec<JoinHandle<()>>,
 }
 
 impl Uploads {
-    pub(super) fn new(store: Arc<dyn Store>, ahead: Option<AheadLink>) -> Self {
+    pub(super) fn new(
+        store: Arc<dyn Store>,
+        ahead: Option<AheadLink>,
+        row_keys: Arc<RowKeys>,
+    ) -> Self {
         let uri = store.uri();
         let shared: Shared = Arc::default();
         if !store.round_trips() {
-            return Self { uri, inline: Some(store), ahead, shared, workers: Vec::new() };
+            let workers = Vec::new();
+            return Self { uri, inline: Some(store), ahead, row_keys, shared, workers };
         }
         let workers = (0..PUTS_AT_ONCE)
             .map(|_| {
                 let (store, shared, ahead) = (store.clone(), shared.clone(), ahead.clone());
+                let row_keys = row_keys.clone();
                 std::thread::spawn(move || {
                     let _stopping = Stopping(&shared);
-                    upload(&*store, &shared, ahead.as_ref());
+                    upload(&*store, &shared, ahead.as_ref(), &row_keys);
                 })
             })
             .collect();
-        Self { uri, inline: None, ahead, shared, workers }
+        Self { uri, inline: None, ahead, row_keys, shared, workers }
     }
 
-    /// Puts `bytes` under `key` (if absent): where puts are slow, on an upload thread once
-    /// there is room, returning at once; else here.
+    /// Puts `file` (if absent), and keeps its rows' keys once its put created it: where puts
+    /// are slow, on an upload thread once there is room, returning at once; else here.
     ///
     /// # Errors
     ///
     /// This file (where puts are quick) or one handed over before could not be put.
-    pub(super) fn put(&mut self, key: String, bytes: Bytes) -> Result<()> {
+    pub(super) fn put(&mut self, file: File) -> Result<()> {
         if let Some(store) = &self.inline {
-            return put_absent(&**store, &key, bytes);
+            return put_file(&**store, file, &self.row_keys);
         }
         let (_, cv) = &*self.shared;
-        let len = bytes.len();
+        let len = file.held();
         let state = lock(&self.shared);
         let mut state = cv
             .wait_while(state, |s| {
@@ -141,7 +163,7 @@ impl Uploads {
         state.handed += 1;
         state.held += 1;
         state.held_bytes += len;
-        state.waiting.push_back((n, key, bytes));
+        state.waiting.push_back((n, file));
         cv.notify_all();
         Ok(())
     }
@@ -228,10 +250,15 @@ impl Drop for Stopping<'_> {
 
 /// An upload thread: puts the files waiting, in order of hand-over, until the committer hangs
 /// up and none is left, or until a put fails (here or on another thread).
-fn upload(store: &dyn Store, shared: &(Mutex<State>, Condvar), ahead: Option<&AheadLink>) {
+fn upload(
+    store: &dyn Store,
+    shared: &(Mutex<State>, Condvar),
+    ahead: Option<&AheadLink>,
+    row_keys: &RowKeys,
+) {
     let cv = &shared.1;
     loop {
-        let (n, key, bytes) = {
+        let (n, file) = {
             let state = lock(shared);
             let mut state = cv
                 .wait_while(state, |s| !s.broken && !s.hung_up && s.waiting.is_empty())
@@ -244,8 +271,8 @@ fn upload(store: &dyn Store, shared: &(Mutex<State>, Condvar), ahead: Option<&Ah
                 None => return,
             }
         };
-        let len = bytes.len();
-        let result = put_absent(store, &key, bytes);
+        let len = file.held();
+        let result = put_file(store, file, row_keys);
         let mut state = lock(shared);
         match result {
             Ok(()) => state.put_done(n, len, ahead),
@@ -261,11 +288,19 @@ fn upload(store: &dyn Store, shared: &(Mutex<State>, Condvar), ahead: Option<&Ah
     }
 }
 
-/// Creates `key` if absent. A name taken already holds exactly these ids (a retried batch, or
-/// another writer that read the same input), so they are in the lake.
-fn put_absent(store: &dyn Store, key: &str, bytes: Bytes) -> Result<()> {
-    if let Put::Conflict = store.put(key, bytes, Condition::Absent)? {
-        tracing::debug!(key, "Data file already in the lake (a retried write).");
+/// Creates `file` if absent. A name taken already holds exactly these ids (a retried batch,
+/// or another writer that read the same input), so they are in the lake; its rows' keys are
+/// kept only when this put created it, the rows then in the order they were encoded.
+fn put_file(store: &dyn Store, file: File, row_keys: &RowKeys) -> Result<()> {
+    match store.put(&file.key, file.bytes, Condition::Absent)? {
+        Put::Written { .. } => {
+            if let Some(keys) = file.row_keys {
+                row_keys.keep(&file.key, keys);
+            }
+        }
+        Put::Conflict => {
+            tracing::debug!(key = file.key, "Data file already in the lake (a retried write).");
+        }
     }
     Ok(())
 }

@@ -370,3 +370,28 @@ fn a_listing_older_than_a_second_is_made_again() {
     assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 2);
     assert_eq!(all_events(&lake).len(), 4);
 }
+
+#[test]
+fn row_keys_are_kept_only_for_a_file_the_put_created() {
+    use super::{File, Uploads};
+    use crate::row_keys::RowKeys;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open_dir(dir.path()).unwrap();
+    let keys = Arc::new(RowKeys::default());
+    keys.set_budget(1 << 20);
+    let mut uploads = Uploads::new(lake.store().clone(), None, keys.clone());
+    let file = |bytes: &'static [u8], row_keys| File {
+        key: "usage_events/dt=2026-10-01/part-ab.parquet".into(),
+        bytes: bytes::Bytes::from_static(bytes),
+        row_keys: Some(row_keys),
+    };
+    uploads.put(file(b"first", vec![1, 2])).unwrap();
+    assert_eq!(keys.take("usage_events/dt=2026-10-01/part-ab.parquet"), Some(vec![1, 2]));
+    // The name is taken: the object is another put's, whose rows may come in another order.
+    uploads.put(file(b"second", vec![2, 1])).unwrap();
+    assert_eq!(keys.take("usage_events/dt=2026-10-01/part-ab.parquet"), None);
+    let stored =
+        std::fs::read(dir.path().join("usage_events/dt=2026-10-01/part-ab.parquet")).unwrap();
+    assert_eq!(stored, b"first");
+}

@@ -1,0 +1,97 @@
+//! The identity keys of the rows of the `usage_events` files this process put, in each file's
+//! row order, kept for the rollups that follow in the same process: a rollup reads a data file
+//! whole but needs its ids only to count an id two files hold once, and `event_id` is most of a
+//! data file's bytes (62 % in the 5M file's) and each id a keyed hash to compute. A file's keys
+//! are taken by the first rollup that reads it; a file they were not kept for is read as any.
+//!
+//! Only files this process's put created are kept: a name another writer took first holds the
+//! same ids, but conflicting copies of one id may sort its rows in another order. Off until a
+//! run that rolls up what it writes asks for it ([`crate::Lake::keep_row_keys`]), and bounded.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+/// Bytes a kept key takes.
+const KEY_BYTES: usize = std::mem::size_of::<u128>();
+
+#[derive(Default)]
+pub(crate) struct RowKeys(Mutex<Kept>);
+
+#[derive(Default)]
+struct Kept {
+    /// Object key of a data file → its rows' identity keys, in row order.
+    files: HashMap<String, Vec<u128>>,
+    bytes: usize,
+    budget: usize,
+}
+
+impl RowKeys {
+    fn lock(&self) -> MutexGuard<'_, Kept> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Keeps up to `bytes` of keys from now on (0: none).
+    pub(crate) fn set_budget(&self, bytes: usize) {
+        self.lock().budget = bytes;
+    }
+
+    /// Whether the keys of a file of `rows` rows would be kept now: lets the committer skip
+    /// gathering them.
+    pub(crate) fn room_for(&self, rows: usize) -> bool {
+        let kept = self.lock();
+        kept.bytes + rows * KEY_BYTES <= kept.budget
+    }
+
+    /// Keeps `keys` as the rows of data file `key`, if there is room.
+    pub(crate) fn keep(&self, key: &str, keys: Vec<u128>) {
+        let mut kept = self.lock();
+        let bytes = keys.len() * KEY_BYTES;
+        if kept.bytes + bytes > kept.budget {
+            return;
+        }
+        kept.bytes += bytes;
+        if let Some(old) = kept.files.insert(key.to_owned(), keys) {
+            kept.bytes -= old.len() * KEY_BYTES;
+        }
+    }
+
+    /// The keys of data file `key`'s rows, if kept; they are forgotten.
+    pub(crate) fn take(&self, key: &str) -> Option<Vec<u128>> {
+        let mut kept = self.lock();
+        let keys = kept.files.remove(key)?;
+        kept.bytes -= keys.len() * KEY_BYTES;
+        Some(keys)
+    }
+}
+
+impl std::fmt::Debug for RowKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kept = self.lock();
+        f.debug_struct("RowKeys")
+            .field("files", &kept.files.len())
+            .field("bytes", &kept.bytes)
+            .field("budget", &kept.budget)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_kept_within_the_budget_and_taken_once() {
+        let keys = RowKeys::default();
+        keys.keep("a", vec![1, 2]);
+        assert_eq!(keys.take("a"), None, "no budget: nothing kept");
+        keys.set_budget(3 * KEY_BYTES);
+        assert!(keys.room_for(3) && !keys.room_for(4));
+        keys.keep("a", vec![1, 2]);
+        assert!(keys.room_for(1) && !keys.room_for(2));
+        keys.keep("b", vec![3, 4]);
+        assert_eq!(keys.take("b"), None, "past the budget: not kept");
+        assert_eq!(keys.take("a"), Some(vec![1, 2]));
+        assert_eq!(keys.take("a"), None, "taken once");
+        assert!(keys.room_for(3), "the taken keys' room is free again");
+    }
+}
