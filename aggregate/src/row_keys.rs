@@ -8,8 +8,11 @@
 //! same ids, but conflicting copies of one id may sort its rows in another order. Off until a
 //! run that rolls up what it writes asks for it ([`crate::Lake::keep_row_keys`]), and bounded.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
+
+use agentmeter_schemas::tables::USAGE_EVENTS;
+use chrono::NaiveDate;
 
 /// Bytes a kept key takes.
 const KEY_BYTES: usize = std::mem::size_of::<u128>();
@@ -23,6 +26,8 @@ struct Kept {
     files: HashMap<String, Vec<u128>>,
     bytes: usize,
     budget: usize,
+    /// Days whose rollup waits for the end of the run: their keys would be held until then.
+    refused: HashSet<NaiveDate>,
 }
 
 impl RowKeys {
@@ -35,11 +40,36 @@ impl RowKeys {
         self.lock().budget = bytes;
     }
 
-    /// Whether the keys of a file of `rows` rows would be kept now: lets the committer skip
-    /// gathering them.
-    pub(crate) fn room_for(&self, rows: usize) -> bool {
+    /// Whether the keys of a file of `rows` rows in day `dt` would be kept now: lets the
+    /// committer skip gathering them.
+    pub(crate) fn room_for(&self, dt: NaiveDate, rows: usize) -> bool {
         let kept = self.lock();
-        kept.bytes + rows * KEY_BYTES <= kept.budget
+        kept.bytes + rows * KEY_BYTES <= kept.budget && !kept.refused.contains(&dt)
+    }
+
+    /// Forgets the keys of day `dt` and keeps none of it from now on: its rollup is left for
+    /// the end of the run, and its keys would take memory until then.
+    pub(crate) fn refuse_day(&self, dt: NaiveDate) {
+        let mut kept = self.lock();
+        kept.refused.insert(dt);
+        let prefix = crate::layout::partition(USAGE_EVENTS, dt);
+        let Kept { files, bytes, .. } = &mut *kept;
+        files.retain(|key, keys| {
+            let drop = key.starts_with(&prefix);
+            if drop {
+                *bytes -= keys.len() * KEY_BYTES;
+            }
+            !drop
+        });
+    }
+
+    /// Forgets every key and keeps none from now on: the rollups are left for the end of the
+    /// run.
+    pub(crate) fn stop(&self) {
+        let mut kept = self.lock();
+        kept.budget = 0;
+        kept.bytes = 0;
+        kept.files = HashMap::new();
     }
 
     /// Keeps `keys` as the rows of data file `key`, if there is room.
@@ -82,16 +112,41 @@ mod tests {
     #[test]
     fn keys_are_kept_within_the_budget_and_taken_once() {
         let keys = RowKeys::default();
+        let dt = NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
         keys.keep("a", vec![1, 2]);
         assert_eq!(keys.take("a"), None, "no budget: nothing kept");
         keys.set_budget(3 * KEY_BYTES);
-        assert!(keys.room_for(3) && !keys.room_for(4));
+        assert!(keys.room_for(dt, 3) && !keys.room_for(dt, 4));
         keys.keep("a", vec![1, 2]);
-        assert!(keys.room_for(1) && !keys.room_for(2));
+        assert!(keys.room_for(dt, 1) && !keys.room_for(dt, 2));
         keys.keep("b", vec![3, 4]);
         assert_eq!(keys.take("b"), None, "past the budget: not kept");
         assert_eq!(keys.take("a"), Some(vec![1, 2]));
         assert_eq!(keys.take("a"), None, "taken once");
-        assert!(keys.room_for(3), "the taken keys' room is free again");
+        assert!(keys.room_for(dt, 3), "the taken keys' room is free again");
+    }
+
+    #[test]
+    fn a_day_left_for_the_end_and_a_stopped_run_hold_no_keys() {
+        let keys = RowKeys::default();
+        keys.set_budget(1 << 20);
+        let (d1, d2) = (
+            NaiveDate::from_ymd_opt(2026, 10, 1).unwrap(),
+            NaiveDate::from_ymd_opt(2026, 10, 2).unwrap(),
+        );
+        let (k1, k2) = (
+            "usage_events/dt=2026-10-01/part-a.parquet",
+            "usage_events/dt=2026-10-02/part-b.parquet",
+        );
+        keys.keep(k1, vec![1]);
+        keys.keep(k2, vec![2, 3]);
+        keys.refuse_day(d1);
+        assert!(!keys.room_for(d1, 1) && keys.room_for(d2, 1));
+        assert_eq!(keys.take(k1), None);
+        assert_eq!(format!("{keys:?}"), "RowKeys { files: 1, bytes: 32, budget: 1048576 }");
+        keys.stop();
+        assert!(!keys.room_for(d2, 1));
+        assert_eq!(keys.take(k2), None);
+        assert_eq!(format!("{keys:?}"), "RowKeys { files: 0, bytes: 0, budget: 0 }");
     }
 }

@@ -537,7 +537,8 @@ impl<R: LakeRecord> Committer<R> {
             // Built and encoded a slice at a time: never the whole file as Arrow arrays.
             let mut file = Encoder::new(&encoding, R::schema(), props.clone())?;
             // The rows' keys in file order, for this process's rollup of the file.
-            let remember = R::TABLE == USAGE_EVENTS && self.lake.row_keys().room_for(chunk.len());
+            let remember =
+                R::TABLE == USAGE_EVENTS && self.lake.row_keys().room_for(dt, chunk.len());
             let mut row_keys = Vec::with_capacity(if remember { chunk.len() } else { 0 });
             for rows in chunk.chunks(ENCODE_ROWS) {
                 for &i in rows {

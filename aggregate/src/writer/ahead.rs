@@ -252,6 +252,9 @@ fn lower_priority() {
 fn run(lake: &Lake, rx: &mpsc::Receiver<Note>, max_day_bytes: u64) -> Plan {
     lower_priority();
     let mut plan = Plan::default();
+    // The row keys the writers keep are for the rollups done here; a day left for the end
+    // would hold its keys until then.
+    let mut keeping = true;
     #[cfg(test)]
     let mut waiting: Vec<mpsc::SyncSender<()>> = Vec::new();
     loop {
@@ -278,12 +281,21 @@ fn run(lake: &Lake, rx: &mpsc::Receiver<Note>, max_day_bytes: u64) -> Plan {
             Some(Note::Stop) => return plan,
             #[cfg(test)]
             Some(Note::Settled(reply)) => waiting.push(reply),
-            Some(n) => plan.note(n),
+            Some(n) => {
+                plan.note(n);
+                if keeping && plan.given_up() {
+                    keeping = false;
+                    lake.row_keys().stop();
+                }
+            }
             None => {
                 let Some(dt) = plan.next() else { continue };
                 match rebuild_hourly_within(lake, dt, max_day_bytes, None) {
                     Ok(Some(_)) => plan.done(dt, true),
-                    Ok(None) => plan.skip(dt),
+                    Ok(None) => {
+                        lake.row_keys().refuse_day(dt);
+                        plan.skip(dt);
+                    }
                     Err(e) => {
                         tracing::debug!(dt = %dt, error = %e, "Rollup ahead failed; the day is rolled up at the end.");
                         plan.done(dt, false);

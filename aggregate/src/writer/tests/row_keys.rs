@@ -106,3 +106,31 @@ fn a_lake_that_keeps_no_keys_keeps_none() {
     let file = &lake.files(USAGE_EVENTS, day(1)).unwrap()[0];
     assert_eq!(lake.row_keys().take(&file.key), None);
 }
+
+#[test]
+fn rollups_ahead_that_give_up_on_input_out_of_order_stop_the_keeping() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open_dir(dir.path()).unwrap();
+    lake.keep_row_keys(1 << 20);
+    let ahead = RollupsAhead::new(&lake);
+    let opts = WriterOptions { batch_rows: 2, ..small() };
+    let mut w = EventWriter::with_rollups_ahead(&lake, opts, &ahead);
+    // Batches of one day each, the days taking turns: each rollup ahead is redone.
+    for round in 0..16 {
+        let d = round % 2;
+        w.push(ev(&format!("r{round}"), "t1", DAY0 + d * 86_400_000, 1)).unwrap();
+        w.commit().unwrap();
+        ahead.settle();
+    }
+    ahead.input_ended();
+    let (_, days) = w.finish_without_rollups().unwrap();
+    ahead.settle();
+    let report = ahead.finish();
+    assert!(report.redone > 2, "{report:?}");
+    assert_eq!(format!("{:?}", lake.row_keys()), "RowKeys { files: 0, bytes: 0, budget: 0 }");
+    // The days left are rolled up from their files' ids, and right.
+    lake.rebuild_rollups(&days).into_result().unwrap();
+    let calls: i64 =
+        days.iter().flat_map(|d| lake.hourly(*d).unwrap()).map(|(_, m)| m.invocations).sum();
+    assert_eq!(calls, 16);
+}
