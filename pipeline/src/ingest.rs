@@ -16,8 +16,8 @@ use crate::sources::{AwsRun, AwsSource, StreamOptions, parse_source, stop_on_sig
 /// Most bytes of row keys an ingest keeps for its own rollups (16 a row: 262,144 rows, a day
 /// and a half of the 5M-event file; past it, files are rolled up by reading their ids). The
 /// rollups ahead run at a lower priority and may lag behind the writers by several days, and
-/// the keys of every day they lag by would be held: 16 MiB added 10 MB to the 5M file's
-/// peak and to the month's (BENCHMARKS.md, "Levers").
+/// the keys of every day they lag by would be held: 16 MiB raised the peaks of the 5M file
+/// and of the month (BENCHMARKS.md, "Levers").
 const ROW_KEYS_BYTES: usize = 4 << 20;
 
 /// What to ingest, and how.
