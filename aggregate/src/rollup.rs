@@ -81,24 +81,6 @@ const INPUT: [&str; 14] = [
     "service_tier",
 ];
 
-/// [`INPUT`] but `event_id`, for a file whose rows' keys this process kept
-/// ([`crate::row_keys`]).
-const INPUT_KNOWN_IDS: [&str; 13] = [
-    "event_time",
-    "tier",
-    "tenant_id",
-    "user_id",
-    "model_id",
-    "input_tokens",
-    "output_tokens",
-    "total_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "session_id",
-    "cache_write_1h_tokens",
-    "service_tier",
-];
-
 /// The `usage_events` columns a rollup groups by, in the order of its interners: read as
 /// dictionaries, each distinct value of a column chunk is looked up once, not once a row.
 pub(crate) const GROUPED: [&str; 4] = ["tier", "tenant_id", "user_id", "model_id"];
@@ -291,127 +273,14 @@ pub fn rollup_state(lake: &Lake, dt: NaiveDate) -> Result<RollupState> {
     Ok(state_of(&v, &Coverage::of(lake, dt)?))
 }
 
-/// Small integer codes for the strings of a partition, so that grouping hashes integers.
-#[derive(Default)]
-pub(crate) struct Interner {
-    codes: HashMap<String, u32>,
-    values: Vec<String>,
-}
-
-impl Interner {
-    pub(crate) fn code(&mut self, s: &str) -> u32 {
-        if let Some(&c) = self.codes.get(s) {
-            return c;
-        }
-        let c = self.values.len() as u32;
-        self.values.push(s.to_owned());
-        self.codes.insert(s.to_owned(), c);
-        c
-    }
-}
-
 /// (hour, tier, tenant, user, model codes, service tier, prompt band).
 type Group = (i64, u32, u32, u32, u32, ServiceTier, i64);
 
-/// A log line that names its session, kept until the day is read to find lifetime series.
-/// About a third of a day's lines name one, so the line keeps only what its group cannot be
-/// derived from (the hour is its time's, the band its tokens'): 112 bytes, not 160.
-struct SessionLine {
-    /// 128-bit key of the session id: no string is kept per line.
-    session: u128,
-    id: u128,
-    time_ms: i64,
-    tokens: Tokens,
-    /// Codes of the tier, tenant, user and model.
-    codes: [u32; 4],
-    service_tier: ServiceTier,
-}
-
-impl SessionLine {
-    /// The session: its tenant's code and its key.
-    fn series(&self) -> (u32, u128) {
-        (self.codes[1], self.session)
-    }
-
-    /// The group the line was counted in when read.
-    fn group(&self) -> Group {
-        let [tier, tenant, user, model] = self.codes;
-        let hour = hour_start_ms(self.time_ms);
-        (hour, tier, tenant, user, model, self.service_tier, prompt_band(&self.tokens))
-    }
-}
-
-/// The day's lines that name a session.
-#[derive(Default)]
-struct Sessions {
-    lines: Vec<SessionLine>,
-}
-
-impl Sessions {
-    /// Counts each lifetime series' lines after its first as their increments over the line
-    /// before (see [`crate::sessions`]).
-    fn apply(self, groups: &mut HashMap<Group, HourlyMeasures>) -> std::result::Result<(), String> {
-        let lines = self.lines;
-        // Each line's place, grouped by series in the order series are first met (a counting
-        // sort of 4-byte indices: the 112-byte lines are never moved), then each series by
-        // time. A series' lines mostly come in time order already, one run per data file.
-        let mut codes: HashMap<(u32, u128), u32> = HashMap::default();
-        let series: Vec<u32> = lines
-            .iter()
-            .map(|l| {
-                let next = codes.len() as u32;
-                *codes.entry(l.series()).or_insert(next)
-            })
-            .collect();
-        let mut starts = vec![0usize; codes.len() + 1];
-        drop(codes);
-        for &s in &series {
-            starts[s as usize + 1] += 1;
-        }
-        for i in 1..starts.len() {
-            starts[i] += starts[i - 1];
-        }
-        let mut next = starts.clone();
-        let mut order = vec![0u32; lines.len()];
-        for (i, &s) in series.iter().enumerate() {
-            order[next[s as usize]] = i as u32;
-            next[s as usize] += 1;
-        }
-        drop((series, next));
-        let mut tokens: Vec<Tokens> = Vec::new();
-        for w in starts.windows(2) {
-            let chain = &mut order[w[0]..w[1]];
-            if chain.len() < 2 {
-                continue;
-            }
-            chain.sort_unstable_by_key(|&i| (lines[i as usize].time_ms, lines[i as usize].id));
-            tokens.clear();
-            tokens.extend(chain.iter().map(|&i| lines[i as usize].tokens));
-            if !crate::sessions::is_lifetime_series(&tokens) {
-                continue;
-            }
-            for pair in chain.windows(2) {
-                let (prev, line) = (&lines[pair[0] as usize], &lines[pair[1] as usize]);
-                let increment =
-                    line.tokens.checked_sub(&prev.tokens).ok_or("token sums overflow")?;
-                // The call's own prompt sets its band, not the running total's: the line moves
-                // to the group of its increment.
-                let mut group = line.group();
-                let m = groups.get_mut(&group).ok_or("a session line without its group")?;
-                m.tokens = m.tokens.checked_sub(&line.tokens).ok_or("token sums overflow")?;
-                m.invocations -= 1;
-                group.6 = prompt_band(&increment);
-                let m = groups.entry(group).or_default();
-                m.tokens = m.tokens.checked_add(&increment).ok_or("token sums overflow")?;
-                m.invocations += 1;
-                m.cumulative_lines += 1;
-            }
-        }
-        // A group whose every line moved to another band.
-        groups.retain(|_, m| *m != HourlyMeasures::default());
-        Ok(())
-    }
-}
+mod series;
+mod strings;
+use series::{SessionLine, Sessions};
+pub(crate) use strings::Interner;
+use strings::string_ranks;
 
 /// One tenant-hour being summed: measures, distinct user codes, peak requests in a second.
 type TenantAcc = (HourlyMeasures, std::collections::BTreeSet<u32>, i64);
@@ -654,22 +523,6 @@ pub(crate) fn rebuild_hourly_within(
     })
 }
 
-/// Each value's place in the sorted order of `values` (equal values share one), so that rows
-/// holding codes of `values` sort by integers as they would by the strings.
-fn string_ranks<T: AsRef<str>>(values: &[T]) -> Vec<u32> {
-    let mut order: Vec<u32> = (0..values.len() as u32).collect();
-    order.sort_unstable_by(|&a, &b| values[a as usize].as_ref().cmp(values[b as usize].as_ref()));
-    let mut ranks = vec![0; values.len()];
-    let mut rank = 0;
-    for (i, w) in order.iter().enumerate() {
-        if i > 0 && values[order[i - 1] as usize].as_ref() != values[*w as usize].as_ref() {
-            rank += 1;
-        }
-        ranks[*w as usize] = rank;
-    }
-    ranks
-}
-
 /// One rebuild from `coverage`; `None` when another writer replaced a rollup first.
 fn rebuild_from(
     lake: &Lake,
@@ -695,9 +548,10 @@ fn rebuild_from(
     for file in &coverage.events {
         // Rows this process wrote come with their keys: `event_id` is neither read nor hashed.
         let known = lake.row_keys().take(&file.key);
-        let read: &[&str] = if known.is_some() { &INPUT_KNOWN_IDS } else { &INPUT };
+        let read: Vec<&str> =
+            INPUT.into_iter().filter(|c| known.is_none() || *c != "event_id").collect();
         let mut at = 0;
-        for batch in lake.read(file, Some(read), &GROUPED, Fetch::Whole)? {
+        for batch in lake.read(file, Some(&read), &GROUPED, Fetch::Whole)? {
             let batch = batch?;
             let rows = batch.num_rows();
             let keys = match &known {

@@ -152,7 +152,6 @@ fn hourly_rows_are_sorted_by_their_strings_not_by_when_they_were_met() {
 #[test]
 fn rollups_write_their_integer_columns_without_a_dictionary() {
     use agentmeter_schemas::tables::TENANT_HOURLY;
-    use parquet::file::reader::{FileReader, SerializedFileReader};
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::open_dir(dir.path()).unwrap();
     let mut w = EventWriter::new(&lake, WriterOptions::default());
@@ -160,17 +159,7 @@ fn rollups_write_their_integer_columns_without_a_dictionary() {
         w.push(ev(&format!("e{i}"), ["t-a", "t-b"][i as usize % 2], DAY0 + i * 60_000, i)).unwrap();
     }
     w.finish().unwrap();
-    let with_dictionary = |table: &str| -> Vec<String> {
-        let path = dir.path().join(crate::layout::partition_file(table, day(1)));
-        let reader = SerializedFileReader::new(fs::File::open(path).unwrap()).unwrap();
-        let group = reader.metadata().row_group(0);
-        group
-            .columns()
-            .iter()
-            .filter(|c| c.dictionary_page_offset().is_some())
-            .map(|c| c.column_path().string())
-            .collect()
-    };
+    let with_dictionary = |table| dictionary_columns(&lake, dir.path(), table, day(1));
     assert_eq!(
         with_dictionary(USAGE_HOURLY),
         ["hour", "tier", "tenant_id", "user_id", "model_id", "service_tier"]
