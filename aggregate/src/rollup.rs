@@ -315,8 +315,17 @@ struct Day<'a> {
     sessions: &'a mut Sessions,
 }
 
-/// Adds a batch of `usage_events` rows to the day; `known` holds the rows' identity keys when
-/// this process kept them (the batch then has no `event_id`).
+/// Where a batch's identity keys come from.
+#[derive(Clone, Copy)]
+enum RowIds<'a> {
+    /// Kept by this process's writer, one a row.
+    Kept(&'a [u128]),
+    /// Hashed from the batch's `event_id`.
+    Read(&'a arrow_array::StringArray),
+}
+
+/// Adds a batch of `usage_events` rows to the day; `known` holds the rows' identity keys, one
+/// a row, when this process kept them (the batch then has no `event_id`).
 fn add_batch(
     batch: &RecordBatch,
     known: Option<&[u128]>,
@@ -341,11 +350,11 @@ fn add_batch(
         );
     }
     let ids = match known {
-        Some(keys) if keys.len() == batch.num_rows() => None,
         Some(keys) => {
-            return Err(format!("{} rows, {} keys kept for them", batch.num_rows(), keys.len()));
+            debug_assert_eq!(keys.len(), batch.num_rows(), "one kept key a row");
+            RowIds::Kept(keys)
         }
-        None => Some(col("event_id")?.as_string_opt::<i32>().ok_or("event_id is not utf8")?),
+        None => RowIds::Read(col("event_id")?.as_string_opt().ok_or("event_id is not utf8")?),
     };
     let session = match batch.column_by_name("session_id") {
         Some(c) => Some(c.as_string_opt::<i32>().ok_or("session_id is not utf8")?),
@@ -362,7 +371,7 @@ fn add_batch(
         None => None,
     };
     if time.null_count() > 0
-        || ids.is_some_and(|a| a.null_count() > 0)
+        || matches!(ids, RowIds::Read(a) if a.null_count() > 0)
         || ints.iter().any(|a| a.null_count() > 0)
         || one_hour.is_some_and(|a| a.null_count() > 0)
         || service_tier.is_some_and(|a| a.null_count() > 0)
@@ -371,10 +380,9 @@ fn add_batch(
     }
     for row in 0..batch.num_rows() {
         // An id two writers stored counts once: its copy in the first file by name.
-        let id = match (known, ids) {
-            (Some(keys), _) => keys[row],
-            (None, Some(ids)) => Identity::of(ids.value(row)).key(),
-            (None, None) => unreachable!("ids read where no keys are known"),
+        let id = match ids {
+            RowIds::Kept(keys) => keys[row],
+            RowIds::Read(ids) => Identity::of(ids.value(row)).key(),
         };
         if !seen.insert(id) {
             continue;
@@ -662,17 +670,18 @@ fn rebuild_from(
     // Counts and sums without a dictionary: a day's rows are distinct groups whose sums
     // repeat little, and a column of zeros is one run for zstd. Interning every value cost more
     // than the plain pages and made larger files (BENCHMARKS.md, "Levers": 23 % smaller).
-    let props = |schema: &arrow_schema::SchemaRef, sorted: &[usize]| {
+    let encode_rollup = |key: &str, schema: arrow_schema::SchemaRef, sorted: &[usize], batch| {
         let ints: Vec<&str> = schema
             .fields()
             .iter()
             .filter(|f| f.data_type() == &arrow_schema::DataType::Int64)
             .map(|f| f.name().as_str())
             .collect();
-        properties(sorted, &ints)
+        let props = properties(sorted, &ints)
             .into_builder()
             .set_key_value_metadata(Some(covers.clone()))
-            .build()
+            .build();
+        encode(key, schema, props, &[batch])
     };
     let put = |key: &str, version: &Option<(String, String)>, bytes| -> Result<bool> {
         let cond = Condition::replacing(version.as_ref().map(|(etag, _)| etag.as_str()));
@@ -693,12 +702,7 @@ fn rebuild_from(
     let batch = agent_invocations_batch(&invocations)
         .map_err(|source| Error::Arrow { path: inv_key.clone().into(), source })?;
     // Sorted by tenant_id (column 4) then start_time (column 0).
-    let bytes = encode(
-        &inv_key,
-        agent_invocations_schema(),
-        props(&agent_invocations_schema(), &[4, 0]),
-        &[batch],
-    )?;
+    let bytes = encode_rollup(&inv_key, agent_invocations_schema(), &[4, 0], batch)?;
     if !put_or_hold(&inv_key, &versions[2], bytes)? {
         return Ok(None);
     }
@@ -740,12 +744,7 @@ fn rebuild_from(
     let tenant_batch = tenant_hourly_batch(&tenant_rows)
         .map_err(|source| Error::Arrow { path: tenant_key.clone().into(), source })?;
     // Sorted by tenant_id (column 2) then hour (column 0).
-    let bytes = encode(
-        &tenant_key,
-        tenant_hourly_schema(),
-        props(&tenant_hourly_schema(), &[2, 0]),
-        &[tenant_batch],
-    )?;
+    let bytes = encode_rollup(&tenant_key, tenant_hourly_schema(), &[2, 0], tenant_batch)?;
     if !put_or_hold(&tenant_key, &versions[1], bytes)? {
         return Ok(None);
     }
@@ -786,8 +785,7 @@ fn rebuild_from(
     let batch = hourly_batch(rows.iter().map(|(k, m)| (k, m)))
         .map_err(|source| Error::Arrow { path: key.clone().into(), source })?;
     // Sorted by tenant_id (column 2) then hour (column 0).
-    let bytes =
-        encode(&key, usage_hourly_schema(), props(&usage_hourly_schema(), &[2, 0]), &[batch])?;
+    let bytes = encode_rollup(&key, usage_hourly_schema(), &[2, 0], batch)?;
     if !put_or_hold(&key, &versions[0], bytes)? {
         return Ok(None);
     }

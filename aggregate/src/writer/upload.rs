@@ -92,7 +92,7 @@ pub(super) struct File {
 impl File {
     /// What it adds to the writer's memory until it is put.
     fn held(&self) -> usize {
-        self.bytes.len() + self.row_keys.as_ref().map_or(0, |k| k.len() * 16)
+        self.bytes.len() + self.row_keys.as_deref().map_or(0, std::mem::size_of_val)
     }
 }
 
