@@ -11,7 +11,7 @@ use agentmeter_schemas::tables::{
 use agentmeter_schemas::{AgentSpan, InlineText, SourceUri, UsageEvent};
 use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, SchemaRef};
-use chrono::{DateTime, NaiveDate};
+use chrono::NaiveDate;
 
 /// A record's identity bytes (an event id; a trace id, `:` and a span id), as the parts the
 /// record holds: hashed and digested part by part, not joined into a buffer made per record.
@@ -114,8 +114,25 @@ pub trait LakeRecord: Send + 'static {
 
     /// The `dt` partition.
     fn partition(&self) -> Option<NaiveDate> {
-        DateTime::from_timestamp_millis(self.time_ms()).map(|t| t.date_naive())
+        date_of_day(self.day_number())
     }
+
+    /// The UTC day of the record's time, counted from the Unix epoch: a division, where the
+    /// date itself ([`LakeRecord::partition`]) is a calendar conversion that a writer makes
+    /// once per run of records on one day rather than once a record.
+    fn day_number(&self) -> i64 {
+        self.time_ms().div_euclid(DAY_MS)
+    }
+}
+
+/// Milliseconds in a UTC day.
+const DAY_MS: i64 = 86_400_000;
+
+/// The date of a [`LakeRecord::day_number`]; none outside the calendar's range.
+pub(crate) fn date_of_day(day: i64) -> Option<NaiveDate> {
+    // Day 0 is 1970-01-01, the 719,163rd day of the common era.
+    let from_ce = day.checked_add(719_163)?;
+    NaiveDate::from_num_days_from_ce_opt(i32::try_from(from_ce).ok()?)
 }
 
 impl LakeRecord for UsageEvent {
@@ -254,4 +271,47 @@ impl LakeRecord for AgentSpan {
 /// allocator's own bookkeeping.
 fn owned(s: &str) -> usize {
     s.len().next_multiple_of(16) + 16
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::DateTime;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The calendar's conversion, which the day number replaces.
+    fn chrono_date(ms: i64) -> Option<NaiveDate> {
+        DateTime::from_timestamp_millis(ms).map(|t| t.date_naive())
+    }
+
+    #[test]
+    fn days_start_at_midnight_utc_and_end_with_the_calendar() {
+        let date = |ms: i64| date_of_day(ms.div_euclid(DAY_MS));
+        let d = |y, m, dd| NaiveDate::from_ymd_opt(y, m, dd);
+        assert_eq!(date(0), d(1970, 1, 1));
+        assert_eq!(date(-1), d(1969, 12, 31));
+        assert_eq!(date(1_764_979_199_999), d(2025, 12, 5));
+        assert_eq!(date(1_764_979_200_000), d(2025, 12, 6));
+        // The calendar's first and last milliseconds, and one past each.
+        let last = NaiveDate::MAX.and_hms_milli_opt(23, 59, 59, 999).unwrap();
+        let last = last.and_utc().timestamp_millis();
+        let first = NaiveDate::MIN.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_millis();
+        assert_eq!(date(last), Some(NaiveDate::MAX));
+        assert_eq!(date(first), Some(NaiveDate::MIN));
+        for ms in [i64::MIN, i64::MAX, first - 1, first, last, last + 1] {
+            assert_eq!(date(ms), chrono_date(ms), "{ms}");
+        }
+        assert_eq!(date_of_day(i64::MAX), None);
+        assert_eq!(date_of_day(i64::MIN), None);
+    }
+
+    proptest! {
+        #[test]
+        fn a_day_number_names_the_date_chrono_gives(ms in any::<i64>(), near in -10i64.pow(13)..10i64.pow(13)) {
+            for ms in [ms, near, ms / 1_000_000] {
+                prop_assert_eq!(date_of_day(ms.div_euclid(DAY_MS)), chrono_date(ms), "{}", ms);
+            }
+        }
+    }
 }

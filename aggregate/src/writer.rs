@@ -26,7 +26,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::lake::Lake;
 use crate::parquet_io::{ENCODE_ROWS, Encoder, properties};
-use crate::record::LakeRecord;
+use crate::record::{LakeRecord, date_of_day};
 use crate::rollup::{RollupReport, RollupState, rebuild_hourly_all, rollup_state};
 use crate::store::{Fetch, ObjectMeta, REQUESTS_AT_ONCE, concurrently};
 
@@ -388,14 +388,14 @@ impl<R: LakeRecord> Batch<R> {
         }
     }
 
-    /// The days its records fall on (records mostly come in time order: one lookup a run).
+    /// The days its records fall on (records mostly come in time order: one date a run).
     fn days(&self) -> BTreeSet<NaiveDate> {
         let mut days = BTreeSet::new();
         let mut last = None;
-        for dt in self.records.iter().filter_map(LakeRecord::partition) {
-            if last != Some(dt) {
-                days.insert(dt);
-                last = Some(dt);
+        for day in self.records.iter().map(LakeRecord::day_number) {
+            if last != Some(day) {
+                days.extend(date_of_day(day));
+                last = Some(day);
             }
         }
         days
@@ -417,15 +417,17 @@ impl<R: LakeRecord> Committer<R> {
         let seq = batch.seq;
         // Group by day through a permutation: a stable sort keeps input order within a day,
         // so the first delivery of an id is the one kept, and no event is moved.
-        let days_of: Vec<NaiveDate> =
-            batch.records.iter().map(partition_of).collect::<Result<_>>()?;
+        let days_of: Vec<i64> = batch.records.iter().map(LakeRecord::day_number).collect();
         let mut order: Vec<usize> = (0..batch.records.len()).collect();
         order.sort_by_key(|&i| days_of[i]);
-        let days: BTreeSet<NaiveDate> = days_of.iter().copied().collect();
+        let runs: Vec<&[usize]> = order.chunk_by(|&a, &b| days_of[a] == days_of[b]).collect();
+        // Every day's date before any is written: a record out of the calendar fails the batch.
+        let dates: Vec<NaiveDate> =
+            runs.iter().map(|run| partition_of(&batch.records[run[0]])).collect::<Result<_>>()?;
+        let days: BTreeSet<NaiveDate> = dates.iter().copied().collect();
         let mut listings = self.listings(&days, batch.listed.take())?;
         let mut written = BTreeSet::new();
-        for run in order.chunk_by(|&a, &b| days_of[a] == days_of[b]) {
-            let dt = days_of[run[0]];
+        for (run, dt) in runs.into_iter().zip(dates) {
             let listed = listings.remove(&dt).unwrap_or_default();
             match self.commit_day(dt, &batch, run, listed) {
                 Ok(true) => {

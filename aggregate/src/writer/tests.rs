@@ -80,6 +80,23 @@ fn duplicates_within_and_across_runs_are_written_once() {
 }
 
 #[test]
+fn a_batch_with_a_time_out_of_the_calendar_fails_before_any_day_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open_dir(dir.path()).unwrap();
+    let mut w = EventWriter::new(&lake, small());
+    // The bad record sorts last among the batch's days: none of the others may be written.
+    for e in [ev("a", "t1", DAY0, 1), ev("z", "t1", i64::MAX, 1), ev("b", "t1", DAY0 - 1, 1)] {
+        w.push(e).unwrap();
+    }
+    let e = w.finish().unwrap_err().to_string();
+    assert!(
+        e.contains("a usage_events record has an out-of-range time 9223372036854775807"),
+        "{e}"
+    );
+    assert_eq!(lake.partitions(USAGE_EVENTS).unwrap(), Vec::<NaiveDate>::new());
+}
+
+#[test]
 fn files_are_sorted_by_tenant_then_time_and_named_by_content() {
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::open_dir(dir.path()).unwrap();
