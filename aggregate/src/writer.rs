@@ -490,9 +490,12 @@ impl<R: LakeRecord> Committer<R> {
     ) -> Result<bool> {
         let part = self.index.load::<R>(&self.lake, dt, listed)?;
         let mut fresh: Vec<usize> = Vec::with_capacity(day.len());
-        for &i in day {
-            let (key, fp) = batch.keys[i];
-            match part.ids.insert(key, fp) {
+        let items: Vec<(u128, u64)> = day.iter().map(|&i| batch.keys[i]).collect();
+        let held = part.ids.add_all(&items);
+        drop(items);
+        for (&i, held) in day.iter().zip(held) {
+            let (_, fp) = batch.keys[i];
+            match held {
                 Some(held) => {
                     self.stats.duplicates += 1;
                     if held != fp {
@@ -509,7 +512,6 @@ impl<R: LakeRecord> Committer<R> {
                 None => fresh.push(i),
             }
         }
-        part.ids.seal();
         self.index.entries += fresh.len();
         if fresh.is_empty() {
             // Nothing new, as when a run killed before its rollups is run again: the records

@@ -53,6 +53,55 @@ impl IdIndex {
         None
     }
 
+    /// Adds each of `items` (a key and its fingerprint, in input order) unless it is held or
+    /// earlier in `items`, and seals; for each item, the fingerprint held before it, if any
+    /// (the first copy's). One sort and one merge into the run: a batch's ids never go
+    /// through the map that [`IdIndex::insert`] fills, nor are looked up one by one.
+    pub(super) fn add_all(&mut self, items: &[(u128, u64)]) -> Vec<Option<u64>> {
+        self.seal();
+        let sorted = sorted_by_key(items);
+        let mut held = vec![None; items.len()];
+        let n = self.keys.len() + items.len();
+        let (mut keys, mut fps) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let (old_keys, old_fps) = (std::mem::take(&mut self.keys), std::mem::take(&mut self.fps));
+        let mut old = old_keys.into_iter().zip(old_fps).peekable();
+        // The key met last and the fingerprint it holds.
+        let mut last: Option<(u128, u64)> = None;
+        for (key, at) in sorted {
+            let at = at as usize;
+            if let Some((k, fp)) = last.filter(|&(k, _)| k == key) {
+                held[at] = Some(fp);
+                last = Some((k, fp));
+                continue;
+            }
+            while let Some((ok, ofp)) = old.next_if(|&(ok, _)| ok < key) {
+                keys.push(ok);
+                fps.push(ofp);
+            }
+            match old.peek() {
+                Some(&(ok, ofp)) if ok == key => {
+                    held[at] = Some(ofp);
+                    last = Some((key, ofp));
+                }
+                _ => {
+                    let fp = items[at].1;
+                    keys.push(key);
+                    fps.push(fp);
+                    last = Some((key, fp));
+                }
+            }
+        }
+        for (ok, ofp) in old {
+            keys.push(ok);
+            fps.push(ofp);
+        }
+        // Room for the batch's duplicates is left unused rather than the run copied again.
+        self.keys = keys;
+        self.fps = fps;
+        self.index();
+        held
+    }
+
     /// Merges the ids added since the last seal into the sorted run and frees their map.
     pub(super) fn seal(&mut self) {
         if self.fresh.is_empty() {
@@ -104,6 +153,37 @@ impl IdIndex {
     }
 }
 
+/// `items`' keys with their positions, by key, and within a key by position (the first copy
+/// first). The keys are uniformly spread, so a counting sort by their leading bits leaves a
+/// few keys a bucket, each bucket in position order and then sorted stably: linear where a
+/// comparison sort of the pairs cost more than the hash map it replaces.
+fn sorted_by_key(items: &[(u128, u64)]) -> Vec<(u128, u32)> {
+    assert!(u32::try_from(items.len()).is_ok(), "a batch of {} ids", items.len());
+    let bits = (items.len() / 4).max(1).ilog2();
+    let bucket = |key: u128| if bits == 0 { 0 } else { (key >> (128 - bits)) as usize };
+    // `next[b]`: where bucket `b`'s next key goes (counted into `next[b + 1]` first).
+    let mut next = vec![0usize; (1 << bits) + 1];
+    for &(key, _) in items {
+        next[bucket(key) + 1] += 1;
+    }
+    for b in 1..next.len() {
+        next[b] += next[b - 1];
+    }
+    let mut sorted = vec![(0u128, 0u32); items.len()];
+    for (&(key, _), at) in items.iter().zip(0u32..) {
+        let at_next = &mut next[bucket(key)];
+        sorted[*at_next] = (key, at);
+        *at_next += 1;
+    }
+    // `next[b]` is now where bucket `b` ends, and so where `b + 1` starts.
+    let mut start = 0;
+    for &stop in &next[..next.len() - 1] {
+        sorted[start..stop].sort_by_key(|&(key, _)| key);
+        start = stop;
+    }
+    sorted
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +229,52 @@ mod tests {
         assert_eq!(ix.insert(all[123], 999), Some(123));
         assert_eq!(ix.len(), 50_000);
         assert!(ix.dir.len() > 4_000, "{} directory slots", ix.dir.len());
+    }
+
+    proptest::proptest! {
+        /// A batch added at once answers as its ids inserted one by one and sealed.
+        #[test]
+        fn adding_a_batch_at_once_is_inserting_its_ids_one_by_one(
+            before in proptest::collection::vec((0u8..40, 0u64..3), 0..60),
+            batch in proptest::collection::vec((0u8..40, 0u64..3), 0..60),
+            spread in proptest::bool::ANY,
+        ) {
+            // Small keys collide often; spread ones exercise the directory.
+            let key = |k: u8| if spread { keys(u64::from(k), 1)[0] } else { u128::from(k) };
+            let (mut one_by_one, mut at_once) = (IdIndex::default(), IdIndex::default());
+            for &(k, fp) in &before {
+                one_by_one.insert(key(k), fp);
+                at_once.insert(key(k), fp);
+            }
+            one_by_one.seal();
+            at_once.seal();
+            let expected: Vec<Option<u64>> =
+                batch.iter().map(|&(k, fp)| one_by_one.insert(key(k), fp)).collect();
+            one_by_one.seal();
+            let items: Vec<(u128, u64)> = batch.iter().map(|&(k, fp)| (key(k), fp)).collect();
+            proptest::prop_assert_eq!(at_once.add_all(&items), expected);
+            proptest::prop_assert_eq!(&at_once.keys, &one_by_one.keys);
+            proptest::prop_assert_eq!(&at_once.fps, &one_by_one.fps);
+            proptest::prop_assert_eq!(&at_once.dir, &one_by_one.dir);
+            for &(k, _) in &batch {
+                proptest::prop_assert_eq!(at_once.get(key(k)), one_by_one.get(key(k)));
+            }
+        }
+    }
+
+    #[test]
+    fn keys_sort_with_their_first_copy_first_as_a_stable_sort_does() {
+        let mut items: Vec<(u128, u64)> = keys(11, 20_000).into_iter().map(|k| (k, 0)).collect();
+        // Copies of earlier keys further on, and the extremes.
+        for i in 0..3_000 {
+            items.push((items[i * 5].0, 1));
+        }
+        items.extend([(0, 2), (u128::MAX, 2), (0, 3)]);
+        let mut expected: Vec<(u128, u32)> =
+            items.iter().zip(0u32..).map(|(i, at)| (i.0, at)).collect();
+        expected.sort_by_key(|&(key, _)| key);
+        assert_eq!(sorted_by_key(&items), expected);
+        assert_eq!(sorted_by_key(&[]), Vec::new());
     }
 
     #[test]
