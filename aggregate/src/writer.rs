@@ -279,40 +279,6 @@ struct Committer<R> {
     uploads: Uploads,
     /// Where listings are round trips: when each day was last listed for a commit.
     listed_at: Option<Arc<ListedAt>>,
-    /// The last committed batch, being freed.
-    freeing: Freeing,
-}
-
-/// A large committed batch freed on a thread of its own: the committer, which every record
-/// goes through and which sets an ingest's pace, would otherwise spend a twentieth of its time
-/// releasing each record's shared ids. One at a time, and waited for when the committer is
-/// dropped: no batch outlives its writer.
-#[derive(Default)]
-struct Freeing(Option<JoinHandle<()>>);
-
-/// Batches of fewer records are freed at once (a thread costs more than they do).
-const FREE_APART_ROWS: usize = 16 * 1024;
-
-impl Freeing {
-    fn free<R: LakeRecord>(&mut self, batch: Batch<R>) {
-        self.wait();
-        if batch.records.len() >= FREE_APART_ROWS {
-            self.0 = Some(std::thread::spawn(move || drop(batch)));
-        }
-    }
-
-    fn wait(&mut self) {
-        if let Some(thread) = self.0.take() {
-            // A panic while dropping records cannot lose data: the batch was committed.
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Drop for Freeing {
-    fn drop(&mut self) {
-        self.wait();
-    }
 }
 
 /// Records on their way to the committer, each with its identity's key and content
@@ -476,8 +442,8 @@ impl<R: LakeRecord> Committer<R> {
             }
         }
         self.index.trim(&days);
-        // The batch's records are freed (its last file may still be going up).
-        self.freeing.free(batch);
+        // The batch's records are freed here; its last file may still be going up.
+        drop(batch);
         self.uploads.committed(seq, written)
     }
 
@@ -660,7 +626,6 @@ impl<R: LakeRecord> EventWriter<R> {
             stats: WriteStats::default(),
             uploads: Uploads::new(lake.store().clone(), ahead.clone(), lake.row_keys().clone()),
             listed_at: listed_at.clone(),
-            freeing: Freeing::default(),
         };
         let (tx, rx) = mpsc::sync_channel::<Msg<R>>(0);
         let worker = std::thread::spawn(move || {

@@ -97,24 +97,6 @@ fn a_batch_with_a_time_out_of_the_calendar_fails_before_any_day_is_written() {
 }
 
 #[test]
-fn large_committed_batches_are_freed_apart_and_waited_for() {
-    let batch = |n: usize| {
-        let mut b = Batch::with_capacity(n);
-        for i in 0..n {
-            b.push(ev(&format!("e{i}"), "t1", DAY0, 1));
-        }
-        b
-    };
-    let mut freeing = Freeing::default();
-    freeing.free(batch(FREE_APART_ROWS - 1));
-    assert!(freeing.0.is_none(), "freed at once");
-    freeing.free(batch(FREE_APART_ROWS));
-    assert!(freeing.0.is_some(), "freed on a thread of its own");
-    freeing.wait();
-    assert!(freeing.0.is_none());
-}
-
-#[test]
 fn files_are_sorted_by_tenant_then_time_and_named_by_content() {
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::open_dir(dir.path()).unwrap();
