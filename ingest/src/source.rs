@@ -755,8 +755,11 @@ impl Chunk {
     }
 
     fn take(&mut self) -> Unit {
-        // The next unit will be about as large: allocate it once, not by doubling.
-        let next = Vec::with_capacity(self.data.len().min(CHUNK_BYTES * 2));
+        // The next unit will be about as large: allocate it once, not by doubling, with room
+        // for the line that takes it past `CHUNK_BYTES` (a unit ends on the line that fills
+        // it; sized to this one alone, every other unit was copied into one twice as large).
+        let size = self.data.len().min(CHUNK_BYTES);
+        let next = Vec::with_capacity(size + size / 8);
         let data = std::mem::replace(&mut self.data, next);
         let unit = Unit::Lines { source: self.source.clone(), first_line: self.first_line, data };
         self.first_line = self.next_line;

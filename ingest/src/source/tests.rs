@@ -691,3 +691,25 @@ fn text_units_are_the_same_whatever_the_window() {
         assert!(text_units(&text, window) == want, "window {window}");
     }
 }
+
+#[test]
+fn a_units_lines_fit_the_room_made_for_it_without_growing() {
+    let mut chunk = Chunk::new(Arc::new(SourceUri::new("file:///in")));
+    // Lines of uneven lengths, as a log's are: each unit ends past `CHUNK_BYTES` by a part of
+    // its last line that differs from unit to unit.
+    let lines: Vec<Vec<u8>> = (0..40).map(|i| vec![b'x'; 200 + i * 37 % 900]).collect();
+    let mut next = lines.iter().cycle();
+    let mut fill = |chunk: &mut Chunk| {
+        while !chunk.full() {
+            chunk.push(next.next().unwrap());
+        }
+    };
+    fill(&mut chunk);
+    let _ = chunk.take();
+    for unit in 0..50 {
+        let room = chunk.data.capacity();
+        fill(&mut chunk);
+        assert_eq!(chunk.data.capacity(), room, "unit {unit} grew");
+        let _ = chunk.take();
+    }
+}
