@@ -492,9 +492,7 @@ impl<R: LakeRecord> Committer<R> {
         let mut fresh: Vec<usize> = Vec::with_capacity(day.len());
         let items: Vec<(u128, u64)> = day.iter().map(|&i| batch.keys[i]).collect();
         let held = part.ids.add_all(&items);
-        drop(items);
-        for (&i, held) in day.iter().zip(held) {
-            let (_, fp) = batch.keys[i];
+        for ((&i, &(_, fp)), held) in day.iter().zip(&items).zip(held) {
             match held {
                 Some(held) => {
                     self.stats.duplicates += 1;
