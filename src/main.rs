@@ -27,6 +27,14 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// jemalloc rather than glibc's malloc: a run's large blocks (batches, rollup tables) freed on
+/// one thread and allocated on another left glibc holding 100 to 150 MB it no longer used at
+/// the end of a long run, so the peak grew with the input (BENCHMARKS.md, "Levers", the
+/// twenty-fifth session). Its options: `_RJEM_MALLOC_CONF` (README, "Throughput and memory").
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// A failure that is the user's to fix before running again (exit code 2).
 #[derive(Debug)]
 pub struct UsageError(pub String);
