@@ -117,8 +117,6 @@ impl std::hash::Hasher for DigestHasher {
     }
 }
 
-type DigestMap<V> = HashMap<u128, V, std::hash::BuildHasherDefault<DigestHasher>>;
-
 /// A set of identity keys.
 pub(crate) type DigestSet =
     std::collections::HashSet<u128, std::hash::BuildHasherDefault<DigestHasher>>;
@@ -212,6 +210,10 @@ impl DedupIndex {
         part.last_used = clock;
         let columns = R::index_columns();
         let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+        // The new files' ids gathered in file order and merged into the index at once (the
+        // first copy of an id kept), and the files marked read only then: a file that fails
+        // to read leaves the day as it was.
+        let (mut items, mut read) = (Vec::new(), Vec::new());
         for file in listed {
             if part.files.contains(file.name()) {
                 continue;
@@ -226,15 +228,12 @@ impl DedupIndex {
                 let batch = batch?;
                 let records = R::from_batch(&batch)
                     .map_err(|source| Error::Arrow { path: file.key.clone().into(), source })?;
-                for r in records {
-                    if part.ids.insert(r.identity().key(), r.fingerprint()).is_none() {
-                        self.entries += 1;
-                    }
-                }
+                items.extend(records.iter().map(|r| (r.identity().key(), r.fingerprint())));
             }
-            part.files.insert(file.name().to_owned());
+            read.push(file.name().to_owned());
         }
-        part.ids.seal();
+        self.entries += part.ids.add_all(&items).iter().filter(|held| held.is_none()).count();
+        part.files.extend(read);
         Ok(part)
     }
 

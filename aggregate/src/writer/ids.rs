@@ -3,14 +3,9 @@
 //! A writer keeps these for every day it writes (up to its index budget), so their size is
 //! most of a long run's memory. A hash map of 16-byte keys and 8-byte values costs about 50
 //! bytes an id (32-byte buckets, load factor, growth by doubling); here the ids are kept as a
-//! sorted run of two exactly sized arrays, 24 bytes an id, and only the ids added since the
-//! last [`IdIndex::seal`] are in a map. The keys are keyed hashes, uniformly spread, so a
-//! directory of their leading bits finds a key's slot in one or two probes.
-
-use super::DigestMap;
-
-/// About this many sorted keys share a directory entry.
-const PER_SLOT: usize = 8;
+//! sorted run of two exactly sized arrays, 24 bytes an id. Ids come in sets (a batch's of one
+//! day, the new files' of a day when it is loaded), each sorted and merged into the run at
+//! once; an id is never looked up alone.
 
 #[derive(Default)]
 pub(super) struct IdIndex {
@@ -18,47 +13,28 @@ pub(super) struct IdIndex {
     keys: Vec<u128>,
     /// `fps[i]` is the fingerprint of `keys[i]`.
     fps: Vec<u64>,
-    /// `dir[b]..dir[b + 1]` are the keys whose leading `bits` bits are `b`.
-    dir: Vec<u32>,
-    bits: u32,
-    /// Added since the last seal; none of them is in `keys`.
-    fresh: DigestMap<u64>,
 }
 
 impl IdIndex {
     /// Ids held.
     pub(super) fn len(&self) -> usize {
-        self.keys.len() + self.fresh.len()
+        self.keys.len()
     }
 
     /// The fingerprint of `key`, if held.
-    pub(super) fn get(&self, key: u128) -> Option<u64> {
-        if let Some(fp) = self.fresh.get(&key) {
-            return Some(*fp);
-        }
-        if self.keys.is_empty() {
-            return None;
-        }
-        let slot = self.slot(key);
-        let (lo, hi) = (self.dir[slot] as usize, self.dir[slot + 1] as usize);
-        self.keys[lo..hi].binary_search(&key).ok().map(|i| self.fps[lo + i])
-    }
-
-    /// Adds `key` unless it is held; returns the fingerprint held when it is.
-    pub(super) fn insert(&mut self, key: u128, fp: u64) -> Option<u64> {
-        if let Some(held) = self.get(key) {
-            return Some(held);
-        }
-        self.fresh.insert(key, fp);
-        None
+    #[cfg(test)]
+    fn get(&self, key: u128) -> Option<u64> {
+        self.keys.binary_search(&key).ok().map(|i| self.fps[i])
     }
 
     /// Adds each of `items` (a key and its fingerprint, in input order) unless it is held or
-    /// earlier in `items`, and seals; for each item, the fingerprint held before it, if any
-    /// (the first copy's). One sort and one merge into the run: a batch's ids never go
-    /// through the map that [`IdIndex::insert`] fills, nor are looked up one by one.
+    /// earlier in `items`; for each item, the fingerprint held before it, if any
+    /// (the first copy's). One sort and one merge into the run.
     pub(super) fn add_all(&mut self, items: &[(u128, u64)]) -> Vec<Option<u64>> {
-        self.seal();
+        if items.is_empty() {
+            // Nothing to merge: the run is not copied.
+            return Vec::new();
+        }
         let sorted = sorted_by_key(items);
         let mut held = vec![None; items.len()];
         let n = self.keys.len() + items.len();
@@ -97,39 +73,7 @@ impl IdIndex {
         // Room for the batch's duplicates is left unused rather than the run copied again.
         self.keys = keys;
         self.fps = fps;
-        self.index();
         held
-    }
-
-    /// Merges the ids added since the last seal into the sorted run and frees their map.
-    pub(super) fn seal(&mut self) {
-        if self.fresh.is_empty() {
-            return;
-        }
-        // Distinct and none of them held: all are added.
-        let fresh: Vec<(u128, u64)> = std::mem::take(&mut self.fresh).into_iter().collect();
-        self.add_all(&fresh);
-    }
-
-    fn slot(&self, key: u128) -> usize {
-        if self.bits == 0 { 0 } else { (key >> (128 - self.bits)) as usize }
-    }
-
-    /// Rebuilds the directory for the sorted run.
-    fn index(&mut self) {
-        let n = self.keys.len();
-        self.bits = (n / PER_SLOT).max(1).ilog2();
-        let slots = 1usize << self.bits;
-        let mut dir = Vec::with_capacity(slots + 1);
-        let mut i = 0;
-        for b in 0..slots {
-            dir.push(i as u32);
-            while i < n && self.slot(self.keys[i]) == b {
-                i += 1;
-            }
-        }
-        dir.push(n as u32);
-        self.dir = dir;
     }
 }
 
@@ -182,20 +126,18 @@ mod tests {
     }
 
     #[test]
-    fn every_id_added_is_found_with_its_fingerprint_across_seals() {
+    fn every_id_added_is_found_with_its_fingerprint_across_merges() {
         let all = keys(7, 50_000);
         let mut ix = IdIndex::default();
         assert_eq!(ix.get(all[0]), None);
-        // Added in uneven rounds, sealed between them, as commits do.
+        assert_eq!(ix.add_all(&[]), Vec::new());
+        // Added in uneven rounds, as commits do.
         let mut added = 0;
         for (round, size) in [1, 2, 997, 10_000, 39_000].into_iter().enumerate() {
-            for (i, &k) in all[added..added + size].iter().enumerate() {
-                assert_eq!(ix.insert(k, (added + i) as u64), None, "round {round}");
-            }
+            let items: Vec<(u128, u64)> =
+                all[added..added + size].iter().zip(added as u64..).map(|(&k, i)| (k, i)).collect();
+            assert!(ix.add_all(&items).iter().all(Option::is_none), "round {round}");
             added += size;
-            // Before the seal the new ids are found in the map, after it in the run.
-            assert_eq!(ix.get(all[added - 1]), Some((added - 1) as u64));
-            ix.seal();
             assert_eq!(ix.len(), added);
             assert!(ix.keys.windows(2).all(|w| w[0] < w[1]), "sorted and distinct");
             for (i, &k) in all[..added].iter().enumerate() {
@@ -206,13 +148,12 @@ mod tests {
         for &k in &keys(8, 5_000) {
             assert_eq!(ix.get(k), None);
         }
-        assert_eq!(ix.insert(all[123], 999), Some(123));
+        assert_eq!(ix.add_all(&[(all[123], 999)]), vec![Some(123)]);
         assert_eq!(ix.len(), 50_000);
-        assert!(ix.dir.len() > 4_000, "{} directory slots", ix.dir.len());
     }
 
     proptest::proptest! {
-        /// Ids added at once (after others inserted one by one and sealed) answer as a map
+        /// Ids added at once (after others added one by one) answer as a map
         /// that keeps each id's first fingerprint, and leave the run that map's ids in order.
         #[test]
         fn adding_a_batch_at_once_keeps_each_ids_first_copy(
@@ -227,9 +168,8 @@ mod tests {
             for &(k, fp) in &before {
                 let held = model.get(&key(k)).copied();
                 model.entry(key(k)).or_insert(fp);
-                proptest::prop_assert_eq!(ix.insert(key(k), fp), held);
+                proptest::prop_assert_eq!(ix.add_all(&[(key(k), fp)]), vec![held]);
             }
-            ix.seal();
             let mut expected = Vec::new();
             for &(k, fp) in &batch {
                 expected.push(model.get(&key(k)).copied());
@@ -261,14 +201,12 @@ mod tests {
     }
 
     #[test]
-    fn extreme_keys_land_in_the_first_and_last_slots() {
+    fn extreme_keys_are_held_like_any() {
         let mut ix = IdIndex::default();
         let mut ks = keys(9, 100);
         ks.extend([0, 1, u128::MAX, u128::MAX - 1]);
-        for &k in &ks {
-            assert_eq!(ix.insert(k, 1), None);
-        }
-        ix.seal();
+        let items: Vec<(u128, u64)> = ks.iter().map(|&k| (k, 1)).collect();
+        assert!(ix.add_all(&items).iter().all(Option::is_none));
         for &k in &ks {
             assert_eq!(ix.get(k), Some(1), "{k:x}");
         }
@@ -277,14 +215,14 @@ mod tests {
     }
 
     #[test]
-    fn sealed_ids_cost_24_bytes_each_and_a_directory() {
+    fn held_ids_cost_24_bytes_each() {
         let mut ix = IdIndex::default();
-        for k in keys(10, 100_000) {
-            ix.insert(k, 0);
+        let items: Vec<(u128, u64)> = keys(10, 100_000).into_iter().map(|k| (k, 0)).collect();
+        for chunk in items.chunks(30_000) {
+            ix.add_all(chunk);
         }
-        ix.seal();
-        let bytes = ix.keys.capacity() * 16 + ix.fps.capacity() * 8 + ix.dir.capacity() * 4;
-        assert!(bytes <= 100_000 * 25, "{bytes} bytes");
-        assert_eq!(ix.fresh.capacity(), 0, "the map's memory is freed");
+        assert_eq!(ix.len(), 100_000);
+        let bytes = ix.keys.capacity() * 16 + ix.fps.capacity() * 8;
+        assert_eq!(bytes, 100_000 * 24);
     }
 }
