@@ -232,7 +232,9 @@ impl DedupIndex {
             }
             read.push(file.name().to_owned());
         }
-        self.entries += part.ids.add_all(&items).iter().filter(|held| held.is_none()).count();
+        let before = part.ids.len();
+        part.ids.add_all(&items);
+        self.entries += part.ids.len() - before;
         part.files.extend(read);
         Ok(part)
     }
