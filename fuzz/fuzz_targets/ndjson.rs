@@ -1,9 +1,10 @@
-//! NDJSON lines and files: each line through `Decoder::line`, and the whole input split as a
-//! file (NDJSON, detected, `filter-log-events`) through windows of two sizes.
+//! NDJSON lines and files: each line through `Decoder::line` (and its fields read both ways:
+//! flat and by serde_json), and the whole input split as a file (NDJSON, detected,
+//! `filter-log-events`) through windows of two sizes.
 #![no_main]
 
 use agentmeter_ingest::source::Format;
-use agentmeter_ingest::source::fuzzing::decode_source;
+use agentmeter_ingest::source::fuzzing::{check_flat_fields, decode_source};
 use agentmeter_ingest::{Decoded, Decoder};
 use agentmeter_schemas::{Position, SourceUri};
 use libfuzzer_sys::fuzz_target;
@@ -16,6 +17,9 @@ fuzz_target!(|data: &[u8]| {
     let source = SourceUri::new("file:///fuzz/input");
     let mut lines = Vec::new();
     for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+        if let Ok(text) = std::str::from_utf8(line) {
+            check_flat_fields(text);
+        }
         let mut out = Decoded::default();
         let pos = Position { line: Some(i as u64 + 1), ..Position::default() };
         decoder.line(line, &source, pos, &mut out);

@@ -10,6 +10,8 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 
+mod flat;
+
 /// A JSON value reduced to what validation needs.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Scalar<'a> {
@@ -202,7 +204,7 @@ const ENTRIES: usize = 16;
 /// key's first entry is. Flat, so that a record costs one small allocation and its drop
 /// visits only the fields it has (a slot per key was nearly 2 KB, allocated, touched and
 /// dropped whole for every record).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub(crate) struct Fields<'a> {
     entries: Vec<Entry<'a>>,
     /// For each key, 1 + the index of its first entry; 0 when absent.
@@ -267,6 +269,99 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// A marker key (see [`Markers`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Marker {
+    MessageType,
+    Events,
+    ResourceSpans,
+    Quarantine,
+}
+
+impl Markers {
+    fn set(&mut self, m: Marker) {
+        match m {
+            Marker::MessageType => self.message_type = true,
+            Marker::Events => self.events = true,
+            Marker::ResourceSpans => self.resource_spans = true,
+            Marker::Quarantine => self.quarantine = true,
+        }
+    }
+}
+
+/// How an object's entry is read, by its key: one table for serde_json's reading and the
+/// flat objects' ([`flat`]), so that both give the same fields.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Slot {
+    /// Any JSON value, as [`Scalar`] reads it.
+    Value(Key),
+    /// From the value's text: an id ([`id_scalar`]).
+    Id(Key),
+    /// From the value's text: a count ([`count_scalar`]).
+    Count(Key),
+    /// From the value's text: [`tier_scalar`].
+    ServiceTier,
+    /// From the value's text: the cache writes and their 1-hour part ([`cache_breakdown`]).
+    Breakdown,
+    /// From the value's text: [`message_scalar`].
+    Message,
+    /// The value is skipped; the key marks a structure.
+    Marker(Marker),
+    /// The value is skipped.
+    Skip,
+}
+
+/// The slot of key `name`; `exact` when every `message` is read by serde_json.
+pub(crate) fn slot(name: &str, tenant_field: &str, exact: bool) -> Slot {
+    let key = match name {
+        n if n == tenant_field => Key::Tenant,
+        "event" => Key::Event,
+        "tier" => Key::Tier,
+        "tenant_id" => Key::TenantAlt,
+        "user_id" => Key::UserId,
+        "actor_id" => Key::ActorId,
+        "model_id" => Key::ModelId,
+        "timestamp" => Key::Timestamp,
+        "event_id" => return Slot::Id(Key::EventId),
+        "session_id" | "sessionId" | "agent_instance_id" => Key::SessionId,
+        "service_tier" | "serviceTier" => return Slot::ServiceTier,
+        // Breakdowns of the cache writes by lifetime: Converse's `cacheDetails` array and
+        // the Anthropic API's `cache_creation` object.
+        "cacheDetails" | "cache_creation" => return Slot::Breakdown,
+        "id" | "eventId" => return Slot::Id(Key::CwId),
+        "message" if !exact => return Slot::Message,
+        "message" => Key::Message,
+        "messageType" => return Slot::Marker(Marker::MessageType),
+        "events" => return Slot::Marker(Marker::Events),
+        "resourceSpans" | "resource_spans" => return Slot::Marker(Marker::ResourceSpans),
+        agentmeter_schemas::QUARANTINE_MARKER => return Slot::Marker(Marker::Quarantine),
+        other => return token_key(other).map_or(Slot::Skip, Slot::Count),
+    };
+    Slot::Value(key)
+}
+
+impl<'a> Fields<'a> {
+    /// Adds the entry of a slot read from its value's text `raw` (a JSON value checked by
+    /// the caller). `None` for a `message` that only serde_json can read (its error's words).
+    fn push_raw(&mut self, slot: Slot, name: Cow<'a, str>, raw: &'a str) -> Option<()> {
+        match slot {
+            Slot::Id(k) => self.push(k, name, id_scalar(raw)),
+            Slot::Count(k) => self.push(k, name, count_scalar(raw)),
+            Slot::ServiceTier => self.push(Key::ServiceTier, name, tier_scalar(raw)),
+            Slot::Breakdown => {
+                let (all, one_hour) = cache_breakdown(raw);
+                self.push(Key::CacheWrite, name.clone(), all);
+                self.push(Key::CacheWrite1h, name, one_hour);
+            }
+            Slot::Message => self.push(Key::Message, name, message_scalar(raw)?),
+            Slot::Value(_) | Slot::Marker(_) | Slot::Skip => {
+                debug_assert!(false, "{slot:?} is not read from its text");
+            }
+        }
+        Some(())
+    }
+}
+
 /// Parses one JSON object into [`Fields`].
 pub(crate) struct FieldsSeed<'c> {
     /// The configured tenant field name.
@@ -297,82 +392,24 @@ impl<'de> Visitor<'de> for FieldsSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut fields = Fields::with_capacity();
         while let Some(Name(name)) = map.next_key::<Name<'de>>()? {
-            let key = match name.as_ref() {
-                n if n == self.tenant_field => Some(Key::Tenant),
-                "event" => Some(Key::Event),
-                "tier" => Some(Key::Tier),
-                "tenant_id" => Some(Key::TenantAlt),
-                "user_id" => Some(Key::UserId),
-                "actor_id" => Some(Key::ActorId),
-                "model_id" => Some(Key::ModelId),
-                "timestamp" => Some(Key::Timestamp),
-                "event_id" => Some(Key::EventId),
-                "session_id" | "sessionId" | "agent_instance_id" => Some(Key::SessionId),
-                "service_tier" | "serviceTier" => Some(Key::ServiceTier),
-                // Breakdowns of the cache writes by lifetime: Converse's `cacheDetails`
-                // array and the Anthropic API's `cache_creation` object.
-                "cacheDetails" | "cache_creation" => {
-                    let raw: &'de serde_json::value::RawValue = map.next_value()?;
-                    let (all, one_hour) = cache_breakdown(raw.get());
-                    fields.push(Key::CacheWrite, name.clone(), all);
-                    fields.push(Key::CacheWrite1h, name, one_hour);
-                    continue;
-                }
-                "id" | "eventId" => Some(Key::CwId),
-                "message" if !self.exact => {
-                    let raw: &'de serde_json::value::RawValue = map.next_value()?;
-                    let Some(value) = message_scalar(raw.get()) else {
-                        self.retry.set(true);
-                        return Err(de::Error::custom("a message to read again"));
-                    };
-                    fields.push(Key::Message, name, value);
-                    continue;
-                }
-                "message" => Some(Key::Message),
-                "messageType" => {
-                    fields.markers.message_type = true;
-                    None
-                }
-                "events" => {
-                    fields.markers.events = true;
-                    None
-                }
-                "resourceSpans" | "resource_spans" => {
-                    fields.markers.resource_spans = true;
-                    None
-                }
-                agentmeter_schemas::QUARANTINE_MARKER => {
-                    fields.markers.quarantine = true;
-                    None
-                }
-                other => token_key(other),
-            };
-            match key {
-                Some(k @ (Key::CwId | Key::EventId)) => {
-                    let raw: &'de serde_json::value::RawValue = map.next_value()?;
-                    fields.push(k, name, id_scalar(raw.get()));
-                }
-                Some(
-                    k @ (Key::Input
-                    | Key::Output
-                    | Key::Total
-                    | Key::CacheRead
-                    | Key::CacheWrite
-                    | Key::CacheWrite1h),
-                ) => {
-                    let raw: &'de serde_json::value::RawValue = map.next_value()?;
-                    fields.push(k, name, count_scalar(raw.get()));
-                }
-                Some(Key::ServiceTier) => {
-                    let raw: &'de serde_json::value::RawValue = map.next_value()?;
-                    fields.push(Key::ServiceTier, name, tier_scalar(raw.get()));
-                }
-                Some(k) => {
+            match slot(&name, self.tenant_field, self.exact) {
+                Slot::Value(k) => {
                     let value: Scalar<'de> = map.next_value()?;
                     fields.push(k, name, value);
                 }
-                None => {
+                Slot::Skip => {
                     map.next_value::<IgnoredAny>()?;
+                }
+                Slot::Marker(m) => {
+                    fields.markers.set(m);
+                    map.next_value::<IgnoredAny>()?;
+                }
+                raw_slot => {
+                    let raw: &'de serde_json::value::RawValue = map.next_value()?;
+                    if fields.push_raw(raw_slot, name, raw.get()).is_none() {
+                        self.retry.set(true);
+                        return Err(de::Error::custom("a message to read again"));
+                    }
                 }
             }
         }
@@ -570,6 +607,27 @@ pub(crate) fn parse_object<'a>(
 /// `whole`. A message that [`message_scalar`] leaves to serde_json has the value read again
 /// with serde_json reading every message, so that an error is worded as it words it.
 fn parse<'a>(text: &'a str, tenant_field: &str, whole: bool) -> Result<Fields<'a>, ParseError> {
+    // Nearly every record is a flat object without escapes, read without serde's machinery;
+    // anything else, errors included, is serde_json's to read and to word.
+    match flat::parse(text, tenant_field, whole) {
+        Some(fields) => Ok(fields),
+        None => parse_serde(text, tenant_field, whole),
+    }
+}
+
+/// Whether the flat reading of `text`, where it gives one, is serde_json's (for the fuzz
+/// targets: [`crate::source::fuzzing`]).
+pub(crate) fn flat_agrees(text: &str, tenant_field: &str, whole: bool) -> bool {
+    flat::parse(text, tenant_field, whole)
+        .is_none_or(|f| parse_serde(text, tenant_field, whole).ok() == Some(f))
+}
+
+/// [`parse`] by serde_json alone.
+fn parse_serde<'a>(
+    text: &'a str,
+    tenant_field: &str,
+    whole: bool,
+) -> Result<Fields<'a>, ParseError> {
     let retry = std::cell::Cell::new(false);
     let once = |exact: bool| {
         let mut de = serde_json::Deserializer::from_str(text);

@@ -38,3 +38,11 @@ pub fn decode_source(
     )?;
     Ok(out)
 }
+
+/// Panics unless the flat reading of `text` (the common record's, without serde), wherever it
+/// gives fields, gives serde_json's, both as a whole line and as a message's prefix.
+pub fn check_flat_fields(text: &str) {
+    for whole in [true, false] {
+        assert!(crate::fields::flat_agrees(text, "clinic_id", whole), "{text:?} (whole: {whole})");
+    }
+}

@@ -1,0 +1,331 @@
+//! The common record read without serde: one object whose values are strings without an
+//! escape or a control character, numbers, `true`, `false` or `null`. serde_json's visitor
+//! spends most of a usage line's parse on its own machinery (the map access, the raw values,
+//! the scalar visitor); this reads the same grammar in one loop and gives the same fields.
+//! Whatever it does not take (an escape, a nested value, anything malformed) it leaves whole
+//! to serde_json, which then reads the text as before and words any error, so the fields of
+//! every text it takes are exactly serde_json's (the property test below).
+
+use std::borrow::Cow;
+
+use super::{Fields, Scalar, Slot, slot};
+
+/// The fields of `text` when it is a flat object this module reads, as
+/// [`super::parse_serde`] would give them; `None` for any other text.
+pub(super) fn parse<'a>(text: &'a str, tenant_field: &str, whole: bool) -> Option<Fields<'a>> {
+    let b = text.as_bytes();
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    let mut fields = Fields::with_capacity();
+    if b.get(i) == Some(&b'}') {
+        i += 1;
+    } else {
+        loop {
+            if b.get(i) != Some(&b'"') {
+                return None;
+            }
+            let end = string_end(b, i + 1)?;
+            // Quotes are ASCII: every index here is a character boundary.
+            let name = &text[i + 1..end];
+            i = skip_ws(b, end + 1);
+            if b.get(i) != Some(&b':') {
+                return None;
+            }
+            i = skip_ws(b, i + 1);
+            let start = i;
+            let kind = value(b, &mut i)?;
+            let raw = &text[start..i];
+            match slot(name, tenant_field, false) {
+                Slot::Value(k) => fields.push(k, Cow::Borrowed(name), scalar(raw, kind)?),
+                // What `id_scalar` makes of a string it need not look into again.
+                Slot::Id(k) if matches!(kind, Kind::Str) => {
+                    fields.push(k, Cow::Borrowed(name), scalar(raw, kind)?);
+                }
+                Slot::Skip => {}
+                Slot::Marker(m) => fields.markers.set(m),
+                s => fields.push_raw(s, Cow::Borrowed(name), raw)?,
+            }
+            i = skip_ws(b, i);
+            match b.get(i) {
+                Some(b',') => i = skip_ws(b, i + 1),
+                Some(b'}') => {
+                    i += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    if whole && skip_ws(b, i) != b.len() {
+        return None;
+    }
+    Some(fields)
+}
+
+/// What kind of value [`value`] read.
+#[derive(Clone, Copy)]
+enum Kind {
+    Str,
+    /// A number without a fraction or an exponent.
+    Integer,
+    /// A number with either.
+    Number,
+    True,
+    False,
+    Null,
+}
+
+/// The index of the first byte at or after `i` that is not JSON whitespace.
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\n' | b'\t' | b'\r') = b.get(i) {
+        i += 1;
+    }
+    i
+}
+
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// The index of the quote that closes a string whose text starts at `i`; `None` at an
+/// escape, a control character (which JSON refuses unescaped) or the end of the text.
+fn string_end(b: &[u8], mut i: usize) -> Option<usize> {
+    // Eight bytes at a time: the lowest flagged byte of each test is exact, so the lowest of
+    // all three is the first quote, backslash or control character.
+    while let Some(chunk) = b.get(i..i + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().ok()?);
+        let zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
+        let flags = zero(w ^ (LO * u64::from(b'"')))
+            | zero(w ^ (LO * u64::from(b'\\')))
+            | (w.wrapping_sub(LO * 0x20) & !w & HI);
+        if flags != 0 {
+            i += (flags.trailing_zeros() / 8) as usize;
+            break;
+        }
+        i += 8;
+    }
+    loop {
+        match *b.get(i)? {
+            b'"' => return Some(i),
+            b'\\' | 0..=0x1f => return None,
+            _ => i += 1,
+        }
+    }
+}
+
+/// Reads the scalar value at `*i`, moving `*i` past it; `None` for a nested value or text
+/// that is not JSON.
+fn value(b: &[u8], i: &mut usize) -> Option<Kind> {
+    let literal = |i: &mut usize, word: &[u8], kind| {
+        b.get(*i..*i + word.len()).filter(|w| *w == word)?;
+        *i += word.len();
+        Some(kind)
+    };
+    match *b.get(*i)? {
+        b'"' => {
+            *i = string_end(b, *i + 1)? + 1;
+            Some(Kind::Str)
+        }
+        b't' => literal(i, b"true", Kind::True),
+        b'f' => literal(i, b"false", Kind::False),
+        b'n' => literal(i, b"null", Kind::Null),
+        b'-' | b'0'..=b'9' => number(b, i),
+        _ => None,
+    }
+}
+
+/// Reads a number as JSON's grammar has it: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+fn number(b: &[u8], i: &mut usize) -> Option<Kind> {
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i > start
+    };
+    if b.get(*i) == Some(&b'-') {
+        *i += 1;
+    }
+    match b.get(*i)? {
+        b'0' => *i += 1,
+        b'1'..=b'9' => {
+            digits(i);
+        }
+        _ => return None,
+    }
+    let mut kind = Kind::Integer;
+    if b.get(*i) == Some(&b'.') {
+        *i += 1;
+        if !digits(i) {
+            return None;
+        }
+        kind = Kind::Number;
+    }
+    if let Some(b'e' | b'E') = b.get(*i) {
+        *i += 1;
+        if let Some(b'+' | b'-') = b.get(*i) {
+            *i += 1;
+        }
+        if !digits(i) {
+            return None;
+        }
+        kind = Kind::Number;
+    }
+    Some(kind)
+}
+
+/// The value of a field read as any JSON value, as [`Scalar`]'s visitor has serde_json give
+/// it; `None` for the numbers whose reading is serde_json's own (past 18 digits, `-0`, a
+/// fraction or an exponent).
+fn scalar(raw: &str, kind: Kind) -> Option<Scalar<'_>> {
+    Some(match kind {
+        Kind::Str => Scalar::Str(Cow::Borrowed(&raw[1..raw.len() - 1])),
+        Kind::True => Scalar::Bool(true),
+        Kind::False => Scalar::Bool(false),
+        Kind::Null => Scalar::Null,
+        Kind::Integer => {
+            let digits = raw.strip_prefix('-').unwrap_or(raw);
+            if digits.len() > 18 || (digits.starts_with('0') && raw.len() > 1) {
+                return None;
+            }
+            let n = digits.bytes().fold(0i64, |n, d| n * 10 + i64::from(d - b'0'));
+            Scalar::Int(if digits.len() < raw.len() { -n } else { n }.into())
+        }
+        Kind::Number => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse_serde;
+    use super::*;
+
+    const LINE: &str = r#"{"event":"inference_usage","tier":"basic","clinic_id":"clinic-079","actor_id":"basic-clinic-079-nurse.dubois@clinic-079.example","model_id":"mistral.ministral-3-8b-instruct","input_tokens":299,"output_tokens":414,"total_tokens":713,"timestamp":"2026-10-01T00:00:00.418Z","event_id":"14fef12a-9e92-414f-8762-6b02e34a36c3","session_id":"sess-7206543eb689cf18"}"#;
+
+    /// The flat reading of `text`, checked against serde_json's wherever it gives one.
+    fn agree(text: &str, whole: bool) -> Option<Fields<'_>> {
+        let fast = parse(text, "clinic_id", whole);
+        if let Some(f) = &fast {
+            let slow = parse_serde(text, "clinic_id", whole);
+            assert_eq!(slow.as_ref().ok(), Some(f), "{text:?} (whole: {whole})");
+        }
+        fast
+    }
+
+    #[test]
+    fn a_usage_line_is_read_flat_with_serde_jsons_fields() {
+        let f = agree(LINE, true).expect("a usage line is flat");
+        assert_eq!(f.entries.len(), 11);
+        assert!(matches!(f.entries[7], (_, Cow::Borrowed("total_tokens"), Scalar::Int(713))));
+        assert!(agree(&format!(" \t{LINE}\r\n "), true).is_some());
+        assert!(agree(&format!("{LINE} and a logger's tail"), false).is_some());
+        assert!(agree("{}", true).is_some_and(|f| f.entries.is_empty()));
+        assert!(agree(r#"{"messageType":null,"events":1e5,"x":-0.5}"#, true).is_some());
+    }
+
+    #[test]
+    fn what_it_does_not_take_is_left_to_serde_json() {
+        for text in [
+            r#"{"tier":"a\"b"}"#,
+            "{\"tier\":\"a\tb\"}",
+            r#"{"tier":{"a":1}}"#,
+            r#"{"x":[1]}"#,
+            r#"{"input_tokens":1,}"#,
+            r#"{"input_tokens":01}"#,
+            r#"{"input_tokens":1.}"#,
+            r#"{"input_tokens":1e}"#,
+            r#"{"input_tokens":-}"#,
+            r#"{"tier":tru}"#,
+            r#"{"tier":"a""#,
+            r#"{"tier" "a"}"#,
+            r#"{"timestamp":-0}"#,
+            r#"{"timestamp":1.5}"#,
+            r#"{"timestamp":1234567890123456789}"#,
+            r#"{"a":1} x"#,
+            "[1]",
+            "",
+            "\"s\"",
+        ] {
+            assert!(agree(text, true).is_none(), "{text}");
+        }
+        // A logger's tail after the object is no concern of a prefix's.
+        assert!(agree(r#"{"a":1} x"#, false).is_some());
+    }
+
+    #[test]
+    fn strings_end_at_their_quote_whatever_the_word_it_falls_in() {
+        for n in 0..24 {
+            let body = "é".repeat(n / 2) + &"a".repeat(n % 2);
+            let text = format!("\"{body}\" tail");
+            assert_eq!(string_end(text.as_bytes(), 1), Some(body.len() + 1), "{n}");
+            for stop in ["\\", "\u{1}", "\u{1f}"] {
+                let text = format!("\"{body}{stop}x\"");
+                assert_eq!(string_end(text.as_bytes(), 1), None, "{n} {stop:?}");
+            }
+        }
+        // A quote, a backslash and a control character are each found past the bytes of
+        // their word that only look like them (0x7f and bytes of 0x80 and over are text).
+        assert_eq!(string_end(b"\"\x7f\x80\xa2\xdc\xff\x21\x23\x5b\"", 1), Some(9));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        /// Objects built from pieces that JSON allows and pieces it does not: wherever the
+        /// flat reading takes one, its fields are serde_json's.
+        #[test]
+        fn every_object_it_takes_reads_as_serde_json_reads_it(
+            members in proptest::collection::vec((0usize..16, 0usize..24, 0usize..6), 0..8),
+            whole in proptest::bool::ANY,
+            tail in 0usize..4,
+        ) {
+            const KEYS: [&str; 16] = [
+                "tier", "clinic_id", "input_tokens", "event_id", "id", "message", "timestamp",
+                "service_tier", "cacheDetails", "messageType", "other", "t\\u0069er", "",
+                "é", "tier\u{1}", "input_tokens",
+            ];
+            const VALUES: [&str; 24] = [
+                "\"basic\"", "\"\"", "12", "-7", "0", "-0", "1.5", "1e400", "-2E+3",
+                "123456789012345678", "1234567890123456789", "true", "false", "null", "\"a\\\"b\"",
+                "{\"type\":\"flex\"}", "[{\"ttl\":\"1h\",\"inputTokens\":3}]", "01", "1.", "tru",
+                "\"{\\\"event\\\":1}\"", "\"\\ud800\"", "\"caf\u{e9}\"", "\"x\ty\"",
+            ];
+            const SPACES: [&str; 6] = ["", " ", "\n\t", ",", ":", "\r "];
+            let mut text = String::from("{");
+            for (n, (k, v, s)) in members.iter().enumerate() {
+                if n > 0 {
+                    text.push(',');
+                }
+                text.push_str(SPACES[*s]);
+                text.push('"');
+                text.push_str(KEYS[*k]);
+                text.push_str("\":");
+                text.push_str(SPACES[(*s + 1) % 6]);
+                text.push_str(VALUES[*v]);
+            }
+            text.push_str(["}", "} ", "} x", ""][tail]);
+            agree(&text, whole);
+        }
+
+        /// A usage line with a byte changed, dropped or doubled anywhere.
+        #[test]
+        fn a_damaged_line_reads_as_serde_json_reads_it(
+            at in 0usize..LINE.len(),
+            edit in 0u8..3,
+            byte in proptest::sample::select(b"\"\\{}[],:0-9.eE tn\x01a".to_vec()),
+        ) {
+            let mut bytes = LINE.as_bytes().to_vec();
+            match edit {
+                0 => bytes[at] = byte,
+                1 => { bytes.remove(at); }
+                _ => bytes.insert(at, bytes[at]),
+            }
+            if let Ok(text) = std::str::from_utf8(&bytes) {
+                agree(text, true);
+                agree(text, false);
+            }
+        }
+    }
+}
