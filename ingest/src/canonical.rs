@@ -38,31 +38,10 @@ pub(crate) fn canonical_json(text: &str) -> Option<String> {
 /// ids; BENCHMARKS.md).
 /// `None` for anything else, which [`Node`] reads.
 fn flat_members(text: &str) -> Option<Vec<(Cow<'_, str>, &str)>> {
-    struct Flat;
-    impl<'de> serde::de::Visitor<'de> for Flat {
-        type Value = Vec<(Cow<'de, str>, &'de str)>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a flat object")
-        }
-        fn visit_map<A: serde::de::MapAccess<'de>>(
-            self,
-            mut map: A,
-        ) -> Result<Self::Value, A::Error> {
-            let mut members = Vec::with_capacity(16);
-            while let Some(Name(key)) = map.next_key::<Name<'de>>()? {
-                let raw: &'de serde_json::value::RawValue = map.next_value()?;
-                let raw = raw.get();
-                if !is_canonical_scalar(raw) {
-                    return Err(serde::de::Error::custom("not flat"));
-                }
-                members.push((key, raw));
-            }
-            Ok(members)
-        }
-    }
-    let mut de = serde_json::Deserializer::from_str(text);
-    let members = serde::Deserializer::deserialize_map(&mut de, Flat).ok()?;
-    de.end().ok()?;
+    let mut members = Vec::with_capacity(16);
+    crate::fields::flat::members(text, true, |key, raw, _| {
+        is_canonical_scalar(raw).then(|| members.push((Cow::Borrowed(key), raw)))
+    })?;
     Some(members)
 }
 
@@ -365,7 +344,10 @@ mod tests {
                 members.iter().map(|&(k, v)| format!("\"{}\":{}", KEYS[k], VALUES[v])).collect();
             let text = format!("{{{}}}", body.join(sep));
             let fast = flat_members(&text).is_some();
-            let plain = members.iter().all(|&(_, v)| !matches!(v, 1 | 2 | 6 | 7 | 8 | 9 | 12 | 13));
+            // Keys with an escape (3, 4) are the tree's to read as well.
+            let plain = members
+                .iter()
+                .all(|&(k, v)| !matches!(k, 3 | 4) && !matches!(v, 1 | 2 | 6 | 7 | 8 | 9 | 12 | 13));
             proptest::prop_assert_eq!(fast, plain, "{}", text);
             let got = canonical_json(&text);
             proptest::prop_assert!(got.is_some(), "{}", text);

@@ -10,7 +10,7 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 
-mod flat;
+pub(crate) mod flat;
 
 /// A JSON value reduced to what validation needs.
 #[derive(Debug, Clone, PartialEq)]

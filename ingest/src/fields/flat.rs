@@ -13,13 +13,38 @@ use super::{Fields, Scalar, Slot, slot};
 /// The fields of `text` when it is a flat object this module reads, as
 /// [`super::parse_serde`] would give them; `None` for any other text.
 pub(super) fn parse<'a>(text: &'a str, tenant_field: &str, whole: bool) -> Option<Fields<'a>> {
+    let mut fields = Fields::with_capacity();
+    members(text, whole, |name, raw, kind| {
+        match slot(name, tenant_field, false) {
+            Slot::Value(k) => fields.push(k, Cow::Borrowed(name), scalar(raw, kind)?),
+            // What `id_scalar` makes of a string it need not look into again.
+            Slot::Id(k) if matches!(kind, Kind::Str) => {
+                fields.push(k, Cow::Borrowed(name), scalar(raw, kind)?);
+            }
+            Slot::Skip => {}
+            Slot::Marker(m) => fields.markers.set(m),
+            s => fields.push_raw(s, Cow::Borrowed(name), raw)?,
+        }
+        Some(())
+    })?;
+    Some(fields)
+}
+
+/// Hands `member` each key and value (its text, and its kind) of `text` when it is one flat
+/// object: values that are strings without an escape or a control character, numbers,
+/// `true`, `false` or `null`; keys without either; with only whitespace after it if `whole`.
+/// `None` as soon as the text is anything else or `member` says `None`.
+pub(crate) fn members<'a>(
+    text: &'a str,
+    whole: bool,
+    mut member: impl FnMut(&'a str, &'a str, Kind) -> Option<()>,
+) -> Option<()> {
     let b = text.as_bytes();
     let mut i = skip_ws(b, 0);
     if b.get(i) != Some(&b'{') {
         return None;
     }
     i = skip_ws(b, i + 1);
-    let mut fields = Fields::with_capacity();
     if b.get(i) == Some(&b'}') {
         i += 1;
     } else {
@@ -37,17 +62,7 @@ pub(super) fn parse<'a>(text: &'a str, tenant_field: &str, whole: bool) -> Optio
             i = skip_ws(b, i + 1);
             let start = i;
             let kind = value(b, &mut i)?;
-            let raw = &text[start..i];
-            match slot(name, tenant_field, false) {
-                Slot::Value(k) => fields.push(k, Cow::Borrowed(name), scalar(raw, kind)?),
-                // What `id_scalar` makes of a string it need not look into again.
-                Slot::Id(k) if matches!(kind, Kind::Str) => {
-                    fields.push(k, Cow::Borrowed(name), scalar(raw, kind)?);
-                }
-                Slot::Skip => {}
-                Slot::Marker(m) => fields.markers.set(m),
-                s => fields.push_raw(s, Cow::Borrowed(name), raw)?,
-            }
+            member(name, &text[start..i], kind)?;
             i = skip_ws(b, i);
             match b.get(i) {
                 Some(b',') => i = skip_ws(b, i + 1),
@@ -62,12 +77,12 @@ pub(super) fn parse<'a>(text: &'a str, tenant_field: &str, whole: bool) -> Optio
     if whole && skip_ws(b, i) != b.len() {
         return None;
     }
-    Some(fields)
+    Some(())
 }
 
 /// What kind of value [`value`] read.
-#[derive(Clone, Copy)]
-enum Kind {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
     Str,
     /// A number without a fraction or an exponent.
     Integer,
