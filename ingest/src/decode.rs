@@ -13,7 +13,10 @@ use serde_json::value::RawValue;
 
 use crate::cloudwatch::{Body, Payload, message_body};
 use crate::config::DecodeConfig;
-use crate::fields::{Fields, Got, Key, ParseError, Scalar, parse_object, parse_object_prefix};
+use crate::fields::{
+    Fields, Got, Key, ParseError, Scalar, flat_object, parse_object, parse_object_by_serde,
+    parse_object_prefix,
+};
 use crate::gzip::{Inflated, inflate_member};
 use crate::limits::json_depth;
 use crate::normalize::{Envelope, Refusal, check_time_ms, id_value, refuse, usage_event};
@@ -235,29 +238,37 @@ impl Decoder {
         {
             return;
         }
-        // After the trace requests' path: scanning every span line again would cost a span
-        // ingest about 6 %; those are bounded by the parser's own 128 levels.
-        if let Err(r) = json_depth(line, self.cfg.limits.json_depth) {
-            return self.reject(out, r, ctx, raw);
-        }
-        // Lambda's `[INFO]\t<time>\t...` starts as a JSON array would: the prefix is tried
-        // first there too (`[INFO]` is no JSON, so no JSON line is read as a log line).
-        let t = text.trim_start();
-        if !t.starts_with(['{', '"']) {
-            if let Some(p) = crate::textlog::split(text.trim()) {
-                return self.text_line(&p, text.trim(), raw, ctx, out);
+        // A flat object (nearly every usage line) nests one level, within any depth limit (at
+        // least 1), and is no log line: read at once, not scanned for its depth first.
+        let f = match flat_object(text, &self.cfg.tenant_field) {
+            Some(f) => f,
+            None => {
+                // After the trace requests' path: scanning every span line again would cost a
+                // span ingest about 6 %; those are bounded by the parser's own 128 levels.
+                if let Err(r) = json_depth(line, self.cfg.limits.json_depth) {
+                    return self.reject(out, r, ctx, raw);
+                }
+                // Lambda's `[INFO]\t<time>\t...` starts as a JSON array would: the prefix is
+                // tried first there too (`[INFO]` is no JSON, so no JSON line is read as a log
+                // line).
+                let t = text.trim_start();
+                if !t.starts_with(['{', '"']) {
+                    if let Some(p) = crate::textlog::split(text.trim()) {
+                        return self.text_line(&p, text.trim(), raw, ctx, out);
+                    }
+                    if !t.starts_with('[') {
+                        let r = refuse(
+                            Reason::InvalidJson,
+                            "neither JSON nor a line with a known logging prefix",
+                        );
+                        return self.reject(out, r, ctx, raw);
+                    }
+                }
+                match parse_object_by_serde(text, &self.cfg.tenant_field) {
+                    Ok(f) => f,
+                    Err(e) => return self.reject(out, parse_refusal(&e), ctx, raw),
+                }
             }
-            if !t.starts_with('[') {
-                let r = refuse(
-                    Reason::InvalidJson,
-                    "neither JSON nor a line with a known logging prefix",
-                );
-                return self.reject(out, r, ctx, raw);
-            }
-        }
-        let f = match parse_object(text, &self.cfg.tenant_field) {
-            Ok(f) => f,
-            Err(e) => return self.reject(out, parse_refusal(&e), ctx, raw),
         };
         if f.markers.quarantine {
             return self.envelope(text, ctx, out, raw);

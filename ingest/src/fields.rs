@@ -645,6 +645,21 @@ fn parse_serde<'a>(
     fields.map_err(ParseError::Json)?.ok_or(ParseError::NotAnObject)
 }
 
+/// The fields of `text` when it is one flat object (see [`flat`]) and only whitespace follows
+/// it: then it nests exactly one level. `None` for any other text, which
+/// [`parse_object_by_serde`] reads.
+pub(crate) fn flat_object<'a>(text: &'a str, tenant_field: &str) -> Option<Fields<'a>> {
+    flat::parse(text, tenant_field, true)
+}
+
+/// [`parse_object`] by serde_json alone: for a text [`flat_object`] did not take.
+pub(crate) fn parse_object_by_serde<'a>(
+    text: &'a str,
+    tenant_field: &str,
+) -> Result<Fields<'a>, ParseError> {
+    parse_serde(text, tenant_field, true)
+}
+
 /// Parses the first JSON value at the start of `text`, ignoring what follows it. Used for log
 /// messages, where a logger may append text after the JSON.
 pub(crate) fn parse_object_prefix<'a>(

@@ -573,6 +573,20 @@ fn json_nested_past_the_limit_is_over_limit_and_its_neighbours_pass() {
     let mut out = Decoded::default();
     Decoder::new(cfg).line(nested_usage(4).as_bytes(), &src(), line_no(1), &mut out);
     assert!(matches!(&out.outcomes[..], [Outcome::Reject(q)] if q.reason == Reason::OverLimit));
+    // At the lowest limit, a flat line (read without a depth scan) is one level deep and an
+    // event; one nested value more is over the limit.
+    let cfg = DecodeConfig::default()
+        .with_limits(crate::RecordLimits { json_depth: 1, ..Default::default() })
+        .unwrap();
+    let mut out = Decoded::default();
+    let nested = timed().replacen('{', r#"{"context":{"a":1},"#, 1);
+    for line in [timed(), format!(" {}\t", timed()), nested] {
+        Decoder::new(cfg.clone()).line(line.as_bytes(), &src(), line_no(1), &mut out);
+    }
+    assert!(matches!(
+        &out.outcomes[..],
+        [Outcome::Event(_), Outcome::Event(_), Outcome::Reject(q)] if q.reason == Reason::OverLimit
+    ));
 }
 
 #[test]
