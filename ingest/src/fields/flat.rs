@@ -15,15 +15,18 @@ use super::{Fields, Scalar, Slot, slot};
 pub(super) fn parse<'a>(text: &'a str, tenant_field: &str, whole: bool) -> Option<Fields<'a>> {
     let mut fields = Fields::with_capacity();
     members(text, whole, |name, raw, kind| {
-        match slot(name, tenant_field, false) {
-            Slot::Value(k) => fields.push(k, Cow::Borrowed(name), scalar(raw, kind)?),
+        match (slot(name, tenant_field, false), kind) {
+            // A log event's message, a log line as an escaped string: `message_scalar` reads
+            // its escapes as serde_json does, and leaves to it those it would refuse.
+            (Slot::Message, _) => fields.push_raw(Slot::Message, Cow::Borrowed(name), raw)?,
+            // Any other value with an escape is serde_json's to check and to read.
+            (_, Kind::Escaped) => return None,
+            (Slot::Value(k), _) => fields.push(k, Cow::Borrowed(name), scalar(raw, kind)?),
             // What `id_scalar` makes of a string it need not look into again.
-            Slot::Id(k) if matches!(kind, Kind::Str) => {
-                fields.push(k, Cow::Borrowed(name), scalar(raw, kind)?);
-            }
-            Slot::Skip => {}
-            Slot::Marker(m) => fields.markers.set(m),
-            s => fields.push_raw(s, Cow::Borrowed(name), raw)?,
+            (Slot::Id(k), Kind::Str) => fields.push(k, Cow::Borrowed(name), scalar(raw, kind)?),
+            (Slot::Skip, _) => {}
+            (Slot::Marker(m), _) => fields.markers.set(m),
+            (s, _) => fields.push_raw(s, Cow::Borrowed(name), raw)?,
         }
         Some(())
     })?;
@@ -31,8 +34,9 @@ pub(super) fn parse<'a>(text: &'a str, tenant_field: &str, whole: bool) -> Optio
 }
 
 /// Hands `member` each key and value (its text, and its kind) of `text` when it is one flat
-/// object: values that are strings without an escape or a control character, numbers,
-/// `true`, `false` or `null`; keys without either; with only whitespace after it if `whole`.
+/// object: values that are strings without a control character (with escapes, as
+/// [`Kind::Escaped`], unchecked), numbers, `true`, `false` or `null`; keys without an escape
+/// or a control character; with only whitespace after it if `whole`.
 /// `None` as soon as the text is anything else or `member` says `None`.
 pub(crate) fn members<'a>(
     text: &'a str,
@@ -83,7 +87,10 @@ pub(crate) fn members<'a>(
 /// What kind of value [`value`] read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
+    /// A string without an escape.
     Str,
+    /// A string with escapes, which nothing here has checked.
+    Escaped,
     /// A number without a fraction or an exponent.
     Integer,
     /// A number with either.
@@ -106,28 +113,51 @@ const HI: u64 = 0x8080_8080_8080_8080;
 
 /// The index of the quote that closes a string whose text starts at `i`; `None` at an
 /// escape, a control character (which JSON refuses unescaped) or the end of the text.
-fn string_end(b: &[u8], mut i: usize) -> Option<usize> {
+fn string_end(b: &[u8], i: usize) -> Option<usize> {
+    let at = string_stop(b, i);
+    (b.get(at) == Some(&b'"')).then_some(at)
+}
+
+/// [`string_end`] of a string that may hold escapes, and whether it does: each backslash
+/// and the byte after it are passed over (a `\"` ends nothing); what they mean is not checked.
+fn escaped_string_end(b: &[u8], mut i: usize) -> Option<(usize, bool)> {
+    let mut escaped = false;
+    loop {
+        let at = string_stop(b, i);
+        match *b.get(at)? {
+            b'"' => return Some((at, escaped)),
+            b'\\' => {
+                escaped = true;
+                i = at + 2;
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// The index of the first quote, backslash or control character at or after `i` (at least
+/// the text's length when there is none).
+fn string_stop(b: &[u8], mut i: usize) -> usize {
     // Eight bytes at a time: the lowest flagged byte of each test is exact, so the lowest of
     // all three is the first quote, backslash or control character.
     while let Some(chunk) = b.get(i..i + 8) {
-        let w = u64::from_le_bytes(chunk.try_into().ok()?);
+        let w = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
         let zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
         let flags = zero(w ^ (LO * u64::from(b'"')))
             | zero(w ^ (LO * u64::from(b'\\')))
             | (w.wrapping_sub(LO * 0x20) & !w & HI);
         if flags != 0 {
-            i += (flags.trailing_zeros() / 8) as usize;
-            break;
+            return i + (flags.trailing_zeros() / 8) as usize;
         }
         i += 8;
     }
-    loop {
-        match *b.get(i)? {
-            b'"' => return Some(i),
-            b'\\' | 0..=0x1f => return None,
-            _ => i += 1,
+    while let Some(&c) = b.get(i) {
+        if c == b'"' || c == b'\\' || c < 0x20 {
+            return i;
         }
+        i += 1;
     }
+    i
 }
 
 /// Reads the scalar value at `*i`, moving `*i` past it; `None` for a nested value or text
@@ -140,8 +170,9 @@ fn value(b: &[u8], i: &mut usize) -> Option<Kind> {
     };
     match *b.get(*i)? {
         b'"' => {
-            *i = string_end(b, *i + 1)? + 1;
-            Some(Kind::Str)
+            let (end, escaped) = escaped_string_end(b, *i + 1)?;
+            *i = end + 1;
+            Some(if escaped { Kind::Escaped } else { Kind::Str })
         }
         b't' => literal(i, b"true", Kind::True),
         b'f' => literal(i, b"false", Kind::False),
@@ -208,7 +239,7 @@ fn scalar(raw: &str, kind: Kind) -> Option<Scalar<'_>> {
             let n = digits.bytes().fold(0i64, |n, d| n * 10 + i64::from(d - b'0'));
             Scalar::Int(if digits.len() < raw.len() { -n } else { n }.into())
         }
-        Kind::Number => return None,
+        Kind::Number | Kind::Escaped => return None,
     })
 }
 
@@ -218,6 +249,9 @@ mod tests {
     use super::*;
 
     const LINE: &str = r#"{"event":"inference_usage","tier":"basic","clinic_id":"clinic-079","actor_id":"basic-clinic-079-nurse.dubois@clinic-079.example","model_id":"mistral.ministral-3-8b-instruct","input_tokens":299,"output_tokens":414,"total_tokens":713,"timestamp":"2026-10-01T00:00:00.418Z","event_id":"14fef12a-9e92-414f-8762-6b02e34a36c3","session_id":"sess-7206543eb689cf18"}"#;
+
+    /// A CloudWatch log event: its message a usage line as an escaped string.
+    const LOG_EVENT: &str = r#"{"id":"37850426195880961806327858651412497328564791337766977536","timestamp":1790841600000,"message":"{\"event\":\"inference_usage\",\"tier\":\"basic\",\"clinic_id\":\"clinic-a\",\"note\":\"caf\u00e9 \\ \ud83d\ude00\",\"input_tokens\":3}"}"#;
 
     /// The flat reading of `text`, checked against serde_json's wherever it gives one.
     fn agree(text: &str, whole: bool) -> Option<Fields<'_>> {
@@ -238,6 +272,25 @@ mod tests {
         assert!(agree(&format!("{LINE} and a logger's tail"), false).is_some());
         assert!(agree("{}", true).is_some_and(|f| f.entries.is_empty()));
         assert!(agree(r#"{"messageType":null,"events":1e5,"x":-0.5}"#, true).is_some());
+    }
+
+    #[test]
+    fn a_log_events_escaped_message_is_read_flat_and_unescaped() {
+        let f = agree(LOG_EVENT, true).expect("a log event is flat");
+        let message = &f.entries[2].2;
+        assert!(
+            matches!(message, Scalar::Str(Cow::Owned(m)) if m.starts_with(r#"{"event":"inference_usage","#)
+                && m.contains("café \\ 😀"))
+        );
+        // Escapes that are no character, or no escape, are serde_json's to word.
+        for bad in [r#"\ud800"#, r#"\x"#, r#"\u12"#, "\\\u{1}"] {
+            let text = format!(r#"{{"id":"1","message":"a{bad}b"}}"#);
+            assert!(agree(&text, true).is_none(), "{text}");
+        }
+        // An escape anywhere else is left to serde_json as well.
+        for text in [r#"{"id":"a\u0031"}"#, r#"{"skipped":"\n"}"#, r#"{"input_tokens":"\u0031"}"#] {
+            assert!(agree(text, true).is_none(), "{text}");
+        }
     }
 
     #[test]
@@ -296,7 +349,7 @@ mod tests {
         /// flat reading takes one, its fields are serde_json's.
         #[test]
         fn every_object_it_takes_reads_as_serde_json_reads_it(
-            members in proptest::collection::vec((0usize..16, 0usize..24, 0usize..6), 0..8),
+            members in proptest::collection::vec((0usize..16, 0usize..29, 0usize..6), 0..8),
             whole in proptest::bool::ANY,
             tail in 0usize..4,
         ) {
@@ -305,11 +358,12 @@ mod tests {
                 "service_tier", "cacheDetails", "messageType", "other", "t\\u0069er", "",
                 "é", "tier\u{1}", "input_tokens",
             ];
-            const VALUES: [&str; 24] = [
+            const VALUES: [&str; 29] = [
                 "\"basic\"", "\"\"", "12", "-7", "0", "-0", "1.5", "1e400", "-2E+3",
                 "123456789012345678", "1234567890123456789", "true", "false", "null", "\"a\\\"b\"",
                 "{\"type\":\"flex\"}", "[{\"ttl\":\"1h\",\"inputTokens\":3}]", "01", "1.", "tru",
                 "\"{\\\"event\\\":1}\"", "\"\\ud800\"", "\"caf\u{e9}\"", "\"x\ty\"",
+                "\"\\x\"", "\"a\\\\\"", "\"\\u00e9\\ud83d\\ude00\"", "\"\\\"\"", "\"\\u12\"",
             ];
             const SPACES: [&str; 6] = ["", " ", "\n\t", ",", ":", "\r "];
             let mut text = String::from("{");
@@ -328,14 +382,16 @@ mod tests {
             agree(&text, whole);
         }
 
-        /// A usage line with a byte changed, dropped or doubled anywhere.
+        /// A usage line or a log event with a byte changed, dropped or doubled anywhere.
         #[test]
         fn a_damaged_line_reads_as_serde_json_reads_it(
-            at in 0usize..LINE.len(),
+            at in 0usize..1000,
             edit in 0u8..3,
             byte in proptest::sample::select(b"\"\\{}[],:0-9.eE tn\x01a".to_vec()),
         ) {
-            let mut bytes = LINE.as_bytes().to_vec();
+            let line = if at % 2 == 0 { LINE } else { LOG_EVENT };
+            let at = at % line.len();
+            let mut bytes = line.as_bytes().to_vec();
             match edit {
                 0 => bytes[at] = byte,
                 1 => { bytes.remove(at); }
