@@ -1,10 +1,11 @@
-//! The common record read without serde: one object whose values are strings without an
-//! escape or a control character, numbers, `true`, `false` or `null`. serde_json's visitor
-//! spends most of a usage line's parse on its own machinery (the map access, the raw values,
-//! the scalar visitor); this reads the same grammar in one loop and gives the same fields.
-//! Whatever it does not take (an escape, a nested value, anything malformed) it leaves whole
-//! to serde_json, which then reads the text as before and words any error, so the fields of
-//! every text it takes are exactly serde_json's (the property test below).
+//! The common record read without serde: one object whose values are strings without a
+//! control character (and without an escape, but in a log event's `message`), numbers,
+//! `true`, `false` or `null`. serde_json's visitor spends most of a usage line's parse on its
+//! own machinery (the map access, the raw values, the scalar visitor); this reads the same
+//! grammar in one loop and gives the same fields. Whatever it does not take (an escape
+//! elsewhere, a nested value, anything malformed) it leaves whole to serde_json, which then
+//! reads the text as before and words any error, so the fields of every text it takes are
+//! exactly serde_json's (the property tests below, and the `ndjson` fuzz target).
 
 use std::borrow::Cow;
 
