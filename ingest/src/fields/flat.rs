@@ -138,7 +138,7 @@ fn escaped_string_end(b: &[u8], mut i: usize) -> Option<(usize, bool)> {
 
 /// The index of the first quote, backslash or control character at or after `i` (at least
 /// the text's length when there is none).
-fn string_stop(b: &[u8], mut i: usize) -> usize {
+pub(crate) fn string_stop(b: &[u8], mut i: usize) -> usize {
     // Eight bytes at a time: the lowest flagged byte of each test is exact, so the lowest of
     // all three is the first quote, backslash or control character.
     while let Some(chunk) = b.get(i..i + 8) {
