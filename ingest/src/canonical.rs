@@ -325,6 +325,11 @@ mod tests {
     }
 
     proptest::proptest! {
+        // A failure prints its input; no regression file is written (README, "Property tests").
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
         /// Objects of every kind of member, repeated and escaped keys among them: the flat
         /// path, when it takes the object, writes what the tree and a `serde_json::Value` write.
         #[test]

@@ -804,6 +804,11 @@ mod tests {
     }
 
     proptest::proptest! {
+        // A failure prints its input; no regression file is written (README, "Property tests").
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
         /// Every field around and past its bounds, and fractions of every length: wherever
         /// the fast path reads a value, chrono reads the same one, and where it does not,
         /// chrono refuses too (but for a leap second and fractions past nanoseconds).

@@ -128,6 +128,11 @@ fn apply_by_sorting(
 }
 
 proptest::proptest! {
+    // A failure prints its input; no regression file is written (README, "Property tests").
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
+    })]
     /// Series found by a counting sort of indices count exactly as a sort of the lines did:
     /// series of several tenants and sessions interleaved, lines out of time order, equal
     /// times told apart by id, hours crossed, and running totals mixed with per-call lines.

@@ -153,6 +153,11 @@ mod tests {
     }
 
     proptest::proptest! {
+        // A failure prints its input; no regression file is written (README, "Property tests").
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
         /// Ids added at once (after others added one by one) answer as a map
         /// that keeps each id's first fingerprint, and leave the run that map's ids in order.
         #[test]

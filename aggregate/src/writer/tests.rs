@@ -613,6 +613,11 @@ fn rows_are_keyed_by_service_tier_and_the_band_of_each_calls_own_prompt() {
 }
 
 proptest::proptest! {
+    // A failure prints its input; no regression file is written (README, "Property tests").
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
+    })]
     /// The integer-keyed sort gives exactly the order of `sort_cmp`: tenants that share
     /// prefixes, equal times and ids that differ only at the end included.
     #[test]
