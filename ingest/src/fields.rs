@@ -295,20 +295,27 @@ impl Markers {
 pub(crate) enum Slot {
     /// Any JSON value, as [`Scalar`] reads it.
     Value(Key),
-    /// From the value's text: an id ([`id_scalar`]).
-    Id(Key),
-    /// From the value's text: a count ([`count_scalar`]).
-    Count(Key),
-    /// From the value's text: [`tier_scalar`].
-    ServiceTier,
-    /// From the value's text: the cache writes and their 1-hour part ([`cache_breakdown`]).
-    Breakdown,
-    /// From the value's text: [`message_scalar`].
-    Message,
+    /// Read from the value's text ([`Fields::push_raw`]).
+    Raw(RawSlot),
     /// The value is skipped; the key marks a structure.
     Marker(Marker),
     /// The value is skipped.
     Skip,
+}
+
+/// The fields read from their value's text.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RawSlot {
+    /// An id ([`id_scalar`]).
+    Id(Key),
+    /// A count ([`count_scalar`]).
+    Count(Key),
+    /// [`tier_scalar`].
+    ServiceTier,
+    /// The cache writes and their 1-hour part ([`cache_breakdown`]).
+    Breakdown,
+    /// [`message_scalar`].
+    Message,
 }
 
 /// The slot of key `name`; `exact` when every `message` is read by serde_json.
@@ -322,41 +329,38 @@ pub(crate) fn slot(name: &str, tenant_field: &str, exact: bool) -> Slot {
         "actor_id" => Key::ActorId,
         "model_id" => Key::ModelId,
         "timestamp" => Key::Timestamp,
-        "event_id" => return Slot::Id(Key::EventId),
+        "event_id" => return Slot::Raw(RawSlot::Id(Key::EventId)),
         "session_id" | "sessionId" | "agent_instance_id" => Key::SessionId,
-        "service_tier" | "serviceTier" => return Slot::ServiceTier,
+        "service_tier" | "serviceTier" => return Slot::Raw(RawSlot::ServiceTier),
         // Breakdowns of the cache writes by lifetime: Converse's `cacheDetails` array and
         // the Anthropic API's `cache_creation` object.
-        "cacheDetails" | "cache_creation" => return Slot::Breakdown,
-        "id" | "eventId" => return Slot::Id(Key::CwId),
-        "message" if !exact => return Slot::Message,
+        "cacheDetails" | "cache_creation" => return Slot::Raw(RawSlot::Breakdown),
+        "id" | "eventId" => return Slot::Raw(RawSlot::Id(Key::CwId)),
+        "message" if !exact => return Slot::Raw(RawSlot::Message),
         "message" => Key::Message,
         "messageType" => return Slot::Marker(Marker::MessageType),
         "events" => return Slot::Marker(Marker::Events),
         "resourceSpans" | "resource_spans" => return Slot::Marker(Marker::ResourceSpans),
         agentmeter_schemas::QUARANTINE_MARKER => return Slot::Marker(Marker::Quarantine),
-        other => return token_key(other).map_or(Slot::Skip, Slot::Count),
+        other => return token_key(other).map_or(Slot::Skip, |k| Slot::Raw(RawSlot::Count(k))),
     };
     Slot::Value(key)
 }
 
 impl<'a> Fields<'a> {
-    /// Adds the entry of a slot read from its value's text `raw` (a JSON value checked by
+    /// Adds the entry of a field read from its value's text `raw` (a JSON value checked by
     /// the caller). `None` for a `message` that only serde_json can read (its error's words).
-    fn push_raw(&mut self, slot: Slot, name: Cow<'a, str>, raw: &'a str) -> Option<()> {
+    fn push_raw(&mut self, slot: RawSlot, name: Cow<'a, str>, raw: &'a str) -> Option<()> {
         match slot {
-            Slot::Id(k) => self.push(k, name, id_scalar(raw)),
-            Slot::Count(k) => self.push(k, name, count_scalar(raw)),
-            Slot::ServiceTier => self.push(Key::ServiceTier, name, tier_scalar(raw)),
-            Slot::Breakdown => {
+            RawSlot::Id(k) => self.push(k, name, id_scalar(raw)),
+            RawSlot::Count(k) => self.push(k, name, count_scalar(raw)),
+            RawSlot::ServiceTier => self.push(Key::ServiceTier, name, tier_scalar(raw)),
+            RawSlot::Breakdown => {
                 let (all, one_hour) = cache_breakdown(raw);
                 self.push(Key::CacheWrite, name.clone(), all);
                 self.push(Key::CacheWrite1h, name, one_hour);
             }
-            Slot::Message => self.push(Key::Message, name, message_scalar(raw)?),
-            Slot::Value(_) | Slot::Marker(_) | Slot::Skip => {
-                debug_assert!(false, "{slot:?} is not read from its text");
-            }
+            RawSlot::Message => self.push(Key::Message, name, message_scalar(raw)?),
         }
         Some(())
     }
@@ -404,9 +408,9 @@ impl<'de> Visitor<'de> for FieldsSeed<'_> {
                     fields.markers.set(m);
                     map.next_value::<IgnoredAny>()?;
                 }
-                raw_slot => {
+                Slot::Raw(r) => {
                     let raw: &'de serde_json::value::RawValue = map.next_value()?;
-                    if fields.push_raw(raw_slot, name, raw.get()).is_none() {
+                    if fields.push_raw(r, name, raw.get()).is_none() {
                         self.retry.set(true);
                         return Err(de::Error::custom("a message to read again"));
                     }
@@ -607,8 +611,8 @@ pub(crate) fn parse_object<'a>(
 /// `whole`. A message that [`message_scalar`] leaves to serde_json has the value read again
 /// with serde_json reading every message, so that an error is worded as it words it.
 fn parse<'a>(text: &'a str, tenant_field: &str, whole: bool) -> Result<Fields<'a>, ParseError> {
-    // Nearly every record is a flat object without escapes, read without serde's machinery;
-    // anything else, errors included, is serde_json's to read and to word.
+    // Nearly every record is a flat object, read without serde's machinery; anything else,
+    // errors included, is serde_json's to read and to word.
     match flat::parse(text, tenant_field, whole) {
         Some(fields) => Ok(fields),
         None => parse_serde(text, tenant_field, whole),

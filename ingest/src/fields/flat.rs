@@ -9,7 +9,7 @@
 
 use std::borrow::Cow;
 
-use super::{Fields, Scalar, Slot, slot};
+use super::{Fields, RawSlot, Scalar, Slot, slot};
 
 /// The fields of `text` when it is a flat object this module reads, as
 /// [`super::parse_serde`] would give them; `None` for any other text.
@@ -19,15 +19,19 @@ pub(super) fn parse<'a>(text: &'a str, tenant_field: &str, whole: bool) -> Optio
         match (slot(name, tenant_field, false), kind) {
             // A log event's message, a log line as an escaped string: `message_scalar` reads
             // its escapes as serde_json does, and leaves to it those it would refuse.
-            (Slot::Message, _) => fields.push_raw(Slot::Message, Cow::Borrowed(name), raw)?,
+            (Slot::Raw(RawSlot::Message), _) => {
+                fields.push_raw(RawSlot::Message, Cow::Borrowed(name), raw)?;
+            }
             // Any other value with an escape is serde_json's to check and to read.
             (_, Kind::Escaped) => return None,
             (Slot::Value(k), _) => fields.push(k, Cow::Borrowed(name), scalar(raw, kind)?),
             // What `id_scalar` makes of a string it need not look into again.
-            (Slot::Id(k), Kind::Str) => fields.push(k, Cow::Borrowed(name), scalar(raw, kind)?),
+            (Slot::Raw(RawSlot::Id(k)), Kind::Str) => {
+                fields.push(k, Cow::Borrowed(name), scalar(raw, kind)?);
+            }
+            (Slot::Raw(r), _) => fields.push_raw(r, Cow::Borrowed(name), raw)?,
             (Slot::Skip, _) => {}
             (Slot::Marker(m), _) => fields.markers.set(m),
-            (s, _) => fields.push_raw(s, Cow::Borrowed(name), raw)?,
         }
         Some(())
     })?;
