@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use agentmeter_schemas::EventId;
 
 use crate::fields::Name;
+use crate::fields::flat::Kind;
 
 /// Canonical JSON (object keys sorted at every level) of `text`, for content-derived ids that
 /// do not change with spacing or key order.
@@ -39,22 +40,20 @@ pub(crate) fn canonical_json(text: &str) -> Option<String> {
 /// `None` for anything else, which [`Node`] reads.
 fn flat_members(text: &str) -> Option<Vec<(Cow<'_, str>, &str)>> {
     let mut members = Vec::with_capacity(16);
-    crate::fields::flat::members(text, true, |key, raw, _| {
-        is_canonical_scalar(raw).then(|| members.push((Cow::Borrowed(key), raw)))
+    crate::fields::flat::members(text, true, |key, raw, kind| {
+        is_canonical_scalar(raw, kind).then(|| members.push((Cow::Borrowed(key), raw)))
     })?;
     Some(members)
 }
 
-/// True when serde_json writes the value `raw` (one it has checked) back byte for byte.
-fn is_canonical_scalar(raw: &str) -> bool {
-    match raw.as_bytes().first() {
-        Some(b'"') => crate::fields::unescaped_string(raw).is_some(),
-        // Up to 19 digits always fit; 20 may not.
-        Some(b'0'..=b'9') => {
-            raw.bytes().all(|b| b.is_ascii_digit())
-                && (raw.len() < 20 || raw.parse::<u64>().is_ok())
-        }
-        _ => matches!(raw, "true" | "false" | "null"),
+/// True when serde_json writes the value `raw`, of `kind` as the flat reading found it, back
+/// byte for byte: the reading has told escapes and number forms apart already.
+fn is_canonical_scalar(raw: &str, kind: Kind) -> bool {
+    match kind {
+        Kind::Str | Kind::True | Kind::False | Kind::Null => true,
+        // An unsigned integer: up to 19 digits always fit 64 bits; 20 may not.
+        Kind::Integer => !raw.starts_with('-') && (raw.len() < 20 || raw.parse::<u64>().is_ok()),
+        Kind::Escaped | Kind::Number => false,
     }
 }
 
