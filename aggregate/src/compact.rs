@@ -112,7 +112,7 @@ fn compact_partition<R: LakeRecord>(
     drop(seen);
     let mut order: Vec<usize> = (0..rows.len()).collect();
     crate::writer::sort_rows(&rows, &mut order);
-    let props = properties(R::SORTED_BY, R::NO_DICTIONARY);
+    let props = properties(R::SORTED_BY, R::COLUMNS);
     let mut written = BTreeSet::new();
     for chunk in order.chunks(max_rows.max(1)) {
         let chunk: Vec<&R> = chunk.iter().map(|&i| &rows[i]).collect();

@@ -35,6 +35,7 @@ mod writer;
 
 pub use error::{Error, Result};
 pub use lake::{LAKE_FORMAT_VERSION, Lake};
+pub use parquet_io::ColumnPlan;
 pub use quarantine::{QuarantineReport, QuarantineWriter};
 pub use record::{Identity, LakeRecord};
 pub use rollup::{

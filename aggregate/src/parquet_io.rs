@@ -5,7 +5,7 @@ use std::path::Path;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
@@ -16,10 +16,25 @@ use crate::fsio::TempFile;
 /// Rows per row group: large groups read fastest in Athena; a file holds at most a few.
 const ROW_GROUP_ROWS: usize = 1 << 20;
 
+/// How a column is written where the writer's defaults (a dictionary, zstd, page statistics)
+/// serve it badly (measured: BENCHMARKS.md, "Levers").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnPlan {
+    /// No dictionary: about as many distinct values as rows (one would fill up and be dropped
+    /// for every page), or counts mostly zero (zstd makes a run of zeros almost nothing, where
+    /// a dictionary interns every row).
+    NoDictionary,
+    /// A random id: no dictionary and no statistics (the least and greatest of a page of
+    /// random ids span nearly all ids, so they prune nothing and cost two comparisons a row).
+    RandomId,
+    /// Times and counts that differ little from row to row: `DELTA_BINARY_PACKED`, not
+    /// compressed (zstd finds nothing more in bit-packed deltas).
+    Delta,
+}
+
 /// Writer settings for one table: ZSTD, statistics per page, the declared sort order, the
-/// writing version recorded in the footer, and no dictionary for `no_dictionary` columns (a
-/// dictionary of nearly unique values costs time and bytes).
-pub(crate) fn properties(sorted_by: &[usize], no_dictionary: &[&str]) -> WriterProperties {
+/// writing version recorded in the footer, and each of `columns` as its plan says.
+pub(crate) fn properties(sorted_by: &[usize], columns: &[(&str, ColumnPlan)]) -> WriterProperties {
     let sorting = sorted_by
         .iter()
         .map(|&i| SortingColumn { column_idx: i as i32, descending: false, nulls_first: false })
@@ -30,8 +45,20 @@ pub(crate) fn properties(sorted_by: &[usize], no_dictionary: &[&str]) -> WriterP
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_sorting_columns(Some(sorting))
         .set_created_by(format!("agentmeter {}", env!("CARGO_PKG_VERSION")));
-    for c in no_dictionary {
-        b = b.set_column_dictionary_enabled(ColumnPath::from(*c), false);
+    for &(name, plan) in columns {
+        let path = || ColumnPath::from(name);
+        b = b.set_column_dictionary_enabled(path(), false);
+        match plan {
+            ColumnPlan::NoDictionary => {}
+            ColumnPlan::RandomId => {
+                b = b.set_column_statistics_enabled(path(), EnabledStatistics::None);
+            }
+            ColumnPlan::Delta => {
+                b = b
+                    .set_column_encoding(path(), Encoding::DELTA_BINARY_PACKED)
+                    .set_column_compression(path(), Compression::UNCOMPRESSED);
+            }
+        }
     }
     b.build()
 }

@@ -13,6 +13,8 @@ use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, SchemaRef};
 use chrono::NaiveDate;
 
+use crate::parquet_io::ColumnPlan;
+
 /// A record's identity bytes (an event id; a trace id, `:` and a span id), as the parts the
 /// record holds: hashed and digested part by part, not joined into a buffer made per record.
 #[derive(Debug, Clone, Copy)]
@@ -58,10 +60,12 @@ pub trait LakeRecord: Send + 'static {
     const TABLE: &'static str;
     /// Column indices the files are sorted by (declared in the Parquet footer).
     const SORTED_BY: &'static [usize];
-    /// Columns with about as many distinct values as rows (ids, times), written without a
-    /// dictionary: one would fill up and be dropped for every page, costing time and bytes
-    /// (measured: 6 % smaller `usage_events` files, 17 % smaller `agent_spans`; BENCHMARKS.md).
-    const NO_DICTIONARY: &'static [&'static str];
+    /// The columns written otherwise than the writer's defaults, and how: ids and times have
+    /// about as many distinct values as rows, a dictionary of them would fill up and be
+    /// dropped for every page (6 % smaller `usage_events` files, 17 % smaller `agent_spans`
+    /// without); sorted times and counts are smaller and cheaper as deltas (BENCHMARKS.md,
+    /// "Levers").
+    const COLUMNS: &'static [(&'static str, ColumnPlan)];
 
     /// The record's time, milliseconds; its UTC date is the `dt` partition.
     fn time_ms(&self) -> i64;
@@ -139,7 +143,17 @@ impl LakeRecord for UsageEvent {
     const TABLE: &'static str = USAGE_EVENTS;
     // tenant_id (3), then event_time (0).
     const SORTED_BY: &'static [usize] = &[3, 0];
-    const NO_DICTIONARY: &'static [&'static str] = &["event_id", "event_time", "session_id"];
+    const COLUMNS: &'static [(&'static str, ColumnPlan)] = &[
+        ("event_time", ColumnPlan::Delta),
+        ("event_id", ColumnPlan::RandomId),
+        ("input_tokens", ColumnPlan::Delta),
+        ("output_tokens", ColumnPlan::Delta),
+        ("total_tokens", ColumnPlan::Delta),
+        ("cache_read_tokens", ColumnPlan::NoDictionary),
+        ("cache_write_tokens", ColumnPlan::NoDictionary),
+        ("cache_write_1h_tokens", ColumnPlan::NoDictionary),
+        ("session_id", ColumnPlan::RandomId),
+    ];
 
     fn time_ms(&self) -> i64 {
         self.event_time_ms
@@ -200,8 +214,20 @@ impl LakeRecord for AgentSpan {
     const TABLE: &'static str = AGENT_SPANS;
     // tenant_id (9), then start_time (0).
     const SORTED_BY: &'static [usize] = &[9, 0];
-    const NO_DICTIONARY: &'static [&'static str] =
-        &["span_id", "start_time", "end_time", "trace_id", "parent_span_id"];
+    const COLUMNS: &'static [(&'static str, ColumnPlan)] = &[
+        // Spans' times jump between the traces of a tenant: deltas made them larger.
+        ("start_time", ColumnPlan::NoDictionary),
+        ("end_time", ColumnPlan::NoDictionary),
+        ("duration_ms", ColumnPlan::Delta),
+        ("trace_id", ColumnPlan::RandomId),
+        ("span_id", ColumnPlan::RandomId),
+        ("parent_span_id", ColumnPlan::RandomId),
+        ("input_tokens", ColumnPlan::Delta),
+        ("output_tokens", ColumnPlan::Delta),
+        ("total_tokens", ColumnPlan::Delta),
+        ("cache_read_tokens", ColumnPlan::NoDictionary),
+        ("cache_write_tokens", ColumnPlan::NoDictionary),
+    ];
 
     fn time_ms(&self) -> i64 {
         self.start_ms

@@ -671,11 +671,11 @@ fn rebuild_from(
     // repeat little, and a column of zeros is one run for zstd. Interning every value cost more
     // than the plain pages and made larger files (BENCHMARKS.md, "Levers": 23 % smaller).
     let encode_rollup = |key: &str, schema: arrow_schema::SchemaRef, sorted: &[usize], batch| {
-        let ints: Vec<&str> = schema
+        let ints: Vec<_> = schema
             .fields()
             .iter()
             .filter(|f| f.data_type() == &arrow_schema::DataType::Int64)
-            .map(|f| f.name().as_str())
+            .map(|f| (f.name().as_str(), crate::ColumnPlan::NoDictionary))
             .collect();
         let props = properties(sorted, &ints)
             .into_builder()

@@ -528,7 +528,7 @@ impl<R: LakeRecord> Committer<R> {
         let (batch, keys) = (&batch.records, &batch.keys);
         let mut order = fresh;
         sort_rows(batch, &mut order);
-        let props = properties(R::SORTED_BY, R::NO_DICTIONARY);
+        let props = properties(R::SORTED_BY, R::COLUMNS);
         for chunk in order.chunks(self.opts.max_rows_per_file.max(1)) {
             // The file is named from its ids as it is encoded, a slice at a time: each pass
             // over a batch in sorted order is a cache miss a record, so the slice's records

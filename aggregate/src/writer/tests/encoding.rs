@@ -22,34 +22,80 @@ fn dictionary_columns(
         .collect()
 }
 
+/// How each column of `table`'s first file in `dt` is written: its name, whether it has a
+/// dictionary, whether its pages are deltas, its codec, and whether it has statistics.
+fn column_plans(
+    lake: &Lake,
+    dir: &std::path::Path,
+    table: &str,
+    dt: NaiveDate,
+) -> Vec<(String, bool, bool, String, bool)> {
+    use parquet::basic::Encoding;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let file = &lake.files(table, dt).unwrap()[0];
+    let reader = SerializedFileReader::new(fs::File::open(dir.join(&file.key)).unwrap()).unwrap();
+    let group = reader.metadata().row_group(0);
+    group
+        .columns()
+        .iter()
+        .map(|c| {
+            let delta = c.encodings().any(|e| e == Encoding::DELTA_BINARY_PACKED);
+            let codec = format!("{:?}", c.compression()).split('(').next().unwrap().to_owned();
+            let dictionary = c.dictionary_page_offset().is_some();
+            (c.column_path().string(), dictionary, delta, codec, c.statistics().is_some())
+        })
+        .collect()
+}
+
+/// Strings with a dictionary; random ids without one or statistics; times and token counts
+/// as deltas, not compressed; the counts that are mostly zero plain; and every value reads
+/// back as written, through both the writer's reader and the rollups.
 #[test]
-fn ids_and_times_are_written_without_a_dictionary_and_the_rest_with_one() {
+fn each_column_is_written_as_its_plan_says_and_reads_back() {
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::open_dir(dir.path()).unwrap();
     let mut w = EventWriter::new(&lake, WriterOptions::default());
+    let mut want = Vec::new();
     for i in 0..50 {
-        let mut e = ev(&format!("e{i}"), "t1", DAY0 + i * 1000, i);
+        let mut e = ev(&format!("e{i}"), "t1", DAY0 + i * 1000, i * 37 % 11);
         e.session_id = Some(agentmeter_schemas::SessionId::new(format!("s{i}")).unwrap());
+        e.tokens.cache_read = i % 3 * 1_000_000;
+        e.tokens.cache_write = i % 2 * 7;
+        want.push(e.clone());
         w.push(e).unwrap();
     }
     w.finish().unwrap();
+    let plan = |name: &str, dictionary, delta, codec: &str, statistics| {
+        (name.to_owned(), dictionary, delta, codec.to_owned(), statistics)
+    };
     assert_eq!(
-        dictionary_columns(&lake, dir.path(), USAGE_EVENTS, day(1)),
+        column_plans(&lake, dir.path(), USAGE_EVENTS, day(1)),
         [
-            "tier",
-            "tenant_id",
-            "user_id",
-            "model_id",
-            "source",
-            "input_tokens",
-            "output_tokens",
-            "total_tokens",
-            "cache_read_tokens",
-            "cache_write_tokens",
-            "cache_write_1h_tokens",
-            "service_tier"
+            plan("event_time", false, true, "UNCOMPRESSED", true),
+            plan("event_id", false, false, "ZSTD", false),
+            plan("tier", true, false, "ZSTD", true),
+            plan("tenant_id", true, false, "ZSTD", true),
+            plan("user_id", true, false, "ZSTD", true),
+            plan("model_id", true, false, "ZSTD", true),
+            plan("source", true, false, "ZSTD", true),
+            plan("input_tokens", false, true, "UNCOMPRESSED", true),
+            plan("output_tokens", false, true, "UNCOMPRESSED", true),
+            plan("total_tokens", false, true, "UNCOMPRESSED", true),
+            plan("cache_read_tokens", false, false, "ZSTD", true),
+            plan("cache_write_tokens", false, false, "ZSTD", true),
+            plan("cache_write_1h_tokens", false, false, "ZSTD", true),
+            plan("session_id", false, false, "ZSTD", false),
+            plan("service_tier", true, false, "ZSTD", true),
         ]
     );
+    let mut got = lake.events(day(1)).unwrap();
+    got.sort_by_key(|e| e.event_time_ms);
+    assert_eq!(got, want);
+    let rows = lake.hourly(day(1)).unwrap();
+    let sum =
+        |f: fn(&agentmeter_schemas::Tokens) -> i64| want.iter().map(|e| f(&e.tokens)).sum::<i64>();
+    assert_eq!(rows.iter().map(|(_, m)| m.tokens.input).sum::<i64>(), sum(|t| t.input));
+    assert_eq!(rows.iter().map(|(_, m)| m.tokens.cache_read).sum::<i64>(), sum(|t| t.cache_read));
 }
 
 /// The rollup reads its grouped strings as dictionaries: over many batches, a column chunk
