@@ -24,8 +24,10 @@ pub enum ColumnPlan {
     /// for every page), or counts mostly zero (zstd makes a run of zeros almost nothing, where
     /// a dictionary interns every row).
     NoDictionary,
-    /// A random id: no dictionary and no statistics (the least and greatest of a page of
-    /// random ids span nearly all ids, so they prune nothing and cost two comparisons a row).
+    /// A random id: no dictionary, no statistics (the least and greatest of a page of random
+    /// ids span nearly all ids, so they prune nothing and cost two comparisons a row), and the
+    /// lengths apart from the bytes (`DELTA_LENGTH_BYTE_ARRAY`: zstd no longer meets a length
+    /// between every two ids, and the column is smaller and cheaper to compress).
     RandomId,
     /// Times and counts that differ little from row to row: `DELTA_BINARY_PACKED`, not
     /// compressed (zstd finds nothing more in bit-packed deltas).
@@ -51,7 +53,9 @@ pub(crate) fn properties(sorted_by: &[usize], columns: &[(&str, ColumnPlan)]) ->
         match plan {
             ColumnPlan::NoDictionary => {}
             ColumnPlan::RandomId => {
-                b = b.set_column_statistics_enabled(path(), EnabledStatistics::None);
+                b = b
+                    .set_column_statistics_enabled(path(), EnabledStatistics::None)
+                    .set_column_encoding(path(), Encoding::DELTA_LENGTH_BYTE_ARRAY);
             }
             ColumnPlan::Delta => {
                 b = b

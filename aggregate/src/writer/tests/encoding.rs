@@ -23,13 +23,14 @@ fn dictionary_columns(
 }
 
 /// How each column of `table`'s first file in `dt` is written: its name, whether it has a
-/// dictionary, whether its pages are deltas, its codec, and whether it has statistics.
+/// dictionary, the encoding of its values (other than the dictionary's), its codec, and
+/// whether it has statistics.
 fn column_plans(
     lake: &Lake,
     dir: &std::path::Path,
     table: &str,
     dt: NaiveDate,
-) -> Vec<(String, bool, bool, String, bool)> {
+) -> Vec<(String, bool, String, String, bool)> {
     use parquet::basic::Encoding;
     use parquet::file::reader::{FileReader, SerializedFileReader};
     let file = &lake.files(table, dt).unwrap()[0];
@@ -39,17 +40,32 @@ fn column_plans(
         .columns()
         .iter()
         .map(|c| {
-            let delta = c.encodings().any(|e| e == Encoding::DELTA_BINARY_PACKED);
+            // RLE is the levels' encoding, PLAIN a dictionary page's.
+            let values: Vec<String> = c
+                .encodings()
+                .filter(|e| {
+                    *e != Encoding::RLE
+                        && !(*e == Encoding::PLAIN && c.dictionary_page_offset().is_some())
+                })
+                .map(|e| e.to_string())
+                .collect();
             let codec = format!("{:?}", c.compression()).split('(').next().unwrap().to_owned();
             let dictionary = c.dictionary_page_offset().is_some();
-            (c.column_path().string(), dictionary, delta, codec, c.statistics().is_some())
+            (
+                c.column_path().string(),
+                dictionary,
+                values.join(","),
+                codec,
+                c.statistics().is_some(),
+            )
         })
         .collect()
 }
 
-/// Strings with a dictionary; random ids without one or statistics; times and token counts
-/// as deltas, not compressed; the counts that are mostly zero plain; and every value reads
-/// back as written, through both the writer's reader and the rollups.
+/// Strings with a dictionary; random ids without one or statistics, their lengths apart
+/// from their bytes; times and token counts as deltas, not compressed; the counts that are
+/// mostly zero plain; and every value reads back as written, through both the writer's
+/// reader and the rollups.
 #[test]
 fn each_column_is_written_as_its_plan_says_and_reads_back() {
     let dir = tempfile::tempdir().unwrap();
@@ -65,27 +81,29 @@ fn each_column_is_written_as_its_plan_says_and_reads_back() {
         w.push(e).unwrap();
     }
     w.finish().unwrap();
-    let plan = |name: &str, dictionary, delta, codec: &str, statistics| {
-        (name.to_owned(), dictionary, delta, codec.to_owned(), statistics)
+    let plan = |name: &str, values: &str, codec: &str, statistics| {
+        let dictionary = values == "RLE_DICTIONARY";
+        (name.to_owned(), dictionary, values.to_owned(), codec.to_owned(), statistics)
     };
+    let (delta, id, strings) = ("DELTA_BINARY_PACKED", "DELTA_LENGTH_BYTE_ARRAY", "RLE_DICTIONARY");
     assert_eq!(
         column_plans(&lake, dir.path(), USAGE_EVENTS, day(1)),
         [
-            plan("event_time", false, true, "UNCOMPRESSED", true),
-            plan("event_id", false, false, "ZSTD", false),
-            plan("tier", true, false, "ZSTD", true),
-            plan("tenant_id", true, false, "ZSTD", true),
-            plan("user_id", true, false, "ZSTD", true),
-            plan("model_id", true, false, "ZSTD", true),
-            plan("source", true, false, "ZSTD", true),
-            plan("input_tokens", false, true, "UNCOMPRESSED", true),
-            plan("output_tokens", false, true, "UNCOMPRESSED", true),
-            plan("total_tokens", false, true, "UNCOMPRESSED", true),
-            plan("cache_read_tokens", false, false, "ZSTD", true),
-            plan("cache_write_tokens", false, false, "ZSTD", true),
-            plan("cache_write_1h_tokens", false, false, "ZSTD", true),
-            plan("session_id", false, false, "ZSTD", false),
-            plan("service_tier", true, false, "ZSTD", true),
+            plan("event_time", delta, "UNCOMPRESSED", true),
+            plan("event_id", id, "ZSTD", false),
+            plan("tier", strings, "ZSTD", true),
+            plan("tenant_id", strings, "ZSTD", true),
+            plan("user_id", strings, "ZSTD", true),
+            plan("model_id", strings, "ZSTD", true),
+            plan("source", strings, "ZSTD", true),
+            plan("input_tokens", delta, "UNCOMPRESSED", true),
+            plan("output_tokens", delta, "UNCOMPRESSED", true),
+            plan("total_tokens", delta, "UNCOMPRESSED", true),
+            plan("cache_read_tokens", "PLAIN", "ZSTD", true),
+            plan("cache_write_tokens", "PLAIN", "ZSTD", true),
+            plan("cache_write_1h_tokens", "PLAIN", "ZSTD", true),
+            plan("session_id", id, "ZSTD", false),
+            plan("service_tier", strings, "ZSTD", true),
         ]
     );
     let mut got = lake.events(day(1)).unwrap();
