@@ -88,7 +88,7 @@ pub trait LakeRecord: Send + 'static {
     ///
     /// Only on a bug in the encoding.
     fn batch<'a>(
-        records: impl ExactSizeIterator<Item = &'a Self>,
+        records: impl ExactSizeIterator<Item = &'a Self> + Clone,
     ) -> Result<RecordBatch, ArrowError>
     where
         Self: 'a;
@@ -198,9 +198,9 @@ impl LakeRecord for UsageEvent {
     }
 
     fn batch<'a>(
-        records: impl ExactSizeIterator<Item = &'a Self>,
+        records: impl ExactSizeIterator<Item = &'a Self> + Clone,
     ) -> Result<RecordBatch, ArrowError> {
-        let mut b = UsageEventBatchBuilder::with_capacity(records.len());
+        let mut b = UsageEventBatchBuilder::for_rows(records.clone());
         b.extend(records);
         b.finish()
     }
@@ -283,7 +283,7 @@ impl LakeRecord for AgentSpan {
     }
 
     fn batch<'a>(
-        records: impl ExactSizeIterator<Item = &'a Self>,
+        records: impl ExactSizeIterator<Item = &'a Self> + Clone,
     ) -> Result<RecordBatch, ArrowError> {
         agent_spans_batch(records)
     }

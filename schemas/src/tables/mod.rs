@@ -12,7 +12,7 @@ use std::sync::{Arc, LazyLock};
 use arrow_array::builder::{Int64Builder, StringBuilder, TimestampMillisecondBuilder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMillisecondType};
-use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, TimestampMillisecondArray};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::{
@@ -343,56 +343,80 @@ impl TokenBuilders {
 
 /// Builds `usage_events` record batches from [`UsageEvent`]s.
 pub struct UsageEventBatchBuilder {
-    event_time: TimestampMillisecondBuilder,
+    // Columns without nulls are plain vectors: a builder's per-value bookkeeping (its null
+    // buffer, its growth checks) costs more than the value.
+    event_time: Vec<i64>,
     strings: [StringBuilder; 6],
-    tokens: TokenBuilders,
+    tokens: [Vec<i64>; 6],
     session: StringBuilder,
     service_tier: StringBuilder,
-    len: usize,
 }
 
 impl UsageEventBatchBuilder {
     /// A builder with room for `capacity` rows.
     pub fn with_capacity(capacity: usize) -> Self {
+        Self::with_room(capacity, [capacity * 16; 6], capacity * 8)
+    }
+
+    /// A builder with room for exactly `rows` (the string columns' bytes counted first: a
+    /// column grown by doubling is copied each time).
+    pub fn for_rows<'a>(rows: impl ExactSizeIterator<Item = &'a UsageEvent> + Clone) -> Self {
+        let (mut bytes, mut session) = ([0; 6], 0);
+        for e in rows.clone() {
+            for (n, v) in bytes.iter_mut().zip(Self::strings_of(e)) {
+                *n += v.len();
+            }
+            session += e.session_id.as_ref().map_or(0, |s| s.as_str().len());
+        }
+        Self::with_room(rows.len(), bytes, session)
+    }
+
+    fn with_room(capacity: usize, bytes: [usize; 6], session: usize) -> Self {
         Self {
-            event_time: TimestampMillisecondBuilder::with_capacity(capacity).with_timezone("UTC"),
-            strings: std::array::from_fn(|_| StringBuilder::with_capacity(capacity, capacity * 16)),
-            tokens: TokenBuilders::with_capacity(capacity),
-            // Grown from nothing, the column was copied a dozen times in a batch.
-            session: StringBuilder::with_capacity(capacity, capacity * 8),
+            event_time: Vec::with_capacity(capacity),
+            strings: bytes.map(|n| StringBuilder::with_capacity(capacity, n)),
+            tokens: std::array::from_fn(|_| Vec::with_capacity(capacity)),
+            session: StringBuilder::with_capacity(capacity, session),
+            // Service tier codes are a few bytes; grown from nothing, the column was copied a
+            // dozen times in a batch.
             service_tier: StringBuilder::with_capacity(capacity, capacity * 8),
-            len: 0,
         }
     }
 
-    /// Appends one row.
-    pub fn append(&mut self, e: &UsageEvent) {
-        self.event_time.append_value(e.event_time_ms);
-        let values = [
+    fn strings_of(e: &UsageEvent) -> [&str; 6] {
+        [
             e.event_id.as_str(),
             e.tier.as_str(),
             e.tenant_id.as_str(),
             e.user_id.as_str(),
             e.model_id.as_str(),
             e.source.as_str(),
-        ];
-        for (b, v) in self.strings.iter_mut().zip(values) {
+        ]
+    }
+
+    /// Appends one row.
+    pub fn append(&mut self, e: &UsageEvent) {
+        self.event_time.push(e.event_time_ms);
+        for (b, v) in self.strings.iter_mut().zip(Self::strings_of(e)) {
             b.append_value(v);
         }
-        self.tokens.append(&e.tokens);
+        let t = &e.tokens;
+        let values = [t.input, t.output, t.total, t.cache_read, t.cache_write, t.cache_write_1h];
+        for (column, v) in self.tokens.iter_mut().zip(values) {
+            column.push(v);
+        }
         self.session.append_option(e.session_id.as_ref().map(|s| s.as_str()));
         self.service_tier.append_value(e.service_tier.code());
-        self.len += 1;
     }
 
     /// Rows appended so far.
     pub fn len(&self) -> usize {
-        self.len
+        self.event_time.len()
     }
 
     /// True when no row was appended.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.event_time.is_empty()
     }
 
     /// Finishes the batch and resets the builder.
@@ -401,14 +425,16 @@ impl UsageEventBatchBuilder {
     ///
     /// Only if the columns disagree with the schema, which would be a bug here.
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
-        let mut columns: Vec<ArrayRef> = vec![Arc::new(self.event_time.finish())];
+        let time = TimestampMillisecondArray::from(std::mem::take(&mut self.event_time));
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(time.with_timezone("UTC"))];
         for b in &mut self.strings {
             columns.push(Arc::new(b.finish()));
         }
-        self.tokens.finish(&mut columns);
+        for column in &mut self.tokens {
+            columns.push(Arc::new(Int64Array::from(std::mem::take(column))));
+        }
         columns.push(Arc::new(self.session.finish()));
         columns.push(Arc::new(self.service_tier.finish()));
-        self.len = 0;
         RecordBatch::try_new(usage_events_schema(), columns)
     }
 }
