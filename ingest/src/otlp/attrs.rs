@@ -17,6 +17,7 @@ const MAX_NAME_CHARS: usize = 256;
 const USER_KEYS: [&str; 3] = ["user_id", "user.id", "enduser.id"];
 
 /// What one attribute list holds for a key.
+#[derive(Debug, Clone, Copy)]
 enum Found<'a> {
     Absent,
     One(&'a Value),
@@ -58,20 +59,109 @@ pub(super) fn describe(v: &Value) -> String {
     }
 }
 
+/// The attributes the decoder reads ([`is_read`]), each with its slot in an [`Index`].
+const KEYS: [&str; 19] = [
+    "tier",
+    "tenant_id",
+    "actor_id",
+    USER_KEYS[0],
+    USER_KEYS[1],
+    USER_KEYS[2],
+    "gen_ai.operation.name",
+    "gen_ai.tool.name",
+    "gen_ai.request.model",
+    "gen_ai.response.model",
+    INPUT[0],
+    INPUT[1],
+    OUTPUT[0],
+    OUTPUT[1],
+    TOTAL[0],
+    CACHE_READ[0],
+    CACHE_READ[1],
+    CACHE_WRITE[0],
+    CACHE_WRITE[1],
+];
+
+/// The slot of the configured tenant attribute when it is none of [`KEYS`].
+const TENANT_FIELD: usize = KEYS.len();
+
+/// The slot of `key` in [`KEYS`]: one match on the text, where a scan of the list per key
+/// looked at every attribute two dozen times a span.
+fn slot(key: &str) -> Option<usize> {
+    Some(match key {
+        "tier" => 0,
+        "tenant_id" => 1,
+        "actor_id" => 2,
+        "user_id" => 3,
+        "user.id" => 4,
+        "enduser.id" => 5,
+        "gen_ai.operation.name" => 6,
+        "gen_ai.tool.name" => 7,
+        "gen_ai.request.model" => 8,
+        "gen_ai.response.model" => 9,
+        "gen_ai.usage.input_tokens" => 10,
+        "gen_ai.usage.prompt_tokens" => 11,
+        "gen_ai.usage.output_tokens" => 12,
+        "gen_ai.usage.completion_tokens" => 13,
+        "gen_ai.usage.total_tokens" => 14,
+        "gen_ai.usage.cache_read.input_tokens" => 15,
+        "gen_ai.usage.cache_read_input_tokens" => 16,
+        "gen_ai.usage.cache_creation.input_tokens" => 17,
+        "gen_ai.usage.cache_write_input_tokens" => 18,
+        _ => return None,
+    })
+}
+
+/// One attribute list read once: what it holds for each key the decoder reads, as [`find`]
+/// would give it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Index<'a>([Found<'a>; KEYS.len() + 1]);
+
+impl<'a> Index<'a> {
+    /// `list` read with `tenant_field` as the tenant attribute.
+    pub(super) fn new(list: &'a [KeyValue], tenant_field: &str) -> Self {
+        let mut found = [Found::Absent; KEYS.len() + 1];
+        for kv in list {
+            if matches!(kv.value, Value::Empty) {
+                continue;
+            }
+            let Some(i) = slot(&kv.key).or((kv.key == tenant_field).then_some(TENANT_FIELD)) else {
+                continue;
+            };
+            found[i] = match found[i] {
+                Found::Absent => Found::One(&kv.value),
+                Found::One(v) if *v != kv.value => Found::Conflict,
+                same => same,
+            };
+        }
+        Self(found)
+    }
+
+    /// What the list holds for `key`: one of [`KEYS`], or else the tenant attribute.
+    fn find(&self, key: &str) -> Found<'a> {
+        self.0[slot(key).unwrap_or(TENANT_FIELD)]
+    }
+}
+
 /// The attributes a span's context is read from.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Attrs<'a> {
     /// The span's own attributes.
-    pub span: &'a [KeyValue],
+    pub span: Index<'a>,
     /// Its resource's attributes.
-    pub resource: &'a [KeyValue],
+    pub resource: Index<'a>,
 }
 
 impl<'a> Attrs<'a> {
+    /// The attributes of a span and its resource, with `tenant_field` as the tenant attribute.
+    pub(super) fn new(span: &'a [KeyValue], resource: &'a [KeyValue], tenant_field: &str) -> Self {
+        Self { span: Index::new(span, tenant_field), resource: Index::new(resource, tenant_field) }
+    }
+
     /// `key` from the span's attributes, else from the resource's.
     fn context(&self, key: &str) -> Result<Option<&'a Value>, Refusal> {
-        for (list, level) in [(self.span, "span"), (self.resource, "resource")] {
-            match find(list, key) {
+        for (list, level) in [(&self.span, "span"), (&self.resource, "resource")] {
+            match list.find(key) {
                 Found::Absent => {}
                 Found::One(v) => return Ok(Some(v)),
                 Found::Conflict => return Err(repeated(level, key)),
@@ -85,9 +175,9 @@ impl<'a> Attrs<'a> {
         &self,
         keys: &[&'static str],
     ) -> Result<Option<(&'static str, &'a Value)>, Refusal> {
-        for (list, level) in [(self.span, "span"), (self.resource, "resource")] {
+        for (list, level) in [(&self.span, "span"), (&self.resource, "resource")] {
             for key in keys {
-                match find(list, key) {
+                match list.find(key) {
                     Found::Absent => {}
                     Found::One(v) => return Ok(Some((key, v))),
                     Found::Conflict => return Err(repeated(level, key)),
@@ -177,11 +267,11 @@ pub(super) fn user(
 
 /// A span attribute that must be a string when present.
 fn span_string<'a>(
-    span: &'a [KeyValue],
+    span: &Index<'a>,
     key: &str,
     invalid: Reason,
 ) -> Result<Option<&'a str>, Refusal> {
-    match find(span, key) {
+    match span.find(key) {
         Found::Absent => Ok(None),
         Found::One(v) => text(v, key, invalid).map(Some),
         Found::Conflict => Err(repeated("span", key)),
@@ -189,7 +279,7 @@ fn span_string<'a>(
 }
 
 /// A name kept as given: 1 to 256 characters, none of them a control character.
-fn name(span: &[KeyValue], key: &str) -> Result<Option<InlineText>, Refusal> {
+fn name(span: &Index<'_>, key: &str) -> Result<Option<InlineText>, Refusal> {
     let Some(s) = span_string(span, key, Reason::InvalidField)? else { return Ok(None) };
     let why = if s.is_empty() {
         "is empty"
@@ -205,17 +295,17 @@ fn name(span: &[KeyValue], key: &str) -> Result<Option<InlineText>, Refusal> {
 }
 
 /// `gen_ai.operation.name`.
-pub(super) fn operation(span: &[KeyValue]) -> Result<Option<InlineText>, Refusal> {
+pub(super) fn operation(span: &Index<'_>) -> Result<Option<InlineText>, Refusal> {
     name(span, "gen_ai.operation.name")
 }
 
 /// `gen_ai.tool.name`.
-pub(super) fn tool(span: &[KeyValue]) -> Result<Option<InlineText>, Refusal> {
+pub(super) fn tool(span: &Index<'_>) -> Result<Option<InlineText>, Refusal> {
     name(span, "gen_ai.tool.name")
 }
 
 /// `gen_ai.request.model`, else `gen_ai.response.model`.
-pub(super) fn model(span: &[KeyValue]) -> Result<Option<ModelId>, Refusal> {
+pub(super) fn model(span: &Index<'_>) -> Result<Option<ModelId>, Refusal> {
     let mut value = None;
     for key in ["gen_ai.request.model", "gen_ai.response.model"] {
         if let Some(s) = span_string(span, key, Reason::InvalidModelId)? {
@@ -255,9 +345,9 @@ const CACHE_WRITE: &[&str] =
     &["gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.cache_write_input_tokens"];
 
 /// The first spelling present decides; aliases are never summed (Strands writes both).
-fn count(span: &[KeyValue], spellings: &[&str]) -> Option<i64> {
+fn count(span: &Index<'_>, spellings: &[&str]) -> Option<i64> {
     for key in spellings {
-        match find(span, key) {
+        match span.find(key) {
             Found::Absent => {}
             Found::One(Value::Int(n)) if *n >= 0 => return Some(*n),
             Found::One(_) | Found::Conflict => return None,
@@ -269,7 +359,7 @@ fn count(span: &[KeyValue], spellings: &[&str]) -> Option<i64> {
 /// The span's token attributes, for reconciliation: a malformed count is `None`, never a
 /// reason to refuse the span; a count over the plausible maximum of one call refuses it (it
 /// would overflow everyone's sums).
-pub(super) fn tokens(span: &[KeyValue], max: i64) -> Result<SpanTokens, Refusal> {
+pub(super) fn tokens(span: &Index<'_>, max: i64) -> Result<SpanTokens, Refusal> {
     let t = SpanTokens {
         input: count(span, INPUT),
         output: count(span, OUTPUT),
@@ -310,4 +400,56 @@ pub(super) fn is_read(key: &str, tenant_field: &str) -> bool {
         || READ.contains(&key)
         || USER_KEYS.contains(&key)
         || [INPUT, OUTPUT, TOTAL, CACHE_READ, CACHE_WRITE].iter().any(|names| names.contains(&key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every key read has its own slot, found by its text, and is one the quarantine keeps;
+    /// no other text has a slot.
+    #[test]
+    fn each_key_read_has_its_slot() {
+        for (i, key) in KEYS.iter().enumerate() {
+            assert_eq!(slot(key), Some(i), "{key}");
+            assert!(is_read(key, "clinic_id"), "{key}");
+        }
+        for key in ["service.name", "clinic_id", "tier ", "Tier", "gen_ai.usage", ""] {
+            assert_eq!(slot(key), None, "{key:?}");
+        }
+    }
+
+    fn kv(key: &str, value: Value) -> KeyValue {
+        KeyValue { key: key.into(), value }
+    }
+
+    /// The index gives what a scan of the list gives: an empty value is absent, a key
+    /// repeated with one value is that value, with two a conflict, whatever the order; the
+    /// tenant attribute has a slot of its own, or a known key's when it is one.
+    #[test]
+    fn an_index_finds_what_a_scan_finds() {
+        let s = |t: &str| Value::String(t.into());
+        let lists = [
+            vec![kv("tier", s("basic")), kv("clinic_id", s("c-1")), kv("x", s("y"))],
+            vec![kv("tier", Value::Empty), kv("tier", s("basic")), kv("tier", s("basic"))],
+            vec![kv("tier", s("basic")), kv("tier", s("premium")), kv("tier", s("basic"))],
+            vec![kv("clinic_id", s("c-1")), kv("clinic_id", s("c-2"))],
+            vec![kv("gen_ai.usage.input_tokens", Value::Int(3)), kv("tenant_id", s("t"))],
+            vec![],
+        ];
+        let same = |a: Found<'_>, b: Found<'_>| match (a, b) {
+            (Found::Absent, Found::Absent) | (Found::Conflict, Found::Conflict) => true,
+            (Found::One(x), Found::One(y)) => std::ptr::eq(x, y),
+            _ => false,
+        };
+        for list in &lists {
+            for tenant_field in ["clinic_id", "tenant_id", "tier"] {
+                let index = Index::new(list, tenant_field);
+                for key in KEYS.iter().chain([&tenant_field]) {
+                    let (got, want) = (index.find(key), find(list, key));
+                    assert!(same(got, want), "{key} in {list:?}: {got:?}, {want:?}");
+                }
+            }
+        }
+    }
 }

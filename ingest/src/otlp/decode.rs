@@ -111,9 +111,11 @@ fn request(req: &Request, ctx: Ctx<'_>, cfg: &DecodeConfig, out: &mut Decoded, k
                 } else {
                     Position { event: Some(index), ..ctx.pos }
                 };
-                let a = Attrs { span: &span.attributes, resource };
-                let span_ok = attribute_count(&a, cfg)
-                    .and_then(|()| agent_span(span, &a, &scope, &service, ctx.source, cfg))
+                let span_ok = attribute_count(&span.attributes, resource, cfg)
+                    .and_then(|()| {
+                        let a = Attrs::new(&span.attributes, resource, &cfg.tenant_field);
+                        agent_span(span, &a, &scope, &service, ctx.source, cfg)
+                    })
                     .and_then(|s| {
                         out.ids.admit(&s.tenant_id, s.user_id.as_ref(), &cfg.limits).map(|()| s)
                     });
@@ -129,9 +131,13 @@ fn request(req: &Request, ctx: Ctx<'_>, cfg: &DecodeConfig, out: &mut Decoded, k
 
 /// Refuses a span whose own attributes, or its resource's, are more than the limit: its
 /// context is looked up in both, so their length multiplies a request's cost.
-fn attribute_count(a: &Attrs<'_>, cfg: &DecodeConfig) -> Result<(), Refusal> {
+fn attribute_count(
+    span: &[KeyValue],
+    resource: &[KeyValue],
+    cfg: &DecodeConfig,
+) -> Result<(), Refusal> {
     let max = cfg.limits.attributes;
-    for (what, n) in [("span", a.span.len()), ("resource", a.resource.len())] {
+    for (what, n) in [("span", span.len()), ("resource", resource.len())] {
         if n > max {
             return Err(refuse(
                 agentmeter_schemas::Reason::OverLimit,
@@ -208,9 +214,9 @@ fn agent_span(
     let tier = attrs::tier(a)?;
     let tenant_id = attrs::tenant(a, &cfg.tenant_field)?;
     let user_id = attrs::user(a, &tier, &tenant_id)?;
-    let operation = attrs::operation(a.span)?;
-    let model_id = attrs::model(a.span)?;
-    let tool_name = attrs::tool(a.span)?;
+    let operation = attrs::operation(&a.span)?;
+    let model_id = attrs::model(&a.span)?;
+    let tool_name = attrs::tool(&a.span)?;
     let status = status(span)?;
     let (start_ms, end_ms) = times(span)?;
     if end_ms - start_ms > cfg.max_span_duration_ms {
@@ -223,7 +229,7 @@ fn agent_span(
             ),
         ));
     }
-    let tokens = attrs::tokens(a.span, cfg.max_tokens_per_call)?;
+    let tokens = attrs::tokens(&a.span, cfg.max_tokens_per_call)?;
     let trace_id = id(&span.trace_id, 32, "trace id")?;
     let span_id = id(&span.span_id, 16, "span id")?;
     let parent_span_id = parent(&span.parent_span_id)?;
