@@ -3,25 +3,6 @@
 
 use super::*;
 
-/// The columns of `table`'s first file in `dt` written with a dictionary.
-fn dictionary_columns(
-    lake: &Lake,
-    dir: &std::path::Path,
-    table: &str,
-    dt: NaiveDate,
-) -> Vec<String> {
-    use parquet::file::reader::{FileReader, SerializedFileReader};
-    let file = &lake.files(table, dt).unwrap()[0];
-    let reader = SerializedFileReader::new(fs::File::open(dir.join(&file.key)).unwrap()).unwrap();
-    let group = reader.metadata().row_group(0);
-    group
-        .columns()
-        .iter()
-        .filter(|c| c.dictionary_page_offset().is_some())
-        .map(|c| c.column_path().string())
-        .collect()
-}
-
 /// How each column of `table`'s first file in `dt` is written: its name, whether it has a
 /// dictionary, the encoding of its values (other than the dictionary's), its codec, and
 /// whether it has statistics.
@@ -60,6 +41,17 @@ fn column_plans(
             )
         })
         .collect()
+}
+
+/// The columns of `table`'s first file in `dt` written with a dictionary.
+fn dictionary_columns(
+    lake: &Lake,
+    dir: &std::path::Path,
+    table: &str,
+    dt: NaiveDate,
+) -> Vec<String> {
+    let plans = column_plans(lake, dir, table, dt);
+    plans.into_iter().filter(|(_, dictionary, ..)| *dictionary).map(|(name, ..)| name).collect()
 }
 
 /// Strings with a dictionary; random ids without one or statistics, their lengths apart
