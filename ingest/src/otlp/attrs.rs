@@ -153,9 +153,10 @@ pub(super) struct Attrs<'a> {
 }
 
 impl<'a> Attrs<'a> {
-    /// The attributes of a span and its resource, with `tenant_field` as the tenant attribute.
-    pub(super) fn new(span: &'a [KeyValue], resource: &'a [KeyValue], tenant_field: &str) -> Self {
-        Self { span: Index::new(span, tenant_field), resource: Index::new(resource, tenant_field) }
+    /// The attributes of a span, with `tenant_field` as the tenant attribute, and its
+    /// resource's, indexed once for all its spans.
+    pub(super) fn new(span: &'a [KeyValue], resource: Index<'a>, tenant_field: &str) -> Self {
+        Self { span: Index::new(span, tenant_field), resource }
     }
 
     /// `key` from the span's attributes, else from the resource's.
@@ -386,20 +387,7 @@ pub(super) fn tokens(span: &Index<'_>, max: i64) -> Result<SpanTokens, Refusal> 
 /// free text (prompts, tool arguments, exception messages, host details) and is left out, so
 /// that no patient text reaches the quarantine, the write-ahead log or a replay.
 pub(super) fn is_read(key: &str, tenant_field: &str) -> bool {
-    const READ: &[&str] = &[
-        "tier",
-        "tenant_id",
-        "actor_id",
-        "service.name",
-        "gen_ai.operation.name",
-        "gen_ai.tool.name",
-        "gen_ai.request.model",
-        "gen_ai.response.model",
-    ];
-    key == tenant_field
-        || READ.contains(&key)
-        || USER_KEYS.contains(&key)
-        || [INPUT, OUTPUT, TOTAL, CACHE_READ, CACHE_WRITE].iter().any(|names| names.contains(&key))
+    key == tenant_field || key == "service.name" || slot(key).is_some()
 }
 
 #[cfg(test)]
@@ -417,6 +405,10 @@ mod tests {
         for key in ["service.name", "clinic_id", "tier ", "Tier", "gen_ai.usage", ""] {
             assert_eq!(slot(key), None, "{key:?}");
         }
+        // Read besides: the resource's service and the configured tenant attribute, and
+        // nothing else (free text never reaches the quarantine).
+        assert!(is_read("service.name", "clinic_id") && is_read("clinic_id", "clinic_id"));
+        assert!(!is_read("clinic_id", "tenant_id") && !is_read("gen_ai.prompt", "clinic_id"));
     }
 
     fn kv(key: &str, value: Value) -> KeyValue {

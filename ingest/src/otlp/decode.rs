@@ -102,6 +102,7 @@ fn request(req: &Request, ctx: Ctx<'_>, cfg: &DecodeConfig, out: &mut Decoded, k
     for rs in &req.resource_spans {
         let resource = rs.resource.as_ref().map_or(&[][..], |r| r.attributes.as_slice());
         let service = attrs::service(resource);
+        let resource_attrs = attrs::Index::new(resource, &cfg.tenant_field);
         for ss in &rs.scope_spans {
             let scope = attrs::truncate(ss.scope.as_ref().map_or("", |s| s.name.as_str()));
             for span in &ss.spans {
@@ -113,7 +114,7 @@ fn request(req: &Request, ctx: Ctx<'_>, cfg: &DecodeConfig, out: &mut Decoded, k
                 };
                 let span_ok = attribute_count(&span.attributes, resource, cfg)
                     .and_then(|()| {
-                        let a = Attrs::new(&span.attributes, resource, &cfg.tenant_field);
+                        let a = Attrs::new(&span.attributes, resource_attrs, &cfg.tenant_field);
                         agent_span(span, &a, &scope, &service, ctx.source, cfg)
                     })
                     .and_then(|s| {

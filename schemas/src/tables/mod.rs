@@ -320,6 +320,11 @@ pub fn usage_events_schema() -> SchemaRef {
     USAGE_EVENTS_SCHEMA.clone()
 }
 
+/// A row's six token counts in the order of the token columns.
+fn token_values(t: &Tokens) -> [i64; 6] {
+    [t.input, t.output, t.total, t.cache_read, t.cache_write, t.cache_write_1h]
+}
+
 pub(crate) struct TokenBuilders([Int64Builder; 6]);
 
 impl TokenBuilders {
@@ -328,8 +333,7 @@ impl TokenBuilders {
     }
 
     pub(crate) fn append(&mut self, t: &Tokens) {
-        let values = [t.input, t.output, t.total, t.cache_read, t.cache_write, t.cache_write_1h];
-        for (b, v) in self.0.iter_mut().zip(values) {
+        for (b, v) in self.0.iter_mut().zip(token_values(t)) {
             b.append_value(v);
         }
     }
@@ -400,9 +404,7 @@ impl UsageEventBatchBuilder {
         for (b, v) in self.strings.iter_mut().zip(Self::strings_of(e)) {
             b.append_value(v);
         }
-        let t = &e.tokens;
-        let values = [t.input, t.output, t.total, t.cache_read, t.cache_write, t.cache_write_1h];
-        for (column, v) in self.tokens.iter_mut().zip(values) {
+        for (column, v) in self.tokens.iter_mut().zip(token_values(&e.tokens)) {
             column.push(v);
         }
         self.session.append_option(e.session_id.as_ref().map(|s| s.as_str()));
