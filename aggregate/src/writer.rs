@@ -32,10 +32,12 @@ use crate::store::{Fetch, ObjectMeta, REQUESTS_AT_ONCE, concurrently};
 
 mod ahead;
 mod ids;
+mod records;
 mod upload;
 use ahead::AheadLink;
 pub use ahead::{AheadReport, RollupsAhead};
 use ids::IdIndex;
+use records::Records;
 use upload::Uploads;
 
 /// Writer settings.
@@ -121,13 +123,7 @@ impl std::hash::Hasher for DigestHasher {
 pub(crate) type DigestSet =
     std::collections::HashSet<u128, std::hash::BuildHasherDefault<DigestHasher>>;
 
-/// Orders `rows` (indices into `records`) by [`LakeRecord::sort_cmp`]. Tenants are ranked
-/// once, so almost every comparison is of two integers rather than of strings; only equal
-/// (tenant, time) prefixes fall back to the full comparison. The rows are first grouped by
-/// tenant with a counting sort, which keeps their input order within a tenant: logs come in
-/// about time order, so each tenant's rows are then nearly sorted already, and the stable sort
-/// after (which finds sorted runs) does little more than check them. (`sort_cmp` is a total
-/// order on rows with distinct ids, so any sort gives this order.)
+/// Orders `rows` (indices into `records`) by [`LakeRecord::sort_cmp`].
 pub(crate) fn sort_rows<R: LakeRecord>(records: &[R], rows: &mut [usize]) {
     let mut tenants: rustc_hash::FxHashMap<&str, u32> = rustc_hash::FxHashMap::default();
     for &i in rows.iter() {
@@ -138,15 +134,33 @@ pub(crate) fn sort_rows<R: LakeRecord>(records: &[R], rows: &mut [usize]) {
     for (rank, name) in names.iter().enumerate() {
         tenants.insert(name, rank as u32);
     }
-    let prefixes: Vec<(u32, i64)> = rows
-        .iter()
-        .map(|&i| {
+    order_rows(
+        rows,
+        names.len(),
+        |i| {
             let (tenant, time) = records[i].sort_prefix();
             (tenants[tenant], time)
-        })
-        .collect();
+        },
+        |a, b| R::sort_cmp(&records[a], &records[b]),
+    );
+}
+
+/// Orders `rows` by their `prefix` (a tenant's rank among `tenants`, then a time), then by
+/// `cmp` where prefixes are equal. Integers are compared rather than strings, and only equal
+/// prefixes fall back to `cmp`. The rows are first grouped by tenant with a counting sort,
+/// which keeps their order within a tenant: logs come in about time order, so each tenant's
+/// rows are then nearly sorted already, and the stable sort after (which finds sorted runs)
+/// does little more than check them. (`sort_cmp` is a total order on rows with distinct ids,
+/// so any sort gives this order.)
+pub(crate) fn order_rows(
+    rows: &mut [usize],
+    tenants: usize,
+    prefix: impl Fn(usize) -> (u32, i64),
+    cmp: impl Fn(usize, usize) -> std::cmp::Ordering,
+) {
+    let prefixes: Vec<(u32, i64)> = rows.iter().map(|&i| prefix(i)).collect();
     // Where each tenant's rows start.
-    let mut next = vec![0usize; names.len() + 1];
+    let mut next = vec![0usize; tenants + 1];
     for &(rank, _) in &prefixes {
         next[rank as usize + 1] += 1;
     }
@@ -159,9 +173,7 @@ pub(crate) fn sort_rows<R: LakeRecord>(records: &[R], rows: &mut [usize]) {
         keyed[*at] = (rank, time, i);
         *at += 1;
     }
-    keyed.sort_by(|a, b| {
-        (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| R::sort_cmp(&records[a.2], &records[b.2]))
-    });
+    keyed.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| cmp(a.2, b.2)));
     for (slot, (.., i)) in rows.iter_mut().zip(keyed) {
         *slot = i;
     }
@@ -286,9 +298,8 @@ struct Committer<R> {
 /// fingerprint, computed as they are pushed (off the committer's thread, which every record
 /// goes through).
 struct Batch<R> {
-    records: Vec<R>,
-    keys: Vec<(u128, u64)>,
-    /// The records' [`LakeRecord::approx_bytes`].
+    records: Records<R>,
+    /// The records' [`LakeRecord::approx_bytes`] and [`Records::OVERHEAD`].
     bytes: usize,
     /// Its place among the writer's batches, from 1 (for the rollups ahead).
     seq: u64,
@@ -380,32 +391,18 @@ fn list_days<R: LakeRecord>(lake: &Lake, days: Vec<NaiveDate>) -> Listed {
 
 impl<R: LakeRecord> Batch<R> {
     fn with_capacity(n: usize) -> Self {
-        Self {
-            records: Vec::with_capacity(n),
-            keys: Vec::with_capacity(n),
-            bytes: 0,
-            seq: 0,
-            listed: None,
-        }
+        Self { records: Records::with_capacity(n), bytes: 0, seq: 0, listed: None }
     }
 
-    /// The days its records fall on (records mostly come in time order: one date a run).
+    /// The days its records fall on.
     fn days(&self) -> BTreeSet<NaiveDate> {
-        let mut days = BTreeSet::new();
-        let mut last = None;
-        for day in self.records.iter().map(LakeRecord::day_number) {
-            if last != Some(day) {
-                days.extend(date_of_day(day));
-                last = Some(day);
-            }
-        }
-        days
+        self.records.day_numbers().into_iter().filter_map(date_of_day).collect()
     }
 
     fn push(&mut self, r: R) {
-        self.keys.push((r.identity().key(), r.fingerprint()));
-        self.bytes += r.approx_bytes() + std::mem::size_of::<(u128, u64)>();
-        self.records.push(r);
+        let key = (r.identity().key(), r.fingerprint());
+        self.bytes += r.approx_bytes() + Records::<R>::OVERHEAD;
+        self.records.push(r, key);
     }
 
     fn full(&self, opts: &WriterOptions) -> bool {
@@ -416,12 +413,9 @@ impl<R: LakeRecord> Batch<R> {
 impl<R: LakeRecord> Committer<R> {
     fn commit(&mut self, mut batch: Batch<R>) -> Result<()> {
         let seq = batch.seq;
-        // Group by day through a permutation: a stable sort keeps input order within a day,
-        // so the first delivery of an id is the one kept, and no event is moved.
-        let days_of: Vec<i64> = batch.records.iter().map(LakeRecord::day_number).collect();
-        let mut order: Vec<usize> = (0..batch.records.len()).collect();
-        order.sort_by_key(|&i| days_of[i]);
-        let runs: Vec<&[usize]> = order.chunk_by(|&a, &b| days_of[a] == days_of[b]).collect();
+        // Each day's records in the order they came, so the first delivery of an id is the
+        // one kept.
+        let runs: Vec<Vec<usize>> = batch.records.by_day().into_iter().map(|d| d.1).collect();
         // Every day's date before any is written: a record out of the calendar fails the batch.
         let dates: Vec<NaiveDate> =
             runs.iter().map(|run| partition_of(&batch.records[run[0]])).collect::<Result<_>>()?;
@@ -430,7 +424,7 @@ impl<R: LakeRecord> Committer<R> {
         let mut written = BTreeSet::new();
         for (run, dt) in runs.into_iter().zip(dates) {
             let listed = listings.remove(&dt).unwrap_or_default();
-            match self.commit_day(dt, &batch, run, listed) {
+            match self.commit_day(dt, &batch, &run, listed) {
                 Ok(true) => {
                     written.insert(dt);
                 }
@@ -491,7 +485,7 @@ impl<R: LakeRecord> Committer<R> {
     ) -> Result<bool> {
         let part = self.index.load::<R>(&self.lake, dt, listed)?;
         let mut fresh: Vec<usize> = Vec::with_capacity(day.len());
-        let items: Vec<(u128, u64)> = day.iter().map(|&i| batch.keys[i]).collect();
+        let items: Vec<(u128, u64)> = day.iter().map(|&i| batch.records.key(i)).collect();
         let held = part.ids.add_all(&items);
         for ((&i, &(_, fp)), held) in day.iter().zip(&items).zip(held) {
             match held {
@@ -525,9 +519,9 @@ impl<R: LakeRecord> Committer<R> {
             }
             return Ok(false);
         }
-        let (batch, keys) = (&batch.records, &batch.keys);
+        let batch = &batch.records;
         let mut order = fresh;
-        sort_rows(batch, &mut order);
+        batch.sort(&mut order);
         let props = properties(R::SORTED_BY, R::COLUMNS);
         for chunk in order.chunks(self.opts.max_rows_per_file.max(1)) {
             // The file is named from its ids as it is encoded, a slice at a time: each pass
@@ -548,7 +542,7 @@ impl<R: LakeRecord> Committer<R> {
                     usage_unknown += u64::from(batch[i].usage_unknown());
                     name.push(batch[i].identity());
                     if remember {
-                        row_keys.push(keys[i].0);
+                        row_keys.push(batch.key(i).0);
                     }
                 }
                 let records = R::batch(rows.iter().map(|&i| &batch[i]))
@@ -576,7 +570,7 @@ impl<R: LakeRecord> Committer<R> {
 }
 
 enum Msg<R> {
-    Batch(Batch<R>),
+    Batch(Box<Batch<R>>),
     /// Reply once every batch sent before is committed.
     Sync(mpsc::SyncSender<()>),
     /// Reply with the days written since the last such message.
@@ -631,7 +625,7 @@ impl<R: LakeRecord> EventWriter<R> {
             for msg in rx {
                 match msg {
                     Msg::Batch(batch) => {
-                        if let Err(e) = committer.commit(batch) {
+                        if let Err(e) = committer.commit(*batch) {
                             return (committer, Some(e));
                         }
                     }
@@ -700,7 +694,7 @@ impl<R: LakeRecord> EventWriter<R> {
         if let Some(ahead) = &self.ahead {
             ahead.handed(batch.seq, days);
         }
-        self.send(Msg::Batch(batch))
+        self.send(Msg::Batch(Box::new(batch)))
     }
 
     /// Adds an event; hands the batch to the committer when it is full.
