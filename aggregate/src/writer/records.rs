@@ -116,11 +116,24 @@ impl<R: LakeRecord> Records<R> {
 
     /// The indices of each day's records, days in order, each day's in the order pushed.
     pub(super) fn by_day(&self) -> Vec<(i64, Vec<usize>)> {
-        let mut days: std::collections::BTreeMap<i64, Vec<usize>> = Default::default();
+        let mut days: Vec<(i64, Vec<usize>)> = Vec::new();
+        // Records come in about time order: the day of the record before is the likely one.
+        let mut last = 0;
         for &i in &self.arrival {
-            days.entry(self.groups[i / CHUNK].0).or_default().push(i);
+            let day = self.groups[i / CHUNK].0;
+            if days.get(last).is_none_or(|d| d.0 != day) {
+                last = match days.iter().position(|d| d.0 == day) {
+                    Some(at) => at,
+                    None => {
+                        days.push((day, Vec::new()));
+                        days.len() - 1
+                    }
+                };
+            }
+            days[last].1.push(i);
         }
-        days.into_iter().collect()
+        days.sort_unstable_by_key(|d| d.0);
+        days
     }
 
     /// Orders `rows` (indices, as [`Records::by_day`] gives them) by [`LakeRecord::sort_cmp`]
@@ -171,19 +184,21 @@ mod tests {
 
     #[test]
     fn each_day_gives_its_records_in_the_order_pushed_across_tenants_and_chunks() {
-        // Three tenants interleaved over two days, enough for several chunks each.
-        let events: Vec<UsageEvent> = (0..500)
-            .map(|n| ev(&format!("e{n}"), ["b", "a", "c"][n % 3], (n as i64 % 2) * DAY + n as i64))
+        // Three tenants interleaved, in runs of seven records a day, the days coming back
+        // (2, 1, 0, 2, ...): enough for several chunks a (day, tenant).
+        let day_of = |n: usize| 2 - ((n / 7) % 3) as i64;
+        let events: Vec<UsageEvent> = (0..1000)
+            .map(|n| ev(&format!("e{n}"), ["b", "a", "c"][n % 3], day_of(n) * DAY + n as i64))
             .collect();
         let r = records(&events);
-        assert_eq!(r.len(), 500);
+        assert_eq!(r.len(), 1000);
         let d0 = crate::writer::tests::DAY0 / DAY;
-        assert_eq!(r.day_numbers().into_iter().collect::<Vec<_>>(), vec![d0, d0 + 1]);
+        assert_eq!(r.day_numbers().into_iter().collect::<Vec<_>>(), vec![d0, d0 + 1, d0 + 2]);
         let days = r.by_day();
-        assert_eq!(days.len(), 2);
+        assert_eq!(days.iter().map(|d| d.0).collect::<Vec<_>>(), vec![d0, d0 + 1, d0 + 2]);
         for (day, rows) in &days {
             let pushed: Vec<u64> = rows.iter().map(|&i| r.key(i).1).collect();
-            let want: Vec<u64> = (0..500).filter(|n| n % 2 == (day - d0) as u64).collect();
+            let want: Vec<u64> = (0..1000).filter(|&n| day_of(n as usize) == day - d0).collect();
             assert_eq!(pushed, want, "day {day}");
             for &i in rows {
                 let n = r.key(i).1 as usize;
