@@ -299,7 +299,8 @@ struct Committer<R> {
 /// goes through).
 struct Batch<R> {
     records: Records<R>,
-    /// The records' [`LakeRecord::approx_bytes`] and [`Records::OVERHEAD`].
+    /// The records' memory: the room their chunks hold (filled or not), what each holds apart
+    /// ([`LakeRecord::approx_bytes`] beyond its own size) and [`Records::OVERHEAD`].
     bytes: usize,
     /// Its place among the writer's batches, from 1 (for the rollups ahead).
     seq: u64,
@@ -401,8 +402,8 @@ impl<R: LakeRecord> Batch<R> {
 
     fn push(&mut self, r: R) {
         let key = (r.identity().key(), r.fingerprint());
-        self.bytes += r.approx_bytes() + Records::<R>::OVERHEAD;
-        self.records.push(r, key);
+        self.bytes += r.approx_bytes().saturating_sub(std::mem::size_of::<R>());
+        self.bytes += Records::<R>::OVERHEAD + self.records.push(r, key);
     }
 
     fn full(&self, opts: &WriterOptions) -> bool {

@@ -5,19 +5,24 @@
 //! tens of MB, and consecutive rows of a file lay a tenant's worth of records apart. Here each
 //! (day, tenant) fills chunks of its own, so the rows of a file are read chunk after chunk,
 //! and the sort itself reads no record, only the tenant codes and times kept beside them.
+//! The chunks are slots of one vector, made with room for the batch before it: a vector per
+//! chunk (hundreds of allocations a batch, of every size as they grew) left a month with spans
+//! peaking 40 MB higher.
 
 use rustc_hash::FxHashMap;
 
 use crate::record::LakeRecord;
 
 /// Records in a chunk. A record's index is its chunk's number × `CHUNK` plus its place in
-/// the chunk; a chunk not yet full leaves the indices after its last record unused.
-const CHUNK: usize = 64;
+/// the chunk; a chunk not yet full leaves the slots after its last record empty.
+pub(super) const CHUNK: usize = 32;
 
 pub(super) struct Records<R> {
-    chunks: Vec<Vec<R>>,
-    /// Each chunk's day number and tenant code.
+    /// The records by index, each chunk's filled from its start.
+    slots: Vec<Option<R>>,
+    /// Each chunk's day number and tenant code, and how many records it holds.
     groups: Vec<(i64, u32)>,
+    filled: Vec<u32>,
     /// The chunk each (day, tenant) is filling.
     open: FxHashMap<(i64, u32), usize>,
     /// Tenants by code (in order of their first record), and codes by tenant.
@@ -38,11 +43,13 @@ impl<R: LakeRecord> Records<R> {
 
     /// Room for `n` records without growing (a batch is sized after the one before it).
     pub(super) fn with_capacity(n: usize) -> Self {
-        // A partly filled chunk a (day, tenant): room for about as many unused indices.
+        // A partly filled chunk a (day, tenant): room for about as many empty slots. More
+        // grow the slots by doubling (a copy of the records; small batches of many tenants).
         let indices = n + n / 4;
         Self {
-            chunks: Vec::with_capacity(indices / CHUNK + 1),
+            slots: Vec::with_capacity(indices),
             groups: Vec::with_capacity(indices / CHUNK + 1),
+            filled: Vec::with_capacity(indices / CHUNK + 1),
             open: FxHashMap::default(),
             tenants: Vec::new(),
             codes: FxHashMap::default(),
@@ -66,7 +73,9 @@ impl<R: LakeRecord> Records<R> {
         self.arrival.capacity()
     }
 
-    pub(super) fn push(&mut self, r: R, key: (u128, u64)) {
+    /// Adds `r`, with its identity's key and fingerprint; returns the bytes of the slots made
+    /// for it (a chunk's, when it starts one: the batch counts its memory, filled or not).
+    pub(super) fn push(&mut self, r: R, key: (u128, u64)) -> usize {
         let (tenant, time) = r.sort_prefix();
         let code = match self.codes.get(tenant) {
             Some(&code) => code,
@@ -78,30 +87,34 @@ impl<R: LakeRecord> Records<R> {
             }
         };
         let group = (r.day_number(), code);
+        let mut made = 0;
         let chunk = match self.open.get(&group) {
-            Some(&c) if self.chunks[c].len() < CHUNK => c,
-            held => {
-                // A group's first chunk grows as it fills (a tenant with a few records a batch
-                // leaves little room unused); the ones after it are made whole at once.
-                let chunk = if held.is_some() { Vec::with_capacity(CHUNK) } else { Vec::new() };
-                self.chunks.push(chunk);
+            Some(&c) if (self.filled[c] as usize) < CHUNK => c,
+            _ => {
+                let c = self.groups.len();
                 self.groups.push(group);
-                self.keys.resize(self.chunks.len() * CHUNK, (0, 0));
-                self.times.resize(self.chunks.len() * CHUNK, 0);
-                self.open.insert(group, self.chunks.len() - 1);
-                self.chunks.len() - 1
+                self.filled.push(0);
+                let slots = (c + 1) * CHUNK;
+                self.slots.resize_with(slots, || None);
+                self.keys.resize(slots, (0, 0));
+                self.times.resize(slots, 0);
+                self.open.insert(group, c);
+                made = CHUNK * std::mem::size_of::<Option<R>>();
+                c
             }
         };
-        let at = chunk * CHUNK + self.chunks[chunk].len();
-        self.chunks[chunk].push(r);
+        let at = chunk * CHUNK + self.filled[chunk] as usize;
+        self.filled[chunk] += 1;
+        self.slots[at] = Some(r);
         self.keys[at] = key;
         self.times[at] = time;
         self.arrival.push(at);
+        made
     }
 
     /// The record at `index`.
     pub(super) fn get(&self, index: usize) -> &R {
-        &self.chunks[index / CHUNK][index % CHUNK]
+        self.slots[index].as_ref().expect("an index given out holds a record")
     }
 
     /// The identity's key and content fingerprint of the record at `index`.
@@ -208,17 +221,21 @@ mod tests {
     }
 
     #[test]
-    fn a_tenant_with_a_chunk_full_goes_on_in_a_whole_one_and_the_first_grows() {
-        let events: Vec<UsageEvent> =
-            (0..CHUNK as i64 + 3).map(|n| ev(&format!("e{n}"), "t", n)).collect();
-        let mut r = records(&events);
-        r.push(ev("other", "u", 0), (999, 999));
-        assert_eq!(r.chunks.len(), 3);
-        assert_eq!(r.chunks[0].len(), CHUNK);
-        assert_eq!((r.chunks[1].len(), r.chunks[1].capacity()), (3, CHUNK));
-        assert_eq!(r.chunks[2].len(), 1);
-        assert!(r.chunks[2].capacity() < CHUNK);
-        // The indices after a chunk's last record are unused, not given to the next chunk.
+    fn a_tenant_with_a_chunk_full_goes_on_in_a_chunk_of_its_own() {
+        let mut r = Records::with_capacity(0);
+        let mut made = 0;
+        for n in 0..CHUNK as i64 + 3 {
+            made += r.push(ev(&format!("e{n}"), "t", n), (n as u128, n as u64));
+        }
+        made += r.push(ev("other", "u", 0), (999, 999));
+        assert_eq!(r.groups.len(), 3);
+        assert_eq!(r.filled, vec![CHUNK as u32, 3, 1]);
+        assert_eq!(r.groups[1].1, r.groups[0].1);
+        assert_ne!(r.groups[2].1, r.groups[0].1);
+        // Three chunks' slots, counted once each; those after a chunk's records are empty.
+        assert_eq!(made, 3 * CHUNK * std::mem::size_of::<UsageEvent>());
+        assert_eq!(r.slots.len(), 3 * CHUNK);
+        assert!(r.slots[CHUNK + 3..2 * CHUNK].iter().all(Option::is_none));
         assert_eq!(r.by_day()[0].1.last().copied(), Some(2 * CHUNK));
     }
 

@@ -388,7 +388,10 @@ fn batches_are_cut_by_bytes_as_well_as_rows() {
     let one_span = span("0000000000000001", None, "chat", 0, 1).approx_bytes();
     let one_event = ev("a", "t1", DAY0, 1).approx_bytes();
     assert!(one_span > 2 * one_event, "span {one_span} B, event {one_event} B");
-    let opts = WriterOptions { batch_rows: 1_000, batch_bytes: 4 * one_span, ..Default::default() };
+    // A chunk's slots and 4 spans' keys reach the budget.
+    let overhead = Records::<agentmeter_schemas::AgentSpan>::OVERHEAD;
+    let budget = records::CHUNK * one_span + 4 * overhead;
+    let opts = WriterOptions { batch_rows: 1_000, batch_bytes: budget, ..Default::default() };
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::open_dir(dir.path()).unwrap();
     let mut w: EventWriter<agentmeter_schemas::AgentSpan> = EventWriter::new(&lake, opts);
@@ -396,41 +399,46 @@ fn batches_are_cut_by_bytes_as_well_as_rows() {
         w.push(span(&format!("{:016x}", i + 1), None, "chat", i * 1_000, 1)).unwrap();
     }
     let s = w.finish().unwrap();
-    // 4 spans reach the budget (with their keys): batches of 4, 4 and 2, one file each.
+    // Batches of 4, 4 and 2, one file each.
     assert_eq!((s.written, s.files), (10, 3));
-    // The same budget holds more events per batch: as many as fit, one batch, one file.
-    let key = std::mem::size_of::<(u128, u64)>();
-    let fit = (4 * one_span - 1) / (one_event + key);
-    assert!(fit > 4, "{fit}");
+    // The same budget holds more events per batch: a second chunk of events still fits.
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::open_dir(dir.path()).unwrap();
     let mut w = EventWriter::new(&lake, opts);
-    for i in 0..fit {
+    let mut first = None;
+    for i in 0..200 {
         w.push(ev(&format!("e{i}"), "t1", DAY0 + i as i64, 1)).unwrap();
+        if w.batch.records.is_empty() && first.is_none() {
+            first = Some(i + 1);
+        }
     }
-    let s = w.finish().unwrap();
-    assert_eq!((s.written, s.files), (fit as u64, 1));
+    let fit = first.unwrap();
+    assert!(fit > records::CHUNK, "{fit} events, {one_event} bytes each");
+    assert_eq!(w.finish().unwrap().written, 200);
 }
 
 #[test]
 fn a_batch_is_made_with_room_for_the_one_before_and_an_eighth() {
     let one_event = ev("a", "t1", DAY0, 1).approx_bytes() + Records::<UsageEvent>::OVERHEAD;
-    // Cut by bytes at 40 events, far below the row limit.
+    // Cut by bytes, far below the row limit: a chunk's slots count as it is started, and the
+    // 33rd event of the one (day, tenant) starts a second chunk, 15,656 bytes.
     let opts =
         WriterOptions { batch_rows: 1 << 20, batch_bytes: 40 * one_event, ..Default::default() };
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::open_dir(dir.path()).unwrap();
     let mut w = EventWriter::new(&lake, opts);
-    let mut handed = 0;
+    let (mut handed, mut since) = (Vec::new(), 0);
     for i in 0..120 {
         w.push(ev(&format!("e{i}"), "t1", DAY0 + i, 1)).unwrap();
+        since += 1;
         if w.batch.records.is_empty() {
-            handed += 1;
+            handed.push(since);
+            since = 0;
             // Sized after the batch handed over, not grown from a fixed start by doubling.
-            assert_eq!(w.batch.records.capacity(), 45);
+            assert_eq!(w.batch.records.capacity(), 33 + 33 / 8);
         }
     }
-    assert_eq!(handed, 3);
+    assert_eq!(handed, vec![33, 33, 33]);
     assert_eq!(w.finish().unwrap().written, 120);
 }
 
