@@ -525,10 +525,10 @@ impl<R: LakeRecord> Committer<R> {
         batch.sort(&mut order);
         let props = properties(R::SORTED_BY, R::COLUMNS);
         for chunk in order.chunks(self.opts.max_rows_per_file.max(1)) {
-            // The file is named from its ids as it is encoded, a slice at a time: each pass
-            // over a batch in sorted order is a cache miss a record, so the slice's records
-            // are fetched once for the name (and the calls of unknown usage) and found in the
-            // cache for the Arrow arrays. The name is known once the last slice is encoded.
+            // The file is named from its ids as it is encoded, a slice at a time: the slice's
+            // records (a chunk of its tenant's after another: `Records`) are fetched once for
+            // the name (and the calls of unknown usage) and found in the cache for the Arrow
+            // arrays. The name is known once the last slice is encoded.
             let mut usage_unknown = 0;
             let mut name = crate::layout::DataFileName::default();
             let encoding = crate::layout::data_file(R::TABLE, dt, "(being encoded)");

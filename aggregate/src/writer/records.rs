@@ -25,8 +25,7 @@ pub(super) struct Records<R> {
     filled: Vec<u32>,
     /// The chunk each (day, tenant) is filling.
     open: FxHashMap<(i64, u32), usize>,
-    /// Tenants by code (in order of their first record), and codes by tenant.
-    tenants: Vec<Box<str>>,
+    /// Each tenant's code, in order of its first record.
     codes: FxHashMap<Box<str>, u32>,
     /// Indices in the order the records were pushed (the first delivery of an id is kept).
     arrival: Vec<usize>,
@@ -51,7 +50,6 @@ impl<R: LakeRecord> Records<R> {
             groups: Vec::with_capacity(indices / CHUNK + 1),
             filled: Vec::with_capacity(indices / CHUNK + 1),
             open: FxHashMap::default(),
-            tenants: Vec::new(),
             codes: FxHashMap::default(),
             arrival: Vec::with_capacity(n),
             keys: Vec::with_capacity(indices),
@@ -80,8 +78,7 @@ impl<R: LakeRecord> Records<R> {
         let code = match self.codes.get(tenant) {
             Some(&code) => code,
             None => {
-                let code = self.tenants.len() as u32;
-                self.tenants.push(tenant.into());
+                let code = self.codes.len() as u32;
                 self.codes.insert(tenant.into(), code);
                 code
             }
@@ -152,10 +149,10 @@ impl<R: LakeRecord> Records<R> {
     /// Orders `rows` (indices, as [`Records::by_day`] gives them) by [`LakeRecord::sort_cmp`]
     /// reading only the tenant codes and times, but where two rows share both.
     pub(super) fn sort(&self, rows: &mut [usize]) {
-        let mut by_name: Vec<u32> = (0..self.tenants.len() as u32).collect();
-        by_name.sort_unstable_by(|&a, &b| self.tenants[a as usize].cmp(&self.tenants[b as usize]));
+        let mut by_name: Vec<(&str, u32)> = self.codes.iter().map(|(t, &c)| (&**t, c)).collect();
+        by_name.sort_unstable();
         let mut rank = vec![0u32; by_name.len()];
-        for (r, &code) in by_name.iter().enumerate() {
+        for (r, &(_, code)) in by_name.iter().enumerate() {
             rank[code as usize] = r as u32;
         }
         super::order_rows(
