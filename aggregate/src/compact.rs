@@ -95,8 +95,9 @@ fn compact_partition<R: LakeRecord>(
     let mut rows: Vec<R> = Vec::new();
     let mut seen = crate::writer::DigestSet::default();
     let mut duplicates = 0u64;
-    for file in &files {
-        for batch in lake.read(file, None, &[], Fetch::Whole)? {
+    let read = |file| lake.read(file, None, &[], Fetch::Whole);
+    lake.read_ahead(&files, read, |file, batches| {
+        for batch in batches? {
             let batch = batch?;
             let records = R::from_batch(&batch)
                 .map_err(|source| Error::Arrow { path: file.key.clone().into(), source })?;
@@ -108,7 +109,8 @@ fn compact_partition<R: LakeRecord>(
                 }
             }
         }
-    }
+        Ok(())
+    })?;
     drop(seen);
     let mut order: Vec<usize> = (0..rows.len()).collect();
     crate::writer::sort_rows(&rows, &mut order);

@@ -33,6 +33,13 @@ struct LakeMarker {
 
 const MARKER_FORMAT: &str = "agentmeter-lake";
 
+/// Files [`Lake::read_ahead`] reads ahead of the one taken where each read is a round trip.
+pub const READ_AHEAD: usize = 4;
+
+/// Bytes of data files (the one taken included) [`Lake::read_ahead`] holds read or in flight
+/// at most, beyond the one taken alone: a file read whole is in memory until taken.
+pub const READ_AHEAD_BYTES: u64 = 16 << 20;
+
 /// A lake. Cheap to clone; shared by every thread of a process.
 #[derive(Debug, Clone)]
 pub struct Lake {
@@ -215,6 +222,50 @@ impl Lake {
             .ok_or_else(|| Error::Vanished { uri: self.store.uri_of(&file.key) })
     }
 
+    /// `read` (a [`Lake::read`], and what goes with it) of each of `files`, handed to `f` in
+    /// their order. Where each read is a round trip (S3), the reads of the next files are in
+    /// flight while `f` takes one: up to [`READ_AHEAD`] files beyond it, within
+    /// [`READ_AHEAD_BYTES`], so a day of many files waits about a round trip per few files
+    /// rather than one per file. The first error `f` returns ends the reading (reads in
+    /// flight are finished and dropped).
+    ///
+    /// # Errors
+    ///
+    /// What `f` returns; a read's own error is `f`'s to handle.
+    pub fn read_ahead<'f, O: Send>(
+        &self,
+        files: &'f [ObjectMeta],
+        read: impl Fn(&'f ObjectMeta) -> O + Sync,
+        mut f: impl FnMut(&'f ObjectMeta, O) -> Result<()>,
+    ) -> Result<()> {
+        if !self.store.round_trips() || files.len() < 2 {
+            return files.iter().try_for_each(|file| f(file, read(file)));
+        }
+        std::thread::scope(|s| {
+            let read = &read;
+            let mut ahead = std::collections::VecDeque::new();
+            let (mut next, mut bytes) = (0, 0u64);
+            for file in files {
+                // The current file's read, then the next ones within the bounds, are sent
+                // before `f` takes the current one.
+                while let Some(more) = files.get(next).filter(|m| {
+                    ahead.is_empty()
+                        || (ahead.len() <= READ_AHEAD
+                            && bytes.saturating_add(m.size) <= READ_AHEAD_BYTES)
+                }) {
+                    bytes += more.size;
+                    ahead.push_back((more.size, s.spawn(move || read(more))));
+                    next += 1;
+                }
+                let (size, done) = ahead.pop_front().expect("the current file's read was sent");
+                bytes -= size;
+                let done = done.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                f(file, done)?;
+            }
+            Ok(())
+        })
+    }
+
     /// Every event of one `usage_events` partition (each id once).
     ///
     /// # Errors
@@ -260,15 +311,16 @@ impl Lake {
         dt: NaiveDate,
         mut f: impl FnMut(Vec<R>) -> Result<()>,
     ) -> Result<()> {
-        for file in self.files(R::TABLE, dt)? {
-            for batch in self.read(&file, None, &[], Fetch::Whole)? {
+        let files = self.files(R::TABLE, dt)?;
+        self.read_ahead(&files, |file| self.read(file, None, &[], Fetch::Whole), |file, batches| {
+            for batch in batches? {
                 let batch = batch?;
                 let records = R::from_batch(&batch)
                     .map_err(|source| Error::Arrow { path: file.key.clone().into(), source })?;
                 f(records)?;
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// The batches of a one-file partition (rollups, derived tables), or none.
@@ -446,6 +498,75 @@ fn sweep(store: &LocalStore) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `n` files of `size` bytes each, named `f0`, `f1`, …
+    fn files(n: usize, size: u64) -> Vec<ObjectMeta> {
+        (0..n).map(|i| ObjectMeta { key: format!("f{i}"), size, etag: String::new() }).collect()
+    }
+
+    /// The most reads `read_ahead` had in flight at once over `files` on a lake whose requests
+    /// are round trips (or not), with the order `f` took the files in. The first `together`
+    /// reads wait for each other (a test fails by timing out if they were not all sent).
+    fn most_in_flight(
+        files: &[ObjectMeta],
+        round_trips: bool,
+        together: usize,
+    ) -> (usize, Vec<String>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = crate::store::tests::Hooked::new(LocalStore::new(dir.path()), |_| Ok(()));
+        store.round_trips = round_trips;
+        let lake = Lake::open(Arc::new(store)).unwrap();
+        let (now, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let (mut taken, meet) = (Vec::new(), crate::store::tests::Together::new(together));
+        let read = |file: &ObjectMeta| {
+            most.fetch_max(now.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+            meet.arrive();
+            now.fetch_sub(1, Ordering::SeqCst);
+            file.key.clone()
+        };
+        lake.read_ahead(files, read, |file, key| {
+            assert_eq!(key, file.key, "each file is handed over with its own read");
+            taken.push(key);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(meet.timed_out(), 0, "the first {together} reads were in flight together");
+        (most.into_inner(), taken)
+    }
+
+    #[test]
+    fn where_reads_are_round_trips_the_next_files_are_read_while_one_is_taken_in_order() {
+        let names = |n: usize| (0..n).map(|i| format!("f{i}")).collect::<Vec<_>>();
+        let ahead = READ_AHEAD + 1;
+        assert_eq!(most_in_flight(&files(9, 1), true, ahead), (ahead, names(9)));
+        // Within the bytes: two files of half the bound each, then one at a time beyond it.
+        let half = READ_AHEAD_BYTES / 2;
+        assert_eq!(most_in_flight(&files(5, half), true, 2), (2, names(5)));
+        assert_eq!(most_in_flight(&files(3, READ_AHEAD_BYTES + 1), true, 1), (1, names(3)));
+        // A local lake reads each file as it is taken.
+        assert_eq!(most_in_flight(&files(9, 1), false, 1), (1, names(9)));
+        assert_eq!(most_in_flight(&[], true, 0), (0, vec![]));
+    }
+
+    #[test]
+    fn read_ahead_stops_at_the_first_error_of_what_takes_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::tests::Hooked::new(LocalStore::new(dir.path()), |_| Ok(()));
+        let lake = Lake::open(Arc::new(store)).unwrap();
+        let mut taken = Vec::new();
+        let err = lake
+            .read_ahead(&files(9, 1), |f| f.key.clone(), |_, key| {
+                taken.push(key.clone());
+                match key.as_str() {
+                    "f2" => Err(Error::Vanished { uri: key }),
+                    _ => Ok(()),
+                }
+            })
+            .unwrap_err();
+        assert!(matches!(&err, Error::Vanished { uri } if uri == "f2"), "{err}");
+        assert_eq!(taken, ["f0", "f1", "f2"]);
+    }
 
     #[test]
     fn any_command_opening_a_local_lake_removes_a_dead_writer_s_temporary_files() {

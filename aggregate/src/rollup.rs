@@ -553,13 +553,17 @@ fn rebuild_from(
     let mut groups: HashMap<Group, HourlyMeasures> = HashMap::default();
     let mut seconds = Seconds::default();
     let mut sessions = Sessions::default();
-    for file in &coverage.events {
+    // The next files are read while one is summed (on S3, where each read is a round trip).
+    let read = |file: &ObjectMeta| {
         // Rows this process wrote come with their keys: `event_id` is neither read nor hashed.
         let known = lake.row_keys().take(&file.key);
-        let read: Vec<&str> =
+        let wanted: Vec<&str> =
             INPUT.into_iter().filter(|c| known.is_none() || *c != "event_id").collect();
+        (known, lake.read(file, Some(&wanted), &GROUPED, Fetch::Whole))
+    };
+    lake.read_ahead(&coverage.events, read, |file, (known, batches)| {
         let mut at = 0;
-        for batch in lake.read(file, Some(&read), &GROUPED, Fetch::Whole)? {
+        for batch in batches? {
             let batch = batch?;
             let rows = batch.num_rows();
             let keys = match &known {
@@ -598,21 +602,24 @@ fn rebuild_from(
             let source = arrow_schema::ArrowError::SchemaError(why);
             return Err(Error::Arrow { path: file.key.clone().into(), source });
         }
-    }
+        Ok(())
+    })?;
     drop(seen);
     // Reduced to a peak per tenant-hour before the spans are read.
     let peaks = peak_seconds(seconds);
     sessions.apply(&mut groups).map_err(|_| overflow(USAGE_HOURLY))?;
     // What the spans of the day add, each span once.
     let mut spans = crate::span_rollup::Spans::default();
-    for file in &coverage.spans {
-        for batch in lake.read(file, Some(&crate::span_rollup::COLUMNS), &GROUPED, Fetch::Whole)? {
+    let read = |file| lake.read(file, Some(&crate::span_rollup::COLUMNS), &GROUPED, Fetch::Whole);
+    lake.read_ahead(&coverage.spans, read, |file, batches| {
+        for batch in batches? {
             spans.add_batch(&batch?, &mut strings).map_err(|e| Error::Arrow {
                 path: file.key.clone().into(),
                 source: arrow_schema::ArrowError::SchemaError(e),
             })?;
         }
-    }
+        Ok(())
+    })?;
     let (agent_rows, mut invocations) =
         spans.rollup(&mut strings).ok_or_else(|| overflow(USAGE_HOURLY))?;
     let span_ids = spans.into_ids();

@@ -226,14 +226,14 @@ impl DedupIndex {
         // first copy of an id kept), and the files marked read only then: a file that fails
         // to read leaves the day as it was.
         let (mut items, mut read) = (Vec::new(), Vec::new());
-        for file in listed {
-            if part.files.contains(file.name()) {
-                continue;
-            }
-            let batches = match lake.read(&file, Some(&columns), &[], Fetch::Ranged) {
+        let new: Vec<ObjectMeta> =
+            listed.into_iter().filter(|f| !part.files.contains(f.name())).collect();
+        let ids = |file| lake.read(file, Some(&columns), &[], Fetch::Ranged);
+        lake.read_ahead(&new, ids, |file, batches| {
+            let batches = match batches {
                 Ok(b) => b,
                 // Compacted away since the listing: its rows are in the merged file.
-                Err(Error::Vanished { .. }) => continue,
+                Err(Error::Vanished { .. }) => return Ok(()),
                 Err(e) => return Err(e),
             };
             for batch in batches {
@@ -243,7 +243,8 @@ impl DedupIndex {
                 items.extend(records.iter().map(|r| (r.identity().key(), r.fingerprint())));
             }
             read.push(file.name().to_owned());
-        }
+            Ok(())
+        })?;
         let before = part.ids.len();
         part.ids.add_all(&items);
         self.entries += part.ids.len() - before;

@@ -554,9 +554,11 @@ pub(crate) enum Op<'a> {
     Footer(&'a str),
     Put(&'a str),
     PutDone(&'a str),
+    /// A read of a Parquet file's rows.
+    Read(&'a str),
 }
 
-/// A local store that calls a hook around its listings, heads, footers and puts, for tests of interleavings
+/// A local store that calls a hook around its listings, heads, footers, puts and reads, for tests of interleavings
 /// (another process racing a writer, a slow or failing put). An error from the hook is the
 /// operation's.
 pub(crate) struct Hooked {
@@ -632,6 +634,7 @@ impl Store for Hooked {
         dictionaries: &[&str],
         fetch: Fetch,
     ) -> Result<Option<Batches>> {
+        (self.hook)(Op::Read(key))?;
         self.inner.read_parquet(key, listed, columns, dictionaries, fetch)
     }
 }
