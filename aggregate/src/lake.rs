@@ -312,15 +312,19 @@ impl Lake {
         mut f: impl FnMut(Vec<R>) -> Result<()>,
     ) -> Result<()> {
         let files = self.files(R::TABLE, dt)?;
-        self.read_ahead(&files, |file| self.read(file, None, &[], Fetch::Whole), |file, batches| {
-            for batch in batches? {
-                let batch = batch?;
-                let records = R::from_batch(&batch)
-                    .map_err(|source| Error::Arrow { path: file.key.clone().into(), source })?;
-                f(records)?;
-            }
-            Ok(())
-        })
+        self.read_ahead(
+            &files,
+            |file| self.read(file, None, &[], Fetch::Whole),
+            |file, batches| {
+                for batch in batches? {
+                    let batch = batch?;
+                    let records = R::from_batch(&batch)
+                        .map_err(|source| Error::Arrow { path: file.key.clone().into(), source })?;
+                    f(records)?;
+                }
+                Ok(())
+            },
+        )
     }
 
     /// The batches of a one-file partition (rollups, derived tables), or none.
@@ -556,13 +560,17 @@ mod tests {
         let lake = Lake::open(Arc::new(store)).unwrap();
         let mut taken = Vec::new();
         let err = lake
-            .read_ahead(&files(9, 1), |f| f.key.clone(), |_, key| {
-                taken.push(key.clone());
-                match key.as_str() {
-                    "f2" => Err(Error::Vanished { uri: key }),
-                    _ => Ok(()),
-                }
-            })
+            .read_ahead(
+                &files(9, 1),
+                |f| f.key.clone(),
+                |_, key| {
+                    taken.push(key.clone());
+                    match key.as_str() {
+                        "f2" => Err(Error::Vanished { uri: key }),
+                        _ => Ok(()),
+                    }
+                },
+            )
             .unwrap_err();
         assert!(matches!(&err, Error::Vanished { uri } if uri == "f2"), "{err}");
         assert_eq!(taken, ["f0", "f1", "f2"]);

@@ -14,9 +14,8 @@
 //! keep it: rollups, compaction and every reader count each id once.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use agentmeter_schemas::UsageEvent;
 use agentmeter_schemas::tables::USAGE_EVENTS;
@@ -32,11 +31,13 @@ use crate::store::{Fetch, ObjectMeta, REQUESTS_AT_ONCE, concurrently};
 
 mod ahead;
 mod ids;
+mod listing;
 mod records;
 mod upload;
 use ahead::AheadLink;
 pub use ahead::{AheadReport, RollupsAhead};
 use ids::IdIndex;
+use listing::{ListedAhead, ListedAt, Listing};
 use records::Records;
 use upload::Uploads;
 
@@ -293,6 +294,8 @@ struct Committer<R> {
     uploads: Uploads,
     /// Where listings are round trips: when each day was last listed for a commit.
     listed_at: Option<Arc<ListedAt>>,
+    /// Listings the batches before sent ahead.
+    listed_ahead: ListedAhead,
 }
 
 /// Records on their way to the committer, each with its identity's key and content
@@ -307,93 +310,14 @@ struct Batch<R> {
     seq: u64,
     /// Its days' listings, started when it was handed over (where requests are slow).
     listed: Option<Listing>,
-}
-
-/// The data files of each of a batch's days.
-type Listed = Result<Vec<(NaiveDate, Vec<ObjectMeta>)>>;
-
-/// A batch's days' data files, listed on a thread of their own. Dropped unread (a commit
-/// before it failed), it waits for its thread: no listing outlives the writer, nor makes a
-/// request on a runtime that is shutting down as the run stops.
-struct Listing {
-    rx: mpsc::Receiver<Listed>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Listing {
-    fn start(list: impl FnOnce() -> Listed + Send + 'static) -> Self {
-        let (tx, rx) = mpsc::sync_channel(1);
-        let thread = std::thread::spawn(move || {
-            let _ = tx.send(list());
-        });
-        Self { rx, thread: Some(thread) }
-    }
-
-    /// The listing. A thread that ended without one panicked: its panic goes on in the caller
-    /// (the committer, whose panic the writer raises), since reading no listing as "no files"
-    /// would commit the batch without the day's ids stored before it.
-    fn recv(mut self) -> Listed {
-        match self.rx.recv() {
-            Ok(listed) => listed,
-            Err(_) => {
-                let panic = self.thread.take().and_then(|t| t.join().err());
-                std::panic::resume_unwind(
-                    panic.unwrap_or_else(|| Box::new("a day listing ended without an answer")),
-                )
-            }
-        }
-    }
-}
-
-impl Drop for Listing {
-    fn drop(&mut self) {
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// How long a day's listing stays good for the commits after it where each listing is a
-/// round trip (S3): a writer committing a day batch after batch lists it at most about once
-/// [`LISTING_FRESH`], not once a batch (a LIST per 10,000-event Lambda batch otherwise). A file
-/// another writer puts for the day meanwhile is seen at the next listing; the ids it shares
-/// with the batches before are stored again, and every reader counts them once, as when two
-/// writers store one id at the same moment.
-const LISTING_FRESH: Duration = Duration::from_secs(1);
-
-/// When each day's data files were last listed for a commit, where listings are reused
-/// ([`LISTING_FRESH`]): by the writer as it hands a batch over, or by the committer.
-#[derive(Default)]
-struct ListedAt(Mutex<HashMap<NaiveDate, Instant>>);
-
-impl ListedAt {
-    /// Of `days`, those to list now, recorded as listed now: each not listed in the last
-    /// [`LISTING_FRESH`], or whose ids are not `held` (an evicted day is read again).
-    fn due(
-        &self,
-        days: impl IntoIterator<Item = NaiveDate>,
-        held: impl Fn(NaiveDate) -> bool,
-    ) -> Vec<NaiveDate> {
-        let now = Instant::now();
-        let mut at = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let fresh =
-            |dt| at.get(&dt).is_some_and(|&t| now.saturating_duration_since(t) <= LISTING_FRESH);
-        let due: Vec<NaiveDate> = days.into_iter().filter(|&dt| !(held(dt) && fresh(dt))).collect();
-        at.extend(due.iter().map(|&dt| (dt, now)));
-        due
-    }
-}
-
-/// The data files of each of `days`, listed side by side: on S3 each listing is a round trip,
-/// and the days are independent.
-fn list_days<R: LakeRecord>(lake: &Lake, days: Vec<NaiveDate>) -> Listed {
-    let listed = concurrently(days.clone(), REQUESTS_AT_ONCE, |dt| lake.files(R::TABLE, dt))?;
-    Ok(days.into_iter().zip(listed).collect())
+    /// The listing of the day after its last, for the batches after it (where requests are
+    /// slow: [`ListedAhead`]).
+    ahead: Option<Listing>,
 }
 
 impl<R: LakeRecord> Batch<R> {
     fn with_capacity(n: usize) -> Self {
-        Self { records: Records::with_capacity(n), bytes: 0, seq: 0, listed: None }
+        Self { records: Records::with_capacity(n), bytes: 0, seq: 0, listed: None, ahead: None }
     }
 
     /// The days its records fall on.
@@ -422,7 +346,7 @@ impl<R: LakeRecord> Committer<R> {
         let dates: Vec<NaiveDate> =
             runs.iter().map(|run| partition_of(&batch.records[run[0]])).collect::<Result<_>>()?;
         let days: BTreeSet<NaiveDate> = dates.iter().copied().collect();
-        let mut listings = self.listings(&days, batch.listed.take())?;
+        let mut listings = self.listings(&days, batch.listed.take(), batch.ahead.take())?;
         let mut written = BTreeSet::new();
         for (run, dt) in runs.into_iter().zip(dates) {
             let listed = listings.remove(&dt).unwrap_or_default();
@@ -444,20 +368,27 @@ impl<R: LakeRecord> Committer<R> {
         self.uploads.committed(seq, written)
     }
 
-    /// The data files of each of `days` now, or as `listed` when the batch was handed over;
-    /// none for a day listed at most [`LISTING_FRESH`] ago where listings are reused (its
-    /// files since are this writer's own, already in the index). A day whose ids were evicted
-    /// from the index is listed again once every file handed to the uploads is put: its files
-    /// still going up were in no earlier listing, and their ids are no longer held.
+    /// The data files of each of `days` now, or as `listed` when the batch was handed over,
+    /// or as listed ahead by a batch before; none for a day listed at most
+    /// [`listing::LISTING_FRESH`] ago where listings are reused (its files since are this
+    /// writer's own, already in the index). A day whose ids were evicted from the index is
+    /// listed again once every file handed to the uploads is put: its files still going up
+    /// were in no earlier listing, and their ids are no longer held. `ahead` is kept for the
+    /// batches after.
     fn listings(
         &mut self,
         days: &BTreeSet<NaiveDate>,
         listed: Option<Listing>,
+        ahead: Option<Listing>,
     ) -> Result<HashMap<NaiveDate, Vec<ObjectMeta>>> {
         let mut out: HashMap<NaiveDate, Vec<ObjectMeta>> = match listed {
             Some(listed) => listed.recv()?.into_iter().collect(),
             None => HashMap::new(),
         };
+        self.listed_ahead.take(days, &mut out)?;
+        if let Some(ahead) = ahead {
+            self.listed_ahead.keep(ahead);
+        }
         let evicted: Vec<NaiveDate> =
             days.iter().copied().filter(|dt| self.index.evicted.contains(dt)).collect();
         if !evicted.is_empty() {
@@ -471,7 +402,7 @@ impl<R: LakeRecord> Committer<R> {
             Some(listed_at) => listed_at.due(unlisted, |dt| self.index.parts.contains_key(&dt)),
             None => unlisted.collect(),
         };
-        out.extend(list_days::<R>(&self.lake, missing)?);
+        out.extend(listing::list_days::<R>(&self.lake, missing)?);
         Ok(out)
     }
 
@@ -621,6 +552,7 @@ impl<R: LakeRecord> EventWriter<R> {
             stats: WriteStats::default(),
             uploads: Uploads::new(lake.store().clone(), ahead.clone(), lake.row_keys().clone()),
             listed_at: listed_at.clone(),
+            listed_ahead: ListedAhead::default(),
         };
         let (tx, rx) = mpsc::sync_channel::<Msg<R>>(0);
         let worker = std::thread::spawn(move || {
@@ -689,8 +621,11 @@ impl<R: LakeRecord> EventWriter<R> {
             // still held, the committer checks).
             let stale = listed_at.due(days.iter().copied(), |_| true);
             if !stale.is_empty() {
-                let lake = self.lake.clone();
-                batch.listed = Some(Listing::start(move || list_days::<R>(&lake, stale)));
+                batch.listed = Some(Listing::of::<R>(&self.lake, stale));
+            }
+            let next = listing::day_after(&days, listed_at);
+            if !next.is_empty() {
+                batch.ahead = Some(Listing::of::<R>(&self.lake, next));
             }
         }
         if let Some(ahead) = &self.ahead {

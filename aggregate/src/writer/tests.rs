@@ -784,6 +784,47 @@ fn the_days_rollup_states_are_read_side_by_side_where_requests_are_round_trips()
     assert_eq!(footers.timed_out(), 0);
 }
 
+/// Where listings are round trips, the day after a batch's last is listed as the batch is
+/// handed over, before any record of it is pushed, and the batch that holds it is committed
+/// with that listing rather than waiting on one of its own.
+#[test]
+fn the_day_after_a_batch_s_last_is_listed_ahead_and_that_listing_is_used() {
+    use crate::store::tests::{Hooked, Op};
+    let dir = tempfile::tempdir().unwrap();
+    Lake::open_dir(dir.path()).unwrap();
+    let lists = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (seen, listed) = std::sync::mpsc::channel::<String>();
+    let (l, seen) = (lists.clone(), std::sync::Mutex::new(seen));
+    let store = Hooked::new(crate::store::LocalStore::new(dir.path()), move |op| {
+        if let Op::List(p) = op
+            && p.starts_with("usage_events/dt=")
+        {
+            l.lock().unwrap().push(p.to_owned());
+            let _ = seen.lock().unwrap().send(p.to_owned());
+        }
+        Ok(())
+    });
+    let lake = Lake::open(std::sync::Arc::new(store)).unwrap();
+    let opts = WriterOptions { batch_rows: 2, ..small() };
+    let mut w = EventWriter::new(&lake, opts);
+    w.push(ev("a", "t1", DAY0, 1)).unwrap();
+    w.push(ev("b", "t1", DAY0 + 1, 1)).unwrap();
+    // The first batch (day 1) is handed over: day 2 is listed before any of its records.
+    let wait = std::time::Duration::from_secs(10);
+    let mut early = Vec::new();
+    while !early.iter().any(|p: &String| p.contains("2026-10-02")) {
+        early.push(listed.recv_timeout(wait).expect("day 2 listed ahead"));
+    }
+    w.push(ev("c", "t1", DAY0 + 86_400_000, 1)).unwrap();
+    w.push(ev("d", "t1", DAY0 + 86_400_001, 1)).unwrap();
+    let (stats, _) = w.finish_without_rollups().unwrap();
+    assert_eq!(stats.written, 4);
+    let lists = lists.lock().unwrap().clone();
+    let of = |d: &str| lists.iter().filter(|p| p.contains(d)).count();
+    // Each day listed once: day 2 ahead of its batch, day 3 ahead of a batch that never came.
+    assert_eq!((of("2026-10-01"), of("2026-10-02"), of("2026-10-03")), (1, 1, 1), "{lists:?}");
+}
+
 /// A batch dropped with its listing still going (a commit before it failed) waits for the
 /// listing's thread: none outlives the writer, nor makes a request on a runtime that is
 /// shutting down as the run stops (a panic on a fault storm's failing run, before).
@@ -792,7 +833,7 @@ fn a_listing_dropped_unread_waits_for_its_thread() {
     use std::sync::atomic::{AtomicBool, Ordering};
     let done = std::sync::Arc::new(AtomicBool::new(false));
     let flag = done.clone();
-    let listing = super::Listing::start(move || {
+    let listing = super::Listing::start(Vec::new(), move || {
         std::thread::sleep(std::time::Duration::from_millis(50));
         flag.store(true, Ordering::SeqCst);
         Ok(Vec::new())
@@ -805,7 +846,7 @@ fn a_listing_dropped_unread_waits_for_its_thread() {
 /// a day with no files, and the batch committed without the ids stored for the day.
 #[test]
 fn a_listing_whose_thread_panicked_raises_its_panic_when_read() {
-    let listing = super::Listing::start(|| panic!("the listing failed"));
+    let listing = super::Listing::start(Vec::new(), || panic!("the listing failed"));
     let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| listing.recv()));
     let panic = read.expect_err("a panicked listing was read as a listing");
     assert_eq!(panic.downcast_ref::<&str>(), Some(&"the listing failed"));

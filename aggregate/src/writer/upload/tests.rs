@@ -361,7 +361,7 @@ fn a_listing_older_than_a_second_is_made_again() {
     let other = Lake::open_dir(dir.path()).unwrap();
     let (s, _) = pushed(&other, small(), &[("c", 0)]).finish_without_rollups().unwrap();
     assert_eq!(s.written, 1);
-    std::thread::sleep(super::super::LISTING_FRESH + Duration::from_millis(200));
+    std::thread::sleep(super::super::listing::LISTING_FRESH + Duration::from_millis(200));
     w.push(ev("c", "t1", DAY0 + 3, 1)).unwrap();
     w.push(ev("d", "t1", DAY0 + 4, 1)).unwrap();
     let (stats, _) = w.finish_without_rollups().unwrap();
