@@ -387,6 +387,83 @@ fn parquet_bytes(schema: arrow_schema::SchemaRef, columns: Vec<arrow_array::Arra
     Bytes::from(buf)
 }
 
+/// A ranged read fetches a row group's columns in one GET where they lie near each other, and
+/// in GETs side by side where a column not asked for (larger than `RANGE_GAP`) lies between:
+/// before, one GET after another per column.
+#[test]
+fn s3_ranged_reads_fetch_nearby_columns_in_one_get() {
+    use agentmeter_testkit::faults::{FaultProxy, Plan};
+    use arrow_array::cast::AsArray;
+    use arrow_array::{Int64Array, StringArray};
+    let moto = agentmeter_testkit::moto::MotoServer::start();
+    let (direct, _rt) = moto_store(&moto, "lakes", "", S3StoreOptions::default());
+    let field = |n: &str, t| arrow_schema::Field::new(n, t, false);
+    let (int, text) = (arrow_schema::DataType::Int64, arrow_schema::DataType::Utf8);
+    let schema = std::sync::Arc::new(arrow_schema::Schema::new(vec![
+        field("a", int.clone()),
+        field("big", text),
+        field("c", int.clone()),
+        field("d", int),
+    ]));
+    // 4,000 distinct 600-byte strings: about 2.4 MB, more than the gap, stored plain.
+    let big: Vec<String> = (0..4000u64)
+        .map(|i| {
+            (0..40)
+                .map(|j| format!("{:015x}", (i * 40 + j).wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+                .collect()
+        })
+        .collect();
+    let n = |k: i64| {
+        std::sync::Arc::new(Int64Array::from((0..4000).map(|i| i * k).collect::<Vec<i64>>()))
+    };
+    let buf =
+        parquet_bytes(schema, vec![n(1), std::sync::Arc::new(StringArray::from(big)), n(2), n(3)]);
+    assert!(buf.len() as u64 > 2 * super::s3::RANGE_GAP);
+    let key = "usage_events/dt=2026-10-01/part-0123456789abcdef0123456789abcdef.parquet";
+    direct.put(key, buf, Condition::Absent).unwrap();
+    let listed = direct.head(key).unwrap().unwrap();
+    let proxy = FaultProxy::start(moto.port(), Plan::seeded(0));
+    let (store, _rt2) = store_at(&proxy.endpoint(), "lakes", "", S3StoreOptions::default(), false);
+    let read = |columns: &[&str]| {
+        let before = proxy.operations().get("GetObject(Range)").copied().unwrap_or(0);
+        let batches: Vec<_> = store
+            .read_parquet(key, Some(&listed), Some(columns), &[], Fetch::Ranged)
+            .unwrap()
+            .unwrap()
+            .collect::<Result<_>>()
+            .unwrap();
+        let sums: Vec<i64> = (0..batches[0].num_columns())
+            .map(|c| {
+                batches
+                    .iter()
+                    .map(|b| {
+                        b.column(c)
+                            .as_primitive::<arrow_array::types::Int64Type>()
+                            .iter()
+                            .flatten()
+                            .sum::<i64>()
+                    })
+                    .sum()
+            })
+            .collect();
+        (proxy.operations()["GetObject(Range)"] - before, sums)
+    };
+    let total = 4000 * 3999 / 2;
+    // The footer, then c and d together.
+    assert_eq!(read(&["c", "d"]), (2, vec![2 * total, 3 * total]));
+    // The footer, then a and c apart, side by side.
+    assert_eq!(read(&["a", "c", "d"]), (3, vec![total, 2 * total, 3 * total]));
+}
+
+#[test]
+fn nearby_byte_ranges_are_coalesced_in_order() {
+    use super::s3::coalesce;
+    assert_eq!(coalesce(&[], 10), Vec::<std::ops::Range<u64>>::new());
+    assert_eq!(coalesce(&[30..40, 0..10, 12..20], 2), [0..20, 30..40]);
+    assert_eq!(coalesce(&[30..40, 0..10, 12..20], 1), [0..10, 12..20, 30..40]);
+    assert_eq!(coalesce(&[0..50, 10..20, 45..60, 70..70], 10), [0..70]);
+}
+
 #[test]
 fn s3_bodies_cut_off_mid_transfer_are_read_again() {
     use agentmeter_testkit::faults::{Fault, FaultProxy, Schedule};
