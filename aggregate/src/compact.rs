@@ -22,7 +22,7 @@ use crate::lake::Lake;
 use crate::layout;
 use crate::parquet_io::{encode, properties};
 use crate::record::LakeRecord;
-use crate::store::{Condition, Fetch};
+use crate::store::{Condition, Fetch, concurrently};
 
 /// What a compaction did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -127,10 +127,11 @@ fn compact_partition<R: LakeRecord>(
         lake.store().put(&key, bytes, Condition::Absent)?;
         written.insert(key);
     }
-    // Only now that every row is in a merged file: the files read go.
-    for file in files.iter().filter(|f| !written.contains(&f.key)) {
-        lake.store().delete(&file.key)?;
-    }
+    // Only now that every row is in a merged file: the files read go, side by side where
+    // each delete is a round trip (S3).
+    let gone: Vec<&str> =
+        files.iter().filter(|f| !written.contains(&f.key)).map(|f| f.key.as_str()).collect();
+    concurrently(gone, lake.requests_at_once(), |key| lake.store().delete(key))?;
     Ok(Some((files.len() as u64, written.len() as u64, rows.len() as u64, duplicates)))
 }
 
@@ -194,6 +195,31 @@ mod tests {
         let mut w: EventWriter = EventWriter::new(&lake, WriterOptions::default());
         w.push(ev(3)).unwrap();
         assert_eq!(w.finish().unwrap().duplicates, 1);
+    }
+
+    /// Where requests are round trips, the files merged away are deleted side by side, and
+    /// read ahead of the one being merged.
+    #[test]
+    fn where_requests_are_round_trips_the_merged_files_are_read_and_deleted_side_by_side() {
+        use crate::store::tests::{Hooked, Op, Together};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let before = sorted(small_files(dir.path(), 7).events(dt()).unwrap());
+        let (reads, deletes) = (Arc::new(Together::new(5)), Arc::new(Together::new(7)));
+        let (r, d) = (reads.clone(), deletes.clone());
+        let store = Hooked::new(crate::store::LocalStore::new(dir.path()), move |op| {
+            match op {
+                Op::Read(k) if k.starts_with("usage_events/") => r.arrive(),
+                Op::Delete(k) if k.starts_with("usage_events/") => d.arrive(),
+                _ => {}
+            }
+            Ok(())
+        });
+        let lake = Lake::open(Arc::new(store)).unwrap();
+        let stats = compact::<UsageEvent>(&lake, &BTreeSet::new(), 1000).unwrap();
+        assert_eq!((stats.files_before, stats.files_after, stats.rows), (7, 1, 70));
+        assert_eq!((reads.timed_out(), deletes.timed_out()), (0, 0));
+        assert_eq!(sorted(lake.events(dt()).unwrap()), before);
     }
 
     #[test]

@@ -795,7 +795,7 @@ impl Lake {
 
     /// Independent requests worth sending side by side: where each is a round trip (S3),
     /// [`REQUESTS_AT_ONCE`]; a local directory answers at once, so one at a time there.
-    fn requests_at_once(&self) -> usize {
+    pub(crate) fn requests_at_once(&self) -> usize {
         if self.store().round_trips() { REQUESTS_AT_ONCE } else { 1 }
     }
 }

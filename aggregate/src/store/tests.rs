@@ -633,9 +633,10 @@ pub(crate) enum Op<'a> {
     PutDone(&'a str),
     /// A read of a Parquet file's rows.
     Read(&'a str),
+    Delete(&'a str),
 }
 
-/// A local store that calls a hook around its listings, heads, footers, puts and reads, for tests of interleavings
+/// A local store that calls a hook around its listings, heads, footers, puts, reads and deletes, for tests of interleavings
 /// (another process racing a writer, a slow or failing put). An error from the hook is the
 /// operation's.
 pub(crate) struct Hooked {
@@ -697,6 +698,7 @@ impl Store for Hooked {
         Ok(put)
     }
     fn delete(&self, key: &str) -> Result<()> {
+        (self.hook)(Op::Delete(key))?;
         self.inner.delete(key)
     }
     fn parquet_footer(&self, key: &str) -> Result<Option<(Arc<ParquetMetaData>, String)>> {
