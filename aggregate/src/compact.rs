@@ -43,7 +43,7 @@ pub struct CompactStats {
 }
 
 /// Compacts every partition of `R`'s table in `days` (all when empty) that has more than one
-/// file, into files of at most `max_rows` rows.
+/// file, into files of at most `max_rows` rows (on S3 a day a core at once).
 ///
 /// # Errors
 ///
@@ -54,28 +54,52 @@ pub fn compact<R: LakeRecord>(
     days: &BTreeSet<NaiveDate>,
     max_rows: usize,
 ) -> Result<CompactStats> {
-    let mut stats = CompactStats::default();
-    for dt in lake.partitions(R::TABLE)? {
-        if !days.is_empty() && !days.contains(&dt) {
-            continue;
-        }
+    // Where each request is a round trip (S3), a day a core at once: a day mostly waits on
+    // its listing, reads, put and deletes. A local lake, a day at a time. Either way each day
+    // in flight holds its rows in memory.
+    let at_once = if lake.store().round_trips() {
+        std::thread::available_parallelism().map_or(2, usize::from)
+    } else {
+        1
+    };
+    compact_days::<R>(lake, days, max_rows, at_once)
+}
+
+/// [`compact`], `at_once` days at a time.
+fn compact_days<R: LakeRecord>(
+    lake: &Lake,
+    days: &BTreeSet<NaiveDate>,
+    max_rows: usize,
+    at_once: usize,
+) -> Result<CompactStats> {
+    let todo: Vec<NaiveDate> = lake
+        .partitions(R::TABLE)?
+        .into_iter()
+        .filter(|dt| days.is_empty() || days.contains(dt))
+        .collect();
+    let done = concurrently(todo, at_once, |dt| {
         match compact_partition::<R>(lake, dt, max_rows) {
             Ok(Some((before, after, rows, duplicates))) => {
-                stats.partitions += 1;
-                stats.files_before += before;
-                stats.files_after += after;
-                stats.rows += rows;
-                stats.duplicates += duplicates;
-                stats.days.insert(dt);
                 tracing::info!(table = R::TABLE, %dt, before, after, rows, duplicates, "Partition compacted.");
+                Ok(Some((dt, (before, after, rows, duplicates))))
             }
-            Ok(None) => {}
+            Ok(None) => Ok(None),
             // Another compaction took some of the files first: its result stands.
             Err(Error::Vanished { uri }) => {
                 tracing::info!(table = R::TABLE, %dt, %uri, "Partition compacted by another process meanwhile; skipped.");
+                Ok(None)
             }
-            Err(e) => return Err(e),
+            Err(e) => Err(e),
         }
+    })?;
+    let mut stats = CompactStats::default();
+    for (dt, (before, after, rows, duplicates)) in done.into_iter().flatten() {
+        stats.partitions += 1;
+        stats.files_before += before;
+        stats.files_after += after;
+        stats.rows += rows;
+        stats.duplicates += duplicates;
+        stats.days.insert(dt);
     }
     Ok(stats)
 }
@@ -220,6 +244,47 @@ mod tests {
         assert_eq!((stats.files_before, stats.files_after, stats.rows), (7, 1, 70));
         assert_eq!((reads.timed_out(), deletes.timed_out()), (0, 0));
         assert_eq!(sorted(lake.events(dt()).unwrap()), before);
+    }
+
+    /// Days compacted side by side: both days' listings in flight together.
+    #[test]
+    fn days_are_compacted_side_by_side() {
+        use crate::store::tests::{Hooked, Op, Together};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open_dir(dir.path()).unwrap();
+        let mut w: EventWriter = EventWriter::new(&lake, WriterOptions::default());
+        for c in 0..3 {
+            for d in 0..2 {
+                w.push(crate::writer::tests::ev(
+                    &format!("e{c}{d}"),
+                    "t1",
+                    1_790_841_600_000 + d * 86_400_000,
+                    1,
+                ))
+                .unwrap();
+            }
+            w.commit().unwrap();
+        }
+        w.finish().unwrap();
+        let lists = Arc::new(Together::new(2));
+        let l = lists.clone();
+        let store = Hooked::new(crate::store::LocalStore::new(dir.path()), move |op| {
+            if let Op::List(p) = op
+                && p.starts_with("usage_events/dt=")
+            {
+                l.arrive();
+            }
+            Ok(())
+        });
+        let lake = Lake::open(Arc::new(store)).unwrap();
+        let stats = compact_days::<UsageEvent>(&lake, &BTreeSet::new(), 1000, 2).unwrap();
+        assert_eq!(
+            (stats.partitions, stats.files_before, stats.files_after, stats.rows),
+            (2, 6, 2, 6)
+        );
+        assert_eq!(lists.timed_out(), 0);
+        assert_eq!(stats.days.len(), 2);
     }
 
     #[test]
