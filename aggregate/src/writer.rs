@@ -37,7 +37,7 @@ mod upload;
 use ahead::AheadLink;
 pub use ahead::{AheadReport, RollupsAhead};
 use ids::IdIndex;
-use listing::{ListedAhead, ListedAt, Listing};
+use listing::{ListedAhead, ListedAt, Listing, StaleChecks};
 use records::Records;
 use upload::Uploads;
 
@@ -296,6 +296,9 @@ struct Committer<R> {
     listed_at: Option<Arc<ListedAt>>,
     /// Listings the batches before sent ahead.
     listed_ahead: ListedAhead,
+    /// Where requests are round trips and no rollups ahead are told of the days written: the
+    /// rollup checks of days met with nothing new, in flight.
+    checks: Option<StaleChecks>,
 }
 
 /// Records on their way to the committer, each with its identity's key and content
@@ -366,6 +369,13 @@ impl<R: LakeRecord> Committer<R> {
         // The batch's records are freed here; its last file may still be going up.
         drop(batch);
         self.uploads.committed(seq, written)
+    }
+
+    /// Adds the days whose rollup checks found them stale to the days written.
+    fn settle_checks(&mut self) {
+        if let Some(checks) = &mut self.checks {
+            checks.settle(&mut self.touched);
+        }
     }
 
     /// The data files of each of `days` now, or as `listed` when the batch was handed over,
@@ -443,9 +453,9 @@ impl<R: LakeRecord> Committer<R> {
             // Nothing new, as when a run killed before its rollups is run again: the records
             // are in the lake, and their day is rolled up now if that run never did.
             if self.checked.insert(dt) {
-                let stale = crate::rollup::rollup_state(&self.lake, dt)
-                    .map_or(true, |s| matches!(s, crate::rollup::RollupState::Stale { .. }));
-                if stale {
+                if let Some(checks) = &mut self.checks {
+                    checks.start(&self.lake, dt, &mut self.touched);
+                } else if listing::is_stale(&self.lake, dt) {
                     self.touched.insert(dt);
                     return Ok(true);
                 }
@@ -553,6 +563,7 @@ impl<R: LakeRecord> EventWriter<R> {
             uploads: Uploads::new(lake.store().clone(), ahead.clone(), lake.row_keys().clone()),
             listed_at: listed_at.clone(),
             listed_ahead: ListedAhead::default(),
+            checks: (listed_at.is_some() && ahead.is_none()).then(StaleChecks::default),
         };
         let (tx, rx) = mpsc::sync_channel::<Msg<R>>(0);
         let worker = std::thread::spawn(move || {
@@ -570,10 +581,12 @@ impl<R: LakeRecord> EventWriter<R> {
                         let _ = reply.send(());
                     }
                     Msg::TakeTouched(reply) => {
+                        committer.settle_checks();
                         let _ = reply.send(std::mem::take(&mut committer.touched));
                     }
                 }
             }
+            committer.settle_checks();
             (committer, None)
         });
         Self {

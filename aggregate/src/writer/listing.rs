@@ -1,7 +1,9 @@
-//! A commit's listings of its days' data files where each listing is a round trip (S3): sent
-//! as a batch is handed over, while the batch before is committed, and for the day after the
-//! batch's last one batch ahead, so that in input in time order the committer, which every
-//! record goes through, does not wait on a listing for each day it meets.
+//! A commit's requests about its days where each is a round trip (S3), kept off the
+//! committer, which every record goes through. The listings of a batch's days' data files are
+//! sent as the batch is handed over, while the batch before is committed, and for the day after
+//! the batch's last one batch ahead, so that in input in time order the committer does not wait
+//! on a listing for each day it meets. A day met with nothing new has its rollups checked on a
+//! thread of its own ([`StaleChecks`]).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, mpsc};
@@ -167,6 +169,54 @@ impl ListedAhead {
         self.files.retain(|_, (at, _)| fresh(*at));
         Ok(())
     }
+}
+
+/// Checks, each on a thread of its own, of whether the rollups of a day met with nothing new
+/// are stale (a run killed before its rollups, run again): two round trips a day that the
+/// committer need not wait for. Settled before the days written are taken; dropped, it waits
+/// for its threads (none makes a request on a runtime that is shutting down).
+#[derive(Default)]
+pub(super) struct StaleChecks(Vec<(NaiveDate, JoinHandle<bool>)>);
+
+/// Checks in flight at most; beyond, the oldest is settled first.
+const CHECKS_AT_ONCE: usize = 16;
+
+impl StaleChecks {
+    /// Starts the check of `dt`, settling the oldest into `stale` if too many are in flight.
+    pub(super) fn start(&mut self, lake: &Lake, dt: NaiveDate, stale: &mut BTreeSet<NaiveDate>) {
+        if self.0.len() >= CHECKS_AT_ONCE {
+            let (day, check) = self.0.remove(0);
+            settle(day, check, stale);
+        }
+        let lake = lake.clone();
+        self.0.push((dt, std::thread::spawn(move || is_stale(&lake, dt))));
+    }
+
+    /// Waits for every check, adding the stale days to `stale`.
+    pub(super) fn settle(&mut self, stale: &mut BTreeSet<NaiveDate>) {
+        for (day, check) in self.0.drain(..) {
+            settle(day, check, stale);
+        }
+    }
+}
+
+impl Drop for StaleChecks {
+    fn drop(&mut self) {
+        self.settle(&mut BTreeSet::new());
+    }
+}
+
+fn settle(day: NaiveDate, check: JoinHandle<bool>, stale: &mut BTreeSet<NaiveDate>) {
+    // A check that failed (or panicked) counts as stale: the day is rolled up again.
+    if check.join().unwrap_or(true) {
+        stale.insert(day);
+    }
+}
+
+/// Whether `dt`'s rollups are not current (or cannot be read).
+pub(super) fn is_stale(lake: &Lake, dt: NaiveDate) -> bool {
+    crate::rollup::rollup_state(lake, dt)
+        .map_or(true, |s| matches!(s, crate::rollup::RollupState::Stale { .. }))
 }
 
 #[cfg(test)]

@@ -243,6 +243,31 @@ fn a_rerun_that_finds_everything_written_rolls_up_the_days_the_crashed_run_did_n
     assert_eq!(w.finish().unwrap().rollups, 0);
 }
 
+/// Where requests are round trips, the rollup checks of the days met with nothing new go on
+/// threads of their own, side by side, and the stale days are still rolled up at the end.
+#[test]
+fn a_rerun_checks_its_days_rollups_side_by_side_where_requests_are_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = [ev("a", "t1", DAY0, 1), ev("b", "t1", DAY0 + 86_400_000, 2)];
+    let mut w = EventWriter::new(&Lake::open_dir(dir.path()).unwrap(), small());
+    for e in &events {
+        w.push(e.clone()).unwrap();
+    }
+    w.commit().unwrap();
+    drop(w);
+    // Two days, three rollup footers each: all six in flight together.
+    let (lake, footers) = crate::store::tests::lake_where_rollup_footers_meet(dir.path(), 6);
+    let mut w = EventWriter::new(&lake, small());
+    for e in &events {
+        w.push(e.clone()).unwrap();
+    }
+    let s = w.finish().unwrap();
+    assert_eq!((s.written, s.duplicates, s.rollups), (0, 2, 2));
+    assert_eq!(footers.timed_out(), 0);
+    assert!(lake.stale_rollups(period().0, period().1).unwrap().is_empty());
+    assert_eq!(lake.hourly(day(2)).unwrap()[0].1.tokens.input, 2);
+}
+
 #[test]
 fn a_partition_whose_rollup_fails_never_blocks_the_others_and_is_named() {
     let dir = tempfile::tempdir().unwrap();
