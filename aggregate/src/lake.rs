@@ -34,11 +34,11 @@ struct LakeMarker {
 const MARKER_FORMAT: &str = "agentmeter-lake";
 
 /// Files [`Lake::read_ahead`] reads ahead of the one taken where each read is a round trip.
-pub const READ_AHEAD: usize = 4;
+pub(crate) const READ_AHEAD: usize = 4;
 
-/// Bytes of data files (the one taken included) [`Lake::read_ahead`] holds read or in flight
-/// at most, beyond the one taken alone: a file read whole is in memory until taken.
-pub const READ_AHEAD_BYTES: u64 = 16 << 20;
+/// Bytes of data files [`Lake::read_ahead`] holds read or in flight at most, the one taken
+/// included (which alone may hold more): a file read whole is in memory until taken.
+pub(crate) const READ_AHEAD_BYTES: u64 = 16 << 20;
 
 /// A lake. Cheap to clone; shared by every thread of a process.
 #[derive(Debug, Clone)]
@@ -224,8 +224,8 @@ impl Lake {
 
     /// `read` (a [`Lake::read`], and what goes with it) of each of `files`, handed to `f` in
     /// their order. Where each read is a round trip (S3), the reads of the next files are in
-    /// flight while `f` takes one: up to [`READ_AHEAD`] files beyond it, within
-    /// [`READ_AHEAD_BYTES`], so a day of many files waits about a round trip per few files
+    /// flight while `f` takes one: up to `READ_AHEAD` files beyond it, within
+    /// `READ_AHEAD_BYTES`, so a day of many files waits about a round trip per few files
     /// rather than one per file. The first error `f` returns ends the reading (reads in
     /// flight are finished and dropped).
     ///
