@@ -249,8 +249,7 @@ mod tests {
     /// Days compacted side by side: both days' listings in flight together.
     #[test]
     fn days_are_compacted_side_by_side() {
-        use crate::store::tests::{Hooked, Op, Together};
-        use std::sync::Arc;
+        use crate::store::tests::Op;
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::open_dir(dir.path()).unwrap();
         let mut w: EventWriter = EventWriter::new(&lake, WriterOptions::default());
@@ -267,17 +266,11 @@ mod tests {
             w.commit().unwrap();
         }
         w.finish().unwrap();
-        let lists = Arc::new(Together::new(2));
-        let l = lists.clone();
-        let store = Hooked::new(crate::store::LocalStore::new(dir.path()), move |op| {
-            if let Op::List(p) = op
-                && p.starts_with("usage_events/dt=")
-            {
-                l.arrive();
-            }
-            Ok(())
-        });
-        let lake = Lake::open(Arc::new(store)).unwrap();
+        let (lake, lists) = crate::store::tests::lake_where_meet(
+            dir.path(),
+            2,
+            |op| matches!(op, Op::List(p) if p.starts_with("usage_events/dt=")),
+        );
         let stats = compact_days::<UsageEvent>(&lake, &BTreeSet::new(), 1000, 2).unwrap();
         assert_eq!(
             (stats.partitions, stats.files_before, stats.files_after, stats.rows),

@@ -334,7 +334,7 @@ mod tests {
 
     #[test]
     fn the_files_of_a_runs_sources_are_checked_side_by_side() {
-        use crate::store::tests::{Hooked, Op, Together};
+        use crate::store::tests::Op;
         let dir = tempfile::tempdir().unwrap();
         let sources: Vec<_> =
             (0..6).map(|i| SourceUri::new(format!("file:///in/{i}.ndjson"))).collect();
@@ -345,17 +345,11 @@ mod tests {
         q.finish().unwrap();
         // The next run finds four of them clean and one still refusing a record (the sixth
         // is not read); the four files to check for go out together.
-        let heads = std::sync::Arc::new(Together::new(4));
-        let meet = heads.clone();
-        let store = Hooked::new(crate::store::LocalStore::new(dir.path()), move |op| {
-            if let Op::Head(k) = op
-                && k.starts_with("_quarantine/")
-            {
-                meet.arrive();
-            }
-            Ok(())
-        });
-        let lake = Lake::open(std::sync::Arc::new(store)).unwrap();
+        let (lake, heads) = crate::store::tests::lake_where_meet(
+            dir.path(),
+            4,
+            |op| matches!(op, Op::Head(k) if k.starts_with("_quarantine/")),
+        );
         let mut q = QuarantineWriter::new(&lake);
         for s in &sources[..5] {
             q.touch(s);

@@ -34,9 +34,8 @@ fn a_rebuild_reads_the_footers_together_then_the_listings_then_puts_the_rollups_
 
 #[test]
 fn where_reads_are_round_trips_a_day_s_files_are_read_ahead_and_summed_in_order() {
-    use crate::store::tests::{Hooked, Op, Together};
+    use crate::store::tests::Op;
     use crate::writer::tests::{DAY0, ev};
-    use std::sync::Arc;
     let dir = tempfile::tempdir().unwrap();
     let opts = crate::writer::WriterOptions { batch_rows: 1, ..Default::default() };
     let mut w = crate::writer::EventWriter::new(&Lake::open_dir(dir.path()).unwrap(), opts);
@@ -45,17 +44,11 @@ fn where_reads_are_round_trips_a_day_s_files_are_read_ahead_and_summed_in_order(
         w.push(ev(&format!("e{n}"), "t1", DAY0 + n, n)).unwrap();
     }
     w.finish_without_rollups().unwrap();
-    let reads = Arc::new(Together::new(crate::lake::READ_AHEAD + 1));
-    let r = reads.clone();
-    let store = Hooked::new(crate::store::LocalStore::new(dir.path()), move |op| {
-        if let Op::Read(k) = op
-            && k.starts_with("usage_events/")
-        {
-            r.arrive();
-        }
-        Ok(())
-    });
-    let lake = Lake::open(Arc::new(store)).unwrap();
+    let (lake, reads) = crate::store::tests::lake_where_meet(
+        dir.path(),
+        crate::lake::READ_AHEAD + 1,
+        |op| matches!(op, Op::Read(k) if k.starts_with("usage_events/")),
+    );
     let dt = NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
     assert_eq!(lake.files(USAGE_EVENTS, dt).unwrap().len(), 7);
     assert_eq!(rebuild_hourly(&lake, dt).unwrap(), 1);

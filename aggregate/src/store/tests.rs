@@ -722,20 +722,27 @@ impl Store for Hooked {
 }
 
 /// A lake over the local directory `root`, as S3 (each request a round trip), where every
-/// read of a rollup's footer waits until `n` are in flight together (see [`Together`]).
-pub(crate) fn lake_where_rollup_footers_meet(
+/// operation `meets` picks waits until `n` are in flight together (see [`Together`]).
+pub(crate) fn lake_where_meet(
     root: &std::path::Path,
     n: usize,
+    meets: impl Fn(Op<'_>) -> bool + Send + Sync + 'static,
 ) -> (crate::lake::Lake, std::sync::Arc<Together>) {
-    let footers = std::sync::Arc::new(Together::new(n));
-    let meet = footers.clone();
+    let together = std::sync::Arc::new(Together::new(n));
+    let meet = together.clone();
     let store = Hooked::new(LocalStore::new(root), move |op| {
-        if let Op::Footer(k) = op
-            && k.ends_with("/part-00000.parquet")
-        {
+        if meets(op) {
             meet.arrive();
         }
         Ok(())
     });
-    (crate::lake::Lake::open(std::sync::Arc::new(store)).unwrap(), footers)
+    (crate::lake::Lake::open(std::sync::Arc::new(store)).unwrap(), together)
+}
+
+/// [`lake_where_meet`] for the reads of rollup footers.
+pub(crate) fn lake_where_rollup_footers_meet(
+    root: &std::path::Path,
+    n: usize,
+) -> (crate::lake::Lake, std::sync::Arc<Together>) {
+    lake_where_meet(root, n, |op| matches!(op, Op::Footer(k) if k.ends_with("/part-00000.parquet")))
 }

@@ -147,7 +147,8 @@ impl ListedAhead {
     ) -> Result<()> {
         let now = Instant::now();
         let fresh = |at: Instant| now.saturating_duration_since(at) <= LISTING_FRESH;
-        // Too old to be used: dropped unread (their threads are long done).
+        // Too old to be used: dropped unread (each drop waits for its thread, which has had
+        // a second to answer).
         while self.pending.front().is_some_and(|l| !fresh(l.at)) {
             self.pending.pop_front();
         }
