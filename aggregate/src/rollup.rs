@@ -547,11 +547,14 @@ fn rebuild_from(
     }
     let [key, tenant_key, inv_key] = keys;
     let overflow = |table| Error::Overflow { table, dt: dt.to_string() };
-    let mut seen = IdSet::default();
+    // The rows this process wrote are known before a file is read: the id set and the
+    // requests' seconds are made that size at once (a day's worth, hundreds of thousands).
+    let rows = lake.row_keys().rows(coverage.events.iter().map(|f| f.key.as_str()));
+    let mut seen = IdSet::with_capacity_and_hasher(rows, Default::default());
     let mut strings: [Interner; 4] = Default::default();
     let mut columns: [ColumnCodes; 4] = Default::default();
     let mut groups: HashMap<Group, HourlyMeasures> = HashMap::default();
-    let mut seconds = Seconds::default();
+    let mut seconds = Seconds::with_capacity(rows);
     let mut sessions = Sessions::default();
     // The next files are read while one is summed (on S3, where each read is a round trip).
     let read = |file: &ObjectMeta| {

@@ -86,6 +86,14 @@ impl RowKeys {
     }
 
     /// The keys of data file `key`'s rows, if kept; they are forgotten.
+    /// Rows kept for the files among `keys`: what a rollup of them will read at least, so
+    /// that its sets are made that size once rather than grown (each growth rehashes or
+    /// copies everything before it, into fresh pages).
+    pub(crate) fn rows<'k>(&self, keys: impl IntoIterator<Item = &'k str>) -> usize {
+        let kept = self.lock();
+        keys.into_iter().filter_map(|k| kept.files.get(k)).map(Vec::len).sum()
+    }
+
     pub(crate) fn take(&self, key: &str) -> Option<Vec<u128>> {
         let mut kept = self.lock();
         let keys = kept.files.remove(key)?;
@@ -121,7 +129,9 @@ mod tests {
         assert!(keys.room_for(dt, 1) && !keys.room_for(dt, 2));
         keys.keep("b", vec![3, 4]);
         assert_eq!(keys.take("b"), None, "past the budget: not kept");
+        assert_eq!(keys.rows(["a", "b", "c"]), 2, "only a's were kept");
         assert_eq!(keys.take("a"), Some(vec![1, 2]));
+        assert_eq!(keys.rows(["a"]), 0, "taken");
         assert_eq!(keys.take("a"), None, "taken once");
         assert!(keys.room_for(dt, 3), "the taken keys' room is free again");
     }
