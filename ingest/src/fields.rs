@@ -227,6 +227,7 @@ impl<'a> Fields<'a> {
         Self { entries: Vec::with_capacity(ENTRIES), ..Self::default() }
     }
 
+    #[inline]
     fn push(&mut self, key: Key, name: Cow<'a, str>, value: Scalar<'a>) {
         let at = &mut self.first[key as usize];
         if *at == 0 {

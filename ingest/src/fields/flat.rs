@@ -14,9 +14,26 @@ use super::{Fields, RawSlot, Scalar, Slot, slot};
 /// The fields of `text` when it is a flat object this module reads, as
 /// [`super::parse_serde`] would give them; `None` for any other text.
 pub(super) fn parse<'a>(text: &'a str, tenant_field: &str, whole: bool) -> Option<Fields<'a>> {
+    SHAPE.with_borrow_mut(|shape| {
+        if *shape.tenant_field != *tenant_field {
+            // A key's slot depends on the tenant field: what was learnt under another is not.
+            *shape = Shape { tenant_field: tenant_field.into(), ..Shape::default() };
+        }
+        parse_in(text, tenant_field, whole, Some(shape))
+    })
+}
+
+/// [`parse`] learning and recognising keys in `shape`, or not at all.
+fn parse_in<'a>(
+    text: &'a str,
+    tenant_field: &str,
+    whole: bool,
+    shape: Option<&mut Shape<Slot>>,
+) -> Option<Fields<'a>> {
     let mut fields = Fields::with_capacity();
-    members(text, whole, |name, raw, kind| {
-        match (slot(name, tenant_field, false), kind) {
+    let slot_of = |name: &str| slot(name, tenant_field, false);
+    members_in(text, whole, shape, slot_of, |name, slot, raw, kind| {
+        match (slot, kind) {
             // A log event's message, a log line as an escaped string: `message_scalar` reads
             // its escapes as serde_json does, and leaves to it those it would refuse.
             (Slot::Raw(RawSlot::Message), _) => {
@@ -38,6 +55,117 @@ pub(super) fn parse<'a>(text: &'a str, tenant_field: &str, whole: bool) -> Optio
     Some(fields)
 }
 
+thread_local! {
+    /// The keys this thread's records had at each place: the lines of a file, and the log
+    /// events of a payload, nearly all repeat one or two shapes.
+    static SHAPE: std::cell::RefCell<Shape<Slot>> = std::cell::RefCell::default();
+}
+
+/// Keys remembered, and the longest key text remembered.
+const SHAPE_KEYS: usize = 64;
+const SHAPE_KEY_BYTES: usize = 64;
+
+/// No key: the start of an object, or a key not followed yet.
+const NONE: u32 = u32::MAX;
+
+/// The keys of the objects read before, each as its text from the opening quote to the colon
+/// (`"tier":`) with what was made of its name (`T`), and the last two keys that followed each
+/// (optional fields come and go between them). A key met again after the key it followed
+/// before is recognised by one comparison, where reading it meant finding its closing quote,
+/// the colon, and looking the name up (about a tenth of a usage line's reading).
+pub(crate) struct Shape<T> {
+    /// What the tags were made under ([`parse`]: the tenant field).
+    tenant_field: Box<str>,
+    keys: Vec<Known<T>>,
+    /// The last two first keys.
+    first: [u32; 2],
+}
+
+struct Known<T> {
+    /// The key's first 16 bytes (to the colon), little-endian, and which of them there are.
+    head: u128,
+    mask: u128,
+    text: Box<[u8]>,
+    tag: T,
+    /// The last two keys that followed it.
+    next: [u32; 2],
+}
+
+impl<T> Known<T> {
+    /// Whether `at` starts with the key's text.
+    #[inline]
+    fn starts(&self, at: &[u8]) -> bool {
+        match at.first_chunk::<16>() {
+            Some(w) => {
+                u128::from_le_bytes(*w) & self.mask == self.head
+                    && (self.text.len() <= 16 || at[16..].starts_with(&self.text[16..]))
+            }
+            None => at.starts_with(&self.text),
+        }
+    }
+}
+
+impl<T> Default for Shape<T> {
+    fn default() -> Self {
+        Self { tenant_field: Box::default(), keys: Vec::new(), first: [NONE; 2] }
+    }
+}
+
+impl<T: Copy> Shape<T> {
+    /// The key after `prev` ([`NONE`]: the first) that `at` starts with: its number, its
+    /// text's length and its tag.
+    #[inline]
+    fn recognise(&self, prev: u32, at: &[u8]) -> Option<(u32, usize, T)> {
+        let next = match self.keys.get(prev as usize) {
+            Some(k) => &k.next,
+            None => &self.first,
+        };
+        next.iter().find_map(|&n| {
+            let k = self.keys.get(n as usize).filter(|k| k.starts(at))?;
+            Some((n, k.text.len(), k.tag))
+        })
+    }
+
+    /// Remembers `text` (a key from its opening quote to its colon) as following `prev`;
+    /// its number, or [`NONE`] when it is not remembered (too long). Past [`SHAPE_KEYS`]
+    /// keys it starts afresh, so that keys met once (a file's odd lines) cannot keep the
+    /// keys of the lines after them from being remembered.
+    fn learn(&mut self, mut prev: u32, text: &[u8], tag: T) -> u32 {
+        let n = match self.keys.iter().position(|k| *k.text == *text) {
+            Some(n) => n as u32,
+            None if text.len() <= SHAPE_KEY_BYTES => {
+                if self.keys.len() == SHAPE_KEYS {
+                    self.keys.clear();
+                    self.first = [NONE; 2];
+                    prev = NONE;
+                }
+                let mut word = [0u8; 16];
+                let len = text.len().min(16);
+                word[..len].copy_from_slice(&text[..len]);
+                let mask = if len == 16 { u128::MAX } else { (1u128 << (8 * len)) - 1 };
+                self.keys.push(Known {
+                    head: u128::from_le_bytes(word),
+                    mask,
+                    text: text.into(),
+                    tag,
+                    next: [NONE; 2],
+                });
+                (self.keys.len() - 1) as u32
+            }
+            None => return NONE,
+        };
+        let next = match self.keys.get_mut(prev as usize) {
+            Some(k) => &mut k.next,
+            None => &mut self.first,
+        };
+        if next[0] != n {
+            next[1] = next[0];
+            next[0] = n;
+        }
+        n
+    }
+}
+
 /// Hands `member` each key and value (its text, and its kind) of `text` when it is one flat
 /// object: values that are strings without a control character (with escapes, as
 /// [`Kind::Escaped`], unchecked), numbers, `true`, `false` or `null`; keys without an escape
@@ -48,6 +176,18 @@ pub(crate) fn members<'a>(
     whole: bool,
     mut member: impl FnMut(&'a str, &'a str, Kind) -> Option<()>,
 ) -> Option<()> {
+    members_in(text, whole, None, |_| (), |name, (), raw, kind| member(name, raw, kind))
+}
+
+/// [`members`], each key with its tag: `tag` of its name, or what `shape` remembers of the
+/// key at its place (which `tag` made of the same name).
+fn members_in<'a, T: Copy>(
+    text: &'a str,
+    whole: bool,
+    mut shape: Option<&mut Shape<T>>,
+    mut tag: impl FnMut(&'a str) -> T,
+    mut member: impl FnMut(&'a str, T, &'a str, Kind) -> Option<()>,
+) -> Option<()> {
     let b = text.as_bytes();
     let mut i = skip_ws(b, 0);
     if b.get(i) != Some(&b'{') {
@@ -57,21 +197,45 @@ pub(crate) fn members<'a>(
     if b.get(i) == Some(&b'}') {
         i += 1;
     } else {
+        // The key before, as `shape` numbers it.
+        let mut prev = NONE;
         loop {
             if b.get(i) != Some(&b'"') {
                 return None;
             }
-            let end = string_end(b, i + 1)?;
-            // Quotes are ASCII: every index here is a character boundary.
-            let name = &text[i + 1..end];
-            i = skip_ws(b, end + 1);
-            if b.get(i) != Some(&b':') {
-                return None;
-            }
-            i = skip_ws(b, i + 1);
+            let known = shape.as_deref().and_then(|s| s.recognise(prev, &b[i..]));
+            let (name, t) = match known {
+                // `"name":` as remembered: a name without a quote, backslash or control
+                // character (it was read as one), so its closing quote is where it was.
+                Some((n, len, t)) => {
+                    let name = &text[i + 1..i + len - 2];
+                    i += len;
+                    prev = n;
+                    (name, t)
+                }
+                None => {
+                    let end = string_end(b, i + 1)?;
+                    // Quotes are ASCII: every index here is a character boundary.
+                    let name = &text[i + 1..end];
+                    let t = tag(name);
+                    prev = match shape.as_deref_mut() {
+                        Some(s) if b.get(end + 1) == Some(&b':') => {
+                            s.learn(prev, &b[i..end + 2], t)
+                        }
+                        _ => NONE,
+                    };
+                    i = skip_ws(b, end + 1);
+                    if b.get(i) != Some(&b':') {
+                        return None;
+                    }
+                    i += 1;
+                    (name, t)
+                }
+            };
+            i = skip_ws(b, i);
             let start = i;
             let kind = value(b, &mut i)?;
-            member(name, &text[start..i], kind)?;
+            member(name, t, &text[start..i], kind)?;
             i = skip_ws(b, i);
             match b.get(i) {
                 Some(b',') => i = skip_ws(b, i + 1),
@@ -341,6 +505,43 @@ mod tests {
         // A quote, a backslash and a control character are each found past the bytes of
         // their word that only look like them (0x7f and bytes of 0x80 and over are text).
         assert_eq!(string_end(b"\"\x7f\x80\xa2\xdc\xff\x21\x23\x5b\"", 1), Some(9));
+    }
+
+    /// Keys remembered are recognised only as the same bytes: another
+    /// spelling, spacing or key is read afresh, and a key's slot is not kept
+    /// from under another tenant field.
+    #[test]
+    fn remembered_keys_read_as_serde_json_reads_them() {
+        let learnt = agree(LINE, true).expect("a usage line is flat");
+        let seen = SHAPE.with_borrow(|s| {
+            let (event, ..) = s.recognise(NONE, br#""event":"inference_usage""#)?;
+            s.recognise(event, br#""tier":"basic""#).map(|(_, len, _)| len)
+        });
+        assert_eq!(seen, Some(7), "the key after the first is remembered, quotes and colon too");
+        assert_eq!(agree(LINE, true), Some(learnt), "read again from what was remembered");
+        for (from, to) in [
+            (r#""tier":"#, r#""tier" :"#),
+            (r#""tier":"#, r#""t\u0069er":"#),
+            (r#""tier":"#, r#""tiers":"#),
+            (r#""tier":"#, r#""tie":"#),
+            (r#""clinic_id":"#, r#""user_id":"#),
+            (r#""event":"#, r#""event":{"#),
+        ] {
+            let text = LINE.replacen(from, to, 1);
+            agree(&text, true);
+            agree(LINE, true).expect("the usage line again");
+        }
+        // Past the bound, keys met once make way for those met after them.
+        for k in 0..SHAPE_KEYS + 5 {
+            agree(&format!(r#"{{"odd_{k}":1}}"#), true).expect("flat");
+        }
+        agree(r#"{"fresh":2}"#, true).expect("flat");
+        let first = SHAPE.with_borrow(|s| s.recognise(NONE, br#""fresh":3"#).map(|(_, n, _)| n));
+        assert_eq!(first, Some(8), "a key met after them is remembered");
+        // `clinic_id` is the tenant under one field and nothing under another.
+        let other = parse(LINE, "tier", true).expect("flat");
+        assert_eq!(Some(&other), parse_serde(LINE, "tier", true).as_ref().ok());
+        assert_ne!(Some(other), agree(LINE, true));
     }
 
     proptest::proptest! {
