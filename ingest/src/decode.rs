@@ -14,8 +14,8 @@ use serde_json::value::RawValue;
 use crate::cloudwatch::{Body, Payload, message_body};
 use crate::config::DecodeConfig;
 use crate::fields::{
-    Fields, Got, Key, ParseError, Scalar, flat_object, parse_object, parse_object_by_serde,
-    parse_object_prefix,
+    Fields, Got, Key, ParseError, Scalar, flat_object, flat_payload, parse_object,
+    parse_object_by_serde, parse_object_prefix,
 };
 use crate::gzip::{Inflated, inflate_member};
 use crate::limits::json_depth;
@@ -47,6 +47,13 @@ pub struct Decoded {
     pub lineage: Vec<SourceUri>,
     /// The tenants and users met so far, for the per-batch limits.
     pub(crate) ids: crate::limits::BatchIds,
+}
+
+impl Decoded {
+    /// Whether nothing was decoded into it yet.
+    fn is_empty(&self) -> bool {
+        self.outcomes.is_empty() && self.lineage.is_empty() && self.ids.is_empty()
+    }
 }
 
 /// Where the record being decoded sits.
@@ -495,20 +502,27 @@ impl Decoder {
             Body::Text => return Self::skip(out, SkipKind::NonJsonMessage),
             Body::Json(text) => text,
         };
-        if let Err(r) = json_depth(text.as_bytes(), self.cfg.limits.json_depth) {
-            if msg.contains("inference_usage") {
-                return self.reject(out, r, ctx, raw);
+        // A message that is one flat object (nearly every usage line) nests one level, within
+        // any depth limit (at least 1): read at once, not scanned for its depth first.
+        let f = match flat_object(text, &self.cfg.tenant_field) {
+            Some(f) => f,
+            None => {
+                if let Err(r) = json_depth(text.as_bytes(), self.cfg.limits.json_depth) {
+                    if msg.contains("inference_usage") {
+                        return self.reject(out, r, ctx, raw);
+                    }
+                    return Self::skip(out, SkipKind::NonJsonMessage);
+                }
+                match parse_object_prefix(text, &self.cfg.tenant_field) {
+                    Ok(f) => f,
+                    // Log groups carry every log of the application; broken JSON is worth a
+                    // look only when it is (or claims to be) usage.
+                    Err(e) if msg.contains("inference_usage") => {
+                        return self.reject(out, parse_refusal(&e), ctx, raw);
+                    }
+                    Err(_) => return Self::skip(out, SkipKind::NonJsonMessage),
+                }
             }
-            return Self::skip(out, SkipKind::NonJsonMessage);
-        }
-        let f = match parse_object_prefix(text, &self.cfg.tenant_field) {
-            Ok(f) => f,
-            // Log groups carry every log of the application; broken JSON is worth a look only
-            // when it is (or claims to be) usage.
-            Err(e) if msg.contains("inference_usage") => {
-                return self.reject(out, parse_refusal(&e), ctx, raw);
-            }
-            Err(_) => return Self::skip(out, SkipKind::NonJsonMessage),
         };
         if !f.has(Key::Event) && depth == 0 {
             // Lambda JSON log format and the AgentCore SDK logger: the application's
@@ -529,6 +543,9 @@ impl Decoder {
                 return self.reject(out, refuse(Reason::InvalidPayload, detail), ctx, raw);
             }
         };
+        if self.payload_flat(text, ctx, out) {
+            return;
+        }
         if let Err(r) = json_depth(body, self.cfg.limits.json_depth) {
             return self.reject(out, r, ctx, raw);
         }
@@ -551,6 +568,29 @@ impl Decoder {
                 self.reject(out, refuse(Reason::InvalidPayload, detail), ctx, raw);
             }
         }
+    }
+
+    /// A data payload read in one pass ([`flat_payload`]), each log event decoded as it is
+    /// read, as [`Decoder::payload_json`] would decode it after its depth check and
+    /// serde_json's reading, two passes over every byte (a fifth of a Firehose file's
+    /// ingest). Taken only into a batch that holds nothing yet, which is given back empty
+    /// when the payload turns out to be one for those passes (whose outcome may be the
+    /// payload's refusal): whether it was taken.
+    fn payload_flat(&self, text: &str, ctx: Ctx<'_>, out: &mut Decoded) -> bool {
+        // Three levels: the payload, its log events, each event.
+        if self.cfg.limits.json_depth < 3 || !out.is_empty() {
+            return false;
+        }
+        let read = flat_payload(text, &self.cfg.tenant_field, |n, event, fields| {
+            let raw = Raw { bytes: event.as_bytes(), format: RawFormat::CwlLogEvent };
+            if !self.log_event_too_large(raw, ctx.event(n), out) {
+                self.log_event_fields(&fields, event, raw, ctx.event(n), out);
+            }
+        });
+        if read.is_none() {
+            *out = Decoded::default();
+        }
+        read.is_some()
     }
 
     /// A gzip-compressed subscription payload (one member).

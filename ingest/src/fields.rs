@@ -657,6 +657,17 @@ pub(crate) fn flat_object<'a>(text: &'a str, tenant_field: &str) -> Option<Field
     flat::parse(text, tenant_field, true)
 }
 
+/// Each log event of a subscription data payload read in one pass, handed to `event` with
+/// its number and text as [`parse_object`] reads that text; `None` (whatever was handed over)
+/// for a payload that only serde_json reads, or refuses. See [`flat::payload`].
+pub(crate) fn flat_payload<'a>(
+    text: &'a str,
+    tenant_field: &str,
+    event: impl FnMut(usize, &'a str, Fields<'a>),
+) -> Option<()> {
+    flat::payload(text, tenant_field, event)
+}
+
 /// [`parse_object`] by serde_json alone: for a text [`flat_object`] did not take.
 pub(crate) fn parse_object_by_serde<'a>(
     text: &'a str,

@@ -93,6 +93,11 @@ impl Distinct {
 }
 
 impl BatchIds {
+    /// Whether no record was admitted yet.
+    pub(crate) fn is_empty(&self) -> bool {
+        [&self.tenants, &self.users].iter().all(|d| d.seen.is_empty() && d.set.is_none())
+    }
+
     /// Admits a record of `tenant` and `user` (a span may name none), or refuses it when
     /// either is new to the batch and the batch already holds as many as the limit allows.
     pub(crate) fn admit(

@@ -274,6 +274,53 @@ proptest! {
         prop_assert_eq!(file.outcomes.len(), file_expected, "file cut at {}: {:?}", at, file.outcomes);
     }
 
+    /// A data payload is read in one pass where it can be, and in two (its depth, then
+    /// serde_json) where it cannot: whatever the payload, whole, damaged or reordered, both
+    /// readings give the same outcomes, and the batch the one pass gave up on holds nothing.
+    #[test]
+    fn a_payload_read_in_one_pass_decodes_as_two_passes_decode_it(
+        messages in proptest::collection::vec(record(), 0..6),
+        shape in 0usize..11,
+        at in 0usize..4000,
+        edit in 0u8..4,
+        byte in proptest::sample::select(b"\"\\{}[],:0-9.eE tn\x01a".to_vec()),
+    ) {
+        let (body, _) = payload(&messages);
+        let body = match shape {
+            0 => body,
+            1 => body.replace(r#""messageType":"DATA_MESSAGE","#, "")
+                .replace(r#""logEvents""#, r#""messageType":"DATA_MESSAGE","logEvents""#),
+            2 => body.replace("DATA_MESSAGE", "CONTROL_MESSAGE"),
+            3 => body.replace(r#""owner":"1""#, r#""owner":1.5,"x":{"y":[1]},"z":"a\u0062""#),
+            4 => body.replace(r#""logEvents""#, r#""messageType":"DATA_MESSAGE","logEvents""#),
+            5 => body.replacen('{', "{ \"logEvents\" : [ ] , ", 1),
+            6 => body.replace(r#""subscriptionFilters":["f"]"#, r#""n":123456789012345678901,"f":[true,null,-3]"#),
+            7 => format!("{body}\n\t "),
+            8 => format!("{body} x"),
+            9 => format!("{body}{{}}"),
+            _ => body.replace("DATA_MESSAGE", r"DATA\u005fMESSAGE"),
+        };
+        let mut bytes = body.into_bytes();
+        let at = at % (bytes.len() + 1);
+        match edit {
+            0 if at < bytes.len() => bytes[at] = byte,
+            1 if at < bytes.len() => { bytes.remove(at); }
+            2 if at < bytes.len() => bytes.insert(at, bytes[at]),
+            _ => {}
+        }
+        let src = src();
+        let ctx = Ctx::new(&src, Position::default());
+        let raw = Raw { bytes: b"gz", format: RawFormat::CwlPayloadGzip };
+        let mut one = Decoded::default();
+        Decoder::default().payload_json(&bytes, raw, ctx, &mut one);
+        // A batch that holds something already is read in two passes.
+        let mut two = Decoded::default();
+        two.outcomes.push(Outcome::Skip(SkipKind::PlatformLine));
+        Decoder::default().payload_json(&bytes, raw, ctx, &mut two);
+        two.outcomes.remove(0);
+        prop_assert_eq!(&one.outcomes, &two.outcomes, "{:?}", String::from_utf8_lossy(&bytes));
+    }
+
     #[test]
     fn an_api_log_event_of_any_text_is_one_outcome(
         id in "\\PC{0,40}",

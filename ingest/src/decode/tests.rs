@@ -187,6 +187,47 @@ fn subscription_payload_with_one_bad_event() {
     assert_eq!(out.outcomes.remove(0), Outcome::Skip(SkipKind::PlatformLine));
 }
 
+/// A data payload is read in one pass into a batch that holds nothing yet; a payload that
+/// only the two passes read, or a batch that holds something, is left to them untouched.
+#[test]
+fn a_data_payload_is_read_in_one_pass_where_it_can_be() {
+    let good = cw_line(CW_ID, 1_790_841_600_000, USAGE);
+    let bad = cw_line("2", 1_790_841_600_001, &USAGE.replace("909", "900"));
+    let d = Decoder::default();
+    let source = src();
+    let ctx = Ctx::new(&source, Position::default());
+    let body = payload("DATA_MESSAGE", &[good.clone(), bad]);
+    let mut out = Decoded::default();
+    assert!(d.payload_flat(&body, ctx, &mut out));
+    assert_eq!(out.outcomes.len(), 2);
+    assert_eq!(event(out.outcomes.remove(0)).event_id.as_str(), CW_ID);
+    assert_eq!(reject(out.outcomes.remove(0)).position.event, Some(2));
+    // The one pass gave up past its first event (a nested member after the log events).
+    let nested = body.replacen("]}", r#"],"x":{"y":1}}"#, 1);
+    let mut out = Decoded::default();
+    assert!(!d.payload_flat(&nested, ctx, &mut out));
+    assert!(out.is_empty(), "the batch is given back empty: {:?}", out.outcomes);
+    for text in [
+        payload("CONTROL_MESSAGE", std::slice::from_ref(&good)),
+        // The type after the log events.
+        body.replace(r#""messageType":"DATA_MESSAGE","#, "")
+            .replace("]}", r#"],"messageType":"DATA_MESSAGE"}"#),
+    ] {
+        assert!(!d.payload_flat(&text, ctx, &mut Decoded::default()), "{text}");
+    }
+    let mut held = Decoded::default();
+    held.outcomes.push(Outcome::Skip(SkipKind::PlatformLine));
+    assert!(!d.payload_flat(&body, ctx, &mut held));
+    assert_eq!(held.outcomes.len(), 1);
+    // Under a depth limit below the payload's three levels, its depth is checked first.
+    let shallow = Decoder::new(
+        DecodeConfig::default()
+            .with_limits(crate::RecordLimits { json_depth: 2, ..Default::default() })
+            .unwrap(),
+    );
+    assert!(!shallow.payload_flat(&body, ctx, &mut Decoded::default()));
+}
+
 #[test]
 fn control_message_is_one_skip() {
     let body = payload(

@@ -14,25 +14,32 @@ use super::{Fields, RawSlot, Scalar, Slot, slot};
 /// The fields of `text` when it is a flat object this module reads, as
 /// [`super::parse_serde`] would give them; `None` for any other text.
 pub(super) fn parse<'a>(text: &'a str, tenant_field: &str, whole: bool) -> Option<Fields<'a>> {
+    with_shape(tenant_field, |shape| parse_in(text, tenant_field, whole, Some(shape)))
+        .map(|(fields, _)| fields)
+}
+
+/// Runs `f` with this thread's [`Shape`], forgotten first if learnt under another tenant field.
+fn with_shape<R>(tenant_field: &str, f: impl FnOnce(&mut Shape<Slot>) -> R) -> R {
     SHAPE.with_borrow_mut(|shape| {
         if *shape.tenant_field != *tenant_field {
             // A key's slot depends on the tenant field: what was learnt under another is not.
             *shape = Shape { tenant_field: tenant_field.into(), ..Shape::default() };
         }
-        parse_in(text, tenant_field, whole, Some(shape))
+        f(shape)
     })
 }
 
-/// [`parse`] learning and recognising keys in `shape`, or not at all.
+/// [`parse`] learning and recognising keys in `shape`, or not at all; with the index just
+/// past the object's closing brace.
 fn parse_in<'a>(
     text: &'a str,
     tenant_field: &str,
     whole: bool,
     shape: Option<&mut Shape<Slot>>,
-) -> Option<Fields<'a>> {
+) -> Option<(Fields<'a>, usize)> {
     let mut fields = Fields::with_capacity();
     let slot_of = |name: &str| slot(name, tenant_field, false);
-    members_in(text, whole, shape, slot_of, |name, slot, raw, kind| {
+    let end = members_in(text, whole, shape, slot_of, |name, slot, raw, kind| {
         match (slot, kind) {
             // A log event's message, a log line as an escaped string: `message_scalar` reads
             // its escapes as serde_json does, and leaves to it those it would refuse.
@@ -52,7 +59,7 @@ fn parse_in<'a>(
         }
         Some(())
     })?;
-    Some(fields)
+    Some((fields, end))
 }
 
 thread_local! {
@@ -176,18 +183,18 @@ pub(crate) fn members<'a>(
     whole: bool,
     mut member: impl FnMut(&'a str, &'a str, Kind) -> Option<()>,
 ) -> Option<()> {
-    members_in(text, whole, None, |_| (), |name, (), raw, kind| member(name, raw, kind))
+    members_in(text, whole, None, |_| (), |name, (), raw, kind| member(name, raw, kind)).map(|_| ())
 }
 
 /// [`members`], each key with its tag: `tag` of its name, or what `shape` remembers of the
-/// key at its place (which `tag` made of the same name).
+/// key (which `tag` made of the same name); the index just past the closing brace.
 fn members_in<'a, T: Copy>(
     text: &'a str,
     whole: bool,
     mut shape: Option<&mut Shape<T>>,
     mut tag: impl FnMut(&'a str) -> T,
     mut member: impl FnMut(&'a str, T, &'a str, Kind) -> Option<()>,
-) -> Option<()> {
+) -> Option<usize> {
     let b = text.as_bytes();
     let mut i = skip_ws(b, 0);
     if b.get(i) != Some(&b'{') {
@@ -250,7 +257,129 @@ fn members_in<'a, T: Copy>(
     if whole && skip_ws(b, i) != b.len() {
         return None;
     }
-    Some(())
+    Some(i)
+}
+
+/// A CloudWatch Logs subscription payload read flat: an object whose `messageType`, first
+/// of `logEvents` and of any other member that names it, is `"DATA_MESSAGE"`, whose
+/// `logEvents` (at most one) are objects this module reads, and whose other members are
+/// strings without an escape, integers of at most 18 digits, `true`, `false`, `null` or
+/// arrays of those (nothing serde_json could refuse); only whitespace after it. It nests 3
+/// levels at most. Hands `event` each log event (its number, text and fields) as soon as it is
+/// read, and says `None`, whatever it has handed over, as soon as the text is anything else.
+pub(crate) fn payload<'a>(
+    text: &'a str,
+    tenant_field: &str,
+    mut event: impl FnMut(usize, &'a str, Fields<'a>),
+) -> Option<()> {
+    let b = text.as_bytes();
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    let (mut data, mut events) = (false, false);
+    i = skip_ws(b, i + 1);
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let end = string_end(b, i + 1)?;
+        let name = &text[i + 1..end];
+        i = skip_ws(b, end + 1);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i = skip_ws(b, i + 1);
+        match name {
+            "messageType" if !data => {
+                let start = i;
+                if value(b, &mut i)? != Kind::Str || &text[start..i] != "\"DATA_MESSAGE\"" {
+                    return None;
+                }
+                data = true;
+            }
+            // A second `messageType` or `logEvents` is serde_json's to refuse.
+            "messageType" => return None,
+            "logEvents" if data && !events => {
+                events = true;
+                i = log_events(text, i, tenant_field, &mut event)?;
+            }
+            "logEvents" => return None,
+            _ => ignored(b, &mut i)?,
+        }
+        i = skip_ws(b, i);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b'}') => break,
+            _ => return None,
+        }
+    }
+    (data && skip_ws(b, i + 1) == b.len()).then_some(())
+}
+
+/// The array of log events at `i`, each handed to `event` as it is read; the index past it.
+fn log_events<'a>(
+    text: &'a str,
+    mut i: usize,
+    tenant_field: &str,
+    event: &mut impl FnMut(usize, &'a str, Fields<'a>),
+) -> Option<usize> {
+    let b = text.as_bytes();
+    if b.get(i) != Some(&b'[') {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    if b.get(i) == Some(&b']') {
+        return Some(i + 1);
+    }
+    let mut n = 0;
+    loop {
+        // Not borrowed while `event` runs: a message is read by this thread's `parse` too.
+        let (fields, len) = with_shape(tenant_field, |shape| {
+            parse_in(&text[i..], tenant_field, false, Some(shape))
+        })?;
+        event(n, &text[i..i + len], fields);
+        n += 1;
+        i = skip_ws(b, i + len);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b']') => return Some(i + 1),
+            _ => return None,
+        }
+    }
+}
+
+/// Moves `*i` past a value serde_json ignores without a doubt: a string without an escape, an
+/// integer of at most 18 digits, `true`, `false`, `null`, or an array of those.
+fn ignored(b: &[u8], i: &mut usize) -> Option<()> {
+    let one = |i: &mut usize| {
+        let start = *i;
+        match value(b, i)? {
+            Kind::Str | Kind::True | Kind::False | Kind::Null => Some(()),
+            Kind::Integer => (*i - start <= 18).then_some(()),
+            Kind::Escaped | Kind::Number => None,
+        }
+    };
+    if b.get(*i) != Some(&b'[') {
+        return one(i);
+    }
+    *i = skip_ws(b, *i + 1);
+    if b.get(*i) == Some(&b']') {
+        *i += 1;
+        return Some(());
+    }
+    loop {
+        one(i)?;
+        *i = skip_ws(b, *i);
+        match b.get(*i) {
+            Some(b',') => *i = skip_ws(b, *i + 1),
+            Some(b']') => {
+                *i += 1;
+                return Some(());
+            }
+            _ => return None,
+        }
+    }
 }
 
 /// What kind of value [`value`] read.
