@@ -476,49 +476,84 @@ fn id_scalar(raw: &str) -> Scalar<'_> {
 /// of a subscription payload's decoding). `raw` is a JSON value serde_json has checked.
 /// `None` for a `\u` escape that is no character: only serde_json can word that error.
 fn message_scalar(raw: &str) -> Option<Scalar<'_>> {
-    if let Some(body) = unescaped_string(raw) {
-        return Some(Scalar::Str(Cow::Borrowed(body)));
+    if raw.starts_with('"') {
+        let (end, text) = message_string(raw, 0)?;
+        return (end == raw.len()).then_some(Scalar::Str(text));
     }
-    let Some(body) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) else {
-        return serde_json::from_str::<Scalar<'_>>(raw).ok();
-    };
+    serde_json::from_str::<Scalar<'_>>(raw).ok()
+}
+
+/// The JSON string whose opening quote is at `i` in `text`, its escapes read (as serde_json
+/// reads them) in the same pass that finds its closing quote: the index past that quote, and
+/// the string, borrowed when it holds no escape. `None` for an escape JSON does not have, a
+/// `\u` escape that is no character, a control character or no closing quote.
+pub(crate) fn message_string(text: &str, i: usize) -> Option<(usize, Cow<'_, str>)> {
+    let b = text.as_bytes();
+    // The plain text from `at` to the next quote, backslash or control character `j`.
+    let mut at = i + 1;
+    let mut j = flat::string_stop(b, at);
+    let mut out: Option<String> = None;
+    loop {
+        match *b.get(j)? {
+            b'"' => {
+                let text = match out {
+                    None => Cow::Borrowed(&text[at..j]),
+                    Some(mut out) => {
+                        out.push_str(&text[at..j]);
+                        Cow::Owned(out)
+                    }
+                };
+                return Some((j + 1, text));
+            }
+            b'\\' => {
+                // Room for a log line (`text` may be a whole payload of them): escapes only
+                // shorten what is left.
+                let room = || String::with_capacity((text.len() - at).min(MESSAGE_ROOM));
+                let out = out.get_or_insert_with(room);
+                out.push_str(&text[at..j]);
+                let (c, len) = escape_at(&text[j..])?;
+                out.push(c);
+                at = j + len;
+                j = flat::string_stop(b, at);
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// The room first made for an unescaped message: a log line, most of them shorter.
+const MESSAGE_ROOM: usize = 1024;
+
+/// The character of the escape at the start of `s` (its backslash first) and the bytes it
+/// takes: a `\u` escape of a leading surrogate takes its trailing one with it.
+fn escape_at(s: &str) -> Option<(char, usize)> {
     let hex4 = |s: &str| {
         let h = s.get(..4).filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))?;
         u32::from_str_radix(h, 16).ok()
     };
-    let mut out = String::with_capacity(body.len());
-    let mut rest = body;
-    while let Some(i) = memchr::memchr(b'\\', rest.as_bytes()) {
-        out.push_str(&rest[..i]);
-        let escape = *rest.as_bytes().get(i + 1)?;
-        rest = &rest[i + 2..];
-        out.push(match escape {
-            b'"' => '"',
-            b'\\' => '\\',
-            b'/' => '/',
-            b'b' => '\u{8}',
-            b'f' => '\u{c}',
-            b'n' => '\n',
-            b'r' => '\r',
-            b't' => '\t',
-            b'u' => {
-                let n = hex4(rest)?;
-                rest = &rest[4..];
-                if (0xD800..0xDC00).contains(&n) {
-                    // A leading surrogate: its trailing one must follow.
-                    let tail = rest.strip_prefix("\\u")?;
-                    let m = hex4(tail).filter(|m| (0xDC00..0xE000).contains(m))?;
-                    rest = &tail[4..];
-                    char::from_u32(0x10000 + ((n - 0xD800) << 10) + (m - 0xDC00))?
-                } else {
-                    char::from_u32(n)?
-                }
+    let c = match *s.as_bytes().get(1)? {
+        b'"' => '"',
+        b'\\' => '\\',
+        b'/' => '/',
+        b'b' => '\u{8}',
+        b'f' => '\u{c}',
+        b'n' => '\n',
+        b'r' => '\r',
+        b't' => '\t',
+        b'u' => {
+            let n = hex4(&s[2..])?;
+            if (0xD800..0xDC00).contains(&n) {
+                // A leading surrogate: its trailing one must follow.
+                let tail = s[6..].strip_prefix("\\u")?;
+                let m = hex4(tail).filter(|m| (0xDC00..0xE000).contains(m))?;
+                let c = char::from_u32(0x10000 + ((n - 0xD800) << 10) + (m - 0xDC00))?;
+                return Some((c, 12));
             }
-            _ => return None,
-        });
-    }
-    out.push_str(rest);
-    Some(Scalar::Str(Cow::Owned(out)))
+            return Some((char::from_u32(n)?, 6));
+        }
+        _ => return None,
+    };
+    Some((c, 2))
 }
 
 /// A count value: integers exactly (past 64 bits too, so the refusal names the number as
@@ -783,7 +818,10 @@ mod tests {
             r#""\\""#,
             "\"caf\u{e9} \u{1f4a5}\"",
         ];
-        for raw in cases {
+        // Longer than the room first made, escapes up to its end, a multi-byte one astride it.
+        let long = serde_json::json!(format!("{}\u{e9}{}", "a\"b".repeat(170), "\\x".repeat(300)));
+        let long = long.to_string();
+        for raw in cases.into_iter().chain([long.as_str()]) {
             let want: String = serde_json::from_str(raw).unwrap();
             let got = message_scalar(raw).unwrap();
             assert_eq!(got, Scalar::Str(Cow::Owned(want)), "{raw}");

@@ -9,7 +9,7 @@
 
 use std::borrow::Cow;
 
-use super::{Fields, RawSlot, Scalar, Slot, slot};
+use super::{Fields, Key, RawSlot, Scalar, Slot, slot};
 
 /// The fields of `text` when it is a flat object this module reads, as
 /// [`super::parse_serde`] would give them; `None` for any other text.
@@ -39,10 +39,18 @@ fn parse_in<'a>(
 ) -> Option<(Fields<'a>, usize)> {
     let mut fields = Fields::with_capacity();
     let slot_of = |name: &str| slot(name, tenant_field, false);
-    let end = members_in(text, whole, shape, slot_of, |name, slot, raw, kind| {
+    let message = |slot: &Slot| matches!(slot, Slot::Raw(RawSlot::Message));
+    let end = members_in(text, whole, shape, slot_of, message, |name, slot, value| {
+        let (raw, kind) = match value {
+            Value::Read(text) => {
+                fields.push(Key::Message, Cow::Borrowed(name), Scalar::Str(text));
+                return Some(());
+            }
+            Value::Raw(raw, kind) => (raw, kind),
+        };
         match (slot, kind) {
-            // A log event's message, a log line as an escaped string: `message_scalar` reads
-            // its escapes as serde_json does, and leaves to it those it would refuse.
+            // A log event's message that is no string: `message_scalar` reads it as
+            // serde_json does.
             (Slot::Raw(RawSlot::Message), _) => {
                 fields.push_raw(RawSlot::Message, Cow::Borrowed(name), raw)?;
             }
@@ -183,17 +191,32 @@ pub(crate) fn members<'a>(
     whole: bool,
     mut member: impl FnMut(&'a str, &'a str, Kind) -> Option<()>,
 ) -> Option<()> {
-    members_in(text, whole, None, |_| (), |name, (), raw, kind| member(name, raw, kind)).map(|_| ())
+    let raw = |name, (), value| match value {
+        Value::Raw(raw, kind) => member(name, raw, kind),
+        Value::Read(_) => None,
+    };
+    members_in(text, whole, None, |_| (), |_| false, raw).map(|_| ())
+}
+
+/// A member's value as [`members_in`] hands it over.
+enum Value<'a> {
+    /// Its text, and what kind of value it is.
+    Raw(&'a str, Kind),
+    /// A string read with its escapes ([`super::message_string`]), where the key asked for it.
+    Read(Cow<'a, str>),
 }
 
 /// [`members`], each key with its tag: `tag` of its name, or what `shape` remembers of the
-/// key (which `tag` made of the same name); the index just past the closing brace.
+/// key (which `tag` made of the same name); a string value of a key whose tag `read` says so
+/// is read with its escapes in the pass that finds its end (a log event's message: a log line
+/// whose every quote is escaped). The index just past the closing brace.
 fn members_in<'a, T: Copy>(
     text: &'a str,
     whole: bool,
     mut shape: Option<&mut Shape<T>>,
     mut tag: impl FnMut(&'a str) -> T,
-    mut member: impl FnMut(&'a str, T, &'a str, Kind) -> Option<()>,
+    read: impl Fn(&T) -> bool,
+    mut member: impl FnMut(&'a str, T, Value<'a>) -> Option<()>,
 ) -> Option<usize> {
     let b = text.as_bytes();
     let mut i = skip_ws(b, 0);
@@ -241,8 +264,15 @@ fn members_in<'a, T: Copy>(
             };
             i = skip_ws(b, i);
             let start = i;
-            let kind = value(b, &mut i)?;
-            member(name, t, &text[start..i], kind)?;
+            let v = if b.get(i) == Some(&b'"') && read(&t) {
+                let (end, string) = super::message_string(text, i)?;
+                i = end;
+                Value::Read(string)
+            } else {
+                let kind = value(b, &mut i)?;
+                Value::Raw(&text[start..i], kind)
+            };
+            member(name, t, v)?;
             i = skip_ws(b, i);
             match b.get(i) {
                 Some(b',') => i = skip_ws(b, i + 1),
@@ -436,26 +466,33 @@ fn escaped_string_end(b: &[u8], mut i: usize) -> Option<(usize, bool)> {
 /// The index of the first quote, backslash or control character at or after `i` (at least
 /// the text's length when there is none).
 pub(crate) fn string_stop(b: &[u8], mut i: usize) -> usize {
-    // Eight bytes at a time: the lowest flagged byte of each test is exact, so the lowest of
-    // all three is the first quote, backslash or control character.
     while let Some(chunk) = b.get(i..i + 8) {
-        let w = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
-        let zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
-        let flags = zero(w ^ (LO * u64::from(b'"')))
-            | zero(w ^ (LO * u64::from(b'\\')))
-            | (w.wrapping_sub(LO * 0x20) & !w & HI);
+        let flags = stop_flags(u64::from_le_bytes(chunk.try_into().unwrap_or_default()));
         if flags != 0 {
             return i + (flags.trailing_zeros() / 8) as usize;
         }
         i += 8;
     }
-    while let Some(&c) = b.get(i) {
-        if c == b'"' || c == b'\\' || c < 0x20 {
-            return i;
-        }
+    while b.get(i).is_some_and(|&c| !stops(c)) {
         i += 1;
     }
     i
+}
+
+/// Whether a string's plain text stops at `c`: a quote, a backslash or a control character.
+fn stops(c: u8) -> bool {
+    c == b'"' || c == b'\\' || c < 0x20
+}
+
+/// The high bit of each byte of the eight in `w` (little-endian) where a string's plain text
+/// stops ([`stops`]), and maybe of bytes after the first such: the lowest flag of each test
+/// is exact, so the lowest of all three is the first stop.
+#[inline]
+fn stop_flags(w: u64) -> u64 {
+    let zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
+    zero(w ^ (LO * u64::from(b'"')))
+        | zero(w ^ (LO * u64::from(b'\\')))
+        | (w.wrapping_sub(LO * 0x20) & !w & HI)
 }
 
 /// Reads the scalar value at `*i`, moving `*i` past it; `None` for a nested value or text
