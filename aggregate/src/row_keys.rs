@@ -85,7 +85,6 @@ impl RowKeys {
         }
     }
 
-    /// The keys of data file `key`'s rows, if kept; they are forgotten.
     /// Rows kept for the files among `keys`: what a rollup of them will read at least, so
     /// that its sets are made that size once rather than grown (each growth rehashes or
     /// copies everything before it, into fresh pages).
@@ -94,6 +93,7 @@ impl RowKeys {
         keys.into_iter().filter_map(|k| kept.files.get(k)).map(Vec::len).sum()
     }
 
+    /// The keys of data file `key`'s rows, if kept; they are forgotten.
     pub(crate) fn take(&self, key: &str) -> Option<Vec<u128>> {
         let mut kept = self.lock();
         let keys = kept.files.remove(key)?;

@@ -71,8 +71,8 @@ fn parse_in<'a>(
 }
 
 thread_local! {
-    /// The keys this thread's records had at each place: the lines of a file, and the log
-    /// events of a payload, nearly all repeat one or two shapes.
+    /// The keys this thread's records had, and which followed which: the lines of a file,
+    /// and the log events of a payload, nearly all repeat a few shapes.
     static SHAPE: std::cell::RefCell<Shape<Slot>> = std::cell::RefCell::default();
 }
 
@@ -88,7 +88,7 @@ const NONE: u32 = u32::MAX;
 /// (optional fields come and go between them). A key met again after the key it followed
 /// before is recognised by one comparison, where reading it meant finding its closing quote,
 /// the colon, and looking the name up (about a tenth of a usage line's reading).
-pub(crate) struct Shape<T> {
+struct Shape<T> {
     /// What the tags were made under ([`parse`]: the tenant field).
     tenant_field: Box<str>,
     keys: Vec<Known<T>>,
@@ -290,12 +290,11 @@ fn members_in<'a, T: Copy>(
     Some(i)
 }
 
-/// A CloudWatch Logs subscription payload read flat: an object whose `messageType`, first
-/// of `logEvents` and of any other member that names it, is `"DATA_MESSAGE"`, whose
-/// `logEvents` (at most one) are objects this module reads, and whose other members are
-/// strings without an escape, integers of at most 18 digits, `true`, `false`, `null` or
-/// arrays of those (nothing serde_json could refuse); only whitespace after it. It nests 3
-/// levels at most. Hands `event` each log event (its number, text and fields) as soon as it is
+/// A CloudWatch Logs subscription payload read flat: an object whose `messageType` is
+/// `"DATA_MESSAGE"` and comes before its `logEvents` (one of each at most), whose log events
+/// are objects this module reads, and whose other members are strings without an escape,
+/// integers of at most 18 digits, `true`, `false`, `null` or arrays of those (nothing
+/// serde_json could refuse); only whitespace after it. It nests 3 levels at most. Hands `event` each log event (its number, text and fields) as soon as it is
 /// read, and says `None`, whatever it has handed over, as soon as the text is anything else.
 pub(crate) fn payload<'a>(
     text: &'a str,
