@@ -273,14 +273,10 @@ fn members_in<'a, T: Copy>(
                 Value::Raw(&text[start..i], kind)
             };
             member(name, t, v)?;
-            i = skip_ws(b, i);
-            match b.get(i) {
-                Some(b',') => i = skip_ws(b, i + 1),
-                Some(b'}') => {
-                    i += 1;
-                    break;
-                }
-                _ => return None,
+            let more;
+            (i, more) = separator(b, i, b'}')?;
+            if !more {
+                break;
             }
         }
     }
@@ -336,78 +332,76 @@ pub(crate) fn payload<'a>(
             "logEvents" => return None,
             _ => ignored(b, &mut i)?,
         }
-        i = skip_ws(b, i);
-        match b.get(i) {
-            Some(b',') => i = skip_ws(b, i + 1),
-            Some(b'}') => break,
-            _ => return None,
+        let more;
+        (i, more) = separator(b, i, b'}')?;
+        if !more {
+            break;
         }
     }
-    (data && skip_ws(b, i + 1) == b.len()).then_some(())
+    (data && skip_ws(b, i) == b.len()).then_some(())
 }
 
 /// The array of log events at `i`, each handed to `event` as it is read; the index past it.
 fn log_events<'a>(
     text: &'a str,
-    mut i: usize,
+    i: usize,
     tenant_field: &str,
     event: &mut impl FnMut(usize, &'a str, Fields<'a>),
 ) -> Option<usize> {
-    let b = text.as_bytes();
-    if b.get(i) != Some(&b'[') {
-        return None;
-    }
-    i = skip_ws(b, i + 1);
-    if b.get(i) == Some(&b']') {
-        return Some(i + 1);
-    }
     let mut n = 0;
-    loop {
+    array(text.as_bytes(), i, |i| {
         // Not borrowed while `event` runs: a message is read by this thread's `parse` too.
         let (fields, len) = with_shape(tenant_field, |shape| {
             parse_in(&text[i..], tenant_field, false, Some(shape))
         })?;
         event(n, &text[i..i + len], fields);
         n += 1;
-        i = skip_ws(b, i + len);
-        match b.get(i) {
-            Some(b',') => i = skip_ws(b, i + 1),
-            Some(b']') => return Some(i + 1),
-            _ => return None,
-        }
-    }
+        Some(i + len)
+    })
 }
 
 /// Moves `*i` past a value serde_json ignores without a doubt: a string without an escape, an
 /// integer of at most 18 digits, `true`, `false`, `null`, or an array of those.
 fn ignored(b: &[u8], i: &mut usize) -> Option<()> {
-    let one = |i: &mut usize| {
-        let start = *i;
-        match value(b, i)? {
-            Kind::Str | Kind::True | Kind::False | Kind::Null => Some(()),
-            Kind::Integer => (*i - start <= 18).then_some(()),
+    let one = |mut i: usize| {
+        let start = i;
+        match value(b, &mut i)? {
+            Kind::Str | Kind::True | Kind::False | Kind::Null => Some(i),
+            Kind::Integer => (i - start <= 18).then_some(i),
             Kind::Escaped | Kind::Number => None,
         }
     };
-    if b.get(*i) != Some(&b'[') {
-        return one(i);
+    *i = if b.get(*i) == Some(&b'[') { array(b, *i, one)? } else { one(*i)? };
+    Some(())
+}
+
+/// The array whose `[` is at `i`, each item read by `item` (from its first byte to the index
+/// past it); the index past the `]`.
+fn array(b: &[u8], i: usize, mut item: impl FnMut(usize) -> Option<usize>) -> Option<usize> {
+    if b.get(i) != Some(&b'[') {
+        return None;
     }
-    *i = skip_ws(b, *i + 1);
-    if b.get(*i) == Some(&b']') {
-        *i += 1;
-        return Some(());
+    let mut i = skip_ws(b, i + 1);
+    if b.get(i) == Some(&b']') {
+        return Some(i + 1);
     }
     loop {
-        one(i)?;
-        *i = skip_ws(b, *i);
-        match b.get(*i) {
-            Some(b',') => *i = skip_ws(b, *i + 1),
-            Some(b']') => {
-                *i += 1;
-                return Some(());
-            }
-            _ => return None,
+        let more;
+        (i, more) = separator(b, item(i)?, b']')?;
+        if !more {
+            return Some(i);
         }
+    }
+}
+
+/// After an item that ends before `i`: past a comma and the whitespace after it (`true`: an
+/// item follows), or past `close` (`false`); `None` at anything else.
+fn separator(b: &[u8], i: usize, close: u8) -> Option<(usize, bool)> {
+    let i = skip_ws(b, i);
+    match *b.get(i)? {
+        b',' => Some((skip_ws(b, i + 1), true)),
+        c if c == close => Some((i + 1, false)),
+        _ => None,
     }
 }
 
