@@ -511,10 +511,18 @@ pub(crate) fn message_string(text: &str, i: usize) -> Option<(usize, Cow<'_, str
                 let room = || String::with_capacity((text.len() - at).min(MESSAGE_ROOM));
                 let out = out.get_or_insert_with(room);
                 out.push_str(&text[at..j]);
-                let (c, len) = escape_at(&text[j..])?;
-                out.push(c);
-                at = j + len;
-                j = flat::string_stop(b, at);
+                if let Some(b'"' | b'\\' | b'/') = b.get(j + 1) {
+                    // The character is the byte after the backslash (in a log line of JSON,
+                    // nearly every escape): the plain text goes on from it, copied with what
+                    // follows rather than pushed alone.
+                    at = j + 1;
+                    j = flat::string_stop(b, j + 2);
+                } else {
+                    let (c, len) = escape_at(&text[j..])?;
+                    out.push(c);
+                    at = j + len;
+                    j = flat::string_stop(b, at);
+                }
             }
             _ => return None,
         }
@@ -817,6 +825,10 @@ mod tests {
             r#""""#,
             r#""\\""#,
             "\"caf\u{e9} \u{1f4a5}\"",
+            // Escapes whose character is the byte after the backslash, one after another and
+            // last before the closing quote.
+            r#""\"\"\\\\\/\"x\\\"y\/""#,
+            r#""\\\"""#,
         ];
         // Longer than the room first made, escapes up to its end, a multi-byte one astride it.
         let long = serde_json::json!(format!("{}\u{e9}{}", "a\"b".repeat(170), "\\x".repeat(300)));
@@ -828,6 +840,11 @@ mod tests {
             let borrowed = matches!(got, Scalar::Str(Cow::Borrowed(_)));
             assert_eq!(borrowed, !raw.contains('\\'), "{raw}: borrowed when it can be");
         }
+        // A string whose last quote is escaped has no end, whatever escape came before it.
+        for raw in [r#""abc\""#, r#""a\\\""#, r#""\"\""#, r#""\\"#, r#""\"#] {
+            assert_eq!(message_string(raw, 0), None, "{raw}");
+        }
+        assert_eq!(message_string(r#""a\\" tail"#, 0), Some((5, Cow::Owned("a\\".into()))));
         // Not a string: as serde_json reads it.
         assert_eq!(message_scalar("12"), Some(Scalar::Int(12)));
         assert_eq!(message_scalar(r#"{"a":"\u0041"}"#), Some(Scalar::Compound));
