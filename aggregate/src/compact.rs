@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::lake::Lake;
 use crate::layout;
-use crate::parquet_io::{encode, properties};
+use crate::parquet_io::{IdShape, encode, properties_for};
 use crate::record::LakeRecord;
 use crate::store::{Condition, Fetch, concurrently};
 
@@ -138,15 +138,16 @@ fn compact_partition<R: LakeRecord>(
     drop(seen);
     let mut order: Vec<usize> = (0..rows.len()).collect();
     crate::writer::sort_rows(&rows, &mut order);
-    let props = properties(R::SORTED_BY, R::COLUMNS);
     let mut written = BTreeSet::new();
     for chunk in order.chunks(max_rows.max(1)) {
         let chunk: Vec<&R> = chunk.iter().map(|&i| &rows[i]).collect();
+        let ids = chunk.first().map_or(IdShape::Random, |r| r.identity().shape());
+        let props = properties_for(R::SORTED_BY, R::COLUMNS, ids);
         let hex = layout::data_file_hex(chunk.iter().map(|r| r.identity()));
         let key = layout::data_file(R::TABLE, dt, &hex);
         let batch = R::batch(chunk.iter().copied())
             .map_err(|source| Error::Arrow { path: key.clone().into(), source })?;
-        let bytes = encode(&key, R::schema(), props.clone(), &[batch])?;
+        let bytes = encode(&key, R::schema(), props, &[batch])?;
         // A name already taken holds exactly these ids (an earlier run of this compaction).
         lake.store().put(&key, bytes, Condition::Absent)?;
         written.insert(key);

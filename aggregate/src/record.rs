@@ -39,6 +39,14 @@ impl<'a> Identity<'a> {
         [Some(self.head), self.tail.map(|_| &b":"[..]), self.tail].into_iter().flatten()
     }
 
+    /// What the ids of a file whose first id this is are like.
+    pub(crate) fn shape(self) -> crate::parquet_io::IdShape {
+        match self.tail {
+            Some(_) => crate::parquet_io::IdShape::Random,
+            None => crate::parquet_io::IdShape::of(self.head),
+        }
+    }
+
     /// The in-memory dedup key: the keyed hash of the bytes, as of them joined.
     pub fn key(self) -> u128 {
         agentmeter_schemas::keyed::key128_of_parts(self.parts())
@@ -145,7 +153,7 @@ impl LakeRecord for UsageEvent {
     const SORTED_BY: &'static [usize] = &[3, 0];
     const COLUMNS: &'static [(&'static str, ColumnPlan)] = &[
         ("event_time", ColumnPlan::Delta),
-        ("event_id", ColumnPlan::RandomId),
+        ("event_id", ColumnPlan::LogEventId),
         ("input_tokens", ColumnPlan::Delta),
         ("output_tokens", ColumnPlan::Delta),
         ("total_tokens", ColumnPlan::Delta),

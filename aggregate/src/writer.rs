@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::lake::Lake;
-use crate::parquet_io::{ENCODE_ROWS, Encoder, properties};
+use crate::parquet_io::{ENCODE_ROWS, Encoder, IdShape, properties_for};
 use crate::record::{LakeRecord, date_of_day};
 use crate::rollup::{RollupReport, RollupState, rebuild_hourly_all, rollup_state};
 use crate::store::{Fetch, ObjectMeta, REQUESTS_AT_ONCE, concurrently};
@@ -465,8 +465,9 @@ impl<R: LakeRecord> Committer<R> {
         let batch = &batch.records;
         let mut order = fresh;
         batch.sort(&mut order);
-        let props = properties(R::SORTED_BY, R::COLUMNS);
         for chunk in order.chunks(self.opts.max_rows_per_file.max(1)) {
+            let ids = chunk.first().map_or(IdShape::Random, |&i| batch[i].identity().shape());
+            let props = properties_for(R::SORTED_BY, R::COLUMNS, ids);
             // The file is named from its ids as it is encoded, a slice at a time: the slice's
             // records (a chunk of its tenant's after another: `Records`) are fetched once for
             // the name (and the calls of unknown usage) and found in the cache for the Arrow
@@ -475,7 +476,7 @@ impl<R: LakeRecord> Committer<R> {
             let mut name = crate::layout::DataFileName::default();
             let encoding = crate::layout::data_file(R::TABLE, dt, "(being encoded)");
             // Built and encoded a slice at a time: never the whole file as Arrow arrays.
-            let mut file = Encoder::new(&encoding, R::schema(), props.clone())?;
+            let mut file = Encoder::new(&encoding, R::schema(), props)?;
             // The rows' keys in file order, for this process's rollup of the file.
             let remember =
                 R::TABLE == USAGE_EVENTS && self.lake.row_keys().room_for(dt, chunk.len());

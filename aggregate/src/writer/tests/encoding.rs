@@ -226,3 +226,52 @@ fn rollups_write_their_integer_columns_without_a_dictionary() {
     assert_eq!(rows.iter().map(|(_, m)| m.tokens.input).sum::<i64>(), (0..50).sum::<i64>());
     assert_eq!(rows.iter().map(|(_, m)| m.invocations).sum::<i64>(), 50);
 }
+
+/// A file whose first id is a CloudWatch Logs event id stores its event ids as prefixes
+/// shared with the id before (`DELTA_BYTE_ARRAY`), as the writer and compaction write it; a
+/// file of other ids (a UUID, or 31 digits) keeps their lengths apart from their bytes; the
+/// session ids never change; every id reads back as written.
+#[test]
+fn log_event_ids_are_stored_as_shared_prefixes_and_other_ids_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open_dir(dir.path()).unwrap();
+    let opts = WriterOptions { max_rows_per_file: 1000, ..WriterOptions::default() };
+    // Day 1: CloudWatch ids of consecutive events, in two commits (two files) to compact.
+    // Day 2: UUIDs. Day 3: ids of 31 digits.
+    let cw = |i: i64| format!("3779184000{:046}", 4_186_302_785_123_i64 * (i + 1));
+    let mut want = Vec::new();
+    let mut w = EventWriter::new(&lake, opts.clone());
+    for i in 0..40_i64 {
+        let id = match i % 4 {
+            0 | 1 => cw(i),
+            2 => format!("5f2b0c1e-{:04}-4a6b-9c1d-2e3f4a5b6c7d", i),
+            _ => format!("{:031}", i),
+        };
+        let day = [0, 0, 1, 2][(i % 4) as usize];
+        let mut e = ev(&id, "t1", DAY0 + day * 86_400_000 + i * 1000, 1);
+        e.session_id = Some(agentmeter_schemas::SessionId::new(format!("{:040}", i)).unwrap());
+        want.push(e.clone());
+        w.push(e).unwrap();
+        if i == 20 {
+            w.commit().unwrap();
+        }
+    }
+    w.finish().unwrap();
+    let event_ids = |dt| {
+        let plans = column_plans(&lake, dir.path(), USAGE_EVENTS, dt);
+        let of = |name: &str| plans.iter().find(|p| p.0 == name).unwrap().2.clone();
+        (of("event_id"), of("session_id"))
+    };
+    let (shared, apart) = ("DELTA_BYTE_ARRAY", "DELTA_LENGTH_BYTE_ARRAY");
+    assert_eq!(lake.files(USAGE_EVENTS, day(1)).unwrap().len(), 2);
+    assert_eq!(event_ids(day(1)), (shared.to_owned(), apart.to_owned()));
+    assert_eq!(event_ids(day(2)), (apart.to_owned(), apart.to_owned()));
+    assert_eq!(event_ids(day(3)), (apart.to_owned(), apart.to_owned()));
+    let stats = crate::compact::compact::<UsageEvent>(&lake, &Default::default(), 1000).unwrap();
+    assert_eq!((stats.files_before, stats.files_after), (6, 3));
+    assert_eq!(event_ids(day(1)), (shared.to_owned(), apart.to_owned()));
+    let mut got = all_events(&lake);
+    got.sort_by_key(|e| e.event_time_ms);
+    want.sort_by_key(|e| e.event_time_ms);
+    assert_eq!(got, want);
+}

@@ -22,7 +22,7 @@ fn lake_with_kept_keys(dir: &std::path::Path) -> (Lake, ObjectMeta) {
 /// Puts a data file of `events` as another writer would have, unseen by this one.
 fn put_foreign_file(lake: &Lake, name: &str, events: &[UsageEvent]) {
     let batch = <UsageEvent as LakeRecord>::batch(events.iter()).unwrap();
-    let props = properties(UsageEvent::SORTED_BY, UsageEvent::COLUMNS);
+    let props = crate::parquet_io::properties(UsageEvent::SORTED_BY, UsageEvent::COLUMNS);
     let key = crate::layout::data_file(USAGE_EVENTS, day(1), name);
     let bytes = crate::parquet_io::encode(&key, UsageEvent::schema(), props, &[batch]).unwrap();
     assert!(matches!(
