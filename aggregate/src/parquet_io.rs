@@ -33,18 +33,19 @@ pub enum ColumnPlan {
     /// compressed (zstd finds nothing more in bit-packed deltas).
     Delta,
     /// An id that may be a CloudWatch Logs event id (a usage event's): a [`ColumnPlan::RandomId`],
-    /// but in a file of such ids ([`IdShape::LogEvents`]) `DELTA_BYTE_ARRAY`. Those ids are
+    /// but in a file whose first id is one, `DELTA_BYTE_ARRAY` (chosen per file). Those ids are
     /// numbers of 56 digits whose leading ones come from the event's time, so in a file sorted
     /// by tenant and time an id shares most of them with the id before it: stored once as a
-    /// length, they no longer give zstd a long match to find at every row (the Firehose files'
-    /// zstd work a fifth of what it was, their `usage_events` 3 % smaller). Hexadecimal ids
-    /// share no prefix, and take 1 % more room and time so (BENCHMARKS.md, "Levers").
+    /// length, they no longer give zstd a long match to find at every row (on the Firehose
+    /// files its search a fifth of what it was, `usage_events` 2.8 % smaller). Hexadecimal ids
+    /// share no prefix: so stored, they took 1 to 5 % more room and more time (BENCHMARKS.md,
+    /// "Levers").
     LogEventId,
 }
 
 /// What the ids of a file are like, for [`ColumnPlan::LogEventId`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdShape {
+pub(crate) enum IdShape {
     /// Random text (UUIDs, hashes, request ids): nothing shared from one id to the next.
     Random,
     /// CloudWatch Logs event ids.

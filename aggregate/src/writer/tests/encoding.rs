@@ -240,7 +240,7 @@ fn log_event_ids_are_stored_as_shared_prefixes_and_other_ids_are_not() {
     // Day 2: UUIDs. Day 3: ids of 31 digits.
     let cw = |i: i64| format!("3779184000{:046}", 4_186_302_785_123_i64 * (i + 1));
     let mut want = Vec::new();
-    let mut w = EventWriter::new(&lake, opts.clone());
+    let mut w = EventWriter::new(&lake, opts);
     for i in 0..40_i64 {
         let id = match i % 4 {
             0 | 1 => cw(i),
