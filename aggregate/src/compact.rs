@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::lake::Lake;
 use crate::layout;
-use crate::parquet_io::{IdShape, encode, properties_for};
+use crate::parquet_io::encode;
 use crate::record::LakeRecord;
 use crate::store::{Condition, Fetch, concurrently};
 
@@ -141,8 +141,7 @@ fn compact_partition<R: LakeRecord>(
     let mut written = BTreeSet::new();
     for chunk in order.chunks(max_rows.max(1)) {
         let chunk: Vec<&R> = chunk.iter().map(|&i| &rows[i]).collect();
-        let ids = chunk.first().map_or(IdShape::Random, |r| r.identity().shape());
-        let props = properties_for(R::SORTED_BY, R::COLUMNS, ids);
+        let props = crate::record::file_properties(chunk.first().copied());
         let hex = layout::data_file_hex(chunk.iter().map(|r| r.identity()));
         let key = layout::data_file(R::TABLE, dt, &hex);
         let batch = R::batch(chunk.iter().copied())

@@ -62,6 +62,15 @@ impl fmt::Display for Identity<'_> {
     }
 }
 
+/// The writer settings of a file of `R` whose first record is `first` (its ids' shape
+/// chooses how [`ColumnPlan::LogEventId`] columns are stored).
+pub(crate) fn file_properties<R: LakeRecord>(
+    first: Option<&R>,
+) -> parquet::file::properties::WriterProperties {
+    let ids = first.map_or(crate::parquet_io::IdShape::Random, |r| r.identity().shape());
+    crate::parquet_io::properties_for(R::SORTED_BY, R::COLUMNS, ids)
+}
+
 /// A record the [`EventWriter`](crate::EventWriter) writes exactly once.
 pub trait LakeRecord: Send + 'static {
     /// The table.

@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::lake::Lake;
-use crate::parquet_io::{ENCODE_ROWS, Encoder, IdShape, properties_for};
+use crate::parquet_io::{ENCODE_ROWS, Encoder};
 use crate::record::{LakeRecord, date_of_day};
 use crate::rollup::{RollupReport, RollupState, rebuild_hourly_all, rollup_state};
 use crate::store::{Fetch, ObjectMeta, REQUESTS_AT_ONCE, concurrently};
@@ -466,8 +466,7 @@ impl<R: LakeRecord> Committer<R> {
         let mut order = fresh;
         batch.sort(&mut order);
         for chunk in order.chunks(self.opts.max_rows_per_file.max(1)) {
-            let ids = chunk.first().map_or(IdShape::Random, |&i| batch[i].identity().shape());
-            let props = properties_for(R::SORTED_BY, R::COLUMNS, ids);
+            let props = crate::record::file_properties(chunk.first().map(|&i| &batch[i]));
             // The file is named from its ids as it is encoded, a slice at a time: the slice's
             // records (a chunk of its tenant's after another: `Records`) are fetched once for
             // the name (and the calls of unknown usage) and found in the cache for the Arrow
