@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 use crate::cloudwatch::{Body, Payload, message_body};
 use crate::config::DecodeConfig;
 use crate::fields::{
-    Fields, Got, Key, ParseError, Scalar, flat_object, flat_payload, parse_object,
+    Fields, Got, Key, MessageBody, ParseError, Scalar, flat_object, flat_payload, parse_object,
     parse_object_by_serde, parse_object_prefix,
 };
 use crate::gzip::{Inflated, inflate_member};
@@ -487,6 +487,24 @@ impl Decoder {
         }
     }
 
+    /// A log event whose message's object was read in place ([`flat_payload`]). The object's
+    /// text there is escaped, which matters not: a log event's own id or text is its identity
+    /// ([`cw_envelope`]), never its message's.
+    fn log_event_body(
+        &self,
+        f: &Fields<'_>,
+        text: &str,
+        body: &MessageBody<'_>,
+        raw: Raw<'_>,
+        ctx: Ctx<'_>,
+        out: &mut Decoded,
+    ) {
+        match cw_envelope(f, text) {
+            Ok(env) => self.message_object(&body.fields, body.text, &env, 0, raw, ctx, out),
+            Err(r) => self.reject(out, r, ctx, raw),
+        }
+    }
+
     /// A CloudWatch message: strip the logger prefix, then decide.
     fn message(
         &self,
@@ -524,6 +542,21 @@ impl Decoder {
                 }
             }
         };
+        self.message_object(&f, text, env, depth, raw, ctx, out);
+    }
+
+    /// The object a message holds (`f`, read from `text`), its logger prefix stripped.
+    #[allow(clippy::too_many_arguments)]
+    fn message_object(
+        &self,
+        f: &Fields<'_>,
+        text: &str,
+        env: &Envelope<'_>,
+        depth: u8,
+        raw: Raw<'_>,
+        ctx: Ctx<'_>,
+        out: &mut Decoded,
+    ) {
         if !f.has(Key::Event) && depth == 0 {
             // Lambda JSON log format and the AgentCore SDK logger: the application's
             // message is a JSON string inside the log record.
@@ -531,7 +564,7 @@ impl Decoder {
                 return self.message(inner, env, 1, raw, ctx, out);
             }
         }
-        self.object(&f, text, env, raw, ctx, out, true);
+        self.object(f, text, env, raw, ctx, out, true);
     }
 
     /// A decompressed subscription payload.
@@ -581,10 +614,14 @@ impl Decoder {
         if self.cfg.limits.json_depth < 3 || !out.is_empty() {
             return false;
         }
-        let read = flat_payload(text, &self.cfg.tenant_field, |n, event, fields| {
+        let read = flat_payload(text, &self.cfg.tenant_field, |n, event, fields, body| {
             let raw = Raw { bytes: event.as_bytes(), format: RawFormat::CwlLogEvent };
-            if !self.log_event_too_large(raw, ctx.event(n), out) {
-                self.log_event_fields(&fields, event, raw, ctx.event(n), out);
+            if self.log_event_too_large(raw, ctx.event(n), out) {
+                return;
+            }
+            match body {
+                Some(body) => self.log_event_body(&fields, event, body, raw, ctx.event(n), out),
+                None => self.log_event_fields(&fields, event, raw, ctx.event(n), out),
             }
         });
         if read.is_none() {

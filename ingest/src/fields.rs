@@ -214,6 +214,15 @@ pub(crate) struct Fields<'a> {
     pub markers: Markers,
 }
 
+/// A log event's message read where it lies in its payload (see [`flat_payload`]): its
+/// object's text as it lies there (escaped), and the object's fields, those the message
+/// unescaped would give.
+#[derive(Debug, PartialEq)]
+pub(crate) struct MessageBody<'a> {
+    pub text: &'a str,
+    pub fields: Fields<'a>,
+}
+
 /// What [`Fields::get`] found.
 pub(crate) enum Got<'f, 'a> {
     Absent,
@@ -364,6 +373,21 @@ impl<'a> Fields<'a> {
             RawSlot::Message => self.push(Key::Message, name, message_scalar(raw)?),
         }
         Some(())
+    }
+
+    /// [`Fields::push_raw`] of a string without an escape, from its text between the quotes:
+    /// what each reading makes of such a string, without looking at it again.
+    fn push_raw_str(&mut self, slot: RawSlot, name: Cow<'a, str>, body: &'a str) {
+        let text = Scalar::Str(Cow::Borrowed(body));
+        match slot {
+            RawSlot::Id(k) | RawSlot::Count(k) => self.push(k, name, text),
+            RawSlot::ServiceTier => self.push(Key::ServiceTier, name, text),
+            RawSlot::Breakdown => {
+                self.push(Key::CacheWrite, name.clone(), Scalar::Compound);
+                self.push(Key::CacheWrite1h, name, Scalar::Compound);
+            }
+            RawSlot::Message => self.push(Key::Message, name, text),
+        }
     }
 }
 
@@ -701,12 +725,14 @@ pub(crate) fn flat_object<'a>(text: &'a str, tenant_field: &str) -> Option<Field
 }
 
 /// Each log event of a subscription data payload read in one pass, handed to `event` with
-/// its number and text as [`parse_object`] reads that text; `None` (whatever was handed over)
-/// for a payload that only serde_json reads, or refuses. See [`flat::payload`].
+/// its number and text as [`parse_object`] reads that text, but for its message where that
+/// was read in place: then the message is not among the fields, and its object is handed
+/// over beside them. `None` (whatever was handed over) for a payload that only serde_json
+/// reads, or refuses. See [`flat::payload`].
 pub(crate) fn flat_payload<'a>(
     text: &'a str,
     tenant_field: &str,
-    event: impl FnMut(usize, &'a str, Fields<'a>),
+    event: impl FnMut(usize, &'a str, Fields<'a>, Option<&MessageBody<'a>>),
 ) -> Option<()> {
     flat::payload(text, tenant_field, event)
 }

@@ -144,6 +144,20 @@ fn line(bytes: &[u8]) -> Decoded {
     out
 }
 
+/// Logger prefixes of a message: none, Python's `logging`, Lambda's two text formats, one
+/// with too few fields and a platform line.
+const LOGGERS: [&str; 6] = [
+    "",
+    "INFO:root:",
+    "[INFO]\t2026-10-01T00:01:12.633Z\t5baf438b-013d-4143-9dc6-1f6cb0baa2b6\t",
+    "2026-10-01T00:01:12.633Z\t5baf438b\tERROR\t",
+    "[INFO]\tabcdefgh\t",
+    "END RequestId: ",
+];
+
+/// What a logger may write after a message.
+const TAILS: [&str; 4] = ["", "\n", " \r\n", "\t"];
+
 /// A subscription payload around log events whose messages are `messages`, with the exact
 /// text of each log event.
 fn payload(messages: &[Vec<u8>]) -> (String, Vec<String>) {
@@ -280,11 +294,16 @@ proptest! {
     #[test]
     fn a_payload_read_in_one_pass_decodes_as_two_passes_decode_it(
         messages in proptest::collection::vec(record(), 0..6),
+        logger in (0usize..LOGGERS.len(), 0usize..TAILS.len()),
         shape in 0usize..11,
         at in 0usize..4000,
         edit in 0u8..4,
         byte in proptest::sample::select(b"\"\\{}[],:0-9.eE tn\x01a".to_vec()),
     ) {
+        // As a logger writes them: most messages are then read where they lie in the payload.
+        let (prefix, tail) = (LOGGERS[logger.0].as_bytes(), TAILS[logger.1].as_bytes());
+        let messages: Vec<Vec<u8>> =
+            messages.iter().map(|m| [prefix, m.as_slice(), tail].concat()).collect();
         let (body, _) = payload(&messages);
         let body = match shape {
             0 => body,

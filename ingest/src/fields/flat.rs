@@ -8,19 +8,30 @@
 //! exactly serde_json's (the property tests below, and the `ndjson` fuzz target).
 
 use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
+use std::thread::LocalKey;
 
-use super::{Fields, Key, RawSlot, Scalar, Slot, slot};
+use super::{Fields, Key, MessageBody, RawSlot, Scalar, Slot, slot};
+
+mod escaped;
 
 /// The fields of `text` when it is a flat object this module reads, as
 /// [`super::parse_serde`] would give them; `None` for any other text.
 pub(super) fn parse<'a>(text: &'a str, tenant_field: &str, whole: bool) -> Option<Fields<'a>> {
-    with_shape(tenant_field, |shape| parse_in(text, tenant_field, whole, Some(shape)))
-        .map(|(fields, _)| fields)
+    with_shape(&SHAPE, tenant_field, |shape| {
+        parse_in::<Plain>(text, tenant_field, whole, Some(shape), None)
+    })
+    .map(|(fields, _)| fields)
 }
 
-/// Runs `f` with this thread's [`Shape`], forgotten first if learnt under another tenant field.
-fn with_shape<R>(tenant_field: &str, f: impl FnOnce(&mut Shape<Slot>) -> R) -> R {
-    SHAPE.with_borrow_mut(|shape| {
+/// Runs `f` with this thread's [`Shape`] `key`, forgotten first if learnt under another
+/// tenant field.
+fn with_shape<R>(
+    key: &'static LocalKey<RefCell<Shape<Slot>>>,
+    tenant_field: &str,
+    f: impl FnOnce(&mut Shape<Slot>) -> R,
+) -> R {
+    key.with_borrow_mut(|shape| {
         if *shape.tenant_field != *tenant_field {
             // A key's slot depends on the tenant field: what was learnt under another is not.
             *shape = Shape { tenant_field: tenant_field.into(), ..Shape::default() };
@@ -29,45 +40,111 @@ fn with_shape<R>(tenant_field: &str, f: impl FnOnce(&mut Shape<Slot>) -> R) -> R
     })
 }
 
-/// [`parse`] learning and recognising keys in `shape`, or not at all; with the index just
-/// past the object's closing brace.
-fn parse_in<'a>(
+/// [`parse`] in dialect `D`, learning and recognising keys in `shape`, or not at all; with
+/// the index just past the object's closing brace. With `body`, a `message` that can be is
+/// read where it lies ([`escaped::message`]) into it, and is not among the fields.
+fn parse_in<'a, D: Dialect>(
     text: &'a str,
     tenant_field: &str,
     whole: bool,
     shape: Option<&mut Shape<Slot>>,
+    body: Option<&Cell<Option<MessageBody<'a>>>>,
 ) -> Option<(Fields<'a>, usize)> {
     let mut fields = Fields::with_capacity();
+    let mut in_place = false;
     let slot_of = |name: &str| slot(name, tenant_field, false);
-    let message = |slot: &Slot| matches!(slot, Slot::Raw(RawSlot::Message));
-    let end = members_in(text, whole, shape, slot_of, message, |name, slot, value| {
-        let (raw, kind) = match value {
-            Value::Read(text) => {
-                fields.push(Key::Message, Cow::Borrowed(name), Scalar::Str(text));
-                return Some(());
-            }
-            Value::Raw(raw, kind) => (raw, kind),
-        };
-        match (slot, kind) {
-            // A log event's message that is no string: `message_scalar` reads it as
-            // serde_json does.
-            (Slot::Raw(RawSlot::Message), _) => {
-                fields.push_raw(RawSlot::Message, Cow::Borrowed(name), raw)?;
-            }
-            // Any other value with an escape is serde_json's to check and to read.
-            (_, Kind::Escaped) => return None,
-            (Slot::Value(k), _) => fields.push(k, Cow::Borrowed(name), scalar(raw, kind)?),
-            // What `id_scalar` makes of a string it need not look into again.
-            (Slot::Raw(RawSlot::Id(k)), Kind::Str) => {
-                fields.push(k, Cow::Borrowed(name), scalar(raw, kind)?);
-            }
-            (Slot::Raw(r), _) => fields.push_raw(r, Cow::Borrowed(name), raw)?,
-            (Slot::Skip, _) => {}
-            (Slot::Marker(m), _) => fields.markers.set(m),
+    let message = |slot: &Slot| D::UNESCAPES && matches!(slot, Slot::Raw(RawSlot::Message));
+    let read = |text: &'a str, i: usize| {
+        if let Some(body) = body
+            && let Some((end, b)) = escaped::message(text, i, tenant_field)
+        {
+            body.set(Some(b));
+            return Some((end, Value::InPlace));
         }
-        Some(())
-    })?;
+        let (end, string) = super::message_string(text, i)?;
+        Some((end, Value::Read(string)))
+    };
+    let end =
+        members_in::<D, _>(text, whole, shape, slot_of, message, read, |name, slot, value| {
+            let (raw, kind) = match value {
+                // A message beside another is serde_json's to weigh against it.
+                Value::Read(_) | Value::InPlace if in_place => return None,
+                Value::InPlace if fields.has(Key::Message) => return None,
+                Value::Read(text) => {
+                    fields.push(Key::Message, Cow::Borrowed(name), Scalar::Str(text));
+                    return Some(());
+                }
+                Value::InPlace => {
+                    in_place = true;
+                    return Some(());
+                }
+                Value::Raw(raw, kind) => (raw, kind),
+            };
+            match (slot, kind) {
+                (Slot::Raw(RawSlot::Message), _) if in_place => return None,
+                // Any value with an escape is serde_json's to check and to read.
+                (_, Kind::Escaped) => return None,
+                (Slot::Value(k), _) => fields.push(k, Cow::Borrowed(name), scalar::<D>(raw, kind)?),
+                // A string without an escape needs no second look.
+                (Slot::Raw(r), Kind::Str) => {
+                    fields.push_raw_str(r, Cow::Borrowed(name), D::body(raw))
+                }
+                // Any other raw value (a log event's message that is no string, read by
+                // `message_scalar` as serde_json reads it) is spelt the same in every dialect.
+                (Slot::Raw(r), _) => fields.push_raw(r, Cow::Borrowed(name), raw)?,
+                (Slot::Skip, _) => {}
+                (Slot::Marker(m), _) => fields.markers.set(m),
+            }
+            Some(())
+        })?;
     Some((fields, end))
+}
+
+/// How the text a reader walks spells JSON: as it is ([`Plain`]), or as it lies inside a JSON
+/// string, every quote escaped ([`escaped::Escaped`]: a log event's message, read in place).
+trait Dialect {
+    /// The bytes of a quote: `"`, or `\"`.
+    const QUOTE: usize;
+    /// Whether a message's string is read with its escapes where it is found: in an
+    /// escaped text, an escape there is one the reader in place gives up on.
+    const UNESCAPES: bool;
+    /// Whether a quote starts at `i`.
+    fn quote(b: &[u8], i: usize) -> bool;
+    /// The index of the quote that closes a string whose text starts at `i`; `None` at an
+    /// escape, a control character or the end of the text.
+    fn string_end(b: &[u8], i: usize) -> Option<usize>;
+    /// The index of the first byte at or after `i` that is not whitespace.
+    fn skip_ws(b: &[u8], i: usize) -> usize;
+    /// [`value`] in this dialect.
+    fn value(b: &[u8], i: &mut usize) -> Option<Kind>;
+    /// The text between the quotes of `raw`, a string [`Dialect::value`] read as [`Kind::Str`].
+    fn body(raw: &str) -> &str {
+        &raw[Self::QUOTE..raw.len() - Self::QUOTE]
+    }
+}
+
+/// JSON as it is.
+struct Plain;
+
+impl Dialect for Plain {
+    const QUOTE: usize = 1;
+    const UNESCAPES: bool = true;
+    #[inline]
+    fn quote(b: &[u8], i: usize) -> bool {
+        b.get(i) == Some(&b'"')
+    }
+    #[inline]
+    fn string_end(b: &[u8], i: usize) -> Option<usize> {
+        string_end(b, i)
+    }
+    #[inline]
+    fn skip_ws(b: &[u8], i: usize) -> usize {
+        skip_ws(b, i)
+    }
+    #[inline]
+    fn value(b: &[u8], i: &mut usize) -> Option<Kind> {
+        value(b, i)
+    }
 }
 
 thread_local! {
@@ -108,7 +185,8 @@ struct Known<T> {
 
 impl<T> Known<T> {
     /// Whether `at` starts with the key's text.
-    #[inline]
+    // Always: in each dialect's reader, where it is most of the work of a key met before.
+    #[inline(always)]
     fn starts(&self, at: &[u8]) -> bool {
         match at.first_chunk::<16>() {
             Some(w) => {
@@ -129,7 +207,7 @@ impl<T> Default for Shape<T> {
 impl<T: Copy> Shape<T> {
     /// The key after `prev` ([`NONE`]: the first) that `at` starts with: its number, its
     /// text's length and its tag.
-    #[inline]
+    #[inline(always)]
     fn recognise(&self, prev: u32, at: &[u8]) -> Option<(u32, usize, T)> {
         let next = match self.keys.get(prev as usize) {
             Some(k) => &k.next,
@@ -193,9 +271,10 @@ pub(crate) fn members<'a>(
 ) -> Option<()> {
     let raw = |name, (), value| match value {
         Value::Raw(raw, kind) => member(name, raw, kind),
-        Value::Read(_) => None,
+        Value::Read(_) | Value::InPlace => None,
     };
-    members_in(text, whole, None, |_| (), |_| false, raw).map(|_| ())
+    let read = |_: &'a str, _: usize| None;
+    members_in::<Plain, _>(text, whole, None, |_| (), |_| false, read, raw).map(|_| ())
 }
 
 /// A member's value as [`members_in`] hands it over.
@@ -204,33 +283,39 @@ enum Value<'a> {
     Raw(&'a str, Kind),
     /// A string read with its escapes ([`super::message_string`]), where the key asked for it.
     Read(Cow<'a, str>),
+    /// A message read where it lies ([`escaped::message`]), where the key asked for it: its
+    /// object is where [`parse_in`] was asked to put it.
+    InPlace,
 }
 
-/// [`members`], each key with its tag: `tag` of its name, or what `shape` remembers of the
-/// key (which `tag` made of the same name); a string value of a key whose tag `read` says so
-/// is read with its escapes in the pass that finds its end (a log event's message: a log line
-/// whose every quote is escaped). The index just past the closing brace.
-fn members_in<'a, T: Copy>(
+/// [`members`] in dialect `D`, each key with its tag: `tag` of its name, or what `shape`
+/// remembers of the key (which `tag` made of the same name); a string value of a key whose
+/// tag `read` says so is read by `read_value` (from its opening quote: the index past it and
+/// the value) in the pass that finds its end (a log event's message: a log line whose every
+/// quote is escaped). The index just past the closing brace.
+fn members_in<'a, D: Dialect, T: Copy>(
     text: &'a str,
     whole: bool,
     mut shape: Option<&mut Shape<T>>,
     mut tag: impl FnMut(&'a str) -> T,
     read: impl Fn(&T) -> bool,
+    mut read_value: impl FnMut(&'a str, usize) -> Option<(usize, Value<'a>)>,
     mut member: impl FnMut(&'a str, T, Value<'a>) -> Option<()>,
 ) -> Option<usize> {
     let b = text.as_bytes();
-    let mut i = skip_ws(b, 0);
+    let q = D::QUOTE;
+    let mut i = D::skip_ws(b, 0);
     if b.get(i) != Some(&b'{') {
         return None;
     }
-    i = skip_ws(b, i + 1);
+    i = D::skip_ws(b, i + 1);
     if b.get(i) == Some(&b'}') {
         i += 1;
     } else {
         // The key before, as `shape` numbers it.
         let mut prev = NONE;
         loop {
-            if b.get(i) != Some(&b'"') {
+            if !D::quote(b, i) {
                 return None;
             }
             let known = shape.as_deref().and_then(|s| s.recognise(prev, &b[i..]));
@@ -238,23 +323,23 @@ fn members_in<'a, T: Copy>(
                 // `"name":` as remembered: a name without a quote, backslash or control
                 // character (it was read as one), so its closing quote is where it was.
                 Some((n, len, t)) => {
-                    let name = &text[i + 1..i + len - 2];
+                    let name = &text[i + q..i + len - q - 1];
                     i += len;
                     prev = n;
                     (name, t)
                 }
                 None => {
-                    let end = string_end(b, i + 1)?;
+                    let end = D::string_end(b, i + q)?;
                     // Quotes are ASCII: every index here is a character boundary.
-                    let name = &text[i + 1..end];
+                    let name = &text[i + q..end];
                     let t = tag(name);
                     prev = match shape.as_deref_mut() {
-                        Some(s) if b.get(end + 1) == Some(&b':') => {
-                            s.learn(prev, &b[i..end + 2], t)
+                        Some(s) if b.get(end + q) == Some(&b':') => {
+                            s.learn(prev, &b[i..end + q + 1], t)
                         }
                         _ => NONE,
                     };
-                    i = skip_ws(b, end + 1);
+                    i = D::skip_ws(b, end + q);
                     if b.get(i) != Some(&b':') {
                         return None;
                     }
@@ -262,25 +347,25 @@ fn members_in<'a, T: Copy>(
                     (name, t)
                 }
             };
-            i = skip_ws(b, i);
+            i = D::skip_ws(b, i);
             let start = i;
-            let v = if b.get(i) == Some(&b'"') && read(&t) {
-                let (end, string) = super::message_string(text, i)?;
+            let v = if D::quote(b, i) && read(&t) {
+                let (end, v) = read_value(text, i)?;
                 i = end;
-                Value::Read(string)
+                v
             } else {
-                let kind = value(b, &mut i)?;
+                let kind = D::value(b, &mut i)?;
                 Value::Raw(&text[start..i], kind)
             };
             member(name, t, v)?;
             let more;
-            (i, more) = separator(b, i, b'}')?;
+            (i, more) = separator::<D>(b, i, b'}')?;
             if !more {
                 break;
             }
         }
     }
-    if whole && skip_ws(b, i) != b.len() {
+    if whole && D::skip_ws(b, i) != b.len() {
         return None;
     }
     Some(i)
@@ -290,12 +375,13 @@ fn members_in<'a, T: Copy>(
 /// `"DATA_MESSAGE"` and comes before its `logEvents` (one of each at most), whose log events
 /// are objects this module reads, and whose other members are strings without an escape,
 /// integers of at most 18 digits, `true`, `false`, `null` or arrays of those (nothing
-/// serde_json could refuse); only whitespace after it. It nests 3 levels at most. Hands `event` each log event (its number, text and fields) as soon as it is
-/// read, and says `None`, whatever it has handed over, as soon as the text is anything else.
+/// serde_json could refuse); only whitespace after it. It nests 3 levels at most. Hands
+/// `event` each log event (its number, text and fields, and its message's object where it was
+/// read in place: [`escaped::message`]) as soon as it is read, and says `None`, whatever it has handed over, as soon as the text is anything else.
 pub(crate) fn payload<'a>(
     text: &'a str,
     tenant_field: &str,
-    mut event: impl FnMut(usize, &'a str, Fields<'a>),
+    mut event: impl FnMut(usize, &'a str, Fields<'a>, Option<&MessageBody<'a>>),
 ) -> Option<()> {
     let b = text.as_bytes();
     let mut i = skip_ws(b, 0);
@@ -333,7 +419,7 @@ pub(crate) fn payload<'a>(
             _ => ignored(b, &mut i)?,
         }
         let more;
-        (i, more) = separator(b, i, b'}')?;
+        (i, more) = separator::<Plain>(b, i, b'}')?;
         if !more {
             break;
         }
@@ -346,15 +432,16 @@ fn log_events<'a>(
     text: &'a str,
     i: usize,
     tenant_field: &str,
-    event: &mut impl FnMut(usize, &'a str, Fields<'a>),
+    event: &mut impl FnMut(usize, &'a str, Fields<'a>, Option<&MessageBody<'a>>),
 ) -> Option<usize> {
     let mut n = 0;
+    let body = Cell::new(None);
     array(text.as_bytes(), i, |i| {
         // Not borrowed while `event` runs: a message is read by this thread's `parse` too.
-        let (fields, len) = with_shape(tenant_field, |shape| {
-            parse_in(&text[i..], tenant_field, false, Some(shape))
+        let (fields, len) = with_shape(&SHAPE, tenant_field, |shape| {
+            parse_in::<Plain>(&text[i..], tenant_field, false, Some(shape), Some(&body))
         })?;
-        event(n, &text[i..i + len], fields);
+        event(n, &text[i..i + len], fields, body.take().as_ref());
         n += 1;
         Some(i + len)
     })
@@ -387,7 +474,7 @@ fn array(b: &[u8], i: usize, mut item: impl FnMut(usize) -> Option<usize>) -> Op
     }
     loop {
         let more;
-        (i, more) = separator(b, item(i)?, b']')?;
+        (i, more) = separator::<Plain>(b, item(i)?, b']')?;
         if !more {
             return Some(i);
         }
@@ -396,10 +483,10 @@ fn array(b: &[u8], i: usize, mut item: impl FnMut(usize) -> Option<usize>) -> Op
 
 /// After an item that ends before `i`: past a comma and the whitespace after it (`true`: an
 /// item follows), or past `close` (`false`); `None` at anything else.
-fn separator(b: &[u8], i: usize, close: u8) -> Option<(usize, bool)> {
-    let i = skip_ws(b, i);
+fn separator<D: Dialect>(b: &[u8], i: usize, close: u8) -> Option<(usize, bool)> {
+    let i = D::skip_ws(b, i);
     match *b.get(i)? {
-        b',' => Some((skip_ws(b, i + 1), true)),
+        b',' => Some((D::skip_ws(b, i + 1), true)),
         c if c == close => Some((i + 1, false)),
         _ => None,
     }
@@ -553,9 +640,9 @@ fn number(b: &[u8], i: &mut usize) -> Option<Kind> {
 /// The value of a field read as any JSON value, as [`Scalar`]'s visitor has serde_json give
 /// it; `None` for the numbers whose reading is serde_json's own (past 18 digits, `-0`, a
 /// fraction or an exponent).
-fn scalar(raw: &str, kind: Kind) -> Option<Scalar<'_>> {
+fn scalar<D: Dialect>(raw: &str, kind: Kind) -> Option<Scalar<'_>> {
     Some(match kind {
-        Kind::Str => Scalar::Str(Cow::Borrowed(&raw[1..raw.len() - 1])),
+        Kind::Str => Scalar::Str(Cow::Borrowed(D::body(raw))),
         Kind::True => Scalar::Bool(true),
         Kind::False => Scalar::Bool(false),
         Kind::Null => Scalar::Null,

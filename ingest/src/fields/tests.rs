@@ -178,3 +178,25 @@ fn string_ids_are_borrowed_unless_escaped() {
     assert_eq!(id_scalar("1.5"), Scalar::Float(1.5));
     assert_eq!(id_scalar("{}"), Scalar::Compound);
 }
+
+/// A string without an escape, read by neither reading's raw functions again, is what they
+/// make of it: for every field read from its raw text.
+#[test]
+fn a_plain_string_pushed_as_text_is_what_its_raw_reading_gives() {
+    let slots = [
+        RawSlot::Id(Key::EventId),
+        RawSlot::Count(Key::Input),
+        RawSlot::ServiceTier,
+        RawSlot::Breakdown,
+        RawSlot::Message,
+    ];
+    for body in ["", "flex", "123", "-4", "1h", "{}", "[]", "caf\u{e9} \u{1f600}", "null"] {
+        let raw = format!("\"{body}\"");
+        for slot in slots {
+            let (mut by_text, mut by_raw) = (Fields::default(), Fields::default());
+            by_text.push_raw_str(slot, Cow::Borrowed("k"), body);
+            by_raw.push_raw(slot, Cow::Borrowed("k"), &raw).expect("a string is a message");
+            assert_eq!(by_text, by_raw, "{slot:?} {raw}");
+        }
+    }
+}
