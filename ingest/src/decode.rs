@@ -499,9 +499,15 @@ impl Decoder {
         ctx: Ctx<'_>,
         out: &mut Decoded,
     ) {
-        match cw_envelope(f, text) {
-            Ok(env) => self.message_object(&body.fields, body.text, &env, 0, raw, ctx, out),
-            Err(r) => self.reject(out, r, ctx, raw),
+        let env = match cw_envelope(f, text) {
+            Ok(env) => env,
+            Err(r) => return self.reject(out, r, ctx, raw),
+        };
+        match &body.inner {
+            // A Lambda JSON log record (without an event: `message_object`'s test) and its
+            // usage line.
+            Some(inner) => self.message_object(&inner.fields, inner.text, &env, 1, raw, ctx, out),
+            None => self.message_object(&body.fields, body.text, &env, 0, raw, ctx, out),
         }
     }
 

@@ -221,6 +221,10 @@ pub(crate) struct Fields<'a> {
 pub(crate) struct MessageBody<'a> {
     pub text: &'a str,
     pub fields: Fields<'a>,
+    /// The object of the object's own `message`, read in place too (a Lambda JSON log
+    /// record's, its usage line escaped twice): then that message is not among the fields,
+    /// and the object has no `event`.
+    pub inner: Option<Box<MessageBody<'a>>>,
 }
 
 /// What [`Fields::get`] found.

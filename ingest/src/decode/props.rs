@@ -294,7 +294,7 @@ proptest! {
     #[test]
     fn a_payload_read_in_one_pass_decodes_as_two_passes_decode_it(
         messages in proptest::collection::vec(record(), 0..6),
-        logger in (0usize..LOGGERS.len(), 0usize..TAILS.len()),
+        logger in (0usize..LOGGERS.len(), 0usize..TAILS.len(), proptest::bool::ANY),
         shape in 0usize..11,
         at in 0usize..4000,
         edit in 0u8..4,
@@ -302,8 +302,21 @@ proptest! {
     ) {
         // As a logger writes them: most messages are then read where they lie in the payload.
         let (prefix, tail) = (LOGGERS[logger.0].as_bytes(), TAILS[logger.1].as_bytes());
-        let messages: Vec<Vec<u8>> =
-            messages.iter().map(|m| [prefix, m.as_slice(), tail].concat()).collect();
+        let messages: Vec<Vec<u8>> = messages
+            .iter()
+            .map(|m| {
+                let m = [prefix, m.as_slice(), tail].concat();
+                if !logger.2 {
+                    return m;
+                }
+                // In the Lambda JSON log format.
+                let message = String::from_utf8_lossy(&m);
+                serde_json::json!({"timestamp": "2026-10-01T00:00:27.144Z", "level": "INFO",
+                    "message": message})
+                .to_string()
+                .into_bytes()
+            })
+            .collect();
         let (body, _) = payload(&messages);
         let body = match shape {
             0 => body,

@@ -53,16 +53,24 @@ fn parse_in<'a, D: Dialect>(
     let mut fields = Fields::with_capacity();
     let mut in_place = false;
     let slot_of = |name: &str| slot(name, tenant_field, false);
-    let message = |slot: &Slot| D::UNESCAPES && matches!(slot, Slot::Raw(RawSlot::Message));
+    // A message is read as it is found where it can be read in place, or unescaped.
+    let message = |slot: &Slot| {
+        (D::UNESCAPES || body.is_some()) && matches!(slot, Slot::Raw(RawSlot::Message))
+    };
     let read = |text: &'a str, i: usize| {
         if let Some(body) = body
-            && let Some((end, b)) = escaped::message(text, i, tenant_field)
+            && let Some((end, b)) = D::in_place(text, i, tenant_field)
         {
             body.set(Some(b));
             return Some((end, Value::InPlace));
         }
-        let (end, string) = super::message_string(text, i)?;
-        Some((end, Value::Read(string)))
+        if D::UNESCAPES {
+            let (end, string) = super::message_string(text, i)?;
+            return Some((end, Value::Read(string)));
+        }
+        let mut end = i;
+        let kind = D::value(text.as_bytes(), &mut end)?;
+        Some((end, Value::Raw(&text[i..end], kind)))
     };
     let end =
         members_in::<D, _>(text, whole, shape, slot_of, message, read, |name, slot, value| {
@@ -117,6 +125,13 @@ trait Dialect {
     fn skip_ws(b: &[u8], i: usize) -> usize;
     /// [`value`] in this dialect.
     fn value(b: &[u8], i: &mut usize) -> Option<Kind>;
+    /// The object of the message whose opening quote is at `i`, read in place one string
+    /// deeper ([`escaped::message`]): the index past the message, and its object.
+    fn in_place<'a>(
+        text: &'a str,
+        i: usize,
+        tenant_field: &str,
+    ) -> Option<(usize, MessageBody<'a>)>;
     /// The text between the quotes of `raw`, a string [`Dialect::value`] read as [`Kind::Str`].
     fn body(raw: &str) -> &str {
         &raw[Self::QUOTE..raw.len() - Self::QUOTE]
@@ -144,6 +159,13 @@ impl Dialect for Plain {
     #[inline]
     fn value(b: &[u8], i: &mut usize) -> Option<Kind> {
         value(b, i)
+    }
+    fn in_place<'a>(
+        text: &'a str,
+        i: usize,
+        tenant_field: &str,
+    ) -> Option<(usize, MessageBody<'a>)> {
+        escaped::message::<1>(text, i, tenant_field)
     }
 }
 

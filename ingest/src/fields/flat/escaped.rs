@@ -7,15 +7,18 @@
 //! that [`crate::cloudwatch::message_body`] then [`super::parse`] give of its unescaped text
 //! (the tests below, and the decoder's one-pass property test).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::thread::LocalKey;
 
 use super::{Dialect, Kind, MessageBody, Plain, Shape, Slot, parse_in, string_stop, with_shape};
 use crate::cloudwatch::{Body, message_body};
+use crate::fields::Key;
 
 thread_local! {
     /// The keys of the messages read in place (`\"tier\":`), apart from those of the payload
-    /// being read around them.
-    static SHAPE: RefCell<Shape<Slot>> = RefCell::default();
+    /// around them, and of the messages inside those (`\\\"tier\\\":`).
+    static SHAPE_1: RefCell<Shape<Slot>> = RefCell::default();
+    static SHAPE_2: RefCell<Shape<Slot>> = RefCell::default();
     /// A prefix with escaped tabs, unescaped.
     static PREFIX: RefCell<String> = const { RefCell::new(String::new()) };
 }
@@ -23,17 +26,47 @@ thread_local! {
 /// The longest logger prefix read in place: Lambda's is about 70 bytes.
 const PREFIX_BYTES: usize = 256;
 
-/// JSON as it lies inside a JSON string: a quote is `\"`, whitespace only spaces (an escaped
+/// JSON as it lies `L` strings deep: in a log event's message (1), or in the message of a
+/// Lambda JSON log record inside that (2). A quote is then 2^L - 1 backslashes and `"`, a
+/// tab or line end 2^(L-1) backslashes and its letter; whitespace is only spaces (an escaped
 /// tab or line end inside the object is left to the unescaped reading), and any other escape
-/// (of a quote or backslash inside a string, or a character) ends the reading.
-pub(super) struct Escaped;
+/// (of a quote or backslash inside a string, or of a character) ends the reading.
+pub(super) struct Escaped<const L: u32>;
 
-impl Dialect for Escaped {
-    const QUOTE: usize = 2;
+impl<const L: u32> Escaped<L> {
+    /// The backslashes before the letter of an escape (`\t`, `\\t`).
+    const SLASHES: usize = 1 << (L - 1);
+
+    /// Whether the escape of `letter` at this depth starts at `i`.
+    #[inline]
+    fn escape(b: &[u8], i: usize, letter: u8) -> bool {
+        b.get(i..=i + Self::SLASHES)
+            .is_some_and(|e| e[Self::SLASHES] == letter && slashes(&e[..Self::SLASHES]))
+    }
+
+    /// The thread's shape of keys at this depth.
+    fn shape() -> &'static LocalKey<RefCell<Shape<Slot>>> {
+        if L == 1 { &SHAPE_1 } else { &SHAPE_2 }
+    }
+}
+
+/// Whether `b` is all backslashes.
+fn slashes(b: &[u8]) -> bool {
+    b.iter().all(|&c| c == b'\\')
+}
+
+/// Whether a quote `len` bytes long (its backslashes, then `"`) starts at `i`.
+#[inline]
+fn quote_of(b: &[u8], i: usize, len: usize) -> bool {
+    b.get(i..i + len).is_some_and(|q| q[len - 1] == b'"' && slashes(&q[..len - 1]))
+}
+
+impl<const L: u32> Dialect for Escaped<L> {
+    const QUOTE: usize = 1 << L;
     const UNESCAPES: bool = false;
     #[inline]
     fn quote(b: &[u8], i: usize) -> bool {
-        b.get(i..i + 2) == Some(b"\\\"")
+        quote_of(b, i, Self::QUOTE)
     }
     #[inline]
     fn string_end(b: &[u8], i: usize) -> Option<usize> {
@@ -50,7 +83,7 @@ impl Dialect for Escaped {
     #[inline]
     fn value(b: &[u8], i: &mut usize) -> Option<Kind> {
         if Self::quote(b, *i) {
-            *i = Self::string_end(b, *i + 2)? + 2;
+            *i = Self::string_end(b, *i + Self::QUOTE)? + Self::QUOTE;
             return Some(Kind::Str);
         }
         match *b.get(*i)? {
@@ -59,71 +92,90 @@ impl Dialect for Escaped {
             _ => Plain::value(b, i),
         }
     }
+    fn in_place<'a>(
+        text: &'a str,
+        i: usize,
+        tenant_field: &str,
+    ) -> Option<(usize, MessageBody<'a>)> {
+        // A Lambda JSON record's message; no deeper.
+        if L == 1 { message::<2>(text, i, tenant_field) } else { None }
+    }
 }
 
-/// The message whose opening quote is at `i` in `text`, when it reads in place: the index
-/// past its closing quote, and its object (its text as it lies, and its fields).
-pub(super) fn message<'a>(
+/// The message of depth `L` whose opening quote (of depth `L - 1`) is at `i` in `text`, when
+/// it reads in place: the index past its closing quote, and its object (its text as it lies,
+/// its fields, and the object of its own message where that was read in place too).
+pub(super) fn message<'a, const L: u32>(
     text: &'a str,
     i: usize,
     tenant_field: &str,
 ) -> Option<(usize, MessageBody<'a>)> {
     let b = text.as_bytes();
-    let start = i + 1;
-    let brace = prefix(text, start)?;
-    let (fields, len) = with_shape(&SHAPE, tenant_field, |shape| {
-        parse_in::<Escaped>(&text[brace..], tenant_field, false, Some(shape), None)
+    // The quote that opens and closes the message, one string shallower.
+    let outer = Escaped::<L>::QUOTE / 2;
+    let brace = prefix::<L>(text, i + outer)?;
+    let inner = Cell::new(None);
+    let (fields, len) = with_shape(Escaped::<L>::shape(), tenant_field, |shape| {
+        let inner = (L == 1).then_some(&inner);
+        parse_in::<Escaped<L>>(&text[brace..], tenant_field, false, Some(shape), inner)
     })?;
+    let inner = inner.into_inner().map(Box::new);
+    // A record with an event of its own is read as it is, its message text to it.
+    if inner.is_some() && fields.has(Key::Event) {
+        return None;
+    }
     let end = brace + len;
     // After the object, what `message_body` trims or a whole object may have after it.
     let mut j = end;
     loop {
-        match *b.get(j)? {
-            b' ' => j += 1,
-            b'\\' if matches!(b.get(j + 1), Some(b'n' | b'r')) => j += 2,
-            b'"' => return Some((j + 1, MessageBody { text: &text[brace..end], fields })),
-            _ => return None,
+        if b.get(j) == Some(&b' ') {
+            j += 1;
+        } else if Escaped::<L>::escape(b, j, b'n') || Escaped::<L>::escape(b, j, b'r') {
+            j += Escaped::<L>::SLASHES + 1;
+        } else if quote_of(b, j, outer) {
+            let body = MessageBody { text: &text[brace..end], fields, inner };
+            return Some((j + outer, body));
+        } else {
+            return None;
         }
     }
 }
 
 /// The index of the message's first `{` when the logger rules find its JSON there: the text
-/// before it (from `start`) holds no quote, control character or escape but `\t`, and
+/// before it (from `start`) holds no quote, control character or escape but a tab's, and
 /// `message_body` of it unescaped with the brace gives the brace alone. Nothing after the
 /// brace can change that: what is taken after it holds no tab, so a Lambda prefix's fields
 /// (tab-separated) all lie before it; and a prefix with a tab is at least 11 bytes, so the
 /// date a prefix may start with (11 bytes) lies before it too.
-fn prefix(text: &str, start: usize) -> Option<usize> {
+fn prefix<const L: u32>(text: &str, start: usize) -> Option<usize> {
     let b = text.as_bytes();
     let limit = b.len().min(start + PREFIX_BYTES);
-    let (mut j, mut tabs) = (start, false);
-    let brace = loop {
-        let at = j + memchr::memchr3(b'{', b'"', b'\\', b.get(j..limit)?)?;
-        match (b[at], b.get(at + 1)) {
-            (b'{', _) => break at,
-            (b'\\', Some(b't')) => (tabs, j) = (true, at + 2),
-            _ => return None,
-        }
-    };
-    let before = &text[start..brace];
-    if before.bytes().fold(false, |control, c| control | (c < 0x20)) {
-        return None;
-    }
     let json_at_brace = |s: &str| matches!(message_body(s), Body::Json(m) if m.len() == 1);
-    if !tabs {
-        return json_at_brace(&text[start..=brace]).then_some(brace);
-    }
-    PREFIX.with_borrow_mut(|s| {
-        s.clear();
-        for (n, piece) in before.split("\\t").enumerate() {
-            if n > 0 {
-                s.push('\t');
+    PREFIX.with_borrow_mut(|unescaped| {
+        // The prefix unescaped, once a tab is met.
+        unescaped.clear();
+        let mut j = start;
+        let brace = loop {
+            let at = j + memchr::memchr3(b'{', b'"', b'\\', b.get(j..limit)?)?;
+            if b[at] == b'{' {
+                break at;
             }
-            s.push_str(piece);
+            if !Escaped::<L>::escape(b, at, b't') {
+                return None;
+            }
+            unescaped.push_str(&text[j..at]);
+            unescaped.push('\t');
+            j = at + Escaped::<L>::SLASHES + 1;
+        };
+        if b[start..brace].iter().fold(false, |control, &c| control | (c < 0x20)) {
+            return None;
         }
-        let long = s.len() >= 11;
-        s.push('{');
-        (long && json_at_brace(s)).then_some(brace)
+        if unescaped.is_empty() {
+            return json_at_brace(&text[start..=brace]).then_some(brace);
+        }
+        unescaped.push_str(&text[j..=brace]);
+        // At least 11 bytes before the brace.
+        (unescaped.len() > 11 && json_at_brace(unescaped)).then_some(brace)
     })
 }
 

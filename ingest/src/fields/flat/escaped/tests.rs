@@ -1,5 +1,6 @@
 use super::super::parse;
 use super::*;
+use crate::fields::{Got, Scalar};
 
 /// A usage line as an application logs it.
 const LINE: &str = r#"{"event":"inference_usage","tier":"basic","clinic_id":"clinic-a","user_id":"dr.lee@clinic-a.example","model_id":"m","input_tokens":812,"output_tokens":97,"total_tokens":909,"service_tier":"flex","event_id":"req-1","ok":true,"n":null}"#;
@@ -33,17 +34,46 @@ const TAILS: [&str; 8] = ["", "\n", " \r\n", "\t", " x", "\n\n ", "}", "\u{b}"];
 fn agree(m: &str) -> bool {
     let escaped = serde_json::to_string(m).unwrap();
     let text = format!("{escaped},\"timestamp\":1}}");
-    let Some((end, body)) = message(&text, 0, "clinic_id") else {
+    let Some((end, body)) = message::<1>(&text, 0, "clinic_id") else {
         return false;
     };
     assert_eq!(end, escaped.len(), "{m:?}");
+    same_as_unescaped(m, &body, 1);
+    true
+}
+
+/// `body`, read in place `depth` strings deep, is what the logger rules and the flat reader
+/// make of `m`, the message unescaped; its own message's object too, if read in place.
+fn same_as_unescaped(m: &str, body: &MessageBody<'_>, depth: usize) {
     let Body::Json(json) = message_body(m) else {
         panic!("{m:?} read in place, though no JSON is found in it unescaped");
     };
-    assert_eq!(Some(&body.fields), parse(json, "clinic_id", true).as_ref(), "{m:?}");
-    let object: String = serde_json::from_str(&format!("\"{}\"", body.text)).unwrap();
+    let unescaped = parse(json, "clinic_id", true).expect("read in place, so flat unescaped");
+    let mut object = body.text.to_owned();
+    for _ in 0..depth {
+        object = serde_json::from_str(&format!("\"{object}\"")).unwrap();
+    }
     assert!(json.starts_with(&object), "{m:?}: {object:?}");
-    true
+    let Some(inner) = &body.inner else {
+        assert_eq!(body.fields, unescaped, "{m:?}");
+        return;
+    };
+    // A record without an event: all but its message, then its message's object.
+    assert!(!unescaped.has(Key::Event), "{m:?}");
+    let Got::One(_, Scalar::Str(message)) = unescaped.get(Key::Message) else {
+        panic!("{m:?}: one message");
+    };
+    let others = unescaped.entries.iter().filter(|e| e.0 != Key::Message);
+    assert!(body.fields.entries.iter().eq(others), "{m:?}");
+    assert_eq!(body.fields.markers, unescaped.markers);
+    same_as_unescaped(message, inner, depth + 1);
+}
+
+/// A Lambda JSON log record around `message`.
+fn record(message: &str) -> String {
+    serde_json::json!({"timestamp": "2026-10-01T00:00:27.144Z", "level": "INFO",
+        "message": message})
+    .to_string()
 }
 
 #[test]
@@ -54,11 +84,20 @@ fn usage_lines_after_every_logger_prefix_read_in_place() {
             assert!(agree(&m), "{m:?} read in place");
         }
     }
-    // The Lambda JSON log format: the usage line escaped twice is read after unescaping.
-    let record = serde_json::json!({"timestamp": "2026-10-01T00:00:27.144Z", "level": "INFO",
-        "message": LINE});
-    assert!(!agree(&record.to_string()));
+    // The Lambda JSON log format: the usage line escaped twice, after a logger's prefix or not.
+    for prefix in &PREFIXES[..5] {
+        for tail in &TAILS[..3] {
+            let m = record(&format!("{prefix}{LINE}{tail}"));
+            assert!(agree(&m), "{m:?} read in place");
+        }
+    }
+    // A record's message of text without an escape is text to it; one with escapes that is
+    // not read in place leaves the record to be unescaped.
     assert!(agree(r#"{"level":"INFO","message":"Tool lookup finished in 231 ms"}"#));
+    assert!(!agree(&record(&LINE.replace("812", "[812]"))));
+    // A record with an event of its own is read whole, its message unescaped.
+    let own = serde_json::json!({"event": "inference_usage", "message": LINE}).to_string();
+    assert!(!agree(&own));
 }
 
 #[test]
@@ -107,13 +146,15 @@ proptest::proptest! {
         ..proptest::prelude::ProptestConfig::default()
     })]
 
-    /// Messages built from prefixes, members that JSON allows and does not, and tails:
-    /// wherever one is read in place, it reads as the message unescaped reads.
+    /// Messages built from prefixes, members that JSON allows and does not, and tails, as
+    /// they are or in a Lambda JSON log record: wherever one is read in place, it reads as
+    /// the message unescaped reads.
     #[test]
     fn every_message_it_takes_reads_as_the_unescaped_message_reads(
         prefix in 0usize..PREFIXES.len(),
         members in proptest::collection::vec((0usize..10, 0usize..16, 0usize..4), 0..6),
         tail in 0usize..TAILS.len(),
+        lambda_json in proptest::bool::ANY,
     ) {
         const KEYS: [&str; 10] = [
             "event", "tier", "clinic_id", "input_tokens", "event_id", "message",
@@ -136,6 +177,6 @@ proptest::proptest! {
         }
         m.push('}');
         m.push_str(TAILS[tail]);
-        agree(&m);
+        agree(&if lambda_json { record(&m) } else { m });
     }
 }
