@@ -207,8 +207,10 @@ const ENTRIES: usize = 16;
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct Fields<'a> {
     entries: Vec<Entry<'a>>,
-    /// For each key, 1 + the index of its first entry; 0 when absent.
-    first: [usize; KEY_COUNT],
+    /// For each key, 1 + the index of its first entry; 0 when absent. 32 bits (a record is
+    /// far smaller than 4G entries), so that the whole struct is moved inline, not by a call
+    /// to `memcpy` as each record's fields are handed on.
+    first: [u32; KEY_COUNT],
     /// Keys read more than once (one bit per key).
     repeated: u32,
     pub markers: Markers,
@@ -244,7 +246,7 @@ impl<'a> Fields<'a> {
     fn push(&mut self, key: Key, name: Cow<'a, str>, value: Scalar<'a>) {
         let at = &mut self.first[key as usize];
         if *at == 0 {
-            *at = self.entries.len() + 1;
+            *at = self.entries.len() as u32 + 1;
         } else {
             self.repeated |= 1 << key as u32;
         }
@@ -258,6 +260,7 @@ impl<'a> Fields<'a> {
         let Some(i) = self.first[key as usize].checked_sub(1) else {
             return Got::Absent;
         };
+        let i = i as usize;
         if self.repeated & (1 << key as u32) != 0 {
             return self.get_repeated(key, i);
         }
