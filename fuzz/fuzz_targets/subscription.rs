@@ -1,6 +1,7 @@
 //! CloudWatch Logs subscription payloads: the input as a payload file (and a Kinesis record)
 //! as it stands, or, with the first byte odd, gzipped by the target so that the payload JSON
-//! itself is what varies; then one member and two concatenated.
+//! itself is what varies: read in one pass and in two alike, then one member and two
+//! concatenated.
 #![no_main]
 
 use std::borrow::Cow;
@@ -56,6 +57,8 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(record(&decoder, bytes).outcomes, record(&decoder, bytes).outcomes);
         return;
     }
+    // The payload read in one pass, its messages where they lie, against serde_json's reading.
+    agentmeter_ingest::source::fuzzing::check_payload_passes(&decoder, bytes);
     let member = gzip(bytes);
     let one = record(&decoder, &member);
     // One payload is one outcome (refused, skipped) or one per log event.

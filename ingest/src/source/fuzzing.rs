@@ -46,3 +46,24 @@ pub fn check_flat_fields(text: &str) {
         assert!(crate::fields::flat_agrees(text, "clinic_id", whole), "{text:?} (whole: {whole})");
     }
 }
+
+/// Panics unless a subscription payload's text `body` decodes alike in one pass (its log
+/// events, and their messages where they can be, read where they lie) and in two (its depth
+/// checked, then serde_json, each message unescaped before it is read): the one-pass reading
+/// must never give an outcome the general one would not.
+pub fn check_payload_passes(decoder: &Decoder, body: &[u8]) {
+    use agentmeter_schemas::{Position, RawFormat, SkipKind};
+
+    use crate::decode::{Ctx, Outcome, Raw};
+    let source = SourceUri::new("kinesis://fuzz/0");
+    let ctx = Ctx::new(&source, Position::default());
+    let raw = Raw { bytes: b"gz", format: RawFormat::CwlPayloadGzip };
+    let mut one = Decoded::default();
+    decoder.payload_json(body, raw, ctx, &mut one);
+    // A batch that holds something already is read in two passes.
+    let mut two = Decoded::default();
+    two.outcomes.push(Outcome::Skip(SkipKind::PlatformLine));
+    decoder.payload_json(body, raw, ctx, &mut two);
+    two.outcomes.remove(0);
+    assert_eq!(one.outcomes, two.outcomes, "{:?}", String::from_utf8_lossy(body));
+}
