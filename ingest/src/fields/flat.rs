@@ -5,7 +5,9 @@
 //! grammar in one loop and gives the same fields. Whatever it does not take (an escape
 //! elsewhere, a nested value, anything malformed) it leaves whole to serde_json, which then
 //! reads the text as before and words any error, so the fields of every text it takes are
-//! exactly serde_json's (the property tests below, and the `ndjson` fuzz target).
+//! exactly serde_json's (the property tests below, and the `ndjson` fuzz target). The same
+//! loop reads a log event's message where it lies in its payload, still escaped, in a dialect
+//! whose quote is `\"` (module `escaped`).
 
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
