@@ -503,12 +503,13 @@ impl Decoder {
             Ok(env) => env,
             Err(r) => return self.reject(out, r, ctx, raw),
         };
-        match &body.inner {
-            // A Lambda JSON log record (without an event: `message_object`'s test) and its
-            // usage line.
-            Some(inner) => self.message_object(&inner.fields, inner.text, &env, 1, raw, ctx, out),
-            None => self.message_object(&body.fields, body.text, &env, 0, raw, ctx, out),
-        }
+        // A Lambda JSON log record (without an event: `message_object`'s test) is its usage
+        // line, one message deeper.
+        let (object, depth) = match &body.inner {
+            Some(inner) => (&**inner, 1),
+            None => (body, 0),
+        };
+        self.message_object(&object.fields, object.text, &env, depth, raw, ctx, out);
     }
 
     /// A CloudWatch message: strip the logger prefix, then decide.

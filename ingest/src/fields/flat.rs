@@ -55,58 +55,56 @@ fn parse_in<'a, D: Dialect>(
     let mut fields = Fields::with_capacity();
     let mut in_place = false;
     let slot_of = |name: &str| slot(name, tenant_field, false);
-    // A message is read as it is found where it can be read in place, or unescaped.
-    let message = |slot: &Slot| {
-        (D::UNESCAPES || body.is_some()) && matches!(slot, Slot::Raw(RawSlot::Message))
-    };
-    let read = |text: &'a str, i: usize| {
+    // A message is read as it is found: in place where it can be, else unescaped (where this
+    // dialect can), else as any other value.
+    let read = |slot: &Slot, text: &'a str, i: usize| {
+        if !matches!(slot, Slot::Raw(RawSlot::Message)) {
+            return None;
+        }
         if let Some(body) = body
             && let Some((end, b)) = D::in_place(text, i, tenant_field)
         {
             body.set(Some(b));
             return Some((end, Value::InPlace));
         }
-        if D::UNESCAPES {
-            let (end, string) = super::message_string(text, i)?;
-            return Some((end, Value::Read(string)));
+        if !D::UNESCAPES {
+            return None;
         }
-        let mut end = i;
-        let kind = D::value(text.as_bytes(), &mut end)?;
-        Some((end, Value::Raw(&text[i..end], kind)))
+        // One that cannot be unescaped is read as any value: an escaped string the member
+        // below refuses, or no string at all.
+        let (end, string) = super::message_string(text, i)?;
+        Some((end, Value::Read(string)))
     };
-    let end =
-        members_in::<D, _>(text, whole, shape, slot_of, message, read, |name, slot, value| {
-            let (raw, kind) = match value {
-                // A message beside another is serde_json's to weigh against it.
-                Value::Read(_) | Value::InPlace if in_place => return None,
-                Value::InPlace if fields.has(Key::Message) => return None,
-                Value::Read(text) => {
-                    fields.push(Key::Message, Cow::Borrowed(name), Scalar::Str(text));
-                    return Some(());
-                }
-                Value::InPlace => {
-                    in_place = true;
-                    return Some(());
-                }
-                Value::Raw(raw, kind) => (raw, kind),
-            };
-            match (slot, kind) {
-                (Slot::Raw(RawSlot::Message), _) if in_place => return None,
-                // Any value with an escape is serde_json's to check and to read.
-                (_, Kind::Escaped) => return None,
-                (Slot::Value(k), _) => fields.push(k, Cow::Borrowed(name), scalar::<D>(raw, kind)?),
-                // A string without an escape needs no second look.
-                (Slot::Raw(r), Kind::Str) => {
-                    fields.push_raw_str(r, Cow::Borrowed(name), D::body(raw))
-                }
-                // Any other raw value (a log event's message that is no string, read by
-                // `message_scalar` as serde_json reads it) is spelt the same in every dialect.
-                (Slot::Raw(r), _) => fields.push_raw(r, Cow::Borrowed(name), raw)?,
-                (Slot::Skip, _) => {}
-                (Slot::Marker(m), _) => fields.markers.set(m),
+    let end = members_in::<D, _>(text, whole, shape, slot_of, read, |name, slot, value| {
+        let (raw, kind) = match value {
+            // A message beside another is serde_json's to weigh against it.
+            Value::Read(_) | Value::InPlace if in_place => return None,
+            Value::InPlace if fields.has(Key::Message) => return None,
+            Value::Read(text) => {
+                fields.push(Key::Message, Cow::Borrowed(name), Scalar::Str(text));
+                return Some(());
             }
-            Some(())
-        })?;
+            Value::InPlace => {
+                in_place = true;
+                return Some(());
+            }
+            Value::Raw(raw, kind) => (raw, kind),
+        };
+        match (slot, kind) {
+            (Slot::Raw(RawSlot::Message), _) if in_place => return None,
+            // Any value with an escape is serde_json's to check and to read.
+            (_, Kind::Escaped) => return None,
+            (Slot::Value(k), _) => fields.push(k, Cow::Borrowed(name), scalar::<D>(raw, kind)?),
+            // A string without an escape needs no second look.
+            (Slot::Raw(r), Kind::Str) => fields.push_raw_str(r, Cow::Borrowed(name), D::body(raw)),
+            // Any other raw value (a log event's message that is no string, read by
+            // `message_scalar` as serde_json reads it) is spelt the same in every dialect.
+            (Slot::Raw(r), _) => fields.push_raw(r, Cow::Borrowed(name), raw)?,
+            (Slot::Skip, _) => {}
+            (Slot::Marker(m), _) => fields.markers.set(m),
+        }
+        Some(())
+    })?;
     Some((fields, end))
 }
 
@@ -297,8 +295,7 @@ pub(crate) fn members<'a>(
         Value::Raw(raw, kind) => member(name, raw, kind),
         Value::Read(_) | Value::InPlace => None,
     };
-    let read = |_: &'a str, _: usize| None;
-    members_in::<Plain, _>(text, whole, None, |_| (), |_| false, read, raw).map(|_| ())
+    members_in::<Plain, _>(text, whole, None, |_| (), |_: &(), _, _| None, raw).map(|_| ())
 }
 
 /// A member's value as [`members_in`] hands it over.
@@ -313,17 +310,17 @@ enum Value<'a> {
 }
 
 /// [`members`] in dialect `D`, each key with its tag: `tag` of its name, or what `shape`
-/// remembers of the key (which `tag` made of the same name); a string value of a key whose
-/// tag `read` says so is read by `read_value` (from its opening quote: the index past it and
-/// the value) in the pass that finds its end (a log event's message: a log line whose every
-/// quote is escaped). The index just past the closing brace.
+/// remembers of the key (which `tag` made of the same name); a string value is first offered
+/// to `read` with its key's tag (from its opening quote: the index past it and the value, or
+/// `None` to read it as any value), which reads a log event's message, a log line whose
+/// every quote is escaped, in the pass that finds its end. The index just past the closing
+/// brace.
 fn members_in<'a, D: Dialect, T: Copy>(
     text: &'a str,
     whole: bool,
     mut shape: Option<&mut Shape<T>>,
     mut tag: impl FnMut(&'a str) -> T,
-    read: impl Fn(&T) -> bool,
-    mut read_value: impl FnMut(&'a str, usize) -> Option<(usize, Value<'a>)>,
+    mut read: impl FnMut(&T, &'a str, usize) -> Option<(usize, Value<'a>)>,
     mut member: impl FnMut(&'a str, T, Value<'a>) -> Option<()>,
 ) -> Option<usize> {
     let b = text.as_bytes();
@@ -373,13 +370,15 @@ fn members_in<'a, D: Dialect, T: Copy>(
             };
             i = D::skip_ws(b, i);
             let start = i;
-            let v = if D::quote(b, i) && read(&t) {
-                let (end, v) = read_value(text, i)?;
-                i = end;
-                v
-            } else {
-                let kind = D::value(b, &mut i)?;
-                Value::Raw(&text[start..i], kind)
+            let v = match D::quote(b, i).then(|| read(&t, text, i)).flatten() {
+                Some((end, v)) => {
+                    i = end;
+                    v
+                }
+                None => {
+                    let kind = D::value(b, &mut i)?;
+                    Value::Raw(&text[start..i], kind)
+                }
             };
             member(name, t, v)?;
             let more;
