@@ -23,6 +23,7 @@ pub mod fsio;
 mod lake;
 pub mod layout;
 mod parquet_io;
+pub mod priority;
 mod quarantine;
 mod record;
 mod rollup;

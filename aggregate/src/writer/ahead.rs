@@ -235,22 +235,8 @@ pub(crate) const AHEAD_MAX_DAY_BYTES: u64 = 8 << 20;
 /// threads their speed, while a day's rollup still ends when every core is busy.
 const AHEAD_NICE: i32 = 10;
 
-/// Lowers the calling thread's priority by [`AHEAD_NICE`] (Linux: nice values are per thread).
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        use rustix::process::{getpriority_process, setpriority_process};
-        let tid = Some(rustix::thread::gettid());
-        let lowered = getpriority_process(tid)
-            .and_then(|now| setpriority_process(tid, now.saturating_add(AHEAD_NICE).min(19)));
-        if let Err(e) = lowered {
-            tracing::debug!(error = %e, "Could not lower the priority of the rollups ahead.");
-        }
-    }
-}
-
 fn run(lake: &Lake, rx: &mpsc::Receiver<Note>, max_day_bytes: u64) -> Plan {
-    lower_priority();
+    crate::priority::lower_this_thread(AHEAD_NICE);
     let mut plan = Plan::default();
     // The row keys the writers keep are for the rollups done here; a day left for the end
     // would hold its keys until then.
