@@ -636,6 +636,10 @@ pub struct ServeArgs {
     /// How often acknowledged spans move from the write-ahead log into the lake, ms.
     #[arg(long, default_value_t = 2000)]
     pub flush_interval_ms: u64,
+    /// Acknowledged spans waiting in the write-ahead log for the lake, MiB, beyond which
+    /// requests are answered 503 until the flushes catch up.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_log_backlog_mib: u64,
     /// Input field holding the tenant id (`tenant_id` is accepted as well).
     #[arg(long, default_value = "clinic_id")]
     pub tenant_field: String,

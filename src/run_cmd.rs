@@ -105,6 +105,7 @@ pub fn run(env: &Env, a: &RunArgs) -> anyhow::Result<()> {
         max_body_bytes: cfg.max_body_bytes,
         max_in_flight: cfg.max_in_flight,
         flush_interval: cfg.flush_interval,
+        max_log_backlog_bytes: cfg.max_log_backlog_bytes,
         decode,
         wal_dir,
         writer: WriterOptions::default(),

@@ -119,6 +119,8 @@ struct RawOtlp {
     max_in_flight: u64,
     #[serde(default = "default_flush")]
     flush_interval_ms: u64,
+    #[serde(default = "default_backlog")]
+    max_log_backlog_mib: u64,
 }
 
 impl Default for RawOtlp {
@@ -129,10 +131,14 @@ impl Default for RawOtlp {
             max_body_bytes: default_max_body(),
             max_in_flight: default_in_flight(),
             flush_interval_ms: default_flush(),
+            max_log_backlog_mib: default_backlog(),
         }
     }
 }
 
+fn default_backlog() -> u64 {
+    1024
+}
 fn default_max_body() -> u64 {
     16 << 20
 }
@@ -232,6 +238,8 @@ pub struct RunConfig {
     pub max_body_bytes: usize,
     pub max_in_flight: usize,
     pub flush_interval: Duration,
+    /// Acknowledged spans waiting for the lake beyond which requests get 503, bytes.
+    pub max_log_backlog_bytes: u64,
     /// Kinesis streams, with where a shard without a checkpoint starts.
     pub streams: Vec<String>,
     pub start: StartPosition,
@@ -315,6 +323,7 @@ pub fn parse(text: &str, base: &Path) -> Result<RunConfig, String> {
     let max_body_bytes = positive("otlp.max_body_bytes", raw.otlp.max_body_bytes)?;
     let max_in_flight = positive("otlp.max_in_flight", raw.otlp.max_in_flight)?;
     let flush = positive("otlp.flush_interval_ms", raw.otlp.flush_interval_ms)?;
+    let backlog = positive("otlp.max_log_backlog_mib", raw.otlp.max_log_backlog_mib)?;
     let mut streams = Vec::new();
     let mut start = None;
     for (i, k) in raw.kinesis.iter().enumerate() {
@@ -402,6 +411,7 @@ pub fn parse(text: &str, base: &Path) -> Result<RunConfig, String> {
         max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
         max_in_flight: usize::try_from(max_in_flight).unwrap_or(usize::MAX),
         flush_interval: Duration::from_millis(flush),
+        max_log_backlog_bytes: backlog.saturating_mul(1 << 20),
         streams,
         start: start.unwrap_or(StartPosition::TrimHorizon),
         checkpoint_interval: Duration::from_millis(checkpoint),
@@ -428,6 +438,7 @@ mod tests {
         assert_eq!(c.flush_interval, Duration::from_millis(2000));
         assert_eq!(c.checkpoint_interval, Duration::from_millis(5000));
         assert_eq!(c.rollup_interval, Duration::from_secs(60));
+        assert_eq!(c.max_log_backlog_bytes, 1 << 30);
         let f = c.flags.unwrap();
         assert_eq!(f.every, Duration::from_secs(3600));
         assert_eq!(f.out, Path::new("/var/lib/agentmeter/out"));
@@ -448,6 +459,10 @@ mod tests {
         assert!(
             err("lake = \"l\"\n[otlp]\nmax_in_flight = 0\n")
                 .contains("otlp.max_in_flight: must be at least 1")
+        );
+        assert!(
+            err("lake = \"l\"\n[otlp]\nmax_log_backlog_mib = 0\n")
+                .contains("otlp.max_log_backlog_mib: must be at least 1")
         );
         assert_eq!(
             err("lake = \"l\"\n[limits]\njson_depth = 129\n"),

@@ -94,6 +94,7 @@ pub fn run(env: &Env, a: &ServeArgs) -> anyhow::Result<()> {
         max_body_bytes: a.max_body_bytes,
         max_in_flight: a.max_in_flight,
         flush_interval: Duration::from_millis(a.flush_interval_ms),
+        max_log_backlog_bytes: a.max_log_backlog_mib.saturating_mul(1 << 20),
         decode,
         wal_dir,
         writer,

@@ -85,6 +85,9 @@ pub struct Metrics {
     pub spans_duplicate: AtomicU64,
     /// Records quarantined by the lake writer.
     pub spans_quarantined: AtomicU64,
+    /// Bytes of closed log segments not yet flushed into the lake (set by the receiver):
+    /// past its limit, requests are answered 503 until the flushes catch up.
+    pub log_backlog_bytes: AtomicU64,
     /// Set by `agentmeter run`: the stream and schedule counters below are rendered too.
     pub daemon: std::sync::atomic::AtomicBool,
     /// Kinesis records read (`agentmeter run`).
@@ -117,13 +120,14 @@ impl Metrics {
     pub fn render(&self) -> String {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut out = String::new();
-        let mut counter = |name: &str, help: &str, lines: &[(&str, u64)]| {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+        let mut metric = |kind: &str, name: &str, help: &str, lines: &[(&str, u64)]| {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
             for (labels, v) in lines {
                 out.push_str(&format!("{name}{labels} {v}\n"));
             }
         };
-        counter(
+        metric(
+            "counter",
             "agentmeter_otlp_requests_total",
             "OTLP/HTTP trace export requests by outcome.",
             &[
@@ -132,48 +136,63 @@ impl Metrics {
                 ("{outcome=\"unavailable\"}", g(&self.requests_unavailable)),
             ],
         );
-        counter(
+        metric(
+            "counter",
             "agentmeter_otlp_received_bytes_total",
             "Request body bytes read (as sent; bodies of requests refused on their headers are not read).",
             &[("", g(&self.bytes_received))],
         );
-        counter(
+        metric(
+            "counter",
             "agentmeter_otlp_spans_received_total",
             "Spans in accepted requests.",
             &[("", g(&self.spans_received))],
         );
-        counter(
+        metric(
+            "counter",
             "agentmeter_otlp_spans_rejected_total",
             "Spans refused (quarantined) in accepted requests.",
             &[("", g(&self.spans_rejected))],
         );
-        counter(
+        metric(
+            "counter",
             "agentmeter_otlp_spans_written_total",
             "Spans written to the lake.",
             &[("", g(&self.spans_written))],
         );
-        counter(
+        metric(
+            "counter",
             "agentmeter_otlp_spans_duplicate_total",
             "Spans dropped as duplicates.",
             &[("", g(&self.spans_duplicate))],
         );
-        counter(
+        metric(
+            "counter",
             "agentmeter_otlp_spans_quarantined_total",
             "Spans written to the quarantine.",
             &[("", g(&self.spans_quarantined))],
         );
+        metric(
+            "gauge",
+            "agentmeter_otlp_log_backlog_bytes",
+            "Acknowledged spans waiting in the write-ahead log to be flushed into the lake, bytes.",
+            &[("", g(&self.log_backlog_bytes))],
+        );
         if self.daemon.load(Ordering::Relaxed) {
-            counter(
+            metric(
+                "counter",
                 "agentmeter_stream_records_total",
                 "Kinesis records read.",
                 &[("", g(&self.stream_records))],
             );
-            counter(
+            metric(
+                "counter",
                 "agentmeter_stream_checkpoints_total",
                 "Kinesis checkpoints saved (after the data they cover was committed).",
                 &[("", g(&self.stream_checkpoints))],
             );
-            counter(
+            metric(
+                "counter",
                 "agentmeter_flag_runs_total",
                 "Scheduled flag evaluations, by outcome.",
                 &[

@@ -35,9 +35,13 @@ enum Msg {
     Shutdown,
 }
 
-/// The handlers' side of the log: a bounded queue to the log thread.
+/// The handlers' side of the log: a bounded queue to the log thread, refused while the lake
+/// is too far behind it.
 struct WalSink {
     tx: mpsc::SyncSender<Msg>,
+    metrics: Arc<Metrics>,
+    /// [`ReceiverOptions::max_log_backlog_bytes`].
+    max_backlog: u64,
 }
 
 impl DurableSink for WalSink {
@@ -54,6 +58,17 @@ impl DurableSink for WalSink {
             })
             .collect();
         Box::pin(async move {
+            // Acknowledged spans the lake cannot take yet fill the log's disk: the client
+            // is told to retry until the flushes catch up.
+            let backlog = self.metrics.log_backlog_bytes.load(Ordering::Relaxed);
+            if backlog > self.max_backlog {
+                return Err(format!(
+                    "the lake is behind: {} MiB of acknowledged spans wait in the write-ahead \
+                     log to be flushed (the limit is {} MiB)",
+                    backlog >> 20,
+                    self.max_backlog >> 20
+                ));
+            }
             let (ack, done) = oneshot::channel();
             // A full queue means the log is behind: the client is told to retry.
             self.tx
@@ -69,10 +84,17 @@ impl DurableSink for WalSink {
 fn log_thread(
     mut wal: Wal,
     rx: mpsc::Receiver<Msg>,
-    flush: mpsc::Sender<PathBuf>,
+    flush: mpsc::Sender<(PathBuf, u64)>,
     interval: Duration,
     metrics: Arc<Metrics>,
 ) {
+    // A closed segment counts in the backlog until the flusher has written it.
+    let rotate = |wal: &mut Wal| {
+        let bytes = wal.current_bytes();
+        let closed = wal.rotate()?;
+        metrics.log_backlog_bytes.fetch_add(bytes, Ordering::Relaxed);
+        Some((closed, bytes))
+    };
     let mut last = Instant::now();
     let mut stop = false;
     let mut last_probe = Instant::now();
@@ -112,7 +134,7 @@ fn log_thread(
                     last_probe = Instant::now();
                     // The failed batch is after the segment's last commit line: close it
                     // there, so nothing after it can ever join that batch.
-                    if let Some(closed) = wal.rotate() {
+                    if let Some(closed) = rotate(&mut wal) {
                         let _ = flush.send(closed);
                     }
                 }
@@ -122,7 +144,7 @@ fn log_thread(
             }
         }
         if stop || last.elapsed() >= interval {
-            if let Some(closed) = wal.rotate() {
+            if let Some(closed) = rotate(&mut wal) {
                 let _ = flush.send(closed);
             }
             last = Instant::now();
@@ -204,28 +226,35 @@ const FLUSH_NICE: i32 = 10;
 /// Writes closed segments into the lake, in order; a failed flush is retried.
 fn flush_thread(
     lake: Lake,
-    rx: mpsc::Receiver<PathBuf>,
+    rx: mpsc::Receiver<(PathBuf, u64)>,
     metrics: Arc<Metrics>,
     opts: WriterOptions,
 ) {
     agentmeter_aggregate::priority::lower_this_thread(FLUSH_NICE);
     let mut backlog: Vec<PathBuf> = Vec::new();
+    // The bytes of the segments in `backlog`, off the metrics' backlog once written.
+    let mut pending = 0;
     let mut failures = 0;
     loop {
         match rx.recv_timeout(Duration::from_millis(500)) {
-            Ok(p) => backlog.push(p),
+            Ok((p, bytes)) => {
+                backlog.push(p);
+                pending += bytes;
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) if backlog.is_empty() => return,
             // Shutting down and the lake keeps failing: leave the segments for the next start.
             Err(mpsc::RecvTimeoutError::Disconnected) if failures >= 3 => return,
             Err(mpsc::RecvTimeoutError::Disconnected) => {}
         }
-        while let Ok(p) = rx.try_recv() {
+        while let Ok((p, bytes)) = rx.try_recv() {
             backlog.push(p);
+            pending += bytes;
         }
         // A segment the log closed without a record (an empty rotation) is skipped.
         backlog.retain(|p| p.exists());
         if backlog.is_empty() {
+            metrics.log_backlog_bytes.fetch_sub(std::mem::take(&mut pending), Ordering::Relaxed);
             continue;
         }
         match flush_segments(&lake, &backlog, opts) {
@@ -241,6 +270,9 @@ fn flush_thread(
                     "Spans flushed to the lake."
                 );
                 backlog.clear();
+                metrics
+                    .log_backlog_bytes
+                    .fetch_sub(std::mem::take(&mut pending), Ordering::Relaxed);
                 failures = 0;
             }
             Err(e) => {
@@ -265,6 +297,9 @@ pub struct ReceiverOptions {
     pub max_in_flight: usize,
     /// How often acknowledged spans move from the log into the lake.
     pub flush_interval: Duration,
+    /// Bytes of closed log segments waiting to be flushed beyond which requests are answered
+    /// 503 (the lake is behind: slow, unreachable, or the flushes starved of CPU).
+    pub max_log_backlog_bytes: u64,
     /// Decoder settings.
     pub decode: DecodeConfig,
     /// The write-ahead log's directory, on local disk.
@@ -383,7 +418,7 @@ pub fn run_receiver(
         source,
     })?;
     let (tx, rx) = mpsc::sync_channel::<Msg>(4 * opts.max_in_flight.max(1));
-    let (flush_tx, flush_rx) = mpsc::channel::<PathBuf>();
+    let (flush_tx, flush_rx) = mpsc::channel::<(PathBuf, u64)>();
     let interval = opts.flush_interval.max(Duration::from_millis(10));
     let logger = {
         let metrics = Arc::clone(metrics);
@@ -412,7 +447,11 @@ pub fn run_receiver(
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
         let stop = async move { shutdown.cancelled().await };
-        let sink = Arc::new(WalSink { tx: tx.clone() });
+        let sink = Arc::new(WalSink {
+            tx: tx.clone(),
+            metrics: Arc::clone(metrics),
+            max_backlog: opts.max_log_backlog_bytes,
+        });
         serve(listener, cfg, sink, Arc::clone(metrics), opts.routes, stop)
             .await
             .map_err(|e| Error::Io { what: "serving OTLP/HTTP".into(), source: e })

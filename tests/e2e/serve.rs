@@ -686,3 +686,42 @@ fn health_and_prometheus_metrics_count_the_requests() {
     assert_eq!(metric(&m, "agentmeter_otlp_spans_quarantined_total"), 0);
     assert_eq!(server.stop().counts(), [7, 7, 0, 0]);
 }
+
+#[test]
+fn a_lake_that_falls_behind_gets_503_until_the_flushes_catch_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let server =
+        Server::start(&lake, &["--flush-interval-ms", "100", "--max-log-backlog-mib", "1"]);
+    // The spans' table cannot be written: every flush fails and is retried.
+    let table = lake.join("agent_spans");
+    let _ = std::fs::remove_dir_all(&table);
+    std::fs::write(&table, b"in the way").unwrap();
+    let body = STRANDS_FIXTURE.as_bytes();
+    let mut acked = 0;
+    let refused = loop {
+        assert!(acked < 2_000, "still acknowledged after {acked} requests");
+        let r = server.post_json(body);
+        if r.status != 200 {
+            break r;
+        }
+        acked += 1;
+    };
+    assert_rpc_status(&refused, 503, 14);
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    let backlog = metric(&server.metrics(), "agentmeter_otlp_log_backlog_bytes");
+    assert!(backlog > 1 << 20, "{backlog}");
+    // The table can be written again: the retried flush drains the log, and requests are
+    // taken again.
+    std::fs::remove_file(&table).unwrap();
+    eventually("the backlog flushed", || {
+        metric(&server.metrics(), "agentmeter_otlp_log_backlog_bytes") == 0
+    });
+    let r = server.post_json(body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let stopped = server.stop();
+    assert!(stopped.stderr.contains("the lake is behind: "), "{}", stopped.stderr);
+    let received = 7 * (acked + 1);
+    assert_eq!(stopped.counts(), [received, 7, received - 7, 0], "{}", stopped.stdout);
+    assert_eq!(lake_span_keys(&lake), fixture_keys());
+}

@@ -1,4 +1,5 @@
-//! The log thread: refusal, health and recovery when its disk fails.
+//! The log thread: refusal, health and recovery when its disk fails; the flush backlog's
+//! bound.
 
 use agentmeter_schemas::{Position, QuarantineEntry, RawFormat, Reason};
 
@@ -39,7 +40,7 @@ fn an_unwritable_log_refuses_requests_says_so_at_health_and_recovers() {
     // The log's directory goes away: once the segment is closed (every 100 ms), the next
     // append cannot create one.
     std::fs::remove_dir_all(&wal_dir).unwrap();
-    let closed = flush_rx.recv_timeout(Duration::from_secs(10)).expect("segment closed");
+    let (closed, _) = flush_rx.recv_timeout(Duration::from_secs(10)).expect("segment closed");
     assert_eq!(agentmeter_aggregate::wal::read_segment(&closed).ok(), None, "it is gone");
     assert!(append(&tx, 2).is_err());
     let why = metrics.unavailable().expect("health reports the failure");
@@ -57,6 +58,66 @@ fn an_unwritable_log_refuses_requests_says_so_at_health_and_recovers() {
     append(&tx, 4).unwrap();
     tx.send(Msg::Shutdown).unwrap();
     logger.join().unwrap();
-    let last = flush_rx.try_iter().last().expect("the last segment is closed on shutdown");
+    let (last, _) = flush_rx.try_iter().last().expect("the last segment is closed on shutdown");
     assert_eq!(agentmeter_aggregate::wal::read_segment(&last).unwrap(), vec![reject(4)]);
+}
+
+/// What a handler's `accept` of one refused record answers.
+fn accept(sink: &WalSink, n: u64) -> Result<(), String> {
+    let WalRecord::Reject(q) = reject(n) else { unreachable!() };
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    rt.block_on(sink.accept(vec![Outcome::Reject(q)]))
+}
+
+#[test]
+fn closed_segments_count_until_flushed_and_past_the_limit_requests_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal_dir = dir.path().join("wal");
+    let lake = Lake::open_dir(dir.path().join("lake")).unwrap();
+    let wal = Wal::open(&wal_dir).unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let (tx, rx) = mpsc::sync_channel(8);
+    let (flush_tx, flush_rx) = mpsc::channel();
+    let m = Arc::clone(&metrics);
+    let logger = std::thread::spawn(move || {
+        log_thread(wal, rx, flush_tx, Duration::from_millis(100), m);
+    });
+    append(&tx, 1).unwrap();
+    append(&tx, 2).unwrap();
+    let (closed, bytes) = flush_rx.recv_timeout(Duration::from_secs(10)).expect("closed");
+    assert_eq!(bytes, std::fs::metadata(&closed).unwrap().len());
+    assert!(bytes > 0);
+    assert_eq!(metrics.log_backlog_bytes.load(Ordering::Relaxed), bytes);
+    assert!(metrics.render().contains(&format!("\nagentmeter_otlp_log_backlog_bytes {bytes}\n")));
+
+    // One byte over the limit: refused, and nothing reaches the log.
+    let sink = |max_backlog| WalSink { tx: tx.clone(), metrics: Arc::clone(&metrics), max_backlog };
+    let refused = accept(&sink(bytes - 1), 3).unwrap_err();
+    assert!(refused.starts_with("the lake is behind: "), "{refused}");
+    // At the limit: taken.
+    accept(&sink(bytes), 4).unwrap();
+    tx.send(Msg::Shutdown).unwrap();
+    logger.join().unwrap();
+    let rest: Vec<(PathBuf, u64)> = flush_rx.try_iter().collect();
+    let logged: Vec<WalRecord> = std::iter::once(&closed)
+        .chain(rest.iter().map(|(p, _)| p))
+        .flat_map(|p| read_segment(p).unwrap())
+        .collect();
+    assert_eq!(logged, vec![reject(1), reject(2), reject(4)]);
+    let all: u64 = bytes + rest.iter().map(|(_, b)| b).sum::<u64>();
+    assert_eq!(metrics.log_backlog_bytes.load(Ordering::Relaxed), all);
+
+    // The flusher writes them into the lake and takes them off the backlog.
+    let (to_flusher, from_log) = mpsc::channel();
+    to_flusher.send((closed.clone(), bytes)).unwrap();
+    for r in rest {
+        to_flusher.send(r).unwrap();
+    }
+    drop(to_flusher);
+    flush_thread(lake, from_log, Arc::clone(&metrics), WriterOptions::default());
+    assert_eq!(metrics.log_backlog_bytes.load(Ordering::Relaxed), 0);
+    assert_eq!(metrics.spans_quarantined.load(Ordering::Relaxed), 3);
+    assert!(!closed.exists());
+    // Drained: the limit refuses no more (the log thread has stopped, which is refused).
+    assert_eq!(accept(&sink(bytes - 1), 5), Err("the write-ahead log is behind".to_owned()));
 }
