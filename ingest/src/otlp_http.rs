@@ -86,8 +86,11 @@ pub struct Metrics {
     /// Records quarantined by the lake writer.
     pub spans_quarantined: AtomicU64,
     /// Bytes of closed log segments not yet flushed into the lake (set by the receiver):
-    /// past its limit, requests are answered 503 until the flushes catch up.
+    /// past [`Metrics::log_backlog_limit`], requests are answered 503 until the flushes catch
+    /// up.
     pub log_backlog_bytes: AtomicU64,
+    /// The most [`Metrics::log_backlog_bytes`] may be while requests are taken; 0: no limit.
+    pub log_backlog_limit: AtomicU64,
     /// Set by `agentmeter run`: the stream and schedule counters below are rendered too.
     pub daemon: std::sync::atomic::AtomicBool,
     /// Kinesis records read (`agentmeter run`).
@@ -112,6 +115,21 @@ impl Metrics {
     /// Why the receiver cannot take requests, if so.
     pub fn unavailable(&self) -> Option<String> {
         self.unavailable.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Why requests are refused while the lake is behind the log (its backlog over its
+    /// limit), if they are.
+    pub fn behind(&self) -> Option<String> {
+        let limit = self.log_backlog_limit.load(Ordering::Relaxed);
+        let backlog = self.log_backlog_bytes.load(Ordering::Relaxed);
+        (limit > 0 && backlog > limit).then(|| {
+            format!(
+                "the lake is behind: {} MiB of acknowledged spans wait in the write-ahead log \
+                 to be flushed (the limit is {} MiB)",
+                backlog >> 20,
+                limit >> 20
+            )
+        })
     }
 }
 
@@ -461,7 +479,7 @@ pub fn router<S: DurableSink>(cfg: ServerConfig, sink: Arc<S>, metrics: Arc<Metr
         .route(
             "/health",
             get(move || async move {
-                match health.unavailable() {
+                match health.unavailable().or_else(|| health.behind()) {
                     None => (StatusCode::OK, "ok\n".to_owned()),
                     Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("unavailable: {why}\n")),
                 }

@@ -36,12 +36,10 @@ enum Msg {
 }
 
 /// The handlers' side of the log: a bounded queue to the log thread, refused while the lake
-/// is too far behind it.
+/// is too far behind it ([`Metrics::behind`]).
 struct WalSink {
     tx: mpsc::SyncSender<Msg>,
     metrics: Arc<Metrics>,
-    /// [`ReceiverOptions::max_log_backlog_bytes`].
-    max_backlog: u64,
 }
 
 impl DurableSink for WalSink {
@@ -60,14 +58,8 @@ impl DurableSink for WalSink {
         Box::pin(async move {
             // Acknowledged spans the lake cannot take yet fill the log's disk: the client
             // is told to retry until the flushes catch up.
-            let backlog = self.metrics.log_backlog_bytes.load(Ordering::Relaxed);
-            if backlog > self.max_backlog {
-                return Err(format!(
-                    "the lake is behind: {} MiB of acknowledged spans wait in the write-ahead \
-                     log to be flushed (the limit is {} MiB)",
-                    backlog >> 20,
-                    self.max_backlog >> 20
-                ));
+            if let Some(why) = self.metrics.behind() {
+                return Err(why);
             }
             let (ack, done) = oneshot::channel();
             // A full queue means the log is behind: the client is told to retry.
@@ -417,6 +409,7 @@ pub fn run_receiver(
         what: format!("opening the write-ahead log {}", opts.wal_dir.display()),
         source,
     })?;
+    metrics.log_backlog_limit.store(opts.max_log_backlog_bytes, Ordering::Relaxed);
     let (tx, rx) = mpsc::sync_channel::<Msg>(4 * opts.max_in_flight.max(1));
     let (flush_tx, flush_rx) = mpsc::channel::<(PathBuf, u64)>();
     let interval = opts.flush_interval.max(Duration::from_millis(10));
@@ -447,11 +440,7 @@ pub fn run_receiver(
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
         let stop = async move { shutdown.cancelled().await };
-        let sink = Arc::new(WalSink {
-            tx: tx.clone(),
-            metrics: Arc::clone(metrics),
-            max_backlog: opts.max_log_backlog_bytes,
-        });
+        let sink = Arc::new(WalSink { tx: tx.clone(), metrics: Arc::clone(metrics) });
         serve(listener, cfg, sink, Arc::clone(metrics), opts.routes, stop)
             .await
             .map_err(|e| Error::Io { what: "serving OTLP/HTTP".into(), source: e })

@@ -711,12 +711,17 @@ fn a_lake_that_falls_behind_gets_503_until_the_flushes_catch_up() {
     assert_eq!(refused.header("retry-after"), Some("1"));
     let backlog = metric(&server.metrics(), "agentmeter_otlp_log_backlog_bytes");
     assert!(backlog > 1 << 20, "{backlog}");
+    // A load balancer is told too.
+    let health = server.get("/health");
+    assert_eq!(health.status, 503);
+    assert!(health.text().starts_with("unavailable: the lake is behind: "), "{}", health.text());
     // The table can be written again: the retried flush drains the log, and requests are
     // taken again.
     std::fs::remove_file(&table).unwrap();
     eventually("the backlog flushed", || {
         metric(&server.metrics(), "agentmeter_otlp_log_backlog_bytes") == 0
     });
+    assert_eq!(server.get("/health").text(), "ok\n");
     let r = server.post_json(body);
     assert_eq!(r.status, 200, "{}", r.text());
     let stopped = server.stop();

@@ -91,11 +91,15 @@ fn closed_segments_count_until_flushed_and_past_the_limit_requests_are_refused()
     assert!(metrics.render().contains(&format!("\nagentmeter_otlp_log_backlog_bytes {bytes}\n")));
 
     // One byte over the limit: refused, and nothing reaches the log.
-    let sink = |max_backlog| WalSink { tx: tx.clone(), metrics: Arc::clone(&metrics), max_backlog };
-    let refused = accept(&sink(bytes - 1), 3).unwrap_err();
+    let sink = WalSink { tx: tx.clone(), metrics: Arc::clone(&metrics) };
+    metrics.log_backlog_limit.store(bytes - 1, Ordering::Relaxed);
+    let refused = accept(&sink, 3).unwrap_err();
     assert!(refused.starts_with("the lake is behind: "), "{refused}");
+    assert_eq!(metrics.behind(), Some(refused));
     // At the limit: taken.
-    accept(&sink(bytes), 4).unwrap();
+    metrics.log_backlog_limit.store(bytes, Ordering::Relaxed);
+    assert_eq!(metrics.behind(), None);
+    accept(&sink, 4).unwrap();
     tx.send(Msg::Shutdown).unwrap();
     logger.join().unwrap();
     let rest: Vec<(PathBuf, u64)> = flush_rx.try_iter().collect();
@@ -119,5 +123,6 @@ fn closed_segments_count_until_flushed_and_past_the_limit_requests_are_refused()
     assert_eq!(metrics.spans_quarantined.load(Ordering::Relaxed), 3);
     assert!(!closed.exists());
     // Drained: the limit refuses no more (the log thread has stopped, which is refused).
-    assert_eq!(accept(&sink(bytes - 1), 5), Err("the write-ahead log is behind".to_owned()));
+    metrics.log_backlog_limit.store(bytes - 1, Ordering::Relaxed);
+    assert_eq!(accept(&sink, 5), Err("the write-ahead log is behind".to_owned()));
 }
