@@ -344,6 +344,13 @@ async fn traces<S: DurableSink>(
             Some(1),
         );
     };
+    // Acknowledged spans the lake cannot take yet fill the log's disk: refused before the body
+    // is read, until the flushes catch up.
+    if let Some(why) = m.behind() {
+        m.requests_unavailable.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(error = %why, "Spans not accepted; the client will retry.");
+        return error(encoding, StatusCode::SERVICE_UNAVAILABLE, 14, &why, Some(1));
+    }
     // Read only now (after authentication and admission), and never past the limit: a
     // compressed body may not exceed it either.
     let body: Bytes = match Limited::new(body, st.cfg.max_body_bytes).collect().await {
@@ -519,6 +526,7 @@ mod tests {
         assert!(text.contains("# TYPE agentmeter_otlp_requests_total counter\n"));
         assert!(text.contains("agentmeter_otlp_requests_total{outcome=\"ok\"} 3\n"));
         assert!(text.contains("agentmeter_otlp_spans_written_total 7\n"));
+        assert!(text.contains("# TYPE agentmeter_otlp_log_backlog_bytes gauge\n"));
     }
 
     #[test]
@@ -619,6 +627,19 @@ mod tests {
         );
         m.set_unavailable(None);
         assert_eq!(get().0, 200);
+        // The lake behind the log: health says so, and a request is refused before its body
+        // is read (this one would be a 400), until the backlog is back within its limit.
+        m.log_backlog_limit.store(1 << 20, Ordering::Relaxed);
+        m.log_backlog_bytes.store(3 << 20, Ordering::Relaxed);
+        let behind = "the lake is behind: 3 MiB of acknowledged spans wait in the write-ahead \
+                      log to be flushed (the limit is 1 MiB)";
+        assert_eq!(get(), (503, format!("unavailable: {behind}\n")));
+        let post = "Content-Type: application/json\r\nAuthorization: Bearer s3cret\r\n";
+        assert_eq!(status(addr, post, b"{not json"), 503);
+        assert_eq!(m.requests_unavailable.load(Ordering::Relaxed), 1);
+        m.log_backlog_bytes.store(1 << 20, Ordering::Relaxed);
+        assert_eq!(get().0, 200);
+        assert_eq!(status(addr, post, b"{not json"), 400);
     }
 
     #[test]

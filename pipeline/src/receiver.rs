@@ -35,11 +35,9 @@ enum Msg {
     Shutdown,
 }
 
-/// The handlers' side of the log: a bounded queue to the log thread, refused while the lake
-/// is too far behind it ([`Metrics::behind`]).
+/// The handlers' side of the log: a bounded queue to the log thread.
 struct WalSink {
     tx: mpsc::SyncSender<Msg>,
-    metrics: Arc<Metrics>,
 }
 
 impl DurableSink for WalSink {
@@ -56,11 +54,6 @@ impl DurableSink for WalSink {
             })
             .collect();
         Box::pin(async move {
-            // Acknowledged spans the lake cannot take yet fill the log's disk: the client
-            // is told to retry until the flushes catch up.
-            if let Some(why) = self.metrics.behind() {
-                return Err(why);
-            }
             let (ack, done) = oneshot::channel();
             // A full queue means the log is behind: the client is told to retry.
             self.tx
@@ -440,7 +433,7 @@ pub fn run_receiver(
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
         let stop = async move { shutdown.cancelled().await };
-        let sink = Arc::new(WalSink { tx: tx.clone(), metrics: Arc::clone(metrics) });
+        let sink = Arc::new(WalSink { tx: tx.clone() });
         serve(listener, cfg, sink, Arc::clone(metrics), opts.routes, stop)
             .await
             .map_err(|e| Error::Io { what: "serving OTLP/HTTP".into(), source: e })
