@@ -202,10 +202,10 @@ pub fn flush_segments(
 }
 
 /// How much lower than the threads that answer requests the flushes run (and the writer and
-/// rollup threads they start): on 2 cores at 50,000 spans/s, a flush every 2 s at the same
-/// priority tripled the acknowledgements' p99 (BENCHMARKS.md, "`agentmeter serve` under
-/// load"); the acknowledged spans are durable in the log meanwhile, and a spare core runs the
-/// flush as fast as before.
+/// rollup threads they start): on 2 cores at 200,000 spans/s, flushes at the same priority took
+/// the cores from the answering threads (p50 39 to 338 ms against 9 ms: BENCHMARKS.md,
+/// "Levers"); the acknowledged spans are durable in the log meanwhile, a spare core runs the
+/// flush as fast as before, and the backlog's limit bounds how far it may fall behind.
 const FLUSH_NICE: i32 = 10;
 
 /// Writes closed segments into the lake, in order; a failed flush is retried.
@@ -238,34 +238,32 @@ fn flush_thread(
         }
         // A segment the log closed without a record (an empty rotation) is skipped.
         backlog.retain(|p| p.exists());
-        if backlog.is_empty() {
-            metrics.log_backlog_bytes.fetch_sub(std::mem::take(&mut pending), Ordering::Relaxed);
-            continue;
-        }
-        match flush_segments(&lake, &backlog, opts) {
-            Ok(s) => {
-                metrics.spans_written.fetch_add(s.spans_written, Ordering::Relaxed);
-                metrics.spans_duplicate.fetch_add(s.span_duplicates, Ordering::Relaxed);
-                metrics.spans_quarantined.fetch_add(s.quarantined, Ordering::Relaxed);
-                tracing::info!(
-                    segments = s.segments,
-                    written = s.spans_written,
-                    duplicates = s.span_duplicates,
-                    quarantined = s.quarantined,
-                    "Spans flushed to the lake."
-                );
-                backlog.clear();
-                metrics
-                    .log_backlog_bytes
-                    .fetch_sub(std::mem::take(&mut pending), Ordering::Relaxed);
-                failures = 0;
-            }
-            Err(e) => {
-                failures += 1;
-                tracing::error!(error = %e, "Flushing spans to the lake failed; retrying.");
-                std::thread::sleep(Duration::from_secs(1));
+        if !backlog.is_empty() {
+            match flush_segments(&lake, &backlog, opts) {
+                Ok(s) => {
+                    metrics.spans_written.fetch_add(s.spans_written, Ordering::Relaxed);
+                    metrics.spans_duplicate.fetch_add(s.span_duplicates, Ordering::Relaxed);
+                    metrics.spans_quarantined.fetch_add(s.quarantined, Ordering::Relaxed);
+                    tracing::info!(
+                        segments = s.segments,
+                        written = s.spans_written,
+                        duplicates = s.span_duplicates,
+                        quarantined = s.quarantined,
+                        "Spans flushed to the lake."
+                    );
+                    backlog.clear();
+                    failures = 0;
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::error!(error = %e, "Flushing spans to the lake failed; retrying.");
+                    std::thread::sleep(Duration::from_secs(1));
+                    continue;
+                }
             }
         }
+        // Every segment received is written (or was never there): none waits now.
+        metrics.log_backlog_bytes.fetch_sub(std::mem::take(&mut pending), Ordering::Relaxed);
     }
 }
 
