@@ -38,7 +38,7 @@ pub use error::{Error, Result};
 pub use lake::{LAKE_FORMAT_VERSION, Lake};
 pub use parquet_io::ColumnPlan;
 pub use quarantine::{QuarantineReport, QuarantineWriter};
-pub use record::{Identity, LakeRecord};
+pub use record::{Identity, LakeRecord, partition_of_ms};
 pub use rollup::{
     COVERS_KEY, Coverage, HOURLY_FILE, ROLLUP_TABLES, RollupReport, RollupState, rebuild_hourly,
     rebuild_hourly_all, rollup_state,

@@ -135,7 +135,7 @@ pub trait LakeRecord: Send + 'static {
 
     /// The `dt` partition.
     fn partition(&self) -> Option<NaiveDate> {
-        date_of_day(self.day_number())
+        partition_of_ms(self.time_ms())
     }
 
     /// The UTC day of the record's time, counted from the Unix epoch: a division, where the
@@ -148,6 +148,12 @@ pub trait LakeRecord: Send + 'static {
 
 /// Milliseconds in a UTC day.
 const DAY_MS: i64 = 86_400_000;
+
+/// The `dt` partition of a record of time `ms` (milliseconds since the epoch, UTC); none
+/// outside the calendar's range.
+pub fn partition_of_ms(ms: i64) -> Option<NaiveDate> {
+    date_of_day(ms.div_euclid(DAY_MS))
+}
 
 /// The date of a [`LakeRecord::day_number`]; none outside the calendar's range.
 pub(crate) fn date_of_day(day: i64) -> Option<NaiveDate> {

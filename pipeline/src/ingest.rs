@@ -88,7 +88,9 @@ pub fn ingest(env: &Env, opts: &IngestOptions) -> Result<IngestSummary> {
     // The run rolls up the days it writes: its own files' ids need not be read back for that.
     lake.keep_row_keys(ROW_KEYS_BYTES);
     let mut router = if rolling_ahead {
-        Router::rolling_up_ahead(&lake, opts.writer)
+        let mut router = Router::rolling_up_ahead(&lake, opts.writer);
+        router.expect_groups(&plan.files);
+        router
     } else {
         Router::new(&lake, opts.writer)
     };
@@ -110,7 +112,7 @@ pub fn ingest(env: &Env, opts: &IngestOptions) -> Result<IngestSummary> {
     if !plan.aws.is_empty() {
         bytes_read += read_aws(env, opts, &plan.aws, &decoder, &mut router)?;
     }
-    let Finished { acc, files, rollups, quarantine: q } = router.finish()?;
+    let Finished { acc, files, rollups, quarantine: q, .. } = router.finish()?;
     let balanced = acc.balances();
     if balanced {
         tracing::info!(

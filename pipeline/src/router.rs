@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 
 use agentmeter_aggregate::checkpoint::OwedRollups;
 use agentmeter_aggregate::{
-    EventWriter, Lake, QuarantineReport, QuarantineWriter, RollupReport, RollupsAhead, WriteStats,
-    WriterOptions,
+    AheadReport, EventWriter, Lake, LakeRecord, QuarantineReport, QuarantineWriter, RollupReport,
+    RollupsAhead, WriteStats, WriterOptions,
 };
 use agentmeter_ingest::Outcome;
 use agentmeter_ingest::pipeline::Sink;
@@ -34,6 +34,53 @@ pub struct Router {
     taken: BTreeSet<NaiveDate>,
     /// Rolls days up while the run goes on ([`Router::rolling_up_ahead`]).
     ahead: Option<RollupsAhead>,
+    /// The groups the input comes in, for the rollups ahead ([`Router::expect_groups`]).
+    groups: Option<Groups>,
+}
+
+/// The input's groups as the router meets them: which sources start one, and the latest
+/// record time so far, told to the rollups ahead with the first record of each group.
+struct Groups {
+    /// For each source in the order read, whether it starts a group (the first excepted).
+    starts: Vec<bool>,
+    /// Sources started so far.
+    sources: usize,
+    /// Groups not yet started.
+    left: usize,
+    /// A group started and its first record is still to come.
+    started: bool,
+    /// The latest time of the records routed so far, in milliseconds.
+    latest_ms: Option<i64>,
+}
+
+impl Groups {
+    fn source_started(&mut self) {
+        if self.starts.get(self.sources).copied().unwrap_or(false) {
+            self.left = self.left.saturating_sub(1);
+            self.started = true;
+        }
+        self.sources += 1;
+    }
+
+    /// Notes a record of time `ms` for the rollups ahead.
+    fn record(&mut self, ms: i64, ahead: &RollupsAhead) {
+        if self.started
+            && let Some(first) = agentmeter_aggregate::partition_of_ms(ms)
+        {
+            self.started = false;
+            let latest = self.latest_ms.and_then(agentmeter_aggregate::partition_of_ms);
+            ahead.next_group(latest, first, self.left == 0);
+        }
+        self.latest_ms = Some(self.latest_ms.map_or(ms, |l| l.max(ms)));
+    }
+}
+
+/// The group of a source: the files of one directory (or key prefix) and format. A run's
+/// groups are read one after another, and the groups of a backfill often cover the same days
+/// (a month's NDJSON files, then its CloudWatch exports).
+fn group_of(s: &SourceSpec) -> (&str, agentmeter_ingest::source::Format) {
+    let uri = s.uri.as_str();
+    (uri.rsplit_once('/').map_or(uri, |(dir, _)| dir), s.format)
 }
 
 /// What a finished router wrote.
@@ -47,6 +94,8 @@ pub struct Finished {
     pub rollups: RollupReport,
     /// The quarantine files written and removed.
     pub quarantine: QuarantineReport,
+    /// What the rollups ahead did ([`Router::rolling_up_ahead`]; nothing otherwise).
+    pub ahead: AheadReport,
 }
 
 impl Router {
@@ -77,6 +126,25 @@ impl Router {
         }
     }
 
+    /// Tells the rollups ahead of a router made by [`Router::rolling_up_ahead`] how the input
+    /// comes: `sources`, in the order they are read, in groups of consecutive files of one
+    /// directory and format. With more than one group, a group's days are rolled up ahead only
+    /// once the next group has started after them, and not at all once a group goes back to
+    /// earlier days (the groups then cover the same days, and each would write them again).
+    /// Nothing to do with one group, or without rollups ahead.
+    pub fn expect_groups(&mut self, sources: &[SourceSpec]) {
+        let Some(ahead) = &self.ahead else { return };
+        let starts: Vec<bool> = std::iter::once(false)
+            .chain(sources.windows(2).map(|w| group_of(&w[0]) != group_of(&w[1])))
+            .collect();
+        let left = starts.iter().filter(|&&s| s).count();
+        if left == 0 {
+            return;
+        }
+        ahead.expect_groups();
+        self.groups = Some(Groups { starts, sources: 0, left, started: false, latest_ms: None });
+    }
+
     fn build(lake: &Lake, opts: WriterOptions, appending: bool) -> Self {
         Self {
             lake: lake.clone(),
@@ -89,6 +157,7 @@ impl Router {
             owed: Vec::new(),
             taken: BTreeSet::new(),
             ahead: None,
+            groups: None,
         }
     }
 
@@ -132,6 +201,13 @@ impl Router {
     /// An earlier batch could not be committed, or the quarantine spool cannot be written.
     pub fn route(&mut self, o: Outcome) -> Result<()> {
         self.acc.records_read += 1;
+        if let (Some(groups), Some(ahead)) = (&mut self.groups, &self.ahead) {
+            match &o {
+                Outcome::Event(e) => groups.record(e.time_ms(), ahead),
+                Outcome::Span(s) => groups.record(s.time_ms(), ahead),
+                Outcome::Skip(_) | Outcome::Reject(_) => {}
+            }
+        }
         match o {
             Outcome::Event(e) => self.events.push(e).map_err(lake("writing usage_events"))?,
             Outcome::Skip(k) => *self.acc.skipped.entry(k).or_default() += 1,
@@ -246,6 +322,7 @@ impl Router {
         tracing::debug!(
             rolled = done.rolled,
             redone = done.redone,
+            revisited = done.revisited,
             current = done.current.len(),
             "Rollups built ahead."
         );
@@ -265,7 +342,7 @@ impl Router {
         q.add(quarantine_done);
         count(&mut acc, &stats, &span_stats);
         let files = stats.files + span_stats.files;
-        Ok(Finished { acc, files, rollups: report, quarantine: q })
+        Ok(Finished { acc, files, rollups: report, quarantine: q, ahead: done })
     }
 }
 
@@ -303,6 +380,9 @@ impl Sink for Router {
 
     fn source_started(&mut self, s: &SourceSpec) -> Result<()> {
         tracing::debug!(source = %s.uri.shown(), bytes = s.len, "Reading source.");
+        if let Some(g) = &mut self.groups {
+            g.source_started();
+        }
         self.quarantine.touch(&s.uri);
         Ok(())
     }
@@ -321,3 +401,6 @@ impl Sink for Router {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,7 +7,11 @@
 //! that idle time. The guess can be wrong (a later batch writes the day again): the day is
 //! then rolled up again at the end, like any day written late, so the result never depends on
 //! it; and when more than a quarter of the days had to be redone (input not in time order),
-//! rolling ahead stops for the run. Only days whose data files total at most
+//! rolling ahead stops for the run. Input that comes in groups (the files of one directory
+//! and format, one group after another: a month's NDJSON, then the same month's CloudWatch
+//! exports) would have every day of a group rolled up and redone by the next: there a
+//! group's days wait until the next group starts after them, and a group that goes back to
+//! earlier days stops rolling ahead before any of them was rolled up in vain. Only days whose data files total at most
 //! [`AHEAD_MAX_DAY_BYTES`] are rolled up ahead: a rollup holds state in proportion to its day
 //! (its ids, request seconds and session lines), and while the run writes, that state comes on
 //! top of the writers' batches; larger days wait for the end, when the batches are freed, so
@@ -41,6 +45,16 @@ pub(crate) enum Note {
     },
     /// No batch is handed over after those already noted.
     Ended,
+    /// The input comes in groups, one after another: a day waits until the next group starts
+    /// after it ([`Note::NextGroup`]), or until the input ends.
+    Grouped,
+    /// The first record of the next group is of day `first`; `latest` is the latest day of the
+    /// records before it (none: no record yet); `last`: no group follows.
+    NextGroup {
+        latest: Option<NaiveDate>,
+        first: NaiveDate,
+        last: bool,
+    },
     /// Reply once no day may be rolled up (tests: a deterministic point to look at).
     #[cfg(test)]
     Settled(mpsc::SyncSender<()>),
@@ -81,6 +95,11 @@ pub(crate) struct Plan {
     rolled: usize,
     /// Days written again after their rollup here.
     redone: usize,
+    /// Input in groups: the latest day a later group has started after, so that it and the
+    /// days before it may be rolled up (`Some(None)`: none yet). `None`: no day waits for this.
+    released: Option<Option<NaiveDate>>,
+    /// A group of the input went back to days before it: the groups cover the same days.
+    revisited: bool,
 }
 
 impl Plan {
@@ -100,26 +119,35 @@ impl Plan {
                 }
             }
             Note::Ended => self.ended = true,
+            Note::Grouped => self.released = Some(None),
+            Note::NextGroup { latest, first, last } => match latest {
+                Some(latest) if first < latest => self.revisited = true,
+                _ if last => self.released = None,
+                latest => self.released = self.released.map(|r| latest.max(r)),
+            },
             #[cfg(test)]
             Note::Settled(_) => {}
             Note::Stop => {}
         }
     }
 
-    /// Rolling ahead has cost more than it saves: input out of time order.
+    /// Rolling ahead has cost more than it saves, or would: input out of time order.
     fn given_up(&self) -> bool {
-        self.redone > 2 && self.redone * 4 > self.rolled
+        self.revisited || (self.redone > 2 && self.redone * 4 > self.rolled)
     }
 
     /// The earliest day that no batch in flight holds and, until the input has ended, that
-    /// no writer's last batch holds either.
+    /// no writer's last batch holds either, nor, where the input comes in groups, the group
+    /// being read.
     pub(crate) fn next(&self) -> Option<NaiveDate> {
         if self.given_up() {
             return None;
         }
         self.pending.iter().copied().find(|dt| {
             !self.in_flight.values().any(|days| days.contains(dt))
-                && (self.ended || !self.latest.values().any(|days| days.contains(dt)))
+                && (self.ended
+                    || (!self.latest.values().any(|days| days.contains(dt))
+                        && self.released.is_none_or(|r| r.is_some_and(|r| *dt <= r))))
         })
     }
 
@@ -147,6 +175,9 @@ pub struct AheadReport {
     pub rolled: usize,
     /// Days written again after their rollup ahead (rolled up again at the end).
     pub redone: usize,
+    /// A group of the input went back to the days of the groups before it, so nothing more
+    /// was rolled up ahead ([`RollupsAhead::next_group`]).
+    pub revisited: bool,
 }
 
 /// Rolls up the days of a run's writers as the input moves past them (see the module
@@ -187,6 +218,21 @@ impl RollupsAhead {
         let _ = self.tx.send(Note::Ended);
     }
 
+    /// The input comes in groups read one after another (the files of one directory and
+    /// format): from now on a day waits until the next group starts after it
+    /// ([`RollupsAhead::next_group`]) or the input ends. Call before the first record.
+    pub fn expect_groups(&self) {
+        let _ = self.tx.send(Note::Grouped);
+    }
+
+    /// The first record of the next group (after [`RollupsAhead::expect_groups`]) is of day
+    /// `first`, and the latest day of the records before it `latest` (`None`: no record yet);
+    /// `last` when no group follows. A group that goes back before `latest` stops rolling
+    /// ahead for the run: its days are those of the groups before it, written again.
+    pub fn next_group(&self, latest: Option<NaiveDate>, first: NaiveDate, last: bool) {
+        let _ = self.tx.send(Note::NextGroup { latest, first, last });
+    }
+
     /// Waits until no day may be rolled up ahead (all eligible ones are done).
     #[cfg(test)]
     pub(crate) fn settle(&self) {
@@ -201,6 +247,7 @@ impl RollupsAhead {
             current: plan.current,
             rolled: plan.rolled,
             redone: plan.redone,
+            revisited: plan.revisited,
         })
     }
 
@@ -352,6 +399,87 @@ mod tests {
         assert!(p.current.is_empty());
         assert_eq!((p.rolled, p.redone), (1, 1));
         assert_eq!(p.next(), Some(d(2)), "day 1 is in the last batch again");
+    }
+
+    /// Two groups of input, the second after the first (a month, then the next): the first
+    /// group's days wait for the second to start, then go; the last group's as usual.
+    #[test]
+    fn a_group_s_days_wait_until_the_next_group_starts_after_them() {
+        let mut p = Plan::default();
+        p.note(Note::Grouped);
+        for (seq, n) in (1..=3).enumerate() {
+            handed(&mut p, 0, seq as u64, &[n]);
+            committed(&mut p, 0, seq as u64, &[n]);
+        }
+        handed(&mut p, 0, 3, &[4]);
+        assert_eq!(p.next(), None, "days 1 to 3 wait: the next group may write them again");
+        p.note(Note::NextGroup { latest: Some(d(4)), first: d(5), last: true });
+        handed(&mut p, 0, 4, &[5]);
+        assert_eq!(p.next(), Some(d(1)));
+        p.done(d(1), true);
+        committed(&mut p, 0, 3, &[4]);
+        committed(&mut p, 0, 4, &[5]);
+        handed(&mut p, 0, 5, &[6]);
+        for n in [2, 3, 4, 5] {
+            assert_eq!(p.next(), Some(d(n)), "the last group's days go as the input passes");
+            p.done(d(n), true);
+        }
+        assert_eq!(p.next(), None);
+        assert!(!p.given_up());
+    }
+
+    /// A middle group releases only the days before it; its own wait for the group after it.
+    #[test]
+    fn a_middle_group_releases_the_days_before_it_only() {
+        let mut p = Plan::default();
+        p.note(Note::Grouped);
+        handed(&mut p, 0, 1, &[1]);
+        committed(&mut p, 0, 1, &[1]);
+        p.note(Note::NextGroup { latest: Some(d(1)), first: d(2), last: false });
+        handed(&mut p, 0, 2, &[2]);
+        committed(&mut p, 0, 2, &[2]);
+        handed(&mut p, 0, 3, &[3]);
+        assert_eq!(p.next(), Some(d(1)));
+        p.done(d(1), true);
+        assert_eq!(p.next(), None, "day 2 is the middle group's: the last group may go back");
+        p.note(Note::Ended);
+        assert_eq!(p.next(), Some(d(2)), "the input ended: nothing is held back");
+    }
+
+    /// Groups that cover the same days (a month's NDJSON, then its CloudWatch exports): the
+    /// second goes back, and nothing was or is rolled up ahead, where rolling every day of
+    /// the first group up had it all redone.
+    #[test]
+    fn a_group_that_goes_back_stops_rolling_ahead_before_any_day_was_rolled_in_vain() {
+        let mut p = Plan::default();
+        p.note(Note::Grouped);
+        for (seq, n) in (1..=31).enumerate() {
+            handed(&mut p, 0, seq as u64, &[n]);
+            assert_eq!(p.next(), None);
+            committed(&mut p, 0, seq as u64, &[n]);
+        }
+        p.note(Note::NextGroup { latest: Some(d(31)), first: d(1), last: true });
+        handed(&mut p, 0, 31, &[1]);
+        assert_eq!(p.next(), None);
+        assert!(p.given_up());
+        assert_eq!((p.rolled, p.redone), (0, 0));
+        assert_eq!(p.pending.len(), 31, "every day is rolled up at the end, once");
+    }
+
+    /// A group that starts on the day the one before ended goes on from it: that day is
+    /// written by both, which no rollup ahead has taken.
+    #[test]
+    fn a_group_that_starts_on_the_last_day_of_the_one_before_goes_on() {
+        let mut p = Plan::default();
+        p.note(Note::Grouped);
+        handed(&mut p, 0, 1, &[1, 2]);
+        committed(&mut p, 0, 1, &[1, 2]);
+        p.note(Note::NextGroup { latest: Some(d(2)), first: d(2), last: true });
+        handed(&mut p, 0, 2, &[2, 3]);
+        assert_eq!(p.next(), Some(d(1)));
+        p.done(d(1), true);
+        assert_eq!(p.next(), None, "day 2 is in the last batch");
+        assert!(!p.given_up());
     }
 
     #[test]

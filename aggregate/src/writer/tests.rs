@@ -744,7 +744,10 @@ fn rollups_built_ahead_are_byte_for_byte_those_built_at_the_end() {
     assert_eq!((stats_ahead, &days_ahead), (stats, &days));
     ahead.settle();
     let report = ahead.finish();
-    assert_eq!(report, AheadReport { current: days.clone(), rolled: 6, redone: 0 });
+    assert_eq!(
+        report,
+        AheadReport { current: days.clone(), rolled: 6, redone: 0, revisited: false }
+    );
     assert!(lake.stale_rollups(day(1), day(31)).unwrap().is_empty());
     let (a, b) = (lake_files(end.path()), lake_files(early.path()));
     assert_eq!(a.len(), 6 * 5, "two data files and three rollups a day");
