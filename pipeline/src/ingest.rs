@@ -81,9 +81,9 @@ pub fn ingest(env: &Env, opts: &IngestOptions) -> Result<IngestSummary> {
     let progress = crate::progress::Progress::start(total, opts.progress);
     // Files alone are read once to their end, so their days can be rolled up as the run moves
     // past them; the AWS sources commit and roll up on their own schedule. Not on S3: there a
-    // rollup is requests (the day's files read again), paid twice for a day the input comes
-    // back to (measured against moto, 10,000-row batches of four formats read one after
-    // another: the S3 lake 1.35 → 1.43 times the local one; BENCHMARKS.md).
+    // day's rollup ahead waits on its round trips one day at a time, and measured against moto
+    // (the NDJSON of a month in 10,000-row batches, S3 20 ms late) it rolled 6 days of 31 up
+    // while the run wrote and saved nothing (BENCHMARKS.md, "Levers").
     let rolling_ahead = plan.aws.is_empty() && matches!(opts.lake, LakeLocation::Dir(_));
     // The run rolls up the days it writes: its own files' ids need not be read back for that.
     lake.keep_row_keys(ROW_KEYS_BYTES);
