@@ -1,21 +1,21 @@
-//! Rollups built while the run is still writing: a day is rolled up as soon as the input has
-//! moved past it, on one background thread, instead of every day at the end of the run.
+//! Rollups built while the run is still writing: a day is rolled up as soon as the input has moved
+//! past it, on one background thread, instead of every day at the end of the run.
 //!
-//! A file ingest keeps both cores about 85 % busy while it writes (its stages wait on one
-//! another), and used to roll every day up only after its last batch. Rolling up a day once no
-//! batch in flight holds it, and the last batch each writer handed over does not either, fills
-//! that idle time. The guess can be wrong (a later batch writes the day again): the day is
-//! then rolled up again at the end, like any day written late, so the result never depends on
-//! it; and when more than a quarter of the days had to be redone (input not in time order),
-//! rolling ahead stops for the run. Input that comes in groups (the files of one directory
-//! and format, one group after another: a month's NDJSON, then the same month's CloudWatch
-//! exports) would have every day of a group rolled up and redone by the next: there a
-//! group's days wait until the next group starts after them, and a group that goes back to
-//! earlier days stops rolling ahead before any of them was rolled up in vain. Only days whose data files total at most
-//! [`AHEAD_MAX_DAY_BYTES`] are rolled up ahead: a rollup holds state in proportion to its day
-//! (its ids, request seconds and session lines), and while the run writes, that state comes on
-//! top of the writers' batches; larger days wait for the end, when the batches are freed, so
-//! that memory stays flat however large a day is.
+//! A file ingest keeps both cores about 85 % busy while it writes (its stages wait on one another),
+//! and used to roll every day up only after its last batch. Rolling up a day once no batch in
+//! flight holds it, and the last batch each writer handed over does not either, fills that idle
+//! time. The guess can be wrong (a later batch writes the day again): the day is then rolled up
+//! again at the end, like any day written late, so the result never depends on it; and when more
+//! than a quarter of the days had to be redone (input not in time order), rolling ahead stops for
+//! the run. Input that comes in groups (the files of one directory and format, one group after
+//! another: a month's NDJSON, then the same month's CloudWatch exports) would have every day of a
+//! group rolled up and redone by the next: there a group's days wait until the next group starts
+//! after them, and a group that goes back to earlier days stops rolling ahead before any of them
+//! was rolled up in vain. Only days whose data files total at most [`AHEAD_MAX_DAY_BYTES`] are
+//! rolled up ahead: a rollup holds state in proportion to its day (its ids, request seconds and
+//! session lines), and while the run writes, that state comes on top of the writers' batches;
+//! larger days wait for the end, when the batches are freed, so that memory stays flat however
+//! large a day is.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
