@@ -45,8 +45,6 @@ struct Groups {
     starts: Vec<bool>,
     /// Sources started so far.
     sources: usize,
-    /// Groups not yet started.
-    left: usize,
     /// A group started and its first record is still to come.
     started: bool,
     /// The latest time of the records routed so far, in milliseconds.
@@ -55,10 +53,7 @@ struct Groups {
 
 impl Groups {
     fn source_started(&mut self) {
-        if self.starts.get(self.sources).copied().unwrap_or(false) {
-            self.left = self.left.saturating_sub(1);
-            self.started = true;
-        }
+        self.started |= self.starts.get(self.sources).copied().unwrap_or(false);
         self.sources += 1;
     }
 
@@ -69,7 +64,9 @@ impl Groups {
         {
             self.started = false;
             let latest = self.latest_ms.and_then(agentmeter_aggregate::partition_of_ms);
-            ahead.next_group(latest, first, self.left == 0);
+            // The last group: no source after those started begins another.
+            let last = !self.starts.get(self.sources..).is_some_and(|rest| rest.contains(&true));
+            ahead.next_group(latest, first, last);
         }
         self.latest_ms = Some(self.latest_ms.map_or(ms, |l| l.max(ms)));
     }
@@ -137,12 +134,11 @@ impl Router {
         let starts: Vec<bool> = std::iter::once(false)
             .chain(sources.windows(2).map(|w| group_of(&w[0]) != group_of(&w[1])))
             .collect();
-        let left = starts.iter().filter(|&&s| s).count();
-        if left == 0 {
+        if !starts.contains(&true) {
             return;
         }
         ahead.expect_groups();
-        self.groups = Some(Groups { starts, sources: 0, left, started: false, latest_ms: None });
+        self.groups = Some(Groups { starts, sources: 0, started: false, latest_ms: None });
     }
 
     fn build(lake: &Lake, opts: WriterOptions, appending: bool) -> Self {

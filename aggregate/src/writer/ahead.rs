@@ -359,6 +359,12 @@ mod tests {
         plan.note(Note::Committed { writer, seq, days: days(ns) });
     }
 
+    /// Writer 0's batch `seq` of days `ns`, handed over and committed.
+    fn written(plan: &mut Plan, seq: u64, ns: &[u32]) {
+        handed(plan, 0, seq, ns);
+        committed(plan, 0, seq, ns);
+    }
+
     #[test]
     fn a_day_waits_until_no_batch_in_flight_or_last_handed_holds_it() {
         let mut p = Plan::default();
@@ -408,8 +414,7 @@ mod tests {
         let mut p = Plan::default();
         p.note(Note::Grouped);
         for (seq, n) in (1..=3).enumerate() {
-            handed(&mut p, 0, seq as u64, &[n]);
-            committed(&mut p, 0, seq as u64, &[n]);
+            written(&mut p, seq as u64, &[n]);
         }
         handed(&mut p, 0, 3, &[4]);
         assert_eq!(p.next(), None, "days 1 to 3 wait: the next group may write them again");
@@ -433,11 +438,9 @@ mod tests {
     fn a_middle_group_releases_the_days_before_it_only() {
         let mut p = Plan::default();
         p.note(Note::Grouped);
-        handed(&mut p, 0, 1, &[1]);
-        committed(&mut p, 0, 1, &[1]);
+        written(&mut p, 1, &[1]);
         p.note(Note::NextGroup { latest: Some(d(1)), first: d(2), last: false });
-        handed(&mut p, 0, 2, &[2]);
-        committed(&mut p, 0, 2, &[2]);
+        written(&mut p, 2, &[2]);
         handed(&mut p, 0, 3, &[3]);
         assert_eq!(p.next(), Some(d(1)));
         p.done(d(1), true);
@@ -472,8 +475,7 @@ mod tests {
     fn a_group_that_starts_on_the_last_day_of_the_one_before_goes_on() {
         let mut p = Plan::default();
         p.note(Note::Grouped);
-        handed(&mut p, 0, 1, &[1, 2]);
-        committed(&mut p, 0, 1, &[1, 2]);
+        written(&mut p, 1, &[1, 2]);
         p.note(Note::NextGroup { latest: Some(d(2)), first: d(2), last: true });
         handed(&mut p, 0, 2, &[2, 3]);
         assert_eq!(p.next(), Some(d(1)));

@@ -40,10 +40,12 @@ fn day(d: u32) -> NaiveDate {
 }
 
 /// Routes `sources` (each with its days, three events a day) through a router rolling up
-/// ahead in batches of 4 events, and finishes it.
-fn ingest(lake: &Lake, sources: &[(SourceSpec, Vec<u32>)]) -> Finished {
+/// ahead in batches of 4 events into a new local lake, and finishes it.
+fn ingest(sources: &[(SourceSpec, Vec<u32>)]) -> (tempfile::TempDir, Lake, Finished) {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open_dir(dir.path().join("lake")).unwrap();
     let opts = WriterOptions { batch_rows: 4, ..WriterOptions::default() };
-    let mut router = Router::rolling_up_ahead(lake, opts);
+    let mut router = Router::rolling_up_ahead(&lake, opts);
     let specs: Vec<SourceSpec> = sources.iter().map(|(s, _)| s.clone()).collect();
     router.expect_groups(&specs);
     for (s, days) in sources {
@@ -55,7 +57,8 @@ fn ingest(lake: &Lake, sources: &[(SourceSpec, Vec<u32>)]) -> Finished {
         }
         router.source_finished(s).unwrap();
     }
-    router.finish().unwrap()
+    let finished = router.finish().unwrap();
+    (dir, lake, finished)
 }
 
 /// A month's NDJSON files, then the same month's CloudWatch exports: the second group goes
@@ -63,17 +66,12 @@ fn ingest(lake: &Lake, sources: &[(SourceSpec, Vec<u32>)]) -> Finished {
 /// redone), and every day is rolled up once at the end.
 #[test]
 fn groups_of_the_same_days_roll_nothing_up_ahead() {
-    let dir = tempfile::tempdir().unwrap();
-    let lake = Lake::open_dir(dir.path().join("lake")).unwrap();
-    let finished = ingest(
-        &lake,
-        &[
-            (spec("/in/ndjson/1.ndjson", Format::Ndjson), vec![1, 2]),
-            (spec("/in/ndjson/2.ndjson", Format::Ndjson), vec![3, 4]),
-            (spec("/in/cloudwatch/1.json", Format::FilterLogEvents), vec![1, 2]),
-            (spec("/in/cloudwatch/2.json", Format::FilterLogEvents), vec![3, 4]),
-        ],
-    );
+    let (_dir, lake, finished) = ingest(&[
+        (spec("/in/ndjson/1.ndjson", Format::Ndjson), vec![1, 2]),
+        (spec("/in/ndjson/2.ndjson", Format::Ndjson), vec![3, 4]),
+        (spec("/in/cloudwatch/1.json", Format::FilterLogEvents), vec![1, 2]),
+        (spec("/in/cloudwatch/2.json", Format::FilterLogEvents), vec![3, 4]),
+    ]);
     assert_eq!((finished.ahead.rolled, finished.ahead.redone), (0, 0));
     assert!(finished.ahead.revisited);
     assert_eq!(finished.rollups.rebuilt, (1..=4).map(day).collect::<Vec<_>>());
@@ -88,16 +86,11 @@ fn groups_of_the_same_days_roll_nothing_up_ahead() {
 /// goes back, and nothing rolled up ahead is redone.
 #[test]
 fn groups_one_after_another_in_time_go_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let lake = Lake::open_dir(dir.path().join("lake")).unwrap();
-    let finished = ingest(
-        &lake,
-        &[
-            (spec("/in/a/1.ndjson", Format::Ndjson), vec![1, 2]),
-            (spec("/in/b/1.ndjson", Format::Ndjson), vec![2, 3]),
-            (spec("/in/c/1.ndjson", Format::Ndjson), vec![4, 5]),
-        ],
-    );
+    let (_dir, _lake, finished) = ingest(&[
+        (spec("/in/a/1.ndjson", Format::Ndjson), vec![1, 2]),
+        (spec("/in/b/1.ndjson", Format::Ndjson), vec![2, 3]),
+        (spec("/in/c/1.ndjson", Format::Ndjson), vec![4, 5]),
+    ]);
     assert!(!finished.ahead.revisited);
     assert_eq!(finished.ahead.redone, 0);
     assert_eq!(finished.rollups.rebuilt, (1..=5).map(day).collect::<Vec<_>>());
