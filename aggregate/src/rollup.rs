@@ -216,10 +216,14 @@ pub enum RollupState {
 /// Each rollup file's version and the data files it says it covers (`None`: no file).
 type Versions = [Option<(String, String)>; 3];
 
-/// The rollups' versions and what they cover, read from their footers.
-fn versions(lake: &Lake, dt: NaiveDate) -> Result<Versions> {
+/// The rollups' versions and what they cover, read from their footers; none read for a
+/// rollup that `listed` did not find.
+fn versions(lake: &Lake, dt: NaiveDate, listed: Option<&ListedRollups>) -> Result<Versions> {
     // The three footers side by side: on S3 each is a round trip.
     let footers = concurrently(ROLLUP_TABLES.to_vec(), ROLLUP_TABLES.len(), |table| {
+        if listed.and_then(|l| l.has(table, dt)) == Some(false) {
+            return Ok(None);
+        }
         let key = layout::partition_file(table, dt);
         Ok(lake.store().parquet_footer(&key)?.map(|(meta, etag)| {
             let covers = meta
@@ -269,15 +273,17 @@ fn state_of(versions: &Versions, coverage: &Coverage) -> RollupState {
 ///
 /// The partition cannot be listed or a rollup footer cannot be read.
 pub fn rollup_state(lake: &Lake, dt: NaiveDate) -> Result<RollupState> {
-    let v = versions(lake, dt)?;
+    let v = versions(lake, dt, None)?;
     Ok(state_of(&v, &Coverage::of(lake, dt)?))
 }
 
 /// (hour, tier, tenant, user, model codes, service tier, prompt band).
 type Group = (i64, u32, u32, u32, u32, ServiceTier, i64);
 
+mod listed;
 mod series;
 mod strings;
+pub(crate) use listed::ListedRollups;
 use series::{SessionLine, Sessions};
 pub(crate) use strings::Interner;
 use strings::string_ranks;
@@ -441,7 +447,7 @@ fn add_batch(
 /// The lake cannot be read or written, holds an invalid identifier, a sum overflows `i64`, or
 /// other writers kept changing the partition through every attempt.
 pub fn rebuild_hourly(lake: &Lake, dt: NaiveDate) -> Result<usize> {
-    rebuild_hourly_within(lake, dt, u64::MAX, None).map(Option::unwrap_or_default)
+    rebuild_hourly_within(lake, dt, u64::MAX, None, None).map(Option::unwrap_or_default)
 }
 
 /// Bytes of data files that the days rolled up beyond one a core may hold together: a day's
@@ -495,7 +501,8 @@ impl Drop for DayPass<'_> {
 }
 
 /// As [`rebuild_hourly`], unless the rollups are stale and the data files of `dt` total more
-/// than `max_bytes`: then nothing is read or written, and `None`.
+/// than `max_bytes`: then nothing is read or written, and `None`. A rollup that `listed`
+/// did not find is not read on the first attempt.
 ///
 /// # Errors
 ///
@@ -505,10 +512,12 @@ pub(crate) fn rebuild_hourly_within(
     dt: NaiveDate,
     max_bytes: u64,
     gate: Option<&DayGate>,
+    mut listed: Option<&ListedRollups>,
 ) -> Result<Option<usize>> {
     for _ in 0..ATTEMPTS {
         // Versions first, then the listing: whatever a current rollup covers, the listing has.
-        let versions = versions(lake, dt)?;
+        // After a lost race, every footer is read again.
+        let versions = versions(lake, dt, listed.take())?;
         let coverage = Coverage::of(lake, dt)?;
         if state_of(&versions, &coverage) == RollupState::Current {
             return Ok(Some(0));
@@ -843,7 +852,19 @@ pub fn rebuild_hourly_all(lake: &Lake, days: &[NaiveDate], threads: usize) -> Ro
     // Where requests are round trips (S3), a day mostly waits: twice as many days at once,
     // those beyond one a core within a memory bound.
     let gate = DayGate::new(threads);
-    let threads = if lake.store().round_trips() { threads * 2 } else { threads };
+    let round_trips = lake.store().round_trips();
+    let threads = if round_trips { threads * 2 } else { threads };
+    // Where reading a footer is a round trip, the rollup tables listed once spare the reads
+    // of rollups never written (every day of a first ingest). Without the listing, every
+    // footer is read.
+    let listed = match round_trips.then(|| ListedRollups::of(lake, days)) {
+        Some(Ok(listed)) => listed,
+        Some(Err(e)) => {
+            tracing::debug!(error = %e, "Listing the rollups failed; reading every footer.");
+            None
+        }
+        None => None,
+    };
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results = std::sync::Mutex::new(Vec::with_capacity(days.len()));
     std::thread::scope(|s| {
@@ -852,7 +873,7 @@ pub fn rebuild_hourly_all(lake: &Lake, days: &[NaiveDate], threads: usize) -> Ro
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(&dt) = days.get(i) else { return };
-                    let r = rebuild_hourly_within(lake, dt, u64::MAX, Some(&gate))
+                    let r = rebuild_hourly_within(lake, dt, u64::MAX, Some(&gate), listed.as_ref())
                         .map(Option::unwrap_or_default);
                     if let Err(e) = &r {
                         tracing::error!(dt = %dt, error = %e, "Rollup failed; the partition stays stale.");

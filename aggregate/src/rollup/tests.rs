@@ -61,18 +61,136 @@ fn where_reads_are_round_trips_a_day_s_files_are_read_ahead_and_summed_in_order(
 fn where_requests_are_round_trips_twice_as_many_days_are_rolled_up_at_once() {
     use crate::writer::tests::{DAY0, day, ev};
     let dir = tempfile::tempdir().unwrap();
-    let mut w =
-        crate::writer::EventWriter::new(&Lake::open_dir(dir.path()).unwrap(), Default::default());
-    for d in 0..4 {
-        w.push(ev(&format!("e{d}"), "t1", DAY0 + d * 86_400_000, 1)).unwrap();
+    // Rolled up once, then each day given one more event: every rollup is there to be read.
+    for round in 0..2 {
+        let mut w = crate::writer::EventWriter::new(
+            &Lake::open_dir(dir.path()).unwrap(),
+            Default::default(),
+        );
+        for d in 0..4 {
+            w.push(ev(&format!("e{round}-{d}"), "t1", DAY0 + d * 86_400_000, 1)).unwrap();
+        }
+        if round == 0 {
+            w.finish().unwrap();
+        } else {
+            w.finish_without_rollups().unwrap();
+        }
     }
-    let (_, days) = w.finish_without_rollups().unwrap();
+    let days: Vec<NaiveDate> = (1..=4).map(day).collect();
     // Four days, three footers each: all twelve in flight together on two threads' worth.
     let (lake, footers) = crate::store::tests::lake_where_rollup_footers_meet(dir.path(), 12);
-    let days: Vec<NaiveDate> = days.into_iter().collect();
     let report = rebuild_hourly_all(&lake, &days, 2);
-    assert_eq!(report.rebuilt, (1..=4).map(day).collect::<Vec<_>>());
+    assert_eq!(report.rebuilt, days);
     assert_eq!(footers.timed_out(), 0);
+    for dt in days {
+        let [(_, m)] = <[_; 1]>::try_from(lake.hourly(dt).unwrap()).unwrap();
+        assert_eq!(m.invocations, 2);
+    }
+}
+
+/// Operations of each kind that a [`crate::store::tests::Hooked`] store was asked for.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Counts {
+    footers: usize,
+    range_listings: usize,
+    day_listings: usize,
+    rollup_puts: usize,
+}
+
+/// A lake over `root` as S3 (or, without `round_trips`, as a local directory) that counts
+/// its operations; `also` runs before each.
+fn counted_lake(
+    root: &std::path::Path,
+    round_trips: bool,
+    also: impl Fn(crate::store::tests::Op<'_>) + Send + Sync + 'static,
+) -> (Lake, Arc<std::sync::Mutex<Counts>>) {
+    use crate::store::tests::{Hooked, Op};
+    let counts = Arc::new(std::sync::Mutex::new(Counts::default()));
+    let c = counts.clone();
+    let mut store = Hooked::new(crate::store::LocalStore::new(root), move |op| {
+        also(op);
+        let mut c = c.lock().unwrap();
+        match op {
+            Op::Footer(k) if k.ends_with("/part-00000.parquet") => c.footers += 1,
+            Op::ListAfter(_) => c.range_listings += 1,
+            Op::List(p) if p.contains("/dt=") => c.day_listings += 1,
+            Op::Put(k) if ROLLUP_TABLES.iter().any(|t| k.starts_with(t)) => c.rollup_puts += 1,
+            _ => {}
+        }
+        Ok(())
+    });
+    store.round_trips = round_trips;
+    (Lake::open(Arc::new(store)).unwrap(), counts)
+}
+
+/// Four days of one event each (input 1 to 4), committed without their rollups.
+fn four_days(root: &std::path::Path, round: u32) -> Vec<NaiveDate> {
+    use crate::writer::tests::{DAY0, day, ev};
+    let mut w = crate::writer::EventWriter::new(&Lake::open_dir(root).unwrap(), Default::default());
+    for d in 0..4 {
+        let id = format!("r{round}-d{d}");
+        w.push(ev(&id, "t1", DAY0 + d * 86_400_000 + 1000, d + 1)).unwrap();
+    }
+    w.finish_without_rollups().unwrap();
+    (1..=4).map(day).collect()
+}
+
+#[test]
+fn where_requests_are_round_trips_rollups_never_written_are_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let days = four_days(dir.path(), 0);
+    let (lake, counts) = counted_lake(dir.path(), true, |_| {});
+    assert_eq!(rebuild_hourly_all(&lake, &days, 2).rebuilt, days);
+    // One listing of each rollup table for the four days, where twelve footers were read.
+    let first = Counts { footers: 0, range_listings: 3, day_listings: 8, rollup_puts: 12 };
+    assert_eq!(*counts.lock().unwrap(), first);
+    for (input, &dt) in (1..).zip(&days) {
+        assert_eq!(rollup_state(&lake, dt).unwrap(), RollupState::Current);
+        let [(_, m)] = <[_; 1]>::try_from(lake.hourly(dt).unwrap()).unwrap();
+        assert_eq!((m.invocations, m.tokens.input), (1, input));
+    }
+    // Stale rollups that are there are read as before; current ones are left alone.
+    four_days(dir.path(), 1);
+    *counts.lock().unwrap() = Counts::default();
+    assert_eq!(rebuild_hourly_all(&lake, &days[..2], 2).rebuilt, days[..2]);
+    let stale = Counts { footers: 6, range_listings: 3, day_listings: 4, rollup_puts: 6 };
+    assert_eq!(*counts.lock().unwrap(), stale);
+    let [(_, m)] = <[_; 1]>::try_from(lake.hourly(days[1]).unwrap()).unwrap();
+    assert_eq!((m.invocations, m.tokens.input), (2, 4));
+    // A local lake lists nothing ahead: a footer read is a file opened.
+    let (local, counts) = counted_lake(dir.path(), false, |_| {});
+    assert_eq!(rebuild_hourly_all(&local, &days, 2).rebuilt, days);
+    let local_counts = Counts { footers: 12, range_listings: 0, day_listings: 8, rollup_puts: 6 };
+    assert_eq!(*counts.lock().unwrap(), local_counts);
+}
+
+#[test]
+fn a_rollup_written_after_the_listing_makes_the_rebuild_read_the_footers_again() {
+    use crate::store::tests::Op;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let days = four_days(dir.path(), 0);
+    let dt = days[2];
+    // Another writer rolls the day up between the rollup tables' listing and the day's own
+    // listing of its data files.
+    let root = dir.path().to_owned();
+    let raced = Arc::new(AtomicBool::new(false));
+    let r = raced.clone();
+    let (lake, counts) = counted_lake(dir.path(), true, move |op| {
+        let events = crate::layout::partition(USAGE_EVENTS, dt);
+        if matches!(op, Op::List(p) if p == events) && !r.swap(true, Ordering::SeqCst) {
+            let other = Lake::open_dir(&root).unwrap();
+            assert_eq!(rebuild_hourly(&other, dt).unwrap(), 1);
+        }
+    });
+    assert_eq!(rebuild_hourly_all(&lake, &[dt], 1).rebuilt, [dt]);
+    assert!(raced.load(Ordering::SeqCst));
+    // Three puts refused (only where no rollup was), then the footers read: current.
+    let c = *counts.lock().unwrap();
+    assert_eq!((c.range_listings, c.rollup_puts, c.footers), (3, 3, 3));
+    assert_eq!(rollup_state(&lake, dt).unwrap(), RollupState::Current);
+    let [(_, m)] = <[_; 1]>::try_from(lake.hourly(dt).unwrap()).unwrap();
+    assert_eq!((m.invocations, m.tokens.input), (1, 3));
 }
 
 #[test]
@@ -218,4 +336,51 @@ proptest::proptest! {
             }
         }
     }
+}
+
+/// Against S3's protocol (moto, through a proxy counting the requests): a first rebuild puts
+/// the rollups without reading a footer, and a later one reads the footers of those there.
+#[test]
+fn on_s3_rollups_never_written_cost_one_listing_a_table_not_three_reads_a_day() {
+    use crate::writer::tests::{DAY0, ev};
+    use agentmeter_testkit::faults::{FaultProxy, Plan};
+    let moto = agentmeter_testkit::moto::MotoServer::start();
+    let (_bucket, _rt) = crate::store::tests::moto_store(&moto, "lakes", "", Default::default());
+    let proxy = FaultProxy::start(moto.port(), Plan::seeded(0));
+    let endpoint = proxy.endpoint();
+    let (store, _rt2) =
+        crate::store::tests::store_at(&endpoint, "lakes", "acme/prod", Default::default(), false);
+    let lake = Lake::open(Arc::new(store)).unwrap();
+    let write = |round: i64| {
+        let mut w = crate::writer::EventWriter::new(&lake, Default::default());
+        for d in 0..3 {
+            w.push(ev(&format!("r{round}-d{d}"), "t1", DAY0 + d * 86_400_000, d + 1)).unwrap();
+        }
+        w.finish_without_rollups().unwrap().1.into_iter().collect::<Vec<_>>()
+    };
+    let rebuild = |days: &[NaiveDate]| {
+        let before = proxy.operations();
+        assert_eq!(rebuild_hourly_all(&lake, days, 2).rebuilt, days);
+        let after = proxy.operations();
+        let ops = [
+            "GetObject(Range)",
+            "ListObjectsV2",
+            "PutObject(If-None-Match)",
+            "PutObject(If-Match)",
+        ];
+        ops.map(|op| after.get(op).unwrap_or(&0) - before.get(op).unwrap_or(&0))
+    };
+    let days = write(0);
+    // Three listings of the rollup tables and two of each day's data files; nine puts.
+    assert_eq!(rebuild(&days), [0, 3 + 6, 9, 0]);
+    write(1);
+    // The rollups there: their footers read, each replaced only as the version read.
+    assert_eq!(rebuild(&days[..2]), [6, 3 + 4, 0, 6]);
+    for (input, &dt) in (1..).zip(&days) {
+        let [(_, m)] = <[_; 1]>::try_from(lake.hourly(dt).unwrap()).unwrap();
+        let expected = if input < 3 { (2, 2 * input) } else { (1, input) };
+        assert_eq!((m.invocations, m.tokens.input), expected);
+    }
+    assert_eq!(rollup_state(&lake, days[1]).unwrap(), RollupState::Current);
+    assert_ne!(rollup_state(&lake, days[2]).unwrap(), RollupState::Current);
 }

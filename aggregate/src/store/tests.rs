@@ -167,7 +167,7 @@ pub fn moto_store(
 }
 
 /// A store at `endpoint` (moto, or a proxy in front of it), creating the bucket if asked.
-fn store_at(
+pub(crate) fn store_at(
     endpoint: &str,
     bucket: &str,
     prefix: &str,

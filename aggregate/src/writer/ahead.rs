@@ -323,7 +323,7 @@ fn run(lake: &Lake, rx: &mpsc::Receiver<Note>, max_day_bytes: u64) -> Plan {
             }
             None => {
                 let Some(dt) = plan.next() else { continue };
-                match rebuild_hourly_within(lake, dt, max_day_bytes, None) {
+                match rebuild_hourly_within(lake, dt, max_day_bytes, None, None) {
                     Ok(Some(_)) => plan.done(dt, true),
                     Ok(None) => {
                         lake.row_keys().refuse_day(dt);

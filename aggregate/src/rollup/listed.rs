@@ -1,0 +1,73 @@
+//! Which rollup files exist over a range of days, from one listing of each rollup table.
+//!
+//! A rebuild reads each rollup's footer to learn its version and what it covers; where each
+//! read is a round trip (S3), a day whose rollups were never written pays three of them to
+//! learn that there is nothing (a `GetObject` answered 404 each). Before rebuilding many days,
+//! each rollup table is listed once over their range (a request per 1,000 days): a day whose
+//! rollup the listing did not find has no footer to read.
+//!
+//! Taken before any day's data files are listed, the listing is as early as the footers read
+//! in its place, so the order that makes rebuilds race safely (versions, then the data files:
+//! the module documentation above) holds. A rollup that another writer creates after the
+//! listing makes the rebuild's first put conflict (it puts only where no rollup is), and the
+//! rebuild starts again from the footers, as after any race it loses.
+
+use std::collections::HashSet;
+
+use chrono::NaiveDate;
+
+use super::ROLLUP_TABLES;
+use crate::error::Result;
+use crate::lake::Lake;
+use crate::layout;
+use crate::store::concurrently;
+
+/// Keys a page of a listing holds at most (S3's limit).
+const PAGE_KEYS: usize = 1000;
+
+/// The rollup files the listings found between two days, both included.
+#[derive(Debug)]
+pub(crate) struct ListedRollups {
+    from: NaiveDate,
+    to: NaiveDate,
+    keys: HashSet<String>,
+}
+
+impl ListedRollups {
+    /// Each rollup table listed from the first of `days` to the last, the three side by side;
+    /// `None` for no days.
+    ///
+    /// # Errors
+    ///
+    /// A listing fails.
+    pub(crate) fn of(lake: &Lake, days: &[NaiveDate]) -> Result<Option<Self>> {
+        let (Some(&from), Some(&to)) = (days.iter().min(), days.iter().max()) else {
+            return Ok(None);
+        };
+        let lists = concurrently(ROLLUP_TABLES.to_vec(), ROLLUP_TABLES.len(), |table| {
+            let prefix = format!("{table}/");
+            let last = layout::partition_file(table, to);
+            // Every key of the first day's partition sorts after the partition itself.
+            let mut after = layout::partition(table, from);
+            let mut keys = Vec::new();
+            loop {
+                let (page, more) = lake.store().list_after(&prefix, &after, PAGE_KEYS)?;
+                let Some(end) = page.last().map(|o| o.key.clone()) else { break };
+                keys.extend(page.into_iter().map(|o| o.key).filter(|k| *k <= last));
+                if !more || end > last {
+                    break;
+                }
+                after = end;
+            }
+            Ok(keys)
+        })?;
+        Ok(Some(Self { from, to, keys: lists.into_iter().flatten().collect() }))
+    }
+
+    /// Whether the listing found `table`'s rollup of `dt`; `None` for a day outside it.
+    pub(crate) fn has(&self, table: &str, dt: NaiveDate) -> Option<bool> {
+        (self.from..=self.to)
+            .contains(&dt)
+            .then(|| self.keys.contains(&layout::partition_file(table, dt)))
+    }
+}
