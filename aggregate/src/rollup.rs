@@ -219,9 +219,11 @@ type Versions = [Option<(String, String)>; 3];
 /// The rollups' versions and what they cover, read from their footers; none read for a
 /// rollup that `listed` did not find.
 fn versions(lake: &Lake, dt: NaiveDate, listed: Option<&ListedRollups>) -> Result<Versions> {
-    // The three footers side by side: on S3 each is a round trip.
-    let footers = concurrently(ROLLUP_TABLES.to_vec(), ROLLUP_TABLES.len(), |table| {
-        if listed.and_then(|l| l.has(table, dt)) == Some(false) {
+    let unlisted = |table| listed.and_then(|l: &ListedRollups| l.has(table, dt)) == Some(false);
+    // The footers side by side: on S3 each is a round trip.
+    let reads = ROLLUP_TABLES.iter().filter(|t| !unlisted(t)).count();
+    let footers = concurrently(ROLLUP_TABLES.to_vec(), reads, |table| {
+        if unlisted(table) {
             return Ok(None);
         }
         let key = layout::partition_file(table, dt);
