@@ -856,10 +856,14 @@ pub fn rebuild_hourly_all(lake: &Lake, days: &[NaiveDate], threads: usize) -> Ro
     let gate = DayGate::new(threads);
     let round_trips = lake.store().round_trips();
     let threads = if round_trips { threads * 2 } else { threads };
-    // Where reading a footer is a round trip, the rollup tables listed once spare the reads
-    // of rollups never written (every day of a first ingest). Without the listing, every
+    // Where reading a footer is a round trip and the days are more than go at once, the
+    // rollup tables listed first spare the reads of rollups never written (every day of a
+    // first ingest), a round trip for each day after the first ones. Days that all go at once
+    // read their footers in one round trip side by side, which the listing would only put off
+    // (a Lambda invocation's day or two, whose rollups are there). Without the listing, every
     // footer is read.
-    let listed = match round_trips.then(|| ListedRollups::of(lake, days)) {
+    let list = round_trips && days.len() > threads;
+    let listed = match list.then(|| ListedRollups::of(lake, days)) {
         Some(Ok(listed)) => listed,
         Some(Err(e)) => {
             tracing::debug!(error = %e, "Listing the rollups failed; reading every footer.");

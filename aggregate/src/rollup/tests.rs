@@ -140,7 +140,8 @@ fn where_requests_are_round_trips_rollups_never_written_are_not_read() {
     let dir = tempfile::tempdir().unwrap();
     let days = four_days(dir.path(), 0);
     let (lake, counts) = counted_lake(dir.path(), true, |_| {});
-    assert_eq!(rebuild_hourly_all(&lake, &days, 2).rebuilt, days);
+    // Four days, two at a time (one core's two where requests are round trips).
+    assert_eq!(rebuild_hourly_all(&lake, &days, 1).rebuilt, days);
     // One listing of each rollup table for the four days, where twelve footers were read.
     let first = Counts { footers: 0, range_listings: 3, day_listings: 8, rollup_puts: 12 };
     assert_eq!(*counts.lock().unwrap(), first);
@@ -152,15 +153,21 @@ fn where_requests_are_round_trips_rollups_never_written_are_not_read() {
     // Stale rollups that are there are read as before; current ones are left alone.
     four_days(dir.path(), 1);
     *counts.lock().unwrap() = Counts::default();
-    assert_eq!(rebuild_hourly_all(&lake, &days[..2], 2).rebuilt, days[..2]);
-    let stale = Counts { footers: 6, range_listings: 3, day_listings: 4, rollup_puts: 6 };
+    assert_eq!(rebuild_hourly_all(&lake, &days[..3], 1).rebuilt, days[..3]);
+    let stale = Counts { footers: 9, range_listings: 3, day_listings: 6, rollup_puts: 9 };
     assert_eq!(*counts.lock().unwrap(), stale);
+    // Days that all go at once read their footers at once: nothing is listed first.
+    *counts.lock().unwrap() = Counts::default();
+    assert_eq!(rebuild_hourly_all(&lake, &days[3..], 1).rebuilt, days[3..]);
+    let at_once = Counts { footers: 3, range_listings: 0, day_listings: 2, rollup_puts: 3 };
+    assert_eq!(*counts.lock().unwrap(), at_once);
     let [(_, m)] = <[_; 1]>::try_from(lake.hourly(days[1]).unwrap()).unwrap();
     assert_eq!((m.invocations, m.tokens.input), (2, 4));
     // A local lake lists nothing ahead: a footer read is a file opened.
+    four_days(dir.path(), 2);
     let (local, counts) = counted_lake(dir.path(), false, |_| {});
-    assert_eq!(rebuild_hourly_all(&local, &days, 2).rebuilt, days);
-    let local_counts = Counts { footers: 12, range_listings: 0, day_listings: 8, rollup_puts: 6 };
+    assert_eq!(rebuild_hourly_all(&local, &days, 1).rebuilt, days);
+    let local_counts = Counts { footers: 12, range_listings: 0, day_listings: 8, rollup_puts: 12 };
     assert_eq!(*counts.lock().unwrap(), local_counts);
 }
 
@@ -171,7 +178,7 @@ fn a_rollup_written_after_the_listing_makes_the_rebuild_read_the_footers_again()
     let dir = tempfile::tempdir().unwrap();
     let days = four_days(dir.path(), 0);
     let dt = days[2];
-    // Another writer rolls the day up between the rollup tables' listing and the day's own
+    // Another writer rolls a day up between the rollup tables' listing and the day's own
     // listing of its data files.
     let root = dir.path().to_owned();
     let raced = Arc::new(AtomicBool::new(false));
@@ -183,11 +190,12 @@ fn a_rollup_written_after_the_listing_makes_the_rebuild_read_the_footers_again()
             assert_eq!(rebuild_hourly(&other, dt).unwrap(), 1);
         }
     });
-    assert_eq!(rebuild_hourly_all(&lake, &[dt], 1).rebuilt, [dt]);
+    assert_eq!(rebuild_hourly_all(&lake, &days, 1).rebuilt, days);
     assert!(raced.load(Ordering::SeqCst));
-    // Three puts refused (only where no rollup was), then the footers read: current.
+    // The day's three puts refused (only where no rollup was), then its footers read:
+    // current. The other days' nine puts went through.
     let c = *counts.lock().unwrap();
-    assert_eq!((c.range_listings, c.rollup_puts, c.footers), (3, 3, 3));
+    assert_eq!((c.range_listings, c.rollup_puts, c.footers), (3, 12, 3));
     assert_eq!(rollup_state(&lake, dt).unwrap(), RollupState::Current);
     let [(_, m)] = <[_; 1]>::try_from(lake.hourly(dt).unwrap()).unwrap();
     assert_eq!((m.invocations, m.tokens.input), (1, 3));
@@ -360,7 +368,7 @@ fn on_s3_rollups_never_written_cost_one_listing_a_table_not_three_reads_a_day() 
     };
     let rebuild = |days: &[NaiveDate]| {
         let before = proxy.operations();
-        assert_eq!(rebuild_hourly_all(&lake, days, 2).rebuilt, days);
+        assert_eq!(rebuild_hourly_all(&lake, days, 1).rebuilt, days);
         let after = proxy.operations();
         let ops = [
             "GetObject(Range)",
@@ -371,11 +379,13 @@ fn on_s3_rollups_never_written_cost_one_listing_a_table_not_three_reads_a_day() 
         ops.map(|op| after.get(op).unwrap_or(&0) - before.get(op).unwrap_or(&0))
     };
     let days = write(0);
-    // Three listings of the rollup tables and two of each day's data files; nine puts.
+    // Three days, two at a time: three listings of the rollup tables and two of each day's
+    // data files; nine puts.
     assert_eq!(rebuild(&days), [0, 3 + 6, 9, 0]);
     write(1);
-    // The rollups there: their footers read, each replaced only as the version read.
-    assert_eq!(rebuild(&days[..2]), [6, 3 + 4, 0, 6]);
+    // Two days, both at once, their rollups there: the footers read, nothing listed first,
+    // each rollup replaced only as the version read.
+    assert_eq!(rebuild(&days[..2]), [6, 4, 0, 6]);
     for (input, &dt) in (1..).zip(&days) {
         let [(_, m)] = <[_; 1]>::try_from(lake.hourly(dt).unwrap()).unwrap();
         let expected = if input < 3 { (2, 2 * input) } else { (1, input) };
