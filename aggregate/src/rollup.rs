@@ -518,9 +518,13 @@ pub(crate) fn rebuild_hourly_within(
 ) -> Result<Option<usize>> {
     for _ in 0..ATTEMPTS {
         // Versions first, then the listing: whatever a current rollup covers, the listing has.
-        // After a lost race, every footer is read again.
-        let versions = versions(lake, dt, listed.take())?;
-        let coverage = Coverage::of(lake, dt)?;
+        // After a lost race, every footer is read again, and the data files listed again.
+        let listed = listed.take();
+        let versions = versions(lake, dt, listed)?;
+        let coverage = match listed.and_then(|l| l.coverage(dt)) {
+            Some(coverage) => coverage,
+            None => Coverage::of(lake, dt)?,
+        };
         if state_of(&versions, &coverage) == RollupState::Current {
             return Ok(Some(0));
         }

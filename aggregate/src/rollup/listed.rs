@@ -11,16 +11,20 @@
 //! the module documentation above) holds. A rollup that another writer creates after the
 //! listing makes the rebuild's first put conflict (it puts only where no rollup is), and the
 //! rebuild starts again from the footers, as after any race it loses.
+//!
+//! A day none of whose rollups the listing found is put only where no rollup is, so when its
+//! data files are listed does not matter to the race: they are listed here too, many days side
+//! by side, and each day's rebuild starts from its sums rather than from a round trip.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveDate;
 
-use super::ROLLUP_TABLES;
+use super::{Coverage, ROLLUP_TABLES};
 use crate::error::Result;
 use crate::lake::Lake;
 use crate::layout;
-use crate::store::concurrently;
+use crate::store::{REQUESTS_AT_ONCE, concurrently};
 
 /// Keys a page of a listing holds at most (S3's limit).
 const PAGE_KEYS: usize = 1000;
@@ -31,6 +35,8 @@ pub(crate) struct ListedRollups {
     from: NaiveDate,
     to: NaiveDate,
     keys: HashSet<String>,
+    /// The data files of each day with none of its rollups, listed after the rollups.
+    coverage: HashMap<NaiveDate, Coverage>,
 }
 
 impl ListedRollups {
@@ -61,7 +67,27 @@ impl ListedRollups {
             }
             Ok(keys)
         })?;
-        Ok(Some(Self { from, to, keys: lists.into_iter().flatten().collect() }))
+        let mut listed = Self {
+            from,
+            to,
+            keys: lists.into_iter().flatten().collect(),
+            coverage: HashMap::new(),
+        };
+        let bare: Vec<NaiveDate> = days
+            .iter()
+            .copied()
+            .filter(|&dt| ROLLUP_TABLES.iter().all(|t| listed.has(t, dt) == Some(false)))
+            .collect();
+        // Two listings a day: as many requests side by side as elsewhere.
+        let coverage =
+            concurrently(bare.clone(), REQUESTS_AT_ONCE / 2, |dt| Coverage::of(lake, dt))?;
+        listed.coverage = bare.into_iter().zip(coverage).collect();
+        Ok(Some(listed))
+    }
+
+    /// The data files of `dt` as listed after the rollups, if none of its rollups was found.
+    pub(crate) fn coverage(&self, dt: NaiveDate) -> Option<Coverage> {
+        self.coverage.get(&dt).cloned()
     }
 
     /// Whether the listing found `table`'s rollup of `dt`; `None` for a day outside it.

@@ -137,14 +137,23 @@ fn four_days(root: &std::path::Path, round: u32) -> Vec<NaiveDate> {
 
 #[test]
 fn where_requests_are_round_trips_rollups_never_written_are_not_read() {
+    use crate::store::tests::{Op, Together};
     let dir = tempfile::tempdir().unwrap();
     let days = four_days(dir.path(), 0);
-    let (lake, counts) = counted_lake(dir.path(), true, |_| {});
+    let listings = Arc::new(Together::new(4));
+    let meet = listings.clone();
+    let (lake, counts) = counted_lake(dir.path(), true, move |op| {
+        if matches!(op, Op::List(p) if p.starts_with("usage_events/")) {
+            meet.arrive();
+        }
+    });
     // Four days, two at a time (one core's two where requests are round trips).
     assert_eq!(rebuild_hourly_all(&lake, &days, 1).rebuilt, days);
-    // One listing of each rollup table for the four days, where twelve footers were read.
+    // One listing of each rollup table for the four days, where twelve footers were read;
+    // then the four days' data files listed side by side, before any day was summed.
     let first = Counts { footers: 0, range_listings: 3, day_listings: 8, rollup_puts: 12 };
     assert_eq!(*counts.lock().unwrap(), first);
+    assert_eq!(listings.timed_out(), 0);
     for (input, &dt) in (1..).zip(&days) {
         assert_eq!(rollup_state(&lake, dt).unwrap(), RollupState::Current);
         let [(_, m)] = <[_; 1]>::try_from(lake.hourly(dt).unwrap()).unwrap();
