@@ -862,7 +862,8 @@ pub fn rebuild_hourly_all(lake: &Lake, days: &[NaiveDate], threads: usize) -> Ro
     let threads = if round_trips { threads * 2 } else { threads };
     // Where reading a footer is a round trip and the days are more than go at once, the
     // rollup tables listed first spare the reads of rollups never written (every day of a
-    // first ingest), a round trip for each day after the first ones. Days that all go at once
+    // first ingest), a round trip for each day after the first ones, and the data files of
+    // such days are listed then, many side by side, another. Days that all go at once
     // read their footers in one round trip side by side, which the listing would only put off
     // (a Lambda invocation's day or two, whose rollups are there). Without the listing, every
     // footer is read.

@@ -29,6 +29,10 @@ use crate::store::{REQUESTS_AT_ONCE, concurrently};
 /// Keys a page of a listing holds at most (S3's limit).
 const PAGE_KEYS: usize = 1000;
 
+/// Data files listed ahead at most, over all days (about 200 bytes each held): a backfill of
+/// years of days with thousands of files each lists the rest in each day's own rebuild.
+const LISTED_FILES: usize = 100_000;
+
 /// The rollup files the listings found between two days, both included.
 #[derive(Debug)]
 pub(crate) struct ListedRollups {
@@ -47,6 +51,12 @@ impl ListedRollups {
     ///
     /// A listing fails.
     pub(crate) fn of(lake: &Lake, days: &[NaiveDate]) -> Result<Option<Self>> {
+        Self::within(lake, days, LISTED_FILES)
+    }
+
+    /// [`ListedRollups::of`], listing ahead the data files of days with no rollup until more
+    /// than `max_files` are listed.
+    fn within(lake: &Lake, days: &[NaiveDate], max_files: usize) -> Result<Option<Self>> {
         let (Some(&from), Some(&to)) = (days.iter().min(), days.iter().max()) else {
             return Ok(None);
         };
@@ -79,9 +89,15 @@ impl ListedRollups {
             .filter(|&dt| ROLLUP_TABLES.iter().all(|t| listed.has(t, dt) == Some(false)))
             .collect();
         // Two listings a day: as many requests side by side as elsewhere.
-        let coverage =
-            concurrently(bare.clone(), REQUESTS_AT_ONCE / 2, |dt| Coverage::of(lake, dt))?;
-        listed.coverage = bare.into_iter().zip(coverage).collect();
+        let mut files = 0;
+        for chunk in bare.chunks(REQUESTS_AT_ONCE / 2) {
+            if files > max_files {
+                break;
+            }
+            let coverage = concurrently(chunk.to_vec(), chunk.len(), |dt| Coverage::of(lake, dt))?;
+            files += coverage.iter().map(|c| c.events.len() + c.spans.len()).sum::<usize>();
+            listed.coverage.extend(chunk.iter().copied().zip(coverage));
+        }
         Ok(Some(listed))
     }
 
@@ -95,5 +111,38 @@ impl ListedRollups {
         (self.from..=self.to)
             .contains(&dt)
             .then(|| self.keys.contains(&layout::partition_file(table, dt)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::writer::tests::{DAY0, day, ev};
+    use agentmeter_schemas::tables::USAGE_HOURLY;
+
+    #[test]
+    fn days_without_rollups_have_their_files_listed_ahead_within_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open_dir(dir.path()).unwrap();
+        let mut w = crate::writer::EventWriter::new(&lake, Default::default());
+        // Ten days of one file each; the third's rollups written.
+        for d in 0..10 {
+            w.push(ev(&format!("e{d}"), "t1", DAY0 + d * 86_400_000, 1)).unwrap();
+        }
+        w.finish_without_rollups().unwrap();
+        super::super::rebuild_hourly(&lake, day(3)).unwrap();
+        let days: Vec<NaiveDate> = (1..=10).map(day).collect();
+        let listed = ListedRollups::within(&lake, &days, usize::MAX).unwrap().unwrap();
+        for &dt in &days {
+            let bare = dt != day(3);
+            assert_eq!(listed.has(USAGE_HOURLY, dt), Some(!bare), "{dt}");
+            assert_eq!(listed.coverage(dt).map(|c| c.events.len()), bare.then_some(1), "{dt}");
+        }
+        assert_eq!(listed.has(USAGE_HOURLY, day(11)), None, "outside the days listed");
+        // Past the bound, the next days' files are left to their own rebuilds: eight days
+        // side by side, then no more.
+        let listed = ListedRollups::within(&lake, &days, 0).unwrap().unwrap();
+        let ahead: Vec<u32> = (1..=10).filter(|&d| listed.coverage(day(d)).is_some()).collect();
+        assert_eq!(ahead, [1, 2, 4, 5, 6, 7, 8, 9]);
     }
 }
