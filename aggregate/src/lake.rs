@@ -53,6 +53,12 @@ fn not_a_lake(store: &dyn Store, reason: impl Into<String>) -> Error {
     Error::NotALake { root: store.uri().into(), reason: reason.into() }
 }
 
+/// Whether a listed object of a partition is one of its data files (not a writer's temporary
+/// or hidden file).
+pub(crate) fn is_data_file(o: &ObjectMeta) -> bool {
+    o.key.ends_with(".parquet") && !o.name().starts_with(['.', '_'])
+}
+
 impl Lake {
     /// Opens the lake in `store` for reading and writing, creating it when the store is empty
     /// (another process creating it at the same moment writes the same marker).
@@ -199,7 +205,7 @@ impl Lake {
             .store
             .list(&layout::partition(table, dt))?
             .into_iter()
-            .filter(|o| o.key.ends_with(".parquet") && !o.name().starts_with(['.', '_']))
+            .filter(is_data_file)
             .collect())
     }
 
