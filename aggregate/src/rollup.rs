@@ -282,10 +282,12 @@ pub fn rollup_state(lake: &Lake, dt: NaiveDate) -> Result<RollupState> {
 /// (hour, tier, tenant, user, model codes, service tier, prompt band).
 type Group = (i64, u32, u32, u32, u32, ServiceTier, i64);
 
+mod all;
 mod gate;
 mod listed;
 mod series;
 mod strings;
+pub use all::{RollupReport, rebuild_hourly_all};
 pub(crate) use gate::DayGate;
 #[cfg(test)]
 use gate::EXTRA_DAY_BYTES;
@@ -468,8 +470,22 @@ pub(crate) fn rebuild_hourly_within(
     dt: NaiveDate,
     max_bytes: u64,
     gate: Option<&DayGate>,
-    mut listed: Option<&ListedRollups>,
+    listed: Option<&ListedRollups>,
 ) -> Result<Option<usize>> {
+    Ok(rebuild_day(lake, dt, max_bytes, gate, listed, false)?.map(|(n, _)| n))
+}
+
+/// [`rebuild_hourly_within`], whose rollups, where puts are round trips and `defer` says so,
+/// are returned to be put rather than put: the caller puts them with [`put_held`], and starts
+/// the day again if another writer replaced one first.
+pub(crate) fn rebuild_day(
+    lake: &Lake,
+    dt: NaiveDate,
+    max_bytes: u64,
+    gate: Option<&DayGate>,
+    mut listed: Option<&ListedRollups>,
+    defer: bool,
+) -> Result<Option<(usize, HeldPuts)>> {
     for _ in 0..ATTEMPTS {
         // Versions first, then the listing: whatever a current rollup covers, the listing has.
         // After a lost race, every footer is read again, and the data files listed again.
@@ -480,7 +496,7 @@ pub(crate) fn rebuild_hourly_within(
             None => Coverage::of(lake, dt)?,
         };
         if state_of(&versions, &coverage) == RollupState::Current {
-            return Ok(Some(0));
+            return Ok(Some((0, HeldPuts::new())));
         }
         let bytes: u64 = coverage.events.iter().chain(&coverage.spans).map(|f| f.size).sum();
         if bytes > max_bytes {
@@ -488,7 +504,12 @@ pub(crate) fn rebuild_hourly_within(
         }
         let _pass = gate.map(|g| g.enter(bytes));
         match rebuild_from(lake, dt, &versions, &coverage) {
-            Ok(Some(n)) => return Ok(Some(n)),
+            Ok(Some((n, held))) if defer => return Ok(Some((n, held))),
+            Ok(Some((n, held))) => {
+                if put_held(lake, held)? {
+                    return Ok(Some((n, HeldPuts::new())));
+                }
+            }
             // Lost a race (a file compacted away, a rollup replaced): look again.
             Ok(None) | Err(Error::Vanished { .. }) => continue,
             Err(e) => return Err(e),
@@ -500,19 +521,20 @@ pub(crate) fn rebuild_hourly_within(
     })
 }
 
-/// One rebuild from `coverage`; `None` when another writer replaced a rollup first.
+/// One rebuild from `coverage`: its rows, and the rollups it holds to put where puts are round
+/// trips; `None` when another writer replaced a rollup first.
 fn rebuild_from(
     lake: &Lake,
     dt: NaiveDate,
     versions: &Versions,
     coverage: &Coverage,
-) -> Result<Option<usize>> {
+) -> Result<Option<(usize, HeldPuts)>> {
     let keys = ROLLUP_TABLES.map(|t| layout::partition_file(t, dt));
     if coverage.is_empty() {
         for k in &keys {
             lake.store().delete(k)?;
         }
-        return Ok(Some(0));
+        return Ok(Some((0, HeldPuts::new())));
     }
     let [key, tenant_key, inv_key] = keys;
     let overflow = |table| Error::Overflow { table, dt: dt.to_string() };
@@ -662,20 +684,17 @@ fn rebuild_from(
             .build();
         encode(key, schema, props, &[batch])
     };
-    let put = |key: &str, version: &Option<(String, String)>, bytes| -> Result<bool> {
-        let cond = Condition::replacing(version.as_ref().map(|(etag, _)| etag.as_str()));
-        Ok(matches!(lake.store().put(key, bytes, cond)?, Put::Written { .. }))
-    };
-    // Where each put is a round trip (S3), the three are held and put side by side at the
-    // end; else each is put as soon as it is encoded, holding none while the next is built.
+    // Where each put is a round trip (S3), the three are held, for the caller to put side by
+    // side; else each is put as soon as it is encoded, holding none while the next is built.
     // Each replaces only the version read: a put that lost a race leaves the rollup stale,
     // and the rebuild starts again from the versions.
-    let mut held = Vec::new();
-    let mut put_or_hold = |key: &str, version, bytes| -> Result<bool> {
+    let mut held = HeldPuts::new();
+    let mut put_or_hold = |key: &str, version: &Option<(String, String)>, bytes| -> Result<bool> {
+        let cond = Condition::replacing(version.as_ref().map(|(etag, _)| etag.as_str()));
         if !lake.store().round_trips() {
-            return put(key, version, bytes);
+            return Ok(matches!(lake.store().put(key, bytes, cond)?, Put::Written { .. }));
         }
-        held.push((key.to_owned(), version, bytes));
+        held.push((key.to_owned(), cond, bytes));
         Ok(true)
     };
     let batch = agent_invocations_batch(&invocations)
@@ -768,96 +787,24 @@ fn rebuild_from(
     if !put_or_hold(&key, &versions[0], bytes)? {
         return Ok(None);
     }
+    Ok(Some((n, held)))
+}
+
+/// Rollup files encoded and not yet put: each key, the condition of its put, and its bytes.
+pub(crate) type HeldPuts = Vec<(String, Condition, bytes::Bytes)>;
+
+/// Puts `held` side by side; whether every put was written (else another writer replaced a
+/// rollup first, and the day's rebuild must start again).
+///
+/// # Errors
+///
+/// A put fails.
+pub(crate) fn put_held(lake: &Lake, held: HeldPuts) -> Result<bool> {
     let at_once = held.len();
-    let written = crate::store::concurrently(held, at_once, |(k, v, b)| put(&k, v, b))?;
-    Ok(written.iter().all(|w| *w).then_some(n))
-}
-
-/// What rebuilding the rollups of several partitions did: each partition on its own, so one
-/// that fails never keeps the others from being rebuilt.
-#[derive(Debug, Default)]
-pub struct RollupReport {
-    /// Partitions rebuilt.
-    pub rebuilt: Vec<NaiveDate>,
-    /// Partitions whose rebuild failed, with why; their rollups stay stale.
-    pub failed: Vec<(NaiveDate, Error)>,
-}
-
-impl RollupReport {
-    /// Adds another report's partitions.
-    pub fn extend(&mut self, other: RollupReport) {
-        self.rebuilt.extend(other.rebuilt);
-        self.failed.extend(other.failed);
-    }
-
-    /// `Ok` with the partitions rebuilt, or [`Error::RollupsFailed`] naming every failed one.
-    ///
-    /// # Errors
-    ///
-    /// Some partition failed.
-    pub fn into_result(self) -> Result<Vec<NaiveDate>> {
-        if self.failed.is_empty() {
-            return Ok(self.rebuilt);
-        }
-        Err(Error::RollupsFailed {
-            days: self.failed.into_iter().map(|(d, e)| (d, e.to_string())).collect(),
-        })
-    }
-}
-
-/// Rebuilds several partitions, `threads` at once (twice as many where requests are round
-/// trips, within `DayGate`'s bound); a partition that fails is reported and the others are
-/// still rebuilt.
-pub fn rebuild_hourly_all(lake: &Lake, days: &[NaiveDate], threads: usize) -> RollupReport {
-    // Where requests are round trips (S3), a day mostly waits: twice as many days at once,
-    // those beyond one a core within a memory bound.
-    let gate = DayGate::new(threads);
-    let round_trips = lake.store().round_trips();
-    let threads = if round_trips { threads * 2 } else { threads };
-    // Where reading a footer is a round trip and the days are more than go at once, the
-    // rollup tables listed first spare the reads of rollups never written (every day of a
-    // first ingest), a round trip for each day after the first ones, and the data files of
-    // such days are listed then, many side by side, another. Days that all go at once
-    // read their footers in one round trip side by side, which the listing would only put off
-    // (a Lambda invocation's day or two, whose rollups are there). Without the listing, every
-    // footer is read.
-    let list = round_trips && days.len() > threads;
-    let listed = match list.then(|| ListedRollups::of(lake, days)) {
-        Some(Ok(listed)) => listed,
-        Some(Err(e)) => {
-            tracing::debug!(error = %e, "Listing the rollups failed; reading every footer.");
-            None
-        }
-        None => None,
-    };
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results = std::sync::Mutex::new(Vec::with_capacity(days.len()));
-    std::thread::scope(|s| {
-        for _ in 0..threads.clamp(1, days.len().max(1)) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(&dt) = days.get(i) else { return };
-                    let r = rebuild_hourly_within(lake, dt, u64::MAX, Some(&gate), listed.as_ref())
-                        .map(Option::unwrap_or_default);
-                    if let Err(e) = &r {
-                        tracing::error!(dt = %dt, error = %e, "Rollup failed; the partition stays stale.");
-                    }
-                    results.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((dt, r));
-                }
-            });
-        }
-    });
-    let mut results = results.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-    results.sort_by_key(|(d, _)| *d);
-    let mut report = RollupReport::default();
-    for (dt, r) in results {
-        match r {
-            Ok(_) => report.rebuilt.push(dt),
-            Err(e) => report.failed.push((dt, e)),
-        }
-    }
-    report
+    let written = concurrently(held, at_once, |(key, cond, bytes)| {
+        Ok(matches!(lake.store().put(&key, bytes, cond)?, Put::Written { .. }))
+    })?;
+    Ok(written.iter().all(|w| *w))
 }
 
 #[cfg(test)]

@@ -396,3 +396,27 @@ fn on_s3_rollups_never_written_cost_one_listing_a_table_not_three_reads_a_day() 
     assert_eq!(rollup_state(&lake, days[1]).unwrap(), RollupState::Current);
     assert_ne!(rollup_state(&lake, days[2]).unwrap(), RollupState::Current);
 }
+
+#[test]
+fn where_puts_are_round_trips_a_day_s_rollups_are_put_while_the_next_day_is_summed() {
+    use crate::store::tests::{Op, lake_where_meet};
+    let dir = tempfile::tempdir().unwrap();
+    let days = four_days(dir.path(), 0);
+    // The first day's put of its hourly rollup and the read of the second day's file meet:
+    // on one thread, only if the put is in flight while the next day is summed.
+    let first_put = crate::layout::partition(USAGE_HOURLY, days[0]);
+    let second_read = crate::layout::partition(USAGE_EVENTS, days[1]);
+    let (lake, meet) = lake_where_meet(dir.path(), 2, move |op| match op {
+        Op::Put(k) => k.starts_with(&first_put),
+        Op::Read(k) => k.starts_with(&second_read),
+        _ => false,
+    });
+    // No threads asked for: one.
+    assert_eq!(rebuild_hourly_all(&lake, &days, 0).rebuilt, days);
+    assert_eq!(meet.timed_out(), 0);
+    for (input, &dt) in (1..).zip(&days) {
+        assert_eq!(rollup_state(&lake, dt).unwrap(), RollupState::Current);
+        let [(_, m)] = <[_; 1]>::try_from(lake.hourly(dt).unwrap()).unwrap();
+        assert_eq!((m.invocations, m.tokens.input), (1, input));
+    }
+}
