@@ -692,7 +692,7 @@ fn rebuild_from(
     let mut put_or_hold = |key: &str, version: &Option<(String, String)>, bytes| -> Result<bool> {
         let cond = Condition::replacing(version.as_ref().map(|(etag, _)| etag.as_str()));
         if !lake.store().round_trips() {
-            return Ok(matches!(lake.store().put(key, bytes, cond)?, Put::Written { .. }));
+            return put(lake, key, bytes, cond);
         }
         held.push((key.to_owned(), cond, bytes));
         Ok(true)
@@ -801,10 +801,13 @@ pub(crate) type HeldPuts = Vec<(String, Condition, bytes::Bytes)>;
 /// A put fails.
 pub(crate) fn put_held(lake: &Lake, held: HeldPuts) -> Result<bool> {
     let at_once = held.len();
-    let written = concurrently(held, at_once, |(key, cond, bytes)| {
-        Ok(matches!(lake.store().put(&key, bytes, cond)?, Put::Written { .. }))
-    })?;
+    let written = concurrently(held, at_once, |(key, cond, bytes)| put(lake, &key, bytes, cond))?;
     Ok(written.iter().all(|w| *w))
+}
+
+/// Puts one rollup under `cond`; whether it was written.
+fn put(lake: &Lake, key: &str, bytes: bytes::Bytes, cond: Condition) -> Result<bool> {
+    Ok(matches!(lake.store().put(key, bytes, cond)?, Put::Written { .. }))
 }
 
 #[cfg(test)]

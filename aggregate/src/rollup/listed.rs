@@ -73,7 +73,8 @@ impl ListedRollups {
         };
         // The rollup tables whole over the range, the data tables a page each; side by side.
         let tables = [ROLLUP_TABLES.as_slice(), &[USAGE_EVENTS, AGENT_SPANS]].concat();
-        let lists = concurrently(tables.clone(), tables.len(), |table| {
+        let at_once = tables.len();
+        let lists = concurrently(tables, at_once, |table| {
             let pages = if ROLLUP_TABLES.contains(&table) { usize::MAX } else { 1 };
             range(lake, table, (from, to), page_keys, pages)
         })?;
