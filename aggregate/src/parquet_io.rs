@@ -2,16 +2,23 @@
 
 use std::path::Path;
 
+use std::sync::Arc;
+
 use arrow_array::RecordBatch;
-use arrow_schema::SchemaRef;
-use parquet::arrow::ArrowWriter;
+use arrow_schema::{DataType, SchemaRef};
+use parquet::arrow::arrow_writer::{ArrowColumnWriter, ArrowRowGroupWriterFactory, compute_leaves};
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter, add_encoded_arrow_schema_to_metadata};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::errors::ParquetError;
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::schema::types::ColumnPath;
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 
 use crate::error::{Error, Result, io_at};
 use crate::fsio::TempFile;
+
+mod coded;
 
 /// Rows per row group: large groups read fastest in Athena; a file holds at most a few.
 const ROW_GROUP_ROWS: usize = 1 << 20;
@@ -162,29 +169,193 @@ pub(crate) const ENCODE_ROWS: usize = 4 * 1024;
 /// file's rows need not all be held as Arrow arrays at once.
 pub(crate) struct Encoder {
     what: String,
-    writer: ArrowWriter<Vec<u8>>,
+    how: How,
+}
+
+enum How {
+    /// Every column by the `parquet` crate's writer.
+    Arrow(Box<ArrowWriter<Vec<u8>>>),
+    /// Some string columns from their codes ([`coded`]), the rest by the crate's writer.
+    Coded(Box<CodedWriter>),
 }
 
 impl Encoder {
     pub(crate) fn new(what: &str, schema: SchemaRef, props: WriterProperties) -> Result<Self> {
         let writer = ArrowWriter::try_new(Vec::new(), schema, Some(props))
             .map_err(|source| Error::Parquet { path: what.into(), source })?;
-        Ok(Self { what: what.to_owned(), writer })
+        Ok(Self { what: what.to_owned(), how: How::Arrow(Box::new(writer)) })
+    }
+
+    /// An encoder of a file of `schema` whose columns named in `coded` (required UTF-8) are
+    /// written from codes: [`Self::write`] takes them as `Dictionary(UInt32, Utf8)` (or as
+    /// plain strings, each row then looked up).
+    pub(crate) fn coded(
+        what: &str,
+        schema: SchemaRef,
+        props: WriterProperties,
+        coded: &[&str],
+    ) -> Result<Self> {
+        if coded.is_empty() {
+            return Self::new(what, schema, props);
+        }
+        let writer = CodedWriter::new(schema, props, coded)
+            .map_err(|source| Error::Parquet { path: what.into(), source })?;
+        Ok(Self { what: what.to_owned(), how: How::Coded(Box::new(writer)) })
     }
 
     pub(crate) fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        self.writer
-            .write(batch)
-            .map_err(|source| Error::Parquet { path: self.what.as_str().into(), source })
+        match &mut self.how {
+            How::Arrow(w) => w.write(batch),
+            How::Coded(w) => w.write(batch),
+        }
+        .map_err(|source| Error::Parquet { path: self.what.as_str().into(), source })
     }
 
     /// The file's bytes, footer included.
     pub(crate) fn finish(self) -> Result<bytes::Bytes> {
-        let buf = self
-            .writer
-            .into_inner()
-            .map_err(|source| Error::Parquet { path: self.what.into(), source })?;
+        let buf = match self.how {
+            How::Arrow(w) => w.into_inner(),
+            How::Coded(w) => w.finish(),
+        }
+        .map_err(|source| Error::Parquet { path: self.what.into(), source })?;
         Ok(bytes::Bytes::from(buf))
+    }
+}
+
+/// The file writer of [`Encoder::coded`]: row groups of [`ROW_GROUP_ROWS`] as the crate's
+/// `ArrowWriter` cuts them, each column's chunk appended in the schema's order.
+struct CodedWriter {
+    file: SerializedFileWriter<Vec<u8>>,
+    factory: ArrowRowGroupWriterFactory,
+    schema: SchemaRef,
+    descrs: Vec<ColumnDescPtr>,
+    coded: Vec<bool>,
+    group: Option<Vec<Column>>,
+    group_rows: usize,
+    groups: usize,
+    zstd: coded::Zstd,
+}
+
+enum Column {
+    Arrow(Box<ArrowColumnWriter>),
+    Coded(coded::CodedColumn),
+}
+
+impl CodedWriter {
+    fn new(
+        schema: SchemaRef,
+        mut props: WriterProperties,
+        coded: &[&str],
+    ) -> parquet::errors::Result<Self> {
+        let parquet = ArrowSchemaConverter::new().convert(&schema)?;
+        add_encoded_arrow_schema_to_metadata(&schema, &mut props);
+        let file =
+            SerializedFileWriter::new(Vec::new(), parquet.root_schema_ptr(), Arc::new(props))?;
+        let factory = ArrowRowGroupWriterFactory::new(&file, schema.clone());
+        let coded: Vec<bool> =
+            schema.fields().iter().map(|f| coded.contains(&f.name().as_str())).collect();
+        // One leaf a field: the lake's tables are flat.
+        if parquet.num_columns() != coded.len() {
+            return Err(ParquetError::General("a coded file's schema must be flat".into()));
+        }
+        for (field, &c) in schema.fields().iter().zip(&coded) {
+            if c && (field.data_type() != &DataType::Utf8 || field.is_nullable()) {
+                return Err(ParquetError::General(format!(
+                    "coded column {} must be required UTF-8",
+                    field.name()
+                )));
+            }
+        }
+        Ok(Self {
+            file,
+            factory,
+            schema,
+            descrs: parquet.columns().to_vec(),
+            coded,
+            group: None,
+            group_rows: 0,
+            groups: 0,
+            zstd: coded::Zstd::new()?,
+        })
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> parquet::errors::Result<()> {
+        if batch.num_columns() != self.coded.len() {
+            return Err(ParquetError::General(format!(
+                "a batch of {} columns for a file of {}",
+                batch.num_columns(),
+                self.coded.len()
+            )));
+        }
+        let mut at = 0;
+        while at < batch.num_rows() {
+            let n = (ROW_GROUP_ROWS - self.group_rows).min(batch.num_rows() - at);
+            self.write_rows(&batch.slice(at, n))?;
+            at += n;
+            if self.group_rows == ROW_GROUP_ROWS {
+                self.close_group()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_rows(&mut self, batch: &RecordBatch) -> parquet::errors::Result<()> {
+        let group = match &mut self.group {
+            Some(group) => group,
+            None => {
+                let writers = self.factory.create_column_writers(self.groups)?;
+                let columns = writers
+                    .into_iter()
+                    .zip(&self.coded)
+                    .zip(&self.descrs)
+                    .map(|((w, &c), d)| {
+                        if c {
+                            Column::Coded(coded::CodedColumn::new(d.clone()))
+                        } else {
+                            Column::Arrow(Box::new(w))
+                        }
+                    })
+                    .collect();
+                self.group.insert(columns)
+            }
+        };
+        for ((column, field), array) in
+            group.iter_mut().zip(self.schema.fields()).zip(batch.columns())
+        {
+            match column {
+                Column::Coded(c) => c.push(array)?,
+                Column::Arrow(w) => {
+                    for leaf in compute_leaves(field, array)? {
+                        w.write(&leaf)?;
+                    }
+                }
+            }
+        }
+        self.group_rows += batch.num_rows();
+        Ok(())
+    }
+
+    fn close_group(&mut self) -> parquet::errors::Result<()> {
+        let Some(columns) = self.group.take() else { return Ok(()) };
+        let mut group = self.file.next_row_group()?;
+        for column in columns {
+            match column {
+                Column::Arrow(w) => w.close()?.append_to_row_group(&mut group)?,
+                Column::Coded(mut c) => {
+                    let (bytes, close) = c.finish(&mut self.zstd)?;
+                    group.append_column(&bytes, close)?;
+                }
+            }
+        }
+        group.close()?;
+        self.groups += 1;
+        self.group_rows = 0;
+        Ok(())
+    }
+
+    fn finish(mut self) -> parquet::errors::Result<Vec<u8>> {
+        self.close_group()?;
+        self.file.into_inner()
     }
 }
 
@@ -231,5 +402,253 @@ mod tests {
         };
         assert_eq!(sliced(ENCODE_ROWS), whole);
         assert_ne!(sliced(1000), whole);
+    }
+
+    /// Reads `bytes` back with the `parquet` crate's reader: each column's values as strings
+    /// (numbers as their text).
+    fn read_back(bytes: &bytes::Bytes) -> Vec<Vec<String>> {
+        use arrow_array::cast::AsArray;
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(bytes.clone()).unwrap().build().unwrap();
+        let mut columns: Vec<Vec<String>> = Vec::new();
+        for batch in reader {
+            let batch = batch.unwrap();
+            columns.resize(batch.num_columns(), Vec::new());
+            for (c, array) in columns.iter_mut().zip(batch.columns()) {
+                match array.data_type() {
+                    DataType::Utf8 => {
+                        c.extend(array.as_string::<i32>().iter().map(|v| v.unwrap().to_owned()))
+                    }
+                    _ => {
+                        let ints = array.as_primitive::<arrow_array::types::Int64Type>();
+                        c.extend(ints.values().iter().map(|v| v.to_string()));
+                    }
+                }
+            }
+        }
+        columns
+    }
+
+    /// A string column as a dictionary coded by `codes` (the slice's own codes: any order).
+    fn dictionary(codes: &[u32], values: &[String]) -> ArrayRef {
+        let keys = arrow_array::UInt32Array::from(codes.to_vec());
+        let values = Arc::new(StringArray::from(values.to_vec()));
+        Arc::new(arrow_array::DictionaryArray::try_new(keys, values).unwrap())
+    }
+
+    /// Codes with runs of every length from 1 to 20 and stretches without runs, over
+    /// `distinct` values.
+    fn runs_and_noise(rows: usize, distinct: u32) -> Vec<u32> {
+        let mut codes = Vec::with_capacity(rows);
+        let mut x = 7u32;
+        let mut len = 1;
+        while codes.len() < rows {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let v = (x >> 8) % distinct;
+            let n = if len % 5 == 0 { 1 } else { len % 21 };
+            codes.extend(std::iter::repeat_n(v, n.min(rows - codes.len())));
+            len += 1;
+        }
+        codes
+    }
+
+    /// The coded writer's file holds the rows written, in several row groups and pages, for
+    /// dictionaries of every bit width from 0 to 12 and one too large to be a dictionary;
+    /// its statistics and page index are the crate's writer's for the same rows.
+    #[test]
+    fn coded_columns_read_back_and_index_as_the_crates_writer_does() {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("tenant_id", DataType::Utf8, false),
+            Field::new("n", DataType::Int64, false),
+            Field::new("user_id", DataType::Utf8, false),
+        ]));
+        for (rows, distinct, long) in [
+            (5, 1, 3),
+            (70_000, 1, 3),
+            (70_000, 2, 5),
+            (70_000, 300, 9),
+            (3 * PAGE + 11, 4_000, 12),
+            (30_000, 9_000, 400),
+        ] {
+            let values: Vec<String> = (0..distinct).map(|i| format!("{i:0long$}-value")).collect();
+            let tenant = runs_and_noise(rows, distinct);
+            let user: Vec<u32> = tenant.iter().map(|&c| (c * 7 + 3) % distinct).collect();
+            let text = |codes: &[u32]| -> Vec<String> {
+                codes.iter().map(|&c| values[c as usize].clone()).collect()
+            };
+            let n = Int64Array::from_iter_values((0..rows as i64).map(|i| i * 31 % 1000));
+            let coded = {
+                let mut e = Encoder::coded(
+                    "t",
+                    schema.clone(),
+                    properties(&[0], &[]),
+                    &["tenant_id", "user_id"],
+                )
+                .unwrap();
+                // Slices of a few sizes, each coded on its own, the user column as plain text.
+                let mut at = 0;
+                for size in [1000, 4096, 333].into_iter().cycle() {
+                    if at >= rows {
+                        break;
+                    }
+                    let k = size.min(rows - at);
+                    let slice = &tenant[at..at + k];
+                    // Codes local to the slice, reversed, to be remapped by the writer.
+                    let local: Vec<u32> = slice.iter().map(|&c| distinct - 1 - c).collect();
+                    let local_values: Vec<String> = (0..distinct)
+                        .map(|c| values[(distinct - 1 - c) as usize].clone())
+                        .collect();
+                    let batch = RecordBatch::try_new(
+                        coded_test_schema(),
+                        vec![
+                            dictionary(&local, &local_values),
+                            Arc::new(n.slice(at, k)),
+                            Arc::new(StringArray::from(text(&user[at..at + k]))),
+                        ],
+                    )
+                    .unwrap();
+                    e.write(&batch).unwrap();
+                    at += k;
+                }
+                e.finish().unwrap()
+            };
+            let plain = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(StringArray::from(text(&tenant))),
+                    Arc::new(n.clone()),
+                    Arc::new(StringArray::from(text(&user))),
+                ],
+            )
+            .unwrap();
+            let crates = encode("t", schema.clone(), properties(&[0], &[]), &[plain]).unwrap();
+            assert_eq!(read_back(&coded), read_back(&crates), "{rows} rows, {distinct} values");
+            assert_eq!(read_back(&coded)[0], text(&tenant));
+
+            let mut plain_chunks = 0;
+            let ours = SerializedFileReader::new(coded.clone()).unwrap();
+            let theirs = SerializedFileReader::new(crates.clone()).unwrap();
+            let (ours, theirs) = (ours.metadata(), theirs.metadata());
+            assert_eq!(ours.num_row_groups(), theirs.num_row_groups());
+            for (g, (a, b)) in ours.row_groups().iter().zip(theirs.row_groups()).enumerate() {
+                assert_eq!(a.num_rows(), b.num_rows(), "row group {g}");
+                for (c, (x, y)) in a.columns().iter().zip(b.columns()).enumerate() {
+                    let what = format!("{rows} rows, {distinct} values, group {g}, column {c}");
+                    assert_eq!(x.num_values(), y.num_values(), "{what}");
+                    assert_eq!(x.statistics(), y.statistics(), "{what}");
+                    if c != 1 {
+                        // A dictionary while its values (and their lengths) fit in 1 MiB.
+                        let codes = if c == 0 { &tenant } else { &user };
+                        let used: std::collections::BTreeSet<u32> = codes.iter().copied().collect();
+                        let bytes: usize = used.iter().map(|&v| 4 + values[v as usize].len()).sum();
+                        let dictionary = x.dictionary_page_offset().is_some();
+                        assert_eq!(dictionary, bytes <= coded::DICTIONARY_LIMIT, "{what}");
+                        plain_chunks += usize::from(!dictionary);
+                    }
+                }
+            }
+            assert_eq!(plain_chunks > 0, distinct == 9_000, "{rows} rows, {distinct} values");
+            // The page index of the dictionary-encoded chunks: each page's first row, least
+            // and greatest values, and the chunk's boundary order (plain pages are cut by
+            // bytes, differently).
+            if distinct < 9_000 {
+                assert_eq!(
+                    page_index(&coded),
+                    page_index(&crates),
+                    "{rows} rows, {distinct} values"
+                );
+            }
+        }
+    }
+
+    const PAGE: usize = coded::PAGE_ROWS;
+
+    fn coded_test_schema() -> SchemaRef {
+        let dict = DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::Utf8));
+        Arc::new(Schema::new(vec![
+            Field::new("tenant_id", dict, false),
+            Field::new("n", DataType::Int64, false),
+            Field::new("user_id", DataType::Utf8, false),
+        ]))
+    }
+
+    /// A data page in the page index: (row group, column, first row, least, greatest, the
+    /// chunk's boundary order).
+    type PageEntry = (usize, usize, i64, Vec<u8>, Vec<u8>, String);
+
+    /// Each data page of each string column.
+    fn page_index(bytes: &bytes::Bytes) -> Vec<PageEntry> {
+        use parquet::file::page_index::column_index::ColumnIndexMetaData;
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        use parquet::file::serialized_reader::ReadOptionsBuilder;
+        let options = ReadOptionsBuilder::new().with_page_index().build();
+        let reader = SerializedFileReader::new_with_options(bytes.clone(), options).unwrap();
+        let meta = reader.metadata();
+        let (columns, offsets) = (meta.column_index().unwrap(), meta.offset_index().unwrap());
+        let mut pages = Vec::new();
+        for (g, (columns, offsets)) in columns.iter().zip(offsets).enumerate() {
+            for (c, (index, offsets)) in columns.iter().zip(offsets).enumerate() {
+                let order = format!("{:?}", index.get_boundary_order());
+                let ColumnIndexMetaData::BYTE_ARRAY(index) = index else { continue };
+                for (p, location) in offsets.page_locations().iter().enumerate() {
+                    let least = index.min_value(p).unwrap().to_vec();
+                    let greatest = index.max_value(p).unwrap().to_vec();
+                    let order = order.clone();
+                    pages.push((g, c, location.first_row_index, least, greatest, order));
+                }
+            }
+        }
+        pages
+    }
+
+    /// More rows than a row group holds: the coded writer cuts groups where the crate's
+    /// writer does.
+    #[test]
+    fn coded_files_cut_row_groups_where_the_crates_writer_does() {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let schema = Arc::new(Schema::new(vec![Field::new("tenant_id", DataType::Utf8, false)]));
+        let rows = ROW_GROUP_ROWS + 5_000;
+        let tenants = StringArray::from_iter_values((0..rows).map(|i| format!("t{}", i / 70_000)));
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(tenants)]).unwrap();
+        let props = || properties(&[0], &[]);
+        let mut e = Encoder::coded("t", schema.clone(), props(), &["tenant_id"]).unwrap();
+        e.write(&batch.slice(0, 1000)).unwrap();
+        e.write(&batch.slice(1000, rows - 1000)).unwrap();
+        let coded = e.finish().unwrap();
+        let crates = encode("t", schema, props(), &[batch]).unwrap();
+        let groups = |b: &bytes::Bytes| {
+            let r = SerializedFileReader::new(b.clone()).unwrap();
+            r.metadata().row_groups().iter().map(|g| g.num_rows()).collect::<Vec<_>>()
+        };
+        assert_eq!(groups(&coded), [ROW_GROUP_ROWS as i64, 5_000]);
+        assert_eq!(groups(&coded), groups(&crates));
+        assert_eq!(read_back(&coded), read_back(&crates));
+    }
+
+    /// A coded column refuses nulls and rows of another type, naming the column.
+    #[test]
+    fn coded_columns_refuse_nulls_and_other_types() {
+        let schema = Arc::new(Schema::new(vec![Field::new("tenant_id", DataType::Utf8, false)]));
+        let mut e =
+            Encoder::coded("t.parquet", schema.clone(), properties(&[], &[]), &["tenant_id"])
+                .unwrap();
+        let nullable = Arc::new(Schema::new(vec![Field::new("tenant_id", DataType::Utf8, true)]));
+        let batch = RecordBatch::try_new(
+            nullable,
+            vec![Arc::new(StringArray::from(vec![Some("a"), None]))],
+        )
+        .unwrap();
+        let err = e.write(&batch).unwrap_err().to_string();
+        assert!(err.contains("t.parquet") && err.contains("column tenant_id has nulls"), "{err}");
+        let ints = Arc::new(Schema::new(vec![Field::new("tenant_id", DataType::Int64, false)]));
+        let batch = RecordBatch::try_new(ints, vec![Arc::new(Int64Array::from(vec![1]))]).unwrap();
+        let err = e.write(&batch).unwrap_err().to_string();
+        assert!(err.contains("column tenant_id: Int64 rows for a string column"), "{err}");
+        let nullable = Arc::new(Schema::new(vec![Field::new("tenant_id", DataType::Utf8, true)]));
+        let err =
+            Encoder::coded("t", nullable, properties(&[], &[]), &["tenant_id"]).err().unwrap();
+        assert!(err.to_string().contains("coded column tenant_id must be required UTF-8"), "{err}");
     }
 }

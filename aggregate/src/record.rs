@@ -109,6 +109,22 @@ pub trait LakeRecord: Send + 'static {
     ) -> Result<RecordBatch, ArrowError>
     where
         Self: 'a;
+    /// The string columns whose values records share (ids held once, static codes): the
+    /// writer encodes them from [`Self::coded_batch`]'s codes.
+    const CODED: &'static [&'static str] = &[];
+    /// [`Self::batch`], the columns of [`Self::CODED`] as dictionaries coded by address.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::batch`].
+    fn coded_batch<'a>(
+        records: impl ExactSizeIterator<Item = &'a Self> + Clone,
+    ) -> Result<RecordBatch, ArrowError>
+    where
+        Self: 'a,
+    {
+        Self::batch(records)
+    }
     /// Decodes records.
     ///
     /// # Errors
@@ -226,6 +242,14 @@ impl LakeRecord for UsageEvent {
         let mut b = UsageEventBatchBuilder::for_rows(records.clone());
         b.extend(records);
         b.finish()
+    }
+
+    const CODED: &'static [&'static str] = &agentmeter_schemas::tables::USAGE_EVENTS_CODED;
+
+    fn coded_batch<'a>(
+        records: impl ExactSizeIterator<Item = &'a Self> + Clone,
+    ) -> Result<RecordBatch, ArrowError> {
+        agentmeter_schemas::tables::usage_events_coded_batch(records)
     }
 
     fn from_batch(batch: &RecordBatch) -> Result<Vec<Self>, ArrowError> {

@@ -475,7 +475,7 @@ impl<R: LakeRecord> Committer<R> {
             let mut name = crate::layout::DataFileName::default();
             let encoding = crate::layout::data_file(R::TABLE, dt, "(being encoded)");
             // Built and encoded a slice at a time: never the whole file as Arrow arrays.
-            let mut file = Encoder::new(&encoding, R::schema(), props)?;
+            let mut file = Encoder::coded(&encoding, R::schema(), props, R::CODED)?;
             // The rows' keys in file order, for this process's rollup of the file.
             let remember =
                 R::TABLE == USAGE_EVENTS && self.lake.row_keys().room_for(dt, chunk.len());
@@ -488,7 +488,7 @@ impl<R: LakeRecord> Committer<R> {
                         row_keys.push(batch.key(i).0);
                     }
                 }
-                let records = R::batch(rows.iter().map(|&i| &batch[i]))
+                let records = R::coded_batch(rows.iter().map(|&i| &batch[i]))
                     .map_err(|source| Error::Arrow { path: encoding.clone().into(), source })?;
                 file.write(&records)?;
             }

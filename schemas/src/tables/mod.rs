@@ -19,10 +19,15 @@ use crate::{
     EventId, ModelId, ServiceTier, SessionId, SourceUri, TenantId, Tier, Tokens, UsageEvent, UserId,
 };
 
+mod coded;
 mod flags;
 mod hourly;
 mod invoice_lines;
 mod spans;
+pub use coded::{
+    SliceDictionary, USAGE_EVENTS_CODED, coded_schema, usage_events_coded_batch,
+    usage_events_coded_schema,
+};
 pub use flags::{FlagRow, flags_batch, flags_schema};
 pub use hourly::{
     AGENT_COLUMNS, AgentMeasures, CHAT_COLUMNS, ChatMeasures, HourlyKey, HourlyMeasures,
