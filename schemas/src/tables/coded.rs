@@ -41,6 +41,8 @@ pub fn coded_schema(schema: &Schema, coded: &[&str]) -> SchemaRef {
 /// One column of a batch as a dictionary coded by the address of each row's text.
 #[derive(Default)]
 pub struct SliceDictionary {
+    /// The row before's text and code: rows sorted by tenant and time repeat most values.
+    last: Option<((usize, usize), u32)>,
     codes: FxHashMap<(usize, usize), u32>,
     values: StringBuilder,
     keys: Vec<u32>,
@@ -56,11 +58,18 @@ impl SliceDictionary {
     /// writer merges them); text held once and shared is looked up by address alone.
     pub fn push(&mut self, value: &str) {
         let at = (value.as_ptr() as usize, value.len());
-        let next = self.codes.len() as u32;
-        let code = *self.codes.entry(at).or_insert(next);
-        if code == next {
-            self.values.append_value(value);
-        }
+        let code = match self.last {
+            Some((last, code)) if last == at => code,
+            _ => {
+                let next = self.codes.len() as u32;
+                let code = *self.codes.entry(at).or_insert(next);
+                if code == next {
+                    self.values.append_value(value);
+                }
+                self.last = Some((at, code));
+                code
+            }
+        };
         self.keys.push(code);
     }
 
@@ -128,4 +137,78 @@ pub fn usage_events_coded_batch<'a>(
 /// The schema of [`usage_events_coded_batch`].
 pub fn usage_events_coded_schema() -> SchemaRef {
     USAGE_EVENTS_CODED_SCHEMA.clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::UInt32Type;
+    use arrow_array::{Array, StringArray};
+
+    use super::*;
+    use crate::tables::UsageEventBatchBuilder;
+    use crate::{EventId, ModelId, ServiceTier, SessionId, SourceUri, TenantId, Tier, UserId};
+
+    /// A coded batch holds the rows of the plain one, its shared texts coded once by address
+    /// (the text repeated at another address coded apart), the others as they are.
+    #[test]
+    fn a_coded_batch_holds_the_rows_of_the_plain_batch() {
+        let first = UsageEvent {
+            event_time_ms: 1_760_000_000_000,
+            event_id: EventId::new("e0").unwrap(),
+            tier: Tier::new("basic").unwrap(),
+            tenant_id: TenantId::new("clinic-a").unwrap(),
+            user_id: UserId::new("dr.lee@clinic-a.example").unwrap(),
+            model_id: ModelId::new("mistral.ministral-3-8b-instruct").unwrap(),
+            source: SourceUri::new("file:///tmp/in.ndjson"),
+            tokens: crate::Tokens { input: 812, output: 97, total: 909, ..Default::default() },
+            session_id: None,
+            service_tier: ServiceTier::Standard,
+        };
+        let mut events = Vec::new();
+        for i in 0..40 {
+            // Clones share their ids' text, as a decoder's cached ids do.
+            let mut e = first.clone();
+            e.event_id = EventId::new(format!("e{i}")).unwrap();
+            e.tokens.input = i;
+            if i % 3 == 0 {
+                e.user_id = UserId::new(format!("user-{}", i % 4)).unwrap();
+                e.session_id = Some(SessionId::new(format!("s{i}")).unwrap());
+            }
+            if i % 5 == 0 {
+                e.service_tier = ServiceTier::Priority;
+            }
+            events.push(e);
+        }
+        // The same tenant's text made again: equal, at another address.
+        events[7].tenant_id = TenantId::new("clinic-a").unwrap();
+        let coded = usage_events_coded_batch(events.iter()).unwrap();
+        let mut plain = UsageEventBatchBuilder::with_capacity(events.len());
+        plain.extend(&events);
+        let plain = plain.finish().unwrap();
+        assert_eq!(coded.schema(), usage_events_coded_schema());
+        assert_eq!(coded.num_columns(), plain.num_columns());
+        for (i, field) in plain.schema().fields().iter().enumerate() {
+            let (ours, theirs) = (coded.column(i), plain.column(i));
+            if !USAGE_EVENTS_CODED.contains(&field.name().as_str()) {
+                assert_eq!(ours, theirs, "{}", field.name());
+                continue;
+            }
+            let dict = ours.as_dictionary::<UInt32Type>();
+            let values: &StringArray = dict.values().as_string();
+            let rows: Vec<&str> =
+                dict.keys().values().iter().map(|&k| values.value(k as usize)).collect();
+            let want: Vec<&str> = theirs.as_string::<i32>().iter().map(Option::unwrap).collect();
+            assert_eq!(rows, want, "{}", field.name());
+            let distinct = match field.name().as_str() {
+                // Two addresses of "clinic-a".
+                "tenant_id" => 2,
+                // The shared user and the 14 made one a row.
+                "user_id" => 15,
+                "service_tier" => 2,
+                _ => 1,
+            };
+            assert_eq!(values.len(), distinct, "{}", field.name());
+        }
+    }
 }
