@@ -541,6 +541,12 @@ mod tests {
             let crates = encode("t", schema.clone(), properties(&[0], &[]), &[plain]).unwrap();
             assert_eq!(read_back(&coded), read_back(&crates), "{rows} rows, {distinct} values");
             assert_eq!(read_back(&coded)[0], text(&tenant));
+            // Rows found through the page index (its offsets into the file), as a reader
+            // skipping pages finds them.
+            if rows > PAGE + 200 {
+                let skip = PAGE + 57;
+                assert_eq!(selected(&coded, skip, 100), text(&tenant[skip..skip + 100]));
+            }
 
             let mut plain_chunks = 0;
             let ours = SerializedFileReader::new(coded.clone()).unwrap();
@@ -579,6 +585,29 @@ mod tests {
     }
 
     const PAGE: usize = coded::PAGE_ROWS;
+
+    /// The first column's rows `skip..skip + take`, read with the page index: pages before
+    /// them are skipped by their offsets.
+    fn selected(bytes: &bytes::Bytes, skip: usize, take: usize) -> Vec<String> {
+        use arrow_array::cast::AsArray;
+        use parquet::arrow::arrow_reader::{
+            ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
+        };
+        let options = ArrowReaderOptions::new().with_page_index(true);
+        let selection =
+            RowSelection::from(vec![RowSelector::skip(skip), RowSelector::select(take)]);
+        let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(bytes.clone(), options)
+            .unwrap()
+            .with_row_selection(selection)
+            .build()
+            .unwrap();
+        let mut rows = Vec::new();
+        for batch in reader {
+            let batch = batch.unwrap();
+            rows.extend(batch.column(0).as_string::<i32>().iter().map(|v| v.unwrap().to_owned()));
+        }
+        rows
+    }
 
     fn coded_test_schema() -> SchemaRef {
         let dict = DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::Utf8));
