@@ -65,9 +65,27 @@ fn s3_copy(aws: &Aws, prefix: &str, to: &Path) -> Option<PathBuf> {
             }
         }
     })?;
-    for key in list.iter().filter(|k| k.ends_with(".parquet")) {
-        let obj = aws.rt.block_on(aws.s3.get_object().bucket("lakes").key(key).send()).ok()?;
-        let bytes = aws.rt.block_on(obj.body.collect()).ok()?.into_bytes();
+    // Read 16 at a time: the sooner a copy is done, the less a compaction meanwhile spoils it
+    // (on a loaded machine, one object at a time left the reader without a single view).
+    let keys: Vec<&String> = list.iter().filter(|k| k.ends_with(".parquet")).collect();
+    let objects = aws.rt.block_on(async {
+        let mut objects = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(16) {
+            let mut reads = tokio::task::JoinSet::new();
+            for &key in chunk {
+                let (s3, key) = (aws.s3.clone(), key.clone());
+                reads.spawn(async move {
+                    let obj = s3.get_object().bucket("lakes").key(&key).send().await.ok()?;
+                    Some((key, obj.body.collect().await.ok()?.into_bytes()))
+                });
+            }
+            while let Some(read) = reads.join_next().await {
+                objects.push(read.ok()??);
+            }
+        }
+        Some(objects)
+    })?;
+    for (key, bytes) in objects {
         let path = to.join(key.strip_prefix(prefix)?);
         std::fs::create_dir_all(path.parent()?).ok()?;
         std::fs::write(path, bytes).ok()?;
