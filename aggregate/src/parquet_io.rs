@@ -593,7 +593,9 @@ mod tests {
         use parquet::arrow::arrow_reader::{
             ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
         };
-        let options = ArrowReaderOptions::new().with_page_index(true);
+        // Required: a file without the index would read every page and prove nothing.
+        let required = parquet::file::metadata::PageIndexPolicy::Required;
+        let options = ArrowReaderOptions::new().with_page_index_policy(required);
         let selection =
             RowSelection::from(vec![RowSelector::skip(skip), RowSelector::select(take)]);
         let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(bytes.clone(), options)
@@ -607,6 +609,14 @@ mod tests {
             rows.extend(batch.column(0).as_string::<i32>().iter().map(|v| v.unwrap().to_owned()));
         }
         rows
+    }
+
+    /// A schema of the named string columns as dictionaries.
+    fn coded_test_schema_of(names: &[&str]) -> SchemaRef {
+        let dict = DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::Utf8));
+        Arc::new(Schema::new(
+            names.iter().map(|n| Field::new(*n, dict.clone(), false)).collect::<Vec<_>>(),
+        ))
     }
 
     fn coded_test_schema() -> SchemaRef {
@@ -686,6 +696,13 @@ mod tests {
         .unwrap();
         let err = e.write(&batch).unwrap_err().to_string();
         assert!(err.contains("t.parquet") && err.contains("column tenant_id has nulls"), "{err}");
+        // A dictionary whose key names a null value.
+        let values = Arc::new(StringArray::from(vec![Some("a"), None]));
+        let keys = arrow_array::UInt32Array::from(vec![0, 1]);
+        let dict: ArrayRef = Arc::new(arrow_array::DictionaryArray::try_new(keys, values).unwrap());
+        let batch = RecordBatch::try_new(coded_test_schema_of(&["tenant_id"]), vec![dict]).unwrap();
+        let err = e.write(&batch).unwrap_err().to_string();
+        assert!(err.contains("column tenant_id has nulls"), "{err}");
         let ints = Arc::new(Schema::new(vec![Field::new("tenant_id", DataType::Int64, false)]));
         let batch = RecordBatch::try_new(ints, vec![Arc::new(Int64Array::from(vec![1]))]).unwrap();
         let err = e.write(&batch).unwrap_err().to_string();

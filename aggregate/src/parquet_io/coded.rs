@@ -105,6 +105,10 @@ impl CodedColumn {
                         ParquetError::General(format!("column {name}: code {key} out of range"))
                     })?;
                     if *at == u32::MAX {
+                        // A key naming a null value is a null row all the same.
+                        if values.is_null(key as usize) {
+                            return Err(ParquetError::General(format!("column {name} has nulls")));
+                        }
                         *at = self.code(values.value(key as usize).as_bytes());
                     }
                     self.codes.push(*at);
