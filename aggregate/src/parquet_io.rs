@@ -389,8 +389,9 @@ mod tests {
         .unwrap();
         let props = || properties(&[0], &[]);
         let whole = encode("t", schema.clone(), props(), std::slice::from_ref(&batch)).unwrap();
-        let sliced = |size: usize| {
-            let mut e = Encoder::new("t", schema.clone(), props()).unwrap();
+        // Encoded in slices of `size` rows, the columns named in `coded` from their codes.
+        let sliced = |coded: &[&str], size: usize| {
+            let mut e = Encoder::coded("t", schema.clone(), props(), coded).unwrap();
             let mut at = 0;
             while at < rows {
                 let n = size.min(rows - at);
@@ -399,24 +400,15 @@ mod tests {
             }
             e.finish().unwrap()
         };
-        assert_eq!(sliced(ENCODE_ROWS), whole);
-        assert_ne!(sliced(1000), whole);
+        assert_eq!(sliced(&[], ENCODE_ROWS), whole);
+        assert_ne!(sliced(&[], 1000), whole);
 
         // The same of a file whose tenant column is coded, the slices each coded apart.
-        let coded = |size: usize| {
-            let mut e = Encoder::coded("t", schema.clone(), props(), &["tenant_id"]).unwrap();
-            let mut at = 0;
-            while at < rows {
-                let n = size.min(rows - at);
-                e.write(&batch.slice(at, n)).unwrap();
-                at += n;
-            }
-            e.finish().unwrap()
-        };
-        let whole = coded(rows);
-        assert_eq!(coded(ENCODE_ROWS), whole);
-        assert_ne!(coded(1000), whole);
-        assert_eq!(read_back(&whole), read_back(&sliced(ENCODE_ROWS)));
+        let tenant = ["tenant_id"];
+        let coded = sliced(&tenant, rows);
+        assert_eq!(sliced(&tenant, ENCODE_ROWS), coded);
+        assert_ne!(sliced(&tenant, 1000), coded);
+        assert_eq!(read_back(&coded), read_back(&whole));
     }
 
     /// Reads `bytes` back with the `parquet` crate's reader: each column's values as strings

@@ -45,6 +45,8 @@ const ZSTD_LEVEL: i32 = 1;
 /// One row group's rows of a coded column.
 pub(crate) struct CodedColumn {
     descr: ColumnDescPtr,
+    /// The column's name, for errors.
+    name: String,
     /// The chunk's distinct values, in order of first appearance; a row's code indexes them.
     values: Vec<Box<[u8]>>,
     lookup: FxHashMap<Box<[u8]>, u32>,
@@ -58,6 +60,7 @@ pub(crate) struct CodedColumn {
 impl CodedColumn {
     pub(crate) fn new(descr: ColumnDescPtr) -> Self {
         Self {
+            name: descr.name().to_owned(),
             descr,
             values: Vec::new(),
             lookup: FxHashMap::default(),
@@ -78,22 +81,24 @@ impl CodedColumn {
         code
     }
 
+    /// An error about this column: its name, then `what`.
+    fn fail(&self, what: impl std::fmt::Display) -> ParquetError {
+        ParquetError::General(format!("column {}{what}", self.name))
+    }
+
     /// Adds `array`'s rows: a dictionary of `u32` codes over UTF-8 values (each distinct value
     /// looked up once), or plain UTF-8 (each row looked up). No row may be null.
     pub(crate) fn push(&mut self, array: &ArrayRef) -> Result<()> {
-        let name = self.descr.name().to_owned();
         if array.null_count() > 0 {
-            return Err(ParquetError::General(format!("column {name} has nulls")));
+            return Err(self.fail(" has nulls"));
         }
         match array.data_type() {
             DataType::Dictionary(key, value)
                 if **key == DataType::UInt32 && **value == DataType::Utf8 =>
             {
                 let dict = array.as_dictionary::<UInt32Type>();
-                let values: &StringArray = dict
-                    .values()
-                    .as_string_opt::<i32>()
-                    .ok_or_else(|| ParquetError::General(format!("column {name}: not utf8")))?;
+                let values: &StringArray =
+                    dict.values().as_string_opt::<i32>().ok_or_else(|| self.fail(": not utf8"))?;
                 let mut slice = std::mem::take(&mut self.slice);
                 slice.clear();
                 // Coded when first referred to: a value no row names stays out of the
@@ -101,13 +106,13 @@ impl CodedColumn {
                 slice.resize(values.len(), u32::MAX);
                 self.codes.reserve(dict.len());
                 for &key in dict.keys().values() {
-                    let at = slice.get_mut(key as usize).ok_or_else(|| {
-                        ParquetError::General(format!("column {name}: code {key} out of range"))
-                    })?;
+                    let at = slice
+                        .get_mut(key as usize)
+                        .ok_or_else(|| self.fail(format_args!(": code {key} out of range")))?;
                     if *at == u32::MAX {
                         // A key naming a null value is a null row all the same.
                         if values.is_null(key as usize) {
-                            return Err(ParquetError::General(format!("column {name} has nulls")));
+                            return Err(self.fail(" has nulls"));
                         }
                         *at = self.code(values.value(key as usize).as_bytes());
                     }
@@ -124,9 +129,7 @@ impl CodedColumn {
                 }
             }
             other => {
-                return Err(ParquetError::General(format!(
-                    "column {name}: {other} rows for a string column"
-                )));
+                return Err(self.fail(format_args!(": {other} rows for a string column")));
             }
         }
         Ok(())
