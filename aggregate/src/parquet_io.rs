@@ -12,7 +12,7 @@ use parquet::errors::ParquetError;
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::types::{ColumnDescPtr, ColumnPath};
+use parquet::schema::types::ColumnPath;
 
 use crate::error::{Error, Result, io_at};
 use crate::fsio::TempFile;
@@ -227,7 +227,6 @@ struct CodedWriter {
     file: SerializedFileWriter<Vec<u8>>,
     factory: ArrowRowGroupWriterFactory,
     schema: SchemaRef,
-    descrs: Vec<ColumnDescPtr>,
     coded: Vec<bool>,
     group: Option<Vec<Column>>,
     group_rows: usize,
@@ -269,7 +268,6 @@ impl CodedWriter {
             file,
             factory,
             schema,
-            descrs: parquet.columns().to_vec(),
             coded,
             group: None,
             group_rows: 0,
@@ -306,7 +304,7 @@ impl CodedWriter {
                 let columns = writers
                     .into_iter()
                     .zip(&self.coded)
-                    .zip(&self.descrs)
+                    .zip(self.file.schema_descr().columns())
                     .map(|((w, &c), d)| {
                         if c {
                             Column::Coded(coded::CodedColumn::new(d.clone()))

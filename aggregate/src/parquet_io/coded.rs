@@ -392,10 +392,14 @@ fn hybrid(buf: &mut Vec<u8>, codes: &[u32], width: u8) {
             i += run;
             continue;
         }
-        // Groups of eight until one begins a run (or the codes end).
+        // Groups of eight until one begins a run (or the codes end): eight values tell, the
+        // run's length is counted once, when the loop above writes it.
+        let begins_run = |i: usize| {
+            codes.get(i..i + MIN_RUN).is_some_and(|group| group.iter().all(|&c| c == group[0]))
+        };
         let start = i;
         i += MIN_RUN;
-        while i < codes.len() && run_at(i) < MIN_RUN {
+        while i < codes.len() && !begins_run(i) {
             i += MIN_RUN;
         }
         let end = i.min(codes.len());
