@@ -576,6 +576,44 @@ mod tests {
 
     const PAGE: usize = coded::PAGE_ROWS;
 
+    /// Each data page of a coded chunk is packed at its own codes' width: the first page of
+    /// a chunk whose later pages bring more values needs fewer bits, and the chunk is no
+    /// larger than the crate's writer makes it (whose dictionary grows page by page).
+    #[test]
+    fn coded_pages_are_packed_at_their_own_width() {
+        use parquet::column::page::Page;
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let schema = Arc::new(Schema::new(vec![Field::new("tenant_id", DataType::Utf8, false)]));
+        // Four values on the first page, then 4,000 (no run long enough to be a run).
+        let rows = 3 * PAGE;
+        let text = |i: usize| {
+            let v = if i < PAGE { i % 4 } else { i * 7 % 4_000 };
+            format!("tenant-{v:04}")
+        };
+        let tenants = StringArray::from_iter_values((0..rows).map(text));
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(tenants)]).unwrap();
+        let props = || properties(&[], &[]);
+        let mut e = Encoder::coded("t", schema.clone(), props(), &["tenant_id"]).unwrap();
+        e.write(&batch).unwrap();
+        let coded = e.finish().unwrap();
+        let crates = encode("t", schema, props(), std::slice::from_ref(&batch)).unwrap();
+        assert_eq!(read_back(&coded), read_back(&crates));
+
+        let reader = SerializedFileReader::new(coded.clone()).unwrap();
+        let mut widths = Vec::new();
+        for page in reader.get_row_group(0).unwrap().get_column_page_reader(0).unwrap() {
+            if let Page::DataPage { buf, .. } = page.unwrap() {
+                widths.push(buf[0]);
+            }
+        }
+        assert_eq!(widths, [2, 12, 12]);
+        let size = |b: &bytes::Bytes| {
+            let r = SerializedFileReader::new(b.clone()).unwrap();
+            r.metadata().row_group(0).column(0).uncompressed_size()
+        };
+        assert!(size(&coded) <= size(&crates), "{} > {}", size(&coded), size(&crates));
+    }
+
     /// The first column's rows `skip..skip + take`, read with the page index: pages before
     /// them are skipped by their offsets.
     fn selected(bytes: &bytes::Bytes, skip: usize, take: usize) -> Vec<String> {

@@ -183,7 +183,6 @@ impl CodedColumn {
         let mut data_offset = None;
         let mut data_pages = 0;
         let mut page_ranks: Vec<(u32, u32)> = Vec::new();
-        let bit_width = bits(values.len().saturating_sub(1) as u32);
         let mut at = 0;
         while at < codes.len() {
             let rows = if dictionary {
@@ -192,8 +191,17 @@ impl CodedColumn {
                 plain_rows(&values, &codes[at..])
             };
             let page_codes = &codes[at..at + rows];
+            let (least, greatest, most) =
+                page_codes.iter().fold((u32::MAX, 0, 0), |(lo, hi, most), &c| {
+                    let r = rank[c as usize];
+                    (lo.min(r), hi.max(r), most.max(c))
+                });
             let mut buf = Vec::new();
             let encoding = if dictionary {
+                // Each page's own width: codes come in order of first appearance, so the
+                // first pages of a sorted chunk need fewer bits (as the crate's writer, whose
+                // dictionary grows page by page, gives them).
+                let bit_width = bits(most);
                 buf.push(bit_width);
                 hybrid(&mut buf, page_codes, bit_width);
                 Encoding::RLE_DICTIONARY
@@ -215,10 +223,6 @@ impl CodedColumn {
             data_offset.get_or_insert(spec.offset as i64);
             compressed += spec.compressed_size as i64;
             uncompressed += spec.uncompressed_size as i64;
-            let (least, greatest) = page_codes.iter().fold((u32::MAX, 0), |(lo, hi), &c| {
-                let r = rank[c as usize];
-                (lo.min(r), hi.max(r))
-            });
             page_ranks.push((least, greatest));
             let value = |r: u32| &*values[by_bytes[r as usize] as usize];
             index.append(false, lower(value(least)).0, upper(value(greatest)).0, 0);
