@@ -185,7 +185,7 @@ impl Encoder {
         Ok(Self { what: what.to_owned(), how: How::Arrow(Box::new(writer)) })
     }
 
-    /// An encoder of a file of `schema` whose columns named in `coded` (required UTF-8) are
+    /// An encoder of a file of `schema` whose columns named in `coded` (UTF-8) are
     /// written from codes: [`Self::write`] takes them as `Dictionary(UInt32, Utf8)` (or as
     /// plain strings, each row then looked up).
     pub(crate) fn coded(
@@ -257,9 +257,9 @@ impl CodedWriter {
             return Err(ParquetError::General("a coded file's schema must be flat".into()));
         }
         for (field, &c) in schema.fields().iter().zip(&coded) {
-            if c && (field.data_type() != &DataType::Utf8 || field.is_nullable()) {
+            if c && field.data_type() != &DataType::Utf8 {
                 return Err(ParquetError::General(format!(
-                    "coded column {} must be required UTF-8",
+                    "coded column {} must be UTF-8",
                     field.name()
                 )));
             }
@@ -422,9 +422,9 @@ mod tests {
             columns.resize(batch.num_columns(), Vec::new());
             for (c, array) in columns.iter_mut().zip(batch.columns()) {
                 match array.data_type() {
-                    DataType::Utf8 => {
-                        c.extend(array.as_string::<i32>().iter().map(|v| v.unwrap().to_owned()))
-                    }
+                    DataType::Utf8 => c.extend(
+                        array.as_string::<i32>().iter().map(|v| v.unwrap_or("<null>").to_owned()),
+                    ),
                     _ => {
                         let ints = array.as_primitive::<arrow_array::types::Int64Type>();
                         c.extend(ints.values().iter().map(|v| v.to_string()));
@@ -657,8 +657,8 @@ mod tests {
     }
 
     /// A data page in the page index: (row group, column, first row, least, greatest, the
-    /// chunk's boundary order).
-    type PageEntry = (usize, usize, i64, Vec<u8>, Vec<u8>, String);
+    /// chunk's boundary order, nulls only, nulls).
+    type PageEntry = (usize, usize, i64, Vec<u8>, Vec<u8>, String, bool, Option<i64>);
 
     /// Each data page of each string column.
     fn page_index(bytes: &bytes::Bytes) -> Vec<PageEntry> {
@@ -675,10 +675,11 @@ mod tests {
                 let order = format!("{:?}", index.get_boundary_order());
                 let ColumnIndexMetaData::BYTE_ARRAY(index) = index else { continue };
                 for (p, location) in offsets.page_locations().iter().enumerate() {
-                    let least = index.min_value(p).unwrap().to_vec();
-                    let greatest = index.max_value(p).unwrap().to_vec();
-                    let order = order.clone();
-                    pages.push((g, c, location.first_row_index, least, greatest, order));
+                    let least = index.min_value(p).map_or(Vec::new(), <[u8]>::to_vec);
+                    let greatest = index.max_value(p).map_or(Vec::new(), <[u8]>::to_vec);
+                    let (order, first) = (order.clone(), location.first_row_index);
+                    let (empty, nulls) = (index.is_null_page(p), index.null_count(p));
+                    pages.push((g, c, first, least, greatest, order, empty, nulls));
                 }
             }
         }
@@ -732,12 +733,135 @@ mod tests {
         let err = e.write(&batch).unwrap_err().to_string();
         assert!(err.contains("column tenant_id has nulls"), "{err}");
         let ints = Arc::new(Schema::new(vec![Field::new("tenant_id", DataType::Int64, false)]));
-        let batch = RecordBatch::try_new(ints, vec![Arc::new(Int64Array::from(vec![1]))]).unwrap();
+        let batch =
+            RecordBatch::try_new(ints.clone(), vec![Arc::new(Int64Array::from(vec![1]))]).unwrap();
         let err = e.write(&batch).unwrap_err().to_string();
         assert!(err.contains("column tenant_id: Int64 rows for a string column"), "{err}");
-        let nullable = Arc::new(Schema::new(vec![Field::new("tenant_id", DataType::Utf8, true)]));
-        let err =
-            Encoder::coded("t", nullable, properties(&[], &[]), &["tenant_id"]).err().unwrap();
-        assert!(err.to_string().contains("coded column tenant_id must be required UTF-8"), "{err}");
+        let err = Encoder::coded("t", ints, properties(&[], &[]), &["tenant_id"]).err().unwrap();
+        assert!(err.to_string().contains("coded column tenant_id must be UTF-8"), "{err}");
+    }
+
+    /// An optional coded column's nulls (null keys, keys naming a null value, null strings)
+    /// read back as nulls, in pages with some nulls, pages and chunks of nulls only, and PLAIN
+    /// chunks: its statistics and null count are the crate's writer's, and its page index
+    /// holds each page's least and greatest value and nulls. (The crate's writer cuts the
+    /// pages of a column written without nulls, or with nulls only, at 20,000 rows, and others
+    /// at 20,480: where both cut alike, the indexes are the same.)
+    #[test]
+    fn optional_coded_columns_hold_nulls_as_the_crates_writer_does() {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("service", DataType::Utf8, true),
+            Field::new("n", DataType::Int64, false),
+        ]));
+        let coded_schema = Arc::new(Schema::new(vec![
+            Field::new(
+                "service",
+                DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::Utf8)),
+                true,
+            ),
+            Field::new("n", DataType::Int64, false),
+        ]));
+        // (rows, which rows are null, distinct values, their length, pages cut as the
+        // crate's writer cuts them)
+        type Nulls = fn(usize) -> bool;
+        let cases: [(usize, Nulls, u32, usize, bool); 5] = [
+            (50_000, |i| i % 3 == 0, 40, 8, true),
+            // The second page nulls only.
+            (3 * PAGE, |i| (PAGE..2 * PAGE).contains(&i), 300, 8, true),
+            (PAGE + 9, |_| true, 5, 8, false),
+            (7, |i| i != 3, 2, 8, true),
+            // A PLAIN chunk.
+            (30_000, |i| i % 4 == 1, 9_000, 400, false),
+        ];
+        for (rows, null, distinct, long, same_pages) in cases {
+            let values: Vec<String> = (0..distinct).map(|i| format!("{i:0long$}-svc")).collect();
+            let codes = runs_and_noise(rows, distinct);
+            let text: Vec<Option<&str>> =
+                (0..rows).map(|i| (!null(i)).then(|| values[codes[i] as usize].as_str())).collect();
+            let n = Int64Array::from_iter_values((0..rows as i64).map(|i| i * 17 % 1000));
+            let what = format!("{rows} rows, {distinct} values");
+            let mut e =
+                Encoder::coded("t", schema.clone(), properties(&[], &[]), &["service"]).unwrap();
+            let mut at = 0;
+            for (round, size) in [1000, 4096, 333].into_iter().cycle().enumerate() {
+                if at >= rows {
+                    break;
+                }
+                let k = size.min(rows - at);
+                // Slices as null keys, as keys naming a null value, and as plain strings.
+                let column: ArrayRef = match round % 3 {
+                    0 => {
+                        let keys: Vec<Option<u32>> =
+                            (at..at + k).map(|i| (!null(i)).then_some(codes[i])).collect();
+                        let keys = arrow_array::UInt32Array::from(keys);
+                        let dict = StringArray::from(values.clone());
+                        Arc::new(
+                            arrow_array::DictionaryArray::try_new(keys, Arc::new(dict)).unwrap(),
+                        )
+                    }
+                    1 => {
+                        // Code `distinct` names a null value.
+                        let keys: Vec<u32> = (at..at + k)
+                            .map(|i| if null(i) { distinct } else { codes[i] })
+                            .collect();
+                        let keys = arrow_array::UInt32Array::from(keys);
+                        let mut dict: Vec<Option<&str>> =
+                            values.iter().map(|v| Some(v.as_str())).collect();
+                        dict.push(None);
+                        let dict = Arc::new(StringArray::from(dict));
+                        Arc::new(arrow_array::DictionaryArray::try_new(keys, dict).unwrap())
+                    }
+                    _ => Arc::new(StringArray::from(text[at..at + k].to_vec())),
+                };
+                let schema = if round % 3 == 2 { schema.clone() } else { coded_schema.clone() };
+                let batch =
+                    RecordBatch::try_new(schema, vec![column, Arc::new(n.slice(at, k))]).unwrap();
+                e.write(&batch).unwrap();
+                at += k;
+            }
+            let coded = e.finish().unwrap();
+            let plain = RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(StringArray::from(text.clone())), Arc::new(n.clone())],
+            )
+            .unwrap();
+            let crates = encode("t", schema.clone(), properties(&[], &[]), &[plain]).unwrap();
+            assert_eq!(read_back(&coded), read_back(&crates), "{what}");
+            let nulls = read_back(&coded)[0].iter().filter(|v| *v == "<null>").count();
+            assert_eq!(nulls, (0..rows).filter(|&i| null(i)).count(), "{what}");
+            if same_pages {
+                assert_eq!(page_index(&coded), page_index(&crates), "{what}");
+            }
+            // Each page's bounds and nulls, from the rows it holds.
+            let pages = page_index(&coded);
+            assert!(!pages.is_empty(), "{what}");
+            for (p, page) in pages.iter().enumerate() {
+                let end = pages.get(p + 1).map_or(rows, |next| next.2 as usize);
+                let held = &text[page.2 as usize..end];
+                let present: Vec<&[u8]> = held.iter().flatten().map(|v| v.as_bytes()).collect();
+                // Bounds past 64 bytes truncated, as the crate's writer truncates them.
+                let least = present.iter().min().map_or(Vec::new(), |v| coded::lower(v).0);
+                let greatest = present.iter().max().map_or(Vec::new(), |v| coded::upper(v).0);
+                let nulls = (held.len() - present.len()) as i64;
+                let want = (least, greatest, present.is_empty(), Some(nulls));
+                assert_eq!(
+                    (page.3.clone(), page.4.clone(), page.6, page.7),
+                    want,
+                    "{what}, page {p}"
+                );
+            }
+            let ours = SerializedFileReader::new(coded.clone()).unwrap();
+            let theirs = SerializedFileReader::new(crates.clone()).unwrap();
+            let (x, y) =
+                (ours.metadata().row_group(0).column(0), theirs.metadata().row_group(0).column(0));
+            assert_eq!(x.statistics(), y.statistics(), "{what}");
+            // A dictionary unless its values pass 1 MiB (the crate's writer then keeps the
+            // dictionary of its first pages and writes the rest PLAIN).
+            assert_eq!(x.dictionary_page_offset().is_none(), distinct == 9_000, "{what}");
+            if distinct < 9_000 {
+                assert!(y.dictionary_page_offset().is_some(), "{what}");
+            }
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! String columns written from codes: a required UTF-8 column whose rows come as an Arrow
+//! String columns written from codes: a UTF-8 column whose rows come as an Arrow
 //! dictionary (a slice's distinct values once, a code a row) is dictionary-encoded from those
 //! codes. The `parquet` crate's writer hashes and compares every row's text again to build its
 //! own dictionary and statistics (about a tenth of an ingest's instructions for the lake's
@@ -42,12 +42,21 @@ const PLAIN_PAGE_BYTES: usize = 1024 * 1024;
 /// The zstd level of every lake file (the lowest the format allows).
 const ZSTD_LEVEL: i32 = 1;
 
+/// A null row's code.
+const NULL: u32 = u32::MAX;
+
+/// A slice's value not coded yet.
+const UNSEEN: u32 = u32::MAX;
+
 /// One row group's rows of a coded column.
 pub(crate) struct CodedColumn {
     descr: ColumnDescPtr,
     /// The column's name, for errors.
     name: String,
-    /// The chunk's distinct values, in order of first appearance; a row's code indexes them.
+    /// Whether the column may hold nulls: its pages then begin with definition levels.
+    optional: bool,
+    /// The chunk's distinct values, in order of first appearance; a row's code indexes them
+    /// ([`NULL`]: none).
     values: Vec<Box<[u8]>>,
     lookup: FxHashMap<Box<[u8]>, u32>,
     /// The dictionary page's bytes so far (a value's length and its bytes).
@@ -61,6 +70,7 @@ impl CodedColumn {
     pub(crate) fn new(descr: ColumnDescPtr) -> Self {
         Self {
             name: descr.name().to_owned(),
+            optional: descr.max_def_level() > 0,
             descr,
             values: Vec::new(),
             lookup: FxHashMap::default(),
@@ -87,11 +97,15 @@ impl CodedColumn {
     }
 
     /// Adds `array`'s rows: a dictionary of `u32` codes over UTF-8 values (each distinct value
-    /// looked up once), or plain UTF-8 (each row looked up). No row may be null.
+    /// looked up once), or plain UTF-8 (each row looked up). Only an optional column's rows
+    /// may be null (a null key, or a key naming a null value).
     pub(crate) fn push(&mut self, array: &ArrayRef) -> Result<()> {
-        if array.null_count() > 0 {
+        // A dictionary's logical nulls are its null keys and the keys naming null values.
+        let nulls = array.logical_nulls();
+        if nulls.is_some() && !self.optional {
             return Err(self.fail(" has nulls"));
         }
+        let is_null = |row: usize| nulls.as_ref().is_some_and(|n| n.is_null(row));
         match array.data_type() {
             DataType::Dictionary(key, value)
                 if **key == DataType::UInt32 && **value == DataType::Utf8 =>
@@ -103,17 +117,17 @@ impl CodedColumn {
                 slice.clear();
                 // Coded when first referred to: a value no row names stays out of the
                 // dictionary.
-                slice.resize(values.len(), u32::MAX);
+                slice.resize(values.len(), UNSEEN);
                 self.codes.reserve(dict.len());
-                for &key in dict.keys().values() {
+                for (row, &key) in dict.keys().values().iter().enumerate() {
+                    if is_null(row) {
+                        self.codes.push(NULL);
+                        continue;
+                    }
                     let at = slice
                         .get_mut(key as usize)
                         .ok_or_else(|| self.fail(format_args!(": code {key} out of range")))?;
-                    if *at == u32::MAX {
-                        // A key naming a null value is a null row all the same.
-                        if values.is_null(key as usize) {
-                            return Err(self.fail(" has nulls"));
-                        }
+                    if *at == UNSEEN {
                         *at = self.code(values.value(key as usize).as_bytes());
                     }
                     self.codes.push(*at);
@@ -124,7 +138,8 @@ impl CodedColumn {
                 let strings = array.as_string::<i32>();
                 self.codes.reserve(strings.len());
                 for i in 0..strings.len() {
-                    let code = self.code(strings.value(i).as_bytes());
+                    let code =
+                        if is_null(i) { NULL } else { self.code(strings.value(i).as_bytes()) };
                     self.codes.push(code);
                 }
             }
@@ -182,7 +197,10 @@ impl CodedColumn {
         let mut offsets = OffsetIndexBuilder::new();
         let mut data_offset = None;
         let mut data_pages = 0;
-        let mut page_ranks: Vec<(u32, u32)> = Vec::new();
+        // Each page's least and greatest ranks; `None` for a page of nulls only.
+        let mut page_ranks: Vec<Option<(u32, u32)>> = Vec::new();
+        let mut nulls = 0;
+        let mut present = Vec::new();
         let mut at = 0;
         while at < codes.len() {
             let rows = if dictionary {
@@ -190,13 +208,22 @@ impl CodedColumn {
             } else {
                 plain_rows(&values, &codes[at..])
             };
-            let page_codes = &codes[at..at + rows];
+            let mut page_codes = &codes[at..at + rows];
+            let mut buf = Vec::new();
+            let page_nulls = page_codes.iter().filter(|&&c| c == NULL).count();
+            if self.optional {
+                levels(&mut buf, page_codes);
+            }
+            if page_nulls > 0 {
+                present.clear();
+                present.extend(page_codes.iter().copied().filter(|&c| c != NULL));
+                page_codes = &present;
+            }
             let (least, greatest, most) =
                 page_codes.iter().fold((u32::MAX, 0, 0), |(lo, hi, most), &c| {
                     let r = rank[c as usize];
                     (lo.min(r), hi.max(r), most.max(c))
                 });
-            let mut buf = Vec::new();
             let encoding = if dictionary {
                 // Each page's own width: codes come in order of first appearance, so the
                 // first pages of a sorted chunk need fewer bits (as the crate's writer, whose
@@ -223,9 +250,17 @@ impl CodedColumn {
             data_offset.get_or_insert(spec.offset as i64);
             compressed += spec.compressed_size as i64;
             uncompressed += spec.uncompressed_size as i64;
-            page_ranks.push((least, greatest));
-            let value = |r: u32| &*values[by_bytes[r as usize] as usize];
-            index.append(false, lower(value(least)).0, upper(value(greatest)).0, 0);
+            if page_codes.is_empty() {
+                // A page of nulls: empty bounds, as the format asks.
+                page_ranks.push(None);
+                index.append(true, Vec::new(), Vec::new(), page_nulls as i64);
+            } else {
+                page_ranks.push(Some((least, greatest)));
+                let value = |r: u32| &*values[by_bytes[r as usize] as usize];
+                let (least, greatest) = (lower(value(least)).0, upper(value(greatest)).0);
+                index.append(false, least, greatest, page_nulls as i64);
+            }
+            nulls += page_nulls;
             offsets.append_row_count(rows as i64);
             offsets.append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
             data_pages += 1;
@@ -237,13 +272,12 @@ impl CodedColumn {
             encoding: if dictionary { Encoding::RLE_DICTIONARY } else { Encoding::PLAIN },
             count: data_pages,
         });
+        // Pages of nulls are passed over, as the crate's writer passes them over.
+        let page_ranks: Vec<(u32, u32)> = page_ranks.into_iter().flatten().collect();
         index.set_boundary_order(boundary(&page_ranks));
 
-        let mut chunk_ranks = page_ranks.iter();
-        let (least, greatest) = match chunk_ranks.next() {
-            Some(&first) => chunk_ranks.fold(first, |(lo, hi), &(l, h)| (lo.min(l), hi.max(h))),
-            None => (0, 0),
-        };
+        let chunk_ranks =
+            page_ranks.iter().copied().reduce(|(lo, hi), (l, h)| (lo.min(l), hi.max(h)));
         let mut meta = ColumnChunkMetaData::builder(self.descr.clone())
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL)?))
             .set_encodings(if dictionary {
@@ -257,7 +291,7 @@ impl CodedColumn {
             .set_total_uncompressed_size(uncompressed)
             .set_data_page_offset(data_offset.unwrap_or(0))
             .set_dictionary_page_offset(dictionary_offset);
-        if !codes.is_empty() {
+        if let Some((least, greatest)) = chunk_ranks {
             let value = |r: u32| &*values[by_bytes[r as usize] as usize];
             let (least, least_exact) = lower(value(least));
             let (greatest, greatest_exact) = upper(value(greatest));
@@ -265,11 +299,21 @@ impl CodedColumn {
                 Some(least.into()),
                 Some(greatest.into()),
                 None,
-                Some(0),
+                Some(nulls as u64),
                 false,
             )
             .with_min_is_exact(least_exact)
             .with_max_is_exact(greatest_exact);
+            meta = meta.set_statistics(Statistics::ByteArray(stats));
+        } else if !codes.is_empty() {
+            // Nulls only: a count and no bounds.
+            let stats = ValueStatistics::<parquet::data_type::ByteArray>::new(
+                None,
+                None,
+                None,
+                Some(nulls as u64),
+                false,
+            );
             meta = meta.set_statistics(Statistics::ByteArray(stats));
         }
         let metadata = meta.build()?;
@@ -316,7 +360,7 @@ fn plain(buf: &mut Vec<u8>, value: &[u8]) {
 fn plain_rows(values: &[Box<[u8]>], codes: &[u32]) -> usize {
     let mut bytes = 0;
     for (n, &c) in codes.iter().take(PAGE_ROWS).enumerate() {
-        bytes += 4 + values[c as usize].len();
+        bytes += values.get(c as usize).map_or(0, |v| 4 + v.len());
         if bytes > PLAIN_PAGE_BYTES {
             return n.max(1);
         }
@@ -329,7 +373,7 @@ const TRUNCATE: usize = 64;
 
 /// A lower bound of `value` for statistics: itself, or its first [`TRUNCATE`] bytes (whole
 /// characters); and whether it is the value itself.
-fn lower(value: &[u8]) -> (Vec<u8>, bool) {
+pub(super) fn lower(value: &[u8]) -> (Vec<u8>, bool) {
     if value.len() > TRUNCATE
         && let Ok(text) = std::str::from_utf8(value)
         && let Some(cut) = (1..=TRUNCATE).rfind(|&n| text.is_char_boundary(n))
@@ -342,7 +386,7 @@ fn lower(value: &[u8]) -> (Vec<u8>, bool) {
 /// An upper bound of `value` for statistics: itself, or its first [`TRUNCATE`] bytes (whole
 /// characters, at least `TRUNCATE - 3`) with the last character that can be incremented
 /// without growing incremented (what follows it dropped); and whether it is the value itself.
-fn upper(value: &[u8]) -> (Vec<u8>, bool) {
+pub(super) fn upper(value: &[u8]) -> (Vec<u8>, bool) {
     if value.len() > TRUNCATE
         && let Ok(text) = std::str::from_utf8(value)
     {
@@ -430,6 +474,18 @@ fn pack(buf: &mut Vec<u8>, values: &[u32], width: u8, count: usize) {
     if held > 0 {
         buf.push(acc as u8);
     }
+}
+
+/// The definition levels of an optional column's page (1 for a value, 0 for a null) as a
+/// data page of version 1 holds them: their length (4 bytes, little-endian), then the
+/// hybrid at 1 bit.
+fn levels(buf: &mut Vec<u8>, codes: &[u32]) {
+    let defined: Vec<u32> = codes.iter().map(|&c| u32::from(c != NULL)).collect();
+    let start = buf.len();
+    buf.extend_from_slice(&[0; 4]);
+    hybrid(buf, &defined, 1);
+    let len = (buf.len() - start - 4) as u32;
+    buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
 }
 
 /// An unsigned LEB128 number.
