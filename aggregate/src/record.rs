@@ -109,10 +109,10 @@ pub trait LakeRecord: Send + 'static {
     ) -> Result<RecordBatch, ArrowError>
     where
         Self: 'a;
-    /// The string columns whose values records share (ids held once, static codes): the
-    /// writer encodes them from [`Self::coded_batch`]'s codes.
+    /// The string columns with few distinct values (ids held once, static codes, a span's
+    /// name): the writer encodes them from [`Self::coded_batch`]'s codes.
     const CODED: &'static [&'static str] = &[];
-    /// [`Self::batch`], the columns of [`Self::CODED`] as dictionaries coded by address.
+    /// [`Self::batch`], the columns of [`Self::CODED`] as dictionaries.
     ///
     /// # Errors
     ///
@@ -333,6 +333,14 @@ impl LakeRecord for AgentSpan {
         records: impl ExactSizeIterator<Item = &'a Self> + Clone,
     ) -> Result<RecordBatch, ArrowError> {
         agent_spans_batch(records)
+    }
+
+    const CODED: &'static [&'static str] = &agentmeter_schemas::tables::AGENT_SPANS_CODED;
+
+    fn coded_batch<'a>(
+        records: impl ExactSizeIterator<Item = &'a Self> + Clone,
+    ) -> Result<RecordBatch, ArrowError> {
+        agentmeter_schemas::tables::agent_spans_coded_batch(records)
     }
 
     fn from_batch(batch: &RecordBatch) -> Result<Vec<Self>, ArrowError> {

@@ -1,17 +1,18 @@
 //! Batches for the lake's writer whose repeated string columns come as Arrow dictionaries,
-//! coded by the address of the shared text a record holds (an `Arc<str>` id, a static code):
-//! the writer dictionary-encodes them from the codes instead of copying and hashing every
-//! row's text (`agentmeter_aggregate`'s coded columns).
+//! coded by the address of the shared text a record holds (an `Arc<str>` id, a static code),
+//! or by the text itself where each record holds its own (a span's name): the writer
+//! dictionary-encodes them from the codes instead of copying and hashing every row's text
+//! (`agentmeter_aggregate`'s coded columns).
 
 use std::sync::{Arc, LazyLock};
 
-use arrow_array::builder::StringBuilder;
-use arrow_array::{ArrayRef, DictionaryArray, Int64Array, RecordBatch, UInt32Array};
+use arrow_array::builder::{StringBuilder, UInt32Builder};
+use arrow_array::{ArrayRef, DictionaryArray, Int64Array, RecordBatch};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use rustc_hash::FxHashMap;
 
-use super::{token_values, usage_events_schema};
-use crate::UsageEvent;
+use super::{agent_spans_schema, token_values, usage_events_schema};
+use crate::{AgentSpan, ModelId, UsageEvent, UserId};
 
 /// The `usage_events` columns a coded batch holds as dictionaries.
 pub const USAGE_EVENTS_CODED: [&str; 6] =
@@ -19,6 +20,25 @@ pub const USAGE_EVENTS_CODED: [&str; 6] =
 
 static USAGE_EVENTS_CODED_SCHEMA: LazyLock<SchemaRef> =
     LazyLock::new(|| coded_schema(&usage_events_schema(), &USAGE_EVENTS_CODED));
+
+/// The `agent_spans` columns a coded batch holds as dictionaries: every string column but the
+/// ids.
+pub const AGENT_SPANS_CODED: [&str; 11] = [
+    "name",
+    "operation",
+    "tier",
+    "tenant_id",
+    "user_id",
+    "model_id",
+    "tool_name",
+    "status",
+    "scope",
+    "service",
+    "source",
+];
+
+static AGENT_SPANS_CODED_SCHEMA: LazyLock<SchemaRef> =
+    LazyLock::new(|| coded_schema(&agent_spans_schema(), &AGENT_SPANS_CODED));
 
 /// `schema` with the columns named in `coded` as `Dictionary(UInt32, Utf8)`.
 pub fn coded_schema(schema: &Schema, coded: &[&str]) -> SchemaRef {
@@ -38,39 +58,71 @@ pub fn coded_schema(schema: &Schema, coded: &[&str]) -> SchemaRef {
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
-/// One column of a batch as a dictionary coded by the address of each row's text.
-#[derive(Default)]
-pub struct SliceDictionary {
+/// One column of a batch as a dictionary coded by the address of each row's text, or by the
+/// text ([`SliceDictionary::of_text`]).
+pub struct SliceDictionary<'a> {
+    /// Coded by text rather than by address.
+    by_text: bool,
     /// The row before's text and code: rows sorted by tenant and time repeat most values.
-    last: Option<((usize, usize), u32)>,
-    codes: FxHashMap<(usize, usize), u32>,
+    last: Option<(&'a str, u32)>,
+    at: FxHashMap<(usize, usize), u32>,
+    text: FxHashMap<&'a str, u32>,
     values: StringBuilder,
-    keys: Vec<u32>,
+    keys: UInt32Builder,
 }
 
-impl SliceDictionary {
-    /// Room for `rows` rows.
+impl<'a> SliceDictionary<'a> {
+    /// Room for `rows` rows of shared text, coded by address: equal texts at different
+    /// addresses get different codes here (the writer merges them); text held once and
+    /// shared is looked up by address alone.
     pub fn with_capacity(rows: usize) -> Self {
-        Self { keys: Vec::with_capacity(rows), ..Self::default() }
+        Self {
+            by_text: false,
+            last: None,
+            at: FxHashMap::default(),
+            text: FxHashMap::default(),
+            values: StringBuilder::new(),
+            keys: UInt32Builder::with_capacity(rows),
+        }
     }
 
-    /// Appends a row. Equal texts at different addresses get different codes here (the
-    /// writer merges them); text held once and shared is looked up by address alone.
-    pub fn push(&mut self, value: &str) {
-        let at = (value.as_ptr() as usize, value.len());
+    /// Room for `rows` rows of text each record holds on its own, coded by text.
+    pub fn of_text(rows: usize) -> Self {
+        Self { by_text: true, ..Self::with_capacity(rows) }
+    }
+
+    /// Appends a row.
+    pub fn push(&mut self, value: &'a str) {
         let code = match self.last {
-            Some((last, code)) if last == at => code,
+            Some((last, code)) if self.same(last, value) => code,
             _ => {
-                let next = self.codes.len() as u32;
-                let code = *self.codes.entry(at).or_insert(next);
+                let next = (self.at.len() + self.text.len()) as u32;
+                let code = if self.by_text {
+                    *self.text.entry(value).or_insert(next)
+                } else {
+                    *self.at.entry((value.as_ptr() as usize, value.len())).or_insert(next)
+                };
                 if code == next {
                     self.values.append_value(value);
                 }
-                self.last = Some((at, code));
+                self.last = Some((value, code));
                 code
             }
         };
-        self.keys.push(code);
+        self.keys.append_value(code);
+    }
+
+    /// Appends a row that may be null.
+    pub fn push_opt(&mut self, value: Option<&'a str>) {
+        match value {
+            Some(v) => self.push(v),
+            None => self.keys.append_null(),
+        }
+    }
+
+    /// Whether `value` is coded as `last` was.
+    fn same(&self, last: &str, value: &str) -> bool {
+        if self.by_text { last == value } else { std::ptr::eq(last, value) }
     }
 
     /// The column, as `Dictionary(UInt32, Utf8)`.
@@ -80,7 +132,7 @@ impl SliceDictionary {
     /// None in practice: every key was made for a value.
     pub fn finish(mut self) -> Result<ArrayRef, ArrowError> {
         let values = self.values.finish();
-        let keys = UInt32Array::from(self.keys);
+        let keys = self.keys.finish();
         Ok(Arc::new(DictionaryArray::try_new(keys, Arc::new(values))?))
     }
 }
@@ -137,6 +189,76 @@ pub fn usage_events_coded_batch<'a>(
 /// The schema of [`usage_events_coded_batch`].
 pub fn usage_events_coded_schema() -> SchemaRef {
     USAGE_EVENTS_CODED_SCHEMA.clone()
+}
+
+/// `agent_spans` rows as a batch of [`agent_spans_coded_schema`]: the columns of
+/// [`AGENT_SPANS_CODED`] as dictionaries (the shared ids and codes by address, the span's own
+/// texts by text), the others as [`super::agent_spans_batch`] makes them.
+///
+/// # Errors
+///
+/// Only if the columns disagree with the schema, which would be a bug here.
+pub fn agent_spans_coded_batch<'a>(
+    spans: impl ExactSizeIterator<Item = &'a AgentSpan>,
+) -> Result<RecordBatch, ArrowError> {
+    let n = spans.len();
+    let ms = || Vec::with_capacity(n);
+    let (mut start, mut end, mut duration) = (ms(), ms(), ms());
+    let ids = || StringBuilder::with_capacity(n, n * 32);
+    let (mut trace, mut span, mut parent) = (ids(), ids(), ids());
+    let text = || SliceDictionary::of_text(n);
+    let shared = || SliceDictionary::with_capacity(n);
+    let (mut name, mut operation, mut tool, mut scope, mut service) =
+        (text(), text(), text(), text(), text());
+    let (mut tier, mut tenant, mut user, mut model, mut status, mut source) =
+        (shared(), shared(), shared(), shared(), shared(), shared());
+    let mut tokens: [Vec<Option<i64>>; 5] = std::array::from_fn(|_| Vec::with_capacity(n));
+    for sp in spans {
+        start.push(sp.start_ms);
+        end.push(sp.end_ms);
+        duration.push(sp.duration_ms());
+        trace.append_value(&sp.trace_id);
+        span.append_value(&sp.span_id);
+        parent.append_option(sp.parent_span_id.as_deref());
+        name.push(&sp.name);
+        operation.push_opt(sp.operation.as_deref());
+        tier.push(sp.tier.as_str());
+        tenant.push(sp.tenant_id.as_str());
+        user.push_opt(sp.user_id.as_ref().map(UserId::as_str));
+        model.push_opt(sp.model_id.as_ref().map(ModelId::as_str));
+        tool.push_opt(sp.tool_name.as_deref());
+        status.push(sp.status.code());
+        let t = &sp.tokens;
+        for (c, v) in
+            tokens.iter_mut().zip([t.input, t.output, t.total, t.cache_read, t.cache_write])
+        {
+            c.push(v);
+        }
+        scope.push(&sp.scope);
+        service.push_opt(sp.service.as_deref());
+        source.push(sp.source.as_str());
+    }
+    let time = |ms: Vec<i64>| {
+        Arc::new(arrow_array::TimestampMillisecondArray::from(ms).with_timezone("UTC")) as ArrayRef
+    };
+    let mut columns: Vec<ArrayRef> =
+        vec![time(start), time(end), Arc::new(Int64Array::from(duration))];
+    for ids in [trace, span, parent].iter_mut() {
+        columns.push(Arc::new(ids.finish()));
+    }
+    for c in [name, operation, tier, tenant, user, model, tool, status] {
+        columns.push(c.finish()?);
+    }
+    columns.extend(tokens.map(|t| Arc::new(Int64Array::from(t)) as ArrayRef));
+    for c in [scope, service, source] {
+        columns.push(c.finish()?);
+    }
+    RecordBatch::try_new(agent_spans_coded_schema(), columns)
+}
+
+/// The schema of [`agent_spans_coded_batch`].
+pub fn agent_spans_coded_schema() -> SchemaRef {
+    AGENT_SPANS_CODED_SCHEMA.clone()
 }
 
 #[cfg(test)]
@@ -210,5 +332,81 @@ mod tests {
             };
             assert_eq!(values.len(), distinct, "{}", field.name());
         }
+    }
+
+    /// A dictionary column's rows, nulls as `None`.
+    fn dictionary_rows(column: &ArrayRef) -> (Vec<Option<&str>>, usize) {
+        let dict = column.as_dictionary::<UInt32Type>();
+        let values: &StringArray = dict.values().as_string();
+        let rows = dict.keys().iter().map(|k| k.map(|k| values.value(k as usize))).collect();
+        (rows, values.len())
+    }
+
+    /// A coded span batch holds the rows of the plain one, nulls included: the shared ids
+    /// and codes coded by address, a span's own texts by text (equal texts held apart share
+    /// a code).
+    #[test]
+    fn a_coded_span_batch_holds_the_rows_of_the_plain_batch() {
+        use crate::tables::agent_spans_batch;
+        use crate::{AgentSpan, InlineText, SpanStatus, SpanTokens};
+        let tenant = TenantId::new("hospital-a").unwrap();
+        let user = UserId::new("dr.lee@hospital-a.example").unwrap();
+        let (tier, source) =
+            (Tier::new("premium").unwrap(), SourceUri::new("otlp://127.0.0.1:4318"));
+        let spans: Vec<AgentSpan> = (0..30)
+            .map(|i| AgentSpan {
+                trace_id: format!("{i:032x}").as_str().into(),
+                span_id: format!("{i:016x}").as_str().into(),
+                parent_span_id: (i % 2 == 0).then(|| InlineText::from("b7ad6b7169203330")),
+                name: ["chat", "execute_tool search", "invoke_agent triage"][i % 3].into(),
+                operation: (i % 4 != 0).then(|| InlineText::from("execute_tool")),
+                start_ms: 1_790_812_800_000 + i as i64,
+                end_ms: 1_790_812_800_250 + i as i64,
+                tier: tier.clone(),
+                // One span's tenant made again: equal text at another address.
+                tenant_id: if i == 7 {
+                    TenantId::new("hospital-a").unwrap()
+                } else {
+                    tenant.clone()
+                },
+                user_id: (i % 3 == 1).then(|| user.clone()),
+                model_id: None,
+                tool_name: (i % 5 == 0)
+                    .then(|| InlineText::from(format!("tool-{}", i % 2).as_str())),
+                status: if i % 6 == 0 { SpanStatus::Error } else { SpanStatus::Ok },
+                tokens: SpanTokens {
+                    input: (i % 2 == 0).then_some(i as i64),
+                    ..Default::default()
+                },
+                scope: "strands.telemetry.tracer".into(),
+                service: (i < 20).then(|| InlineText::from("agent")),
+                source: source.clone(),
+            })
+            .collect();
+        let coded = agent_spans_coded_batch(spans.iter()).unwrap();
+        let plain = agent_spans_batch(spans.iter()).unwrap();
+        assert_eq!(coded.schema(), agent_spans_coded_schema());
+        assert_eq!(coded.num_columns(), plain.num_columns());
+        for (i, field) in plain.schema().fields().iter().enumerate() {
+            let (ours, theirs) = (coded.column(i), plain.column(i));
+            if !AGENT_SPANS_CODED.contains(&field.name().as_str()) {
+                assert_eq!(ours, theirs, "{}", field.name());
+                continue;
+            }
+            let (rows, distinct) = dictionary_rows(ours);
+            let want: Vec<Option<&str>> = theirs.as_string::<i32>().iter().collect();
+            assert_eq!(rows, want, "{}", field.name());
+            let want_distinct = match field.name().as_str() {
+                "name" => 3,
+                // Two addresses of "hospital-a".
+                "tenant_id" => 2,
+                "tool_name" | "status" => 2,
+                // Nulls only.
+                "model_id" => 0,
+                _ => 1,
+            };
+            assert_eq!(distinct, want_distinct, "{}", field.name());
+        }
+        assert_eq!(coded.column_by_name("model_id").unwrap().null_count(), 30);
     }
 }

@@ -25,8 +25,8 @@ mod hourly;
 mod invoice_lines;
 mod spans;
 pub use coded::{
-    SliceDictionary, USAGE_EVENTS_CODED, coded_schema, usage_events_coded_batch,
-    usage_events_coded_schema,
+    AGENT_SPANS_CODED, SliceDictionary, USAGE_EVENTS_CODED, agent_spans_coded_batch,
+    agent_spans_coded_schema, coded_schema, usage_events_coded_batch, usage_events_coded_schema,
 };
 pub use flags::{FlagRow, flags_batch, flags_schema};
 pub use hourly::{
