@@ -210,8 +210,9 @@ impl CodedColumn {
             };
             let mut page_codes = &codes[at..at + rows];
             let mut buf = Vec::new();
-            let page_nulls = page_codes.iter().filter(|&&c| c == NULL).count();
+            let mut page_nulls = 0;
             if self.optional {
+                page_nulls = page_codes.iter().filter(|&&c| c == NULL).count();
                 levels(&mut buf, page_codes);
             }
             if page_nulls > 0 {

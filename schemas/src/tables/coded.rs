@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, LazyLock};
 
-use arrow_array::builder::{StringBuilder, UInt32Builder};
+use arrow_array::builder::{ArrayBuilder, StringBuilder, UInt32Builder};
 use arrow_array::{ArrayRef, DictionaryArray, Int64Array, RecordBatch};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use rustc_hash::FxHashMap;
@@ -61,14 +61,19 @@ pub fn coded_schema(schema: &Schema, coded: &[&str]) -> SchemaRef {
 /// One column of a batch as a dictionary coded by the address of each row's text, or by the
 /// text ([`SliceDictionary::of_text`]).
 pub struct SliceDictionary<'a> {
-    /// Coded by text rather than by address.
-    by_text: bool,
+    codes: Codes<'a>,
     /// The row before's text and code: rows sorted by tenant and time repeat most values.
     last: Option<(&'a str, u32)>,
-    at: FxHashMap<(usize, usize), u32>,
-    text: FxHashMap<&'a str, u32>,
     values: StringBuilder,
     keys: UInt32Builder,
+}
+
+/// The codes given so far, by what a row's value is known by.
+enum Codes<'a> {
+    /// By the address (and length) of the text.
+    At(FxHashMap<(usize, usize), u32>),
+    /// By the text.
+    Text(FxHashMap<&'a str, u32>),
 }
 
 impl<'a> SliceDictionary<'a> {
@@ -76,19 +81,21 @@ impl<'a> SliceDictionary<'a> {
     /// addresses get different codes here (the writer merges them); text held once and
     /// shared is looked up by address alone.
     pub fn with_capacity(rows: usize) -> Self {
-        Self {
-            by_text: false,
-            last: None,
-            at: FxHashMap::default(),
-            text: FxHashMap::default(),
-            values: StringBuilder::new(),
-            keys: UInt32Builder::with_capacity(rows),
-        }
+        Self::coded_by(Codes::At(FxHashMap::default()), rows)
     }
 
     /// Room for `rows` rows of text each record holds on its own, coded by text.
     pub fn of_text(rows: usize) -> Self {
-        Self { by_text: true, ..Self::with_capacity(rows) }
+        Self::coded_by(Codes::Text(FxHashMap::default()), rows)
+    }
+
+    fn coded_by(codes: Codes<'a>, rows: usize) -> Self {
+        Self {
+            codes,
+            last: None,
+            values: StringBuilder::new(),
+            keys: UInt32Builder::with_capacity(rows),
+        }
     }
 
     /// Appends a row.
@@ -96,11 +103,13 @@ impl<'a> SliceDictionary<'a> {
         let code = match self.last {
             Some((last, code)) if self.same(last, value) => code,
             _ => {
-                let next = (self.at.len() + self.text.len()) as u32;
-                let code = if self.by_text {
-                    *self.text.entry(value).or_insert(next)
-                } else {
-                    *self.at.entry((value.as_ptr() as usize, value.len())).or_insert(next)
+                // A value a code: the next code is the number of values so far.
+                let next = self.values.len() as u32;
+                let code = match &mut self.codes {
+                    Codes::At(codes) => {
+                        *codes.entry((value.as_ptr() as usize, value.len())).or_insert(next)
+                    }
+                    Codes::Text(codes) => *codes.entry(value).or_insert(next),
                 };
                 if code == next {
                     self.values.append_value(value);
@@ -122,7 +131,10 @@ impl<'a> SliceDictionary<'a> {
 
     /// Whether `value` is coded as `last` was.
     fn same(&self, last: &str, value: &str) -> bool {
-        if self.by_text { last == value } else { std::ptr::eq(last, value) }
+        match self.codes {
+            Codes::At(_) => std::ptr::eq(last, value),
+            Codes::Text(_) => last == value,
+        }
     }
 
     /// The column, as `Dictionary(UInt32, Utf8)`.
