@@ -321,28 +321,35 @@ mod tests {
         plain.extend(&events);
         let plain = plain.finish().unwrap();
         assert_eq!(coded.schema(), usage_events_coded_schema());
+        same_rows(&coded, &plain, &USAGE_EVENTS_CODED, |name| match name {
+            // Two addresses of "clinic-a".
+            "tenant_id" => 2,
+            // The shared user and the 14 made one a row.
+            "user_id" => 15,
+            "service_tier" => 2,
+            _ => 1,
+        });
+    }
+
+    /// `coded` holds `plain`'s rows: the columns named in `coded_names` as dictionaries of
+    /// `distinct(name)` values, the others as they are.
+    fn same_rows(
+        coded: &RecordBatch,
+        plain: &RecordBatch,
+        coded_names: &[&str],
+        distinct: impl Fn(&str) -> usize,
+    ) {
         assert_eq!(coded.num_columns(), plain.num_columns());
         for (i, field) in plain.schema().fields().iter().enumerate() {
-            let (ours, theirs) = (coded.column(i), plain.column(i));
-            if !USAGE_EVENTS_CODED.contains(&field.name().as_str()) {
-                assert_eq!(ours, theirs, "{}", field.name());
+            let (ours, theirs, name) = (coded.column(i), plain.column(i), field.name().as_str());
+            if !coded_names.contains(&name) {
+                assert_eq!(ours, theirs, "{name}");
                 continue;
             }
-            let dict = ours.as_dictionary::<UInt32Type>();
-            let values: &StringArray = dict.values().as_string();
-            let rows: Vec<&str> =
-                dict.keys().values().iter().map(|&k| values.value(k as usize)).collect();
-            let want: Vec<&str> = theirs.as_string::<i32>().iter().map(Option::unwrap).collect();
-            assert_eq!(rows, want, "{}", field.name());
-            let distinct = match field.name().as_str() {
-                // Two addresses of "clinic-a".
-                "tenant_id" => 2,
-                // The shared user and the 14 made one a row.
-                "user_id" => 15,
-                "service_tier" => 2,
-                _ => 1,
-            };
-            assert_eq!(values.len(), distinct, "{}", field.name());
+            let (rows, values) = dictionary_rows(ours);
+            let want: Vec<Option<&str>> = theirs.as_string::<i32>().iter().collect();
+            assert_eq!(rows, want, "{name}");
+            assert_eq!(values, distinct(name), "{name}");
         }
     }
 
@@ -398,27 +405,15 @@ mod tests {
         let coded = agent_spans_coded_batch(spans.iter()).unwrap();
         let plain = agent_spans_batch(spans.iter()).unwrap();
         assert_eq!(coded.schema(), agent_spans_coded_schema());
-        assert_eq!(coded.num_columns(), plain.num_columns());
-        for (i, field) in plain.schema().fields().iter().enumerate() {
-            let (ours, theirs) = (coded.column(i), plain.column(i));
-            if !AGENT_SPANS_CODED.contains(&field.name().as_str()) {
-                assert_eq!(ours, theirs, "{}", field.name());
-                continue;
-            }
-            let (rows, distinct) = dictionary_rows(ours);
-            let want: Vec<Option<&str>> = theirs.as_string::<i32>().iter().collect();
-            assert_eq!(rows, want, "{}", field.name());
-            let want_distinct = match field.name().as_str() {
-                "name" => 3,
-                // Two addresses of "hospital-a".
-                "tenant_id" => 2,
-                "tool_name" | "status" => 2,
-                // Nulls only.
-                "model_id" => 0,
-                _ => 1,
-            };
-            assert_eq!(distinct, want_distinct, "{}", field.name());
-        }
+        same_rows(&coded, &plain, &AGENT_SPANS_CODED, |name| match name {
+            "name" => 3,
+            // Two addresses of "hospital-a".
+            "tenant_id" => 2,
+            "tool_name" | "status" => 2,
+            // Nulls only.
+            "model_id" => 0,
+            _ => 1,
+        });
         assert_eq!(coded.column_by_name("model_id").unwrap().null_count(), 30);
     }
 }
