@@ -532,7 +532,12 @@ pub(crate) enum Kind {
 }
 
 /// The index of the first byte at or after `i` that is not JSON whitespace.
-fn skip_ws(b: &[u8], mut i: usize) -> usize {
+#[inline]
+pub(crate) fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    // Most calls meet no whitespace at all (compact JSON): one comparison for them.
+    if b.get(i).is_none_or(|&c| c > b' ') {
+        return i;
+    }
     while let Some(b' ' | b'\n' | b'\t' | b'\r') = b.get(i) {
         i += 1;
     }
@@ -544,7 +549,7 @@ const HI: u64 = 0x8080_8080_8080_8080;
 
 /// The index of the quote that closes a string whose text starts at `i`; `None` at an
 /// escape, a control character (which JSON refuses unescaped) or the end of the text.
-fn string_end(b: &[u8], i: usize) -> Option<usize> {
+pub(crate) fn string_end(b: &[u8], i: usize) -> Option<usize> {
     let at = string_stop(b, i);
     (b.get(at) == Some(&b'"')).then_some(at)
 }
@@ -600,7 +605,7 @@ fn stop_flags(w: u64) -> u64 {
 
 /// Reads the scalar value at `*i`, moving `*i` past it; `None` for a nested value or text
 /// that is not JSON.
-fn value(b: &[u8], i: &mut usize) -> Option<Kind> {
+pub(crate) fn value(b: &[u8], i: &mut usize) -> Option<Kind> {
     let literal = |i: &mut usize, word: &[u8], kind| {
         b.get(*i..*i + word.len()).filter(|w| *w == word)?;
         *i += word.len();

@@ -70,7 +70,10 @@ pub(crate) fn json_in(
     out: &mut Decoded,
     replayed_span: bool,
 ) -> Result<(), OtlpError> {
-    let req: Request = serde_json::from_slice(body).map_err(OtlpError::Json)?;
+    let req = match std::str::from_utf8(body).ok().and_then(super::flat::request) {
+        Some((req, _)) => req,
+        None => serde_json::from_slice(body).map_err(OtlpError::Json)?,
+    };
     request(&req, ctx, cfg, out, replayed_span);
     Ok(())
 }
@@ -86,9 +89,13 @@ pub(crate) fn request_line(
     cfg: &DecodeConfig,
     out: &mut Decoded,
 ) -> bool {
-    match serde_json::from_str::<super::model::RequestLine>(line) {
-        Ok(r) if !r.names_other_record => {
-            request(&r.request, ctx, cfg, out, false);
+    let read = super::flat::request(line).or_else(|| {
+        let r = serde_json::from_str::<super::model::RequestLine>(line).ok()?;
+        Some((r.request, r.names_other_record))
+    });
+    match read {
+        Some((req, false)) => {
+            request(&req, ctx, cfg, out, false);
             true
         }
         _ => false,

@@ -60,6 +60,7 @@ mod attrs;
 mod decode;
 #[cfg(test)]
 pub(crate) mod fixtures;
+mod flat;
 mod model;
 #[cfg(test)]
 mod props;
@@ -68,6 +69,7 @@ mod tests;
 
 pub use decode::{decode_json, decode_proto};
 pub(crate) use decode::{json_in, proto_in, request_line};
+pub(crate) use flat::agrees as flat_agrees;
 
 /// A body that is not an `ExportTraceServiceRequest` at all.
 #[derive(Debug, thiserror::Error)]

@@ -292,7 +292,7 @@ fn span_attributes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<KeyValue>, D::
 /// Attributes reserved for a span: a GenAI span carries about 10 to 16 (the generated ones 8
 /// to 13), which a list grown from empty reaches in three allocations, copying the entries
 /// twice.
-const SPAN_ATTRIBUTES: usize = 16;
+pub(super) const SPAN_ATTRIBUTES: usize = 16;
 
 /// A hex id, lower-cased. Its digits are checked later, per span.
 fn hex_id<'de, D: Deserializer<'de>>(d: D) -> Result<InlineText, D::Error> {
@@ -302,7 +302,7 @@ fn hex_id<'de, D: Deserializer<'de>>(d: D) -> Result<InlineText, D::Error> {
 }
 
 /// An integer given as a JSON number or a decimal string (`null` is 0).
-struct IntVisitor;
+pub(super) struct IntVisitor;
 
 impl Visitor<'_> for IntVisitor {
     type Value = Option<i128>;
@@ -346,7 +346,7 @@ where
 }
 
 /// An enum: an integer (what OTLP requires) or, leniently, its proto name.
-fn enum_value<'de, D: Deserializer<'de>>(
+pub(super) fn enum_value<'de, D: Deserializer<'de>>(
     d: D,
     names: &'static [&'static str],
 ) -> Result<i32, D::Error> {
@@ -379,25 +379,30 @@ fn enum_value<'de, D: Deserializer<'de>>(
     d.deserialize_any(V(names))
 }
 
+/// `SpanKind`'s proto names, by value.
+pub(super) const SPAN_KINDS: &[&str] = &[
+    "SPAN_KIND_UNSPECIFIED",
+    "SPAN_KIND_INTERNAL",
+    "SPAN_KIND_SERVER",
+    "SPAN_KIND_CLIENT",
+    "SPAN_KIND_PRODUCER",
+    "SPAN_KIND_CONSUMER",
+];
+
+/// `Status.StatusCode`'s proto names, by value.
+pub(super) const STATUS_CODES: &[&str] =
+    &["STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"];
+
 fn span_kind<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
-    const NAMES: &[&str] = &[
-        "SPAN_KIND_UNSPECIFIED",
-        "SPAN_KIND_INTERNAL",
-        "SPAN_KIND_SERVER",
-        "SPAN_KIND_CLIENT",
-        "SPAN_KIND_PRODUCER",
-        "SPAN_KIND_CONSUMER",
-    ];
-    enum_value(d, NAMES)
+    enum_value(d, SPAN_KINDS)
 }
 
 fn status_code<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
-    const NAMES: &[&str] = &["STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"];
-    enum_value(d, NAMES)
+    enum_value(d, STATUS_CODES)
 }
 
 /// Standard or URL-safe alphabet, padded or not (proto3 JSON accepts both).
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
+pub(super) fn base64_decode(s: &str) -> Option<Vec<u8>> {
     let cfg = GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
     GeneralPurpose::new(&alphabet::STANDARD, cfg)
         .decode(s)
@@ -407,7 +412,7 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
 
 /// A `doubleValue`: a number, or a string (`"NaN"`, `"Infinity"`, `"-Infinity"`, digits);
 /// `null` is no value.
-struct DoubleSeed;
+pub(super) struct DoubleSeed;
 
 impl<'de> de::DeserializeSeed<'de> for DoubleSeed {
     type Value = Option<f64>;

@@ -224,7 +224,11 @@ proptest! {
         // where the encoder cannot say it (it writes a NaN or infinite double as null).
         let finite = !format!("{req:?}").contains("NaN") && !format!("{req:?}").contains("inf");
         if let (true, Ok(text)) = (finite, serde_json::to_vec(&req)) {
-            let j = decode_json(&text, &src(), &cfg).map_err(|e| TestCaseError::fail(e.detail()))?;
+            let text = std::str::from_utf8(&text).unwrap();
+            prop_assert!(super::flat::agrees(text));
+            let serde = serde_json::from_str::<super::model::RequestLine>(text).is_ok();
+            prop_assert_eq!(super::flat::request(text).is_some(), serde, "{}", text);
+            let j = decode_json(text.as_bytes(), &src(), &cfg).map_err(|e| TestCaseError::fail(e.detail()))?;
             prop_assert_eq!(comparable(&d), comparable(&j));
         }
     }
@@ -242,6 +246,10 @@ proptest! {
         let cfg = DecodeConfig::default();
         let spans = decode_json(STRANDS.as_bytes(), &src(), &cfg).unwrap().outcomes.len();
         let body = doc.to_string();
+        prop_assert!(super::flat::agrees(&body), "{}", body);
+        // And read flat wherever serde_json reads it: values are changed, not keys or nesting.
+        let serde = serde_json::from_str::<super::model::RequestLine>(&body).is_ok();
+        prop_assert_eq!(super::flat::request(&body).is_some(), serde, "{}", body);
         let whole = decode_json(body.as_bytes(), &src(), &cfg);
         if let Ok(d) = &whole {
             check_spans(d, spans)?;

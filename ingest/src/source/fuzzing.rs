@@ -47,6 +47,12 @@ pub fn check_flat_fields(text: &str) {
     }
 }
 
+/// Panics unless the flat reading of an OTLP JSON request (without serde), wherever it gives a
+/// request, gives serde_json's.
+pub fn check_flat_request(text: &str) {
+    assert!(crate::otlp::flat_agrees(text), "{text:?}");
+}
+
 /// Panics unless a subscription payload's text `body` decodes alike in one pass (its log
 /// events, and their messages where they can be, read where they lie) and in two (its depth
 /// checked, then serde_json, each message unescaped before it is read): the one-pass reading
