@@ -32,20 +32,14 @@ const DEPTH: u32 = 64;
 /// marker ([`super::model::RequestLine`]); `None` for any text this reader does not take.
 pub(crate) fn request(text: &str) -> Option<(Request, bool)> {
     let mut r = Reader { text, b: text.as_bytes(), i: skip_ws(text.as_bytes(), 0), depth: 0 };
-    let mut req = Request::default();
-    let (mut seen, mut names_other_record) = (0, false);
-    r.object(|r, key| {
-        match key {
-            "resourceSpans" | "resource_spans" => {
-                once(&mut seen, 0)?;
-                req.resource_spans = r.list(0, Reader::resource_spans)?;
-            }
-            _ => {
-                names_other_record |= key == "event" || key == QUARANTINE_MARKER;
-                r.skip()?;
-            }
+    let mut names_other_record = false;
+    let req = r.record(|r, out: &mut Request, key| {
+        if !matches!(key, "resourceSpans" | "resource_spans") {
+            names_other_record |= key == "event" || key == QUARANTINE_MARKER;
+            return Some(None);
         }
-        Some(())
+        out.resource_spans = r.list(0, Reader::resource_spans)?;
+        Some(Some(0))
     })?;
     (skip_ws(r.b, r.i) == r.b.len()).then_some((req, names_other_record))
 }
@@ -253,212 +247,200 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn resource_spans(&mut self) -> Option<ResourceSpans> {
-        let mut out = ResourceSpans::default();
+    /// The object at `i` as a `T`, its members read by `field`: the field's number once it
+    /// has read a key it knows into `out` (serde's derive refuses a field twice), `None` for a
+    /// key it does not know, whose value is passed over.
+    fn record<T: Default>(
+        &mut self,
+        mut field: impl FnMut(&mut Self, &mut T, &'a str) -> Option<Option<u32>>,
+    ) -> Option<T> {
+        let mut out = T::default();
         let mut seen = 0;
-        self.object(|r, key| {
-            match key {
-                "resource" => {
-                    once(&mut seen, 0)?;
-                    out.resource = r.optional(Self::resource)?;
-                }
-                "scopeSpans" | "scope_spans" => {
-                    once(&mut seen, 1)?;
-                    out.scope_spans = r.list(0, Self::scope_spans)?;
-                }
-                "schemaUrl" | "schema_url" => {
-                    once(&mut seen, 2)?;
-                    out.schema_url = r.owned()?;
-                }
-                _ => r.skip()?,
-            }
-            Some(())
+        self.object(|r, key| match field(r, &mut out, key)? {
+            Some(bit) => once(&mut seen, bit),
+            None => r.skip(),
         })?;
         Some(out)
+    }
+
+    fn resource_spans(&mut self) -> Option<ResourceSpans> {
+        self.record(|r, out: &mut ResourceSpans, key| {
+            Some(Some(match key {
+                "resource" => {
+                    out.resource = r.optional(Self::resource)?;
+                    0
+                }
+                "scopeSpans" | "scope_spans" => {
+                    out.scope_spans = r.list(0, Self::scope_spans)?;
+                    1
+                }
+                "schemaUrl" | "schema_url" => {
+                    out.schema_url = r.owned()?;
+                    2
+                }
+                _ => return Some(None),
+            }))
+        })
     }
 
     fn resource(&mut self) -> Option<Resource> {
-        let mut out = Resource::default();
-        let mut seen = 0;
-        self.object(|r, key| {
-            match key {
+        self.record(|r, out: &mut Resource, key| {
+            Some(Some(match key {
                 "attributes" => {
-                    once(&mut seen, 0)?;
                     out.attributes = r.list(0, Self::key_value)?;
+                    0
                 }
                 "droppedAttributesCount" | "dropped_attributes_count" => {
-                    once(&mut seen, 1)?;
                     out.dropped_attributes_count = r.count()?;
+                    1
                 }
-                _ => r.skip()?,
-            }
-            Some(())
-        })?;
-        Some(out)
+                _ => return Some(None),
+            }))
+        })
     }
 
     fn scope_spans(&mut self) -> Option<ScopeSpans> {
-        let mut out = ScopeSpans::default();
-        let mut seen = 0;
-        self.object(|r, key| {
-            match key {
+        self.record(|r, out: &mut ScopeSpans, key| {
+            Some(Some(match key {
                 "scope" => {
-                    once(&mut seen, 0)?;
                     out.scope = r.optional(Self::scope)?;
+                    0
                 }
                 "spans" => {
-                    once(&mut seen, 1)?;
                     out.spans = r.list(0, Self::span)?;
+                    1
                 }
                 "schemaUrl" | "schema_url" => {
-                    once(&mut seen, 2)?;
                     out.schema_url = r.owned()?;
+                    2
                 }
-                _ => r.skip()?,
-            }
-            Some(())
-        })?;
-        Some(out)
+                _ => return Some(None),
+            }))
+        })
     }
 
     fn scope(&mut self) -> Option<Scope> {
-        let mut out = Scope::default();
-        let mut seen = 0;
-        self.object(|r, key| {
-            match key {
+        self.record(|r, out: &mut Scope, key| {
+            Some(Some(match key {
                 "name" => {
-                    once(&mut seen, 0)?;
                     out.name = r.text()?;
+                    0
                 }
                 "version" => {
-                    once(&mut seen, 1)?;
                     out.version = r.owned()?;
+                    1
                 }
                 "attributes" => {
-                    once(&mut seen, 2)?;
                     out.attributes = r.list(0, Self::key_value)?;
+                    2
                 }
                 "droppedAttributesCount" | "dropped_attributes_count" => {
-                    once(&mut seen, 3)?;
                     out.dropped_attributes_count = r.count()?;
+                    3
                 }
-                _ => r.skip()?,
-            }
-            Some(())
-        })?;
-        Some(out)
+                _ => return Some(None),
+            }))
+        })
     }
 
     fn span(&mut self) -> Option<Span> {
-        let mut out = Span::default();
-        let mut seen = 0;
-        self.object(|r, key| {
-            match key {
+        self.record(|r, out: &mut Span, key| {
+            Some(Some(match key {
                 "traceId" | "trace_id" => {
-                    once(&mut seen, 0)?;
                     out.trace_id = r.hex_id()?;
+                    0
                 }
                 "spanId" | "span_id" => {
-                    once(&mut seen, 1)?;
                     out.span_id = r.hex_id()?;
+                    1
                 }
                 "traceState" | "trace_state" => {
-                    once(&mut seen, 2)?;
                     out.trace_state = r.owned()?;
+                    2
                 }
                 "parentSpanId" | "parent_span_id" => {
-                    once(&mut seen, 3)?;
                     out.parent_span_id = r.hex_id()?;
+                    3
                 }
                 "flags" => {
-                    once(&mut seen, 4)?;
                     out.flags = r.count()?;
+                    4
                 }
                 "name" => {
-                    once(&mut seen, 5)?;
                     out.name = r.text()?;
+                    5
                 }
                 "kind" => {
-                    once(&mut seen, 6)?;
                     out.kind = r.enumeration(SPAN_KINDS)?;
+                    6
                 }
                 "startTimeUnixNano" | "start_time_unix_nano" => {
-                    once(&mut seen, 7)?;
                     out.start_time_unix_nano = r.count()?;
+                    7
                 }
                 "endTimeUnixNano" | "end_time_unix_nano" => {
-                    once(&mut seen, 8)?;
                     out.end_time_unix_nano = r.count()?;
+                    8
                 }
                 "attributes" => {
-                    once(&mut seen, 9)?;
                     out.attributes = r.list(SPAN_ATTRIBUTES, Self::key_value)?;
+                    9
                 }
                 "droppedAttributesCount" | "dropped_attributes_count" => {
-                    once(&mut seen, 10)?;
                     out.dropped_attributes_count = r.count()?;
+                    10
                 }
                 "droppedEventsCount" | "dropped_events_count" => {
-                    once(&mut seen, 11)?;
                     out.dropped_events_count = r.count()?;
+                    11
                 }
                 "droppedLinksCount" | "dropped_links_count" => {
-                    once(&mut seen, 12)?;
                     out.dropped_links_count = r.count()?;
+                    12
                 }
                 "status" => {
-                    once(&mut seen, 13)?;
                     out.status = r.optional(Self::status)?;
+                    13
                 }
                 // Events and links among them: skipped unbuilt, as serde_json skips them.
-                _ => r.skip()?,
-            }
-            Some(())
-        })?;
-        Some(out)
+                _ => return Some(None),
+            }))
+        })
     }
 
     fn status(&mut self) -> Option<Status> {
-        let mut out = Status::default();
-        let mut seen = 0;
-        self.object(|r, key| {
-            match key {
+        self.record(|r, out: &mut Status, key| {
+            Some(Some(match key {
                 "message" => {
-                    once(&mut seen, 0)?;
                     out.message = r.owned()?;
+                    0
                 }
                 "code" => {
-                    once(&mut seen, 1)?;
                     out.code = r.enumeration(STATUS_CODES)?;
+                    1
                 }
-                _ => r.skip()?,
-            }
-            Some(())
-        })?;
-        Some(out)
+                _ => return Some(None),
+            }))
+        })
     }
 
     fn key_value(&mut self) -> Option<KeyValue> {
         if let Some(kv) = self.compact_key_value() {
             return Some(kv);
         }
-        let mut out = KeyValue::default();
-        let mut seen = 0;
-        self.object(|r, key| {
-            match key {
+        self.record(|r, out: &mut KeyValue, key| {
+            Some(Some(match key {
                 "key" => {
-                    once(&mut seen, 0)?;
                     out.key = r.text()?;
+                    0
                 }
                 "value" => {
-                    once(&mut seen, 1)?;
                     out.value = r.any_value()?;
+                    1
                 }
-                _ => r.skip()?,
-            }
-            Some(())
-        })?;
-        Some(out)
+                _ => return Some(None),
+            }))
+        })
     }
 
     /// An attribute as the SDKs and the Collector write nearly all of them, byte for byte
@@ -561,19 +543,13 @@ impl<'a> Reader<'a> {
 
     /// `{"values": [...]}` of an array or kvlist value, each value read by `item`.
     fn values<T>(&mut self, mut item: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
-        let mut out = Vec::new();
-        let mut seen = 0;
-        self.object(|r, key| {
-            match key {
-                "values" => {
-                    once(&mut seen, 0)?;
-                    out = r.list(0, &mut item)?;
-                }
-                _ => r.skip()?,
+        self.record(|r, out: &mut Vec<T>, key| {
+            if key != "values" {
+                return Some(None);
             }
-            Some(())
-        })?;
-        Some(out)
+            *out = r.list(0, &mut item)?;
+            Some(Some(0))
+        })
     }
 }
 
